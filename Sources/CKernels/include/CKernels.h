@@ -1,0 +1,37 @@
+// Hot element-wise kernels of contrast, in C so that each can be compiled for several
+// instruction sets (F16C, AVX2, AVX-512) and picked at run time: Swift cannot do this
+// without unsafe flags, which would make the package unusable as a dependency.
+// Every kernel here has a plain Swift reference beside its wrapper and a test comparing them.
+#ifndef CONTRAST_CKERNELS_H
+#define CONTRAST_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Which path the dispatching kernels took on this CPU (for logs and benchmarks).
+const char *ck_instruction_set(void);
+
+// Float32 <-> IEEE half (binary16) and bfloat16, round to nearest even. NaN stays NaN.
+void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+void ck_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// Forces the portable (non-F16C) half conversion path; for tests of the fallback.
+void ck_set_portable_half(int portable);
+
+/// y[r, c] += bias[c] for r < rows, c < cols (row-major, row stride cols).
+void ck_add_bias_rows(float *y, const float *bias, size_t rows, size_t cols);
+/// y = max(y, 0) in place.
+void ck_relu_inplace(float *y, size_t n);
+/// dx[i] = y[i] > 0 ? dy[i] : 0 (y is the ReLU output); dx may alias dy.
+void ck_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+/// db[c] += sum_r dy[r, c].
+void ck_bias_gradient(float *db, const float *dy, size_t rows, size_t cols);
+
+/// One AdamW step over a flat range (PyTorch semantics: decoupled decay, bias correction).
+///   p -= lr * wd * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+///   p -= lr * (m / c1) / (sqrt(v / c2) + eps),  c1 = 1 - b1^t, c2 = 1 - b2^t.
+void ck_adamw(float *p, const float *g, float *m, float *v, size_t n,
+              float lr, float beta1, float beta2, float eps, float weight_decay,
+              float correction1, float correction2);
+
+#endif

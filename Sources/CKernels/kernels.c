@@ -1,0 +1,165 @@
+#include "CKernels.h"
+#include <math.h>
+#include <string.h>
+#include <immintrin.h>
+
+// target_clones: the compiler emits one body per listed target and an ifunc resolver that
+// picks the best one for the running CPU once, at load time.
+#define CK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+static int cpu_has_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    }
+    return cached;
+}
+
+static int force_portable_half = 0;
+void ck_set_portable_half(int portable) { force_portable_half = portable; }
+
+const char *ck_instruction_set(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+    return "sse2";
+}
+
+// ---- Float16, portable path (bit manipulation, round to nearest even) -------------------
+
+static inline uint16_t f32_to_f16_scalar(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u) {                     // inf or NaN
+        return (uint16_t)(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0u));
+    }
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // rounds to >= 65520: inf
+    if (absx < 0x38800000u) {                      // subnormal half (or zero)
+        // Add 0.5 (as a float) so the FPU rounds the mantissa to nearest even for us.
+        float a; memcpy(&a, &absx, 4);
+        a += 0.5f;
+        uint32_t r; memcpy(&r, &a, 4);
+        return (uint16_t)(sign | (r - 0x3f000000u));
+    }
+    uint32_t mant_odd = (absx >> 13) & 1u;
+    absx += 0xc8000fffu + mant_odd;                // rebias exponent (-112 << 23) and round
+    return (uint16_t)(sign | (absx >> 13));
+}
+
+static inline float f16_to_f32_scalar(uint16_t h) {
+    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t x;
+    if (exp == 0x1f) {
+        x = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 0) {
+        if (mant == 0) { x = sign; }
+        else {                                     // subnormal: value = mant * 2^-24
+            float f = (float)mant * 5.9604644775390625e-8f;
+            memcpy(&x, &f, 4); x |= sign;
+        }
+    } else {
+        x = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    float f; memcpy(&f, &x, 4); return f;
+}
+
+__attribute__((target("f16c,avx2")))
+static void f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(dst + i), h);
+    }
+    for (; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+__attribute__((target("f16c,avx2")))
+static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+    if (!force_portable_half && cpu_has_f16c()) { f32_to_f16_f16c(src, dst, n); return; }
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+void ck_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    if (!force_portable_half && cpu_has_f16c()) { f16_to_f32_f16c(src, dst, n); return; }
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+// ---- bfloat16: the top 16 bits of a float32, rounded to nearest even --------------------
+// Plain integer arithmetic; the clones let the compiler vectorise it at each width.
+
+CK_CLONES
+void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x; memcpy(&x, src + i, 4);
+        uint32_t rounded = x + 0x7fffu + ((x >> 16) & 1u);
+        uint32_t is_nan = (x & 0x7fffffffu) > 0x7f800000u;
+        // A NaN keeps its sign and becomes a quiet NaN rather than rounding into inf.
+        dst[i] = is_nan ? (uint16_t)((x >> 16) | 0x40u) : (uint16_t)(rounded >> 16);
+    }
+}
+
+CK_CLONES
+void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &x, 4);
+    }
+}
+
+// ---- layer kernels ----------------------------------------------------------------------
+
+CK_CLONES
+void ck_add_bias_rows(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict row = y + r * cols;
+        for (size_t c = 0; c < cols; c++) row[c] += bias[c];
+    }
+}
+
+CK_CLONES
+void ck_relu_inplace(float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+CK_CLONES
+void ck_relu_backward(float *dx, const float *dy, const float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+CK_CLONES
+void ck_bias_gradient(float *restrict db, const float *restrict dy, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict row = dy + r * cols;
+        for (size_t c = 0; c < cols; c++) db[c] += row[c];
+    }
+}
+
+CK_CLONES
+void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+              float correction1, float correction2) {
+    const float decay = 1.0f - lr * weight_decay;
+    const float step = lr / correction1;
+    const float sqrt_c2 = sqrtf(correction2);
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi; v[i] = vi;
+        p[i] = p[i] * decay - step * mi / ((sqrtf(vi) / sqrt_c2 + eps));
+    }
+}

@@ -1,0 +1,47 @@
+import CBLAS
+
+/// Matrix multiplication through OpenBLAS: C = alpha * op(A) op(B) + beta * C.
+///
+/// Row-major. op(A) is M x K, op(B) is K x N, C is M x N. `lda`, `ldb`, `ldc` are row strides
+/// of the stored (untransposed) matrices.
+@inline(__always)
+public func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    if m == 0 || n == 0 { return }
+    cblas_sgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The plain triple loop `gemm` is tested against (accumulates in Double).
+public func gemmReference(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    for i in 0..<m {
+        for j in 0..<n {
+            var sum = 0.0
+            for p in 0..<k {
+                let av = transposeA ? a[p * lda + i] : a[i * lda + p]
+                let bv = transposeB ? b[j * ldb + p] : b[p * ldb + j]
+                sum += Double(av) * Double(bv)
+            }
+            let previous = beta == 0 ? 0 : beta * c[i * ldc + j]
+            c[i * ldc + j] = alpha * Float(sum) + previous
+        }
+    }
+}
+
+/// OpenBLAS's own thread pool. Set explicitly (1 by default in contrast): with one MPI rank
+/// per core, BLAS threads would only fight over the cores.
+public enum BLASThreads {
+    public static func set(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
+    public static var current: Int { Int(openblas_get_num_threads()) }
+    public static var configuration: String { String(cString: openblas_get_config()) }
+}
