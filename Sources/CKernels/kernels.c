@@ -163,3 +163,58 @@ void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, flo
         p[i] = p[i] * decay - step * mi / ((sqrtf(vi) / sqrt_c2 + eps));
     }
 }
+
+// ---- softmax helpers ---------------------------------------------------------------------
+// Reductions use 16 explicit lanes so the compiler vectorises them without -ffast-math.
+
+CK_CLONES
+float ck_max(const float *restrict x, size_t n) {
+    float lanes[16];
+    for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+    float m = -INFINITY;
+    for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static inline float exp_poly(float x) {
+    // exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts).
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = __builtin_roundevenf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale; memcpy(&scale, &e, 4);
+    return p * scale;
+}
+
+CK_CLONES
+float ck_exp_sum(const float *x, float *y, size_t n, float shift) {
+    float lanes[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) {
+            float v = exp_poly(x[i + l] - shift);
+            v = (x[i + l] - shift) < -87.0f ? 0.0f : v;
+            y[i + l] = v;
+            lanes[l] += v;
+        }
+    float sum = 0;
+    for (int l = 0; l < 16; l++) sum += lanes[l];
+    for (; i < n; i++) {
+        float v = (x[i] - shift) < -87.0f ? 0.0f : exp_poly(x[i] - shift);
+        y[i] = v;
+        sum += v;
+    }
+    return sum;
+}

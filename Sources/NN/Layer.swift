@@ -15,22 +15,9 @@ public protocol Layer: AnyObject {
 
     /// Given dL/d(output) (B x O) for the last forward, accumulates parameter gradients and
     /// returns dL/d(input) (B x I), or nil when `computesInputGradient` is false.
-    func backward(_ outputGradient: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>?
+    /// The layer consumes `outputGradient`: it may overwrite it (e.g. a fused ReLU masks it in place).
+    func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>?
 
     /// Whether backward produces dL/d(input). The first layer of a network does not need to.
     var computesInputGradient: Bool { get set }
-}
-
-/// A growable scratch buffer of Float: reallocated only when a larger size is requested, so
-/// steady-state steps allocate nothing.
-public final class ScratchBuffer: @unchecked Sendable {
-    public private(set) var tensor = Tensor(zeros: [0])
-    public init() {}
-
-    /// A pointer to at least `count` floats (contents unspecified after growth).
-    @inline(__always)
-    public func pointer(count: Int) -> UnsafeMutablePointer<Float> {
-        if tensor.count < count { tensor = Tensor(zeros: [count]) }
-        return tensor.data
-    }
 }

@@ -148,4 +148,21 @@ public enum Kernels {
             for c in 0..<columns { out[c] = row[c] - lse }
         }
     }
+
+    /// max of x[0..<n] (n > 0).
+    @inline(__always)
+    public static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float { ck_max(x, count) }
+
+    /// y = exp(x - shift) element-wise, returning the sum of y (vectorised polynomial exp,
+    /// within a few ulp of Foundation's exp; arguments below -87 give exactly 0). y may be x.
+    @inline(__always)
+    public static func expSum(_ y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>, count: Int, shift: Float) -> Float {
+        ck_exp_sum(x, y, count, shift)
+    }
+
+    public static func expSumReference(_ y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>, count: Int, shift: Float) -> Float {
+        var sum: Float = 0
+        for i in 0..<count { y[i] = exp(x[i] - shift); sum += y[i] }
+        return sum
+    }
 }

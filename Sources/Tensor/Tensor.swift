@@ -62,3 +62,17 @@ public final class Tensor: @unchecked Sendable {
         return t
     }
 }
+
+/// A growable scratch buffer of Float: reallocated only when a larger size is requested, so
+/// steady-state steps allocate nothing.
+public final class ScratchBuffer: @unchecked Sendable {
+    public private(set) var tensor = Tensor(zeros: [0])
+    public init() {}
+
+    /// A pointer to at least `count` floats (contents unspecified after growth).
+    @inline(__always)
+    public func pointer(count: Int) -> UnsafeMutablePointer<Float> {
+        if tensor.count < count { tensor = Tensor(zeros: [count]) }
+        return tensor.data
+    }
+}

@@ -34,4 +34,10 @@ void ck_adamw(float *p, const float *g, float *m, float *v, size_t n,
               float lr, float beta1, float beta2, float eps, float weight_decay,
               float correction1, float correction2);
 
+/// max_i x[i] (n > 0).
+float ck_max(const float *x, size_t n);
+/// y[i] = exp(x[i] - shift); returns sum_i y[i]. exp is a Cephes-style polynomial (within
+/// 2 ulp of expf over the range softmax uses; inputs below -87 give 0). y may be x.
+float ck_exp_sum(const float *x, float *y, size_t n, float shift);
+
 #endif

@@ -1,0 +1,74 @@
+import Tensor
+
+/// Fully connected layer, PyTorch layout: y = x W^T + b, with an optionally fused ReLU.
+///
+/// Shapes: B batch, I input width, O output width. x: B x I, W: O x I, b: O, y: B x O.
+/// Fusing the ReLU saves one pass over y in each direction; `ReLU` exists as its own layer too.
+public final class Linear: Layer {
+    public enum Activation: Sendable { case identity, relu }
+
+    public let inputWidth: Int
+    public let outputWidth: Int
+    public let activation: Activation
+    public let weight: ParameterSlice
+    public let bias: ParameterSlice?
+    public var computesInputGradient = true
+    private let arena: ParameterArena
+
+    private let output = ScratchBuffer()
+    private let inputGradient = ScratchBuffer()
+    private var savedInput: UnsafePointer<Float>?
+
+    /// Registers W (O x I) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
+    public init(inputDimensions: Int, outputDimensions: Int, bias: Bool = true, activation: Activation = .identity,
+                name: String, arena: ParameterArena) {
+        self.inputWidth = inputDimensions
+        self.outputWidth = outputDimensions
+        self.activation = activation
+        self.arena = arena
+        self.weight = arena.allocate(name: "\(name).weight", shape: [outputDimensions, inputDimensions], kind: .weight)
+        self.bias = bias ? arena.allocate(name: "\(name).bias", shape: [outputDimensions], kind: .bias) : nil
+    }
+
+    /// PyTorch's default: W ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(I), 1/sqrt(I)), b ~ U(-1/sqrt(I), 1/sqrt(I)).
+    /// Draws come from the counter RNG stream (seed, initialisation, `stream`): weights first, then bias.
+    public func initialise(seed: UInt64, stream: UInt64) {
+        var random = RandomStream(seed: seed, stream: RandomStream.id(.initialisation, stream))
+        let bound = 1 / Float(inputWidth).squareRoot()
+        let w = arena.parameters(weight)
+        for i in 0..<weight.count { w[i] = random.nextUniform(-bound, bound) }
+        if let bias {
+            let b = arena.parameters(bias)
+            for i in 0..<bias.count { b[i] = random.nextUniform(-bound, bound) }
+        }
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        savedInput = input
+        let y = output.pointer(count: batch * outputWidth)
+        gemm(transposeA: false, transposeB: true, m: batch, n: outputWidth, k: inputWidth,
+             a: input, lda: inputWidth, b: arena.parameters(weight), ldb: inputWidth, c: y, ldc: outputWidth)
+        if let bias { Kernels.addBiasRows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth) }
+        if activation == .relu { Kernels.reluInPlace(y, count: batch * outputWidth) }
+        return y
+    }
+
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard let x = savedInput else { preconditionFailure("Linear.backward before forward") }
+        let dy = outputGradient
+        if activation == .relu {
+            // Through the ReLU in place: y > 0 exactly where the pre-activation was > 0.
+            Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: batch * outputWidth)
+        }
+        // dW += dy^T x  (O x I)
+        gemm(transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batch,
+             a: dy, lda: outputWidth, b: x, ldb: inputWidth, beta: 1, c: arena.gradients(weight), ldc: inputWidth)
+        if let bias { Kernels.biasGradient(arena.gradients(bias), outputGradient: dy, rows: batch, columns: outputWidth) }
+        guard computesInputGradient else { return nil }
+        // dx = dy W  (B x I)
+        let dx = inputGradient.pointer(count: batch * inputWidth)
+        gemm(transposeA: false, transposeB: false, m: batch, n: inputWidth, k: outputWidth,
+             a: dy, lda: outputWidth, b: arena.parameters(weight), ldb: inputWidth, c: dx, ldc: inputWidth)
+        return dx
+    }
+}

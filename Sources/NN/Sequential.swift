@@ -1,0 +1,75 @@
+import Tensor
+
+/// Layers applied in order; backward in reverse. Shapes: B x (first layer's I) in,
+/// B x (last layer's O) out.
+public final class Sequential: Layer {
+    public let layers: [Layer]
+    public var inputWidth: Int { layers.first!.inputWidth }
+    public var outputWidth: Int { layers.last!.outputWidth }
+
+    public var computesInputGradient: Bool {
+        get { layers.first!.computesInputGradient }
+        set { layers.first!.computesInputGradient = newValue }
+    }
+
+    public init(_ layers: [Layer]) {
+        precondition(!layers.isEmpty, "Sequential needs at least one layer")
+        for (a, b) in zip(layers, layers.dropFirst()) {
+            precondition(a.outputWidth == b.inputWidth,
+                         "Sequential: a layer of output width \(a.outputWidth) feeds one of input width \(b.inputWidth)")
+        }
+        self.layers = layers
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        var x = layers[0].forward(input, batch: batch)
+        for layer in layers.dropFirst() { x = layer.forward(x, batch: batch) }
+        return x
+    }
+
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        var gradient: UnsafeMutablePointer<Float>? = outputGradient
+        for layer in layers.reversed() {
+            guard let g = gradient else { return nil }
+            gradient = layer.backward(g, batch: batch)
+        }
+        return gradient
+    }
+}
+
+/// A multilayer perceptron: Linear layers of the given widths with an activation between
+/// them (none after the last). widths = [I, H1, ..., O].
+public enum MLP {
+    public enum Activation: String, Sendable { case relu, gelu }
+
+    public static func make(widths: [Int], activation: Activation, name: String, arena: ParameterArena) -> Sequential {
+        precondition(widths.count >= 2, "MLP needs at least an input and an output width, got \(widths)")
+        var layers: [Layer] = []
+        for i in 0..<(widths.count - 1) {
+            let last = i == widths.count - 2
+            let fuseReLU = !last && activation == .relu
+            layers.append(Linear(inputDimensions: widths[i], outputDimensions: widths[i + 1],
+                                 activation: fuseReLU ? .relu : .identity, name: "\(name).\(i)", arena: arena))
+            if !last && activation == .gelu { layers.append(GELU(width: widths[i + 1])) }
+        }
+        return Sequential(layers)
+    }
+}
+
+extension Sequential {
+    /// Initialises every Linear (PyTorch defaults) and LayerNorm in order; stream ids are
+    /// `firstStream`, `firstStream + 1`, ... so each layer's draws are independent.
+    @discardableResult
+    public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
+        var stream = firstStream
+        for layer in layers {
+            switch layer {
+            case let linear as Linear: linear.initialise(seed: seed, stream: stream); stream += 1
+            case let norm as LayerNorm: norm.initialise()
+            case let nested as Sequential: stream = nested.initialise(seed: seed, firstStream: stream)
+            default: break
+            }
+        }
+        return stream
+    }
+}

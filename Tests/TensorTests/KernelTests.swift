@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+@testable import Tensor
+
+/// Every fast kernel against the plain reference beside it.
+@Suite struct KernelTests {
+    func random(_ count: Int, stream: UInt64, low: Float = -2, high: Float = 2) -> Tensor {
+        var rng = RandomStream(seed: 7, stream: stream)
+        let t = Tensor(zeros: [count])
+        for i in 0..<count { t[i] = rng.nextUniform(low, high) }
+        return t
+    }
+
+    @Test func biasAddMatchesReference() {
+        let rows = 13, cols = 67
+        let y = random(rows * cols, stream: 1), bias = random(cols, stream: 2)
+        let expected = y.clone()
+        Kernels.addBiasRows(y.data, bias: bias.data, rows: rows, columns: cols)
+        Kernels.addBiasRowsReference(expected.data, bias: bias.data, rows: rows, columns: cols)
+        #expect(y.array == expected.array)
+    }
+
+    @Test func reluForwardAndBackwardMatchReference() {
+        let n = 1001
+        let y = random(n, stream: 3), expected = y.clone()
+        Kernels.reluInPlace(y.data, count: n)
+        Kernels.reluInPlaceReference(expected.data, count: n)
+        #expect(y.array == expected.array)
+        let dy = random(n, stream: 4)
+        let dx = Tensor(zeros: [n]), dxReference = Tensor(zeros: [n])
+        Kernels.reluBackward(inputGradient: dx.data, outputGradient: dy.data, output: y.data, count: n)
+        Kernels.reluBackwardReference(inputGradient: dxReference.data, outputGradient: dy.data, output: y.data, count: n)
+        #expect(dx.array == dxReference.array)
+    }
+
+    @Test func biasGradientMatchesReference() {
+        let rows = 40, cols = 33
+        let dy = random(rows * cols, stream: 5)
+        let db = random(cols, stream: 6), expected = db.clone()
+        Kernels.biasGradient(db.data, outputGradient: dy.data, rows: rows, columns: cols)
+        Kernels.biasGradientReference(expected.data, outputGradient: dy.data, rows: rows, columns: cols)
+        for c in 0..<cols { #expect(abs(db[c] - expected[c]) <= 1e-5, "column \(c)") }
+    }
+
+    @Test func expSumMatchesFoundationExp() {
+        let n = 517
+        let x = random(n, stream: 8, low: -80, high: 10)
+        x[3] = -.infinity
+        let y = Tensor(zeros: [n]), expected = Tensor(zeros: [n])
+        let sum = Kernels.expSum(y.data, input: x.data, count: n, shift: 1.5)
+        let sumReference = Kernels.expSumReference(expected.data, input: x.data, count: n, shift: 1.5)
+        #expect(y[3] == 0)
+        for i in 0..<n {
+            let tolerance = 4 * expected[i].ulp
+            #expect(abs(y[i] - expected[i]) <= tolerance, "exp(\(x[i]) - 1.5): \(y[i]) vs \(expected[i])")
+        }
+        #expect(abs(sum - sumReference) <= 1e-5 * sumReference)
+        #expect(Kernels.maximum(x.data, count: n) == x.array.max()!)
+    }
+
+    @Test func sumOfSquaresMatchesDouble() {
+        let x = random(10_007, stream: 9)
+        let expected = x.array.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(abs(Kernels.sumOfSquares(x.data, count: x.count) - expected) <= 1e-6 * expected)
+    }
+
+    @Test func l2NormalizeRowsGivesUnitRows() {
+        let rows = 5, cols = 9
+        let u = random(rows * cols, stream: 10)
+        let z = Tensor(zeros: [rows, cols]), norms = Tensor(zeros: [rows])
+        Kernels.l2NormalizeRows(z.data, norms: norms.data, input: u.data, rows: rows, columns: cols)
+        for r in 0..<rows {
+            var sum: Float = 0
+            for c in 0..<cols { sum += z[r * cols + c] * z[r * cols + c] }
+            #expect(abs(sum - 1) < 1e-5)
+        }
+    }
+
+    @Test func logSoftmaxRowsExponentiateToOne() {
+        let rows = 4, cols = 11
+        let x = random(rows * cols, stream: 11, low: -30, high: 30)
+        let y = Tensor(zeros: [rows, cols]), lse = Tensor(zeros: [rows])
+        Kernels.logSoftmaxRows(y.data, logSumExp: lse.data, input: x.data, rows: rows, columns: cols)
+        for r in 0..<rows {
+            var sum = 0.0
+            for c in 0..<cols { sum += exp(Double(y[r * cols + c])) }
+            #expect(abs(sum - 1) < 1e-5)
+        }
+    }
+
+    @Test func geluMatchesDefinition() {
+        let n = 64
+        let x = random(n, stream: 12, low: -4, high: 4), y = Tensor(zeros: [n])
+        Kernels.gelu(y.data, input: x.data, count: n)
+        for i in 0..<n {
+            let v = Double(x[i])
+            let expected = v * 0.5 * (1 + erf(v / 2.0.squareRoot()))
+            #expect(abs(Double(y[i]) - expected) < 1e-6)
+        }
+    }
+}
