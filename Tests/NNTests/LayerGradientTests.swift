@@ -1,0 +1,128 @@
+import Testing
+@testable import NN
+@testable import Tensor
+
+/// Finite-difference checks of every layer's backward: parameters and inputs.
+/// The scalar checked is L = sum(y * w) for fixed random w, so dL/dy = w.
+/// Tolerance: relative error 2e-2 (Float32 central differences, h = 1e-2, or 1e-3 next to ReLU
+/// kinks); measured errors are typically below 1e-3.
+@Suite struct LayerGradientTests {
+    static let tolerance = 2e-2
+
+    func fill(_ p: UnsafeMutablePointer<Float>, _ n: Int, stream: UInt64, scale: Float = 1) {
+        var rng = RandomStream(seed: 11, stream: stream)
+        for i in 0..<n { p[i] = rng.nextUniform(-scale, scale) }
+    }
+
+    /// Checks dL/dparams and dL/dinput of `layer` against finite differences.
+    func check(_ layer: Layer, arena: ParameterArena, batch: Int, checkInput: Bool = true, step: Float = 1e-2) {
+        let input = Tensor(zeros: [batch, layer.inputWidth])
+        fill(input.data, input.count, stream: 1)
+        let weights = Tensor(zeros: [batch, layer.outputWidth])
+        fill(weights.data, weights.count, stream: 2)
+        let dy = Tensor(zeros: [batch, layer.outputWidth])
+
+        func loss() -> Double {
+            let y = layer.forward(input.data, batch: batch)
+            var sum = 0.0
+            for i in 0..<weights.count { sum += Double(y[i]) * Double(weights[i]) }
+            return sum
+        }
+        _ = loss()
+        arena.zeroGradients()
+        dy.copy(from: weights)
+        let dx = layer.backward(dy.data, batch: batch)
+
+        var rng = RandomStream(seed: 3, stream: 4)
+        let parameterIndices = (0..<min(arena.count, 40)).map { _ in rng.nextInt(below: arena.count) }
+            .filter { i in arena.slices.contains { $0.range.contains(i) } }
+        if !parameterIndices.isEmpty {
+            let numerical = GradientCheck.numericalGradient(of: loss, at: arena.parameters.data, indices: parameterIndices, step: step)
+            let analytic = parameterIndices.map { Double(arena.gradients[$0]) }
+            let error = GradientCheck.maxRelativeError(analytic: analytic, numerical: numerical)
+            #expect(error < Self.tolerance, "parameters: analytic \(analytic) numerical \(numerical)")
+        }
+        if checkInput, let dx {
+            let analyticInput = (0..<input.count).map { Double(dx[$0]) }
+            let indices = Array(0..<min(input.count, 60))
+            let numerical = GradientCheck.numericalGradient(of: loss, at: input.data, indices: indices, step: step)
+            #expect(GradientCheck.maxRelativeError(analytic: indices.map { analyticInput[$0] }, numerical: numerical) < Self.tolerance)
+        }
+    }
+
+    @Test func linear() {
+        let arena = ParameterArena()
+        let layer = Linear(inputDimensions: 7, outputDimensions: 5, name: "fc", arena: arena)
+        arena.seal()
+        layer.initialise(seed: 1, stream: 0)
+        check(layer, arena: arena, batch: 4)
+    }
+
+    @Test func linearWithFusedReLU() {
+        let arena = ParameterArena()
+        let layer = Linear(inputDimensions: 6, outputDimensions: 8, activation: .relu, name: "fc", arena: arena)
+        arena.seal()
+        layer.initialise(seed: 2, stream: 0)
+        // A small step: a larger one moves pre-activations across the ReLU's kink.
+        check(layer, arena: arena, batch: 5, step: 1e-3)
+    }
+
+    @Test func relu() {
+        let arena = ParameterArena(); arena.seal()
+        check(ReLU(width: 9), arena: arena, batch: 3, step: 1e-3)
+    }
+
+    @Test func gelu() {
+        let arena = ParameterArena(); arena.seal()
+        check(GELU(width: 9), arena: arena, batch: 3)
+    }
+
+    @Test func layerNorm() {
+        let arena = ParameterArena()
+        let layer = LayerNorm(width: 8, name: "ln", arena: arena)
+        arena.seal()
+        layer.initialise()
+        // Non-trivial gamma and beta so their gradients matter.
+        fill(arena.parameters.data, arena.count, stream: 9)
+        check(layer, arena: arena, batch: 4)
+    }
+
+    @Test func l2Normalize() {
+        let arena = ParameterArena(); arena.seal()
+        check(L2Normalize(width: 6), arena: arena, batch: 4)
+    }
+
+    @Test func mlpWithGELUAndNormalisedOutput() {
+        let arena = ParameterArena()
+        let mlp = MLP.make(widths: [5, 7, 6, 4], activation: .gelu, name: "mlp", arena: arena)
+        let model = Sequential([mlp, L2Normalize(width: 4)])
+        arena.seal()
+        mlp.initialise(seed: 5, firstStream: 0)
+        check(model, arena: arena, batch: 3)
+    }
+
+    @Test func linearMatchesPyTorchLayoutAndInitBounds() {
+        let arena = ParameterArena()
+        let layer = Linear(inputDimensions: 100, outputDimensions: 3, name: "fc", arena: arena)
+        arena.seal()
+        layer.initialise(seed: 0, stream: 0)
+        #expect(layer.weight.shape == [3, 100])
+        let bound: Float = 0.1
+        let w = (0..<300).map { arena.parameters(layer.weight)[$0] }
+        #expect(w.allSatisfy { abs($0) <= bound })
+        #expect(w.max()! > 0.09 && w.min()! < -0.09)   // fills the interval
+        // y = x W^T + b on a one-hot input picks a column of W plus b.
+        let x = Tensor(zeros: [1, 100]); x[17] = 1
+        let y = layer.forward(x.data, batch: 1)
+        for o in 0..<3 {
+            #expect(y[o] == arena.parameters(layer.weight)[o * 100 + 17] + arena.parameters(layer.bias!)[o])
+        }
+    }
+
+    @Test func benchmarkModelHasTheDocumentedParameterCount() {
+        let arena = ParameterArena()
+        _ = MLP.make(widths: [784, 1024, 1024, 256], activation: .relu, name: "encoder", arena: arena)
+        _ = MLP.make(widths: [256, 256, 128], activation: .relu, name: "projection", arena: arena)
+        #expect(arena.parameterCount == 2_214_528)
+    }
+}
