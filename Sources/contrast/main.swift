@@ -1,1 +1,146 @@
-print("contrast")
+import ArgumentParser
+import Data
+import Foundation
+import Tensor
+import Training
+
+/// The `contrast` command line: argument parsing and subcommands, no logic of its own.
+@main
+struct Contrast: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Contrastive representation learning, data-parallel on CPUs.",
+        subcommands: [Train.self, Eval.self, Bench.self])
+}
+
+/// Options naming a config: a YAML file and `--set key=value` overrides.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML config file (see docs/config.md); defaults are the benchmark workload.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one config key, e.g. --set optimizer.lr=3e-4.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    func load() throws -> TrainingConfig { try ConfigLoader.load(file: config, overrides: overrides) }
+}
+
+/// Runs `body`, turning errors into one line on standard error and exit code 1: a user
+/// mistake never shows a stack trace.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do { try body() } catch let error as ExitCode { throw error } catch {
+        FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train an encoder (one process for now).")
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        try reportingErrors {
+            let config = try options.load()
+            let trainer = try Trainer(config: config)
+            print("run directory: \(trainer.runDirectory.path)")
+            let summary = try trainer.run()
+            print(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
+        }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self])
+
+    struct KNN: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "knn",
+            abstract: "kNN test accuracy (k=200, cosine, exp(sim/0.1) votes) of a run's trained encoder, or of a baseline.")
+
+        enum Baseline: String, ExpressibleByArgument, CaseIterable { case pixels, random }
+
+        @Option(help: "Run directory of a finished training run (reads config.yaml and weights.bin).")
+        var run: String?
+        @Option(help: "Evaluate a baseline instead of a run: 'pixels' (raw pixels) or 'random' (the randomly initialised encoder).")
+        var baseline: Baseline?
+        @OptionGroup var options: ConfigOptions
+
+        func validate() throws {
+            if (run == nil) == (baseline == nil) { throw ValidationError("give exactly one of --run DIR or --baseline pixels|random") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                var config = try options.load()
+                if let run {
+                    let file = URL(fileURLWithPath: run).appendingPathComponent("config.yaml").path
+                    guard FileManager.default.fileExists(atPath: file) else {
+                        throw ValidationError("\(run) is not a run directory (no config.yaml); pass the run_dir of a training run")
+                    }
+                    config = try ConfigLoader.load(file: file, overrides: options.overrides)
+                }
+                BLASThreads.set(config.train.blasThreads)
+                let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
+                let test = try FashionMNIST.load(directory: config.data.path, split: .test, limit: config.data.testLimit)
+                let classifier = KNNClassifier(k: config.eval.knnK, temperature: config.eval.knnTemperature)
+                let accuracy: Double
+                let what: String
+                if baseline == .pixels {
+                    accuracy = Evaluation.knnAccuracyOnPixels(train: train, test: test, classifier: classifier)
+                    what = "raw pixels"
+                } else {
+                    let m = config.model
+                    let model = ContrastiveModel(inputWidth: train.pixelsPerImage, hidden: m.hidden, representation: m.representation,
+                                                 projection: m.projection, activation: m.activation == .gelu ? .gelu : .relu)
+                    model.initialise(seed: UInt64(config.seed))
+                    if let run {
+                        try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run).appendingPathComponent("weights.bin"))
+                        what = "trained encoder of \(run)"
+                    } else {
+                        what = "randomly initialised encoder (seed \(config.seed))"
+                    }
+                    accuracy = Evaluation.knnAccuracy(model: model, train: train, test: test, classifier: classifier)
+                }
+                print(String(format: "kNN accuracy: %.2f%% (%@; k=%d, %d train / %d test images)",
+                             accuracy * 100, what, classifier.k, train.count, test.count))
+            }
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
+                                                    subcommands: [GEMM.self, Step.self])
+
+    struct GEMM: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "gemm",
+            abstract: "sgemm GFLOP/s at the model's shapes, and the Linear layers as a fraction of it.")
+        @Option(help: "Timed repeats per measurement (median reported).") var repeats = 20
+        @Option(help: "OpenBLAS threads.") var threads = 1
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try reportingErrors { print(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, threads: threads)) }
+        }
+    }
+
+    struct Step: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "step",
+            abstract: "Training step time and its split, augmentation excluded and included.")
+        @Option(help: "Timed steps (median reported).") var repeats = 30
+        @Option(help: "Warm-up steps, not timed.") var warmup = 5
+        @Flag(help: "Print one JSON object instead of the table.") var json = false
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try reportingErrors {
+                let (f, report) = try Training.Bench.step(config: try options.load(), repeats: repeats, warmup: warmup)
+                if json {
+                    print(String(format: "{\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
+                                 f.imagesPerSecondStep, f.imagesPerSecondEndToEnd, f.median.augmentation * 1e3, f.median.forward * 1e3,
+                                 f.median.loss * 1e3, f.median.backward * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3))
+                } else {
+                    print(report)
+                }
+            }
+        }
+    }
+}

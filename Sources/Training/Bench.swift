@@ -1,0 +1,160 @@
+import Data
+import Foundation
+import NN
+import Tensor
+
+/// `contrast bench`: where speed figures come from (never from timed tests).
+/// Reported figures are medians over repeats, so one noisy repeat does not move them.
+public enum Bench {
+    /// One GEMM of a training step: op(A) is M x K, op(B) K x N.
+    public struct GEMMShape: Sendable, CustomStringConvertible {
+        public var name: String
+        public var m: Int, n: Int, k: Int
+        public var transposeA: Bool, transposeB: Bool
+        public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+        public var description: String { "\(name) \(m)x\(n)x\(k)\(transposeA ? " A^T" : "")\(transposeB ? " B^T" : "")" }
+    }
+
+    /// The GEMMs of one step of the MLP widths on V rows: forward Y = X W^T, backward
+    /// dW = dY^T X and (except the first layer) dX = dY W.
+    public static func mlpShapes(widths: [[Int]], rows v: Int) -> [GEMMShape] {
+        var shapes: [GEMMShape] = []
+        var first = true
+        for network in widths {
+            for (i, o) in zip(network, network.dropFirst()) {
+                let label = "\(i)->\(o)"
+                shapes.append(GEMMShape(name: "fwd \(label)", m: v, n: o, k: i, transposeA: false, transposeB: true))
+                shapes.append(GEMMShape(name: "dW \(label)", m: o, n: i, k: v, transposeA: true, transposeB: false))
+                if !first { shapes.append(GEMMShape(name: "dX \(label)", m: v, n: i, k: o, transposeA: false, transposeB: false)) }
+                first = false
+            }
+        }
+        return shapes
+    }
+
+    /// The three GEMMs of NT-Xent over V views of width E: logits, dZ_a, dZ.
+    public static func lossShapes(rows v: Int, width e: Int) -> [GEMMShape] {
+        [GEMMShape(name: "logits", m: v, n: v, k: e, transposeA: false, transposeB: true),
+         GEMMShape(name: "dZ_a", m: v, n: e, k: v, transposeA: false, transposeB: false),
+         GEMMShape(name: "dZ", m: v, n: e, k: v, transposeA: true, transposeB: false)]
+    }
+
+    /// Median seconds of one call of each shape over `repeats` (after one warm-up call).
+    public static func timeGEMMs(_ shapes: [GEMMShape], repeats: Int) -> [Double] {
+        shapes.map { s in
+            let a = Tensor(shape: [s.m * s.k], repeating: 0.01)
+            let b = Tensor(shape: [s.k * s.n], repeating: 0.02)
+            let c = Tensor(zeros: [s.m * s.n])
+            let lda = s.transposeA ? s.m : s.k, ldb = s.transposeB ? s.k : s.n
+            var times: [Double] = []
+            for r in 0...repeats {
+                let t0 = monotonicSeconds()
+                gemm(transposeA: s.transposeA, transposeB: s.transposeB, m: s.m, n: s.n, k: s.k,
+                     a: a.data, lda: lda, b: b.data, ldb: ldb, c: c.data, ldc: s.n)
+                if r > 0 { times.append(monotonicSeconds() - t0) }
+            }
+            return median(times)
+        }
+    }
+
+    public static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return .nan }
+        let sorted = values.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+
+    /// `bench gemm`: sgemm GFLOP/s at the model's shapes, and the Linear layers' forward +
+    /// backward as a fraction of the GEMM-only time.
+    public static func gemmReport(config: TrainingConfig, repeats: Int, threads: Int) -> String {
+        BLASThreads.set(threads)
+        let m = config.model, v = 2 * config.data.batchPerRank
+        let encoderWidths = [784] + m.hidden + [m.representation], headWidths = [m.representation] + m.projection
+        let shapes = mlpShapes(widths: [encoderWidths, headWidths], rows: v)
+        let times = timeGEMMs(shapes, repeats: repeats)
+        var lines = ["sgemm at the step's shapes (\(v) rows, \(threads) BLAS thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)); median of \(repeats):"]
+        for (s, t) in zip(shapes, times) {
+            lines.append(String(format: "  %-28@ %8.3f ms  %7.1f GFLOP/s", s.description as NSString, t * 1e3, s.flops / t / 1e9))
+        }
+        let gemmTotal = times.reduce(0, +), flops = shapes.reduce(0) { $0 + $1.flops }
+        lines.append(String(format: "  all MLP GEMMs of a step   %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
+
+        // The same work through the layers (bias, fused ReLU, bias gradients included).
+        let model = ContrastiveModel(inputWidth: 784, hidden: m.hidden, representation: m.representation,
+                                     projection: m.projection, activation: .relu)
+        model.initialise(seed: 0)
+        let input = Tensor(shape: [v, 784], repeating: 0.5)
+        let gradient = Tensor(zeros: [v, m.representation])
+        let headGradient = Tensor(zeros: [v, m.projection.last!])
+        var layerTimes: [Double] = []
+        for r in 0...repeats {
+            for i in 0..<gradient.count { gradient[i] = 1e-3 }
+            for i in 0..<headGradient.count { headGradient[i] = 1e-3 }
+            let t0 = monotonicSeconds()
+            let h = model.encoder.forward(input.data, batch: v)
+            _ = (model.head.layers[0] as! Sequential).forward(h, batch: v)
+            model.arena.zeroGradients()
+            let dh = (model.head.layers[0] as! Sequential).backward(headGradient.data, batch: v)!
+            Kernels.axpy(gradient.data, alpha: 1, x: dh, count: gradient.count)
+            _ = model.encoder.backward(gradient.data, batch: v)
+            if r > 0 { layerTimes.append(monotonicSeconds() - t0) }
+        }
+        let layerTime = median(layerTimes)
+        lines.append(String(format: "Linear layers forward+backward %8.3f ms  %7.1f GFLOP/s = %.1f%% of the GEMM-only rate",
+                            layerTime * 1e3, flops / layerTime / 1e9, gemmTotal / layerTime * 100))
+        return lines.joined(separator: "\n")
+    }
+
+    public struct StepFigures: Sendable {
+        public var imagesPerSecondStep: Double
+        public var imagesPerSecondEndToEnd: Double
+        public var median: StepTimes
+        public var gemmSeconds: Double
+    }
+
+    /// `bench step`: the training step of `config` on real images, `repeats` timed steps after
+    /// `warmup`; medians of each phase, and the step's GEMM time measured in the same process.
+    public static func step(config: TrainingConfig, repeats: Int, warmup: Int) throws -> (StepFigures, String) {
+        BLASThreads.set(config.train.blasThreads)
+        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
+        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
+                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
+        let b = config.data.batchPerRank, v = 2 * b
+        let step = TrainingStep(config: config, pixelsPerImage: train.pixelsPerImage, height: train.height,
+                                width: train.width, imagesPerStep: b)
+        let order = sampler.order(epoch: 0)
+        var all: [StepTimes] = []
+        for i in 0..<(warmup + repeats) {
+            let t0 = monotonicSeconds()
+            step.makeViews(dataset: train, samples: order.batch(i % sampler.batchesPerEpoch), epoch: 0)
+            let augmentation = monotonicSeconds() - t0
+            var result = step.step(learningRate: config.optimizer.lr)
+            result.times.augmentation = augmentation
+            if i >= warmup { all.append(result.times) }
+        }
+        func med(_ f: (StepTimes) -> Double) -> Double { median(all.map(f)) }
+        var m = StepTimes()
+        m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.loss = med { $0.loss }
+        m.backward = med { $0.backward }; m.optimizer = med { $0.optimizer }
+        let stepOnly = med { $0.compute }, endToEnd = med { $0.total }
+
+        let mc = config.model
+        let shapes = mlpShapes(widths: [[train.pixelsPerImage] + mc.hidden + [mc.representation], [mc.representation] + mc.projection], rows: v)
+            + lossShapes(rows: v, width: mc.projection.last!)
+        let gemmSeconds = timeGEMMs(shapes, repeats: max(repeats, 5)).reduce(0, +)
+        let figures = StepFigures(imagesPerSecondStep: Double(b) / stepOnly, imagesPerSecondEndToEnd: Double(b) / endToEnd,
+                                  median: m, gemmSeconds: gemmSeconds)
+        let report = [
+            "training step, \(b) images (\(v) views) per step, 1 process, \(config.train.blasThreads) BLAS thread(s); median of \(repeats) after \(warmup) warm-up:",
+            String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
+            String(format: "  forward      %7.2f ms", m.forward * 1e3),
+            String(format: "  loss         %7.2f ms", m.loss * 1e3),
+            String(format: "  backward     %7.2f ms", m.backward * 1e3),
+            String(format: "  optimizer    %7.2f ms", m.optimizer * 1e3),
+            String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s", stepOnly * 1e3, figures.imagesPerSecondStep),
+            String(format: "  end to end (included)        %7.2f ms = %6.0f images/s", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
+            String(format: "  the step's GEMMs alone       %7.2f ms; step / GEMM = %.3f", gemmSeconds * 1e3, stepOnly / gemmSeconds),
+        ].joined(separator: "\n")
+        return (figures, report)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+/// The files a run writes for people and tools (DESIGN.md decision 7): `train.log`, human
+/// readable, and `metrics/rank-<r>.jsonl`, one JSON object per line. Both are flushed line by
+/// line so `tail -f` and readers on other machines see progress as it happens.
+public final class RunLog {
+    public let directory: URL
+    private let text: FileHandle
+    private let metrics: FileHandle
+    private let echo: Bool
+
+    /// Opens the log files of a run directory (created if needed) for rank `rank`.
+    /// `echo`: also print the human-readable lines on standard output.
+    public init(directory: URL, rank: Int = 0, echo: Bool = true) throws {
+        self.directory = directory
+        self.echo = echo
+        let metricsDirectory = directory.appendingPathComponent("metrics")
+        try RunFiles.createDirectory(metricsDirectory)
+        text = try RunFiles.openForAppend(directory.appendingPathComponent(rank == 0 ? "train.log" : "rank-\(rank).log"))
+        metrics = try RunFiles.openForAppend(metricsDirectory.appendingPathComponent("rank-\(rank).jsonl"))
+    }
+
+    deinit {
+        try? text.close()
+        try? metrics.close()
+    }
+
+    /// A line of the human-readable log, prefixed with the UTC time.
+    public func info(_ message: String) {
+        let line = "\(Self.timestamp()) \(message)\n"
+        text.write(Data(line.utf8))
+        if echo { FileHandle.standardOutput.write(Data(line.utf8)) }
+    }
+
+    /// One metrics record: an ordered list of fields, written as one JSON object on one line.
+    public func record(_ fields: [(String, JSONValue)]) {
+        var line = "{"
+        for (i, (key, value)) in fields.enumerated() {
+            if i > 0 { line += "," }
+            line += JSONValue.string(key).encoded + ":" + value.encoded
+        }
+        line += "}\n"
+        metrics.write(Data(line.utf8))
+    }
+
+    static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date())
+    }
+}
+
+/// The JSON values metrics records hold. Non-finite numbers become null (JSON has no NaN).
+public enum JSONValue: Sendable {
+    case int(Int)
+    case number(Double)
+    case string(String)
+    case bool(Bool)
+
+    public var encoded: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .number(let v): return v.isFinite ? String(v) : "null"
+        case .bool(let v): return v ? "true" : "false"
+        case .string(let s):
+            var out = "\""
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+                }
+            }
+            return out + "\""
+        }
+    }
+}
+
+/// File operations of a run, with errors that name the path and the fix.
+public enum RunFiles {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func createDirectory(_ url: URL) throws {
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw Failure(description: "cannot create directory \(url.path): \(error.localizedDescription); choose a writable run_dir (--set run_dir=...)")
+        }
+    }
+
+    static func openForAppend(_ url: URL) throws -> FileHandle {
+        if !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw Failure(description: "cannot create \(url.path); check that the run directory is writable")
+            }
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.seekToEnd()
+            return handle
+        } catch {
+            throw Failure(description: "cannot open \(url.path) for writing: \(error.localizedDescription)")
+        }
+    }
+
+    /// Writes `data` to `url` atomically: a temporary file in the same directory, fsync, rename,
+    /// fsync of the directory. A reader sees the old file or the whole new one, never a part.
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
+        var ok = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        let error = errno
+        close(fd)
+        guard ok else {
+            unlink(temporary.path)
+            throw Failure(description: "writing \(url.path) failed: \(String(cString: strerror(error))) (disk full?)")
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary.path)
+            throw Failure(description: "cannot rename \(temporary.path) to \(url.path): \(message)")
+        }
+        let directoryFD = open(directory.path, O_RDONLY)
+        if directoryFD >= 0 { fsync(directoryFD); close(directoryFD) }
+    }
+}

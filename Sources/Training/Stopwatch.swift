@@ -1,0 +1,32 @@
+import Foundation
+
+/// Monotonic time in seconds, for step timings.
+@inline(__always)
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Where a training step spends its time, in seconds.
+public struct StepTimes: Sendable {
+    public var augmentation = 0.0
+    public var forward = 0.0
+    public var loss = 0.0
+    public var backward = 0.0
+    public var optimizer = 0.0
+    public var total: Double { augmentation + forward + loss + backward + optimizer }
+    public var compute: Double { forward + loss + backward + optimizer }
+
+    public init() {}
+
+    public static func + (a: StepTimes, b: StepTimes) -> StepTimes {
+        var s = StepTimes()
+        s.augmentation = a.augmentation + b.augmentation
+        s.forward = a.forward + b.forward
+        s.loss = a.loss + b.loss
+        s.backward = a.backward + b.backward
+        s.optimizer = a.optimizer + b.optimizer
+        return s
+    }
+}
