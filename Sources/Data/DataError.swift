@@ -1,0 +1,63 @@
+/// Everything that can go wrong reading a data set or laying out its batches.
+///
+/// Each description is one line that names the file or config key, the problem and the fix,
+/// because it is what a person sees when `contrast train` stops before the first step.
+public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The file does not exist.
+    case fileNotFound(path: String)
+    /// The file exists but cannot be opened (permissions, a directory, ...).
+    case cannotOpen(path: String, reason: String)
+    /// Writing a file failed.
+    case writeFailed(path: String, reason: String)
+    /// The IDX magic number is not the one for this kind of file.
+    case wrongMagic(path: String, expected: UInt32, got: UInt32)
+    /// The file ends before `section` ("header", "pixel data", "label data") is complete.
+    case truncated(path: String, section: String, expectedBytes: Int, gotBytes: Int)
+    /// The images and labels files disagree on how many samples there are.
+    case countMismatch(imagesPath: String, images: Int, labelsPath: String, labels: Int)
+    /// zlib could not decompress the stream (a damaged gzip file).
+    case corruptStream(path: String, detail: String)
+    /// The global batch cannot be split evenly across the virtual shards.
+    case batchNotMultipleOfShards(globalBatchSize: Int, virtualShards: Int)
+    /// The virtual shards cannot be split evenly across the ranks.
+    case shardsNotMultipleOfRanks(virtualShards: Int, worldSize: Int)
+    /// The smallest virtual shard cannot fill even one batch.
+    case epochTooShort(sampleCount: Int, virtualShards: Int, perShard: Int)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path):
+            return "data file \(path) not found; install Debian's dataset-fashion-mnist (launch/setup.sh does) "
+                + "or set data.path to the folder holding the IDX files"
+        case .cannotOpen(let path, let reason):
+            return "data file \(path) cannot be opened (\(reason)); check that it is a readable file"
+        case .writeFailed(let path, let reason):
+            return "cannot write data file \(path) (\(reason)); check that its folder exists, is writable and has space"
+        case .wrongMagic(let path, let expected, let got):
+            return "data file \(path) is not the expected IDX file: magic number \(hex(got)), expected \(hex(expected)); "
+                + "point data.path at the images-idx3 / labels-idx1 files of the data set"
+        case .truncated(let path, let section, let expectedBytes, let gotBytes):
+            return "data file \(path) is truncated: expected \(expectedBytes) bytes of \(section), got \(gotBytes); "
+                + "reinstall or re-download it"
+        case .countMismatch(let imagesPath, let images, let labelsPath, let labels):
+            return "\(imagesPath) holds \(images) images but \(labelsPath) holds \(labels) labels; "
+                + "the two files must come from the same split of the same data set"
+        case .corruptStream(let path, let detail):
+            return "data file \(path) is not a valid gzip stream (\(detail)); reinstall or re-download it"
+        case .batchNotMultipleOfShards(let globalBatchSize, let virtualShards):
+            return "global batch \(globalBatchSize) (data.batch_per_rank x ranks) is not a multiple of "
+                + "data.virtual_shards = \(virtualShards); choose data.batch_per_rank so that it is"
+        case .shardsNotMultipleOfRanks(let virtualShards, let worldSize):
+            return "data.virtual_shards = \(virtualShards) is not a multiple of the rank count \(worldSize); "
+                + "run on a rank count that divides it, or change data.virtual_shards (this changes the data order)"
+        case .epochTooShort(let sampleCount, let virtualShards, let perShard):
+            return "\(sampleCount) samples in data.virtual_shards = \(virtualShards) shards cannot give each batch "
+                + "\(perShard) samples per shard; lower data.batch_per_rank or data.virtual_shards"
+        }
+    }
+}
+
+private func hex(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+}

@@ -1,0 +1,122 @@
+import CZlib
+import Foundation
+
+/// Reader for IDX files (LeCun's MNIST format), plain or gzip-compressed.
+///
+/// Layout: a big-endian UInt32 magic `0x0000_TT_NN` (TT = element type, 0x08 = uint8;
+/// NN = number of dimensions), NN big-endian UInt32 dimensions, then the elements row-major.
+/// Files are read through zlib's gzread, which passes uncompressed files through unchanged,
+/// so `x.gz` and `x` both work. Every zlib failure becomes a `DataError` here, in one place.
+public enum IDX {
+    /// uint8, three dimensions (count x height x width): images.
+    public static let imagesMagic: UInt32 = 0x0000_0803
+    /// uint8, one dimension (count): labels.
+    public static let labelsMagic: UInt32 = 0x0000_0801
+
+    /// The contents of an IDX file of uint8 elements.
+    public struct Contents: Sendable {
+        /// Dimensions as declared in the header (the first is the full sample count even when
+        /// fewer samples were read).
+        public let dimensions: [Int]
+        /// The first `samplesRead` samples, row-major.
+        public let bytes: [UInt8]
+        /// Samples actually read: min(limit, dimensions[0]), or all when limit is 0.
+        public let samplesRead: Int
+    }
+
+    /// Reads a uint8 IDX file whose magic must be `magic`.
+    /// - Parameters:
+    ///   - path: the file, `.gz` or plain.
+    ///   - magic: `imagesMagic` or `labelsMagic`; the number of dimensions comes from its low byte.
+    ///   - limit: read only the first `limit` samples; 0 reads all.
+    ///   - section: what the elements are, for error messages ("pixel data", "label data").
+    public static func read(path: String, magic: UInt32, limit: Int = 0, section: String = "data") throws -> Contents {
+        precondition(limit >= 0, "IDX.read: limit \(limit) must be >= 0")
+        guard FileManager.default.fileExists(atPath: path) else { throw DataError.fileNotFound(path: path) }
+        guard let file = gzopen(path, "rb") else {
+            throw DataError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { gzclose(file) }
+        // 1 MiB of zlib input buffer: the default 8 KiB costs many small reads on a 26 MB file.
+        gzbuffer(file, 1 << 20)
+
+        let dimensionCount = Int(magic & 0xFF)
+        let headerSize = 4 * (1 + dimensionCount)
+        var magicBytes = [UInt8](repeating: 0, count: 4)
+        let magicRead = try readFully(file, path: path, into: &magicBytes, count: 4)
+        guard magicRead == 4 else {
+            throw DataError.truncated(path: path, section: "header", expectedBytes: headerSize, gotBytes: magicRead)
+        }
+        let gotMagic = bigEndianUInt32(magicBytes, at: 0)
+        guard gotMagic == magic else { throw DataError.wrongMagic(path: path, expected: magic, got: gotMagic) }
+
+        var dimensionBytes = [UInt8](repeating: 0, count: 4 * dimensionCount)
+        let dimensionsRead = try readFully(file, path: path, into: &dimensionBytes, count: dimensionBytes.count)
+        guard dimensionsRead == dimensionBytes.count else {
+            throw DataError.truncated(path: path, section: "header", expectedBytes: headerSize, gotBytes: 4 + dimensionsRead)
+        }
+        let dimensions = (0..<dimensionCount).map { Int(bigEndianUInt32(dimensionBytes, at: 4 * $0)) }
+
+        let samples = limit == 0 ? dimensions[0] : min(limit, dimensions[0])
+        let bytesPerSample = dimensions.dropFirst().reduce(1, *)
+        let expected = samples * bytesPerSample
+        var bytes = [UInt8](repeating: 0, count: expected)
+        let got = try readFully(file, path: path, into: &bytes, count: expected)
+        guard got == expected else {
+            throw DataError.truncated(path: path, section: section, expectedBytes: expected, gotBytes: got)
+        }
+        return Contents(dimensions: dimensions, bytes: bytes, samplesRead: samples)
+    }
+
+    /// Writes a uint8 IDX file: gzip-compressed, or plain when `compressed` is false. Tests and
+    /// tools use it to make small data sets.
+    public static func write(path: String, magic: UInt32, dimensions: [Int], bytes: [UInt8], compressed: Bool = true) throws {
+        precondition(dimensions.count == Int(magic & 0xFF), "IDX.write: \(dimensions.count) dimensions for magic \(magic)")
+        var data: [UInt8] = []
+        for word in [magic] + dimensions.map({ UInt32($0) }) {
+            data += [UInt8(word >> 24), UInt8(word >> 16 & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word & 0xFF)]
+        }
+        data += bytes
+        // "T" asks zlib for a transparent (uncompressed) write.
+        guard let file = gzopen(path, compressed ? "wb" : "wbT") else {
+            throw DataError.writeFailed(path: path, reason: String(cString: strerror(errno)))
+        }
+        let written = data.withUnsafeBytes { gzwrite(file, $0.baseAddress!, UInt32($0.count)) }
+        let closed = gzclose(file)
+        guard written == Int32(data.count) && closed == Z_OK else {
+            throw DataError.writeFailed(path: path, reason: "gzwrite/gzclose failed")
+        }
+    }
+
+    /// Reads up to `count` bytes, looping because gzread returns at most what one call
+    /// decompresses; returns how many were read before end of file.
+    private static func readFully(_ file: gzFile, path: String, into buffer: inout [UInt8], count: Int) throws -> Int {
+        var total = 0
+        try buffer.withUnsafeMutableBytes { raw in
+            while total < count {
+                let chunk = UInt32(min(count - total, 1 << 30))
+                let got = gzread(file, raw.baseAddress! + total, chunk)
+                if got < 0 { throw corruptStream(file, path: path) }
+                if got == 0 {
+                    // A gzip stream cut short reports end of file and an error; a plain short file only end of file.
+                    var code: Int32 = 0
+                    _ = gzerror(file, &code)
+                    if code != Z_OK && code != Z_STREAM_END { throw corruptStream(file, path: path) }
+                    break
+                }
+                total += Int(got)
+            }
+        }
+        return total
+    }
+
+    private static func corruptStream(_ file: gzFile, path: String) -> DataError {
+        var code: Int32 = 0
+        let message = gzerror(file, &code).map { String(cString: $0) } ?? "unknown zlib error"
+        return DataError.corruptStream(path: path, detail: "zlib: \(message)")
+    }
+
+    private static func bigEndianUInt32(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+        UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
+    }
+}

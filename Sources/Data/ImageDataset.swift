@@ -1,0 +1,71 @@
+/// A set of equally sized grey-scale uint8 images with uint8 labels, held in memory.
+///
+/// Immutable after loading, so ranks' threads share it without copies or locks.
+/// Shapes: N images of H x W, stored row-major as N x (H*W) bytes.
+public final class ImageDataset: Sendable {
+    public let count: Int
+    public let height: Int
+    public let width: Int
+    /// All pixels, count x height x width, row-major.
+    public let images: [UInt8]
+    /// One label per image; only evaluation reads them.
+    public let labels: [UInt8]
+
+    public var pixelsPerImage: Int { height * width }
+
+    public init(height: Int, width: Int, images: [UInt8], labels: [UInt8]) {
+        precondition(height > 0 && width > 0, "ImageDataset: image size \(height)x\(width) must be positive")
+        precondition(images.count == labels.count * height * width,
+                      "ImageDataset: \(images.count) pixels do not make \(labels.count) images of \(height)x\(width)")
+        self.count = labels.count
+        self.height = height
+        self.width = width
+        self.images = images
+        self.labels = labels
+    }
+
+    /// Writes the un-augmented images of `samples`, scaled to [0, 1] as `pixel / 255`, as the
+    /// rows of `out` (samples.count x H*W, row-major). Evaluation (kNN, linear probe) reads these.
+    public func writePixels(samples: [Int], into out: UnsafeMutablePointer<Float>) {
+        let pixels = pixelsPerImage
+        images.withUnsafeBufferPointer { all in
+            for (row, sample) in samples.enumerated() {
+                precondition(sample >= 0 && sample < count, "writePixels: sample \(sample) out of range 0..<\(count)")
+                let source = all.baseAddress! + sample * pixels
+                let target = out + row * pixels
+                // Division, not multiplication by 1/255: the same values the views give for an identity crop.
+                for i in 0..<pixels { target[i] = Float(source[i]) / 255 }
+            }
+        }
+    }
+}
+
+/// Fashion-MNIST (Xiao et al., 2017): 60,000 train and 10,000 test 28x28 images, 10 classes.
+public enum FashionMNIST {
+    public enum Split: String, Sendable, CaseIterable {
+        case train, test
+        /// File name prefix used by the original distribution and Debian's package.
+        public var filePrefix: String { self == .train ? "train" : "t10k" }
+    }
+
+    /// Where Debian's `dataset-fashion-mnist` package installs the files.
+    public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+
+    /// Loads one split from `directory`/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz.
+    /// - Parameters:
+    ///   - directory: folder holding the four IDX files.
+    ///   - split: `.train` or `.test`.
+    ///   - limit: load only the first `limit` samples; 0 loads all.
+    public static func load(directory: String = defaultDirectory, split: Split, limit: Int = 0) throws -> ImageDataset {
+        let imagesPath = directory + "/" + split.filePrefix + "-images-idx3-ubyte.gz"
+        let labelsPath = directory + "/" + split.filePrefix + "-labels-idx1-ubyte.gz"
+        let images = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, section: "pixel data")
+        let labels = try IDX.read(path: labelsPath, magic: IDX.labelsMagic, limit: limit, section: "label data")
+        guard images.dimensions[0] == labels.dimensions[0] else {
+            throw DataError.countMismatch(imagesPath: imagesPath, images: images.dimensions[0],
+                                          labelsPath: labelsPath, labels: labels.dimensions[0])
+        }
+        return ImageDataset(height: images.dimensions[1], width: images.dimensions[2],
+                            images: images.bytes, labels: labels.bytes)
+    }
+}

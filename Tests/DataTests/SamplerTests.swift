@@ -1,0 +1,111 @@
+import Testing
+@testable import Data
+
+@Suite struct SamplerTests {
+    // 1,003 samples in 8 shards (sizes 125 and 126), 16 per global batch: k = 2, 62 batches.
+    let sampler = try! Sampler(sampleCount: 1_003, globalBatchSize: 16, virtualShards: 8, seed: 42)
+
+    @Test func shardsAreContiguousAndBalanced() {
+        let ranges = (0..<8).map { sampler.shardRange($0) }
+        #expect(ranges.first!.lowerBound == 0 && ranges.last!.upperBound == 1_003)
+        for s in 1..<8 { #expect(ranges[s].lowerBound == ranges[s - 1].upperBound) }
+        let sizes = ranges.map(\.count)
+        #expect(sizes.max()! - sizes.min()! <= 1)
+        #expect(sampler.perShard == 2 && sampler.batchesPerEpoch == 62)
+    }
+
+    @Test func localBatchesUnionToTheGlobalBatch() throws {
+        for epoch in 0..<3 {
+            for index in [0, 1, 30, 61] {
+                let global = sampler.globalBatch(epoch: epoch, index: index)
+                #expect(global.count == 16)
+                for worldSize in [1, 2, 4, 8] {
+                    var union: [Int] = []
+                    for rank in 0..<worldSize {
+                        let local = try sampler.localBatch(epoch: epoch, index: index, rank: rank, worldSize: worldSize)
+                        #expect(local.count == 16 / worldSize)
+                        union += local
+                    }
+                    #expect(union.sorted() == global.sorted(), "P = \(worldSize), epoch \(epoch), batch \(index)")
+                }
+            }
+        }
+        // With one rank the local batch is the global batch, in the same order.
+        #expect(try sampler.localBatch(epoch: 1, index: 5, rank: 0, worldSize: 1) == sampler.globalBatch(epoch: 1, index: 5))
+    }
+
+    @Test func batchTakesEachShardsShare() {
+        let batch = sampler.globalBatch(epoch: 2, index: 7)
+        for s in 0..<8 {
+            let share = batch[(2 * s)..<(2 * s + 2)]
+            #expect(share.allSatisfy { sampler.shardRange(s).contains($0) })
+            #expect(Array(share) == Array(sampler.permutation(epoch: 2, shard: s)[14..<16]))
+        }
+    }
+
+    @Test func orderDependsOnlyOnSeedAndEpoch() throws {
+        let again = try Sampler(sampleCount: 1_003, globalBatchSize: 16, virtualShards: 8, seed: 42)
+        let otherSeed = try Sampler(sampleCount: 1_003, globalBatchSize: 16, virtualShards: 8, seed: 43)
+        let epoch0 = (0..<62).map { sampler.globalBatch(epoch: 0, index: $0) }
+        #expect(epoch0 == (0..<62).map { again.globalBatch(epoch: 0, index: $0) })
+        #expect(epoch0 != (0..<62).map { otherSeed.globalBatch(epoch: 0, index: $0) })
+        #expect(epoch0 != (0..<62).map { sampler.globalBatch(epoch: 1, index: $0) })
+        // The epoch order computed once gives the same batches as computing each on its own.
+        let order = sampler.order(epoch: 0)
+        #expect(epoch0 == (0..<62).map { order.batch($0) })
+    }
+
+    @Test func epochCoversAllButTheRemainderOnce() {
+        for epoch in 0..<2 {
+            let all = (0..<sampler.batchesPerEpoch).flatMap { sampler.globalBatch(epoch: epoch, index: $0) }
+            #expect(Set(all).count == all.count)                  // no repeats
+            #expect(all.count == 62 * 16)                         // 1,003 - 992 = 11 left out
+            // Every shard gives 124 samples; what is left is each shard's permutation tail.
+            for s in 0..<8 {
+                let tail = Set(sampler.permutation(epoch: epoch, shard: s).dropFirst(124))
+                #expect(tail.isDisjoint(with: all))
+            }
+        }
+    }
+
+    @Test func permutationIsAPermutation() {
+        let p = sampler.permutation(epoch: 5, shard: 3)
+        #expect(p.sorted() == Array(sampler.shardRange(3)))
+        #expect(p != Array(sampler.shardRange(3)))
+    }
+
+    @Test func errorsNameTheConfigKeys() throws {
+        let notMultiple = #expect(throws: DataError.self) {
+            try Sampler(sampleCount: 1_000, globalBatchSize: 100, virtualShards: 64, seed: 0)
+        }
+        #expect(notMultiple == .batchNotMultipleOfShards(globalBatchSize: 100, virtualShards: 64))
+        #expect(notMultiple?.description.contains("data.batch_per_rank") == true)
+        #expect(notMultiple?.description.contains("data.virtual_shards") == true)
+
+        let wrongRanks = #expect(throws: DataError.self) {
+            try sampler.localBatch(epoch: 0, index: 0, rank: 0, worldSize: 3)
+        }
+        #expect(wrongRanks == .shardsNotMultipleOfRanks(virtualShards: 8, worldSize: 3))
+        #expect(wrongRanks?.description.contains("data.virtual_shards") == true)
+
+        #expect(throws: DataError.epochTooShort(sampleCount: 10, virtualShards: 8, perShard: 2)) {
+            try Sampler(sampleCount: 10, globalBatchSize: 16, virtualShards: 8, seed: 0)
+        }
+    }
+
+    @Test func positionAdvancesAndEncodes() throws {
+        var position = SamplerPosition()
+        for _ in 0..<5 { position = position.advanced(batchesPerEpoch: 3) }
+        #expect(position == SamplerPosition(epoch: 1, batch: 2))
+        #expect(position.advanced(batchesPerEpoch: 3) == SamplerPosition(epoch: 2, batch: 0))
+    }
+
+    @Test func benchmarkConfiguration() throws {
+        // data.batch_per_rank 256, data.virtual_shards 64, on 1, 2 and 4 ranks: 4, 8, 16 per shard.
+        for worldSize in [1, 2, 4] {
+            let s = try Sampler(sampleCount: 60_000, globalBatchSize: 256 * worldSize, virtualShards: 64, seed: 1)
+            #expect(s.batchesPerEpoch == (60_000 / 64) / (4 * worldSize))
+            #expect(try s.localBatch(epoch: 0, index: 0, rank: worldSize - 1, worldSize: worldSize).count == 256)
+        }
+    }
+}
