@@ -1,0 +1,365 @@
+// The one configuration type of a training run. Every field has a default; `TrainingConfig()` is the
+// benchmark workload fmnist-simclr-mlp (shared/benchmarks/fmnist-simclr-mlp.md). YAML keys are snake_case
+// and nest by section, so `--set optimizer.lr=3e-4` reads like the file. Loading, merging and error
+// messages live in ConfigLoader.swift; range checks in ConfigValidation.swift; docs/config.md documents
+// every key (a test keeps it complete).
+
+/// Everything a training run needs to know, as one nested document.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    /// Directory everything the run writes goes to (logs, metrics, checkpoints, resolved config).
+    public var runDirectory: String
+    /// Seed of all randomness: initialisation, sample order, augmentation.
+    public var seed: Int
+    /// Data set, batch size and sharding.
+    public var data: DataSection
+    /// Augmentation that makes the two views of every sample.
+    public var views: ViewsSection
+    /// Encoder and projection head.
+    public var model: ModelSection
+    /// Contrastive objective.
+    public var loss: LossSection
+    /// Optimizer, learning-rate schedule and gradient clipping.
+    public var optimizer: OptimizerSection
+    /// Length of the run and logging cadence.
+    public var train: TrainSection
+    /// Representation-quality monitors.
+    public var eval: EvalSection
+
+    enum CodingKeys: String, CodingKey {
+        case runDirectory = "run_dir"
+        case seed, data, views, model, loss, optimizer, train, eval
+    }
+
+    public init(
+        runDirectory: String = "runs/fmnist-simclr",
+        seed: Int = 0,
+        data: DataSection = DataSection(),
+        views: ViewsSection = ViewsSection(),
+        model: ModelSection = ModelSection(),
+        loss: LossSection = LossSection(),
+        optimizer: OptimizerSection = OptimizerSection(),
+        train: TrainSection = TrainSection(),
+        eval: EvalSection = EvalSection()
+    ) {
+        self.runDirectory = runDirectory
+        self.seed = seed
+        self.data = data
+        self.views = views
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.train = train
+        self.eval = eval
+    }
+}
+
+/// Which data set to train on.
+public enum DatasetKind: String, Codable, Sendable, CaseIterable {
+    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist).
+    case fashionMNIST = "fashion-mnist"
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Data set, batch size and sharding.
+public struct DataSection: Codable, Sendable, Equatable {
+    /// Which data set to read.
+    public var dataset: DatasetKind
+    /// Directory holding the data set's files.
+    public var path: String
+    /// Samples per rank per step; the global batch is this times the number of ranks.
+    public var batchPerRank: Int
+    /// Fixed number of virtual shards the samples are cut into; rank r reads shards s ≡ r (mod ranks).
+    public var virtualShards: Int
+    /// Use only the first this many training samples (0 = all); for small test runs.
+    public var trainLimit: Int
+    /// Use only the first this many test samples in evaluation (0 = all).
+    public var testLimit: Int
+
+    enum CodingKeys: String, CodingKey {
+        case dataset, path
+        case batchPerRank = "batch_per_rank"
+        case virtualShards = "virtual_shards"
+        case trainLimit = "train_limit"
+        case testLimit = "test_limit"
+    }
+
+    public init(
+        dataset: DatasetKind = .fashionMNIST,
+        path: String = "/usr/share/datasets/fashion-mnist",
+        batchPerRank: Int = 256,
+        virtualShards: Int = 64,
+        trainLimit: Int = 0,
+        testLimit: Int = 0
+    ) {
+        self.dataset = dataset
+        self.path = path
+        self.batchPerRank = batchPerRank
+        self.virtualShards = virtualShards
+        self.trainLimit = trainLimit
+        self.testLimit = testLimit
+    }
+}
+
+/// Augmentation that makes the two views of every sample (applied in this order).
+public struct ViewsSection: Codable, Sendable, Equatable {
+    /// Random resized crop: range [lo, hi] of the crop's area as a fraction of the image.
+    public var cropArea: [Float]
+    /// Random resized crop: range [lo, hi] of the crop's aspect ratio (drawn log-uniformly).
+    public var aspectRatio: [Float]
+    /// Probability of a horizontal flip.
+    public var flip: Float
+    /// Colour jitter strength: brightness and contrast factors uniform in [1 - jitter, 1 + jitter].
+    public var jitter: Float
+    /// Probability that colour jitter is applied.
+    public var jitterProbability: Float
+    /// Standard deviation of additive Gaussian pixel noise (0 = none).
+    public var noise: Float
+
+    enum CodingKeys: String, CodingKey {
+        case cropArea = "crop_area"
+        case aspectRatio = "aspect_ratio"
+        case flip, jitter
+        case jitterProbability = "jitter_p"
+        case noise
+    }
+
+    public init(
+        cropArea: [Float] = [0.6, 1.0],
+        aspectRatio: [Float] = [0.75, 1.3333334],
+        flip: Float = 0.5,
+        jitter: Float = 0.4,
+        jitterProbability: Float = 0.8,
+        noise: Float = 0.05
+    ) {
+        self.cropArea = cropArea
+        self.aspectRatio = aspectRatio
+        self.flip = flip
+        self.jitter = jitter
+        self.jitterProbability = jitterProbability
+        self.noise = noise
+    }
+}
+
+/// Architecture of the encoder.
+public enum EncoderKind: String, Codable, Sendable, CaseIterable {
+    /// Multilayer perceptron on the flattened image.
+    case mlp
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Non-linearity between Linear layers.
+public enum ActivationKind: String, Codable, Sendable, CaseIterable {
+    /// max(0, x).
+    case relu
+    /// x Φ(x) (Gaussian error linear unit).
+    case gelu
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Encoder and projection head: input -> hidden... -> representation -> projection... -> L2-normalise.
+public struct ModelSection: Codable, Sendable, Equatable {
+    /// Architecture of the encoder.
+    public var encoder: EncoderKind
+    /// Widths of the encoder's hidden layers.
+    public var hidden: [Int]
+    /// Width of the representation h (the encoder's output, used for evaluation).
+    public var representation: Int
+    /// Widths of the projection head's layers; the last is the embedding z the loss sees.
+    public var projection: [Int]
+    /// Non-linearity between Linear layers.
+    public var activation: ActivationKind
+
+    public init(
+        encoder: EncoderKind = .mlp,
+        hidden: [Int] = [1024, 1024],
+        representation: Int = 256,
+        projection: [Int] = [256, 128],
+        activation: ActivationKind = .relu
+    ) {
+        self.encoder = encoder
+        self.hidden = hidden
+        self.representation = representation
+        self.projection = projection
+        self.activation = activation
+    }
+}
+
+/// Contrastive objective.
+public enum LossKind: String, Codable, Sendable, CaseIterable {
+    /// NT-Xent (SimCLR): the other view is the positive, every other view of the global batch a negative.
+    case ntxent
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Contrastive objective.
+public struct LossSection: Codable, Sendable, Equatable {
+    /// Which contrastive loss.
+    public var kind: LossKind
+    /// Softmax temperature tau of the similarity logits z_i · z_j / tau.
+    public var temperature: Float
+
+    public init(kind: LossKind = .ntxent, temperature: Float = 0.2) {
+        self.kind = kind
+        self.temperature = temperature
+    }
+}
+
+/// Optimizer algorithm.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// Stochastic gradient descent with (optionally Nesterov) momentum.
+    case sgd
+    /// Adam with decoupled weight decay.
+    case adamw
+    /// SGD with momentum and layer-wise trust ratio (You et al. 2017).
+    case lars
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Shape of the learning rate over steps (after warm-up).
+public enum ScheduleKind: String, Codable, Sendable, CaseIterable {
+    /// The learning rate stays at `lr`.
+    case constant
+    /// Cosine decay from `lr` to `final_lr` over the run.
+    case cosine
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Optimizer, learning-rate schedule and gradient clipping.
+public struct OptimizerSection: Codable, Sendable, Equatable {
+    /// Optimizer algorithm.
+    public var kind: OptimizerKind
+    /// Peak learning rate.
+    public var lr: Float
+    /// AdamW: decay rates (beta1, beta2) of the first and second moment estimates.
+    public var betas: [Float]
+    /// AdamW: added to the denominator for numerical stability.
+    public var eps: Float
+    /// Weight decay coefficient (decoupled for AdamW, added to the gradient for SGD and LARS).
+    public var weightDecay: Float
+    /// SGD and LARS: momentum coefficient.
+    public var momentum: Float
+    /// SGD: use Nesterov momentum.
+    public var nesterov: Bool
+    /// LARS: trust coefficient eta of the layer-wise learning-rate ratio.
+    public var trustCoefficient: Float
+    /// Learning-rate schedule after warm-up.
+    public var schedule: ScheduleKind
+    /// Steps of linear warm-up from 0 to `lr` (0 = none).
+    public var warmupSteps: Int
+    /// Cosine schedule: learning rate at the last step.
+    public var finalLR: Float
+    /// Clip the global gradient L2 norm to this value (0 = off).
+    public var clipNorm: Float
+
+    enum CodingKeys: String, CodingKey {
+        case kind, lr, betas, eps
+        case weightDecay = "weight_decay"
+        case momentum, nesterov
+        case trustCoefficient = "trust_coefficient"
+        case schedule
+        case warmupSteps = "warmup_steps"
+        case finalLR = "final_lr"
+        case clipNorm = "clip_norm"
+    }
+
+    public init(
+        kind: OptimizerKind = .adamw,
+        lr: Float = 1e-3,
+        betas: [Float] = [0.9, 0.999],
+        eps: Float = 1e-8,
+        weightDecay: Float = 1e-4,
+        momentum: Float = 0.9,
+        nesterov: Bool = false,
+        trustCoefficient: Float = 0.001,
+        schedule: ScheduleKind = .constant,
+        warmupSteps: Int = 0,
+        finalLR: Float = 0,
+        clipNorm: Float = 0
+    ) {
+        self.kind = kind
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.trustCoefficient = trustCoefficient
+        self.schedule = schedule
+        self.warmupSteps = warmupSteps
+        self.finalLR = finalLR
+        self.clipNorm = clipNorm
+    }
+}
+
+/// Length of the run and logging cadence.
+public struct TrainSection: Codable, Sendable, Equatable {
+    /// Passes over the training set.
+    public var epochs: Int
+    /// Stop after this many optimizer steps, even mid-epoch (0 = no limit).
+    public var maxSteps: Int
+    /// Log loss, learning rate and throughput every this many steps.
+    public var logEverySteps: Int
+    /// OpenBLAS threads per rank.
+    public var blasThreads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case epochs
+        case maxSteps = "max_steps"
+        case logEverySteps = "log_every_steps"
+        case blasThreads = "blas_threads"
+    }
+
+    public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1) {
+        self.epochs = epochs
+        self.maxSteps = maxSteps
+        self.logEverySteps = logEverySteps
+        self.blasThreads = blasThreads
+    }
+}
+
+/// Representation-quality monitors (on the frozen representation h of un-augmented images).
+public struct EvalSection: Codable, Sendable, Equatable {
+    /// Run kNN evaluation every this many epochs (0 = only at the end; it always runs at the end).
+    public var knnEveryEpochs: Int
+    /// kNN: number of neighbours that vote.
+    public var knnK: Int
+    /// kNN: votes are weighted by exp(cosine similarity / knn_temperature).
+    public var knnTemperature: Float
+
+    enum CodingKeys: String, CodingKey {
+        case knnEveryEpochs = "knn_every_epochs"
+        case knnK = "knn_k"
+        case knnTemperature = "knn_temperature"
+    }
+
+    public init(knnEveryEpochs: Int = 5, knnK: Int = 200, knnTemperature: Float = 0.1) {
+        self.knnEveryEpochs = knnEveryEpochs
+        self.knnK = knnK
+        self.knnTemperature = knnTemperature
+    }
+}
+
+/// Thrown while decoding a String-valued enum from an unknown value; ConfigLoader turns it into a
+/// ConfigError that lists the valid values.
+struct InvalidChoice: Error {
+    var codingPath: [String]
+    var choices: [String]
+}
+
+/// Decodes a String raw-value enum, failing with the list of valid values instead of a generic message.
+func decodeChoice<Choice>(from decoder: any Decoder) throws -> Choice
+where Choice: RawRepresentable & CaseIterable, Choice.RawValue == String {
+    let path = decoder.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+    let choices = Choice.allCases.map(\.rawValue)
+    guard let raw = try? decoder.singleValueContainer().decode(String.self),
+          let choice = Choice(rawValue: raw) else {
+        throw InvalidChoice(codingPath: path, choices: choices)
+    }
+    return choice
+}

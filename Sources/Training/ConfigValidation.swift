@@ -1,0 +1,78 @@
+// Range checks that types cannot express. Each failure names the dotted key, the rule and the value.
+
+extension TrainingConfig {
+    /// Checks every value is in its allowed range.
+    /// - Throws: `ConfigError` for the first value out of range, with `key` set to its dotted key.
+    public func validate() throws {
+        try check(!runDirectory.isEmpty, "run_dir", "must not be empty", runDirectory)
+
+        try check(!data.path.isEmpty, "data.path", "must not be empty", data.path)
+        try check(data.batchPerRank >= 1, "data.batch_per_rank", "must be at least 1", data.batchPerRank)
+        try check(data.virtualShards >= 1, "data.virtual_shards", "must be at least 1", data.virtualShards)
+        try check(data.trainLimit >= 0, "data.train_limit", "must be 0 (all) or positive", data.trainLimit)
+        try check(data.testLimit >= 0, "data.test_limit", "must be 0 (all) or positive", data.testLimit)
+
+        try checkRange(views.cropArea, "views.crop_area", "two numbers [lo, hi] with 0 < lo <= hi <= 1") {
+            $0 > 0 && $0 <= $1 && $1 <= 1
+        }
+        try checkRange(views.aspectRatio, "views.aspect_ratio", "two numbers [lo, hi] with 0 < lo <= hi") {
+            $0 > 0 && $0 <= $1 && $1.isFinite
+        }
+        try checkProbability(views.flip, "views.flip")
+        try check(views.jitter >= 0 && views.jitter <= 1, "views.jitter", "must be in [0, 1]", views.jitter)
+        try checkProbability(views.jitterProbability, "views.jitter_p")
+        try check(views.noise >= 0 && views.noise.isFinite, "views.noise", "must be 0 or positive", views.noise)
+
+        try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
+        try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
+        try check(model.projection.allSatisfy { $0 >= 1 }, "model.projection", "widths must be at least 1",
+                  model.projection)
+
+        try checkPositive(loss.temperature, "loss.temperature")
+
+        try checkPositive(optimizer.lr, "optimizer.lr")
+        try check(optimizer.betas.count == 2 && optimizer.betas.allSatisfy { $0 >= 0 && $0 < 1 },
+                  "optimizer.betas", "must be two numbers [beta1, beta2], each in [0, 1)", optimizer.betas)
+        try checkPositive(optimizer.eps, "optimizer.eps")
+        try checkNonNegative(optimizer.weightDecay, "optimizer.weight_decay")
+        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1)",
+                  optimizer.momentum)
+        try checkPositive(optimizer.trustCoefficient, "optimizer.trust_coefficient")
+        try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be 0 (none) or positive",
+                  optimizer.warmupSteps)
+        try checkNonNegative(optimizer.finalLR, "optimizer.final_lr")
+        try checkNonNegative(optimizer.clipNorm, "optimizer.clip_norm")
+
+        try check(train.epochs >= 1, "train.epochs", "must be at least 1", train.epochs)
+        try check(train.maxSteps >= 0, "train.max_steps", "must be 0 (no limit) or positive", train.maxSteps)
+        try check(train.logEverySteps >= 1, "train.log_every_steps", "must be at least 1", train.logEverySteps)
+        try check(train.blasThreads >= 1, "train.blas_threads", "must be at least 1", train.blasThreads)
+
+        try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
+                  eval.knnEveryEpochs)
+        try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)
+        try checkPositive(eval.knnTemperature, "eval.knn_temperature")
+    }
+}
+
+private func check(_ condition: Bool, _ key: String, _ rule: String, _ value: Any) throws {
+    guard !condition else { return }
+    let shown = value is String ? "\"\(value)\"" : "\(value)"
+    throw ConfigError(key: key, problem: "config key '\(key)' \(rule), got \(shown)")
+}
+
+private func checkPositive(_ value: Float, _ key: String) throws {
+    try check(value > 0 && value.isFinite, key, "must be greater than 0", value)
+}
+
+private func checkNonNegative(_ value: Float, _ key: String) throws {
+    try check(value >= 0 && value.isFinite, key, "must be 0 or positive", value)
+}
+
+private func checkProbability(_ value: Float, _ key: String) throws {
+    try check(value >= 0 && value <= 1, key, "is a probability and must be in [0, 1]", value)
+}
+
+private func checkRange(_ range: [Float], _ key: String, _ rule: String, _ valid: (Float, Float) -> Bool) throws {
+    try check(range.count == 2 && valid(range[0], range[1]), key, "must be \(rule)", range)
+}
