@@ -131,6 +131,30 @@ void ck_add_bias_rows(float *restrict y, const float *restrict bias, size_t rows
 }
 
 CK_CLONES
+void ck_add_bias_relu_rows(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict row = y + r * cols;
+        for (size_t c = 0; c < cols; c++) {
+            float v = row[c] + bias[c];
+            row[c] = v > 0.0f ? v : 0.0f;
+        }
+    }
+}
+
+CK_CLONES
+void ck_relu_bias_backward(float *restrict dy, const float *restrict y, float *restrict db, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict g = dy + r * cols;
+        const float *restrict out = y + r * cols;
+        for (size_t c = 0; c < cols; c++) {
+            float v = out[c] > 0.0f ? g[c] : 0.0f;
+            g[c] = v;
+            db[c] += v;
+        }
+    }
+}
+
+CK_CLONES
 void ck_relu_inplace(float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
@@ -160,7 +184,7 @@ void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, flo
         float mi = beta1 * m[i] + (1.0f - beta1) * gi;
         float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
         m[i] = mi; v[i] = vi;
-        p[i] = p[i] * decay - step * mi / ((sqrtf(vi) / sqrt_c2 + eps));
+        p[i] = p[i] * decay - step * mi / ((__builtin_elementwise_sqrt(vi) / sqrt_c2 + eps));
     }
 }
 
@@ -200,15 +224,20 @@ static inline float exp_poly(float x) {
 
 CK_CLONES
 float ck_exp_sum(const float *x, float *y, size_t n, float shift) {
+    // Each block of 16 is loaded into registers before any store, so y may alias x (softmax in
+    // place) without the compiler falling back to scalar code for possible overlap.
     float lanes[16] = {0};
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    for (; i + 16 <= n; i += 16) {
+        float block[16];
+        for (int l = 0; l < 16; l++) block[l] = x[i + l] - shift;
         for (int l = 0; l < 16; l++) {
-            float v = exp_poly(x[i + l] - shift);
-            v = (x[i + l] - shift) < -87.0f ? 0.0f : v;
-            y[i + l] = v;
+            float v = block[l] < -87.0f ? 0.0f : exp_poly(block[l]);
+            block[l] = v;
             lanes[l] += v;
         }
+        for (int l = 0; l < 16; l++) y[i + l] = block[l];
+    }
     float sum = 0;
     for (int l = 0; l < 16; l++) sum += lanes[l];
     for (; i < n; i++) {

@@ -48,22 +48,31 @@ public final class Linear: Layer {
         let y = output.pointer(count: batch * outputWidth)
         gemm(transposeA: false, transposeB: true, m: batch, n: outputWidth, k: inputWidth,
              a: input, lda: inputWidth, b: arena.parameters(weight), ldb: inputWidth, c: y, ldc: outputWidth)
-        if let bias { Kernels.addBiasRows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth) }
-        if activation == .relu { Kernels.reluInPlace(y, count: batch * outputWidth) }
+        switch (bias, activation) {
+        case (let bias?, .relu): Kernels.addBiasReLURows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth)
+        case (let bias?, .identity): Kernels.addBiasRows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth)
+        case (nil, .relu): Kernels.reluInPlace(y, count: batch * outputWidth)
+        case (nil, .identity): break
+        }
         return y
     }
 
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard let x = savedInput else { preconditionFailure("Linear.backward before forward") }
         let dy = outputGradient
-        if activation == .relu {
-            // Through the ReLU in place: y > 0 exactly where the pre-activation was > 0.
+        // Through the ReLU in place (y > 0 exactly where the pre-activation was), fused with db.
+        switch (bias, activation) {
+        case (let bias?, .relu):
+            Kernels.reluBiasBackward(dy, output: output.tensor.data, biasGradient: arena.gradients(bias), rows: batch, columns: outputWidth)
+        case (let bias?, .identity):
+            Kernels.biasGradient(arena.gradients(bias), outputGradient: dy, rows: batch, columns: outputWidth)
+        case (nil, .relu):
             Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: batch * outputWidth)
+        case (nil, .identity): break
         }
         // dW += dy^T x  (O x I)
         gemm(transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batch,
              a: dy, lda: outputWidth, b: x, ldb: inputWidth, beta: 1, c: arena.gradients(weight), ldc: inputWidth)
-        if let bias { Kernels.biasGradient(arena.gradients(bias), outputGradient: dy, rows: batch, columns: outputWidth) }
         guard computesInputGradient else { return nil }
         // dx = dy W  (B x I)
         let dx = inputGradient.pointer(count: batch * inputWidth)

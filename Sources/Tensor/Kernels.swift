@@ -20,6 +20,30 @@ public enum Kernels {
         for r in 0..<rows { for c in 0..<columns { y[r * columns + c] += bias[c] } }
     }
 
+    /// y[r, c] = max(y[r, c] + bias[c], 0).  y: R x C, bias: C.
+    @inline(__always)
+    public static func addBiasReLURows(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, columns: Int) {
+        ck_add_bias_relu_rows(y, bias, rows, columns)
+    }
+
+    public static func addBiasReLURowsReference(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, columns: Int) {
+        addBiasRowsReference(y, bias: bias, rows: rows, columns: columns)
+        reluInPlaceReference(y, count: rows * columns)
+    }
+
+    /// Backward of bias + ReLU in one pass: dy masked where y <= 0 (in place), db += column sums.
+    @inline(__always)
+    public static func reluBiasBackward(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>,
+                                        biasGradient db: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+        ck_relu_bias_backward(dy, y, db, rows, columns)
+    }
+
+    public static func reluBiasBackwardReference(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>,
+                                                 biasGradient db: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+        reluBackwardReference(inputGradient: dy, outputGradient: dy, output: y, count: rows * columns)
+        biasGradientReference(db, outputGradient: dy, rows: rows, columns: columns)
+    }
+
     /// y = max(y, 0), in place.
     @inline(__always)
     public static func reluInPlace(_ y: UnsafeMutablePointer<Float>, count: Int) { ck_relu_inplace(y, count) }

@@ -77,7 +77,11 @@ public enum Bench {
             lines.append(String(format: "  %-28@ %8.3f ms  %7.1f GFLOP/s", s.description as NSString, t * 1e3, s.flops / t / 1e9))
         }
         let gemmTotal = times.reduce(0, +), flops = shapes.reduce(0) { $0 + $1.flops }
-        lines.append(String(format: "  all MLP GEMMs of a step   %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
+        lines.append(String(format: "  all MLP GEMMs of a step       %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
+        let loss = lossShapes(rows: v, width: m.projection.last!)
+        for (s, t) in zip(loss, timeGEMMs(loss, repeats: repeats)) {
+            lines.append("  " + s.description.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+        }
 
         // The same work through the layers (bias, fused ReLU, bias gradients included).
         let model = ContrastiveModel(inputWidth: 784, hidden: m.hidden, representation: m.representation,

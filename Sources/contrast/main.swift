@@ -12,6 +12,9 @@ struct Contrast: ParsableCommand {
         subcommands: [Train.self, Eval.self, Bench.self])
 }
 
+/// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
 /// Options naming a config: a YAML file and `--set key=value` overrides.
 struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "YAML config file (see docs/config.md); defaults are the benchmark workload.")
@@ -40,9 +43,9 @@ struct Train: ParsableCommand {
         try reportingErrors {
             let config = try options.load()
             let trainer = try Trainer(config: config)
-            print("run directory: \(trainer.runDirectory.path)")
+            say("run directory: \(trainer.runDirectory.path)")
             let summary = try trainer.run()
-            print(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
+            say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
         }
     }
 }
@@ -57,20 +60,20 @@ struct Eval: ParsableCommand {
 
         enum Baseline: String, ExpressibleByArgument, CaseIterable { case pixels, random }
 
-        @Option(help: "Run directory of a finished training run (reads config.yaml and weights.bin).")
-        var run: String?
+        @Option(name: .customLong("run"), help: "Run directory of a finished training run (reads config.yaml and weights.bin).")
+        var runDirectory: String?
         @Option(help: "Evaluate a baseline instead of a run: 'pixels' (raw pixels) or 'random' (the randomly initialised encoder).")
         var baseline: Baseline?
         @OptionGroup var options: ConfigOptions
 
         func validate() throws {
-            if (run == nil) == (baseline == nil) { throw ValidationError("give exactly one of --run DIR or --baseline pixels|random") }
+            if (runDirectory == nil) == (baseline == nil) { throw ValidationError("give exactly one of --run DIR or --baseline pixels|random") }
         }
 
         func run() throws {
             try reportingErrors {
                 var config = try options.load()
-                if let run {
+                if let run = runDirectory {
                     let file = URL(fileURLWithPath: run).appendingPathComponent("config.yaml").path
                     guard FileManager.default.fileExists(atPath: file) else {
                         throw ValidationError("\(run) is not a run directory (no config.yaml); pass the run_dir of a training run")
@@ -91,7 +94,7 @@ struct Eval: ParsableCommand {
                     let model = ContrastiveModel(inputWidth: train.pixelsPerImage, hidden: m.hidden, representation: m.representation,
                                                  projection: m.projection, activation: m.activation == .gelu ? .gelu : .relu)
                     model.initialise(seed: UInt64(config.seed))
-                    if let run {
+                    if let run = runDirectory {
                         try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run).appendingPathComponent("weights.bin"))
                         what = "trained encoder of \(run)"
                     } else {
@@ -99,7 +102,7 @@ struct Eval: ParsableCommand {
                     }
                     accuracy = Evaluation.knnAccuracy(model: model, train: train, test: test, classifier: classifier)
                 }
-                print(String(format: "kNN accuracy: %.2f%% (%@; k=%d, %d train / %d test images)",
+                say(String(format: "kNN accuracy: %.2f%% (%@; k=%d, %d train / %d test images)",
                              accuracy * 100, what, classifier.k, train.count, test.count))
             }
         }
@@ -118,7 +121,7 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            try reportingErrors { print(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, threads: threads)) }
+            try reportingErrors { say(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, threads: threads)) }
         }
     }
 
@@ -134,11 +137,11 @@ struct Bench: ParsableCommand {
             try reportingErrors {
                 let (f, report) = try Training.Bench.step(config: try options.load(), repeats: repeats, warmup: warmup)
                 if json {
-                    print(String(format: "{\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
+                    say(String(format: "{\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
                                  f.imagesPerSecondStep, f.imagesPerSecondEndToEnd, f.median.augmentation * 1e3, f.median.forward * 1e3,
                                  f.median.loss * 1e3, f.median.backward * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3))
                 } else {
-                    print(report)
+                    say(report)
                 }
             }
         }

@@ -99,3 +99,26 @@ import Testing
         }
     }
 }
+
+@Suite struct FusedKernelTests {
+    @Test func biasReLUForwardAndBackwardMatchReference() {
+        let rows = 9, cols = 70
+        var rng = RandomStream(seed: 1, stream: 77)
+        let y = Tensor(zeros: [rows, cols]), bias = Tensor(zeros: [cols])
+        for i in 0..<y.count { y[i] = rng.nextUniform(-1, 1) }
+        for i in 0..<cols { bias[i] = rng.nextUniform(-0.5, 0.5) }
+        let expected = y.clone()
+        Kernels.addBiasReLURows(y.data, bias: bias.data, rows: rows, columns: cols)
+        Kernels.addBiasReLURowsReference(expected.data, bias: bias.data, rows: rows, columns: cols)
+        #expect(y.array == expected.array)
+
+        let dy = Tensor(zeros: [rows, cols])
+        for i in 0..<dy.count { dy[i] = rng.nextUniform(-1, 1) }
+        let dyReference = dy.clone()
+        let db = Tensor(shape: [cols], repeating: 0.25), dbReference = Tensor(shape: [cols], repeating: 0.25)
+        Kernels.reluBiasBackward(dy.data, output: y.data, biasGradient: db.data, rows: rows, columns: cols)
+        Kernels.reluBiasBackwardReference(dyReference.data, output: y.data, biasGradient: dbReference.data, rows: rows, columns: cols)
+        #expect(dy.array == dyReference.array)
+        for c in 0..<cols { #expect(abs(db[c] - dbReference[c]) <= 1e-5) }
+    }
+}

@@ -24,6 +24,11 @@ void ck_add_bias_rows(float *y, const float *bias, size_t rows, size_t cols);
 void ck_relu_inplace(float *y, size_t n);
 /// dx[i] = y[i] > 0 ? dy[i] : 0 (y is the ReLU output); dx may alias dy.
 void ck_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+/// y[r, c] = max(y[r, c] + bias[c], 0): bias and ReLU in one pass.
+void ck_add_bias_relu_rows(float *y, const float *bias, size_t rows, size_t cols);
+/// Backward of a fused bias + ReLU: dy[r, c] = y[r, c] > 0 ? dy[r, c] : 0 (in place), then
+/// db[c] += sum_r dy[r, c], in one pass.
+void ck_relu_bias_backward(float *dy, const float *y, float *db, size_t rows, size_t cols);
 /// db[c] += sum_r dy[r, c].
 void ck_bias_gradient(float *db, const float *dy, size_t rows, size_t cols);
 
