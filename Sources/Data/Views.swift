@@ -138,16 +138,20 @@ public struct ViewMaker: Sendable {
     /// 3. Jitter: x <- clamp(x b), m = mean(x), x <- clamp((x - m) c + m).
     /// 4. Noise: x <- clamp(x + sigma n), n standard normal by Box-Muller in Float:
     ///    u1 = (d0 >> 8 + 1) / 2^24, u2 = (d1 >> 8) / 2^24, r = sqrt(-2 ln u1),
-    ///    n = r cos(2 pi u2), r sin(2 pi u2).
+    ///    n = r cos(2 pi u2), r sin(2 pi u2); computed by `GaussianNoise` (vectorised
+    ///    polynomials, ~1e-7 relative to libm; `makeViewReference` uses libm in Double).
     public func makeView(image: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>,
                          seed: UInt64, epoch: Int, sample: Int, view: Int) {
         let p = parameters(seed: seed, epoch: epoch, sample: sample, view: view)
         let H = height, W = width, n = H * W
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: n + 2 * W) { scratch in
+        // Draws for whole groups of 8 Philox blocks (32 draws), see GaussianNoise.fillDraws.
+        let drawCapacity = (n + 31) / 32 * 32
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: n + 2 * W + 2 * drawCapacity) { scratch in
             let source = scratch.baseAddress!
             // Convert once (vectorised) so the gather below reads floats and the identity is exact.
             for i in 0..<n { source[i] = Float(image[i]) / 255 }
 
+            // Scratch: source floats (n), column taps (2W), noise draws and normals (drawCapacity each).
             // Column taps, shared by every row: left index as offset and weight of the right one.
             let columnIndex = UnsafeMutableRawPointer(source + n).bindMemory(to: Int32.self, capacity: W)
             let columnWeight = source + n + W
@@ -187,38 +191,29 @@ public struct ViewMaker: Sendable {
             let mean = sum / Float(n)
             let sigma = settings.noiseSigma
             if sigma > 0 {
-                var random = RandomStream(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
-                                          position: Self.noisePosition)
-                var k = 0
-                while k < n {
-                    let (n0, n1) = Self.normalPair(random.nextUInt32(), random.nextUInt32())
-                    out[k] = finish(out[k], mean: mean, noise: sigma * n0, p)
-                    if k + 1 < n { out[k + 1] = finish(out[k + 1], mean: mean, noise: sigma * n1, p) }
-                    k += 2
+                // Draws 32 ..< 32 + n (whole blocks of 8 x 4), then n normals.
+                let blocks = (n + 3) / 4
+                let draws = UnsafeMutableRawPointer(source + n + 2 * W).bindMemory(to: UInt32.self, capacity: drawCapacity)
+                let normals = source + n + 2 * W + drawCapacity
+                GaussianNoise.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
+                                        position: Self.noisePosition, blocks: blocks, into: draws)
+                GaussianNoise.normals(fromDraws: draws, pairs: 2 * blocks, into: normals)
+                if p.jitter {
+                    for k in 0..<n { out[k] = min(max(contrasted(out[k], mean: mean, p) + sigma * normals[k], 0), 1) }
+                } else {
+                    for k in 0..<n { out[k] = min(max(out[k] + sigma * normals[k], 0), 1) }
                 }
             } else {
                 // Still clamp: rounding in the interpolation may overshoot 1 by an ulp.
-                for k in 0..<n { out[k] = finish(out[k], mean: mean, noise: 0, p) }
+                for k in 0..<n { out[k] = min(max(p.jitter ? contrasted(out[k], mean: mean, p) : out[k], 0), 1) }
             }
         }
     }
 
-    /// Contrast (if jittered), then noise, each followed by a clamp to [0, 1].
+    /// Contrast around the mean, clamped to [0, 1].
     @inline(__always)
-    private func finish(_ value: Float, mean: Float, noise: Float, _ p: ViewParameters) -> Float {
-        var x = value
-        if p.jitter { x = min(max((x - mean) * p.contrast + mean, 0), 1) }
-        return min(max(x + noise, 0), 1)
-    }
-
-    /// Two standard normals from two 32-bit draws (Box-Muller, both branches).
-    @inline(__always)
-    static func normalPair(_ d0: UInt32, _ d1: UInt32) -> (Float, Float) {
-        let u1 = (Float(d0 >> 8) + 1) * (1.0 / 16_777_216.0)   // (0, 1]
-        let u2 = Float(d1 >> 8) * (1.0 / 16_777_216.0)         // [0, 1)
-        let r = (-2 * Foundation.log(u1)).squareRoot()
-        let theta = 2 * Float.pi * u2
-        return (r * Foundation.cos(theta), r * Foundation.sin(theta))
+    private func contrasted(_ value: Float, mean: Float, _ p: ViewParameters) -> Float {
+        min(max((value - mean) * p.contrast + mean, 0), 1)
     }
 
     /// Makes both views of each sample: a 2B x (H*W) batch in `out`, rows 0..<B view 0 of
