@@ -142,71 +142,82 @@ public struct ViewMaker: Sendable {
     ///    polynomials, ~1e-7 relative to libm; `makeViewReference` uses libm in Double).
     public func makeView(image: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>,
                          seed: UInt64, epoch: Int, sample: Int, view: Int) {
+        // On the stack when the thread has room (the runtime decides); makeViews reuses one buffer.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchCount) { scratch in
+            makeView(image: image, into: out, seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch.baseAddress!)
+        }
+    }
+
+    /// Draws for whole groups of 8 Philox blocks (32 draws), see GaussianNoise.fillDraws.
+    private var drawCapacity: Int { (height * width + 31) / 32 * 32 }
+
+    /// Floats of scratch one view needs: source image (H*W), column taps (2W), draws and normals.
+    var scratchCount: Int { height * width + 2 * width + 2 * drawCapacity }
+
+    /// `makeView` with caller-provided scratch of `scratchCount` floats: no allocation at all.
+    func makeView(image: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>,
+                  seed: UInt64, epoch: Int, sample: Int, view: Int, scratch source: UnsafeMutablePointer<Float>) {
         let p = parameters(seed: seed, epoch: epoch, sample: sample, view: view)
         let H = height, W = width, n = H * W
-        // Draws for whole groups of 8 Philox blocks (32 draws), see GaussianNoise.fillDraws.
-        let drawCapacity = (n + 31) / 32 * 32
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: n + 2 * W + 2 * drawCapacity) { scratch in
-            let source = scratch.baseAddress!
-            // Convert once (vectorised) so the gather below reads floats and the identity is exact.
-            for i in 0..<n { source[i] = Float(image[i]) / 255 }
+        let drawCapacity = drawCapacity
+        // Scratch: source floats (n), column taps (2W), noise draws and normals (drawCapacity each).
+        // Convert once (vectorised) so the gather below reads floats and the identity is exact.
+        for i in 0..<n { source[i] = Float(image[i]) / 255 }
 
-            // Scratch: source floats (n), column taps (2W), noise draws and normals (drawCapacity each).
-            // Column taps, shared by every row: left index as offset and weight of the right one.
-            let columnIndex = UnsafeMutableRawPointer(source + n).bindMemory(to: Int32.self, capacity: W)
-            let columnWeight = source + n + W
-            let stepX = p.boxWidth / Float(W)
+        // Column taps, shared by every row: left index as offset and weight of the right one.
+        let columnIndex = UnsafeMutableRawPointer(source + n).bindMemory(to: Int32.self, capacity: W)
+        let columnWeight = source + n + W
+        let stepX = p.boxWidth / Float(W)
+        for j in 0..<W {
+            let cropColumn = p.flip ? W - 1 - j : j
+            let x = p.left + (Float(cropColumn) + 0.5) * stepX - 0.5
+            let x0 = x.rounded(.down)
+            columnIndex[j] = Int32(x0)
+            columnWeight[j] = x - x0
+        }
+
+        let stepY = p.boxHeight / Float(H)
+        var sum: Float = 0
+        for i in 0..<H {
+            let y = p.top + (Float(i) + 0.5) * stepY - 0.5
+            let y0 = y.rounded(.down)
+            let fy = y - y0
+            let row0 = source + min(max(Int(y0), 0), H - 1) * W
+            let row1 = source + min(max(Int(y0) + 1, 0), H - 1) * W
+            let target = out + i * W
             for j in 0..<W {
-                let cropColumn = p.flip ? W - 1 - j : j
-                let x = p.left + (Float(cropColumn) + 0.5) * stepX - 0.5
-                let x0 = x.rounded(.down)
-                columnIndex[j] = Int32(x0)
-                columnWeight[j] = x - x0
-            }
-
-            let stepY = p.boxHeight / Float(H)
-            var sum: Float = 0
-            for i in 0..<H {
-                let y = p.top + (Float(i) + 0.5) * stepY - 0.5
-                let y0 = y.rounded(.down)
-                let fy = y - y0
-                let row0 = source + min(max(Int(y0), 0), H - 1) * W
-                let row1 = source + min(max(Int(y0) + 1, 0), H - 1) * W
-                let target = out + i * W
-                for j in 0..<W {
-                    let c0 = Int(columnIndex[j])
-                    let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
-                    let fx = columnWeight[j]
-                    let upper = row0[a] + (row0[b] - row0[a]) * fx
-                    let lower = row1[a] + (row1[b] - row1[a]) * fx
-                    var value = upper + (lower - upper) * fy
-                    if p.jitter {
-                        value = min(max(value * p.brightness, 0), 1)
-                        sum += value
-                    }
-                    target[j] = value
-                }
-            }
-
-            let mean = sum / Float(n)
-            let sigma = settings.noiseSigma
-            if sigma > 0 {
-                // Draws 32 ..< 32 + n (whole blocks of 8 x 4), then n normals.
-                let blocks = (n + 3) / 4
-                let draws = UnsafeMutableRawPointer(source + n + 2 * W).bindMemory(to: UInt32.self, capacity: drawCapacity)
-                let normals = source + n + 2 * W + drawCapacity
-                GaussianNoise.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
-                                        position: Self.noisePosition, blocks: blocks, into: draws)
-                GaussianNoise.normals(fromDraws: draws, pairs: 2 * blocks, into: normals)
+                let c0 = Int(columnIndex[j])
+                let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
+                let fx = columnWeight[j]
+                let upper = row0[a] + (row0[b] - row0[a]) * fx
+                let lower = row1[a] + (row1[b] - row1[a]) * fx
+                var value = upper + (lower - upper) * fy
                 if p.jitter {
-                    for k in 0..<n { out[k] = min(max(contrasted(out[k], mean: mean, p) + sigma * normals[k], 0), 1) }
-                } else {
-                    for k in 0..<n { out[k] = min(max(out[k] + sigma * normals[k], 0), 1) }
+                    value = min(max(value * p.brightness, 0), 1)
+                    sum += value
                 }
-            } else {
-                // Still clamp: rounding in the interpolation may overshoot 1 by an ulp.
-                for k in 0..<n { out[k] = min(max(p.jitter ? contrasted(out[k], mean: mean, p) : out[k], 0), 1) }
+                target[j] = value
             }
+        }
+
+        let mean = sum / Float(n)
+        let sigma = settings.noiseSigma
+        if sigma > 0 {
+            // Draws 32 ..< 32 + n (whole blocks of 8 x 4), then n normals.
+            let blocks = (n + 3) / 4
+            let draws = UnsafeMutableRawPointer(source + n + 2 * W).bindMemory(to: UInt32.self, capacity: drawCapacity)
+            let normals = source + n + 2 * W + drawCapacity
+            GaussianNoise.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
+                                    position: Self.noisePosition, blocks: blocks, into: draws)
+            GaussianNoise.normals(fromDraws: draws, pairs: 2 * blocks, into: normals)
+            if p.jitter {
+                for k in 0..<n { out[k] = min(max(contrasted(out[k], mean: mean, p) + sigma * normals[k], 0), 1) }
+            } else {
+                for k in 0..<n { out[k] = min(max(out[k] + sigma * normals[k], 0), 1) }
+            }
+        } else {
+            // Still clamp: rounding in the interpolation may overshoot 1 by an ulp.
+            for k in 0..<n { out[k] = min(max(p.jitter ? contrasted(out[k], mean: mean, p) : out[k], 0), 1) }
         }
     }
 
@@ -223,12 +234,15 @@ public struct ViewMaker: Sendable {
         precondition(dataset.height == height && dataset.width == width,
                      "makeViews: data set images are \(dataset.height)x\(dataset.width), the view maker's \(height)x\(width)")
         let pixels = height * width, batch = samples.count
+        // One scratch buffer for the whole batch, so no view allocates.
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+        defer { scratch.deallocate() }
         dataset.images.withUnsafeBufferPointer { images in
             for view in 0..<2 {
                 for (index, sample) in samples.enumerated() {
                     precondition(sample >= 0 && sample < dataset.count, "makeViews: sample \(sample) out of range 0..<\(dataset.count)")
                     makeView(image: images.baseAddress! + sample * pixels, into: out + (view * batch + index) * pixels,
-                             seed: seed, epoch: epoch, sample: sample, view: view)
+                             seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch)
                 }
             }
         }
