@@ -138,87 +138,93 @@ public struct ViewMaker: Sendable {
     /// 3. Jitter: x <- clamp(x b), m = mean(x), x <- clamp((x - m) c + m).
     /// 4. Noise: x <- clamp(x + sigma n), n standard normal by Box-Muller in Float:
     ///    u1 = (d0 >> 8 + 1) / 2^24, u2 = (d1 >> 8) / 2^24, r = sqrt(-2 ln u1),
-    ///    n = r cos(2 pi u2), r sin(2 pi u2).
+    ///    n = r cos(2 pi u2), r sin(2 pi u2); computed by `GaussianNoise` (vectorised
+    ///    polynomials, ~1e-7 relative to libm; `makeViewReference` uses libm in Double).
     public func makeView(image: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>,
                          seed: UInt64, epoch: Int, sample: Int, view: Int) {
-        let p = parameters(seed: seed, epoch: epoch, sample: sample, view: view)
-        let H = height, W = width, n = H * W
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: n + 2 * W) { scratch in
-            let source = scratch.baseAddress!
-            // Convert once (vectorised) so the gather below reads floats and the identity is exact.
-            for i in 0..<n { source[i] = Float(image[i]) / 255 }
-
-            // Column taps, shared by every row: left index as offset and weight of the right one.
-            let columnIndex = UnsafeMutableRawPointer(source + n).bindMemory(to: Int32.self, capacity: W)
-            let columnWeight = source + n + W
-            let stepX = p.boxWidth / Float(W)
-            for j in 0..<W {
-                let cropColumn = p.flip ? W - 1 - j : j
-                let x = p.left + (Float(cropColumn) + 0.5) * stepX - 0.5
-                let x0 = x.rounded(.down)
-                columnIndex[j] = Int32(x0)
-                columnWeight[j] = x - x0
-            }
-
-            let stepY = p.boxHeight / Float(H)
-            var sum: Float = 0
-            for i in 0..<H {
-                let y = p.top + (Float(i) + 0.5) * stepY - 0.5
-                let y0 = y.rounded(.down)
-                let fy = y - y0
-                let row0 = source + min(max(Int(y0), 0), H - 1) * W
-                let row1 = source + min(max(Int(y0) + 1, 0), H - 1) * W
-                let target = out + i * W
-                for j in 0..<W {
-                    let c0 = Int(columnIndex[j])
-                    let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
-                    let fx = columnWeight[j]
-                    let upper = row0[a] + (row0[b] - row0[a]) * fx
-                    let lower = row1[a] + (row1[b] - row1[a]) * fx
-                    var value = upper + (lower - upper) * fy
-                    if p.jitter {
-                        value = min(max(value * p.brightness, 0), 1)
-                        sum += value
-                    }
-                    target[j] = value
-                }
-            }
-
-            let mean = sum / Float(n)
-            let sigma = settings.noiseSigma
-            if sigma > 0 {
-                var random = RandomStream(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
-                                          position: Self.noisePosition)
-                var k = 0
-                while k < n {
-                    let (n0, n1) = Self.normalPair(random.nextUInt32(), random.nextUInt32())
-                    out[k] = finish(out[k], mean: mean, noise: sigma * n0, p)
-                    if k + 1 < n { out[k + 1] = finish(out[k + 1], mean: mean, noise: sigma * n1, p) }
-                    k += 2
-                }
-            } else {
-                // Still clamp: rounding in the interpolation may overshoot 1 by an ulp.
-                for k in 0..<n { out[k] = finish(out[k], mean: mean, noise: 0, p) }
-            }
+        // On the stack when the thread has room (the runtime decides); makeViews reuses one buffer.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchCount) { scratch in
+            makeView(image: image, into: out, seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch.baseAddress!)
         }
     }
 
-    /// Contrast (if jittered), then noise, each followed by a clamp to [0, 1].
-    @inline(__always)
-    private func finish(_ value: Float, mean: Float, noise: Float, _ p: ViewParameters) -> Float {
-        var x = value
-        if p.jitter { x = min(max((x - mean) * p.contrast + mean, 0), 1) }
-        return min(max(x + noise, 0), 1)
+    /// Draws for whole groups of 8 Philox blocks (32 draws), see GaussianNoise.fillDraws.
+    private var drawCapacity: Int { (height * width + 31) / 32 * 32 }
+
+    /// Floats of scratch one view needs: source image (H*W), column taps (2W), draws and normals.
+    var scratchCount: Int { height * width + 2 * width + 2 * drawCapacity }
+
+    /// `makeView` with caller-provided scratch of `scratchCount` floats: no allocation at all.
+    func makeView(image: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>,
+                  seed: UInt64, epoch: Int, sample: Int, view: Int, scratch source: UnsafeMutablePointer<Float>) {
+        let p = parameters(seed: seed, epoch: epoch, sample: sample, view: view)
+        let H = height, W = width, n = H * W
+        let drawCapacity = drawCapacity
+        // Scratch: source floats (n), column taps (2W), noise draws and normals (drawCapacity each).
+        // Convert once (vectorised) so the gather below reads floats and the identity is exact.
+        for i in 0..<n { source[i] = Float(image[i]) / 255 }
+
+        // Column taps, shared by every row: left index as offset and weight of the right one.
+        let columnIndex = UnsafeMutableRawPointer(source + n).bindMemory(to: Int32.self, capacity: W)
+        let columnWeight = source + n + W
+        let stepX = p.boxWidth / Float(W)
+        for j in 0..<W {
+            let cropColumn = p.flip ? W - 1 - j : j
+            let x = p.left + (Float(cropColumn) + 0.5) * stepX - 0.5
+            let x0 = x.rounded(.down)
+            columnIndex[j] = Int32(x0)
+            columnWeight[j] = x - x0
+        }
+
+        let stepY = p.boxHeight / Float(H)
+        var sum: Float = 0
+        for i in 0..<H {
+            let y = p.top + (Float(i) + 0.5) * stepY - 0.5
+            let y0 = y.rounded(.down)
+            let fy = y - y0
+            let row0 = source + min(max(Int(y0), 0), H - 1) * W
+            let row1 = source + min(max(Int(y0) + 1, 0), H - 1) * W
+            let target = out + i * W
+            for j in 0..<W {
+                let c0 = Int(columnIndex[j])
+                let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
+                let fx = columnWeight[j]
+                let upper = row0[a] + (row0[b] - row0[a]) * fx
+                let lower = row1[a] + (row1[b] - row1[a]) * fx
+                var value = upper + (lower - upper) * fy
+                if p.jitter {
+                    value = min(max(value * p.brightness, 0), 1)
+                    sum += value
+                }
+                target[j] = value
+            }
+        }
+
+        let mean = sum / Float(n)
+        let sigma = settings.noiseSigma
+        if sigma > 0 {
+            // Draws 32 ..< 32 + n (whole blocks of 8 x 4), then n normals.
+            let blocks = (n + 3) / 4
+            let draws = UnsafeMutableRawPointer(source + n + 2 * W).bindMemory(to: UInt32.self, capacity: drawCapacity)
+            let normals = source + n + 2 * W + drawCapacity
+            GaussianNoise.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
+                                    position: Self.noisePosition, blocks: blocks, into: draws)
+            GaussianNoise.normals(fromDraws: draws, pairs: 2 * blocks, into: normals)
+            if p.jitter {
+                for k in 0..<n { out[k] = min(max(contrasted(out[k], mean: mean, p) + sigma * normals[k], 0), 1) }
+            } else {
+                for k in 0..<n { out[k] = min(max(out[k] + sigma * normals[k], 0), 1) }
+            }
+        } else {
+            // Still clamp: rounding in the interpolation may overshoot 1 by an ulp.
+            for k in 0..<n { out[k] = min(max(p.jitter ? contrasted(out[k], mean: mean, p) : out[k], 0), 1) }
+        }
     }
 
-    /// Two standard normals from two 32-bit draws (Box-Muller, both branches).
+    /// Contrast around the mean, clamped to [0, 1].
     @inline(__always)
-    static func normalPair(_ d0: UInt32, _ d1: UInt32) -> (Float, Float) {
-        let u1 = (Float(d0 >> 8) + 1) * (1.0 / 16_777_216.0)   // (0, 1]
-        let u2 = Float(d1 >> 8) * (1.0 / 16_777_216.0)         // [0, 1)
-        let r = (-2 * Foundation.log(u1)).squareRoot()
-        let theta = 2 * Float.pi * u2
-        return (r * Foundation.cos(theta), r * Foundation.sin(theta))
+    private func contrasted(_ value: Float, mean: Float, _ p: ViewParameters) -> Float {
+        min(max((value - mean) * p.contrast + mean, 0), 1)
     }
 
     /// Makes both views of each sample: a 2B x (H*W) batch in `out`, rows 0..<B view 0 of
@@ -228,12 +234,15 @@ public struct ViewMaker: Sendable {
         precondition(dataset.height == height && dataset.width == width,
                      "makeViews: data set images are \(dataset.height)x\(dataset.width), the view maker's \(height)x\(width)")
         let pixels = height * width, batch = samples.count
+        // One scratch buffer for the whole batch, so no view allocates.
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+        defer { scratch.deallocate() }
         dataset.images.withUnsafeBufferPointer { images in
             for view in 0..<2 {
                 for (index, sample) in samples.enumerated() {
                     precondition(sample >= 0 && sample < dataset.count, "makeViews: sample \(sample) out of range 0..<\(dataset.count)")
                     makeView(image: images.baseAddress! + sample * pixels, into: out + (view * batch + index) * pixels,
-                             seed: seed, epoch: epoch, sample: sample, view: view)
+                             seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch)
                 }
             }
         }
