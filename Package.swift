@@ -42,6 +42,6 @@ let package = Package(
         .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive"]),
     ]
 )

@@ -2,10 +2,6 @@ import Foundation
 import Testing
 @testable import Training
 
-/// The repository root, found from this file's path (Tests/TrainingTests/ConfigTests.swift).
-private let repositoryRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
 /// Writes `text` to a fresh temporary file and returns its path.
 private func temporaryConfig(_ text: String) throws -> String {
     let url = FileManager.default.temporaryDirectory

@@ -1,0 +1,180 @@
+import Foundation
+import Contrastive
+import Testing
+@testable import Data
+@testable import NN
+@testable import Tensor
+@testable import Training
+
+@Suite struct TrainerTests {
+    /// The smoke workload end to end: it learns (loss falls, kNN well above chance) and the
+    /// run directory holds the resolved config, the log, one JSON object per metrics line and
+    /// the weights, which `eval` reads back to the same accuracy.
+    @Test func smokeRunLearnsAndWritesItsRunDirectory() throws {
+        let config = try smokeConfig()
+        let trainer = try Trainer(config: config)
+        let summary = try trainer.run()
+        #expect(summary.steps == trainer.totalSteps)
+        #expect(summary.knnAccuracy > 0.6)        // chance is 0.1; measured about 0.71
+
+        let directory = URL(fileURLWithPath: config.runDirectory)
+        let resolved = try ConfigLoader.load(file: directory.appendingPathComponent("config.yaml").path, overrides: [])
+        #expect(resolved == config)
+        let log = try String(contentsOf: directory.appendingPathComponent("train.log"), encoding: .utf8)
+        #expect(log.contains("kNN accuracy"))
+        let lines = try String(contentsOf: directory.appendingPathComponent("metrics/rank-0.jsonl"), encoding: .utf8)
+            .split(separator: "\n")
+        let records = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let losses = records.compactMap { $0["loss"] as? Double }
+        #expect(losses.count == summary.steps)
+        let firstLosses = losses.prefix(8).reduce(0, +) / 8, lastLosses = losses.suffix(8).reduce(0, +) / 8
+        #expect(lastLosses < firstLosses - 0.2)
+        #expect(records.contains { $0["knn_accuracy"] != nil })
+
+        let model = trainer.step.model
+        let reloaded = ContrastiveModel(inputWidth: 784, hidden: config.model.hidden, representation: config.model.representation,
+                                        projection: config.model.projection, activation: .relu)
+        try WeightsFile.read(into: reloaded.arena, from: directory.appendingPathComponent("weights.bin"))
+        #expect(reloaded.arena.parameters.array == model.arena.parameters.array)
+    }
+
+    @Test func refusesToOverwriteAnExistingRun() throws {
+        let config = try smokeConfig(["train.max_steps=1"])
+        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: config.runDirectory).appendingPathComponent("train.log"))
+        #expect(throws: RunFiles.Failure.self) { try Trainer(config: config) }
+    }
+
+    @Test func missingDataSetNamesTheFileAndTheFix() throws {
+        let config = try smokeConfig(["data.path=/nonexistent/fashion"])
+        do {
+            _ = try Trainer(config: config)
+            Issue.record("expected an error")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("/nonexistent/fashion"))
+            #expect(message.contains("data.path"))
+        }
+    }
+}
+
+/// Same seed, same data, same steps: bit-identical parameters. A different seed differs.
+@Suite struct DeterminismTests {
+    func parameters(seed: Int, steps: Int) throws -> [Float] {
+        let config = try smokeConfig(["seed=\(seed)"])
+        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
+        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
+                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
+        let step = TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank)
+        let order = sampler.order(epoch: 0)
+        for i in 0..<steps {
+            step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
+            _ = step.step(learningRate: config.optimizer.lr)
+        }
+        return step.model.arena.parameters.array
+    }
+
+    @Test func sameSeedGivesBitIdenticalParameters() throws {
+        let a = try parameters(seed: 3, steps: 6), b = try parameters(seed: 3, steps: 6)
+        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+        let c = try parameters(seed: 4, steps: 6)
+        #expect(a != c)
+    }
+}
+
+/// The whole network and loss together against finite differences: catches wiring mistakes
+/// (which gradient goes where) that per-layer checks cannot.
+@Suite struct ModelGradientTests {
+    @Test func modelAndNTXentGradientMatchesFiniteDifferences() {
+        let b = 3, v = 2 * b
+        let model = ContrastiveModel(inputWidth: 6, hidden: [8], representation: 5, projection: [5, 4], activation: .gelu)
+        model.initialise(seed: 1)
+        let loss = NTXentLoss(temperature: 0.5)
+        var rng = RandomStream(seed: 2, stream: 3)
+        let input = Tensor(zeros: [v, 6])
+        for i in 0..<input.count { input[i] = rng.nextUniform(-1, 1) }
+        var selfIndex = [Int32](repeating: 0, count: v), positive = [Int32](repeating: 0, count: v)
+        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positive, samples: b, offset: 0)
+        let ga = Tensor(zeros: [v, 4]), gc = Tensor(zeros: [v, 4])
+
+        func evaluate() -> Double {
+            let (_, z) = model.forward(input.data, batch: v)
+            return loss.forwardBackward(anchors: z, anchorCount: v, candidates: z, candidateCount: v, dimension: 4,
+                                        selfIndex: selfIndex, positiveIndex: positive, normalization: v,
+                                        anchorGradient: ga.data, candidateGradient: gc.data).loss
+        }
+        _ = evaluate()
+        Kernels.axpy(ga.data, alpha: 1, x: gc.data, count: ga.count)
+        model.arena.zeroGradients()
+        model.backward(ga.data, batch: v)
+        let analytic = model.arena.gradients.array
+        let indices = model.arena.slices.flatMap { Array($0.range) }
+        let numerical = GradientCheck.numericalGradient(of: evaluate, at: model.arena.parameters.data, indices: indices, step: 1e-2)
+        let error = GradientCheck.maxRelativeError(analytic: indices.map { Double(analytic[$0]) }, numerical: numerical)
+        #expect(error < 2e-2)
+    }
+}
+
+@Suite struct KNNTests {
+    @Test func topKKeepsTheLargestValues() {
+        var rng = RandomStream(seed: 1, stream: 1)
+        let values = (0..<1000).map { _ in rng.nextUniform() }
+        var heap = TopK(capacity: 37)
+        for (i, v) in values.enumerated() { heap.offer(v, index: Int32(i)) }
+        var kept: [Float] = []
+        heap.forEach { value, index in kept.append(value); #expect(values[Int(index)] == value) }
+        #expect(kept.sorted() == Array(values.sorted().suffix(37)))
+    }
+
+    @Test func weightedVotesMatchABruteForceReference() {
+        // Memory: 40 random points in 3 classes; predictions against an exhaustive sort.
+        var rng = RandomStream(seed: 5, stream: 2)
+        let m = 40, q = 15, d = 4
+        let memory = Tensor(zeros: [m, d]), queries = Tensor(zeros: [q, d])
+        for i in 0..<memory.count { memory[i] = rng.nextNormal() }
+        for i in 0..<queries.count { queries[i] = rng.nextNormal() }
+        let labels = (0..<m).map { _ in UInt8(rng.nextInt(below: 3)) }
+        let classifier = KNNClassifier(k: 7, temperature: 0.1, classes: 3)
+        let predictions = classifier.predict(memory: memory, memoryLabels: labels, queries: queries)
+        func unit(_ t: Tensor, _ r: Int) -> [Double] {
+            let row = (0..<d).map { Double(t[r * d + $0]) }
+            let norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return row.map { $0 / norm }
+        }
+        for i in 0..<q {
+            let qi = unit(queries, i)
+            let similarities = (0..<m).map { j in zip(qi, unit(memory, j)).reduce(0) { $0 + $1.0 * $1.1 } }
+            let nearest = similarities.indices.sorted { similarities[$0] > similarities[$1] }.prefix(7)
+            var votes = [Double](repeating: 0, count: 3)
+            for j in nearest { votes[Int(labels[j])] += exp(similarities[j] / 0.1) }
+            #expect(predictions[i] == votes.indices.max { votes[$0] < votes[$1] }!)
+        }
+    }
+}
+
+@Suite struct WeightsFileTests {
+    func arena() -> ParameterArena {
+        let arena = ParameterArena()
+        _ = arena.allocate(name: "w", shape: [3, 5], kind: .weight)
+        arena.seal()
+        for i in 0..<arena.count { arena.parameters[i] = Float(i) * 0.25 }
+        return arena
+    }
+
+    @Test func roundTripsAndDetectsDamage() throws {
+        let url = temporaryDirectory("weights").appendingPathComponent("weights.bin")
+        let original = arena()
+        try WeightsFile.write(original, to: url)
+        let copy = arena()
+        copy.parameters.zero()
+        try WeightsFile.read(into: copy, from: url)
+        #expect(copy.parameters.array == original.parameters.array)
+
+        var bytes = try Data(contentsOf: url)
+        bytes[30] ^= 0x40
+        try bytes.write(to: url)
+        #expect(throws: RunFiles.Failure.self) { try WeightsFile.read(into: copy, from: url) }
+        try bytes.prefix(40).write(to: url)
+        #expect(throws: RunFiles.Failure.self) { try WeightsFile.read(into: copy, from: url) }
+    }
+}
