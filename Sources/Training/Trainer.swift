@@ -129,14 +129,16 @@ public final class Trainer {
             throw RunFiles.Failure(description:
                 "run directory \(runDirectory.path) already holds files; choose a new one (--set run_dir=...) or remove it")
         }
-        try RunFiles.createDirectory(runDirectory)
-        try RunFiles.writeAtomically(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
-        log = try RunLog(directory: runDirectory)
-
+        // Everything that can fail on user input is checked before the run directory exists,
+        // so a mistake leaves nothing behind that blocks the corrected run.
         trainSet = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
         testSet = try FashionMNIST.load(directory: config.data.path, split: .test, limit: config.data.testLimit)
         sampler = try Sampler(sampleCount: trainSet.count, globalBatchSize: config.data.batchPerRank,
                               virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
+
+        try RunFiles.createDirectory(runDirectory)
+        try RunFiles.writeAtomically(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
+        log = try RunLog(directory: runDirectory)
         BLASThreads.set(config.train.blasThreads)
         step = TrainingStep(config: config, pixelsPerImage: trainSet.pixelsPerImage, height: trainSet.height,
                             width: trainSet.width, imagesPerStep: config.data.batchPerRank)

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The `contrast` executable as a user meets it: a mistake gives one line on standard error
+/// naming the problem, and exit status 1; never a stack trace.
+@Suite(.serialized) struct CLITests {
+    /// The built `contrast` next to the test bundle (both live in .build/<configuration>/).
+    static var executable: URL {
+        let bundleDirectory = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
+        let besideTests = bundleDirectory.appendingPathComponent("contrast")
+        if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
+        return repositoryRoot.appendingPathComponent(".build/debug/contrast")
+    }
+
+    struct Outcome { var status: Int32; var output: String; var error: String }
+
+    func run(_ arguments: [String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        process.currentDirectoryURL = repositoryRoot
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile(), error = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
+                       error: String(decoding: error, as: UTF8.self))
+    }
+
+    func expectOneLineError(_ outcome: Outcome, mentioning words: [String]) {
+        #expect(outcome.status == 1)
+        let lines = outcome.error.split(separator: "\n")
+        #expect(lines.count == 1, "expected one line, got: \(outcome.error)")
+        for word in words { #expect(outcome.error.contains(word), "\(outcome.error) should mention \(word)") }
+    }
+
+    @Test func missingConfigFile() throws {
+        expectOneLineError(try run(["train", "--config", "configs/no-such.yaml"]), mentioning: ["configs/no-such.yaml", "not found"])
+    }
+
+    @Test func wrongTypeInOverride() throws {
+        expectOneLineError(try run(["train", "--set", "optimizer.lr=fast"]), mentioning: ["optimizer.lr", "fast"])
+    }
+
+    @Test func unknownKey() throws {
+        expectOneLineError(try run(["train", "--set", "optimiser.lr=0.1"]), mentioning: ["optimiser"])
+    }
+
+    @Test func missingDataSet() throws {
+        let runDirectory = temporaryDirectory("cli").appendingPathComponent("run").path
+        let outcome = try run(["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(runDirectory)",
+                               "--set", "data.path=/nonexistent/fmnist"])
+        expectOneLineError(outcome, mentioning: ["/nonexistent/fmnist"])
+        #expect(!FileManager.default.fileExists(atPath: runDirectory), "a failed start must leave no run directory behind")
+    }
+
+    @Test func evalOfSomethingThatIsNotARun() throws {
+        expectOneLineError(try run(["eval", "knn", "--run", "/nonexistent/run"]), mentioning: ["/nonexistent/run", "config.yaml"])
+    }
+
+    @Test func pixelBaselinePrintsAnAccuracy() throws {
+        let outcome = try run(["eval", "knn", "--baseline", "pixels", "--set", "data.train_limit=2000", "--set", "data.test_limit=300"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        #expect(outcome.output.contains("kNN accuracy:"))
+    }
+}
