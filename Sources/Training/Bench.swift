@@ -125,7 +125,7 @@ public enum Bench {
                                   virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
         let b = config.data.batchPerRank, v = 2 * b
         let step = TrainingStep(config: config, pixelsPerImage: train.pixelsPerImage, height: train.height,
-                                width: train.width, imagesPerStep: b)
+                                width: train.width, imagesPerStep: b, totalSteps: warmup + repeats)
         let order = sampler.order(epoch: 0)
         var all: [StepTimes] = []
         for i in 0..<(warmup + repeats) {

@@ -58,3 +58,15 @@ public final class ContrastiveModel {
         }
     }
 }
+
+extension ContrastiveModel {
+    /// The model a config's `model` section describes.
+    public convenience init(_ section: ModelSection, inputWidth: Int) {
+        let activation: MLP.Activation = switch section.activation {
+        case .relu: .relu
+        case .gelu: .gelu
+        }
+        self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
+                  projection: section.projection, activation: activation)
+    }
+}

@@ -31,12 +31,11 @@ public final class TrainingStep {
         public var times: StepTimes
     }
 
-    public init(config: TrainingConfig, pixelsPerImage: Int, height: Int, width: Int, imagesPerStep: Int) {
+    /// `totalSteps` is the length of the run, which a cosine schedule decays over.
+    public init(config: TrainingConfig, pixelsPerImage: Int, height: Int, width: Int, imagesPerStep: Int, totalSteps: Int) {
         self.config = config
         self.imagesPerStep = imagesPerStep
-        let m = config.model
-        model = ContrastiveModel(inputWidth: pixelsPerImage, hidden: m.hidden, representation: m.representation,
-                                 projection: m.projection, activation: m.activation == .gelu ? .gelu : .relu)
+        model = ContrastiveModel(config.model, inputWidth: pixelsPerImage)
         model.initialise(seed: UInt64(config.seed))
         let o = config.optimizer
         switch o.kind {
@@ -48,7 +47,7 @@ public final class TrainingStep {
             optimizer = LARS(for: model.arena, momentum: o.momentum, weightDecay: o.weightDecay,
                              trustCoefficient: o.trustCoefficient, nesterov: o.nesterov)
         }
-        schedule = .constant(o.lr)
+        schedule = Self.schedule(o, totalSteps: totalSteps)
         loss = NTXentLoss(temperature: config.loss.temperature)
         let v = config.views
         viewMaker = ViewMaker(height: height, width: width, settings: ViewSettings(
@@ -61,6 +60,15 @@ public final class TrainingStep {
         selfIndex = [Int32](repeating: 0, count: viewCount)
         positiveIndex = [Int32](repeating: 0, count: viewCount)
         TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: imagesPerStep, offset: 0)
+    }
+
+    /// Linear warm-up over `warmup_steps`, then constant or cosine decay to `final_lr`.
+    static func schedule(_ o: OptimizerSection, totalSteps: Int) -> LearningRateSchedule {
+        switch o.schedule {
+        case .constant where o.warmupSteps == 0: return .constant(o.lr)
+        case .constant: return .warmupCosine(base: o.lr, warmupSteps: o.warmupSteps, totalSteps: totalSteps, final: o.lr)
+        case .cosine: return .warmupCosine(base: o.lr, warmupSteps: o.warmupSteps, totalSteps: totalSteps, final: o.finalLR)
+        }
     }
 
     /// Makes the two views of `samples` (epoch `epoch`) into the view buffer.
@@ -140,14 +148,14 @@ public final class Trainer {
         try RunFiles.writeAtomically(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
         log = try RunLog(directory: runDirectory)
         BLASThreads.set(config.train.blasThreads)
+        let all = config.train.epochs * sampler.batchesPerEpoch
+        totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
         step = TrainingStep(config: config, pixelsPerImage: trainSet.pixelsPerImage, height: trainSet.height,
-                            width: trainSet.width, imagesPerStep: config.data.batchPerRank)
+                            width: trainSet.width, imagesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
     }
 
-    public var totalSteps: Int {
-        let all = config.train.epochs * sampler.batchesPerEpoch
-        return config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
-    }
+    /// Steps of the whole run: epochs x batches per epoch, capped by train.max_steps.
+    public let totalSteps: Int
 
     public func run() throws -> Summary {
         let c = config

@@ -90,9 +90,7 @@ struct Eval: ParsableCommand {
                     accuracy = Evaluation.knnAccuracyOnPixels(train: train, test: test, classifier: classifier)
                     what = "raw pixels"
                 } else {
-                    let m = config.model
-                    let model = ContrastiveModel(inputWidth: train.pixelsPerImage, hidden: m.hidden, representation: m.representation,
-                                                 projection: m.projection, activation: m.activation == .gelu ? .gelu : .relu)
+                    let model = ContrastiveModel(config.model, inputWidth: train.pixelsPerImage)
                     model.initialise(seed: UInt64(config.seed))
                     if let run = runDirectory {
                         try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run).appendingPathComponent("weights.bin"))

@@ -65,7 +65,7 @@ import Testing
         let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
         let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
                                   virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
-        let step = TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank)
+        let step = TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank, totalSteps: steps)
         let order = sampler.order(epoch: 0)
         for i in 0..<steps {
             step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
@@ -79,6 +79,19 @@ import Testing
         #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
         let c = try parameters(seed: 4, steps: 6)
         #expect(a != c)
+    }
+}
+
+@Suite struct ScheduleWiringTests {
+    @Test func configChoosesTheSchedule() throws {
+        var o = TrainingConfig().optimizer
+        #expect(TrainingStep.schedule(o, totalSteps: 100) == .constant(o.lr))
+        o.warmupSteps = 10
+        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 4) == o.lr * 0.5)
+        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 60) == o.lr)
+        o.schedule = .cosine
+        o.finalLR = 1e-5
+        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 100) == 1e-5)
     }
 }
 
