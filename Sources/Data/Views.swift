@@ -148,7 +148,7 @@ public struct ViewMaker: Sendable {
         }
     }
 
-    /// Draws for whole groups of 8 Philox blocks (32 draws), see GaussianNoise.fillDraws.
+    /// Draws for whole groups of 8 Philox blocks (32 draws), see Philox.fillDraws.
     private var drawCapacity: Int { (height * width + 31) / 32 * 32 }
 
     /// Floats of scratch one view needs: source image (H*W), column taps (2W), draws and normals.
@@ -207,7 +207,7 @@ public struct ViewMaker: Sendable {
             let blocks = (n + 3) / 4
             let draws = UnsafeMutableRawPointer(source + n + 2 * W).bindMemory(to: UInt32.self, capacity: drawCapacity)
             let normals = source + n + 2 * W + drawCapacity
-            GaussianNoise.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
+            Philox.fillDraws(seed: seed, stream: RandomStream.id(.view, UInt64(epoch), UInt64(sample), UInt64(view)),
                                     position: Self.noisePosition, blocks: blocks, into: draws)
             GaussianNoise.normals(fromDraws: draws, pairs: 2 * blocks, into: normals)
             if p.jitter {

@@ -27,6 +27,48 @@ public enum Philox {
         }
         return (c0, c1, c2, c3)
     }
+
+    /// Philox blocks computed per step of `fillDraws`: eight lanes side by side.
+    public static let lanes = 8
+
+    /// Writes draws `position ..< position + 4 * blocks` of `RandomStream(seed, stream)` into
+    /// `draws`, whole Philox blocks at a time: draw i = Philox(seed, (i / 4, 0, stream.lo,
+    /// stream.hi))[i % 4], the formula `RandomStream.nextUInt32` uses (a test checks they agree).
+    /// Eight blocks are made side by side in SIMD lanes, so `draws` must have room for `blocks`
+    /// rounded up to a multiple of 8 blocks. `position` must be a multiple of 4.
+    public static func fillDraws(seed: UInt64, stream: UInt64, position: UInt64, blocks: Int, into draws: UnsafeMutablePointer<UInt32>) {
+        precondition(position % 4 == 0, "fillDraws: position \(position) is not at a block boundary")
+        let streamLow = UInt32(truncatingIfNeeded: stream), streamHigh = UInt32(truncatingIfNeeded: stream >> 32)
+        let key0 = UInt32(truncatingIfNeeded: seed), key1 = UInt32(truncatingIfNeeded: seed >> 32)
+        let laneOffsets = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+        var block = 0
+        while block < blocks {
+            let index = SIMD8<UInt64>(repeating: position / 4 &+ UInt64(block)) &+ laneOffsets
+            var c0 = SIMD8<UInt32>(truncatingIfNeeded: index), c1 = SIMD8<UInt32>(truncatingIfNeeded: index &>> 32)
+            var c2 = SIMD8<UInt32>(repeating: streamLow), c3 = SIMD8<UInt32>(repeating: streamHigh)
+            var k0 = key0, k1 = key1
+            // Philox-4x32-10, as in `block`, on eight counters at once.
+            for round in 0..<10 {
+                if round > 0 { k0 &+= 0x9E37_79B9; k1 &+= 0xBB67_AE85 }
+                let p0 = SIMD8<UInt64>(truncatingIfNeeded: c0) &* 0xD251_1F53
+                let p1 = SIMD8<UInt64>(truncatingIfNeeded: c2) &* 0xCD9E_8D57
+                let next0 = SIMD8<UInt32>(truncatingIfNeeded: p1 &>> 32) ^ c1 ^ k0
+                let next2 = SIMD8<UInt32>(truncatingIfNeeded: p0 &>> 32) ^ c3 ^ k1
+                c1 = SIMD8<UInt32>(truncatingIfNeeded: p1)
+                c3 = SIMD8<UInt32>(truncatingIfNeeded: p0)
+                c0 = next0
+                c2 = next2
+            }
+            let base = draws + (block &* 4)
+            for lane in 0..<lanes {
+                base[lane &* 4] = c0[lane]
+                base[lane &* 4 &+ 1] = c1[lane]
+                base[lane &* 4 &+ 2] = c2[lane]
+                base[lane &* 4 &+ 3] = c3[lane]
+            }
+            block &+= lanes
+        }
+    }
 }
 
 /// A deterministic random stream: draw i of stream `stream` under `seed` is

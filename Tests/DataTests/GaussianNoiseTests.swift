@@ -4,15 +4,6 @@ import Testing
 @testable import Data
 
 @Suite struct GaussianNoiseTests {
-    @Test func batchedDrawsEqualTheRandomStream() {
-        for (seed, stream) in [(UInt64(0), UInt64(0)), (7, RandomStream.id(.view, 3, 17, 1)), (.max, .max)] {
-            var draws = [UInt32](repeating: 0, count: 13 * 4 + 32)
-            GaussianNoise.fillDraws(seed: seed, stream: stream, position: 32, blocks: 13, into: &draws)
-            var random = RandomStream(seed: seed, stream: stream, position: 32)
-            #expect(Array(draws[0..<52]) == (0..<52).map { _ in random.nextUInt32() })
-        }
-    }
-
     @Test func normalsMatchDoublePrecisionBoxMuller() {
         var random = RandomStream(seed: 5, stream: 9)
         // Include the extremes: d0 = 0 (u1 = 2^-24, the largest radius) and d0 = max (u1 = 1, radius 0).

@@ -15,6 +15,15 @@ import Testing
               (0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1))
     }
 
+    @Test func batchedDrawsEqualTheRandomStream() {
+        for (seed, stream) in [(UInt64(0), UInt64(0)), (7, RandomStream.id(.view, 3, 17, 1)), (.max, .max)] {
+            var draws = [UInt32](repeating: 0, count: 13 * 4 + 32)
+            Philox.fillDraws(seed: seed, stream: stream, position: 32, blocks: 13, into: &draws)
+            var random = RandomStream(seed: seed, stream: stream, position: 32)
+            #expect(Array(draws[0..<52]) == (0..<52).map { _ in random.nextUInt32() })
+        }
+    }
+
     @Test func drawsArePureFunctionsOfCoordinates() {
         var a = RandomStream(seed: 5, stream: RandomStream.id(.view, 3, 17, 1))
         let first = (0..<10).map { _ in a.nextUInt32() }
