@@ -1,0 +1,93 @@
+/// Collective communication over buffers (DESIGN.md: the collective layer knows nothing of
+/// models or losses; the trainer is the only place they meet).
+///
+/// Two implementations share this API so one code path serves both: `MPICommunicator`
+/// (ranks launched by mpirun or srun) and `SingleProcessCommunicator` (P = 1, no MPI).
+/// Every failing call throws `CommunicatorError` naming the call, the rank and the size.
+/// All collectives must be called by every rank in the same order (MPI's rule).
+public protocol Communicator: AnyObject {
+    /// This process's rank, 0 ..< size.
+    var rank: Int { get }
+    /// Number of ranks.
+    var size: Int { get }
+
+    func barrier() throws
+
+    /// Copies `bytes` bytes of `root`'s buffer into every rank's buffer.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws
+
+    /// Gathers `counts[r]` floats from each rank r into `receive`, rank-major
+    /// (rank r's block starts at counts[0] + ... + counts[r-1]). `send` holds counts[rank] floats.
+    func allGather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, counts: [Int]) throws
+
+    /// Gathers `bytes` bytes from every rank into `receive` (size x bytes, rank-major): for
+    /// small records such as config hashes and flags.
+    func allGatherBytes(_ send: UnsafeRawPointer, bytes: Int, into receive: UnsafeMutableRawPointer) throws
+
+    /// Sums `send` (counts.sum floats, the same layout on every rank) over the ranks; rank r
+    /// receives its block: counts[r] floats starting at counts[0] + ... + counts[r-1].
+    func reduceScatter(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, counts: [Int]) throws
+
+    /// In-place sum over ranks of `count` elements in wire format `precision`: Float32 for
+    /// fp32; IEEE binary16 or bfloat16 bit patterns (UInt16) for fp16 / bf16, each pairwise
+    /// sum done in fp32 and rounded to the wire format (a commutative user-defined reduction).
+    func allReduce(_ buffer: UnsafeMutableRawPointer, count: Int, precision: WirePrecision) throws
+
+    /// Starts the same reduction without blocking. The buffer must stay valid and untouched
+    /// until the handle reports completion. MPI makes progress only inside MPI calls: call
+    /// `test()` between chunks of compute, or nothing overlaps.
+    func startAllReduce(_ buffer: UnsafeMutableRawPointer, count: Int, precision: WirePrecision) throws -> AllReduceHandle
+
+    /// In-place element-wise maximum of `values` over ranks (flags, counters, timings).
+    func allReduceMax(_ values: inout [Double]) throws
+
+    /// Ends the whole job from this rank: prints `message` naming the rank on standard error
+    /// and makes every rank exit non-zero (MPI_Abort), so one failure never hangs the others.
+    func abort(_ message: String, code: Int32) -> Never
+}
+
+/// Element format of a buffer on the wire.
+public enum WirePrecision: String, Sendable, Codable, CaseIterable {
+    case fp32, bf16, fp16
+    /// Bytes per element.
+    public var stride: Int { self == .fp32 ? 4 : 2 }
+}
+
+/// A non-blocking collective in flight.
+public protocol AllReduceHandle: AnyObject {
+    /// Makes progress; true once complete (then the result is in the buffer). Idempotent after completion.
+    func test() throws -> Bool
+    /// Blocks until complete.
+    func wait() throws
+}
+
+/// A failed collective: which call, on which rank of how many, and the library's message.
+public struct CommunicatorError: Error, CustomStringConvertible, Sendable {
+    public var call: String
+    public var rank: Int
+    public var size: Int
+    public var message: String
+
+    public init(call: String, rank: Int, size: Int, message: String) {
+        self.call = call
+        self.rank = rank
+        self.size = size
+        self.message = message
+    }
+
+    public var description: String { "\(call) failed on rank \(rank) of \(size): \(message)" }
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    /// Equal counts: every rank gathers `count` floats.
+    public func allGather(_ send: UnsafePointer<Float>, count: Int, into receive: UnsafeMutablePointer<Float>) throws {
+        try allGather(send, into: receive, counts: [Int](repeating: count, count: size))
+    }
+
+    /// In-place fp32 sum.
+    public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        try allReduce(UnsafeMutableRawPointer(buffer), count: count, precision: .fp32)
+    }
+}
