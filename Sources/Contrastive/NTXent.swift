@@ -16,13 +16,24 @@ import Tensor
 /// gradients of all ranks gives exactly the single-process gradient (DESIGN.md decision 3).
 /// The loss knows nothing of ranks: in one process anchors and candidates are the same rows
 /// and the caller adds both gradients; across ranks the candidate gradient is reduce-scattered.
+///
+/// With `logitChunk` = C > 0 the candidates are processed C columns at a time, so the logit
+/// memory is A x C instead of A x N: a first pass accumulates each row's log-sum-exp online
+/// (running maximum m and sum s, s <- s exp(m - m') + sum_j exp(S_ij - m')), a second pass
+/// recomputes each chunk's logits and turns them into dS. Twice the logit GEMM, same result.
 public final class NTXentLoss {
     public let temperature: Float
+    public let logitChunk: Int
     private let logits = ScratchBuffer()
+    private let rowMaximum = ScratchBuffer()
+    private let rowSum = ScratchBuffer()
+    private let rowPositive = ScratchBuffer()
 
-    public init(temperature: Float) {
+    public init(temperature: Float, logitChunk: Int = 0) {
         precondition(temperature > 0, "NT-Xent temperature must be positive, got \(temperature)")
+        precondition(logitChunk >= 0, "NT-Xent logit chunk must be >= 0, got \(logitChunk)")
         self.temperature = temperature
+        self.logitChunk = logitChunk
     }
 
     public struct Result: Sendable {
@@ -41,6 +52,12 @@ public final class NTXentLoss {
         selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
         anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>
     ) -> Result {
+        if logitChunk > 0 && logitChunk < candidateCount {
+            return chunkedForwardBackward(anchors: anchors, anchorCount: anchorCount, candidates: candidates,
+                                          candidateCount: candidateCount, dimension: dimension, selfIndex: selfIndex,
+                                          positiveIndex: positiveIndex, normalization: normalization,
+                                          anchorGradient: anchorGradient, candidateGradient: candidateGradient)
+        }
         let a = anchorCount, n = candidateCount, d = dimension
         let inverseTemperature = 1 / temperature
         let s = logits.pointer(count: a * n)
@@ -68,6 +85,80 @@ public final class NTXentLoss {
              a: s, lda: n, b: candidates, ldb: d, c: anchorGradient, ldc: d)
         gemm(transposeA: true, transposeB: false, m: n, n: d, k: a, alpha: inverseTemperature,
              a: s, lda: n, b: anchors, ldb: d, c: candidateGradient, ldc: d)
+        return Result(loss: loss / Double(normalization), positiveTop1: correct)
+    }
+
+    /// `forwardBackward` over candidate chunks of `logitChunk` columns (see the type's comment).
+    func chunkedForwardBackward(
+        anchors: UnsafePointer<Float>, anchorCount a: Int,
+        candidates: UnsafePointer<Float>, candidateCount n: Int, dimension d: Int,
+        selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
+        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>
+    ) -> Result {
+        let c = logitChunk
+        let inverseTemperature = 1 / temperature
+        let s = logits.pointer(count: a * c)
+        let maximum = rowMaximum.pointer(count: a), sum = rowSum.pointer(count: a), positive = rowPositive.pointer(count: a)
+        maximum.update(repeating: -.infinity, count: a)
+        sum.update(repeating: 0, count: a)
+
+        /// Logits of candidates start ..< start + width into s (A x width, row stride width), self masked.
+        func chunkLogits(_ start: Int, _ width: Int) {
+            gemm(transposeA: false, transposeB: true, m: a, n: width, k: d, alpha: inverseTemperature,
+                 a: anchors, lda: d, b: candidates + start * d, ldb: d, c: s, ldc: width)
+            for i in 0..<a {
+                let me = Int(selfIndex[i]) - start
+                if me >= 0 && me < width { s[i * width + me] = -.infinity }
+            }
+        }
+
+        // Pass 1: online log-sum-exp and the positive logits.
+        var start = 0
+        while start < n {
+            let width = min(c, n - start)
+            chunkLogits(start, width)
+            for i in 0..<a {
+                let row = s + i * width
+                let p = Int(positiveIndex[i]) - start
+                if p >= 0 && p < width { positive[i] = row[p] }
+                let chunkMaximum = Kernels.maximum(row, count: width)
+                if chunkMaximum > maximum[i] {
+                    sum[i] = sum[i] > 0 ? sum[i] * exp(maximum[i] - chunkMaximum) : 0
+                    maximum[i] = chunkMaximum
+                }
+                if maximum[i] > -.infinity { sum[i] += Kernels.expSum(row, input: row, count: width, shift: maximum[i]) }
+            }
+            start += width
+        }
+        var loss = 0.0
+        var correct = 0
+        for i in 0..<a {
+            if positive[i] >= maximum[i] { correct += 1 }
+            let lse = maximum[i] + log(sum[i])
+            loss += Double(lse - positive[i])
+            maximum[i] = lse    // reused below as each row's log-sum-exp
+        }
+
+        // Pass 2: dS per chunk, then its share of both gradients.
+        let scale = 1 / Float(normalization)
+        start = 0
+        while start < n {
+            let width = min(c, n - start)
+            chunkLogits(start, width)
+            for i in 0..<a {
+                let row = s + i * width
+                _ = Kernels.expSum(row, input: row, count: width, shift: maximum[i])
+                Kernels.scale(row, by: scale, count: width)
+                let p = Int(positiveIndex[i]) - start
+                if p >= 0 && p < width { row[p] -= scale }
+            }
+            // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
+            gemm(transposeA: false, transposeB: false, m: a, n: d, k: width, alpha: inverseTemperature,
+                 a: s, lda: width, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
+            gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
+                 a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+            start += width
+        }
         return Result(loss: loss / Double(normalization), positiveTop1: correct)
     }
 

@@ -24,10 +24,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var train: TrainSection
     /// Representation-quality monitors.
     public var eval: EvalSection
+    /// Gradient exchange between ranks.
+    public var communication: CommunicationSection
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_dir"
-        case seed, data, views, model, loss, optimizer, train, eval
+        case seed, data, views, model, loss, optimizer, train, eval, communication
     }
 
     public init(
@@ -39,7 +41,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         loss: LossSection = LossSection(),
         optimizer: OptimizerSection = OptimizerSection(),
         train: TrainSection = TrainSection(),
-        eval: EvalSection = EvalSection()
+        eval: EvalSection = EvalSection(),
+        communication: CommunicationSection = CommunicationSection()
     ) {
         self.runDirectory = runDirectory
         self.seed = seed
@@ -50,6 +53,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         self.optimizer = optimizer
         self.train = train
         self.eval = eval
+        self.communication = communication
     }
 }
 
@@ -201,10 +205,58 @@ public struct LossSection: Codable, Sendable, Equatable {
     public var kind: LossKind
     /// Softmax temperature tau of the similarity logits z_i · z_j / tau.
     public var temperature: Float
+    /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
+    /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
+    public var logitChunk: Int
 
-    public init(kind: LossKind = .ntxent, temperature: Float = 0.2) {
+    enum CodingKeys: String, CodingKey {
+        case kind, temperature
+        case logitChunk = "logit_chunk"
+    }
+
+    public init(kind: LossKind = .ntxent, temperature: Float = 0.2, logitChunk: Int = 0) {
         self.kind = kind
         self.temperature = temperature
+        self.logitChunk = logitChunk
+    }
+}
+
+/// Element format of gradients on the wire.
+public enum CommunicationPrecision: String, Codable, Sendable, CaseIterable {
+    /// Float32: exact sums, twice the bytes.
+    case fp32
+    /// bfloat16: fp32's range, 8 bits of mantissa; no scaling needed.
+    case bf16
+    /// IEEE half: 11 bits of mantissa, range 6e-5 ... 65504, so gradients are scaled dynamically.
+    case fp16
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How ranks exchange gradients.
+public struct CommunicationSection: Codable, Sendable, Equatable {
+    /// Format of gradients on the wire; sums are always formed in fp32 and applied to fp32 weights.
+    public var precision: CommunicationPrecision
+    /// Size of one gradient all-reduce bucket in MB (of fp32 gradients); buckets start as soon as backward has finished their layers.
+    public var bucketMB: Float
+    /// fp16 only: initial gradient scale before casting to the wire.
+    public var fp16InitialScale: Float
+    /// fp16 only: clean steps after which the scale doubles again (it halves on every overflow).
+    public var fp16ScaleWindow: Int
+
+    enum CodingKeys: String, CodingKey {
+        case precision
+        case bucketMB = "bucket_mb"
+        case fp16InitialScale = "fp16_initial_scale"
+        case fp16ScaleWindow = "fp16_scale_window"
+    }
+
+    public init(precision: CommunicationPrecision = .bf16, bucketMB: Float = 4, fp16InitialScale: Float = 65536,
+                fp16ScaleWindow: Int = 500) {
+        self.precision = precision
+        self.bucketMB = bucketMB
+        self.fp16InitialScale = fp16InitialScale
+        self.fp16ScaleWindow = fp16ScaleWindow
     }
 }
 

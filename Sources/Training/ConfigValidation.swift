@@ -29,6 +29,11 @@ extension TrainingConfig {
                   model.projection)
 
         try checkPositive(loss.temperature, "loss.temperature")
+        try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
+        try checkPositive(communication.bucketMB, "communication.bucket_mb")
+        try checkPositive(communication.fp16InitialScale, "communication.fp16_initial_scale")
+        try check(communication.fp16ScaleWindow >= 1, "communication.fp16_scale_window", "must be at least 1",
+                  communication.fp16ScaleWindow)
 
         try checkPositive(optimizer.lr, "optimizer.lr")
         try check(optimizer.betas.count == 2 && optimizer.betas.allSatisfy { $0 >= 0 && $0 < 1 },

@@ -82,6 +82,30 @@ import Testing
         for i in 0..<gradient.count { #expect(abs(gradient[i] - wholeGradient[i]) < 1e-6) }
     }
 
+    /// Streaming over candidate chunks gives the whole-matrix result, for chunk sizes that
+    /// split the batch unevenly, put self or the positive alone in a chunk, or span it all.
+    @Test(arguments: [1, 3, 7, 16, 40])
+    func chunkedEqualsUnchunked(chunk: Int) {
+        let b = 8, d = 6, n = 2 * b
+        let z = embeddings(samples: b, dimension: d, seed: 4)
+        let (selfIndex, positive) = pairs(b)
+        func run(_ loss: NTXentLoss) -> (NTXentLoss.Result, [Float], [Float]) {
+            let ga = Tensor(zeros: [n, d]), gc = Tensor(zeros: [n, d])
+            ga.data.update(repeating: 99, count: ga.count)   // must be overwritten, not accumulated into
+            let r = loss.forwardBackward(anchors: z.data, anchorCount: n, candidates: z.data, candidateCount: n, dimension: d,
+                                         selfIndex: selfIndex, positiveIndex: positive, normalization: n,
+                                         anchorGradient: ga.data, candidateGradient: gc.data)
+            return (r, ga.array, gc.array)
+        }
+        let (whole, wholeAnchor, wholeCandidate) = run(NTXentLoss(temperature: 0.2))
+        let (chunked, chunkedAnchor, chunkedCandidate) = run(NTXentLoss(temperature: 0.2, logitChunk: chunk))
+        #expect(abs(chunked.loss - whole.loss) <= 1e-6 * abs(whole.loss))
+        #expect(chunked.positiveTop1 == whole.positiveTop1)
+        for (x, y) in zip(chunkedAnchor + chunkedCandidate, wholeAnchor + wholeCandidate) {
+            #expect(abs(x - y) <= 1e-6 + 1e-5 * abs(y))
+        }
+    }
+
     @Test func positiveAccuracyCountsNearestPositives() {
         // Identical views: every positive is the nearest candidate.
         let b = 4, d = 8
