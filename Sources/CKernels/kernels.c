@@ -188,6 +188,19 @@ void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, flo
     }
 }
 
+// ---- checks -----------------------------------------------------------------------------
+
+CK_CLONES
+int ck_all_finite(const float *restrict x, size_t n) {
+    // Exponent bits all ones = inf or NaN; OR the test over the buffer (vectorises, no branches).
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits; memcpy(&bits, x + i, 4);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad == 0;
+}
+
 // ---- softmax helpers ---------------------------------------------------------------------
 // Reductions use 16 explicit lanes so the compiler vectorises them without -ffast-math.
 

@@ -7,12 +7,18 @@ import Tensor
 public final class Linear: Layer {
     public enum Activation: Sendable { case identity, relu }
 
+    /// How many pieces each backward GEMM is cut into when `progress` is set.
+    static let progressBlocks = 4
+
     public let inputWidth: Int
     public let outputWidth: Int
     public let activation: Activation
     public let weight: ParameterSlice
     public let bias: ParameterSlice?
     public var computesInputGradient = true
+    /// Called between chunks of the backward GEMMs when set: a communicator polls its
+    /// non-blocking collectives here, since MPI makes progress only inside MPI calls.
+    public var progress: (() -> Void)?
     private let arena: ParameterArena
 
     private let output = ScratchBuffer()
@@ -70,14 +76,31 @@ public final class Linear: Layer {
             Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: batch * outputWidth)
         case (nil, .identity): break
         }
-        // dW += dy^T x  (O x I)
-        gemm(transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batch,
-             a: dy, lda: outputWidth, b: x, ldb: inputWidth, beta: 1, c: arena.gradients(weight), ldc: inputWidth)
+        // dW += dy^T x  (O x I), in row blocks of dW when someone needs to be called in between.
+        let blocks = progress == nil ? 1 : Self.progressBlocks
+        let rowsPerBlock = (outputWidth + blocks - 1) / blocks
+        var row = 0
+        while row < outputWidth {
+            let rows = min(rowsPerBlock, outputWidth - row)
+            gemm(transposeA: true, transposeB: false, m: rows, n: inputWidth, k: batch,
+                 a: dy + row, lda: outputWidth, b: x, ldb: inputWidth, beta: 1,
+                 c: arena.gradients(weight) + row * inputWidth, ldc: inputWidth)
+            progress?()
+            row += rows
+        }
         guard computesInputGradient else { return nil }
         // dx = dy W  (B x I)
         let dx = inputGradient.pointer(count: batch * inputWidth)
-        gemm(transposeA: false, transposeB: false, m: batch, n: inputWidth, k: outputWidth,
-             a: dy, lda: outputWidth, b: arena.parameters(weight), ldb: inputWidth, c: dx, ldc: inputWidth)
+        let batchPerBlock = (batch + blocks - 1) / blocks
+        row = 0
+        while row < batch {
+            let rows = min(batchPerBlock, batch - row)
+            gemm(transposeA: false, transposeB: false, m: rows, n: inputWidth, k: outputWidth,
+                 a: dy + row * outputWidth, lda: outputWidth, b: arena.parameters(weight), ldb: inputWidth,
+                 c: dx + row * inputWidth, ldc: inputWidth)
+            progress?()
+            row += rows
+        }
         return dx
     }
 }

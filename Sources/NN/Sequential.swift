@@ -28,12 +28,29 @@ public final class Sequential: Layer {
     }
 
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        backward(outputGradient, batch: batch, afterLayer: nil)
+    }
+
+    /// Backward that reports each finished layer (nested sequences report their own layers):
+    /// once a layer is done, its parameter gradients are final for this step.
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int,
+                         afterLayer: ((Layer) -> Void)?) -> UnsafeMutablePointer<Float>? {
         var gradient: UnsafeMutablePointer<Float>? = outputGradient
         for layer in layers.reversed() {
             guard let g = gradient else { return nil }
-            gradient = layer.backward(g, batch: batch)
+            if let nested = layer as? Sequential {
+                gradient = nested.backward(g, batch: batch, afterLayer: afterLayer)
+            } else {
+                gradient = layer.backward(g, batch: batch)
+                afterLayer?(layer)
+            }
         }
         return gradient
+    }
+
+    /// Every layer, nested sequences flattened, in forward order.
+    public var flattened: [Layer] {
+        layers.flatMap { ($0 as? Sequential)?.flattened ?? [$0] }
     }
 }
 

@@ -173,6 +173,10 @@ public enum Kernels {
         }
     }
 
+    /// Whether every x[i] is finite (no inf, no NaN).
+    @inline(__always)
+    public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool { ck_all_finite(x, count) != 0 }
+
     /// max of x[0..<n] (n > 0).
     @inline(__always)
     public static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float { ck_max(x, count) }

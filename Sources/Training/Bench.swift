@@ -1,4 +1,5 @@
 import Data
+import Distributed
 import Foundation
 import NN
 import Tensor
@@ -117,47 +118,56 @@ public enum Bench {
     }
 
     /// `bench step`: the training step of `config` on real images, `repeats` timed steps after
-    /// `warmup`; medians of each phase, and the step's GEMM time measured in the same process.
-    public static func step(config: TrainingConfig, repeats: Int, warmup: Int) throws -> (StepFigures, String) {
+    /// `warmup`, on every rank of `communicator`; medians of each phase (rank 0's clock: the
+    /// collectives keep ranks in step), and the step's GEMM time measured in the same process.
+    public static func step(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
+                            repeats: Int, warmup: Int) throws -> (StepFigures, String) {
         BLASThreads.set(config.train.blasThreads)
         let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
-        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
+        let p = communicator.size
+        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank * p,
                                   virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
         let b = config.data.batchPerRank, v = 2 * b
-        let step = TrainingStep(config: config, pixelsPerImage: train.pixelsPerImage, height: train.height,
-                                width: train.width, imagesPerStep: b, totalSteps: warmup + repeats)
-        let order = sampler.order(epoch: 0)
+        let step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: train.pixelsPerImage,
+                                    height: train.height, width: train.width, imagesPerStep: b, totalSteps: warmup + repeats)
+        let order = sampler.order(epoch: 0, shards: try sampler.shards(rank: communicator.rank, worldSize: p))
         var all: [StepTimes] = []
         for i in 0..<(warmup + repeats) {
             let t0 = monotonicSeconds()
             step.makeViews(dataset: train, samples: order.batch(i % sampler.batchesPerEpoch), epoch: 0)
             let augmentation = monotonicSeconds() - t0
-            var result = step.step(learningRate: config.optimizer.lr)
+            var result = try step.step(learningRate: config.optimizer.lr)
             result.times.augmentation = augmentation
             if i >= warmup { all.append(result.times) }
         }
         func med(_ f: (StepTimes) -> Double) -> Double { median(all.map(f)) }
         var m = StepTimes()
-        m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.loss = med { $0.loss }
-        m.backward = med { $0.backward }; m.optimizer = med { $0.optimizer }
+        m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.gather = med { $0.gather }
+        m.loss = med { $0.loss }; m.backward = med { $0.backward }; m.communication = med { $0.communication }
+        m.optimizer = med { $0.optimizer }
         let stepOnly = med { $0.compute }, endToEnd = med { $0.total }
+        let globalImages = Double(b * p)
 
         let mc = config.model
         let shapes = mlpShapes(widths: [[train.pixelsPerImage] + mc.hidden + [mc.representation], [mc.representation] + mc.projection], rows: v)
-            + lossShapes(rows: v, width: mc.projection.last!)
+            + [GEMMShape(name: "logits", m: v, n: p * v, k: mc.projection.last!, transposeA: false, transposeB: true),
+               GEMMShape(name: "dZ_a", m: v, n: mc.projection.last!, k: p * v, transposeA: false, transposeB: false),
+               GEMMShape(name: "dZ", m: p * v, n: mc.projection.last!, k: v, transposeA: true, transposeB: false)]
         let gemmSeconds = timeGEMMs(shapes, repeats: max(repeats, 5)).reduce(0, +)
-        let figures = StepFigures(imagesPerSecondStep: Double(b) / stepOnly, imagesPerSecondEndToEnd: Double(b) / endToEnd,
+        let figures = StepFigures(imagesPerSecondStep: globalImages / stepOnly, imagesPerSecondEndToEnd: globalImages / endToEnd,
                                   median: m, gemmSeconds: gemmSeconds)
         let report = [
-            "training step, \(b) images (\(v) views) per step, 1 process, \(config.train.blasThreads) BLAS thread(s); median of \(repeats) after \(warmup) warm-up:",
+            "training step, \(b) images (\(v) views) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
+            String(format: "  all-gather + reduce-scatter %7.2f ms", m.gather * 1e3),
             String(format: "  loss         %7.2f ms", m.loss * 1e3),
             String(format: "  backward     %7.2f ms", m.backward * 1e3),
+            String(format: "  gradient all-reduce (exposed) %7.2f ms", m.communication * 1e3),
             String(format: "  optimizer    %7.2f ms", m.optimizer * 1e3),
-            String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s", stepOnly * 1e3, figures.imagesPerSecondStep),
-            String(format: "  end to end (included)        %7.2f ms = %6.0f images/s", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
-            String(format: "  the step's GEMMs alone       %7.2f ms; step / GEMM = %.3f", gemmSeconds * 1e3, stepOnly / gemmSeconds),
+            String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s (all ranks)", stepOnly * 1e3, figures.imagesPerSecondStep),
+            String(format: "  end to end (included)        %7.2f ms = %6.0f images/s (all ranks)", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
+            String(format: "  one rank's GEMMs alone       %7.2f ms; step / GEMM = %.3f", gemmSeconds * 1e3, stepOnly / gemmSeconds),
         ].joined(separator: "\n")
         return (figures, report)
     }

@@ -41,9 +41,30 @@ public final class ContrastiveModel {
     }
 
     /// Backward from dL/dz (B x E, consumed); accumulates into the arena's gradients.
-    public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int) {
-        guard let dh = head.backward(embeddingGradient, batch: batch) else { preconditionFailure("head must return dL/dh") }
-        _ = encoder.backward(dh, batch: batch)
+    /// `gradientsFinal(offset)` is called as backward proceeds: every gradient at arena offset
+    /// >= `offset` is final for this step (layers sit in the arena in forward order).
+    public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int,
+                         gradientsFinal: ((Int) -> Void)? = nil) {
+        let report: ((Layer) -> Void)? = gradientsFinal.map { callback in
+            { layer in if let offset = Self.lowestParameterOffset(layer) { callback(offset) } }
+        }
+        guard let dh = head.backward(embeddingGradient, batch: batch, afterLayer: report) else {
+            preconditionFailure("head must return dL/dh")
+        }
+        _ = encoder.backward(dh, batch: batch, afterLayer: report)
+    }
+
+    /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
+    public func setBackwardProgress(_ progress: (() -> Void)?) {
+        for case let linear as Linear in encoder.flattened + head.flattened { linear.progress = progress }
+    }
+
+    static func lowestParameterOffset(_ layer: Layer) -> Int? {
+        switch layer {
+        case let linear as Linear: return min(linear.weight.offset, linear.bias?.offset ?? .max)
+        case let norm as LayerNorm: return min(norm.scale.offset, norm.shift.offset)
+        default: return nil
+        }
     }
 
     /// Representations h of `count` rows of `inputs` (count x I) into `out` (count x R), in

@@ -12,11 +12,16 @@ public func monotonicSeconds() -> Double {
 public struct StepTimes: Sendable {
     public var augmentation = 0.0
     public var forward = 0.0
+    /// All-gather of embeddings and reduce-scatter of their gradients (zero in one process).
+    public var gather = 0.0
     public var loss = 0.0
     public var backward = 0.0
+    /// Waiting for the gradient all-reduce after backward, and the step's statistics.
+    public var communication = 0.0
     public var optimizer = 0.0
-    public var total: Double { augmentation + forward + loss + backward + optimizer }
-    public var compute: Double { forward + loss + backward + optimizer }
+    public var total: Double { augmentation + compute }
+    /// Everything but augmentation.
+    public var compute: Double { forward + gather + loss + backward + communication + optimizer }
 
     public init() {}
 
@@ -24,6 +29,8 @@ public struct StepTimes: Sendable {
         var s = StepTimes()
         s.augmentation = a.augmentation + b.augmentation
         s.forward = a.forward + b.forward
+        s.gather = a.gather + b.gather
+        s.communication = a.communication + b.communication
         s.loss = a.loss + b.loss
         s.backward = a.backward + b.backward
         s.optimizer = a.optimizer + b.optimizer

@@ -58,6 +58,19 @@ import Testing
         #expect(Kernels.maximum(x.data, count: n) == x.array.max()!)
     }
 
+    @Test func allFiniteFindsInfinityAndNaN() {
+        let x = random(1003, stream: 13)
+        #expect(Kernels.allFinite(x.data, count: x.count))
+        for bad in [Float.infinity, -.infinity, .nan, .signalingNaN] {
+            let saved = x[777]
+            x[777] = bad
+            #expect(!Kernels.allFinite(x.data, count: x.count))
+            x[777] = saved
+        }
+        x[0] = .greatestFiniteMagnitude
+        #expect(Kernels.allFinite(x.data, count: x.count))
+    }
+
     @Test func sumOfSquaresMatchesDouble() {
         let x = random(10_007, stream: 9)
         let expected = x.array.reduce(0.0) { $0 + Double($1) * Double($1) }

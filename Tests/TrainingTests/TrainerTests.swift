@@ -65,11 +65,11 @@ import Testing
         let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
         let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
                                   virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
-        let step = TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank, totalSteps: steps)
+        let step = try TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank, totalSteps: steps)
         let order = sampler.order(epoch: 0)
         for i in 0..<steps {
             step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
-            _ = step.step(learningRate: config.optimizer.lr)
+            _ = try step.step(learningRate: config.optimizer.lr)
         }
         return step.model.arena.parameters.array
     }

@@ -39,6 +39,8 @@ void ck_adamw(float *p, const float *g, float *m, float *v, size_t n,
               float lr, float beta1, float beta2, float eps, float weight_decay,
               float correction1, float correction2);
 
+/// 1 if every x[i] is finite (no inf, no NaN), else 0.
+int ck_all_finite(const float *x, size_t n);
 /// max_i x[i] (n > 0).
 float ck_max(const float *x, size_t n);
 /// y[i] = exp(x[i] - shift); returns sum_i y[i]. exp is a Cephes-style polynomial (within

@@ -1,0 +1,170 @@
+import Distributed
+import Foundation
+import NN
+import Tensor
+
+/// Sums the gradient arena over ranks in buckets that start while backward is still running
+/// (DESIGN.md decision 4).
+///
+/// Buckets are contiguous arena ranges of whole parameter tensors, formed in *reverse* arena
+/// order, the order backward finishes them. Gradients go on the wire as fp32, bf16 or fp16;
+/// the reduction sums in fp32 and the result lands back in the fp32 gradient arena. fp16 is
+/// multiplied by a dynamic scale before the cast (so small gradients survive) and divided
+/// after; a non-finite sum, identical on every rank, skips the step everywhere, halves the
+/// scale, and `scaleWindow` clean steps double it again.
+public final class GradientReducer {
+    public let communicator: Communicator
+    public let precision: WirePrecision
+    public let buckets: [Range<Int>]
+    public private(set) var scale: Float
+    public let scaleWindow: Int
+    public private(set) var cleanSteps = 0
+    public private(set) var skippedSteps = 0
+
+    private let arena: ParameterArena
+    private let wire: [UnsafeMutableRawPointer]        // 16-bit wire copies (unused for fp32)
+    private var handles: [AllReduceHandle?]
+    private var startTimes: [Double]
+    private var completeTimes: [Double]
+    private var nextBucket = 0                          // buckets start in order
+    private var pollError: Error?
+
+    /// Communication timing of the last step.
+    public struct Timing: Sendable {
+        /// Seconds the step waited for gradient all-reduces after backward (not hidden).
+        public var exposed = 0.0
+        /// Seconds buckets were in flight while backward still computed.
+        public var hidden = 0.0
+        /// Seconds spent casting and scaling to and from the wire format.
+        public var conversion = 0.0
+    }
+    public private(set) var timing = Timing()
+
+    public init(arena: ParameterArena, communicator: Communicator, precision: WirePrecision, bucketBytes: Int,
+                initialScale: Float = 65536, scaleWindow: Int = 500) {
+        self.arena = arena
+        self.communicator = communicator
+        self.precision = precision
+        self.scale = precision == .fp16 ? initialScale : 1
+        self.scaleWindow = scaleWindow
+        buckets = Self.makeBuckets(arena.slices, bucketElements: max(1, bucketBytes / 4))
+        wire = buckets.map { range in
+            precision == .fp32 ? UnsafeMutableRawPointer(bitPattern: 1)!
+                : UnsafeMutableRawPointer.allocate(byteCount: range.count * 2, alignment: 64)
+        }
+        handles = Array(repeating: nil, count: buckets.count)
+        startTimes = Array(repeating: 0, count: buckets.count)
+        completeTimes = Array(repeating: 0, count: buckets.count)
+    }
+
+    deinit {
+        if precision != .fp32 { for pointer in wire { pointer.deallocate() } }
+    }
+
+    /// Whole slices, last first, grouped until a bucket holds at least `bucketElements`.
+    static func makeBuckets(_ slices: [ParameterSlice], bucketElements: Int) -> [Range<Int>] {
+        var buckets: [Range<Int>] = []
+        var upper: Int? = nil, lower = 0
+        for slice in slices.sorted(by: { $0.offset > $1.offset }) {
+            if upper == nil { upper = slice.range.upperBound }
+            lower = slice.offset
+            if upper! - lower >= bucketElements {
+                buckets.append(lower..<upper!)
+                upper = nil
+            }
+        }
+        if let upper { buckets.append(lower..<upper) }
+        return buckets
+    }
+
+    /// Call before backward.
+    public func beginStep() {
+        nextBucket = 0
+        timing = Timing()
+        pollError = nil
+        for i in buckets.indices { handles[i] = nil; completeTimes[i] = 0 }
+    }
+
+    /// Every gradient at arena offset >= `offset` is final: start the buckets that are complete.
+    public func gradientsFinal(from offset: Int) {
+        while nextBucket < buckets.count && buckets[nextBucket].lowerBound >= offset {
+            do { try start(nextBucket) } catch { pollError = pollError ?? error }
+            nextBucket += 1
+        }
+        poll()
+    }
+
+    /// Lets in-flight all-reduces progress; called between chunks of backward.
+    public func poll() {
+        for i in 0..<nextBucket where completeTimes[i] == 0 {
+            guard let handle = handles[i] else { continue }
+            do { if try handle.test() { completeTimes[i] = monotonicSeconds() } } catch { pollError = pollError ?? error }
+        }
+    }
+
+    private func start(_ i: Int) throws {
+        let range = buckets[i]
+        let gradients = arena.gradients.data + range.lowerBound
+        let t0 = monotonicSeconds()
+        let buffer: UnsafeMutableRawPointer
+        switch precision {
+        case .fp32:
+            buffer = UnsafeMutableRawPointer(gradients)
+        case .bf16:
+            buffer = wire[i]
+            HalfPrecision.floatToBFloat(gradients, buffer.assumingMemoryBound(to: UInt16.self), count: range.count)
+        case .fp16:
+            buffer = wire[i]
+            if scale != 1 { Kernels.scale(gradients, by: scale, count: range.count) }
+            HalfPrecision.floatToHalf(gradients, buffer.assumingMemoryBound(to: UInt16.self), count: range.count)
+        }
+        startTimes[i] = monotonicSeconds()
+        timing.conversion += startTimes[i] - t0
+        handles[i] = try communicator.startAllReduce(buffer, count: range.count, precision: precision)
+    }
+
+    /// Completes every bucket, brings the sums back to fp32 and checks them. Returns whether
+    /// the step may be applied (false: a non-finite sum, the step is skipped on every rank).
+    public func finish() throws -> Bool {
+        if nextBucket < buckets.count { gradientsFinal(from: 0) }
+        if let pollError { throw pollError }
+        let waitStart = monotonicSeconds()
+        for i in buckets.indices {
+            try handles[i]!.wait()
+            if completeTimes[i] == 0 { completeTimes[i] = monotonicSeconds() }
+        }
+        let waitEnd = monotonicSeconds()
+        timing.exposed = waitEnd - waitStart
+        for i in buckets.indices { timing.hidden += max(0, min(completeTimes[i], waitStart) - startTimes[i]) }
+
+        var finite = true
+        for (i, range) in buckets.enumerated() {
+            let gradients = arena.gradients.data + range.lowerBound
+            switch precision {
+            case .fp32: break
+            case .bf16: HalfPrecision.bfloatToFloat(wire[i].assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
+            case .fp16:
+                HalfPrecision.halfToFloat(wire[i].assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
+                if scale != 1 { Kernels.scale(gradients, by: 1 / scale, count: range.count) }
+            }
+            finite = finite && Kernels.allFinite(gradients, count: range.count)
+        }
+        timing.conversion += monotonicSeconds() - waitEnd
+        if finite {
+            cleanSteps += 1
+            if precision == .fp16 && cleanSteps >= scaleWindow { scale *= 2; cleanSteps = 0 }
+        } else {
+            skippedSteps += 1
+            cleanSteps = 0
+            if precision == .fp16 { scale = max(scale / 2, Float.leastNormalMagnitude) }
+        }
+        return finite
+    }
+
+    /// Restores the dynamic scaler (checkpoint resume).
+    public func restore(scale: Float, cleanSteps: Int, skippedSteps: Int) {
+        self.scale = scale
+        self.cleanSteps = cleanSteps
+        self.skippedSteps = skippedSteps
+    }
+}

@@ -1,0 +1,163 @@
+import Contrastive
+import Data
+import Distributed
+import Foundation
+import NN
+import Tensor
+
+/// One data-parallel SimCLR step on this rank: views, forward, all-gather of embeddings,
+/// NT-Xent of the local anchors against the global batch, reduce-scatter of the candidate
+/// gradient, backward with bucketed gradient all-reduce, update (DESIGN.md decisions 3, 4).
+///
+/// Shapes: B images per rank, V = 2B local views, P ranks, N = P V global views, I pixels,
+/// E embedding width. Global candidate rows are rank-major: rank r holds rows r V ..< (r+1) V,
+/// laid out [view 0 of its B images, view 1 of the same images]. Every buffer is allocated
+/// once; a steady-state step allocates nothing but the sample list.
+public final class TrainingStep {
+    public let config: TrainingConfig
+    public let communicator: Communicator
+    public let model: ContrastiveModel
+    public let optimizer: Optimizer
+    public let schedule: LearningRateSchedule
+    public let loss: NTXentLoss
+    public let viewMaker: ViewMaker
+    public let reducer: GradientReducer
+    /// Images per rank per step (B).
+    public let imagesPerStep: Int
+
+    let views: Tensor               // V x I
+    let gathered: Tensor            // N x E, every rank's embeddings
+    let anchorGradient: Tensor      // V x E
+    let candidateGradient: Tensor   // N x E
+    let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
+    var selfIndex: [Int32]
+    var positiveIndex: [Int32]
+    private var statistics = [Float](repeating: 0, count: 2)
+
+    public struct Result: Sendable {
+        /// Loss of the whole global batch (identical on every rank).
+        public var loss: Double
+        /// Fraction of the global batch's anchors whose positive is their nearest candidate.
+        public var positiveAccuracy: Double
+        public var learningRate: Float
+        public var gradientNorm: Float
+        /// False when the summed gradients were not finite and the update was skipped.
+        public var applied: Bool
+        public var times: StepTimes
+        public var communication: GradientReducer.Timing
+    }
+
+    /// `totalSteps` is the length of the run, which a cosine schedule decays over.
+    public init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
+                pixelsPerImage: Int, height: Int, width: Int, imagesPerStep: Int, totalSteps: Int) throws {
+        self.config = config
+        self.communicator = communicator
+        self.imagesPerStep = imagesPerStep
+        model = ContrastiveModel(config.model, inputWidth: pixelsPerImage)
+        model.initialise(seed: UInt64(config.seed))
+        // Every rank derived the same values from the seed; the broadcast makes sure of it.
+        try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
+                                   bytes: model.arena.count * 4, root: 0)
+        let o = config.optimizer
+        switch o.kind {
+        case .sgd:
+            optimizer = SGD(for: model.arena, momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay)
+        case .adamw:
+            optimizer = AdamW(for: model.arena, betas: (o.betas[0], o.betas[1]), epsilon: o.eps, weightDecay: o.weightDecay)
+        case .lars:
+            optimizer = LARS(for: model.arena, momentum: o.momentum, weightDecay: o.weightDecay,
+                             trustCoefficient: o.trustCoefficient, nesterov: o.nesterov)
+        }
+        schedule = Self.schedule(o, totalSteps: totalSteps)
+        loss = NTXentLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk)
+        let v = config.views
+        viewMaker = ViewMaker(height: height, width: width, settings: ViewSettings(
+            cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
+            flipProbability: v.flip, jitterStrength: v.jitter, jitterProbability: v.jitterProbability, noiseSigma: v.noise))
+        let c = config.communication
+        reducer = GradientReducer(arena: model.arena, communicator: communicator,
+                                  precision: WirePrecision(rawValue: c.precision.rawValue)!,
+                                  bucketBytes: Int(c.bucketMB * 1_048_576), initialScale: c.fp16InitialScale,
+                                  scaleWindow: c.fp16ScaleWindow)
+
+        let localViews = 2 * imagesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
+        views = Tensor(zeros: [localViews, pixelsPerImage])
+        gathered = Tensor(zeros: [globalViews, e])
+        anchorGradient = Tensor(zeros: [localViews, e])
+        candidateGradient = Tensor(zeros: [globalViews, e])
+        ownGradient = Tensor(zeros: [localViews, e])
+        selfIndex = [Int32](repeating: 0, count: localViews)
+        positiveIndex = [Int32](repeating: 0, count: localViews)
+        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: imagesPerStep,
+                          offset: communicator.rank * localViews)
+        if communicator.size > 1 {
+            let reducer = self.reducer
+            model.setBackwardProgress { reducer.poll() }
+        }
+    }
+
+    /// Linear warm-up over `warmup_steps`, then constant or cosine decay to `final_lr`.
+    static func schedule(_ o: OptimizerSection, totalSteps: Int) -> LearningRateSchedule {
+        switch o.schedule {
+        case .constant where o.warmupSteps == 0: return .constant(o.lr)
+        case .constant: return .warmupCosine(base: o.lr, warmupSteps: o.warmupSteps, totalSteps: totalSteps, final: o.lr)
+        case .cosine: return .warmupCosine(base: o.lr, warmupSteps: o.warmupSteps, totalSteps: totalSteps, final: o.finalLR)
+        }
+    }
+
+    /// Makes the two views of this rank's `samples` (epoch `epoch`) into the view buffer.
+    public func makeViews(dataset: ImageDataset, samples: [Int], epoch: Int) {
+        precondition(samples.count == imagesPerStep, "step of \(imagesPerStep) images got \(samples.count)")
+        viewMaker.makeViews(dataset: dataset, samples: samples, epoch: epoch, seed: UInt64(config.seed), into: views.data)
+    }
+
+    /// One optimisation step on the views currently in the view buffer (every rank calls it).
+    public func step(learningRate: Float) throws -> Result {
+        let v = 2 * imagesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
+        var times = StepTimes()
+        var t = monotonicSeconds()
+        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
+            let now = monotonicSeconds()
+            times[keyPath: field] += now - t
+            t = now
+        }
+
+        let (_, z) = model.forward(views.data, batch: v)
+        lap(\.forward)
+        try communicator.allGather(z, count: v * e, into: gathered.data)
+        lap(\.gather)
+        let result = loss.forwardBackward(
+            anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
+            selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
+            anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+        lap(\.loss)
+        // dL/dz of this rank's rows: through its anchors, plus every rank's contribution
+        // through the gathered copy, summed onto the owner.
+        try communicator.reduceScatter(candidateGradient.data, into: ownGradient.data, counts: [Int](repeating: v * e, count: p))
+        Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: v * e)
+        lap(\.gather)
+
+        model.arena.zeroGradients()
+        reducer.beginStep()
+        model.backward(anchorGradient.data, batch: v, gradientsFinal: { [reducer] in reducer.gradientsFinal(from: $0) })
+        lap(\.backward)
+        let applied = try reducer.finish()
+        statistics[0] = Float(result.loss)
+        statistics[1] = Float(result.positiveTop1)
+        try communicator.allReduce(&statistics, count: 2)
+        lap(\.communication)
+
+        var gradientNorm: Float = .nan
+        if applied {
+            if config.optimizer.clipNorm > 0 {
+                gradientNorm = clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm)
+            }
+            optimizer.step(model.arena, learningRate: learningRate)
+        }
+        lap(\.optimizer)
+        let globalLoss = p == 1 ? result.loss : Double(statistics[0])
+        return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(n),
+                      learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
+                      times: times, communication: reducer.timing)
+    }
+}
