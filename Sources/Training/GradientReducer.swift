@@ -44,11 +44,12 @@ public final class GradientReducer {
                 initialScale: Float = 65536, scaleWindow: Int = 500) {
         self.arena = arena
         self.communicator = communicator
-        self.precision = precision
-        self.scale = precision == .fp16 ? initialScale : 1
+        // One rank has nothing to exchange: a round trip through 16 bits would only lose precision.
+        self.precision = communicator.size == 1 ? .fp32 : precision
+        self.scale = self.precision == .fp16 ? initialScale : 1
         self.scaleWindow = scaleWindow
         buckets = Self.makeBuckets(arena.slices, bucketElements: max(1, bucketBytes / 4))
-        wire = buckets.map { range in
+        wire = buckets.map { [precision = self.precision] range in
             precision == .fp32 ? UnsafeMutableRawPointer(bitPattern: 1)!
                 : UnsafeMutableRawPointer.allocate(byteCount: range.count * 2, alignment: 64)
         }

@@ -40,8 +40,9 @@ public final class Trainer {
 
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run.
-        trainSet = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
-        testSet = try FashionMNIST.load(directory: config.data.path, split: .test, limit: config.data.testLimit)
+        let dataPath = config.data.path.replacingOccurrences(of: "{rank}", with: String(rank))
+        trainSet = try FashionMNIST.load(directory: dataPath, split: .train, limit: config.data.trainLimit)
+        testSet = try FashionMNIST.load(directory: dataPath, split: .test, limit: config.data.testLimit)
         sampler = try Sampler(sampleCount: trainSet.count, globalBatchSize: config.data.batchPerRank * size,
                               virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
         shards = try sampler.shards(rank: rank, worldSize: size)

@@ -18,3 +18,71 @@ func smokeConfig(_ overrides: [String] = []) throws -> TrainingConfig {
     return try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/smoke.yaml").path,
                                  overrides: ["run_dir=\(runDirectory)"] + overrides)
 }
+
+/// The built `contrast` next to the test bundle (both live in .build/<configuration>/).
+var contrastExecutable: URL {
+    let bundleDirectory = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
+    let besideTests = bundleDirectory.appendingPathComponent("contrast")
+    if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
+    return repositoryRoot.appendingPathComponent(".build/debug/contrast")
+}
+
+/// What a finished process left: exit status and its two output streams.
+struct ProcessOutcome {
+    var status: Int32
+    var output: String
+    var error: String
+    var timedOut = false
+}
+
+/// Runs `executable` with `arguments` from the repository root; kills it after `timeout` seconds.
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
+                timeout: Double = 300) throws -> ProcessOutcome {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.currentDirectoryURL = repositoryRoot
+    var env = ProcessInfo.processInfo.environment
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    let outFile = temporaryDirectory("out").appendingPathComponent("stdout")
+    let errFile = outFile.deletingLastPathComponent().appendingPathComponent("stderr")
+    FileManager.default.createFile(atPath: outFile.path, contents: nil)
+    FileManager.default.createFile(atPath: errFile.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: outFile)
+    process.standardError = try FileHandle(forWritingTo: errFile)
+    try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    var timedOut = false
+    while process.isRunning {
+        if Date() > deadline { process.terminate(); timedOut = true; break }
+        usleep(20_000)
+    }
+    process.waitUntilExit()
+    return ProcessOutcome(status: process.terminationStatus,
+                          output: (try? String(contentsOf: outFile, encoding: .utf8)) ?? "",
+                          error: (try? String(contentsOf: errFile, encoding: .utf8)) ?? "", timedOut: timedOut)
+}
+
+/// How ranks talk: Open MPI's default (shared memory between ranks of one machine) or TCP only.
+enum Transport: String, CaseIterable, Sendable {
+    case sharedMemory, tcp
+    var mpirunArguments: [String] { self == .tcp ? ["--mca", "btl", "self,tcp"] : [] }
+}
+
+/// `contrast ARGUMENTS` on `ranks` ranks: directly for one, through mpirun for more
+/// (one thread each, unbound, oversubscribed past the machine's cores; as root when root).
+func runContrast(ranks: Int, transport: Transport = .sharedMemory, _ arguments: [String], timeout: Double = 300) throws -> ProcessOutcome {
+    guard ranks > 1 else { return try runProcess(contrastExecutable, arguments, timeout: timeout) }
+    guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw RunFiles.Failure(description: "mpirun not found: install openmpi-bin (launch/setup.sh does)")
+    }
+    var environment = ["OMPI_MCA_rmaps_base_oversubscribe": "1", "OPENBLAS_NUM_THREADS": "1"]
+    if getuid() == 0 {
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    }
+    let launcher = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] + transport.mpirunArguments
+    return try runProcess(URL(fileURLWithPath: mpirun), launcher + [contrastExecutable.path] + arguments,
+                          environment: environment, timeout: timeout)
+}
