@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Setup, release build, then train the benchmark workload (configs/fmnist-simclr.yaml).
-# Extra arguments go to `contrast train`, e.g. launch/train.sh --set train.epochs=1
+# Setup, release build, then the default job: the benchmark workload (configs/fmnist-simclr.yaml)
+# on two MPI ranks of this machine. Extra arguments go to `contrast train`, e.g.
+#   launch/train.sh --set train.epochs=1
+# RANKS=4 launch/train.sh runs on four ranks (oversubscribed past the machine's cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
 launch/setup.sh
 swift build -c release --product contrast
-
-# One process for now; multi-rank training will run this under `mpirun -np 2`.
-exec .build/release/contrast train --config configs/fmnist-simclr.yaml "$@"
+exec launch/mpirun.sh -np "${RANKS:-2}" .build/release/contrast train --config configs/fmnist-simclr.yaml "$@"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Data
+import Distributed
 import Foundation
 import Tensor
 import Training
@@ -9,7 +10,7 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Bench.self, ReducerCheck.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
@@ -36,16 +37,21 @@ func reportingErrors(_ body: () throws -> Void) throws {
 }
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train an encoder (one process for now).")
+    static let configuration = CommandConfiguration(
+        abstract: "Train an encoder: one process, or every rank of an mpirun / srun launch.")
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
         try reportingErrors {
-            let config = try options.load()
-            let trainer = try Trainer(config: config)
-            say("run directory: \(trainer.runDirectory.path)")
-            let summary = try trainer.run()
-            say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
+            try Launch.runOnRanks { communicator in
+                let config = try options.load()
+                let trainer = try Trainer(config: config, communicator: communicator)
+                if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
+                let summary = try trainer.run()
+                if communicator.rank == 0 {
+                    say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
+                }
+            }
         }
     }
 }
@@ -125,23 +131,58 @@ struct Bench: ParsableCommand {
 
     struct Step: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "step",
-            abstract: "Training step time and its split, augmentation excluded and included.")
+            abstract: "Training step time and its split, augmentation excluded and included.",
+            discussion: "--ranks N starts N ranks through mpirun (or run it under mpirun / srun yourself).")
         @Option(help: "Timed steps (median reported).") var repeats = 30
         @Option(help: "Warm-up steps, not timed.") var warmup = 5
+        @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
+        @Flag(help: "With --ranks: TCP between ranks instead of shared memory.") var tcp = false
         @Flag(help: "Print one JSON object instead of the table.") var json = false
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            try reportingErrors {
-                let (f, report) = try Training.Bench.step(config: try options.load(), repeats: repeats, warmup: warmup)
+            if ranks > 1 && !Launch.isUnderLauncher() {
+                try reportingErrors { try Relaunch.underMPI(ranks: ranks, tcp: tcp) }
+            }
+            try reportingErrors { try Launch.runOnRanks { communicator in
+                let (f, report) = try Training.Bench.step(config: try options.load(), communicator: communicator,
+                                                          repeats: repeats, warmup: warmup)
+                guard communicator.rank == 0 else { return }
                 if json {
-                    say(String(format: "{\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
-                                 f.imagesPerSecondStep, f.imagesPerSecondEndToEnd, f.median.augmentation * 1e3, f.median.forward * 1e3,
-                                 f.median.loss * 1e3, f.median.backward * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3))
+                    say(String(format: "{\"ranks\":%d,\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"gather_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"communication_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
+                                 communicator.size, f.imagesPerSecondStep, f.imagesPerSecondEndToEnd, f.median.augmentation * 1e3,
+                                 f.median.forward * 1e3, f.median.gather * 1e3, f.median.loss * 1e3, f.median.backward * 1e3,
+                                 f.median.communication * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3))
                 } else {
                     say(report)
                 }
-            }
+            } }
         }
+    }
+}
+
+/// Starting this same command again on several ranks through mpirun.
+enum Relaunch {
+    /// Replaces this process with `mpirun -np ranks <this executable> <the same arguments>`
+    /// minus `--ranks`/`--tcp` (the copies are under a launcher, so they do not relaunch).
+    static func underMPI(ranks: Int, tcp: Bool) throws -> Never {
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw ValidationError("--ranks needs mpirun; run launch/setup.sh (Debian package openmpi-bin)")
+        }
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let i = arguments.firstIndex(of: "--ranks") { arguments.removeSubrange(i...min(i + 1, arguments.count - 1)) }
+        arguments.removeAll { $0.hasPrefix("--ranks=") || $0 == "--tcp" }
+        var launcher = [mpirun, "-np", "\(ranks)", "--bind-to", "none"]
+        if ranks > ProcessInfo.processInfo.activeProcessorCount { launcher.append("--oversubscribe") }
+        if tcp { launcher += ["--mca", "btl", "self,tcp"] }
+        if getuid() == 0 {
+            setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+            setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let all = launcher + [executable] + arguments
+        let argv = all.map { strdup($0) } + [nil]
+        execv(mpirun, argv)
+        throw ValidationError("could not start \(mpirun): \(String(cString: strerror(errno)))")
     }
 }

@@ -115,3 +115,15 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 60)
     }
 }
+
+@Suite(.serialized) struct ReducedPrecisionAllReduceTests {
+    /// fp16: an overflowing step is skipped on every rank and training recovers; gradients
+    /// near fp16's smallest normal are not flushed (see `contrast reducer-check`).
+    @Test(arguments: Transport.allCases)
+    func fp16OverflowIsSkippedEverywhereAndTinyGradientsSurvive(transport: Transport) throws {
+        let outcome = try runContrast(ranks: 2, transport: transport, ["reducer-check"], timeout: 60)
+        #expect(outcome.status == 0, "\(outcome.error)")
+        #expect(outcome.output.contains("reducer-check: OK rank 0 of 2"))
+        #expect(outcome.output.contains("reducer-check: OK rank 1 of 2"))
+    }
+}
