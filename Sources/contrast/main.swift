@@ -5,11 +5,12 @@ import Tensor
 import Training
 
 /// The `contrast` command line: argument parsing and subcommands, no logic of its own.
-@main
+/// (Started by the top-level `Contrast.main()` below, not `@main`: in a module of several
+/// files, main.swift is top-level code and may not hold an `@main` type.)
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Bench.self, CollectivesCheck.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
@@ -109,7 +110,7 @@ struct Eval: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
-                                                    subcommands: [GEMM.self, Step.self])
+                                                    subcommands: [GEMM.self, Step.self, BenchAllReduce.self])
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",
@@ -145,3 +146,5 @@ struct Bench: ParsableCommand {
         }
     }
 }
+
+Contrast.main()
