@@ -1,4 +1,5 @@
 #include "CKernels.h"
+#include "CKernelsReduce.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
@@ -18,6 +19,7 @@ static int cpu_has_f16c(void) {
 
 static int force_portable_half = 0;
 void ck_set_portable_half(int portable) { force_portable_half = portable; }
+int ck_half_uses_f16c(void) { return !force_portable_half && cpu_has_f16c(); }
 
 const char *ck_instruction_set(void) {
     __builtin_cpu_init();

@@ -18,6 +18,8 @@ static inline MPI_Op CMPI_MIN(void) { return MPI_MIN; }
 static inline void *CMPI_IN_PLACE(void) { return MPI_IN_PLACE; }
 static inline MPI_Request CMPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *CMPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *CMPI_STATUSES_IGNORE(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Op CMPI_OP_NULL(void) { return MPI_OP_NULL; }
 static inline MPI_Errhandler CMPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
 static inline int CMPI_SUCCESS(void) { return MPI_SUCCESS; }
 static inline int CMPI_THREAD_FUNNELED(void) { return MPI_THREAD_FUNNELED; }

@@ -12,7 +12,7 @@ struct ReducerCheck: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "reducer-check", shouldDisplay: false)
 
     func run() throws {
-        try reportingErrors { try Launch.runOnRanks { communicator in
+        try runOnRanks { communicator in
             let p = Float(communicator.size)
             let arena = ParameterArena()
             _ = arena.allocate(name: "w", shape: [1000], kind: .weight)
@@ -47,6 +47,6 @@ struct ReducerCheck: ParsableCommand {
             // 4. After `scaleWindow` clean steps the scale has doubled again.
             try require(reducer.scale == 1024, "scale did not grow back: \(reducer.scale)")
             say("reducer-check: OK rank \(communicator.rank) of \(communicator.size)")
-        } }
+        }
     }
 }

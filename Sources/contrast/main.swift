@@ -6,11 +6,12 @@ import Tensor
 import Training
 
 /// The `contrast` command line: argument parsing and subcommands, no logic of its own.
-@main
+/// (Started by the top-level `Contrast.main()` below, not `@main`: in a module of several
+/// files, main.swift is top-level code and may not hold an `@main` type.)
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Bench.self, ReducerCheck.self])
+        subcommands: [Train.self, Eval.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
@@ -42,15 +43,13 @@ struct Train: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
-        try reportingErrors {
-            try Launch.runOnRanks { communicator in
-                let config = try options.load()
-                let trainer = try Trainer(config: config, communicator: communicator)
-                if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
-                let summary = try trainer.run()
-                if communicator.rank == 0 {
-                    say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
-                }
+        try runOnRanks { communicator in
+            let config = try options.load()
+            let trainer = try Trainer(config: config, communicator: communicator)
+            if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
+            let summary = try trainer.run()
+            if communicator.rank == 0 {
+                say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }
     }
@@ -115,7 +114,7 @@ struct Eval: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
-                                                    subcommands: [GEMM.self, Step.self])
+                                                    subcommands: [GEMM.self, Step.self, BenchAllReduce.self])
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",
@@ -144,7 +143,7 @@ struct Bench: ParsableCommand {
             if ranks > 1 && !Launch.isUnderLauncher() {
                 try reportingErrors { try Relaunch.underMPI(ranks: ranks, tcp: tcp) }
             }
-            try reportingErrors { try Launch.runOnRanks { communicator in
+            try runOnRanks { communicator in
                 let (f, report) = try Training.Bench.step(config: try options.load(), communicator: communicator,
                                                           repeats: repeats, warmup: warmup)
                 guard communicator.rank == 0 else { return }
@@ -156,33 +155,9 @@ struct Bench: ParsableCommand {
                 } else {
                     say(report)
                 }
-            } }
+            }
         }
     }
 }
 
-/// Starting this same command again on several ranks through mpirun.
-enum Relaunch {
-    /// Replaces this process with `mpirun -np ranks <this executable> <the same arguments>`
-    /// minus `--ranks`/`--tcp` (the copies are under a launcher, so they do not relaunch).
-    static func underMPI(ranks: Int, tcp: Bool) throws -> Never {
-        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw ValidationError("--ranks needs mpirun; run launch/setup.sh (Debian package openmpi-bin)")
-        }
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        if let i = arguments.firstIndex(of: "--ranks") { arguments.removeSubrange(i...min(i + 1, arguments.count - 1)) }
-        arguments.removeAll { $0.hasPrefix("--ranks=") || $0 == "--tcp" }
-        var launcher = [mpirun, "-np", "\(ranks)", "--bind-to", "none"]
-        if ranks > ProcessInfo.processInfo.activeProcessorCount { launcher.append("--oversubscribe") }
-        if tcp { launcher += ["--mca", "btl", "self,tcp"] }
-        if getuid() == 0 {
-            setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-            setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
-        }
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let all = launcher + [executable] + arguments
-        let argv = all.map { strdup($0) } + [nil]
-        execv(mpirun, argv)
-        throw ValidationError("could not start \(mpirun): \(String(cString: strerror(errno)))")
-    }
-}
+Contrast.main()

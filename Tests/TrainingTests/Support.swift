@@ -47,8 +47,8 @@ func runProcess(_ executable: URL, _ arguments: [String], environment: [String: 
     process.environment = env
     let outFile = temporaryDirectory("out").appendingPathComponent("stdout")
     let errFile = outFile.deletingLastPathComponent().appendingPathComponent("stderr")
-    FileManager.default.createFile(atPath: outFile.path, contents: nil)
-    FileManager.default.createFile(atPath: errFile.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: outFile.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errFile.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: outFile)
     process.standardError = try FileHandle(forWritingTo: errFile)
     try process.run()

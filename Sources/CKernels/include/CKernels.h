@@ -47,4 +47,7 @@ float ck_max(const float *x, size_t n);
 /// 2 ulp of expf over the range softmax uses; inputs below -87 give 0). y may be x.
 float ck_exp_sum(const float *x, float *y, size_t n, float shift);
 
+// SwiftPM takes this header as the module's umbrella: the others are reached from here.
+#include "CKernelsReduce.h"
+
 #endif
