@@ -40,13 +40,42 @@ import Testing
         zip(a, b).map { abs($0 - $1) / max(abs($0), abs($1), floor) }.max() ?? 0
     }
 
+    static let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
+
+    /// One plain SGD step: the update is -lr g, so the parameters carry the summed gradient
+    /// itself, and every element must agree to 1e-5 relative.
     @Test(arguments: [(2, Transport.sharedMemory), (4, .sharedMemory), (2, .tcp), (4, .tcp)])
     func oneStepEqualsOneProcessOnTheGlobalBatch(ranks: Int, transport: Transport) throws {
-        let reference = try train(ranks: 1, steps: 1)
-        let distributed = try train(ranks: ranks, transport: transport, steps: 1)
+        let reference = try train(ranks: 1, steps: 1, Self.sgd)
+        let distributed = try train(ranks: ranks, transport: transport, steps: 1, Self.sgd)
         #expect(distributed.losses.count == 1 && reference.losses.count == 1)
         #expect(abs(distributed.losses[0] - reference.losses[0]) <= 1e-5 * abs(reference.losses[0]))
         #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
+    }
+
+    /// One AdamW step (the benchmark's optimizer). Its first update is lr g / (|g| + eps): for
+    /// gradients near eps = 1e-8, which only cancellation produces, it passes on the relative
+    /// rounding of g (different summation orders at different P) almost undamped. So elements
+    /// are not compared one by one; the update as a whole must agree to 1e-4 in norm.
+    @Test(arguments: [(2, Transport.sharedMemory), (4, .tcp)])
+    func oneAdamWStepEqualsOneProcessOnTheGlobalBatch(ranks: Int, transport: Transport) throws {
+        let reference = try train(ranks: 1, steps: 1)
+        let distributed = try train(ranks: ranks, transport: transport, steps: 1)
+        #expect(abs(distributed.losses[0] - reference.losses[0]) <= 1e-5 * abs(reference.losses[0]))
+        let start = try initialParameters()
+        var difference: Float = 0, update: Float = 0
+        for i in start.indices {
+            difference += (distributed.parameters[i] - reference.parameters[i]) * (distributed.parameters[i] - reference.parameters[i])
+            update += (reference.parameters[i] - start[i]) * (reference.parameters[i] - start[i])
+        }
+        #expect((difference / update).squareRoot() <= 1e-4)
+    }
+
+    func initialParameters() throws -> [Float] {
+        let config = try smokeConfig()
+        let initial = ContrastiveModel(config.model, inputWidth: 784)
+        initial.initialise(seed: UInt64(config.seed))
+        return initial.arena.parameters.array
     }
 
     @Test(arguments: Transport.allCases)
@@ -66,13 +95,9 @@ import Testing
     /// cancellation, that is about 2u |g|: tolerances 2^-7 (bf16) and 2^-9 (fp16) leave a factor 2.
     @Test(arguments: [("bf16", Float(1.0 / 128)), ("fp16", Float(1.0 / 512))])
     func reducedPrecisionStaysWithinItsRoundingBound(precision: String, tolerance: Float) throws {
-        let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
-        let exact = try train(ranks: 2, steps: 1, sgd)
-        let reduced = try train(ranks: 2, steps: 1, sgd + ["communication.precision=\(precision)"])
-        let config = try smokeConfig()
-        let initial = ContrastiveModel(config.model, inputWidth: 784)
-        initial.initialise(seed: UInt64(config.seed))
-        let start = initial.arena.parameters.array
+        let exact = try train(ranks: 2, steps: 1, Self.sgd)
+        let reduced = try train(ranks: 2, steps: 1, Self.sgd + ["communication.precision=\(precision)"])
+        let start = try initialParameters()
         var errorSquared: Float = 0, updateSquared: Float = 0
         for i in start.indices {
             let update = exact.parameters[i] - start[i]
