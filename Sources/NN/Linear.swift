@@ -8,7 +8,7 @@ public final class Linear: Layer {
     public enum Activation: Sendable { case identity, relu }
 
     /// How many pieces each backward GEMM is cut into when `progress` is set.
-    static let progressBlocks = 4
+    static let progressBlocks = 2
 
     public let inputWidth: Int
     public let outputWidth: Int
