@@ -122,6 +122,17 @@ void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     }
 }
 
+CK_CLONES
+int ck_bf16_to_f32_finite(const uint16_t *restrict src, float *restrict dst, size_t n) {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = (uint32_t)src[i] << 16;
+        bad |= (uint32_t)((x & 0x7f800000u) == 0x7f800000u);
+        memcpy(dst + i, &x, 4);
+    }
+    return bad == 0;
+}
+
 // ---- layer kernels ----------------------------------------------------------------------
 
 CK_CLONES

@@ -23,6 +23,12 @@ public enum HalfPrecision {
         ck_bf16_to_f32(source, destination, count)
     }
 
+    /// `bfloatToFloat` that also tells, in the same pass, whether every value is finite.
+    public static func bfloatToFloatCheckingFinite(_ source: UnsafePointer<UInt16>, _ destination: UnsafeMutablePointer<Float>,
+                                                   count: Int) -> Bool {
+        ck_bf16_to_f32_finite(source, destination, count) != 0
+    }
+
     /// Forces the portable (non-F16C) fp16 path; for tests of the fallback.
     public static func usePortableHalfPath(_ portable: Bool) { ck_set_portable_half(portable ? 1 : 0) }
 

@@ -142,13 +142,16 @@ public final class GradientReducer {
         for (i, range) in buckets.enumerated() {
             let gradients = arena.gradients.data + range.lowerBound
             switch precision {
-            case .fp32: break
-            case .bf16: HalfPrecision.bfloatToFloat(wire[i].assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
+            case .fp32:
+                finite = Kernels.allFinite(gradients, count: range.count) && finite
+            case .bf16:
+                finite = HalfPrecision.bfloatToFloatCheckingFinite(wire[i].assumingMemoryBound(to: UInt16.self), gradients,
+                                                                   count: range.count) && finite
             case .fp16:
                 HalfPrecision.halfToFloat(wire[i].assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
                 if scale != 1 { Kernels.scale(gradients, by: 1 / scale, count: range.count) }
+                finite = Kernels.allFinite(gradients, count: range.count) && finite
             }
-            finite = finite && Kernels.allFinite(gradients, count: range.count)
         }
         timing.conversion += monotonicSeconds() - waitEnd
         if finite {

@@ -47,6 +47,18 @@ import Testing
         }
     }
 
+    @Test func bfloatToFloatReportsNonFiniteValues() {
+        var bits: [UInt16] = (0..<1001).map { UInt16($0 * 37 % 0x7f00) }
+        var out = [Float](repeating: 0, count: bits.count), plain = out
+        #expect(HalfPrecision.bfloatToFloatCheckingFinite(bits, &out, count: bits.count))
+        HalfPrecision.bfloatToFloat(bits, &plain, count: bits.count)
+        #expect(out.map(\.bitPattern) == plain.map(\.bitPattern))
+        for bad: UInt16 in [0x7f80, 0xff80, 0x7fc0] {
+            bits[500] = bad
+            #expect(!HalfPrecision.bfloatToFloatCheckingFinite(bits, &out, count: bits.count))
+        }
+    }
+
     @Test func bfloatMatchesReference() {
         let values = samples()
         var out = [UInt16](repeating: 0, count: values.count)

@@ -15,6 +15,8 @@ void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 void ck_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// ck_bf16_to_f32 that also reports whether every value is finite (1) or not (0), in one pass.
+int ck_bf16_to_f32_finite(const uint16_t *src, float *dst, size_t n);
 /// Forces the portable (non-F16C) half conversion path; for tests of the fallback.
 void ck_set_portable_half(int portable);
 
