@@ -4,30 +4,9 @@ import Testing
 /// The `contrast` executable as a user meets it: a mistake gives one line on standard error
 /// naming the problem, and exit status 1; never a stack trace.
 @Suite(.serialized) struct CLITests {
-    /// The built `contrast` next to the test bundle (both live in .build/<configuration>/).
-    static var executable: URL {
-        let bundleDirectory = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-        let besideTests = bundleDirectory.appendingPathComponent("contrast")
-        if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
-        return repositoryRoot.appendingPathComponent(".build/debug/contrast")
-    }
+    typealias Outcome = ProcessOutcome
 
-    struct Outcome { var status: Int32; var output: String; var error: String }
-
-    func run(_ arguments: [String]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = arguments
-        process.currentDirectoryURL = repositoryRoot
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile(), error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
-                       error: String(decoding: error, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> Outcome { try runProcess(contrastExecutable, arguments, timeout: 120) }
 
     func expectOneLineError(_ outcome: Outcome, mentioning words: [String]) {
         #expect(outcome.status == 1)
