@@ -32,7 +32,8 @@ public final class TrainingStep {
     let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
     var selfIndex: [Int32]
     var positiveIndex: [Int32]
-    private var statistics = [Float](repeating: 0, count: 2)
+    /// Loss share and top-1 count of this rank, summed over ranks while backward runs.
+    let statistics = Tensor(zeros: [2])
 
     public struct Result: Sendable {
         /// Loss of the whole global batch (identical on every rank).
@@ -137,14 +138,16 @@ public final class TrainingStep {
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: v * e)
         lap(\.gather)
 
+        statistics[0] = Float(result.loss)
+        statistics[1] = Float(result.positiveTop1)
+        let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 2, precision: .fp32)
+
         model.arena.zeroGradients()
         reducer.beginStep()
         model.backward(anchorGradient.data, batch: v, gradientsFinal: { [reducer] in reducer.gradientsFinal(from: $0) })
         lap(\.backward)
         let applied = try reducer.finish()
-        statistics[0] = Float(result.loss)
-        statistics[1] = Float(result.positiveTop1)
-        try communicator.allReduce(&statistics, count: 2)
+        try statisticsSum.wait()
         lap(\.communication)
 
         var gradientNorm: Float = .nan

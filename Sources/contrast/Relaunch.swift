@@ -15,6 +15,10 @@ enum Relaunch {
         var launcher = [mpirun, "-np", "\(ranks)", "--bind-to", "none"]
         if ranks > ProcessInfo.processInfo.activeProcessorCount { launcher.append("--oversubscribe") }
         if tcp { launcher += ["--mca", "btl", "self,tcp"] }
+        // One OpenBLAS thread per rank unless the caller says otherwise: OpenBLAS sizes its pool
+        // at load time, and idle pool threads would spin on the cores the other ranks compute on.
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { setenv("OPENBLAS_NUM_THREADS", "1", 1) }
+        launcher += ["-x", "OPENBLAS_NUM_THREADS"]
         if getuid() == 0 {
             setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
             setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
