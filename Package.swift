@@ -7,7 +7,7 @@ let package = Package(
     name: "contrast",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Training"]),
+        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Training"]),
         .executable(name: "contrast", targets: ["contrast"]),
     ],
     dependencies: [
@@ -28,12 +28,13 @@ let package = Package(
         .target(name: "Contrastive", dependencies: ["Tensor"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Data", dependencies: ["CZlib", "Tensor"]),
+        .target(name: "Checkpoint", dependencies: ["CZstd", "CZlib", "Tensor", "Distributed"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "NN", "Contrastive", "Distributed", "Data",
+            "Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint",
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "contrast", dependencies: [
-            "Training", "Tensor", "NN", "Contrastive", "Data",
+            "Training", "Tensor", "NN", "Contrastive", "Data", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive"]),
     ]
 )
