@@ -26,10 +26,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var eval: EvalSection
     /// Gradient exchange between ranks.
     public var communication: CommunicationSection
+    /// When checkpoints are written and how many are kept.
+    public var checkpoint: CheckpointSection
+    /// `auto` (continue from the newest complete checkpoint in run_dir, if any), `never` (start
+    /// fresh; run_dir must be empty), or the path of a checkpoint directory to start from.
+    public var resume: String
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_dir"
-        case seed, data, views, model, loss, optimizer, train, eval, communication
+        case seed, data, views, model, loss, optimizer, train, eval, communication, checkpoint, resume
     }
 
     public init(
@@ -42,7 +47,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         optimizer: OptimizerSection = OptimizerSection(),
         train: TrainSection = TrainSection(),
         eval: EvalSection = EvalSection(),
-        communication: CommunicationSection = CommunicationSection()
+        communication: CommunicationSection = CommunicationSection(),
+        checkpoint: CheckpointSection = CheckpointSection(),
+        resume: String = "auto"
     ) {
         self.runDirectory = runDirectory
         self.seed = seed
@@ -54,6 +61,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         self.train = train
         self.eval = eval
         self.communication = communication
+        self.checkpoint = checkpoint
+        self.resume = resume
     }
 }
 
@@ -394,6 +403,40 @@ public struct EvalSection: Codable, Sendable, Equatable {
         self.knnEveryEpochs = knnEveryEpochs
         self.knnK = knnK
         self.knnTemperature = knnTemperature
+    }
+}
+
+/// When checkpoints are written and how many are kept (sharded, zstd-compressed; docs/checkpoint-format.md).
+public struct CheckpointSection: Codable, Sendable, Equatable {
+    /// Write a checkpoint every this many steps (0 = not by step count).
+    public var everySteps: Int
+    /// Write a checkpoint when this many minutes have passed since the last one (0 = not by time).
+    public var everyMinutes: Float
+    /// Keep the newest this many checkpoints (at least 1; a new one commits before an old one is deleted).
+    public var keepLast: Int
+    /// Also keep every checkpoint whose step is a multiple of this (0 = none).
+    public var keepEvery: Int
+    /// zstd compression level.
+    public var level: Int
+    /// Byte-plane shuffle of floats before compression (compresses floats far better).
+    public var shuffle: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case everySteps = "every_steps"
+        case everyMinutes = "every_minutes"
+        case keepLast = "keep_last"
+        case keepEvery = "keep_every"
+        case level, shuffle
+    }
+
+    public init(everySteps: Int = 500, everyMinutes: Float = 30, keepLast: Int = 3, keepEvery: Int = 0,
+                level: Int = 3, shuffle: Bool = true) {
+        self.everySteps = everySteps
+        self.everyMinutes = everyMinutes
+        self.keepLast = keepLast
+        self.keepEvery = keepEvery
+        self.level = level
+        self.shuffle = shuffle
     }
 }
 

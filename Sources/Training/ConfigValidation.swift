@@ -30,6 +30,13 @@ extension TrainingConfig {
 
         try checkPositive(loss.temperature, "loss.temperature")
         try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
+        try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
+        try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
+                  "must be 0 (off) or positive", checkpoint.everyMinutes)
+        try check(checkpoint.keepLast >= 1, "checkpoint.keep_last", "must be at least 1", checkpoint.keepLast)
+        try check(checkpoint.keepEvery >= 0, "checkpoint.keep_every", "must be 0 (off) or positive", checkpoint.keepEvery)
+        try check((1...19).contains(checkpoint.level), "checkpoint.level", "must be a zstd level from 1 to 19", checkpoint.level)
+        try check(!resume.isEmpty, "resume", "must be auto, never or the path of a checkpoint directory", resume)
         try checkPositive(communication.bucketMB, "communication.bucket_mb")
         try checkPositive(communication.fp16InitialScale, "communication.fp16_initial_scale")
         try check(communication.fp16ScaleWindow >= 1, "communication.fp16_scale_window", "must be at least 1",

@@ -20,8 +20,14 @@ public final class Trainer {
     public let step: TrainingStep
     /// Steps of the whole run: epochs x batches per epoch, capped by train.max_steps.
     public let totalSteps: Int
-    public private(set) var position = SamplerPosition()
-    public private(set) var stepsDone = 0
+    public internal(set) var position = SamplerPosition()
+    public internal(set) var stepsDone = 0
+    /// Loss sum and step count of the epoch in progress (checkpointed, for exact epoch means).
+    var epochLossSum = 0.0
+    var epochStepCount = 0
+    var lastCheckpointTime = monotonicSeconds()
+    /// The checkpoint this run continues from, if any.
+    public private(set) var resumedFrom: URL?
 
     public struct Summary: Sendable {
         public var steps: Int
@@ -29,7 +35,13 @@ public final class Trainer {
         public var knnAccuracy: Double
         public var runDirectory: String
         public var epochMeanLosses: [Double]
+        /// Stopped early by SIGTERM / SIGUSR1 after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
+        public var interrupted: Bool
     }
+
+    /// Exit status after a stop request was honoured (checkpoint written): EX_TEMPFAIL, "try
+    /// again", so a requeue script knows to resume.
+    public static let interruptedExitCode: Int32 = 75
 
     public init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator()) throws {
         self.config = config
@@ -49,20 +61,24 @@ public final class Trainer {
         let all = config.train.epochs * sampler.batchesPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
 
+        var notes: [String] = []
+        let resumeFrom = try Self.checkpointToResume(config, runDirectory: runDirectory, communicator: communicator) { notes.append($0) }
         if rank == 0 {
-            if let existing = try? FileManager.default.contentsOfDirectory(atPath: runDirectory.path), !existing.isEmpty {
-                throw RunFiles.Failure(description:
-                    "run directory \(runDirectory.path) already holds files; choose a new one (--set run_dir=...) or remove it")
-            }
             try RunFiles.createDirectory(runDirectory)
             try RunFiles.writeAtomically(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
         }
         try communicator.barrier()      // the directory exists before other ranks open their files
         log = try RunLog(directory: runDirectory, rank: rank, echo: rank == 0)
+        for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: trainSet.pixelsPerImage,
                                 height: trainSet.height, width: trainSet.width, imagesPerStep: config.data.batchPerRank,
                                 totalSteps: totalSteps)
+        if let resumeFrom {
+            try restore(from: resumeFrom)
+            resumedFrom = resumeFrom
+        }
+        StopSignal.install()
     }
 
     /// Ranks must run the same config: compare a hash of the resolved config across ranks.
@@ -95,12 +111,17 @@ public final class Trainer {
                      + "kernels \(Kernels.instructionSet), gradients on the wire as \(step.reducer.precision.rawValue) "
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("resolved config:\n" + c.yaml())
+            if let resumedFrom {
+                log.info("resumed from checkpoint \(resumedFrom.path) at step \(stepsDone) (epoch \(position.epoch + 1), batch \(position.batch))")
+            }
         }
         var lastLoss = Double.nan
         var window = StepTimes(), windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
         var windowHidden = 0.0, windowExposed = 0.0
-        var epochLoss = 0.0, epochSteps = 0, epochMeans: [Double] = []
-        let started = monotonicSeconds()
+        var epochMeans: [Double] = []
+        let started = monotonicSeconds(), stepsAtStart = stepsDone
+        var interrupted = false
+        var savedAt = resumedFrom != nil ? stepsDone : -1
         var knnAccuracy = Double.nan
         var order: EpochOrder? = nil
 
@@ -112,6 +133,9 @@ public final class Trainer {
             step.makeViews(dataset: trainSet, samples: samples, epoch: epoch)
             let augmentation = monotonicSeconds() - t0
             let learningRate = step.schedule.learningRate(atStep: stepsDone)
+            // Requests every rank must agree on travel with the step's statistics (summed).
+            let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
+            step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
             var result = try step.step(learningRate: learningRate)
             result.times.augmentation = augmentation
             if !result.applied {
@@ -127,7 +151,7 @@ public final class Trainer {
             window = window + result.times
             windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
             windowHidden += result.communication.hidden; windowExposed += result.communication.exposed
-            epochLoss += result.loss; epochSteps += 1
+            epochLossSum += result.loss; epochStepCount += 1
 
             let imagesPerSecond = Double(globalImages) / result.times.total
             log.record([
@@ -145,7 +169,7 @@ public final class Trainer {
             if isRoot && (stepsDone % max(1, c.train.logEverySteps) == 0 || stepsDone == totalSteps) {
                 let n = Double(windowSteps)
                 let elapsed = monotonicSeconds() - started
-                let eta = elapsed / Double(stepsDone) * Double(totalSteps - stepsDone)
+                let eta = elapsed / Double(stepsDone - stepsAtStart) * Double(totalSteps - stepsDone)
                 log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e %.0f img/s "
                                 + "(aug %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
                                 stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate,
@@ -157,16 +181,32 @@ public final class Trainer {
             }
             let epochEnded = position.batch == 0 || stepsDone == totalSteps
             if epochEnded {
-                let mean = epochLoss / Double(max(1, epochSteps))
+                let mean = epochLossSum / Double(max(1, epochStepCount))
                 epochMeans.append(mean)
-                if isRoot { log.info(String(format: "epoch %d: mean loss %.4f over %d steps", epoch + 1, mean, epochSteps)) }
+                if isRoot { log.info(String(format: "epoch %d: mean loss %.4f over %d steps", epoch + 1, mean, epochStepCount)) }
                 log.record([("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
-                epochLoss = 0; epochSteps = 0
+                epochLossSum = 0; epochStepCount = 0
             }
             if position.batch == 0 && c.eval.knnEveryEpochs > 0 && (epoch + 1) % c.eval.knnEveryEpochs == 0 && stepsDone < totalSteps {
                 knnAccuracy = try evaluate(epoch: epoch + 1)
             }
+            if result.requests.stop > 0 {
+                if isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
+                try saveCheckpoint(reason: "stop requested")
+                interrupted = true
+                break
+            }
+            let dueBySteps = c.checkpoint.everySteps > 0 && stepsDone % c.checkpoint.everySteps == 0
+            if (dueBySteps || result.requests.checkpoint > 0) && stepsDone < totalSteps {
+                try saveCheckpoint(reason: dueBySteps ? "every \(c.checkpoint.everySteps) steps" : "every \(c.checkpoint.everyMinutes) minutes")
+                savedAt = stepsDone
+            }
         }
+        if interrupted {
+            return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
+                           epochMeanLosses: epochMeans, interrupted: true)
+        }
+        if savedAt != stepsDone { try saveCheckpoint(reason: "end of training") }
         knnAccuracy = try evaluate(epoch: position.epoch)
         if isRoot {
             try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
@@ -176,7 +216,7 @@ public final class Trainer {
         }
         try communicator.barrier()
         return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
-                       epochMeanLosses: epochMeans)
+                       epochMeanLosses: epochMeans, interrupted: false)
     }
 
     /// kNN accuracy on rank 0 (the parameters are identical on every rank); the others wait.

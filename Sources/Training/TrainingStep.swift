@@ -32,8 +32,11 @@ public final class TrainingStep {
     let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
     var selfIndex: [Int32]
     var positiveIndex: [Int32]
-    /// Loss share and top-1 count of this rank, summed over ranks while backward runs.
-    let statistics = Tensor(zeros: [2])
+    /// Loss share, top-1 count and the two requests of this rank, summed over ranks while backward runs.
+    let statistics = Tensor(zeros: [4])
+    /// Set before `step`: this rank wants to stop (a signal) / to checkpoint (its clock). The sums
+    /// over ranks come back in the result, so every rank acts on the same step.
+    public var requests: (stop: Float, checkpoint: Float) = (0, 0)
 
     public struct Result: Sendable {
         /// Loss of the whole global batch (identical on every rank).
@@ -46,6 +49,8 @@ public final class TrainingStep {
         public var applied: Bool
         public var times: StepTimes
         public var communication: GradientReducer.Timing
+        /// Requests summed over ranks (> 0: some rank asked).
+        public var requests: (stop: Float, checkpoint: Float)
     }
 
     /// `totalSteps` is the length of the run, which a cosine schedule decays over.
@@ -140,7 +145,9 @@ public final class TrainingStep {
 
         statistics[0] = Float(result.loss)
         statistics[1] = Float(result.positiveTop1)
-        let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 2, precision: .fp32)
+        statistics[2] = requests.stop
+        statistics[3] = requests.checkpoint
+        let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 4, precision: .fp32)
 
         model.arena.zeroGradients()
         reducer.beginStep()
@@ -161,6 +168,6 @@ public final class TrainingStep {
         let globalLoss = p == 1 ? result.loss : Double(statistics[0])
         return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(n),
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
-                      times: times, communication: reducer.timing)
+                      times: times, communication: reducer.timing, requests: (statistics[2], statistics[3]))
     }
 }

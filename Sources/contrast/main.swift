@@ -11,7 +11,7 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
+        subcommands: [Train.self, Eval.self, CheckpointCommand.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
@@ -43,15 +43,19 @@ struct Train: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
+        var interrupted = false
         try runOnRanks { communicator in
             let config = try options.load()
             let trainer = try Trainer(config: config, communicator: communicator)
             if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
             let summary = try trainer.run()
-            if communicator.rank == 0 {
+            interrupted = summary.interrupted
+            if communicator.rank == 0 && !interrupted {
                 say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }
+        // Stopped by SIGTERM / SIGUSR1 after a checkpoint: a distinct status tells a requeue script to resume.
+        if interrupted { throw ExitCode(Trainer.interruptedExitCode) }
     }
 }
 
@@ -114,7 +118,7 @@ struct Eval: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
-                                                    subcommands: [GEMM.self, Step.self, BenchAllReduce.self])
+                                                    subcommands: [GEMM.self, Step.self, BenchAllReduce.self, BenchCheckpoint.self])
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",

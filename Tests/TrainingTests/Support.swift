@@ -72,17 +72,19 @@ enum Transport: String, CaseIterable, Sendable {
 
 /// `contrast ARGUMENTS` on `ranks` ranks: directly for one, through mpirun for more
 /// (one thread each, unbound, oversubscribed past the machine's cores; as root when root).
-func runContrast(ranks: Int, transport: Transport = .sharedMemory, _ arguments: [String], timeout: Double = 300) throws -> ProcessOutcome {
-    guard ranks > 1 else { return try runProcess(contrastExecutable, arguments, timeout: timeout) }
+func runContrast(ranks: Int, transport: Transport = .sharedMemory, _ arguments: [String], environment extra: [String: String] = [:],
+                 timeout: Double = 300) throws -> ProcessOutcome {
+    guard ranks > 1 else { return try runProcess(contrastExecutable, arguments, environment: extra, timeout: timeout) }
     guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         throw RunFiles.Failure(description: "mpirun not found: install openmpi-bin (launch/setup.sh does)")
     }
-    var environment = ["OMPI_MCA_rmaps_base_oversubscribe": "1", "OPENBLAS_NUM_THREADS": "1"]
+    var environment = extra.merging(["OMPI_MCA_rmaps_base_oversubscribe": "1", "OPENBLAS_NUM_THREADS": "1"]) { a, _ in a }
     if getuid() == 0 {
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     }
     let launcher = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] + transport.mpirunArguments
+        + extra.keys.sorted().flatMap { ["-x", $0] }
     return try runProcess(URL(fileURLWithPath: mpirun), launcher + [contrastExecutable.path] + arguments,
                           environment: environment, timeout: timeout)
 }

@@ -1,0 +1,67 @@
+import Checkpoint
+import Data
+import Distributed
+import Foundation
+import Tensor
+
+extension Bench {
+    /// `bench checkpoint`: save and load time of the benchmark model's full state (parameters
+    /// and AdamW moments, after a few real steps so the moments look like training), per rank,
+    /// and the compression of plain and byte-shuffled zstd at levels 1 and 3.
+    public static func checkpoint(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
+                                  repeats: Int) throws -> String {
+        BLASThreads.set(config.train.blasThreads)
+        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
+        let p = communicator.size
+        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank * p,
+                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
+        let step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: train.pixelsPerImage,
+                                    height: train.height, width: train.width, imagesPerStep: config.data.batchPerRank, totalSteps: 10)
+        let order = sampler.order(epoch: 0, shards: try sampler.shards(rank: communicator.rank, worldSize: p))
+        var stepTimes: [Double] = []
+        for i in 0..<5 {
+            step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
+            stepTimes.append(try step.step(learningRate: config.optimizer.lr).times.total)
+        }
+        let arena = step.model.arena
+        let buffers = [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
+            + step.optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
+        let rawBytes = Double(buffers.reduce(0) { $0 + $1.count } * 4)
+        let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("contrast-bench-checkpoint-\(getpid())")
+        var root = [UInt8](repeating: 0, count: 4096)
+        if communicator.rank == 0 { root.replaceSubrange(0..<scratch.path.utf8.count, with: Array(scratch.path.utf8)) }
+        try root.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 4096, root: 0) }
+        let directory = URL(fileURLWithPath: String(decoding: root.prefix { $0 != 0 }, as: UTF8.self))
+        defer { if communicator.rank == 0 { try? FileManager.default.removeItem(at: directory) } }
+
+        var lines = [String(format: "checkpoint of the full state: %d buffers, %.1f MB raw, %d rank(s); median of %d:",
+                            buffers.count, rawBytes / 1e6, p, repeats)]
+        for (level, shuffle) in [(Int32(1), false), (1, true), (3, false), (3, true)] {
+            var saves: [Double] = [], loads: [Double] = []
+            var stored = 0
+            for r in 0..<repeats {
+                try communicator.barrier()
+                let t0 = monotonicSeconds()
+                let saved = try CheckpointStore.save(runDirectory: directory, step: r + 1, buffers: buffers, state: Data("{}".utf8),
+                                                     communicator: communicator, settings: CheckpointSettings(level: level, shuffle: shuffle))
+                saves.append(monotonicSeconds() - t0)
+                try communicator.barrier()
+                let t1 = monotonicSeconds()
+                _ = try CheckpointStore.load(saved, into: buffers)
+                loads.append(monotonicSeconds() - t1)
+                stored = try CheckpointStore.manifest(at: saved).shards.reduce(0) { $0 + $1.bytes }
+                if communicator.rank == 0 { try CheckpointStore.prune(runDirectory: directory, keepLast: 1, keepEvery: 0) }
+            }
+            let save = median(saves), load = median(loads)
+            lines.append(String(format: "  zstd level %d %@: %6.2f MB stored (ratio %.2f)  save %6.3f s (%5.0f MB/s per rank)  load %6.3f s (%5.0f MB/s)",
+                                level, (shuffle ? "shuffled" : "plain   ") as NSString, Double(stored) / 1e6, rawBytes / Double(stored),
+                                save, rawBytes / Double(p) / save / 1e6, load, rawBytes / load / 1e6))
+            if level == 3 && shuffle {
+                let stepTime = median(stepTimes)
+                lines.append(String(format: "  with the default (level 3, shuffled) every 100 steps of %.1f ms: %.2f%% of training time",
+                                    stepTime * 1e3, save / (100 * stepTime + save) * 100))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,163 @@
+import Checkpoint
+import Data
+import Distributed
+import Foundation
+import NN
+
+/// Everything besides the flat buffers that an exact continuation needs (stored in the
+/// checkpoint manifest as its "state" object). Randomness needs no state: every draw is a pure
+/// function of (seed, stream, position), and the seed is in the config.
+struct TrainingState: Codable, Equatable {
+    /// contrast's checkpoint-state version (not the file format's, which the manifest carries).
+    var version = 1
+    var step: Int
+    var epoch: Int
+    var batch: Int
+    var globalBatch: Int
+    var worldSize: Int
+    var optimizerSteps: Int
+    var lossScale: Float
+    var cleanSteps: Int
+    var skippedSteps: Int
+    /// Running sums of the epoch in progress, so its mean loss is logged exactly after a resume.
+    var epochLossSum: Double
+    var epochSteps: Int
+    /// The resolved config of the run that wrote it (YAML).
+    var config: String
+}
+
+/// Stop requests from the scheduler: SIGTERM and SIGUSR1 (Slurm sends them before a job's time
+/// limit) set a flag that the trainer reads between steps.
+enum StopSignal {
+    nonisolated(unsafe) static var received: Int32 = 0
+
+    static func install() {
+        for signalNumber in [SIGTERM, SIGUSR1] {
+            signal(signalNumber) { number in StopSignal.received = number }
+        }
+    }
+
+    static var name: String { received == SIGUSR1 ? "SIGUSR1" : "SIGTERM" }
+}
+
+extension Trainer {
+    /// Parameters, then every optimizer state buffer, all of the arena's length.
+    var checkpointBuffers: [CheckpointBuffer] {
+        let arena = step.model.arena
+        return [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
+            + step.optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
+    }
+
+    /// Collective: writes a checkpoint of the current state, then (rank 0) prunes old ones.
+    func saveCheckpoint(reason: String) throws {
+        let t0 = monotonicSeconds()
+        let state = TrainingState(
+            step: stepsDone, epoch: position.epoch, batch: position.batch,
+            globalBatch: config.data.batchPerRank * communicator.size, worldSize: communicator.size,
+            optimizerSteps: step.optimizer.stepCount, lossScale: step.reducer.scale, cleanSteps: step.reducer.cleanSteps,
+            skippedSteps: step.reducer.skippedSteps, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml())
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let directory = try CheckpointStore.save(
+            runDirectory: runDirectory, step: stepsDone, buffers: checkpointBuffers, state: try encoder.encode(state),
+            communicator: communicator,
+            settings: CheckpointSettings(level: Int32(config.checkpoint.level), shuffle: config.checkpoint.shuffle))
+        lastCheckpointTime = monotonicSeconds()
+        if isRoot {
+            try CheckpointStore.prune(runDirectory: runDirectory, keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
+            log.info(String(format: "checkpoint %@ (%@) written in %.2f s", directory.lastPathComponent, reason, lastCheckpointTime - t0))
+        }
+        log.record([("step", .int(stepsDone)), ("checkpoint", .string(directory.lastPathComponent)),
+                    ("checkpoint_seconds", .number(lastCheckpointTime - t0))])
+    }
+
+    /// Which checkpoint `resume` names, decided on rank 0 (it verifies, and falls back past a
+    /// damaged newest one) and sent to every rank. nil: start fresh.
+    static func checkpointToResume(_ config: TrainingConfig, runDirectory: URL, communicator: Communicator,
+                                   note: (String) -> Void) throws -> URL? {
+        var choice = ""
+        var failure = ""
+        if communicator.rank == 0 {
+            do { choice = try chooseCheckpoint(config, runDirectory: runDirectory, note: note)?.path ?? "" } catch {
+                failure = "\(error)"
+            }
+        }
+        failure = try broadcastString(failure, communicator)
+        if !failure.isEmpty { throw RunFiles.Failure(description: failure) }
+        choice = try broadcastString(choice, communicator)
+        return choice.isEmpty ? nil : URL(fileURLWithPath: choice)
+    }
+
+    private static func chooseCheckpoint(_ config: TrainingConfig, runDirectory: URL, note: (String) -> Void) throws -> URL? {
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory.path)) ?? []
+        switch config.resume {
+        case "never":
+            guard existing.isEmpty else {
+                throw RunFiles.Failure(description: "run directory \(runDirectory.path) already holds files and resume is 'never'; "
+                                       + "choose a new one (--set run_dir=...), remove it, or --set resume=auto to continue it")
+            }
+            return nil
+        case "auto":
+            let checkpoints = CheckpointStore.list(runDirectory: runDirectory)
+            if checkpoints.isEmpty {
+                // A contrast run that died before its first checkpoint committed has nothing to
+                // lose: start it again. Anything else in the directory is not ours to overwrite.
+                let isOurRun = existing.contains("config.yaml")
+                guard existing.isEmpty || isOurRun else {
+                    throw RunFiles.Failure(description: "run directory \(runDirectory.path) already holds files but no complete checkpoint; "
+                                           + "choose a new one (--set run_dir=...) or remove it")
+                }
+                if isOurRun { note("no complete checkpoint in \(runDirectory.path): starting the run from the beginning") }
+                return nil
+            }
+            for candidate in checkpoints {
+                do {
+                    try CheckpointStore.verify(candidate)
+                    return candidate
+                } catch {
+                    note("checkpoint \(candidate.path) is damaged (\(error)); trying the one before it")
+                }
+            }
+            throw RunFiles.Failure(description: "every checkpoint in \(runDirectory.path)/checkpoints is damaged; "
+                                   + "start a new run (--set run_dir=...) or pass a checkpoint with --set resume=PATH")
+        default:
+            let url = URL(fileURLWithPath: config.resume)
+            try CheckpointStore.verify(url)
+            return url
+        }
+    }
+
+    private static func broadcastString(_ text: String, _ communicator: Communicator) throws -> String {
+        guard communicator.size > 1 else { return text }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let bytes = Array(text.utf8.prefix(4095))
+        buffer.replaceSubrange(0..<bytes.count, with: bytes)
+        try buffer.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 4096, root: 0) }
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// Loads `checkpoint` into the model, optimizer and scaler, and restores the data position.
+    func restore(from checkpoint: URL) throws {
+        let data = try CheckpointStore.load(checkpoint, into: checkpointBuffers)
+        let state: TrainingState
+        do { state = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
+            throw RunFiles.Failure(description: "\(checkpoint.path)/manifest.json: its training state is unreadable (\(error)); resume from another checkpoint")
+        }
+        let globalBatch = config.data.batchPerRank * communicator.size
+        guard state.globalBatch == globalBatch else {
+            throw RunFiles.Failure(description:
+                "checkpoint \(checkpoint.lastPathComponent) was written with a global batch of \(state.globalBatch) images "
+                + "(\(state.worldSize) ranks x \(state.globalBatch / max(1, state.worldSize))); to continue the same run on "
+                + "\(communicator.size) rank(s) set data.batch_per_rank=\(state.globalBatch / communicator.size)"
+                + (state.globalBatch % communicator.size == 0 ? "" : " (it does not divide evenly: choose another rank count)"))
+        }
+        stepsDone = state.step
+        position = SamplerPosition(epoch: state.epoch, batch: state.batch)
+        step.optimizer.stepCount = state.optimizerSteps
+        // The fp16 scale carries over; a run that was not on fp16 before starts from the initial scale.
+        let scale = step.reducer.precision != .fp16 ? 1 : (state.lossScale == 1 ? config.communication.fp16InitialScale : state.lossScale)
+        step.reducer.restore(scale: scale, cleanSteps: state.cleanSteps, skippedSteps: state.skippedSteps)
+        epochLossSum = state.epochLossSum
+        epochStepCount = state.epochSteps
+    }
+}

@@ -1,0 +1,152 @@
+import Checkpoint
+import Foundation
+import Testing
+@testable import Training
+
+/// Checkpoints through `contrast train` as users meet them: killed runs resume bit-exactly, on
+/// other rank counts, past damaged or half-written checkpoints, and after a stop signal.
+@Suite(.serialized) struct CheckpointResumeTests {
+    /// The smoke workload: 2,048 images, global batch 64, so 32 steps per epoch.
+    func arguments(_ runDirectory: String, ranks: Int, steps: Int, _ overrides: [String]) -> [String] {
+        ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(runDirectory)",
+         "--set", "data.batch_per_rank=\(64 / ranks)", "--set", "train.max_steps=\(steps)",
+         "--set", "data.test_limit=200"] + overrides.flatMap { ["--set", $0] }
+    }
+
+    @discardableResult
+    func train(_ runDirectory: String, ranks: Int, steps: Int, _ overrides: [String] = [], crashAt: String? = nil,
+               expectSuccess: Bool = true) throws -> ProcessOutcome {
+        let outcome = try runContrast(ranks: ranks, arguments(runDirectory, ranks: ranks, steps: steps, overrides),
+                                      environment: crashAt.map { ["CONTRAST_CHECKPOINT_CRASH_AT": $0] } ?? [:])
+        if expectSuccess { #expect(outcome.status == 0, "\(outcome.error.suffix(1500))") }
+        return outcome
+    }
+
+    /// Every buffer of the newest checkpoint, by name.
+    func newestState(_ runDirectory: String) throws -> [String: [UInt32]] {
+        let newest = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: runDirectory)).first)
+        let manifest = try CheckpointStore.manifest(at: newest)
+        var storage = manifest.buffers.map { [Float](repeating: 0, count: $0.count) }
+        var result: [String: [UInt32]] = [:]
+        try storage.withUnsafeMutableBufferPointers { pointers in
+            let buffers = zip(manifest.buffers, pointers).map { CheckpointBuffer(name: $0.name, pointer: $1.baseAddress!, count: $0.count) }
+            _ = try CheckpointStore.load(newest, into: buffers)
+        }
+        for (buffer, values) in zip(manifest.buffers, storage) { result[buffer.name] = values.map(\.bitPattern) }
+        return result
+    }
+
+    /// Per-step metric records without the timings (which differ run to run).
+    func stepRecords(_ runDirectory: String, from first: Int) throws -> [String] {
+        let text = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8)
+        var byStep: [Int: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard var record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  record["time_forward"] != nil, let step = record["step"] as? Int, step >= first else { continue }
+            for key in record.keys where key.hasPrefix("time_") || key == "images_per_second" { record.removeValue(forKey: key) }
+            let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+            byStep[step] = String(decoding: data, as: UTF8.self)
+        }
+        return byStep.keys.sorted().map { byStep[$0]! }
+    }
+
+    /// P = 2, 40 steps straight against 20 steps, a kill right after the step-20 checkpoint
+    /// committed (before `latest` moved), and a resume: the resume starts mid-epoch and crosses
+    /// the epoch boundary at step 32. Parameters, AdamW moments and the metric lines of steps
+    /// 21...40 are bitwise the same.
+    @Test func killedRunResumesBitExactly() throws {
+        let straight = temporaryDirectory("straight").appendingPathComponent("run").path
+        let killed = temporaryDirectory("killed").appendingPathComponent("run").path
+        try train(straight, ranks: 2, steps: 40, ["checkpoint.every_steps=20"])
+        let crash = try train(killed, ranks: 2, steps: 40, ["checkpoint.every_steps=20"], crashAt: "before-latest", expectSuccess: false)
+        #expect(crash.status != 0)
+        try train(killed, ranks: 2, steps: 40, ["checkpoint.every_steps=20"])
+        let log = try String(contentsOfFile: killed + "/train.log", encoding: .utf8)
+        #expect(log.contains("resumed from checkpoint"))
+        #expect(try newestState(killed) == newestState(straight))
+        #expect(try stepRecords(killed, from: 21) == stepRecords(straight, from: 21))
+    }
+
+    /// A checkpoint written by 2 ranks loads on 1 and on 4 (with the same global batch), gives
+    /// the same parameters, and training continues on the same loss curve.
+    @Test func checkpointOfTwoRanksResumesOnOneAndFour() throws {
+        let first = temporaryDirectory("reshard").appendingPathComponent("run").path
+        try train(first, ranks: 2, steps: 10, ["communication.precision=fp32"])
+        let straight = temporaryDirectory("reshard-straight").appendingPathComponent("run").path
+        try train(straight, ranks: 2, steps: 20, ["communication.precision=fp32"])
+        let reference = try stepRecords(straight, from: 11).map { try lossOf($0) }
+        let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: first)).first)
+        for ranks in [1, 4] {
+            let run = temporaryDirectory("reshard-\(ranks)").appendingPathComponent("run").path
+            try train(run, ranks: ranks, steps: 20, ["communication.precision=fp32", "resume=\(checkpoint.path)"])
+            let losses = try stepRecords(run, from: 11).map { try lossOf($0) }
+            #expect(losses.count == 10)
+            for (a, b) in zip(losses, reference) { #expect(abs(a - b) <= 1e-5 * abs(b), "P=\(ranks): \(a) vs \(b)") }
+        }
+    }
+
+    func lossOf(_ record: String) throws -> Double {
+        let object = try JSONSerialization.jsonObject(with: Data(record.utf8)) as! [String: Any]
+        return object["loss"] as! Double
+    }
+
+    /// A damaged newest checkpoint: `checkpoint verify` names the file and fails; auto-resume
+    /// says so and falls back to the one before, then finishes exactly like an undisturbed run.
+    @Test func damagedNewestCheckpointFallsBack() throws {
+        let run = temporaryDirectory("damaged").appendingPathComponent("run").path
+        try train(run, ranks: 1, steps: 10, ["checkpoint.every_steps=5"])
+        let checkpoints = CheckpointStore.list(runDirectory: URL(fileURLWithPath: run))
+        #expect(checkpoints.map(\.lastPathComponent) == ["step-000000010", "step-000000005"])
+        let shard = try #require(try FileManager.default.contentsOfDirectory(atPath: checkpoints[0].path).first { $0.hasPrefix("shard-") })
+        let shardURL = checkpoints[0].appendingPathComponent(shard)
+        var bytes = try Data(contentsOf: shardURL)
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: shardURL)
+
+        let verify = try runProcess(contrastExecutable, ["checkpoint", "verify", checkpoints[0].path])
+        #expect(verify.status != 0)
+        #expect(verify.error.contains(shard), "\(verify.error)")
+        #expect(try runProcess(contrastExecutable, ["checkpoint", "verify", checkpoints[1].path]).status == 0)
+
+        try train(run, ranks: 1, steps: 15, ["checkpoint.every_steps=5"])
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        #expect(log.contains("damaged"))
+        #expect(log.contains("resumed from checkpoint \(checkpoints[1].path)"))
+        let straight = temporaryDirectory("damaged-straight").appendingPathComponent("run").path
+        try train(straight, ranks: 1, steps: 15, ["checkpoint.every_steps=5"])
+        #expect(try newestState(run) == newestState(straight))
+    }
+
+    /// SIGUSR1 (what Slurm sends before the time limit) to mpirun: the ranks finish the step,
+    /// write a checkpoint and exit with status 75; the run then resumes to its end.
+    @Test func stopSignalCheckpointsAndExitsWithTheRequeueStatus() throws {
+        let run = temporaryDirectory("signal").appendingPathComponent("run").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        if getuid() == 0 { environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1" }
+        process.environment = environment
+        process.currentDirectoryURL = repositoryRoot
+        process.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", contrastExecutable.path]
+            + arguments(run, ranks: 2, steps: 100_000, ["checkpoint.every_steps=0", "checkpoint.every_minutes=0", "train.epochs=1000"])
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until training is under way (the metrics file grows), then ask it to stop.
+        let metrics = run + "/metrics/rank-0.jsonl"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? FileManager.default.attributesOfItem(atPath: metrics)[.size] as? Int) ?? 0) < 2000 {
+            usleep(100_000)
+        }
+        kill(process.processIdentifier, SIGUSR1)
+        let stopDeadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < stopDeadline { usleep(50_000) }
+        if process.isRunning { process.terminate(); Issue.record("the job did not stop after SIGUSR1") }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == Trainer.interruptedExitCode)
+        let checkpoints = CheckpointStore.list(runDirectory: URL(fileURLWithPath: run))
+        #expect(checkpoints.count == 1)
+        if let checkpoint = checkpoints.first { try CheckpointStore.verify(checkpoint) }
+    }
+}
