@@ -99,7 +99,8 @@ public enum CheckpointStore {
     /// all-gather their shard records; only if every rank succeeded does rank 0 write
     /// `manifest.json` (the commit) and then replace `latest`, both atomically. If any rank
     /// failed, every rank throws an error naming the failed rank and its file, and no manifest
-    /// is written. `state` (a JSON object) is stored verbatim under "state". Saving a step
+    /// is written. `state` (a JSON object; rank 0's is used, the other ranks may pass anything)
+    /// is stored verbatim under "state". Saving a step
     /// that already exists first removes its manifest: it stops being a checkpoint until the
     /// new one commits.
     public static func save(runDirectory: URL, step: Int, buffers: [CheckpointBuffer], state: Data,
@@ -107,10 +108,11 @@ public enum CheckpointStore {
         let rank = communicator.rank, size = communicator.size
         let directory = checkpointsDirectory(runDirectory).appendingPathComponent(directoryName(step: step), isDirectory: true)
         let manifestPath = directory.appendingPathComponent(manifestName).path
-        try checkArguments(step: step, buffers: buffers, state: state, file: manifestPath)
-
         var outcome = ShardOutcome(rank: rank, file: shardName(rank: rank, size: size))
         do {
+            // A bad argument is reported through the exchange like a failed write, so that
+            // no rank is left waiting in a collective.
+            try checkArguments(step: step, buffers: buffers, state: rank == 0 ? state : nil, file: manifestPath)
             try FileIO.makeDirectory(directory.path)
             if rank == 0, FileManager.default.fileExists(atPath: manifestPath) {
                 guard unlink(manifestPath) == 0 else { throw FileIO.error("unlink", manifestPath) }
@@ -171,7 +173,7 @@ public enum CheckpointStore {
         return directory
     }
 
-    static func checkArguments(step: Int, buffers: [CheckpointBuffer], state: Data, file: String) throws {
+    static func checkArguments(step: Int, buffers: [CheckpointBuffer], state: Data?, file: String) throws {
         guard step >= 0 else {
             throw CheckpointError(.mismatch, file: file, problem: "step \(step) is negative", fix: "pass the optimizer step count")
         }
@@ -182,6 +184,7 @@ public enum CheckpointStore {
                                       fix: "give every buffer a unique name")
             }
         }
+        guard let state else { return }
         guard (try? JSONSerialization.jsonObject(with: state)) is [String: Any] else {
             throw CheckpointError(.mismatch, file: file, problem: "the trainer state is not a JSON object",
                                   fix: "pass the state as a UTF-8 JSON object (JSONEncoder of a struct)")

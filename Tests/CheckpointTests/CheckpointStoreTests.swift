@@ -132,6 +132,18 @@ import Testing
         }
     }
 
+    @Test func stateMustBeAJSONObject() throws {
+        try withRunDirectory { run in
+            let state = smallState()
+            let error = checkpointError {
+                _ = try CheckpointStore.save(runDirectory: run, step: 1, buffers: state.buffers, state: Data("[1, 2".utf8),
+                                             communicator: SingleProcessCommunicator(), settings: .init())
+            }
+            #expect(error?.kind == .mismatch && error?.description.contains("not a JSON object") == true)
+            #expect(CheckpointStore.list(runDirectory: run).isEmpty)
+        }
+    }
+
     @Test func pruneKeepsTheRightOnes() throws {
         try withRunDirectory { run in
             let state = TestState()
