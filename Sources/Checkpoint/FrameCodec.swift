@@ -1,0 +1,128 @@
+import CZstd
+import Foundation
+
+/// How a frame's Float32 elements became bytes: optional byte-plane shuffle, then one zstd
+/// frame with its content size and content checksum.
+public enum FrameTransform: String, Sendable, CaseIterable {
+    case shuffleZstd = "shuffle4+zstd"
+    case zstd = "zstd"
+}
+
+/// Compresses runs of floats into zstd frames with one reused context (per save).
+final class FrameEncoder {
+    let transform: FrameTransform
+    private let context: OpaquePointer
+    private var shuffled: UnsafeMutablePointer<UInt8>
+    private var shuffledCapacity = 0
+    private var output: UnsafeMutableRawPointer
+    private var outputCapacity = 0
+
+    init(level: Int32, shuffle: Bool) throws {
+        transform = shuffle ? .shuffleZstd : .zstd
+        guard let context = ZSTD_createCCtx() else {
+            throw CheckpointError(.io, file: "", problem: "ZSTD_createCCtx failed", fix: "out of memory?")
+        }
+        self.context = context
+        shuffled = .allocate(capacity: 0)
+        output = .allocate(byteCount: 0, alignment: 16)
+        try Self.check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "ZSTD_c_compressionLevel=\(level)")
+        try Self.check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "ZSTD_c_checksumFlag")
+        try Self.check(ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1), "ZSTD_c_contentSizeFlag")
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        shuffled.deallocate()
+        output.deallocate()
+    }
+
+    static func check(_ code: Int, _ call: String) throws {
+        if ZSTD_isError(code) != 0 {
+            throw CheckpointError(.io, file: "", problem: "zstd \(call) failed: \(String(cString: ZSTD_getErrorName(code)))",
+                                  fix: "check checkpoint.level (zstd accepts 1...\(ZSTD_maxCLevel()))")
+        }
+    }
+
+    /// One frame holding `count` floats; the bytes stay valid until the next call.
+    func encode(_ source: UnsafePointer<Float>, count: Int) throws -> UnsafeRawBufferPointer {
+        let bytes = count * MemoryLayout<Float>.size
+        var input = UnsafeRawPointer(source)
+        if transform == .shuffleZstd {
+            if shuffledCapacity < bytes {
+                shuffled.deallocate()
+                shuffled = .allocate(capacity: bytes)
+                shuffledCapacity = bytes
+            }
+            ByteShuffle.shuffle(source, count: count, into: shuffled)
+            input = UnsafeRawPointer(shuffled)
+        }
+        let bound = ZSTD_compressBound(bytes)
+        if outputCapacity < bound {
+            output.deallocate()
+            output = .allocate(byteCount: bound, alignment: 16)
+            outputCapacity = bound
+        }
+        let size = ZSTD_compress2(context, output, bound, input, bytes)
+        try Self.check(size, "ZSTD_compress2")
+        return UnsafeRawBufferPointer(start: output, count: size)
+    }
+}
+
+/// Decodes frames written by `FrameEncoder`, checking everything a frame can tell.
+final class FrameDecoder {
+    private let context: OpaquePointer
+    private var scratch: UnsafeMutablePointer<UInt8>
+    private var scratchCapacity = 0
+
+    init() {
+        context = ZSTD_createDCtx()
+        scratch = .allocate(capacity: 0)
+    }
+
+    deinit {
+        ZSTD_freeDCtx(context)
+        scratch.deallocate()
+    }
+
+    /// Decodes one frame of `count` floats into `destination`. `file` names the shard in errors.
+    func decode(_ frame: UnsafeRawBufferPointer, transform: FrameTransform, count: Int,
+                into destination: UnsafeMutablePointer<Float>, file: String, what: String) throws {
+        let bytes = count * MemoryLayout<Float>.size
+        guard let base = frame.baseAddress, frame.count >= 6 else {
+            throw CheckpointError.corrupt(file, "\(what): \(frame.count) bytes is too short for a zstd frame")
+        }
+        // Frame header descriptor: bit 2 is Content_Checksum_flag (RFC 8878, 3.1.1.1.1). We
+        // require it so that every frame's content is checked, not only the file's bytes.
+        guard base.loadUnaligned(as: UInt32.self) == UInt32(0xFD2F_B528).littleEndian else {
+            throw CheckpointError.corrupt(file, "\(what): no zstd frame magic number at its byte offset")
+        }
+        guard base.load(fromByteOffset: 4, as: UInt8.self) & 0x04 != 0 else {
+            throw CheckpointError.corrupt(file, "\(what): the zstd frame has no content checksum")
+        }
+        let frameSize = ZSTD_findFrameCompressedSize(base, frame.count)
+        guard ZSTD_isError(frameSize) == 0, frameSize == frame.count else {
+            throw CheckpointError.corrupt(file, "\(what): the bytes are not exactly one zstd frame")
+        }
+        let contentSize = ZSTD_getFrameContentSize(base, frame.count)
+        guard contentSize == UInt64(bytes) else {
+            throw CheckpointError.corrupt(file, "\(what): the frame holds \(contentSize) bytes, the manifest says \(bytes)")
+        }
+        var target = UnsafeMutableRawPointer(destination)
+        if transform == .shuffleZstd {
+            if scratchCapacity < bytes {
+                scratch.deallocate()
+                scratch = .allocate(capacity: bytes)
+                scratchCapacity = bytes
+            }
+            target = UnsafeMutableRawPointer(scratch)
+        }
+        let size = ZSTD_decompressDCtx(context, target, bytes, base, frame.count)
+        if ZSTD_isError(size) != 0 {
+            throw CheckpointError.corrupt(file, "\(what): zstd: \(String(cString: ZSTD_getErrorName(size)))")
+        }
+        guard size == bytes else {
+            throw CheckpointError.corrupt(file, "\(what): decoded \(size) bytes, expected \(bytes)")
+        }
+        if transform == .shuffleZstd { ByteShuffle.unshuffle(scratch, count: count, into: destination) }
+    }
+}
