@@ -44,6 +44,6 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive", "Checkpoint"]),
     ]
 )

@@ -31,7 +31,7 @@ struct CheckpointCommand: ParsableCommand {
                 }
                 lines.append(String(format: "  total %.2f MB stored, %.2f MB raw (%.2fx)", Double(stored) / 1e6, Double(raw) / 1e6,
                                     Double(raw) / Double(max(1, stored))))
-                lines.append("  state: " + manifest.stateDescription)
+                lines.append("  state: " + String(decoding: manifest.state, as: UTF8.self))
                 say(lines.joined(separator: "\n"))
             }
         }

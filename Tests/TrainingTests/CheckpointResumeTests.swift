@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import Testing
+@testable import Tensor
 @testable import Training
 
 /// Checkpoints through `contrast train` as users meet them: killed runs resume bit-exactly, on
@@ -26,13 +27,11 @@ import Testing
     func newestState(_ runDirectory: String) throws -> [String: [UInt32]] {
         let newest = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: runDirectory)).first)
         let manifest = try CheckpointStore.manifest(at: newest)
-        var storage = manifest.buffers.map { [Float](repeating: 0, count: $0.count) }
+        let storage = manifest.buffers.map { Tensor(zeros: [$0.count]) }
+        let buffers = zip(manifest.buffers, storage).map { CheckpointBuffer(name: $0.name, pointer: $1.data, count: $0.count) }
+        _ = try CheckpointStore.load(newest, into: buffers)
         var result: [String: [UInt32]] = [:]
-        try storage.withUnsafeMutableBufferPointers { pointers in
-            let buffers = zip(manifest.buffers, pointers).map { CheckpointBuffer(name: $0.name, pointer: $1.baseAddress!, count: $0.count) }
-            _ = try CheckpointStore.load(newest, into: buffers)
-        }
-        for (buffer, values) in zip(manifest.buffers, storage) { result[buffer.name] = values.map(\.bitPattern) }
+        for (buffer, values) in zip(manifest.buffers, storage) { result[buffer.name] = values.array.map(\.bitPattern) }
         return result
     }
 
