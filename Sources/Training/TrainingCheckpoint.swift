@@ -10,6 +10,8 @@ import NN
 struct TrainingState: Codable, Equatable {
     /// contrast's checkpoint-state version (not the file format's, which the manifest carries).
     var version = 1
+    /// The contrast release that wrote it.
+    var library = contrastVersion
     var step: Int
     var epoch: Int
     var batch: Int
@@ -25,6 +27,9 @@ struct TrainingState: Codable, Equatable {
     /// The resolved config of the run that wrote it (YAML).
     var config: String
 }
+
+/// The contrast release, recorded in every checkpoint.
+public let contrastVersion = "0.1.0"
 
 /// Stop requests from the scheduler: SIGTERM and SIGUSR1 (Slurm sends them before a job's time
 /// limit) set a flag that the trainer reads between steps.

@@ -97,7 +97,15 @@ import Testing
         try train(straight, ranks: 2, steps: 20, ["communication.precision=fp32"])
         let reference = try stepRecords(straight, from: 11).map { try lossOf($0) }
         let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: first)).first)
+        let written = try newestState(first)["parameters"]!
         for ranks in [1, 4] {
+            // Loaded and not trained further: the weights it ends with are the checkpoint's.
+            let loaded = temporaryDirectory("reshard-load-\(ranks)").appendingPathComponent("run").path
+            try train(loaded, ranks: ranks, steps: 10, ["communication.precision=fp32", "resume=\(checkpoint.path)"])
+            let model = ContrastiveModel(try smokeConfig().model, inputWidth: 784)
+            try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: loaded + "/weights.bin"))
+            #expect(model.arena.parameters.array.map(\.bitPattern) == written, "P=\(ranks)")
+
             let run = temporaryDirectory("reshard-\(ranks)").appendingPathComponent("run").path
             try train(run, ranks: ranks, steps: 20, ["communication.precision=fp32", "resume=\(checkpoint.path)"])
             let losses = try stepRecords(run, from: 11).map { try lossOf($0) }
