@@ -23,9 +23,7 @@ extension Bench {
             step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
             stepTimes.append(try step.step(learningRate: config.optimizer.lr).times.total)
         }
-        let arena = step.model.arena
-        let buffers = [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
-            + step.optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
+        let buffers = step.checkpointBuffers
         let rawBytes = Double(buffers.reduce(0) { $0 + $1.count } * 4)
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("contrast-bench-checkpoint-\(getpid())")
         var root = [UInt8](repeating: 0, count: 4096)

@@ -45,13 +45,17 @@ enum StopSignal {
     static var name: String { received == SIGUSR1 ? "SIGUSR1" : "SIGTERM" }
 }
 
-extension Trainer {
-    /// Parameters, then every optimizer state buffer, all of the arena's length.
-    var checkpointBuffers: [CheckpointBuffer] {
-        let arena = step.model.arena
+extension TrainingStep {
+    /// What a checkpoint stores of the step: parameters, then every optimizer state buffer.
+    public var checkpointBuffers: [CheckpointBuffer] {
+        let arena = model.arena
         return [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
-            + step.optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
+            + optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
     }
+}
+
+extension Trainer {
+    var checkpointBuffers: [CheckpointBuffer] { step.checkpointBuffers }
 
     /// Collective: writes a checkpoint of the current state, then (rank 0) prunes old ones.
     func saveCheckpoint(reason: String) throws {
