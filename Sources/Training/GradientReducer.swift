@@ -22,7 +22,7 @@ public final class GradientReducer {
     public private(set) var skippedSteps = 0
 
     private let arena: ParameterArena
-    private let wire: [UnsafeMutableRawPointer]        // 16-bit wire copies (unused for fp32)
+    private let wire: [UnsafeMutableRawPointer?]       // 16-bit wire copies; nil for fp32 (reduced in place)
     private var handles: [AllReduceHandle?]
     private var startTimes: [Double]
     private var completeTimes: [Double]
@@ -50,8 +50,7 @@ public final class GradientReducer {
         self.scaleWindow = scaleWindow
         buckets = Self.makeBuckets(arena.slices, bucketElements: max(1, bucketBytes / 4))
         wire = buckets.map { [precision = self.precision] range in
-            precision == .fp32 ? UnsafeMutableRawPointer(bitPattern: 1)!
-                : UnsafeMutableRawPointer.allocate(byteCount: range.count * 2, alignment: 64)
+            precision == .fp32 ? nil : UnsafeMutableRawPointer.allocate(byteCount: range.count * 2, alignment: 64)
         }
         handles = Array(repeating: nil, count: buckets.count)
         startTimes = Array(repeating: 0, count: buckets.count)
@@ -59,7 +58,7 @@ public final class GradientReducer {
     }
 
     deinit {
-        if precision != .fp32 { for pointer in wire { pointer.deallocate() } }
+        for pointer in wire { pointer?.deallocate() }
     }
 
     /// Whole slices, last first, grouped until a bucket holds at least `bucketElements`.
@@ -112,10 +111,10 @@ public final class GradientReducer {
         case .fp32:
             buffer = UnsafeMutableRawPointer(gradients)
         case .bf16:
-            buffer = wire[i]
+            buffer = wire[i]!
             HalfPrecision.floatToBFloat(gradients, buffer.assumingMemoryBound(to: UInt16.self), count: range.count)
         case .fp16:
-            buffer = wire[i]
+            buffer = wire[i]!
             if scale != 1 { Kernels.scale(gradients, by: scale, count: range.count) }
             HalfPrecision.floatToHalf(gradients, buffer.assumingMemoryBound(to: UInt16.self), count: range.count)
         }
@@ -145,10 +144,10 @@ public final class GradientReducer {
             case .fp32:
                 finite = Kernels.allFinite(gradients, count: range.count) && finite
             case .bf16:
-                finite = HalfPrecision.bfloatToFloatCheckingFinite(wire[i].assumingMemoryBound(to: UInt16.self), gradients,
+                finite = HalfPrecision.bfloatToFloatCheckingFinite(wire[i]!.assumingMemoryBound(to: UInt16.self), gradients,
                                                                    count: range.count) && finite
             case .fp16:
-                HalfPrecision.halfToFloat(wire[i].assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
+                HalfPrecision.halfToFloat(wire[i]!.assumingMemoryBound(to: UInt16.self), gradients, count: range.count)
                 if scale != 1 { Kernels.scale(gradients, by: 1 / scale, count: range.count) }
                 finite = Kernels.allFinite(gradients, count: range.count) && finite
             }

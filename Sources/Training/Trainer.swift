@@ -84,8 +84,7 @@ public final class Trainer {
     /// Ranks must run the same config: compare a hash of the resolved config across ranks.
     static func checkSameConfig(_ config: TrainingConfig, _ communicator: Communicator) throws {
         guard communicator.size > 1 else { return }
-        var hash = WeightsFile.checksum(UnsafeRawBufferPointer(start: nil, count: 0))
-        for byte in config.yaml().utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        var hash = WeightsFile.fnv1a(config.yaml().utf8)
         var all = [UInt64](repeating: 0, count: communicator.size)
         try withUnsafeBytes(of: &hash) { mine in
             try all.withUnsafeMutableBytes { try communicator.allGatherBytes(mine.baseAddress!, bytes: 8, into: $0.baseAddress!) }

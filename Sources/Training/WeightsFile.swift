@@ -44,6 +44,11 @@ public enum WeightsFile {
         }
     }
 
+    /// FNV-1a over bytes (for short records such as a config's text).
+    static func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
+        bytes.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+    }
+
     /// FNV-1a over 64-bit words (and the tail bytes): cheap, and catches torn or flipped data.
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
