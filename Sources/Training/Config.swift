@@ -88,6 +88,8 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var trainLimit: Int
     /// Use only the first this many test samples in evaluation (0 = all).
     public var testLimit: Int
+    /// Batches a background thread makes views for ahead of the step (0 = make them in the training loop).
+    public var prefetch: Int
 
     enum CodingKeys: String, CodingKey {
         case dataset, path
@@ -95,6 +97,7 @@ public struct DataSection: Codable, Sendable, Equatable {
         case virtualShards = "virtual_shards"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
+        case prefetch
     }
 
     public init(
@@ -103,7 +106,8 @@ public struct DataSection: Codable, Sendable, Equatable {
         batchPerRank: Int = 256,
         virtualShards: Int = 64,
         trainLimit: Int = 0,
-        testLimit: Int = 0
+        testLimit: Int = 0,
+        prefetch: Int = 2
     ) {
         self.dataset = dataset
         self.path = path
@@ -111,6 +115,7 @@ public struct DataSection: Codable, Sendable, Equatable {
         self.virtualShards = virtualShards
         self.trainLimit = trainLimit
         self.testLimit = testLimit
+        self.prefetch = prefetch
     }
 }
 

@@ -124,19 +124,31 @@ public final class Trainer {
         var knnAccuracy = Double.nan
         var order: EpochOrder? = nil
 
+        // Views of the coming batches, made ahead on a background thread (or in the loop).
+        let prefetcher = c.data.prefetch > 0 && stepsDone < totalSteps
+            ? ViewPrefetcher(dataset: trainSet, viewMaker: step.viewMaker, sampler: sampler, shards: shards, seed: UInt64(c.seed),
+                             start: position, steps: totalSteps - stepsDone, depth: c.data.prefetch)
+            : nil
+        defer { prefetcher?.stop() }
+
         while stepsDone < totalSteps {
             let epoch = position.epoch
-            if order?.epoch != epoch { order = sampler.order(epoch: epoch, shards: shards) }
-            let samples = order!.batch(position.batch)
-            let t0 = monotonicSeconds()
-            step.makeViews(dataset: trainSet, samples: samples, epoch: epoch)
-            let augmentation = monotonicSeconds() - t0
+            var input: UnsafePointer<Float>? = nil
+            let dataWait: Double
+            if let prefetcher {
+                (input, dataWait) = prefetcher.next()
+            } else {
+                if order?.epoch != epoch { order = sampler.order(epoch: epoch, shards: shards) }
+                let t0 = monotonicSeconds()
+                step.makeViews(dataset: trainSet, samples: order!.batch(position.batch), epoch: epoch)
+                dataWait = monotonicSeconds() - t0
+            }
             let learningRate = step.schedule.learningRate(atStep: stepsDone)
             // Requests every rank must agree on travel with the step's statistics (summed).
             let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
             step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
-            var result = try step.step(learningRate: learningRate)
-            result.times.augmentation = augmentation
+            var result = try step.step(learningRate: learningRate, input: input)
+            result.times.augmentation = dataWait
             if !result.applied {
                 log.info(String(format: "step %d: summed gradients not finite, update skipped on every rank (%d skipped so far; scale now %g)",
                                 stepsDone + 1, step.reducer.skippedSteps, step.reducer.scale))
@@ -158,7 +170,7 @@ public final class Trainer {
                 ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
                 ("images_per_second", .number(imagesPerSecond)), ("skipped", .bool(!result.applied)),
                 ("loss_scale", .number(Double(step.reducer.scale))),
-                ("time_augmentation", .number(result.times.augmentation)), ("time_forward", .number(result.times.forward)),
+                ("time_data_wait", .number(result.times.augmentation)), ("time_forward", .number(result.times.forward)),
                 ("time_gather", .number(result.times.gather)), ("time_loss", .number(result.times.loss)),
                 ("time_backward", .number(result.times.backward)),
                 ("time_communication_exposed", .number(result.times.communication)),
@@ -170,7 +182,7 @@ public final class Trainer {
                 let elapsed = monotonicSeconds() - started
                 let eta = elapsed / Double(stepsDone - stepsAtStart) * Double(totalSteps - stepsDone)
                 log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e %.0f img/s "
-                                + "(aug %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
+                                + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
                                 stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate,
                                 n * Double(globalImages) / window.total,
                                 window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,

@@ -117,8 +117,9 @@ public final class TrainingStep {
         viewMaker.makeViews(dataset: dataset, samples: samples, epoch: epoch, seed: UInt64(config.seed), into: views.data)
     }
 
-    /// One optimisation step on the views currently in the view buffer (every rank calls it).
-    public func step(learningRate: Float) throws -> Result {
+    /// One optimisation step (every rank calls it) on `input` (V x I views), by default the
+    /// views `makeViews` made.
+    public func step(learningRate: Float, input: UnsafePointer<Float>? = nil) throws -> Result {
         let v = 2 * imagesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
         var times = StepTimes()
         var t = monotonicSeconds()
@@ -128,7 +129,7 @@ public final class TrainingStep {
             t = now
         }
 
-        let (_, z) = model.forward(views.data, batch: v)
+        let (_, z) = model.forward(input ?? UnsafePointer(views.data), batch: v)
         lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
         lap(\.gather)

@@ -38,6 +38,17 @@ import Testing
         #expect(reloaded.arena.parameters.array == model.arena.parameters.array)
     }
 
+    /// Views made ahead on a background thread train the very same model as views made in the loop.
+    @Test func prefetchingChangesNothingButTheTiming() throws {
+        func weights(_ prefetch: Int) throws -> [UInt32] {
+            let config = try smokeConfig(["data.prefetch=\(prefetch)", "train.max_steps=40", "eval.knn_every_epochs=0"])
+            let trainer = try Trainer(config: config)
+            _ = try trainer.run()
+            return trainer.step.model.arena.parameters.array.map(\.bitPattern)
+        }
+        #expect(try weights(0) == weights(2))
+    }
+
     @Test func refusesToOverwriteAnExistingRun() throws {
         let config = try smokeConfig(["train.max_steps=1"])
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
