@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Contrastive", dependencies: ["Tensor"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
-        .target(name: "Data", dependencies: ["CZlib", "Tensor"]),
+        .target(name: "Data", dependencies: ["CZlib", "CZstd", "Tensor"]),
         .target(name: "Checkpoint", dependencies: ["CZstd", "CZlib", "Tensor", "Distributed"]),
         .target(name: "Training", dependencies: [
             "Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint",

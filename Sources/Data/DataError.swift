@@ -23,6 +23,14 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case shardsNotMultipleOfRanks(virtualShards: Int, worldSize: Int)
     /// The smallest virtual shard cannot fill even one batch.
     case epochTooShort(sampleCount: Int, virtualShards: Int, perShard: Int)
+    /// A prepared data set's manifest (dataset.json) is missing, unreadable or inconsistent.
+    case manifestInvalid(path: String, problem: String)
+    /// Shard `shard` of a prepared data set is missing, the wrong size, or fails a checksum.
+    case shardInvalid(path: String, shard: Int, problem: String)
+    /// A .npy file cannot be used as it is.
+    case npyInvalid(path: String, problem: String)
+    /// Two inputs of `contrast prepare` disagree on the sample count.
+    case sampleCountMismatch(firstPath: String, first: Int, secondPath: String, second: Int)
 
     public var description: String {
         switch self {
@@ -53,6 +61,15 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .epochTooShort(let sampleCount, let virtualShards, let perShard):
             return "\(sampleCount) samples in data.virtual_shards = \(virtualShards) shards cannot give each batch "
                 + "\(perShard) samples per shard; lower data.batch_per_rank or data.virtual_shards"
+        case .manifestInvalid(let path, let problem):
+            return "data set manifest \(path): \(problem); re-run `contrast prepare` to rebuild the data set"
+        case .shardInvalid(let path, let shard, let problem):
+            return "data set shard \(shard) (\(path)): \(problem); re-run `contrast prepare` or restore the file"
+        case .npyInvalid(let path, let problem):
+            return ".npy file \(path): \(problem)"
+        case .sampleCountMismatch(let firstPath, let first, let secondPath, let second):
+            return "\(firstPath) holds \(first) samples but \(secondPath) holds \(second); "
+                + "their first dimensions must match (one row per sample)"
         }
     }
 }

@@ -1,0 +1,245 @@
+import Foundation
+
+/// Feature values of a run of samples, row-major: count x elementsPerSample.
+public enum FeatureValues: Equatable, Sendable {
+    case uint8([UInt8])
+    case float32([Float])
+
+    public var dtype: ElementType { if case .uint8 = self { return .uint8 } else { return .float32 } }
+    public var elementCount: Int {
+        switch self {
+        case .uint8(let values): return values.count
+        case .float32(let values): return values.count
+        }
+    }
+}
+
+/// A run of `count` samples: features, optional labels (one each), optional pairs (second modality).
+public struct SampleBlock: Equatable, Sendable {
+    public var count: Int
+    public var features: FeatureValues
+    public var labels: [Int64]?
+    /// count x pair elements, row-major.
+    public var pairs: [Float]?
+
+    public init(count: Int, features: FeatureValues, labels: [Int64]? = nil, pairs: [Float]? = nil) {
+        self.count = count
+        self.features = features
+        self.labels = labels
+        self.pairs = pairs
+    }
+}
+
+/// Writes a sharded data set (docs/data-format.md) from samples held in memory.
+public enum ShardedDatasetWriter {
+    /// Shard file name for index `index`: shard-00000.bin, ...
+    public static func shardFileName(_ index: Int) -> String {
+        let digits = String(index)
+        return "shard-" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits + ".bin"
+    }
+
+    /// Writes `samples` into `directory` as shards of `shardSize` samples (the last may be
+    /// smaller) and then `dataset.json`. Each file goes through a temporary file, fsync and
+    /// rename; a manifest already there is removed first and written last, so a folder with a
+    /// manifest always holds the shards that manifest names.
+    /// - Parameters:
+    ///   - featureShape: shape of one sample's features, e.g. [28, 28].
+    ///   - pairShape: shape of one sample's pair; required when `samples.pairs` is present.
+    ///   - level: zstd compression level.
+    @discardableResult
+    public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
+                             to directory: String, shardSize: Int, level: Int32 = 3) throws -> ShardManifest {
+        precondition(shardSize > 0, "ShardedDatasetWriter: shard size \(shardSize) must be positive")
+        let features = FieldLayout(dtype: samples.features.dtype, shape: featureShape)
+        precondition(samples.features.elementCount == samples.count * features.elementsPerSample,
+                     "ShardedDatasetWriter: \(samples.features.elementCount) feature values are not \(samples.count) x \(featureShape)")
+        let labels = samples.labels.map { values -> FieldLayout in
+            precondition(values.count == samples.count, "ShardedDatasetWriter: \(values.count) labels for \(samples.count) samples")
+            return FieldLayout(dtype: .int64, shape: [])
+        }
+        let pairs = samples.pairs.map { values -> FieldLayout in
+            let layout = FieldLayout(dtype: .float32, shape: pairShape ?? [])
+            precondition(pairShape != nil && values.count == samples.count * layout.elementsPerSample,
+                         "ShardedDatasetWriter: \(values.count) pair values are not \(samples.count) x \(pairShape ?? [])")
+            return layout
+        }
+
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw DataError.writeFailed(path: directory, reason: "cannot create the folder")
+        }
+        let manifestPath = directory + "/" + ShardManifest.fileName
+        if FileManager.default.fileExists(atPath: manifestPath) {
+            guard unlink(manifestPath) == 0 else { throw ShardIO.posixError("unlink", manifestPath) }
+            try ShardIO.syncDirectory(directory)
+        }
+
+        var shards: [ShardManifest.Shard] = []
+        var first = 0
+        while first < samples.count {
+            let count = min(shardSize, samples.count - first)
+            let file = shardFileName(shards.count)
+            var bytes: [UInt8] = []
+            var frames: [ShardManifest.Frame] = []
+            func append(_ section: ShardManifest.Section, _ encoding: SectionEncoding, _ frame: [UInt8]) {
+                frames.append(.init(section: section, offset: bytes.count, bytes: frame.count, encoding: encoding))
+                bytes += frame
+            }
+            let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
+            switch samples.features {
+            case .uint8(let values):
+                append(.features, .zstd, try values[featureRange].withUnsafeBytes { try ShardIO.compress($0, level: level) })
+            case .float32(let values):
+                append(.features, .shuffleZstd, try encodeShuffled(values[featureRange], level: level))
+            }
+            if let values = samples.labels {
+                let littleEndian = values[first ..< first + count].map { $0.littleEndian }
+                append(.labels, .zstd, try littleEndian.withUnsafeBytes { try ShardIO.compress($0, level: level) })
+            }
+            if let values = samples.pairs, let pairs {
+                let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
+                append(.pairs, .shuffleZstd, try encodeShuffled(values[range], level: level))
+            }
+            try ShardIO.writeAtomically(bytes, to: directory + "/" + file)
+            let crc = bytes.withUnsafeBytes { ShardIO.crc32Hex($0) }
+            shards.append(.init(file: file, firstSample: first, sampleCount: count, bytes: bytes.count, crc32: crc, frames: frames))
+            first += count
+        }
+        try ShardIO.syncDirectory(directory)
+
+        let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
+                                     sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards)
+        let json: Foundation.Data
+        do { json = try ShardManifest.encoder().encode(manifest) } catch {
+            throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")
+        }
+        try ShardIO.writeAtomically([UInt8](json) + [0x0A], to: manifestPath)
+        try ShardIO.syncDirectory(directory)
+        return manifest
+    }
+
+    private static func encodeShuffled(_ values: ArraySlice<Float>, level: Int32) throws -> [UInt8] {
+        let planes = values.withUnsafeBytes { ShardIO.shuffle4($0) }
+        return try planes.withUnsafeBytes { try ShardIO.compress($0, level: level) }
+    }
+}
+
+/// A sharded data set on disk, opened and validated: reads one shard at a time.
+///
+/// Opening checks the manifest and that every shard file exists with the size the manifest
+/// gives, so a broken data set stops `contrast train` before the first step; reading a shard
+/// checks its crc32 and each zstd frame's content checksum.
+public final class ShardedDataset: Sendable {
+    public let directory: String
+    public let manifest: ShardManifest
+
+    public var sampleCount: Int { manifest.sampleCount }
+    public var shardCount: Int { manifest.shards.count }
+
+    /// Opens `directory`/dataset.json and checks it against the shard files.
+    public init(directory: String) throws {
+        let manifestPath = directory + "/" + ShardManifest.fileName
+        guard let json = FileManager.default.contents(atPath: manifestPath) else {
+            throw DataError.manifestInvalid(path: manifestPath, problem: "missing or unreadable (is \(directory) a folder written by `contrast prepare`?)")
+        }
+        let manifest: ShardManifest
+        do { manifest = try ShardManifest.decoder().decode(ShardManifest.self, from: json) } catch {
+            throw DataError.manifestInvalid(path: manifestPath, problem: "not a valid manifest: \(Self.describe(error))")
+        }
+        try manifest.validate(path: manifestPath)
+        for (index, shard) in manifest.shards.enumerated() {
+            let path = directory + "/" + shard.file
+            var status = stat()
+            guard stat(path, &status) == 0 else {
+                throw DataError.shardInvalid(path: path, shard: index, problem: "missing (\(String(cString: strerror(errno))))")
+            }
+            guard Int(status.st_size) == shard.bytes else {
+                throw DataError.shardInvalid(path: path, shard: index,
+                                             problem: "is \(status.st_size) bytes, the manifest says \(shard.bytes) (truncated or replaced)")
+            }
+        }
+        self.directory = directory
+        self.manifest = manifest
+    }
+
+    /// Path of shard `index`'s file.
+    public func shardPath(_ index: Int) -> String { directory + "/" + manifest.shards[index].file }
+
+    /// Reads and checks shard `index`: the file's size and crc32, then each frame.
+    public func readShard(_ index: Int) throws -> SampleBlock {
+        precondition(index >= 0 && index < shardCount, "readShard: shard \(index) out of range 0..<\(shardCount)")
+        let shard = manifest.shards[index]
+        let path = shardPath(index)
+        func fail(_ problem: String) -> DataError { .shardInvalid(path: path, shard: index, problem: problem) }
+        guard let contents = FileManager.default.contents(atPath: path) else { throw fail("missing or unreadable") }
+        guard contents.count == shard.bytes else {
+            throw fail("is \(contents.count) bytes, the manifest says \(shard.bytes) (truncated or replaced)")
+        }
+        return try contents.withUnsafeBytes { file -> SampleBlock in
+            let crc = ShardIO.crc32Hex(file)
+            guard crc == shard.crc32 else { throw fail("crc32 is \(crc), the manifest says \(shard.crc32) (the file is corrupt)") }
+            var block = SampleBlock(count: shard.sampleCount, features: .uint8([]))
+            for frame in shard.frames {
+                let bytes = UnsafeRawBufferPointer(rebasing: file[frame.offset ..< frame.offset + frame.bytes])
+                switch frame.section {
+                case .features:
+                    let count = shard.sampleCount * manifest.features.elementsPerSample
+                    if manifest.features.dtype == .uint8 {
+                        var values = [UInt8](repeating: 0, count: count)
+                        try decode(bytes, frame, into: &values, fail)
+                        block.features = .uint8(values)
+                    } else {
+                        var values = [Float](repeating: 0, count: count)
+                        try decode(bytes, frame, into: &values, fail)
+                        block.features = .float32(values)
+                    }
+                case .labels:
+                    var values = [Int64](repeating: 0, count: shard.sampleCount)
+                    try decode(bytes, frame, into: &values, fail)
+                    block.labels = values.map { Int64(littleEndian: $0) }
+                case .pairs:
+                    var values = [Float](repeating: 0, count: shard.sampleCount * (manifest.pairs?.elementsPerSample ?? 0))
+                    try decode(bytes, frame, into: &values, fail)
+                    block.pairs = values
+                }
+            }
+            return block
+        }
+    }
+
+    /// Reads every shard, checking all checksums; returns the total sample count.
+    @discardableResult
+    public func verifyAll() throws -> Int {
+        var total = 0
+        for index in 0..<shardCount { total += try readShard(index).count }
+        return total
+    }
+
+    private func decode<Element>(_ frame: UnsafeRawBufferPointer, _ info: ShardManifest.Frame, into values: inout [Element],
+                                 _ fail: (String) -> DataError) throws {
+        let expected = values.count * MemoryLayout<Element>.stride
+        let problem: String? = values.withUnsafeMutableBytes { target in
+            if info.encoding == .zstd {
+                return ShardIO.decompress(frame, expectedBytes: expected, into: target)
+            }
+            var planes = [UInt8](repeating: 0, count: expected)
+            if let problem = planes.withUnsafeMutableBytes({ ShardIO.decompress(frame, expectedBytes: expected, into: $0) }) {
+                return problem
+            }
+            planes.withUnsafeBytes { ShardIO.unshuffle4($0, into: target) }
+            return nil
+        }
+        if let problem { throw fail("\(info.section.rawValue) frame at byte \(info.offset): \(problem)") }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): return "key '\(key.stringValue)' is missing"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            return "\(context.debugDescription) at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.dataCorrupted(let context): return context.debugDescription
+        default: return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Data
+import Foundation
+
+/// `contrast prepare`: turn a source data set into the sharded format of docs/data-format.md.
+struct Prepare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST or .npy arrays.",
+        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self])
+}
+
+/// Prints what was written and how its size compares with the source files.
+private func report(_ summary: PrepareSummary, source: String) {
+    let ratio = Double(summary.preparedBytes) / Double(max(1, summary.sourceBytes))
+    say("\(summary.directory): \(summary.sampleCount) samples in \(summary.shardCount) shards, "
+        + "\(summary.preparedBytes) bytes (\(String(format: "%.3f", ratio))x the \(summary.sourceBytes) bytes of \(source))")
+    for note in summary.notes { say("note: \(note)") }
+}
+
+/// Reads every shard back (checksums included) and prints the read throughput.
+private func verify(_ directory: String) throws {
+    let start = Date()
+    let dataset = try ShardedDataset(directory: directory)
+    let samples = try dataset.verifyAll()
+    let seconds = Date().timeIntervalSince(start)
+    let decoded = Double(samples * (dataset.manifest.features.bytesPerSample + (dataset.manifest.labels?.bytesPerSample ?? 0)
+                                    + (dataset.manifest.pairs?.bytesPerSample ?? 0)))
+    say(String(format: "verified %@: %d samples in %.3f s, %.0f samples/s, %.1f MB/s of shard files, %.1f MB/s decoded",
+               directory, samples, seconds, Double(samples) / seconds, Double(dataset.manifest.totalShardBytes) / seconds / 1e6,
+               decoded / seconds / 1e6))
+}
+
+struct PrepareFashionMNIST: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fashion-mnist",
+        abstract: "Fashion-MNIST from Debian's IDX files into OUT/train and OUT/test.")
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Samples per shard file.") var shardSize: Int = 10_000
+    @Option(help: "Folder of the IDX .gz files.") var path: String = FashionMNIST.defaultDirectory
+    @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all).", visibility: .hidden)) var limit: Int = 0
+
+    func validate() throws {
+        guard shardSize > 0 else { throw ValidationError("--shard-size must be positive, got \(shardSize)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, shardSize: shardSize, limit: limit) {
+                report(summary, source: "the raw IDX .gz files")
+                try verify(summary.directory)
+            }
+        }
+    }
+}
+
+struct PrepareNPY: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "npy",
+        abstract: "NumPy .npy arrays (samples first, C order; u1, <f4, <f8, <i8) into OUT.")
+    @Option(help: "Features: uint8 stays uint8, float32/float64/int64 become float32.") var features: String
+    @Option(help: "Labels: one integer per sample (int64 or uint8).") var labels: String?
+    @Option(help: "Second modality for pairs, converted to float32.") var pairs: String?
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Samples per shard file.") var shardSize: Int = 10_000
+
+    func validate() throws {
+        guard shardSize > 0 else { throw ValidationError("--shard-size must be positive, got \(shardSize)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let summary = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, out: out, shardSize: shardSize)
+            report(summary, source: "the .npy files")
+            try verify(summary.directory)
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+@testable import Data
+
+private func temporaryFolder() throws -> String {
+    let path = NSTemporaryDirectory() + "contrast-shards-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// All shards of `dataset` concatenated.
+private func readAll(_ dataset: ShardedDataset) throws -> [SampleBlock] {
+    try (0..<dataset.shardCount).map { try dataset.readShard($0) }
+}
+
+private func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }
+
+/// Flips one byte of `path` at `offset` (from the end when negative).
+private func flipByte(_ path: String, at offset: Int) throws {
+    var bytes = [UInt8](try Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+    let index = offset >= 0 ? offset : bytes.count + offset
+    bytes[index] ^= 0x5A
+    try Foundation.Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+@Suite struct ShardedDatasetTests {
+    @Test func roundTripUInt8WithLabels() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let count = 23
+        let features = (0..<(count * 12)).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+        let labels = (0..<count).map { Int64($0) * 1_000_000_007 - 5 }
+        let manifest = try ShardedDatasetWriter.write(SampleBlock(count: count, features: .uint8(features), labels: labels),
+                                                      featureShape: [3, 4], to: folder, shardSize: 10)
+        #expect(manifest.shards.map(\.sampleCount) == [10, 10, 3])
+        #expect(manifest.shards.map(\.file) == ["shard-00000.bin", "shard-00001.bin", "shard-00002.bin"])
+        let dataset = try ShardedDataset(directory: folder)
+        #expect(dataset.manifest == manifest && dataset.sampleCount == count)
+        let blocks = try readAll(dataset)
+        var gotFeatures: [UInt8] = [], gotLabels: [Int64] = []
+        for block in blocks {
+            guard case .uint8(let values) = block.features else { Issue.record("features not uint8"); return }
+            gotFeatures += values
+            gotLabels += block.labels ?? []
+            #expect(block.pairs == nil)
+        }
+        #expect(gotFeatures == features && gotLabels == labels)
+        #expect(!FileManager.default.fileExists(atPath: folder + "/dataset.json.tmp"))
+    }
+
+    @Test func roundTripFloat32WithLabelsAndPairs() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let count = 17
+        var features = (0..<(count * 6)).map { Float(sin(Double($0))) * 1e3 }
+        features[0] = -0.0; features[1] = .infinity; features[2] = .nan; features[3] = .leastNonzeroMagnitude
+        let pairs = (0..<(count * 5)).map { Float($0) / 7 - 3 }
+        let labels = (0..<count).map { Int64(-$0) }
+        try ShardedDatasetWriter.write(SampleBlock(count: count, features: .float32(features), labels: labels, pairs: pairs),
+                                       featureShape: [2, 3], pairShape: [5], to: folder, shardSize: 4)
+        let dataset = try ShardedDataset(directory: folder)
+        #expect(dataset.shardCount == 5 && dataset.manifest.pairs?.shape == [5])
+        #expect(dataset.manifest.shards[0].frames.map(\.encoding) == [.shuffleZstd, .zstd, .shuffleZstd])
+        var gotFeatures: [Float] = [], gotPairs: [Float] = [], gotLabels: [Int64] = []
+        for block in try readAll(dataset) {
+            guard case .float32(let values) = block.features else { Issue.record("features not float32"); return }
+            gotFeatures += values
+            gotPairs += block.pairs ?? []
+            gotLabels += block.labels ?? []
+        }
+        #expect(bits(gotFeatures) == bits(features) && bits(gotPairs) == bits(pairs) && gotLabels == labels)
+    }
+
+    @Test func fashionMNISTPrefixMatchesIDX() throws {
+        let source = FashionMNIST.defaultDirectory
+        guard FileManager.default.fileExists(atPath: source + "/t10k-images-idx3-ubyte.gz") else { return }
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let summaries = try DatasetPreparation.fashionMNIST(source: source, out: folder, shardSize: 700, limit: 3000)
+        #expect(summaries.map(\.shardCount) == [5, 5] && summaries.allSatisfy { $0.sampleCount == 3000 })
+        for split in FashionMNIST.Split.allCases {
+            let original = try FashionMNIST.load(split: split, limit: 3000)
+            let dataset = try ShardedDataset(directory: folder + "/" + split.rawValue)
+            #expect(dataset.manifest.features == FieldLayout(dtype: .uint8, shape: [28, 28]))
+            var pixels: [UInt8] = [], labels: [Int64] = []
+            for block in try readAll(dataset) {
+                if case .uint8(let values) = block.features { pixels += values }
+                labels += block.labels ?? []
+            }
+            #expect(pixels == original.images && labels == original.labels.map { Int64($0) })
+        }
+    }
+
+    /// A small data set of 3 shards for the failure tests.
+    private func smallDataset() throws -> String {
+        let folder = try temporaryFolder()
+        let features = (0..<(30 * 8)).map { Float($0) * 0.25 }
+        try ShardedDatasetWriter.write(SampleBlock(count: 30, features: .float32(features), labels: (0..<30).map { Int64($0) }),
+                                       featureShape: [8], to: folder, shardSize: 10)
+        return folder
+    }
+
+    @Test func corruptShardNamesFileAndShard() throws {
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/shard-00001.bin"
+        try flipByte(path, at: 20)
+        let dataset = try ShardedDataset(directory: folder)  // same size: opening succeeds
+        _ = try dataset.readShard(0)
+        let error = #expect(throws: DataError.self) { try dataset.readShard(1) }
+        guard case .shardInvalid(let errorPath, let shard, let problem)? = error else { Issue.record("wrong error \(String(describing: error))"); return }
+        #expect(errorPath == path && shard == 1 && problem.contains("crc32"))
+        #expect(error!.description.contains("shard 1") && error!.description.contains("shard-00001.bin"))
+    }
+
+    @Test func corruptFrameCaughtByZstdChecksumWhenCRCIsUpdated() throws {
+        // Damage the frame and fix the manifest's crc32, so only zstd's own checksum can tell.
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/shard-00002.bin"
+        try flipByte(path, at: 40)
+        let manifestPath = folder + "/dataset.json"
+        var manifest = try ShardManifest.decoder().decode(ShardManifest.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: manifestPath)))
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+        manifest.shards[2].crc32 = bytes.withUnsafeBytes { ShardIO.crc32Hex($0) }
+        try ShardManifest.encoder().encode(manifest).write(to: URL(fileURLWithPath: manifestPath))
+        let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder).readShard(2) }
+        guard case .shardInvalid(let errorPath, 2, let problem)? = error else { Issue.record("wrong error \(String(describing: error))"); return }
+        #expect(errorPath == path && problem.contains("features frame"))
+    }
+
+    @Test func truncatedShardRejectedOnOpen() throws {
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/shard-00002.bin"
+        #expect(truncate(path, 50) == 0)
+        let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+        guard case .shardInvalid(path, 2, let problem)? = error else { Issue.record("wrong error \(String(describing: error))"); return }
+        #expect(problem.contains("50 bytes"))
+    }
+
+    @Test func missingShardRejectedOnOpen() throws {
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/shard-00001.bin"
+        try FileManager.default.removeItem(atPath: path)
+        let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+        guard case .shardInvalid(path, 1, let problem)? = error else { Issue.record("wrong error \(String(describing: error))"); return }
+        #expect(problem.contains("missing"))
+        #expect(error!.description.contains(path))
+    }
+
+    @Test func manifestShardMismatchRejected() throws {
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let manifestPath = folder + "/dataset.json"
+        let original = try ShardManifest.decoder().decode(ShardManifest.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: manifestPath)))
+        func expectRejected(_ change: (inout ShardManifest) -> Void, _ fragment: String) throws {
+            var manifest = original
+            change(&manifest)
+            try ShardManifest.encoder().encode(manifest).write(to: URL(fileURLWithPath: manifestPath))
+            let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+            #expect(error?.description.contains(fragment) == true, "\(String(describing: error)) lacks \(fragment)")
+        }
+        try expectRejected({ $0.sampleCount = 31 }, "shards hold 30 samples")
+        try expectRejected({ $0.shards[1].bytes += 1 }, "shard-00001.bin")
+        try expectRejected({ $0.shards[2].firstSample = 21 }, "shard 2")
+        try expectRejected({ $0.version = "2.0" }, "version 2.0")
+        try expectRejected({ $0.shards.removeLast() }, "shards hold 20 samples")
+        try expectRejected({ $0.labels = nil }, "frames")
+        try FileManager.default.removeItem(atPath: manifestPath)
+        #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+    }
+}
