@@ -1,5 +1,6 @@
 import CZstd
 import Foundation
+import Tensor
 
 /// How a frame's Float32 elements became bytes: optional byte-plane shuffle, then one zstd
 /// frame with its content size and content checksum.

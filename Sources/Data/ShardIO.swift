@@ -5,8 +5,9 @@ import Foundation
 /// Low-level pieces of the shard format: zstd frames, byte shuffling, crc32 and atomic writes.
 /// Every zstd and POSIX failure becomes a `DataError` here.
 ///
-/// (Checkpoint has its own FrameCodec and ByteShuffle; Data sits beside Checkpoint, not above
-/// it, so the few lines are repeated here rather than adding a dependency between the two.)
+/// The byte shuffle is Tensor's `ByteShuffle`, shared with checkpoints. (The zstd frame and
+/// atomic-write helpers repeat a few lines of Checkpoint's FileIO/FrameCodec, which work on
+/// Float buffers and throw CheckpointError; a shared storage layer below both is the next step.)
 enum ShardIO {
     /// zstd frame magic number, little-endian (RFC 8878, 3.1.1).
     static let zstdMagic: UInt32 = 0xFD2F_B528
@@ -57,29 +58,6 @@ enum ShardIO {
 
     private static func zstdError(_ call: String, _ reason: String) -> DataError {
         DataError.writeFailed(path: "(zstd)", reason: "\(call) failed: \(reason)")
-    }
-
-    /// Byte-plane shuffle of 4-byte elements: out[k*n + i] = byte k of element i (Blosc/HDF5 "shuffle").
-    static func shuffle4(_ source: UnsafeRawBufferPointer) -> [UInt8] {
-        let count = source.count / 4
-        var out = [UInt8](repeating: 0, count: source.count)
-        out.withUnsafeMutableBufferPointer { planes in
-            let bytes = source.bindMemory(to: UInt8.self)
-            for i in 0..<count {
-                for k in 0..<4 { planes[k * count + i] = bytes[4 * i + k] }
-            }
-        }
-        return out
-    }
-
-    /// Inverse of `shuffle4`.
-    static func unshuffle4(_ planes: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) {
-        let count = planes.count / 4
-        let source = planes.bindMemory(to: UInt8.self)
-        let target = destination.bindMemory(to: UInt8.self)
-        for i in 0..<count {
-            for k in 0..<4 { target[4 * i + k] = source[k * count + i] }
-        }
     }
 
     /// crc32 of zlib (IEEE 802.3 polynomial; Python's zlib.crc32), as "0x%08x".

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// Feature values of a run of samples, row-major: count x elementsPerSample.
 public enum FeatureValues: Equatable, Sendable {
@@ -120,7 +121,12 @@ public enum ShardedDatasetWriter {
     }
 
     private static func encodeShuffled(_ values: ArraySlice<Float>, level: Int32) throws -> [UInt8] {
-        let planes = values.withUnsafeBytes { ShardIO.shuffle4($0) }
+        var planes = [UInt8](repeating: 0, count: values.count * 4)
+        if !values.isEmpty {
+            values.withUnsafeBufferPointer { source in
+                planes.withUnsafeMutableBufferPointer { ByteShuffle.shuffle(source.baseAddress!, count: values.count, into: $0.baseAddress!) }
+            }
+        }
         return try planes.withUnsafeBytes { try ShardIO.compress($0, level: level) }
     }
 }
@@ -227,7 +233,11 @@ public final class ShardedDataset: Sendable {
             if let problem = planes.withUnsafeMutableBytes({ ShardIO.decompress(frame, expectedBytes: expected, into: $0) }) {
                 return problem
             }
-            planes.withUnsafeBytes { ShardIO.unshuffle4($0, into: target) }
+            if expected > 0 {
+                planes.withUnsafeBufferPointer { source in
+                    ByteShuffle.unshuffle(source.baseAddress!, count: expected / 4, into: target.bindMemory(to: Float.self).baseAddress!)
+                }
+            }
             return nil
         }
         if let problem { throw fail("\(info.section.rawValue) frame at byte \(info.offset): \(problem)") }
