@@ -44,4 +44,19 @@ import Testing
         #expect(outcome.status == 0, "\(outcome.error)")
         #expect(outcome.output.contains("kNN accuracy:"))
     }
+
+    @Test func prepareWritesAShardedDataSetThatVerifies() throws {
+        let out = temporaryDirectory("prepare").appendingPathComponent("fmnist").path
+        let outcome = try run(["prepare", "fashion-mnist", "--out", out, "--shard-size", "4000", "--limit", "9000"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        #expect(FileManager.default.fileExists(atPath: out + "/train/dataset.json"))
+        #expect(FileManager.default.fileExists(atPath: out + "/train/shard-00002.bin"))
+        #expect(outcome.output.contains("verified"))
+    }
+
+    @Test func prepareOfAMissingArrayNamesIt() throws {
+        let out = temporaryDirectory("prepare-npy").appendingPathComponent("set").path
+        expectOneLineError(try run(["prepare", "npy", "--features", "/nonexistent/x.npy", "--out", out]), mentioning: ["/nonexistent/x.npy"])
+        #expect(!FileManager.default.fileExists(atPath: out + "/dataset.json"))
+    }
 }
