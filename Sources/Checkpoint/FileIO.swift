@@ -139,3 +139,13 @@ final class AtomicFileWriter {
         unlink(temporaryPath)
     }
 }
+
+/// Atomic whole-file writes for the rest of contrast (run config, final weights): the same
+/// temporary-file, fsync, rename, fsync-directory protocol checkpoints commit with.
+public enum AtomicFile {
+    /// Writes `data` to `url`: a reader sees the old file or the whole new one, never a part.
+    /// On failure (a full disk, say) the temporary file is removed and `url` is untouched.
+    public static func write(_ data: Data, to url: URL) throws {
+        try FileIO.writeAtomically(data, to: url.path)
+    }
+}

@@ -106,36 +106,4 @@ public enum RunFiles {
             throw Failure(description: "cannot open \(url.path) for writing: \(error.localizedDescription)")
         }
     }
-
-    /// Writes `data` to `url` atomically: a temporary file in the same directory, fsync, rename,
-    /// fsync of the directory. A reader sees the old file or the whole new one, never a part.
-    public static func writeAtomically(_ data: Data, to url: URL) throws {
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { raw -> Bool in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
-        ok = ok && fsync(fd) == 0
-        let error = errno
-        close(fd)
-        guard ok else {
-            unlink(temporary.path)
-            throw Failure(description: "writing \(url.path) failed: \(String(cString: strerror(error))) (disk full?)")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            let message = String(cString: strerror(errno))
-            unlink(temporary.path)
-            throw Failure(description: "cannot rename \(temporary.path) to \(url.path): \(message)")
-        }
-        let directoryFD = open(directory.path, O_RDONLY)
-        if directoryFD >= 0 { fsync(directoryFD); close(directoryFD) }
-    }
 }

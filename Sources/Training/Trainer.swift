@@ -1,3 +1,4 @@
+import Checkpoint
 import Contrastive
 import Data
 import Distributed
@@ -65,7 +66,7 @@ public final class Trainer {
         let resumeFrom = try Self.checkpointToResume(config, runDirectory: runDirectory, communicator: communicator) { notes.append($0) }
         if rank == 0 {
             try RunFiles.createDirectory(runDirectory)
-            try RunFiles.writeAtomically(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
+            try AtomicFile.write(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
         }
         try communicator.barrier()      // the directory exists before other ranks open their files
         log = try RunLog(directory: runDirectory, rank: rank, echo: rank == 0)

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import NN
 
@@ -16,7 +17,7 @@ public enum WeightsFile {
         withUnsafeBytes(of: UInt64(arena.count).littleEndian) { data.append(contentsOf: $0) }
         withUnsafeBytes(of: checksum(values).littleEndian) { data.append(contentsOf: $0) }
         data.append(contentsOf: values)
-        try RunFiles.writeAtomically(data, to: url)
+        try AtomicFile.write(data, to: url)
     }
 
     public static func read(into arena: ParameterArena, from url: URL) throws {

@@ -12,10 +12,7 @@ struct BenchCheckpoint: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
-        if ranks > 1 && !Launch.isUnderLauncher() {
-            try reportingErrors { try Relaunch.underMPI(ranks: ranks, tcp: false) }
-        }
-        try runOnRanks { communicator in
+        try runOnRanks(relaunchingAs: ranks) { communicator in
             let report = try Training.Bench.checkpoint(config: try options.load(), communicator: communicator, repeats: repeats)
             if communicator.rank == 0 { say(report) }
         }

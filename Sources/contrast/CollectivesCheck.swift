@@ -10,6 +10,15 @@ func runOnRanks(_ body: (Communicator) throws -> Void) throws {
     try reportingErrors { try Launch.runOnRanks(body) }
 }
 
+/// `runOnRanks`, first starting `ranks` copies of this command through mpirun when asked for
+/// more than one and not already under a launcher (`--ranks N` of the bench commands).
+func runOnRanks(relaunchingAs ranks: Int, tcp: Bool = false, _ body: (Communicator) throws -> Void) throws {
+    if ranks > 1 && !Launch.isUnderLauncher() {
+        try reportingErrors { try Relaunch.underMPI(ranks: ranks, tcp: tcp) }
+    }
+    try runOnRanks(body)
+}
+
 /// A failed check of `contrast collectives-check`.
 struct CheckFailure: Error, CustomStringConvertible {
     var description: String

@@ -144,10 +144,7 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            if ranks > 1 && !Launch.isUnderLauncher() {
-                try reportingErrors { try Relaunch.underMPI(ranks: ranks, tcp: tcp) }
-            }
-            try runOnRanks { communicator in
+            try runOnRanks(relaunchingAs: ranks, tcp: tcp) { communicator in
                 let (f, report) = try Training.Bench.step(config: try options.load(), communicator: communicator,
                                                           repeats: repeats, warmup: warmup)
                 guard communicator.rank == 0 else { return }
