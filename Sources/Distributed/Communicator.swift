@@ -86,6 +86,16 @@ extension Communicator {
         try allGather(send, into: receive, counts: [Int](repeating: count, count: size))
     }
 
+    /// Root's `text` on every rank (at most 4,095 UTF-8 bytes: paths and short messages).
+    public func broadcast(_ text: String, root: Int = 0) throws -> String {
+        guard size > 1 else { return text }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let bytes = Array(text.utf8.prefix(4095))
+        buffer.replaceSubrange(0..<bytes.count, with: bytes)
+        try buffer.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: 4096, root: root) }
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
     /// In-place fp32 sum.
     public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         try allReduce(UnsafeMutableRawPointer(buffer), count: count, precision: .fp32)

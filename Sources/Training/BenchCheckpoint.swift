@@ -26,10 +26,7 @@ extension Bench {
         let buffers = step.checkpointBuffers
         let rawBytes = Double(buffers.reduce(0) { $0 + $1.count } * 4)
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("contrast-bench-checkpoint-\(getpid())")
-        var root = [UInt8](repeating: 0, count: 4096)
-        if communicator.rank == 0 { root.replaceSubrange(0..<scratch.path.utf8.count, with: Array(scratch.path.utf8)) }
-        try root.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 4096, root: 0) }
-        let directory = URL(fileURLWithPath: String(decoding: root.prefix { $0 != 0 }, as: UTF8.self))
+        let directory = URL(fileURLWithPath: try communicator.broadcast(scratch.path))   // rank 0's pid names it
         defer { if communicator.rank == 0 { try? FileManager.default.removeItem(at: directory) } }
 
         var lines = [String(format: "checkpoint of the full state: %d buffers, %.1f MB raw, %d rank(s); median of %d:",

@@ -91,9 +91,9 @@ extension Trainer {
                 failure = "\(error)"
             }
         }
-        failure = try broadcastString(failure, communicator)
+        failure = try communicator.broadcast(failure)
         if !failure.isEmpty { throw RunFiles.Failure(description: failure) }
-        choice = try broadcastString(choice, communicator)
+        choice = try communicator.broadcast(choice)
         return choice.isEmpty ? nil : URL(fileURLWithPath: choice)
     }
 
@@ -134,15 +134,6 @@ extension Trainer {
             try CheckpointStore.verify(url)
             return url
         }
-    }
-
-    private static func broadcastString(_ text: String, _ communicator: Communicator) throws -> String {
-        guard communicator.size > 1 else { return text }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let bytes = Array(text.utf8.prefix(4095))
-        buffer.replaceSubrange(0..<bytes.count, with: bytes)
-        try buffer.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 4096, root: 0) }
-        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Loads `checkpoint` into the model, optimizer and scaler, and restores the data position.
