@@ -19,8 +19,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case corruptStream(path: String, detail: String)
     /// The global batch cannot be split evenly across the virtual shards.
     case batchNotMultipleOfShards(globalBatchSize: Int, virtualShards: Int)
-    /// The virtual shards cannot be split evenly across the ranks.
-    case shardsNotMultipleOfRanks(virtualShards: Int, worldSize: Int)
+    /// The global batch cannot be split evenly across the ranks.
+    case batchNotMultipleOfRanks(globalBatchSize: Int, worldSize: Int)
     /// The smallest virtual shard cannot fill even one batch.
     case epochTooShort(sampleCount: Int, virtualShards: Int, perShard: Int)
     /// A prepared data set's manifest (dataset.json) is missing, unreadable or inconsistent.
@@ -55,9 +55,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .batchNotMultipleOfShards(let globalBatchSize, let virtualShards):
             return "global batch \(globalBatchSize) (data.batch_per_rank x ranks) is not a multiple of "
                 + "data.virtual_shards = \(virtualShards); choose data.batch_per_rank so that it is"
-        case .shardsNotMultipleOfRanks(let virtualShards, let worldSize):
-            return "data.virtual_shards = \(virtualShards) is not a multiple of the rank count \(worldSize); "
-                + "run on a rank count that divides it, or change data.virtual_shards (this changes the data order)"
+        case .batchNotMultipleOfRanks(let globalBatchSize, let worldSize):
+            return "global batch \(globalBatchSize) cannot be split evenly over \(worldSize) ranks; "
+                + "set data.batch_per_rank (the global batch is data.batch_per_rank x ranks)"
         case .epochTooShort(let sampleCount, let virtualShards, let perShard):
             return "\(sampleCount) samples in data.virtual_shards = \(virtualShards) shards cannot give each batch "
                 + "\(perShard) samples per shard; lower data.batch_per_rank or data.virtual_shards"

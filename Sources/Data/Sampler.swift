@@ -20,57 +20,92 @@ public struct SamplerPosition: Codable, Sendable, Equatable, Hashable {
 
 /// Order of samples in global and per-rank batches, independent of the rank count.
 ///
-/// The N samples are cut into S virtual shards, contiguous ranges whose sizes differ by at
-/// most 1 (shard s = [floor(s N / S), floor((s+1) N / S))). Each epoch every shard is shuffled
-/// by Fisher-Yates with `RandomStream(seed, id(.sampleOrder, epoch, s))`. With k = B / S, global
-/// batch b is the concatenation over s = 0..<S of perm_s[b k ..< (b+1) k]; an epoch has
-/// min_s floor(|shard s| / k) batches, the rest of each shard is skipped that epoch.
-/// Rank r of P takes the shards s with s mod P == r, so the union over ranks of the local
-/// batches is the global batch for every P dividing S, and the sequence depends only on
-/// (seed, epoch). Shapes: N samples, S shards, B global batch, P ranks, k = B / S.
+/// The N samples are cut into S shards, contiguous ranges: either virtual shards of an
+/// in-memory data set, whose sizes differ by at most 1 (shard s = [floor(s N / S),
+/// floor((s+1) N / S))), or the shard files of a prepared data set (any sizes). Each epoch every
+/// shard is shuffled by Fisher-Yates with `RandomStream(seed, id(.sampleOrder, epoch, s))`.
+/// With k = B / S, global batch b is the concatenation over s = 0..<S of perm_s[b k ..< (b+1) k]:
+/// B slots, shard-major. An epoch has min_s floor(|shard s| / k) batches; the rest of each
+/// shard (its permutation's tail, different every epoch) is skipped that epoch.
+///
+/// Rank r of P fills the slots [r B / P, (r+1) B / P) of every global batch, so the union over
+/// ranks of the local batches is the global batch, in order, for every P, and the sequence
+/// depends only on (seed, epoch). When P divides S these slots are exactly the shards
+/// [r S / P, (r+1) S / P): each rank reads S / P whole shards. Otherwise a shard can straddle
+/// two ranks, which then both read it and each take their fixed part of its share of every
+/// batch; at most P - 1 shards are read by two ranks, and every rank still gets B / P samples.
+/// Shapes: N samples, S shards, B global batch, P ranks, k = B / S.
 public struct Sampler: Sendable, Equatable {
     public let sampleCount: Int
-    public let virtualShards: Int
     public let globalBatchSize: Int
     public let seed: UInt64
+    /// The shards' sample ranges, contiguous and in order, covering 0..<N.
+    public let shardRanges: [Range<Int>]
     /// k = B / S: samples each shard gives to each global batch.
     public let perShard: Int
     public let batchesPerEpoch: Int
 
+    public var virtualShards: Int { shardRanges.count }
+
+    /// S virtual shards of near-equal size over N samples held in memory.
     /// - Throws: `DataError.batchNotMultipleOfShards` when S does not divide B,
     ///   `DataError.epochTooShort` when the smallest shard cannot fill one batch.
     public init(sampleCount: Int, globalBatchSize: Int, virtualShards: Int, seed: UInt64) throws {
-        precondition(sampleCount > 0 && globalBatchSize > 0 && virtualShards > 0,
-                     "Sampler: sample count, batch size and shard count must be positive")
-        guard globalBatchSize % virtualShards == 0 else {
-            throw DataError.batchNotMultipleOfShards(globalBatchSize: globalBatchSize, virtualShards: virtualShards)
+        precondition(sampleCount > 0 && virtualShards > 0, "Sampler: sample count and shard count must be positive")
+        try self.init(shardRanges: (0..<virtualShards).map { s in
+                          (s * sampleCount / virtualShards)..<((s + 1) * sampleCount / virtualShards)
+                      }, globalBatchSize: globalBatchSize, seed: seed)
+    }
+
+    /// Shards with the given sample ranges (a prepared data set's shard files).
+    /// - Throws: `DataError.batchNotMultipleOfShards` when S does not divide B,
+    ///   `DataError.epochTooShort` when the smallest shard cannot fill one batch.
+    public init(shardRanges: [Range<Int>], globalBatchSize: Int, seed: UInt64) throws {
+        precondition(!shardRanges.isEmpty && globalBatchSize > 0, "Sampler: needs shards and a positive batch size")
+        precondition(shardRanges.first!.lowerBound == 0 && zip(shardRanges, shardRanges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound },
+                     "Sampler: shard ranges must be contiguous from 0")
+        guard globalBatchSize % shardRanges.count == 0 else {
+            throw DataError.batchNotMultipleOfShards(globalBatchSize: globalBatchSize, virtualShards: shardRanges.count)
         }
-        self.sampleCount = sampleCount
-        self.virtualShards = virtualShards
+        self.sampleCount = shardRanges.last!.upperBound
         self.globalBatchSize = globalBatchSize
         self.seed = seed
-        self.perShard = globalBatchSize / virtualShards
-        // The smallest shard has floor(N / S) samples.
-        self.batchesPerEpoch = (sampleCount / virtualShards) / perShard
+        self.shardRanges = shardRanges
+        self.perShard = globalBatchSize / shardRanges.count
+        let smallest = shardRanges.map(\.count).min()!
+        self.batchesPerEpoch = smallest / perShard
         guard batchesPerEpoch > 0 else {
-            throw DataError.epochTooShort(sampleCount: sampleCount, virtualShards: virtualShards, perShard: perShard)
+            throw DataError.epochTooShort(sampleCount: sampleCount, virtualShards: shardRanges.count, perShard: perShard)
         }
     }
 
-    /// Samples of shard s: [floor(s N / S), floor((s+1) N / S)).
+    /// Samples of shard s.
     public func shardRange(_ shard: Int) -> Range<Int> {
         precondition(shard >= 0 && shard < virtualShards, "shard \(shard) out of range 0..<\(virtualShards)")
-        return (shard * sampleCount / virtualShards)..<((shard + 1) * sampleCount / virtualShards)
+        return shardRanges[shard]
     }
 
-    /// Shards rank r of P reads: s = r, r + P, r + 2P, ...
-    /// - Throws: `DataError.shardsNotMultipleOfRanks` when P does not divide S.
-    public func shards(rank: Int, worldSize: Int) throws -> [Int] {
+    /// Slots of every global batch that rank r of P fills: [r B / P, (r+1) B / P).
+    /// - Throws: `DataError.batchNotMultipleOfRanks` when P does not divide B.
+    public func slots(rank: Int, worldSize: Int) throws -> Range<Int> {
         precondition(worldSize > 0 && rank >= 0 && rank < worldSize, "rank \(rank) out of range 0..<\(worldSize)")
-        guard virtualShards % worldSize == 0 else {
-            throw DataError.shardsNotMultipleOfRanks(virtualShards: virtualShards, worldSize: worldSize)
+        guard globalBatchSize % worldSize == 0 else {
+            throw DataError.batchNotMultipleOfRanks(globalBatchSize: globalBatchSize, worldSize: worldSize)
         }
-        return Array(stride(from: rank, to: virtualShards, by: worldSize))
+        let local = globalBatchSize / worldSize
+        return (rank * local)..<((rank + 1) * local)
+    }
+
+    /// Shards rank r of P reads: those its slots fall in, a contiguous run.
+    public func shards(rank: Int, worldSize: Int) throws -> Range<Int> {
+        let slots = try slots(rank: rank, worldSize: worldSize)
+        return (slots.lowerBound / perShard)..<((slots.upperBound - 1) / perShard + 1)
+    }
+
+    /// Samples rank r of P holds: the union of its shards, one contiguous range.
+    public func samples(rank: Int, worldSize: Int) throws -> Range<Int> {
+        let shards = try shards(rank: rank, worldSize: worldSize)
+        return shardRanges[shards.lowerBound].lowerBound..<shardRanges[shards.upperBound - 1].upperBound
     }
 
     /// Shard s shuffled for `epoch`: Fisher-Yates from the back, i = n-1 ... 1 swaps i with
@@ -86,41 +121,46 @@ public struct Sampler: Sendable, Equatable {
         return order
     }
 
-    /// One epoch's shuffled shards, computed once and sliced by every batch of the epoch.
-    public func order(epoch: Int, shards: [Int]? = nil) -> EpochOrder {
-        let chosen = shards ?? Array(0..<virtualShards)
-        return EpochOrder(epoch: epoch, perShard: perShard, batchesPerEpoch: batchesPerEpoch,
-                          shards: chosen, permutations: chosen.map { permutation(epoch: epoch, shard: $0) })
+    /// One epoch's shuffled shards for rank r of P (by default the whole global batch),
+    /// computed once and sliced by every batch of the epoch.
+    public func order(epoch: Int, rank: Int = 0, worldSize: Int = 1) throws -> EpochOrder {
+        let slots = try slots(rank: rank, worldSize: worldSize)
+        let shards = try shards(rank: rank, worldSize: worldSize)
+        return EpochOrder(epoch: epoch, perShard: perShard, batchesPerEpoch: batchesPerEpoch, slots: slots,
+                          shards: shards, permutations: shards.map { permutation(epoch: epoch, shard: $0) })
     }
 
     /// Global batch `index` of `epoch`: B sample indices, shard 0's share first.
     public func globalBatch(epoch: Int, index: Int) -> [Int] {
-        order(epoch: epoch).batch(index)
+        try! order(epoch: epoch).batch(index)
     }
 
-    /// The part of global batch `index` that rank r of P reads: B / P samples from its shards,
-    /// in increasing shard order. Shuffles only this rank's shards.
+    /// The part of global batch `index` that rank r of P reads: its B / P slots, in order.
+    /// Shuffles only this rank's shards.
     public func localBatch(epoch: Int, index: Int, rank: Int, worldSize: Int) throws -> [Int] {
-        order(epoch: epoch, shards: try shards(rank: rank, worldSize: worldSize)).batch(index)
+        try order(epoch: epoch, rank: rank, worldSize: worldSize).batch(index)
     }
 }
 
-/// The shuffled shards of one epoch (all of them, or one rank's); batches are slices of it.
+/// The shuffled shards of one epoch that one rank reads; its batches are slices of them.
 public struct EpochOrder: Sendable {
     public let epoch: Int
     public let perShard: Int
     public let batchesPerEpoch: Int
-    /// The shards held, in increasing order, and each one's permutation of its samples.
-    public let shards: [Int]
+    /// The slots of the global batch this order fills.
+    public let slots: Range<Int>
+    /// The shards those slots fall in, and each one's permutation of its samples.
+    public let shards: Range<Int>
     public let permutations: [[Int]]
 
-    /// Concatenation over the held shards of perm_s[b k ..< (b+1) k].
+    /// Slot j of batch b is perm_s[b k + j mod k] with s = j / k, for j in `slots`.
     public func batch(_ index: Int) -> [Int] {
         precondition(index >= 0 && index < batchesPerEpoch, "batch \(index) out of range 0..<\(batchesPerEpoch)")
         var samples: [Int] = []
-        samples.reserveCapacity(perShard * permutations.count)
-        for permutation in permutations {
-            samples.append(contentsOf: permutation[(index * perShard)..<((index + 1) * perShard)])
+        samples.reserveCapacity(slots.count)
+        for slot in slots {
+            let shard = slot / perShard
+            samples.append(permutations[shard - shards.lowerBound][index * perShard + slot % perShard])
         }
         return samples
     }

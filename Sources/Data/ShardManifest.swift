@@ -109,6 +109,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         if let pairs, pairs.dtype != .float32 || !pairs.shape.allSatisfy({ $0 > 0 }) {
             throw fail("pairs must be float32 with a positive shape, got \(pairs.dtype) \(pairs.shape)")
         }
+        guard !shards.isEmpty else { throw fail("the data set holds no samples") }
         var next = 0
         for (index, shard) in shards.enumerated() {
             guard shard.firstSample == next, shard.sampleCount > 0 else {

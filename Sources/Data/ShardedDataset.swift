@@ -143,18 +143,13 @@ public final class ShardedDataset: Sendable {
     public var sampleCount: Int { manifest.sampleCount }
     public var shardCount: Int { manifest.shards.count }
 
-    /// Opens `directory`/dataset.json and checks it against the shard files.
-    public init(directory: String) throws {
-        let manifestPath = directory + "/" + ShardManifest.fileName
-        guard let json = FileManager.default.contents(atPath: manifestPath) else {
-            throw DataError.manifestInvalid(path: manifestPath, problem: "missing or unreadable (is \(directory) a folder written by `contrast prepare`?)")
-        }
-        let manifest: ShardManifest
-        do { manifest = try ShardManifest.decoder().decode(ShardManifest.self, from: json) } catch {
-            throw DataError.manifestInvalid(path: manifestPath, problem: "not a valid manifest: \(Self.describe(error))")
-        }
-        try manifest.validate(path: manifestPath)
-        for (index, shard) in manifest.shards.enumerated() {
+    /// Opens `directory`/dataset.json and checks it against the shard files: all of them, or
+    /// only `checking` (a rank checks the shards it will read, and opens no other file).
+    public init(directory: String, checking: Range<Int>? = nil) throws {
+        let manifest = try Self.readManifest(directory: directory)
+        for index in checking ?? 0..<manifest.shards.count {
+            precondition(index >= 0 && index < manifest.shards.count, "ShardedDataset: shard \(index) out of range 0..<\(manifest.shards.count)")
+            let shard = manifest.shards[index]
             let path = directory + "/" + shard.file
             var status = stat()
             guard stat(path, &status) == 0 else {
@@ -167,6 +162,20 @@ public final class ShardedDataset: Sendable {
         }
         self.directory = directory
         self.manifest = manifest
+    }
+
+    /// Reads and validates `directory`/dataset.json alone.
+    public static func readManifest(directory: String) throws -> ShardManifest {
+        let manifestPath = directory + "/" + ShardManifest.fileName
+        guard let json = FileManager.default.contents(atPath: manifestPath) else {
+            throw DataError.manifestInvalid(path: manifestPath, problem: "missing or unreadable (is \(directory) a folder written by `contrast prepare`?)")
+        }
+        let manifest: ShardManifest
+        do { manifest = try ShardManifest.decoder().decode(ShardManifest.self, from: json) } catch {
+            throw DataError.manifestInvalid(path: manifestPath, problem: "not a valid manifest: \(Self.describe(error))")
+        }
+        try manifest.validate(path: manifestPath)
+        return manifest
     }
 
     /// Path of shard `index`'s file.

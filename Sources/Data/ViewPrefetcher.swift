@@ -1,15 +1,15 @@
 import Foundation
 import Tensor
 
-/// Makes the two views of upcoming batches on a background thread, at most `depth` batches
-/// ahead of the training loop (a bounded ring of view buffers), so augmentation overlaps the
-/// step instead of preceding it.
+/// Makes upcoming batches (decoding and augmenting their samples) on a background thread, at
+/// most `depth` batches ahead of the training loop (a bounded ring of batch buffers), so the
+/// data work overlaps the step instead of preceding it.
 ///
-/// The views are the same as made in the loop: a view is a pure function of (seed, epoch,
-/// sample, view), whichever thread makes it. Shapes: B images per step, V = 2B rows of I pixels.
+/// The batches are the same as made in the loop: a batch is a pure function of (samples,
+/// epoch), whichever thread makes it.
 public final class ViewPrefetcher: @unchecked Sendable {
     public let depth: Int
-    private let slots: [Tensor]                 // depth + 1 buffers of V x I
+    private let slots: [Tensor]                 // depth + 1 buffers of one batch each
     private let condition = NSCondition()
     private var produced = 0                    // batches whose views are ready
     private var consumed = 0                    // batches handed to the loop (the last one is still in use)
@@ -17,13 +17,13 @@ public final class ViewPrefetcher: @unchecked Sendable {
     private var finished = false
     private var thread: Thread?
 
-    /// Starts making the views of `steps` batches from `start` on, for this rank's `shards`.
-    public init(dataset: ImageDataset, viewMaker: ViewMaker, sampler: Sampler, shards: [Int], seed: UInt64,
-                start: SamplerPosition, steps: Int, depth: Int) {
+    /// Starts making `steps` batches from `start` on, for rank r of P.
+    public init(maker: BatchMaker, sampler: Sampler, rank: Int, worldSize: Int,
+                start: SamplerPosition, steps: Int, depth: Int) throws {
         precondition(depth >= 1, "ViewPrefetcher needs depth >= 1, got \(depth)")
         self.depth = depth
-        let rows = 2 * sampler.perShard * shards.count
-        slots = (0...depth).map { _ in Tensor(zeros: [rows, dataset.pixelsPerImage]) }
+        slots = (0...depth).map { _ in Tensor(zeros: [maker.floatsPerBatch]) }
+        _ = try sampler.slots(rank: rank, worldSize: worldSize)
         let thread = Thread { [self] in
             var position = start
             var order: EpochOrder? = nil
@@ -33,9 +33,8 @@ public final class ViewPrefetcher: @unchecked Sendable {
                 let stop = cancelled
                 condition.unlock()
                 if stop { break }
-                if order?.epoch != position.epoch { order = sampler.order(epoch: position.epoch, shards: shards) }
-                viewMaker.makeViews(dataset: dataset, samples: order!.batch(position.batch), epoch: position.epoch,
-                                    seed: seed, into: slots[k % slots.count].data)
+                if order?.epoch != position.epoch { order = try! sampler.order(epoch: position.epoch, rank: rank, worldSize: worldSize) }
+                maker.makeBatch(samples: order!.batch(position.batch), epoch: position.epoch, into: slots[k % slots.count].data)
                 position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
                 condition.lock()
                 produced = k + 1
@@ -54,8 +53,8 @@ public final class ViewPrefetcher: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// The views of the next batch (V x I), valid until the next call; and the seconds spent waiting for them.
-    public func next() -> (views: UnsafePointer<Float>, waited: Double) {
+    /// The next batch, valid until the next call; and the seconds spent waiting for it.
+    public func next() -> (batch: UnsafePointer<Float>, waited: Double) {
         let t0 = Date()
         condition.lock()
         consumed += 1                          // the previous batch's buffer is free again

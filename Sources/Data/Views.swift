@@ -233,17 +233,26 @@ public struct ViewMaker: Sendable {
                           into out: UnsafeMutablePointer<Float>) {
         precondition(dataset.height == height && dataset.width == width,
                      "makeViews: data set images are \(dataset.height)x\(dataset.width), the view maker's \(height)x\(width)")
-        let pixels = height * width, batch = samples.count
+        dataset.images.withUnsafeBufferPointer { images in
+            makeViews(images: images, firstSample: 0, samples: samples, epoch: epoch, seed: seed, into: out)
+        }
+    }
+
+    /// `makeViews` from the images of samples firstSample ..< firstSample + images.count / (H*W)
+    /// (a rank's part of a data set): sample i is row i - firstSample of `images`; its views
+    /// depend on the global index i, not on the row.
+    public func makeViews(images: UnsafeBufferPointer<UInt8>, firstSample: Int, samples: [Int], epoch: Int, seed: UInt64,
+                          into out: UnsafeMutablePointer<Float>) {
+        let pixels = height * width, batch = samples.count, held = images.count / pixels
         // One scratch buffer for the whole batch, so no view allocates.
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
         defer { scratch.deallocate() }
-        dataset.images.withUnsafeBufferPointer { images in
-            for view in 0..<2 {
-                for (index, sample) in samples.enumerated() {
-                    precondition(sample >= 0 && sample < dataset.count, "makeViews: sample \(sample) out of range 0..<\(dataset.count)")
-                    makeView(image: images.baseAddress! + sample * pixels, into: out + (view * batch + index) * pixels,
-                             seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch)
-                }
+        for view in 0..<2 {
+            for (index, sample) in samples.enumerated() {
+                let row = sample - firstSample
+                precondition(row >= 0 && row < held, "makeViews: sample \(sample) is not held (rows \(firstSample)..<\(firstSample + held))")
+                makeView(image: images.baseAddress! + row * pixels, into: out + (view * batch + index) * pixels,
+                         seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch)
             }
         }
     }

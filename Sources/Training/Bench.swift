@@ -123,18 +123,17 @@ public enum Bench {
     public static func step(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
                             repeats: Int, warmup: Int) throws -> (StepFigures, String) {
         BLASThreads.set(config.train.blasThreads)
-        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
         let p = communicator.size
-        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank * p,
-                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
+        let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
+        let sampler = data.sampler
         let b = config.data.batchPerRank, v = 2 * b
-        let step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: train.pixelsPerImage,
-                                    height: train.height, width: train.width, imagesPerStep: b, totalSteps: warmup + repeats)
-        let order = sampler.order(epoch: 0, shards: try sampler.shards(rank: communicator.rank, worldSize: p))
+        let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
+                                    pairWidth: data.train.pairWidth, samplesPerStep: b, totalSteps: warmup + repeats)
+        let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
         var all: [StepTimes] = []
         for i in 0..<(warmup + repeats) {
             let t0 = monotonicSeconds()
-            step.makeViews(dataset: train, samples: order.batch(i % sampler.batchesPerEpoch), epoch: 0)
+            data.maker.makeBatch(samples: order.batch(i % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
             let augmentation = monotonicSeconds() - t0
             var result = try step.step(learningRate: config.optimizer.lr)
             result.times.augmentation = augmentation
@@ -149,7 +148,7 @@ public enum Bench {
         let globalImages = Double(b * p)
 
         let mc = config.model
-        let shapes = mlpShapes(widths: [[train.pixelsPerImage] + mc.hidden + [mc.representation], [mc.representation] + mc.projection], rows: v)
+        let shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation], [mc.representation] + mc.projection], rows: v)
             + [GEMMShape(name: "logits", m: v, n: p * v, k: mc.projection.last!, transposeA: false, transposeB: true),
                GEMMShape(name: "dZ_a", m: v, n: mc.projection.last!, k: p * v, transposeA: false, transposeB: false),
                GEMMShape(name: "dZ", m: p * v, n: mc.projection.last!, k: v, transposeA: true, transposeB: false)]

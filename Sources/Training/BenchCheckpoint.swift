@@ -11,16 +11,15 @@ extension Bench {
     public static func checkpoint(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
                                   repeats: Int) throws -> String {
         BLASThreads.set(config.train.blasThreads)
-        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
         let p = communicator.size
-        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank * p,
-                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
-        let step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: train.pixelsPerImage,
-                                    height: train.height, width: train.width, imagesPerStep: config.data.batchPerRank, totalSteps: 10)
-        let order = sampler.order(epoch: 0, shards: try sampler.shards(rank: communicator.rank, worldSize: p))
+        let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
+        let sampler = data.sampler
+        let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
+                                    pairWidth: data.train.pairWidth, samplesPerStep: config.data.batchPerRank, totalSteps: 10)
+        let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
         var stepTimes: [Double] = []
         for i in 0..<5 {
-            step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
+            data.maker.makeBatch(samples: order.batch(i), epoch: 0, into: step.batch.data)
             stepTimes.append(try step.step(learningRate: config.optimizer.lr).times.total)
         }
         let buffers = step.checkpointBuffers

@@ -68,8 +68,24 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
 /// Which data set to train on.
 public enum DatasetKind: String, Codable, Sendable, CaseIterable {
-    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist).
+    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist), held whole by every rank.
     case fashionMNIST = "fashion-mnist"
+    /// A sharded data set written by `contrast prepare` (docs/data-format.md); each rank reads only its shards.
+    case prepared
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How the views of a sample are made.
+public enum AugmentKind: String, Codable, Sendable, CaseIterable {
+    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
+    case auto
+    /// Crops, flips, jitter and noise of the `views` section (uint8 [H, W] images only).
+    case image
+    /// Dropout, masking, noise and scaling of the `feature_views` section.
+    case features
+    /// The samples as they are (loss.kind clip only: its two views are the two modalities).
+    case none
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -78,11 +94,12 @@ public enum DatasetKind: String, Codable, Sendable, CaseIterable {
 public struct DataSection: Codable, Sendable, Equatable {
     /// Which data set to read.
     public var dataset: DatasetKind
-    /// Directory holding the data set's files.
+    /// Directory holding the data set's files. For `prepared`: the folder `contrast prepare`
+    /// wrote, with train/ and test/ inside, or a data-set folder itself (then no test split).
     public var path: String
     /// Samples per rank per step; the global batch is this times the number of ranks.
     public var batchPerRank: Int
-    /// Fixed number of virtual shards the samples are cut into; rank r reads shards s ≡ r (mod ranks).
+    /// Fixed number of virtual shards an in-memory data set is cut into (a prepared data set's shards are its files).
     public var virtualShards: Int
     /// Use only the first this many training samples (0 = all); for small test runs.
     public var trainLimit: Int
@@ -90,9 +107,11 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var testLimit: Int
     /// Batches a background thread makes views for ahead of the step (0 = make them in the training loop).
     public var prefetch: Int
+    /// How the views of a sample are made.
+    public var augment: AugmentKind
 
     enum CodingKeys: String, CodingKey {
-        case dataset, path
+        case dataset, path, augment
         case batchPerRank = "batch_per_rank"
         case virtualShards = "virtual_shards"
         case trainLimit = "train_limit"
@@ -107,8 +126,10 @@ public struct DataSection: Codable, Sendable, Equatable {
         virtualShards: Int = 64,
         trainLimit: Int = 0,
         testLimit: Int = 0,
-        prefetch: Int = 2
+        prefetch: Int = 2,
+        augment: AugmentKind = .auto
     ) {
+        self.augment = augment
         self.dataset = dataset
         self.path = path
         self.batchPerRank = batchPerRank
@@ -189,14 +210,23 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var projection: [Int]
     /// Non-linearity between Linear layers.
     public var activation: ActivationKind
+    /// Widths of the second tower's hidden layers (loss.kind clip: the encoder of the pairs).
+    public var pairHidden: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case encoder, hidden, representation, projection, activation
+        case pairHidden = "pair_hidden"
+    }
 
     public init(
         encoder: EncoderKind = .mlp,
         hidden: [Int] = [1024, 1024],
         representation: Int = 256,
         projection: [Int] = [256, 128],
-        activation: ActivationKind = .relu
+        activation: ActivationKind = .relu,
+        pairHidden: [Int] = [512]
     ) {
+        self.pairHidden = pairHidden
         self.encoder = encoder
         self.hidden = hidden
         self.representation = representation
@@ -209,6 +239,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
 public enum LossKind: String, Codable, Sendable, CaseIterable {
     /// NT-Xent (SimCLR): the other view is the positive, every other view of the global batch a negative.
     case ntxent
+    /// Symmetric InfoNCE of two towers (CLIP): a sample's pair is its positive, every other pair of the global batch a negative.
+    case clip
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }

@@ -1,38 +1,130 @@
 import Data
+import Distributed
 import Foundation
 import Tensor
 
-/// Evaluation of representations on un-augmented images.
+/// Evaluation of representations on un-augmented samples.
 public enum Evaluation {
     /// kNN test accuracy of the model's representation h (train set as memory).
     public static func knnAccuracy(model: ContrastiveModel, train: ImageDataset, test: ImageDataset, classifier: KNNClassifier) -> Double {
-        let memory = representations(model: model, dataset: train)
-        let queries = representations(model: model, dataset: test)
+        let memory = representations(model: model, rows: SampleRows(train))
+        let queries = representations(model: model, rows: SampleRows(test))
         return classifier.accuracy(memory: memory, memoryLabels: train.labels, queries: queries, queryLabels: test.labels)
     }
 
     /// kNN test accuracy on raw pixels: the baseline any representation must beat.
     public static func knnAccuracyOnPixels(train: ImageDataset, test: ImageDataset, classifier: KNNClassifier) -> Double {
-        classifier.accuracy(memory: pixels(train), memoryLabels: train.labels, queries: pixels(test), queryLabels: test.labels)
+        classifier.accuracy(memory: inputs(SampleRows(train)), memoryLabels: train.labels,
+                            queries: inputs(SampleRows(test)), queryLabels: test.labels)
     }
 
-    static func pixels(_ dataset: ImageDataset) -> Tensor {
-        let out = Tensor(zeros: [dataset.count, dataset.pixelsPerImage])
-        dataset.writePixels(samples: Array(0..<dataset.count), into: out.data)
+    static func inputs(_ rows: SampleRows) -> Tensor {
+        let out = Tensor(zeros: [rows.count, rows.featureWidth])
+        rows.writeInputs(rows.held, into: out.data)
         return out
     }
 
-    /// h for every image of `dataset` (count x R), computed in chunks.
-    public static func representations(model: ContrastiveModel, dataset: ImageDataset, chunk: Int = 1024) -> Tensor {
-        let out = Tensor(zeros: [dataset.count, model.representationWidth])
-        let pixels = Tensor(zeros: [chunk, dataset.pixelsPerImage])
-        var start = 0
-        while start < dataset.count {
-            let rows = min(chunk, dataset.count - start)
-            dataset.writePixels(samples: Array(start..<(start + rows)), into: pixels.data)
-            model.representations(of: pixels.data, count: rows, into: out.data + start * model.representationWidth, batch: rows)
-            start += rows
+    /// h for `samples` (all held ones by default) of `rows` (count x R), computed in chunks.
+    public static func representations(model: ContrastiveModel, rows: SampleRows, samples: Range<Int>? = nil,
+                                       chunk: Int = 1024) -> Tensor {
+        let samples = samples ?? rows.held
+        let out = Tensor(zeros: [samples.count, model.representationWidth])
+        let inputs = Tensor(zeros: [chunk, rows.featureWidth])
+        var start = samples.lowerBound
+        while start < samples.upperBound {
+            let count = min(chunk, samples.upperBound - start)
+            rows.writeInputs(start..<(start + count), into: inputs.data)
+            model.representations(of: inputs.data, count: count,
+                                  into: out.data + (start - samples.lowerBound) * model.representationWidth, batch: count)
+            start += count
         }
         return out
+    }
+
+    /// Labels as kNN classes: nil unless every label is in 0..<256.
+    static func classes(_ labels: [Int64]?) -> [UInt8]? {
+        guard let labels, labels.allSatisfy({ $0 >= 0 && $0 < 256 }) else { return nil }
+        return labels.map { UInt8($0) }
+    }
+
+    /// kNN test accuracy with the whole training set as memory, each rank embedding the samples
+    /// it evaluates (`evaluated`, disjoint across ranks, covering the data set); the memory is
+    /// gathered on every rank, rank 0 classifies `test`. Every rank calls it; rank 0 returns
+    /// the accuracy, the others -1. Returns nil (on every rank) when the data has no usable labels.
+    public static func distributedKNN(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>, test: SampleRows?,
+                                      k: Int, temperature: Float, communicator: Communicator) throws -> Double? {
+        let r = model.representationWidth, p = communicator.size
+        // Whether the labels are usable is decided together, so no rank leaves the collectives early.
+        let first = evaluated.isEmpty ? 0 : train.row(evaluated.lowerBound)
+        let ownLabels = classes(train.labels.map { Array($0[first ..< first + evaluated.count]) })
+        var unusable: [Double] = [ownLabels == nil ? 1 : 0]
+        try communicator.allReduceMax(&unusable)
+        guard unusable[0] == 0, let ownLabels else { return nil }
+        let ownRepresentations = representations(model: model, rows: train, samples: evaluated)
+        // Counts of every rank, then the memory and its labels (labels travel as exact floats).
+        var counts = [Int64](repeating: 0, count: p)
+        var mine = Int64(evaluated.count)
+        try withUnsafeBytes(of: &mine) { own in
+            try counts.withUnsafeMutableBytes { try communicator.allGatherBytes(own.baseAddress!, bytes: 8, into: $0.baseAddress!) }
+        }
+        let total = Int(counts.reduce(0, +))
+        let memory = Tensor(zeros: [max(1, total), r])
+        try communicator.allGather(ownRepresentations.data, into: memory.data, counts: counts.map { Int($0) * r })
+        var labelFloats = ownLabels.map { Float($0) } + [0]
+        var allLabels = [Float](repeating: 0, count: total + 1)
+        try labelFloats.withUnsafeMutableBufferPointer { own in
+            try allLabels.withUnsafeMutableBufferPointer {
+                try communicator.allGather(own.baseAddress!, into: $0.baseAddress!, counts: counts.map { Int($0) })
+            }
+        }
+        guard communicator.rank == 0 else { return -1 }
+        guard let test, let queryLabels = classes(test.labels) else { return nil }
+        let memoryLabels = allLabels[0..<total].map { UInt8($0) }
+        let classCount = Int(max(memoryLabels.max() ?? 0, queryLabels.max() ?? 0)) + 1
+        let queries = representations(model: model, rows: test)
+        let classifier = KNNClassifier(k: k, temperature: temperature, classes: max(2, classCount))
+        return classifier.accuracy(memory: memory, memoryLabels: memoryLabels, queries: queries, queryLabels: queryLabels)
+    }
+
+    /// Cross-modal retrieval on paired rows: for each sample, the rank of its own pair among
+    /// all pairs by cosine similarity of the embeddings z (and back). Recall@K is the fraction of
+    /// samples whose pair ranks among the K most similar (ties count against it).
+    public struct Retrieval: Sendable, Equatable {
+        public var ks: [Int]
+        /// Recall@K, features -> pairs, for each K.
+        public var forward: [Double]
+        /// Recall@K, pairs -> features, for each K.
+        public var backward: [Double]
+    }
+
+    public static func retrieval(model: ContrastiveModel, rows: SampleRows, ks: [Int] = [1, 5], chunk: Int = 512) -> Retrieval {
+        let n = rows.count, e = model.embeddingWidth
+        let a = Tensor(zeros: [n, e]), b = Tensor(zeros: [n, e])
+        do {
+            let features = Tensor(zeros: [n, rows.featureWidth]), pairs = Tensor(zeros: [n, rows.pairWidth])
+            rows.writeInputs(rows.held, into: features.data)
+            rows.writePairs(rows.held, into: pairs.data)
+            model.embeddings(of: features.data, count: n, into: a.data)
+            model.embeddings(of: pairs.data, count: n, pair: true, into: b.data)
+        }
+        let similarities = Tensor(zeros: [chunk, n])
+        func recall(_ queries: Tensor, _ keys: Tensor) -> [Double] {
+            var hits = [Int](repeating: 0, count: ks.count)
+            var start = 0
+            while start < n {
+                let count = min(chunk, n - start)
+                gemm(transposeA: false, transposeB: true, m: count, n: n, k: e, a: queries.data + start * e, lda: e,
+                     b: keys.data, ldb: e, c: similarities.data, ldc: n)
+                for row in 0..<count {
+                    let s = similarities.data + row * n, own = s[start + row]
+                    var above = 0
+                    for j in 0..<n where j != start + row && s[j] >= own { above += 1 }
+                    for (index, k) in ks.enumerated() where above < k { hits[index] += 1 }
+                }
+                start += count
+            }
+            return hits.map { Double($0) / Double(max(1, n)) }
+        }
+        return Retrieval(ks: ks, forward: recall(a, b), backward: recall(b, a))
     }
 }

@@ -5,32 +5,79 @@ import Tensor
 /// (an MLP) and L2 normalisation giving the embedding z = g(f(x)) / |g(f(x))|.
 ///
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
-/// All parameters live in one `ParameterArena`: encoder first, then the head.
+/// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
+/// the second modality (W wide) into the same E-dimensional space.
+/// All parameters live in one `ParameterArena`: encoder, head, then the pair tower's encoder and head.
 public final class ContrastiveModel {
-    public let arena = ParameterArena()
+    public let arena: ParameterArena
     public let encoder: Sequential
     public let head: Sequential
+    /// The second modality's encoder and head (nil without pairs).
+    public let pairEncoder: Sequential?
+    public let pairHead: Sequential?
     public let inputWidth: Int
+    public let pairInputWidth: Int
     public let representationWidth: Int
     public let embeddingWidth: Int
 
-    public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation) {
+    public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
+                pairInputWidth: Int = 0, pairHidden: [Int] = []) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
+        self.pairInputWidth = pairInputWidth
         self.representationWidth = representation
         self.embeddingWidth = projection.last!
-        encoder = MLP.make(widths: [inputWidth] + hidden + [representation], activation: activation, name: "encoder", arena: arena)
-        let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
-        head = Sequential([projectionMLP, L2Normalize(width: projection.last!)])
+        let arena = ParameterArena()
+        self.arena = arena
+        func tower(_ width: Int, _ hidden: [Int], _ prefix: String) -> (Sequential, Sequential) {
+            let encoder = MLP.make(widths: [width] + hidden + [representation], activation: activation, name: prefix + "encoder", arena: arena)
+            let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: prefix + "projection", arena: arena)
+            // The first layer never needs dL/d(input): skip that GEMM.
+            encoder.computesInputGradient = false
+            return (encoder, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
+        }
+        (encoder, head) = tower(inputWidth, hidden, "")
+        if pairInputWidth > 0 {
+            let (e, h) = tower(pairInputWidth, pairHidden, "pair_")
+            pairEncoder = e
+            pairHead = h
+        } else {
+            pairEncoder = nil
+            pairHead = nil
+        }
         arena.seal()
-        // The first layer never needs dL/d(input): skip that GEMM.
-        encoder.computesInputGradient = false
     }
 
     /// PyTorch-default initialisation from the counter RNG: layer l draws from stream l.
     public func initialise(seed: UInt64) {
-        let next = encoder.initialise(seed: seed, firstStream: 0)
-        head.initialise(seed: seed, firstStream: next)
+        var next = encoder.initialise(seed: seed, firstStream: 0)
+        next = head.initialise(seed: seed, firstStream: next)
+        if let pairEncoder, let pairHead {
+            next = pairEncoder.initialise(seed: seed, firstStream: next)
+            _ = pairHead.initialise(seed: seed, firstStream: next)
+        }
+    }
+
+    /// Forward through the pair tower: z_b (B x E) of `batch` rows of W, owned by the model.
+    public func pairForward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        guard let pairEncoder, let pairHead else { preconditionFailure("the model has no pair tower") }
+        return pairHead.forward(pairEncoder.forward(input, batch: batch), batch: batch)
+    }
+
+    /// Backward through the pair tower from dL/dz_b (consumed); see `backward`.
+    public func pairBackward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int, gradientsFinal: ((Int) -> Void)? = nil) {
+        guard let pairEncoder, let pairHead else { preconditionFailure("the model has no pair tower") }
+        let report = Self.reporter(gradientsFinal)
+        guard let dh = pairHead.backward(embeddingGradient, batch: batch, afterLayer: report) else {
+            preconditionFailure("head must return dL/dh")
+        }
+        _ = pairEncoder.backward(dh, batch: batch, afterLayer: report)
+    }
+
+    static func reporter(_ gradientsFinal: ((Int) -> Void)?) -> ((Layer) -> Void)? {
+        gradientsFinal.map { callback in
+            { layer in if let offset = Self.lowestParameterOffset(layer) { callback(offset) } }
+        }
     }
 
     /// Forward through encoder and head. Returns (h: B x R, z: B x E), both owned by the model.
@@ -45,9 +92,7 @@ public final class ContrastiveModel {
     /// >= `offset` is final for this step (layers sit in the arena in forward order).
     public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int,
                          gradientsFinal: ((Int) -> Void)? = nil) {
-        let report: ((Layer) -> Void)? = gradientsFinal.map { callback in
-            { layer in if let offset = Self.lowestParameterOffset(layer) { callback(offset) } }
-        }
+        let report = Self.reporter(gradientsFinal)
         guard let dh = head.backward(embeddingGradient, batch: batch, afterLayer: report) else {
             preconditionFailure("head must return dL/dh")
         }
@@ -56,7 +101,8 @@ public final class ContrastiveModel {
 
     /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
     public func setBackwardProgress(_ progress: (() -> Void)?) {
-        for case let linear as Linear in encoder.flattened + head.flattened { linear.progress = progress }
+        let layers = [encoder, head, pairEncoder, pairHead].compactMap { $0 }.flatMap(\.flattened)
+        for case let linear as Linear in layers { linear.progress = progress }
     }
 
     static func lowestParameterOffset(_ layer: Layer) -> Int? {
@@ -78,16 +124,31 @@ public final class ContrastiveModel {
             start += rows
         }
     }
+
+    /// Embeddings z (count x E) of `count` rows of `inputs`, through the first tower or (`pair`)
+    /// the pair tower, in batches of `batch` rows. Used by retrieval evaluation.
+    public func embeddings(of inputs: UnsafePointer<Float>, count: Int, pair: Bool = false, into out: UnsafeMutablePointer<Float>,
+                           batch: Int = 1024) {
+        let width = pair ? pairInputWidth : inputWidth
+        var start = 0
+        while start < count {
+            let rows = min(batch, count - start)
+            let z = pair ? pairForward(inputs + start * width, batch: rows) : forward(inputs + start * width, batch: rows).embedding
+            (out + start * embeddingWidth).update(from: z, count: rows * embeddingWidth)
+            start += rows
+        }
+    }
 }
 
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
-    public convenience init(_ section: ModelSection, inputWidth: Int) {
+    public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
         }
         self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
-                  projection: section.projection, activation: activation)
+                  projection: section.projection, activation: activation,
+                  pairInputWidth: pairInputWidth, pairHidden: section.pairHidden)
     }
 }

@@ -13,11 +13,9 @@ public final class Trainer {
     public let communicator: Communicator
     public let runDirectory: URL
     public let log: RunLog
-    public let trainSet: ImageDataset
-    public let testSet: ImageDataset
-    public let sampler: Sampler
-    /// The virtual shards this rank reads (s mod P = rank).
-    public let shards: [Int]
+    /// This rank's samples, their order and how batches are made.
+    public let data: TrainingData
+    public var sampler: Sampler { data.sampler }
     public let step: TrainingStep
     /// Steps of the whole run: epochs x batches per epoch, capped by train.max_steps.
     public let totalSteps: Int
@@ -53,13 +51,9 @@ public final class Trainer {
 
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run.
-        let dataPath = config.data.path.replacingOccurrences(of: "{rank}", with: String(rank))
-        trainSet = try FashionMNIST.load(directory: dataPath, split: .train, limit: config.data.trainLimit)
-        testSet = try FashionMNIST.load(directory: dataPath, split: .test, limit: config.data.testLimit)
-        sampler = try Sampler(sampleCount: trainSet.count, globalBatchSize: config.data.batchPerRank * size,
-                              virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
-        shards = try sampler.shards(rank: rank, worldSize: size)
-        let all = config.train.epochs * sampler.batchesPerEpoch
+        // A rank that cannot read its shards throws; the launcher aborts the job naming it.
+        data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: rank == 0)
+        let all = config.train.epochs * data.sampler.batchesPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
 
         var notes: [String] = []
@@ -72,9 +66,8 @@ public final class Trainer {
         log = try RunLog(directory: runDirectory, rank: rank, echo: rank == 0)
         for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
-        step = try TrainingStep(config: config, communicator: communicator, pixelsPerImage: trainSet.pixelsPerImage,
-                                height: trainSet.height, width: trainSet.width, imagesPerStep: config.data.batchPerRank,
-                                totalSteps: totalSteps)
+        step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
+                                pairWidth: data.train.pairWidth, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
         if let resumeFrom {
             try restore(from: resumeFrom)
             resumedFrom = resumeFrom
@@ -104,12 +97,13 @@ public final class Trainer {
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
         if isRoot {
-            log.info("contrast run \(runDirectory.path): \(trainSet.count) train / \(testSet.count) test images, "
+            log.info("contrast run \(runDirectory.path): \(data.train.totalCount) train / \(data.test?.count ?? 0) test samples, "
                      + "\(step.model.arena.parameterCount) parameters, \(totalSteps) steps "
-                     + "(\(sampler.batchesPerEpoch) per epoch, \(globalImages) images each = \(c.data.batchPerRank) per rank), "
-                     + "\(p) rank(s), \(c.data.virtualShards) virtual shards, BLAS threads \(BLASThreads.current), "
+                     + "(\(sampler.batchesPerEpoch) per epoch, \(globalImages) samples each = \(c.data.batchPerRank) per rank), "
+                     + "\(p) rank(s), \(sampler.virtualShards) shards, BLAS threads \(BLASThreads.current), "
                      + "kernels \(Kernels.instructionSet), gradients on the wire as \(step.reducer.precision.rawValue) "
                      + "in \(step.reducer.buckets.count) bucket(s)")
+            log.info("data: " + data.summary)
             log.info("resolved config:\n" + c.yaml())
             if let resumedFrom {
                 log.info("resumed from checkpoint \(resumedFrom.path) at step \(stepsDone) (epoch \(position.epoch + 1), batch \(position.batch))")
@@ -125,10 +119,10 @@ public final class Trainer {
         var knnAccuracy = Double.nan
         var order: EpochOrder? = nil
 
-        // Views of the coming batches, made ahead on a background thread (or in the loop).
+        // The coming batches, made ahead on a background thread (or in the loop).
         let prefetcher = c.data.prefetch > 0 && stepsDone < totalSteps
-            ? ViewPrefetcher(dataset: trainSet, viewMaker: step.viewMaker, sampler: sampler, shards: shards, seed: UInt64(c.seed),
-                             start: position, steps: totalSteps - stepsDone, depth: c.data.prefetch)
+            ? try ViewPrefetcher(maker: data.maker, sampler: sampler, rank: communicator.rank, worldSize: p,
+                                 start: position, steps: totalSteps - stepsDone, depth: c.data.prefetch)
             : nil
         defer { prefetcher?.stop() }
 
@@ -139,9 +133,9 @@ public final class Trainer {
             if let prefetcher {
                 (input, dataWait) = prefetcher.next()
             } else {
-                if order?.epoch != epoch { order = sampler.order(epoch: epoch, shards: shards) }
+                if order?.epoch != epoch { order = try sampler.order(epoch: epoch, rank: communicator.rank, worldSize: p) }
                 let t0 = monotonicSeconds()
-                step.makeViews(dataset: trainSet, samples: order!.batch(position.batch), epoch: epoch)
+                data.maker.makeBatch(samples: order!.batch(position.batch), epoch: epoch, into: step.batch.data)
                 dataWait = monotonicSeconds() - t0
             }
             let learningRate = step.schedule.learningRate(atStep: stepsDone)
@@ -231,21 +225,35 @@ public final class Trainer {
                        epochMeanLosses: epochMeans, interrupted: false)
     }
 
-    /// kNN accuracy on rank 0 (the parameters are identical on every rank); the others wait.
+    /// kNN accuracy (and retrieval recall for pairs) of the test split: every rank embeds the
+    /// training samples it evaluates, rank 0 classifies and logs. NaN when the data has no labels.
     func evaluate(epoch: Int) throws -> Double {
-        var accuracy = [Double.nan]
+        let t0 = monotonicSeconds()
+        let accuracy = try Evaluation.distributedKNN(model: step.model, train: data.train, evaluated: data.evaluated, test: data.test,
+                                                    k: config.eval.knnK, temperature: config.eval.knnTemperature,
+                                                    communicator: communicator)
         if isRoot {
-            let t0 = monotonicSeconds()
-            accuracy[0] = Evaluation.knnAccuracy(model: step.model, train: trainSet, test: testSet,
-                                                 classifier: KNNClassifier(k: config.eval.knnK, temperature: config.eval.knnTemperature))
-            log.info(String(format: "eval epoch %d: kNN accuracy %.2f%% (k=%d, %.1f s)", epoch, accuracy[0] * 100, config.eval.knnK,
-                            monotonicSeconds() - t0))
-            log.record([("step", .int(stepsDone)), ("epoch", .int(epoch)), ("knn_accuracy", .number(accuracy[0]))])
-        } else {
-            accuracy[0] = -1
+            var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("epoch", .int(epoch))]
+            var parts: [String] = []
+            if let accuracy {
+                parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", accuracy * 100, config.eval.knnK))
+                fields.append(("knn_accuracy", .number(accuracy)))
+            }
+            if config.loss.kind == .clip, let test = data.test, test.pairs != nil {
+                let retrieval = Evaluation.retrieval(model: step.model, rows: test)
+                for (index, k) in retrieval.ks.enumerated() {
+                    parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))
+                    fields.append(("recall_at_\(k)_features_to_pairs", .number(retrieval.forward[index])))
+                    fields.append(("recall_at_\(k)_pairs_to_features", .number(retrieval.backward[index])))
+                }
+            }
+            if parts.isEmpty { parts.append("nothing to evaluate (no test split with labels or pairs)") }
+            log.info(String(format: "eval epoch %d: %@ (%.1f s)", epoch, parts.joined(separator: ", "), monotonicSeconds() - t0))
+            if fields.count > 2 { log.record(fields) }
         }
-        try communicator.allReduceMax(&accuracy)
-        return accuracy[0]
+        var shared = [accuracy ?? -2]
+        try communicator.allReduceMax(&shared)
+        return shared[0] < -1 ? .nan : shared[0]
     }
 
     static func duration(_ seconds: Double) -> String {

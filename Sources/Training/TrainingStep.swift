@@ -20,12 +20,12 @@ public final class TrainingStep {
     public let optimizer: Optimizer
     public let schedule: LearningRateSchedule
     public let loss: NTXentLoss
-    public let viewMaker: ViewMaker
     public let reducer: GradientReducer
-    /// Images per rank per step (B).
-    public let imagesPerStep: Int
+    /// Samples per rank per step (B).
+    public let samplesPerStep: Int
 
-    let views: Tensor               // V x I
+    /// The step's input, made by a `BatchMaker`: V x I views (ntxent).
+    public let batch: Tensor
     let gathered: Tensor            // N x E, every rank's embeddings
     let anchorGradient: Tensor      // V x E
     let candidateGradient: Tensor   // N x E
@@ -53,13 +53,14 @@ public final class TrainingStep {
         public var requests: (stop: Float, checkpoint: Float)
     }
 
-    /// `totalSteps` is the length of the run, which a cosine schedule decays over.
+    /// `inputWidth` is I, the features of a sample; `totalSteps` is the length of the run,
+    /// which a cosine schedule decays over.
     public init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                pixelsPerImage: Int, height: Int, width: Int, imagesPerStep: Int, totalSteps: Int) throws {
+                inputWidth: Int, pairWidth: Int = 0, samplesPerStep: Int, totalSteps: Int) throws {
         self.config = config
         self.communicator = communicator
-        self.imagesPerStep = imagesPerStep
-        model = ContrastiveModel(config.model, inputWidth: pixelsPerImage)
+        self.samplesPerStep = samplesPerStep
+        model = ContrastiveModel(config.model, inputWidth: inputWidth)
         model.initialise(seed: UInt64(config.seed))
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
@@ -76,25 +77,21 @@ public final class TrainingStep {
         }
         schedule = Self.schedule(o, totalSteps: totalSteps)
         loss = NTXentLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk)
-        let v = config.views
-        viewMaker = ViewMaker(height: height, width: width, settings: ViewSettings(
-            cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
-            flipProbability: v.flip, jitterStrength: v.jitter, jitterProbability: v.jitterProbability, noiseSigma: v.noise))
         let c = config.communication
         reducer = GradientReducer(arena: model.arena, communicator: communicator,
                                   precision: WirePrecision(rawValue: c.precision.rawValue)!,
                                   bucketBytes: Int(c.bucketMB * 1_048_576), initialScale: c.fp16InitialScale,
                                   scaleWindow: c.fp16ScaleWindow)
 
-        let localViews = 2 * imagesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
-        views = Tensor(zeros: [localViews, pixelsPerImage])
+        let localViews = 2 * samplesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
+        batch = Tensor(zeros: [localViews, inputWidth])
         gathered = Tensor(zeros: [globalViews, e])
         anchorGradient = Tensor(zeros: [localViews, e])
         candidateGradient = Tensor(zeros: [globalViews, e])
         ownGradient = Tensor(zeros: [localViews, e])
         selfIndex = [Int32](repeating: 0, count: localViews)
         positiveIndex = [Int32](repeating: 0, count: localViews)
-        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: imagesPerStep,
+        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: samplesPerStep,
                           offset: communicator.rank * localViews)
         if communicator.size > 1 {
             let reducer = self.reducer
@@ -111,16 +108,10 @@ public final class TrainingStep {
         }
     }
 
-    /// Makes the two views of this rank's `samples` (epoch `epoch`) into the view buffer.
-    public func makeViews(dataset: ImageDataset, samples: [Int], epoch: Int) {
-        precondition(samples.count == imagesPerStep, "step of \(imagesPerStep) images got \(samples.count)")
-        viewMaker.makeViews(dataset: dataset, samples: samples, epoch: epoch, seed: UInt64(config.seed), into: views.data)
-    }
-
-    /// One optimisation step (every rank calls it) on `input` (V x I views), by default the
-    /// views `makeViews` made.
+    /// One optimisation step (every rank calls it) on `input` (a batch as `batch` holds it), by
+    /// default `batch`.
     public func step(learningRate: Float, input: UnsafePointer<Float>? = nil) throws -> Result {
-        let v = 2 * imagesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
+        let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
         var times = StepTimes()
         var t = monotonicSeconds()
         func lap(_ field: WritableKeyPath<StepTimes, Double>) {
@@ -129,7 +120,7 @@ public final class TrainingStep {
             t = now
         }
 
-        let (_, z) = model.forward(input ?? UnsafePointer(views.data), batch: v)
+        let (_, z) = model.forward(input ?? UnsafePointer(batch.data), batch: v)
         lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
         lap(\.gather)

@@ -118,7 +118,7 @@ private func writeSplit(directory: String, prefix: String = "train", count: Int,
             .fileNotFound(path: "/x"), .cannotOpen(path: "/x", reason: "r"), .writeFailed(path: "/x", reason: "r"),
             .wrongMagic(path: "/x", expected: 1, got: 2), .truncated(path: "/x", section: "s", expectedBytes: 1, gotBytes: 0),
             .countMismatch(imagesPath: "/a", images: 1, labelsPath: "/b", labels: 2), .corruptStream(path: "/x", detail: "d"),
-            .batchNotMultipleOfShards(globalBatchSize: 3, virtualShards: 2), .shardsNotMultipleOfRanks(virtualShards: 3, worldSize: 2),
+            .batchNotMultipleOfShards(globalBatchSize: 3, virtualShards: 2), .batchNotMultipleOfRanks(globalBatchSize: 3, worldSize: 2),
             .epochTooShort(sampleCount: 1, virtualShards: 1, perShard: 2),
         ]
         for error in errors { #expect(!error.description.contains("\n") && !error.description.isEmpty) }

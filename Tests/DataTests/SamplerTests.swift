@@ -51,7 +51,7 @@ import Testing
         #expect(epoch0 != (0..<62).map { otherSeed.globalBatch(epoch: 0, index: $0) })
         #expect(epoch0 != (0..<62).map { sampler.globalBatch(epoch: 1, index: $0) })
         // The epoch order computed once gives the same batches as computing each on its own.
-        let order = sampler.order(epoch: 0)
+        let order = try sampler.order(epoch: 0)
         #expect(epoch0 == (0..<62).map { order.batch($0) })
     }
 
@@ -85,11 +85,55 @@ import Testing
         let wrongRanks = #expect(throws: DataError.self) {
             try sampler.localBatch(epoch: 0, index: 0, rank: 0, worldSize: 3)
         }
-        #expect(wrongRanks == .shardsNotMultipleOfRanks(virtualShards: 8, worldSize: 3))
-        #expect(wrongRanks?.description.contains("data.virtual_shards") == true)
+        #expect(wrongRanks == .batchNotMultipleOfRanks(globalBatchSize: 16, worldSize: 3))
+        #expect(wrongRanks?.description.contains("data.batch_per_rank") == true)
 
         #expect(throws: DataError.epochTooShort(sampleCount: 10, virtualShards: 8, perShard: 2)) {
             try Sampler(sampleCount: 10, globalBatchSize: 16, virtualShards: 8, seed: 0)
+        }
+    }
+
+    /// Shard files of unequal sizes (a prepared data set cut every 40 samples, the last short),
+    /// 12 shards, 24 samples per global batch (k = 2): on P = 1, 2, 3, 4 ranks every sample of an
+    /// epoch is read once, except each shard's permutation tail; each rank reads only its own
+    /// shards, and a shard is shared by two ranks only where P does not divide S (at most P - 1).
+    @Test(arguments: [1, 2, 3, 4])
+    func everyRankCountSeesEachSampleOnceFromItsOwnShards(worldSize: Int) throws {
+        let ranges = (0..<12).map { s in (s * 40)..<min(470, (s + 1) * 40) }
+        let sampler = try Sampler(shardRanges: ranges, globalBatchSize: 24, seed: 9)
+        #expect(sampler.perShard == 2 && sampler.batchesPerEpoch == 15)    // the last shard has 30 samples
+        var readers = [Int](repeating: 0, count: 12)
+        for rank in 0..<worldSize {
+            for shard in try sampler.shards(rank: rank, worldSize: worldSize) { readers[shard] += 1 }
+        }
+        #expect(readers.allSatisfy { $0 >= 1 })
+        if 12 % worldSize == 0 {
+            #expect(readers.allSatisfy { $0 == 1 })
+        } else {
+            #expect(readers.filter { $0 > 1 }.count <= worldSize - 1 && readers.allSatisfy { $0 <= 2 })
+        }
+        for epoch in 0..<2 {
+            var seen: [Int] = []
+            for index in 0..<sampler.batchesPerEpoch {
+                var union: [Int] = []
+                for rank in 0..<worldSize {
+                    let own = try sampler.shards(rank: rank, worldSize: worldSize)
+                    let local = try sampler.localBatch(epoch: epoch, index: index, rank: rank, worldSize: worldSize)
+                    #expect(local.count == 24 / worldSize)
+                    #expect(local.allSatisfy { sample in own.contains { ranges[$0].contains(sample) } }, "rank \(rank) read outside its shards")
+                    #expect(try sampler.samples(rank: rank, worldSize: worldSize).contains(local.min()!))
+                    union += local
+                }
+                // Rank-major concatenation is the global batch itself, whatever P.
+                #expect(union == sampler.globalBatch(epoch: epoch, index: index))
+                seen += union
+            }
+            #expect(Set(seen).count == seen.count)                         // nothing twice
+            #expect(seen.count == 15 * 24)                                 // 470 - 360 = 110 skipped:
+            for s in 0..<12 {                                              // each shard's tail after 30
+                let tail = Set(sampler.permutation(epoch: epoch, shard: s).dropFirst(30))
+                #expect(tail.isDisjoint(with: seen))
+            }
         }
     }
 

@@ -9,25 +9,22 @@ import Testing
     func prefetchedViewsEqualViewsMadeInTheLoop(depth: Int) throws {
         let dataset = try FashionMNIST.load(split: .train, limit: 640)
         let sampler = try Sampler(sampleCount: dataset.count, globalBatchSize: 64, virtualShards: 8, seed: 5)
-        let shards = try sampler.shards(rank: 1, worldSize: 2)
-        let maker = ViewMaker(dataset: dataset)
+        let maker = TwoViewBatches(rows: SampleRows(dataset), augmentation: .image(ViewMaker(dataset: dataset)), seed: 5, samplesPerBatch: 32)
         let start = SamplerPosition(epoch: 0, batch: sampler.batchesPerEpoch - 2)
         let steps = 5
-        let prefetcher = ViewPrefetcher(dataset: dataset, viewMaker: maker, sampler: sampler, shards: shards, seed: 5,
-                                        start: start, steps: steps, depth: depth)
+        let prefetcher = try ViewPrefetcher(maker: maker, sampler: sampler, rank: 1, worldSize: 2, start: start, steps: steps, depth: depth)
         let expected = Tensor(zeros: [64, dataset.pixelsPerImage])
         var position = start
         for _ in 0..<steps {
             let (views, _) = prefetcher.next()
-            let order = sampler.order(epoch: position.epoch, shards: shards)
-            maker.makeViews(dataset: dataset, samples: order.batch(position.batch), epoch: position.epoch, seed: 5, into: expected.data)
+            let order = try sampler.order(epoch: position.epoch, rank: 1, worldSize: 2)
+            maker.makeBatch(samples: order.batch(position.batch), epoch: position.epoch, into: expected.data)
             #expect((0..<expected.count).allSatisfy { views[$0].bitPattern == expected[$0].bitPattern }, "\(position)")
             position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
         }
         prefetcher.stop()
 
-        let early = ViewPrefetcher(dataset: dataset, viewMaker: maker, sampler: sampler, shards: shards, seed: 5,
-                                   start: start, steps: 100, depth: depth)
+        let early = try ViewPrefetcher(maker: maker, sampler: sampler, rank: 1, worldSize: 2, start: start, steps: 100, depth: depth)
         _ = early.next()
         early.stop()
     }

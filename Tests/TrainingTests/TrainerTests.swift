@@ -73,13 +73,11 @@ import Testing
 @Suite struct DeterminismTests {
     func parameters(seed: Int, steps: Int) throws -> [Float] {
         let config = try smokeConfig(["seed=\(seed)"])
-        let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
-        let sampler = try Sampler(sampleCount: train.count, globalBatchSize: config.data.batchPerRank,
-                                  virtualShards: config.data.virtualShards, seed: UInt64(config.seed))
-        let step = try TrainingStep(config: config, pixelsPerImage: 784, height: 28, width: 28, imagesPerStep: config.data.batchPerRank, totalSteps: steps)
-        let order = sampler.order(epoch: 0)
+        let data = try TrainingData(config: config, rank: 0, worldSize: 1, loadTest: false)
+        let step = try TrainingStep(config: config, inputWidth: 784, samplesPerStep: config.data.batchPerRank, totalSteps: steps)
+        let order = try data.sampler.order(epoch: 0)
         for i in 0..<steps {
-            step.makeViews(dataset: train, samples: order.batch(i), epoch: 0)
+            data.maker.makeBatch(samples: order.batch(i), epoch: 0, into: step.batch.data)
             _ = try step.step(learningRate: config.optimizer.lr)
         }
         return step.model.arena.parameters.array

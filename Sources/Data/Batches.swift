@@ -1,0 +1,92 @@
+/// How the samples of a step become the floats the model reads: the producer side of the
+/// data pipeline, run by the training loop or by `ViewPrefetcher`'s background thread.
+/// A batch must be a pure function of (samples, epoch), whichever thread makes it.
+public protocol BatchMaker: Sendable {
+    /// Floats one batch of `samplesPerBatch` samples takes.
+    var floatsPerBatch: Int { get }
+    var samplesPerBatch: Int { get }
+    /// Writes the batch of `samples` (global indices, this rank's local batch) for `epoch`.
+    func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>)
+}
+
+/// How one view of a sample is made from its features.
+public enum Augmentation: Sendable {
+    /// Crops, flips, colour jitter and noise of grey-scale images (`ViewMaker`).
+    case image(ViewMaker)
+    /// No augmentation: the features as they are (uint8 as byte / 255).
+    case none
+}
+
+/// SimCLR's input: two augmented views of each of B samples, 2B x F, rows 0..<B view 0,
+/// rows B..<2B view 1 of the same samples (row i's positive is row (i + B) mod 2B).
+public struct TwoViewBatches: BatchMaker {
+    public let rows: SampleRows
+    public let augmentation: Augmentation
+    public let seed: UInt64
+    public let samplesPerBatch: Int
+
+    public init(rows: SampleRows, augmentation: Augmentation, seed: UInt64, samplesPerBatch: Int) {
+        if case .image(let maker) = augmentation {
+            precondition(rows.isImage && rows.featureShape == [maker.height, maker.width],
+                         "TwoViewBatches: image views need \(maker.height)x\(maker.width) uint8 images, the data has \(rows.featureShape)")
+        }
+        self.rows = rows
+        self.augmentation = augmentation
+        self.seed = seed
+        self.samplesPerBatch = samplesPerBatch
+    }
+
+    public var floatsPerBatch: Int { 2 * samplesPerBatch * rows.featureWidth }
+
+    public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
+        precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
+        switch augmentation {
+        case .image(let maker):
+            guard case .uint8(let images) = rows.features else { preconditionFailure("image views need uint8 features") }
+            images.withUnsafeBufferPointer {
+                maker.makeViews(images: $0, firstSample: rows.held.lowerBound, samples: samples, epoch: epoch, seed: seed, into: out)
+            }
+        case .none:
+            rows.writeInputs(samples, into: out)
+            rows.writeInputs(samples, into: out + samples.count * rows.featureWidth)
+        }
+    }
+}
+
+/// CLIP's input: modality a (the features, one view) of B samples, B x F, then modality b
+/// (the pairs), B x W. The two modalities are the two views; `augmentation` applies to a only.
+public struct PairBatches: BatchMaker {
+    public let rows: SampleRows
+    public let augmentation: Augmentation
+    public let seed: UInt64
+    public let samplesPerBatch: Int
+
+    public init(rows: SampleRows, augmentation: Augmentation = .none, seed: UInt64, samplesPerBatch: Int) {
+        precondition(rows.pairs != nil, "PairBatches: the data set has no pairs")
+        self.rows = rows
+        self.augmentation = augmentation
+        self.seed = seed
+        self.samplesPerBatch = samplesPerBatch
+    }
+
+    public var floatsPerBatch: Int { samplesPerBatch * (rows.featureWidth + rows.pairWidth) }
+
+    public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
+        precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
+        let pairsStart = out + samples.count * rows.featureWidth
+        switch augmentation {
+        case .image(let maker):
+            guard case .uint8(let images) = rows.features else { preconditionFailure("image views need uint8 features") }
+            let width = rows.featureWidth
+            images.withUnsafeBufferPointer { all in
+                for (index, sample) in samples.enumerated() {
+                    maker.makeView(image: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+                                   seed: seed, epoch: epoch, sample: sample, view: 0)
+                }
+            }
+        case .none:
+            rows.writeInputs(samples, into: out)
+        }
+        rows.writePairs(samples, into: pairsStart)
+    }
+}

@@ -1,0 +1,147 @@
+import Data
+import Foundation
+
+/// The data one rank trains and evaluates on, resolved from the config: its samples, the
+/// sampler that orders them, how batches are made, and (on the evaluating rank) the test split.
+///
+/// `fashion-mnist` is read whole by every rank from the IDX files and cut into
+/// `data.virtual_shards` virtual shards. A `prepared` data set's shard files are the shards:
+/// rank r of P opens the manifest and only the shard files its slots of the global batch fall
+/// in (`Sampler.shards(rank:worldSize:)`), checks them, and holds their samples in memory.
+public final class TrainingData {
+    /// This rank's samples (all of them for fashion-mnist).
+    public let train: SampleRows
+    /// The test split, on ranks that evaluate (`loadTest`); nil when the data set has none.
+    public let test: SampleRows?
+    public let sampler: Sampler
+    public let maker: BatchMaker
+    public let rank: Int
+    public let worldSize: Int
+    /// The shards this rank read (prepared data sets) or whose samples it trains on (in memory).
+    public let shards: Range<Int>
+    /// Samples this rank embeds for the kNN memory: the shards whose first slot is in this
+    /// rank's part of the batch. Disjoint across ranks, together all samples, each held by its rank.
+    public var evaluated: Range<Int> {
+        let local = sampler.globalBatchSize / worldSize
+        let owned = (0..<sampler.virtualShards).filter { $0 * sampler.perShard / local == rank }
+        guard let first = owned.first, let last = owned.last else { return train.held.lowerBound..<train.held.lowerBound }
+        return sampler.shardRange(first).lowerBound..<sampler.shardRange(last).upperBound
+    }
+    /// One line for the run log: what was read and how batches are made.
+    public let summary: String
+
+    /// Image height and width when the features are images, else nil.
+    public var imageShape: (height: Int, width: Int)? {
+        train.isImage ? (train.featureShape[0], train.featureShape[1]) : nil
+    }
+
+    public init(config: TrainingConfig, rank: Int, worldSize: Int, loadTest: Bool) throws {
+        let d = config.data
+        let path = d.path.replacingOccurrences(of: "{rank}", with: String(rank))
+        let globalBatch = d.batchPerRank * worldSize
+        let seed = UInt64(config.seed)
+        var notes: [String] = []
+        switch d.dataset {
+        case .fashionMNIST:
+            let trainSet = try FashionMNIST.load(directory: path, split: .train, limit: d.trainLimit)
+            sampler = try Sampler(sampleCount: trainSet.count, globalBatchSize: globalBatch, virtualShards: d.virtualShards, seed: seed)
+            train = SampleRows(trainSet)
+            test = loadTest ? SampleRows(try FashionMNIST.load(directory: path, split: .test, limit: d.testLimit)) : nil
+            shards = try sampler.shards(rank: rank, worldSize: worldSize)
+            notes.append("Fashion-MNIST from \(path): \(train.count) train images in \(d.virtualShards) virtual shards")
+        case .prepared:
+            guard d.trainLimit == 0 else {
+                throw ConfigError(key: "data.train_limit", problem: "config key 'data.train_limit' applies to fashion-mnist only; "
+                                  + "prepare fewer samples instead (contrast prepare ... --limit N), got \(d.trainLimit)")
+            }
+            let (trainPath, testPath) = Self.splits(of: path)
+            // The manifest first: the shard ranges decide which files this rank may open.
+            let manifest = try ShardedDataset.readManifest(directory: trainPath)
+            let ranges = manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount }
+            sampler = try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
+            shards = try sampler.shards(rank: rank, worldSize: worldSize)
+            let dataset = try ShardedDataset(directory: trainPath, checking: shards)
+            train = try SampleRows.read(dataset, shards: shards)
+            if loadTest, let testPath {
+                let testSet = try ShardedDataset(directory: testPath)
+                test = try SampleRows.read(testSet, shards: 0..<testSet.shardCount)
+            } else {
+                test = nil
+            }
+            notes.append("prepared data set \(trainPath): \(manifest.sampleCount) samples in \(manifest.shards.count) shards, "
+                         + "this rank reads shards \(shards.lowerBound)..<\(shards.upperBound) (\(train.count) samples)")
+        }
+        if let test {
+            guard test.featureShape == train.featureShape else {
+                throw RunFiles.Failure(description: "the test split's features are \(test.featureShape), the training split's \(train.featureShape); "
+                                       + "prepare both splits from the same data")
+            }
+        }
+        self.rank = rank
+        self.worldSize = worldSize
+        maker = try Self.maker(config: config, rows: train, seed: seed)
+        notes.append("batches: \(Self.describe(maker))")
+        summary = notes.joined(separator: "; ")
+    }
+
+    /// For a prepared data set at `path`: path/train and path/test when `contrast prepare`
+    /// wrote both splits, else path itself and no test split.
+    static func splits(of path: String) -> (train: String, test: String?) {
+        let exists = { FileManager.default.fileExists(atPath: $0 + "/" + ShardManifest.fileName) }
+        if exists(path + "/train") {
+            return (path + "/train", exists(path + "/test") ? path + "/test" : nil)
+        }
+        return (path, nil)
+    }
+
+    /// The batch maker of the config's loss and augmentation for these samples.
+    static func maker(config: TrainingConfig, rows: SampleRows, seed: UInt64) throws -> BatchMaker {
+        let b = config.data.batchPerRank
+        let clip = config.loss.kind == .clip
+        var augment = config.data.augment
+        if augment == .auto { augment = clip ? .none : rows.isImage ? .image : .features }
+        func fail(_ problem: String) -> ConfigError { ConfigError(key: "data.augment", problem: problem) }
+        let augmentation: Augmentation
+        switch augment {
+        case .image:
+            guard rows.isImage else {
+                throw fail("config key 'data.augment' is image, but the features are \(rows.features.dtype) \(rows.featureShape), "
+                           + "not uint8 [height, width] images; use features")
+            }
+            let v = config.views
+            augmentation = .image(ViewMaker(height: rows.featureShape[0], width: rows.featureShape[1], settings: ViewSettings(
+                cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
+                flipProbability: v.flip, jitterStrength: v.jitter, jitterProbability: v.jitterProbability, noiseSigma: v.noise)))
+        case .features:
+            throw fail("config key 'data.augment' features is not available yet")
+        case .none, .auto:
+            guard clip else {
+                throw fail("config key 'data.augment' is none, but loss.kind ntxent needs two different views of each sample; "
+                           + "use auto, image or features")
+            }
+            augmentation = .none
+        }
+        if clip {
+            guard rows.pairs != nil else {
+                throw ConfigError(key: "loss.kind", problem: "config key 'loss.kind' is clip, but the data set has no pairs; "
+                                  + "prepare one with pairs (contrast prepare npy --pairs, or fashion-mnist --pairs projection)")
+            }
+            return PairBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
+        }
+        return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
+    }
+
+    static func describe(_ maker: BatchMaker) -> String {
+        func name(_ a: Augmentation) -> String {
+            switch a {
+            case .image: return "image views"
+            case .none: return "no augmentation"
+            }
+        }
+        switch maker {
+        case let pairs as PairBatches: return "pairs (\(name(pairs.augmentation)) of the features, pairs as they are)"
+        case let views as TwoViewBatches: return "two \(name(views.augmentation))"
+        default: return "\(type(of: maker))"
+        }
+    }
+}
