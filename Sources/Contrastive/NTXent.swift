@@ -7,7 +7,7 @@ import Tensor
 /// Anchors Z_a (A x D) and candidates Z (N x D) are L2-normalised rows. For anchor i with
 /// candidate index self(i) and positive pos(i):
 ///
-///     S = Z_a Z^T / tau                        (A x N), S[i, self(i)] = -inf
+///     S = Z_a Z^T / tau                        (A x N), S[i, self(i)] = -inf if self(i) >= 0
 ///     loss = (1 / M) sum_i [ logsumexp_j S[i, j] - S[i, pos(i)] ]
 ///     dS[i, j] = (softmax(S[i])_j - [j = pos(i)]) / M
 ///     dL/dZ_a = dS Z / tau,   dL/dZ = dS^T Z_a / tau
@@ -16,6 +16,10 @@ import Tensor
 /// gradients of all ranks gives exactly the single-process gradient (DESIGN.md decision 3).
 /// The loss knows nothing of ranks: in one process anchors and candidates are the same rows
 /// and the caller adds both gradients; across ranks the candidate gradient is reduce-scattered.
+///
+/// self(i) < 0 excludes nothing: every candidate, the positive included, is in anchor i's softmax.
+/// That is the two-tower case (CLIPLoss), where anchors and candidates come from different
+/// modalities and no candidate is the anchor itself.
 ///
 /// With `logitChunk` = C > 0 the candidates are processed C columns at a time, so the logit
 /// memory is A x C instead of A x N: a first pass accumulates each row's log-sum-exp online
@@ -39,13 +43,15 @@ public final class NTXentLoss {
     public struct Result: Sendable {
         /// This rank's share of the loss: sum over its anchors / normalization.
         public var loss: Double
-        /// Anchors whose positive has the highest similarity among all candidates but self.
+        /// Anchors whose positive has the highest similarity among all candidates but self
+        /// (among all candidates when self < 0); a tie with the maximum counts as correct.
         public var positiveTop1: Int
     }
 
     /// Computes the loss of `anchorCount` anchors against `candidateCount` candidates and
     /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D).
-    /// `selfIndex[i]` / `positiveIndex[i]` are candidate rows of anchor i itself and of its positive.
+    /// `selfIndex[i]` / `positiveIndex[i]` are candidate rows of anchor i itself and of its positive;
+    /// `selfIndex[i] < 0` means anchor i is not among the candidates and nothing is excluded.
     public func forwardBackward(
         anchors: UnsafePointer<Float>, anchorCount: Int,
         candidates: UnsafePointer<Float>, candidateCount: Int, dimension: Int,
@@ -70,7 +76,7 @@ public final class NTXentLoss {
         for i in 0..<a {
             let row = s + i * n
             let me = Int(selfIndex[i]), positive = Int(positiveIndex[i])
-            row[me] = -.infinity
+            if me >= 0 { row[me] = -.infinity }
             let positiveLogit = row[positive]
             let maximum = Kernels.maximum(row, count: n)
             if positiveLogit >= maximum { correct += 1 }
@@ -107,6 +113,7 @@ public final class NTXentLoss {
             gemm(transposeA: false, transposeB: true, m: a, n: width, k: d, alpha: inverseTemperature,
                  a: anchors, lda: d, b: candidates + start * d, ldb: d, c: s, ldc: width)
             for i in 0..<a {
+                // self < 0 (nothing excluded) lands below every chunk, so it is never masked.
                 let me = Int(selfIndex[i]) - start
                 if me >= 0 && me < width { s[i * width + me] = -.infinity }
             }
@@ -162,7 +169,7 @@ public final class NTXentLoss {
         return Result(loss: loss / Double(normalization), positiveTop1: correct)
     }
 
-    /// Plain Double-precision reference of the loss alone (for tests).
+    /// Plain Double-precision reference of the loss alone (for tests); selfIndex < 0 excludes nothing.
     public static func lossReference(anchors: [Float], candidates: [Float], dimension d: Int,
                                      selfIndex: [Int], positiveIndex: [Int], normalization: Int, temperature: Float) -> Double {
         let a = selfIndex.count, n = candidates.count / d

@@ -114,4 +114,108 @@ import Testing
         let (_, _, correct) = lossAndGradient(NTXentLoss(temperature: 0.1), z: z, b: b, d: d)
         #expect(correct == 2 * b)
     }
+
+    // MARK: selfIndex < 0: anchors that are not among the candidates (the two-tower case)
+
+    /// A anchors and N candidates drawn separately (unit rows), anchor i's positive a noisy copy
+    /// of it at candidate `positive[i]`, so retrieval is mostly but not always right.
+    func separateSets(anchors a: Int, candidates n: Int, dimension d: Int, seed: UInt64)
+        -> (anchors: Tensor, candidates: Tensor, positive: [Int32]) {
+        var rng = RandomStream(seed: seed, stream: 2)
+        let za = Tensor(zeros: [a, d]), zc = Tensor(zeros: [n, d])
+        for i in 0..<(a * d) { za[i] = rng.nextNormal() }
+        for i in 0..<(n * d) { zc[i] = rng.nextNormal() }
+        let positive = (0..<a).map { Int32(($0 * 5 + 2) % n) }
+        for i in 0..<a { for k in 0..<d { zc[Int(positive[i]) * d + k] = za[i * d + k] + 1.2 * rng.nextNormal() } }
+        let norms = Tensor(zeros: [max(a, n)])
+        Kernels.l2NormalizeRows(za.data, norms: norms.data, input: za.data, rows: a, columns: d)
+        Kernels.l2NormalizeRows(zc.data, norms: norms.data, input: zc.data, rows: n, columns: d)
+        return (za, zc, positive)
+    }
+
+    func runWithoutSelf(_ loss: NTXentLoss, anchors za: Tensor, candidates zc: Tensor, positive: [Int32],
+                        dimension d: Int, normalization: Int) -> (NTXentLoss.Result, [Float], [Float]) {
+        let a = za.rows, n = zc.rows
+        let selfIndex = [Int32](repeating: -1, count: a)
+        let ga = Tensor(zeros: [a, d]), gc = Tensor(zeros: [n, d])
+        ga.data.update(repeating: 99, count: ga.count)   // must be overwritten, not accumulated into
+        gc.data.update(repeating: 99, count: gc.count)
+        let r = loss.forwardBackward(anchors: za.data, anchorCount: a, candidates: zc.data, candidateCount: n,
+                                     dimension: d, selfIndex: selfIndex, positiveIndex: positive,
+                                     normalization: normalization, anchorGradient: ga.data, candidateGradient: gc.data)
+        return (r, ga.array, gc.array)
+    }
+
+    /// Double-precision top-1: anchors whose positive is the most similar candidate, nothing excluded.
+    func top1Reference(anchors za: [Float], candidates zc: [Float], dimension d: Int, positive: [Int32]) -> Int {
+        let n = zc.count / d
+        return positive.indices.filter { i in
+            let dots = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(za[i * d + $1]) * Double(zc[j * d + $1]) } }
+            return dots.indices.allSatisfy { dots[$0] <= dots[Int(positive[i])] }
+        }.count
+    }
+
+    @Test(arguments: [0, 3, 4])
+    func noSelfMatchesDoubleReference(chunk: Int) {
+        let a = 7, n = 11, d = 5
+        let (za, zc, positive) = separateSets(anchors: a, candidates: n, dimension: d, seed: 5)
+        let (r, _, _) = runWithoutSelf(NTXentLoss(temperature: 0.2, logitChunk: chunk), anchors: za, candidates: zc,
+                                       positive: positive, dimension: d, normalization: 9)
+        let reference = NTXentLoss.lossReference(anchors: za.array, candidates: zc.array, dimension: d,
+                                                 selfIndex: [Int](repeating: -1, count: a),
+                                                 positiveIndex: positive.map(Int.init), normalization: 9, temperature: 0.2)
+        #expect(abs(r.loss - reference) < 1e-5 * max(1, reference))
+        let top1 = top1Reference(anchors: za.array, candidates: zc.array, dimension: d, positive: positive)
+        #expect(r.positiveTop1 == top1)
+        #expect(top1 > 0 && top1 < a)   // the data must exercise both outcomes
+    }
+
+    /// Anchors equal to their positives: with nothing excluded every positive is the nearest
+    /// candidate (similarity 1), which a self mask on the wrong column would break.
+    @Test(arguments: [0, 2])
+    func noSelfPositiveAccuracyCountsNearestPositives(chunk: Int) {
+        let a = 4, n = 6, d = 8
+        let za = Tensor(zeros: [a, d]), zc = Tensor(zeros: [n, d])
+        let positive: [Int32] = [5, 0, 3, 1]
+        for i in 0..<a { za[i * d + i] = 1; zc[Int(positive[i]) * d + i] = 1 }
+        zc[2 * d + 6] = 1; zc[4 * d + 7] = 1
+        let (r, _, _) = runWithoutSelf(NTXentLoss(temperature: 0.1, logitChunk: chunk), anchors: za, candidates: zc,
+                                       positive: positive, dimension: d, normalization: a)
+        #expect(r.positiveTop1 == a)
+    }
+
+    /// Gradients w.r.t. anchors and candidates against central differences of the Double reference.
+    @Test func noSelfGradientMatchesFiniteDifferences() {
+        let a = 4, n = 6, d = 5, temperature: Float = 0.5
+        let (za, zc, positive) = separateSets(anchors: a, candidates: n, dimension: d, seed: 6)
+        let (_, ga, gc) = runWithoutSelf(NTXentLoss(temperature: temperature), anchors: za, candidates: zc,
+                                         positive: positive, dimension: d, normalization: a)
+        let f = {
+            NTXentLoss.lossReference(anchors: za.array, candidates: zc.array, dimension: d,
+                                     selfIndex: [Int](repeating: -1, count: a), positiveIndex: positive.map(Int.init),
+                                     normalization: a, temperature: temperature)
+        }
+        for (z, gradient) in [(za, ga), (zc, gc)] {
+            let indices = Array(0..<z.count)
+            let numerical = GradientCheck.numericalGradient(of: f, at: z.data, indices: indices, step: 1e-3)
+            let error = GradientCheck.maxRelativeError(analytic: gradient.map(Double.init), numerical: numerical)
+            #expect(error < 1e-3)
+        }
+    }
+
+    @Test(arguments: [1, 3, 7, 16])
+    func noSelfChunkedEqualsUnchunked(chunk: Int) {
+        let a = 9, n = 13, d = 6
+        let (za, zc, positive) = separateSets(anchors: a, candidates: n, dimension: d, seed: 7)
+        let (whole, wholeAnchor, wholeCandidate) = runWithoutSelf(NTXentLoss(temperature: 0.2), anchors: za, candidates: zc,
+                                                                  positive: positive, dimension: d, normalization: n)
+        let (chunked, chunkedAnchor, chunkedCandidate) = runWithoutSelf(
+            NTXentLoss(temperature: 0.2, logitChunk: chunk), anchors: za, candidates: zc,
+            positive: positive, dimension: d, normalization: n)
+        #expect(abs(chunked.loss - whole.loss) <= 1e-6 * abs(whole.loss))
+        #expect(chunked.positiveTop1 == whole.positiveTop1)
+        for (x, y) in zip(chunkedAnchor + chunkedCandidate, wholeAnchor + wholeCandidate) {
+            #expect(abs(x - y) <= 1e-6 + 1e-5 * abs(y))
+        }
+    }
 }
