@@ -9,6 +9,12 @@ import Tensor
 /// NT-Xent of the local anchors against the global batch, reduce-scatter of the candidate
 /// gradient, backward with bucketed gradient all-reduce, update (DESIGN.md decisions 3, 4).
 ///
+/// With `loss.kind: clip` the step is two-tower: the batch is B features then B pairs, the
+/// towers embed them, both embeddings are all-gathered and the symmetric CLIP loss of the local
+/// rows against the global batch gives four gradients, the gathered two reduce-scattered back.
+/// The buffers keep their shapes: the V = 2B local rows are [B of a, B of b], the N = 2 P B
+/// gathered rows [P B of a, P B of b].
+///
 /// Shapes: B images per rank, V = 2B local views, P ranks, N = P V global views, I pixels,
 /// E embedding width. Global candidate rows are rank-major: rank r holds rows r V ..< (r+1) V,
 /// laid out [view 0 of its B images, view 1 of the same images]. Every buffer is allocated
@@ -20,11 +26,14 @@ public final class TrainingStep {
     public let optimizer: Optimizer
     public let schedule: LearningRateSchedule
     public let loss: NTXentLoss
+    /// The two-tower loss (loss.kind clip), else nil.
+    public let clipLoss: CLIPLoss?
     public let reducer: GradientReducer
     /// Samples per rank per step (B).
     public let samplesPerStep: Int
 
-    /// The step's input, made by a `BatchMaker`: V x I views (ntxent).
+    /// The step's input, made by a `BatchMaker`: V x I views (ntxent), or B x I features then
+    /// B x W pairs (clip).
     public let batch: Tensor
     let gathered: Tensor            // N x E, every rank's embeddings
     let anchorGradient: Tensor      // V x E
@@ -60,7 +69,9 @@ public final class TrainingStep {
         self.config = config
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
-        model = ContrastiveModel(config.model, inputWidth: inputWidth)
+        let clip = config.loss.kind == .clip
+        precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
+        model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0)
         model.initialise(seed: UInt64(config.seed))
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
@@ -77,6 +88,7 @@ public final class TrainingStep {
         }
         schedule = Self.schedule(o, totalSteps: totalSteps)
         loss = NTXentLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk)
+        clipLoss = clip ? CLIPLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk) : nil
         let c = config.communication
         reducer = GradientReducer(arena: model.arena, communicator: communicator,
                                   precision: WirePrecision(rawValue: c.precision.rawValue)!,
@@ -84,7 +96,7 @@ public final class TrainingStep {
                                   scaleWindow: c.fp16ScaleWindow)
 
         let localViews = 2 * samplesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
-        batch = Tensor(zeros: [localViews, inputWidth])
+        batch = Tensor(zeros: [clip ? samplesPerStep * (inputWidth + pairWidth) : localViews * inputWidth])
         gathered = Tensor(zeros: [globalViews, e])
         anchorGradient = Tensor(zeros: [localViews, e])
         candidateGradient = Tensor(zeros: [globalViews, e])
@@ -111,6 +123,7 @@ public final class TrainingStep {
     /// One optimisation step (every rank calls it) on `input` (a batch as `batch` holds it), by
     /// default `batch`.
     public func step(learningRate: Float, input: UnsafePointer<Float>? = nil) throws -> Result {
+        if clipLoss != nil { return try twoTowerStep(learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
         var times = StepTimes()
         var t = monotonicSeconds()
@@ -135,15 +148,69 @@ public final class TrainingStep {
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: v * e)
         lap(\.gather)
 
-        statistics[0] = Float(result.loss)
-        statistics[1] = Float(result.positiveTop1)
+        return try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, times: times, t: t) {
+            model.backward(anchorGradient.data, batch: v, gradientsFinal: $0)
+        }
+    }
+
+    /// The two-tower (CLIP) step on `input` = B x I features then B x W pairs.
+    func twoTowerStep(learningRate: Float, input: UnsafePointer<Float>) throws -> Result {
+        guard let clipLoss else { preconditionFailure("twoTowerStep without a CLIP loss") }
+        let b = samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * b
+        var times = StepTimes()
+        var t = monotonicSeconds()
+        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
+            let now = monotonicSeconds()
+            times[keyPath: field] += now - t
+            t = now
+        }
+        let localB = anchorGradient.data + b * e, allB = candidateGradient.data + n * e
+        let za = model.forward(input, batch: b).embedding
+        let zb = model.pairForward(input + b * model.inputWidth, batch: b)
+        lap(\.forward)
+        try communicator.allGather(za, count: b * e, into: gathered.data)
+        try communicator.allGather(zb, count: b * e, into: gathered.data + n * e)
+        lap(\.gather)
+        let result = clipLoss.forwardBackward(
+            localA: za, localB: zb, localCount: b, allA: gathered.data, allB: gathered.data + n * e, allCount: n, dimension: e,
+            offset: communicator.rank * b, normalization: n,
+            localAGradient: anchorGradient.data, localBGradient: localB, allAGradient: candidateGradient.data, allBGradient: allB)
+        lap(\.loss)
+        // Each tower's gathered gradient summed onto the rank that owns the rows.
+        let counts = [Int](repeating: b * e, count: p)
+        try communicator.reduceScatter(candidateGradient.data, into: ownGradient.data, counts: counts)
+        try communicator.reduceScatter(allB, into: ownGradient.data + b * e, counts: counts)
+        Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: 2 * b * e)
+        lap(\.gather)
+        // The pair tower sits after the first in the arena: its gradients are final first.
+        return try finish(loss: result.loss, top1: result.aToBTop1 + result.bToATop1, anchors: 2 * n,
+                          learningRate: learningRate, times: times, t: t) { final in
+            model.pairBackward(localB, batch: b, gradientsFinal: final)
+            model.backward(anchorGradient.data, batch: b, gradientsFinal: final)
+        }
+    }
+
+    /// Backward with the bucketed all-reduce, the statistics' all-reduce beside it, and the
+    /// update: the part of the step every loss shares. `backward` runs the model's backward
+    /// passes, reporting finished gradients to the closure it is given.
+    private func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, times: StepTimes, t: Double,
+                        backward: (@escaping (Int) -> Void) -> Void) throws -> Result {
+        let p = communicator.size
+        var times = times, t = t
+        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
+            let now = monotonicSeconds()
+            times[keyPath: field] += now - t
+            t = now
+        }
+        statistics[0] = Float(loss)
+        statistics[1] = Float(top1)
         statistics[2] = requests.stop
         statistics[3] = requests.checkpoint
         let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 4, precision: .fp32)
 
         model.arena.zeroGradients()
         reducer.beginStep()
-        model.backward(anchorGradient.data, batch: v, gradientsFinal: { [reducer] in reducer.gradientsFinal(from: $0) })
+        backward { [reducer] in reducer.gradientsFinal(from: $0) }
         lap(\.backward)
         let applied = try reducer.finish()
         try statisticsSum.wait()
@@ -157,8 +224,8 @@ public final class TrainingStep {
             optimizer.step(model.arena, learningRate: learningRate)
         }
         lap(\.optimizer)
-        let globalLoss = p == 1 ? result.loss : Double(statistics[0])
-        return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(n),
+        let globalLoss = p == 1 ? loss : Double(statistics[0])
+        return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(anchors),
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
                       times: times, communication: reducer.timing, requests: (statistics[2], statistics[3]))
     }

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import Data
+@testable import NN
+@testable import Training
+
+/// Training from a data set written by `contrast prepare`: the same run as from the IDX files,
+/// ranks that open only their own shard files, and damaged shards stopped before the first step.
+@Suite(.serialized) struct PreparedDataTests {
+    /// The first 2,048 images of each split in 8 shards of 256: exactly the smoke config's
+    /// 8 virtual shards of its 2,048 training images.
+    static let prepared: String = {
+        let out = temporaryDirectory("prepared").appendingPathComponent("fmnist").path
+        let outcome = try! runProcess(contrastExecutable, ["prepare", "fashion-mnist", "--out", out, "--shard-size", "256", "--limit", "2048"])
+        precondition(outcome.status == 0, "contrast prepare failed: \(outcome.error)")
+        return out
+    }()
+
+    func train(ranks: Int, path: String, batchPerRank: Int = 64, steps: Int = 4, dataset: String = "prepared",
+               _ extra: [String] = []) throws -> (outcome: ProcessOutcome, run: String) {
+        let run = temporaryDirectory("prepared-run").appendingPathComponent("run").path
+        var overrides = ["run_dir=\(run)", "data.dataset=\(dataset)", "data.path=\(path)", "data.batch_per_rank=\(batchPerRank)",
+                         "train.max_steps=\(steps)", "communication.precision=fp32", "eval.knn_every_epochs=0"]
+        if dataset == "prepared" { overrides.append("data.train_limit=0") }
+        let arguments = ["train", "--config", "configs/smoke.yaml"] + (overrides + extra).flatMap { ["--set", $0] }
+        return (try runContrast(ranks: ranks, arguments), run)
+    }
+
+    func losses(_ run: String) throws -> [Double] {
+        try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  record["time_forward"] != nil else { return nil }
+            return record["loss"] as? Double
+        }
+    }
+
+    /// Prepared shards equal to the virtual shards give the same batches, views and updates:
+    /// the final weights are bit for bit those of the run on the IDX files.
+    @Test func preparedDataTrainsExactlyAsTheIDXFiles() throws {
+        let fromShards = try train(ranks: 1, path: Self.prepared, steps: 6)
+        #expect(fromShards.outcome.status == 0, "\(fromShards.outcome.error.suffix(1500))")
+        let fromIDX = try train(ranks: 1, path: FashionMNIST.defaultDirectory, steps: 6, dataset: "fashion-mnist")
+        #expect(fromIDX.outcome.status == 0, "\(fromIDX.outcome.error.suffix(1500))")
+        let a = try Data(contentsOf: URL(fileURLWithPath: fromShards.run + "/weights.bin"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: fromIDX.run + "/weights.bin"))
+        #expect(a == b)
+        #expect(try losses(fromShards.run) == losses(fromIDX.run))
+        let log = try String(contentsOfFile: fromShards.run + "/train.log", encoding: .utf8)
+        #expect(log.contains("kNN accuracy"))
+    }
+
+    /// Each rank gets a folder holding the manifest and only the shard files the sampler gives
+    /// it (data.path with {rank}); a rank that opened any other shard would fail on the missing
+    /// file. P = 2 divides the 8 shards; P = 3 does not, so two shards are copied to two ranks.
+    /// The loss curve is the one-process curve.
+    @Test(arguments: [(2, 32), (3, 16)])
+    func eachRankOpensOnlyItsOwnShards(ranks: Int, batchPerRank: Int) throws {
+        let root = temporaryDirectory("per-rank")
+        let manifest = try ShardedDataset.readManifest(directory: Self.prepared + "/train")
+        let sampler = try Sampler(shardRanges: manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount },
+                                  globalBatchSize: ranks * batchPerRank, seed: 0)
+        var copies = 0
+        for rank in 0..<ranks {
+            let folder = root.appendingPathComponent("rank-\(rank)")
+            let train = folder.appendingPathComponent("train")
+            try FileManager.default.createDirectory(at: train, withIntermediateDirectories: true)
+            let files = try sampler.shards(rank: rank, worldSize: ranks).map { manifest.shards[$0].file } + [ShardManifest.fileName]
+            for file in files {
+                try FileManager.default.copyItem(atPath: Self.prepared + "/train/" + file, toPath: train.appendingPathComponent(file).path)
+            }
+            copies += files.count - 1
+            if rank == 0 { try FileManager.default.copyItem(atPath: Self.prepared + "/test", toPath: folder.appendingPathComponent("test").path) }
+        }
+        #expect(copies == (8 % ranks == 0 ? 8 : 8 + 2))
+        let distributed = try train(ranks: ranks, path: root.path + "/rank-{rank}", batchPerRank: batchPerRank)
+        #expect(distributed.outcome.status == 0, "\(distributed.outcome.error.suffix(1500))")
+        let reference = try train(ranks: 1, path: Self.prepared, batchPerRank: ranks * batchPerRank)
+        #expect(reference.outcome.status == 0, "\(reference.outcome.error.suffix(1500))")
+        let (a, b) = (try losses(distributed.run), try losses(reference.run))
+        #expect(a.count == 4 && b.count == 4)
+        for (x, y) in zip(a, b) { #expect(abs(x - y) <= 1e-5 * abs(y)) }
+    }
+
+    /// A damaged shard stops the run before the first step with one line naming the file, and
+    /// leaves no run directory behind; on two ranks the job ends naming the rank that read it.
+    @Test func damagedShardStopsTrainingBeforeItStarts() throws {
+        let copy = temporaryDirectory("damaged").appendingPathComponent("set").path
+        try FileManager.default.copyItem(atPath: Self.prepared, toPath: copy)
+        let shard = copy + "/train/" + ShardedDatasetWriter.shardFileName(5)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: shard))
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: shard))
+
+        let single = try train(ranks: 1, path: copy)
+        #expect(single.outcome.status != 0)
+        #expect(single.outcome.error.contains("shard-00005.bin") && single.outcome.error.contains("crc32"), "\(single.outcome.error)")
+        #expect(!single.outcome.error.contains("Fatal error"))
+        #expect(!FileManager.default.fileExists(atPath: single.run))
+
+        let two = try train(ranks: 2, path: copy)
+        #expect(two.outcome.status != 0)
+        #expect(two.outcome.error.contains("rank 1") && two.outcome.error.contains("shard-00005.bin"), "\(two.outcome.error.suffix(1500))")
+
+        // A truncated shard is caught when the manifest is checked against the files.
+        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: shard))
+        let truncated = try train(ranks: 1, path: copy)
+        #expect(truncated.outcome.status != 0)
+        #expect(truncated.outcome.error.contains("shard-00005.bin") && truncated.outcome.error.contains("truncated"))
+    }
+}
