@@ -171,3 +171,52 @@ public enum Bench {
         return (figures, report)
     }
 }
+
+extension Bench {
+    /// `bench data`: the data pipeline alone against what the step consumes, one process.
+    /// Times (1) opening and reading this rank's part of the data set (every checksum; for
+    /// `prepared` the shard files, for `fashion-mnist` the IDX files), (2) making batches
+    /// (decoded samples to augmented views) on one thread, and (3) the training step on the
+    /// same batches; reports samples/s of each and the producer's margin over the consumer.
+    public static func data(config: TrainingConfig, repeats: Int, warmup: Int = 3) throws -> String {
+        BLASThreads.set(config.train.blasThreads)
+        let t0 = monotonicSeconds()
+        let data = try TrainingData(config: config, rank: 0, worldSize: 1, loadTest: false)
+        let readSeconds = monotonicSeconds() - t0
+        var fileBytes = 0
+        if config.data.dataset == .prepared {
+            let manifest = try ShardedDataset.readManifest(directory: TrainingData.splits(of: config.data.path).train)
+            fileBytes = data.shards.reduce(0) { $0 + manifest.shards[$1].bytes }
+        } else {
+            for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+                let attributes = try? FileManager.default.attributesOfItem(atPath: config.data.path + "/" + name)
+                fileBytes += (attributes?[.size] as? Int) ?? 0
+            }
+        }
+        let b = config.data.batchPerRank
+        let step = try TrainingStep(config: config, inputWidth: data.train.featureWidth, pairWidth: data.train.pairWidth,
+                                    samplesPerStep: b, totalSteps: warmup + repeats)
+        let order = try data.sampler.order(epoch: 0)
+        var makeTimes: [Double] = [], stepTimes: [Double] = []
+        for i in 0..<(warmup + repeats) {
+            let t1 = monotonicSeconds()
+            data.maker.makeBatch(samples: order.batch(i % data.sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
+            let t2 = monotonicSeconds()
+            _ = try step.step(learningRate: config.optimizer.lr)
+            let t3 = monotonicSeconds()
+            if i >= warmup { makeTimes.append(t2 - t1); stepTimes.append(t3 - t2) }
+        }
+        let make = median(makeTimes), consume = median(stepTimes)
+        let decodedBytes = data.train.count * (data.train.featureWidth * (data.train.features.dtype == .uint8 ? 1 : 4) + data.train.pairWidth * 4 + 8)
+        return [
+            "data pipeline, one process, \(config.data.dataset.rawValue) at \(config.data.path) (\(TrainingData.describe(data.maker))):",
+            String(format: "  read + check %d samples: %.3f s = %.0f samples/s, %.1f MB/s of files, %.1f MB/s decoded",
+                   data.train.count, readSeconds, Double(data.train.count) / readSeconds, Double(fileBytes) / readSeconds / 1e6,
+                   Double(decodedBytes) / readSeconds / 1e6),
+            String(format: "  batches of %d samples made on one thread: %.2f ms = %.0f samples/s (median of %d)",
+                   b, make * 1e3, Double(b) / make, repeats),
+            String(format: "  training step on them: %.2f ms = %.0f samples/s consumed", consume * 1e3, Double(b) / consume),
+            String(format: "  producer / consumer: %.1fx (one producer thread keeps up while > 1)", consume / make),
+        ].joined(separator: "\n")
+    }
+}

@@ -118,7 +118,7 @@ struct Eval: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
-                                                    subcommands: [GEMM.self, Step.self, BenchAllReduce.self, BenchCheckpoint.self])
+                                                    subcommands: [GEMM.self, Step.self, DataPipeline.self, BenchAllReduce.self, BenchCheckpoint.self])
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",
@@ -129,6 +129,17 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             try reportingErrors { say(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, threads: threads)) }
+        }
+    }
+
+    struct DataPipeline: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "data",
+            abstract: "Data pipeline alone (read, decode, augment; one thread) against the step's consumption.")
+        @Option(help: "Timed batches (median reported).") var repeats = 30
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try reportingErrors { say(try Training.Bench.data(config: try options.load(), repeats: repeats)) }
         }
     }
 
