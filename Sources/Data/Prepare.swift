@@ -17,26 +17,32 @@ public struct PrepareSummary: Sendable {
 public enum DatasetPreparation {
     /// Fashion-MNIST's two splits from the IDX files in `source` into `out`/train and `out`/test:
     /// uint8 [28, 28] features and int64 labels.
-    /// - Parameter limit: prepare only the first `limit` samples of each split; 0 prepares all.
+    /// - Parameters:
+    ///   - layout: how to cut each split into shards.
+    ///   - limit: prepare only the first `limit` samples of each split; 0 prepares all.
+    /// - Throws: `DataError.tooManyShards` before writing anything when a split has fewer
+    ///   samples than the layout's shard count.
     public static func fashionMNIST(source: String = FashionMNIST.defaultDirectory, out: String,
-                                    shardSize: Int, limit: Int = 0) throws -> [PrepareSummary] {
-        try FashionMNIST.Split.allCases.map { split in
-            let dataset = try FashionMNIST.load(directory: source, split: split, limit: limit)
+                                    layout: ShardLayout, limit: Int = 0) throws -> [PrepareSummary] {
+        let splits = try FashionMNIST.Split.allCases.map { ($0, try FashionMNIST.load(directory: source, split: $0, limit: limit)) }
+        for (_, dataset) in splits { _ = try layout.ranges(sampleCount: dataset.count) }
+        return try splits.map { split, dataset in
             let directory = out + "/" + split.rawValue
             let samples = SampleBlock(count: dataset.count, features: .uint8(dataset.images),
                                       labels: dataset.labels.map { Int64($0) })
             let manifest = try ShardedDatasetWriter.write(samples, featureShape: [dataset.height, dataset.width],
-                                                          to: directory, shardSize: shardSize)
+                                                          to: directory, layout: layout)
             let sources = ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"].map { source + "/" + split.filePrefix + "-" + $0 }
             return PrepareSummary(directory: directory, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
-                                  preparedBytes: try preparedBytes(directory, manifest), sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) })
+                                  preparedBytes: try preparedBytes(directory, manifest),
+                                  sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) })
         }
     }
 
     /// .npy arrays into `out`: features (u1 stays uint8; f4, f8 and i8 become float32), optional
     /// labels (i8 or u1, one per sample) and optional pairs (converted to float32).
     public static func npy(features: String, labels: String? = nil, pairs: String? = nil,
-                           out: String, shardSize: Int) throws -> PrepareSummary {
+                           out: String, layout: ShardLayout) throws -> PrepareSummary {
         let featureArray = try NPYArray(path: features)
         guard featureArray.shape.count >= 1 else {
             throw DataError.npyInvalid(path: features, problem: "features must have at least one dimension (samples first)")
@@ -76,7 +82,7 @@ public enum DatasetPreparation {
         }
         let samples = SampleBlock(count: featureArray.sampleCount, features: values, labels: labelValues, pairs: pairValues)
         let manifest = try ShardedDatasetWriter.write(samples, featureShape: featureArray.sampleShape, pairShape: pairShape,
-                                                      to: out, shardSize: shardSize)
+                                                      to: out, layout: layout)
         let sources = [features] + [labels, pairs].compactMap { $0 }
         return PrepareSummary(directory: out, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
                               preparedBytes: try preparedBytes(out, manifest),
