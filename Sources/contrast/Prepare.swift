@@ -52,6 +52,8 @@ struct ShardOptions: ParsableArguments {
     var layout: ShardLayout { shardSize.map { .size($0) } ?? .count(shards ?? Self.defaultShardCount) }
 }
 
+extension PairSpec.Kind: ExpressibleByArgument {}
+
 struct PrepareFashionMNIST: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fashion-mnist",
         abstract: "Fashion-MNIST from Debian's IDX files into OUT/train and OUT/test.")
@@ -59,11 +61,24 @@ struct PrepareFashionMNIST: ParsableCommand {
     @OptionGroup var shardOptions: ShardOptions
     @Option(help: "Folder of the IDX .gz files.") var path: String = FashionMNIST.defaultDirectory
     @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all).", visibility: .hidden)) var limit: Int = 0
+    @Option(help: ArgumentHelp("Also write a float32 pair vector per image for two-tower training: 'projection', a fixed random "
+                               + "projection of a differently augmented copy (docs/data-format.md, \"Pairs\")."))
+    var pairs: PairSpec.Kind?
+    @Option(help: "Width of the pair vectors. (default: 64)") var pairWidth: Int?
+    @Option(help: "Seed of the pair projection and augmentation. (default: 0)") var pairSeed: UInt64?
+
+    func validate() throws {
+        if pairs == nil && (pairWidth != nil || pairSeed != nil) {
+            throw ValidationError("--pair-width and --pair-seed describe pairs; add --pairs projection")
+        }
+        if let pairWidth, pairWidth <= 0 { throw ValidationError("--pair-width must be positive, got \(pairWidth)") }
+    }
 
     func run() throws {
         try reportingErrors {
+            let spec = pairs.map { PairSpec(kind: $0, width: pairWidth ?? 64, seed: pairSeed ?? 0) }
             for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, layout: shardOptions.layout,
-                                                               limit: limit) {
+                                                               limit: limit, pairs: spec) {
                 report(summary, source: "the raw IDX .gz files")
                 try verify(summary.directory)
             }

@@ -78,6 +78,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: out + "/train/dataset.json"))
     }
 
+    @Test func preparedPairsAreDeterministicAndPerSample() throws {
+        func pairs(_ name: String) throws -> (ShardedDataset, [Float]) {
+            let out = temporaryDirectory("prepare-pairs").appendingPathComponent(name).path
+            let outcome = try run(["prepare", "fashion-mnist", "--out", out, "--limit", "300", "--shards", "4",
+                                   "--pairs", "projection", "--pair-width", "24", "--pair-seed", "5"])
+            #expect(outcome.status == 0, "\(outcome.error)")
+            let dataset = try ShardedDataset(directory: out + "/test")
+            return (dataset, try (0..<dataset.shardCount).flatMap { try dataset.readShard($0).pairs ?? [] })
+        }
+        let (dataset, first) = try pairs("a")
+        let (_, second) = try pairs("b")
+        #expect(dataset.manifest.pairs == FieldLayout(dtype: .float32, shape: [24]) && dataset.sampleCount == 300)
+        #expect(first.count == 300 * 24 && first.map(\.bitPattern) == second.map(\.bitPattern))
+        let rows: [[UInt32]] = (0..<300).map { (sample: Int) -> [UInt32] in first[(sample * 24)..<(sample * 24 + 24)].map(\.bitPattern) }
+        #expect(Set(rows).count == 300, "two samples share a pair")
+    }
+
     @Test func prepareOfAMissingArrayNamesIt() throws {
         let out = temporaryDirectory("prepare-npy").appendingPathComponent("set").path
         expectOneLineError(try run(["prepare", "npy", "--features", "/nonexistent/x.npy", "--out", out]), mentioning: ["/nonexistent/x.npy"])
