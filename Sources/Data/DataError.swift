@@ -31,6 +31,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case npyInvalid(path: String, problem: String)
     /// Two inputs of `contrast prepare` disagree on the sample count.
     case sampleCountMismatch(firstPath: String, first: Int, secondPath: String, second: Int)
+    /// `contrast prepare` was asked for more shards than there are samples.
+    case tooManyShards(shards: Int, sampleCount: Int)
 
     public var description: String {
         switch self {
@@ -70,6 +72,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .sampleCountMismatch(let firstPath, let first, let secondPath, let second):
             return "\(firstPath) holds \(first) samples but \(secondPath) holds \(second); "
                 + "their first dimensions must match (one row per sample)"
+        case .tooManyShards(let shards, let sampleCount):
+            return "cannot cut \(sampleCount) samples into \(shards) shards (a shard would be empty); "
+                + "pass --shards \(sampleCount) or fewer, or --shard-size N"
         }
     }
 }

@@ -31,6 +31,30 @@ public struct SampleBlock: Equatable, Sendable {
     }
 }
 
+/// How `ShardedDatasetWriter` cuts N samples into shard files.
+public enum ShardLayout: Sendable, Equatable {
+    /// Shards of this many samples; the last one is smaller when it does not divide N.
+    case size(Int)
+    /// This many shards of near-equal size: shard s holds [floor(s N / S), floor((s+1) N / S)),
+    /// the virtual shards of `Sampler.shardRange`, so with data.virtual_shards = S every
+    /// virtual shard is one file.
+    case count(Int)
+
+    /// The sample ranges of the shards of N samples, in order.
+    /// - Throws: `DataError.tooManyShards` when a shard count exceeds N (a shard would be empty).
+    public func ranges(sampleCount: Int) throws -> [Range<Int>] {
+        switch self {
+        case .size(let size):
+            precondition(size > 0, "ShardLayout: shard size \(size) must be positive")
+            return stride(from: 0, to: sampleCount, by: size).map { $0 ..< min($0 + size, sampleCount) }
+        case .count(let count):
+            precondition(count > 0, "ShardLayout: shard count \(count) must be positive")
+            guard count <= sampleCount else { throw DataError.tooManyShards(shards: count, sampleCount: sampleCount) }
+            return (0..<count).map { s in s * sampleCount / count ..< (s + 1) * sampleCount / count }
+        }
+    }
+}
+
 /// Writes a sharded data set (docs/data-format.md) from samples held in memory.
 public enum ShardedDatasetWriter {
     /// Shard file name for index `index`: shard-00000.bin, ...
@@ -39,18 +63,28 @@ public enum ShardedDatasetWriter {
         return "shard-" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits + ".bin"
     }
 
-    /// Writes `samples` into `directory` as shards of `shardSize` samples (the last may be
-    /// smaller) and then `dataset.json`. Each file goes through a temporary file, fsync and
-    /// rename; a manifest already there is removed first and written last, so a folder with a
-    /// manifest always holds the shards that manifest names.
-    /// - Parameters:
-    ///   - featureShape: shape of one sample's features, e.g. [28, 28].
-    ///   - pairShape: shape of one sample's pair; required when `samples.pairs` is present.
-    ///   - level: zstd compression level.
+    /// `write(_:featureShape:pairShape:to:layout:level:)` with shards of `shardSize` samples.
     @discardableResult
     public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
                              to directory: String, shardSize: Int, level: Int32 = 3) throws -> ShardManifest {
-        precondition(shardSize > 0, "ShardedDatasetWriter: shard size \(shardSize) must be positive")
+        try write(samples, featureShape: featureShape, pairShape: pairShape, to: directory, layout: .size(shardSize), level: level)
+    }
+
+    /// Writes `samples` into `directory` as shards cut by `layout` and then `dataset.json`.
+    /// Each file goes through a temporary file, fsync and rename; a manifest already there is
+    /// removed first and written last, so a folder with a manifest always holds the shards that
+    /// manifest names.
+    /// - Parameters:
+    ///   - featureShape: shape of one sample's features, e.g. [28, 28].
+    ///   - pairShape: shape of one sample's pair; required when `samples.pairs` is present.
+    ///   - layout: shards of a given size, or a given number of near-equal shards.
+    ///   - level: zstd compression level.
+    /// - Throws: `DataError.tooManyShards` before writing anything when the layout asks for more
+    ///   shards than samples.
+    @discardableResult
+    public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
+                             to directory: String, layout: ShardLayout, level: Int32 = 3) throws -> ShardManifest {
+        let ranges = try layout.ranges(sampleCount: samples.count)
         let features = FieldLayout(dtype: samples.features.dtype, shape: featureShape)
         precondition(samples.features.elementCount == samples.count * features.elementsPerSample,
                      "ShardedDatasetWriter: \(samples.features.elementCount) feature values are not \(samples.count) x \(featureShape)")
@@ -77,9 +111,8 @@ public enum ShardedDatasetWriter {
         }
 
         var shards: [ShardManifest.Shard] = []
-        var first = 0
-        while first < samples.count {
-            let count = min(shardSize, samples.count - first)
+        for range in ranges {
+            let first = range.lowerBound, count = range.count
             let file = shardFileName(shards.count)
             var bytes: [UInt8] = []
             var frames: [ShardManifest.Frame] = []
@@ -105,7 +138,6 @@ public enum ShardedDatasetWriter {
             try ShardIO.writeAtomically(bytes, to: directory + "/" + file)
             let crc = bytes.withUnsafeBytes { ShardIO.crc32Hex($0) }
             shards.append(.init(file: file, firstSample: first, sampleCount: count, bytes: bytes.count, crc32: crc, frames: frames))
-            first += count
         }
         try ShardIO.syncDirectory(directory)
 

@@ -30,21 +30,55 @@ private func verify(_ directory: String) throws {
                decoded / seconds / 1e6))
 }
 
+/// How to cut the data set into shard files: a count (the default) or a size, not both.
+struct ShardOptions: ParsableArguments {
+    /// The trainer's default data.virtual_shards, so prepared shards are its virtual shards.
+    static let defaultShardCount = 64
+
+    @Option(help: ArgumentHelp("Shard files of near-equal size; shard s holds samples [s N / S, (s+1) N / S), the trainer's "
+                               + "virtual shards for data.virtual_shards = S. (default: \(defaultShardCount), unless --shard-size is given)"))
+    var shards: Int?
+    @Option(help: "Samples per shard file instead of a shard count; the last shard may be smaller.")
+    var shardSize: Int?
+
+    func validate() throws {
+        if shards != nil && shardSize != nil {
+            throw ValidationError("--shards and --shard-size both cut the data set into shards; give one of them")
+        }
+        if let shards, shards <= 0 { throw ValidationError("--shards must be positive, got \(shards)") }
+        if let shardSize, shardSize <= 0 { throw ValidationError("--shard-size must be positive, got \(shardSize)") }
+    }
+
+    var layout: ShardLayout { shardSize.map { .size($0) } ?? .count(shards ?? Self.defaultShardCount) }
+}
+
+extension PairSpec.Kind: ExpressibleByArgument {}
+
 struct PrepareFashionMNIST: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fashion-mnist",
         abstract: "Fashion-MNIST from Debian's IDX files into OUT/train and OUT/test.")
     @Option(help: "Output folder.") var out: String
-    @Option(help: "Samples per shard file.") var shardSize: Int = 10_000
+    @OptionGroup var shardOptions: ShardOptions
     @Option(help: "Folder of the IDX .gz files.") var path: String = FashionMNIST.defaultDirectory
     @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all).", visibility: .hidden)) var limit: Int = 0
+    @Option(help: ArgumentHelp("Also write a float32 pair vector per image for two-tower training: 'projection', a fixed random "
+                               + "projection of a differently augmented copy (docs/data-format.md, \"Pairs\")."))
+    var pairs: PairSpec.Kind?
+    @Option(help: "Width of the pair vectors. (default: 64)") var pairWidth: Int?
+    @Option(help: "Seed of the pair projection and augmentation. (default: 0)") var pairSeed: UInt64?
 
     func validate() throws {
-        guard shardSize > 0 else { throw ValidationError("--shard-size must be positive, got \(shardSize)") }
+        if pairs == nil && (pairWidth != nil || pairSeed != nil) {
+            throw ValidationError("--pair-width and --pair-seed describe pairs; add --pairs projection")
+        }
+        if let pairWidth, pairWidth <= 0 { throw ValidationError("--pair-width must be positive, got \(pairWidth)") }
     }
 
     func run() throws {
         try reportingErrors {
-            for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, shardSize: shardSize, limit: limit) {
+            let spec = pairs.map { PairSpec(kind: $0, width: pairWidth ?? 64, seed: pairSeed ?? 0) }
+            for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, layout: shardOptions.layout,
+                                                               limit: limit, pairs: spec) {
                 report(summary, source: "the raw IDX .gz files")
                 try verify(summary.directory)
             }
@@ -59,15 +93,12 @@ struct PrepareNPY: ParsableCommand {
     @Option(help: "Labels: one integer per sample (int64 or uint8).") var labels: String?
     @Option(help: "Second modality for pairs, converted to float32.") var pairs: String?
     @Option(help: "Output folder.") var out: String
-    @Option(help: "Samples per shard file.") var shardSize: Int = 10_000
-
-    func validate() throws {
-        guard shardSize > 0 else { throw ValidationError("--shard-size must be positive, got \(shardSize)") }
-    }
+    @OptionGroup var shardOptions: ShardOptions
 
     func run() throws {
         try reportingErrors {
-            let summary = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, out: out, shardSize: shardSize)
+            let summary = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, out: out,
+                                                     layout: shardOptions.layout)
             report(summary, source: "the .npy files")
             try verify(summary.directory)
         }

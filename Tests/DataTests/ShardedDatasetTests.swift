@@ -71,12 +71,53 @@ private func flipByte(_ path: String, at offset: Int) throws {
         #expect(bits(gotFeatures) == bits(features) && bits(gotPairs) == bits(pairs) && gotLabels == labels)
     }
 
+    @Test func shardCountLayoutIsTheSamplersVirtualShards() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let count = 997, shards = 64
+        let features = (0..<(count * 3)).map { Float(sin(Double($0))) * 1e3 }
+        let pairs = (0..<(count * 2)).map { Float($0) / 7 - 3 }
+        let labels = (0..<count).map { Int64($0 % 10) }
+        let manifest = try ShardedDatasetWriter.write(SampleBlock(count: count, features: .float32(features), labels: labels, pairs: pairs),
+                                                      featureShape: [3], pairShape: [2], to: folder, layout: .count(shards))
+        let sampler = try Sampler(sampleCount: count, globalBatchSize: shards, virtualShards: shards, seed: 0)
+        #expect(manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount } == (0..<shards).map(sampler.shardRange))
+        #expect(Set(manifest.shards.map(\.sampleCount)) == [15, 16])
+
+        let dataset = try ShardedDataset(directory: folder)
+        var gotFeatures: [Float] = [], gotPairs: [Float] = [], gotLabels: [Int64] = []
+        for block in try readAll(dataset) {
+            guard case .float32(let values) = block.features else { Issue.record("features not float32"); return }
+            gotFeatures += values
+            gotPairs += block.pairs ?? []
+            gotLabels += block.labels ?? []
+        }
+        #expect(bits(gotFeatures) == bits(features) && bits(gotPairs) == bits(pairs) && gotLabels == labels)
+    }
+
+    @Test func layoutsCutTheExpectedRanges() throws {
+        #expect(try ShardLayout.size(4).ranges(sampleCount: 10) == [0..<4, 4..<8, 8..<10])
+        #expect(try ShardLayout.count(3).ranges(sampleCount: 10) == [0..<3, 3..<6, 6..<10])
+        #expect(try ShardLayout.count(10).ranges(sampleCount: 10).allSatisfy { $0.count == 1 })
+        #expect(throws: DataError.tooManyShards(shards: 11, sampleCount: 10)) { try ShardLayout.count(11).ranges(sampleCount: 10) }
+    }
+
+    @Test func tooManyShardsWritesNothing() throws {
+        let folder = NSTemporaryDirectory() + "contrast-shards-\(UUID().uuidString)"
+        let error = #expect(throws: DataError.self) {
+            try ShardedDatasetWriter.write(SampleBlock(count: 5, features: .uint8([UInt8](repeating: 1, count: 5))),
+                                           featureShape: [1], to: folder, layout: .count(8))
+        }
+        #expect(error?.description.contains("--shards 5 or fewer") == true, "\(String(describing: error))")
+        #expect(!FileManager.default.fileExists(atPath: folder))
+    }
+
     @Test func fashionMNISTPrefixMatchesIDX() throws {
         let source = FashionMNIST.defaultDirectory
         guard FileManager.default.fileExists(atPath: source + "/t10k-images-idx3-ubyte.gz") else { return }
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let summaries = try DatasetPreparation.fashionMNIST(source: source, out: folder, shardSize: 700, limit: 3000)
+        let summaries = try DatasetPreparation.fashionMNIST(source: source, out: folder, layout: .size(700), limit: 3000)
         #expect(summaries.map(\.shardCount) == [5, 5] && summaries.allSatisfy { $0.sampleCount == 3000 })
         for split in FashionMNIST.Split.allCases {
             let original = try FashionMNIST.load(split: split, limit: 3000)

@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import Testing
 
@@ -52,6 +53,46 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: out + "/train/dataset.json"))
         #expect(FileManager.default.fileExists(atPath: out + "/train/shard-00002.bin"))
         #expect(outcome.output.contains("verified"))
+    }
+
+    @Test func prepareCutsSixtyFourShardsByDefault() throws {
+        let out = temporaryDirectory("prepare-count").appendingPathComponent("fmnist").path
+        let outcome = try run(["prepare", "fashion-mnist", "--out", out, "--limit", "300"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let manifest = try ShardedDataset(directory: out + "/train").manifest
+        #expect(manifest.shards.count == 64 && Set(manifest.shards.map(\.sampleCount)) == [4, 5])
+        #expect(manifest.shards[1].firstSample == 300 / 64)
+    }
+
+    @Test func prepareRejectsShardsWithShardSize() throws {
+        let out = temporaryDirectory("prepare-conflict").appendingPathComponent("fmnist").path
+        let outcome = try run(["prepare", "fashion-mnist", "--out", out, "--limit", "300", "--shards", "3", "--shard-size", "100"])
+        #expect(outcome.status != 0)
+        #expect(outcome.error.contains("--shards") && outcome.error.contains("--shard-size"), "\(outcome.error)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test func prepareRejectsMoreShardsThanSamples() throws {
+        let out = temporaryDirectory("prepare-many").appendingPathComponent("fmnist").path
+        expectOneLineError(try run(["prepare", "fashion-mnist", "--out", out, "--limit", "30"]), mentioning: ["30 samples", "64 shards", "--shards 30"])
+        #expect(!FileManager.default.fileExists(atPath: out + "/train/dataset.json"))
+    }
+
+    @Test func preparedPairsAreDeterministicAndPerSample() throws {
+        func pairs(_ name: String) throws -> (ShardedDataset, [Float]) {
+            let out = temporaryDirectory("prepare-pairs").appendingPathComponent(name).path
+            let outcome = try run(["prepare", "fashion-mnist", "--out", out, "--limit", "300", "--shards", "4",
+                                   "--pairs", "projection", "--pair-width", "24", "--pair-seed", "5"])
+            #expect(outcome.status == 0, "\(outcome.error)")
+            let dataset = try ShardedDataset(directory: out + "/test")
+            return (dataset, try (0..<dataset.shardCount).flatMap { try dataset.readShard($0).pairs ?? [] })
+        }
+        let (dataset, first) = try pairs("a")
+        let (_, second) = try pairs("b")
+        #expect(dataset.manifest.pairs == FieldLayout(dtype: .float32, shape: [24]) && dataset.sampleCount == 300)
+        #expect(first.count == 300 * 24 && first.map(\.bitPattern) == second.map(\.bitPattern))
+        let rows: [[UInt32]] = (0..<300).map { (sample: Int) -> [UInt32] in first[(sample * 24)..<(sample * 24 + 24)].map(\.bitPattern) }
+        #expect(Set(rows).count == 300, "two samples share a pair")
     }
 
     @Test func prepareOfAMissingArrayNamesIt() throws {
