@@ -13,6 +13,8 @@ public protocol BatchMaker: Sendable {
 public enum Augmentation: Sendable {
     /// Crops, flips, colour jitter and noise of grey-scale images (`ViewMaker`).
     case image(ViewMaker)
+    /// Scaling, masking, dropout and noise of any features (`FeatureViewMaker`).
+    case features(FeatureViewMaker)
     /// No augmentation: the features as they are (uint8 as byte / 255).
     case none
 }
@@ -45,6 +47,18 @@ public struct TwoViewBatches: BatchMaker {
             guard case .uint8(let images) = rows.features else { preconditionFailure("image views need uint8 features") }
             images.withUnsafeBufferPointer {
                 maker.makeViews(images: $0, firstSample: rows.held.lowerBound, samples: samples, epoch: epoch, seed: seed, into: out)
+            }
+        case .features(let maker):
+            let first = rows.held.lowerBound
+            switch rows.features {
+            case .uint8(let values):
+                values.withUnsafeBufferPointer {
+                    maker.makeViews(samples: samples, rows: { $0 - first }, source: .uint8($0), epoch: epoch, seed: seed, into: out)
+                }
+            case .float32(let values):
+                values.withUnsafeBufferPointer {
+                    maker.makeViews(samples: samples, rows: { $0 - first }, source: .float32($0), epoch: epoch, seed: seed, into: out)
+                }
             }
         case .none:
             rows.writeInputs(samples, into: out)
@@ -82,6 +96,24 @@ public struct PairBatches: BatchMaker {
                 for (index, sample) in samples.enumerated() {
                     maker.makeView(image: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
                                    seed: seed, epoch: epoch, sample: sample, view: 0)
+                }
+            }
+        case .features(let maker):
+            let width = rows.featureWidth
+            switch rows.features {
+            case .uint8(let values):
+                values.withUnsafeBufferPointer { all in
+                    for (index, sample) in samples.enumerated() {
+                        maker.makeView(features: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+                                       seed: seed, epoch: epoch, sample: sample, view: 0)
+                    }
+                }
+            case .float32(let values):
+                values.withUnsafeBufferPointer { all in
+                    for (index, sample) in samples.enumerated() {
+                        maker.makeView(features: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+                                       seed: seed, epoch: epoch, sample: sample, view: 0)
+                    }
                 }
             }
         case .none:

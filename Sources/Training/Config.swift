@@ -14,6 +14,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var data: DataSection
     /// Augmentation that makes the two views of every sample.
     public var views: ViewsSection
+    /// Augmentation of non-image features (data.augment features).
+    public var featureViews: FeatureViewsSection
     /// Encoder and projection head.
     public var model: ModelSection
     /// Contrastive objective.
@@ -35,6 +37,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_dir"
         case seed, data, views, model, loss, optimizer, train, eval, communication, checkpoint, resume
+        case featureViews = "feature_views"
     }
 
     public init(
@@ -42,6 +45,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         seed: Int = 0,
         data: DataSection = DataSection(),
         views: ViewsSection = ViewsSection(),
+        featureViews: FeatureViewsSection = FeatureViewsSection(),
         model: ModelSection = ModelSection(),
         loss: LossSection = LossSection(),
         optimizer: OptimizerSection = OptimizerSection(),
@@ -55,6 +59,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         self.seed = seed
         self.data = data
         self.views = views
+        self.featureViews = featureViews
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
@@ -176,6 +181,26 @@ public struct ViewsSection: Codable, Sendable, Equatable {
         self.flip = flip
         self.jitter = jitter
         self.jitterProbability = jitterProbability
+        self.noise = noise
+    }
+}
+
+/// Augmentation of non-image features (`data.augment: features`), applied in this order:
+/// scale, mask, dropout, noise.
+public struct FeatureViewsSection: Codable, Sendable, Equatable {
+    /// Range [lo, hi] of one multiplicative factor per view, drawn uniformly ([1, 1] = off).
+    public var scale: [Float]
+    /// Fraction of the features zeroed as one contiguous span at a random start (0 = off).
+    public var mask: Float
+    /// Probability that each feature is zeroed, independently (no rescaling; 0 = off).
+    public var dropout: Float
+    /// Standard deviation of additive Gaussian noise (0 = off).
+    public var noise: Float
+
+    public init(scale: [Float] = [0.8, 1.2], mask: Float = 0.0, dropout: Float = 0.1, noise: Float = 0.05) {
+        self.scale = scale
+        self.mask = mask
+        self.dropout = dropout
         self.noise = noise
     }
 }

@@ -24,6 +24,14 @@ extension TrainingConfig {
         try checkProbability(views.jitterProbability, "views.jitter_p")
         try check(views.noise >= 0 && views.noise.isFinite, "views.noise", "must be 0 or positive", views.noise)
 
+        try checkRange(featureViews.scale, "feature_views.scale", "two numbers [lo, hi] with 0 < lo <= hi") {
+            $0 > 0 && $0 <= $1 && $1.isFinite
+        }
+        try check(featureViews.mask >= 0 && featureViews.mask < 1, "feature_views.mask", "must be in [0, 1)", featureViews.mask)
+        try check(featureViews.dropout >= 0 && featureViews.dropout < 1, "feature_views.dropout", "must be in [0, 1)", featureViews.dropout)
+        try check(featureViews.noise >= 0 && featureViews.noise.isFinite, "feature_views.noise", "must be 0 or positive", featureViews.noise)
+        try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
+
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
         try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
         try check(model.projection.allSatisfy { $0 >= 1 }, "model.projection", "widths must be at least 1",

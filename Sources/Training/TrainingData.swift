@@ -113,7 +113,9 @@ public final class TrainingData {
                 cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
                 flipProbability: v.flip, jitterStrength: v.jitter, jitterProbability: v.jitterProbability, noiseSigma: v.noise)))
         case .features:
-            throw fail("config key 'data.augment' features is not available yet")
+            let f = config.featureViews
+            augmentation = .features(FeatureViewMaker(width: rows.featureWidth, settings: FeatureViewSettings(
+                dropout: f.dropout, mask: f.mask, noise: f.noise, scale: f.scale[0]...f.scale[1])))
         case .none, .auto:
             guard clip else {
                 throw fail("config key 'data.augment' is none, but loss.kind ntxent needs two different views of each sample; "
@@ -135,6 +137,9 @@ public final class TrainingData {
         func name(_ a: Augmentation) -> String {
             switch a {
             case .image: return "image views"
+            case .features(let maker):
+                let s = maker.settings
+                return "feature views (dropout \(s.dropout), mask \(s.mask), noise \(s.noise), scale \(s.scale))"
             case .none: return "no augmentation"
             }
         }
