@@ -2,9 +2,10 @@
 # Setup, release build, then the default job: the benchmark workload (configs/fmnist-simclr.yaml)
 # on two MPI ranks of this machine. Extra arguments go to `contrast train`, e.g.
 #   launch/train.sh --set train.epochs=1
-# RANKS=4 launch/train.sh runs on four ranks (oversubscribed past the machine's cores).
+# RANKS=4 launch/train.sh runs on four ranks (oversubscribed past the machine's cores);
+# CONFIG=configs/fmnist-clip.yaml launch/train.sh trains another config.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 launch/setup.sh
 swift build -c release --product contrast
-exec launch/mpirun.sh -np "${RANKS:-2}" .build/release/contrast train --config configs/fmnist-simclr.yaml "$@"
+exec launch/mpirun.sh -np "${RANKS:-2}" .build/release/contrast train --config "${CONFIG:-configs/fmnist-simclr.yaml}" "$@"

@@ -69,6 +69,14 @@ extension TrainingConfig {
         try check(train.logEverySteps >= 1, "train.log_every_steps", "must be at least 1", train.logEverySteps)
         try check(train.blasThreads >= 1, "train.blas_threads", "must be at least 1", train.blasThreads)
 
+        try check(monitor.geometryEverySteps >= 0, "monitor.geometry_every_steps", "must be 0 (never) or positive", monitor.geometryEverySteps)
+        try checkNonNegative(monitor.collapseStd, "monitor.collapse_std")
+        try check(monitor.stragglerFactor > 1 && monitor.stragglerFactor.isFinite, "monitor.straggler_factor", "must be greater than 1",
+                  monitor.stragglerFactor)
+        try check(monitor.dataWaitFraction > 0 && monitor.dataWaitFraction <= 1, "monitor.data_wait_fraction", "must be in (0, 1]",
+                  monitor.dataWaitFraction)
+        try check(monitor.skippedSteps >= 1, "monitor.skipped_steps", "must be at least 1", monitor.skippedSteps)
+
         try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
                   eval.knnEveryEpochs)
         try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)

@@ -1,18 +1,29 @@
 import Foundation
 
 /// The files a run writes for people and tools (DESIGN.md decision 7): `train.log`, human
-/// readable, and `metrics/rank-<r>.jsonl`, one JSON object per line. Both are flushed line by
-/// line so `tail -f` and readers on other machines see progress as it happens.
+/// readable (rank 0; other ranks write their warnings and errors to `rank-<r>.log`), and
+/// `metrics/rank-<r>.jsonl`, one JSON object per line in the schema of docs/monitoring.md.
+/// Both are flushed line by line so `tail -f` and readers on other machines see progress as it
+/// happens. A live progress line may be drawn on standard output; it never enters a file.
 public final class RunLog {
+    /// Version of the metrics schema (docs/monitoring.md); every `start` record carries it.
+    public static let schemaVersion = 1
+
     public let directory: URL
+    public let rank: Int
     private let text: FileHandle
     private let metrics: FileHandle
     private let echo: Bool
+    /// Whether a progress line is on the terminal now (cleared before the next log line).
+    private var progressShown = false
+    /// Warnings written so far (for the end-of-run summary and tests).
+    public private(set) var warnings: [String] = []
 
     /// Opens the log files of a run directory (created if needed) for rank `rank`.
     /// `echo`: also print the human-readable lines on standard output.
     public init(directory: URL, rank: Int = 0, echo: Bool = true) throws {
         self.directory = directory
+        self.rank = rank
         self.echo = echo
         let metricsDirectory = directory.appendingPathComponent("metrics")
         try RunFiles.createDirectory(metricsDirectory)
@@ -29,7 +40,38 @@ public final class RunLog {
     public func info(_ message: String) {
         let line = "\(Self.timestamp()) \(message)\n"
         text.write(Data(line.utf8))
-        if echo { FileHandle.standardOutput.write(Data(line.utf8)) }
+        if echo {
+            clearProgress()
+            FileHandle.standardOutput.write(Data(line.utf8))
+        }
+    }
+
+    /// A health warning, as it happens: a `WARNING` line in this rank's log (train.log on rank
+    /// 0, rank-<r>.log elsewhere; also on standard error off rank 0) and an `event` record.
+    public func warn(_ message: String, step: Int) {
+        warnings.append(message)
+        info("WARNING " + message)
+        if !echo { FileHandle.standardError.write(Data("contrast rank \(rank): WARNING \(message)\n".utf8)) }
+        record("event", [("step", .int(step)), ("level", .string("warning")), ("message", .string(message))])
+    }
+
+    /// Redraws the live progress line on standard output (carriage return, erase line). Only
+    /// called when standard output is a terminal, or when asked to always show it.
+    public func progress(_ line: String) {
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K\(line)".utf8))
+        progressShown = true
+    }
+
+    /// Removes the progress line so the next line starts clean.
+    public func clearProgress() {
+        guard progressShown else { return }
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+        progressShown = false
+    }
+
+    /// One typed metrics record (docs/monitoring.md): `type`, `time` (Unix seconds), then `fields`.
+    public func record(_ type: String, _ fields: [(String, JSONValue)]) {
+        record([("type", .string(type)), ("time", .number((Date().timeIntervalSince1970 * 1000).rounded() / 1000))] + fields)
     }
 
     /// One metrics record: an ordered list of fields, written as one JSON object on one line.

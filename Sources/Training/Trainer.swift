@@ -27,6 +27,10 @@ public final class Trainer {
     var lastCheckpointTime = monotonicSeconds()
     /// The checkpoint this run continues from, if any.
     public private(set) var resumedFrom: URL?
+    /// Host name of every rank, by rank.
+    public let hosts: [String]
+    /// Where interval and evaluation scalars also go (TensorBoard, rank 0).
+    var scalarSink: (([(tag: String, value: Double)], Int) -> Void)?
 
     public struct Summary: Sendable {
         public var steps: Int
@@ -48,6 +52,7 @@ public final class Trainer {
         let rank = communicator.rank, size = communicator.size
         runDirectory = URL(fileURLWithPath: config.runDirectory)
         try Self.checkSameConfig(config, communicator)
+        hosts = try Self.hostnames(communicator)
 
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run.
@@ -68,6 +73,13 @@ public final class Trainer {
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
                                 pairWidth: data.train.pairWidth, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
+        if let slow = ProcessInfo.processInfo.environment["CONTRAST_SLOW_RANK"] {
+            let parts = slow.split(separator: ":").compactMap { Double($0) }
+            guard parts.count == 2 else {
+                throw RunFiles.Failure(description: "CONTRAST_SLOW_RANK=\(slow) must be rank:milliseconds, e.g. 1:50")
+            }
+            if Int(parts[0]) == rank { step.injectedDelay = parts[1] / 1000 }
+        }
         if let resumeFrom {
             try restore(from: resumeFrom)
             resumedFrom = resumeFrom
@@ -90,6 +102,20 @@ public final class Trainer {
         }
     }
 
+    /// Every rank's host name (gethostname), gathered in fixed 256-byte slots.
+    static func hostnames(_ communicator: Communicator) throws -> [String] {
+        var mine = [UInt8](repeating: 0, count: 256)
+        _ = mine.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
+        var all = [UInt8](repeating: 0, count: 256 * communicator.size)
+        try mine.withUnsafeBytes { own in
+            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(own.baseAddress!, bytes: 256, into: $0.baseAddress!) }
+        }
+        return (0..<communicator.size).map { rank in
+            let slot = all[(rank * 256)..<((rank + 1) * 256)]
+            return String(decoding: slot.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
     /// Whether this rank writes the human-readable log (rank 0).
     var isRoot: Bool { communicator.rank == 0 }
 
@@ -103,6 +129,7 @@ public final class Trainer {
                      + "\(p) rank(s), \(sampler.virtualShards) shards, BLAS threads \(BLASThreads.current), "
                      + "kernels \(Kernels.instructionSet), gradients on the wire as \(step.reducer.precision.rawValue) "
                      + "in \(step.reducer.buckets.count) bucket(s)")
+            log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
             log.info("data: " + data.summary)
             log.info("resolved config:\n" + c.yaml())
             if let resumedFrom {
@@ -110,14 +137,17 @@ public final class Trainer {
             }
         }
         var lastLoss = Double.nan
-        var window = StepTimes(), windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
-        var windowHidden = 0.0, windowExposed = 0.0
         var epochMeans: [Double] = []
-        let started = monotonicSeconds(), stepsAtStart = stepsDone
+        let started = monotonicSeconds()
         var interrupted = false
         var savedAt = resumedFrom != nil ? stepsDone : -1
         var knnAccuracy = Double.nan
         var order: EpochOrder? = nil
+        let monitor = Monitor(config: c, communicator: communicator, log: log, step: step, totalSteps: totalSteps,
+                              stepsDone: stepsDone, hosts: hosts)
+        monitor.scalars = scalarSink
+        monitor.start(step: step, data: data, resumedFrom: resumedFrom, stepsDone: stepsDone)
+        defer { log.clearProgress() }
 
         // The coming batches, made ahead on a background thread (or in the loop).
         let prefetcher = c.data.prefetch > 0 && stepsDone < totalSteps
@@ -144,53 +174,25 @@ public final class Trainer {
             step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
             var result = try step.step(learningRate: learningRate, input: input)
             result.times.augmentation = dataWait
-            if !result.applied {
+            if !result.applied && isRoot {
                 log.info(String(format: "step %d: summed gradients not finite, update skipped on every rank (%d skipped so far; scale now %g)",
                                 stepsDone + 1, step.reducer.skippedSteps, step.reducer.scale))
             }
-            guard result.loss.isFinite else {
-                throw RunFiles.Failure(description: "training diverged at step \(stepsDone + 1) (loss \(result.loss)); lower optimizer.lr")
-            }
             stepsDone += 1
             position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
+            try monitor.afterStep(stepsDone: stepsDone, epoch: epoch, result: result, learningRate: learningRate, step: step)
+            guard result.loss.isFinite else {
+                throw RunFiles.Failure(description: "training diverged at step \(stepsDone) (loss \(result.loss)); lower optimizer.lr")
+            }
             lastLoss = result.loss
-            window = window + result.times
-            windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
-            windowHidden += result.communication.hidden; windowExposed += result.communication.exposed
             epochLossSum += result.loss; epochStepCount += 1
 
-            let imagesPerSecond = Double(globalImages) / result.times.total
-            log.record([
-                ("step", .int(stepsDone)), ("epoch", .int(epoch)), ("loss", .number(result.loss)),
-                ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
-                ("images_per_second", .number(imagesPerSecond)), ("skipped", .bool(!result.applied)),
-                ("loss_scale", .number(Double(step.reducer.scale))),
-                ("time_data_wait", .number(result.times.augmentation)), ("time_forward", .number(result.times.forward)),
-                ("time_gather", .number(result.times.gather)), ("time_loss", .number(result.times.loss)),
-                ("time_backward", .number(result.times.backward)),
-                ("time_communication_exposed", .number(result.times.communication)),
-                ("time_communication_hidden", .number(result.communication.hidden)),
-                ("time_optimizer", .number(result.times.optimizer)),
-            ])
-            if isRoot && (stepsDone % max(1, c.train.logEverySteps) == 0 || stepsDone == totalSteps) {
-                let n = Double(windowSteps)
-                let elapsed = monotonicSeconds() - started
-                let eta = elapsed / Double(stepsDone - stepsAtStart) * Double(totalSteps - stepsDone)
-                log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e %.0f img/s "
-                                + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
-                                stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate,
-                                n * Double(globalImages) / window.total,
-                                window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
-                                window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
-                                windowHidden / n * 1e3, window.optimizer / n * 1e3, Self.duration(eta)))
-                window = StepTimes(); windowLoss = 0; windowAccuracy = 0; windowSteps = 0; windowHidden = 0; windowExposed = 0
-            }
             let epochEnded = position.batch == 0 || stepsDone == totalSteps
             if epochEnded {
                 let mean = epochLossSum / Double(max(1, epochStepCount))
                 epochMeans.append(mean)
                 if isRoot { log.info(String(format: "epoch %d: mean loss %.4f over %d steps", epoch + 1, mean, epochStepCount)) }
-                log.record([("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
+                log.record("epoch", [("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
                 epochLossSum = 0; epochStepCount = 0
             }
             if position.batch == 0 && c.eval.knnEveryEpochs > 0 && (epoch + 1) % c.eval.knnEveryEpochs == 0 && stepsDone < totalSteps {
@@ -249,7 +251,10 @@ public final class Trainer {
             }
             if parts.isEmpty { parts.append("nothing to evaluate (no test split with labels or pairs)") }
             log.info(String(format: "eval epoch %d: %@ (%.1f s)", epoch, parts.joined(separator: ", "), monotonicSeconds() - t0))
-            if fields.count > 2 { log.record(fields) }
+            if fields.count > 2 { log.record("eval", fields) }
+            scalarSink?(fields.dropFirst(2).compactMap { field in
+                if case .number(let value) = field.1 { return (tag: "eval/" + field.0, value: value) } else { return nil }
+            }, stepsDone)
         }
         var shared = [accuracy ?? -2]
         try communicator.allReduceMax(&shared)

@@ -76,7 +76,7 @@ extension Trainer {
             try CheckpointStore.prune(runDirectory: runDirectory, keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
             log.info(String(format: "checkpoint %@ (%@) written in %.2f s", directory.lastPathComponent, reason, lastCheckpointTime - t0))
         }
-        log.record([("step", .int(stepsDone)), ("checkpoint", .string(directory.lastPathComponent)),
+        log.record("event", [("step", .int(stepsDone)), ("level", .string("info")), ("checkpoint", .string(directory.lastPathComponent)),
                     ("checkpoint_seconds", .number(lastCheckpointTime - t0))])
     }
 

@@ -46,6 +46,9 @@ public final class TrainingStep {
     /// Set before `step`: this rank wants to stop (a signal) / to checkpoint (its clock). The sums
     /// over ranks come back in the result, so every rank acts on the same step.
     public var requests: (stop: Float, checkpoint: Float) = (0, 0)
+    /// Seconds this rank sleeps in every forward: fault injection for tests of the straggler
+    /// warning, set from `CONTRAST_SLOW_RANK=rank:milliseconds` (docs/monitoring.md).
+    public var injectedDelay = 0.0
 
     public struct Result: Sendable {
         /// Loss of the whole global batch (identical on every rank).
@@ -53,6 +56,7 @@ public final class TrainingStep {
         /// Fraction of the global batch's anchors whose positive is their nearest candidate.
         public var positiveAccuracy: Double
         public var learningRate: Float
+        /// L2 norm of the summed gradient (before clipping); NaN when the step was skipped.
         public var gradientNorm: Float
         /// False when the summed gradients were not finite and the update was skipped.
         public var applied: Bool
@@ -133,6 +137,7 @@ public final class TrainingStep {
             t = now
         }
 
+        if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
         let (_, z) = model.forward(input ?? UnsafePointer(batch.data), batch: v)
         lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
@@ -165,6 +170,7 @@ public final class TrainingStep {
             t = now
         }
         let localB = anchorGradient.data + b * e, allB = candidateGradient.data + n * e
+        if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
         let za = model.forward(input, batch: b).embedding
         let zb = model.pairForward(input + b * model.inputWidth, batch: b)
         lap(\.forward)
@@ -218,9 +224,8 @@ public final class TrainingStep {
 
         var gradientNorm: Float = .nan
         if applied {
-            if config.optimizer.clipNorm > 0 {
-                gradientNorm = clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm)
-            }
+            gradientNorm = config.optimizer.clipNorm > 0 ? clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm)
+                                                         : globalGradientNorm(model.arena)
             optimizer.step(model.arena, learningRate: learningRate)
         }
         lap(\.optimizer)

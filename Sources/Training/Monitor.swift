@@ -1,0 +1,203 @@
+import Contrastive
+import Distributed
+import Foundation
+import Tensor
+
+/// What a run reports as it trains (docs/monitoring.md): a `step` record per step on every
+/// rank, the human-readable line per logging interval on rank 0, the embedding geometry of the
+/// global batch, and health warnings as they happen: non-finite loss, repeated skipped steps,
+/// collapse, stragglers (named by rank and host), data waits.
+///
+/// Every rank calls `afterStep` after every step: at the end of each logging interval the
+/// ranks exchange their compute times (one small all-gather), so the call is collective there.
+final class Monitor {
+    let config: TrainingConfig
+    let communicator: Communicator
+    let log: RunLog
+    let totalSteps: Int
+    let hosts: [String]
+    /// Payload bytes this rank hands to collectives per step (gather, reduce-scatter, gradients, statistics).
+    let bytesPerStep: Int
+    let showProgress: Bool
+    /// Where interval scalars also go (TensorBoard on rank 0), tag -> value at a step.
+    var scalars: ((_ values: [(tag: String, value: Double)], _ step: Int) -> Void)?
+
+    private var window = StepTimes(), windowHidden = 0.0
+    private var windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
+    private var skippedInARow = 0
+    private var collapseWarned = false
+    private let started = monotonicSeconds()
+    private let stepsAtStart: Int
+
+    var isRoot: Bool { communicator.rank == 0 }
+
+    init(config: TrainingConfig, communicator: Communicator, log: RunLog, step: TrainingStep, totalSteps: Int,
+         stepsDone: Int, hosts: [String]) {
+        self.config = config
+        self.communicator = communicator
+        self.log = log
+        self.totalSteps = totalSteps
+        self.hosts = hosts
+        stepsAtStart = stepsDone
+        let p = communicator.size, v = 2 * step.samplesPerStep, e = step.model.embeddingWidth
+        let wire = step.reducer.precision == .fp32 ? 4 : 2
+        bytesPerStep = p == 1 ? 0 : v * e * 4 + p * v * e * 4 + step.model.arena.count * wire + 16
+        let mode = config.monitor.progress
+        showProgress = communicator.rank == 0 && (mode == .always || (mode == .auto && isatty(STDOUT_FILENO) != 0))
+    }
+
+    /// Host of rank r, for messages.
+    func host(_ rank: Int) -> String { rank < hosts.count ? hosts[rank] : "?" }
+
+    /// The `start` record: schema version, world layout and what the run will do.
+    func start(step: TrainingStep, data: TrainingData, resumedFrom: URL?, stepsDone: Int) {
+        log.record("start", [
+            ("schema_version", .int(RunLog.schemaVersion)), ("contrast_version", .string(contrastVersion)),
+            ("rank", .int(communicator.rank)), ("world_size", .int(communicator.size)),
+            ("host", .string(host(communicator.rank))), ("hosts", .string(hosts.joined(separator: ","))),
+            ("total_steps", .int(totalSteps)), ("start_step", .int(stepsDone)),
+            ("batches_per_epoch", .int(data.sampler.batchesPerEpoch)),
+            ("global_batch", .int(config.data.batchPerRank * communicator.size)), ("loss_kind", .string(config.loss.kind.rawValue)),
+            ("parameters", .int(step.model.arena.parameterCount)), ("resumed_from", .string(resumedFrom?.path ?? "")),
+        ])
+    }
+
+    /// Records step `stepsDone` (just finished), logs and checks health at interval ends.
+    func afterStep(stepsDone: Int, epoch: Int, result: TrainingStep.Result, learningRate: Float, step: TrainingStep) throws {
+        let c = config, globalSamples = c.data.batchPerRank * communicator.size
+        let times = result.times
+        log.record("step", [
+            ("step", .int(stepsDone)), ("epoch", .int(epoch)), ("loss", .number(result.loss)),
+            ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
+            ("temperature", .number(Double(c.loss.temperature))), ("gradient_norm", .number(Double(result.gradientNorm))),
+            ("loss_scale", .number(Double(step.reducer.scale))), ("skipped", .bool(!result.applied)),
+            ("images_per_second", .number(Double(globalSamples) / times.total)),
+            ("time_data_wait", .number(times.augmentation)), ("time_forward", .number(times.forward)),
+            ("time_gather", .number(times.gather)), ("time_loss", .number(times.loss)),
+            ("time_backward", .number(times.backward)),
+            ("time_communication_exposed", .number(times.communication)),
+            ("time_communication_hidden", .number(result.communication.hidden)),
+            ("time_optimizer", .number(times.optimizer)), ("bytes_communicated", .int(bytesPerStep)),
+        ])
+        window = window + times
+        windowHidden += result.communication.hidden
+        windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
+
+        if !result.applied {
+            skippedInARow += 1
+            if skippedInARow == c.monitor.skippedSteps && isRoot {
+                log.warn(String(format: "%d steps in a row skipped (gradients not finite; fp16 loss scale now %g): "
+                                + "if it goes on, lower optimizer.lr or use communication.precision bf16",
+                                skippedInARow, step.reducer.scale), step: stepsDone)
+            }
+        } else {
+            skippedInARow = 0
+        }
+        if !result.loss.isFinite && isRoot {
+            log.warn("loss is \(result.loss) at step \(stepsDone): training diverged", step: stepsDone)
+        }
+        if c.monitor.geometryEverySteps > 0 && stepsDone % c.monitor.geometryEverySteps == 0 && isRoot {
+            geometry(stepsDone: stepsDone, step: step)
+        }
+        if showProgress {
+            let elapsed = monotonicSeconds() - started
+            let eta = elapsed / Double(stepsDone - stepsAtStart) * Double(totalSteps - stepsDone)
+            log.progress(String(format: "step %d/%d (%.0f%%) epoch %d loss %.4f %.0f img/s eta %@", stepsDone, totalSteps,
+                                100 * Double(stepsDone) / Double(totalSteps), epoch + 1, result.loss,
+                                Double(globalSamples) / times.total, Trainer.duration(eta)))
+        }
+        if stepsDone % max(1, c.train.logEverySteps) == 0 || stepsDone == totalSteps {
+            try endOfInterval(stepsDone: stepsDone, epoch: epoch, learningRate: learningRate)
+        }
+    }
+
+    /// The interval's line, the straggler check (collective) and the data-wait check.
+    private func endOfInterval(stepsDone: Int, epoch: Int, learningRate: Float) throws {
+        let c = config, n = Double(max(1, windowSteps)), globalSamples = c.data.batchPerRank * communicator.size
+        // Compute time: the step minus waiting in collectives (a slow rank makes the others wait there).
+        var busy = [(window.total - window.gather - window.communication) / n]
+        var all = [Double](repeating: 0, count: communicator.size)
+        if communicator.size > 1 {
+            try busy.withUnsafeMutableBytes { mine in
+                try all.withUnsafeMutableBytes { try communicator.allGatherBytes(mine.baseAddress!, bytes: 8, into: $0.baseAddress!) }
+            }
+        } else {
+            all = busy
+        }
+        if isRoot {
+            let elapsed = monotonicSeconds() - started
+            let eta = elapsed / Double(max(1, stepsDone - stepsAtStart)) * Double(totalSteps - stepsDone)
+            log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e tau %.3g %.0f img/s "
+                            + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
+                            stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate, c.loss.temperature,
+                            n * Double(globalSamples) / window.total,
+                            window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
+                            window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
+                            windowHidden / n * 1e3, window.optimizer / n * 1e3, Trainer.duration(eta)))
+            if communicator.size > 1 {
+                let median = all.sorted()[all.count / 2]
+                for (rank, time) in all.enumerated() where time > Double(c.monitor.stragglerFactor) * median {
+                    log.warn(String(format: "rank %d on %@ is a straggler: %.1f ms of compute per step against the median %.1f ms "
+                                    + "(%.1fx; monitor.straggler_factor %.2g)", rank, host(rank), time * 1e3, median * 1e3,
+                                    time / median, c.monitor.stragglerFactor), step: stepsDone)
+                }
+            }
+            let waited = window.augmentation / max(1e-12, window.total)
+            if waited > Double(c.monitor.dataWaitFraction) {
+                log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
+                                + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
+                                waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
+            }
+            scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
+                              ("train/lr", Double(learningRate)), ("train/temperature", Double(c.loss.temperature)),
+                              ("speed/images_per_second", n * Double(globalSamples) / window.total),
+                              ("time/data_wait_ms", window.augmentation / n * 1e3), ("time/forward_ms", window.forward / n * 1e3),
+                              ("time/gather_ms", window.gather / n * 1e3), ("time/loss_ms", window.loss / n * 1e3),
+                              ("time/backward_ms", window.backward / n * 1e3),
+                              ("time/communication_exposed_ms", window.communication / n * 1e3),
+                              ("time/communication_hidden_ms", windowHidden / n * 1e3),
+                              ("time/optimizer_ms", window.optimizer / n * 1e3)], stepsDone)
+        } else {
+            let waited = window.augmentation / max(1e-12, window.total)
+            if waited > Double(c.monitor.dataWaitFraction) {
+                log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps",
+                                waited * 100, windowSteps), step: stepsDone)
+            }
+        }
+        window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
+    }
+
+    /// Alignment, uniformity, std, effective rank and cosines of the last step's gathered embeddings (rank 0).
+    private func geometry(stepsDone: Int, step: TrainingStep) {
+        let e = step.model.embeddingWidth, p = communicator.size
+        let measures: EmbeddingGeometry.Measures
+        if step.clipLoss != nil {
+            let n = p * step.samplesPerStep      // rows 0..<n: features, n..<2n: their pairs
+            measures = EmbeddingGeometry.measure(step.gathered.data, count: 2 * n, width: e) { $0 < n ? $0 + n : $0 - n }
+        } else {
+            let v = 2 * step.samplesPerStep, b = step.samplesPerStep   // rank-major blocks [view 0, view 1]
+            measures = EmbeddingGeometry.measure(step.gathered.data, count: p * v, width: e) { ($0 / v) * v + ($0 % v + b) % v }
+        }
+        let spread = measures.std * Double(e).squareRoot()
+        log.record("geometry", [
+            ("step", .int(stepsDone)), ("alignment", .number(measures.alignment)), ("uniformity", .number(measures.uniformity)),
+            ("embedding_std", .number(measures.std)), ("embedding_std_scaled", .number(spread)),
+            ("effective_rank", .number(measures.effectiveRank)),
+            ("positive_cosine", .number(measures.positiveCosine)), ("negative_cosine", .number(measures.negativeCosine)),
+        ])
+        scalars?([("geometry/alignment", measures.alignment), ("geometry/uniformity", measures.uniformity),
+                          ("geometry/embedding_std", measures.std), ("geometry/effective_rank", measures.effectiveRank),
+                          ("geometry/positive_cosine", measures.positiveCosine),
+                          ("geometry/negative_cosine", measures.negativeCosine)], stepsDone)
+        if spread < Double(config.monitor.collapseStd) {
+            if !collapseWarned {
+                log.warn(String(format: "the embeddings are collapsing: per-dimension std x sqrt(%d) = %.3f < %.3g "
+                                + "(monitor.collapse_std); check loss.temperature, optimizer.lr and the augmentation",
+                                e, spread, config.monitor.collapseStd), step: stepsDone)
+                collapseWarned = true
+            }
+        } else {
+            collapseWarned = false
+        }
+    }
+}
