@@ -26,6 +26,8 @@ final class Monitor {
     private var windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
     private var skippedInARow = 0
     private var collapseWarned = false
+    /// The first interval includes filling the data pipeline: no data-wait warning for it.
+    private var firstInterval = true
     private let started = monotonicSeconds()
     private let stepsAtStart: Int
 
@@ -135,15 +137,19 @@ final class Monitor {
                             window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
                             windowHidden / n * 1e3, window.optimizer / n * 1e3, Trainer.duration(eta)))
             if communicator.size > 1 {
-                let median = all.sorted()[all.count / 2]
-                for (rank, time) in all.enumerated() where time > Double(c.monitor.stragglerFactor) * median {
+                for (rank, time) in all.enumerated() {
+                    // Against the median of the other ranks (at P = 2: the other rank).
+                    var others = all
+                    others.remove(at: rank)
+                    let median = others.sorted()[(others.count - 1) / 2]
+                    guard time > Double(c.monitor.stragglerFactor) * median else { continue }
                     log.warn(String(format: "rank %d on %@ is a straggler: %.1f ms of compute per step against the median %.1f ms "
                                     + "(%.1fx; monitor.straggler_factor %.2g)", rank, host(rank), time * 1e3, median * 1e3,
                                     time / median, c.monitor.stragglerFactor), step: stepsDone)
                 }
             }
             let waited = window.augmentation / max(1e-12, window.total)
-            if waited > Double(c.monitor.dataWaitFraction) {
+            if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
                 log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
                                 + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
                                 waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
@@ -159,12 +165,13 @@ final class Monitor {
                               ("time/optimizer_ms", window.optimizer / n * 1e3)], stepsDone)
         } else {
             let waited = window.augmentation / max(1e-12, window.total)
-            if waited > Double(c.monitor.dataWaitFraction) {
+            if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
                 log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps",
                                 waited * 100, windowSteps), step: stepsDone)
             }
         }
         window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
+        firstInterval = false
     }
 
     /// Alignment, uniformity, std, effective rank and cosines of the last step's gathered embeddings (rank 0).

@@ -143,6 +143,18 @@ public final class Trainer {
         var savedAt = resumedFrom != nil ? stepsDone : -1
         var knnAccuracy = Double.nan
         var order: EpochOrder? = nil
+        if isRoot && c.monitor.tensorboard && scalarSink == nil {
+            // A failing event file is worth a warning, never the run.
+            let writer = try TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard"))
+            var failed = false
+            scalarSink = { [log] values, at in
+                guard !failed else { return }
+                do { try writer.add(values, step: at) } catch {
+                    failed = true
+                    log.warn("TensorBoard events are no longer written: \(error)", step: at)
+                }
+            }
+        }
         let monitor = Monitor(config: c, communicator: communicator, log: log, step: step, totalSteps: totalSteps,
                               stepsDone: stepsDone, hosts: hosts)
         monitor.scalars = scalarSink
