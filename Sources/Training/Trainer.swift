@@ -223,6 +223,7 @@ public final class Trainer {
             }
         }
         if interrupted {
+            log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(true)), ("seconds", .number(monotonicSeconds() - started))])
             return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
                            epochMeanLosses: epochMeans, interrupted: true)
         }
@@ -234,6 +235,7 @@ public final class Trainer {
                             stepsDone, Self.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
                             runDirectory.appendingPathComponent("weights.bin").path))
         }
+        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started))])
         try communicator.barrier()
         return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
                        epochMeanLosses: epochMeans, interrupted: false)

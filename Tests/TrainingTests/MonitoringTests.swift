@@ -32,6 +32,7 @@ import Testing
         "epoch": ["step", "epoch", "epoch_mean_loss"],
         "eval": ["step", "epoch", "knn_accuracy"],
         "event": ["step", "level"],
+        "end": ["step", "interrupted", "seconds"],
     ]
 
     /// Every line is one JSON object of a documented type with its documented fields; every
@@ -49,7 +50,8 @@ import Testing
             for field in fields { #expect(record[field] != nil, "\(type) record lacks \(field): \(record)") }
             seen.insert(type)
         }
-        #expect(seen == ["start", "step", "geometry", "epoch", "eval", "event"])
+        #expect(seen == ["start", "step", "geometry", "epoch", "eval", "event", "end"])
+        #expect(lines.last?["type"] as? String == "end")
         let start = try #require(lines.first)
         #expect(start["type"] as? String == "start" && start["schema_version"] as? Int == RunLog.schemaVersion)
         #expect(start["world_size"] as? Int == 1)
@@ -117,5 +119,26 @@ import Testing
                                                 "communication.fp16_initial_scale=1e30", "eval.knn_every_epochs=0"])
         let skippedLog = try String(contentsOfFile: skipped + "/train.log", encoding: .utf8)
         #expect(skippedLog.contains("WARNING 3 steps in a row skipped"), "\(skippedLog.suffix(1500))")
+    }
+
+    /// `contrast tail --once` on a finished two-rank run with a slowed rank: one row per 5
+    /// steps, rank 1 marked and named; a garbled last line is skipped, not fatal.
+    @Test func tailShowsRowsAndFlagsTheSlowRank() throws {
+        let (_, run) = try train(ranks: 2, ["train.max_steps=10", "train.log_every_steps=5", "data.batch_per_rank=32",
+                                            "eval.knn_every_epochs=0"], environment: ["CONTRAST_SLOW_RANK": "1:80"])
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: run + "/metrics/rank-0.jsonl"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"type\":\"step\",\"step\":11,\"lo\n".utf8))
+        try handle.close()
+        let outcome = try runProcess(contrastExecutable, ["tail", run, "--once"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let lines = outcome.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.contains("rank 0") == true && lines.first?.contains("rank 1") == true)
+        let rows = lines.filter { $0.hasPrefix("     5 ") || $0.hasPrefix("    10 ") }
+        #expect(rows.count == 2 && rows.allSatisfy { $0.contains("straggler: rank 1 on ") }, "\(outcome.output)")
+        #expect(outcome.output.contains("1 unreadable line(s) skipped"))
+
+        let missing = try runProcess(contrastExecutable, ["tail", "/nonexistent/run", "--once"])
+        #expect(missing.status != 0 && missing.error.contains("not a run directory"))
     }
 }
