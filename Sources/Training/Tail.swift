@@ -124,7 +124,10 @@ public final class MetricsFollower {
 
     /// The table's header for `ranks` ranks.
     public func header(ranks: Int) -> String {
-        "  step     loss  pos_acc     img/s |" + (0..<ranks).map { String(format: " %9@", "rank \($0)" as NSString) }.joined()
+        "  step     loss  pos_acc     img/s |" + (0..<ranks).map { rank -> String in
+            let name = "rank \(rank)"
+            return " " + String(repeating: " ", count: max(0, 9 - name.count)) + name
+        }.joined()
             + "   (compute ms per step)"
     }
 
