@@ -119,7 +119,17 @@ public final class Trainer {
     /// Whether this rank writes the human-readable log (rank 0).
     var isRoot: Bool { communicator.rank == 0 }
 
+    /// Trains to the end (or to a stop signal). An error is also written to this rank's log
+    /// (train.log or rank-<r>.log) before it ends the job, so the run directory tells why.
     public func run() throws -> Summary {
+        do { return try train() } catch {
+            log.clearProgress()
+            log.info("ERROR on rank \(communicator.rank) (\(hosts[communicator.rank])): \(error)")
+            throw error
+        }
+    }
+
+    private func train() throws -> Summary {
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
         if isRoot {
