@@ -97,7 +97,7 @@ elif [[ -n ${SLURM_JOB_ID:-} ]]; then
     hosts="Slurm allocation $SLURM_JOB_ID: ${SLURM_JOB_NODELIST:-${SLURM_NODELIST:-?}} (mpirun takes the nodes and slots from Slurm)"
 else
     local_only=1
-    hosts="this machine, $(hostname): $sockets socket(s) x $cores_per_socket cores"
+    hosts="this machine, $(uname -n): $sockets socket(s) x $cores_per_socket cores"
 fi
 
 args=(-np "$ranks")
