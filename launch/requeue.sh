@@ -19,7 +19,8 @@
 CONTRAST_INTERRUPTED_STATUS=75
 
 # Runs COMMAND... in the background and waits for it; SIGUSR1 to this shell (also one that
-# arrives while the step is starting) is forwarded to COMMAND. Returns COMMAND's exit status.
+# arrives while the step is starting) is forwarded to COMMAND, and ignored once it has ended.
+# Returns COMMAND's exit status.
 contrast_run_step() {
     _contrast_step_pid=""
     _contrast_signals=0
@@ -38,7 +39,8 @@ contrast_run_step() {
         if (( status > 128 && _contrast_signals != seen )); then continue; fi
         break
     done
-    trap - USR1
+    # The step is over: a late SIGUSR1 must not kill the shell before it decides on the requeue.
+    trap '' USR1
     _contrast_step_pid=""
     return "$status"
 }
