@@ -1,45 +1,184 @@
 #!/usr/bin/env bash
-# Runs a command on P MPI ranks of this machine (or of a hostfile's machines) with the
-# settings contrast wants: one OpenBLAS thread per rank unless told otherwise, no binding
-# that would squeeze several BLAS threads onto one core, oversubscription when asked for
-# more ranks than cores, and Open MPI's root guard lifted only when running as root.
+# Runs a command on P MPI ranks of this machine, of a hostfile's machines, or of a Slurm
+# allocation, with the settings contrast wants, and prints them before starting.
 #
-#   launch/mpirun.sh [-np P] [--hostfile FILE] [--threads T] [--tcp] [--mpi ARG]... COMMAND [ARGS...]
+# Usage: launch/mpirun.sh [OPTIONS] COMMAND [ARGS...]
 #
-#   -np P            ranks (default 2)
-#   --hostfile FILE  Open MPI hostfile for several machines
-#   --threads T      OpenBLAS threads per rank (default 1); also pass --set train.blas_threads=T
-#   --tcp            TCP between ranks instead of shared memory (--mca btl self,tcp)
-#   --mpi ARG        one extra argument for mpirun itself (repeat as needed)
+#   -np P, -n P        ranks (default: $RANKS, else one per socket with --bind socket, else 2)
+#   --hostfile FILE    Open MPI hostfile ("node1 slots=32" per line) for several machines;
+#                      inside a Slurm allocation mpirun takes the nodes from Slurm instead
+#   --bind MODE        core:   one rank per core, bound to it; OpenBLAS 1 thread per rank
+#                      socket: one rank per socket, bound to it; OpenBLAS threads = cores per
+#                              socket (from lscpu or /sys; set CORES_PER_SOCKET to override)
+#                      none:   ranks unbound, OpenBLAS 1 thread per rank (the default)
+#   --threads T        OpenBLAS / OpenMP threads per rank instead of the mode's default (with
+#                      --bind core a rank is bound to T cores). contrast train takes its thread
+#                      count from train.blas_threads: with T > 1 the script adds
+#                      --set train.blas_threads=T to a contrast train command that sets none
+#   --tcp              ranks talk over TCP only (--mca btl self,tcp) instead of the default:
+#                      shared memory between ranks of one machine, the network between machines
+#   --mca KEY VALUE    an Open MPI parameter, passed through (repeat as needed)
+#   -x NAME[=VALUE]    also export NAME to the ranks (repeat as needed)
+#   --mpi ARG          one extra argument for mpirun itself (repeat as needed)
+#   --dry-run          print the settings and the mpirun command line on stdout; start nothing
+#   -h, --help         this text
 #
-# Example: launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
+# The settings (ranks, hosts, binding, BLAS threads, transport, the mpirun command line) go to
+# standard error before mpirun starts. --oversubscribe is added only when a run on this machine
+# asks for more ranks than it has cores; Open MPI's root guard (OMPI_ALLOW_RUN_AS_ROOT*) is
+# lifted only when running as root. Stop a run with SIGUSR1 to mpirun (docs/launching.md).
+#
+# Examples:
+#   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
+#   launch/mpirun.sh -np 4 --hostfile hosts --bind socket .build/release/contrast train --config X.yaml
+#   launch/mpirun.sh -np 2 --tcp --dry-run .build/release/contrast bench step
 set -euo pipefail
 
-ranks=2 hostfile="" threads=1 extra=()
+me=launch/mpirun.sh
+usage() { sed -n '2,/^set -euo pipefail$/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+fail() { echo "$me: $1" >&2; exit 2; }
+need_value() { [[ $# -ge 2 ]] || fail "$1 needs a value (see $me --help)"; }
+
+ranks="" hostfile="" bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        -np|-n) ranks="$2"; shift 2 ;;
-        --hostfile) hostfile="$2"; shift 2 ;;
-        --threads) threads="$2"; shift 2 ;;
-        --tcp) extra+=(--mca btl self,tcp); shift ;;
-        --mpi) extra+=("$2"); shift 2 ;;
+        -np|-n) need_value "$@"; ranks="$2"; shift 2 ;;
+        --hostfile) need_value "$@"; hostfile="$2"; shift 2 ;;
+        --bind) need_value "$@"; bind="$2"; shift 2 ;;
+        --bind=*) bind="${1#--bind=}"; shift ;;
+        --threads) need_value "$@"; threads="$2"; shift 2 ;;
+        --tcp) tcp=1; shift ;;
+        --mca) [[ $# -ge 3 ]] || fail "--mca needs a key and a value"; mca+=(--mca "$2" "$3"); shift 3 ;;
+        -x) need_value "$@"; exports+=(-x "$2"); shift 2 ;;
+        --mpi) need_value "$@"; extra+=("$2"); shift 2 ;;
+        --dry-run) dry_run=1; shift ;;
+        -h|--help) usage; exit 0 ;;
         --) shift; break ;;
-        -*) echo "launch/mpirun.sh: unknown option $1 (see the comment at the top of this script)" >&2; exit 2 ;;
+        -*) fail "unknown option $1 (see $me --help)" ;;
         *) break ;;
     esac
 done
-[[ $# -gt 0 ]] || { echo "launch/mpirun.sh: no command given; example: launch/mpirun.sh -np 2 .build/release/contrast train" >&2; exit 2; }
-[[ $ranks =~ ^[1-9][0-9]*$ ]] || { echo "launch/mpirun.sh: -np expects a positive number, got '$ranks'" >&2; exit 2; }
-command -v mpirun >/dev/null || { echo "launch/mpirun.sh: mpirun not found; run launch/setup.sh (Debian package openmpi-bin)" >&2; exit 1; }
+[[ $# -gt 0 ]] || fail "no command given; example: $me -np 2 .build/release/contrast train"
+[[ -z $threads || $threads =~ ^[1-9][0-9]*$ ]] || fail "--threads expects a positive number, got '$threads'"
+case "$bind" in core|socket|none) ;; *) fail "--bind expects core, socket or none, got '$bind'" ;; esac
+[[ -z $hostfile || -r $hostfile ]] || fail "hostfile $hostfile is not readable"
 
-args=(-np "$ranks" --bind-to none -x OPENBLAS_NUM_THREADS="$threads" -x OMP_NUM_THREADS="$threads")
-if [[ -n $hostfile ]]; then
-    args+=(--hostfile "$hostfile")
-elif (( ranks > $(nproc) )); then
-    args+=(--oversubscribe)
+# This machine's sockets and cores per socket: lscpu, else /sys, else one socket of nproc
+# cores; SOCKETS / CORES_PER_SOCKET override. Cores are physical (Open MPI's slots), capped at
+# nproc, which honours a cgroup or affinity limit.
+lscpu_field() { LC_ALL=C lscpu 2>/dev/null | awk -F: -v k="$1" '$1 == k { gsub(/[ \t]/, "", $2); print $2; exit }'; }
+sockets=${SOCKETS:-} cores_per_socket=${CORES_PER_SOCKET:-}
+if [[ -z $sockets || -z $cores_per_socket ]] && command -v lscpu >/dev/null; then
+    [[ -n $sockets ]] || sockets=$(lscpu_field "Socket(s)")
+    [[ -n $cores_per_socket ]] || cores_per_socket=$(lscpu_field "Core(s) per socket")
 fi
+topology=/sys/devices/system/cpu
+if ! [[ $sockets =~ ^[1-9][0-9]*$ && $cores_per_socket =~ ^[1-9][0-9]*$ ]] && [[ -r $topology/cpu0/topology/physical_package_id ]]; then
+    sockets=$(cat "$topology"/cpu[0-9]*/topology/physical_package_id | sort -u | wc -l)
+    cores=$(for cpu in "$topology"/cpu[0-9]*/topology; do echo "$(cat "$cpu/physical_package_id") $(cat "$cpu/core_id")"; done | sort -u | wc -l)
+    cores_per_socket=$(( cores / sockets ))
+fi
+[[ $sockets =~ ^[1-9][0-9]*$ ]] || sockets=1
+[[ $cores_per_socket =~ ^[1-9][0-9]*$ ]] || cores_per_socket=$(nproc)
+cores=$(( sockets * cores_per_socket ))
+(( cores <= $(nproc) )) || cores=$(nproc)
+
+if [[ -z $ranks ]]; then
+    ranks=${RANKS:-2}
+    [[ -n ${RANKS:-} || $bind != socket ]] || ranks=$sockets
+fi
+[[ $ranks =~ ^[1-9][0-9]*$ ]] || fail "-np expects a positive number, got '$ranks'"
+
+# Where the ranks run. Only on this machine alone can the script check counts against cores.
+local_only=0
+if [[ -n $hostfile ]]; then
+    hosts="hostfile $hostfile: $(awk '{ sub(/#.*/, ""); gsub(/^[ \t]+|[ \t]+$/, "") } NF { printf "%s%s", sep, $0; sep = ", " }' "$hostfile")"
+elif [[ -n ${SLURM_JOB_ID:-} ]]; then
+    hosts="Slurm allocation $SLURM_JOB_ID: ${SLURM_JOB_NODELIST:-${SLURM_NODELIST:-?}} (mpirun takes the nodes and slots from Slurm)"
+else
+    local_only=1
+    hosts="this machine, $(uname -n): $sockets socket(s) x $cores_per_socket cores"
+fi
+
+args=(-np "$ranks")
+case "$bind" in
+    none)
+        threads=${threads:-1}
+        args+=(--bind-to none)
+        binding="none: ranks unbound, the kernel places them" ;;
+    core)
+        threads=${threads:-1}
+        if (( local_only && ranks * threads > cores )); then
+            fail "--bind core: $ranks ranks x $threads threads need $(( ranks * threads )) cores, this machine has $cores; use --bind none to oversubscribe"
+        fi
+        if (( threads == 1 )); then
+            args+=(--map-by core --bind-to core)
+            binding="core: one rank per core, bound to it"
+        else
+            args+=(--map-by "slot:PE=$threads" --bind-to core)
+            binding="core: each rank bound to $threads cores of its own"
+        fi ;;
+    socket)
+        threads=${threads:-$cores_per_socket}
+        if (( local_only && ranks > sockets )); then
+            fail "--bind socket: $ranks ranks on $sockets socket(s); one rank per socket, so -np $sockets at most here"
+        fi
+        args+=(--map-by ppr:1:socket --bind-to socket)
+        binding="socket: one rank per socket, bound to it" ;;
+esac
+oversubscribed=""
+if (( local_only )) && [[ $bind == none ]] && (( ranks > cores )); then
+    args+=(--oversubscribe)
+    oversubscribed=" (oversubscribed: $ranks ranks on $cores cores)"
+fi
+args+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
+if (( tcp )); then
+    args+=(--mca btl self,tcp)
+    transport="TCP only (--mca btl self,tcp), also between ranks of one machine"
+else
+    transport="Open MPI's default: shared memory (vader) between ranks of one machine, the network between machines"
+fi
+[[ -z $hostfile ]] || args+=(--hostfile "$hostfile")
+args+=(${mca[@]+"${mca[@]}"} ${exports[@]+"${exports[@]}"} ${extra[@]+"${extra[@]}"})
+
+# contrast train sets OpenBLAS's thread count from train.blas_threads (default 1), whatever the
+# environment says: when the ranks are to use more threads, say so on its command line too.
+command_args=("$@")
+blas_note=""
+if (( threads > 1 )) && [[ $(basename -- "$1") == contrast && ${2:-} == train && "$*" != *train.blas_threads* ]]; then
+    command_args+=(--set "train.blas_threads=$threads")
+    blas_note=" (added --set train.blas_threads=$threads to contrast train)"
+fi
+
 if [[ $(id -u) -eq 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
-exec mpirun "${args[@]}" "${extra[@]}" "$@"
+
+# A word as the shell reads it back: unchanged when it is plain, else in single quotes.
+quote() {
+    local word out=()
+    for word in "$@"; do
+        if [[ $word =~ ^[A-Za-z0-9_./=:,@%+-]+$ ]]; then out+=("$word"); else out+=("'${word//\'/\'\\\'\'}'"); fi
+    done
+    echo "${out[*]}"
+}
+
+settings() {
+    echo "$me: effective settings"
+    echo "  ranks:        $ranks$oversubscribed"
+    echo "  hosts:        $hosts"
+    echo "  binding:      $binding"
+    echo "  BLAS threads: $threads per rank (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS)$blas_note"
+    echo "  transport:    $transport"
+    [[ $(id -u) -ne 0 ]] || echo "  as root:      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+    echo "  command:      $(quote mpirun "${args[@]}" "${command_args[@]}")"
+}
+
+if (( dry_run )); then
+    settings
+    exit 0
+fi
+command -v mpirun >/dev/null || { echo "$me: mpirun not found; run launch/setup.sh (Debian package openmpi-bin)" >&2; exit 1; }
+settings >&2
+exec mpirun "${args[@]}" "${command_args[@]}"

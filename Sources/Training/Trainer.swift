@@ -52,7 +52,7 @@ public final class Trainer {
         let rank = communicator.rank, size = communicator.size
         runDirectory = URL(fileURLWithPath: config.runDirectory)
         try Self.checkSameConfig(config, communicator)
-        hosts = try Self.hostnames(communicator)
+        hosts = try communicator.hostnames()
 
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run.
@@ -99,20 +99,6 @@ public final class Trainer {
             throw RunFiles.Failure(description: String(format:
                 "the ranks run different configs: rank 0 has config hash %016llx, rank %d has %016llx; start every rank with the same config and --set arguments",
                 all[0], other, all[other]))
-        }
-    }
-
-    /// Every rank's host name (gethostname), gathered in fixed 256-byte slots.
-    static func hostnames(_ communicator: Communicator) throws -> [String] {
-        var mine = [UInt8](repeating: 0, count: 256)
-        _ = mine.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
-        var all = [UInt8](repeating: 0, count: 256 * communicator.size)
-        try mine.withUnsafeBytes { own in
-            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(own.baseAddress!, bytes: 256, into: $0.baseAddress!) }
-        }
-        return (0..<communicator.size).map { rank in
-            let slot = all[(rank * 256)..<((rank + 1) * 256)]
-            return String(decoding: slot.prefix { $0 != 0 }, as: UTF8.self)
         }
     }
 

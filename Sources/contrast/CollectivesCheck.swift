@@ -83,6 +83,7 @@ private final class Checker {
         for precision in [WirePrecision.fp16, .bf16] { try allReduceHalf(precision) }
         try nonBlocking()
         try allReduceMax()
+        try hostnames()
         try communicator.barrier()
     }
 
@@ -297,6 +298,16 @@ private final class Checker {
         var empty: [Float] = []
         let emptyHandle = try empty.withUnsafeMutableBytes { try communicator.startAllReduce($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 8)!, count: 0, precision: .fp16) }
         try emptyHandle.wait()
+    }
+
+    /// Every rank's host name in rank order, this rank's own in its slot; rank 0 prints them
+    /// (one line, for the test to compare with the machine's name).
+    func hostnames() throws {
+        let names = try communicator.hostnames()
+        try expect(names.count == size, "hostnames gave \(names.count) names for \(size) ranks")
+        try expect(names[rank] == Launch.localHostname(), "hostnames()[\(rank)] is '\(names[rank])', gethostname says '\(Launch.localHostname())'")
+        try expect(names.allSatisfy { !$0.isEmpty }, "hostnames gave an empty name: \(names)")
+        if rank == 0 { say("collectives-check: hosts \(names.joined(separator: " "))") }
     }
 
     func allReduceMax() throws {

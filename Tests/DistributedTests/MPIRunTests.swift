@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import Testing
 
@@ -80,6 +81,9 @@ import Testing
         #expect(!outcome.timedOut, "mpirun did not finish in time")
         #expect(outcome.status == 0, "stderr: \(outcome.error)\nstdout: \(outcome.output)")
         for rank in 0..<2 { #expect(outcome.output.contains("collectives-check: OK rank \(rank) of 2"), "\(outcome.output)") }
+        // Both ranks run here: hostnames() gathers this machine's name twice, in rank order.
+        let host = Launch.localHostname()
+        #expect(outcome.output.contains("collectives-check: hosts \(host) \(host)\n"), "\(outcome.output)")
     }
 
     @Test(arguments: transports)

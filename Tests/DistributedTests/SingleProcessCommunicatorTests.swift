@@ -24,6 +24,13 @@ import Testing
         #expect(bytes == [9, 8, 7, 6])
     }
 
+    /// One rank: its own host name, as gethostname gives it, non-empty and without padding.
+    @Test func hostnamesIsThisMachine() throws {
+        let names = try communicator.hostnames()
+        #expect(names == [Launch.localHostname()])
+        #expect(!names[0].isEmpty && !names[0].contains("\0") && names[0].utf8.count < Launch.hostnameSlotBytes)
+    }
+
     @Test func reductionsAreTheIdentity() throws {
         for precision in WirePrecision.allCases {
             var buffer: [UInt8] = (0..<16).map { UInt8($0) }
