@@ -68,12 +68,14 @@ struct ReportPage {
             rows.append(("Time", htmlEscaped("\(Self.timestamp(Date(timeIntervalSince1970: first))) to \(Self.timestamp(Date(timeIntervalSince1970: last))) (\(Trainer.duration(last - first)))")))
         }
         if run.configText == nil { rows.append(("Config", "<span class=\"warn\">config.yaml missing</span>")) }
-        var data = run.config("data.dataset") ?? "?"
-        if let path = run.config("data.path"), !path.isEmpty { data += " (\(path))" }
-        if let limit = run.config("data.train_limit"), limit != "0" { data += ", first \(limit) training samples" }
-        rows.append(("Data", htmlEscaped(data)))
+        if var data = run.config("data.dataset") {
+            if let path = run.config("data.path"), !path.isEmpty { data += " (\(path))" }
+            if let limit = run.config("data.train_limit"), limit != "0" { data += ", first \(limit) training samples" }
+            rows.append(("Data", htmlEscaped(data)))
+        }
         let world = run.worldSize
         var ranks = "\(world.count) (from the \(world.source))"
+        if world.count != run.metrics.ranks.count { ranks += ", \(run.metrics.ranks.count) metrics file(s) so far" }
         if let hosts = run.primary.start?.lists["hosts"], !hosts.isEmpty {
             let distinct = Array(Set(hosts)).sorted()
             ranks += "; host" + (distinct.count == 1 ? " " : "s ") + distinct.prefix(8).joined(separator: ", ") + (distinct.count > 8 ? ", …" : "")
@@ -129,12 +131,22 @@ struct ReportPage {
     }
 
     func metricsFiles() -> String {
-        var parts = run.metrics.ranks.map { rank -> String in
-            var text = "\(htmlEscaped(rank.file.lastPathComponent)): \(rank.records.count) records"
+        let ranks = run.metrics.ranks
+        func line(_ rank: RunMetrics.Rank) -> String {
+            var text = "\(htmlEscaped(rank.file.lastPathComponent)): \(Self.count(rank.records.count, "record"))"
             if rank.unparsableLines > 0 {
-                text += ", <span class=\"warn\">\(rank.unparsableLines) unparsable line(s) skipped</span>"
+                text += ", <span class=\"warn\">\(Self.count(rank.unparsableLines, "unparsable line")) skipped</span>"
             }
             return text
+        }
+        var parts: [String]
+        if ranks.count <= 4 {
+            parts = ranks.map(line)
+        } else {
+            // Many ranks: one line for all, then only the files with something to say.
+            let records = ranks.reduce(0) { $0 + $1.records.count }
+            parts = ["\(ranks.count) files (rank-\(ranks.first!.rank) … rank-\(ranks.last!.rank)), \(Self.count(records, "record"))"]
+            parts += ranks.filter { $0.unparsableLines > 0 }.map(line)
         }
         if !run.metrics.pca.isEmpty { parts.append("\(run.metrics.pca.count) PCA file(s) in eval/") }
         if !run.metrics.unparsablePCAFiles.isEmpty {
@@ -156,10 +168,10 @@ struct ReportPage {
             ((index == 0 ? (steps.compactMap { $0["step"] }.min() ?? 1) - 1 : epochEnds[index - 1].0) / 2 + end.0 / 2, end.1)
         }
         if !epochMeans.isEmpty { lossSeries.append(ChartSeries(name: "epoch mean", points: epochMeans, color: ChartPalette.color(3), style: .dots)) }
-        charts.append(chart("Loss", yLabel: "loss", lossSeries, needs: "loss"))
+        charts.append(chart("Loss", yLabel: "loss", lossSeries, needs: Self.stepField("loss")))
         charts.append(chart("Positive accuracy", yLabel: "fraction",
                             rawAndSmoothed(steps.series("positive_accuracy"), name: "positive accuracy", color: ChartPalette.color(2)),
-                            needs: "positive_accuracy"))
+                            needs: Self.stepField("positive_accuracy")))
 
         let evals = run.primary.records(.eval)
         var evalSeries: [ChartSeries] = []
@@ -173,26 +185,26 @@ struct ReportPage {
                                           style: key.hasSuffix("pairs_to_features") ? .dashed : .line))
         }
         charts.append(chart(recallKeys.isEmpty ? "kNN accuracy" : "kNN accuracy and recall@K", yLabel: "fraction of test samples",
-                            evalSeries, needs: "knn_accuracy or recall_at_K_*"))
+                            evalSeries, needs: "eval lines (<code>knn_accuracy</code>, <code>recall_at_K_*</code>)"))
 
         charts.append(chart("Learning rate", yLabel: "learning rate",
-                            [ChartSeries(name: "lr", points: steps.series("lr"), color: ChartPalette.color(4))], needs: "lr", includeZero: true, noteIfConstant: true))
+                            [ChartSeries(name: "lr", points: steps.series("lr"), color: ChartPalette.color(4))], needs: Self.stepField("lr"), includeZero: true, noteIfConstant: true))
         let temperature = steps.series("temperature")
         if temperature.isEmpty, let fixed = run.config("loss.temperature") {
             charts.append(missing("Temperature", "fixed at \(fixed) (loss.temperature); the metrics hold no <code>temperature</code> field"))
         } else {
             charts.append(chart("Temperature", yLabel: "temperature",
-                                [ChartSeries(name: "temperature", points: temperature, color: ChartPalette.color(5))], needs: "temperature",
+                                [ChartSeries(name: "temperature", points: temperature, color: ChartPalette.color(5))], needs: Self.stepField("temperature"),
                                 noteIfConstant: true))
         }
         let gradientNorm = steps.series("gradient_norm")
         if !gradientNorm.isEmpty {
             charts.append(chart("Gradient norm", yLabel: "L2 norm", rawAndSmoothed(gradientNorm, name: "gradient norm", color: ChartPalette.color(6)),
-                                needs: "gradient_norm"))
+                                needs: Self.stepField("gradient_norm")))
         }
         charts.append(chart("Loss scale", yLabel: "scale",
                             [ChartSeries(name: "loss scale", points: steps.series("loss_scale"), color: ChartPalette.color(8))],
-                            needs: "loss_scale", includeZero: true, noteIfConstant: true))
+                            needs: Self.stepField("loss_scale"), includeZero: true, noteIfConstant: true))
         return charts
     }
 
@@ -201,7 +213,7 @@ struct ReportPage {
         var charts: [Figure] = []
         charts.append(chart("Throughput", yLabel: "images / s",
                             rawAndSmoothed(steps.series("images_per_second"), name: "images/s", color: ChartPalette.color(0)),
-                            needs: "images_per_second", includeZero: true, clipOutliers: true))
+                            needs: Self.stepField("images_per_second"), includeZero: true, clipOutliers: true))
 
         // Stacked: each area reaches the sum of its part and the parts before it (smoothed, ms).
         let window = Self.smoothingWindow(steps.count)
@@ -223,11 +235,14 @@ struct ReportPage {
             split.append(ChartSeries(name: "communication hidden (overlapped)", points: hidden, color: "#222", style: .dashed))
         }
         let legendOrder = Array(cumulative) + split.filter { $0.style != .area }
-        charts.append(chart("Step time split (stacked, smoothed)", yLabel: "ms per step", split, needs: "time_forward, time_backward, …",
+        charts.append(chart("Step time split (stacked" + (window > 1 ? ", smoothed)" : ")"), yLabel: "ms per step", split, needs: "the <code>time_*</code> fields of step lines",
                             includeZero: true, maxPoints: 600, clipOutliers: true, legendOrder: legendOrder))
 
         // One line per rank: a straggler is the line above the others.
         let ranks = run.metrics.ranks
+        guard ranks.count > 1 else {
+            return charts + [missing("Step time per rank", "only one metrics file (\(htmlEscaped(ranks.first?.file.lastPathComponent ?? "")))")]
+        }
         let perRankWindow = Self.smoothingWindow(ranks.map { $0.records(.step).count }.max() ?? 0)
         var rankSeries: [ChartSeries] = []
         for (index, rank) in ranks.enumerated() {
@@ -246,8 +261,8 @@ struct ReportPage {
                 rankSeries[0].name = "other ranks"
             }
         }
-        charts.append(chart("Step time per rank (smoothed)", yLabel: "ms per step", rankSeries,
-                            needs: "time_* fields in each rank's file", includeZero: true,
+        charts.append(chart("Step time per rank" + (perRankWindow > 1 ? " (smoothed)" : ""), yLabel: "ms per step", rankSeries,
+                            needs: "the <code>time_*</code> fields of each rank's step lines", includeZero: true,
                             maxPoints: max(200, 4000 / max(1, ranks.count)), clipOutliers: true))
         return charts
     }
@@ -258,7 +273,7 @@ struct ReportPage {
         charts.append(chart("Alignment and uniformity", yLabel: "value", [
             ChartSeries(name: "alignment (lower: positives closer)", points: geometry.series("alignment"), color: ChartPalette.color(0)),
             ChartSeries(name: "uniformity (lower: spread more evenly)", points: geometry.series("uniformity"), color: ChartPalette.color(1)),
-        ], needs: "geometry lines (alignment, uniformity)"))
+        ], needs: "geometry lines (<code>alignment</code>, <code>uniformity</code>)"))
         let cosines = [("positive cosine", "positive_cosine"), ("negative cosine", "negative_cosine"), ("embedding std", "embedding_std")]
             .enumerated().map { ChartSeries(name: $1.0, points: geometry.series($1.1), color: ChartPalette.color($0 + 2)) }
         if cosines.contains(where: { !$0.points.isEmpty }) {
@@ -370,6 +385,7 @@ struct ReportPage {
     }
 
     func configAndLog() -> String {
+        guard run.configText != nil || !run.logTail.isEmpty else { return "" }
         var html = "<h2>Config and log</h2>\n"
         if let text = run.configText {
             html += "<details><summary>config.yaml (resolved)</summary><pre>\(htmlEscaped(text))</pre></details>\n"
@@ -382,11 +398,16 @@ struct ReportPage {
 
     // MARK: - Helpers
 
+    /// Where a chart's values come from, as HTML (`needs` of `chart`).
+    static func stepField(_ name: String) -> String { "the <code>\(name)</code> field of step lines" }
+
+    /// A line chart, or a note when there is nothing (or only a constant) to draw.
+    /// `needs`: HTML naming the metrics the chart is drawn from.
     func chart(_ title: String, yLabel: String, _ series: [ChartSeries], needs: String, includeZero: Bool = false,
                maxPoints: Int = 2000, clipOutliers: Bool = false, legendOrder: [ChartSeries]? = nil,
                noteIfConstant: Bool = false) -> Figure {
         guard series.contains(where: { !$0.points.isEmpty }) else {
-            return missing(title, needs.isEmpty ? "no values yet" : "no values yet (from the metrics field(s) <code>\(htmlEscaped(needs))</code>)")
+            return missing(title, needs.isEmpty ? "no values yet" : "no values yet; drawn from \(needs)")
         }
         let points = series.flatMap(\.points)
         if noteIfConstant, let first = points.first, points.allSatisfy({ $0.1 == first.1 }) {
@@ -447,6 +468,9 @@ struct ReportPage {
             return (step, average / weight)
         }
     }
+
+    /// "1 record", "3 records".
+    static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 
     static func median(_ values: [Double]) -> Double? {
         guard !values.isEmpty else { return nil }

@@ -103,7 +103,7 @@ struct LineChart {
                 let d = "M" + coordinates.map { SVGWriter.number($0.0) + " " + SVGWriter.number($0.1) }.joined(separator: " ")
                 let attributes: String
                 switch s.style {
-                case .faint: attributes = "stroke-width=\"1\" stroke-opacity=\"0.35\""
+                case .faint: attributes = "stroke-width=\"1\" stroke-opacity=\"\(coordinates.count > 300 ? "0.25" : "0.4")\""
                 case .dashed: attributes = "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""
                 default: attributes = "stroke-width=\"1.6\""
                 }
