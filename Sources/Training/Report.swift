@@ -81,12 +81,12 @@ struct RunReport {
 
     /// Ranks of the run: the start line's world size, else the number of rank files.
     var worldSize: (count: Int, source: String) {
-        if let size = primary.start?["world_size"] { return (Int(size), "start line") }
+        if let size = primary.start?["world_size"].flatMap(MetricsRecord.integer), size > 0 { return (size, "start line") }
         return (metrics.ranks.count, "metrics files")
     }
 
     var totalSteps: Int? {
-        if let total = primary.start?["total_steps"] { return Int(total) }
+        if let total = primary.start?["total_steps"].flatMap(MetricsRecord.integer) { return total }
         if let total = totalStepsFromLog { return total }
         if let maxSteps = config("train.max_steps").flatMap(Int.init), maxSteps > 0 { return maxSteps }
         return nil

@@ -115,7 +115,7 @@ struct ReportPage {
         guard let best = evals.max(by: { $0["knn_accuracy"]! < $1["knn_accuracy"]! }) else { return "not evaluated yet" }
         var text = String(format: "%.2f%%", best["knn_accuracy"]! * 100)
         var at: [String] = []
-        if let epoch = best["epoch"] { at.append("epoch \(Int(epoch))") }
+        if let epoch = best["epoch"].flatMap(MetricsRecord.integer) { at.append("epoch \(epoch)") }
         if let step = best.step { at.append("step \(step)") }
         if !at.isEmpty { text += " (after " + at.joined(separator: ", ") + ")" }
         if let last = evals.last, last.step != best.step, let accuracy = last["knn_accuracy"] {
@@ -413,7 +413,7 @@ struct ReportPage {
         if noteIfConstant, let first = points.first, points.allSatisfy({ $0.1 == first.1 }) {
             // A flat line says less than its value does.
             let steps = points.map(\.0)
-            return missing(title, "constant at \(Self.compact(first.1)) over steps \(Int(steps.min()!))–\(Int(steps.max()!))")
+            return missing(title, "constant at \(Self.compact(first.1)) over steps \(Self.compact(steps.min()!))–\(Self.compact(steps.max()!))")
         }
         var chart = LineChart(title: title, yLabel: yLabel, series: series, includeZero: includeZero, maxPoints: maxPoints)
         chart.legendOrder = legendOrder

@@ -175,7 +175,10 @@ public struct MetricsRecord: Sendable {
     }
 
     public subscript(_ key: String) -> Double? { numbers[key] }
-    public var step: Int? { numbers["step"].flatMap { Int(exactly: $0.rounded()) } }
+    public var step: Int? { numbers["step"].flatMap(Self.integer) }
+
+    /// A number as an Int, nil when it is out of Int's range (a garbled line must not trap).
+    static func integer(_ value: Double) -> Int? { Int(exactly: value.rounded()) }
 }
 
 extension Array where Element == MetricsRecord {

@@ -298,6 +298,7 @@ struct SVGWriter {
 
     /// A pixel coordinate with one decimal, trailing ".0" dropped.
     static func number(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e9 else { return "0" }     // never for pixel coordinates of finite data
         let tenths = (value * 10).rounded()
         return tenths.truncatingRemainder(dividingBy: 10) == 0 ? String(Int(tenths / 10)) : String(tenths / 10)
     }

@@ -197,6 +197,17 @@ import Testing
         #expect(series.map(\.1) == [1, 1, 1, 2, 2, 2])
     }
 
+    /// Numbers no trainer writes (a garbled file) give a page, never a trap.
+    @Test func absurdNumbersDoNotTrap() throws {
+        let run = temporaryDirectory("report-absurd").appendingPathComponent("run")
+        try writeLines([#"{"type":"start","world_size":1e30,"total_steps":-1e300}"#, #"{"step":1,"loss":1e300,"lr":5}"#,
+                        #"{"step":2,"loss":-1e300,"lr":5}"#, #"{"step":1e40,"loss":1,"images_per_second":1e308}"#,
+                        #"{"type":"eval","step":3,"epoch":1e30,"knn_accuracy":0.5}"#],
+                       to: run.appendingPathComponent("metrics/rank-0.jsonl"))
+        let html = try Report.html(runDirectory: run)
+        #expect(html.contains("50.00%"))
+    }
+
     @Test func niceTicksAndLabels() {
         let accuracy = NiceTicks(min: 0.03, max: 0.93, target: 5, snapToTicks: true)
         #expect(accuracy.labels() == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])
