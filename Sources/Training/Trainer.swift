@@ -259,6 +259,13 @@ public final class Trainer {
                     fields.append(("recall_at_\(k)_pairs_to_features", .number(retrieval.backward[index])))
                 }
             }
+            if let test = data.test {
+                // The test representations on their top two principal components, for the report.
+                let h = Evaluation.representations(model: step.model, rows: test)
+                try PCA.writeEvalFile(runDirectory: runDirectory, step: stepsDone, epoch: epoch, rows: h.data, count: test.count,
+                                      width: step.model.representationWidth, labels: test.labels)
+                fields.append(("pca", .string(String(format: "eval/pca-step-%d.json", stepsDone))))
+            }
             if parts.isEmpty { parts.append("nothing to evaluate (no test split with labels or pairs)") }
             log.info(String(format: "eval epoch %d: %@ (%.1f s)", epoch, parts.joined(separator: ", "), monotonicSeconds() - t0))
             if fields.count > 2 { log.record("eval", fields) }
