@@ -16,7 +16,7 @@ for round in $(seq "$rounds"); do
     launch/mpirun.sh -np "$ranks" .build/release/contrast train --config configs/fmnist-simclr.yaml \
       --set run_dir="$run" --set data.dataset=prepared --set data.path="$data" --set data.prefetch=$prefetch \
       --set train.max_steps=120 --set eval.knn_every_epochs=0 --set checkpoint.every_steps=0 \
-      --set monitor.tensorboard=false > /dev/null
+      --set monitor.tensorboard=false > /dev/null 2>&1
     /usr/bin/python3 - "$run" "$ranks" "$prefetch" <<'PY'
 import json, statistics, sys
 run, ranks, prefetch = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -147,16 +147,30 @@ public enum Bench {
         let stepOnly = med { $0.compute }, endToEnd = med { $0.total }
         let globalImages = Double(b * p)
 
-        let mc = config.model
-        let shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation], [mc.representation] + mc.projection], rows: v)
-            + [GEMMShape(name: "logits", m: v, n: p * v, k: mc.projection.last!, transposeA: false, transposeB: true),
-               GEMMShape(name: "dZ_a", m: v, n: mc.projection.last!, k: p * v, transposeA: false, transposeB: false),
-               GEMMShape(name: "dZ", m: p * v, n: mc.projection.last!, k: v, transposeA: true, transposeB: false)]
+        let mc = config.model, e = mc.projection.last!
+        let tower = [[mc.representation] + mc.projection]
+        let shapes: [GEMMShape]
+        if step.clipLoss != nil {
+            // Two towers of B rows each; per direction the logits B x N and the two gradients.
+            let n = p * b
+            shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation]] + tower, rows: b)
+                + mlpShapes(widths: [[data.train.pairWidth] + mc.pairHidden + [mc.representation]] + tower, rows: b)
+                + (0..<2).flatMap { direction in
+                    [GEMMShape(name: "logits \(direction)", m: b, n: n, k: e, transposeA: false, transposeB: true),
+                     GEMMShape(name: "dZ_a \(direction)", m: b, n: e, k: n, transposeA: false, transposeB: false),
+                     GEMMShape(name: "dZ \(direction)", m: n, n: e, k: b, transposeA: true, transposeB: false)]
+                }
+        } else {
+            shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation]] + tower, rows: v)
+                + [GEMMShape(name: "logits", m: v, n: p * v, k: e, transposeA: false, transposeB: true),
+                   GEMMShape(name: "dZ_a", m: v, n: e, k: p * v, transposeA: false, transposeB: false),
+                   GEMMShape(name: "dZ", m: p * v, n: e, k: v, transposeA: true, transposeB: false)]
+        }
         let gemmSeconds = timeGEMMs(shapes, repeats: max(repeats, 5)).reduce(0, +)
         let figures = StepFigures(imagesPerSecondStep: globalImages / stepOnly, imagesPerSecondEndToEnd: globalImages / endToEnd,
                                   median: m, gemmSeconds: gemmSeconds)
         let report = [
-            "training step, \(b) images (\(v) views) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
+            "training step, \(b) samples (\(step.clipLoss != nil ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
             String(format: "  all-gather + reduce-scatter %7.2f ms", m.gather * 1e3),
