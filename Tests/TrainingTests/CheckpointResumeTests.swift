@@ -35,14 +35,14 @@ import Testing
         return result
     }
 
-    /// Per-step metric records without the timings (which differ run to run).
+    /// Per-step metric records without the clock and the timings (which differ run to run).
     func stepRecords(_ runDirectory: String, from first: Int) throws -> [String] {
         let text = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8)
         var byStep: [Int: String] = [:]
         for line in text.split(separator: "\n") {
             guard var record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   record["time_forward"] != nil, let step = record["step"] as? Int, step >= first else { continue }
-            for key in record.keys where key.hasPrefix("time_") || key == "images_per_second" { record.removeValue(forKey: key) }
+            for key in record.keys where key.hasPrefix("time") || key == "images_per_second" { record.removeValue(forKey: key) }
             let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
             byStep[step] = String(decoding: data, as: UTF8.self)
         }
