@@ -20,6 +20,30 @@ extension CheckpointStore {
         return manifest.state
     }
 
+    /// Loads only `buffers`, some of the checkpoint's (the parameters, for evaluation or
+    /// export), and returns the state JSON. Each buffer's name and count must match the
+    /// manifest's; every frame read is checked (zstd checksum), and the whole-file crc32 of
+    /// every shard all of whose frames were read.
+    public static func load(_ checkpoint: URL, only buffers: [CheckpointBuffer]) throws -> Data {
+        let manifest = try manifest(at: checkpoint)
+        let manifestPath = checkpoint.appendingPathComponent(manifestName).path
+        try validate(manifest, file: manifestPath)
+        for buffer in buffers {
+            guard manifest.buffers.contains(where: { $0.name == buffer.name && $0.count == buffer.count }) else {
+                throw CheckpointError(.mismatch, file: manifestPath,
+                                      problem: "the checkpoint holds \(manifest.buffers.map { "\($0.name)[\($0.count)]" }.joined(separator: ", ")), "
+                                          + "not \(buffer.name)[\(buffer.count)]",
+                                      fix: "use the model settings it was written with (see its \"state\")")
+            }
+        }
+        let reader = CheckpointReader(directory: checkpoint, manifest: manifest)
+        for buffer in buffers {
+            try reader.read(buffer: buffer.name, elements: 0..<buffer.count, into: buffer.pointer)
+        }
+        try reader.checkWholeFiles()
+        return manifest.state
+    }
+
     /// Checks every shard: present, size, whole-file crc32, and every zstd frame decodes
     /// (with its content checksum) to the manifest's length. Throws on the first problem,
     /// naming the file.

@@ -33,7 +33,7 @@ public struct CheckpointSettings: Sendable {
 /// Layout: `<run>/checkpoints/step-<9 digits>/{shard-<r>-of-<P>.bin, manifest.json}` and
 /// `<run>/checkpoints/latest`. A directory without `manifest.json` is not a checkpoint.
 public enum CheckpointStore {
-    static let manifestName = "manifest.json"
+    public static let manifestName = "manifest.json"
     static let latestName = "latest"
     /// Floats per zstd frame (4 MiB): the unit a partial load reads.
     static let frameElements = 1 << 20

@@ -186,3 +186,23 @@ import Testing
         if let checkpoint = checkpoints.first { try CheckpointStore.verify(checkpoint) }
     }
 }
+
+/// Evaluation and export load a trained model from a run or a checkpoint.
+@Suite(.serialized) struct TrainedModelTests {
+    /// A run's newest checkpoint and its final weights give the model the trainer had, and a
+    /// folder that is neither says so in one line.
+    @Test func loadsFromCheckpointAndFromWeights() throws {
+        let run = temporaryDirectory("trained").appendingPathComponent("run").path
+        let outcome = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                                 "--set", "train.max_steps=6", "--set", "checkpoint.every_steps=6",
+                                                 "--set", "eval.knn_every_epochs=0", "--set", "data.test_limit=100"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let fromWeights = try TrainedModel.load(run)
+        let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).first)
+        let fromCheckpoint = try TrainedModel.load(checkpoint.path)
+        #expect(fromWeights.source.hasPrefix("weights of") && fromCheckpoint.source.contains("step 6"))
+        #expect(fromWeights.model.arena.parameters.array.map(\.bitPattern) == fromCheckpoint.model.arena.parameters.array.map(\.bitPattern))
+        #expect(fromCheckpoint.config.model.hidden == [64])
+        #expect(throws: RunFiles.Failure.self) { try TrainedModel.load(temporaryDirectory("empty").path) }
+    }
+}
