@@ -509,18 +509,45 @@ public struct EvalSection: Codable, Sendable, Equatable {
     public var knnK: Int
     /// kNN: votes are weighted by exp(cosine similarity / knn_temperature).
     public var knnTemperature: Float
+    /// Also fit and score the linear probe at every this many epochs' evaluation, and at the end (0 = never during training).
+    public var linearEveryEpochs: Int
+    /// Stop when the monitor has not improved by `early_stopping_min_delta` for this many evaluations (0 = off).
+    public var earlyStoppingPatience: Int
+    /// What early stopping watches: knn or linear accuracy on the test split.
+    public var earlyStoppingMonitor: EvalMonitor
+    /// Smallest rise of the monitor that counts as an improvement.
+    public var earlyStoppingMinDelta: Float
 
     enum CodingKeys: String, CodingKey {
         case knnEveryEpochs = "knn_every_epochs"
         case knnK = "knn_k"
         case knnTemperature = "knn_temperature"
+        case linearEveryEpochs = "linear_every_epochs"
+        case earlyStoppingPatience = "early_stopping_patience"
+        case earlyStoppingMonitor = "early_stopping_monitor"
+        case earlyStoppingMinDelta = "early_stopping_min_delta"
     }
 
-    public init(knnEveryEpochs: Int = 5, knnK: Int = 200, knnTemperature: Float = 0.1) {
+    public init(knnEveryEpochs: Int = 5, knnK: Int = 200, knnTemperature: Float = 0.1, linearEveryEpochs: Int = 0,
+                earlyStoppingPatience: Int = 0, earlyStoppingMonitor: EvalMonitor = .knn, earlyStoppingMinDelta: Float = 0) {
         self.knnEveryEpochs = knnEveryEpochs
         self.knnK = knnK
         self.knnTemperature = knnTemperature
+        self.linearEveryEpochs = linearEveryEpochs
+        self.earlyStoppingPatience = earlyStoppingPatience
+        self.earlyStoppingMonitor = earlyStoppingMonitor
+        self.earlyStoppingMinDelta = earlyStoppingMinDelta
     }
+}
+
+/// An evaluation early stopping can watch.
+public enum EvalMonitor: String, Codable, Sendable, CaseIterable {
+    /// kNN accuracy of the representation on the test split.
+    case knn
+    /// Linear-probe accuracy (needs eval.linear_every_epochs > 0).
+    case linear
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// How a run reports on its health (docs/monitoring.md).

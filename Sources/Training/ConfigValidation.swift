@@ -81,6 +81,16 @@ extension TrainingConfig {
                   eval.knnEveryEpochs)
         try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)
         try checkPositive(eval.knnTemperature, "eval.knn_temperature")
+        try check(eval.linearEveryEpochs >= 0, "eval.linear_every_epochs", "must be 0 (never during training) or positive",
+                  eval.linearEveryEpochs)
+        try check(eval.earlyStoppingPatience >= 0, "eval.early_stopping_patience", "must be 0 (off) or positive",
+                  eval.earlyStoppingPatience)
+        try checkNonNegative(eval.earlyStoppingMinDelta, "eval.early_stopping_min_delta")
+        try check(eval.earlyStoppingPatience == 0 || eval.earlyStoppingMonitor != .linear || eval.linearEveryEpochs > 0,
+                  "eval.early_stopping_monitor", "is linear, so eval.linear_every_epochs must be positive (the probe must run)",
+                  eval.earlyStoppingMonitor.rawValue)
+        try check(eval.earlyStoppingPatience == 0 || eval.knnEveryEpochs > 0 || eval.linearEveryEpochs > 0,
+                  "eval.early_stopping_patience", "needs evaluations during training: set eval.knn_every_epochs", eval.earlyStoppingPatience)
     }
 }
 

@@ -47,12 +47,19 @@ public enum Evaluation {
         return labels.map { UInt8($0) }
     }
 
-    /// kNN test accuracy with the whole training set as memory, each rank embedding the samples
-    /// it evaluates (`evaluated`, disjoint across ranks, covering the data set); the memory is
-    /// gathered on every rank, rank 0 classifies `test`. Every rank calls it; rank 0 returns
-    /// the accuracy, the others -1. Returns nil (on every rank) when the data has no usable labels.
-    public static func distributedKNN(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>, test: SampleRows?,
-                                      k: Int, temperature: Float, communicator: Communicator) throws -> Double? {
+    /// Representations of a whole labelled training set with their labels (kNN's memory, the
+    /// linear probe's training set).
+    public struct LabelledRepresentations {
+        public var features: Tensor
+        public var labels: [UInt8]
+    }
+
+    /// The training set's representations, each rank embedding the samples it evaluates
+    /// (`evaluated`, disjoint across ranks, together the data set) and all of them gathered on
+    /// every rank. Collective. nil (on every rank) when some rank's labels are missing or not
+    /// in 0..<256.
+    public static func gatherRepresentations(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>,
+                                             communicator: Communicator) throws -> LabelledRepresentations? {
         let r = model.representationWidth, p = communicator.size
         // Whether the labels are usable is decided together, so no rank leaves the collectives early.
         let first = evaluated.isEmpty ? 0 : train.row(evaluated.lowerBound)
@@ -77,13 +84,29 @@ public enum Evaluation {
                 try communicator.allGather(own.baseAddress!, into: $0.baseAddress!, counts: counts.map { Int($0) })
             }
         }
+        return LabelledRepresentations(features: memory, labels: allLabels[0..<total].map { UInt8($0) })
+    }
+
+    /// kNN accuracy of `test` (its representations `queries`) against a gathered memory.
+    public static func knnAccuracy(memory: LabelledRepresentations, queries: Tensor, queryLabels: [UInt8],
+                                   k: Int, temperature: Float) -> Double {
+        let classCount = Int(max(memory.labels.max() ?? 0, queryLabels.max() ?? 0)) + 1
+        let classifier = KNNClassifier(k: k, temperature: temperature, classes: max(2, classCount))
+        return classifier.accuracy(memory: memory.features, memoryLabels: memory.labels, queries: queries, queryLabels: queryLabels)
+    }
+
+    /// kNN test accuracy with the whole training set as memory (`gatherRepresentations`);
+    /// rank 0 classifies `test`. Every rank calls it; rank 0 returns the accuracy, the others
+    /// -1. Returns nil when the data has no usable labels.
+    public static func distributedKNN(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>, test: SampleRows?,
+                                      k: Int, temperature: Float, communicator: Communicator) throws -> Double? {
+        guard let memory = try gatherRepresentations(model: model, train: train, evaluated: evaluated, communicator: communicator) else {
+            return nil
+        }
         guard communicator.rank == 0 else { return -1 }
         guard let test, let queryLabels = classes(test.labels) else { return nil }
-        let memoryLabels = allLabels[0..<total].map { UInt8($0) }
-        let classCount = Int(max(memoryLabels.max() ?? 0, queryLabels.max() ?? 0)) + 1
-        let queries = representations(model: model, rows: test)
-        let classifier = KNNClassifier(k: k, temperature: temperature, classes: max(2, classCount))
-        return classifier.accuracy(memory: memory, memoryLabels: memoryLabels, queries: queries, queryLabels: queryLabels)
+        return knnAccuracy(memory: memory, queries: representations(model: model, rows: test), queryLabels: queryLabels,
+                           k: k, temperature: temperature)
     }
 
     /// Cross-modal retrieval on paired rows: for each sample, the rank of its own pair among

@@ -29,6 +29,13 @@ public final class Trainer {
     public private(set) var resumedFrom: URL?
     /// Host name of every rank, by rank.
     public let hosts: [String]
+    /// The linear probe for evaluations during training: fits on the training representations,
+    /// returns the test accuracy (set by the trainer from the evaluation suite).
+    var linearProbe: ((Evaluation.LabelledRepresentations, Tensor, [UInt8]) -> Double)?
+    /// Early stopping: the best monitored value so far (epoch 0: none yet), and its parameters.
+    var earlyStoppingState: EarlyStoppingState?
+    var bestParameters: Tensor?
+    var model: ContrastiveModel { step.model }
     /// Where interval and evaluation scalars also go (TensorBoard, rank 0).
     var scalarSink: (([(tag: String, value: Double)], Int) -> Void)?
 
@@ -79,6 +86,10 @@ public final class Trainer {
                 throw RunFiles.Failure(description: "CONTRAST_SLOW_RANK=\(slow) must be rank:milliseconds, e.g. 1:50")
             }
             if Int(parts[0]) == rank { step.injectedDelay = parts[1] / 1000 }
+        }
+        if config.eval.earlyStoppingPatience > 0 {
+            earlyStoppingState = EarlyStoppingState(value: -.infinity, epoch: 0, evaluationsSince: 0)
+            bestParameters = Tensor(zeros: [step.model.arena.count])
         }
         if let resumeFrom {
             try restore(from: resumeFrom)
@@ -203,8 +214,12 @@ public final class Trainer {
                 log.record("epoch", [("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
                 epochLossSum = 0; epochStepCount = 0
             }
-            if position.batch == 0 && c.eval.knnEveryEpochs > 0 && (epoch + 1) % c.eval.knnEveryEpochs == 0 && stepsDone < totalSteps {
-                knnAccuracy = try evaluate(epoch: epoch + 1)
+            let evaluationDue = [c.eval.knnEveryEpochs, c.eval.linearEveryEpochs].contains { $0 > 0 && (epoch + 1) % $0 == 0 }
+            var stopEarly = false
+            if position.batch == 0 && evaluationDue && stepsDone < totalSteps {
+                let values = try evaluate(epoch: epoch + 1)
+                knnAccuracy = values.knn
+                stopEarly = try earlyStopping(values, epoch: epoch + 1)
             }
             if result.requests.stop > 0 {
                 if isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
@@ -212,6 +227,7 @@ public final class Trainer {
                 interrupted = true
                 break
             }
+            if stopEarly { break }
             let dueBySteps = c.checkpoint.everySteps > 0 && stepsDone % c.checkpoint.everySteps == 0
             if (dueBySteps || result.requests.checkpoint > 0) && stepsDone < totalSteps {
                 try saveCheckpoint(reason: dueBySteps ? "every \(c.checkpoint.everySteps) steps" : "every \(c.checkpoint.everyMinutes) minutes")
@@ -223,8 +239,14 @@ public final class Trainer {
             return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
                            epochMeanLosses: epochMeans, interrupted: true)
         }
-        if savedAt != stepsDone { try saveCheckpoint(reason: "end of training") }
-        knnAccuracy = try evaluate(epoch: position.epoch)
+        if savedAt != stepsDone { try saveCheckpoint(reason: stepsDone < totalSteps ? "early stop" : "end of training") }
+        if let best = earlyStoppingState, best.epoch > 0 {
+            // Early stopping keeps the best evaluation's parameters (the checkpoint above holds the last ones).
+            model.arena.parameters.data.update(from: bestParameters!.data, count: model.arena.count)
+            if isRoot { log.info(String(format: "keeping the parameters of epoch %d (%@ %.2f%%)", best.epoch,
+                                        c.eval.earlyStoppingMonitor.rawValue, best.value * 100)) }
+        }
+        knnAccuracy = try evaluate(epoch: position.epoch, final: true).knn
         if isRoot {
             try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
             log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
@@ -237,45 +259,80 @@ public final class Trainer {
                        epochMeanLosses: epochMeans, interrupted: false)
     }
 
-    /// kNN accuracy (and retrieval recall for pairs) of the test split: every rank embeds the
-    /// training samples it evaluates, rank 0 classifies and logs. NaN when the data has no labels.
-    func evaluate(epoch: Int) throws -> Double {
-        let t0 = monotonicSeconds()
-        let accuracy = try Evaluation.distributedKNN(model: step.model, train: data.train, evaluated: data.evaluated, test: data.test,
-                                                    k: config.eval.knnK, temperature: config.eval.knnTemperature,
-                                                    communicator: communicator)
+    /// Evaluates the representation on the test split: kNN accuracy (every evaluation), the
+    /// linear probe (every `eval.linear_every_epochs`, and at the end when that is set), the
+    /// retrieval recall of pairs, and the PCA file for the report. Every rank embeds the
+    /// training samples it evaluates; rank 0 classifies and logs. Returns the monitored value
+    /// (`eval.early_stopping_monitor`), the same on every rank; NaN when there is none.
+    func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
+        let t0 = monotonicSeconds(), e = config.eval
+        let linearDue = e.linearEveryEpochs > 0 && (final || epoch % e.linearEveryEpochs == 0)
+        let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
+                                                          communicator: communicator)
+        var values: [String: Double] = [:]
         if isRoot {
             var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("epoch", .int(epoch))]
             var parts: [String] = []
-            if let accuracy {
-                parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", accuracy * 100, config.eval.knnK))
-                fields.append(("knn_accuracy", .number(accuracy)))
-            }
-            if config.loss.kind == .clip, let test = data.test, test.pairs != nil {
-                let retrieval = Evaluation.retrieval(model: step.model, rows: test)
-                for (index, k) in retrieval.ks.enumerated() {
-                    parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))
-                    fields.append(("recall_at_\(k)_features_to_pairs", .number(retrieval.forward[index])))
-                    fields.append(("recall_at_\(k)_pairs_to_features", .number(retrieval.backward[index])))
-                }
-            }
             if let test = data.test {
+                let queries = Evaluation.representations(model: step.model, rows: test)
+                if let memory, let queryLabels = Evaluation.classes(test.labels) {
+                    let knn = Evaluation.knnAccuracy(memory: memory, queries: queries, queryLabels: queryLabels,
+                                                     k: e.knnK, temperature: e.knnTemperature)
+                    values["knn"] = knn
+                    parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", knn * 100, e.knnK))
+                    fields.append(("knn_accuracy", .number(knn)))
+                    if linearDue, let probe = linearProbe {
+                        let accuracy = probe(memory, queries, queryLabels)
+                        values["linear"] = accuracy
+                        parts.append(String(format: "linear probe %.2f%%", accuracy * 100))
+                        fields.append(("linear_accuracy", .number(accuracy)))
+                    }
+                }
+                if config.loss.kind == .clip, test.pairs != nil {
+                    let retrieval = Evaluation.retrieval(model: step.model, rows: test)
+                    for (index, k) in retrieval.ks.enumerated() {
+                        parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))
+                        fields.append(("recall_at_\(k)_features_to_pairs", .number(retrieval.forward[index])))
+                        fields.append(("recall_at_\(k)_pairs_to_features", .number(retrieval.backward[index])))
+                    }
+                }
                 // The test representations on their top two principal components, for the report.
-                let h = Evaluation.representations(model: step.model, rows: test)
-                try PCA.writeEvalFile(runDirectory: runDirectory, step: stepsDone, epoch: epoch, rows: h.data, count: test.count,
+                try PCA.writeEvalFile(runDirectory: runDirectory, step: stepsDone, epoch: epoch, rows: queries.data, count: test.count,
                                       width: step.model.representationWidth, labels: test.labels)
                 fields.append(("pca", .string(String(format: "eval/pca-step-%d.json", stepsDone))))
             }
             if parts.isEmpty { parts.append("nothing to evaluate (no test split with labels or pairs)") }
             log.info(String(format: "eval epoch %d: %@ (%.1f s)", epoch, parts.joined(separator: ", "), monotonicSeconds() - t0))
-            if fields.count > 2 { log.record("eval", fields) }
+            log.record("eval", fields)
             scalarSink?(fields.dropFirst(2).compactMap { field in
                 if case .number(let value) = field.1 { return (tag: "eval/" + field.0, value: value) } else { return nil }
             }, stepsDone)
         }
-        var shared = [accuracy ?? -2]
+        var shared = [values["knn"] ?? -2, values["linear"] ?? -2]
         try communicator.allReduceMax(&shared)
-        return shared[0] < -1 ? .nan : shared[0]
+        return (shared[0] < -1 ? .nan : shared[0], shared[1] < -1 ? .nan : shared[1])
+    }
+
+    /// Early stopping after an evaluation (same decision on every rank: the values are shared).
+    /// Keeps a copy of the best parameters; returns true when patience has run out.
+    func earlyStopping(_ values: (knn: Double, linear: Double), epoch: Int) throws -> Bool {
+        let e = config.eval
+        guard e.earlyStoppingPatience > 0, var state = earlyStoppingState else { return false }
+        let value = e.earlyStoppingMonitor == .knn ? values.knn : values.linear
+        guard value.isFinite else { return false }
+        if state.epoch == 0 || value > state.value + Double(e.earlyStoppingMinDelta) {
+            state = EarlyStoppingState(value: value, epoch: epoch, evaluationsSince: 0)
+            bestParameters!.data.update(from: model.arena.parameters.data, count: model.arena.count)
+        } else {
+            state.evaluationsSince += 1
+        }
+        earlyStoppingState = state
+        guard state.evaluationsSince >= e.earlyStoppingPatience else { return false }
+        if isRoot {
+            log.info(String(format: "early stopping at epoch %d: %@ has not improved on %.2f%% (epoch %d) for %d evaluation(s)",
+                            epoch, e.earlyStoppingMonitor.rawValue, state.value * 100, state.epoch, state.evaluationsSince))
+        }
+        return true
     }
 
     static func duration(_ seconds: Double) -> String {

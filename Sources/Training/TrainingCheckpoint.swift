@@ -26,6 +26,16 @@ struct TrainingState: Codable, Equatable {
     var epochSteps: Int
     /// The resolved config of the run that wrote it (YAML).
     var config: String
+    /// Early stopping's best value and how long ago (absent when early stopping is off).
+    var earlyStopping: EarlyStoppingState? = nil
+}
+
+/// Early stopping's memory: the best monitored value, the epoch it was reached (0: none yet),
+/// and the evaluations since. Its parameters are checkpointed as `early_stopping.best_parameters`.
+struct EarlyStoppingState: Codable, Equatable {
+    var value: Double
+    var epoch: Int
+    var evaluationsSince: Int
 }
 
 /// The contrast release, recorded in every checkpoint.
@@ -55,7 +65,11 @@ extension TrainingStep {
 }
 
 extension Trainer {
-    var checkpointBuffers: [CheckpointBuffer] { step.checkpointBuffers }
+    var checkpointBuffers: [CheckpointBuffer] {
+        step.checkpointBuffers + (bestParameters.map {
+            [CheckpointBuffer(name: "early_stopping.best_parameters", pointer: $0.data, count: $0.count)]
+        } ?? [])
+    }
 
     /// Collective: writes a checkpoint of the current state, then (rank 0) prunes old ones.
     func saveCheckpoint(reason: String) throws {
@@ -64,7 +78,8 @@ extension Trainer {
             step: stepsDone, epoch: position.epoch, batch: position.batch,
             globalBatch: config.data.batchPerRank * communicator.size, worldSize: communicator.size,
             optimizerSteps: step.optimizer.stepCount, lossScale: step.reducer.scale, cleanSteps: step.reducer.cleanSteps,
-            skippedSteps: step.reducer.skippedSteps, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml())
+            skippedSteps: step.reducer.skippedSteps, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
+            earlyStopping: earlyStoppingState)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let directory = try CheckpointStore.save(
@@ -159,5 +174,6 @@ extension Trainer {
         step.reducer.restore(scale: scale, cleanSteps: state.cleanSteps, skippedSteps: state.skippedSteps)
         epochLossSum = state.epochLossSum
         epochStepCount = state.epochSteps
+        if earlyStoppingState != nil, let saved = state.earlyStopping { earlyStoppingState = saved }
     }
 }

@@ -144,3 +144,33 @@ import Testing
         #expect(missing.status != 0 && missing.error.contains("not a run directory"))
     }
 }
+
+/// Early stopping: with a patience of 1 and an improvement no accuracy can make, the run stops
+/// after its second evaluation and keeps the first one's parameters, which are exactly those
+/// of a one-epoch run (constant learning rate).
+@Suite(.serialized) struct EarlyStoppingTests {
+    @Test func stopsAndKeepsTheBestParameters() throws {
+        func run(_ overrides: [String]) throws -> String {
+            let run = temporaryDirectory("early").appendingPathComponent("run").path
+            let outcome = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                                     "--set", "data.test_limit=256", "--set", "eval.knn_every_epochs=1"]
+                                                    + overrides.flatMap { ["--set", $0] })
+            #expect(outcome.status == 0, "\(outcome.error.suffix(1000))")
+            return run
+        }
+        let stopped = try run(["train.epochs=4", "eval.early_stopping_patience=1", "eval.early_stopping_min_delta=1"])
+        let oneEpoch = try run(["train.epochs=1"])
+        let log = try String(contentsOfFile: stopped + "/train.log", encoding: .utf8)
+        #expect(log.contains("early stopping at epoch 2") && log.contains("keeping the parameters of epoch 1"), "\(log.suffix(1200))")
+        #expect(log.contains("(early stop) written"))
+        let a = try Data(contentsOf: URL(fileURLWithPath: stopped + "/weights.bin"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: oneEpoch + "/weights.bin"))
+        #expect(a == b)
+    }
+
+    @Test func linearMonitorNeedsTheProbe() throws {
+        #expect(throws: ConfigError.self) {
+            try smokeConfig(["eval.early_stopping_patience=2", "eval.early_stopping_monitor=linear"])
+        }
+    }
+}
