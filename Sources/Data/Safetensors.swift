@@ -29,6 +29,13 @@ public enum Safetensors {
         public var dtype: String
         public var shape: [Int]
         public var bytes: Range<Int>
+
+        public init(name: String, dtype: String, shape: [Int], bytes: Range<Int>) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
     }
 
     /// A file's header: its tensors in data order, its metadata, and where the data starts.
