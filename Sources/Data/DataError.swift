@@ -29,6 +29,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case shardInvalid(path: String, shard: Int, problem: String)
     /// A .npy file cannot be used as it is.
     case npyInvalid(path: String, problem: String)
+    /// A safetensors file's header or layout is not valid.
+    case safetensorsInvalid(path: String, problem: String)
     /// Two inputs of `contrast prepare` disagree on the sample count.
     case sampleCountMismatch(firstPath: String, first: Int, secondPath: String, second: Int)
     /// `contrast prepare` was asked for more shards than there are samples.
@@ -69,6 +71,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "data set shard \(shard) (\(path)): \(problem); re-run `contrast prepare` or restore the file"
         case .npyInvalid(let path, let problem):
             return ".npy file \(path): \(problem)"
+        case .safetensorsInvalid(let path, let problem):
+            return "safetensors file \(path): \(problem)"
         case .sampleCountMismatch(let firstPath, let first, let secondPath, let second):
             return "\(firstPath) holds \(first) samples but \(secondPath) holds \(second); "
                 + "their first dimensions must match (one row per sample)"

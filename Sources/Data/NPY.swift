@@ -152,3 +152,47 @@ public struct NPYArray: Sendable {
         }
     }
 }
+
+/// Writer for NumPy's .npy format 1.0: float32 ('<f4') and int64 ('<i8') arrays in C order,
+/// the files `np.load` reads without options.
+///
+/// The header dict is padded with spaces and ends in a newline so that the data starts at a
+/// multiple of 64 bytes (numpy/lib/format.py `ARRAY_ALIGN`), as numpy's own writer does.
+extension NPYArray {
+    /// A .npy file of `values`, shape `shape` (row-major), as '<f4'.
+    public static func encode(float32 values: UnsafeBufferPointer<Float>, shape: [Int]) -> Data {
+        precondition(shape.reduce(1, *) == values.count, "NPY: \(values.count) values are not of shape \(shape)")
+        var file = header(descr: "<f4", shape: shape)
+        file.reserveCapacity(file.count + values.count * 4)
+        for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { file.append(contentsOf: $0) } }
+        return file
+    }
+
+    public static func encode(float32 values: [Float], shape: [Int]) -> Data {
+        values.withUnsafeBufferPointer { encode(float32: $0, shape: shape) }
+    }
+
+    /// A .npy file of `values`, shape `shape` (row-major), as '<i8'.
+    public static func encode(int64 values: [Int64], shape: [Int]) -> Data {
+        precondition(shape.reduce(1, *) == values.count, "NPY: \(values.count) values are not of shape \(shape)")
+        var file = header(descr: "<i8", shape: shape)
+        file.reserveCapacity(file.count + values.count * 8)
+        for value in values { withUnsafeBytes(of: value.littleEndian) { file.append(contentsOf: $0) } }
+        return file
+    }
+
+    /// Magic, version 1.0, the UInt16 header length and the padded dict: a multiple of 64 bytes.
+    static func header(descr: String, shape: [Int]) -> Data {
+        // Python's tuple syntax: (N,) for one dimension, () for none.
+        let dimensions = shape.map(String.init)
+        let tuple = "(" + dimensions.joined(separator: ", ") + (dimensions.count == 1 ? ",)" : ")")
+        var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(tuple), }"
+        let prefix = 10  // magic (6), version (2), header length (2)
+        let total = (prefix + dict.utf8.count + 1 + 63) / 64 * 64
+        dict += String(repeating: " ", count: total - prefix - dict.utf8.count - 1) + "\n"
+        let length = UInt16(dict.utf8.count)
+        var file = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xff), UInt8(length >> 8)])
+        file.append(contentsOf: Array(dict.utf8))
+        return file
+    }
+}

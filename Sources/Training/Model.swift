@@ -113,13 +113,17 @@ public final class ContrastiveModel {
         }
     }
 
-    /// Representations h of `count` rows of `inputs` (count x I) into `out` (count x R), in
-    /// batches of `batch` rows. Used by evaluation on un-augmented images.
-    public func representations(of inputs: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, batch: Int = 1024) {
+    /// Representations h of `count` rows of `inputs` (count x I, or count x W through the pair
+    /// tower's encoder when `pair`) into `out` (count x R), in batches of `batch` rows. Used by
+    /// evaluation on un-augmented images and by `contrast embed`.
+    public func representations(of inputs: UnsafePointer<Float>, count: Int, pair: Bool = false, into out: UnsafeMutablePointer<Float>,
+                                batch: Int = 1024) {
+        guard let tower = pair ? pairEncoder : encoder else { preconditionFailure("the model has no pair tower") }
+        let width = pair ? pairInputWidth : inputWidth
         var start = 0
         while start < count {
             let rows = min(batch, count - start)
-            let h = encoder.forward(inputs + start * inputWidth, batch: rows)
+            let h = tower.forward(inputs + start * width, batch: rows)
             (out + start * representationWidth).update(from: h, count: rows * representationWidth)
             start += rows
         }

@@ -11,7 +11,7 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
+        subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.
@@ -60,7 +60,7 @@ struct Train: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self])
+    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self, EvalDrift.self])
 
     struct KNN: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,0 +1,117 @@
+import ArgumentParser
+import Checkpoint
+import Data
+import Foundation
+import Tensor
+import Training
+
+extension ModelExport.Part: ExpressibleByArgument {}
+extension Embedding.Output: ExpressibleByArgument {}
+
+/// A data set split on the command line (its own type, so no other file's conformance of
+/// `FashionMNIST.Split` can clash with it).
+enum SplitArgument: String, ExpressibleByArgument {
+    case train, test
+    var split: FashionMNIST.Split { self == .train ? .train : .test }
+}
+
+/// `contrast export`: a trained model's parameters as a file other frameworks load (docs/export.md).
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a trained model's parameters as safetensors, named for torch.nn modules (docs/export.md).")
+
+    @Option(help: "A checkpoint directory, or a run directory (its weights.bin, else its newest checkpoint).")
+    var checkpoint: String
+    @Option(help: "File format; only 'safetensors' for now.") var format = "safetensors"
+    @Option(help: "Output file.") var out: String
+    @Option(help: "'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z).")
+    var what: ModelExport.Part = .model
+
+    func validate() throws {
+        guard format == "safetensors" else {
+            throw ValidationError("--format \(format) is not supported; contrast exports safetensors only "
+                                  + "(load it in PyTorch with tools/load_safetensors.py, see docs/export.md)")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let trained = try TrainedModel.load(checkpoint)
+            let file = try ModelExport.safetensors(trained, part: what)
+            try AtomicFile.write(file, to: URL(fileURLWithPath: out))
+            let tensors = try ModelExport.tensors(trained.model, part: what)
+            say("\(out): \(tensors.count) tensors, \(tensors.reduce(0) { $0 + $1.values.count }) parameters "
+                + "(\(what == .model ? "encoder and projection head" : "encoder")) of \(trained.source), \(file.count) bytes")
+        }
+    }
+}
+
+/// `contrast embed`: a trained model's representations (or embeddings) of a data set split, as .npy.
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the representations (or embeddings) of a data set split as a float32 .npy (N x R).",
+        discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are.")
+
+    @Option(help: "A checkpoint directory, or a run directory (its weights.bin, else its newest checkpoint).")
+    var checkpoint: String
+    @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the model's config data.path)")
+    var data: String?
+    @Option(help: "Output .npy file.") var out: String
+    @Option(help: "Which split: train or test.") var split: SplitArgument = .test
+    @Option(help: "'representation' (h, N x R) or 'embedding' (L2-normalised z, N x E).")
+    var what: Embedding.Output = .representation
+    @Flag(help: "Embed the data set's pair vectors through the pair tower (two-tower CLIP models).") var pairs = false
+    @Option(help: "Also write the labels as an int64 .npy (N).") var labelsOut: String?
+    @Option(help: "Only the first N samples (0: all).") var limit = 0
+
+    func run() throws {
+        try reportingErrors {
+            let trained = try TrainedModel.load(checkpoint)
+            BLASThreads.set(trained.config.train.blasThreads)
+            let path = data ?? trained.config.data.path.replacingOccurrences(of: "{rank}", with: "0")
+            let rows = try Embedding.samples(at: path, split: split.split, limit: limit)
+            if labelsOut != nil && rows.labels == nil {
+                throw ValidationError("--labels-out: \(path) has no labels; leave out --labels-out")
+            }
+            let values = try Embedding.compute(trained.model, rows: rows, output: what, pairs: pairs)
+            let width = values.shape[1]
+            try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
+                                                 shape: [rows.count, width]), to: URL(fileURLWithPath: out))
+            if let labelsOut, let labels = rows.labels {
+                try AtomicFile.write(NPYArray.encode(int64: labels, shape: [labels.count]), to: URL(fileURLWithPath: labelsOut))
+            }
+            say("\(out): \(what.rawValue)s of \(rows.count) \(split.rawValue) samples of \(path)\(pairs ? " (pairs)" : ""), "
+                + "\(rows.count) x \(width) float32, by \(trained.source)")
+        }
+    }
+}
+
+/// `contrast eval drift`: how far two checkpoints' representations are apart (linear CKA).
+struct EvalDrift: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drift",
+        abstract: "Linear CKA between the representations of two checkpoints on the same test samples (1: same up to rotation and scale).")
+
+    @Option(name: .customLong("a"), help: "First checkpoint or run directory.") var first: String
+    @Option(name: .customLong("b"), help: "Second checkpoint or run directory.") var second: String
+    @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the first model's config data.path)")
+    var data: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key of the first model's config for choosing the data, "
+                                                         + "e.g. --set data.test_limit=1000.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    func run() throws {
+        try reportingErrors {
+            let a = try TrainedModel.load(first), b = try TrainedModel.load(second)
+            let config = try ConfigLoader.load(yaml: a.config.yaml(), source: "the config of \(first)", overrides: overrides)
+            BLASThreads.set(config.train.blasThreads)
+            let path = data ?? config.data.path.replacingOccurrences(of: "{rank}", with: "0")
+            let rows = try Embedding.samples(at: path, split: .test, limit: config.data.testLimit)
+            let x = try Embedding.compute(a.model, rows: rows, output: .representation)
+            let y = try Embedding.compute(b.model, rows: rows, output: .representation)
+            let similarity = CKA.linear(x.data, columns: x.shape[1], y.data, columns: y.shape[1], rows: rows.count)
+            say(String(format: "linear CKA %.4f between the representations of A (%@, R=%d) and B (%@, R=%d) on %d test samples of %@",
+                       similarity, a.source, x.shape[1], b.source, y.shape[1], rows.count, path))
+        }
+    }
+}
