@@ -45,7 +45,10 @@ final class Monitor {
         let wire = step.reducer.precision == .fp32 ? 4 : 2
         bytesPerStep = p == 1 ? 0 : v * e * 4 + p * v * e * 4 + step.model.arena.count * wire + 16
         let mode = config.monitor.progress
-        showProgress = communicator.rank == 0 && (mode == .always || (mode == .auto && isatty(STDOUT_FILENO) != 0))
+        // Under mpirun or srun a rank's standard output is the launcher's pipe or pseudo-terminal,
+        // whatever the launcher's own output is: `auto` only trusts a terminal outside a launcher.
+        showProgress = communicator.rank == 0
+            && (mode == .always || (mode == .auto && isatty(STDOUT_FILENO) != 0 && !Launch.isUnderLauncher()))
     }
 
     /// Host of rank r, for messages.
