@@ -73,6 +73,9 @@ import Testing
 @Suite struct DeterminismTests {
     func parameters(seed: Int, steps: Int) throws -> [Float] {
         let config = try smokeConfig(["seed=\(seed)"])
+        // As the trainer does: OpenBLAS's own default (one thread per core) sums some GEMMs in
+        // another order, and other tests in this process set it to 1 at any moment.
+        BLASThreads.set(config.train.blasThreads)
         let data = try TrainingData(config: config, rank: 0, worldSize: 1, loadTest: false)
         let step = try TrainingStep(config: config, inputWidth: 784, samplesPerStep: config.data.batchPerRank, totalSteps: steps)
         let order = try data.sampler.order(epoch: 0)
