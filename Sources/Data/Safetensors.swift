@@ -72,24 +72,8 @@ public enum Safetensors {
         return file
     }
 
-    /// A JSON string literal of `text`: quote, backslash and control characters escaped.
-    static func json(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal of `text` (see `jsonQuoted`).
+    static func json(_ text: String) -> String { jsonQuoted(text) }
 
     /// Parses and checks the header of `file` (the whole file's bytes): the JSON, every
     /// tensor's dtype, shape and byte range, and that the ranges tile the data exactly.

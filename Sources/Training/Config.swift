@@ -30,58 +30,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var monitor: MonitorSection
     /// Gradient exchange between ranks.
     public var communication: CommunicationSection
-    /// How a run reports on its health (docs/monitoring.md).
-public struct MonitorSection: Codable, Sendable, Equatable {
-    /// Measure the embedding geometry of the global batch every this many steps (0 = never).
-    public var geometryEverySteps: Int
-    /// Warn of collapse when the mean per-dimension std of the embeddings, times sqrt(width),
-    /// falls below this (about 1 when spread over the sphere, 0 when collapsed).
-    public var collapseStd: Float
-    /// Warn of a straggler when a rank's compute time per step exceeds the median rank's by this factor.
-    public var stragglerFactor: Float
-    /// Warn when the training loop waits for data more than this fraction of the step time.
-    public var dataWaitFraction: Float
-    /// Warn after this many consecutive skipped (non-finite gradient) steps.
-    public var skippedSteps: Int
-    /// Write TensorBoard event files (scalars, rank 0) to run_dir/tensorboard.
-    public var tensorboard: Bool
-    /// Live progress line on a terminal: auto (when standard output is a terminal), always, never.
-    public var progress: ProgressKind
-
-    enum CodingKeys: String, CodingKey {
-        case geometryEverySteps = "geometry_every_steps"
-        case collapseStd = "collapse_std"
-        case stragglerFactor = "straggler_factor"
-        case dataWaitFraction = "data_wait_fraction"
-        case skippedSteps = "skipped_steps"
-        case tensorboard, progress
-    }
-
-    public init(geometryEverySteps: Int = 50, collapseStd: Float = 0.2, stragglerFactor: Float = 1.5,
-                dataWaitFraction: Float = 0.1, skippedSteps: Int = 3, tensorboard: Bool = true, progress: ProgressKind = .auto) {
-        self.geometryEverySteps = geometryEverySteps
-        self.collapseStd = collapseStd
-        self.stragglerFactor = stragglerFactor
-        self.dataWaitFraction = dataWaitFraction
-        self.skippedSteps = skippedSteps
-        self.tensorboard = tensorboard
-        self.progress = progress
-    }
-}
-
-/// When the live progress line is shown.
-public enum ProgressKind: String, Codable, Sendable, CaseIterable {
-    /// When standard output is a terminal.
-    case auto
-    /// Always (control characters on standard output).
-    case always
-    /// Never: plain periodic lines only.
-    case never
-
-    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
-}
-
-/// When checkpoints are written and how many are kept.
+    /// When checkpoints are written and how many are kept.
     public var checkpoint: CheckpointSection
     /// `auto` (continue from the newest complete checkpoint in run_dir, if any), `never` (start
     /// fresh; run_dir must be empty), or the path of a checkpoint directory to start from.

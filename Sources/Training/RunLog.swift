@@ -1,3 +1,4 @@
+import Data
 import Foundation
 
 /// The files a run writes for people and tools (DESIGN.md decision 7): `train.log`, human
@@ -104,20 +105,7 @@ public enum JSONValue: Sendable {
         case .int(let v): return String(v)
         case .number(let v): return v.isFinite ? String(v) : "null"
         case .bool(let v): return v ? "true" : "false"
-        case .string(let s):
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                default:
-                    if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-                }
-            }
-            return out + "\""
+        case .string(let s): return jsonQuoted(s)
         }
     }
 }
