@@ -60,7 +60,7 @@ struct Train: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self])
+    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self, EvalFull.self])
 
     struct KNN: ParsableCommand {
         static let configuration = CommandConfiguration(
