@@ -27,7 +27,7 @@ import Tensor
 /// the data for the same tolerance. Stops when max |dL/dtheta| <= tolerance (default 1e-4,
 /// scikit-learn's), after `maxIterations` (default 500), or when the line search can no longer
 /// decrease L. Representations (R = 256) converge in a few hundred iterations; raw pixels (784
-/// correlated features, condition number ~1e6) reach the limit at max |g| ~ 2e-4, where the
+/// strongly correlated features) reach the limit at max |g| ~ 2-3e-4, where the
 /// test accuracy is within 0.002 of its value after 3,000 iterations (measured on Fashion-MNIST).
 ///
 /// Shapes: N samples, D features, C classes; W is C x D row-major.
