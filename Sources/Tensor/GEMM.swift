@@ -17,6 +17,22 @@ public func gemm(
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// Double-precision matrix multiplication through OpenBLAS (dgemm), the same layout as the
+/// Float `gemm`: C = alpha * op(A) op(B) + beta * C, row-major, op(A) M x K, op(B) K x N.
+/// For solvers whose line searches need function values beyond Float's 7 digits (LinearProbe).
+@inline(__always)
+public func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
+    b: UnsafePointer<Double>, ldb: Int,
+    beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int
+) {
+    if m == 0 || n == 0 { return }
+    cblas_dgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
 /// The plain triple loop `gemm` is tested against (accumulates in Double).
 public func gemmReference(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,

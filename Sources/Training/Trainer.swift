@@ -29,9 +29,6 @@ public final class Trainer {
     public private(set) var resumedFrom: URL?
     /// Host name of every rank, by rank.
     public let hosts: [String]
-    /// The linear probe for evaluations during training: fits on the training representations,
-    /// returns the test accuracy (set by the trainer from the evaluation suite).
-    var linearProbe: ((Evaluation.LabelledRepresentations, Tensor, [UInt8]) -> Double)?
     /// Early stopping: the best monitored value so far (epoch 0: none yet), and its parameters.
     var earlyStoppingState: EarlyStoppingState?
     var bestParameters: Tensor?
@@ -149,6 +146,7 @@ public final class Trainer {
         var interrupted = false
         var savedAt = resumedFrom != nil ? stepsDone : -1
         var knnAccuracy = Double.nan
+        var lastEvaluation: (step: Int, values: (knn: Double, linear: Double))? = nil
         var order: EpochOrder? = nil
         if isRoot && c.monitor.tensorboard && scalarSink == nil {
             // A failing event file is worth a warning, never the run.
@@ -220,6 +218,7 @@ public final class Trainer {
                 let values = try evaluate(epoch: epoch + 1)
                 knnAccuracy = values.knn
                 stopEarly = try earlyStopping(values, epoch: epoch + 1)
+                lastEvaluation = (stepsDone, values)
             }
             if result.requests.stop > 0 {
                 if isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
@@ -240,13 +239,18 @@ public final class Trainer {
                            epochMeanLosses: epochMeans, interrupted: true)
         }
         if savedAt != stepsDone { try saveCheckpoint(reason: stepsDone < totalSteps ? "early stop" : "end of training") }
-        if let best = earlyStoppingState, best.epoch > 0 {
-            // Early stopping keeps the best evaluation's parameters (the checkpoint above holds the last ones).
+        // The last parameters are evaluated (unless that evaluation just happened and stopped the
+        // run); early stopping then keeps the best evaluation's parameters, re-evaluated, for
+        // weights.bin (the checkpoint above holds the last ones).
+        var finalValues = lastEvaluation?.step == stepsDone ? lastEvaluation!.values : try evaluate(epoch: position.epoch, final: true)
+        if earlyStoppingState != nil && lastEvaluation?.step != stepsDone { _ = try earlyStopping(finalValues, epoch: position.epoch) }
+        if let best = earlyStoppingState, best.epoch > 0, best.epoch != position.epoch {
             model.arena.parameters.data.update(from: bestParameters!.data, count: model.arena.count)
             if isRoot { log.info(String(format: "keeping the parameters of epoch %d (%@ %.2f%%)", best.epoch,
                                         c.eval.earlyStoppingMonitor.rawValue, best.value * 100)) }
+            finalValues = try evaluate(epoch: best.epoch, final: true)
         }
-        knnAccuracy = try evaluate(epoch: position.epoch, final: true).knn
+        knnAccuracy = finalValues.knn
         if isRoot {
             try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
             log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
@@ -281,8 +285,12 @@ public final class Trainer {
                     values["knn"] = knn
                     parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", knn * 100, e.knnK))
                     fields.append(("knn_accuracy", .number(knn)))
-                    if linearDue, let probe = linearProbe {
-                        let accuracy = probe(memory, queries, queryLabels)
+                    if linearDue {
+                        // The probe on the whole gathered training set, 300 L-BFGS iterations at most (a monitor tracks a trend).
+                        let classes = max(2, Int(max(memory.labels.max() ?? 0, queryLabels.max() ?? 0)) + 1)
+                        let probe = LinearProbe.fit(features: memory.features, labels: memory.labels.map { Int($0) }, classes: classes,
+                                                    maxIterations: 300)
+                        let accuracy = probe.accuracy(features: queries, labels: queryLabels.map { Int($0) })
                         values["linear"] = accuracy
                         parts.append(String(format: "linear probe %.2f%%", accuracy * 100))
                         fields.append(("linear_accuracy", .number(accuracy)))

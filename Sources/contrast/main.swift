@@ -60,7 +60,7 @@ struct Train: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self, EvalDrift.self])
+    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self, EvalFull.self, EvalDrift.self])
 
     struct KNN: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -170,6 +170,23 @@ import Testing
         #expect(a == b)
     }
 
+    /// The linear probe as a monitor: at each evaluation and at the end, logged and recorded, on
+    /// the training representations gathered from both ranks.
+    @Test func linearProbeRunsDuringTraining() throws {
+        let run = temporaryDirectory("linear").appendingPathComponent("run").path
+        let outcome = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                                 "--set", "data.test_limit=256", "--set", "data.batch_per_rank=32",
+                                                 "--set", "eval.knn_every_epochs=1", "--set", "eval.linear_every_epochs=1",
+                                                 "--set", "eval.early_stopping_patience=5", "--set", "eval.early_stopping_monitor=linear"])
+        #expect(outcome.status == 0, "\(outcome.error.suffix(1000))")
+        let records = try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["type"] as? String == "eval" }
+        let linear = records.compactMap { $0["linear_accuracy"] as? Double }
+        // Epoch 1, the end (epoch 2), and epoch 1's again if it was the better one and is kept.
+        #expect(linear.count >= 2 && linear.allSatisfy { $0 > 0.3 && $0 <= 1 }, "\(records)")
+    }
+
     @Test func linearMonitorNeedsTheProbe() throws {
         #expect(throws: ConfigError.self) {
             try smokeConfig(["eval.early_stopping_patience=2", "eval.early_stopping_monitor=linear"])
