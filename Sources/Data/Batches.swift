@@ -1,3 +1,5 @@
+import Tensor
+
 /// How the samples of a step become the floats the model reads: the producer side of the
 /// data pipeline, run by the training loop or by `ViewPrefetcher`'s background thread.
 /// A batch must be a pure function of (samples, epoch), whichever thread makes it.
@@ -19,15 +21,39 @@ public enum Augmentation: Sendable {
     case none
 }
 
+/// Which training samples keep their labels when only a fraction is labeled (supervised
+/// contrastive fine-tuning with few labels): sample i is labeled when the first uniform draw of
+/// `RandomStream(seed, id(.labelSubset, 0, i))` is below `fraction`, a fixed subset whatever
+/// the rank count or epoch.
+public struct LabelSubset: Sendable, Equatable {
+    public var fraction: Float
+    public var seed: UInt64
+
+    public init(fraction: Float, seed: UInt64) {
+        self.fraction = fraction
+        self.seed = seed
+    }
+
+    public func isLabeled(_ sample: Int) -> Bool {
+        if fraction >= 1 { return true }
+        var random = RandomStream(seed: seed, stream: RandomStream.id(.labelSubset, 0, UInt64(sample)))
+        return random.nextUniform(0, 1) < fraction
+    }
+}
+
 /// SimCLR's input: two augmented views of each of B samples, 2B x F, rows 0..<B view 0,
-/// rows B..<2B view 1 of the same samples (row i's positive is row (i + B) mod 2B).
+/// rows B..<2B view 1 of the same samples (row i's positive is row (i + B) mod 2B). With
+/// `labels` (SupCon) B more floats follow: each sample's label, or -1 when it is unlabeled.
 public struct TwoViewBatches: BatchMaker {
     public let rows: SampleRows
     public let augmentation: Augmentation
     public let seed: UInt64
     public let samplesPerBatch: Int
+    public let labels: LabelSubset?
 
-    public init(rows: SampleRows, augmentation: Augmentation, seed: UInt64, samplesPerBatch: Int) {
+    public init(rows: SampleRows, augmentation: Augmentation, seed: UInt64, samplesPerBatch: Int, labels: LabelSubset? = nil) {
+        precondition(labels == nil || rows.labels != nil, "TwoViewBatches: labels asked for, but the data set has none")
+        self.labels = labels
         if case .image(let maker) = augmentation {
             precondition(rows.isImage && rows.featureShape == [maker.height, maker.width],
                          "TwoViewBatches: image views need \(maker.height)x\(maker.width) uint8 images, the data has \(rows.featureShape)")
@@ -38,7 +64,7 @@ public struct TwoViewBatches: BatchMaker {
         self.samplesPerBatch = samplesPerBatch
     }
 
-    public var floatsPerBatch: Int { 2 * samplesPerBatch * rows.featureWidth }
+    public var floatsPerBatch: Int { 2 * samplesPerBatch * rows.featureWidth + (labels == nil ? 0 : samplesPerBatch) }
 
     public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
@@ -63,6 +89,12 @@ public struct TwoViewBatches: BatchMaker {
         case .none:
             rows.writeInputs(samples, into: out)
             rows.writeInputs(samples, into: out + samples.count * rows.featureWidth)
+        }
+        if let labels, let values = rows.labels {
+            let tail = out + 2 * samples.count * rows.featureWidth
+            for (index, sample) in samples.enumerated() {
+                tail[index] = labels.isLabeled(sample) ? Float(values[rows.row(sample)]) : -1
+            }
         }
     }
 }

@@ -94,10 +94,11 @@ public struct RandomStream: Sendable {
     /// Purposes keep streams of different uses apart (top 8 bits of the stream id).
     /// `featureView`: augmented views of feature vectors (FeatureViewMaker); `pairProjection`:
     /// the random matrix of `contrast prepare fashion-mnist --pairs projection` (PairSpec);
-    /// `corruption`: corrupted test samples of the evaluation suite (Data/Corruptions.swift).
+    /// `corruption`: corrupted test samples of the evaluation suite (Data/Corruptions.swift);
+    /// `labelSubset`: which training samples keep their labels (data.labeled_fraction).
     public enum Purpose: UInt64, Sendable {
         case sampleOrder = 1, view = 2, initialisation = 3, evaluation = 4, noise = 5, featureView = 6, pairProjection = 7,
-             corruption = 8
+             corruption = 8, labelSubset = 9
     }
 
     /// Stream id for a purpose and up to three coordinates (a: 16 bits, b: 32 bits, c: 8 bits).

@@ -118,9 +118,12 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var prefetch: Int
     /// How the views of a sample are made.
     public var augment: AugmentKind
+    /// loss.kind supcon: fraction of the training samples whose labels are used (a fixed subset by seed); the rest count as unlabeled.
+    public var labeledFraction: Float
 
     enum CodingKeys: String, CodingKey {
         case dataset, path, augment
+        case labeledFraction = "labeled_fraction"
         case batchPerRank = "batch_per_rank"
         case virtualShards = "virtual_shards"
         case trainLimit = "train_limit"
@@ -136,9 +139,11 @@ public struct DataSection: Codable, Sendable, Equatable {
         trainLimit: Int = 0,
         testLimit: Int = 0,
         prefetch: Int = 2,
-        augment: AugmentKind = .auto
+        augment: AugmentKind = .auto,
+        labeledFraction: Float = 1
     ) {
         self.augment = augment
+        self.labeledFraction = labeledFraction
         self.dataset = dataset
         self.path = path
         self.batchPerRank = batchPerRank
@@ -270,6 +275,8 @@ public enum LossKind: String, Codable, Sendable, CaseIterable {
     case ntxent
     /// Symmetric InfoNCE of two towers (CLIP): a sample's pair is its positive, every other pair of the global batch a negative.
     case clip
+    /// Supervised contrastive (SupCon, L_out): the other view and every other view with the same label are positives.
+    case supcon
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }

@@ -11,6 +11,7 @@ extension TrainingConfig {
         try check(data.virtualShards >= 1, "data.virtual_shards", "must be at least 1", data.virtualShards)
         try check(data.trainLimit >= 0, "data.train_limit", "must be 0 (all) or positive", data.trainLimit)
         try check(data.testLimit >= 0, "data.test_limit", "must be 0 (all) or positive", data.testLimit)
+        try check(data.labeledFraction >= 0 && data.labeledFraction <= 1, "data.labeled_fraction", "must be in [0, 1]", data.labeledFraction)
         try check(data.prefetch >= 0, "data.prefetch", "must be 0 (views made in the training loop) or positive", data.prefetch)
 
         try checkRange(views.cropArea, "views.crop_area", "two numbers [lo, hi] with 0 < lo <= hi <= 1") {

@@ -130,6 +130,14 @@ public final class TrainingData {
             }
             return PairBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
         }
+        if config.loss.kind == .supcon {
+            guard rows.labels != nil else {
+                throw ConfigError(key: "loss.kind", problem: "config key 'loss.kind' is supcon, but the training data has no labels; "
+                                  + "prepare it with labels (contrast prepare npy --labels) or use ntxent")
+            }
+            return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b,
+                                  labels: LabelSubset(fraction: config.data.labeledFraction, seed: seed))
+        }
         return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
     }
 
@@ -145,7 +153,8 @@ public final class TrainingData {
         }
         switch maker {
         case let pairs as PairBatches: return "pairs (\(name(pairs.augmentation)) of the features, pairs as they are)"
-        case let views as TwoViewBatches: return "two \(name(views.augmentation))"
+        case let views as TwoViewBatches:
+            return "two \(name(views.augmentation))" + (views.labels.map { String(format: " with labels (%.0f%% of samples labeled)", $0.fraction * 100) } ?? "")
         default: return "\(type(of: maker))"
         }
     }

@@ -28,6 +28,12 @@ public final class TrainingStep {
     public let loss: NTXentLoss
     /// The two-tower loss (loss.kind clip), else nil.
     public let clipLoss: CLIPLoss?
+    /// The supervised contrastive loss (loss.kind supcon), else nil.
+    public let supConLoss: SupConLoss?
+    /// SupCon: labels of this rank's V views and of the N gathered ones (-1: unlabeled).
+    var anchorLabels: [Int32] = []
+    var candidateLabels: [Int32] = []
+    let labelFloats: Tensor
     public let reducer: GradientReducer
     /// Samples per rank per step (B).
     public let samplesPerStep: Int
@@ -93,6 +99,8 @@ public final class TrainingStep {
         schedule = Self.schedule(o, totalSteps: totalSteps)
         loss = NTXentLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk)
         clipLoss = clip ? CLIPLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk) : nil
+        let supcon = config.loss.kind == .supcon
+        supConLoss = supcon ? SupConLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk) : nil
         let c = config.communication
         reducer = GradientReducer(arena: model.arena, communicator: communicator,
                                   precision: WirePrecision(rawValue: c.precision.rawValue)!,
@@ -100,7 +108,13 @@ public final class TrainingStep {
                                   scaleWindow: c.fp16ScaleWindow)
 
         let localViews = 2 * samplesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
-        batch = Tensor(zeros: [clip ? samplesPerStep * (inputWidth + pairWidth) : localViews * inputWidth])
+        // SupCon's batches carry the B samples' labels after the views.
+        batch = Tensor(zeros: [clip ? samplesPerStep * (inputWidth + pairWidth) : localViews * inputWidth + (supcon ? samplesPerStep : 0)])
+        labelFloats = Tensor(zeros: [supcon ? globalViews + localViews : 1])
+        if supcon {
+            anchorLabels = [Int32](repeating: -1, count: localViews)
+            candidateLabels = [Int32](repeating: -1, count: globalViews)
+        }
         gathered = Tensor(zeros: [globalViews, e])
         anchorGradient = Tensor(zeros: [localViews, e])
         candidateGradient = Tensor(zeros: [globalViews, e])
@@ -142,10 +156,27 @@ public final class TrainingStep {
         lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
         lap(\.gather)
-        let result = loss.forwardBackward(
-            anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
-            selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
-            anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+        let result: (loss: Double, positiveTop1: Int)
+        if let supConLoss {
+            // Both views of a sample carry its label; the labels are gathered like the embeddings.
+            let own = input ?? UnsafePointer(batch.data)
+            let labels = own + v * model.inputWidth, b = samplesPerStep, local = labelFloats.data + n
+            for i in 0..<b { local[i] = labels[i]; local[b + i] = labels[i] }
+            try communicator.allGather(local, count: v, into: labelFloats.data)
+            for i in 0..<v { anchorLabels[i] = Int32(local[i]) }
+            for i in 0..<n { candidateLabels[i] = Int32(labelFloats[i]) }
+            let r = supConLoss.forwardBackward(
+                anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
+                selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: anchorLabels, candidateLabels: candidateLabels,
+                normalization: n, anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+            result = (r.loss, r.positiveTop1)
+        } else {
+            let r = loss.forwardBackward(
+                anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
+                selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
+                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+            result = (r.loss, r.positiveTop1)
+        }
         lap(\.loss)
         // dL/dz of this rank's rows: through its anchors, plus every rank's contribution
         // through the gathered copy, summed onto the owner.

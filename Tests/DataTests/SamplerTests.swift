@@ -153,3 +153,16 @@ import Testing
         }
     }
 }
+
+@Suite struct LabelSubsetTests {
+    /// A fixed subset of about the asked fraction, the same whoever asks; 1 keeps every label.
+    @Test func subsetIsFixedAndNearTheFraction() {
+        let subset = LabelSubset(fraction: 0.1, seed: 7)
+        let labeled = (0..<20_000).filter { subset.isLabeled($0) }
+        #expect(abs(Double(labeled.count) / 20_000 - 0.1) < 0.01)      // 5 sigma is 0.0106
+        #expect(labeled == (0..<20_000).filter { LabelSubset(fraction: 0.1, seed: 7).isLabeled($0) })
+        #expect(labeled != (0..<20_000).filter { LabelSubset(fraction: 0.1, seed: 8).isLabeled($0) })
+        #expect((0..<100).allSatisfy { LabelSubset(fraction: 1, seed: 7).isLabeled($0) })
+        #expect(!(0..<100).contains { LabelSubset(fraction: 0, seed: 7).isLabeled($0) })
+    }
+}

@@ -53,6 +53,19 @@ import Testing
         #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
     }
 
+    /// SupCon with half the samples labeled: one plain SGD step on P ranks equals one process on
+    /// the global batch (labels travel with the embeddings), and the labels change the loss.
+    @Test(arguments: [(2, Transport.sharedMemory), (4, .tcp)])
+    func supConStepEqualsOneProcessOnTheGlobalBatch(ranks: Int, transport: Transport) throws {
+        let supcon = Self.sgd + ["loss.kind=supcon", "data.labeled_fraction=0.5"]
+        let reference = try train(ranks: 1, steps: 1, supcon)
+        let distributed = try train(ranks: ranks, transport: transport, steps: 1, supcon)
+        #expect(abs(distributed.losses[0] - reference.losses[0]) <= 1e-5 * abs(reference.losses[0]))
+        #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
+        let unsupervised = try train(ranks: 1, steps: 1, Self.sgd)
+        #expect(abs(unsupervised.losses[0] - reference.losses[0]) > 1e-3)
+    }
+
     /// One AdamW step (the benchmark's optimizer). Its first update is lr g / (|g| + eps): for
     /// gradients near eps = 1e-8, which only cancellation produces, it passes on the relative
     /// rounding of g (different summation orders at different P) almost undamped. So elements
