@@ -74,7 +74,7 @@ public enum MLP {
 }
 
 extension Sequential {
-    /// Initialises every Linear (PyTorch defaults) and LayerNorm in order; stream ids are
+    /// Initialises every Linear and Conv2d (PyTorch defaults), LayerNorm and GroupNorm in order; stream ids are
     /// `firstStream`, `firstStream + 1`, ... so each layer's draws are independent.
     @discardableResult
     public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
@@ -83,6 +83,9 @@ extension Sequential {
             switch layer {
             case let linear as Linear: linear.initialise(seed: seed, stream: stream); stream += 1
             case let norm as LayerNorm: norm.initialise()
+            case let conv as Conv2d: conv.initialise(seed: seed, stream: stream); stream += 1
+            case let norm as GroupNorm: norm.initialise()
+            case let block as ResidualBlock: stream = block.initialise(seed: seed, firstStream: stream)
             case let nested as Sequential: stream = nested.initialise(seed: seed, firstStream: stream)
             default: break
             }

@@ -1,0 +1,242 @@
+import Tensor
+
+/// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
+/// computed as im2col followed by one GEMM per image.
+///
+/// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
+/// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
+/// x: B x (C H W), y: B x (O P Q), W: O x (C K K) (PyTorch's [O, C, K, K]), b: O.
+///
+/// Memory: one image's column matrix, (C K K) x (P Q) floats, reused for every image; backward
+/// rebuilds it per image rather than keeping B of them (im2col is a small fraction of the GEMMs,
+/// and B copies would be 231 MB for C = 16, K = 3, 28 x 28, B = 512).
+public final class Conv2d: Layer {
+    public let inChannels: Int, outChannels: Int
+    public let kernel: Int, stride: Int, padding: Int
+    public let height: Int, width: Int
+    public let outputHeight: Int, outputImageWidth: Int
+    public var inputWidth: Int { inChannels * height * width }
+    public var outputWidth: Int { outChannels * outputHeight * outputImageWidth }
+    public let weight: ParameterSlice
+    public let bias: ParameterSlice?
+    public var computesInputGradient = true
+    private let arena: ParameterArena
+
+    private let output = ScratchBuffer()
+    private let inputGradient = ScratchBuffer()
+    private let columns = ScratchBuffer()          // (C K K) x (P Q), one image
+    private let columnGradient = ScratchBuffer()   // (C K K) x (P Q), one image
+    private var savedInput: UnsafePointer<Float>?
+
+    /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
+    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                height: Int, width: Int, bias: Bool = true, name: String, arena: ParameterArena) {
+        precondition(inChannels >= 1 && outChannels >= 1 && kernel >= 1 && stride >= 1 && padding >= 0,
+                     "Conv2d \(name): channels, kernel and stride must be at least 1, padding at least 0")
+        precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
+                     "Conv2d \(name): kernel \(kernel) larger than the padded \(height) x \(width) input")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.height = height
+        self.width = width
+        self.outputHeight = (height + 2 * padding - kernel) / stride + 1
+        self.outputImageWidth = (width + 2 * padding - kernel) / stride + 1
+        self.arena = arena
+        self.weight = arena.allocate(name: "\(name).weight", shape: [outChannels, inChannels, kernel, kernel], kind: .weight)
+        self.bias = bias ? arena.allocate(name: "\(name).bias", shape: [outChannels], kind: .bias) : nil
+    }
+
+    /// PyTorch's default: W, b ~ U(-1/sqrt(C K K), 1/sqrt(C K K)) (kaiming_uniform with a = sqrt(5)).
+    /// Draws come from the counter RNG stream (seed, initialisation, `stream`): weights first, then bias.
+    public func initialise(seed: UInt64, stream: UInt64) {
+        var random = RandomStream(seed: seed, stream: RandomStream.id(.initialisation, stream))
+        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
+        let w = arena.parameters(weight)
+        for i in 0..<weight.count { w[i] = random.nextUniform(-bound, bound) }
+        if let bias {
+            let b = arena.parameters(bias)
+            for i in 0..<bias.count { b[i] = random.nextUniform(-bound, bound) }
+        }
+    }
+
+    /// Multiply-adds of one forward per image (the backward does twice as many, once without dX).
+    public var multiplyAddsPerImage: Int { outChannels * inChannels * kernel * kernel * outputHeight * outputImageWidth }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        savedInput = input
+        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth
+        let y = output.pointer(count: batch * outputWidth)
+        let cols = columns.pointer(count: ckk * pq)
+        let w = arena.parameters(weight)
+        for b in 0..<batch {
+            im2col(cols, image: input + b * inputWidth)
+            // y_b (O x PQ) = W (O x CKK) cols (CKK x PQ)
+            gemm(transposeA: false, transposeB: false, m: outChannels, n: pq, k: ckk,
+                 a: w, lda: ckk, b: cols, ldb: pq, c: y + b * outputWidth, ldc: pq)
+        }
+        if let bias {
+            let bv = arena.parameters(bias)
+            for b in 0..<batch {
+                for o in 0..<outChannels {
+                    let row = y + b * outputWidth + o * pq, v = bv[o]
+                    for i in 0..<pq { row[i] += v }
+                }
+            }
+        }
+        return y
+    }
+
+    /// db += sum over (B, P, Q) of dy; dW += dy_b cols_b^T; dx_b = col2im(W^T dy_b).
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard let x = savedInput else { preconditionFailure("Conv2d.backward before forward") }
+        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth
+        if let bias {
+            let db = arena.gradients(bias)
+            for b in 0..<batch {
+                for o in 0..<outChannels {
+                    let row = outputGradient + b * outputWidth + o * pq
+                    var sum: Float = 0
+                    for i in 0..<pq { sum += row[i] }
+                    db[o] += sum
+                }
+            }
+        }
+        let cols = columns.pointer(count: ckk * pq)
+        let dcols: UnsafeMutablePointer<Float>? = computesInputGradient ? columnGradient.pointer(count: ckk * pq) : nil
+        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        let w = arena.parameters(weight), dw = arena.gradients(weight)
+        for b in 0..<batch {
+            let dy = outputGradient + b * outputWidth
+            im2col(cols, image: x + b * inputWidth)
+            // dW (O x CKK) += dy_b (O x PQ) cols^T (PQ x CKK)
+            gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: pq,
+                 a: dy, lda: pq, b: cols, ldb: pq, beta: 1, c: dw, ldc: ckk)
+            guard let dcols, let dx else { continue }
+            // dcols (CKK x PQ) = W^T (CKK x O) dy_b (O x PQ)
+            gemm(transposeA: true, transposeB: false, m: ckk, n: pq, k: outChannels,
+                 a: w, lda: ckk, b: dy, ldb: pq, c: dcols, ldc: pq)
+            let image = dx + b * inputWidth
+            image.update(repeating: 0, count: inputWidth)
+            col2im(image, columns: dcols)
+        }
+        return dx
+    }
+
+    /// cols[(c K + i) K + j, p Q + q] = x[c, p stride - pad + i, q stride - pad + j], 0 outside the image.
+    func im2col(_ cols: UnsafeMutablePointer<Float>, image x: UnsafePointer<Float>) {
+        let pCount = outputHeight, qCount = outputImageWidth, pq = pCount * qCount
+        var row = 0
+        for c in 0..<inChannels {
+            let channel = x + c * height * width
+            for i in 0..<kernel {
+                for j in 0..<kernel {
+                    let out = cols + row * pq
+                    for p in 0..<pCount {
+                        let h = p * stride - padding + i
+                        let line = out + p * qCount
+                        guard h >= 0 && h < height else { line.update(repeating: 0, count: qCount); continue }
+                        let source = channel + h * width
+                        for q in 0..<qCount {
+                            let v = q * stride - padding + j
+                            line[q] = v >= 0 && v < width ? source[v] : 0
+                        }
+                    }
+                    row += 1
+                }
+            }
+        }
+    }
+
+    /// The adjoint of im2col: adds every column entry back into the pixel it was copied from.
+    func col2im(_ x: UnsafeMutablePointer<Float>, columns cols: UnsafePointer<Float>) {
+        let pCount = outputHeight, qCount = outputImageWidth, pq = pCount * qCount
+        var row = 0
+        for c in 0..<inChannels {
+            let channel = x + c * height * width
+            for i in 0..<kernel {
+                for j in 0..<kernel {
+                    let from = cols + row * pq
+                    for p in 0..<pCount {
+                        let h = p * stride - padding + i
+                        guard h >= 0 && h < height else { continue }
+                        let target = channel + h * width, line = from + p * qCount
+                        for q in 0..<qCount {
+                            let v = q * stride - padding + j
+                            if v >= 0 && v < width { target[v] += line[q] }
+                        }
+                    }
+                    row += 1
+                }
+            }
+        }
+    }
+}
+
+extension Conv2d {
+    /// The plain six-loop convolution the im2col path is tested against (accumulates in Double).
+    /// Shapes as for `Conv2d`; `bias` may be nil.
+    public static func forwardReference(
+        output y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
+        weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int,
+        kernel: Int, stride: Int, padding: Int
+    ) {
+        let pCount = (height + 2 * padding - kernel) / stride + 1, qCount = (width + 2 * padding - kernel) / stride + 1
+        for b in 0..<batch {
+            for o in 0..<outChannels {
+                for p in 0..<pCount {
+                    for q in 0..<qCount {
+                        var sum = Double(bias?[o] ?? 0)
+                        for c in 0..<inChannels {
+                            for i in 0..<kernel {
+                                for j in 0..<kernel {
+                                    let h = p * stride - padding + i, v = q * stride - padding + j
+                                    guard h >= 0 && h < height && v >= 0 && v < width else { continue }
+                                    sum += Double(x[((b * inChannels + c) * height + h) * width + v])
+                                        * Double(w[((o * inChannels + c) * kernel + i) * kernel + j])
+                                }
+                            }
+                        }
+                        y[((b * outChannels + o) * pCount + p) * qCount + q] = Float(sum)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The plain backward of `forwardReference`: adds into dx, dw and db (db may be nil).
+    public static func backwardReference(
+        inputGradient dx: UnsafeMutablePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
+        biasGradient db: UnsafeMutablePointer<Float>?, outputGradient dy: UnsafePointer<Float>,
+        input x: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
+        batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int,
+        kernel: Int, stride: Int, padding: Int
+    ) {
+        let pCount = (height + 2 * padding - kernel) / stride + 1, qCount = (width + 2 * padding - kernel) / stride + 1
+        for b in 0..<batch {
+            for o in 0..<outChannels {
+                for p in 0..<pCount {
+                    for q in 0..<qCount {
+                        let g = dy[((b * outChannels + o) * pCount + p) * qCount + q]
+                        db?[o] += g
+                        for c in 0..<inChannels {
+                            for i in 0..<kernel {
+                                for j in 0..<kernel {
+                                    let h = p * stride - padding + i, v = q * stride - padding + j
+                                    guard h >= 0 && h < height && v >= 0 && v < width else { continue }
+                                    let xi = ((b * inChannels + c) * height + h) * width + v
+                                    let wi = ((o * inChannels + c) * kernel + i) * kernel + j
+                                    dw[wi] += g * x[xi]
+                                    dx[xi] += g * w[wi]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

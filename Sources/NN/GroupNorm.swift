@@ -1,0 +1,153 @@
+import Tensor
+
+/// Group normalisation (Wu & He 2018), PyTorch's `nn.GroupNorm`: the C channels of each sample
+/// are split into G groups of C/G channels; each (sample, group) is normalised over its
+/// (C/G) H W values, y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c], var biased.
+/// gamma = 1, beta = 0 at init.
+///
+/// Shapes: B batch, C channels, G groups, H x W image. x, y: B x (C H W); gamma, beta: C;
+/// mean and 1/std saved per (B, G).
+public final class GroupNorm: Layer {
+    public let groups: Int, channels: Int, height: Int, width: Int
+    public let epsilon: Float
+    public var inputWidth: Int { channels * height * width }
+    public var outputWidth: Int { inputWidth }
+    public let scale: ParameterSlice
+    public let shift: ParameterSlice
+    public var computesInputGradient = true
+    private let arena: ParameterArena
+    private let output = ScratchBuffer()
+    private let means = ScratchBuffer()         // B x G
+    private let inverseStd = ScratchBuffer()    // B x G
+    private let inputGradient = ScratchBuffer()
+    private var savedInput: UnsafePointer<Float>?
+
+    /// Registers gamma and beta (C) in `arena` as `<name>.weight` and `<name>.bias`.
+    public init(groups: Int, channels: Int, height: Int, width: Int, epsilon: Float = 1e-5,
+                name: String, arena: ParameterArena) {
+        precondition(groups >= 1 && channels % groups == 0,
+                     "GroupNorm \(name): \(channels) channels do not split into \(groups) groups")
+        self.groups = groups
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.epsilon = epsilon
+        self.arena = arena
+        self.scale = arena.allocate(name: "\(name).weight", shape: [channels], kind: .normScale)
+        self.shift = arena.allocate(name: "\(name).bias", shape: [channels], kind: .normShift)
+    }
+
+    public func initialise() {
+        arena.parameters(scale).update(repeating: 1, count: channels)
+        arena.parameters(shift).update(repeating: 0, count: channels)
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        savedInput = input
+        let hw = height * width, perGroup = channels / groups, n = perGroup * hw
+        let y = output.pointer(count: batch * inputWidth)
+        let mean = means.pointer(count: batch * groups), inv = inverseStd.pointer(count: batch * groups)
+        let gamma = arena.parameters(scale), beta = arena.parameters(shift)
+        for b in 0..<batch {
+            for g in 0..<groups {
+                let start = b * inputWidth + g * n
+                let x = input + start
+                var sum = 0.0
+                for i in 0..<n { sum += Double(x[i]) }
+                let m = Float(sum / Double(n))
+                var squares = 0.0
+                for i in 0..<n { let d = Double(x[i] - m); squares += d * d }
+                let s = 1 / (Float(squares / Double(n)) + epsilon).squareRoot()
+                mean[b * groups + g] = m
+                inv[b * groups + g] = s
+                for cc in 0..<perGroup {
+                    let c = g * perGroup + cc
+                    let a = s * gamma[c], shiftValue = beta[c] - m * a
+                    let xc = x + cc * hw, yc = y + start + cc * hw
+                    for i in 0..<hw { yc[i] = xc[i] * a + shiftValue }
+                }
+            }
+        }
+        return y
+    }
+
+    /// With x-hat = (x - mean) s and dxh = dy gamma[c], over each (sample, group) of N values:
+    /// dgamma[c] += sum dy x-hat; dbeta[c] += sum dy; dx = s/N (N dxh - sum(dxh) - x-hat sum(dxh x-hat)).
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard let input = savedInput else { preconditionFailure("GroupNorm.backward before forward") }
+        let hw = height * width, perGroup = channels / groups, n = perGroup * hw
+        let mean = means.tensor.data, inv = inverseStd.tensor.data
+        let gamma = arena.parameters(scale)
+        let dgamma = arena.gradients(scale), dbeta = arena.gradients(shift)
+        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        for b in 0..<batch {
+            for g in 0..<groups {
+                let start = b * inputWidth + g * n
+                let m = mean[b * groups + g], s = inv[b * groups + g]
+                var sumDxh: Float = 0, sumDxhXh: Float = 0
+                for cc in 0..<perGroup {
+                    let c = g * perGroup + cc
+                    let xc = input + start + cc * hw, dyc = outputGradient + start + cc * hw
+                    var sumDy: Float = 0, sumDyXh: Float = 0
+                    for i in 0..<hw {
+                        let xh = (xc[i] - m) * s
+                        sumDy += dyc[i]
+                        sumDyXh += dyc[i] * xh
+                    }
+                    dgamma[c] += sumDyXh
+                    dbeta[c] += sumDy
+                    sumDxh += sumDy * gamma[c]
+                    sumDxhXh += sumDyXh * gamma[c]
+                }
+                guard let dx else { continue }
+                let factor = s / Float(n)
+                for cc in 0..<perGroup {
+                    let c = g * perGroup + cc
+                    let xc = input + start + cc * hw, dyc = outputGradient + start + cc * hw, dxc = dx + start + cc * hw
+                    for i in 0..<hw {
+                        let xh = (xc[i] - m) * s
+                        dxc[i] = factor * (Float(n) * dyc[i] * gamma[c] - sumDxh - xh * sumDxhXh)
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}
+
+/// Mean over each channel's H x W pixels. Shapes: x: B x (C H W), y: B x C.
+public final class GlobalAveragePool: Layer {
+    public let channels: Int, height: Int, width: Int
+    public var inputWidth: Int { channels * height * width }
+    public var outputWidth: Int { channels }
+    public var computesInputGradient = true
+    private let output = ScratchBuffer()
+    private let inputGradient = ScratchBuffer()
+
+    public init(channels: Int, height: Int, width: Int) {
+        self.channels = channels
+        self.height = height
+        self.width = width
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let hw = height * width, scale = 1 / Float(hw)
+        let y = output.pointer(count: batch * channels)
+        for r in 0..<(batch * channels) {
+            let x = input + r * hw
+            var sum: Float = 0
+            for i in 0..<hw { sum += x[i] }
+            y[r] = sum * scale
+        }
+        return y
+    }
+
+    /// dx[b, c, h, w] = dy[b, c] / (H W).
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard computesInputGradient else { return nil }
+        let hw = height * width, scale = 1 / Float(hw)
+        let dx = inputGradient.pointer(count: batch * inputWidth)
+        for r in 0..<(batch * channels) { (dx + r * hw).update(repeating: outputGradient[r] * scale, count: hw) }
+        return dx
+    }
+}

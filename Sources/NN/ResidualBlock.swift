@@ -1,0 +1,118 @@
+import Tensor
+
+/// A basic ResNet block (He et al. 2016) with group normalisation:
+/// y = relu(GN(conv3x3(relu(GN(conv3x3_stride(x))))) + skip(x)), where skip is the identity
+/// when shape is kept and a strided 1x1 convolution (with bias) when channels or size change.
+///
+/// Shapes: B batch, C input channels, O output channels, H x W input, P x Q output
+/// (P = ceil(H / stride)). x: B x (C H W), y: B x (O P Q).
+public final class ResidualBlock: Layer {
+    public let main: Sequential
+    /// nil for the identity skip.
+    public let projection: Conv2d?
+    public let outputChannels: Int, outputHeight: Int, outputImageWidth: Int
+    public var inputWidth: Int { main.inputWidth }
+    public var outputWidth: Int { main.outputWidth }
+    private let output = ScratchBuffer()
+    private let skipGradient = ScratchBuffer()
+    private let inputGradient = ScratchBuffer()
+
+    public var computesInputGradient: Bool {
+        get { main.computesInputGradient }
+        set { main.computesInputGradient = newValue; projection?.computesInputGradient = newValue }
+    }
+
+    /// Registers `<name>.conv1`, `<name>.norm1`, `<name>.conv2`, `<name>.norm2` and, when the
+    /// shape changes, `<name>.projection`. GroupNorm uses `groups` groups (must divide O).
+    public init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
+                name: String, arena: ParameterArena) {
+        let conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, stride: stride, padding: 1,
+                           height: height, width: width, bias: false, name: "\(name).conv1", arena: arena)
+        let p = conv1.outputHeight, q = conv1.outputImageWidth
+        let norm1 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm1", arena: arena)
+        let conv2 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernel: 3, padding: 1,
+                           height: p, width: q, bias: false, name: "\(name).conv2", arena: arena)
+        let norm2 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm2", arena: arena)
+        main = Sequential([conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2])
+        projection = stride == 1 && inChannels == outChannels ? nil
+            : Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 1, stride: stride,
+                     height: height, width: width, name: "\(name).projection", arena: arena)
+        outputChannels = outChannels
+        outputHeight = p
+        outputImageWidth = q
+    }
+
+    /// Convolutions get PyTorch's default draws from streams `firstStream`, ...; norms gamma 1, beta 0.
+    /// Returns the next unused stream.
+    public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
+        var stream = main.initialise(seed: seed, firstStream: firstStream)
+        if let projection { projection.initialise(seed: seed, stream: stream); stream += 1 }
+        return stream
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let n = batch * outputWidth
+        let y = output.pointer(count: n)
+        y.update(from: main.forward(input, batch: batch), count: n)
+        if let projection {
+            let s = projection.forward(input, batch: batch)
+            for i in 0..<n { y[i] += s[i] }
+        } else {
+            for i in 0..<n { y[i] += input[i] }
+        }
+        Kernels.reluInPlace(y, count: n)
+        return y
+    }
+
+    /// Through the final ReLU, then the sum's gradient goes down both paths; dx is their sum.
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        let n = batch * outputWidth
+        let dy = outputGradient
+        Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: n)
+        // The main path may consume its gradient, so the skip path gets a copy.
+        let ds = skipGradient.pointer(count: n)
+        ds.update(from: dy, count: n)
+        let dMain = main.backward(dy, batch: batch)
+        let dSkip: UnsafeMutablePointer<Float>?
+        if let projection { dSkip = projection.backward(ds, batch: batch) } else { dSkip = ds }
+        guard computesInputGradient, let dMain, let dSkip else { return nil }
+        let m = batch * inputWidth
+        let dx = inputGradient.pointer(count: m)
+        for i in 0..<m { dx[i] = dMain[i] + dSkip[i] }
+        return dx
+    }
+}
+
+/// A small ResNet-style encoder for NCHW-flattened images.
+public enum CNN {
+    /// The largest group count of at most 8 that divides `channels` (GroupNorm's groups).
+    public static func groups(for channels: Int) -> Int {
+        (1...min(8, channels)).last { channels % $0 == 0 }!
+    }
+
+    /// stem (3x3 conv, GroupNorm, ReLU) to channels[0] -> one ResidualBlock per entry of
+    /// `channels` (stride 1 for the first, 2 between stages) -> global average pool -> Linear
+    /// to `representation`. Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
+    public static func make(channels: [Int], inputHeight: Int, inputWidth: Int, inputChannels: Int = 1,
+                            representation: Int, name: String, arena: ParameterArena) -> Sequential {
+        precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
+        let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
+                          height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
+        var layers: [Layer] = [
+            stem,
+            GroupNorm(groups: groups(for: channels[0]), channels: channels[0], height: inputHeight, width: inputWidth,
+                      name: "\(name).stem_norm", arena: arena),
+            ReLU(width: stem.outputWidth),
+        ]
+        var c = channels[0], h = inputHeight, w = inputWidth
+        for (i, o) in channels.enumerated() {
+            let block = ResidualBlock(inChannels: c, outChannels: o, stride: i == 0 ? 1 : 2, height: h, width: w,
+                                      groups: groups(for: o), name: "\(name).stage\(i)", arena: arena)
+            layers.append(block)
+            c = o; h = block.outputHeight; w = block.outputImageWidth
+        }
+        layers.append(GlobalAveragePool(channels: c, height: h, width: w))
+        layers.append(Linear(inputDimensions: c, outputDimensions: representation, name: "\(name).fc", arena: arena))
+        return Sequential(layers)
+    }
+}

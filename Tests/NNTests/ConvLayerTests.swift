@@ -1,0 +1,249 @@
+import Testing
+@testable import NN
+@testable import Tensor
+
+/// Conv2d against the six-loop reference, and finite-difference checks of every convolutional
+/// layer's backward. The scalar checked is L = sum(y * v) for fixed random v, so dL/dy = v.
+/// Tolerance as in LayerGradientTests: relative error 2e-2 (Float32 central differences).
+@Suite struct ConvLayerTests {
+    static let tolerance = 2e-2
+
+    func fill(_ p: UnsafeMutablePointer<Float>, _ n: Int, stream: UInt64, scale: Float = 1) {
+        var rng = RandomStream(seed: 17, stream: stream)
+        for i in 0..<n { p[i] = rng.nextUniform(-scale, scale) }
+    }
+
+    /// Central differences, except at indices where the one-sided differences disagree by more
+    /// than the tolerance: there a ReLU kink lies within the step and the central difference is
+    /// meaningless, so the index is dropped (at most half of them may be).
+    func numericalGradient(of f: () -> Double, at x: UnsafeMutablePointer<Float>, indices: [Int], step h: Float,
+                           analytic: [Double], sourceLocation: SourceLocation) -> (analytic: [Double], numerical: [Double]) {
+        var kept: [(Double, Double)] = []
+        let center = f()
+        for (index, a) in zip(indices, analytic) {
+            let saved = x[index]
+            x[index] = saved + h; let plus = f()
+            x[index] = saved - h; let minus = f()
+            x[index] = saved
+            let right = (plus - center) / Double(h), left = (center - minus) / Double(h)
+            if abs(right - left) / max(abs(right), abs(left), 1e-2) > Self.tolerance { continue }
+            kept.append((a, (plus - minus) / Double(2 * h)))
+        }
+        #expect(kept.count * 2 >= indices.count, "too many kinks: \(indices.count - kept.count) of \(indices.count)",
+                sourceLocation: sourceLocation)
+        return (kept.map(\.0), kept.map(\.1))
+    }
+
+    /// Checks dL/d(every parameter slice, up to `perSlice` entries each) and dL/dinput.
+    func check(_ layer: Layer, arena: ParameterArena, batch: Int, step: Float = 1e-2, perSlice: Int = 12,
+               inputIndices: Int = 60, sourceLocation: SourceLocation = #_sourceLocation) {
+        let input = Tensor(zeros: [batch, layer.inputWidth])
+        fill(input.data, input.count, stream: 1)
+        let v = Tensor(zeros: [batch, layer.outputWidth])
+        fill(v.data, v.count, stream: 2)
+        let dy = Tensor(zeros: [batch, layer.outputWidth])
+
+        func loss() -> Double {
+            let y = layer.forward(input.data, batch: batch)
+            var sum = 0.0
+            for i in 0..<v.count { sum += Double(y[i]) * Double(v[i]) }
+            return sum
+        }
+        _ = loss()
+        arena.zeroGradients()
+        dy.copy(from: v)
+        let dxPointer = layer.backward(dy.data, batch: batch)
+        let dx = dxPointer.map { p in (0..<input.count).map { Double(p[$0]) } }
+
+        var rng = RandomStream(seed: 3, stream: 4)
+        for slice in arena.slices {
+            let indices = (0..<min(slice.count, perSlice)).map { _ in slice.offset + rng.nextInt(below: slice.count) }
+            let (analytic, numerical) = numericalGradient(of: loss, at: arena.parameters.data, indices: indices, step: step,
+                                                          analytic: indices.map { Double(arena.gradients[$0]) }, sourceLocation: sourceLocation)
+            let error = GradientCheck.maxRelativeError(analytic: analytic, numerical: numerical)
+            #expect(error < Self.tolerance, "\(slice.name): analytic \(analytic) numerical \(numerical)", sourceLocation: sourceLocation)
+        }
+        if layer.computesInputGradient {
+            guard let dx else { Issue.record("no input gradient", sourceLocation: sourceLocation); return }
+            let indices = (0..<min(input.count, inputIndices)).map { _ in rng.nextInt(below: input.count) }
+            let (analytic, numerical) = numericalGradient(of: loss, at: input.data, indices: indices, step: step,
+                                                          analytic: indices.map { dx[$0] }, sourceLocation: sourceLocation)
+            let error = GradientCheck.maxRelativeError(analytic: analytic, numerical: numerical)
+            #expect(error < Self.tolerance, "input: analytic \(analytic) numerical \(numerical)", sourceLocation: sourceLocation)
+        }
+    }
+
+    // MARK: Conv2d
+
+    func convForwardMatchesReference(batch: Int, c: Int, o: Int, h: Int, w: Int, k: Int, stride: Int, padding: Int, bias: Bool) {
+        let arena = ParameterArena()
+        let conv = Conv2d(inChannels: c, outChannels: o, kernel: k, stride: stride, padding: padding,
+                          height: h, width: w, bias: bias, name: "conv", arena: arena)
+        arena.seal()
+        conv.initialise(seed: 5, stream: 0)
+        let x = Tensor(zeros: [batch, conv.inputWidth])
+        fill(x.data, x.count, stream: 7)
+        let expected = Tensor(zeros: [batch, conv.outputWidth])
+        Conv2d.forwardReference(output: expected.data, input: x.data, weight: arena.parameters(conv.weight),
+                                bias: conv.bias.map { arena.parameters($0) }, batch: batch, inChannels: c, outChannels: o,
+                                height: h, width: w, kernel: k, stride: stride, padding: padding)
+        let y = conv.forward(x.data, batch: batch)
+        let error = (0..<expected.count).map { abs(y[$0] - expected[$0]) }.max()!
+        #expect(error < 1e-5, "forward c\(c) o\(o) \(h)x\(w) k\(k) s\(stride) p\(padding): max error \(error)")
+
+        // Backward against the reference backward, both adding onto the same non-zero start.
+        let dy = Tensor(zeros: [batch, conv.outputWidth])
+        fill(dy.data, dy.count, stream: 8)
+        let dyCopy = Tensor(zeros: [batch, conv.outputWidth]); dyCopy.copy(from: dy)
+        let dxReference = Tensor(zeros: [batch, conv.inputWidth])
+        let dwReference = Tensor(zeros: [conv.weight.count]), dbReference = Tensor(zeros: [o])
+        for i in 0..<conv.weight.count { dwReference.data[i] = 0.5; arena.gradients(conv.weight)[i] = 0.5 }
+        if let b = conv.bias { for i in 0..<o { dbReference.data[i] = -0.25; arena.gradients(b)[i] = -0.25 } }
+        Conv2d.backwardReference(inputGradient: dxReference.data, weightGradient: dwReference.data,
+                                 biasGradient: bias ? dbReference.data : nil, outputGradient: dyCopy.data, input: x.data,
+                                 weight: arena.parameters(conv.weight), batch: batch, inChannels: c, outChannels: o,
+                                 height: h, width: w, kernel: k, stride: stride, padding: padding)
+        let dx = conv.backward(dy.data, batch: batch)!
+        let dxError = (0..<dxReference.count).map { abs(dx[$0] - dxReference[$0]) }.max()!
+        let dwError = (0..<conv.weight.count).map { abs(arena.gradients(conv.weight)[$0] - dwReference[$0]) }.max()!
+        #expect(dxError < 1e-4 && dwError < 1e-4, "backward: dx error \(dxError), dW error \(dwError)")
+        if let b = conv.bias {
+            let dbError = (0..<o).map { abs(arena.gradients(b)[$0] - dbReference[$0]) }.max()!
+            #expect(dbError < 1e-4, "backward: db error \(dbError)")
+        }
+    }
+
+    @Test func convMatchesSixLoopReference() {
+        convForwardMatchesReference(batch: 3, c: 2, o: 4, h: 7, w: 5, k: 3, stride: 1, padding: 1, bias: true)
+        convForwardMatchesReference(batch: 2, c: 3, o: 5, h: 9, w: 7, k: 3, stride: 2, padding: 1, bias: true)
+        convForwardMatchesReference(batch: 2, c: 3, o: 2, h: 6, w: 8, k: 5, stride: 2, padding: 0, bias: false)
+        convForwardMatchesReference(batch: 2, c: 4, o: 3, h: 7, w: 7, k: 1, stride: 2, padding: 0, bias: true)
+    }
+
+    @Test func convGradients() {
+        let arena = ParameterArena()
+        let conv = Conv2d(inChannels: 3, outChannels: 4, kernel: 3, stride: 2, padding: 1, height: 7, width: 5,
+                          name: "conv", arena: arena)
+        arena.seal()
+        conv.initialise(seed: 1, stream: 0)
+        check(conv, arena: arena, batch: 2)
+    }
+
+    @Test func convWithoutInputGradientStillAccumulatesParameters() {
+        let arena = ParameterArena()
+        let conv = Conv2d(inChannels: 2, outChannels: 3, kernel: 3, padding: 1, height: 5, width: 5, name: "conv", arena: arena)
+        arena.seal()
+        conv.initialise(seed: 1, stream: 0)
+        conv.computesInputGradient = false
+        check(conv, arena: arena, batch: 2)
+    }
+
+    // MARK: GroupNorm, pooling
+
+    @Test func groupNormGradients() {
+        let arena = ParameterArena()
+        let norm = GroupNorm(groups: 2, channels: 6, height: 3, width: 5, name: "norm", arena: arena)
+        arena.seal()
+        norm.initialise()
+        // Non-trivial gamma and beta, so their gradients matter in dx.
+        fill(arena.parameters(norm.scale), 6, stream: 9, scale: 2)
+        fill(arena.parameters(norm.shift), 6, stream: 10)
+        check(norm, arena: arena, batch: 3)
+    }
+
+    @Test func groupNormForwardNormalisesEachGroup() {
+        let arena = ParameterArena()
+        let norm = GroupNorm(groups: 3, channels: 6, height: 2, width: 3, name: "norm", arena: arena)
+        arena.seal()
+        norm.initialise()
+        let x = Tensor(zeros: [2, norm.inputWidth])
+        fill(x.data, x.count, stream: 11, scale: 5)
+        let y = norm.forward(x.data, batch: 2)
+        let n = 2 * 2 * 3
+        for group in 0..<(2 * 3) {
+            let values = (0..<n).map { Double(y[group * n + $0]) }
+            let mean = values.reduce(0, +) / Double(n)
+            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)
+            #expect(abs(mean) < 1e-5 && abs(variance - 1) < 1e-3, "group \(group): mean \(mean) variance \(variance)")
+        }
+    }
+
+    @Test func globalAveragePoolGradientsAndValues() {
+        let arena = ParameterArena(); arena.seal()
+        let pool = GlobalAveragePool(channels: 3, height: 3, width: 5)
+        check(pool, arena: arena, batch: 2)
+        let x = Tensor(zeros: [1, 30]); for i in 0..<30 { x.data[i] = Float(i) }
+        let small = GlobalAveragePool(channels: 2, height: 3, width: 5)
+        let y = small.forward(x.data, batch: 1)
+        #expect(abs(y[0] - 7) < 1e-5 && abs(y[1] - 22) < 1e-5)
+    }
+
+    // MARK: Residual block and the whole CNN
+
+    @Test func residualBlockWithIdentitySkip() {
+        let arena = ParameterArena()
+        let block = ResidualBlock(inChannels: 4, outChannels: 4, stride: 1, height: 5, width: 5, groups: 2, name: "block", arena: arena)
+        arena.seal()
+        #expect(block.projection == nil)
+        _ = block.initialise(seed: 2, firstStream: 0)
+        // ReLUs inside: a small step keeps pre-activations on their side of the kink.
+        check(block, arena: arena, batch: 2, step: 1e-3)
+    }
+
+    @Test func residualBlockWithProjectionSkip() {
+        let arena = ParameterArena()
+        let block = ResidualBlock(inChannels: 2, outChannels: 4, stride: 2, height: 7, width: 5, groups: 2, name: "block", arena: arena)
+        arena.seal()
+        #expect(block.projection != nil && block.outputHeight == 4 && block.outputImageWidth == 3)
+        _ = block.initialise(seed: 3, firstStream: 0)
+        check(block, arena: arena, batch: 2, step: 1e-3)
+    }
+
+    func smallCNN() -> (Sequential, ParameterArena) {
+        let arena = ParameterArena()
+        let cnn = CNN.make(channels: [4, 8], inputHeight: 7, inputWidth: 6, inputChannels: 2, representation: 5,
+                           name: "encoder", arena: arena)
+        arena.seal()
+        cnn.initialise(seed: 4, firstStream: 0)
+        return (cnn, arena)
+    }
+
+    @Test func wholeCNNGradients() {
+        let (cnn, arena) = smallCNN()
+        #expect(cnn.inputWidth == 2 * 7 * 6 && cnn.outputWidth == 5)
+        check(cnn, arena: arena, batch: 2, step: 1e-3, perSlice: 6)
+    }
+
+    @Test func backwardAddsIntoGradients() {
+        let (cnn, arena) = smallCNN()
+        let batch = 3
+        let x = Tensor(zeros: [batch, cnn.inputWidth]); fill(x.data, x.count, stream: 12)
+        let v = Tensor(zeros: [batch, cnn.outputWidth]); fill(v.data, v.count, stream: 13)
+        let dy = Tensor(zeros: [batch, cnn.outputWidth])
+        func pass() { _ = cnn.forward(x.data, batch: batch); dy.copy(from: v); _ = cnn.backward(dy.data, batch: batch) }
+        arena.zeroGradients()
+        pass()
+        let once = (0..<arena.count).map { arena.gradients[$0] }
+        pass()
+        let error = (0..<arena.count).map { abs(arena.gradients[$0] - 2 * once[$0]) / max(abs(once[$0]), 1e-3) }.max()!
+        #expect(once.contains { $0 != 0 } && error < 1e-4, "second backward should double every gradient, error \(error)")
+    }
+
+    @Test func deterministic() {
+        let previous = BLASThreads.current
+        BLASThreads.set(1)
+        defer { BLASThreads.set(previous) }
+        func run() -> ([Float], [Float]) {
+            let (cnn, arena) = smallCNN()
+            let x = Tensor(zeros: [4, cnn.inputWidth]); fill(x.data, x.count, stream: 14)
+            let y = cnn.forward(x.data, batch: 4)
+            let output = (0..<(4 * cnn.outputWidth)).map { y[$0] }
+            let dy = Tensor(zeros: [4, cnn.outputWidth]); fill(dy.data, dy.count, stream: 15)
+            arena.zeroGradients()
+            _ = cnn.backward(dy.data, batch: 4)
+            return (output, (0..<arena.count).map { arena.gradients[$0] })
+        }
+        let a = run(), b = run()
+        #expect(a.0 == b.0 && a.1 == b.1)
+    }
+}
