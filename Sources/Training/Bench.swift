@@ -128,7 +128,7 @@ public enum Bench {
         let sampler = data.sampler
         let b = config.data.batchPerRank, v = 2 * b
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                    pairWidth: data.train.pairWidth, samplesPerStep: b, totalSteps: warmup + repeats)
+                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: b, totalSteps: warmup + repeats)
         let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
         var all: [StepTimes] = []
         for i in 0..<(warmup + repeats) {
@@ -208,7 +208,7 @@ extension Bench {
             }
         }
         let b = config.data.batchPerRank
-        let step = try TrainingStep(config: config, inputWidth: data.train.featureWidth, pairWidth: data.train.pairWidth,
+        let step = try TrainingStep(config: config, inputWidth: data.train.featureWidth, pairWidth: data.train.pairWidth, imageShape: data.imageShape,
                                     samplesPerStep: b, totalSteps: warmup + repeats)
         let order = try data.sampler.order(epoch: 0)
         var makeTimes: [Double] = [], stepTimes: [Double] = []

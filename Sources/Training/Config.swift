@@ -218,6 +218,8 @@ public struct FeatureViewsSection: Codable, Sendable, Equatable {
 public enum EncoderKind: String, Codable, Sendable, CaseIterable {
     /// Multilayer perceptron on the flattened image.
     case mlp
+    /// Small residual convolutional network (Conv2d, GroupNorm, ReLU, average pooling) on uint8 [H, W] images.
+    case cnn
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -246,9 +248,11 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var activation: ActivationKind
     /// Widths of the second tower's hidden layers (loss.kind clip: the encoder of the pairs).
     public var pairHidden: [Int]
+    /// encoder cnn: channels of the residual stages (stride 2 between stages).
+    public var channels: [Int]
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation
+        case encoder, hidden, representation, projection, activation, channels
         case pairHidden = "pair_hidden"
     }
 
@@ -258,9 +262,11 @@ public struct ModelSection: Codable, Sendable, Equatable {
         representation: Int = 256,
         projection: [Int] = [256, 128],
         activation: ActivationKind = .relu,
-        pairHidden: [Int] = [512]
+        pairHidden: [Int] = [512],
+        channels: [Int] = [16, 32, 64]
     ) {
         self.pairHidden = pairHidden
+        self.channels = channels
         self.encoder = encoder
         self.hidden = hidden
         self.representation = representation

@@ -31,6 +31,8 @@ extension TrainingConfig {
         try check(featureViews.mask >= 0 && featureViews.mask < 1, "feature_views.mask", "must be in [0, 1)", featureViews.mask)
         try check(featureViews.dropout >= 0 && featureViews.dropout < 1, "feature_views.dropout", "must be in [0, 1)", featureViews.dropout)
         try check(featureViews.noise >= 0 && featureViews.noise.isFinite, "feature_views.noise", "must be 0 or positive", featureViews.noise)
+        try check(!model.channels.isEmpty && model.channels.allSatisfy { $0 >= 1 }, "model.channels", "must be one or more widths, each at least 1",
+                  model.channels)
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)

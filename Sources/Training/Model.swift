@@ -20,8 +20,10 @@ public final class ContrastiveModel {
     public let representationWidth: Int
     public let embeddingWidth: Int
 
+    /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
+    /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
-                pairInputWidth: Int = 0, pairHidden: [Int] = []) {
+                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int])? = nil) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
@@ -36,7 +38,17 @@ public final class ContrastiveModel {
             encoder.computesInputGradient = false
             return (encoder, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
         }
-        (encoder, head) = tower(inputWidth, hidden, "")
+        if let convolution {
+            precondition(convolution.imageShape.count == 2 && convolution.imageShape.reduce(1, *) == inputWidth,
+                         "the CNN encoder needs the [height, width] of \(inputWidth)-pixel images, got \(convolution.imageShape)")
+            let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
+                               representation: representation, name: "encoder", arena: arena)
+            cnn.computesInputGradient = false
+            let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
+            (encoder, head) = (cnn, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
+        } else {
+            (encoder, head) = tower(inputWidth, hidden, "")
+        }
         if pairInputWidth > 0 {
             let (e, h) = tower(pairInputWidth, pairHidden, "pair_")
             pairEncoder = e
@@ -109,6 +121,11 @@ public final class ContrastiveModel {
         switch layer {
         case let linear as Linear: return min(linear.weight.offset, linear.bias?.offset ?? .max)
         case let norm as LayerNorm: return min(norm.scale.offset, norm.shift.offset)
+        case let conv as Conv2d: return min(conv.weight.offset, conv.bias?.offset ?? .max)
+        case let norm as GroupNorm: return min(norm.scale.offset, norm.shift.offset)
+        case let block as ResidualBlock:
+            return ([lowestParameterOffset(block.main)] + [block.projection.flatMap { lowestParameterOffset($0) }]).compactMap { $0 }.min()
+        case let sequence as Sequential: return sequence.layers.compactMap { lowestParameterOffset($0) }.min()
         default: return nil
         }
     }
@@ -146,13 +163,15 @@ public final class ContrastiveModel {
 
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
-    public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0) {
+    /// `imageShape` ([height, width]) is needed by `encoder: cnn`.
+    public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
         }
         self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
                   projection: section.projection, activation: activation,
-                  pairInputWidth: pairInputWidth, pairHidden: section.pairHidden)
+                  pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
+                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? []) : nil)
     }
 }

@@ -49,19 +49,22 @@ public struct TrainedModel {
 
     /// The model the config describes, for the data set it names.
     static func makeModel(_ config: TrainingConfig) throws -> ContrastiveModel {
-        let (input, pair) = try inputWidths(config)
-        return ContrastiveModel(config.model, inputWidth: input, pairInputWidth: config.loss.kind == .clip ? pair : 0)
+        let (input, pair, image) = try inputWidths(config)
+        return ContrastiveModel(config.model, inputWidth: input, pairInputWidth: config.loss.kind == .clip ? pair : 0, imageShape: image)
     }
 
-    /// Feature and pair widths of the config's data set, read from its manifest or its test images.
-    static func inputWidths(_ config: TrainingConfig) throws -> (input: Int, pair: Int) {
+    /// Feature and pair widths of the config's data set, and its image shape when its features
+    /// are images, read from its manifest or its test images.
+    static func inputWidths(_ config: TrainingConfig) throws -> (input: Int, pair: Int, image: [Int]?) {
         let path = config.data.path.replacingOccurrences(of: "{rank}", with: "0")
         switch config.data.dataset {
         case .fashionMNIST:
-            return (try FashionMNIST.load(directory: path, split: .test, limit: 1).pixelsPerImage, 0)
+            let images = try FashionMNIST.load(directory: path, split: .test, limit: 1)
+            return (images.pixelsPerImage, 0, [images.height, images.width])
         case .prepared:
             let manifest = try ShardedDataset.readManifest(directory: TrainingData.splits(of: path).train)
-            return (manifest.features.elementsPerSample, manifest.pairs?.elementsPerSample ?? 0)
+            let image = manifest.features.dtype == .uint8 && manifest.features.shape.count == 2 ? manifest.features.shape : nil
+            return (manifest.features.elementsPerSample, manifest.pairs?.elementsPerSample ?? 0, image)
         }
     }
 }

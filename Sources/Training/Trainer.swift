@@ -76,7 +76,7 @@ public final class Trainer {
         for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                pairWidth: data.train.pairWidth, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
+                                pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
         if let slow = ProcessInfo.processInfo.environment["CONTRAST_SLOW_RANK"] {
             let parts = slow.split(separator: ":").compactMap { Double($0) }
             guard parts.count == 2 else {

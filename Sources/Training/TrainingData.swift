@@ -30,10 +30,8 @@ public final class TrainingData {
     /// One line for the run log: what was read and how batches are made.
     public let summary: String
 
-    /// Image height and width when the features are images, else nil.
-    public var imageShape: (height: Int, width: Int)? {
-        train.isImage ? (train.featureShape[0], train.featureShape[1]) : nil
-    }
+    /// [height, width] when the features are grey-scale images, else nil.
+    public var imageShape: [Int]? { train.isImage ? train.featureShape : nil }
 
     public init(config: TrainingConfig, rank: Int, worldSize: Int, loadTest: Bool) throws {
         let d = config.data

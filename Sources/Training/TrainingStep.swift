@@ -75,13 +75,17 @@ public final class TrainingStep {
     /// `inputWidth` is I, the features of a sample; `totalSteps` is the length of the run,
     /// which a cosine schedule decays over.
     public init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                inputWidth: Int, pairWidth: Int = 0, samplesPerStep: Int, totalSteps: Int) throws {
+                inputWidth: Int, pairWidth: Int = 0, imageShape: [Int]? = nil, samplesPerStep: Int, totalSteps: Int) throws {
         self.config = config
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
         let clip = config.loss.kind == .clip
         precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
-        model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0)
+        guard config.model.encoder != .cnn || imageShape?.count == 2 else {
+            throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are not uint8 [height, width] "
+                              + "images; use mlp for feature vectors")
+        }
+        model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape)
         model.initialise(seed: UInt64(config.seed))
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),

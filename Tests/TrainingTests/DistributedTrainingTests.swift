@@ -24,7 +24,7 @@ import Testing
         let outcome = try runContrast(ranks: ranks, transport: transport, arguments)
         #expect(outcome.status == 0, "P=\(ranks) \(transport): \(outcome.error.suffix(2000))")
         let config = try ConfigLoader.load(file: runDirectory + "/config.yaml", overrides: [])
-        let model = ContrastiveModel(config.model, inputWidth: 784)
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
         try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: runDirectory + "/weights.bin"))
         let lines = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
         let losses = lines.compactMap { line -> Double? in
@@ -49,6 +49,16 @@ import Testing
         let reference = try train(ranks: 1, steps: 1, Self.sgd)
         let distributed = try train(ranks: ranks, transport: transport, steps: 1, Self.sgd)
         #expect(distributed.losses.count == 1 && reference.losses.count == 1)
+        #expect(abs(distributed.losses[0] - reference.losses[0]) <= 1e-5 * abs(reference.losses[0]))
+        #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
+    }
+
+    /// The convolutional encoder (Conv2d, GroupNorm, residual blocks): one plain SGD step on 2
+    /// ranks equals one process on the global batch, and its gradients overlap the all-reduce.
+    @Test func cnnStepEqualsOneProcessOnTheGlobalBatch() throws {
+        let cnn = Self.sgd + ["model.encoder=cnn", "model.channels=[4,8]", "data.train_limit=512"]
+        let reference = try train(ranks: 1, steps: 1, globalBatch: 32, cnn)
+        let distributed = try train(ranks: 2, steps: 1, globalBatch: 32, cnn)
         #expect(abs(distributed.losses[0] - reference.losses[0]) <= 1e-5 * abs(reference.losses[0]))
         #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
     }
