@@ -11,8 +11,13 @@ public final class ParameterArena: @unchecked Sendable {
     /// biases and normalisation parameters).
     public enum Kind: String, Sendable, Codable {
         case weight, bias, normScale, normShift
-        /// Biases and norm parameters: excluded from LARS adaptation and weight decay.
+        /// A learned log inverse temperature theta = log(1 / tau) of the logits (CLIP's logit scale).
+        case logitScale
+        /// Biases, norm parameters and the logit scale: excluded from LARS adaptation and weight decay.
         public var isExcludedFromDecay: Bool { self != .weight }
+        /// The logit scale: no optimizer decays it (SGD and AdamW decay every other kind, as PyTorch
+        /// does), since decay would pull the temperature towards 1 (CLIP trains it without decay).
+        public var isNeverDecayed: Bool { self == .logitScale }
     }
 
     public private(set) var slices: [ParameterSlice] = []
@@ -63,6 +68,20 @@ public final class ParameterArena: @unchecked Sendable {
     }
 
     public func slice(named name: String) -> ParameterSlice? { slices.first { $0.name == name } }
+
+    /// The arena 0 ..< count cut into consecutive ranges that are decayed or not (`Kind.isNeverDecayed`),
+    /// for optimizers that decay every parameter but those.
+    public var decaySegments: [(range: Range<Int>, decays: Bool)] {
+        var segments: [(range: Range<Int>, decays: Bool)] = []
+        var start = 0
+        for slice in slices.sorted(by: { $0.offset < $1.offset }) where slice.kind.isNeverDecayed {
+            if slice.offset > start { segments.append((start..<slice.offset, true)) }
+            segments.append((slice.range, false))
+            start = slice.range.upperBound
+        }
+        if count > start { segments.append((start..<count, true)) }
+        return segments
+    }
 }
 
 /// A parameter tensor's place in the arena.

@@ -8,7 +8,8 @@ import Tensor
 ///     p ← p - (lr / c1) · m / (√v / √c2 + ε),   c1 = 1 - β1^t, c2 = 1 - β2^t
 ///
 /// Weight decay applies to every parameter, as in PyTorch's default and the benchmark
-/// workload (fmnist-simclr-mlp). The update is `Kernels.adamW` over the whole flat buffer.
+/// workload (fmnist-simclr-mlp), except the logit scale (`Kind.isNeverDecayed`). The update is
+/// `Kernels.adamW` over the flat buffer, one call per decayed or undecayed range.
 public final class AdamW: Optimizer {
     public let betas: (Float, Float)
     public let epsilon: Float
@@ -19,6 +20,8 @@ public final class AdamW: Optimizer {
     private let firstMoment: Tensor
     private let secondMoment: Tensor
     private let count: Int
+    /// Ranges of the arena and whether weight decay applies to them.
+    private let segments: [(range: Range<Int>, decays: Bool)]
 
     /// - Parameters:
     ///   - arena: the sealed arena the optimizer will step; state buffers get its length.
@@ -33,6 +36,7 @@ public final class AdamW: Optimizer {
         self.epsilon = epsilon
         self.weightDecay = weightDecay
         self.count = arena.count
+        self.segments = arena.decaySegments
         self.firstMoment = Tensor(zeros: [arena.count])
         self.secondMoment = Tensor(zeros: [arena.count])
     }
@@ -44,9 +48,12 @@ public final class AdamW: Optimizer {
     public func step(_ arena: ParameterArena, learningRate: Float) {
         checkArena(arena, stateCount: count)
         stepCount += 1
-        Kernels.adamW(parameters: arena.parameters.data, gradients: arena.gradients.data,
-                      firstMoment: firstMoment.data, secondMoment: secondMoment.data, count: count,
-                      learningRate: learningRate, beta1: betas.0, beta2: betas.1, epsilon: epsilon,
-                      weightDecay: weightDecay, step: stepCount)
+        for (range, decays) in segments {
+            let o = range.lowerBound
+            Kernels.adamW(parameters: arena.parameters.data + o, gradients: arena.gradients.data + o,
+                          firstMoment: firstMoment.data + o, secondMoment: secondMoment.data + o, count: range.count,
+                          learningRate: learningRate, beta1: betas.0, beta2: betas.1, epsilon: epsilon,
+                          weightDecay: decays ? weightDecay : 0, step: stepCount)
+        }
     }
 }

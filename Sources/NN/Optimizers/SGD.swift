@@ -9,7 +9,7 @@ import Tensor
 ///     p ← p - lr·u
 ///
 /// Like PyTorch, weight decay (an L2 term added to the gradient) applies to every parameter,
-/// biases and norm parameters included. With μ = 0 there is no state and u = d.
+/// biases and norm parameters included; only the logit scale (`Kind.isNeverDecayed`) is spared. With μ = 0 there is no state and u = d.
 public final class SGD: Optimizer {
     public let momentum: Float
     public let dampening: Float
@@ -20,6 +20,8 @@ public final class SGD: Optimizer {
     /// Momentum buffer b (absent when μ = 0).
     private let momentumBuffer: Tensor?
     private let count: Int
+    /// Ranges of the arena and whether weight decay applies to them.
+    private let segments: [(range: Range<Int>, decays: Bool)]
 
     /// - Parameters:
     ///   - arena: the sealed arena the optimizer will step; state buffers get its length.
@@ -36,6 +38,7 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         self.weightDecay = weightDecay
         self.count = arena.count
+        self.segments = arena.decaySegments
         self.momentumBuffer = momentum != 0 ? Tensor(zeros: [arena.count]) : nil
     }
 
@@ -47,19 +50,22 @@ public final class SGD: Optimizer {
         checkArena(arena, stateCount: count)
         stepCount += 1
         let p = arena.parameters.data, g = arena.gradients.data
-        let wd = weightDecay, mu = momentum, lr = learningRate
-        guard let b = momentumBuffer?.data else {
-            for i in 0..<count { p[i] -= lr * (g[i] + wd * p[i]) }
-            return
-        }
-        let isFirst = stepCount == 1
-        let keep = 1 - dampening
-        for i in 0..<count {
-            let d = g[i] + wd * p[i]
-            let bi = isFirst ? d : mu * b[i] + keep * d
-            b[i] = bi
-            let update = nesterov ? d + mu * bi : bi
-            p[i] -= lr * update
+        let mu = momentum, lr = learningRate
+        for (range, decays) in segments {
+            let wd = decays ? weightDecay : 0
+            guard let b = momentumBuffer?.data else {
+                for i in range { p[i] -= lr * (g[i] + wd * p[i]) }
+                continue
+            }
+            let isFirst = stepCount == 1
+            let keep = 1 - dampening
+            for i in range {
+                let d = g[i] + wd * p[i]
+                let bi = isFirst ? d : mu * b[i] + keep * d
+                b[i] = bi
+                let update = nesterov ? d + mu * bi : bi
+                p[i] -= lr * update
+            }
         }
     }
 }
