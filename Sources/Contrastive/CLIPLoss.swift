@@ -26,8 +26,13 @@ import Tensor
 /// The loss knows nothing of ranks. In one process (o = 0, A = N, local rows = all rows) the
 /// caller adds dL/dA_loc + dL/dA_all (and likewise for b); across ranks it reduce-scatters
 /// dL/dA_all, dL/dB_all and adds its own N-row share's slice o..<o + A to the local gradients.
+///
+/// A learnable temperature's gradient dL/dtheta is the sum of both directions' (NTXentLoss).
 public final class CLIPLoss {
-    public let temperature: Float
+    /// tau of both directions; settable between calls (a scheduled or learned temperature).
+    public var temperature: Float {
+        didSet { contrastive.temperature = temperature }
+    }
     public let logitChunk: Int
     private let contrastive: NTXentLoss
     /// selfIndex (all -1) and positiveIndex (o + i) of the local pairs, rebuilt when A or o change.
@@ -52,6 +57,8 @@ public final class CLIPLoss {
         public var aToBTop1: Int
         /// Local pairs whose a is the most similar row of A_all to their b (b -> a retrieval).
         public var bToATop1: Int
+        /// dL/dtheta of this rank's pairs, both directions, for a learnable temperature theta = log(1/tau).
+        public var logitScaleGradient: Double
     }
 
     /// Computes this rank's share of the loss of `localCount` pairs against the `allCount`
@@ -83,7 +90,8 @@ public final class CLIPLoss {
                     anchors: localB, anchorCount: localCount, candidates: allA, candidateCount: allCount,
                     dimension: dimension, selfIndex: noSelf.baseAddress!, positiveIndex: positive.baseAddress!,
                     normalization: 2 * normalization, anchorGradient: localBGradient, candidateGradient: allAGradient)
-                return Result(loss: aToB.loss + bToA.loss, aToBTop1: aToB.positiveTop1, bToATop1: bToA.positiveTop1)
+                return Result(loss: aToB.loss + bToA.loss, aToBTop1: aToB.positiveTop1, bToATop1: bToA.positiveTop1,
+                              logitScaleGradient: aToB.logitScaleGradient + bToA.logitScaleGradient)
             }
         }
     }

@@ -25,8 +25,19 @@ import Tensor
 /// memory is A x C instead of A x N: a first pass accumulates each row's log-sum-exp online
 /// (running maximum m and sum s, s <- s exp(m - m') + sum_j exp(S_ij - m')), a second pass
 /// recomputes each chunk's logits and turns them into dS. Twice the logit GEMM, same result.
+///
+/// A learnable temperature (CLIP) writes the logits as S = e^theta Z_a Z^T, theta = log(1/tau), so
+///
+///     dL/dtheta = sum_ij dS[i, j] S[i, j] = sum_i <Z_a[i], dL/dZ_a[i]>
+///
+/// (dL/dZ_a = dS Z / tau and S = Z_a Z^T / tau): one dot product of the anchors with their own
+/// gradient, the same in the plain and the chunked path. It is this rank's share; summed over
+/// ranks it is the whole batch's, as every logit row belongs to one anchor.
 public final class NTXentLoss {
-    public let temperature: Float
+    /// tau; settable between calls (a scheduled or learned temperature).
+    public var temperature: Float {
+        didSet { precondition(temperature > 0, "NT-Xent temperature must be positive, got \(temperature)") }
+    }
     public let logitChunk: Int
     private let logits = ScratchBuffer()
     private let rowMaximum = ScratchBuffer()
@@ -46,6 +57,16 @@ public final class NTXentLoss {
         /// Anchors whose positive has the highest similarity among all candidates but self
         /// (among all candidates when self < 0); a tie with the maximum counts as correct.
         public var positiveTop1: Int
+        /// dL/dtheta of this rank's anchors for a learnable temperature, theta = log(1/tau).
+        public var logitScaleGradient: Double
+    }
+
+    /// dL/dtheta = sum_i <Z_a[i], dL/dZ_a[i]> of `count` = A x D anchor values and their gradient
+    /// through the logits (see the type's comment).
+    public static func logitScaleGradient(anchors: UnsafePointer<Float>, anchorGradient: UnsafePointer<Float>, count: Int) -> Double {
+        var sum = 0.0
+        for k in 0..<count { sum += Double(anchors[k]) * Double(anchorGradient[k]) }
+        return sum
     }
 
     /// Computes the loss of `anchorCount` anchors against `candidateCount` candidates and
@@ -91,7 +112,8 @@ public final class NTXentLoss {
              a: s, lda: n, b: candidates, ldb: d, c: anchorGradient, ldc: d)
         gemm(transposeA: true, transposeB: false, m: n, n: d, k: a, alpha: inverseTemperature,
              a: s, lda: n, b: anchors, ldb: d, c: candidateGradient, ldc: d)
-        return Result(loss: loss / Double(normalization), positiveTop1: correct)
+        return Result(loss: loss / Double(normalization), positiveTop1: correct,
+                      logitScaleGradient: Self.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
     }
 
     /// `forwardBackward` over candidate chunks of `logitChunk` columns (see the type's comment).
@@ -166,7 +188,8 @@ public final class NTXentLoss {
                  a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
             start += width
         }
-        return Result(loss: loss / Double(normalization), positiveTop1: correct)
+        return Result(loss: loss / Double(normalization), positiveTop1: correct,
+                      logitScaleGradient: Self.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
     }
 
     /// Plain Double-precision reference of the loss alone (for tests); selfIndex < 0 excludes nothing.

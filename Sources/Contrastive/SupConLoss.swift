@@ -29,8 +29,13 @@ import Tensor
 /// `logitChunk` = C > 0 streams the candidates C columns at a time (A x C logit memory), with
 /// NTXentLoss's online log-sum-exp; the positive sum, count and maximum are accumulated per
 /// chunk in the same first pass.
+///
+/// A learnable temperature's gradient dL/dtheta = sum_i <Z_a[i], dL/dZ_a[i]> as in NTXentLoss.
 public final class SupConLoss {
-    public let temperature: Float
+    /// tau; settable between calls (a scheduled or learned temperature).
+    public var temperature: Float {
+        didSet { precondition(temperature > 0, "SupCon temperature must be positive, got \(temperature)") }
+    }
     public let logitChunk: Int
     private let logits = ScratchBuffer()
     private let rowMaximum = ScratchBuffer()
@@ -55,6 +60,8 @@ public final class SupConLoss {
         /// Anchors whose most similar candidate (self excluded) is one of their positives P(i);
         /// a tie with the maximum counts as correct. Unlabeled, this is NTXentLoss's count.
         public var positiveTop1: Int
+        /// dL/dtheta of this rank's anchors for a learnable temperature, theta = log(1/tau).
+        public var logitScaleGradient: Double
     }
 
     /// Whether candidate j is in P(i) for an anchor with self `me`, other view `positive`, label `label`.
@@ -119,7 +126,8 @@ public final class SupConLoss {
              a: s, lda: n, b: candidates, ldb: d, c: anchorGradient, ldc: d)
         gemm(transposeA: true, transposeB: false, m: n, n: d, k: a, alpha: inverseTemperature,
              a: s, lda: n, b: anchors, ldb: d, c: candidateGradient, ldc: d)
-        return Result(loss: loss / Double(normalization), positiveTop1: correct)
+        return Result(loss: loss / Double(normalization), positiveTop1: correct,
+                      logitScaleGradient: NTXentLoss.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
     }
 
     /// `forwardBackward` over candidate chunks of `logitChunk` columns (see the type's comment).
@@ -207,7 +215,8 @@ public final class SupConLoss {
                  a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
             start += width
         }
-        return Result(loss: loss / Double(normalization), positiveTop1: correct)
+        return Result(loss: loss / Double(normalization), positiveTop1: correct,
+                      logitScaleGradient: NTXentLoss.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
     }
 
     /// Plain Double-precision reference of the loss alone (for tests), P(i) built from the

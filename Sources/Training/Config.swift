@@ -287,24 +287,50 @@ public enum LossKind: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// How the softmax temperature evolves over the run.
+public enum TemperatureMode: String, Codable, Sendable, CaseIterable {
+    /// loss.temperature throughout.
+    case fixed
+    /// Cosine from loss.temperature at step 0 to loss.temperature_final at the end of the run.
+    case cosine
+    /// Learned, as in CLIP: theta = log(1 / tau) is a parameter of the model, initialised to
+    /// log(1 / loss.temperature), never decayed, clamped to tau >= loss.temperature_min.
+    case learnable
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 /// Contrastive objective.
 public struct LossSection: Codable, Sendable, Equatable {
     /// Which contrastive loss.
     public var kind: LossKind
-    /// Softmax temperature tau of the similarity logits z_i · z_j / tau.
+    /// Softmax temperature tau of the similarity logits z_i · z_j / tau (the start value when scheduled or learned).
     public var temperature: Float
+    /// Fixed, cosine-scheduled or learnable temperature.
+    public var temperatureMode: TemperatureMode
+    /// temperature_mode cosine: the temperature at the end of the run.
+    public var temperatureFinal: Float
+    /// temperature_mode learnable: the smallest temperature (CLIP: 0.01, a logit scale of at most 100).
+    public var temperatureMin: Float
     /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
     /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
     public var logitChunk: Int
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
+        case temperatureMode = "temperature_mode"
+        case temperatureFinal = "temperature_final"
+        case temperatureMin = "temperature_min"
         case logitChunk = "logit_chunk"
     }
 
-    public init(kind: LossKind = .ntxent, temperature: Float = 0.2, logitChunk: Int = 0) {
+    public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
+                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0) {
         self.kind = kind
         self.temperature = temperature
+        self.temperatureMode = temperatureMode
+        self.temperatureFinal = temperatureFinal
+        self.temperatureMin = temperatureMin
         self.logitChunk = logitChunk
     }
 }

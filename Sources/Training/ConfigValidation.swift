@@ -41,6 +41,10 @@ extension TrainingConfig {
                   model.projection)
 
         try checkPositive(loss.temperature, "loss.temperature")
+        try checkPositive(loss.temperatureFinal, "loss.temperature_final")
+        try checkPositive(loss.temperatureMin, "loss.temperature_min")
+        try check(loss.temperatureMode != .learnable || loss.temperatureMin <= loss.temperature, "loss.temperature_min",
+                  "must not exceed loss.temperature (\(loss.temperature)), the learnable temperature's start", loss.temperatureMin)
         try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",

@@ -7,7 +7,8 @@ import Tensor
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
 /// the second modality (W wide) into the same E-dimensional space.
-/// All parameters live in one `ParameterArena`: encoder, head, then the pair tower's encoder and head.
+/// All parameters live in one `ParameterArena`: encoder, head, then the pair tower's encoder and head,
+/// then (learnable temperature) the logit scale theta = log(1/tau), one element.
 public final class ContrastiveModel {
     public let arena: ParameterArena
     public let encoder: Sequential
@@ -15,6 +16,10 @@ public final class ContrastiveModel {
     /// The second modality's encoder and head (nil without pairs).
     public let pairEncoder: Sequential?
     public let pairHead: Sequential?
+    /// theta = log(1/tau) of a learnable temperature (nil when the temperature is not learned). Last in
+    /// the arena, so its bucket is the first the gradient all-reduce starts: the loss writes its gradient
+    /// before backward begins.
+    public let logitScale: ParameterSlice?
     public let inputWidth: Int
     public let pairInputWidth: Int
     public let representationWidth: Int
@@ -23,7 +28,8 @@ public final class ContrastiveModel {
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
-                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int])? = nil) {
+                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int])? = nil,
+                learnableTemperature: Bool = false) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
@@ -57,6 +63,7 @@ public final class ContrastiveModel {
             pairEncoder = nil
             pairHead = nil
         }
+        logitScale = learnableTemperature ? arena.allocate(name: "logit_scale", shape: [1], kind: .logitScale) : nil
         arena.seal()
     }
 
@@ -164,7 +171,9 @@ public final class ContrastiveModel {
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
     /// `imageShape` ([height, width]) is needed by `encoder: cnn`.
-    public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil) {
+    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable).
+    public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
+                            learnableTemperature: Bool = false) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
@@ -172,6 +181,7 @@ extension ContrastiveModel {
         self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
-                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? []) : nil)
+                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? []) : nil,
+                  learnableTemperature: learnableTemperature)
     }
 }

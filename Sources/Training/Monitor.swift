@@ -24,6 +24,8 @@ final class Monitor {
 
     private var window = StepTimes(), windowHidden = 0.0
     private var windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
+    /// The temperature of the interval's last step (scheduled or learned), as the learning rate is.
+    private var lastTemperature: Float = 0
     private var skippedInARow = 0
     private var collapseWarned = false
     /// The first interval includes filling the data pipeline: no data-wait warning for it.
@@ -74,7 +76,7 @@ final class Monitor {
         log.record("step", [
             ("step", .int(stepsDone)), ("epoch", .int(epoch)), ("loss", .number(result.loss)),
             ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
-            ("temperature", .number(Double(c.loss.temperature))), ("gradient_norm", .number(Double(result.gradientNorm))),
+            ("temperature", .number(Double(result.temperature))), ("gradient_norm", .number(Double(result.gradientNorm))),
             ("loss_scale", .number(Double(step.reducer.scale))), ("skipped", .bool(!result.applied)),
             ("images_per_second", .number(Double(globalSamples) / times.total)),
             ("time_data_wait", .number(times.augmentation)), ("time_forward", .number(times.forward)),
@@ -87,6 +89,7 @@ final class Monitor {
         window = window + times
         windowHidden += result.communication.hidden
         windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
+        lastTemperature = result.temperature
 
         if !result.applied {
             skippedInARow += 1
@@ -134,7 +137,7 @@ final class Monitor {
             let eta = elapsed / Double(max(1, stepsDone - stepsAtStart)) * Double(totalSteps - stepsDone)
             log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e tau %.3g %.0f img/s "
                             + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
-                            stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate, c.loss.temperature,
+                            stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate, lastTemperature,
                             n * Double(globalSamples) / window.total,
                             window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
                             window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
@@ -158,7 +161,7 @@ final class Monitor {
                                 waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
             }
             scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
-                              ("train/lr", Double(learningRate)), ("train/temperature", Double(c.loss.temperature)),
+                              ("train/lr", Double(learningRate)), ("train/temperature", Double(lastTemperature)),
                               ("speed/images_per_second", n * Double(globalSamples) / window.total),
                               ("time/data_wait_ms", window.augmentation / n * 1e3), ("time/forward_ms", window.forward / n * 1e3),
                               ("time/gather_ms", window.gather / n * 1e3), ("time/loss_ms", window.loss / n * 1e3),

@@ -50,7 +50,8 @@ public struct TrainedModel {
     /// The model the config describes, for the data set it names.
     static func makeModel(_ config: TrainingConfig) throws -> ContrastiveModel {
         let (input, pair, image) = try inputWidths(config)
-        return ContrastiveModel(config.model, inputWidth: input, pairInputWidth: config.loss.kind == .clip ? pair : 0, imageShape: image)
+        return ContrastiveModel(config.model, inputWidth: input, pairInputWidth: config.loss.kind == .clip ? pair : 0, imageShape: image,
+                                learnableTemperature: config.loss.temperatureMode == .learnable)
     }
 
     /// Feature and pair widths of the config's data set, and its image shape when its features

@@ -189,7 +189,7 @@ public final class Trainer {
             // Requests every rank must agree on travel with the step's statistics (summed).
             let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
             step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
-            var result = try step.step(learningRate: learningRate, input: input)
+            var result = try step.step(learningRate: learningRate, temperature: step.temperature(atStep: stepsDone), input: input)
             result.times.augmentation = dataWait
             if !result.applied && isRoot {
                 log.info(String(format: "step %d: summed gradients not finite, update skipped on every rank (%d skipped so far; scale now %g)",

@@ -37,6 +37,11 @@ public final class TrainingStep {
     public let reducer: GradientReducer
     /// Samples per rank per step (B).
     public let samplesPerStep: Int
+    /// Length of the run, which a cosine temperature decays over.
+    public let totalSteps: Int
+    /// This rank's dL/dtheta of the current step (learnable temperature), written into the arena's
+    /// gradient after it is zeroed and before backward starts the all-reduce.
+    var logitScaleGradient: Float = 0
 
     /// The step's input, made by a `BatchMaker`: V x I views (ntxent), or B x I features then
     /// B x W pairs (clip).
@@ -70,6 +75,8 @@ public final class TrainingStep {
         public var communication: GradientReducer.Timing
         /// Requests summed over ranks (> 0: some rank asked).
         public var requests: (stop: Float, checkpoint: Float)
+        /// The softmax temperature the step's loss used (scheduled or learned).
+        public var temperature: Float
     }
 
     /// `inputWidth` is I, the features of a sample; `totalSteps` is the length of the run,
@@ -79,14 +86,17 @@ public final class TrainingStep {
         self.config = config
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
+        self.totalSteps = totalSteps
         let clip = config.loss.kind == .clip
         precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
         guard config.model.encoder != .cnn || imageShape?.count == 2 else {
             throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are not uint8 [height, width] "
                               + "images; use mlp for feature vectors")
         }
-        model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape)
+        model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
+                                 learnableTemperature: config.loss.temperatureMode == .learnable)
         model.initialise(seed: UInt64(config.seed))
+        if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
                                    bytes: model.arena.count * 4, root: 0)
@@ -142,9 +152,36 @@ public final class TrainingStep {
         }
     }
 
+    /// tau(step) = final + (start - final) (1 + cos(pi step / total)) / 2: start at step 0, final at `totalSteps`.
+    public static func cosineTemperature(start: Float, final: Float, step: Int, totalSteps: Int) -> Float {
+        let progress = totalSteps > 0 ? min(1, Double(step) / Double(totalSteps)) : 1
+        return Float(Double(final) + Double(start - final) * (1 + cos(Double.pi * progress)) / 2)
+    }
+
+    /// The temperature of step `step` (0-based): loss.temperature, its cosine schedule, or exp(-theta)
+    /// of the learned logit scale as it stands now.
+    public func temperature(atStep step: Int) -> Float {
+        let l = config.loss
+        switch l.temperatureMode {
+        case .fixed: return l.temperature
+        case .cosine: return Self.cosineTemperature(start: l.temperature, final: l.temperatureFinal, step: step, totalSteps: totalSteps)
+        case .learnable: return exp(-model.arena.parameters(model.logitScale!)[0])
+        }
+    }
+
+    /// Sets the temperature of every loss for the next step.
+    private func useTemperature(_ temperature: Float) {
+        loss.temperature = temperature
+        clipLoss?.temperature = temperature
+        supConLoss?.temperature = temperature
+    }
+
     /// One optimisation step (every rank calls it) on `input` (a batch as `batch` holds it), by
-    /// default `batch`.
-    public func step(learningRate: Float, input: UnsafePointer<Float>? = nil) throws -> Result {
+    /// default `batch`. `temperature` is the scheduled temperature of this step (`temperature(atStep:)`;
+    /// nil: that of step 0); a learnable temperature is read from the model instead.
+    public func step(learningRate: Float, temperature: Float? = nil, input: UnsafePointer<Float>? = nil) throws -> Result {
+        let tau = config.loss.temperatureMode == .learnable ? self.temperature(atStep: 0) : temperature ?? self.temperature(atStep: 0)
+        useTemperature(tau)
         if clipLoss != nil { return try twoTowerStep(learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
         var times = StepTimes()
@@ -174,12 +211,14 @@ public final class TrainingStep {
                 selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: anchorLabels, candidateLabels: candidateLabels,
                 normalization: n, anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
             result = (r.loss, r.positiveTop1)
+            logitScaleGradient = Float(r.logitScaleGradient)
         } else {
             let r = loss.forwardBackward(
                 anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
                 selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
                 anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
             result = (r.loss, r.positiveTop1)
+            logitScaleGradient = Float(r.logitScaleGradient)
         }
         lap(\.loss)
         // dL/dz of this rank's rows: through its anchors, plus every rank's contribution
@@ -216,6 +255,7 @@ public final class TrainingStep {
             localA: za, localB: zb, localCount: b, allA: gathered.data, allB: gathered.data + n * e, allCount: n, dimension: e,
             offset: communicator.rank * b, normalization: n,
             localAGradient: anchorGradient.data, localBGradient: localB, allAGradient: candidateGradient.data, allBGradient: allB)
+        logitScaleGradient = Float(result.logitScaleGradient)
         lap(\.loss)
         // Each tower's gathered gradient summed onto the rank that owns the rows.
         let counts = [Int](repeating: b * e, count: p)
@@ -250,6 +290,9 @@ public final class TrainingStep {
         let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 4, precision: .fp32)
 
         model.arena.zeroGradients()
+        // Final before backward runs: theta's bucket (the first, theta is last in the arena) starts
+        // with the first layer backward reports, and the all-reduce sums the ranks' shares.
+        if let theta = model.logitScale { model.arena.gradients(theta)[0] = logitScaleGradient }
         reducer.beginStep()
         backward { [reducer] in reducer.gradientsFinal(from: $0) }
         lap(\.backward)
@@ -262,11 +305,17 @@ public final class TrainingStep {
             gradientNorm = config.optimizer.clipNorm > 0 ? clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm)
                                                          : globalGradientNorm(model.arena)
             optimizer.step(model.arena, learningRate: learningRate)
+            if let theta = model.logitScale {
+                // CLIP's clamp of the logit scale: tau >= loss.temperature_min.
+                let value = model.arena.parameters(theta)
+                value[0] = min(value[0], log(1 / config.loss.temperatureMin))
+            }
         }
         lap(\.optimizer)
         let globalLoss = p == 1 ? loss : Double(statistics[0])
         return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(anchors),
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
-                      times: times, communication: reducer.timing, requests: (statistics[2], statistics[3]))
+                      times: times, communication: reducer.timing, requests: (statistics[2], statistics[3]),
+                      temperature: self.loss.temperature)
     }
 }
