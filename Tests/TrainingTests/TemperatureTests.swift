@@ -119,7 +119,8 @@ import Testing
         #expect(abs((distributedTheta - start) - update) <= 1e-5 * abs(update) + 4e-7)
         let worst = zip(distributed.parameters, reference.parameters).map { abs($0 - $1) / max(abs($0), abs($1), 1e-3) }.max() ?? 0
         #expect(worst <= 1e-5)
-        #expect(reference.temperatures == [Double(Float(0.2))])
+        // exp(-log(1/0.2)) is 0.2 to float rounding.
+        #expect(reference.temperatures.count == 1 && abs(reference.temperatures[0] - 0.2) <= 1e-6)
     }
 
     /// A large step on theta is clamped to tau >= temperature_min, and the next step logs the
@@ -129,7 +130,7 @@ import Testing
                                                              "loss.temperature=0.2", "loss.temperature_min=0.15"])
         let theta = try #require(run.logitScale)
         #expect(theta <= log(1 / Float(0.15)))
-        #expect(run.temperatures.count == 2 && run.temperatures[0] == Double(Float(0.2)))
+        #expect(run.temperatures.count == 2 && abs(run.temperatures[0] - 0.2) <= 1e-6)
         #expect(run.temperatures[1] != run.temperatures[0] && run.temperatures[1] >= 0.15 * (1 - 1e-6))
     }
 }
