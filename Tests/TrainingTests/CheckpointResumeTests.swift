@@ -66,6 +66,26 @@ import Testing
         #expect(try stepRecords(killed, from: 21) == stepRecords(straight, from: 21))
     }
 
+    /// The newer state resumes exactly too: a learned temperature (a parameter with its AdamW
+    /// moments) and early stopping (its best value, patience and best parameters, evaluated at
+    /// every epoch). P = 2, killed after the step-40 checkpoint committed; the epoch-1
+    /// evaluation (step 32) happened before the kill, so the resumed run must carry its best.
+    @Test func learnedTemperatureAndEarlyStoppingResumeBitExactly() throws {
+        let settings = ["checkpoint.every_steps=40", "loss.temperature_mode=learnable", "eval.knn_every_epochs=1",
+                        "eval.early_stopping_patience=3", "communication.precision=fp32"]
+        let straight = temporaryDirectory("es-straight").appendingPathComponent("run").path
+        let killed = temporaryDirectory("es-killed").appendingPathComponent("run").path
+        try train(straight, ranks: 2, steps: 70, settings)
+        let crash = try train(killed, ranks: 2, steps: 70, settings, crashAt: "before-latest@step=40", expectSuccess: false)
+        #expect(crash.status != 0)
+        try train(killed, ranks: 2, steps: 70, settings)
+        #expect(try String(contentsOfFile: killed + "/train.log", encoding: .utf8).contains("resumed from checkpoint"))
+        let (a, b) = (try newestState(killed), try newestState(straight))
+        #expect(a.keys.contains("early_stopping.best_parameters") && a == b)
+        let weights = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: run + "/weights.bin")) }
+        #expect(try weights(killed) == weights(straight))
+    }
+
     /// A rank killed at every point of writing the step-10 checkpoint (8 points on rank 0, the
     /// 3 shard points on rank 1: 11 kills): the resumed run never loads a partial checkpoint,
     /// continues from step 10 if it had committed or from step 5 if not, and ends in exactly
