@@ -95,20 +95,6 @@ public enum Evaluation {
         return classifier.accuracy(memory: memory.features, memoryLabels: memory.labels, queries: queries, queryLabels: queryLabels)
     }
 
-    /// kNN test accuracy with the whole training set as memory (`gatherRepresentations`);
-    /// rank 0 classifies `test`. Every rank calls it; rank 0 returns the accuracy, the others
-    /// -1. Returns nil when the data has no usable labels.
-    public static func distributedKNN(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>, test: SampleRows?,
-                                      k: Int, temperature: Float, communicator: Communicator) throws -> Double? {
-        guard let memory = try gatherRepresentations(model: model, train: train, evaluated: evaluated, communicator: communicator) else {
-            return nil
-        }
-        guard communicator.rank == 0 else { return -1 }
-        guard let test, let queryLabels = classes(test.labels) else { return nil }
-        return knnAccuracy(memory: memory, queries: representations(model: model, rows: test), queryLabels: queryLabels,
-                           k: k, temperature: temperature)
-    }
-
     /// Cross-modal retrieval on paired rows: for each sample, the rank of its own pair among
     /// all pairs by cosine similarity of the embeddings z (and back). Recall@K is the fraction of
     /// samples whose pair ranks among the K most similar (ties count against it).

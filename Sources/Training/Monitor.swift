@@ -154,12 +154,6 @@ final class Monitor {
                                     time / median, c.monitor.stragglerFactor), step: stepsDone)
                 }
             }
-            let waited = window.augmentation / max(1e-12, window.total)
-            if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
-                log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
-                                + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
-                                waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
-            }
             scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
                               ("train/lr", Double(learningRate)), ("train/temperature", Double(lastTemperature)),
                               ("speed/images_per_second", n * Double(globalSamples) / window.total),
@@ -169,12 +163,13 @@ final class Monitor {
                               ("time/communication_exposed_ms", window.communication / n * 1e3),
                               ("time/communication_hidden_ms", windowHidden / n * 1e3),
                               ("time/optimizer_ms", window.optimizer / n * 1e3)], stepsDone)
-        } else {
-            let waited = window.augmentation / max(1e-12, window.total)
-            if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
-                log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps",
-                                waited * 100, windowSteps), step: stepsDone)
-            }
+        }
+        // Every rank judges its own data wait (a slow file system may slow one node only).
+        let waited = window.augmentation / max(1e-12, window.total)
+        if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
+            log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
+                            + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
+                            waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
         }
         window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
         firstInterval = false

@@ -37,3 +37,16 @@ public struct StepTimes: Sendable {
         return s
     }
 }
+
+/// Splits a step's wall time into `StepTimes` fields: each `lap` charges the time since the
+/// previous lap (or since the clock started) to one field.
+struct StepClock {
+    private(set) var times = StepTimes()
+    private var last = monotonicSeconds()
+
+    mutating func lap(_ field: WritableKeyPath<StepTimes, Double>) {
+        let now = monotonicSeconds()
+        times[keyPath: field] += now - last
+        last = now
+    }
+}

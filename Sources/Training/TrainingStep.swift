@@ -184,19 +184,13 @@ public final class TrainingStep {
         useTemperature(tau)
         if clipLoss != nil { return try twoTowerStep(learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
-        var times = StepTimes()
-        var t = monotonicSeconds()
-        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
-            let now = monotonicSeconds()
-            times[keyPath: field] += now - t
-            t = now
-        }
+        var clock = StepClock()
 
         if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
         let (_, z) = model.forward(input ?? UnsafePointer(batch.data), batch: v)
-        lap(\.forward)
+        clock.lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
-        lap(\.gather)
+        clock.lap(\.gather)
         let result: (loss: Double, positiveTop1: Int)
         if let supConLoss {
             // Both views of a sample carry its label; the labels are gathered like the embeddings.
@@ -220,14 +214,14 @@ public final class TrainingStep {
             result = (r.loss, r.positiveTop1)
             logitScaleGradient = Float(r.logitScaleGradient)
         }
-        lap(\.loss)
+        clock.lap(\.loss)
         // dL/dz of this rank's rows: through its anchors, plus every rank's contribution
         // through the gathered copy, summed onto the owner.
         try communicator.reduceScatter(candidateGradient.data, into: ownGradient.data, counts: [Int](repeating: v * e, count: p))
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: v * e)
-        lap(\.gather)
+        clock.lap(\.gather)
 
-        return try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, times: times, t: t) {
+        return try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) {
             model.backward(anchorGradient.data, batch: v, gradientsFinal: $0)
         }
     }
@@ -236,36 +230,30 @@ public final class TrainingStep {
     func twoTowerStep(learningRate: Float, input: UnsafePointer<Float>) throws -> Result {
         guard let clipLoss else { preconditionFailure("twoTowerStep without a CLIP loss") }
         let b = samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * b
-        var times = StepTimes()
-        var t = monotonicSeconds()
-        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
-            let now = monotonicSeconds()
-            times[keyPath: field] += now - t
-            t = now
-        }
+        var clock = StepClock()
         let localB = anchorGradient.data + b * e, allB = candidateGradient.data + n * e
         if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
         let za = model.forward(input, batch: b).embedding
         let zb = model.pairForward(input + b * model.inputWidth, batch: b)
-        lap(\.forward)
+        clock.lap(\.forward)
         try communicator.allGather(za, count: b * e, into: gathered.data)
         try communicator.allGather(zb, count: b * e, into: gathered.data + n * e)
-        lap(\.gather)
+        clock.lap(\.gather)
         let result = clipLoss.forwardBackward(
             localA: za, localB: zb, localCount: b, allA: gathered.data, allB: gathered.data + n * e, allCount: n, dimension: e,
             offset: communicator.rank * b, normalization: n,
             localAGradient: anchorGradient.data, localBGradient: localB, allAGradient: candidateGradient.data, allBGradient: allB)
         logitScaleGradient = Float(result.logitScaleGradient)
-        lap(\.loss)
+        clock.lap(\.loss)
         // Each tower's gathered gradient summed onto the rank that owns the rows.
         let counts = [Int](repeating: b * e, count: p)
         try communicator.reduceScatter(candidateGradient.data, into: ownGradient.data, counts: counts)
         try communicator.reduceScatter(allB, into: ownGradient.data + b * e, counts: counts)
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: 2 * b * e)
-        lap(\.gather)
+        clock.lap(\.gather)
         // The pair tower sits after the first in the arena: its gradients are final first.
         return try finish(loss: result.loss, top1: result.aToBTop1 + result.bToATop1, anchors: 2 * n,
-                          learningRate: learningRate, times: times, t: t) { final in
+                          learningRate: learningRate, clock: clock) { final in
             model.pairBackward(localB, batch: b, gradientsFinal: final)
             model.backward(anchorGradient.data, batch: b, gradientsFinal: final)
         }
@@ -274,15 +262,10 @@ public final class TrainingStep {
     /// Backward with the bucketed all-reduce, the statistics' all-reduce beside it, and the
     /// update: the part of the step every loss shares. `backward` runs the model's backward
     /// passes, reporting finished gradients to the closure it is given.
-    private func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, times: StepTimes, t: Double,
+    private func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, clock: StepClock,
                         backward: (@escaping (Int) -> Void) -> Void) throws -> Result {
         let p = communicator.size
-        var times = times, t = t
-        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
-            let now = monotonicSeconds()
-            times[keyPath: field] += now - t
-            t = now
-        }
+        var clock = clock
         statistics[0] = Float(loss)
         statistics[1] = Float(top1)
         statistics[2] = requests.stop
@@ -295,10 +278,10 @@ public final class TrainingStep {
         if let theta = model.logitScale { model.arena.gradients(theta)[0] = logitScaleGradient }
         reducer.beginStep()
         backward { [reducer] in reducer.gradientsFinal(from: $0) }
-        lap(\.backward)
+        clock.lap(\.backward)
         let applied = try reducer.finish()
         try statisticsSum.wait()
-        lap(\.communication)
+        clock.lap(\.communication)
 
         var gradientNorm: Float = .nan
         if applied {
@@ -311,11 +294,11 @@ public final class TrainingStep {
                 value[0] = min(value[0], log(1 / config.loss.temperatureMin))
             }
         }
-        lap(\.optimizer)
+        clock.lap(\.optimizer)
         let globalLoss = p == 1 ? loss : Double(statistics[0])
         return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(anchors),
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
-                      times: times, communication: reducer.timing, requests: (statistics[2], statistics[3]),
+                      times: clock.times, communication: reducer.timing, requests: (statistics[2], statistics[3]),
                       temperature: self.loss.temperature)
     }
 }
