@@ -75,6 +75,11 @@ public final class TrainingData {
                                        + "prepare both splits from the same data")
             }
         }
+        // Checked here, before the run directory exists, so the corrected run starts cleanly.
+        guard config.model.encoder != .cnn || train.isImage else {
+            throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are \(train.features.dtype) "
+                              + "\(train.featureShape), not uint8 [height, width] images; use mlp for feature vectors")
+        }
         self.rank = rank
         self.worldSize = worldSize
         maker = try Self.maker(config: config, rows: train, seed: seed)

@@ -183,5 +183,15 @@ import Testing
         #expect(noViews.outcome.status != 0 && noViews.outcome.error.contains("data.augment"))
         let limit = try train(ranks: 1, path: Self.prepared, ["data.train_limit=100"])
         #expect(limit.outcome.status != 0 && limit.outcome.error.contains("data.train_limit"))
+
+        // A CNN on feature vectors is refused before the run directory exists.
+        let folder = temporaryDirectory("features")
+        let npy = folder.appendingPathComponent("x.npy").path
+        try Data(NPYArray.encode(float32: (0..<(300 * 16)).map { Float($0 % 7) }, shape: [300, 16])).write(to: URL(fileURLWithPath: npy))
+        let prepared = try runProcess(contrastExecutable, ["prepare", "npy", "--features", npy, "--out", folder.path + "/set", "--shards", "4"])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        let cnn = try train(ranks: 1, path: folder.path + "/set", batchPerRank: 16, ["model.encoder=cnn"])
+        #expect(cnn.outcome.status != 0 && cnn.outcome.error.contains("model.encoder"))
+        #expect(!FileManager.default.fileExists(atPath: cnn.run))
     }
 }
