@@ -1,14 +1,19 @@
 import Tensor
 
 /// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
-/// computed as im2col followed by one GEMM per image.
+/// computed as im2col followed by one GEMM per group of images.
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
 /// x: B x (C H W), y: B x (O P Q), W: O x (C K K) (PyTorch's [O, C, K, K]), b: O.
 ///
-/// Memory: one image's column matrix, (C K K) x (P Q) floats, reused for every image; backward
-/// rebuilds it per image rather than keeping B of them (im2col is a small fraction of the GEMMs,
+/// Images go through the GEMMs G at a time (G P Q about `groupColumns`), their column matrices
+/// side by side: one image's P Q columns make a thin GEMM (O = 16 rows, 49 columns at 7 x 7) that
+/// runs far below the machine's rate, G of them one that does not. The GEMM's O x (G P Q) output
+/// is then copied into the G images' NCHW rows (and dy gathered the other way in backward).
+///
+/// Memory: one group's column matrix, (C K K) x (G P Q) floats, reused for every group; backward
+/// rebuilds it per group rather than keeping B of them (im2col is a small fraction of the GEMMs,
 /// and B copies would be 231 MB for C = 16, K = 3, 28 x 28, B = 512).
 public final class Conv2d: Layer {
     public let inChannels: Int, outChannels: Int
@@ -24,8 +29,11 @@ public final class Conv2d: Layer {
 
     private let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
-    private let columns = ScratchBuffer()          // (C K K) x (P Q), one image
-    private let columnGradient = ScratchBuffer()   // (C K K) x (P Q), one image
+    private let columns = ScratchBuffer()          // (C K K) x (G P Q), one group of images
+    private let columnGradient = ScratchBuffer()   // (C K K) x (G P Q)
+    private let groupOutput = ScratchBuffer()      // O x (G P Q): the GEMM's output, dy gathered in backward
+    /// Columns per GEMM the image groups aim at: wide enough for OpenBLAS's kernels to run at rate.
+    public static let groupColumns = 2048
     private var savedInput: UnsafePointer<Float>?
 
     /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
@@ -65,17 +73,29 @@ public final class Conv2d: Layer {
     /// Multiply-adds of one forward per image (the backward does twice as many, once without dX).
     public var multiplyAddsPerImage: Int { outChannels * inChannels * kernel * kernel * outputHeight * outputImageWidth }
 
+    /// G, the images per GEMM for a batch of `batch`.
+    func groupSize(batch: Int) -> Int {
+        max(1, min(batch, Self.groupColumns / (outputHeight * outputImageWidth)))
+    }
+
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         savedInput = input
-        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth
+        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth, group = groupSize(batch: batch)
         let y = output.pointer(count: batch * outputWidth)
-        let cols = columns.pointer(count: ckk * pq)
+        let cols = columns.pointer(count: ckk * group * pq)
+        let yGroup = groupOutput.pointer(count: outChannels * group * pq)
         let w = arena.parameters(weight)
-        for b in 0..<batch {
-            im2col(cols, image: input + b * inputWidth)
-            // y_b (O x PQ) = W (O x CKK) cols (CKK x PQ)
-            gemm(transposeA: false, transposeB: false, m: outChannels, n: pq, k: ckk,
-                 a: w, lda: ckk, b: cols, ldb: pq, c: y + b * outputWidth, ldc: pq)
+        for first in Swift.stride(from: 0, to: batch, by: group) {
+            let g = min(group, batch - first), ld = g * pq
+            for i in 0..<g { im2col(cols + i * pq, image: input + (first + i) * inputWidth, columnStride: ld) }
+            // Y (O x G PQ) = W (O x CKK) cols (CKK x G PQ), then image i's rows are Y's columns i PQ ..< (i + 1) PQ.
+            gemm(transposeA: false, transposeB: false, m: outChannels, n: ld, k: ckk,
+                 a: w, lda: ckk, b: cols, ldb: ld, c: yGroup, ldc: ld)
+            for i in 0..<g {
+                for o in 0..<outChannels {
+                    (y + (first + i) * outputWidth + o * pq).update(from: yGroup + o * ld + i * pq, count: pq)
+                }
+            }
         }
         if let bias {
             let bv = arena.parameters(bias)
@@ -104,44 +124,69 @@ public final class Conv2d: Layer {
                 }
             }
         }
-        let cols = columns.pointer(count: ckk * pq)
-        let dcols: UnsafeMutablePointer<Float>? = computesInputGradient ? columnGradient.pointer(count: ckk * pq) : nil
+        let group = groupSize(batch: batch)
+        let cols = columns.pointer(count: ckk * group * pq)
+        let dyGroup = groupOutput.pointer(count: outChannels * group * pq)
+        let dcols: UnsafeMutablePointer<Float>? = computesInputGradient ? columnGradient.pointer(count: ckk * group * pq) : nil
         let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
         let w = arena.parameters(weight), dw = arena.gradients(weight)
-        for b in 0..<batch {
-            let dy = outputGradient + b * outputWidth
-            im2col(cols, image: x + b * inputWidth)
-            // dW (O x CKK) += dy_b (O x PQ) cols^T (PQ x CKK)
-            gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: pq,
-                 a: dy, lda: pq, b: cols, ldb: pq, beta: 1, c: dw, ldc: ckk)
+        for first in Swift.stride(from: 0, to: batch, by: group) {
+            let g = min(group, batch - first), ld = g * pq
+            for i in 0..<g {
+                im2col(cols + i * pq, image: x + (first + i) * inputWidth, columnStride: ld)
+                for o in 0..<outChannels {
+                    (dyGroup + o * ld + i * pq).update(from: outputGradient + (first + i) * outputWidth + o * pq, count: pq)
+                }
+            }
+            // dW (O x CKK) += dY (O x G PQ) cols^T (G PQ x CKK)
+            gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: ld,
+                 a: dyGroup, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk)
             guard let dcols, let dx else { continue }
-            // dcols (CKK x PQ) = W^T (CKK x O) dy_b (O x PQ)
-            gemm(transposeA: true, transposeB: false, m: ckk, n: pq, k: outChannels,
-                 a: w, lda: ckk, b: dy, ldb: pq, c: dcols, ldc: pq)
-            let image = dx + b * inputWidth
-            image.update(repeating: 0, count: inputWidth)
-            col2im(image, columns: dcols)
+            // dcols (CKK x G PQ) = W^T (CKK x O) dY (O x G PQ)
+            gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: outChannels,
+                 a: w, lda: ckk, b: dyGroup, ldb: ld, c: dcols, ldc: ld)
+            let images = dx + first * inputWidth
+            images.update(repeating: 0, count: g * inputWidth)
+            for i in 0..<g { col2im(images + i * inputWidth, columns: dcols + i * pq, columnStride: ld) }
         }
         return dx
     }
 
-    /// cols[(c K + i) K + j, p Q + q] = x[c, p stride - pad + i, q stride - pad + j], 0 outside the image.
-    func im2col(_ cols: UnsafeMutablePointer<Float>, image x: UnsafePointer<Float>) {
-        let pCount = outputHeight, qCount = outputImageWidth, pq = pCount * qCount
+    /// The output columns q whose input column v = q stride - pad + j lies inside the image:
+    /// q in [lower, upper), so the inner loops of im2col and col2im need no bounds test.
+    @inline(__always)
+    func validColumns(kernelColumn j: Int) -> (lower: Int, upper: Int) {
+        // v >= 0  <=>  q >= ceil((pad - j) / stride);  v < W  <=>  q <= floor((W - 1 + pad - j) / stride).
+        let lowerNumerator = padding - j
+        let lower = lowerNumerator <= 0 ? 0 : (lowerNumerator + stride - 1) / stride
+        let upperNumerator = width - 1 + padding - j
+        let upper = upperNumerator < 0 ? 0 : min(outputImageWidth, upperNumerator / stride + 1)
+        return (lower, max(lower, upper))
+    }
+
+    /// cols[(c K + i) K + j, p Q + q] = x[c, p stride - pad + i, q stride - pad + j], 0 outside the image;
+    /// rows of `columnStride` floats (P Q for one image, G P Q when images sit side by side).
+    func im2col(_ cols: UnsafeMutablePointer<Float>, image x: UnsafePointer<Float>, columnStride: Int) {
+        let pCount = outputHeight, qCount = outputImageWidth, pq = columnStride
         var row = 0
         for c in 0..<inChannels {
             let channel = x + c * height * width
             for i in 0..<kernel {
                 for j in 0..<kernel {
                     let out = cols + row * pq
+                    let (lower, upper) = validColumns(kernelColumn: j)
                     for p in 0..<pCount {
                         let h = p * stride - padding + i
                         let line = out + p * qCount
                         guard h >= 0 && h < height else { line.update(repeating: 0, count: qCount); continue }
-                        let source = channel + h * width
-                        for q in 0..<qCount {
-                            let v = q * stride - padding + j
-                            line[q] = v >= 0 && v < width ? source[v] : 0
+                        if lower > 0 { line.update(repeating: 0, count: lower) }
+                        if upper < qCount { (line + upper).update(repeating: 0, count: qCount - upper) }
+                        guard upper > lower else { continue }
+                        let source = channel + h * width + lower * stride - padding + j
+                        if stride == 1 {
+                            (line + lower).update(from: source, count: upper - lower)
+                        } else {
+                            for q in 0..<(upper - lower) { line[lower + q] = source[q * stride] }
                         }
                     }
                     row += 1
@@ -151,21 +196,23 @@ public final class Conv2d: Layer {
     }
 
     /// The adjoint of im2col: adds every column entry back into the pixel it was copied from.
-    func col2im(_ x: UnsafeMutablePointer<Float>, columns cols: UnsafePointer<Float>) {
-        let pCount = outputHeight, qCount = outputImageWidth, pq = pCount * qCount
+    func col2im(_ x: UnsafeMutablePointer<Float>, columns cols: UnsafePointer<Float>, columnStride: Int) {
+        let pCount = outputHeight, qCount = outputImageWidth, pq = columnStride
         var row = 0
         for c in 0..<inChannels {
             let channel = x + c * height * width
             for i in 0..<kernel {
                 for j in 0..<kernel {
                     let from = cols + row * pq
+                    let (lower, upper) = validColumns(kernelColumn: j)
                     for p in 0..<pCount {
                         let h = p * stride - padding + i
-                        guard h >= 0 && h < height else { continue }
-                        let target = channel + h * width, line = from + p * qCount
-                        for q in 0..<qCount {
-                            let v = q * stride - padding + j
-                            if v >= 0 && v < width { target[v] += line[q] }
+                        guard h >= 0 && h < height && upper > lower else { continue }
+                        let target = channel + h * width + lower * stride - padding + j, line = from + p * qCount + lower
+                        if stride == 1 {
+                            for q in 0..<(upper - lower) { target[q] += line[q] }
+                        } else {
+                            for q in 0..<(upper - lower) { target[q * stride] += line[q] }
                         }
                     }
                     row += 1

@@ -151,3 +151,70 @@ public final class GlobalAveragePool: Layer {
         return dx
     }
 }
+
+/// PyTorch's `nn.AdaptiveAvgPool2d((G, G))`: each channel's H x W pixels averaged over a G x G
+/// grid of cells, cell (u, v) covering rows [floor(u H / G), ceil((u + 1) H / G)) and columns
+/// likewise (cells overlap when G does not divide H). Keeps where a feature is, which a linear
+/// probe on the pooled features can use; G = 1 is the global average pool.
+/// Shapes: x: B x (C H W), y: B x (C G G), flattened [C, G, G] as PyTorch's `flatten(1)`.
+public final class AdaptiveAveragePool: Layer {
+    public let channels: Int, height: Int, width: Int, cells: Int
+    public var inputWidth: Int { channels * height * width }
+    public var outputWidth: Int { channels * cells * cells }
+    public var computesInputGradient = true
+    /// Row and column ranges of the cells.
+    let rows: [Range<Int>], columns: [Range<Int>]
+    private let output = ScratchBuffer()
+    private let inputGradient = ScratchBuffer()
+
+    public init(channels: Int, height: Int, width: Int, cells: Int) {
+        precondition(cells >= 1 && cells <= height && cells <= width, "AdaptiveAveragePool: \(cells) cells for \(height) x \(width)")
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.cells = cells
+        func ranges(_ size: Int) -> [Range<Int>] {
+            (0..<cells).map { u in (u * size / cells)..<(((u + 1) * size + cells - 1) / cells) }
+        }
+        rows = ranges(height)
+        columns = ranges(width)
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let hw = height * width, gg = cells * cells
+        let y = output.pointer(count: batch * outputWidth)
+        for r in 0..<(batch * channels) {
+            let x = input + r * hw, out = y + r * gg
+            for u in 0..<cells {
+                for v in 0..<cells {
+                    var sum: Float = 0
+                    for h in rows[u] {
+                        for w in columns[v] { sum += x[h * width + w] }
+                    }
+                    out[u * cells + v] = sum / Float(rows[u].count * columns[v].count)
+                }
+            }
+        }
+        return y
+    }
+
+    /// dx[b, c, h, w] = sum over the cells (u, v) covering (h, w) of dy[b, c, u, v] / |cell|.
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard computesInputGradient else { return nil }
+        let hw = height * width, gg = cells * cells
+        let dx = inputGradient.pointer(count: batch * inputWidth)
+        dx.update(repeating: 0, count: batch * inputWidth)
+        for r in 0..<(batch * channels) {
+            let d = dx + r * hw, dy = outputGradient + r * gg
+            for u in 0..<cells {
+                for v in 0..<cells {
+                    let g = dy[u * cells + v] / Float(rows[u].count * columns[v].count)
+                    for h in rows[u] {
+                        for w in columns[v] { d[h * width + w] += g }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}

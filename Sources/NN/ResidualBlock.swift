@@ -91,10 +91,11 @@ public enum CNN {
     }
 
     /// stem (3x3 conv, GroupNorm, ReLU) to channels[0] -> one ResidualBlock per entry of
-    /// `channels` (stride 1 for the first, 2 between stages) -> global average pool -> Linear
-    /// to `representation`. Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
+    /// `channels` (stride 1 for the first, 2 between stages) -> average pool over `poolCells` x
+    /// `poolCells` cells (1: global) -> Linear to `representation`.
+    /// Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
     public static func make(channels: [Int], inputHeight: Int, inputWidth: Int, inputChannels: Int = 1,
-                            representation: Int, name: String, arena: ParameterArena) -> Sequential {
+                            representation: Int, poolCells: Int = 1, name: String, arena: ParameterArena) -> Sequential {
         precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
         let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
                           height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
@@ -111,8 +112,12 @@ public enum CNN {
             layers.append(block)
             c = o; h = block.outputHeight; w = block.outputImageWidth
         }
-        layers.append(GlobalAveragePool(channels: c, height: h, width: w))
-        layers.append(Linear(inputDimensions: c, outputDimensions: representation, name: "\(name).fc", arena: arena))
+        if poolCells == 1 {
+            layers.append(GlobalAveragePool(channels: c, height: h, width: w))
+        } else {
+            layers.append(AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells))
+        }
+        layers.append(Linear(inputDimensions: c * poolCells * poolCells, outputDimensions: representation, name: "\(name).fc", arena: arena))
         return Sequential(layers)
     }
 }

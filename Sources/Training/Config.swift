@@ -250,10 +250,13 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var pairHidden: [Int]
     /// encoder cnn: channels of the residual stages (stride 2 between stages).
     public var channels: [Int]
+    /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
+    public var poolCells: Int
 
     enum CodingKeys: String, CodingKey {
         case encoder, hidden, representation, projection, activation, channels
         case pairHidden = "pair_hidden"
+        case poolCells = "pool_cells"
     }
 
     public init(
@@ -263,10 +266,12 @@ public struct ModelSection: Codable, Sendable, Equatable {
         projection: [Int] = [256, 128],
         activation: ActivationKind = .relu,
         pairHidden: [Int] = [512],
-        channels: [Int] = [16, 32, 64]
+        channels: [Int] = [16, 32, 64],
+        poolCells: Int = 1
     ) {
         self.pairHidden = pairHidden
         self.channels = channels
+        self.poolCells = poolCells
         self.encoder = encoder
         self.hidden = hidden
         self.representation = representation

@@ -33,6 +33,7 @@ extension TrainingConfig {
         try check(featureViews.noise >= 0 && featureViews.noise.isFinite, "feature_views.noise", "must be 0 or positive", featureViews.noise)
         try check(!model.channels.isEmpty && model.channels.allSatisfy { $0 >= 1 }, "model.channels", "must be one or more widths, each at least 1",
                   model.channels)
+        try check(model.poolCells >= 1, "model.pool_cells", "must be at least 1 (1 = global average pool)", model.poolCells)
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)

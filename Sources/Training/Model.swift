@@ -28,7 +28,7 @@ public final class ContrastiveModel {
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
-                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int])? = nil,
+                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int)? = nil,
                 learnableTemperature: Bool = false) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
@@ -48,7 +48,7 @@ public final class ContrastiveModel {
             precondition(convolution.imageShape.count == 2 && convolution.imageShape.reduce(1, *) == inputWidth,
                          "the CNN encoder needs the [height, width] of \(inputWidth)-pixel images, got \(convolution.imageShape)")
             let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
-                               representation: representation, name: "encoder", arena: arena)
+                               representation: representation, poolCells: convolution.poolCells, name: "encoder", arena: arena)
             cnn.computesInputGradient = false
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
             (encoder, head) = (cnn, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
@@ -181,7 +181,7 @@ extension ContrastiveModel {
         self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
-                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? []) : nil,
+                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells) : nil,
                   learnableTemperature: learnableTemperature)
     }
 }

@@ -93,6 +93,14 @@ public final class TrainingStep {
             throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are not uint8 [height, width] "
                               + "images; use mlp for feature vectors")
         }
+        if config.model.encoder == .cnn, let imageShape {
+            // Each stage after the first halves the image (stride 2, padding 1).
+            let last = config.model.channels.dropFirst().reduce(imageShape.min()!) { size, _ in (size + 1) / 2 }
+            guard config.model.poolCells <= last else {
+                throw ConfigError(key: "model.pool_cells", problem: "config key 'model.pool_cells' is \(config.model.poolCells), but the last "
+                                  + "stage's feature maps are \(last) x \(last); use at most \(last)")
+            }
+        }
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
                                  learnableTemperature: config.loss.temperatureMode == .learnable)
         model.initialise(seed: UInt64(config.seed))

@@ -118,6 +118,12 @@ import Testing
         convForwardMatchesReference(batch: 2, c: 3, o: 5, h: 9, w: 7, k: 3, stride: 2, padding: 1, bias: true)
         convForwardMatchesReference(batch: 2, c: 3, o: 2, h: 6, w: 8, k: 5, stride: 2, padding: 0, bias: false)
         convForwardMatchesReference(batch: 2, c: 4, o: 3, h: 7, w: 7, k: 1, stride: 2, padding: 0, bias: true)
+        // Edges where a kernel column falls wholly outside narrow images, and strides past 2.
+        convForwardMatchesReference(batch: 2, c: 2, o: 3, h: 4, w: 2, k: 5, stride: 1, padding: 2, bias: true)
+        convForwardMatchesReference(batch: 2, c: 2, o: 2, h: 8, w: 9, k: 3, stride: 3, padding: 2, bias: false)
+        convForwardMatchesReference(batch: 1, c: 1, o: 2, h: 3, w: 3, k: 3, stride: 2, padding: 1, bias: true)
+        // 900 output pixels: two images per GEMM (Conv2d.groupColumns), so 3 images make a full and a partial group.
+        convForwardMatchesReference(batch: 3, c: 2, o: 3, h: 30, w: 30, k: 3, stride: 1, padding: 1, bias: true)
     }
 
     @Test func convGradients() {
@@ -176,6 +182,32 @@ import Testing
         let small = GlobalAveragePool(channels: 2, height: 3, width: 5)
         let y = small.forward(x.data, batch: 1)
         #expect(abs(y[0] - 7) < 1e-5 && abs(y[1] - 22) < 1e-5)
+    }
+
+    @Test func adaptiveAveragePoolGradientsAndValues() {
+        let arena = ParameterArena(); arena.seal()
+        // 7 -> 2 cells overlap (rows [0, 4) and [3, 7)), 5 -> 3 too: the adjoint must count the overlap twice.
+        check(AdaptiveAveragePool(channels: 2, height: 7, width: 5, cells: 2), arena: arena, batch: 2)
+        check(AdaptiveAveragePool(channels: 1, height: 5, width: 5, cells: 3), arena: arena, batch: 1)
+        // PyTorch: AdaptiveAvgPool2d(2)(arange(35.).view(1, 1, 7, 5)) = [[8.5, 10.5], [23.5, 25.5]] (rows [0, 4), [3, 7); columns [0, 3), [2, 5)).
+        let x = Tensor(zeros: [1, 35]); for i in 0..<35 { x.data[i] = Float(i) }
+        let pool = AdaptiveAveragePool(channels: 1, height: 7, width: 5, cells: 2)
+        let y = pool.forward(x.data, batch: 1)
+        #expect((0..<4).map { y[$0] } == [8.5, 10.5, 23.5, 25.5])
+        // One cell is the global average.
+        let onePool = AdaptiveAveragePool(channels: 1, height: 7, width: 5, cells: 1)
+        let global = onePool.forward(x.data, batch: 1)
+        #expect(abs(global[0] - 17) < 1e-5)
+    }
+
+    @Test func cnnWithPoolCellsGradients() {
+        let arena = ParameterArena()
+        let cnn = CNN.make(channels: [4, 8], inputHeight: 7, inputWidth: 6, inputChannels: 2, representation: 5, poolCells: 2,
+                           name: "encoder", arena: arena)
+        arena.seal()
+        cnn.initialise(seed: 4, firstStream: 0)
+        #expect(cnn.outputWidth == 5 && arena.slice(named: "encoder.fc.weight")?.shape == [5, 8 * 2 * 2])
+        check(cnn, arena: arena, batch: 2, step: 1e-3, perSlice: 6)
     }
 
     // MARK: Residual block and the whole CNN
