@@ -115,6 +115,9 @@ public enum Bench {
         public var imagesPerSecondEndToEnd: Double
         public var median: StepTimes
         public var gemmSeconds: Double
+        /// Resident set of rank 0 before the TrainingStep is made, and its peak over the steps (bytes).
+        public var residentBeforeBytes: Int
+        public var residentPeakBytes: Int
     }
 
     /// `bench step`: the training step of `config` on real images, `repeats` timed steps after
@@ -127,6 +130,8 @@ public enum Bench {
         let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
         let sampler = data.sampler
         let b = config.data.batchPerRank, v = 2 * b
+        let residentBefore = ResidentMemory.current()
+        ResidentMemory.resetPeak()
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
                                     pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: b, totalSteps: warmup + repeats)
         let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
@@ -139,6 +144,8 @@ public enum Bench {
             result.times.augmentation = augmentation
             if i >= warmup { all.append(result.times) }
         }
+        // Before the GEMM timing below allocates its own operands.
+        let residentPeak = ResidentMemory.peak()
         func med(_ f: (StepTimes) -> Double) -> Double { median(all.map(f)) }
         var m = StepTimes()
         m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.gather = med { $0.gather }
@@ -168,7 +175,7 @@ public enum Bench {
         }
         let gemmSeconds = timeGEMMs(shapes, repeats: max(repeats, 5)).reduce(0, +)
         let figures = StepFigures(imagesPerSecondStep: globalImages / stepOnly, imagesPerSecondEndToEnd: globalImages / endToEnd,
-                                  median: m, gemmSeconds: gemmSeconds)
+                                  median: m, gemmSeconds: gemmSeconds, residentBeforeBytes: residentBefore, residentPeakBytes: residentPeak)
         let report = [
             "training step, \(b) samples (\(step.clipLoss != nil ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
@@ -181,6 +188,9 @@ public enum Bench {
             String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s (all ranks)", stepOnly * 1e3, figures.imagesPerSecondStep),
             String(format: "  end to end (included)        %7.2f ms = %6.0f images/s (all ranks)", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
             String(format: "  one rank's GEMMs alone       %7.2f ms; step / GEMM = %.3f", gemmSeconds * 1e3, stepOnly / gemmSeconds),
+            String(format: "  resident memory (rank 0): %.1f MB before the step, peak %.1f MB while stepping (+%.1f MB)%@",
+                   Double(residentBefore) / 1e6, Double(residentPeak) / 1e6, Double(residentPeak - residentBefore) / 1e6,
+                   config.train.gradientCacheChunk > 0 ? " with train.gradient_cache_chunk=\(config.train.gradientCacheChunk)" as NSString : "" as NSString),
         ].joined(separator: "\n")
         return (figures, report)
     }
@@ -232,5 +242,28 @@ extension Bench {
             String(format: "  training step on them: %.2f ms = %.0f samples/s consumed", consume * 1e3, Double(b) / consume),
             String(format: "  producer / consumer: %.1fx (one producer thread keeps up while > 1)", consume / make),
         ].joined(separator: "\n")
+    }
+}
+
+/// This process's resident memory from /proc/self/status (Linux; 0 elsewhere).
+public enum ResidentMemory {
+    /// VmRSS: resident now, in bytes.
+    public static func current() -> Int { field("VmRSS:") }
+
+    /// VmHWM: the peak resident set since the process started or since `resetPeak`, in bytes.
+    public static func peak() -> Int { field("VmHWM:") }
+
+    /// Starts VmHWM again from the current resident set (writing 5 to /proc/self/clear_refs).
+    public static func resetPeak() {
+        guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return }
+        try? handle.write(contentsOf: Data("5".utf8))
+        try? handle.close()
+    }
+
+    static func field(_ name: String) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+              let kilobytes = Int(line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") else { return 0 }
+        return kilobytes * 1024
     }
 }

@@ -478,19 +478,24 @@ public struct TrainSection: Codable, Sendable, Equatable {
     public var logEverySteps: Int
     /// OpenBLAS threads per rank.
     public var blasThreads: Int
+    /// Gradient caching (Gao et al. 2021): forward and backward the model this many views at a time,
+    /// so its activations cost this many rows, not the rank's V (0 = off: all V at once).
+    public var gradientCacheChunk: Int
 
     enum CodingKeys: String, CodingKey {
         case epochs
         case maxSteps = "max_steps"
         case logEverySteps = "log_every_steps"
         case blasThreads = "blas_threads"
+        case gradientCacheChunk = "gradient_cache_chunk"
     }
 
-    public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1) {
+    public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1, gradientCacheChunk: Int = 0) {
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.logEverySteps = logEverySteps
         self.blasThreads = blasThreads
+        self.gradientCacheChunk = gradientCacheChunk
     }
 }
 

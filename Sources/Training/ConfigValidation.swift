@@ -76,6 +76,8 @@ extension TrainingConfig {
         try check(train.maxSteps >= 0, "train.max_steps", "must be 0 (no limit) or positive", train.maxSteps)
         try check(train.logEverySteps >= 1, "train.log_every_steps", "must be at least 1", train.logEverySteps)
         try check(train.blasThreads >= 1, "train.blas_threads", "must be at least 1", train.blasThreads)
+        try check(train.gradientCacheChunk >= 0, "train.gradient_cache_chunk",
+                  "must be 0 (off) or a positive number of views per chunk", train.gradientCacheChunk)
 
         try check(monitor.geometryEverySteps >= 0, "monitor.geometry_every_steps", "must be 0 (never) or positive", monitor.geometryEverySteps)
         try checkNonNegative(monitor.collapseStd, "monitor.collapse_std")

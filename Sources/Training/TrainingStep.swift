@@ -195,7 +195,10 @@ public final class TrainingStep {
         var clock = StepClock()
 
         if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
-        let (_, z) = model.forward(input ?? UnsafePointer(batch.data), batch: v)
+        // Gradient caching (GradientCache.swift): z is embedded in chunks into ownGradient, free until the reduce-scatter.
+        let views = input ?? UnsafePointer(batch.data), chunk = gradientCacheChunk(rows: v)
+        let z = chunk.map { cachedEmbed(.first, input: views, rows: v, chunk: $0, into: ownGradient.data) }
+            ?? model.forward(views, batch: v).embedding
         clock.lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
         clock.lap(\.gather)
@@ -229,9 +232,15 @@ public final class TrainingStep {
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: v * e)
         clock.lap(\.gather)
 
-        return try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) {
-            model.backward(anchorGradient.data, batch: v, gradientsFinal: $0)
+        var recomputed = 0.0
+        let stepResult = try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) { final in
+            if let chunk {
+                recomputed = cachedBackward(.first, input: views, rows: v, chunk: chunk, embeddingGradient: anchorGradient.data, gradientsFinal: final)
+            } else {
+                model.backward(anchorGradient.data, batch: v, gradientsFinal: final)
+            }
         }
+        return stepResult.chargingRecomputedForward(recomputed)
     }
 
     /// The two-tower (CLIP) step on `input` = B x I features then B x W pairs.
@@ -241,8 +250,11 @@ public final class TrainingStep {
         var clock = StepClock()
         let localB = anchorGradient.data + b * e, allB = candidateGradient.data + n * e
         if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
-        let za = model.forward(input, batch: b).embedding
-        let zb = model.pairForward(input + b * model.inputWidth, batch: b)
+        let pairs = input + b * model.inputWidth, chunk = gradientCacheChunk(rows: b)
+        let za = chunk.map { cachedEmbed(.first, input: input, rows: b, chunk: $0, into: ownGradient.data) }
+            ?? model.forward(input, batch: b).embedding
+        let zb = chunk.map { cachedEmbed(.pair, input: pairs, rows: b, chunk: $0, into: ownGradient.data + b * e) }
+            ?? model.pairForward(pairs, batch: b)
         clock.lap(\.forward)
         try communicator.allGather(za, count: b * e, into: gathered.data)
         try communicator.allGather(zb, count: b * e, into: gathered.data + n * e)
@@ -260,11 +272,18 @@ public final class TrainingStep {
         Kernels.axpy(anchorGradient.data, alpha: 1, x: ownGradient.data, count: 2 * b * e)
         clock.lap(\.gather)
         // The pair tower sits after the first in the arena: its gradients are final first.
-        return try finish(loss: result.loss, top1: result.aToBTop1 + result.bToATop1, anchors: 2 * n,
-                          learningRate: learningRate, clock: clock) { final in
-            model.pairBackward(localB, batch: b, gradientsFinal: final)
-            model.backward(anchorGradient.data, batch: b, gradientsFinal: final)
+        var recomputed = 0.0
+        let stepResult = try finish(loss: result.loss, top1: result.aToBTop1 + result.bToATop1, anchors: 2 * n,
+                                    learningRate: learningRate, clock: clock) { final in
+            if let chunk {
+                recomputed = cachedBackward(.pair, input: pairs, rows: b, chunk: chunk, embeddingGradient: localB, gradientsFinal: final)
+                    + cachedBackward(.first, input: input, rows: b, chunk: chunk, embeddingGradient: anchorGradient.data, gradientsFinal: final)
+            } else {
+                model.pairBackward(localB, batch: b, gradientsFinal: final)
+                model.backward(anchorGradient.data, batch: b, gradientsFinal: final)
+            }
         }
+        return stepResult.chargingRecomputedForward(recomputed)
     }
 
     /// Backward with the bucketed all-reduce, the statistics' all-reduce beside it, and the

@@ -160,10 +160,11 @@ struct Bench: ParsableCommand {
                                                           repeats: repeats, warmup: warmup)
                 guard communicator.rank == 0 else { return }
                 if json {
-                    say(String(format: "{\"ranks\":%d,\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"gather_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"communication_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f}",
+                    say(String(format: "{\"ranks\":%d,\"images_per_second_step\":%.1f,\"images_per_second_end_to_end\":%.1f,\"augmentation_ms\":%.3f,\"forward_ms\":%.3f,\"gather_ms\":%.3f,\"loss_ms\":%.3f,\"backward_ms\":%.3f,\"communication_ms\":%.3f,\"optimizer_ms\":%.3f,\"gemm_ms\":%.3f,\"resident_before_mb\":%.1f,\"resident_peak_mb\":%.1f}",
                                  communicator.size, f.imagesPerSecondStep, f.imagesPerSecondEndToEnd, f.median.augmentation * 1e3,
                                  f.median.forward * 1e3, f.median.gather * 1e3, f.median.loss * 1e3, f.median.backward * 1e3,
-                                 f.median.communication * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3))
+                                 f.median.communication * 1e3, f.median.optimizer * 1e3, f.gemmSeconds * 1e3,
+                                 Double(f.residentBeforeBytes) / 1e6, Double(f.residentPeakBytes) / 1e6))
                 } else {
                     say(report)
                 }

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+@testable import NN
+@testable import Tensor
+@testable import Training
+
+/// train.gradient_cache_chunk: the chunked step (GradientCache.swift) computes the loss and the
+/// update of the ordinary step, in one process and across ranks, and is bit for bit reproducible.
+@Suite struct GradientCacheTests {
+    static let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
+
+    struct Outcome {
+        var loss: Double
+        var parameters: [Float]
+        var gradients: [Float]
+        var result: TrainingStep.Result
+    }
+
+    /// One step of a fresh TrainingStep (one process) on a fixed pseudo-random batch of B samples.
+    /// Features I = 20; clip adds pairs W = 12; supcon labels every other sample (classes 0...2).
+    func step(_ overrides: [String], samples b: Int = 16) throws -> Outcome {
+        let config = try smokeConfig(Self.sgd + overrides)
+        let clip = config.loss.kind == .clip, supcon = config.loss.kind == .supcon
+        let step = try TrainingStep(config: config, inputWidth: 20, pairWidth: clip ? 12 : 0, samplesPerStep: b, totalSteps: 1)
+        var random = RandomStream(seed: 7, stream: 1)
+        let values = clip ? b * (20 + 12) : 2 * b * 20
+        for i in 0..<values { step.batch[i] = random.nextUniform(-1, 1) }
+        if supcon { for i in 0..<b { step.batch[values + i] = i % 2 == 0 ? Float(i % 3) : -1 } }
+        let result = try step.step(learningRate: 0.1)
+        #expect(result.applied)
+        let arena = step.model.arena
+        return Outcome(loss: result.loss, parameters: arena.parameters.array, gradients: arena.gradients.array, result: result)
+    }
+
+    /// max_i |a_i - b_i| / max_i |b_i|: relative to the largest element, as summation order moves
+    /// every element by a few ulps of the largest.
+    func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+        let scale = b.map(abs).max() ?? 0
+        return (zip(a, b).map { abs($0 - $1) }.max() ?? 0) / max(scale, 1e-30)
+    }
+
+    /// Same loss (1e-6 relative), gradients and parameters after one SGD step (1e-5 relative) as the
+    /// uncached step, for chunks that divide V = 32 and ones that do not, with every objective.
+    @Test(arguments: ["ntxent", "supcon", "clip"], [1, 5, 8, 13, 31])
+    func cachedStepEqualsTheUncachedStep(kind: String, chunk: Int) throws {
+        let objective = ["loss.kind=\(kind)"] + (kind == "clip" ? ["model.pair_hidden=[24]"] : [])
+        let reference = try step(objective)
+        let cached = try step(objective + ["train.gradient_cache_chunk=\(chunk)"])
+        #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss), "\(kind) C=\(chunk)")
+        #expect(relativeDifference(cached.gradients, reference.gradients) <= 1e-5, "\(kind) C=\(chunk)")
+        #expect(relativeDifference(cached.parameters, reference.parameters) <= 1e-5, "\(kind) C=\(chunk)")
+        #expect(cached.result.positiveAccuracy == reference.result.positiveAccuracy)
+        #expect(cached.gradients.contains { $0 != 0 })
+    }
+
+    /// The learnable temperature's gradient comes from the loss, before the chunks: unchanged.
+    @Test func cachedStepWithLearnableTemperature() throws {
+        let learnable = ["loss.temperature_mode=learnable", "loss.temperature=0.2"]
+        let reference = try step(learnable)
+        let cached = try step(learnable + ["train.gradient_cache_chunk=6"])
+        #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss))
+        #expect(relativeDifference(cached.gradients, reference.gradients) <= 1e-5)
+        #expect(cached.gradients.last! != 0 && abs(cached.gradients.last! - reference.gradients.last!) <= 1e-6 * abs(reference.gradients.last!))
+    }
+
+    /// Two runs of the cached step agree bit for bit.
+    @Test(arguments: ["ntxent", "supcon"])
+    func cachedStepIsReproducible(kind: String) throws {
+        let a = try step(["loss.kind=\(kind)", "train.gradient_cache_chunk=7"])
+        let b = try step(["loss.kind=\(kind)", "train.gradient_cache_chunk=7"])
+        #expect(a.loss.bitPattern == b.loss.bitPattern)
+        #expect(a.parameters.map(\.bitPattern) == b.parameters.map(\.bitPattern))
+    }
+
+    /// A chunk of V or more is the ordinary step, bit for bit.
+    @Test func chunkOfAllViewsIsTheOrdinaryStep() throws {
+        let reference = try step([])
+        let whole = try step(["train.gradient_cache_chunk=32"])
+        #expect(whole.parameters.map(\.bitPattern) == reference.parameters.map(\.bitPattern))
+    }
+
+    /// Only the last chunk's backward reports finished gradients (an earlier report would start an
+    /// all-reduce bucket on a partial sum): the reports of one uncached backward, not one set per chunk.
+    @Test func onlyTheLastChunkReportsFinishedGradients() throws {
+        let config = try smokeConfig(["train.gradient_cache_chunk=5"])
+        let step = try TrainingStep(config: config, inputWidth: 20, samplesPerStep: 8, totalSteps: 1)
+        let v = 16, e = step.model.embeddingWidth
+        for i in 0..<step.batch.count { step.batch[i] = Float(i % 7) * 0.1 }
+        let gradient = Tensor(shape: [v * e], repeating: 0.01)
+        var uncachedReports: [Int] = []
+        _ = step.model.forward(step.batch.data, batch: v)
+        step.model.backward(Tensor(shape: [v * e], repeating: 0.01).data, batch: v) { uncachedReports.append($0) }
+        var reports: [Int] = []
+        let recompute = step.cachedBackward(.first, input: step.batch.data, rows: v, chunk: 5, embeddingGradient: gradient.data) {
+            reports.append($0)
+        }
+        #expect(!uncachedReports.isEmpty && reports == uncachedReports)
+        #expect(recompute > 0)
+        #expect(step.gradientCacheChunk(rows: v) == 5 && step.gradientCacheChunk(rows: 5) == nil)
+    }
+
+    @Test func negativeChunkIsAConfigError() throws {
+        #expect {
+            try smokeConfig(["train.gradient_cache_chunk=-4"])
+        } throws: { error in
+            (error as? ConfigError)?.key == "train.gradient_cache_chunk"
+        }
+        #expect(try smokeConfig([]).train.gradientCacheChunk == 0)
+    }
+}
+
+/// P ranks with gradient caching train exactly the model one process trains without it on the
+/// whole global batch, through `contrast train` under mpirun; small buckets, so a bucket started
+/// before the last chunk would send a partial sum.
+@Suite(.serialized) struct GradientCacheDistributedTests {
+    func train(ranks: Int, _ overrides: [String]) throws -> (parameters: [Float], loss: Double) {
+        let runDirectory = temporaryDirectory("gradcache").appendingPathComponent("run").path
+        let arguments = ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(runDirectory)",
+                         "--set", "data.batch_per_rank=\(64 / ranks)", "--set", "train.max_steps=1",
+                         "--set", "communication.precision=fp32", "--set", "communication.bucket_mb=0.002",
+                         "--set", "data.test_limit=200", "--set", "eval.knn_every_epochs=0"]
+            + (GradientCacheTests.sgd + overrides).flatMap { ["--set", $0] }
+        let outcome = try runContrast(ranks: ranks, arguments)
+        #expect(outcome.status == 0, "P=\(ranks): \(outcome.error.suffix(2000))")
+        let config = try ConfigLoader.load(file: runDirectory + "/config.yaml", overrides: [])
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
+        try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: runDirectory + "/weights.bin"))
+        let records = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["time_forward"] != nil }
+        return (model.arena.parameters.array, try #require(records.first?["loss"] as? Double))
+    }
+
+    /// P = 2 ranks of V = 64 views, chunks of 24 (24 + 24 + 16), against one process uncached.
+    @Test(arguments: ["ntxent", "supcon"])
+    func cachedRanksEqualOneUncachedProcess(kind: String) throws {
+        let objective = ["loss.kind=\(kind)"] + (kind == "supcon" ? ["data.labeled_fraction=0.5"] : [])
+        let reference = try train(ranks: 1, objective)
+        let distributed = try train(ranks: 2, objective + ["train.gradient_cache_chunk=24"])
+        #expect(abs(distributed.loss - reference.loss) <= 1e-5 * abs(reference.loss))
+        let worst = zip(distributed.parameters, reference.parameters).map { abs($0 - $1) / max(abs($0), abs($1), 1e-3) }.max() ?? 0
+        #expect(worst <= 1e-5)
+    }
+}
