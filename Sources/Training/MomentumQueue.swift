@@ -64,7 +64,7 @@ public final class MomentumQueue {
     /// Rows of `candidates` the loss scores: the N keys and the filled part of the ring.
     public var candidateCount: Int { keysPerStep + filled }
 
-    /// The first K x E ring rows, after the N keys.
+    /// The K x E ring, after the N keys in `candidates`.
     var ring: UnsafeMutablePointer<Float> { candidates.data + keysPerStep * model.embeddingWidth }
 
     /// theta_k <- theta_q: the start, after the query model's broadcast.
