@@ -320,6 +320,10 @@ public struct LossSection: Codable, Sendable, Equatable {
     /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
     /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
     public var logitChunk: Int
+    /// ntxent only: K keys of past steps kept as extra negatives, from a momentum encoder (MoCo); 0 = off.
+    public var mocoQueue: Int
+    /// moco_queue > 0: m of the momentum encoder's update theta_k <- m theta_k + (1 - m) theta_q.
+    public var mocoMomentum: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -327,16 +331,21 @@ public struct LossSection: Codable, Sendable, Equatable {
         case temperatureFinal = "temperature_final"
         case temperatureMin = "temperature_min"
         case logitChunk = "logit_chunk"
+        case mocoQueue = "moco_queue"
+        case mocoMomentum = "moco_momentum"
     }
 
     public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
-                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0) {
+                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0,
+                mocoQueue: Int = 0, mocoMomentum: Float = 0.99) {
         self.kind = kind
         self.temperature = temperature
         self.temperatureMode = temperatureMode
         self.temperatureFinal = temperatureFinal
         self.temperatureMin = temperatureMin
         self.logitChunk = logitChunk
+        self.mocoQueue = mocoQueue
+        self.mocoMomentum = mocoMomentum
     }
 }
 

@@ -47,6 +47,11 @@ extension TrainingConfig {
         try check(loss.temperatureMode != .learnable || loss.temperatureMin <= loss.temperature, "loss.temperature_min",
                   "must not exceed loss.temperature (\(loss.temperature)), the learnable temperature's start", loss.temperatureMin)
         try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
+        try check(loss.mocoQueue >= 0, "loss.moco_queue", "must be 0 (off) or a number of keys", loss.mocoQueue)
+        try check(loss.mocoMomentum >= 0 && loss.mocoMomentum < 1, "loss.moco_momentum", "must be in [0, 1)", loss.mocoMomentum)
+        try check(loss.mocoQueue == 0 || loss.kind == .ntxent, "loss.moco_queue",
+                  "needs loss.kind ntxent (the momentum queue is an option of NT-Xent); set loss.moco_queue=0 for \(loss.kind.rawValue)",
+                  loss.mocoQueue)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
                   "must be 0 (off) or positive", checkpoint.everyMinutes)

@@ -135,6 +135,10 @@ public final class Trainer {
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
             log.info("data: " + data.summary)
+            if let queue = step.momentumQueue {
+                log.info("MoCo: momentum encoder (m = \(queue.momentum)), queue of \(queue.capacity) keys x \(model.embeddingWidth), "
+                         + "\(queue.keysPerStep) keys enter per step, full after \((queue.capacity + queue.keysPerStep - 1) / queue.keysPerStep) step(s)")
+            }
             log.info("resolved config:\n" + c.yaml())
             if let resumedFrom {
                 log.info("resumed from checkpoint \(resumedFrom.path) at step \(stepsDone) (epoch \(position.epoch + 1), batch \(position.batch))")

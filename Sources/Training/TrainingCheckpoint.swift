@@ -28,6 +28,8 @@ struct TrainingState: Codable, Equatable {
     var config: String
     /// Early stopping's best value and how long ago (absent when early stopping is off).
     var earlyStopping: EarlyStoppingState? = nil
+    /// The MoCo queue's write position and fill (absent without loss.moco_queue).
+    var momentumQueue: MomentumQueue.State? = nil
 }
 
 /// Early stopping's memory: the best monitored value, the epoch it was reached (0: none yet),
@@ -61,6 +63,7 @@ extension TrainingStep {
         let arena = model.arena
         return [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
             + optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
+            + (momentumQueue?.checkpointBuffers ?? [])
     }
 }
 
@@ -79,7 +82,7 @@ extension Trainer {
             globalBatch: config.data.batchPerRank * communicator.size, worldSize: communicator.size,
             optimizerSteps: step.optimizer.stepCount, lossScale: step.reducer.scale, cleanSteps: step.reducer.cleanSteps,
             skippedSteps: step.reducer.skippedSteps, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
-            earlyStopping: earlyStoppingState)
+            earlyStopping: earlyStoppingState, momentumQueue: step.momentumQueue?.state)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let directory = try CheckpointStore.save(
@@ -153,6 +156,7 @@ extension Trainer {
 
     /// Loads `checkpoint` into the model, optimizer and scaler, and restores the data position.
     func restore(from checkpoint: URL) throws {
+        try step.momentumQueue?.checkResumable(from: checkpoint)
         let data = try CheckpointStore.load(checkpoint, into: checkpointBuffers)
         let state: TrainingState
         do { state = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
@@ -175,5 +179,12 @@ extension Trainer {
         epochLossSum = state.epochLossSum
         epochStepCount = state.epochSteps
         if earlyStoppingState != nil, let saved = state.earlyStopping { earlyStoppingState = saved }
+        if let queue = step.momentumQueue {
+            guard let saved = state.momentumQueue else {
+                throw RunFiles.Failure(description: "\(checkpoint.path)/manifest.json: its training state lacks the MoCo queue's position; "
+                                       + "resume from another checkpoint")
+            }
+            try queue.restore(saved)
+        }
     }
 }

@@ -30,6 +30,8 @@ public final class TrainingStep {
     public let clipLoss: CLIPLoss?
     /// The supervised contrastive loss (loss.kind supcon), else nil.
     public let supConLoss: SupConLoss?
+    /// MoCo's momentum encoder and queue of keys (loss.moco_queue > 0), else nil.
+    public let momentumQueue: MomentumQueue?
     /// SupCon: labels of this rank's V views and of the N gathered ones (-1: unlabeled).
     var anchorLabels: [Int32] = []
     var candidateLabels: [Int32] = []
@@ -145,6 +147,16 @@ public final class TrainingStep {
         positiveIndex = [Int32](repeating: 0, count: localViews)
         TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: samplesPerStep,
                           offset: communicator.rank * localViews)
+        if config.loss.mocoQueue > 0 {
+            let keyModel = ContrastiveModel(config.model, inputWidth: inputWidth, imageShape: imageShape,
+                                            learnableTemperature: config.loss.temperatureMode == .learnable)
+            momentumQueue = MomentumQueue(model: keyModel, momentum: config.loss.mocoMomentum, capacity: config.loss.mocoQueue,
+                                          samplesPerRank: samplesPerStep, ranks: communicator.size)
+            // theta_k = theta_q after the broadcast.
+            momentumQueue!.copyParameters(from: model.arena)
+        } else {
+            momentumQueue = nil
+        }
         if communicator.size > 1 {
             let reducer = self.reducer
             model.setBackwardProgress { reducer.poll() }
@@ -191,6 +203,7 @@ public final class TrainingStep {
         let tau = config.loss.temperatureMode == .learnable ? self.temperature(atStep: 0) : temperature ?? self.temperature(atStep: 0)
         useTemperature(tau)
         if clipLoss != nil { return try twoTowerStep(learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
+        if let momentumQueue { return try momentumStep(momentumQueue, learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
         var clock = StepClock()
 
@@ -289,7 +302,7 @@ public final class TrainingStep {
     /// Backward with the bucketed all-reduce, the statistics' all-reduce beside it, and the
     /// update: the part of the step every loss shares. `backward` runs the model's backward
     /// passes, reporting finished gradients to the closure it is given.
-    private func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, clock: StepClock,
+    func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, clock: StepClock,
                         backward: (@escaping (Int) -> Void) -> Void) throws -> Result {
         let p = communicator.size
         var clock = clock
@@ -320,6 +333,7 @@ public final class TrainingStep {
                 let value = model.arena.parameters(theta)
                 value[0] = min(value[0], log(1 / config.loss.temperatureMin))
             }
+            momentumQueue?.follow(model.arena)
         }
         clock.lap(\.optimizer)
         let globalLoss = p == 1 ? loss : Double(statistics[0])
