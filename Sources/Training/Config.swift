@@ -35,11 +35,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// `auto` (continue from the newest complete checkpoint in run_dir, if any), `never` (start
     /// fresh; run_dir must be empty), or the path of a checkpoint directory to start from.
     public var resume: String
+    /// Fine-tuning: a pretrained run or checkpoint directory whose encoder parameters start this run
+    /// ("" = none; parameters only, a fresh optimizer state; a resumed run ignores it). docs/fine-tuning.md.
+    public var initFrom: String
+    /// init_from: also copy the projection head (false: a fresh head).
+    public var initHead: Bool
+    /// What does not train: none, or the encoder (no gradients, no all-reduce, no updates).
+    public var freeze: FreezeKind
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_dir"
         case seed, data, views, model, loss, optimizer, train, eval, monitor, communication, checkpoint, resume
         case featureViews = "feature_views"
+        case initFrom = "init_from"
+        case initHead = "init_head"
+        case freeze
     }
 
     public init(
@@ -56,7 +66,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         monitor: MonitorSection = MonitorSection(),
         communication: CommunicationSection = CommunicationSection(),
         checkpoint: CheckpointSection = CheckpointSection(),
-        resume: String = "auto"
+        resume: String = "auto",
+        initFrom: String = "",
+        initHead: Bool = false,
+        freeze: FreezeKind = .none
     ) {
         self.runDirectory = runDirectory
         self.seed = seed
@@ -72,7 +85,19 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         self.communication = communication
         self.checkpoint = checkpoint
         self.resume = resume
+        self.initFrom = initFrom
+        self.initHead = initHead
+        self.freeze = freeze
     }
+}
+
+/// Which parameters a fine-tune keeps fixed.
+public enum FreezeKind: String, Codable, Sendable, CaseIterable {
+    /// Everything trains.
+    case none
+    /// The first tower's encoder is fixed: only the adapter, the head (and a pair tower) train.
+    case encoder
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// Which data set to train on.
@@ -252,9 +277,11 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var channels: [Int]
     /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
     public var poolCells: Int
+    /// Bottleneck width of a residual adapter on h between encoder and head (0 = none).
+    public var adapter: Int
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels
+        case encoder, hidden, representation, projection, activation, channels, adapter
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
     }
@@ -267,8 +294,10 @@ public struct ModelSection: Codable, Sendable, Equatable {
         activation: ActivationKind = .relu,
         pairHidden: [Int] = [512],
         channels: [Int] = [16, 32, 64],
-        poolCells: Int = 1
+        poolCells: Int = 1,
+        adapter: Int = 0
     ) {
+        self.adapter = adapter
         self.pairHidden = pairHidden
         self.channels = channels
         self.poolCells = poolCells
@@ -436,6 +465,8 @@ public struct OptimizerSection: Codable, Sendable, Equatable {
     public var finalLR: Float
     /// Clip the global gradient L2 norm to this value (0 = off).
     public var clipNorm: Float
+    /// Multiplies the learning rate of the first tower's encoder (fine-tuning: e.g. 0.1).
+    public var encoderLRScale: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, lr, betas, eps
@@ -446,6 +477,7 @@ public struct OptimizerSection: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps"
         case finalLR = "final_lr"
         case clipNorm = "clip_norm"
+        case encoderLRScale = "encoder_lr_scale"
     }
 
     public init(
@@ -460,8 +492,10 @@ public struct OptimizerSection: Codable, Sendable, Equatable {
         schedule: ScheduleKind = .constant,
         warmupSteps: Int = 0,
         finalLR: Float = 0,
-        clipNorm: Float = 0
+        clipNorm: Float = 0,
+        encoderLRScale: Float = 1
     ) {
+        self.encoderLRScale = encoderLRScale
         self.kind = kind
         self.lr = lr
         self.betas = betas

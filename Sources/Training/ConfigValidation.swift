@@ -106,6 +106,7 @@ extension TrainingConfig {
                   eval.earlyStoppingMonitor.rawValue)
         try check(eval.earlyStoppingPatience == 0 || eval.knnEveryEpochs > 0 || eval.linearEveryEpochs > 0,
                   "eval.early_stopping_patience", "needs evaluations during training: set eval.knn_every_epochs", eval.earlyStoppingPatience)
+        try validateFineTuning()
     }
 }
 

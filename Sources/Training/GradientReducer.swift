@@ -40,15 +40,18 @@ public final class GradientReducer {
     }
     public private(set) var timing = Timing()
 
+    /// `trainable`: the arena offsets whose gradients are exchanged (nil: all). The slices outside it (a
+    /// frozen encoder) have no gradients and are in no bucket, so they cost no traffic.
     public init(arena: ParameterArena, communicator: Communicator, precision: WirePrecision, bucketBytes: Int,
-                initialScale: Float = 65536, scaleWindow: Int = 500) {
+                initialScale: Float = 65536, scaleWindow: Int = 500, trainable: Range<Int>? = nil) {
         self.arena = arena
         self.communicator = communicator
         // One rank has nothing to exchange: a round trip through 16 bits would only lose precision.
         self.precision = communicator.size == 1 ? .fp32 : precision
         self.scale = self.precision == .fp16 ? initialScale : 1
         self.scaleWindow = scaleWindow
-        buckets = Self.makeBuckets(arena.slices, bucketElements: max(1, bucketBytes / 4))
+        let exchanged = trainable.map { range in arena.slices.filter { range.contains($0.offset) } } ?? arena.slices
+        buckets = Self.makeBuckets(exchanged, bucketElements: max(1, bucketBytes / 4))
         wire = buckets.map { [precision = self.precision] range in
             precision == .fp32 ? nil : UnsafeMutableRawPointer.allocate(byteCount: range.count * 2, alignment: 64)
         }

@@ -7,8 +7,10 @@ import Tensor
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
 /// the second modality (W wide) into the same E-dimensional space.
-/// All parameters live in one `ParameterArena`: encoder, head, then the pair tower's encoder and head,
-/// then (learnable temperature) the logit scale theta = log(1/tau), one element.
+/// All parameters live in one `ParameterArena`: encoder, [adapter], head, then the pair tower's encoder and
+/// head, then (learnable temperature) the logit scale theta = log(1/tau), one element. The encoder is a
+/// prefix of the arena, so a frozen encoder is one range that no gradient, bucket or optimizer touches.
+/// With an adapter (model.adapter) the representation is h' = adapter(f(x)) and z = g(h') / |g(h')|.
 public final class ContrastiveModel {
     public let arena: ParameterArena
     public let encoder: Sequential
@@ -16,6 +18,14 @@ public final class ContrastiveModel {
     /// The second modality's encoder and head (nil without pairs).
     public let pairEncoder: Sequential?
     public let pairHead: Sequential?
+    /// The residual bottleneck adapter between the first tower's encoder and head (nil: none).
+    public let adapter: ResidualAdapter?
+    /// Freeze the first tower's encoder: backward stops above it (no encoder gradients, no dL/dh).
+    public var freezesEncoder = false {
+        didSet {
+            if let adapter { adapter.computesInputGradient = !freezesEncoder } else { head.computesInputGradient = !freezesEncoder }
+        }
+    }
     /// theta = log(1/tau) of a learnable temperature (nil when the temperature is not learned). Last in
     /// the arena, so its bucket is the first the gradient all-reduce starts: the loss writes its gradient
     /// before backward begins.
@@ -29,7 +39,7 @@ public final class ContrastiveModel {
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int)? = nil,
-                learnableTemperature: Bool = false) {
+                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
@@ -37,8 +47,14 @@ public final class ContrastiveModel {
         self.embeddingWidth = projection.last!
         let arena = ParameterArena()
         self.arena = arena
+        // Allocated right after the first tower's encoder, before its head.
+        var adapterLayer: ResidualAdapter? = nil
+        func makeAdapter() {
+            if adapterWidth > 0 { adapterLayer = ResidualAdapter(width: representation, bottleneck: adapterWidth, name: "adapter", arena: arena) }
+        }
         func tower(_ width: Int, _ hidden: [Int], _ prefix: String) -> (Sequential, Sequential) {
             let encoder = MLP.make(widths: [width] + hidden + [representation], activation: activation, name: prefix + "encoder", arena: arena)
+            if prefix.isEmpty { makeAdapter() }
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: prefix + "projection", arena: arena)
             // The first layer never needs dL/d(input): skip that GEMM.
             encoder.computesInputGradient = false
@@ -50,6 +66,7 @@ public final class ContrastiveModel {
             let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
                                representation: representation, poolCells: convolution.poolCells, name: "encoder", arena: arena)
             cnn.computesInputGradient = false
+            makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
             (encoder, head) = (cnn, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
         } else {
@@ -63,6 +80,7 @@ public final class ContrastiveModel {
             pairEncoder = nil
             pairHead = nil
         }
+        adapter = adapterLayer
         logitScale = learnableTemperature ? arena.allocate(name: "logit_scale", shape: [1], kind: .logitScale) : nil
         arena.seal()
     }
@@ -73,8 +91,10 @@ public final class ContrastiveModel {
         next = head.initialise(seed: seed, firstStream: next)
         if let pairEncoder, let pairHead {
             next = pairEncoder.initialise(seed: seed, firstStream: next)
-            _ = pairHead.initialise(seed: seed, firstStream: next)
+            next = pairHead.initialise(seed: seed, firstStream: next)
         }
+        // Last, so a model with an adapter draws every other layer as one without does.
+        adapter?.initialise(seed: seed, stream: next)
     }
 
     /// Forward through the pair tower: z_b (B x E) of `batch` rows of W, owned by the model.
@@ -99,9 +119,10 @@ public final class ContrastiveModel {
         }
     }
 
-    /// Forward through encoder and head. Returns (h: B x R, z: B x E), both owned by the model.
+    /// Forward through encoder, adapter and head. Returns (h: B x R, z: B x E), both owned by the
+    /// model; h is the adapter's output h' when there is one.
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> (representation: UnsafeMutablePointer<Float>, embedding: UnsafeMutablePointer<Float>) {
-        let h = encoder.forward(input, batch: batch)
+        let h = represent(input, batch: batch)
         let z = head.forward(h, batch: batch)
         return (h, z)
     }
@@ -112,16 +133,36 @@ public final class ContrastiveModel {
     public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int,
                          gradientsFinal: ((Int) -> Void)? = nil) {
         let report = Self.reporter(gradientsFinal)
-        guard let dh = head.backward(embeddingGradient, batch: batch, afterLayer: report) else {
-            preconditionFailure("head must return dL/dh")
+        var dh = head.backward(embeddingGradient, batch: batch, afterLayer: report)
+        if let adapter, let dAdapted = dh {
+            dh = adapter.backward(dAdapted, batch: batch)
+            report?(adapter)
         }
+        if freezesEncoder { return }
+        guard let dh else { preconditionFailure("head must return dL/dh") }
         _ = encoder.backward(dh, batch: batch, afterLayer: report)
+    }
+
+    /// h (B x R) of the first tower: the encoder's output, through the adapter when there is one.
+    func represent(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let h = encoder.forward(input, batch: batch)
+        return adapter.map { $0.forward(h, batch: batch) } ?? h
+    }
+
+    /// Arena offsets of the first tower's encoder, a prefix of the arena: 0 ..< the first other parameter.
+    public var encoderRange: Range<Int> {
+        0 ..< (arena.slices.first { !$0.name.hasPrefix("encoder.") }?.offset ?? arena.count)
+    }
+
+    /// The parameters the optimizer steps: everything, or everything above a frozen encoder.
+    public var trainableRange: Range<Int> {
+        freezesEncoder ? encoderRange.upperBound ..< arena.count : 0 ..< arena.count
     }
 
     /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
     public func setBackwardProgress(_ progress: (() -> Void)?) {
         let layers = [encoder, head, pairEncoder, pairHead].compactMap { $0 }.flatMap(\.flattened)
-        for case let linear as Linear in layers { linear.progress = progress }
+        for case let linear as Linear in layers + (adapter.map { [$0.down, $0.up] } ?? []) { linear.progress = progress }
     }
 
     static func lowestParameterOffset(_ layer: Layer) -> Int? {
@@ -130,6 +171,7 @@ public final class ContrastiveModel {
         case let norm as LayerNorm: return min(norm.scale.offset, norm.shift.offset)
         case let conv as Conv2d: return min(conv.weight.offset, conv.bias?.offset ?? .max)
         case let norm as GroupNorm: return min(norm.scale.offset, norm.shift.offset)
+        case let adapter as ResidualAdapter: return adapter.down.weight.offset
         case let block as ResidualBlock:
             return ([lowestParameterOffset(block.main)] + [block.projection.flatMap { lowestParameterOffset($0) }]).compactMap { $0 }.min()
         case let sequence as Sequential: return sequence.layers.compactMap { lowestParameterOffset($0) }.min()
@@ -147,7 +189,7 @@ public final class ContrastiveModel {
         var start = 0
         while start < count {
             let rows = min(batch, count - start)
-            let h = tower.forward(inputs + start * width, batch: rows)
+            let h = pair ? tower.forward(inputs + start * width, batch: rows) : represent(inputs + start * width, batch: rows)
             (out + start * representationWidth).update(from: h, count: rows * representationWidth)
             start += rows
         }
@@ -182,6 +224,6 @@ extension ContrastiveModel {
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
                   convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells) : nil,
-                  learnableTemperature: learnableTemperature)
+                  learnableTemperature: learnableTemperature, adapter: section.adapter)
     }
 }

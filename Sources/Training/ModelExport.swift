@@ -31,6 +31,11 @@ public enum ModelExport {
     /// The towers of `part`. Throws for a layer the file cannot describe: the mapping holds for
     /// MLPs (Linear, fused or separate ReLU, GELU) and the head's final L2 normalisation only.
     static func towers(_ model: ContrastiveModel, part: Part) throws -> [Tower] {
+        if model.adapter != nil {
+            // Its representation is h' = adapter(f(x)); exporting f alone would hand out the wrong h.
+            throw RunFiles.Failure(description: "cannot export a model with a residual adapter (model.adapter): the safetensors "
+                                   + "layout of docs/export.md has no place for it; use contrast embed for its representations")
+        }
         func tower(_ name: String, _ sequence: Sequential) throws -> Tower {
             for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize) {
                 throw RunFiles.Failure(description: "cannot export \(name): its \(type(of: layer)) layer has no place in the "

@@ -67,6 +67,12 @@ public final class Trainer {
 
         var notes: [String] = []
         let resumeFrom = try Self.checkpointToResume(config, runDirectory: runDirectory, communicator: communicator) { notes.append($0) }
+        // init_from starts a new run only: a resumed fine-tune continues from its own checkpoint.
+        let pretrained = config.initFrom.isEmpty || resumeFrom != nil ? nil : try PretrainedEncoder.prepare(config, target: { [data] in
+            ContrastiveModel(config.model, inputWidth: data.train.featureWidth, pairInputWidth: config.loss.kind == .clip ? data.train.pairWidth : 0,
+                             imageShape: data.imageShape, learnableTemperature: config.loss.temperatureMode == .learnable)
+        }, communicator: communicator)
+        if !config.initFrom.isEmpty && resumeFrom != nil { notes.append("init_from \(config.initFrom) not used: the run resumes from its own checkpoint") }
         if rank == 0 {
             try RunFiles.createDirectory(runDirectory)
             try AtomicFile.write(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
@@ -77,6 +83,17 @@ public final class Trainer {
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
                                 pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
+        if let pretrained {
+            try pretrained.apply(to: step.model, communicator: communicator)
+            log.info(pretrained.summary)
+        }
+        if config.freeze == .encoder, rank == 0 {
+            let frozen = step.model.encoderRange, wireBytes = step.reducer.precision == .fp32 ? 4 : 2
+            let exchanged = step.reducer.buckets.reduce(0) { $0 + $1.count }
+            log.info("freeze: encoder: arena 0..<\(frozen.upperBound) fixed (no gradients, updates or all-reduce); "
+                     + "\(exchanged * wireBytes) bytes of gradients all-reduced per step instead of \(step.model.arena.count * wireBytes) "
+                     + "in \(step.reducer.buckets.count) bucket(s)")
+        }
         if let slow = ProcessInfo.processInfo.environment["CONTRAST_SLOW_RANK"] {
             let parts = slow.split(separator: ":").compactMap { Double($0) }
             guard parts.count == 2 else {

@@ -106,19 +106,21 @@ public final class TrainingStep {
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
                                  learnableTemperature: config.loss.temperatureMode == .learnable)
         model.initialise(seed: UInt64(config.seed))
+        model.freezesEncoder = config.freeze == .encoder
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
                                    bytes: model.arena.count * 4, root: 0)
         let o = config.optimizer
+        let groups = model.parameterGroups(encoderLearningRateScale: o.encoderLRScale)
         switch o.kind {
         case .sgd:
-            optimizer = SGD(for: model.arena, momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay)
+            optimizer = SGD(for: model.arena, momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay, groups: groups)
         case .adamw:
-            optimizer = AdamW(for: model.arena, betas: (o.betas[0], o.betas[1]), epsilon: o.eps, weightDecay: o.weightDecay)
+            optimizer = AdamW(for: model.arena, betas: (o.betas[0], o.betas[1]), epsilon: o.eps, weightDecay: o.weightDecay, groups: groups)
         case .lars:
             optimizer = LARS(for: model.arena, momentum: o.momentum, weightDecay: o.weightDecay,
-                             trustCoefficient: o.trustCoefficient, nesterov: o.nesterov)
+                             trustCoefficient: o.trustCoefficient, nesterov: o.nesterov, groups: groups)
         }
         schedule = Self.schedule(o, totalSteps: totalSteps)
         loss = NTXentLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk)
@@ -129,7 +131,7 @@ public final class TrainingStep {
         reducer = GradientReducer(arena: model.arena, communicator: communicator,
                                   precision: WirePrecision(rawValue: c.precision.rawValue)!,
                                   bucketBytes: Int(c.bucketMB * 1_048_576), initialScale: c.fp16InitialScale,
-                                  scaleWindow: c.fp16ScaleWindow)
+                                  scaleWindow: c.fp16ScaleWindow, trainable: model.trainableRange)
 
         let localViews = 2 * samplesPerStep, globalViews = communicator.size * localViews, e = model.embeddingWidth
         // SupCon's batches carry the B samples' labels after the views.
@@ -325,8 +327,9 @@ public final class TrainingStep {
 
         var gradientNorm: Float = .nan
         if applied {
-            gradientNorm = config.optimizer.clipNorm > 0 ? clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm)
-                                                         : globalGradientNorm(model.arena)
+            let trainable = model.trainableRange
+            gradientNorm = config.optimizer.clipNorm > 0 ? clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm, range: trainable)
+                                                         : globalGradientNorm(model.arena, range: trainable)
             optimizer.step(model.arena, learningRate: learningRate)
             if let theta = model.logitScale {
                 // CLIP's clamp of the logit scale: tau >= loss.temperature_min.

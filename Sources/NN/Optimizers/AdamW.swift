@@ -20,15 +20,17 @@ public final class AdamW: Optimizer {
     private let firstMoment: Tensor
     private let secondMoment: Tensor
     private let count: Int
-    /// Ranges of the arena and whether weight decay applies to them.
-    private let segments: [(range: Range<Int>, decays: Bool)]
+    /// Ranges of the arena it steps, whether weight decay applies to them, and their learning-rate scale.
+    private let segments: [(range: Range<Int>, decays: Bool, learningRateScale: Float)]
 
     /// - Parameters:
     ///   - arena: the sealed arena the optimizer will step; state buffers get its length.
     ///   - betas: (β1, β2), decay rates of the moment averages.
     ///   - epsilon: ε, added to the bias-corrected √v.
     ///   - weightDecay: wd, decoupled (multiplies p by 1 - lr·wd), applied to all parameters.
-    public init(for arena: ParameterArena, betas: (Float, Float) = (0.9, 0.999), epsilon: Float = 1e-8, weightDecay: Float = 1e-2) {
+    ///   - groups: the ranges stepped and their learning-rate scales (nil: the whole arena at lr).
+    public init(for arena: ParameterArena, betas: (Float, Float) = (0.9, 0.999), epsilon: Float = 1e-8, weightDecay: Float = 1e-2,
+                groups: [ParameterGroup]? = nil) {
         precondition(arena.isSealed, "AdamW: seal the parameter arena before building the optimizer")
         precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1), "AdamW: betas must lie in [0, 1), got \(betas)")
         precondition(epsilon >= 0 && weightDecay >= 0, "AdamW: epsilon and weightDecay must be >= 0")
@@ -36,7 +38,7 @@ public final class AdamW: Optimizer {
         self.epsilon = epsilon
         self.weightDecay = weightDecay
         self.count = arena.count
-        self.segments = arena.decaySegments
+        self.segments = arena.segments(groups: groups ?? ParameterGroup.all(arena))
         self.firstMoment = Tensor(zeros: [arena.count])
         self.secondMoment = Tensor(zeros: [arena.count])
     }
@@ -48,11 +50,11 @@ public final class AdamW: Optimizer {
     public func step(_ arena: ParameterArena, learningRate: Float) {
         checkArena(arena, stateCount: count)
         stepCount += 1
-        for (range, decays) in segments {
+        for (range, decays, scale) in segments {
             let o = range.lowerBound
             Kernels.adamW(parameters: arena.parameters.data + o, gradients: arena.gradients.data + o,
                           firstMoment: firstMoment.data + o, secondMoment: secondMoment.data + o, count: range.count,
-                          learningRate: learningRate, beta1: betas.0, beta2: betas.1, epsilon: epsilon,
+                          learningRate: scale == 1 ? learningRate : learningRate * scale, beta1: betas.0, beta2: betas.1, epsilon: epsilon,
                           weightDecay: decays ? weightDecay : 0, step: stepCount)
         }
     }

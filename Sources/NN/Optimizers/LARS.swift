@@ -23,6 +23,7 @@ public final class LARS: Optimizer {
     /// Momentum v, starting at zero (no first-step special case, as in TensorFlow's slots).
     private let velocity: Tensor
     private let count: Int
+    private let groups: [ParameterGroup]
 
     /// - Parameters:
     ///   - arena: the sealed arena the optimizer will step; state buffers get its length.
@@ -30,8 +31,10 @@ public final class LARS: Optimizer {
     ///   - weightDecay: wd, added to the gradient of weights only.
     ///   - trustCoefficient: η.
     ///   - nesterov: use the Nesterov look-ahead update.
+    ///   - groups: the ranges stepped and their learning-rate scales (nil: the whole arena at lr).
     public init(for arena: ParameterArena, momentum: Float = 0.9, weightDecay: Float = 0,
-                trustCoefficient: Float = 0.001, nesterov: Bool = false) {
+                trustCoefficient: Float = 0.001, nesterov: Bool = false, groups: [ParameterGroup]? = nil) {
+        self.groups = groups ?? ParameterGroup.all(arena)
         precondition(arena.isSealed, "LARS: seal the parameter arena before building the optimizer")
         precondition(momentum >= 0 && weightDecay >= 0 && trustCoefficient > 0,
                      "LARS: momentum and weightDecay must be >= 0 and trustCoefficient > 0")
@@ -49,6 +52,8 @@ public final class LARS: Optimizer {
         checkArena(arena, stateCount: count)
         stepCount += 1
         for slice in arena.slices {
+            guard let scale = arena.learningRateScale(at: slice.offset, groups: groups) else { continue }
+            let learningRate = scale == 1 ? learningRate : learningRate * scale
             let p = arena.parameters(slice), g = arena.gradients(slice), v = velocity.data + slice.offset
             let n = slice.count
             let adapt = !slice.kind.isExcludedFromDecay

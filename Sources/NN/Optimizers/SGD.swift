@@ -20,8 +20,8 @@ public final class SGD: Optimizer {
     /// Momentum buffer b (absent when μ = 0).
     private let momentumBuffer: Tensor?
     private let count: Int
-    /// Ranges of the arena and whether weight decay applies to them.
-    private let segments: [(range: Range<Int>, decays: Bool)]
+    /// Ranges of the arena it steps, whether weight decay applies to them, and their learning-rate scale.
+    private let segments: [(range: Range<Int>, decays: Bool, learningRateScale: Float)]
 
     /// - Parameters:
     ///   - arena: the sealed arena the optimizer will step; state buffers get its length.
@@ -29,7 +29,9 @@ public final class SGD: Optimizer {
     ///   - dampening: scales the new gradient in the momentum average (not on the first step).
     ///   - nesterov: use the Nesterov look-ahead update; needs μ > 0 and dampening 0, as in PyTorch.
     ///   - weightDecay: L2 coefficient wd, applied to all parameters.
-    public init(for arena: ParameterArena, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0) {
+    ///   - groups: the ranges stepped and their learning-rate scales (nil: the whole arena at lr).
+    public init(for arena: ParameterArena, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0,
+                groups: [ParameterGroup]? = nil) {
         precondition(arena.isSealed, "SGD: seal the parameter arena before building the optimizer")
         precondition(momentum >= 0 && weightDecay >= 0, "SGD: momentum and weightDecay must be >= 0")
         precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov momentum needs momentum > 0 and dampening 0")
@@ -38,7 +40,7 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         self.weightDecay = weightDecay
         self.count = arena.count
-        self.segments = arena.decaySegments
+        self.segments = arena.segments(groups: groups ?? ParameterGroup.all(arena))
         self.momentumBuffer = momentum != 0 ? Tensor(zeros: [arena.count]) : nil
     }
 
@@ -50,8 +52,9 @@ public final class SGD: Optimizer {
         checkArena(arena, stateCount: count)
         stepCount += 1
         let p = arena.parameters.data, g = arena.gradients.data
-        let mu = momentum, lr = learningRate
-        for (range, decays) in segments {
+        let mu = momentum
+        for (range, decays, scale) in segments {
+            let lr = scale == 1 ? learningRate : learningRate * scale
             let wd = decays ? weightDecay : 0
             guard let b = momentumBuffer?.data else {
                 for i in range { p[i] -= lr * (g[i] + wd * p[i]) }

@@ -1,0 +1,112 @@
+import Distributed
+import Foundation
+import NN
+
+// Fine-tuning from a pretrained encoder (docs/fine-tuning.md): `init_from` copies the encoder's
+// parameters (parameters only; the optimizer starts fresh), `freeze: encoder` keeps them fixed,
+// `optimizer.encoder_lr_scale` scales their learning rate, `model.adapter` adds a residual bottleneck
+// adapter on h that trains on top.
+
+extension ContrastiveModel {
+    /// What the optimizer steps: above a frozen encoder only; else the encoder at lr · `encoderLearningRateScale`
+    /// and the rest at lr. A scale of 1 gives one group, the whole arena (the optimizer steps as it always has).
+    public func parameterGroups(encoderLearningRateScale: Float) -> [ParameterGroup] {
+        let encoder = encoderRange
+        if freezesEncoder { return [ParameterGroup(range: trainableRange)] }
+        if encoderLearningRateScale == 1 || encoder.isEmpty { return ParameterGroup.all(arena) }
+        return [ParameterGroup(range: encoder, learningRateScale: encoderLearningRateScale),
+                ParameterGroup(range: encoder.upperBound ..< arena.count)]
+    }
+
+    /// Names of the parameters `init_from` copies: the first tower's encoder, and its projection head with `head`.
+    func initialisedSlices(head: Bool) -> [ParameterSlice] {
+        arena.slices.filter { $0.name.hasPrefix("encoder.") || (head && $0.name.hasPrefix("projection.")) }
+    }
+}
+
+extension TrainingConfig {
+    /// Range checks of the fine-tuning keys (called by `validate`).
+    func validateFineTuning() throws {
+        guard model.adapter >= 0 else {
+            throw ConfigError(key: "model.adapter", problem: "config key 'model.adapter' must be 0 (no adapter) or a bottleneck width, got \(model.adapter)")
+        }
+        guard optimizer.encoderLRScale >= 0 && optimizer.encoderLRScale.isFinite else {
+            throw ConfigError(key: "optimizer.encoder_lr_scale",
+                              problem: "config key 'optimizer.encoder_lr_scale' must be 0 or positive, got \(optimizer.encoderLRScale)")
+        }
+        guard !initHead || !initFrom.isEmpty else {
+            throw ConfigError(key: "init_head", problem: "config key 'init_head' is true but init_from is empty",
+                              hint: "set init_from to the pretrained run directory, or init_head=false")
+        }
+    }
+}
+
+/// The pretrained parameters `init_from` names, read and checked against the new model on rank 0
+/// before the run directory exists, then copied in and broadcast once the model is built.
+struct PretrainedEncoder {
+    /// The loaded pretrain (rank 0 only).
+    let source: TrainedModel?
+    /// Names of the parameters copied, in arena order.
+    let names: [String]
+    /// For the log: what was loaded from where.
+    let summary: String
+
+    /// Loads `config.initFrom` on rank 0 and checks that `target` (a model of the new run's layout) has
+    /// every copied parameter under the same name and shape. Collective; throws on every rank.
+    static func prepare(_ config: TrainingConfig, target: () throws -> ContrastiveModel, communicator: Communicator) throws -> PretrainedEncoder {
+        var failure = "", summary = ""
+        var source: TrainedModel? = nil
+        var names: [String] = []
+        if communicator.rank == 0 {
+            do {
+                (source, names, summary) = try load(config, target: try target())
+            } catch {
+                failure = "\(error)"
+            }
+        }
+        failure = try communicator.broadcast(failure)
+        if !failure.isEmpty { throw ConfigError(key: "init_from", problem: failure) }
+        summary = try communicator.broadcast(summary)
+        return PretrainedEncoder(source: source, names: names, summary: summary)
+    }
+
+    static func load(_ config: TrainingConfig, target: ContrastiveModel) throws -> (TrainedModel, [String], String) {
+        let path = config.initFrom
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw RunFiles.Failure(description: "init_from: \(path) does not exist; give the run directory (or a checkpoint directory) "
+                                   + "of the pretraining run, e.g. runs/fmnist-simclr after contrast train --config configs/fmnist-simclr.yaml")
+        }
+        let pretrained: TrainedModel
+        do { pretrained = try TrainedModel.load(path) } catch {
+            throw RunFiles.Failure(description: "init_from: \(error)")
+        }
+        let wanted = target.initialisedSlices(head: config.initHead)
+        for slice in wanted {
+            guard let found = pretrained.model.arena.slice(named: slice.name) else {
+                throw RunFiles.Failure(description: "init_from: \(pretrained.source) has no parameter \(slice.name) (shape \(slice.shape)) "
+                                       + "that this run's model needs; the pretrain's model section must match (model.encoder, "
+                                       + "model.hidden, model.representation\(config.initHead ? ", model.projection" : "")) or set init_from to a matching run")
+            }
+            guard found.shape == slice.shape else {
+                throw RunFiles.Failure(description: "init_from: parameter \(slice.name) has shape \(found.shape) in \(pretrained.source) "
+                                       + "but \(slice.shape) in this run's model; use the pretrain's model section "
+                                       + "(its config.yaml) for model.hidden / model.representation\(config.initHead ? " / model.projection" : "")")
+            }
+        }
+        let count = wanted.reduce(0) { $0 + $1.count }
+        let summary = "init_from: \(count) parameters (\(wanted.count) tensors: \(config.initHead ? "encoder and projection head" : "encoder")) "
+            + "from \(pretrained.source); a fresh optimizer state"
+        return (pretrained, wanted.map(\.name), summary)
+    }
+
+    /// Copies the parameters into `model` on rank 0 and broadcasts the arena so every rank starts alike. Collective.
+    func apply(to model: ContrastiveModel, communicator: Communicator) throws {
+        if let source {
+            for name in names {
+                let from = source.model.arena.slice(named: name)!, to = model.arena.slice(named: name)!
+                model.arena.parameters(to).update(from: source.model.arena.parameters(from), count: to.count)
+            }
+        }
+        try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data), bytes: model.arena.count * 4, root: 0)
+    }
+}
