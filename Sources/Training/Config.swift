@@ -315,6 +315,14 @@ public struct LossSection: Codable, Sendable, Equatable {
     /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
     /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
     public var logitChunk: Int
+    /// Concentration beta of hard-negative reweighting (Robinson et al. 2021; 0 = off); the start value when scheduled.
+    public var hardNegativeBeta: Float
+    /// hard_negative_schedule linear or cosine: beta at the end of the run.
+    public var hardNegativeBetaFinal: Float
+    /// Constant beta, or a curriculum from hard_negative_beta to hard_negative_beta_final.
+    public var hardNegativeSchedule: HardNegativeSchedule
+    /// Class prior tau+ of the debiased estimator (Chuang et al. 2020; 0 = off).
+    public var debiasedTauPlus: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -322,17 +330,44 @@ public struct LossSection: Codable, Sendable, Equatable {
         case temperatureFinal = "temperature_final"
         case temperatureMin = "temperature_min"
         case logitChunk = "logit_chunk"
+        case hardNegativeBeta = "hard_negative_beta"
+        case hardNegativeBetaFinal = "hard_negative_beta_final"
+        case hardNegativeSchedule = "hard_negative_schedule"
+        case debiasedTauPlus = "debiased_tau_plus"
     }
 
     public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
-                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0) {
+                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0,
+                hardNegativeBeta: Float = 0, hardNegativeBetaFinal: Float = 0, hardNegativeSchedule: HardNegativeSchedule = .constant,
+                debiasedTauPlus: Float = 0) {
         self.kind = kind
         self.temperature = temperature
         self.temperatureMode = temperatureMode
         self.temperatureFinal = temperatureFinal
         self.temperatureMin = temperatureMin
         self.logitChunk = logitChunk
+        self.hardNegativeBeta = hardNegativeBeta
+        self.hardNegativeBetaFinal = hardNegativeBetaFinal
+        self.hardNegativeSchedule = hardNegativeSchedule
+        self.debiasedTauPlus = debiasedTauPlus
     }
+
+    /// True when NT-Xent is reweighted or debiased (HardNegativeNTXentLoss instead of NTXentLoss).
+    public var usesHardNegatives: Bool {
+        hardNegativeBeta != 0 || debiasedTauPlus != 0 || (hardNegativeSchedule != .constant && hardNegativeBetaFinal != 0)
+    }
+}
+
+/// How the hard-negative concentration beta moves over the run (a curriculum).
+public enum HardNegativeSchedule: String, Codable, Sendable, CaseIterable {
+    /// loss.hard_negative_beta throughout.
+    case constant
+    /// Straight line from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case linear
+    /// Cosine from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case cosine
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// Element format of gradients on the wire.

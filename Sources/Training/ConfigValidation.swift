@@ -46,6 +46,16 @@ extension TrainingConfig {
         try check(loss.temperatureMode != .learnable || loss.temperatureMin <= loss.temperature, "loss.temperature_min",
                   "must not exceed loss.temperature (\(loss.temperature)), the learnable temperature's start", loss.temperatureMin)
         try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
+        try checkNonNegative(loss.hardNegativeBeta, "loss.hard_negative_beta")
+        try checkNonNegative(loss.hardNegativeBetaFinal, "loss.hard_negative_beta_final")
+        try check(loss.debiasedTauPlus >= 0 && loss.debiasedTauPlus < 1, "loss.debiased_tau_plus", "must be in [0, 1)", loss.debiasedTauPlus)
+        let hardNegativeKey = loss.debiasedTauPlus != 0 ? "loss.debiased_tau_plus"
+            : loss.hardNegativeBeta != 0 ? "loss.hard_negative_beta" : "loss.hard_negative_beta_final"
+        let hardNegativeValue = loss.debiasedTauPlus != 0 ? loss.debiasedTauPlus
+            : loss.hardNegativeBeta != 0 ? loss.hardNegativeBeta : loss.hardNegativeBetaFinal
+        try check(!loss.usesHardNegatives || loss.kind == .ntxent, hardNegativeKey,
+                  "reweights NT-Xent's negatives, but loss.kind is \(loss.kind.rawValue); set loss.kind ntxent or leave "
+                  + "loss.hard_negative_beta, loss.hard_negative_beta_final and loss.debiased_tau_plus at 0", hardNegativeValue)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
                   "must be 0 (off) or positive", checkpoint.everyMinutes)
