@@ -48,6 +48,9 @@ public final class HardNegativeNTXentLoss {
     public let tauPlus: Float
     public let logitChunk: Int
     private let logits = ScratchBuffer()
+    /// One row's e^{S - m} and e^{beta (S - m)} (C each), for the vectorised exp.
+    private let shifted = ScratchBuffer()
+    private let importanceWeights = ScratchBuffer()
     /// Per anchor, `statisticsWidth` Doubles: see `Slot`.
     private var statistics: UnsafeMutablePointer<Double>
     private var statisticsCapacity = 0
@@ -83,6 +86,7 @@ public final class HardNegativeNTXentLoss {
         let c = logitChunk > 0 && logitChunk < n ? logitChunk : n
         let inverseTemperature = 1 / temperature
         let s = logits.pointer(count: a * c)
+        let powers = shifted.pointer(count: c), weights = importanceWeights.pointer(count: c)
         let width = Self.statisticsWidth
         if statisticsCapacity < a * width {
             statistics.deallocate()
@@ -95,7 +99,7 @@ public final class HardNegativeNTXentLoss {
             stats[i * width + Slot.hardSum] = 0
             stats[i * width + Slot.importanceSum] = 0
         }
-        let hard = 1 + beta, importance = beta
+        let importance = beta
 
         /// Logits of candidates start ..< start + columns into s (A x columns), self and positive
         /// set to -inf so that only negatives remain; `savePositive`: the positive's logit saved first.
@@ -120,31 +124,30 @@ public final class HardNegativeNTXentLoss {
             chunkLogits(start, columns, savePositive: true)
             for i in 0..<a {
                 let row = s + i * columns, rowStats = stats + i * width
-                var chunkMaximum = -Float.infinity
-                for j in 0..<columns { chunkMaximum = max(chunkMaximum, row[j]) }
+                let chunkMaximum = Kernels.maximum(row, count: columns)
                 if chunkMaximum == -.infinity { continue }
                 let oldMaximum = rowStats[Slot.maximum]
                 if Double(chunkMaximum) > oldMaximum {
                     if oldMaximum > -.infinity {
                         let shift = oldMaximum - Double(chunkMaximum)
-                        rowStats[Slot.hardSum] *= Foundation.exp(Double(hard) * shift)
+                        rowStats[Slot.hardSum] *= Foundation.exp((1 + Double(importance)) * shift)
                         rowStats[Slot.importanceSum] *= Foundation.exp(Double(importance) * shift)
                     }
                     rowStats[Slot.maximum] = Double(chunkMaximum)
                 }
+                // Masked entries are -inf and give exactly 0; the logits stay for pass 2.
                 let m = Float(rowStats[Slot.maximum])
-                var hardSum = 0.0, importanceSum = 0.0
+                let plainSum = Kernels.expSum(powers, input: row, count: columns, shift: m)
                 if importance == 0 {
-                    for j in 0..<columns { hardSum += Double(Foundation.exp(row[j] - m)) }
+                    rowStats[Slot.hardSum] += Double(plainSum)
                 } else {
-                    for j in 0..<columns {
-                        let x = row[j] - m
-                        hardSum += Double(Foundation.exp(hard * x))
-                        importanceSum += Double(Foundation.exp(importance * x))
-                    }
+                    // e^{(1+beta)(S - m)} = e^{S - m} e^{beta (S - m)}
+                    for j in 0..<columns { weights[j] = importance * row[j] }
+                    rowStats[Slot.importanceSum] += Double(Kernels.expSum(weights, input: weights, count: columns, shift: importance * m))
+                    var hardSum: Float = 0
+                    for j in 0..<columns { hardSum += powers[j] * weights[j] }
+                    rowStats[Slot.hardSum] += Double(hardSum)
                 }
-                rowStats[Slot.hardSum] += hardSum
-                rowStats[Slot.importanceSum] += importanceSum
             }
             start += columns
         }
@@ -188,14 +191,16 @@ public final class HardNegativeNTXentLoss {
                 let m = Float(rowStats[Slot.maximum])
                 let alpha1 = Float(rowStats[Slot.hardSum]), alpha2 = Float(rowStats[Slot.importanceSum])
                 if alpha1 == 0 {
-                    for j in 0..<columns { row[j] = 0 }
-                } else if alpha2 == 0 {
-                    for j in 0..<columns { row[j] = alpha1 * Foundation.exp(hard * (row[j] - m)) }
+                    row.update(repeating: 0, count: columns)
+                } else if importance == 0 {
+                    _ = Kernels.expSum(row, input: row, count: columns, shift: m)
+                    Kernels.scale(row, by: alpha1, count: columns)
                 } else {
-                    for j in 0..<columns {
-                        let x = row[j] - m
-                        row[j] = alpha1 * Foundation.exp(hard * x) - alpha2 * Foundation.exp(importance * x)
-                    }
+                    // alpha1 e^{(1+beta)x} - alpha2 e^{beta x} = e^{beta x} (alpha1 e^x - alpha2), x = S - m
+                    for j in 0..<columns { weights[j] = importance * row[j] }
+                    _ = Kernels.expSum(weights, input: weights, count: columns, shift: importance * m)
+                    _ = Kernels.expSum(row, input: row, count: columns, shift: m)
+                    for j in 0..<columns { row[j] = weights[j] * (alpha1 * row[j] - alpha2) }
                 }
                 let p = Int(positiveIndex[i]) - start
                 if p >= 0 && p < columns { row[p] = Float(rowStats[Slot.positive]) }
