@@ -353,6 +353,14 @@ public struct LossSection: Codable, Sendable, Equatable {
     public var mocoQueue: Int
     /// moco_queue > 0: m of the momentum encoder's update theta_k <- m theta_k + (1 - m) theta_q.
     public var mocoMomentum: Float
+    /// Concentration beta of hard-negative reweighting (Robinson et al. 2021; 0 = off); the start value when scheduled.
+    public var hardNegativeBeta: Float
+    /// hard_negative_schedule linear or cosine: beta at the end of the run.
+    public var hardNegativeBetaFinal: Float
+    /// Constant beta, or a curriculum from hard_negative_beta to hard_negative_beta_final.
+    public var hardNegativeSchedule: HardNegativeSchedule
+    /// Class prior tau+ of the debiased estimator (Chuang et al. 2020; 0 = off).
+    public var debiasedTauPlus: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -362,11 +370,17 @@ public struct LossSection: Codable, Sendable, Equatable {
         case logitChunk = "logit_chunk"
         case mocoQueue = "moco_queue"
         case mocoMomentum = "moco_momentum"
+        case hardNegativeBeta = "hard_negative_beta"
+        case hardNegativeBetaFinal = "hard_negative_beta_final"
+        case hardNegativeSchedule = "hard_negative_schedule"
+        case debiasedTauPlus = "debiased_tau_plus"
     }
 
     public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
                 temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0,
-                mocoQueue: Int = 0, mocoMomentum: Float = 0.99) {
+                mocoQueue: Int = 0, mocoMomentum: Float = 0.99,
+                hardNegativeBeta: Float = 0, hardNegativeBetaFinal: Float = 0, hardNegativeSchedule: HardNegativeSchedule = .constant,
+                debiasedTauPlus: Float = 0) {
         self.kind = kind
         self.temperature = temperature
         self.temperatureMode = temperatureMode
@@ -375,7 +389,28 @@ public struct LossSection: Codable, Sendable, Equatable {
         self.logitChunk = logitChunk
         self.mocoQueue = mocoQueue
         self.mocoMomentum = mocoMomentum
+        self.hardNegativeBeta = hardNegativeBeta
+        self.hardNegativeBetaFinal = hardNegativeBetaFinal
+        self.hardNegativeSchedule = hardNegativeSchedule
+        self.debiasedTauPlus = debiasedTauPlus
     }
+
+    /// True when NT-Xent is reweighted or debiased (HardNegativeNTXentLoss instead of NTXentLoss).
+    public var usesHardNegatives: Bool {
+        hardNegativeBeta != 0 || debiasedTauPlus != 0 || (hardNegativeSchedule != .constant && hardNegativeBetaFinal != 0)
+    }
+}
+
+/// How the hard-negative concentration beta moves over the run (a curriculum).
+public enum HardNegativeSchedule: String, Codable, Sendable, CaseIterable {
+    /// loss.hard_negative_beta throughout.
+    case constant
+    /// Straight line from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case linear
+    /// Cosine from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case cosine
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// Element format of gradients on the wire.

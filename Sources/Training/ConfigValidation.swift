@@ -52,6 +52,16 @@ extension TrainingConfig {
         try check(loss.mocoQueue == 0 || loss.kind == .ntxent, "loss.moco_queue",
                   "needs loss.kind ntxent (the momentum queue is an option of NT-Xent); set loss.moco_queue=0 for \(loss.kind.rawValue)",
                   loss.mocoQueue)
+        try checkNonNegative(loss.hardNegativeBeta, "loss.hard_negative_beta")
+        try checkNonNegative(loss.hardNegativeBetaFinal, "loss.hard_negative_beta_final")
+        try check(loss.debiasedTauPlus >= 0 && loss.debiasedTauPlus < 1, "loss.debiased_tau_plus", "must be in [0, 1)", loss.debiasedTauPlus)
+        let hardNegativeKey = loss.debiasedTauPlus != 0 ? "loss.debiased_tau_plus"
+            : loss.hardNegativeBeta != 0 ? "loss.hard_negative_beta" : "loss.hard_negative_beta_final"
+        let hardNegativeValue = loss.debiasedTauPlus != 0 ? loss.debiasedTauPlus
+            : loss.hardNegativeBeta != 0 ? loss.hardNegativeBeta : loss.hardNegativeBetaFinal
+        try check(!loss.usesHardNegatives || loss.kind == .ntxent, hardNegativeKey,
+                  "reweights NT-Xent's negatives, but loss.kind is \(loss.kind.rawValue); set loss.kind ntxent or leave "
+                  + "loss.hard_negative_beta, loss.hard_negative_beta_final and loss.debiased_tau_plus at 0", hardNegativeValue)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
                   "must be 0 (off) or positive", checkpoint.everyMinutes)

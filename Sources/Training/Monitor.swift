@@ -85,7 +85,7 @@ final class Monitor {
             ("time_communication_exposed", .number(times.communication)),
             ("time_communication_hidden", .number(result.communication.hidden)),
             ("time_optimizer", .number(times.optimizer)), ("bytes_communicated", .int(bytesPerStep)),
-        ])
+        ] + (result.hardNegativeBeta.map { [("hard_negative_beta", .number(Double($0)))] } ?? []))
         window = window + times
         windowHidden += result.communication.hidden
         windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1

@@ -210,6 +210,7 @@ public final class Trainer {
             // Requests every rank must agree on travel with the step's statistics (summed).
             let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
             step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
+            step.hardNegativeLoss?.beta = step.hardNegativeBeta(atStep: stepsDone)
             var result = try step.step(learningRate: learningRate, temperature: step.temperature(atStep: stepsDone), input: input)
             result.times.augmentation = dataWait
             if !result.applied && isRoot {

@@ -32,6 +32,8 @@ public final class TrainingStep {
     public let supConLoss: SupConLoss?
     /// MoCo's momentum encoder and queue of keys (loss.moco_queue > 0), else nil.
     public let momentumQueue: MomentumQueue?
+    /// NT-Xent with hard negatives / debiasing (loss.hard_negative_beta, loss.debiased_tau_plus), else nil.
+    public let hardNegativeLoss: HardNegativeNTXentLoss?
     /// SupCon: labels of this rank's V views and of the N gathered ones (-1: unlabeled).
     var anchorLabels: [Int32] = []
     var candidateLabels: [Int32] = []
@@ -79,6 +81,8 @@ public final class TrainingStep {
         public var requests: (stop: Float, checkpoint: Float)
         /// The softmax temperature the step's loss used (scheduled or learned).
         public var temperature: Float
+        /// The hard-negative concentration beta the step's loss used; nil without hard negatives.
+        public var hardNegativeBeta: Float? = nil
     }
 
     /// `inputWidth` is I, the features of a sample; `totalSteps` is the length of the run,
@@ -127,6 +131,7 @@ public final class TrainingStep {
         clipLoss = clip ? CLIPLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk) : nil
         let supcon = config.loss.kind == .supcon
         supConLoss = supcon ? SupConLoss(temperature: config.loss.temperature, logitChunk: config.loss.logitChunk) : nil
+        hardNegativeLoss = Self.makeHardNegativeLoss(config.loss)
         let c = config.communication
         reducer = GradientReducer(arena: model.arena, communicator: communicator,
                                   precision: WirePrecision(rawValue: c.precision.rawValue)!,
@@ -196,6 +201,7 @@ public final class TrainingStep {
         loss.temperature = temperature
         clipLoss?.temperature = temperature
         supConLoss?.temperature = temperature
+        hardNegativeLoss?.temperature = temperature
     }
 
     /// One optimisation step (every rank calls it) on `input` (a batch as `batch` holds it), by
@@ -230,6 +236,13 @@ public final class TrainingStep {
                 anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
                 selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: anchorLabels, candidateLabels: candidateLabels,
                 normalization: n, anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+            result = (r.loss, r.positiveTop1)
+            logitScaleGradient = Float(r.logitScaleGradient)
+        } else if let hardNegativeLoss {
+            let r = hardNegativeLoss.forwardBackward(
+                anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
+                selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
+                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
             result = (r.loss, r.positiveTop1)
             logitScaleGradient = Float(r.logitScaleGradient)
         } else {
@@ -343,6 +356,6 @@ public final class TrainingStep {
         return Result(loss: globalLoss, positiveAccuracy: Double(statistics[1]) / Double(anchors),
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
                       times: clock.times, communication: reducer.timing, requests: (statistics[2], statistics[3]),
-                      temperature: self.loss.temperature)
+                      temperature: self.loss.temperature, hardNegativeBeta: hardNegativeLoss?.beta)
     }
 }
