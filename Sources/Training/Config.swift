@@ -252,9 +252,11 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var channels: [Int]
     /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
     public var poolCells: Int
+    /// loss.reconstruction_weight > 0: widths of the decoder's hidden layers, h -> hidden... -> input.
+    public var decoder: [Int]
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels
+        case encoder, hidden, representation, projection, activation, channels, decoder
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
     }
@@ -267,11 +269,13 @@ public struct ModelSection: Codable, Sendable, Equatable {
         activation: ActivationKind = .relu,
         pairHidden: [Int] = [512],
         channels: [Int] = [16, 32, 64],
-        poolCells: Int = 1
+        poolCells: Int = 1,
+        decoder: [Int] = [256]
     ) {
         self.pairHidden = pairHidden
         self.channels = channels
         self.poolCells = poolCells
+        self.decoder = decoder
         self.encoder = encoder
         self.hidden = hidden
         self.representation = representation
@@ -305,6 +309,16 @@ public enum TemperatureMode: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// Where SupCon's unlabeled samples get labels from.
+public enum PseudoLabelMode: String, Codable, Sendable, CaseIterable {
+    /// Unlabeled samples stay unlabeled: their only positive is their other view.
+    case none
+    /// A weighted kNN vote over the labeled views of the global batch, used above loss.pseudo_label_threshold.
+    case knn
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 /// Contrastive objective.
 public struct LossSection: Codable, Sendable, Equatable {
     /// Which contrastive loss.
@@ -320,6 +334,16 @@ public struct LossSection: Codable, Sendable, Equatable {
     /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
     /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
     public var logitChunk: Int
+    /// kind supcon: pseudo-labels for the unlabeled samples of each global batch (none or knn).
+    public var pseudoLabels: PseudoLabelMode
+    /// pseudo_labels knn: the smallest share of the vote the winning class needs, in (0, 1].
+    public var pseudoLabelThreshold: Float
+    /// pseudo_labels knn: labeled neighbours per view that vote.
+    public var pseudoLabelK: Int
+    /// pseudo_labels knn: T of a neighbour's vote weight exp(cosine / T).
+    public var pseudoLabelTemperature: Float
+    /// w of the hybrid objective L = L_contrastive + w MSE(decoder(h), x); 0 = no decoder.
+    public var reconstructionWeight: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -327,16 +351,28 @@ public struct LossSection: Codable, Sendable, Equatable {
         case temperatureFinal = "temperature_final"
         case temperatureMin = "temperature_min"
         case logitChunk = "logit_chunk"
+        case pseudoLabels = "pseudo_labels"
+        case pseudoLabelThreshold = "pseudo_label_threshold"
+        case pseudoLabelK = "pseudo_label_k"
+        case pseudoLabelTemperature = "pseudo_label_temperature"
+        case reconstructionWeight = "reconstruction_weight"
     }
 
     public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
-                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0) {
+                temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0,
+                pseudoLabels: PseudoLabelMode = .none, pseudoLabelThreshold: Float = 0.9, pseudoLabelK: Int = 10,
+                pseudoLabelTemperature: Float = 0.1, reconstructionWeight: Float = 0) {
         self.kind = kind
         self.temperature = temperature
         self.temperatureMode = temperatureMode
         self.temperatureFinal = temperatureFinal
         self.temperatureMin = temperatureMin
         self.logitChunk = logitChunk
+        self.pseudoLabels = pseudoLabels
+        self.pseudoLabelThreshold = pseudoLabelThreshold
+        self.pseudoLabelK = pseudoLabelK
+        self.pseudoLabelTemperature = pseudoLabelTemperature
+        self.reconstructionWeight = reconstructionWeight
     }
 }
 

@@ -7,8 +7,10 @@ import Tensor
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
 /// the second modality (W wide) into the same E-dimensional space.
-/// All parameters live in one `ParameterArena`: encoder, head, then the pair tower's encoder and head,
-/// then (learnable temperature) the logit scale theta = log(1/tau), one element.
+/// With a decoder (the hybrid objective, loss.reconstruction_weight > 0) an MLP maps h back to the
+/// input: x_hat = d(h), B x I.
+/// All parameters live in one `ParameterArena`: encoder, head, [decoder], then the pair tower's encoder and
+/// head, then (learnable temperature) the logit scale theta = log(1/tau), one element.
 public final class ContrastiveModel {
     public let arena: ParameterArena
     public let encoder: Sequential
@@ -16,6 +18,8 @@ public final class ContrastiveModel {
     /// The second modality's encoder and head (nil without pairs).
     public let pairEncoder: Sequential?
     public let pairHead: Sequential?
+    /// The reconstruction decoder h (R) -> hidden... -> I, linear output (nil without the hybrid objective).
+    public let decoder: Sequential?
     /// theta = log(1/tau) of a learnable temperature (nil when the temperature is not learned). Last in
     /// the arena, so its bucket is the first the gradient all-reduce starts: the loss writes its gradient
     /// before backward begins.
@@ -29,7 +33,7 @@ public final class ContrastiveModel {
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int)? = nil,
-                learnableTemperature: Bool = false) {
+                learnableTemperature: Bool = false, decoderHidden: [Int]? = nil) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
@@ -55,6 +59,10 @@ public final class ContrastiveModel {
         } else {
             (encoder, head) = tower(inputWidth, hidden, "")
         }
+        // After the head, so backward finishes the decoder's gradients first (it runs first).
+        decoder = decoderHidden.map {
+            MLP.make(widths: [representation] + $0 + [inputWidth], activation: activation, name: "decoder", arena: arena)
+        }
         if pairInputWidth > 0 {
             let (e, h) = tower(pairInputWidth, pairHidden, "pair_")
             pairEncoder = e
@@ -73,8 +81,9 @@ public final class ContrastiveModel {
         next = head.initialise(seed: seed, firstStream: next)
         if let pairEncoder, let pairHead {
             next = pairEncoder.initialise(seed: seed, firstStream: next)
-            _ = pairHead.initialise(seed: seed, firstStream: next)
+            next = pairHead.initialise(seed: seed, firstStream: next)
         }
+        decoder?.initialise(seed: seed, firstStream: next)
     }
 
     /// Forward through the pair tower: z_b (B x E) of `batch` rows of W, owned by the model.
@@ -109,18 +118,33 @@ public final class ContrastiveModel {
     /// Backward from dL/dz (B x E, consumed); accumulates into the arena's gradients.
     /// `gradientsFinal(offset)` is called as backward proceeds: every gradient at arena offset
     /// >= `offset` is final for this step (layers sit in the arena in forward order).
+    /// `reconstructionGradient` (B x I, consumed) is dL/dx_hat of the last `reconstruct`: the decoder's
+    /// backward runs first and its dL/dh adds to the head's, dL/dh = dL/dh|head + dL/dh|decoder.
     public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int,
-                         gradientsFinal: ((Int) -> Void)? = nil) {
+                         gradientsFinal: ((Int) -> Void)? = nil, reconstructionGradient: UnsafeMutablePointer<Float>? = nil) {
         let report = Self.reporter(gradientsFinal)
+        var decoderGradient: UnsafeMutablePointer<Float>?
+        if let reconstructionGradient {
+            guard let decoder else { preconditionFailure("a reconstruction gradient, but the model has no decoder") }
+            decoderGradient = decoder.backward(reconstructionGradient, batch: batch, afterLayer: report)
+        }
         guard let dh = head.backward(embeddingGradient, batch: batch, afterLayer: report) else {
             preconditionFailure("head must return dL/dh")
         }
+        if let decoderGradient { Kernels.axpy(dh, alpha: 1, x: decoderGradient, count: batch * representationWidth) }
         _ = encoder.backward(dh, batch: batch, afterLayer: report)
+    }
+
+    /// The decoder's reconstruction x_hat (B x I, owned by the decoder) of the representations h (B x R)
+    /// of the last forward.
+    public func reconstruct(_ representation: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        guard let decoder else { preconditionFailure("the model has no decoder") }
+        return decoder.forward(representation, batch: batch)
     }
 
     /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
     public func setBackwardProgress(_ progress: (() -> Void)?) {
-        let layers = [encoder, head, pairEncoder, pairHead].compactMap { $0 }.flatMap(\.flattened)
+        let layers = [encoder, head, pairEncoder, pairHead, decoder].compactMap { $0 }.flatMap(\.flattened)
         for case let linear as Linear in layers { linear.progress = progress }
     }
 
@@ -171,9 +195,10 @@ public final class ContrastiveModel {
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
     /// `imageShape` ([height, width]) is needed by `encoder: cnn`.
-    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable).
+    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
+    /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
-                            learnableTemperature: Bool = false) {
+                            learnableTemperature: Bool = false, reconstruction: Bool = false) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
@@ -182,6 +207,6 @@ extension ContrastiveModel {
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
                   convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells) : nil,
-                  learnableTemperature: learnableTemperature)
+                  learnableTemperature: learnableTemperature, decoderHidden: reconstruction ? section.decoder : nil)
     }
 }
