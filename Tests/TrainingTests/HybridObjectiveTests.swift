@@ -288,4 +288,38 @@ import Testing
         #expect(plain.steps.first?["reconstruction_loss"] == nil)
         #expect(abs(reference.losses[0] - (plain.losses[0] + 2 * error)) <= 1e-5 * reference.losses[0])
     }
+
+    /// Both features on, P = 2, killed right after the step-15 checkpoint committed, resumed: the
+    /// decoder (parameters and AdamW moments) is checkpointed with the rest, so the weights and the
+    /// step records of steps 16...30 (reconstruction error and pseudo-label fraction included) are
+    /// bitwise those of an uninterrupted run.
+    @Test func killedHybridRunResumesBitExactly() throws {
+        let settings = ["loss.kind=supcon", "data.labeled_fraction=0.3", "loss.pseudo_labels=knn", "loss.pseudo_label_threshold=0.6",
+                        "loss.reconstruction_weight=0.5", "model.decoder=[32]", "checkpoint.every_steps=15", "eval.knn_every_epochs=0",
+                        "data.batch_per_rank=32", "train.max_steps=30", "data.test_limit=200"]
+        func run(_ directory: String, crashAt: String? = nil) throws -> ProcessOutcome {
+            try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(directory)"] + settings.flatMap { ["--set", $0] },
+                            environment: crashAt.map { ["CONTRAST_CHECKPOINT_CRASH_AT": $0] } ?? [:])
+        }
+        func records(_ directory: String) throws -> [String] {
+            try String(contentsOfFile: directory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
+                guard var record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      record["time_forward"] != nil, let step = record["step"] as? Int, step > 15 else { return nil }
+                for key in record.keys where key.hasPrefix("time") || key == "images_per_second" { record.removeValue(forKey: key) }
+                return String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self)
+            }
+        }
+        let straight = temporaryDirectory("hybrid-straight").appendingPathComponent("run").path
+        let killed = temporaryDirectory("hybrid-killed").appendingPathComponent("run").path
+        #expect(try run(straight).status == 0)
+        #expect(try run(killed, crashAt: "before-latest").status != 0)
+        let resumed = try run(killed)
+        #expect(resumed.status == 0, "\(resumed.error.suffix(1500))")
+        #expect(try String(contentsOfFile: killed + "/train.log", encoding: .utf8).contains("resumed from checkpoint"))
+        let weights = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: run + "/weights.bin")) }
+        #expect(try weights(killed) == weights(straight))
+        let (a, b) = (try records(killed), try records(straight))
+        #expect(a.count == 15 && a == b)
+        #expect(a.allSatisfy { $0.contains("reconstruction_loss") && $0.contains("pseudo_label_fraction") })
+    }
 }
