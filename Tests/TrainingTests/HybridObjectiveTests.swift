@@ -210,6 +210,7 @@ import Testing
     @Test func configChecksTheReconstructionKeys() throws {
         #expect(throws: ConfigError.self) { try smokeConfig(["loss.reconstruction_weight=-1"]) }
         #expect(throws: ConfigError.self) { try smokeConfig(["model.decoder=[0]"]) }
+        #expect(throws: ConfigError.self) { try smokeConfig(["loss.reconstruction_weight=1", "train.gradient_cache_chunk=16"]) }
         do {
             _ = try smokeConfig(["loss.kind=clip", "loss.reconstruction_weight=1"])
             Issue.record("clip with a reconstruction weight was accepted")
