@@ -279,9 +279,11 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var poolCells: Int
     /// Bottleneck width of a residual adapter on h between encoder and head (0 = none).
     public var adapter: Int
+    /// loss.reconstruction_weight > 0: widths of the decoder's hidden layers, h -> hidden... -> input.
+    public var decoder: [Int]
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels, adapter
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
     }
@@ -295,12 +297,14 @@ public struct ModelSection: Codable, Sendable, Equatable {
         pairHidden: [Int] = [512],
         channels: [Int] = [16, 32, 64],
         poolCells: Int = 1,
-        adapter: Int = 0
+        adapter: Int = 0,
+        decoder: [Int] = [256]
     ) {
         self.adapter = adapter
         self.pairHidden = pairHidden
         self.channels = channels
         self.poolCells = poolCells
+        self.decoder = decoder
         self.encoder = encoder
         self.hidden = hidden
         self.representation = representation
@@ -334,6 +338,16 @@ public enum TemperatureMode: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// Where SupCon's unlabeled samples get labels from.
+public enum PseudoLabelMode: String, Codable, Sendable, CaseIterable {
+    /// Unlabeled samples stay unlabeled: their only positive is their other view.
+    case none
+    /// A weighted kNN vote over the labeled views of the global batch, used above loss.pseudo_label_threshold.
+    case knn
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 /// Contrastive objective.
 public struct LossSection: Codable, Sendable, Equatable {
     /// Which contrastive loss.
@@ -361,6 +375,16 @@ public struct LossSection: Codable, Sendable, Equatable {
     public var hardNegativeSchedule: HardNegativeSchedule
     /// Class prior tau+ of the debiased estimator (Chuang et al. 2020; 0 = off).
     public var debiasedTauPlus: Float
+    /// kind supcon: pseudo-labels for the unlabeled samples of each global batch (none or knn).
+    public var pseudoLabels: PseudoLabelMode
+    /// pseudo_labels knn: the smallest share of the vote the winning class needs, in (0, 1].
+    public var pseudoLabelThreshold: Float
+    /// pseudo_labels knn: labeled neighbours per view that vote.
+    public var pseudoLabelK: Int
+    /// pseudo_labels knn: T of a neighbour's vote weight exp(cosine / T).
+    public var pseudoLabelTemperature: Float
+    /// w of the hybrid objective L = L_contrastive + w MSE(decoder(h), x); 0 = no decoder.
+    public var reconstructionWeight: Float
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -374,13 +398,20 @@ public struct LossSection: Codable, Sendable, Equatable {
         case hardNegativeBetaFinal = "hard_negative_beta_final"
         case hardNegativeSchedule = "hard_negative_schedule"
         case debiasedTauPlus = "debiased_tau_plus"
+        case pseudoLabels = "pseudo_labels"
+        case pseudoLabelThreshold = "pseudo_label_threshold"
+        case pseudoLabelK = "pseudo_label_k"
+        case pseudoLabelTemperature = "pseudo_label_temperature"
+        case reconstructionWeight = "reconstruction_weight"
     }
 
     public init(kind: LossKind = .ntxent, temperature: Float = 0.2, temperatureMode: TemperatureMode = .fixed,
                 temperatureFinal: Float = 0.1, temperatureMin: Float = 0.01, logitChunk: Int = 0,
                 mocoQueue: Int = 0, mocoMomentum: Float = 0.99,
                 hardNegativeBeta: Float = 0, hardNegativeBetaFinal: Float = 0, hardNegativeSchedule: HardNegativeSchedule = .constant,
-                debiasedTauPlus: Float = 0) {
+                debiasedTauPlus: Float = 0,
+                pseudoLabels: PseudoLabelMode = .none, pseudoLabelThreshold: Float = 0.9, pseudoLabelK: Int = 10,
+                pseudoLabelTemperature: Float = 0.1, reconstructionWeight: Float = 0) {
         self.kind = kind
         self.temperature = temperature
         self.temperatureMode = temperatureMode
@@ -393,6 +424,11 @@ public struct LossSection: Codable, Sendable, Equatable {
         self.hardNegativeBetaFinal = hardNegativeBetaFinal
         self.hardNegativeSchedule = hardNegativeSchedule
         self.debiasedTauPlus = debiasedTauPlus
+        self.pseudoLabels = pseudoLabels
+        self.pseudoLabelThreshold = pseudoLabelThreshold
+        self.pseudoLabelK = pseudoLabelK
+        self.pseudoLabelTemperature = pseudoLabelTemperature
+        self.reconstructionWeight = reconstructionWeight
     }
 
     /// True when NT-Xent is reweighted or debiased (HardNegativeNTXentLoss instead of NTXentLoss).

@@ -62,6 +62,21 @@ extension TrainingConfig {
         try check(!loss.usesHardNegatives || loss.kind == .ntxent, hardNegativeKey,
                   "reweights NT-Xent's negatives, but loss.kind is \(loss.kind.rawValue); set loss.kind ntxent or leave "
                   + "loss.hard_negative_beta, loss.hard_negative_beta_final and loss.debiased_tau_plus at 0", hardNegativeValue)
+        try check(loss.pseudoLabels == .none || loss.kind == .supcon, "loss.pseudo_labels",
+                  "needs loss.kind supcon (labels with unlabeled samples); set loss.pseudo_labels none", loss.pseudoLabels.rawValue)
+        try check(loss.pseudoLabelThreshold > 0 && loss.pseudoLabelThreshold <= 1, "loss.pseudo_label_threshold", "must be in (0, 1]",
+                  loss.pseudoLabelThreshold)
+        try check(loss.pseudoLabelK >= 1, "loss.pseudo_label_k", "must be at least 1", loss.pseudoLabelK)
+        try checkPositive(loss.pseudoLabelTemperature, "loss.pseudo_label_temperature")
+        try check(loss.reconstructionWeight >= 0 && loss.reconstructionWeight.isFinite, "loss.reconstruction_weight",
+                  "must be 0 (off) or positive", loss.reconstructionWeight)
+        try check(loss.reconstructionWeight == 0 || loss.kind != .clip, "loss.reconstruction_weight",
+                  "must be 0 with loss.kind clip (the decoder reconstructs the views of ntxent or supcon); set it to 0",
+                  loss.reconstructionWeight)
+        try check(model.decoder.allSatisfy { $0 >= 1 }, "model.decoder", "widths must be at least 1", model.decoder)
+        try check(loss.reconstructionWeight == 0 || train.gradientCacheChunk == 0, "loss.reconstruction_weight",
+                  "needs train.gradient_cache_chunk 0 (the decoder reads the whole batch's representations); set one of them to 0",
+                  loss.reconstructionWeight)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
                   "must be 0 (off) or positive", checkpoint.everyMinutes)

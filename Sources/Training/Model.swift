@@ -7,10 +7,12 @@ import Tensor
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
 /// the second modality (W wide) into the same E-dimensional space.
-/// All parameters live in one `ParameterArena`: encoder, [adapter], head, then the pair tower's encoder and
-/// head, then (learnable temperature) the logit scale theta = log(1/tau), one element. The encoder is a
-/// prefix of the arena, so a frozen encoder is one range that no gradient, bucket or optimizer touches.
+/// All parameters live in one `ParameterArena`: encoder, [adapter], head, [decoder], then the pair tower's
+/// encoder and head, then (learnable temperature) the logit scale theta = log(1/tau), one element. The encoder
+/// is a prefix of the arena, so a frozen encoder is one range that no gradient, bucket or optimizer touches.
 /// With an adapter (model.adapter) the representation is h' = adapter(f(x)) and z = g(h') / |g(h')|.
+/// With a decoder (the hybrid objective, loss.reconstruction_weight > 0) an MLP maps the representation
+/// back to the input: x_hat = d(h), B x I.
 public final class ContrastiveModel {
     public let arena: ParameterArena
     public let encoder: Sequential
@@ -26,6 +28,8 @@ public final class ContrastiveModel {
             if let adapter { adapter.computesInputGradient = !freezesEncoder } else { head.computesInputGradient = !freezesEncoder }
         }
     }
+    /// The reconstruction decoder h (R) -> hidden... -> I, linear output (nil without the hybrid objective).
+    public let decoder: Sequential?
     /// theta = log(1/tau) of a learnable temperature (nil when the temperature is not learned). Last in
     /// the arena, so its bucket is the first the gradient all-reduce starts: the loss writes its gradient
     /// before backward begins.
@@ -39,7 +43,7 @@ public final class ContrastiveModel {
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int)? = nil,
-                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0) {
+                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
@@ -72,6 +76,10 @@ public final class ContrastiveModel {
         } else {
             (encoder, head) = tower(inputWidth, hidden, "")
         }
+        // After the head, so backward finishes the decoder's gradients first (it runs first).
+        decoder = decoderHidden.map {
+            MLP.make(widths: [representation] + $0 + [inputWidth], activation: activation, name: "decoder", arena: arena)
+        }
         if pairInputWidth > 0 {
             let (e, h) = tower(pairInputWidth, pairHidden, "pair_")
             pairEncoder = e
@@ -93,6 +101,7 @@ public final class ContrastiveModel {
             next = pairEncoder.initialise(seed: seed, firstStream: next)
             next = pairHead.initialise(seed: seed, firstStream: next)
         }
+        if let decoder { next = decoder.initialise(seed: seed, firstStream: next) }
         // Last, so a model with an adapter draws every other layer as one without does.
         adapter?.initialise(seed: seed, stream: next)
     }
@@ -130,10 +139,19 @@ public final class ContrastiveModel {
     /// Backward from dL/dz (B x E, consumed); accumulates into the arena's gradients.
     /// `gradientsFinal(offset)` is called as backward proceeds: every gradient at arena offset
     /// >= `offset` is final for this step (layers sit in the arena in forward order).
+    /// `reconstructionGradient` (B x I, consumed) is dL/dx_hat of the last `reconstruct`: the decoder's
+    /// backward runs first and its dL/dh adds to the head's, dL/dh = dL/dh|head + dL/dh|decoder.
     public func backward(_ embeddingGradient: UnsafeMutablePointer<Float>, batch: Int,
-                         gradientsFinal: ((Int) -> Void)? = nil) {
+                         gradientsFinal: ((Int) -> Void)? = nil, reconstructionGradient: UnsafeMutablePointer<Float>? = nil) {
         let report = Self.reporter(gradientsFinal)
+        var decoderGradient: UnsafeMutablePointer<Float>?
+        if let reconstructionGradient {
+            guard let decoder else { preconditionFailure("a reconstruction gradient, but the model has no decoder") }
+            decoderGradient = decoder.backward(reconstructionGradient, batch: batch, afterLayer: report)
+        }
         var dh = head.backward(embeddingGradient, batch: batch, afterLayer: report)
+        // The decoder reads the representation (h', after the adapter): its gradient joins the head's there.
+        if let decoderGradient, let dh { Kernels.axpy(dh, alpha: 1, x: decoderGradient, count: batch * representationWidth) }
         if let adapter, let dAdapted = dh {
             dh = adapter.backward(dAdapted, batch: batch)
             report?(adapter)
@@ -141,6 +159,13 @@ public final class ContrastiveModel {
         if freezesEncoder { return }
         guard let dh else { preconditionFailure("head must return dL/dh") }
         _ = encoder.backward(dh, batch: batch, afterLayer: report)
+    }
+
+    /// The decoder's reconstruction x_hat (B x I, owned by the decoder) of the representations h (B x R)
+    /// of the last forward.
+    public func reconstruct(_ representation: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        guard let decoder else { preconditionFailure("the model has no decoder") }
+        return decoder.forward(representation, batch: batch)
     }
 
     /// h (B x R) of the first tower: the encoder's output, through the adapter when there is one.
@@ -161,7 +186,7 @@ public final class ContrastiveModel {
 
     /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
     public func setBackwardProgress(_ progress: (() -> Void)?) {
-        let layers = [encoder, head, pairEncoder, pairHead].compactMap { $0 }.flatMap(\.flattened)
+        let layers = [encoder, head, pairEncoder, pairHead, decoder].compactMap { $0 }.flatMap(\.flattened)
         for case let linear as Linear in layers + (adapter.map { [$0.down, $0.up] } ?? []) { linear.progress = progress }
     }
 
@@ -213,9 +238,10 @@ public final class ContrastiveModel {
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
     /// `imageShape` ([height, width]) is needed by `encoder: cnn`.
-    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable).
+    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
+    /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
-                            learnableTemperature: Bool = false) {
+                            learnableTemperature: Bool = false, reconstruction: Bool = false) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
@@ -224,6 +250,7 @@ extension ContrastiveModel {
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
                   convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells) : nil,
-                  learnableTemperature: learnableTemperature, adapter: section.adapter)
+                  learnableTemperature: learnableTemperature, adapter: section.adapter,
+                  decoderHidden: reconstruction ? section.decoder : nil)
     }
 }

@@ -26,6 +26,8 @@ final class Monitor {
     private var windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
     /// The temperature of the interval's last step (scheduled or learned), as the learning rate is.
     private var lastTemperature: Float = 0
+    /// Interval sums of the optional terms (pseudo-label fraction, reconstruction error).
+    private var windowPseudoLabels = 0.0, windowReconstruction = 0.0
     private var skippedInARow = 0
     private var collapseWarned = false
     /// The first interval includes filling the data pipeline: no data-wait warning for it.
@@ -45,7 +47,7 @@ final class Monitor {
         stepsAtStart = stepsDone
         let p = communicator.size, v = 2 * step.samplesPerStep, e = step.model.embeddingWidth
         let wire = step.reducer.precision == .fp32 ? 4 : 2
-        bytesPerStep = p == 1 ? 0 : v * e * 4 + p * v * e * 4 + step.model.arena.count * wire + 16
+        bytesPerStep = p == 1 ? 0 : v * e * 4 + p * v * e * 4 + step.model.arena.count * wire + step.statistics.count * 4
         let mode = config.monitor.progress
         // Under mpirun or srun a rank's standard output is the launcher's pipe or pseudo-terminal,
         // whatever the launcher's own output is: `auto` only trusts a terminal outside a launcher.
@@ -73,6 +75,10 @@ final class Monitor {
     func afterStep(stepsDone: Int, epoch: Int, result: TrainingStep.Result, learningRate: Float, step: TrainingStep) throws {
         let c = config, globalSamples = c.data.batchPerRank * communicator.size
         let times = result.times
+        var optional: [(String, JSONValue)] = []
+        if let fraction = result.pseudoLabelFraction { optional.append(("pseudo_label_fraction", .number(fraction))) }
+        if let error = result.reconstructionLoss { optional.append(("reconstruction_loss", .number(error))) }
+        if let beta = result.hardNegativeBeta { optional.append(("hard_negative_beta", .number(Double(beta)))) }
         log.record("step", [
             ("step", .int(stepsDone)), ("epoch", .int(epoch)), ("loss", .number(result.loss)),
             ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
@@ -85,11 +91,12 @@ final class Monitor {
             ("time_communication_exposed", .number(times.communication)),
             ("time_communication_hidden", .number(result.communication.hidden)),
             ("time_optimizer", .number(times.optimizer)), ("bytes_communicated", .int(bytesPerStep)),
-        ] + (result.hardNegativeBeta.map { [("hard_negative_beta", .number(Double($0)))] } ?? []))
+        ] + optional)
         window = window + times
         windowHidden += result.communication.hidden
         windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
         lastTemperature = result.temperature
+        windowPseudoLabels += result.pseudoLabelFraction ?? 0; windowReconstruction += result.reconstructionLoss ?? 0
 
         if !result.applied {
             skippedInARow += 1
@@ -141,7 +148,9 @@ final class Monitor {
                             n * Double(globalSamples) / window.total,
                             window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
                             window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
-                            windowHidden / n * 1e3, window.optimizer / n * 1e3, Trainer.duration(eta)))
+                            windowHidden / n * 1e3, window.optimizer / n * 1e3, Trainer.duration(eta))
+                     + (config.loss.pseudoLabels == .knn ? String(format: " pseudo %.3f", windowPseudoLabels / n) : "")
+                     + (config.loss.reconstructionWeight > 0 ? String(format: " rec %.4f", windowReconstruction / n) : ""))
             if communicator.size > 1 {
                 for (rank, time) in all.enumerated() {
                     // Against the median of the other ranks (at P = 2: the other rank).
@@ -171,6 +180,7 @@ final class Monitor {
                             + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
                             waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
         }
+        windowPseudoLabels = 0; windowReconstruction = 0
         window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
         firstInterval = false
     }

@@ -51,7 +51,8 @@ public struct TrainedModel {
     static func makeModel(_ config: TrainingConfig) throws -> ContrastiveModel {
         let (input, pair, image) = try inputWidths(config)
         return ContrastiveModel(config.model, inputWidth: input, pairInputWidth: config.loss.kind == .clip ? pair : 0, imageShape: image,
-                                learnableTemperature: config.loss.temperatureMode == .learnable)
+                                learnableTemperature: config.loss.temperatureMode == .learnable,
+                                reconstruction: config.loss.reconstructionWeight > 0)
     }
 
     /// Feature and pair widths of the config's data set, and its image shape when its features

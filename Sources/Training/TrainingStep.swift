@@ -38,6 +38,11 @@ public final class TrainingStep {
     var anchorLabels: [Int32] = []
     var candidateLabels: [Int32] = []
     let labelFloats: Tensor
+    /// loss.pseudo_labels knn: the vote, and the other view's row of every global row.
+    let pseudoLabeler: KNNPseudoLabeler?
+    var partners: [Int32] = []
+    /// loss.reconstruction_weight > 0: dL/dx_hat of the local views (V x I), else nil.
+    let reconstructionGradient: Tensor?
     public let reducer: GradientReducer
     /// Samples per rank per step (B).
     public let samplesPerStep: Int
@@ -56,8 +61,9 @@ public final class TrainingStep {
     let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
     var selfIndex: [Int32]
     var positiveIndex: [Int32]
-    /// Loss share, top-1 count and the two requests of this rank, summed over ranks while backward runs.
-    let statistics = Tensor(zeros: [4])
+    /// Loss share, top-1 count and the two requests of this rank (and with a decoder its share of the
+    /// reconstruction error), summed over ranks while backward runs.
+    let statistics: Tensor
     /// Set before `step`: this rank wants to stop (a signal) / to checkpoint (its clock). The sums
     /// over ranks come back in the result, so every rank acts on the same step.
     public var requests: (stop: Float, checkpoint: Float) = (0, 0)
@@ -83,6 +89,10 @@ public final class TrainingStep {
         public var temperature: Float
         /// The hard-negative concentration beta the step's loss used; nil without hard negatives.
         public var hardNegativeBeta: Float? = nil
+        /// loss.pseudo_labels knn: fraction of the global batch's unlabeled samples given a pseudo-label.
+        public var pseudoLabelFraction: Double? = nil
+        /// loss.reconstruction_weight > 0: mean squared reconstruction error of the global batch (unweighted).
+        public var reconstructionLoss: Double? = nil
     }
 
     /// `inputWidth` is I, the features of a sample; `totalSteps` is the length of the run,
@@ -107,8 +117,10 @@ public final class TrainingStep {
                                   + "stage's feature maps are \(last) x \(last); use at most \(last)")
             }
         }
+        let reconstruction = config.loss.reconstructionWeight > 0
+        precondition(!(clip && reconstruction), "TrainingStep: loss.reconstruction_weight with loss.kind clip")
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
-                                 learnableTemperature: config.loss.temperatureMode == .learnable)
+                                 learnableTemperature: config.loss.temperatureMode == .learnable, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
@@ -146,6 +158,12 @@ public final class TrainingStep {
             anchorLabels = [Int32](repeating: -1, count: localViews)
             candidateLabels = [Int32](repeating: -1, count: globalViews)
         }
+        let l = config.loss
+        pseudoLabeler = supcon && l.pseudoLabels == .knn
+            ? KNNPseudoLabeler(k: l.pseudoLabelK, temperature: l.pseudoLabelTemperature, threshold: l.pseudoLabelThreshold) : nil
+        if pseudoLabeler != nil { partners = KNNPseudoLabeler.partners(ranks: communicator.size, samplesPerRank: samplesPerStep) }
+        reconstructionGradient = reconstruction ? Tensor(zeros: [localViews, inputWidth]) : nil
+        statistics = Tensor(zeros: [reconstruction ? 5 : 4])
         gathered = Tensor(zeros: [globalViews, e])
         anchorGradient = Tensor(zeros: [localViews, e])
         candidateGradient = Tensor(zeros: [globalViews, e])
@@ -217,13 +235,22 @@ public final class TrainingStep {
 
         if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
         // Gradient caching (GradientCache.swift): z is embedded in chunks into ownGradient, free until the reduce-scatter.
+        // The decoder needs the whole h, so the hybrid objective runs without it (ConfigValidation).
         let views = input ?? UnsafePointer(batch.data), chunk = gradientCacheChunk(rows: v)
-        let z = chunk.map { cachedEmbed(.first, input: views, rows: v, chunk: $0, into: ownGradient.data) }
-            ?? model.forward(views, batch: v).embedding
+        var reconstructionShare: Double?
+        let z: UnsafeMutablePointer<Float>
+        if let chunk {
+            z = cachedEmbed(.first, input: views, rows: v, chunk: chunk, into: ownGradient.data)
+        } else {
+            let (h, embedding) = model.forward(views, batch: v)
+            reconstructionShare = reconstruct(h, input: views)
+            z = embedding
+        }
         clock.lap(\.forward)
         try communicator.allGather(z, count: v * e, into: gathered.data)
         clock.lap(\.gather)
         let result: (loss: Double, positiveTop1: Int)
+        var pseudoLabelFraction: Double?
         if let supConLoss {
             // Both views of a sample carry its label; the labels are gathered like the embeddings.
             let own = input ?? UnsafePointer(batch.data)
@@ -232,6 +259,7 @@ public final class TrainingStep {
             try communicator.allGather(local, count: v, into: labelFloats.data)
             for i in 0..<v { anchorLabels[i] = Int32(local[i]) }
             for i in 0..<n { candidateLabels[i] = Int32(labelFloats[i]) }
+            pseudoLabelFraction = assignPseudoLabels(embeddings: gathered.data, count: n, dimension: e, localViews: v)
             let r = supConLoss.forwardBackward(
                 anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
                 selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: anchorLabels, candidateLabels: candidateLabels,
@@ -261,13 +289,17 @@ public final class TrainingStep {
         clock.lap(\.gather)
 
         var recomputed = 0.0
-        let stepResult = try finish(loss: result.loss, top1: result.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) { final in
+        if let reconstructionShare { statistics[4] = Float(reconstructionShare) }
+        let weighted = result.loss + Double(config.loss.reconstructionWeight) * (reconstructionShare ?? 0)
+        var stepResult = try finish(loss: weighted, top1: result.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) { final in
             if let chunk {
                 recomputed = cachedBackward(.first, input: views, rows: v, chunk: chunk, embeddingGradient: anchorGradient.data, gradientsFinal: final)
             } else {
-                model.backward(anchorGradient.data, batch: v, gradientsFinal: final)
+                model.backward(anchorGradient.data, batch: v, gradientsFinal: final, reconstructionGradient: reconstructionGradient?.data)
             }
         }
+        stepResult.pseudoLabelFraction = pseudoLabelFraction
+        stepResult.reconstructionLoss = reconstructionShare.map { p == 1 ? $0 : Double(statistics[4]) }
         return stepResult.chargingRecomputedForward(recomputed)
     }
 
@@ -325,7 +357,8 @@ public final class TrainingStep {
         statistics[1] = Float(top1)
         statistics[2] = requests.stop
         statistics[3] = requests.checkpoint
-        let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: 4, precision: .fp32)
+        let statisticsSum = try communicator.startAllReduce(UnsafeMutableRawPointer(statistics.data), count: statistics.count,
+                                                            precision: .fp32)
 
         model.arena.zeroGradients()
         // Final before backward runs: theta's bucket (the first, theta is last in the arena) starts

@@ -99,7 +99,9 @@ struct Eval: ParsableCommand {
                     accuracy = Evaluation.knnAccuracyOnPixels(train: train, test: test, classifier: classifier)
                     what = "raw pixels"
                 } else {
-                    let model = ContrastiveModel(config.model, inputWidth: train.pixelsPerImage, imageShape: [train.height, train.width])
+                    let model = ContrastiveModel(config.model, inputWidth: train.pixelsPerImage, imageShape: [train.height, train.width],
+                                                 learnableTemperature: config.loss.temperatureMode == .learnable,
+                                                 reconstruction: config.loss.reconstructionWeight > 0)
                     model.initialise(seed: UInt64(config.seed))
                     if let run = runDirectory {
                         try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run).appendingPathComponent("weights.bin"))
