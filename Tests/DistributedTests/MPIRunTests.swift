@@ -95,14 +95,16 @@ import Testing
     }
 
     /// One rank's error ends the job quickly, non-zero, with a message naming the rank,
-    /// while the other rank waits in a collective: it must not hang.
+    /// while the other rank waits in a collective: it must not hang. (Quickly is seconds; the
+    /// limit is generous because on a machine starved by other jobs two debug binaries took over
+    /// 30 s just to start.)
     @Test func aFailingRankAbortsTheJob() throws {
         let started = Date()
-        let outcome = try mpirun(ranks: 2, [], ["collectives-check", "--fail-on-rank", "1"], timeout: 30)
-        #expect(!outcome.timedOut, "the job hung after rank 1 failed (killed after 30 s)")
+        let outcome = try mpirun(ranks: 2, [], ["collectives-check", "--fail-on-rank", "1"], timeout: 120)
+        #expect(!outcome.timedOut, "the job hung after rank 1 failed (killed after 120 s)")
         #expect(outcome.status != 0)
         #expect(outcome.error.contains("contrast: rank 1 of 2: error: deliberate failure on rank 1"), "stderr: \(outcome.error)")
         #expect(!outcome.output.contains("OK rank 1"))
-        #expect(Date().timeIntervalSince(started) < 30)
+        #expect(Date().timeIntervalSince(started) < 120)
     }
 }
