@@ -231,21 +231,8 @@ import Testing
     }
 
     func train(ranks: Int, steps: Int = 1, globalBatch: Int = 64, _ overrides: [String]) throws -> Run {
-        let runDirectory = temporaryDirectory("hybrid").appendingPathComponent("run").path
-        let arguments = ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(runDirectory)",
-                         "--set", "data.batch_per_rank=\(globalBatch / ranks)", "--set", "train.max_steps=\(steps)",
-                         "--set", "communication.precision=fp32", "--set", "data.test_limit=200",
-                         "--set", "eval.knn_every_epochs=0"] + overrides.flatMap { ["--set", $0] }
-        let outcome = try runContrast(ranks: ranks, arguments)
-        #expect(outcome.status == 0, "P=\(ranks): \(outcome.error.suffix(2000))")
-        let config = try ConfigLoader.load(file: runDirectory + "/config.yaml", overrides: [])
-        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28],
-                                     reconstruction: config.loss.reconstructionWeight > 0)
-        try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: runDirectory + "/weights.bin"))
-        let records = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
-            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .filter { $0["time_forward"] != nil }
-        return Run(parameters: model.arena.parameters.array, losses: records.compactMap { $0["loss"] as? Double }, steps: records)
+        let run = try trainSmoke("hybrid", ranks: ranks, steps: steps, globalBatch: globalBatch, overrides)
+        return Run(parameters: run.parameters, losses: run.losses, steps: run.steps)
     }
 
     func maxRelativeDifference(_ a: [Float], _ b: [Float], floor: Float = 1e-3) -> Float {

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import Training
 
 /// The repository root, found from this file's path (Tests/TrainingTests/Support.swift).
@@ -87,4 +88,36 @@ func runContrast(ranks: Int, transport: Transport = .sharedMemory, _ arguments: 
         + extra.keys.sorted().flatMap { ["-x", $0] }
     return try runProcess(URL(fileURLWithPath: mpirun), launcher + [contrastExecutable.path] + arguments,
                           environment: environment, timeout: timeout)
+}
+
+/// A short run of configs/smoke.yaml through `contrast train` (fp32 on the wire, 200 test images, no
+/// kNN), `globalBatch` samples a step over `ranks` ranks: its final model (weights.bin, built from
+/// the run's resolved config) and its step records in order. The objective tests compare these
+/// across rank counts.
+struct SmokeRun {
+    var config: TrainingConfig
+    var model: ContrastiveModel
+    var steps: [[String: Any]]
+    var parameters: [Float] { model.arena.parameters.array }
+    var losses: [Double] { steps.compactMap { $0["loss"] as? Double } }
+}
+
+func trainSmoke(_ label: String, ranks: Int, transport: Transport = .sharedMemory, steps: Int, globalBatch: Int = 64,
+                _ overrides: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> SmokeRun {
+    let runDirectory = temporaryDirectory(label).appendingPathComponent("run").path
+    let arguments = ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(runDirectory)",
+                     "--set", "data.batch_per_rank=\(globalBatch / ranks)", "--set", "train.max_steps=\(steps)",
+                     "--set", "communication.precision=fp32", "--set", "data.test_limit=200",
+                     "--set", "eval.knn_every_epochs=0"] + overrides.flatMap { ["--set", $0] }
+    let outcome = try runContrast(ranks: ranks, transport: transport, arguments)
+    #expect(outcome.status == 0, "P=\(ranks): \(outcome.error.suffix(2000))", sourceLocation: sourceLocation)
+    let config = try ConfigLoader.load(file: runDirectory + "/config.yaml", overrides: [])
+    let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28],
+                                 learnableTemperature: config.loss.temperatureMode == .learnable,
+                                 reconstruction: config.loss.reconstructionWeight > 0)
+    try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: runDirectory + "/weights.bin"))
+    let records = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
+        .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        .filter { $0["time_forward"] != nil }
+    return SmokeRun(config: config, model: model, steps: records)
 }
