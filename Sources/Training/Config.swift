@@ -629,6 +629,9 @@ public struct EvalSection: Codable, Sendable, Equatable {
     public var earlyStoppingMonitor: EvalMonitor
     /// Smallest rise of the monitor that counts as an improvement.
     public var earlyStoppingMinDelta: Float
+    /// `contrast eval full`: the linear probe is fitted on this fraction of the training labels, the
+    /// subset `data.labeled_fraction` would keep with the same seed (1 = every label).
+    public var probeLabeledFraction: Float
 
     enum CodingKeys: String, CodingKey {
         case knnEveryEpochs = "knn_every_epochs"
@@ -638,10 +641,13 @@ public struct EvalSection: Codable, Sendable, Equatable {
         case earlyStoppingPatience = "early_stopping_patience"
         case earlyStoppingMonitor = "early_stopping_monitor"
         case earlyStoppingMinDelta = "early_stopping_min_delta"
+        case probeLabeledFraction = "probe_labeled_fraction"
     }
 
     public init(knnEveryEpochs: Int = 5, knnK: Int = 200, knnTemperature: Float = 0.1, linearEveryEpochs: Int = 0,
-                earlyStoppingPatience: Int = 0, earlyStoppingMonitor: EvalMonitor = .knn, earlyStoppingMinDelta: Float = 0) {
+                earlyStoppingPatience: Int = 0, earlyStoppingMonitor: EvalMonitor = .knn, earlyStoppingMinDelta: Float = 0,
+                probeLabeledFraction: Float = 1) {
+        self.probeLabeledFraction = probeLabeledFraction
         self.knnEveryEpochs = knnEveryEpochs
         self.knnK = knnK
         self.knnTemperature = knnTemperature

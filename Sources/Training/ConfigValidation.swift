@@ -66,6 +66,8 @@ extension TrainingConfig {
                   "needs loss.kind supcon (labels with unlabeled samples); set loss.pseudo_labels none", loss.pseudoLabels.rawValue)
         try check(loss.pseudoLabelThreshold > 0 && loss.pseudoLabelThreshold <= 1, "loss.pseudo_label_threshold", "must be in (0, 1]",
                   loss.pseudoLabelThreshold)
+        try check(eval.probeLabeledFraction > 0 && eval.probeLabeledFraction <= 1, "eval.probe_labeled_fraction", "must be in (0, 1]",
+                  eval.probeLabeledFraction)
         try check(loss.pseudoLabelK >= 1, "loss.pseudo_label_k", "must be at least 1", loss.pseudoLabelK)
         try checkPositive(loss.pseudoLabelTemperature, "loss.pseudo_label_temperature")
         try check(loss.reconstructionWeight >= 0 && loss.reconstructionWeight.isFinite, "loss.reconstruction_weight",

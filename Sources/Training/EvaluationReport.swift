@@ -51,6 +51,8 @@ public struct EvaluationReport: Codable, Sendable {
     public var knnK: Int
     public var knnTemperature: Double
     public var probeLambda: Double
+    /// Training samples the probe was fitted on when they were a subset (eval.probe_labeled_fraction); nil: all.
+    public var probeTrainSamples: Int?
     /// Seed of the corruptions' random streams.
     public var seed: Int
     public var corruptions: [String]
@@ -73,7 +75,8 @@ public struct EvaluationReport: Codable, Sendable {
         var lines: [String] = []
         lines.append("\(source): \(trainSamples) train / \(testSamples) test samples, \(classes) classes")
         lines.append(String(format: "kNN: k=%d, votes exp(cos/%.3g); probe: L-BFGS, lambda=%.0e, standardised features; corruption seed %d",
-                            knnK, knnTemperature, probeLambda, seed))
+                            knnK, knnTemperature, probeLambda, seed)
+                     + (probeTrainSamples.map { "; probe fitted on the \($0) labeled training samples of eval.probe_labeled_fraction" } ?? ""))
         lines.append("")
         let nameWidth = max(12, encoders.map(\.name.count).max() ?? 0)
         func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }

@@ -44,7 +44,10 @@ extension Evaluation {
         let encoders = [Encoder.pixels(width: train.featureWidth), .model(random, name: "random init"), .model(trained.model, name: "trained")]
         var report = try suite(train: train, test: test, encoders: encoders, k: config.eval.knnK, temperature: config.eval.knnTemperature,
                                corruptions: Corruption.defaults(for: test), seed: UInt64(config.seed), source: trained.source,
-                               classNames: config.data.dataset == .fashionMNIST ? fashionMNISTClassNames : [], progress: progress)
+                               classNames: config.data.dataset == .fashionMNIST ? fashionMNISTClassNames : [],
+                               probeLabels: config.eval.probeLabeledFraction < 1
+                                   ? LabelSubset(fraction: config.eval.probeLabeledFraction, seed: UInt64(config.seed)) : nil,
+                               progress: progress)
         report.timings.insert(EvaluationReport.Timing(part: "load data", seconds: loading), at: 0)
         report.totalSeconds = monotonicSeconds() - started
         return report
@@ -57,10 +60,13 @@ extension Evaluation {
     /// The suite on given splits and encoders. Each encoder embeds the training inputs once and
     /// each test set (clean, then every corruption) once; its probe is fitted on the clean
     /// training features and evaluated, like kNN (memory: the clean training features), on every
-    /// test set. Per-class scores and ECE are on the clean test set.
+    /// test set. Per-class scores and ECE are on the clean test set. With `probeLabels` the probe is
+    /// fitted on that subset of the training samples only (the labels a semi-supervised user has);
+    /// kNN's memory keeps every training sample.
     public static func suite(train: SampleRows, test: SampleRows, encoders: [Encoder], k: Int, temperature: Float,
                              lambda: Double = LinearProbe.defaultLambda, corruptions: [Corruption], seed: UInt64,
-                             source: String, classNames: [String] = [], progress: ((String) -> Void)? = nil) throws -> EvaluationReport {
+                             source: String, classNames: [String] = [], probeLabels: LabelSubset? = nil,
+                             progress: ((String) -> Void)? = nil) throws -> EvaluationReport {
         let started = monotonicSeconds()
         let trainLabels = try integerLabels(train, split: "train"), testLabels = try integerLabels(test, split: "test")
         guard test.featureShape == train.featureShape else {
@@ -82,11 +88,23 @@ extension Evaluation {
         }
 
         let trainInputs = timed("inputs") { inputs(train) }
+        // Rows of the training split the probe may use (sample i is row i).
+        let probeRows = probeLabels.map { subset in (0..<train.count).filter { subset.isLabeled($0) } }
+        if let probeRows, probeRows.isEmpty {
+            throw RunFiles.Failure(description: "eval.probe_labeled_fraction \(probeLabels!.fraction) keeps none of the \(train.count) "
+                                   + "training samples; raise it")
+        }
         var trainFeatures: [Tensor] = [], probes: [LinearProbe] = []
         for encoder in encoders {
             let features = timed(encoder.name + ": features") { encoder.features(trainInputs) }
             let probe = timed(encoder.name + ": probe fit") {
-                LinearProbe.fit(features: features, labels: trainLabels, classes: classes, lambda: lambda)
+                guard let probeRows else { return LinearProbe.fit(features: features, labels: trainLabels, classes: classes, lambda: lambda) }
+                let width = features.count / train.count
+                let subset = Tensor(zeros: [probeRows.count, width])
+                for (row, sample) in probeRows.enumerated() {
+                    (subset.data + row * width).update(from: features.data + sample * width, count: width)
+                }
+                return LinearProbe.fit(features: subset, labels: probeRows.map { trainLabels[$0] }, classes: classes, lambda: lambda)
             }
             progress?(String(format: "%@: probe fitted in %.1f s (%d iterations, %@)", encoder.name, probe.summary.seconds,
                              probe.summary.iterations, probe.summary.stop.rawValue))
@@ -143,7 +161,7 @@ extension Evaluation {
             }
         }
         return EvaluationReport(source: source, trainSamples: train.count, testSamples: test.count, classes: classes, knnK: k,
-                                knnTemperature: Double(temperature), probeLambda: lambda, seed: Int(seed),
+                                knnTemperature: Double(temperature), probeLambda: lambda, probeTrainSamples: probeRows?.count, seed: Int(seed),
                                 corruptions: corruptions.map(\.description), encoders: results, timings: timings,
                                 totalSeconds: monotonicSeconds() - started)
     }

@@ -179,6 +179,28 @@ import Testing
         }
     }
 
+    /// `probeLabels` fits the probe on that subset of the training samples only, and says so;
+    /// kNN's memory keeps them all. A subset that keeps nothing is a clear error.
+    @Test func probeOnALabeledSubset() throws {
+        let train = patternRows(300, seed: 1), test = patternRows(90, seed: 2)
+        let subset = LabelSubset(fraction: 0.2, seed: 5)
+        let kept = (0..<300).filter { subset.isLabeled($0) }.count
+        #expect(kept > 30 && kept < 100)
+        let all = try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+                                       corruptions: [], seed: 0, source: "test")
+        let some = try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+                                        corruptions: [], seed: 0, source: "test", probeLabels: subset)
+        #expect(all.probeTrainSamples == nil && some.probeTrainSamples == kept)
+        #expect(some.table().contains("probe fitted on the \(kept) labeled training samples"))
+        #expect(some.encoders[0].knnAccuracy == all.encoders[0].knnAccuracy)
+        #expect(some.encoders[0].probe.loss != all.encoders[0].probe.loss, "the probe saw other samples")
+        #expect(throws: RunFiles.Failure.self) {
+            try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+                                 corruptions: [], seed: 0, source: "test", probeLabels: LabelSubset(fraction: 1e-9, seed: 5))
+        }
+        #expect(throws: ConfigError.self) { try smokeConfig(["eval.probe_labeled_fraction=0"]) }
+    }
+
     @Test func suiteNeedsLabels() {
         #expect(throws: (any Error).self) {
             _ = try Evaluation.suite(train: patternRows(30, seed: 1, labelled: false), test: patternRows(9, seed: 2), encoders: [.pixels(width: 64)],
