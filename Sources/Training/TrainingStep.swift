@@ -266,18 +266,10 @@ public final class TrainingStep {
                 normalization: n, anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
             result = (r.loss, r.positiveTop1)
             logitScaleGradient = Float(r.logitScaleGradient)
-        } else if let hardNegativeLoss {
-            let r = hardNegativeLoss.forwardBackward(
-                anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
-                selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
-                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
-            result = (r.loss, r.positiveTop1)
-            logitScaleGradient = Float(r.logitScaleGradient)
         } else {
-            let r = loss.forwardBackward(
-                anchors: z, anchorCount: v, candidates: gathered.data, candidateCount: n, dimension: e,
-                selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
-                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data)
+            // NT-Xent, or its hard-negative / debiased form: same arguments, same result.
+            let ntxent = hardNegativeLoss.map { $0.forwardBackward } ?? loss.forwardBackward
+            let r = ntxent(z, v, gathered.data, n, e, selfIndex, positiveIndex, n, anchorGradient.data, candidateGradient.data)
             result = (r.loss, r.positiveTop1)
             logitScaleGradient = Float(r.logitScaleGradient)
         }
