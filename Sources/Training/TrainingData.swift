@@ -80,6 +80,7 @@ public final class TrainingData {
             throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are \(train.features.dtype) "
                               + "\(train.featureShape), not uint8 [height, width] images; use mlp for feature vectors")
         }
+        if config.model.encoder == .cnn { try config.model.checkPoolCells(imageShape: train.featureShape) }
         self.rank = rank
         self.worldSize = worldSize
         maker = try Self.maker(config: config, rows: train, seed: seed)

@@ -193,5 +193,12 @@ import Testing
         let cnn = try train(ranks: 1, path: folder.path + "/set", batchPerRank: 16, ["model.encoder=cnn"])
         #expect(cnn.outcome.status != 0 && cnn.outcome.error.contains("model.encoder"))
         #expect(!FileManager.default.fileExists(atPath: cnn.run))
+
+        // So is a pooling grid larger than the CNN's last feature maps (7 x 7 for 28 x 28 images).
+        let poolRun = temporaryDirectory("pool").appendingPathComponent("run").path
+        let pool = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(poolRun)",
+                                              "--set", "model.encoder=cnn", "--set", "model.pool_cells=9"])
+        #expect(pool.status != 0 && pool.error.contains("model.pool_cells") && pool.error.contains("at most 7"), "\(pool.error)")
+        #expect(!FileManager.default.fileExists(atPath: poolRun))
     }
 }
