@@ -90,13 +90,22 @@ public enum CNN {
         (1...min(8, channels)).last { channels % $0 == 0 }!
     }
 
+    /// Width of the pooled maps of the last `poolStages` stages (the output when representation is 0):
+    /// sum of C G G over them, G = poolCells.
+    public static func pooledWidth(channels: [Int], poolCells: Int, poolStages: Int) -> Int {
+        channels.suffix(poolStages).reduce(0) { $0 + $1 * poolCells * poolCells }
+    }
+
     /// stem (3x3 conv, GroupNorm, ReLU) to channels[0] -> one ResidualBlock per entry of
     /// `channels` (stride 1 for the first, 2 between stages) -> average pool over `poolCells` x
-    /// `poolCells` cells (1: global) -> Linear to `representation`.
+    /// `poolCells` cells (1: global) of the last `poolStages` stages' maps, concatenated shallowest
+    /// first (`MultiScalePool`) -> Linear to `representation`, or (representation 0) the pooled
+    /// maps themselves are the output, C G G summed over the pooled stages wide.
     /// Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
     public static func make(channels: [Int], inputHeight: Int, inputWidth: Int, inputChannels: Int = 1,
-                            representation: Int, poolCells: Int = 1, name: String, arena: ParameterArena) -> Sequential {
+                            representation: Int, poolCells: Int = 1, poolStages: Int = 1, name: String, arena: ParameterArena) -> Sequential {
         precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
+        precondition(poolStages >= 1 && poolStages <= channels.count, "CNN pools 1...\(channels.count) stages, got \(poolStages)")
         let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
                           height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
         var layers: [Layer] = [
@@ -105,19 +114,28 @@ public enum CNN {
                       name: "\(name).stem_norm", arena: arena),
             ReLU(width: stem.outputWidth),
         ]
+        func pool(_ c: Int, _ h: Int, _ w: Int) -> AdaptiveAveragePool {
+            AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells)
+        }
         var c = channels[0], h = inputHeight, w = inputWidth
+        var blocks: [(block: ResidualBlock, channels: Int, height: Int, width: Int)] = []
         for (i, o) in channels.enumerated() {
             let block = ResidualBlock(inChannels: c, outChannels: o, stride: i == 0 ? 1 : 2, height: h, width: w,
                                       groups: groups(for: o), name: "\(name).stage\(i)", arena: arena)
-            layers.append(block)
+            blocks.append((block, c, h, w))
             c = o; h = block.outputHeight; w = block.outputImageWidth
         }
-        if poolCells == 1 {
-            layers.append(GlobalAveragePool(channels: c, height: h, width: w))
-        } else {
-            layers.append(AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells))
+        // Stages before the pooled ones run in sequence; the last poolStages - 1 nest inside each other.
+        let firstNested = channels.count - poolStages + 1
+        layers += blocks[..<firstNested].map(\.block)
+        var tail: Layer = poolCells == 1 ? GlobalAveragePool(channels: c, height: h, width: w) : pool(c, h, w)
+        for (block, ci, hi, wi) in blocks[firstNested...].reversed() {
+            tail = MultiScalePool(pool: pool(ci, hi, wi), stage: block, inner: tail)
         }
-        layers.append(Linear(inputDimensions: c * poolCells * poolCells, outputDimensions: representation, name: "\(name).fc", arena: arena))
+        layers.append(tail)
+        if representation > 0 {
+            layers.append(Linear(inputDimensions: tail.outputWidth, outputDimensions: representation, name: "\(name).fc", arena: arena))
+        }
         return Sequential(layers)
     }
 }

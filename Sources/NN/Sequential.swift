@@ -86,6 +86,7 @@ extension Sequential {
             case let conv as Conv2d: conv.initialise(seed: seed, stream: stream); stream += 1
             case let norm as GroupNorm: norm.initialise()
             case let block as ResidualBlock: stream = block.initialise(seed: seed, firstStream: stream)
+            case let multiScale as MultiScalePool: stream = Sequential([multiScale.stage, multiScale.inner]).initialise(seed: seed, firstStream: stream)
             case let nested as Sequential: stream = nested.initialise(seed: seed, firstStream: stream)
             default: break
             }

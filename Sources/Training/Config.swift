@@ -265,7 +265,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var encoder: EncoderKind
     /// Widths of the encoder's hidden layers.
     public var hidden: [Int]
-    /// Width of the representation h (the encoder's output, used for evaluation).
+    /// Width of the representation h (the encoder's output, used for evaluation). encoder cnn: 0 means
+    /// no Linear after pooling, h is the pooled maps themselves.
     public var representation: Int
     /// Widths of the projection head's layers; the last is the embedding z the loss sees.
     public var projection: [Int]
@@ -277,6 +278,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var channels: [Int]
     /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
     public var poolCells: Int
+    /// encoder cnn: h is made of the pooled maps of this many last stages, concatenated (1: the last only).
+    public var poolStages: Int
     /// Bottleneck width of a residual adapter on h between encoder and head (0 = none).
     public var adapter: Int
     /// loss.reconstruction_weight > 0: widths of the decoder's hidden layers, h -> hidden... -> input.
@@ -286,6 +289,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
         case encoder, hidden, representation, projection, activation, channels, adapter, decoder
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
+        case poolStages = "pool_stages"
     }
 
     public init(
@@ -297,6 +301,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
         pairHidden: [Int] = [512],
         channels: [Int] = [16, 32, 64],
         poolCells: Int = 1,
+        poolStages: Int = 1,
         adapter: Int = 0,
         decoder: [Int] = [256]
     ) {
@@ -304,6 +309,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
         self.pairHidden = pairHidden
         self.channels = channels
         self.poolCells = poolCells
+        self.poolStages = poolStages
         self.decoder = decoder
         self.encoder = encoder
         self.hidden = hidden

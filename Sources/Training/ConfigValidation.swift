@@ -34,10 +34,17 @@ extension TrainingConfig {
         try check(!model.channels.isEmpty && model.channels.allSatisfy { $0 >= 1 }, "model.channels", "must be one or more widths, each at least 1",
                   model.channels)
         try check(model.poolCells >= 1, "model.pool_cells", "must be at least 1 (1 = global average pool)", model.poolCells)
+        try check(model.poolStages >= 1 && model.poolStages <= model.channels.count, "model.pool_stages",
+                  "must be between 1 and the number of model.channels stages (\(model.channels.count))", model.poolStages)
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
-        try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
+        if model.encoder == .cnn {
+            try check(model.representation >= 0, "model.representation",
+                      "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
+        } else {
+            try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
+        }
         try check(model.projection.allSatisfy { $0 >= 1 }, "model.projection", "widths must be at least 1",
                   model.projection)
 

@@ -42,9 +42,13 @@ public final class ContrastiveModel {
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
-                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int)? = nil,
+                pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
                 learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
+        // A CNN with representation 0 has no Linear after pooling: h is the pooled maps.
+        let fcWidth = representation
+        let representation = representation > 0 || convolution == nil ? representation
+            : CNN.pooledWidth(channels: convolution!.channels, poolCells: convolution!.poolCells, poolStages: convolution!.poolStages)
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
         self.representationWidth = representation
@@ -68,7 +72,8 @@ public final class ContrastiveModel {
             precondition(convolution.imageShape.count == 2 && convolution.imageShape.reduce(1, *) == inputWidth,
                          "the CNN encoder needs the [height, width] of \(inputWidth)-pixel images, got \(convolution.imageShape)")
             let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
-                               representation: representation, poolCells: convolution.poolCells, name: "encoder", arena: arena)
+                               representation: fcWidth, poolCells: convolution.poolCells,
+                               poolStages: convolution.poolStages, name: "encoder", arena: arena)
             cnn.computesInputGradient = false
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
@@ -200,6 +205,7 @@ public final class ContrastiveModel {
         case let block as ResidualBlock:
             return ([lowestParameterOffset(block.main)] + [block.projection.flatMap { lowestParameterOffset($0) }]).compactMap { $0 }.min()
         case let sequence as Sequential: return sequence.layers.compactMap { lowestParameterOffset($0) }.min()
+        case let multiScale as MultiScalePool: return [multiScale.stage, multiScale.inner].compactMap { lowestParameterOffset($0) }.min()
         default: return nil
         }
     }
@@ -249,7 +255,7 @@ extension ContrastiveModel {
         self.init(inputWidth: inputWidth, hidden: section.hidden, representation: section.representation,
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
-                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells) : nil,
+                  convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells, section.poolStages) : nil,
                   learnableTemperature: learnableTemperature, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil)
     }

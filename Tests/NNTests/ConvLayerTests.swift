@@ -210,6 +210,62 @@ import Testing
         check(cnn, arena: arena, batch: 2, step: 1e-3, perSlice: 6)
     }
 
+    @Test func multiScalePoolGradients() {
+        let arena = ParameterArena()
+        let stage = ResidualBlock(inChannels: 2, outChannels: 4, stride: 2, height: 7, width: 5, groups: 2, name: "block", arena: arena)
+        let layer = MultiScalePool(pool: AdaptiveAveragePool(channels: 2, height: 7, width: 5, cells: 2), stage: stage,
+                                   inner: AdaptiveAveragePool(channels: 4, height: 4, width: 3, cells: 2))
+        arena.seal()
+        _ = stage.initialise(seed: 5, firstStream: 0)
+        #expect(layer.inputWidth == 2 * 7 * 5 && layer.outputWidth == 2 * 4 + 4 * 4)
+        check(layer, arena: arena, batch: 2, step: 1e-3)
+    }
+
+    @Test func nestedMultiScalePoolGradients() {
+        // Two nested MultiScalePools: [pool(x) | pool(s1(x)) | pool(s2(s1(x)))], as CNN.make builds for pool_stages 3.
+        let arena = ParameterArena()
+        let s1 = ResidualBlock(inChannels: 2, outChannels: 3, stride: 2, height: 7, width: 5, groups: 3, name: "s1", arena: arena)
+        let s2 = ResidualBlock(inChannels: 3, outChannels: 4, stride: 2, height: 4, width: 3, groups: 2, name: "s2", arena: arena)
+        let inner = MultiScalePool(pool: AdaptiveAveragePool(channels: 3, height: 4, width: 3, cells: 2), stage: s2,
+                                   inner: AdaptiveAveragePool(channels: 4, height: 2, width: 2, cells: 2))
+        let layer = MultiScalePool(pool: AdaptiveAveragePool(channels: 2, height: 7, width: 5, cells: 2), stage: s1, inner: inner)
+        arena.seal()
+        _ = s2.initialise(seed: 6, firstStream: s1.initialise(seed: 6, firstStream: 0))
+        #expect(layer.outputWidth == (2 + 3 + 4) * 4)
+        check(layer, arena: arena, batch: 2, step: 1e-3)
+    }
+
+    @Test func cnnWithPoolStagesHasNoLinearAndPooledWidth() {
+        let arena = ParameterArena()
+        let cnn = CNN.make(channels: [4, 8, 8], inputHeight: 12, inputWidth: 12, representation: 0, poolCells: 2, poolStages: 3,
+                           name: "encoder", arena: arena)
+        arena.seal()
+        #expect(cnn.outputWidth == (4 + 8 + 8) * 4 && cnn.outputWidth == CNN.pooledWidth(channels: [4, 8, 8], poolCells: 2, poolStages: 3))
+        #expect(arena.slice(named: "encoder.fc.weight") == nil)
+    }
+
+    @Test func poolStagesAppendShallowerMapsToTheSameNetwork() {
+        // The same parameters (same arena layout and initialisation) with one or two pooled stages:
+        // the two-stage output is [pooled stage-0 maps | the one-stage output].
+        func make(_ stages: Int) -> (Sequential, ParameterArena) {
+            let arena = ParameterArena()
+            let cnn = CNN.make(channels: [4, 8], inputHeight: 8, inputWidth: 8, representation: 0, poolCells: 2,
+                               poolStages: stages, name: "encoder", arena: arena)
+            arena.seal()
+            cnn.initialise(seed: 9, firstStream: 0)
+            return (cnn, arena)
+        }
+        let (one, arenaOne) = make(1), (two, arenaTwo) = make(2)
+        #expect(arenaOne.count == arenaTwo.count && arenaOne.slices.map(\.name) == arenaTwo.slices.map(\.name))
+        #expect((0..<arenaOne.count).allSatisfy { arenaOne.parameters[$0] == arenaTwo.parameters[$0] })
+        let x = Tensor(zeros: [3, 64]); fill(x.data, x.count, stream: 6)
+        let yOne = one.forward(x.data, batch: 3), yTwo = two.forward(x.data, batch: 3)
+        #expect(one.outputWidth == 8 * 4 && two.outputWidth == 4 * 4 + 8 * 4)
+        for row in 0..<3 {
+            #expect((0..<32).allSatisfy { yTwo[row * 48 + 16 + $0] == yOne[row * 32 + $0] })
+        }
+    }
+
     // MARK: Residual block and the whole CNN
 
     @Test func residualBlockWithIdentitySkip() {

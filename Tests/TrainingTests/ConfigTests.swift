@@ -254,4 +254,19 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
             #expect(docs.contains("`\(key)`"), "docs/config.md does not document \(key)")
         }
     }
+
+    @Test func poolStagesAndRepresentationZeroAreCheckedAndSizeTheModel() throws {
+        let stages = try #require(configError {
+            try ConfigLoader.load(file: nil, overrides: ["model.encoder=cnn", "model.channels=[8, 16]", "model.pool_stages=3"])
+        })
+        #expect(stages.key == "model.pool_stages" && stages.description.contains("between 1 and"))
+        let mlp = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["model.representation=0"]) })
+        #expect(mlp.key == "model.representation")
+        let config = try ConfigLoader.load(file: nil, overrides: ["model.encoder=cnn", "model.channels=[8, 16]", "model.pool_cells=2",
+                                                                  "model.pool_stages=2", "model.representation=0"])
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
+        #expect(model.representationWidth == 8 * 4 + 16 * 4)
+        #expect(model.arena.slice(named: "encoder.fc.weight") == nil)
+        #expect(model.arena.slice(named: "projection.0.weight")?.shape == [config.model.projection[0], 96])
+    }
 }
