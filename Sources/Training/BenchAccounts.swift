@@ -46,6 +46,8 @@ extension Bench {
     ///   CLIP) are scratch buffers too and are counted here.
     /// - logits: `NTXentLoss.workspaceBytes` (A x N floats, or A x C + 3 A with loss.logit_chunk C).
     /// - embedding exchange: the gathered embeddings and both embedding gradients (2 N + 2 V) x E floats.
+    /// - momentum queue (loss.moco_queue > 0): the key encoder's parameters and gradients and the
+    ///   queue of keys with its gradient.
     /// - communication: the reducer's 16-bit wire copies (all gradients x 2 bytes for bf16 / fp16; fp32
     ///   is reduced in place and needs none).
     public struct MemoryAccount: Sendable {
@@ -56,9 +58,12 @@ extension Bench {
         public var inputBatch: Int
         public var logits: Int
         public var embeddingExchange: Int
+        public var momentumQueue: Int
         public var communication: Int
 
-        public var total: Int { parameters + gradients + optimizerState + activations + inputBatch + logits + embeddingExchange + communication }
+        public var total: Int {
+            parameters + gradients + optimizerState + activations + inputBatch + logits + embeddingExchange + momentumQueue + communication
+        }
 
         /// The account of `step` after at least one step; `scratchBytesBefore` is `ScratchBuffer.liveBytes` before it was made.
         init(step: TrainingStep, scratchBytesBefore: Int) {
@@ -70,6 +75,9 @@ extension Bench {
             activations = max(0, ScratchBuffer.liveBytes - scratchBytesBefore - logits)
             inputBatch = step.batch.count * float
             embeddingExchange = [step.gathered, step.anchorGradient, step.candidateGradient, step.ownGradient].reduce(0) { $0 + $1.count } * float
+            momentumQueue = step.momentumQueue.map { queue in
+                (2 * queue.model.arena.count + queue.candidates.count + queue.candidateGradient.count) * float
+            } ?? 0
             let r = step.reducer
             communication = r.precision == .fp32 ? 0 : r.buckets.reduce(0) { $0 + $1.count } * r.precision.stride
         }
@@ -78,13 +86,15 @@ extension Bench {
         public var parts: [(String, Int)] {
             [("parameters", parameters), ("gradients", gradients), ("optimizer state", optimizerState),
              ("activations (layer buffers)", activations), ("input batch", inputBatch), ("logits (loss workspace)", logits),
-             ("embedding exchange (gathered + gradients)", embeddingExchange), ("communication buffers (wire)", communication)]
+             ("embedding exchange (gathered + gradients)", embeddingExchange), ("momentum encoder and queue", momentumQueue),
+             ("communication buffers (wire)", communication)]
         }
 
         public var fields: [String: Any] {
             ["parameters_bytes": parameters, "gradients_bytes": gradients, "optimizer_state_bytes": optimizerState,
              "activations_bytes": activations, "input_batch_bytes": inputBatch, "logits_bytes": logits,
-             "embedding_exchange_bytes": embeddingExchange, "communication_bytes": communication, "total_bytes": total]
+             "embedding_exchange_bytes": embeddingExchange, "momentum_queue_bytes": momentumQueue, "communication_bytes": communication,
+             "total_bytes": total]
         }
 
         /// Bytes of the decoded training samples this rank holds (not part of the step's account).

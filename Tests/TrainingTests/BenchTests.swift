@@ -101,7 +101,7 @@ import Testing
         #expect(number(step, "step_over_gemm") > 0)
         let memory = try #require(step["memory"] as? [String: Any])
         let parts = ["parameters_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes", "input_batch_bytes", "logits_bytes",
-                     "embedding_exchange_bytes", "communication_bytes"]
+                     "embedding_exchange_bytes", "momentum_queue_bytes", "communication_bytes"]
         #expect(parts.reduce(0) { $0 + (memory[$1] as? Int ?? -1_000_000) } == memory["total_bytes"] as? Int)
         #expect((memory["activations_bytes"] as? Int ?? 0) >= 32 * (64 + 32 + 32 + 16) * 4, "the layers' outputs alone are this large")
         #expect(number(step, "resident_peak_mb") > 0 && step["communication_hidden_fraction"] == nil)
@@ -164,6 +164,7 @@ import Testing
         #expect(account.logits == (chunk == 0 ? 128 * 128 * 4 : (128 * 32 + 3 * 128) * 4))
         #expect(account.embeddingExchange == (2 * 128 + 2 * 128) * 16 * 4)             // gathered, its gradient, anchor and own gradients
         #expect(account.communication == 0)                                            // one rank: fp32 reduced in place
+        #expect(account.momentumQueue == 0)
         #expect(account.total == account.parts.reduce(0) { $0 + $1.1 })
     }
 }
