@@ -210,7 +210,7 @@ public enum Bench {
             String(format: "  gradient all-reduce (exposed) %7.2f ms", m.communication * 1e3),
             String(format: "  optimizer    %7.2f ms", m.optimizer * 1e3),
             String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s (all ranks)", stepOnly * 1e3, figures.imagesPerSecondStep),
-            String(format: "  end to end (included)        %7.2f ms = %6.0f images/s (all ranks)", (endToEnd) * 1e3, figures.imagesPerSecondEndToEnd),
+            String(format: "  end to end (included)        %7.2f ms = %6.0f images/s (all ranks)", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
         ] { out.line(line) }
         if p > 1 {
             out.line(String(format: "  gradient all-reduce: %.2f ms hidden behind backward, %.2f ms exposed (medians); %.1f%% hidden over the timed steps",

@@ -57,9 +57,8 @@ extension Bench {
             }
             let w = min(256, n), arena = ParameterArena()
             let layerNorm = LayerNorm(width: w, name: "ln", arena: arena)
-            let groupShape = (groups: 8, channels: 32, height: 14, width: 14), groupWidth = 32 * 14 * 14
-            let groupNorm = n >= groupWidth ? GroupNorm(groups: 8, channels: groupShape.channels, height: groupShape.height,
-                                                        width: groupShape.width, name: "gn", arena: arena) : nil
+            let groupWidth = 32 * 14 * 14     // C H W of one sample; at least one sample fits in n
+            let groupNorm = n >= groupWidth ? GroupNorm(groups: 8, channels: 32, height: 14, width: 14, name: "gn", arena: arena) : nil
             arena.seal()
             layerNorm.initialise(); groupNorm?.initialise()
             // Forward writes y and the saved x-hat; backward reads dy and x-hat, writes dx.
