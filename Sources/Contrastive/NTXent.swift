@@ -44,6 +44,12 @@ public final class NTXentLoss {
     private let rowSum = ScratchBuffer()
     private let rowPositive = ScratchBuffer()
 
+    /// Bytes of the loss's own buffers as they stand (the logits, A x N or A x C floats, and
+    /// three per-anchor rows when chunked); they grow on first use and are then reused.
+    public var workspaceBytes: Int {
+        [logits, rowMaximum, rowSum, rowPositive].reduce(0) { $0 + $1.tensor.count * MemoryLayout<Float>.stride }
+    }
+
     public init(temperature: Float, logitChunk: Int = 0) {
         precondition(temperature > 0, "NT-Xent temperature must be positive, got \(temperature)")
         precondition(logitChunk >= 0, "NT-Xent logit chunk must be >= 0, got \(logitChunk)")

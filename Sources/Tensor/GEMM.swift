@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Matrix multiplication through OpenBLAS: C = alpha * op(A) op(B) + beta * C.
 ///
@@ -12,6 +13,9 @@ public func gemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
+    if let recorder = GEMMRecording.active {
+        recorder.append(GEMMCall(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, accumulates: beta != 0))
+    }
     cblas_sgemm(
         CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -60,4 +64,48 @@ public enum BLASThreads {
     public static func set(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
     public static var current: Int { Int(openblas_get_num_threads()) }
     public static var configuration: String { String(cString: openblas_get_config()) }
+    /// The kernel set OpenBLAS chose for this CPU (DYNAMIC_ARCH builds pick at load time), e.g. "Zen".
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+}
+
+/// The shape of one Float `gemm` call: op(A) M x K, op(B) K x N; `accumulates` when beta != 0.
+public struct GEMMCall: Hashable, Sendable, CustomStringConvertible {
+    public var m: Int, n: Int, k: Int
+    public var transposeA: Bool, transposeB: Bool
+    public var accumulates: Bool
+
+    public init(m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool, accumulates: Bool = false) {
+        self.m = m; self.n = n; self.k = k
+        self.transposeA = transposeA; self.transposeB = transposeB; self.accumulates = accumulates
+    }
+
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    public var description: String {
+        "\(m)x\(n)x\(k)\(transposeA ? " A^T" : "")\(transposeB ? " B^T" : "")\(accumulates ? " +C" : "")"
+    }
+}
+
+/// Records the shape of every Float `gemm` while a `record` call runs (`bench step`'s GEMM
+/// account). Off, it costs `gemm` one load and one branch.
+public enum GEMMRecording {
+    /// The calls recorded so far; appended under a lock (a GEMM on another thread is recorded too).
+    public final class Recorder: @unchecked Sendable {
+        private let lock = NSLock()
+        private var recorded: [GEMMCall] = []
+        func append(_ call: GEMMCall) { lock.lock(); recorded.append(call); lock.unlock() }
+        var calls: [GEMMCall] { lock.lock(); defer { lock.unlock() }; return recorded }
+    }
+
+    /// Set only by `record`, on the thread that calls it.
+    nonisolated(unsafe) static var active: Recorder?
+
+    /// Runs `body` and returns its result with every GEMM it called, in call order. Not nested.
+    public static func record<T>(_ body: () throws -> T) rethrows -> (result: T, calls: [GEMMCall]) {
+        precondition(active == nil, "GEMMRecording.record does not nest")
+        let recorder = Recorder()
+        active = recorder
+        defer { active = nil }
+        let result = try body()
+        return (result, recorder.calls)
+    }
 }

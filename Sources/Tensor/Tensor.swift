@@ -1,3 +1,5 @@
+import Foundation
+
 /// Contiguous row-major Float32 storage with a shape.
 ///
 /// Owns 64-byte aligned memory that is never reallocated, so pointers into it stay valid for
@@ -69,10 +71,30 @@ public final class ScratchBuffer: @unchecked Sendable {
     public private(set) var tensor = Tensor(zeros: [0])
     public init() {}
 
+    deinit { if tensor.count > 0 { Self.tally.add(-tensor.count * MemoryLayout<Float>.stride) } }
+
     /// A pointer to at least `count` floats (contents unspecified after growth).
     @inline(__always)
     public func pointer(count: Int) -> UnsafeMutablePointer<Float> {
-        if tensor.count < count { tensor = Tensor(zeros: [count]) }
+        if tensor.count < count { grow(to: count) }
         return tensor.data
+    }
+
+    private func grow(to count: Int) {
+        Self.tally.add((count - tensor.count) * MemoryLayout<Float>.stride)
+        tensor = Tensor(zeros: [count])
+    }
+
+    /// Bytes held by every scratch buffer of the process now: the layers' activations and the
+    /// losses' workspaces (`bench step`'s memory account). Counted when a buffer grows or goes.
+    public static var liveBytes: Int { tally.value }
+
+    private static let tally = ByteTally()
+
+    private final class ByteTally: @unchecked Sendable {
+        private let lock = NSLock()
+        private var bytes = 0
+        func add(_ delta: Int) { lock.lock(); bytes += delta; lock.unlock() }
+        var value: Int { lock.lock(); defer { lock.unlock() }; return bytes }
     }
 }

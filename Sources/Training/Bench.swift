@@ -42,19 +42,22 @@ public enum Bench {
 
     /// Median seconds of one call of each shape over `repeats` (after one warm-up call).
     public static func timeGEMMs(_ shapes: [GEMMShape], repeats: Int) -> [Double] {
-        shapes.map { s in
+        timeGEMMs(shapes.map { GEMMCall(m: $0.m, n: $0.n, k: $0.k, transposeA: $0.transposeA, transposeB: $0.transposeB) }, repeats: repeats)
+            .map(\.median)
+    }
+
+    /// Each call's shape timed alone on packed operands (beta 1 where it accumulates): median
+    /// of `repeats` after one warm-up call.
+    public static func timeGEMMs(_ calls: [GEMMCall], repeats: Int) -> [Measurement] {
+        calls.map { s in
             let a = Tensor(shape: [s.m * s.k], repeating: 0.01)
             let b = Tensor(shape: [s.k * s.n], repeating: 0.02)
             let c = Tensor(zeros: [s.m * s.n])
             let lda = s.transposeA ? s.m : s.k, ldb = s.transposeB ? s.k : s.n
-            var times: [Double] = []
-            for r in 0...repeats {
-                let t0 = monotonicSeconds()
+            return measure(repeats: repeats, warmup: 1) {
                 gemm(transposeA: s.transposeA, transposeB: s.transposeB, m: s.m, n: s.n, k: s.k,
-                     a: a.data, lda: lda, b: b.data, ldb: ldb, c: c.data, ldc: s.n)
-                if r > 0 { times.append(monotonicSeconds() - t0) }
+                     a: a.data, lda: lda, b: b.data, ldb: ldb, beta: s.accumulates ? 1 : 0, c: c.data, ldc: s.n)
             }
-            return median(times)
         }
     }
 
@@ -67,21 +70,30 @@ public enum Bench {
 
     /// `bench gemm`: sgemm GFLOP/s at the model's shapes, and the Linear layers' forward +
     /// backward as a fraction of the GEMM-only time.
-    public static func gemmReport(config: TrainingConfig, repeats: Int, threads: Int) -> String {
+    public static func gemmReport(config: TrainingConfig, repeats: Int, warmup: Int = 1, threads: Int) -> BenchOutput {
         BLASThreads.set(threads)
+        let out = BenchOutput(bench: "gemm")
         let m = config.model, v = 2 * config.data.batchPerRank
         let encoderWidths = [784] + m.hidden + [m.representation], headWidths = [m.representation] + m.projection
         let shapes = mlpShapes(widths: [encoderWidths, headWidths], rows: v)
         let times = timeGEMMs(shapes, repeats: repeats)
-        var lines = ["sgemm at the step's shapes (\(v) rows, \(threads) BLAS thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)); median of \(repeats):"]
+        out.line("sgemm at the step's shapes (\(v) rows, \(threads) BLAS thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)); median of \(repeats):")
+        func shapeRecord(_ s: GEMMShape, _ t: Double, group: String) {
+            out.record(["shape": s.name, "group": group, "m": s.m, "n": s.n, "k": s.k, "transpose_a": s.transposeA, "transpose_b": s.transposeB,
+                        "threads": threads, "gflop_per_s": s.flops / t / 1e9, "repeats": repeats, "warmup": 1, "median_ms": t * 1e3])
+        }
         for (s, t) in zip(shapes, times) {
-            lines.append(String(format: "  %-28@ %8.3f ms  %7.1f GFLOP/s", s.description as NSString, t * 1e3, s.flops / t / 1e9))
+            out.line("  " + padded(s.description, 28) + String(format: " %8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+            shapeRecord(s, t, group: "mlp")
         }
         let gemmTotal = times.reduce(0, +), flops = shapes.reduce(0) { $0 + $1.flops }
-        lines.append(String(format: "  all MLP GEMMs of a step       %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
+        out.line(String(format: "  all MLP GEMMs of a step       %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
+        out.record(["shape": "all MLP GEMMs", "group": "mlp_total", "threads": threads, "gflop_per_s": flops / gemmTotal / 1e9,
+                    "repeats": repeats, "warmup": 1, "median_ms": gemmTotal * 1e3])
         let loss = lossShapes(rows: v, width: m.projection.last!)
         for (s, t) in zip(loss, timeGEMMs(loss, repeats: repeats)) {
-            lines.append("  " + s.description.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+            out.line("  " + s.description.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+            shapeRecord(s, t, group: "loss")
         }
 
         // The same work through the layers (bias, fused ReLU, bias gradients included).
@@ -91,8 +103,7 @@ public enum Bench {
         let input = Tensor(shape: [v, 784], repeating: 0.5)
         let gradient = Tensor(zeros: [v, m.representation])
         let headGradient = Tensor(zeros: [v, m.projection.last!])
-        var layerTimes: [Double] = []
-        for r in 0...repeats {
+        let layers = measureEach(repeats: repeats, warmup: warmup) { () -> Double in
             for i in 0..<gradient.count { gradient[i] = 1e-3 }
             for i in 0..<headGradient.count { headGradient[i] = 1e-3 }
             let t0 = monotonicSeconds()
@@ -102,81 +113,94 @@ public enum Bench {
             let dh = (model.head.layers[0] as! Sequential).backward(headGradient.data, batch: v)!
             Kernels.axpy(gradient.data, alpha: 1, x: dh, count: gradient.count)
             _ = model.encoder.backward(gradient.data, batch: v)
-            if r > 0 { layerTimes.append(monotonicSeconds() - t0) }
+            return monotonicSeconds() - t0
         }
-        let layerTime = median(layerTimes)
-        lines.append(String(format: "Linear layers forward+backward %8.3f ms  %7.1f GFLOP/s = %.1f%% of the GEMM-only rate",
-                            layerTime * 1e3, flops / layerTime / 1e9, gemmTotal / layerTime * 100))
-        return lines.joined(separator: "\n")
+        let layerTime = layers.median
+        out.line(String(format: "Linear layers forward+backward %8.3f ms  %7.1f GFLOP/s = %.1f%% of the GEMM-only rate",
+                        layerTime * 1e3, flops / layerTime / 1e9, gemmTotal / layerTime * 100))
+        out.record(["shape": "Linear layers forward+backward", "group": "layers", "threads": threads, "gflop_per_s": flops / layerTime / 1e9,
+                    "fraction_of_gemm_rate": gemmTotal / layerTime], layers)
+        return out
     }
 
     public struct StepFigures: Sendable {
         public var imagesPerSecondStep: Double
         public var imagesPerSecondEndToEnd: Double
         public var median: StepTimes
+        /// The step-only (augmentation excluded) time and how it was taken.
+        public var stepTime: Measurement
+        /// Sum over the step's recorded GEMMs of each timed alone (`gemmAccount`).
         public var gemmSeconds: Double
+        public var gemmAccount: GEMMAccount
+        public var memory: MemoryAccount
         /// Resident set of rank 0 before the TrainingStep is made, and its peak over the steps (bytes).
         public var residentBeforeBytes: Int
         public var residentPeakBytes: Int
+        /// The largest peak over ranks (bytes).
+        public var residentPeakMaxBytes: Int
+        /// Gradient all-reduce of the timed steps (rank 0): medians of the seconds in flight while
+        /// backward computed (hidden) and waited for after it (exposed); hidden share of the sums.
+        public var communicationHidden: Double
+        public var communicationExposed: Double
+        public var communicationHiddenFraction: Double
     }
 
     /// `bench step`: the training step of `config` on real images, `repeats` timed steps after
     /// `warmup`, on every rank of `communicator`; medians of each phase (rank 0's clock: the
-    /// collectives keep ranks in step), and the step's GEMM time measured in the same process.
+    /// collectives keep ranks in step). Then one more step with its GEMMs recorded, each timed
+    /// alone at one BLAS thread (`GEMMAccount`), and the memory account of its buffers against
+    /// the peak resident set (`MemoryAccount`).
     public static func step(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                            repeats: Int, warmup: Int) throws -> (StepFigures, String) {
+                            repeats: Int, warmup: Int) throws -> (StepFigures, BenchOutput) {
         BLASThreads.set(config.train.blasThreads)
         let p = communicator.size
         let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
         let sampler = data.sampler
         let b = config.data.batchPerRank, v = 2 * b
-        let residentBefore = ResidentMemory.current()
+        let residentBefore = ResidentMemory.current(), scratchBefore = ScratchBuffer.liveBytes
         ResidentMemory.resetPeak()
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: b, totalSteps: warmup + repeats)
+                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: b, totalSteps: warmup + repeats + 1)
         let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
-        var all: [StepTimes] = []
-        for i in 0..<(warmup + repeats) {
+        var stepIndex = 0
+        func oneStep() throws -> TrainingStep.Result {
             let t0 = monotonicSeconds()
-            data.maker.makeBatch(samples: order.batch(i % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
+            data.maker.makeBatch(samples: order.batch(stepIndex % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
+            stepIndex += 1
             let augmentation = monotonicSeconds() - t0
             var result = try step.step(learningRate: config.optimizer.lr)
             result.times.augmentation = augmentation
-            if i >= warmup { all.append(result.times) }
+            return result
         }
+        let results = try afterWarmup(repeats: repeats, warmup: warmup) { _ in try oneStep() }
+        let all = results.map(\.times)
         // Before the GEMM timing below allocates its own operands.
         let residentPeak = ResidentMemory.peak()
+        var peaks = [Double(residentPeak)]
+        try communicator.allReduceMax(&peaks)
+        let memory = MemoryAccount(step: step, scratchBytesBefore: scratchBefore)
+        let recorded = try GEMMRecording.record { try oneStep() }.calls
+        let gemmAccount = GEMMAccount(recorded, repeats: max(repeats, 5))
+        BLASThreads.set(config.train.blasThreads)
+
         func med(_ f: (StepTimes) -> Double) -> Double { median(all.map(f)) }
         var m = StepTimes()
         m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.gather = med { $0.gather }
         m.loss = med { $0.loss }; m.backward = med { $0.backward }; m.communication = med { $0.communication }
         m.optimizer = med { $0.optimizer }
-        let stepOnly = med { $0.compute }, endToEnd = med { $0.total }
+        let stepTime = Measurement(seconds: all.map(\.compute), warmup: warmup), endToEnd = med { $0.total }
+        let stepOnly = stepTime.median
         let globalImages = Double(b * p)
-
-        let mc = config.model, e = mc.projection.last!
-        let tower = [[mc.representation] + mc.projection]
-        let shapes: [GEMMShape]
-        if step.clipLoss != nil {
-            // Two towers of B rows each; per direction the logits B x N and the two gradients.
-            let n = p * b
-            shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation]] + tower, rows: b)
-                + mlpShapes(widths: [[data.train.pairWidth] + mc.pairHidden + [mc.representation]] + tower, rows: b)
-                + (0..<2).flatMap { direction in
-                    [GEMMShape(name: "logits \(direction)", m: b, n: n, k: e, transposeA: false, transposeB: true),
-                     GEMMShape(name: "dZ_a \(direction)", m: b, n: e, k: n, transposeA: false, transposeB: false),
-                     GEMMShape(name: "dZ \(direction)", m: n, n: e, k: b, transposeA: true, transposeB: false)]
-                }
-        } else {
-            shapes = mlpShapes(widths: [[data.train.featureWidth] + mc.hidden + [mc.representation]] + tower, rows: v)
-                + [GEMMShape(name: "logits", m: v, n: p * v, k: e, transposeA: false, transposeB: true),
-                   GEMMShape(name: "dZ_a", m: v, n: e, k: p * v, transposeA: false, transposeB: false),
-                   GEMMShape(name: "dZ", m: p * v, n: e, k: v, transposeA: true, transposeB: false)]
-        }
-        let gemmSeconds = timeGEMMs(shapes, repeats: max(repeats, 5)).reduce(0, +)
+        let hidden = results.reduce(0) { $0 + $1.communication.hidden }, exposed = results.reduce(0) { $0 + $1.communication.exposed }
         let figures = StepFigures(imagesPerSecondStep: globalImages / stepOnly, imagesPerSecondEndToEnd: globalImages / endToEnd,
-                                  median: m, gemmSeconds: gemmSeconds, residentBeforeBytes: residentBefore, residentPeakBytes: residentPeak)
-        let report = [
+                                  median: m, stepTime: stepTime, gemmSeconds: gemmAccount.totalSeconds, gemmAccount: gemmAccount, memory: memory,
+                                  residentBeforeBytes: residentBefore, residentPeakBytes: residentPeak, residentPeakMaxBytes: Int(peaks[0]),
+                                  communicationHidden: median(results.map(\.communication.hidden)),
+                                  communicationExposed: median(results.map(\.communication.exposed)),
+                                  communicationHiddenFraction: hidden + exposed > 0 ? hidden / (hidden + exposed) : .nan)
+
+        let out = BenchOutput(bench: "step")
+        for line in [
             "training step, \(b) samples (\(step.clipLoss != nil ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
@@ -187,12 +211,51 @@ public enum Bench {
             String(format: "  optimizer    %7.2f ms", m.optimizer * 1e3),
             String(format: "  step (augmentation excluded) %7.2f ms = %6.0f images/s (all ranks)", stepOnly * 1e3, figures.imagesPerSecondStep),
             String(format: "  end to end (included)        %7.2f ms = %6.0f images/s (all ranks)", endToEnd * 1e3, figures.imagesPerSecondEndToEnd),
-            String(format: "  one rank's GEMMs alone       %7.2f ms; step / GEMM = %.3f", gemmSeconds * 1e3, stepOnly / gemmSeconds),
-            String(format: "  resident memory (rank 0): %.1f MB before the step, peak %.1f MB while stepping (+%.1f MB)%@",
-                   Double(residentBefore) / 1e6, Double(residentPeak) / 1e6, Double(residentPeak - residentBefore) / 1e6,
-                   config.train.gradientCacheChunk > 0 ? " with train.gradient_cache_chunk=\(config.train.gradientCacheChunk)" as NSString : "" as NSString),
-        ].joined(separator: "\n")
-        return (figures, report)
+        ] { out.line(line) }
+        if p > 1 {
+            out.line(String(format: "  gradient all-reduce: %.2f ms hidden behind backward, %.2f ms exposed (medians); %.1f%% hidden over the timed steps",
+                            figures.communicationHidden * 1e3, figures.communicationExposed * 1e3, figures.communicationHiddenFraction * 100))
+        }
+        out.line("GEMM account: the \(recorded.count) sgemm calls of one step, \(gemmAccount.entries.count) shapes, each timed alone at one BLAS thread (median of \(max(repeats, 5))):")
+        for entry in gemmAccount.entries {
+            out.line("  " + padded(entry.call.description, 32) + String(format: " x%-3d %8.3f ms each  %7.1f GFLOP/s", entry.count,
+                            entry.time.median * 1e3, entry.call.flops / entry.time.median / 1e9))
+        }
+        out.line(String(format: "  sum %.2f ms (%.2f GFLOP at %.1f GFLOP/s); step / GEMM sum = %.3f (target <= 1.1)", gemmAccount.totalSeconds * 1e3,
+                        gemmAccount.totalFlops / 1e9, gemmAccount.totalFlops / gemmAccount.totalSeconds / 1e9, stepOnly / gemmAccount.totalSeconds))
+        out.line("memory account (rank 0, bytes of the step's own buffers):")
+        for (name, bytes) in memory.parts {
+            out.line("  " + padded(name, 42) + String(format: " %9.2f MB", Double(bytes) / 1e6))
+        }
+        out.line("  " + padded("sum", 42) + String(format: " %9.2f MB", Double(memory.total) / 1e6))
+        out.line(String(format: "  peak resident (VmHWM) %.1f MB on rank 0, %.1f MB the largest over ranks = %.2fx the sum (target <= 1.5)",
+                        Double(residentPeak) / 1e6, peaks[0] / 1e6, peaks[0] / Double(memory.total)))
+        out.line(String(format: "  resident before the step was made %.1f MB (program, libraries, the data set: %.1f MB of samples); growth to the peak %.1f MB = %.2fx the sum%@",
+                        Double(residentBefore) / 1e6, Double(MemoryAccount.dataSetBytes(data)) / 1e6, Double(residentPeak - residentBefore) / 1e6,
+                        Double(residentPeak - residentBefore) / Double(memory.total),
+                        config.train.gradientCacheChunk > 0 ? " with train.gradient_cache_chunk=\(config.train.gradientCacheChunk)" as NSString : "" as NSString))
+
+        var record: [String: Any] = [
+            "ranks": p, "images_per_second_step": figures.imagesPerSecondStep, "images_per_second_end_to_end": figures.imagesPerSecondEndToEnd,
+            "augmentation_ms": m.augmentation * 1e3, "forward_ms": m.forward * 1e3, "gather_ms": m.gather * 1e3, "loss_ms": m.loss * 1e3,
+            "backward_ms": m.backward * 1e3, "communication_ms": m.communication * 1e3, "optimizer_ms": m.optimizer * 1e3,
+            "end_to_end_ms": endToEnd * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
+            "gemm_calls": recorded.count, "gemm_gflop": gemmAccount.totalFlops / 1e9,
+            "gemm_account": gemmAccount.entries.map { e -> [String: Any] in
+                ["m": e.call.m, "n": e.call.n, "k": e.call.k, "transpose_a": e.call.transposeA, "transpose_b": e.call.transposeB,
+                 "accumulates": e.call.accumulates, "count": e.count, "median_ms": e.time.median * 1e3]
+            },
+            "memory": memory.fields, "resident_before_mb": Double(residentBefore) / 1e6, "resident_peak_mb": Double(residentPeak) / 1e6,
+            "resident_peak_max_rank_mb": peaks[0] / 1e6, "resident_peak_over_memory_sum": peaks[0] / Double(memory.total),
+            "wire_precision": step.reducer.precision.rawValue, "blas_threads": config.train.blasThreads, "transport": transport,
+        ]
+        if p > 1 {
+            record["communication_hidden_ms"] = figures.communicationHidden * 1e3
+            record["communication_exposed_ms"] = figures.communicationExposed * 1e3
+            record["communication_hidden_fraction"] = figures.communicationHiddenFraction
+        }
+        out.record(record, stepTime)
+        return (figures, out)
     }
 }
 
@@ -202,7 +265,7 @@ extension Bench {
     /// `prepared` the shard files, for `fashion-mnist` the IDX files), (2) making batches
     /// (decoded samples to augmented views) on one thread, and (3) the training step on the
     /// same batches; reports samples/s of each and the producer's margin over the consumer.
-    public static func data(config: TrainingConfig, repeats: Int, warmup: Int = 3) throws -> String {
+    public static func data(config: TrainingConfig, repeats: Int, warmup: Int = 3) throws -> BenchOutput {
         BLASThreads.set(config.train.blasThreads)
         let t0 = monotonicSeconds()
         let data = try TrainingData(config: config, rank: 0, worldSize: 1, loadTest: false)
@@ -221,27 +284,34 @@ extension Bench {
         let step = try TrainingStep(config: config, inputWidth: data.train.featureWidth, pairWidth: data.train.pairWidth, imageShape: data.imageShape,
                                     samplesPerStep: b, totalSteps: warmup + repeats)
         let order = try data.sampler.order(epoch: 0)
-        var makeTimes: [Double] = [], stepTimes: [Double] = []
-        for i in 0..<(warmup + repeats) {
+        let timed = try afterWarmup(repeats: repeats, warmup: warmup) { i -> (make: Double, step: Double) in
             let t1 = monotonicSeconds()
             data.maker.makeBatch(samples: order.batch(i % data.sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
             let t2 = monotonicSeconds()
             _ = try step.step(learningRate: config.optimizer.lr)
-            let t3 = monotonicSeconds()
-            if i >= warmup { makeTimes.append(t2 - t1); stepTimes.append(t3 - t2) }
+            return (t2 - t1, monotonicSeconds() - t2)
         }
-        let make = median(makeTimes), consume = median(stepTimes)
+        let makeTime = Measurement(seconds: timed.map(\.make), warmup: warmup), stepTime = Measurement(seconds: timed.map(\.step), warmup: warmup)
+        let make = makeTime.median, consume = stepTime.median
         let decodedBytes = data.train.count * (data.train.featureWidth * (data.train.features.dtype == .uint8 ? 1 : 4) + data.train.pairWidth * 4 + 8)
-        return [
-            "data pipeline, one process, \(config.data.dataset.rawValue) at \(config.data.path) (\(TrainingData.describe(data.maker))):",
-            String(format: "  read + check %d samples: %.3f s = %.0f samples/s, %.1f MB/s of files, %.1f MB/s decoded",
-                   data.train.count, readSeconds, Double(data.train.count) / readSeconds, Double(fileBytes) / readSeconds / 1e6,
-                   Double(decodedBytes) / readSeconds / 1e6),
-            String(format: "  batches of %d samples made on one thread: %.2f ms = %.0f samples/s (median of %d)",
-                   b, make * 1e3, Double(b) / make, repeats),
-            String(format: "  training step on them: %.2f ms = %.0f samples/s consumed", consume * 1e3, Double(b) / consume),
-            String(format: "  producer / consumer: %.1fx (one producer thread keeps up while > 1)", consume / make),
-        ].joined(separator: "\n")
+        let out = BenchOutput(bench: "data")
+        out.line("data pipeline, one process, \(config.data.dataset.rawValue) at \(config.data.path) (\(TrainingData.describe(data.maker))):")
+        out.line(String(format: "  read + check %d samples: %.3f s = %.0f samples/s, %.1f MB/s of files, %.1f MB/s decoded",
+                        data.train.count, readSeconds, Double(data.train.count) / readSeconds, Double(fileBytes) / readSeconds / 1e6,
+                        Double(decodedBytes) / readSeconds / 1e6))
+        out.line(String(format: "  batches of %d samples made on one thread: %.2f ms = %.0f samples/s (median of %d)",
+                        b, make * 1e3, Double(b) / make, repeats))
+        out.line(String(format: "  training step on them: %.2f ms = %.0f samples/s consumed", consume * 1e3, Double(b) / consume))
+        out.line(String(format: "  producer / consumer: %.1fx (one producer thread keeps up while > 1)", consume / make))
+        let dataset = config.data.dataset.rawValue
+        // Reading happens once: its one measurement is the median of one.
+        out.record(["stage": "read", "dataset": dataset, "samples": data.train.count, "samples_per_second": Double(data.train.count) / readSeconds,
+                    "file_mb_per_s": Double(fileBytes) / readSeconds / 1e6, "decoded_mb_per_s": Double(decodedBytes) / readSeconds / 1e6],
+                   Measurement(seconds: [readSeconds], warmup: 0))
+        out.record(["stage": "make_batch", "dataset": dataset, "samples": b, "samples_per_second": Double(b) / make], makeTime)
+        out.record(["stage": "step", "dataset": dataset, "samples": b, "samples_per_second": Double(b) / consume,
+                    "producer_over_consumer": consume / make], stepTime)
+        return out
     }
 }
 
@@ -258,6 +328,15 @@ public enum ResidentMemory {
         guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return }
         try? handle.write(contentsOf: Data("5".utf8))
         try? handle.close()
+    }
+
+    /// Gives freed heap memory back to the system (glibc's malloc_trim, looked up at run time:
+    /// Swift's Glibc module leaves malloc.h out; a no-op where it is missing), so that a later
+    /// resident-set growth is not hidden by pages an earlier measurement freed but kept.
+    public static func returnFreedHeap() {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        typealias Trim = @convention(c) (Int) -> Int32
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
     }
 
     static func field(_ name: String) -> Int {

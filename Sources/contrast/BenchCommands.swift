@@ -1,0 +1,184 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Training
+
+/// `contrast bench ...`: the benchmark suite (docs/benchmarks.md, "The benchmark suite").
+/// Every subcommand prints a table, or with `--json` one JSON object per result carrying the
+/// machine (CPU, cores, OpenBLAS, MPI), repeats, warm-up and the median.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
+        subcommands: [GEMM.self, Kernels.self, Loss.self, Step.self, BenchAllReduce.self, BenchAllGather.self,
+                      BenchCheckpoint.self, DataPipeline.self])
+
+    struct GEMM: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "gemm",
+            abstract: "sgemm GFLOP/s at the model's shapes, and the Linear layers as a fraction of it.")
+        @Option(help: "Timed repeats per measurement (median reported).") var repeats = 20
+        @Option(help: "Warm-up repeats of the layers, not timed (each GEMM shape has one).") var warmup = 1
+        @Option(help: "OpenBLAS threads.") var threads = 1
+        @Flag(help: "One JSON object per result instead of the table.") var json = false
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try reportingErrors {
+                say(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
+            }
+        }
+    }
+
+    struct Kernels: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "kernels",
+            abstract: "Element-wise, normalisation and fp16/bf16 conversion kernels: GB/s against a memory copy of the same size.")
+        @Option(help: ArgumentHelp("Floats per operand; repeat for several sizes (default: 32,768 in cache and 16,777,216 = 64 MB).",
+                                   valueName: "n")) var elements: [Int] = [32_768, 16_777_216]
+        @Option(help: "Timed repeats per kernel (median reported).") var repeats = 10
+        @Option(help: "Warm-up calls, not timed.") var warmup = 2
+        @Flag(help: "One JSON object per result instead of the table.") var json = false
+
+        func validate() throws {
+            if let bad = elements.first(where: { $0 < 1 }) { throw ValidationError("--elements must be at least 1, got \(bad)") }
+            if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        }
+
+        func run() throws {
+            say(Training.Bench.kernels(elements: elements, repeats: repeats, warmup: warmup).rendered(json: json))
+        }
+    }
+
+    struct Loss: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "loss",
+            abstract: "NT-Xent forward + backward, chunked and not: time, working memory, and a memory sweep over the global batch.")
+        @Option(help: "Local anchors A (the views of one rank).") var anchors = 512
+        @Option(help: ArgumentHelp("Global candidates N to time; repeat for several.", valueName: "N"))
+        var candidates: [Int] = [512, 1024, 2048, 4096, 8192]
+        @Option(help: ArgumentHelp("Global candidates N of the memory sweep; repeat for several.", valueName: "N"))
+        var sweep: [Int] = [1024, 2048, 4096, 8192, 16_384]
+        @Flag(help: "Skip the memory sweep.") var noSweep = false
+        @Option(help: "Candidate columns per chunk for the chunked rows (loss.logit_chunk).") var chunk = 512
+        @Option(help: "Embedding width D.") var dimension = 128
+        @Option(help: "Softmax temperature.") var temperature: Float = 0.2
+        @Option(help: "Timed repeats per case (median reported).") var repeats = 5
+        @Option(help: "Warm-up calls, not timed.") var warmup = 1
+        @Flag(help: "One JSON object per result instead of the table.") var json = false
+
+        func validate() throws {
+            if anchors < 2 || anchors % 2 != 0 { throw ValidationError("--anchors must be even and at least 2 (two views a sample), got \(anchors)") }
+            if let bad = (candidates + (noSweep ? [] : sweep)).first(where: { $0 < anchors }) {
+                throw ValidationError("every --candidates / --sweep value must be at least --anchors (\(anchors)), got \(bad)")
+            }
+            if chunk < 1 { throw ValidationError("--chunk must be at least 1, got \(chunk)") }
+            if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        }
+
+        func run() throws {
+            say(Training.Bench.loss(anchors: anchors, candidates: candidates, sweep: noSweep ? [] : sweep, chunk: chunk, dimension: dimension,
+                                    temperature: temperature, repeats: repeats, warmup: warmup).rendered(json: json))
+        }
+    }
+
+    struct DataPipeline: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "data",
+            abstract: "Data pipeline alone (read, decode, augment; one thread) against the step's consumption.")
+        @Option(help: "Timed batches (median reported).") var repeats = 30
+        @Option(help: "Warm-up batches, not timed.") var warmup = 3
+        @Flag(help: "One JSON object per result instead of the table.") var json = false
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try reportingErrors { say(try Training.Bench.data(config: try options.load(), repeats: repeats, warmup: warmup).rendered(json: json)) }
+        }
+    }
+
+    struct Step: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "step",
+            abstract: "Training step time and its split, its GEMM account, memory account and hidden communication.",
+            discussion: "--ranks N starts N ranks through mpirun (or run it under mpirun / srun yourself). With --json, one JSON object.")
+        @Option(help: "Timed steps (median reported).") var repeats = 30
+        @Option(help: "Warm-up steps, not timed.") var warmup = 5
+        @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
+        @Flag(help: "With --ranks: TCP between ranks instead of shared memory.") var tcp = false
+        @Flag(help: "Print one JSON object instead of the table.") var json = false
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            try runOnRanks(relaunchingAs: ranks, tcp: tcp) { communicator in
+                let (_, out) = try Training.Bench.step(config: try options.load(), communicator: communicator,
+                                                       repeats: repeats, warmup: warmup)
+                if communicator.rank == 0 { say(out.rendered(json: json)) }
+            }
+        }
+    }
+}
+
+/// Options of the two collective benchmarks.
+struct CollectiveOptions: ParsableArguments {
+    @Option(help: "Largest size of the sweep in bytes (sizes 4 KB, 16 KB, ... up to it).") var maxBytes = 64 << 20
+    @Option(help: "Timed repeats per size and format (median reported).") var repeats = 20
+    @Option(help: "Warm-up repeats, not timed.") var warmup = 3
+    @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
+    @Flag(help: "With --ranks: TCP between ranks instead of shared memory.") var tcp = false
+    @Flag(help: "One JSON object per result instead of the table.") var json = false
+
+    func validate() throws {
+        if maxBytes < 4096 { throw ValidationError("--max-bytes must be at least 4096, got \(maxBytes)") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+    }
+}
+
+/// `contrast bench allreduce`: the gradient all-reduce alone, per wire precision; by default at
+/// the benchmark model's gradient count, with `--sweep` at 4 KB ... 64 MB.
+struct BenchAllReduce: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "allreduce",
+        abstract: "All-reduce time, algorithm and bus bandwidth for fp32, bf16 and fp16 on the wire (under mpirun, or --ranks N).")
+    @Option(help: "Values to reduce without --sweep (default: the benchmark model's gradient count).") var count = 2_214_528
+    @Flag(help: "Sweep the buffer size from 4 KB to --max-bytes instead of --count values.") var sweep = false
+    @OptionGroup var options: CollectiveOptions
+
+    func validate() throws {
+        if count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
+    }
+
+    func run() throws {
+        try runOnRanks(relaunchingAs: options.ranks, tcp: options.tcp) { communicator in
+            let out = try Training.Bench.collective(.allReduce, communicator: communicator,
+                                                    sizes: sweep ? Training.Bench.collectiveSizes(maxBytes: options.maxBytes) : [count * 4],
+                                                    sameValues: !sweep, repeats: options.repeats, warmup: options.warmup)
+            if communicator.isRoot { say(out.rendered(json: options.json)) }
+        }
+    }
+}
+
+/// `contrast bench allgather`: the embeddings' all-gather alone, 4 KB ... 64 MB of output.
+struct BenchAllGather: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "allgather",
+        abstract: "All-gather time, algorithm and bus bandwidth for fp32 and 16-bit values, 4 KB to 64 MB (under mpirun, or --ranks N).")
+    @OptionGroup var options: CollectiveOptions
+
+    func run() throws {
+        try runOnRanks(relaunchingAs: options.ranks, tcp: options.tcp) { communicator in
+            let out = try Training.Bench.collective(.allGather, communicator: communicator,
+                                                    sizes: Training.Bench.collectiveSizes(maxBytes: options.maxBytes),
+                                                    repeats: options.repeats, warmup: options.warmup)
+            if communicator.isRoot { say(out.rendered(json: options.json)) }
+        }
+    }
+}
+
+/// `contrast bench checkpoint [--ranks N]`.
+struct BenchCheckpoint: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "checkpoint",
+        abstract: "Save and load time of the full training state, and zstd compression with and without byte shuffling.")
+    @Option(help: "Timed saves and loads per setting (median reported).") var repeats = 5
+    @Option(help: "Warm-up saves and loads per setting, not timed.") var warmup = 1
+    @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
+    @Flag(help: "One JSON object per result instead of the table.") var json = false
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        try runOnRanks(relaunchingAs: ranks) { communicator in
+            let out = try Training.Bench.checkpoint(config: try options.load(), communicator: communicator, repeats: repeats, warmup: warmup)
+            if communicator.rank == 0 { say(out.rendered(json: json)) }
+        }
+    }
+}
