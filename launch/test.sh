@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Setup, then build and run the whole test suite. Extra arguments go to `swift test` (e.g. --filter TrainingTests).
+# Setup, then build and run the whole test suite, then the short form of the fault-injection
+# suite (launch/faults.sh, ~1-2 min; docs/reliability.md) on the debug build. Extra arguments go
+# to `swift test` (e.g. --filter TrainingTests) and skip the fault suite; FAULTS=0 skips it too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,4 +13,7 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 swift build --build-tests
-exec swift test "$@"
+swift test "$@"
+if [[ $# -eq 0 && ${FAULTS:-1} != 0 ]]; then
+    launch/faults.sh --bin "$(swift build --show-bin-path)/contrast"
+fi

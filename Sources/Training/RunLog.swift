@@ -19,6 +19,8 @@ public final class RunLog {
     private var progressShown = false
     /// Warnings written so far (for the end-of-run summary and tests).
     public private(set) var warnings: [String] = []
+    /// Lines that could not be written (a full disk, say) and were dropped.
+    public private(set) var droppedLines = 0
 
     /// Opens the log files of a run directory (created if needed) for rank `rank`.
     /// `echo`: also print the human-readable lines on standard output.
@@ -40,7 +42,7 @@ public final class RunLog {
     /// A line of the human-readable log, prefixed with the UTC time.
     public func info(_ message: String) {
         let line = "\(Self.timestamp()) \(message)\n"
-        text.write(Data(line.utf8))
+        append(line, to: text, file: rank == 0 ? "train.log" : "rank-\(rank).log")
         if echo {
             clearProgress()
             FileHandle.standardOutput.write(Data(line.utf8))
@@ -83,7 +85,21 @@ public final class RunLog {
             line += JSONValue.string(key).encoded + ":" + value.encoded
         }
         line += "}\n"
-        metrics.write(Data(line.utf8))
+        append(line, to: metrics, file: "metrics/rank-\(rank).jsonl")
+    }
+
+    /// Writes `line` to `handle`. A failed write (ENOSPC, EIO, a read-only remount) must not end
+    /// the run from inside a log call: the line is dropped, the first failure is said once on
+    /// standard error, and training goes on to its next checkpoint, which reports the same
+    /// condition as an error that names the file and stops the run with the earlier checkpoints
+    /// intact (docs/reliability.md).
+    private func append(_ line: String, to handle: FileHandle, file: String) {
+        do { try handle.write(contentsOf: Data(line.utf8)) } catch {
+            if droppedLines == 0 {
+                FileHandle.standardError.write(Data("contrast rank \(rank): WARNING cannot write \(directory.path)/\(file): \(error.localizedDescription); log lines are dropped until writes succeed again\n".utf8))
+            }
+            droppedLines += 1
+        }
     }
 
     static func timestamp() -> String {

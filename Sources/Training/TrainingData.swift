@@ -75,6 +75,8 @@ public final class TrainingData {
                                        + "prepare both splits from the same data")
             }
         }
+        try Self.checkLabels(train, split: "training", path: path)
+        if let test { try Self.checkLabels(test, split: "test", path: path) }
         // Checked here, before the run directory exists, so the corrected run starts cleanly.
         guard config.model.encoder != .cnn || train.isImage else {
             throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are \(train.features.dtype) "

@@ -70,6 +70,32 @@ import Testing
         #expect(!help.output.contains("set -euo"), "\(help.output)")
     }
 
+    /// launch/faults.sh documents its options, and its full form holds the trials issue 10 asks
+    /// for: at least 30 kills (random and at checkpoint crash points) at P = 2 and P = 4, and
+    /// every checkpoint crash point. (The trials themselves run in launch/test.sh.)
+    @Test func faultSuiteHelpAndTrials() throws {
+        let help = try bashOutcome(["launch/faults.sh", "--help"])
+        #expect(help.status == 0)
+        for option in ["--full", "--bin", "--out", "--seed", "--only", "--list", "--keep"] {
+            #expect(help.output.contains(option), "--help does not mention \(option):\n\(help.output)")
+        }
+        let full = try bashOutcome(["launch/faults.sh", "--full", "--list"])
+        #expect(full.status == 0, "\(full.error)")
+        let trials = full.output.split(separator: "\n").map(String.init)
+        let kills = trials.filter { $0.hasPrefix("kill_random-") || $0.hasPrefix("crash_point-") }
+        #expect(kills.count >= 30, "\(kills)")
+        #expect(kills.contains { $0.hasPrefix("kill_random-2") } && kills.contains { $0.hasPrefix("kill_random-4") })
+        for point in ["mid-shard-tmp", "after-shard-tmp", "after-shard-rename", "before-manifest", "after-manifest-tmp",
+                      "after-manifest-rename", "before-latest", "after-latest"] {
+            #expect(kills.contains("crash_point-2-\(point)-0"), "no crash at \(point)")
+        }
+        for prefix in ["stop_signal-", "storage-", "data-", "launch-"] {
+            #expect(trials.contains { $0.hasPrefix(prefix) }, "no \(prefix) trial")
+        }
+        let short = try bashOutcome(["launch/faults.sh", "--list"])
+        #expect(short.status == 0 && Set(short.output.split(separator: "\n").map(String.init)).isSubset(of: Set(trials)))
+    }
+
     /// The line of `--dry-run`'s output that holds the mpirun command.
     func dryRunCommand(_ arguments: [String], environment: [String: String] = [:]) throws -> (ProcessOutcome, String) {
         let outcome = try bashOutcome(["launch/mpirun.sh", "--dry-run"] + arguments, environment: environment)

@@ -1,0 +1,852 @@
+#!/usr/bin/env bash
+# Fault-injection suite: kills, stop signals, storage, data and launch faults against real
+# `contrast train` jobs under launch/mpirun.sh, each trial checked and timed (docs/reliability.md).
+#
+# Usage: launch/faults.sh [OPTIONS]
+#
+#   (no option)        the short form (~1-2 min, called by launch/test.sh): a few trials per class
+#   --full             the full form: >= 30 kills at P = 2 and P = 4, every checkpoint crash
+#                      point, every stop signal route, every storage / data / launch fault
+#   --bin PATH         the contrast binary (default: .build/release/contrast if present, else
+#                      .build/debug/contrast; launch/test.sh passes the debug build it just made)
+#   --out DIR          where results.tsv and the trials' run directories go
+#                      (default: runs/faults/<UTC time>); trial directories are deleted when
+#                      every trial passed, unless --keep
+#   --seed N           seed of the random kill times and ranks (default: from the clock; printed)
+#   --only REGEX       run only the trials whose name matches REGEX (e.g. --only 'kill|sigterm')
+#   --list             print the trials of the chosen form and exit
+#   --keep             keep the trial directories even when everything passed
+#   -h, --help         this text
+#
+# Every trial appends one line to DIR/results.tsv (class, ranks, trial, outcome, seconds to
+# detect, steps of work lost, detail); a table per fault class is printed at the end. Exit status
+# 0 when every trial survived (skipped ones, with a printed reason, do not count), 1 otherwise.
+#
+# Adding a fault: write one function `trial_NAME ARGS...` that calls `record CLASS P NAME
+# OUTCOME DETECT LOST DETAIL` once, and add "NAME ARGS" to the short and/or full list below.
+# Helpers: job_start / job_wait (bounded, hang = FAIL), rank_pids, committed_step,
+# reached_step, resume_matches_reference, clean_failure.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+me=launch/faults.sh
+usage() { sed -n '2,/^set -uo pipefail$/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+die() { echo "$me: $1" >&2; exit 2; }
+
+full=0 bin="" out="" seed="" only="" list=0 keep=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --full) full=1; shift ;;
+        --bin) [[ $# -ge 2 ]] || die "--bin needs a path"; bin="$2"; shift 2 ;;
+        --out) [[ $# -ge 2 ]] || die "--out needs a directory"; out="$2"; shift 2 ;;
+        --seed) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--seed needs a number"; seed="$2"; shift 2 ;;
+        --only) [[ $# -ge 2 ]] || die "--only needs a regular expression"; only="$2"; shift 2 ;;
+        --list) list=1; shift ;;
+        --keep) keep=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument $1 (see $me --help)" ;;
+    esac
+done
+
+# ---------------------------------------------------------------------------------------------
+# The workload: configs/smoke.yaml cut down so a run takes seconds. Global batch 16 (8 virtual
+# shards x 2), 512 images = 32 steps per epoch; checkpoints every EVERY steps; no evaluation
+# during training (one kNN at the end), no TensorBoard.
+# ---------------------------------------------------------------------------------------------
+global_batch=16
+if (( full )); then steps=20 every=4; else steps=12 every=3; fi
+detect_bound=60      # seconds from a fault to the job's exit before the trial FAILs as a hang
+run_bound=300        # seconds for a whole undisturbed run (reference, resume)
+
+# Trials: "FUNCTION ARGS". Names in results are FUNCTION-ARGS.
+short_trials=(
+    "kill_random 2"
+    "crash_point 2 after-manifest-tmp 0"
+    "crash_point 2 mid-shard-tmp 1"
+    "stop_signal 2 sigterm-ranks"
+    "storage checkpoint-garbage-manifest"
+    "data corrupt-shard"
+    "data fewer-than-batch"
+    "launch config-mismatch"
+    "launch world-size"
+)
+full_trials=()
+for _ in $(seq 12); do full_trials+=("kill_random 2"); done
+for _ in $(seq 8); do full_trials+=("kill_random 4"); done
+for point in mid-shard-tmp after-shard-tmp after-shard-rename before-manifest after-manifest-tmp after-manifest-rename before-latest after-latest; do
+    full_trials+=("crash_point 2 $point 0")
+done
+for point in mid-shard-tmp after-shard-tmp after-shard-rename; do full_trials+=("crash_point 2 $point 1"); done
+full_trials+=("crash_point 4 mid-shard-tmp 3" "crash_point 4 before-manifest 2" "crash_point 4 after-manifest-tmp 0"
+              "crash_point 2 after-manifest-tmp@first 0" "crash_point 2 mid-shard-tmp@last 1")
+full_trials+=("stop_signal 2 sigterm-ranks" "stop_signal 2 sigterm-one-rank" "stop_signal 2 sigusr1-mpirun"
+              "stop_signal 4 sigterm-ranks" "stop_signal 4 sigusr1-mpirun")
+full_trials+=("storage disk-full" "storage read-only-run-dir" "storage checkpoint-corrupt-shard"
+              "storage checkpoint-deleted-shard" "storage checkpoint-garbage-manifest")
+full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions" "data manifest-shape"
+              "data labels-out-of-range" "data empty" "data fewer-than-batch")
+full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
+              "launch run-dir-under-a-file" "launch read-only-run-dir")
+
+if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
+if [[ -n $only ]]; then
+    chosen=()
+    for trial in "${trials[@]}"; do [[ ${trial// /-} =~ $only ]] && chosen+=("$trial"); done
+    trials=(${chosen[@]+"${chosen[@]}"})
+fi
+if (( list )); then printf '%s\n' "${trials[@]+"${trials[@]}"}" | sed 's/ /-/g'; exit 0; fi
+(( ${#trials[@]} > 0 )) || die "no trial matches --only '$only'"
+
+if [[ -z $bin ]]; then
+    if [[ -x .build/release/contrast ]]; then bin=.build/release/contrast; else bin=.build/debug/contrast; fi
+fi
+[[ -x $bin ]] || die "no contrast binary at $bin: run swift build (or pass --bin PATH)"
+command -v mpirun >/dev/null || die "mpirun not found; run launch/setup.sh"
+[[ -n $seed ]] || seed=$(( $(date +%s) % 100000 ))
+RANDOM=$seed
+[[ -n $out ]] || out="runs/faults/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out" || die "cannot create $out"
+out=$(cd "$out" && pwd)
+results="$out/results.tsv"
+printf 'class\tranks\ttrial\toutcome\tdetect_s\tlost_steps\tdetail\n' > "$results"
+if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+mounts=()            # tmpfs mounts to undo on exit
+cleanup() {
+    local point
+    for point in ${mounts[@]+"${mounts[@]}"}; do umount "$point" 2>/dev/null; done
+}
+trap cleanup EXIT
+
+echo "$me: $([[ $full == 1 ]] && echo full || echo short) form, ${#trials[@]} trials, binary $bin, seed $seed, results in $results"
+echo "$me: workload: configs/smoke.yaml, global batch $global_batch, $steps steps, a checkpoint every $every; detection bound ${detect_bound}s"
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+now() { echo "$EPOCHREALTIME"; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+# A random number of seconds in [low, high), two decimals.
+uniform() { awk -v r=$RANDOM -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + (b - a) * r / 32768 }'; }
+
+failures=0
+# record CLASS RANKS TRIAL OUTCOME(pass|FAIL|skip) DETECT_S LOST_STEPS DETAIL
+record() {
+    local detail=${7//$'\t'/ }
+    detail=${detail//$'\n'/ | }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$detail" >> "$results"
+    [[ $4 != FAIL ]] || failures=$(( failures + 1 ))
+    printf '  %-5s %-44s %s\n' "$4" "$3 (P=$2)" "${detail:0:160}"
+}
+
+# The `contrast train` arguments of the workload at P ranks in RUN, plus extra --set KEY=VALUE.
+train_args() {
+    local ranks=$1 run=$2; shift 2
+    local args=(train --config configs/smoke.yaml --set "run_dir=$run" --set "data.batch_per_rank=$(( global_batch / ranks ))"
+                --set data.train_limit=512 --set data.test_limit=100 --set "train.max_steps=$steps"
+                --set "checkpoint.every_steps=$every" --set eval.knn_every_epochs=0 --set monitor.tensorboard=false)
+    local setting
+    for setting in "$@"; do args+=(--set "$setting"); done
+    printf '%s\n' "${args[@]}"
+}
+
+# job_start NAME RANKS [-x VAR=VALUE]... -- COMMAND...: starts COMMAND on RANKS ranks through
+# launch/mpirun.sh in a session of its own, output in NAME.out / NAME.err. Sets JOB_PID (mpirun's
+# pid, also the session id), JOB_OUT, JOB_ERR, JOB_T0.
+job_start() {
+    local name=$1 ranks=$2; shift 2
+    local launcher=()
+    while [[ $# -gt 0 && $1 != -- ]]; do launcher+=("$1"); shift; done
+    shift
+    JOB_OUT="$name.out" JOB_ERR="$name.err" JOB_T0=$(now)
+    setsid launch/mpirun.sh -np "$ranks" ${launcher[@]+"${launcher[@]}"} "$@" > "$JOB_OUT" 2> "$JOB_ERR" < /dev/null &
+    JOB_PID=$!
+}
+
+# rank_pids [TIMEOUT]: RANK_PIDS[r] = pid of rank r of the current job, waiting for them to start.
+rank_pids() {
+    local limit=${1:-60} start child rank
+    start=$(now)
+    RANK_PIDS=()
+    while kill -0 "$JOB_PID" 2>/dev/null; do
+        for child in $(pgrep -P "$JOB_PID" 2>/dev/null); do
+            rank=$(tr '\0' '\n' 2>/dev/null < "/proc/$child/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+            [[ -n $rank ]] && RANK_PIDS[$rank]=$child
+        done
+        (( ${#RANK_PIDS[@]} >= JOB_RANKS )) && return 0
+        awk -v a="$(now)" -v b="$start" -v l="$limit" 'BEGIN { exit !(a - b > l) }' && return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Ends every process of the job's session, by pid.
+job_kill() {
+    local pid
+    for pid in $(ps -o pid= -s "$JOB_PID" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    kill -9 "$JOB_PID" 2>/dev/null
+}
+
+# job_wait BOUND: waits for the job at most BOUND seconds. Sets JOB_RC (124 and JOB_HUNG=1 when
+# it had to be killed), JOB_END, and JOB_FIRST_EXIT: when the first of RANK_PIDS went away.
+job_wait() {
+    local bound=$1 deadline pid state
+    deadline=$(awk -v a="$(now)" -v b="$bound" 'BEGIN { printf "%.6f", a + b }')
+    JOB_HUNG=0 JOB_FIRST_EXIT=""
+    while kill -0 "$JOB_PID" 2>/dev/null; do
+        if [[ -z $JOB_FIRST_EXIT ]]; then
+            for pid in ${RANK_PIDS[@]+"${RANK_PIDS[@]}"}; do
+                state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)
+                if [[ -z $state || $state == Z ]]; then JOB_FIRST_EXIT=$(now); break; fi
+            done
+        fi
+        if awk -v a="$(now)" -v d="$deadline" 'BEGIN { exit !(a > d) }'; then
+            job_kill
+            JOB_HUNG=1
+            break
+        fi
+        sleep 0.05
+    done
+    wait "$JOB_PID" 2>/dev/null
+    JOB_RC=$?
+    JOB_END=$(now)
+    [[ -n $JOB_FIRST_EXIT ]] || JOB_FIRST_EXIT=$JOB_END
+    (( JOB_HUNG == 0 )) || JOB_RC=124
+}
+
+# run_job NAME RANKS BOUND [-x ...] -- COMMAND...: start, find the ranks, wait.
+run_job() {
+    local name=$1 ranks=$2 bound=$3; shift 3
+    JOB_RANKS=$ranks
+    job_start "$name" "$ranks" "$@"
+    rank_pids 30 || true
+    job_wait "$bound"
+}
+
+# A crash report instead of an error message: Swift runtime traps, stack dumps, fatal signals.
+stack_trace() {
+    grep -hE 'Fatal error|Stack dump|[Bb]acktrace|Current stack trace|^ *#?[0-9]+ +0x[0-9a-f]{6,}|Segmentation fault|Illegal instruction|signal (4|6|7|8|11) \(|Trace/breakpoint trap|Program crashed|Assertion failed' "$@" 2>/dev/null | head -1
+}
+
+# The newest committed checkpoint's step in RUN (a directory with manifest.json), 0 if none.
+committed_step() {
+    local newest
+    newest=$(ls -d "$1"/checkpoints/step-*/manifest.json 2>/dev/null | sort | tail -1)
+    [[ -n $newest ]] || { echo 0; return; }
+    newest=${newest%/manifest.json}
+    echo $(( 10#${newest##*step-} ))
+}
+
+# The highest step any rank logged a step record for in RUN (0 if none).
+reached_step() {
+    cat "$1"/metrics/rank-*.jsonl 2>/dev/null | grep -o '"type":"step","time":[0-9.e+-]*,"step":[0-9]*' \
+        | sed 's/.*"step"://' | sort -n | tail -1 | grep . || echo 0
+}
+
+# Every committed checkpoint in RUN passes `contrast checkpoint verify`; prints the first failure.
+verify_all() {
+    local directory
+    for directory in "$1"/checkpoints/step-*; do
+        [[ -f $directory/manifest.json ]] || continue
+        "$bin" checkpoint verify "$directory" > /dev/null 2>&1 || { echo "checkpoint verify failed on $directory"; return 1; }
+    done
+}
+
+# References: the undisturbed run at P ranks, run once per P; its weights.bin is the oracle.
+declare -A reference_weights reference_seconds reference_training
+reference() {
+    local ranks=$1
+    [[ -n ${reference_weights[$ranks]:-} ]] && return 0
+    local dir="$out/reference-p$ranks"
+    rm -rf "$dir"; mkdir -p "$dir"
+    mapfile -t args < <(train_args "$ranks" "$dir/run")
+    run_job "$dir/job" "$ranks" "$run_bound" -- "$bin" "${args[@]}"
+    if [[ $JOB_RC != 0 || ! -f $dir/run/weights.bin ]]; then
+        echo "$me: the reference run at P=$ranks failed (status $JOB_RC); see $dir/job.err" >&2
+        tail -5 "$dir/job.err" >&2
+        return 1
+    fi
+    reference_weights[$ranks]="$dir/run/weights.bin"
+    reference_seconds[$ranks]=$(minus "$JOB_END" "$JOB_T0")
+    # Seconds from the first step record to the last (each record carries its time).
+    reference_training[$ranks]=$(grep -h '"type":"step"' "$dir/run/metrics/rank-0.jsonl" | sed 's/.*"time":\([0-9.]*\).*/\1/' \
+        | awk 'NR == 1 { first = $1 } { last = $1 } END { printf "%.2f", last - first }')
+    echo "  reference P=$ranks: $steps steps, ${reference_seconds[$ranks]} s in all, ${reference_training[$ranks]} s from the first step to the last"
+}
+
+# resume_matches_reference RUN RANKS NAME: `contrast train` again on RUN (resume: auto) must
+# succeed and end with weights.bin bitwise equal to the reference's. Prints the problem if not.
+resume_matches_reference() {
+    local run=$1 ranks=$2 name=$3; shift 3
+    mapfile -t args < <(train_args "$ranks" "$run" "$@")
+    run_job "$name" "$ranks" "$run_bound" -- "$bin" "${args[@]}"
+    if (( JOB_HUNG )); then echo "resume hung (killed after ${run_bound}s)"; return 1; fi
+    if [[ $JOB_RC != 0 ]]; then echo "resume exited $JOB_RC: $(grep -m1 -i error "$name.err")"; return 1; fi
+    local trace; trace=$(stack_trace "$name.err" "$name.out")
+    [[ -z $trace ]] || { echo "resume printed a stack trace: $trace"; return 1; }
+    cmp -s "$run/weights.bin" "${reference_weights[$ranks]}" || { echo "resumed weights.bin differs from the reference"; return 1; }
+}
+
+# The first error line of job NAME.
+failure_line() {
+    { grep -hE 'error:' "$1.err" "$1.out"; grep -hE 'error|Error' "$1.err" "$1.out"; } 2>/dev/null | head -1 | cut -c1-220
+}
+
+# clean_failure NAME: the job failed as a user error should: non-zero, in time, no stack trace,
+# an `error` line from contrast. Prints the problem, or nothing.
+clean_failure() {
+    local name=$1 trace
+    FAILURE_LINE=$(failure_line "$name")
+    if (( JOB_HUNG )); then echo "hang: still running after ${detect_bound}s"; return 1; fi
+    if [[ $JOB_RC == 0 ]]; then echo "exit status 0 for a fault"; return 1; fi
+    trace=$(stack_trace "$name.err" "$name.out")
+    [[ -z $trace ]] || { echo "stack trace: $trace"; return 1; }
+    [[ -n $FAILURE_LINE ]] || { echo "exit $JOB_RC without an error message"; return 1; }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kills: one rank killed with SIGKILL at a random time, or at a checkpoint crash point.
+# ---------------------------------------------------------------------------------------------
+trial_count=0
+next_dir() {
+    trial_count=$(( trial_count + 1 ))
+    TRIAL_DIR="$out/$(printf '%03d' "$trial_count")-$1"
+    rm -rf "$TRIAL_DIR"; mkdir -p "$TRIAL_DIR"
+}
+
+# wait_first_step RUN: until a rank has logged a step, or the job ended.
+wait_first_step() {
+    local i=0
+    while [[ $(reached_step "$1") == 0 ]] && kill -0 "$JOB_PID" 2>/dev/null && (( i < 1200 )); do sleep 0.05; i=$(( i + 1 )); done
+}
+
+# Where a run is, seen from outside: a checkpoint being written (a step directory without its
+# manifest, or a .tmp file), before the first step, or training.
+phase_of() {
+    local run=$1 directory
+    for directory in "$run"/checkpoints/step-*; do
+        [[ -d $directory ]] || continue
+        if [[ ! -f $directory/manifest.json ]] || ls "$directory" 2>/dev/null | grep -q '\.tmp$'; then echo checkpoint-write; return; fi
+    done
+    ls "$run"/checkpoints/*.tmp > /dev/null 2>&1 && { echo checkpoint-write; return; }
+    [[ $(reached_step "$run") == 0 ]] && { echo startup; return; }
+    [[ $(reached_step "$run") -ge $steps ]] && { echo after-last-step; return; }
+    echo training
+}
+
+# After a job killed by a fault: bounded exit, failing rank named, no stack trace, committed
+# checkpoints verify, work lost within one checkpoint interval, resume equals the reference.
+check_killed_job() {
+    local class=$1 ranks=$2 name=$3 rank=$4 t_fault=$5 detail=$6
+    local run="$TRIAL_DIR/run" detect lost reached committed problem="" trace
+    detect=$(minus "$JOB_END" "$t_fault")
+    reached=$(reached_step "$run") committed=$(committed_step "$run")
+    lost=$(( reached > committed ? reached - committed : 0 ))
+    trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+    if (( JOB_HUNG )); then problem="hang: job still running ${detect_bound}s after the fault"
+    elif [[ $JOB_RC == 0 ]]; then problem="job exited 0 although rank $rank was killed"
+    elif ! grep -qE "rank $rank([^0-9]|$)|\[\[[0-9]+,[0-9]+\],$rank\]" "$TRIAL_DIR/job.err"; then problem="stderr does not name rank $rank"
+    elif [[ -n $trace ]]; then problem="stack trace: $trace"
+    elif (( lost > every )); then problem="lost $lost steps, more than the checkpoint interval $every"
+    fi
+    [[ -n $problem ]] || problem=$(verify_all "$run")
+    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+    if [[ -z $problem ]]; then
+        record "$class" "$ranks" "$name" pass "$detect" "$lost" "$detail; exit $JOB_RC; step $reached, committed $committed; resumed bit-exact"
+    else
+        record "$class" "$ranks" "$name" FAIL "$detect" "$lost" "$detail; $problem (in $TRIAL_DIR)"
+    fi
+}
+
+# kill_random P: SIGKILL to a random rank at a random time: one trial in four during startup
+# (loading data, building the model), the others between the first step and the end of training
+# (a step, an all-reduce, a checkpoint write, the final evaluation).
+trial_kill_random() {
+    local ranks=$1 name="kill-random" attempt delay rank phase t_kill
+    reference "$ranks" || { record kill "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name-p$ranks"
+    local during_startup=$(( RANDOM % 4 == 0 )) high origin
+    if (( during_startup )); then
+        high=$(awk -v a="${reference_seconds[$ranks]}" -v b="${reference_training[$ranks]}" 'BEGIN { printf "%.2f", a - b }')
+    else
+        high=$(awk -v t="${reference_training[$ranks]}" 'BEGIN { printf "%.2f", 1.1 * t + 0.1 }')
+    fi
+    for attempt in 1 2 3; do
+        mapfile -t args < <(train_args "$ranks" "$TRIAL_DIR/run")
+        JOB_RANKS=$ranks
+        job_start "$TRIAL_DIR/job" "$ranks" -- "$bin" "${args[@]}"
+        rank_pids 30 || true
+        origin=$JOB_T0
+        if (( ! during_startup )); then wait_first_step "$TRIAL_DIR/run"; origin=$(now); fi
+        delay=$(uniform 0 "$high")
+        rank=$(( RANDOM % ranks ))
+        awk -v t0="$origin" -v d="$delay" -v n="$(now)" 'BEGIN { s = t0 + d - n; if (s > 0) system("sleep " s) }'
+        phase=$(phase_of "$TRIAL_DIR/run")
+        t_kill=$(now)
+        if [[ -n ${RANK_PIDS[$rank]:-} ]] && kill -9 "${RANK_PIDS[$rank]}" 2>/dev/null; then
+            job_wait "$detect_bound"
+            check_killed_job kill "$ranks" "$name" "$rank" "$t_kill" "SIGKILL rank $rank $delay s after the $( (( during_startup )) && echo start || echo first step) ($phase)"
+            return
+        fi
+        # The job had finished before the kill: try again, earlier.
+        job_wait "$run_bound"
+        high=$(awk -v d="$delay" 'BEGIN { printf "%.2f", d * 0.7 }')
+        rm -rf "$TRIAL_DIR/run"
+    done
+    record kill "$ranks" "$name" FAIL "" "" "could not land a kill while the job ran (3 attempts; in $TRIAL_DIR)"
+}
+
+# crash_point P POINT[@first|@last] RANK: CONTRAST_CHECKPOINT_CRASH_AT kills RANK at POINT of the
+# checkpoint in the middle of the run (or the first one, or the one at the end of training).
+trial_crash_point() {
+    local ranks=$1 spec=$2 rank=$3 point=${2%@*} at=$(( 2 * every ))
+    [[ $spec == *@first ]] && at=$every
+    [[ $spec == *@last ]] && at=$steps
+    local name="crash-$point-rank$rank-step$at"
+    reference "$ranks" || { record kill "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name-p$ranks"
+    mapfile -t args < <(train_args "$ranks" "$TRIAL_DIR/run")
+    run_job "$TRIAL_DIR/job" "$ranks" "$run_bound" -x "CONTRAST_CHECKPOINT_CRASH_AT=$point@rank=$rank@step=$at" -- "$bin" "${args[@]}"
+    check_killed_job kill "$ranks" "$name" "$rank" "$JOB_FIRST_EXIT" "exit(9) on rank $rank at $point of step $at"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Stop signals: the job checkpoints, exits 75, loses no step, and resumes bit-exactly.
+# ---------------------------------------------------------------------------------------------
+interrupted_status=75   # Trainer.interruptedExitCode, docs/checkpoints.md
+
+# stop_signal P sigterm-ranks|sigterm-one-rank|sigusr1-mpirun: once training is under way. Rank 0
+# sleeps 100 ms a step (CONTRAST_SLOW_RANK, no effect on the numbers) so a fast build still
+# leaves a window to signal in.
+trial_stop_signal() {
+    local ranks=$1 how=$2 name="stop-$2" attempt delay t_signal pid run
+    reference "$ranks" || { record sigterm "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name-p$ranks"
+    run="$TRIAL_DIR/run"
+    for attempt in 1 2 3; do
+        mapfile -t args < <(train_args "$ranks" "$run")
+        JOB_RANKS=$ranks
+        job_start "$TRIAL_DIR/job" "$ranks" -x CONTRAST_SLOW_RANK=0:100 -- "$bin" "${args[@]}"
+        rank_pids 30 || true
+        # The stop handler is installed once the trainer is built; signal after the first step.
+        wait_first_step "$run"
+        delay=$(uniform 0 "$(awk -v s="$steps" -v a="$attempt" 'BEGIN { printf "%.2f", 0.1 * s * 0.7 / (a * a) }')")
+        sleep "$delay"
+        (( $(reached_step "$run") < steps )) || { job_wait "$run_bound"; rm -rf "$run"; continue; }
+        t_signal=$(now)
+        case "$how" in
+            sigterm-ranks) for pid in "${RANK_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done ;;
+            sigterm-one-rank) kill -TERM "${RANK_PIDS[$(( RANDOM % ranks ))]}" 2>/dev/null ;;
+            sigusr1-mpirun) kill -USR1 "$JOB_PID" 2>/dev/null ;;
+        esac
+        job_wait "$detect_bound"
+        local detect reached committed problem="" trace
+        detect=$(minus "$JOB_END" "$t_signal")
+        reached=$(reached_step "$run") committed=$(committed_step "$run")
+        trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+        if (( JOB_HUNG )); then problem="hang: job still running ${detect_bound}s after the signal"
+        elif [[ $JOB_RC == 0 && $committed == "$steps" ]]; then
+            job_wait 1; rm -rf "$run"; continue          # the run had finished its steps: again, earlier
+        elif [[ $JOB_RC != "$interrupted_status" ]]; then problem="exit status $JOB_RC, expected $interrupted_status"
+        elif [[ -n $trace ]]; then problem="stack trace: $trace"
+        elif [[ $committed != "$reached" ]]; then problem="stopped at step $reached but the newest checkpoint is step $committed"
+        elif ! grep -q 'stop requested' "$run/train.log"; then problem="train.log has no 'stop requested' checkpoint"
+        fi
+        [[ -n $problem ]] || problem=$(verify_all "$run")
+        [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+        local lost=$(( reached - committed ))
+        if [[ -z $problem ]]; then
+            record sigterm "$ranks" "$name" pass "$detect" "$lost" "$how after step ~$reached; exit $JOB_RC; checkpoint step $committed; resumed bit-exact"
+        else
+            record sigterm "$ranks" "$name" FAIL "$detect" "$lost" "$how; $problem (in $TRIAL_DIR)"
+        fi
+        return
+    done
+    record sigterm "$ranks" "$name" FAIL "" "" "could not signal the job while it trained (3 attempts; in $TRIAL_DIR)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Storage faults.
+# ---------------------------------------------------------------------------------------------
+# mount_tmpfs DIR KILOBYTES: a small file system (root only). Prints why not, and fails, if not.
+mount_tmpfs() {
+    [[ $(id -u) -eq 0 ]] || { echo "not root: cannot mount a tmpfs"; return 1; }
+    mkdir -p "$1"
+    mount -t tmpfs -o "size=${2}k" tmpfs "$1" 2>/dev/null || { echo "mount -t tmpfs failed (no CAP_SYS_ADMIN?)"; return 1; }
+    mounts+=("$1")
+}
+
+# wait_for FILE SECONDS: until FILE exists or the job ends.
+wait_for() {
+    local file=$1 limit=$(( $2 * 20 )) i=0
+    while [[ ! -e $file ]] && kill -0 "$JOB_PID" 2>/dev/null && (( i < limit )); do sleep 0.05; i=$(( i + 1 )); done
+    [[ -e $file ]]
+}
+
+step_name() { printf 'step-%09d' "$1"; }
+
+trial_storage() {
+    case "$1" in
+        disk-full) storage_disk_full ;;
+        read-only-run-dir) storage_read_only ;;
+        checkpoint-*) storage_damaged_checkpoint "${1#checkpoint-}" ;;
+        *) record storage 2 "$1" FAIL "" "" "unknown storage fault" ;;
+    esac
+}
+
+# The file system fills up after the first checkpoint committed: the next checkpoint fails with a
+# clear error, the job stops, the committed checkpoints verify; with space again, resume is exact.
+storage_disk_full() {
+    local ranks=2 name=disk-full why
+    reference "$ranks" || { record storage "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name"
+    why=$(mount_tmpfs "$TRIAL_DIR/fs" 16384) || { record storage "$ranks" "$name" skip "" "" "skipped: $why"; return; }
+    local run="$TRIAL_DIR/fs/run" t_fault
+    mapfile -t args < <(train_args "$ranks" "$run")
+    JOB_RANKS=$ranks
+    job_start "$TRIAL_DIR/job" "$ranks" -- "$bin" "${args[@]}"
+    rank_pids 30 || true
+    wait_for "$run/checkpoints/$(step_name "$every")/manifest.json" 120
+    dd if=/dev/zero of="$TRIAL_DIR/fs/filler" bs=64k 2>/dev/null
+    t_fault=$(now)
+    job_wait "$detect_bound"
+    local problem="" committed reached
+    committed=$(committed_step "$run") reached=$(reached_step "$run")
+    if (( JOB_HUNG )); then problem="hang: job still running ${detect_bound}s after the disk filled"
+    elif [[ $JOB_RC == 0 ]]; then problem="exit status 0 with a full disk"
+    else problem=$(clean_failure "$TRIAL_DIR/job")
+    fi
+    FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
+    [[ -n $problem ]] || grep -q 'No space left on device' "$TRIAL_DIR/job.err" || problem="no 'No space left on device' in the error: $FAILURE_LINE"
+    (( committed >= every )) || problem="${problem:+$problem; }no committed checkpoint left"
+    [[ -n $problem ]] || problem=$(verify_all "$run")
+    rm -f "$TRIAL_DIR/fs/filler"
+    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+    local lost=$(( reached > committed ? reached - committed : 0 ))
+    if [[ -z $problem ]]; then
+        record storage "$ranks" "$name" pass "$(minus "$JOB_END" "$t_fault")" "$lost" "16 MiB tmpfs filled after step $every: $FAILURE_LINE; checkpoints intact; resumed bit-exact after freeing space"
+    else
+        record storage "$ranks" "$name" FAIL "$(minus "$JOB_END" "$t_fault")" "$lost" "$problem (in $TRIAL_DIR)"
+    fi
+    umount "$TRIAL_DIR/fs" 2>/dev/null
+}
+
+# A run stopped half-way (rank 0 exits right after a checkpoint commits), its run directory made
+# read-only, then continued: a clear error, the checkpoints intact; writable again, resume is exact.
+storage_read_only() {
+    local ranks=2 name=read-only-run-dir why run how
+    reference "$ranks" || { record storage "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name"
+    if [[ $(id -u) -eq 0 ]]; then
+        why=$(mount_tmpfs "$TRIAL_DIR/fs" 65536) || { record storage "$ranks" "$name" skip "" "" "skipped: $why"; return; }
+        run="$TRIAL_DIR/fs/run" how="tmpfs remounted read-only"
+    else
+        run="$TRIAL_DIR/run" how="chmod -R a-w"
+    fi
+    mapfile -t args < <(train_args "$ranks" "$run")
+    local half=$(( 2 * every ))
+    run_job "$TRIAL_DIR/first" "$ranks" "$run_bound" -x "CONTRAST_CHECKPOINT_CRASH_AT=after-latest@rank=0@step=$half" -- "$bin" "${args[@]}"
+    if [[ $(committed_step "$run") != "$half" ]]; then
+        record storage "$ranks" "$name" FAIL "" "" "setup: no checkpoint at step $half (in $TRIAL_DIR)"; return
+    fi
+    if [[ $(id -u) -eq 0 ]]; then mount -o remount,ro "$TRIAL_DIR/fs"; else chmod -R a-w "$run"; fi
+    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -- "$bin" "${args[@]}"
+    local problem detect
+    detect=$(minus "$JOB_END" "$JOB_T0")
+    problem=$(clean_failure "$TRIAL_DIR/job")
+    FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
+    if [[ $(id -u) -eq 0 ]]; then mount -o remount,rw "$TRIAL_DIR/fs"; else chmod -R u+w "$run"; fi
+    [[ -n $problem ]] || problem=$(verify_all "$run")
+    [[ -n $problem ]] || [[ $(committed_step "$run") == "$half" ]] || problem="newest checkpoint changed"
+    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+    if [[ -z $problem ]]; then
+        record storage "$ranks" "$name" pass "$detect" 0 "$how: exit $JOB_RC: $FAILURE_LINE; checkpoints intact; resumed bit-exact once writable"
+    else
+        record storage "$ranks" "$name" FAIL "$detect" "" "$how: $problem (in $TRIAL_DIR)"
+    fi
+    [[ $(id -u) -ne 0 ]] || umount "$TRIAL_DIR/fs" 2>/dev/null
+}
+
+# While the run goes on, the newest checkpoint is damaged (a shard corrupted or deleted, or the
+# manifest replaced by garbage); the job is then killed writing the next one. `checkpoint verify`
+# must name the damage in one line, and resume must fall back to the one before and end exact.
+storage_damaged_checkpoint() {
+    local damage=$1 ranks=2 name="checkpoint-$1"
+    reference "$ranks" || { record storage "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name"
+    local run="$TRIAL_DIR/run" target=$(( 2 * every )) crash=$(( 3 * every ))
+    local directory="$run/checkpoints/$(step_name "$target")" victim
+    mapfile -t args < <(train_args "$ranks" "$run")
+    JOB_RANKS=$ranks
+    job_start "$TRIAL_DIR/job" "$ranks" -x "CONTRAST_CHECKPOINT_CRASH_AT=mid-shard-tmp@rank=1@step=$crash" -- "$bin" "${args[@]}"
+    rank_pids 30 || true
+    wait_for "$directory/manifest.json" 120
+    local during=yes
+    kill -0 "$JOB_PID" 2>/dev/null || during=no
+    case "$damage" in
+        corrupt-shard) victim="$directory/shard-1-of-$ranks.bin"
+                       printf 'garbage!' | dd of="$victim" bs=1 seek=$(( $(stat -c %s "$victim") / 2 )) conv=notrunc 2>/dev/null ;;
+        deleted-shard) victim="$directory/shard-1-of-$ranks.bin"; rm -f "$victim" ;;
+        garbage-manifest) victim="$directory/manifest.json"; head -c 700 /dev/urandom > "$victim.new" && mv "$victim.new" "$victim" ;;
+    esac
+    job_wait "$run_bound"
+    local problem="" verify_out verify_status
+    verify_out=$("$bin" checkpoint verify "$directory" 2>&1); verify_status=$?
+    if [[ $(committed_step "$run") != "$target" && $damage != garbage-manifest ]]; then problem="setup: step $target is not the newest checkpoint"
+    elif (( verify_status == 0 )); then problem="checkpoint verify passed a damaged checkpoint"
+    elif [[ -n $(stack_trace <(echo "$verify_out")) ]]; then problem="checkpoint verify printed a stack trace"
+    elif (( $(grep -c . <<< "$verify_out") != 1 )); then problem="checkpoint verify printed $(grep -c . <<< "$verify_out") lines, not one"
+    elif ! grep -q "${victim##*/}" <<< "$verify_out"; then problem="checkpoint verify does not name ${victim##*/}: $verify_out"
+    fi
+    [[ -n $problem ]] || "$bin" checkpoint verify "$run/checkpoints/$(step_name $every)" > /dev/null 2>&1 || problem="the checkpoint before is damaged too"
+    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+    [[ -n $problem ]] || grep -qiE "damaged|falling back|fall back|skipp|cannot|invalid" "$run/train.log" || problem="resume did not say it passed over the damaged checkpoint"
+    local lost=$(( crash - every ))
+    if [[ -z $problem ]]; then
+        record storage "$ranks" "$name" pass "" "$lost" "$damage in step $target (job still running: $during): verify says '${verify_out:0:120}'; resumed from step $every bit-exact"
+    else
+        record storage "$ranks" "$name" FAIL "" "$lost" "$damage: $problem (in $TRIAL_DIR)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Data faults: a prepared data set (docs/data-format.md) damaged or inconsistent. Each must stop
+# the run before any step with a clear error and leave no run directory behind.
+# ---------------------------------------------------------------------------------------------
+good_data=""
+prepared_data() {
+    [[ -n $good_data ]] && return 0
+    good_data="$out/data-good"
+    rm -rf "$good_data"
+    "$bin" prepare fashion-mnist --out "$good_data" --shards 8 --limit 512 > "$out/data-good.log" 2>&1 \
+        || { echo "$me: contrast prepare failed: $(tail -1 "$out/data-good.log")" >&2; good_data=""; return 1; }
+}
+
+# write_npy FILE DTYPE SHAPE VALUES_EXPRESSION: a .npy (format 1.0) with python3's standard library.
+write_npy() {
+    python3 - "$@" <<'EOF'
+import struct, sys
+path, dtype, shape = sys.argv[1], sys.argv[2], tuple(int(s) for s in sys.argv[3].split(",") if s)
+values = eval(sys.argv[4])
+count = 1
+for s in shape: count *= s
+codes = {"|u1": "B", "<i8": "q", "<f4": "f"}
+body = struct.pack("<%d%s" % (count, codes[dtype]), *[values(i) for i in range(count)])
+shape_text = "(%s)" % (", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
+header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (dtype, shape_text)
+header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+with open(path, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + body)
+EOF
+}
+
+# prepare_npy DIR SAMPLES HEIGHT WIDTH LABEL_EXPRESSION SHARDS: a data set from generated arrays.
+prepare_npy() {
+    local dir=$1 n=$2 h=$3 w=$4 labels=$5 shards=$6
+    mkdir -p "$dir.src"
+    write_npy "$dir.src/x.npy" '|u1' "$n,$h,$w" 'lambda i: (i * 7) % 251' || return 1
+    write_npy "$dir.src/y.npy" '<i8' "$n" "$labels" || return 1
+    "$bin" prepare npy --features "$dir.src/x.npy" --labels "$dir.src/y.npy" --out "$dir" --shards "$shards" > "$dir.log" 2>&1
+}
+
+trial_data() {
+    local fault=$1 ranks=2 data="" detail="" extra=() expect
+    next_dir "data-$fault"
+    # What the error must mention, so that a trial cannot pass by failing for another reason.
+    case "$fault" in
+        corrupt-shard|truncated-shard) expect="shard-00003.bin" ;;
+        manifest-shape) expect="shard 0" ;;
+        wrong-dimensions) expect="27, 27" ;;
+        labels-out-of-range) expect="label" ;;
+        empty) expect="dataset.json" ;;
+        fewer-than-batch) expect="12 samples" ;;
+    esac
+    # A prepare that refuses the input is the clear error this trial looks for.
+    local prepare_refused=""
+    case "$fault" in
+        corrupt-shard|truncated-shard|manifest-shape|empty)
+            prepared_data || { record data "$ranks" "$fault" FAIL "" "" "could not prepare the data set"; return; }
+            data="$TRIAL_DIR/data"; cp -r "$good_data" "$data"
+            local shard="$data/train/shard-00003.bin"
+            case "$fault" in
+                corrupt-shard) printf '\xff\xff\xff\xff' | dd of="$shard" bs=1 seek=$(( $(stat -c %s "$shard") / 2 )) conv=notrunc 2>/dev/null
+                               detail="4 bytes overwritten in train/shard-00003.bin" ;;
+                truncated-shard) truncate -s $(( $(stat -c %s "$shard") / 2 )) "$shard"; detail="train/shard-00003.bin cut to half" ;;
+                manifest-shape) python3 - "$data/train/dataset.json" <<'EOF'
+import json, sys
+path = sys.argv[1]
+manifest = json.load(open(path))
+manifest["features"]["shape"] = [28, 29]
+json.dump(manifest, open(path, "w"), indent=2)
+EOF
+                                detail="dataset.json says features [28, 29], the shards hold [28, 28]" ;;
+                empty) python3 - "$data/train/dataset.json" <<'EOF'
+import json, sys
+path = sys.argv[1]
+manifest = json.load(open(path))
+manifest["sample_count"] = 0
+manifest["shards"] = []
+json.dump(manifest, open(path, "w"), indent=2)
+EOF
+                       detail="train/dataset.json with 0 samples and no shards" ;;
+            esac ;;
+        wrong-dimensions)
+            prepared_data || { record data "$ranks" "$fault" FAIL "" "" "could not prepare the data set"; return; }
+            data="$TRIAL_DIR/data"; mkdir -p "$data"; cp -r "$good_data/train" "$data/train"
+            prepare_npy "$data/test" 64 27 27 'lambda i: i % 10' 4 || prepare_refused="$data/test.log"
+            detail="train split [28, 28] images, test split [27, 27]" ;;
+        labels-out-of-range)
+            data="$TRIAL_DIR/data"; mkdir -p "$data"
+            prepare_npy "$data/train" 512 28 28 'lambda i: [-1, 3, 7, 1 << 40][i % 4]' 8 || prepare_refused="$data/train.log"
+            [[ -n $prepare_refused ]] || prepare_npy "$data/test" 64 28 28 'lambda i: [-5, 2, 9, 1 << 40][i % 4]' 4 || prepare_refused="$data/test.log"
+            extra=(loss.kind=supcon)
+            detail="labels -1 and 2^40 (supcon, kNN evaluation)" ;;
+        fewer-than-batch)
+            data="$TRIAL_DIR/data"; mkdir -p "$data"
+            prepare_npy "$data/train" 12 28 28 'lambda i: i % 10' 4 || prepare_refused="$data/train.log"
+            extra=(data.virtual_shards=4)
+            detail="12 samples, global batch $global_batch" ;;
+        *) record data "$ranks" "$fault" FAIL "" "" "unknown data fault"; return ;;
+    esac
+    if [[ -n $prepare_refused ]]; then
+        # `contrast prepare` refused the input: the same standard (clear one-line error) applies.
+        local line trace
+        line=$(grep -m1 -i error "$prepare_refused" | cut -c1-200) trace=$(stack_trace "$prepare_refused")
+        if [[ -n $trace ]]; then record data "$ranks" "$fault" FAIL "" "" "$detail; prepare crashed: $trace (in $TRIAL_DIR)"
+        elif [[ -z $line ]]; then record data "$ranks" "$fault" FAIL "" "" "$detail; prepare failed without an error line (in $TRIAL_DIR)"
+        else record data "$ranks" "$fault" pass "" 0 "$detail; contrast prepare refuses: $line"
+        fi
+        return
+    fi
+    local run="$TRIAL_DIR/run"
+    mapfile -t args < <(train_args "$ranks" "$run" data.dataset=prepared "data.path=$data" data.train_limit=0 ${extra[@]+"${extra[@]}"})
+    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -- "$bin" "${args[@]}"
+    local problem
+    problem=$(clean_failure "$TRIAL_DIR/job")
+    FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
+    [[ -n $problem ]] || grep -qF -- "$expect" "$TRIAL_DIR/job.err" || problem="the error does not mention '$expect': $FAILURE_LINE"
+    [[ -n $problem || ! -e $run ]] || problem="the run directory $run was created"
+    if [[ -z $problem ]]; then
+        record data "$ranks" "$fault" pass "$(minus "$JOB_END" "$JOB_T0")" 0 "$detail: exit $JOB_RC: $FAILURE_LINE"
+    else
+        record data "$ranks" "$fault" FAIL "$(minus "$JOB_END" "$JOB_T0")" "" "$detail: $problem (in $TRIAL_DIR)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Launch faults: inconsistent ranks, a world size the config cannot use, an unwritable run dir.
+# ---------------------------------------------------------------------------------------------
+trial_launch() {
+    local fault=$1 ranks=2 detail="" launcher=() command=() why
+    next_dir "launch-$fault"
+    local run="$TRIAL_DIR/run" expect=""
+    case "$fault" in
+        config-mismatch)
+            # Every rank gets the same command line; a wrapper adds a rank-dependent --set.
+            cat > "$TRIAL_DIR/wrapper.sh" <<EOF
+#!/usr/bin/env bash
+exec "$PWD/$bin" "\$@" --set optimizer.lr=0.00\$(( OMPI_COMM_WORLD_RANK + 1 ))
+EOF
+            chmod +x "$TRIAL_DIR/wrapper.sh"
+            mapfile -t args < <(train_args "$ranks" "$run")
+            command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
+            expect="different configs" detail="rank r adds --set optimizer.lr=0.00(r+1)" ;;
+        world-size)
+            ranks=3
+            mapfile -t args < <(train_args 2 "$run" data.batch_per_rank=6)
+            command=("$bin" "${args[@]}")
+            detail="batch_per_rank 6 x 3 ranks = 18, not a multiple of the 8 virtual shards" ;;
+        resume-other-world-size)
+            mapfile -t args < <(train_args 2 "$run")
+            run_job "$TRIAL_DIR/first" 2 "$run_bound" -x "CONTRAST_CHECKPOINT_CRASH_AT=after-latest@rank=0@step=$every" -- "$bin" "${args[@]}"
+            [[ $(committed_step "$run") == "$every" ]] || { record launch 4 "$fault" FAIL "" "" "setup: no checkpoint (in $TRIAL_DIR)"; return; }
+            ranks=4
+            command=("$bin" "${args[@]}")      # batch_per_rank of P = 2 at P = 4: global batch doubles
+            detail="a P=2 checkpoint resumed at P=4 with P=2's batch_per_rank" ;;
+        run-dir-under-a-file)
+            echo "not a directory" > "$TRIAL_DIR/file"
+            run="$TRIAL_DIR/file/run"
+            mapfile -t args < <(train_args "$ranks" "$run")
+            command=("$bin" "${args[@]}")
+            detail="run_dir below a regular file" ;;
+        read-only-run-dir)
+            if [[ $(id -u) -eq 0 ]]; then
+                why=$(mount_tmpfs "$TRIAL_DIR/fs" 1024) || { record launch "$ranks" "$fault" skip "" "" "skipped: $why"; return; }
+                mount -o remount,ro "$TRIAL_DIR/fs"
+                run="$TRIAL_DIR/fs/run" detail="run_dir on a read-only tmpfs"
+            else
+                mkdir -p "$TRIAL_DIR/ro"; chmod a-w "$TRIAL_DIR/ro"
+                run="$TRIAL_DIR/ro/run" detail="run_dir in a directory without write permission"
+            fi
+            mapfile -t args < <(train_args "$ranks" "$run")
+            command=("$bin" "${args[@]}") ;;
+        *) record launch "$ranks" "$fault" FAIL "" "" "unknown launch fault"; return ;;
+    esac
+    local before=""
+    checkpoint_files() { (cd "$run/checkpoints" && find . -type f | sort | xargs md5sum | md5sum); }
+    [[ $fault != resume-other-world-size ]] || before=$(checkpoint_files)
+    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -- "${command[@]}"
+    local problem
+    problem=$(clean_failure "$TRIAL_DIR/job")
+    FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
+    [[ -n $problem || -z $expect ]] || grep -q "$expect" "$TRIAL_DIR/job.err" || problem="error does not say '$expect': $FAILURE_LINE"
+    if [[ -z $problem ]]; then
+        if [[ $fault == resume-other-world-size ]]; then
+            [[ $(checkpoint_files) == "$before" ]] || problem="the checkpoints changed"
+            [[ -n $problem ]] || problem=$(verify_all "$run")
+        elif [[ -e $run ]]; then
+            problem="the run directory $run was created"
+        fi
+    fi
+    if [[ $fault == read-only-run-dir ]]; then
+        if [[ $(id -u) -eq 0 ]]; then umount "$TRIAL_DIR/fs" 2>/dev/null; else chmod u+w "$TRIAL_DIR/ro"; fi
+    fi
+    if [[ -z $problem ]]; then
+        record launch "$ranks" "$fault" pass "$(minus "$JOB_END" "$JOB_T0")" 0 "$detail: exit $JOB_RC: $FAILURE_LINE"
+    else
+        record launch "$ranks" "$fault" FAIL "$(minus "$JOB_END" "$JOB_T0")" "" "$detail: $problem (in $TRIAL_DIR)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Run the trials, then the table.
+# ---------------------------------------------------------------------------------------------
+started=$(now)
+for trial in "${trials[@]}"; do
+    read -r function arguments <<< "$trial"
+    # shellcheck disable=SC2086
+    "trial_$function" $arguments
+done
+
+echo
+echo "$me: $(( $(wc -l < "$results") - 1 )) trials in $(minus "$(now)" "$started") s (seed $seed); results in $results"
+awk -F'\t' '
+    NR == 1 { next }
+    {
+        c = $1
+        if (!(c in trials)) { order[++n] = c; trials[c] = 0; survived[c] = 0; skipped[c] = 0; lost[c] = -1; times[c] = "" }
+        if ($4 == "skip") { skipped[c]++; next }
+        trials[c]++
+        if ($4 == "pass") survived[c]++
+        if ($6 != "" && $6 + 0 > lost[c]) lost[c] = $6 + 0
+        if ($5 != "") times[c] = times[c] " " $5
+    }
+    END {
+        printf "%-10s %7s %9s %8s %16s %12s %12s\n", "class", "trials", "survived", "skipped", "work lost (max)", "detect med", "detect max"
+        for (i = 1; i <= n; i++) {
+            c = order[i]
+            m = split(substr(times[c], 2), t, " ")
+            for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (t[b] + 0 < t[a] + 0) { x = t[a]; t[a] = t[b]; t[b] = x }
+            med = m == 0 ? "-" : sprintf("%.2f s", m % 2 ? t[(m + 1) / 2] : (t[m / 2] + t[m / 2 + 1]) / 2)
+            max = m == 0 ? "-" : sprintf("%.2f s", t[m])
+            printf "%-10s %7d %9d %8d %16s %12s %12s\n", c, trials[c], survived[c], skipped[c], lost[c] < 0 ? "-" : lost[c] " steps", med, max
+        }
+    }' "$results" | tee "$out/summary.txt"
+
+if (( failures > 0 )); then
+    echo "$me: $failures trial(s) FAILED; their directories are kept under $out"
+    exit 1
+fi
+if (( ! keep )); then
+    find "$out" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+fi
+echo "$me: every trial survived"
