@@ -20,10 +20,13 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // oneDNN (Debian: libdnnl-dev) for bf16 GEMMs on AVX-512 BF16; it ships no pkg-config file: the
+        // header is on the default include path, the module map links dnnl and its OpenMP runtime (gomp).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // Hot element-wise kernels in C: per-function target attributes with runtime dispatch (F16C, AVX2, AVX-512).
         .target(name: "CKernels", cSettings: [.define("NDEBUG")]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels", "CDNNL"]),
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Contrastive", dependencies: ["Tensor"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),

@@ -25,6 +25,8 @@ public final class Conv2d: Layer {
     public let weight: ParameterSlice
     public let bias: ParameterSlice?
     public var computesInputGradient = true
+    /// What the forward, dW and dX GEMMs multiply in (see `Linear.computePrecision`).
+    public var computePrecision: GEMMPrecision = .fp32
     private let arena: ParameterArena
 
     private let output = ScratchBuffer()
@@ -90,7 +92,7 @@ public final class Conv2d: Layer {
             for i in 0..<g { im2col(cols + i * pq, image: input + (first + i) * inputWidth, columnStride: ld) }
             // Y (O x G PQ) = W (O x CKK) cols (CKK x G PQ), then image i's rows are Y's columns i PQ ..< (i + 1) PQ.
             gemm(transposeA: false, transposeB: false, m: outChannels, n: ld, k: ckk,
-                 a: w, lda: ckk, b: cols, ldb: ld, c: yGroup, ldc: ld)
+                 a: w, lda: ckk, b: cols, ldb: ld, c: yGroup, ldc: ld, precision: computePrecision)
             for i in 0..<g {
                 for o in 0..<outChannels {
                     (y + (first + i) * outputWidth + o * pq).update(from: yGroup + o * ld + i * pq, count: pq)
@@ -140,11 +142,11 @@ public final class Conv2d: Layer {
             }
             // dW (O x CKK) += dY (O x G PQ) cols^T (G PQ x CKK)
             gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: ld,
-                 a: dyGroup, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk)
+                 a: dyGroup, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk, precision: computePrecision)
             guard let dcols, let dx else { continue }
             // dcols (CKK x G PQ) = W^T (CKK x O) dY (O x G PQ)
             gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: outChannels,
-                 a: w, lda: ckk, b: dyGroup, ldb: ld, c: dcols, ldc: ld)
+                 a: w, lda: ckk, b: dyGroup, ldb: ld, c: dcols, ldc: ld, precision: computePrecision)
             let images = dx + first * inputWidth
             images.update(repeating: 0, count: g * inputWidth)
             for i in 0..<g { col2im(images + i * inputWidth, columns: dcols + i * pq, columnStride: ld) }

@@ -16,6 +16,9 @@ public final class Linear: Layer {
     public let weight: ParameterSlice
     public let bias: ParameterSlice?
     public var computesInputGradient = true
+    /// What the forward, dW and dX GEMMs multiply in: bf16 rounds x, W and dy for the product only
+    /// (fp32 accumulation, output and gradients; train.compute_precision).
+    public var computePrecision: GEMMPrecision = .fp32
     /// Called between chunks of the backward GEMMs when set: a communicator polls its
     /// non-blocking collectives here, since MPI makes progress only inside MPI calls.
     public var progress: (() -> Void)?
@@ -53,7 +56,7 @@ public final class Linear: Layer {
         savedInput = input
         let y = output.pointer(count: batch * outputWidth)
         gemm(transposeA: false, transposeB: true, m: batch, n: outputWidth, k: inputWidth,
-             a: input, lda: inputWidth, b: arena.parameters(weight), ldb: inputWidth, c: y, ldc: outputWidth)
+             a: input, lda: inputWidth, b: arena.parameters(weight), ldb: inputWidth, c: y, ldc: outputWidth, precision: computePrecision)
         switch (bias, activation) {
         case (let bias?, .relu): Kernels.addBiasReLURows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth)
         case (let bias?, .identity): Kernels.addBiasRows(y, bias: arena.parameters(bias), rows: batch, columns: outputWidth)
@@ -84,7 +87,7 @@ public final class Linear: Layer {
             let rows = min(rowsPerBlock, outputWidth - row)
             gemm(transposeA: true, transposeB: false, m: rows, n: inputWidth, k: batch,
                  a: dy + row, lda: outputWidth, b: x, ldb: inputWidth, beta: 1,
-                 c: arena.gradients(weight) + row * inputWidth, ldc: inputWidth)
+                 c: arena.gradients(weight) + row * inputWidth, ldc: inputWidth, precision: computePrecision)
             progress?()
             row += rows
         }
@@ -97,7 +100,7 @@ public final class Linear: Layer {
             let rows = min(batchPerBlock, batch - row)
             gemm(transposeA: false, transposeB: false, m: rows, n: inputWidth, k: outputWidth,
                  a: dy + row * outputWidth, lda: outputWidth, b: arena.parameters(weight), ldb: inputWidth,
-                 c: dx + row * inputWidth, ldc: inputWidth)
+                 c: dx + row * inputWidth, ldc: inputWidth, precision: computePrecision)
             progress?()
             row += rows
         }

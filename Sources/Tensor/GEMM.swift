@@ -4,17 +4,29 @@ import Foundation
 /// Matrix multiplication through OpenBLAS: C = alpha * op(A) op(B) + beta * C.
 ///
 /// Row-major. op(A) is M x K, op(B) is K x N, C is M x N. `lda`, `ldb`, `ldc` are row strides
-/// of the stored (untransposed) matrices.
+/// of the stored (untransposed) matrices. `precision` bf16 rounds A and B to bf16 and multiplies
+/// them in oneDNN with fp32 accumulation and C (`BF16GEMM`); the caller has checked
+/// `BF16GEMM.unavailableReason` first.
 @inline(__always)
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
-    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    precision: GEMMPrecision = .fp32
 ) {
     if m == 0 || n == 0 { return }
     if let recorder = GEMMRecording.active {
         recorder.append(GEMMCall(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, accumulates: beta != 0))
+    }
+    if precision == .bf16 {
+        do {
+            try BF16GEMM.shared.multiply(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        } catch {
+            preconditionFailure("bf16 GEMM \(m) x \(n) x \(k): \(error)")
+        }
+        return
     }
     cblas_sgemm(
         CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
@@ -61,7 +73,11 @@ public func gemmReference(
 /// OpenBLAS's own thread pool. Set explicitly (1 by default in contrast): with one MPI rank
 /// per core, BLAS threads would only fight over the cores.
 public enum BLASThreads {
-    public static func set(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
+    /// Also the OpenMP thread count of bf16 GEMMs in oneDNN (`BF16GEMM.threads`).
+    public static func set(_ count: Int) {
+        openblas_set_num_threads(Int32(max(1, count)))
+        BF16GEMM.threads = max(1, count)
+    }
     public static var current: Int { Int(openblas_get_num_threads()) }
     public static var configuration: String { String(cString: openblas_get_config()) }
     /// The kernel set OpenBLAS chose for this CPU (DYNAMIC_ARCH builds pick at load time), e.g. "Zen".

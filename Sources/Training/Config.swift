@@ -601,6 +601,8 @@ public struct TrainSection: Codable, Sendable, Equatable {
     /// Gradient caching (Gao et al. 2021): forward and backward the model this many views at a time,
     /// so its activations cost this many rows, not the rank's V (0 = off: all V at once).
     public var gradientCacheChunk: Int
+    /// The model's GEMMs in fp32 or bf16 (fp32 accumulation, master weights and loss; `ComputePrecision`).
+    public var computePrecision: ComputePrecision
 
     enum CodingKeys: String, CodingKey {
         case epochs
@@ -608,14 +610,17 @@ public struct TrainSection: Codable, Sendable, Equatable {
         case logEverySteps = "log_every_steps"
         case blasThreads = "blas_threads"
         case gradientCacheChunk = "gradient_cache_chunk"
+        case computePrecision = "compute_precision"
     }
 
-    public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1, gradientCacheChunk: Int = 0) {
+    public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1, gradientCacheChunk: Int = 0,
+                computePrecision: ComputePrecision = .fp32) {
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.logEverySteps = logEverySteps
         self.blasThreads = blasThreads
         self.gradientCacheChunk = gradientCacheChunk
+        self.computePrecision = computePrecision
     }
 }
 

@@ -62,6 +62,7 @@ public final class Trainer {
         // so a mistake leaves nothing behind that blocks the corrected run.
         // A rank that cannot read its shards throws; the launcher aborts the job naming it.
         data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: rank == 0)
+        try config.train.computePrecision.checkAvailable()
         let all = config.train.epochs * data.sampler.batchesPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
 
@@ -152,6 +153,9 @@ public final class Trainer {
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
             log.info("data: " + data.summary)
+            if c.train.computePrecision == .bf16, let gemm = BF16GEMM.implementation {
+                log.info("compute: the model's GEMMs in bf16 (fp32 accumulation and master weights) through oneDNN \(gemm)")
+            }
             if let queue = step.momentumQueue {
                 log.info("MoCo: momentum encoder (m = \(queue.momentum)), queue of \(queue.capacity) keys x \(model.embeddingWidth), "
                          + "\(queue.keysPerStep) keys enter per step, full after \((queue.capacity + queue.keysPerStep - 1) / queue.keysPerStep) step(s)")
@@ -292,6 +296,10 @@ public final class Trainer {
     /// (`eval.early_stopping_monitor`), the same on every rank; NaN when there is none.
     func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
         let t0 = monotonicSeconds(), e = config.eval
+        // The fp32 master weights are evaluated in fp32, whatever the training GEMMs ran in.
+        let precision = step.model.computePrecision
+        step.model.computePrecision = .fp32
+        defer { step.model.computePrecision = precision }
         let linearDue = e.linearEveryEpochs > 0 && (final || epoch % e.linearEveryEpochs == 0)
         let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
                                                           communicator: communicator)

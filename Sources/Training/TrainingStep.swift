@@ -116,6 +116,8 @@ public final class TrainingStep {
                                  learnableTemperature: config.loss.temperatureMode == .learnable, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
+        try config.train.computePrecision.checkAvailable()
+        model.computePrecision = config.train.computePrecision.gemm
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),

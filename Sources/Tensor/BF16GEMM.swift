@@ -1,0 +1,215 @@
+import CDNNL
+import CKernels
+import Foundation
+
+/// What a `gemm` multiplies in: fp32 (OpenBLAS sgemm) or bf16 inputs with fp32 accumulation and
+/// output (oneDNN matmul on AVX-512 BF16, `vdpbf16ps`).
+public enum GEMMPrecision: String, Sendable, CaseIterable {
+    case fp32, bf16
+}
+
+/// Mixed-precision GEMM through oneDNN: C = alpha * bf16(op(A)) bf16(op(B)) + beta * C, C in fp32.
+///
+/// Row-major, the layout of `gemm`: op(A) is M x K, op(B) is K x N, C is M x N; `lda`, `ldb`,
+/// `ldc` are the row strides of the stored (untransposed) matrices. A and B are rounded to bf16
+/// (nearest even, `ck_f32_to_bf16`) into scratch buffers that only grow, packed densely in their
+/// stored orientation; a transpose is a strided oneDNN memory descriptor, not a copy. Products
+/// are accumulated in fp32, so the error of an element is about 2^-8 sum_p |a_ip| |b_pj| (the
+/// two input roundings), not K times that.
+///
+/// One oneDNN matmul primitive per (M, N, K, transposes, ldc, alpha, beta) is created on first use
+/// and kept: the steady state allocates nothing. oneDNN is touched only by a bf16 call, so fp32
+/// runs never load its state. Calls are serialised by a lock (one set of scratch buffers).
+public final class BF16GEMM: @unchecked Sendable {
+    /// The one instance (created, with oneDNN's engine and stream, on the first bf16 call).
+    public static let shared = BF16GEMM()
+
+    /// nil when this CPU runs bf16 matmuls in oneDNN, otherwise why not. The probe creates a
+    /// 64 x 64 x 64 bf16 matmul primitive; oneDNN refuses one without AVX-512 (avx512_core).
+    public static let unavailableReason: String? = shared.probe()
+
+    /// The oneDNN implementation the probe got (`brg:avx512_core_bf16` with the bf16 instructions,
+    /// `gemm:jit` where oneDNN emulates them on plain AVX-512), or nil when unavailable.
+    public static var implementation: String? { unavailableReason == nil ? shared.probeImplementation : nil }
+
+    /// OpenMP threads oneDNN uses (`BLASThreads.set` sets it with OpenBLAS's count). OpenMP's
+    /// thread count is per calling thread, so every call checks it on its own thread.
+    nonisolated(unsafe) public static var threads = 1
+
+    struct Key: Hashable {
+        var m, n, k, ldc: Int
+        var transposeA, transposeB: Bool
+        var alpha, beta: Float
+    }
+
+    /// A primitive and the memory objects of its three arguments (their data handles set per call).
+    final class Plan {
+        let primitive: dnnl_primitive_t
+        let a, b, c: dnnl_memory_t
+        init(primitive: dnnl_primitive_t, a: dnnl_memory_t, b: dnnl_memory_t, c: dnnl_memory_t) {
+            (self.primitive, self.a, self.b, self.c) = (primitive, a, b, c)
+        }
+    }
+
+    private let lock = NSLock()
+    private var engine: dnnl_engine_t?
+    private var stream: dnnl_stream_t?
+    private var plans: [Key: Plan] = [:]
+    private var scratchA = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityA = 1
+    private var scratchB = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityB = 1
+    private var probeImplementation: String?
+
+    private init() {}
+
+    /// Creates the engine and stream and a probe primitive; the failure's reason, or nil.
+    private func probe() -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            try start()
+            let key = Key(m: 64, n: 64, k: 64, ldc: 64, transposeA: false, transposeB: false, alpha: 1, beta: 0)
+            let descriptor = try primitiveDescriptor(key)
+            defer { dnnl_primitive_desc_destroy(descriptor) }
+            var name: UnsafePointer<CChar>? = nil
+            dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &name)
+            probeImplementation = name.map { String(cString: $0) } ?? "unknown"
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let call: String
+        let status: dnnl_status_t
+        var description: String {
+            let meaning = switch status {
+            case dnnl_unimplemented: "unimplemented: no bf16 matmul for this CPU"
+            case dnnl_out_of_memory: "out of memory"
+            case dnnl_invalid_arguments: "invalid arguments"
+            default: "status \(status.rawValue)"
+            }
+            return "oneDNN \(call) failed (\(meaning))"
+        }
+    }
+
+    /// The one place oneDNN's status codes become Swift errors.
+    private func check(_ status: dnnl_status_t, _ call: String) throws {
+        if status != dnnl_success { throw Failure(call: call, status: status) }
+    }
+
+    private func start() throws {
+        if engine != nil { return }
+        var engine: dnnl_engine_t? = nil
+        try check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
+        var stream: dnnl_stream_t? = nil
+        try check(dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
+        (self.engine, self.stream) = (engine, stream)
+    }
+
+    /// op(A) M x K and op(B) K x N in bf16, dense in their stored orientation (a transpose is the
+    /// column-major strides); C M x N fp32 with row stride ldc. alpha is an output scale, beta a sum post-op.
+    private func primitiveDescriptor(_ key: Key) throws -> dnnl_primitive_desc_t {
+        var a = dnnl_memory_desc_t(), b = dnnl_memory_desc_t(), c = dnnl_memory_desc_t()
+        // dnnl_dims_t arguments are C arrays (int64_t *): Swift arrays, whose storage is contiguous.
+        let aStrides = key.transposeA ? dims(1, key.m) : dims(key.k, 1)
+        let bStrides = key.transposeB ? dims(1, key.k) : dims(key.n, 1)
+        try check(dnnl_memory_desc_init_by_strides(&a, 2, dims(key.m, key.k), dnnl_bf16, aStrides), "dnnl_memory_desc_init_by_strides (A)")
+        try check(dnnl_memory_desc_init_by_strides(&b, 2, dims(key.k, key.n), dnnl_bf16, bStrides), "dnnl_memory_desc_init_by_strides (B)")
+        try check(dnnl_memory_desc_init_by_strides(&c, 2, dims(key.m, key.n), dnnl_f32, dims(key.ldc, 1)), "dnnl_memory_desc_init_by_strides (C)")
+        var matmul = dnnl_matmul_desc_t()
+        try check(dnnl_matmul_desc_init(&matmul, &a, &b, nil, &c), "dnnl_matmul_desc_init")
+        var attributes: dnnl_primitive_attr_t? = nil
+        try check(dnnl_primitive_attr_create(&attributes), "dnnl_primitive_attr_create")
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        if key.alpha != 1 {
+            var alpha = key.alpha
+            try check(dnnl_primitive_attr_set_output_scales(attributes, 1, 0, &alpha), "dnnl_primitive_attr_set_output_scales")
+        }
+        if key.beta != 0 {
+            var postOps: dnnl_post_ops_t? = nil
+            try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create")
+            defer { dnnl_post_ops_destroy(postOps) }
+            try check(dnnl_post_ops_append_sum(postOps, key.beta), "dnnl_post_ops_append_sum")
+            try check(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops")
+        }
+        var descriptor: dnnl_primitive_desc_t? = nil
+        try check(dnnl_primitive_desc_create(&descriptor, &matmul, attributes, engine, nil), "dnnl_primitive_desc_create (bf16 matmul)")
+        return descriptor!
+    }
+
+    /// Two dimensions (or strides) as a dnnl_dims_t: DNNL_MAX_NDIMS (12) int64s.
+    private func dims(_ x: Int, _ y: Int) -> [Int64] {
+        [Int64(x), Int64(y)] + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - 2)
+    }
+
+    private func plan(_ key: Key) throws -> Plan {
+        if let plan = plans[key] { return plan }
+        try start()
+        let descriptor = try primitiveDescriptor(key)
+        defer { dnnl_primitive_desc_destroy(descriptor) }
+        var primitive: dnnl_primitive_t? = nil
+        try check(dnnl_primitive_create(&primitive, descriptor), "dnnl_primitive_create")
+        func memory(_ what: dnnl_query_t, _ name: String) throws -> dnnl_memory_t {
+            var memory: dnnl_memory_t? = nil
+            let md = dnnl_primitive_desc_query_md(descriptor, what, 0)
+            // DNNL_MEMORY_NONE: no buffer of its own; the handle is set on every call.
+            try check(dnnl_memory_create(&memory, md, engine, nil), "dnnl_memory_create (\(name))")
+            return memory!
+        }
+        let plan = Plan(primitive: primitive!, a: try memory(dnnl_query_src_md, "A"),
+                        b: try memory(dnnl_query_weights_md, "B"), c: try memory(dnnl_query_dst_md, "C"))
+        plans[key] = plan
+        return plan
+    }
+
+    /// Rounds the stored `rows` x `columns` matrix (row stride `ld`) to bf16, densely, into `scratch`.
+    private static func convert(_ source: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int,
+                                into scratch: inout UnsafeMutablePointer<UInt16>, capacity: inout Int) {
+        let count = rows * columns
+        if count > capacity {
+            scratch.deallocate()
+            scratch = .allocate(capacity: count)
+            capacity = count
+        }
+        if ld == columns {
+            ck_f32_to_bf16(source, scratch, count)
+        } else {
+            for row in 0..<rows { ck_f32_to_bf16(source + row * ld, scratch + row * columns, columns) }
+        }
+    }
+
+    /// C = alpha * op(A) op(B) + beta * C with A and B rounded to bf16 (see the type). Throws when
+    /// oneDNN cannot create the primitive (no AVX-512).
+    public func multiply(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) throws {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        let plan = try plan(Key(m: m, n: n, k: k, ldc: ldc, transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta))
+        Self.convert(a, rows: transposeA ? k : m, columns: transposeA ? m : k, ld: lda, into: &scratchA, capacity: &capacityA)
+        Self.convert(b, rows: transposeB ? n : k, columns: transposeB ? k : n, ld: ldb, into: &scratchB, capacity: &capacityB)
+        try check(dnnl_memory_set_data_handle(plan.a, scratchA), "dnnl_memory_set_data_handle (A)")
+        try check(dnnl_memory_set_data_handle(plan.b, scratchB), "dnnl_memory_set_data_handle (B)")
+        try check(dnnl_memory_set_data_handle(plan.c, c), "dnnl_memory_set_data_handle (C)")
+        let threads = Int32(max(1, Self.threads))
+        if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
+        var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: plan.a),
+                         dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: plan.b),
+                         dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: plan.c))
+        try withUnsafePointer(to: &arguments) { pointer in
+            try pointer.withMemoryRebound(to: dnnl_exec_arg_t.self, capacity: 3) { arguments in
+                try check(dnnl_primitive_execute(plan.primitive, stream, 3, arguments), "dnnl_primitive_execute")
+            }
+        }
+        try check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+}

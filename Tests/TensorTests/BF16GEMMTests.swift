@@ -1,0 +1,103 @@
+import CKernels
+import Testing
+@testable import Tensor
+
+/// The bf16 GEMM (oneDNN) against plain loops: bitwise-rounded inputs give fp32-accurate results,
+/// and the result stays within the bf16 rounding bound of the exact product. Needs AVX-512.
+@Suite(.enabled(if: BF16GEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+struct BF16GEMMTests {
+    func random(_ count: Int, stream: UInt64) -> [Float] {
+        var rng = RandomStream(seed: 7, stream: stream)
+        return (0..<count).map { _ in rng.nextUniform(-1, 1) }
+    }
+
+    func bf16(_ values: [Float]) -> [Float] {
+        var half = [UInt16](repeating: 0, count: values.count), back = [Float](repeating: 0, count: values.count)
+        ck_f32_to_bf16(values, &half, values.count)
+        ck_bf16_to_f32(half, &back, values.count)
+        return back
+    }
+
+    /// C = alpha op(A) op(B) + beta C in Double over `a`, `b` as given; also sum_p |alpha a_ip b_pj|.
+    func reference(_ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float, a: [Float], lda: Int, b: [Float], ldb: Int,
+                   beta: Float, c: [Float], ldc: Int) -> (c: [Double], magnitude: [Double]) {
+        var out = c.map(Double.init), magnitude = [Double](repeating: 0, count: c.count)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0, size = 0.0
+                for p in 0..<k {
+                    let product = Double(ta ? a[p * lda + i] : a[i * lda + p]) * Double(tb ? b[j * ldb + p] : b[p * ldb + j])
+                    sum += product
+                    size += abs(product)
+                }
+                out[i * ldc + j] = Double(alpha) * sum + Double(beta) * Double(c[i * ldc + j])
+                magnitude[i * ldc + j] = abs(Double(alpha)) * size
+            }
+        }
+        return (out, magnitude)
+    }
+
+    /// Odd sizes, padded leading dimensions (the conversion packs strided rows; a padded C takes
+    /// oneDNN's other kernel), all four transposes, beta 0 and 1, alpha 1 and 0.5.
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)], [Float(0), 1])
+    func matchesTheRoundedReference(transposes: (Bool, Bool), beta: Float) throws {
+        let (ta, tb) = transposes
+        let m = 37, n = 29, k = 53
+        for (alpha, pad) in [(Float(1), 0), (0.5, 3)] {
+            let lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad
+            let a = random((ta ? k : m) * lda, stream: 1), b = random((tb ? n : k) * ldb, stream: 2)
+            let start = random(m * ldc, stream: 3)
+            var c = start
+            try BF16GEMM.shared.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                         b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc)
+            // Against bf16(A) bf16(B) exactly: only fp32 accumulation differs (k products, u = 2^-24).
+            let rounded = reference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: bf16(a), lda: lda, b: bf16(b), ldb: ldb,
+                                    beta: beta, c: start, ldc: ldc)
+            // Against A B exactly: each product carries two bf16 roundings, |err| <= 2 * 2^-9 sum |a||b| (+ fp32).
+            let exact = reference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: start, ldc: ldc)
+            var largestError = 0.0, largestBound = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    let index = i * ldc + j, value = Double(c[index])
+                    let fp32 = Double(k + 2) * 0x1p-24 * (exact.magnitude[index] + abs(Double(beta * start[index])))
+                    #expect(abs(value - rounded.c[index]) <= fp32 + 1e-7, "(\(i), \(j)) alpha \(alpha) pad \(pad)")
+                    #expect(abs(value - exact.c[index]) <= 0x1p-8 * exact.magnitude[index] + fp32 + 1e-7, "(\(i), \(j))")
+                    largestError = max(largestError, abs(value - exact.c[index]))
+                    largestBound = max(largestBound, exact.magnitude[index])
+                }
+            }
+            // The inputs really were rounded: sgemm would be ~2^-24 off, bf16 about 2^-9 sum|a||b| / sqrt(k).
+            #expect(largestError > 0x1p-16 * largestBound)
+            // The padding columns of C are untouched.
+            if pad > 0 { for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j] == start[i * ldc + j]) } } }
+        }
+    }
+
+    /// `gemm(precision: .bf16)` goes through BF16GEMM, and the same call twice is bitwise the same.
+    @Test func gemmDispatchesAndIsDeterministic() {
+        let m = 65, n = 31, k = 129
+        let a = random(m * k, stream: 4), b = random(n * k, stream: 5)
+        var first = [Float](repeating: 0, count: m * n), second = first, direct = first, single = first
+        gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &first, ldc: n, precision: .bf16)
+        gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &second, ldc: n, precision: .bf16)
+        try? BF16GEMM.shared.multiply(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                                      b: b, ldb: k, beta: 0, c: &direct, ldc: n)
+        gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &single, ldc: n)
+        #expect(first == second)
+        #expect(first == direct)
+        #expect(first != single)
+    }
+
+    /// K = 0 leaves beta C, as sgemm does.
+    @Test func emptyInnerDimensionScalesC() throws {
+        var c: [Float] = [1, 2, 3, 4]
+        let none: [Float] = [0]
+        try BF16GEMM.shared.multiply(transposeA: false, transposeB: false, m: 2, n: 2, k: 0, alpha: 1, a: none, lda: 1,
+                                     b: none, ldb: 2, beta: 0.5, c: &c, ldc: 2)
+        #expect(c == [0.5, 1, 1.5, 2])
+    }
+
+    @Test func reportsItsImplementation() {
+        #expect(BF16GEMM.implementation != nil)
+    }
+}
