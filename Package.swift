@@ -39,9 +39,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fuzz targets over the readers of untrusted files; contrast-fuzz replays corpora, or is a
-        // libFuzzer binary when launch/fuzz.sh builds it with -sanitize=fuzzer -DFUZZING.
+        // libFuzzer binary when launch/fuzz.sh builds it (-DFUZZING, libFuzzer linked).
         .target(name: "FuzzTargets", dependencies: ["Checkpoint", "Data", "Training", "Distributed", "CZlib"]),
-        .executableTarget(name: "contrast-fuzz", dependencies: ["FuzzTargets"]),
+        .systemLibrary(name: "CFuzzer"),
+        .executableTarget(name: "contrast-fuzz", dependencies: ["FuzzTargets", "CFuzzer"]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),

@@ -4,13 +4,14 @@
 #   launch/fuzz.sh all SECONDS         every target in turn, SECONDS each
 # Targets: checkpoint-manifest checkpoint dataset-manifest dataset dataset-frames npy idx safetensors config.
 #
-# Builds contrast-fuzz with libFuzzer and AddressSanitizer (-sanitize=fuzzer,address -DFUZZING) in
+# Builds contrast-fuzz with libFuzzer and AddressSanitizer (-DFUZZING, see below) in
 # .build/fuzz, then runs each target from its committed seed corpus Tests/Fuzz/corpus/TARGET (read only;
 # inputs that add coverage go to .build/fuzz/corpus/TARGET). A crash, a hang (> 10 s per input) or an
 # allocation over 2 GB stops the target and leaves the input in .build/fuzz/artifacts/TARGET/: fix the
 # reader, then copy the input to Tests/Fuzz/regressions/TARGET/, which the normal test suite replays.
 # Prints executions and crashes per target; exits 1 if any target crashed.
-# Environment: NICE (default 10), FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2).
+# Environment: NICE (default 10), FUZZ_FLAGS (extra libFuzzer flags, e.g. -fork=1 -ignore_crashes=1 to go on
+# past a crash).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,9 +28,15 @@ fi
 seconds=${2:-60}
 nice_level=${NICE:-10}
 
+# libFuzzer's coverage instrumentation and AddressSanitizer, with libFuzzer's library less its main:
+# SwiftPM's executable main must run (it calls LLVMFuzzerRunDriver), and -sanitize=fuzzer would link a
+# second one. The library is C++ (libstdc++).
 scratch=.build/fuzz
+toolchain=$(dirname "$(readlink -f "$(command -v swiftc)")")/..
+libfuzzer=$(ls "$toolchain"/lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a | head -1)
 nice -n "$nice_level" swift build -c release --product contrast-fuzz --scratch-path "$scratch" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+    -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp -Xswiftc -DFUZZING \
+    -Xlinker --whole-archive -Xlinker "$libfuzzer" -Xlinker --no-whole-archive -Xlinker -lstdc++
 binary=$(swift build -c release --scratch-path "$scratch" --show-bin-path)/contrast-fuzz
 
 # The Swift runtime's backtracer would catch a trap before libFuzzer does, and no input would be saved.

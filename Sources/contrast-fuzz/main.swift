@@ -1,14 +1,16 @@
 // contrast-fuzz: the fuzz targets of FuzzTargets as a program.
 //
-// Built by launch/fuzz.sh with -sanitize=fuzzer -DFUZZING, it is a libFuzzer binary (Entry.swift;
-// libFuzzer's own main runs, this file's code is left out). Built normally (swift build), it
-// replays files through a target and writes seed corpora:
+// Built by launch/fuzz.sh (-DFUZZING, libFuzzer and AddressSanitizer), it is a libFuzzer binary (Entry.swift).
+// Built normally (swift build), it replays files through a target and writes seed corpora:
 //
 //   contrast-fuzz replay TARGET PATH...   every file under each PATH through TARGET; exit 1 on an unclear error
 //   contrast-fuzz pack OUT FILE...        a FuzzContainer of the files (a checkpoint or data-set directory)
 //   contrast-fuzz seeds DIR               small valid inputs from contrast's own writers into DIR/TARGET/
 
-#if !FUZZING
+#if FUZZING
+import Foundation
+exit(runFuzzer())
+#else
 import FuzzTargets
 import Foundation
 
