@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Training"]),
         .executable(name: "contrast", targets: ["contrast"]),
+        .executable(name: "contrast-fuzz", targets: ["contrast-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,6 +41,11 @@ let package = Package(
             "Training", "Tensor", "NN", "Contrastive", "Data", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Fuzz targets over the readers of untrusted files; contrast-fuzz replays corpora, or is a
+        // libFuzzer binary when launch/fuzz.sh builds it (-DFUZZING, libFuzzer linked).
+        .target(name: "FuzzTargets", dependencies: ["Checkpoint", "Data", "Training", "Distributed", "CZlib"]),
+        .systemLibrary(name: "CFuzzer"),
+        .executableTarget(name: "contrast-fuzz", dependencies: ["FuzzTargets", "CFuzzer"]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
@@ -47,6 +53,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "Checkpoint", "Data", "Training"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive", "Checkpoint"]),
     ]
 )

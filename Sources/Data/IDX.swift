@@ -58,10 +58,31 @@ public enum IDX {
         let dimensions = (0..<dimensionCount).map { Int(bigEndianUInt32(dimensionBytes, at: 4 * $0)) }
 
         let samples = limit == 0 ? dimensions[0] : min(limit, dimensions[0])
-        let bytesPerSample = dimensions.dropFirst().reduce(1, *)
-        let expected = samples * bytesPerSample
-        var bytes = [UInt8](repeating: 0, count: expected)
-        let got = try readFully(file, path: path, into: &bytes, count: expected)
+        // The header is untrusted: its product may overflow, and its size is allocated only as
+        // the data actually arrives (a header claiming terabytes on a short file is an error, not
+        // an allocation).
+        var expected = samples
+        for d in dimensions.dropFirst() {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= 1 << 40 else {
+                throw DataError.corruptStream(path: path, detail: "the header declares dimensions \(dimensions), more than 1 TB of \(section); "
+                                              + "the file is not an IDX file of this data set")
+            }
+            expected = product
+        }
+        var bytes: [UInt8] = []
+        var got = 0
+        let step = 1 << 26
+        while got < expected {
+            let want = min(step, expected - got)
+            bytes.append(contentsOf: repeatElement(0, count: want))
+            let read = try bytes.withUnsafeMutableBufferPointer { buffer in
+                try readFully(file, path: path, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[got...]),
+                              count: want)
+            }
+            got += read
+            if read < want { break }
+        }
         guard got == expected else {
             throw DataError.truncated(path: path, section: section, expectedBytes: expected, gotBytes: got)
         }
@@ -91,8 +112,12 @@ public enum IDX {
     /// Reads up to `count` bytes, looping because gzread returns at most what one call
     /// decompresses; returns how many were read before end of file.
     private static func readFully(_ file: gzFile, path: String, into buffer: inout [UInt8], count: Int) throws -> Int {
+        try buffer.withUnsafeMutableBytes { try readFully(file, path: path, into: $0, count: count) }
+    }
+
+    private static func readFully(_ file: gzFile, path: String, into raw: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
         var total = 0
-        try buffer.withUnsafeMutableBytes { raw in
+        do {
             while total < count {
                 let chunk = UInt32(min(count - total, 1 << 30))
                 let got = gzread(file, raw.baseAddress! + total, chunk)
