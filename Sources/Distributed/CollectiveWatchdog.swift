@@ -109,6 +109,7 @@ public final class CollectiveActivity: Sendable {
 ///
 /// About once per `interval` it looks at the rank's `CollectiveActivity`; a wait older than
 /// `limit` seconds is reported once, as one line on standard error and in the rank's log, and
+/// after 1.5 intervals (so every other rank stuck in the collective reports its own line too)
 /// `abort` ends the job (MPI_Abort: every rank exits). A rank that is itself stuck outside MPI
 /// (a hang in compute) is not waiting in a collective: its partners are, and their watchdogs fire.
 public final class CollectiveWatchdog: Sendable {
@@ -172,6 +173,7 @@ public final class CollectiveWatchdog: Sendable {
             try? handle.synchronize()
             try? handle.close()
         }
+        usleep(UInt32(interval * 1.5e6))
         abort()
     }
 }
