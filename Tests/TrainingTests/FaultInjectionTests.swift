@@ -194,6 +194,16 @@ import Testing
         for rank in 0..<2 { #expect(try records(run, rank: rank, type: "end").last?["step"] as? Int == 4) }
     }
 
+    /// A kill at the other two phases also ends the job promptly, naming the rank (the all-reduce
+    /// phase, with its resume, is the next test).
+    @Test(arguments: [FaultInjection.Phase.forward, .optimizer])
+    func killEndsTheJobNamingTheRank(_ phase: FaultInjection.Phase) throws {
+        let started = Date()
+        let (outcome, _) = try train("fault-kill-\(phase.rawValue)", steps: 6, fault: "kill@rank=0@step=2@phase=\(phase.rawValue)", timeout: 60)
+        #expect(outcome.status != 0 && !outcome.timedOut && Date().timeIntervalSince(started) < 60)
+        #expect(outcome.error.contains("rank 0: CONTRAST_FAULT: kill at step 2, phase \(phase.rawValue): raising SIGKILL"), "\(outcome.error)")
+    }
+
     /// SIGKILL on rank 1 while step 6's gradient all-reduces are in flight: the job ends non-zero
     /// naming the rank, and resuming from the step-4 checkpoint ends bitwise where an
     /// uninterrupted run ends (parameters, AdamW moments, the step records of steps 5...8).
