@@ -15,8 +15,12 @@ import Tensor
 /// chunks of at most Int32.max elements; gathers and reduce-scatters, whose displacements are
 /// Int32 too, throw beyond Int32.max elements in all.
 ///
+/// Every collective is recorded in `activity` (sequence number, operation, bytes, start) for the
+/// collective watchdog (`startWatchdog`, CollectiveWatchdog.swift).
+///
 /// MPI state is per process and every call goes through the one thread that initialised it,
-/// hence `@unchecked Sendable`: the class owns the handles, nothing else does.
+/// hence `@unchecked Sendable`: the class owns the handles, nothing else does. The one
+/// exception is the watchdog's MPI_Abort, which MPI allows from any thread as a last resort.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
@@ -24,6 +28,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private var halfSumOperation: MPI_Op?
     private var bfloatSumOperation: MPI_Op?
     private var finalized = false
+    /// The collective this rank waits in now, for the watchdog.
+    public let activity = CollectiveActivity()
 
     /// Largest count of one MPI call (MPI counts are C ints).
     static let maximumCount = Int(Int32.max)
@@ -106,12 +112,16 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func barrier() throws {
         try usable("MPI_Barrier")
+        activity.begin(.barrier, bytes: 0)
+        defer { activity.end() }
         try check("MPI_Barrier", MPI_Barrier(world))
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
         try usable("MPI_Bcast")
         try checkRoot(root, "MPI_Bcast")
+        activity.begin(.broadcast, bytes: bytes)
+        defer { activity.end() }
         var offset = 0
         while offset < bytes {
             let chunk = min(bytes - offset, Self.maximumCount)
@@ -129,6 +139,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         // send aliasing its own block of receive is MPI_IN_PLACE (MPI forbids plain aliasing).
         let ownBlock: UnsafeMutablePointer<Float> = receive + displacements[rank]
         let inPlace = send == UnsafePointer(ownBlock)
+        activity.begin(.allGather, bytes: (displacements.last! + counts.last!) * 4)
+        defer { activity.end() }
         let sendBuffer: UnsafeRawPointer? = inPlace ? UnsafeRawPointer(CMPI_IN_PLACE()) : UnsafeRawPointer(send)
         if counts.allSatisfy({ $0 == counts[0] }) {
             let count = Int32(counts[0])
@@ -146,6 +158,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let count = try int32(bytes, call, "byte count")
         _ = try int32(bytes * size, call, "total byte count")
         let inPlace = send == UnsafeRawPointer(receive + rank * bytes)
+        activity.begin(.allGather, bytes: bytes * size)
+        defer { activity.end() }
         let sendBuffer: UnsafeRawPointer? = inPlace ? UnsafeRawPointer(CMPI_IN_PLACE()) : send
         try check(call, MPI_Allgather(sendBuffer, count, CMPI_BYTE(), receive, count, CMPI_BYTE(), world))
     }
@@ -158,6 +172,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         // receive == send: MPI_IN_PLACE, the input is the whole receive buffer and the block
         // lands at its start (what the single-process communicator does too).
         let inPlace = send == UnsafePointer(receive)
+        activity.begin(.reduceScatter, bytes: counts.reduce(0, +) * 4)
+        defer { activity.end() }
         let sendBuffer: UnsafeRawPointer? = inPlace ? UnsafeRawPointer(CMPI_IN_PLACE()) : UnsafeRawPointer(send)
         if counts.allSatisfy({ $0 == counts[0] }) {
             try check("MPI_Reduce_scatter_block",
@@ -171,6 +187,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func allReduce(_ buffer: UnsafeMutableRawPointer, count: Int, precision: WirePrecision) throws {
         try usable("MPI_Allreduce")
         let (datatype, operation) = wireType(precision)
+        activity.begin(.allReduce, bytes: count * precision.stride)
+        defer { activity.end() }
         for (offset, chunk) in chunks(count) {
             try check("MPI_Allreduce", MPI_Allreduce(CMPI_IN_PLACE(), buffer + offset * precision.stride, Int32(chunk),
                                                      datatype, operation, world))
@@ -180,7 +198,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func startAllReduce(_ buffer: UnsafeMutableRawPointer, count: Int, precision: WirePrecision) throws -> AllReduceHandle {
         try usable("MPI_Iallreduce")
         let (datatype, operation) = wireType(precision)
-        let handle = MPIRequestHandle(communicator: self)
+        let handle = MPIRequestHandle(communicator: self, sequence: activity.nextSequence(), bytes: count * precision.stride)
         for (offset, chunk) in chunks(count) {
             var request: MPI_Request? = CMPI_REQUEST_NULL()
             try check("MPI_Iallreduce", MPI_Iallreduce(CMPI_IN_PLACE(), buffer + offset * precision.stride, Int32(chunk),
@@ -193,6 +211,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func allReduceMax(_ values: inout [Double]) throws {
         try usable("MPI_Allreduce")
         let count = try int32(values.count, "MPI_Allreduce", "count")
+        activity.begin(.allReduceMax, bytes: values.count * 8)
+        defer { activity.end() }
         try values.withUnsafeMutableBufferPointer { buffer in
             try check("MPI_Allreduce", MPI_Allreduce(CMPI_IN_PLACE(), buffer.baseAddress, count, CMPI_DOUBLE(), CMPI_MAX(), world))
         }
@@ -200,10 +220,25 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func abort(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size): error: \(message)\n".utf8))
+        abortJob(code: code)
+    }
+
+    /// MPI_Abort with `code` and nothing printed (callable from any thread: the watchdog's).
+    public func abortJob(code: Int32) -> Never {
         var finalizedNow: Int32 = 0
         MPI_Finalized(&finalizedNow)
         if finalizedNow == 0 { MPI_Abort(world, code) }
         exit(code)  // MPI_Abort does not return; this covers a finalized MPI.
+    }
+
+    /// Starts a watchdog that aborts the job (exit status `CollectiveWatchdog.exitCode`) when a
+    /// collective of this communicator has waited more than `seconds`.
+    public func startWatchdog(seconds: Double) -> CollectiveWatchdog {
+        let watchdog = CollectiveWatchdog(activity: activity, limit: seconds, rank: rank) { [self] in
+            abortJob(code: CollectiveWatchdog.exitCode)
+        }
+        watchdog.start()
+        return watchdog
     }
 
     // MARK: - Helpers
@@ -259,8 +294,15 @@ final class MPIRequestHandle: AllReduceHandle {
     var requests: [MPI_Request?] = []
     private let communicator: MPICommunicator
     private var complete = false
+    /// The collective's sequence number and size, for the watchdog's record of a wait.
+    private let sequence: Int
+    private let bytes: Int
 
-    init(communicator: MPICommunicator) { self.communicator = communicator }
+    init(communicator: MPICommunicator, sequence: Int, bytes: Int) {
+        self.communicator = communicator
+        self.sequence = sequence
+        self.bytes = bytes
+    }
 
     func test() throws -> Bool {
         if complete { return true }
@@ -272,6 +314,8 @@ final class MPIRequestHandle: AllReduceHandle {
 
     func wait() throws {
         if complete { return }
+        communicator.activity.beginWait(sequence, .allReduce, bytes: bytes)
+        defer { communicator.activity.end() }
         try communicator.check("MPI_Waitall", MPI_Waitall(Int32(requests.count), &requests, CMPI_STATUSES_IGNORE()))
         complete = true
     }

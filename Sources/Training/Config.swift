@@ -477,20 +477,24 @@ public struct CommunicationSection: Codable, Sendable, Equatable {
     public var fp16InitialScale: Float
     /// fp16 only: clean steps after which the scale doubles again (it halves on every overflow).
     public var fp16ScaleWindow: Int
+    /// Abort the job when a collective has waited this many seconds (0 = no watchdog; MPI runs only).
+    public var watchdogSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case precision
         case bucketMB = "bucket_mb"
         case fp16InitialScale = "fp16_initial_scale"
         case fp16ScaleWindow = "fp16_scale_window"
+        case watchdogSeconds = "watchdog_seconds"
     }
 
     public init(precision: CommunicationPrecision = .bf16, bucketMB: Float = 4, fp16InitialScale: Float = 65536,
-                fp16ScaleWindow: Int = 500) {
+                fp16ScaleWindow: Int = 500, watchdogSeconds: Double = 300) {
         self.precision = precision
         self.bucketMB = bucketMB
         self.fp16InitialScale = fp16InitialScale
         self.fp16ScaleWindow = fp16ScaleWindow
+        self.watchdogSeconds = watchdogSeconds
     }
 }
 
@@ -603,6 +607,8 @@ public struct TrainSection: Codable, Sendable, Equatable {
     public var gradientCacheChunk: Int
     /// The model's GEMMs in fp32 or bf16 (fp32 accumulation, master weights and loss; `ComputePrecision`).
     public var computePrecision: ComputePrecision
+    /// Stop the run after this many skipped steps in a row (non-finite summed loss or gradients; 0 = never).
+    public var maxSkippedSteps: Int
 
     enum CodingKeys: String, CodingKey {
         case epochs
@@ -611,16 +617,18 @@ public struct TrainSection: Codable, Sendable, Equatable {
         case blasThreads = "blas_threads"
         case gradientCacheChunk = "gradient_cache_chunk"
         case computePrecision = "compute_precision"
+        case maxSkippedSteps = "max_skipped_steps"
     }
 
     public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1, gradientCacheChunk: Int = 0,
-                computePrecision: ComputePrecision = .fp32) {
+                computePrecision: ComputePrecision = .fp32, maxSkippedSteps: Int = 20) {
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.logEverySteps = logEverySteps
         self.blasThreads = blasThreads
         self.gradientCacheChunk = gradientCacheChunk
         self.computePrecision = computePrecision
+        self.maxSkippedSteps = maxSkippedSteps
     }
 }
 

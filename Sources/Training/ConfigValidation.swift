@@ -95,6 +95,8 @@ extension TrainingConfig {
         try check(!resume.isEmpty, "resume", "must be auto, never or the path of a checkpoint directory", resume)
         try checkPositive(communication.bucketMB, "communication.bucket_mb")
         try checkPositive(communication.fp16InitialScale, "communication.fp16_initial_scale")
+        try check(communication.watchdogSeconds.isFinite && communication.watchdogSeconds >= 0, "communication.watchdog_seconds",
+                  "must be 0 (no watchdog) or a positive number of seconds", communication.watchdogSeconds)
         try check(communication.fp16ScaleWindow >= 1, "communication.fp16_scale_window", "must be at least 1",
                   communication.fp16ScaleWindow)
 
@@ -115,6 +117,7 @@ extension TrainingConfig {
         try check(train.maxSteps >= 0, "train.max_steps", "must be 0 (no limit) or positive", train.maxSteps)
         try check(train.logEverySteps >= 1, "train.log_every_steps", "must be at least 1", train.logEverySteps)
         try check(train.blasThreads >= 1, "train.blas_threads", "must be at least 1", train.blasThreads)
+        try check(train.maxSkippedSteps >= 0, "train.max_skipped_steps", "must be 0 (never stop) or positive", train.maxSkippedSteps)
         try check(train.gradientCacheChunk >= 0, "train.gradient_cache_chunk",
                   "must be 0 (off) or a positive number of views per chunk", train.gradientCacheChunk)
 

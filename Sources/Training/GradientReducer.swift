@@ -11,7 +11,8 @@ import Tensor
 /// the reduction sums in fp32 and the result lands back in the fp32 gradient arena. fp16 is
 /// multiplied by a dynamic scale before the cast (so small gradients survive) and divided
 /// after; a non-finite sum, identical on every rank, skips the step everywhere, halves the
-/// scale, and `scaleWindow` clean steps double it again.
+/// scale, and `scaleWindow` clean steps double it again. A non-finite summed loss (the caller's
+/// judgement, also identical on every rank) skips the step the same way.
 public final class GradientReducer {
     public let communicator: Communicator
     public let precision: WirePrecision
@@ -20,6 +21,8 @@ public final class GradientReducer {
     public let scaleWindow: Int
     public private(set) var cleanSteps = 0
     public private(set) var skippedSteps = 0
+    /// Skipped steps since the last applied one (train.max_skipped_steps stops the run at K).
+    public private(set) var skippedInARow = 0
 
     private let arena: ParameterArena
     private let wire: [UnsafeMutableRawPointer?]       // 16-bit wire copies; nil for fp32 (reduced in place)
@@ -127,8 +130,9 @@ public final class GradientReducer {
     }
 
     /// Completes every bucket, brings the sums back to fp32 and checks them. Returns whether
-    /// the step may be applied (false: a non-finite sum, the step is skipped on every rank).
-    public func finish() throws -> Bool {
+    /// the step may be applied (false: a non-finite sum, or `lossFinite` false, and the step is
+    /// skipped on every rank; `lossFinite` must be the same on every rank).
+    public func finish(lossFinite: Bool = true) throws -> Bool {
         if nextBucket < buckets.count { gradientsFinal(from: 0) }
         if let pollError { throw pollError }
         let waitStart = monotonicSeconds()
@@ -156,11 +160,14 @@ public final class GradientReducer {
             }
         }
         timing.conversion += monotonicSeconds() - waitEnd
+        finite = finite && lossFinite
         if finite {
             cleanSteps += 1
+            skippedInARow = 0
             if precision == .fp16 && cleanSteps >= scaleWindow { scale *= 2; cleanSteps = 0 }
         } else {
             skippedSteps += 1
+            skippedInARow += 1
             cleanSteps = 0
             if precision == .fp16 { scale = max(scale / 2, Float.leastNormalMagnitude) }
         }
@@ -168,9 +175,10 @@ public final class GradientReducer {
     }
 
     /// Restores the dynamic scaler (checkpoint resume).
-    public func restore(scale: Float, cleanSteps: Int, skippedSteps: Int) {
+    public func restore(scale: Float, cleanSteps: Int, skippedSteps: Int, skippedInARow: Int = 0) {
         self.scale = scale
         self.cleanSteps = cleanSteps
         self.skippedSteps = skippedSteps
+        self.skippedInARow = skippedInARow
     }
 }

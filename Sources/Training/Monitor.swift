@@ -101,7 +101,7 @@ final class Monitor {
         if !result.applied {
             skippedInARow += 1
             if skippedInARow == c.monitor.skippedSteps && isRoot {
-                log.warn(String(format: "%d steps in a row skipped (gradients not finite; fp16 loss scale now %g): "
+                log.warn(String(format: "%d steps in a row skipped (loss or gradients not finite; fp16 loss scale now %g): "
                                 + "if it goes on, lower optimizer.lr or use communication.precision bf16",
                                 skippedInARow, step.reducer.scale), step: stepsDone)
             }
@@ -109,7 +109,7 @@ final class Monitor {
             skippedInARow = 0
         }
         if !result.loss.isFinite && isRoot {
-            log.warn("loss is \(result.loss) at step \(stepsDone): training diverged", step: stepsDone)
+            log.warn("loss is \(result.loss) at step \(stepsDone): the update was skipped on every rank", step: stepsDone)
         }
         if c.monitor.geometryEverySteps > 0 && stepsDone % c.monitor.geometryEverySteps == 0 && isRoot {
             geometry(stepsDone: stepsDone, step: step)

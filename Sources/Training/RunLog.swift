@@ -34,6 +34,9 @@ public final class RunLog {
         metrics = try RunFiles.openForAppend(metricsDirectory.appendingPathComponent("rank-\(rank).jsonl"))
     }
 
+    /// This rank's human-readable log: train.log (rank 0) or rank-<r>.log.
+    public var textFile: URL { directory.appendingPathComponent(rank == 0 ? "train.log" : "rank-\(rank).log") }
+
     deinit {
         try? text.close()
         try? metrics.close()

@@ -35,6 +35,10 @@ public final class Trainer {
     var model: ContrastiveModel { step.model }
     /// Where interval and evaluation scalars also go (TensorBoard, rank 0).
     var scalarSink: (([(tag: String, value: Double)], Int) -> Void)?
+    /// Faults to inject (`CONTRAST_FAULT`), nil when unset.
+    let faultInjection: FaultInjection?
+    /// Ends the job when a collective waits longer than communication.watchdog_seconds (MPI only).
+    let watchdog: CollectiveWatchdog?
 
     public struct Summary: Sendable {
         public var steps: Int
@@ -44,17 +48,27 @@ public final class Trainer {
         public var epochMeanLosses: [Double]
         /// Stopped early by SIGTERM / SIGUSR1 after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
         public var interrupted: Bool
+        /// Stopped by train.max_skipped_steps, with this message: exit with `Trainer.skippedStepsExitCode`.
+        public var skippedStepsStop: String? = nil
     }
 
     /// Exit status after a stop request was honoured (checkpoint written): EX_TEMPFAIL, "try
     /// again", so a requeue script knows to resume.
     public static let interruptedExitCode: Int32 = 75
 
+    /// Exit status after train.max_skipped_steps steps in a row were skipped (EX_DATAERR: the
+    /// numbers went bad; resuming unchanged would skip again).
+    public static let skippedStepsExitCode: Int32 = 65
+
     public init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator()) throws {
         self.config = config
         self.communicator = communicator
         let rank = communicator.rank, size = communicator.size
         runDirectory = URL(fileURLWithPath: config.runDirectory)
+        faultInjection = try FaultInjection.configured()
+        // Started first so that the start-up collectives are watched too.
+        watchdog = config.communication.watchdogSeconds > 0
+            ? (communicator as? MPICommunicator)?.startWatchdog(seconds: config.communication.watchdogSeconds) : nil
         try Self.checkSameConfig(config, communicator)
         hosts = try communicator.hostnames()
 
@@ -80,6 +94,7 @@ public final class Trainer {
         }
         try communicator.barrier()      // the directory exists before other ranks open their files
         log = try RunLog(directory: runDirectory, rank: rank, echo: rank == 0)
+        watchdog?.logTo(log.textFile.path)
         for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
@@ -112,6 +127,8 @@ public final class Trainer {
         }
         StopSignal.install()
     }
+
+    deinit { watchdog?.stop() }
 
     /// Ranks must run the same config: compare a hash of the resolved config across ranks.
     static func checkSameConfig(_ config: TrainingConfig, _ communicator: Communicator) throws {
@@ -215,20 +232,29 @@ public final class Trainer {
             let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
             step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
             step.hardNegativeLoss?.beta = step.hardNegativeBeta(atStep: stepsDone)
+            if let faultInjection { step.faults = faultInjection.due(rank: communicator.rank, step: stepsDone + 1) }
             var result = try step.step(learningRate: learningRate, temperature: step.temperature(atStep: stepsDone), input: input)
             result.times.augmentation = dataWait
             if !result.applied && isRoot {
-                log.info(String(format: "step %d: summed gradients not finite, update skipped on every rank (%d skipped so far; scale now %g)",
+                log.info(String(format: "step %d: summed gradients or loss not finite, update skipped on every rank (%d skipped so far; scale now %g)",
                                 stepsDone + 1, step.reducer.skippedSteps, step.reducer.scale))
             }
             stepsDone += 1
             position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
             try monitor.afterStep(stepsDone: stepsDone, epoch: epoch, result: result, learningRate: learningRate, step: step)
-            guard result.loss.isFinite else {
-                throw RunFiles.Failure(description: "training diverged at step \(stepsDone) (loss \(result.loss)); lower optimizer.lr")
+            // A skipped step has no usable loss when the loss itself was not finite (the skip rule).
+            if result.loss.isFinite {
+                lastLoss = result.loss
+                epochLossSum += result.loss; epochStepCount += 1
             }
-            lastLoss = result.loss
-            epochLossSum += result.loss; epochStepCount += 1
+            if let message = skippedStepsStop(result) {
+                // Nothing is written: the last checkpoint stays the newest, whole and resumable.
+                log.info("ERROR " + message)
+                log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started)),
+                                ("parameters_checksum", .string(parametersChecksum))])
+                return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
+                               epochMeanLosses: epochMeans, interrupted: false, skippedStepsStop: message)
+            }
 
             let epochEnded = position.batch == 0 || stepsDone == totalSteps
             if epochEnded {
@@ -260,7 +286,8 @@ public final class Trainer {
             }
         }
         if interrupted {
-            log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(true)), ("seconds", .number(monotonicSeconds() - started))])
+            log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(true)), ("seconds", .number(monotonicSeconds() - started)),
+                                ("parameters_checksum", .string(parametersChecksum))])
             return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
                            epochMeanLosses: epochMeans, interrupted: true)
         }
@@ -283,7 +310,8 @@ public final class Trainer {
                             stepsDone, Self.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
                             runDirectory.appendingPathComponent("weights.bin").path))
         }
-        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started))])
+        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started)),
+                                ("parameters_checksum", .string(parametersChecksum))])
         try communicator.barrier()
         return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
                        epochMeanLosses: epochMeans, interrupted: false)
@@ -295,6 +323,11 @@ public final class Trainer {
     /// training samples it evaluates; rank 0 classifies and logs. Returns the monitored value
     /// (`eval.early_stopping_monitor`), the same on every rank; NaN when there is none.
     func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
+        // Rank 0 classifies alone for minutes while the others wait in the closing all-reduce:
+        // the watchdog does not watch evaluation (docs/reliability.md).
+        let activity = (communicator as? MPICommunicator)?.activity
+        activity?.suspendWatching()
+        defer { activity?.resumeWatching() }
         let t0 = monotonicSeconds(), e = config.eval
         // The fp32 master weights are evaluated in fp32, whatever the training GEMMs ran in.
         let precision = step.model.computePrecision

@@ -21,6 +21,9 @@ struct TrainingState: Codable, Equatable {
     var lossScale: Float
     var cleanSteps: Int
     var skippedSteps: Int
+    /// Skipped steps in a row at the checkpoint (train.max_skipped_steps counts on across a resume;
+    /// absent in checkpoints written before it existed: 0).
+    var skippedInARow: Int? = nil
     /// Running sums of the epoch in progress, so its mean loss is logged exactly after a resume.
     var epochLossSum: Double
     var epochSteps: Int
@@ -81,7 +84,7 @@ extension Trainer {
             step: stepsDone, epoch: position.epoch, batch: position.batch,
             globalBatch: config.data.batchPerRank * communicator.size, worldSize: communicator.size,
             optimizerSteps: step.optimizer.stepCount, lossScale: step.reducer.scale, cleanSteps: step.reducer.cleanSteps,
-            skippedSteps: step.reducer.skippedSteps, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
+            skippedSteps: step.reducer.skippedSteps, skippedInARow: step.reducer.skippedInARow, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
             earlyStopping: earlyStoppingState, momentumQueue: step.momentumQueue?.state)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -175,7 +178,8 @@ extension Trainer {
         step.optimizer.stepCount = state.optimizerSteps
         // The fp16 scale carries over; a run that was not on fp16 before starts from the initial scale.
         let scale = step.reducer.precision != .fp16 ? 1 : (state.lossScale == 1 ? config.communication.fp16InitialScale : state.lossScale)
-        step.reducer.restore(scale: scale, cleanSteps: state.cleanSteps, skippedSteps: state.skippedSteps)
+        step.reducer.restore(scale: scale, cleanSteps: state.cleanSteps, skippedSteps: state.skippedSteps,
+                             skippedInARow: state.skippedInARow ?? 0)
         epochLossSum = state.epochLossSum
         epochStepCount = state.epochSteps
         if earlyStoppingState != nil, let saved = state.earlyStopping { earlyStoppingState = saved }

@@ -70,6 +70,8 @@ public final class TrainingStep {
     /// Seconds this rank sleeps in every forward: fault injection for tests of the straggler
     /// warning, set from `CONTRAST_SLOW_RANK=rank:milliseconds` (docs/monitoring.md).
     public var injectedDelay = 0.0
+    /// Faults to inject in the next step (`CONTRAST_FAULT`, FaultInjection.swift); nil: none.
+    public var faults: StepFaults?
 
     public struct Result: Sendable {
         /// Loss of the whole global batch (identical on every rank).
@@ -79,7 +81,7 @@ public final class TrainingStep {
         public var learningRate: Float
         /// L2 norm of the summed gradient (before clipping); NaN when the step was skipped.
         public var gradientNorm: Float
-        /// False when the summed gradients were not finite and the update was skipped.
+        /// False when the summed gradients or the summed loss were not finite and the update was skipped.
         public var applied: Bool
         public var times: StepTimes
         public var communication: GradientReducer.Timing
@@ -223,6 +225,7 @@ public final class TrainingStep {
     public func step(learningRate: Float, temperature: Float? = nil, input: UnsafePointer<Float>? = nil) throws -> Result {
         let tau = config.loss.temperatureMode == .learnable ? self.temperature(atStep: 0) : temperature ?? self.temperature(atStep: 0)
         useTemperature(tau)
+        faults?.reach(.forward)
         if clipLoss != nil { return try twoTowerStep(learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         if let momentumQueue { return try momentumStep(momentumQueue, learningRate: learningRate, input: input ?? UnsafePointer(batch.data)) }
         let v = 2 * samplesPerStep, e = model.embeddingWidth, p = communicator.size, n = p * v
@@ -336,10 +339,15 @@ public final class TrainingStep {
     /// Backward with the bucketed all-reduce, the statistics' all-reduce beside it, and the
     /// update: the part of the step every loss shares. `backward` runs the model's backward
     /// passes, reporting finished gradients to the closure it is given.
+    ///
+    /// The update is applied only when the summed gradients and the summed loss are both finite:
+    /// both sums are identical on every rank, so a NaN on one rank skips the step on all of them.
     func finish(loss: Double, top1: Int, anchors: Int, learningRate: Float, clock: StepClock,
                         backward: (@escaping (Int) -> Void) -> Void) throws -> Result {
         let p = communicator.size
         var clock = clock
+        let loss = faults?.nanLoss == true ? Double.nan : loss
+        faults?.hangIfDue()
         statistics[0] = Float(loss)
         statistics[1] = Float(top1)
         statistics[2] = requests.stop
@@ -352,14 +360,24 @@ public final class TrainingStep {
         // with the first layer backward reports, and the all-reduce sums the ranks' shares.
         if let theta = model.logitScale { model.arena.gradients(theta)[0] = logitScaleGradient }
         reducer.beginStep()
-        backward { [reducer] in reducer.gradientsFinal(from: $0) }
+        // nan-grad fault: NaN into this rank's first trainable gradient just before its bucket starts.
+        let poisoned = faults?.nanGradient == true ? model.trainableRange.lowerBound : -1
+        var poisonPending = poisoned >= 0
+        backward { [reducer, arena = model.arena] offset in
+            if poisonPending && offset <= poisoned { arena.gradients.data[poisoned] = .nan; poisonPending = false }
+            reducer.gradientsFinal(from: offset)
+        }
+        if poisonPending { model.arena.gradients.data[poisoned] = .nan }
         clock.lap(\.backward)
-        let applied = try reducer.finish()
+        faults?.reach(.allreduce)
         try statisticsSum.wait()
+        let lossFinite = (p == 1 ? loss : Double(statistics[0])).isFinite
+        let applied = try reducer.finish(lossFinite: lossFinite)
         clock.lap(\.communication)
 
         var gradientNorm: Float = .nan
         if applied {
+            faults?.reach(.optimizer)
             let trainable = model.trainableRange
             gradientNorm = config.optimizer.clipNorm > 0 ? clipGradientNorm(model.arena, maxNorm: config.optimizer.clipNorm, range: trainable)
                                                          : globalGradientNorm(model.arena, range: trainable)

@@ -44,18 +44,25 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var interrupted = false
+        var skippedStepsStop: String?
         try runOnRanks { communicator in
             let config = try options.load()
             let trainer = try Trainer(config: config, communicator: communicator)
             if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
             let summary = try trainer.run()
             interrupted = summary.interrupted
-            if communicator.rank == 0 && !interrupted {
+            skippedStepsStop = summary.skippedStepsStop
+            if let skippedStepsStop, communicator.rank == 0 {
+                FileHandle.standardError.write(Data("contrast: error: \(skippedStepsStop)\n".utf8))
+            }
+            if communicator.rank == 0 && !interrupted && skippedStepsStop == nil {
                 say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }
         // Stopped by SIGTERM / SIGUSR1 after a checkpoint: a distinct status tells a requeue script to resume.
         if interrupted { throw ExitCode(Trainer.interruptedExitCode) }
+        // Every rank made the same decision (skipping is identical on every rank) and finalized MPI.
+        if skippedStepsStop != nil { throw ExitCode(Trainer.skippedStepsExitCode) }
     }
 }
 

@@ -32,7 +32,7 @@ import Testing
         "epoch": ["step", "epoch", "epoch_mean_loss"],
         "eval": ["step", "epoch", "knn_accuracy"],
         "event": ["step", "level"],
-        "end": ["step", "interrupted", "seconds"],
+        "end": ["step", "interrupted", "seconds", "parameters_checksum"],
     ]
 
     /// Every line is one JSON object of a documented type with its documented fields; every
