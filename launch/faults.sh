@@ -6,7 +6,8 @@
 #
 #   (no option)        the short form (~1-2 min, called by launch/test.sh): a few trials per class
 #   --full             the full form: >= 30 kills at P = 2 and P = 4, every checkpoint crash
-#                      point, every stop signal route, every storage / data / launch fault
+#                      point, every stop signal route, every storage / data / launch fault,
+#                      NaN gradients and losses, hangs caught by the collective watchdog
 #   --bin PATH         the contrast binary (default: .build/release/contrast if present, else
 #                      .build/debug/contrast; launch/test.sh passes the debug build it just made)
 #   --out DIR          where results.tsv and the trials' run directories go
@@ -69,6 +70,8 @@ short_trials=(
     "data fewer-than-batch"
     "launch config-mismatch"
     "launch world-size"
+    "nonfinite 2 nan-grad"
+    "hang 2"
 )
 full_trials=()
 for _ in $(seq 12); do full_trials+=("kill_random 2"); done
@@ -85,6 +88,7 @@ full_trials+=("storage disk-full" "storage read-only-run-dir" "storage checkpoin
               "storage checkpoint-deleted-shard" "storage checkpoint-garbage-manifest")
 full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions" "data manifest-shape"
               "data labels-out-of-range" "data empty" "data fewer-than-batch")
+full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir")
 
@@ -462,6 +466,84 @@ trial_stop_signal() {
         return
     done
     record sigterm "$ranks" "$name" FAIL "" "" "could not signal the job while it trained (3 attempts; in $TRIAL_DIR)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# In-process faults (CONTRAST_FAULT, docs/reliability.md): NaN in one rank's gradients or loss,
+# a rank that hangs before a collective.
+# ---------------------------------------------------------------------------------------------
+# trial_nonfinite RANKS nan-grad|nan-loss|max-skipped
+#   nan-grad / nan-loss: one rank's gradients / loss become NaN at step 3. The step must be skipped
+#   on every rank alike (a `"skipped":true` step record), the run must finish with exit 0,
+#   and its weights must equal those of a run where the other kind hit another rank at step 3.
+#   max-skipped: NaN loss from step 3 on with train.max_skipped_steps 3: exit 65, nothing written.
+trial_nonfinite() {
+    local ranks=$1 how=$2 problem="" trace other
+    next_dir "nonfinite-$how-p$ranks"
+    local run="$TRIAL_DIR/run" last=$(( ranks - 1 ))
+    case "$how" in
+        nan-grad|nan-loss)
+            mapfile -t args < <(train_args "$ranks" "$run")
+            run_job "$TRIAL_DIR/job" "$ranks" "$run_bound" -x "CONTRAST_FAULT=$how@rank=$last@step=3" -- "$bin" "${args[@]}"
+            local skips
+            skips=$(cat "$run"/metrics/rank-*.jsonl 2>/dev/null | grep -c '"skipped":true')
+            trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+            if (( JOB_HUNG )); then problem="hang"
+            elif [[ $JOB_RC != 0 ]]; then problem="exit status $JOB_RC: $(failure_line "$TRIAL_DIR/job")"
+            elif [[ -n $trace ]]; then problem="stack trace: $trace"
+            elif (( skips < 1 )); then problem="no skipped step in the metrics"
+            fi
+            if [[ -z $problem ]]; then
+                other=nan-loss; [[ $how == nan-loss ]] && other=nan-grad
+                mapfile -t args < <(train_args "$ranks" "$TRIAL_DIR/twin")
+                run_job "$TRIAL_DIR/twin" "$ranks" "$run_bound" -x "CONTRAST_FAULT=$other@rank=0@step=3" -- "$bin" "${args[@]}"
+                cmp -s "$run/weights.bin" "$TRIAL_DIR/twin/weights.bin" \
+                    || problem="weights differ from the run with $other on rank 0 at step 3"
+            fi
+            if [[ -z $problem ]]; then
+                record nonfinite "$ranks" "$how" pass "" 1 "$how on rank $last at step 3: step skipped on every rank ($skips skip record(s)), same weights as $other on rank 0"
+            else
+                record nonfinite "$ranks" "$how" FAIL "" "" "$problem (in $TRIAL_DIR)"
+            fi ;;
+        max-skipped)
+            mapfile -t args < <(train_args "$ranks" "$run" train.max_skipped_steps=3)
+            run_job "$TRIAL_DIR/job" "$ranks" "$run_bound" -x "CONTRAST_FAULT=nan-loss@rank=0@step=3-$steps" -- "$bin" "${args[@]}"
+            trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+            if (( JOB_HUNG )); then problem="hang"
+            elif [[ $JOB_RC != 65 ]]; then problem="exit status $JOB_RC, expected 65"
+            elif [[ -n $trace ]]; then problem="stack trace: $trace"
+            elif ! grep -q 'max_skipped_steps' "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out" "$run/train.log" 2>/dev/null; then problem="no message naming train.max_skipped_steps"
+            elif [[ -e $run/weights.bin ]]; then problem="weights.bin written after the stop"
+            fi
+            [[ -n $problem ]] || problem=$(verify_all "$run")
+            if [[ -z $problem ]]; then
+                record nonfinite "$ranks" "$how" pass "" "" "NaN loss from step 3: stopped after 3 skipped steps, exit 65, checkpoints intact"
+            else
+                record nonfinite "$ranks" "$how" FAIL "" "" "$problem (in $TRIAL_DIR)"
+            fi ;;
+    esac
+}
+
+# trial_hang RANKS: the last rank sleeps before a collective at step 3; with
+# communication.watchdog_seconds 3 the others must name the collective and the job end (exit 69).
+trial_hang() {
+    local ranks=$1 problem="" detect trace
+    next_dir "hang-p$ranks"
+    local run="$TRIAL_DIR/run" last=$(( ranks - 1 ))
+    mapfile -t args < <(train_args "$ranks" "$run" communication.watchdog_seconds=3)
+    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -x "CONTRAST_FAULT=hang@rank=$last@step=3" -- "$bin" "${args[@]}"
+    detect=$(minus "$JOB_END" "$JOB_T0")
+    trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+    if (( JOB_HUNG )); then problem="hang: the watchdog did not end the job within ${detect_bound}s"
+    elif [[ $JOB_RC != 69 ]]; then problem="exit status $JOB_RC, expected 69"
+    elif ! grep -q 'has not completed after' "$TRIAL_DIR/job.err"; then problem="no watchdog line naming the collective"
+    fi
+    [[ -n $problem ]] || problem=$(verify_all "$run")
+    if [[ -z $problem ]]; then
+        record hang "$ranks" hang pass "$detect" "" "$(grep -m1 'has not completed after' "$TRIAL_DIR/job.err" | cut -c1-120)"
+    else
+        record hang "$ranks" hang FAIL "$detect" "" "$problem (in $TRIAL_DIR)"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
