@@ -75,7 +75,8 @@ extension CheckpointStore {
     /// that tile each shard file, and shards whose frames tile every buffer exactly once.
     static func validate(_ manifest: CheckpointManifest, file: String) throws {
         func bad(_ problem: String) -> CheckpointError { CheckpointError.corrupt(file, problem) }
-        guard manifest.worldSize >= 1, manifest.shards.map(\.rank) == Array(0..<manifest.worldSize) else {
+        guard manifest.worldSize >= 1, manifest.worldSize == manifest.shards.count,
+              manifest.shards.map(\.rank) == Array(0..<manifest.worldSize) else {
             throw bad("world size \(manifest.worldSize) but shards for ranks \(manifest.shards.map(\.rank))")
         }
         var counts: [String: Int] = [:]

@@ -99,7 +99,9 @@ public struct NPYArray: Sendable {
         }
 
         let dataStart = headerStart + headerLength
-        let expected = shape.reduce(1, *) * dtype.size
+        guard let expected = checkedProduct(shape, times: dtype.size) else {
+            throw fail("shape \(shape) of \(typeString) is too large to be a file's contents (its size overflows)")
+        }
         let available = file.count - dataStart
         guard available >= expected else {
             throw fail("truncated data: shape \(shape) of \(typeString) needs \(expected) bytes, the file holds \(available)")

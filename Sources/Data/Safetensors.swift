@@ -99,14 +99,16 @@ public enum Safetensors {
                   let shape = fields["shape"] as? [Int], let offsets = fields["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw fail("tensor \(name) lacks a dtype, shape or data_offsets pair")
             }
-            guard offsets[0] <= offsets[1], shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name) has a bad shape or range") }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= file.count, shape.allSatisfy({ $0 >= 0 }), checkedProduct(shape, times: 4) != nil else {
+                throw fail("tensor \(name) has a bad shape or range")
+            }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, bytes: offsets[0] ..< offsets[1]))
         }
         entries.sort { ($0.bytes.lowerBound, $0.bytes.upperBound) < ($1.bytes.lowerBound, $1.bytes.upperBound) }
         var end = 0
         for entry in entries {
             guard entry.bytes.lowerBound == end else { throw fail("tensor \(entry.name) starts at byte \(entry.bytes.lowerBound), not \(end)") }
-            if entry.dtype == "F32", entry.bytes.count != entry.shape.reduce(1, *) * 4 {
+            if entry.dtype == "F32", entry.bytes.count != checkedProduct(entry.shape, times: 4) {
                 throw fail("tensor \(entry.name) of shape \(entry.shape) spans \(entry.bytes.count) bytes")
             }
             end = entry.bytes.upperBound
