@@ -105,6 +105,7 @@ if [[ -z $bin ]]; then
     if [[ -x .build/release/contrast ]]; then bin=.build/release/contrast; else bin=.build/debug/contrast; fi
 fi
 [[ -x $bin ]] || die "no contrast binary at $bin: run swift build (or pass --bin PATH)"
+[[ $bin == /* ]] || bin="$PWD/$bin"     # absolute: trials run it from wrapper scripts too
 command -v mpirun >/dev/null || die "mpirun not found; run launch/setup.sh"
 [[ -n $seed ]] || seed=$(( $(date +%s) % 100000 ))
 RANDOM=$seed
@@ -826,7 +827,7 @@ trial_launch() {
             # Every rank gets the same command line; a wrapper adds a rank-dependent --set.
             cat > "$TRIAL_DIR/wrapper.sh" <<EOF
 #!/usr/bin/env bash
-exec "$PWD/$bin" "\$@" --set optimizer.lr=0.00\$(( OMPI_COMM_WORLD_RANK + 1 ))
+exec "$bin" "\$@" --set optimizer.lr=0.00\$(( OMPI_COMM_WORLD_RANK + 1 ))
 EOF
             chmod +x "$TRIAL_DIR/wrapper.sh"
             mapfile -t args < <(train_args "$ranks" "$run")
