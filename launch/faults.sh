@@ -70,6 +70,7 @@ short_trials=(
     "data fewer-than-batch"
     "launch config-mismatch"
     "launch world-size"
+    "launch binary-mismatch"
     "nonfinite 2 nan-grad"
     "hang 2"
 )
@@ -90,7 +91,7 @@ full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions
               "data labels-out-of-range" "data empty" "data fewer-than-batch")
 full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
-              "launch run-dir-under-a-file" "launch read-only-run-dir")
+              "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
 
 if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
 if [[ -n $only ]]; then
@@ -833,6 +834,24 @@ EOF
             mapfile -t args < <(train_args "$ranks" "$run")
             command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
             expect="different configs" detail="rank r adds --set optimizer.lr=0.00(r+1)" ;;
+        binary-mismatch)
+            # The last rank runs a copy of the binary whose build id (the linker's hash) differs by one bit.
+            local id
+            id=$(readelf -n "$bin" 2>/dev/null | awk '/Build ID/ { print $3; exit }')
+            if [[ -z $id ]] || ! command -v perl >/dev/null; then
+                record launch "$ranks" "$fault" skip "" "" "readelf or perl missing, or the binary has no build id"; return
+            fi
+            perl -0777 -pe 'BEGIN { $id = pack("H*", shift) } s/\Q$id\E/substr($id, 0, 19) . chr(ord(substr($id, 19, 1)) ^ 1)/e' \
+                "$id" < "$bin" > "$TRIAL_DIR/contrast-other"
+            chmod +x "$TRIAL_DIR/contrast-other"
+            cat > "$TRIAL_DIR/wrapper.sh" <<EOF
+#!/usr/bin/env bash
+if (( OMPI_COMM_WORLD_RANK == $(( ranks - 1 )) )); then exec "$TRIAL_DIR/contrast-other" "\$@"; else exec "$bin" "\$@"; fi
+EOF
+            chmod +x "$TRIAL_DIR/wrapper.sh"
+            mapfile -t args < <(train_args "$ranks" "$run")
+            command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
+            expect="different builds" detail="rank 1 runs a binary whose build id differs in one bit" ;;
         world-size)
             ranks=3
             mapfile -t args < <(train_args 2 "$run" data.batch_per_rank=6)

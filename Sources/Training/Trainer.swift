@@ -130,18 +130,26 @@ public final class Trainer {
 
     deinit { watchdog?.stop() }
 
-    /// Ranks must run the same config: compare a hash of the resolved config across ranks.
+    /// Ranks must run the same config and the same build of contrast: compare a hash of the
+    /// resolved config and the executable's build id (`BuildID`) across ranks.
     static func checkSameConfig(_ config: TrainingConfig, _ communicator: Communicator) throws {
         guard communicator.size > 1 else { return }
-        var hash = WeightsFile.fnv1a(config.yaml().utf8)
-        var all = [UInt64](repeating: 0, count: communicator.size)
-        try withUnsafeBytes(of: &hash) { mine in
-            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(mine.baseAddress!, bytes: 8, into: $0.baseAddress!) }
+        var hashes = [WeightsFile.fnv1a(config.yaml().utf8), WeightsFile.fnv1a(BuildID.hex.utf8)]
+        var all = [UInt64](repeating: 0, count: 2 * communicator.size)
+        try hashes.withUnsafeMutableBytes { mine in
+            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(mine.baseAddress!, bytes: 16, into: $0.baseAddress!) }
         }
-        if let other = all.firstIndex(where: { $0 != all[0] }) {
+        let ranks = 0..<communicator.size
+        if let other = ranks.first(where: { all[2 * $0 + 1] != all[1] }) {
+            throw RunFiles.Failure(description: String(format:
+                "the ranks run different builds of contrast: rank 0's executable has build-id hash %016llx, rank %d's %016llx; "
+                + "install the same build on every node", all[1], other, all[2 * other + 1])
+                + " (rank \(communicator.rank) runs build id \(BuildID.hex.isEmpty ? "unknown" : BuildID.hex))")
+        }
+        if let other = ranks.first(where: { all[2 * $0] != all[0] }) {
             throw RunFiles.Failure(description: String(format:
                 "the ranks run different configs: rank 0 has config hash %016llx, rank %d has %016llx; start every rank with the same config and --set arguments",
-                all[0], other, all[other]))
+                all[0], other, all[2 * other]))
         }
     }
 

@@ -51,5 +51,6 @@ float ck_exp_sum(const float *x, float *y, size_t n, float shift);
 
 // SwiftPM takes this header as the module's umbrella: the others are reached from here.
 #include "CKernelsReduce.h"
+#include "CBuildID.h"
 
 #endif
