@@ -121,7 +121,13 @@ public struct ShardManifest: Codable, Equatable, Sendable {
             guard Set(shard.frames.map(\.section)) == Set(wanted), shard.frames.count == wanted.count else {
                 throw fail("shard \(index) (\(shard.file)) has frames \(shard.frames.map(\.section.rawValue)), expected \(wanted.map(\.rawValue))")
             }
-            for frame in shard.frames where frame.offset < 0 || frame.bytes <= 0 || frame.offset + frame.bytes > shard.bytes {
+            // Sizes from the manifest are untrusted: compare and multiply without overflowing.
+            guard checkedProduct([shard.sampleCount] + features.shape, times: 4) != nil,
+                  checkedProduct([shard.sampleCount] + (pairs?.shape ?? []), times: 8) != nil,
+                  next.addingReportingOverflow(shard.sampleCount).overflow == false else {
+                throw fail("shard \(index) (\(shard.file)) declares \(shard.sampleCount) samples of shape \(features.shape): its size overflows")
+            }
+            for frame in shard.frames where frame.offset < 0 || frame.bytes <= 0 || shard.bytes < 0 || frame.bytes > shard.bytes - frame.offset {
                 throw fail("shard \(index) (\(shard.file)): \(frame.section.rawValue) frame at \(frame.offset)+\(frame.bytes) "
                            + "lies outside the file's \(shard.bytes) bytes")
             }
