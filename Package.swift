@@ -47,7 +47,7 @@ let package = Package(
         .systemLibrary(name: "CFuzzer"),
         .executableTarget(name: "contrast-fuzz", dependencies: ["FuzzTargets", "CFuzzer"]),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "CBLAS"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
         .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),

@@ -1,12 +1,13 @@
 import CBLAS
 import Foundation
 
-/// Matrix multiplication through OpenBLAS: C = alpha * op(A) op(B) + beta * C.
+/// Matrix multiplication: C = alpha * op(A) op(B) + beta * C.
 ///
 /// Row-major. op(A) is M x K, op(B) is K x N, C is M x N. `lda`, `ldb`, `ldc` are row strides
-/// of the stored (untransposed) matrices. `precision` bf16 rounds A and B to bf16 and multiplies
-/// them in oneDNN with fp32 accumulation and C (`BF16GEMM`); the caller has checked
-/// `BF16GEMM.unavailableReason` first.
+/// of the stored (untransposed) matrices. fp32 runs in the library `FP32GEMM.library` names
+/// (OpenBLAS sgemm unless a run chose oneDNN). `precision` bf16 rounds A and B to bf16 and
+/// multiplies them in oneDNN with fp32 accumulation and C (`OneDNNGEMM`); the caller has checked
+/// `OneDNNGEMM.unavailableReason` first.
 @inline(__always)
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
@@ -19,12 +20,13 @@ public func gemm(
     if let recorder = GEMMRecording.active {
         recorder.append(GEMMCall(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, accumulates: beta != 0))
     }
-    if precision == .bf16 {
+    if precision == .bf16 || FP32GEMM.library == .onednn {
         do {
-            try BF16GEMM.shared.multiply(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            try OneDNNGEMM.shared.multiply(precision: precision, transposeA: transposeA, transposeB: transposeB,
+                                           m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                           beta: beta, c: c, ldc: ldc)
         } catch {
-            preconditionFailure("bf16 GEMM \(m) x \(n) x \(k): \(error)")
+            preconditionFailure("\(precision) GEMM \(m) x \(n) x \(k) in oneDNN: \(error)")
         }
         return
     }
@@ -73,15 +75,41 @@ public func gemmReference(
 /// OpenBLAS's own thread pool. Set explicitly (1 by default in contrast): with one MPI rank
 /// per core, BLAS threads would only fight over the cores.
 public enum BLASThreads {
-    /// Also the OpenMP thread count of bf16 GEMMs in oneDNN (`BF16GEMM.threads`).
+    /// Also the OpenMP thread count of GEMMs in oneDNN (`OneDNNGEMM.threads`).
     public static func set(_ count: Int) {
         openblas_set_num_threads(Int32(max(1, count)))
-        BF16GEMM.threads = max(1, count)
+        OneDNNGEMM.threads = max(1, count)
     }
     public static var current: Int { Int(openblas_get_num_threads()) }
     public static var configuration: String { String(cString: openblas_get_config()) }
     /// The kernel set OpenBLAS chose for this CPU (DYNAMIC_ARCH builds pick at load time), e.g. "Zen".
     public static var coreName: String { String(cString: openblas_get_corename()) }
+}
+
+/// Which library runs fp32 `gemm`s, process-wide (like the thread count): the fastest this CPU
+/// has (`fastest`) until a run chooses (`train.gemm_library`). oneDNN's AVX-512 brgemm kernels run
+/// the benchmark MLP's GEMMs about 7 % faster than Debian's OpenBLAS sgemm (docs/benchmarks.md).
+/// The two libraries sum in different orders, so the choice is part of what makes a run bitwise
+/// reproducible.
+public enum FP32GEMM {
+    public enum Library: String, Sendable, CaseIterable {
+        case openblas, onednn
+    }
+
+    /// Set once per process by a run; the default is `fastest` (computed on first use), so a run
+    /// with `train.gemm_library: auto` does not change it.
+    nonisolated(unsafe) public static var library: Library = fastest
+
+    /// oneDNN where it has an fp32 matmul for this CPU, otherwise OpenBLAS.
+    public static var fastest: Library { OneDNNGEMM.fp32UnavailableReason == nil ? .onednn : .openblas }
+
+    /// The library's kernel for the benchmark's shapes, e.g. "OpenBLAS Zen" or "oneDNN brg:avx512_core".
+    public static var description: String {
+        switch library {
+        case .openblas: "OpenBLAS \(BLASThreads.coreName)"
+        case .onednn: "oneDNN \(OneDNNGEMM.fp32Implementation ?? "unavailable")"
+        }
+    }
 }
 
 /// The shape of one Float `gemm` call: op(A) M x K, op(B) K x N; `accumulates` when beta != 0.

@@ -68,33 +68,62 @@ public enum Bench {
         return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
     }
 
-    /// `bench gemm`: sgemm GFLOP/s at the model's shapes, and the Linear layers' forward +
-    /// backward as a fraction of the GEMM-only time.
-    public static func gemmReport(config: TrainingConfig, repeats: Int, warmup: Int = 1, threads: Int) -> BenchOutput {
+    /// `bench gemm`: GFLOP/s at the model's shapes of OpenBLAS's sgemm and, where it has one for
+    /// this CPU, oneDNN's fp32 matmul (the two libraries `train.gemm_library` chooses from), and the
+    /// Linear layers' forward + backward, in the config's library, as a fraction of the GEMM-only time.
+    public static func gemmReport(config: TrainingConfig, repeats: Int, warmup: Int = 1, threads: Int) throws -> BenchOutput {
         BLASThreads.set(threads)
         let out = BenchOutput(bench: "gemm")
         let m = config.model, v = 2 * config.data.batchPerRank
         let encoderWidths = [784] + m.hidden + [m.representation], headWidths = [m.representation] + m.projection
         let shapes = mlpShapes(widths: [encoderWidths, headWidths], rows: v)
-        let times = timeGEMMs(shapes, repeats: repeats)
-        out.line("sgemm at the step's shapes (\(v) rows, \(threads) BLAS thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)); median of \(repeats):")
-        func shapeRecord(_ s: GEMMShape, _ t: Double, group: String) {
-            out.record(["shape": s.name, "group": group, "m": s.m, "n": s.n, "k": s.k, "transpose_a": s.transposeA, "transpose_b": s.transposeB,
-                        "threads": threads, "gflop_per_s": s.flops / t / 1e9, "repeats": repeats, "warmup": 1, "median_ms": t * 1e3])
+        let chosen = try config.train.gemmLibrary.resolved()
+        let withOneDNN = OneDNNGEMM.fp32UnavailableReason == nil
+        /// Each shape in OpenBLAS, then (where available) in oneDNN.
+        func time(_ shapes: [GEMMShape]) -> [(openblas: Double, onednn: Double?)] {
+            defer { FP32GEMM.library = chosen }
+            return shapes.map { shape in
+                FP32GEMM.library = .openblas
+                let blas = timeGEMMs([shape], repeats: repeats)[0]
+                guard withOneDNN else { return (blas, nil) }
+                FP32GEMM.library = .onednn
+                return (blas, timeGEMMs([shape], repeats: repeats)[0])
+            }
+        }
+        let times = time(shapes)
+        out.line("fp32 GEMMs at the step's shapes (\(v) rows, \(threads) thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)"
+                 + (withOneDNN ? ", oneDNN \(OneDNNGEMM.fp32Implementation ?? "")" : "") + "); median of \(repeats):")
+        out.line("  " + padded("shape", 28) + "  OpenBLAS sgemm" + (withOneDNN ? "                 oneDNN f32                 OpenBLAS / oneDNN" : ""))
+        func shapeRecord(_ s: GEMMShape, _ t: (openblas: Double, onednn: Double?), group: String) {
+            var fields: [String: Any] = ["shape": s.name, "group": group, "m": s.m, "n": s.n, "k": s.k, "transpose_a": s.transposeA,
+                                         "transpose_b": s.transposeB, "threads": threads, "gflop_per_s": s.flops / t.openblas / 1e9,
+                                         "repeats": repeats, "warmup": 1, "median_ms": t.openblas * 1e3]
+            if let d = t.onednn { fields["onednn_median_ms"] = d * 1e3; fields["onednn_gflop_per_s"] = s.flops / d / 1e9 }
+            out.record(fields)
+        }
+        func row(_ name: String, flops: Double, _ t: (openblas: Double, onednn: Double?)) -> String {
+            var line = "  " + padded(name, 28) + String(format: " %8.3f ms  %7.1f GFLOP/s", t.openblas * 1e3, flops / t.openblas / 1e9)
+            if let d = t.onednn { line += String(format: "   %8.3f ms  %7.1f GFLOP/s   %.3fx", d * 1e3, flops / d / 1e9, t.openblas / d) }
+            return line
         }
         for (s, t) in zip(shapes, times) {
-            out.line("  " + padded(s.description, 28) + String(format: " %8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+            out.line(row(s.description, flops: s.flops, t))
             shapeRecord(s, t, group: "mlp")
         }
-        let gemmTotal = times.reduce(0, +), flops = shapes.reduce(0) { $0 + $1.flops }
-        out.line(String(format: "  all MLP GEMMs of a step       %8.3f ms  %7.1f GFLOP/s", gemmTotal * 1e3, flops / gemmTotal / 1e9))
-        out.record(["shape": "all MLP GEMMs", "group": "mlp_total", "threads": threads, "gflop_per_s": flops / gemmTotal / 1e9,
-                    "repeats": repeats, "warmup": 1, "median_ms": gemmTotal * 1e3])
+        let flops = shapes.reduce(0) { $0 + $1.flops }
+        let blasTotal = times.reduce(0) { $0 + $1.openblas }
+        let dnnlTotal: Double? = withOneDNN ? times.reduce(0) { $0 + ($1.onednn ?? 0) } : nil
+        out.line(row("all MLP GEMMs of a step", flops: flops, (blasTotal, dnnlTotal)))
+        var total: [String: Any] = ["shape": "all MLP GEMMs", "group": "mlp_total", "threads": threads, "gflop_per_s": flops / blasTotal / 1e9,
+                                    "repeats": repeats, "warmup": 1, "median_ms": blasTotal * 1e3]
+        if let dnnlTotal { total["onednn_median_ms"] = dnnlTotal * 1e3; total["onednn_gflop_per_s"] = flops / dnnlTotal / 1e9 }
+        out.record(total)
         let loss = lossShapes(rows: v, width: m.projection.last!)
-        for (s, t) in zip(loss, timeGEMMs(loss, repeats: repeats)) {
-            out.line("  " + s.description.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%8.3f ms  %7.1f GFLOP/s", t * 1e3, s.flops / t / 1e9))
+        for (s, t) in zip(loss, time(loss)) {
+            out.line(row(s.description, flops: s.flops, t))
             shapeRecord(s, t, group: "loss")
         }
+        let gemmTotal = chosen == .onednn ? dnnlTotal ?? blasTotal : blasTotal
 
         // The same work through the layers (bias, fused ReLU, bias gradients included).
         let model = ContrastiveModel(inputWidth: 784, hidden: m.hidden, representation: m.representation,
@@ -116,10 +145,10 @@ public enum Bench {
             return monotonicSeconds() - t0
         }
         let layerTime = layers.median
-        out.line(String(format: "Linear layers forward+backward %8.3f ms  %7.1f GFLOP/s = %.1f%% of the GEMM-only rate",
-                        layerTime * 1e3, flops / layerTime / 1e9, gemmTotal / layerTime * 100))
+        out.line(String(format: "Linear layers forward+backward %8.3f ms  %7.1f GFLOP/s = %.1f%% of the GEMM-only rate (%@)",
+                        layerTime * 1e3, flops / layerTime / 1e9, gemmTotal / layerTime * 100, FP32GEMM.description))
         out.record(["shape": "Linear layers forward+backward", "group": "layers", "threads": threads, "gflop_per_s": flops / layerTime / 1e9,
-                    "fraction_of_gemm_rate": gemmTotal / layerTime], layers)
+                    "fraction_of_gemm_rate": gemmTotal / layerTime, "library": chosen.rawValue], layers)
         return out
     }
 
@@ -216,7 +245,7 @@ public enum Bench {
             out.line(String(format: "  gradient all-reduce: %.2f ms hidden behind backward, %.2f ms exposed (medians); %.1f%% hidden over the timed steps",
                             figures.communicationHidden * 1e3, figures.communicationExposed * 1e3, figures.communicationHiddenFraction * 100))
         }
-        out.line("GEMM account: the \(recorded.count) sgemm calls of one step, \(gemmAccount.entries.count) shapes, each timed alone at one BLAS thread (median of \(max(repeats, 5))):")
+        out.line("GEMM account: the \(recorded.count) fp32 GEMM calls of one step (\(FP32GEMM.description)), \(gemmAccount.entries.count) shapes, each timed alone at one thread (median of \(max(repeats, 5))):")
         for entry in gemmAccount.entries {
             out.line("  " + padded(entry.call.description, 32) + String(format: " x%-3d %8.3f ms each  %7.1f GFLOP/s", entry.count,
                             entry.time.median * 1e3, entry.call.flops / entry.time.median / 1e9))
@@ -239,7 +268,7 @@ public enum Bench {
             "ranks": p, "images_per_second_step": figures.imagesPerSecondStep, "images_per_second_end_to_end": figures.imagesPerSecondEndToEnd,
             "augmentation_ms": m.augmentation * 1e3, "forward_ms": m.forward * 1e3, "gather_ms": m.gather * 1e3, "loss_ms": m.loss * 1e3,
             "backward_ms": m.backward * 1e3, "communication_ms": m.communication * 1e3, "optimizer_ms": m.optimizer * 1e3,
-            "end_to_end_ms": endToEnd * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
+            "end_to_end_ms": endToEnd * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "gemm_library": FP32GEMM.library.rawValue, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
             "gemm_calls": recorded.count, "gemm_gflop": gemmAccount.totalFlops / 1e9,
             "gemm_account": gemmAccount.entries.map { e -> [String: Any] in
                 ["m": e.call.m, "n": e.call.n, "k": e.call.k, "transpose_a": e.call.transposeA, "transpose_b": e.call.transposeB,

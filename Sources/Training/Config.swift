@@ -607,6 +607,8 @@ public struct TrainSection: Codable, Sendable, Equatable {
     public var gradientCacheChunk: Int
     /// The model's GEMMs in fp32 or bf16 (fp32 accumulation, master weights and loss; `ComputePrecision`).
     public var computePrecision: ComputePrecision
+    /// The library of the fp32 GEMMs: auto (oneDNN where available), openblas or onednn (`GEMMLibraryChoice`).
+    public var gemmLibrary: GEMMLibraryChoice
     /// Stop the run after this many skipped steps in a row (non-finite summed loss or gradients; 0 = never).
     public var maxSkippedSteps: Int
 
@@ -617,11 +619,13 @@ public struct TrainSection: Codable, Sendable, Equatable {
         case blasThreads = "blas_threads"
         case gradientCacheChunk = "gradient_cache_chunk"
         case computePrecision = "compute_precision"
+        case gemmLibrary = "gemm_library"
         case maxSkippedSteps = "max_skipped_steps"
     }
 
     public init(epochs: Int = 15, maxSteps: Int = 0, logEverySteps: Int = 10, blasThreads: Int = 1, gradientCacheChunk: Int = 0,
-                computePrecision: ComputePrecision = .fp32, maxSkippedSteps: Int = 20) {
+                computePrecision: ComputePrecision = .fp32, gemmLibrary: GEMMLibraryChoice = .auto, maxSkippedSteps: Int = 20) {
+        self.gemmLibrary = gemmLibrary
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.logEverySteps = logEverySteps

@@ -178,8 +178,10 @@ public final class Trainer {
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
             log.info("data: " + data.summary)
-            if c.train.computePrecision == .bf16, let gemm = BF16GEMM.implementation {
+            if c.train.computePrecision == .bf16, let gemm = OneDNNGEMM.implementation {
                 log.info("compute: the model's GEMMs in bf16 (fp32 accumulation and master weights) through oneDNN \(gemm)")
+            } else {
+                log.info("compute: the model's GEMMs in fp32 through \(FP32GEMM.description) (train.gemm_library \(c.train.gemmLibrary.rawValue))")
             }
             if let queue = step.momentumQueue {
                 log.info("MoCo: momentum encoder (m = \(queue.momentum)), queue of \(queue.capacity) keys x \(model.embeddingWidth), "

@@ -119,6 +119,7 @@ public final class TrainingStep {
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
         try config.train.computePrecision.checkAvailable()
+        try config.train.gemmLibrary.apply()
         model.computePrecision = config.train.computePrecision.gemm
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.

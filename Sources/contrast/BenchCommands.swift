@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             try reportingErrors {
-                say(Training.Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
+                say(try Training.Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
             }
         }
     }

@@ -5,7 +5,7 @@ import Testing
 
 /// train.compute_precision bf16: the model's GEMMs in bf16 with fp32 accumulation. P = 2 equals one
 /// process on the global batch, a run repeats bit for bit, and it stays within bf16 rounding of fp32.
-@Suite(.serialized, .enabled(if: BF16GEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+@Suite(.serialized, .enabled(if: OneDNNGEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
 struct BF16ComputeTests {
     static let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
     static let bf16 = ["train.compute_precision=bf16"]

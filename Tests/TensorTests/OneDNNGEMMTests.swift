@@ -1,10 +1,11 @@
+import CBLAS
 import CKernels
 import Testing
 @testable import Tensor
 
 /// The bf16 GEMM (oneDNN) against plain loops: bitwise-rounded inputs give fp32-accurate results,
 /// and the result stays within the bf16 rounding bound of the exact product. Needs AVX-512.
-@Suite(.enabled(if: BF16GEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+@Suite(.enabled(if: OneDNNGEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
 struct BF16GEMMTests {
     func random(_ count: Int, stream: UInt64) -> [Float] {
         var rng = RandomStream(seed: 7, stream: stream)
@@ -48,7 +49,7 @@ struct BF16GEMMTests {
             let a = random((ta ? k : m) * lda, stream: 1), b = random((tb ? n : k) * ldb, stream: 2)
             let start = random(m * ldc, stream: 3)
             var c = start
-            try BF16GEMM.shared.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+            try OneDNNGEMM.shared.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                                          b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc)
             // Against bf16(A) bf16(B) exactly: only fp32 accumulation differs (k products, u = 2^-24).
             let rounded = reference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: bf16(a), lda: lda, b: bf16(b), ldb: ldb,
@@ -73,14 +74,14 @@ struct BF16GEMMTests {
         }
     }
 
-    /// `gemm(precision: .bf16)` goes through BF16GEMM, and the same call twice is bitwise the same.
+    /// `gemm(precision: .bf16)` goes through OneDNNGEMM, and the same call twice is bitwise the same.
     @Test func gemmDispatchesAndIsDeterministic() {
         let m = 65, n = 31, k = 129
         let a = random(m * k, stream: 4), b = random(n * k, stream: 5)
         var first = [Float](repeating: 0, count: m * n), second = first, direct = first, single = first
         gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &first, ldc: n, precision: .bf16)
         gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &second, ldc: n, precision: .bf16)
-        try? BF16GEMM.shared.multiply(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+        try? OneDNNGEMM.shared.multiply(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
                                       b: b, ldb: k, beta: 0, c: &direct, ldc: n)
         gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &single, ldc: n)
         #expect(first == second)
@@ -92,12 +93,67 @@ struct BF16GEMMTests {
     @Test func emptyInnerDimensionScalesC() throws {
         var c: [Float] = [1, 2, 3, 4]
         let none: [Float] = [0]
-        try BF16GEMM.shared.multiply(transposeA: false, transposeB: false, m: 2, n: 2, k: 0, alpha: 1, a: none, lda: 1,
+        try OneDNNGEMM.shared.multiply(transposeA: false, transposeB: false, m: 2, n: 2, k: 0, alpha: 1, a: none, lda: 1,
                                      b: none, ldb: 2, beta: 0.5, c: &c, ldc: 2)
         #expect(c == [0.5, 1, 1.5, 2])
     }
 
     @Test func reportsItsImplementation() {
-        #expect(BF16GEMM.implementation != nil)
+        #expect(OneDNNGEMM.implementation != nil)
+    }
+}
+
+/// oneDNN's fp32 matmul (`train.gemm_library`) against a Double reference: fp32 accuracy on odd
+/// sizes, padded strides, all transposes, alpha and beta; deterministic; `gemm` dispatches to it.
+@Suite(.enabled(if: OneDNNGEMM.fp32UnavailableReason == nil, "oneDNN has no fp32 matmul on this CPU"))
+struct OneDNNFP32GEMMTests {
+    let helpers = BF16GEMMTests()
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)], [Float(0), 1])
+    func matchesTheReferenceToFP32Rounding(transposes: (Bool, Bool), beta: Float) throws {
+        let (ta, tb) = transposes
+        let m = 37, n = 29, k = 53
+        for (alpha, pad) in [(Float(1), 0), (0.5, 3)] {
+            let lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad
+            let a = helpers.random((ta ? k : m) * lda, stream: 11), b = helpers.random((tb ? n : k) * ldb, stream: 12)
+            let start = helpers.random(m * ldc, stream: 13)
+            var c = start
+            try OneDNNGEMM.shared.multiply(precision: .fp32, transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha,
+                                           a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc)
+            let exact = helpers.reference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                          beta: beta, c: start, ldc: ldc)
+            var largestError = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    let index = i * ldc + j
+                    let bound = Double(k + 2) * 0x1p-24 * (exact.magnitude[index] + abs(Double(beta * start[index])))
+                    #expect(abs(Double(c[index]) - exact.c[index]) <= bound + 1e-7, "(\(i), \(j)) alpha \(alpha) pad \(pad)")
+                    largestError = max(largestError, abs(Double(c[index]) - exact.c[index]) / max(exact.magnitude[index], 1e-30))
+                }
+            }
+            // Not bf16: the relative error is at fp32's scale, far below bf16's 2^-9.
+            #expect(largestError < 0x1p-18)
+            if pad > 0 { for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j] == start[i * ldc + j]) } } }
+        }
+    }
+
+    /// The same call twice is bitwise the same, and `gemm` runs in the library FP32GEMM names.
+    @Test func deterministicAndDispatched() throws {
+        let m = 65, n = 31, k = 129
+        let a = helpers.random(m * k, stream: 14), b = helpers.random(n * k, stream: 15)
+        var first = [Float](repeating: 0, count: m * n), second = first, viaGEMM = first, blas = first
+        for out in [0, 1] {
+            var c = [Float](repeating: 0, count: m * n)
+            try OneDNNGEMM.shared.multiply(precision: .fp32, transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1,
+                                           a: a, lda: k, b: b, ldb: k, beta: 0, c: &c, ldc: n)
+            if out == 0 { first = c } else { second = c }
+        }
+        #expect(first == second)
+        #expect(OneDNNGEMM.fp32Implementation != nil)
+        gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &viaGEMM, ldc: n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &blas, Int32(n))
+        #expect(viaGEMM == (FP32GEMM.library == .onednn ? first : blas))
+        // The two libraries agree to rounding, not bit for bit (they sum in different orders).
+        for i in 0..<(m * n) { #expect(abs(first[i] - blas[i]) <= 1e-5 * max(1, abs(blas[i]))) }
     }
 }

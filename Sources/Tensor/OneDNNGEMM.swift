@@ -2,42 +2,54 @@ import CDNNL
 import CKernels
 import Foundation
 
-/// What a `gemm` multiplies in: fp32 (OpenBLAS sgemm) or bf16 inputs with fp32 accumulation and
-/// output (oneDNN matmul on AVX-512 BF16, `vdpbf16ps`).
+/// What a `gemm` multiplies in: fp32 (OpenBLAS sgemm or oneDNN, `FP32GEMM`) or bf16 inputs with
+/// fp32 accumulation and output (oneDNN matmul on AVX-512 BF16, `vdpbf16ps`).
 public enum GEMMPrecision: String, Sendable, CaseIterable {
     case fp32, bf16
 }
 
-/// Mixed-precision GEMM through oneDNN: C = alpha * bf16(op(A)) bf16(op(B)) + beta * C, C in fp32.
+/// GEMM through oneDNN's matmul: C = alpha * op(A) op(B) + beta * C, C in fp32, A and B either
+/// fp32 as given or rounded to bf16 (`GEMMPrecision`).
 ///
 /// Row-major, the layout of `gemm`: op(A) is M x K, op(B) is K x N, C is M x N; `lda`, `ldb`,
-/// `ldc` are the row strides of the stored (untransposed) matrices. A and B are rounded to bf16
-/// (nearest even, `ck_f32_to_bf16`) into scratch buffers that only grow, packed densely in their
-/// stored orientation; a transpose is a strided oneDNN memory descriptor, not a copy. Products
-/// are accumulated in fp32, so the error of an element is about 2^-8 sum_p |a_ip| |b_pj| (the
-/// two input roundings), not K times that.
+/// `ldc` are the row strides of the stored (untransposed) matrices; a transpose is a strided
+/// oneDNN memory descriptor, not a copy.
+/// - fp32: oneDNN reads A and B where they are (its AVX-512 brgemm kernels run the benchmark's
+///   GEMMs about 6 % faster than OpenBLAS's sgemm; `FP32GEMM` chooses the library).
+/// - bf16: A and B are rounded to bf16 (nearest even, `ck_f32_to_bf16`) into scratch buffers that
+///   only grow, packed densely in their stored orientation. Products are accumulated in fp32, so
+///   the error of an element is about 2^-8 sum_p |a_ip| |b_pj| (the two input roundings), not K
+///   times that.
 ///
-/// One oneDNN matmul primitive per (M, N, K, transposes, ldc, alpha, beta) is created on first use
-/// and kept: the steady state allocates nothing. oneDNN is touched only by a bf16 call, so fp32
-/// runs never load its state. Calls are serialised by a lock (one set of scratch buffers).
-public final class BF16GEMM: @unchecked Sendable {
-    /// The one instance (created, with oneDNN's engine and stream, on the first bf16 call).
-    public static let shared = BF16GEMM()
+/// One oneDNN matmul primitive per (precision, M, N, K, strides, transposes, alpha, beta) is
+/// created on first use and kept: the steady state allocates nothing. oneDNN is touched only by a
+/// call that asks for it, so OpenBLAS-only runs never load its state. Calls are serialised by a
+/// lock (one set of scratch buffers).
+public final class OneDNNGEMM: @unchecked Sendable {
+    /// The one instance (created, with oneDNN's engine and stream, on the first call).
+    public static let shared = OneDNNGEMM()
 
     /// nil when this CPU runs bf16 matmuls in oneDNN, otherwise why not. The probe creates a
     /// 64 x 64 x 64 bf16 matmul primitive; oneDNN refuses one without AVX-512 (avx512_core).
-    public static let unavailableReason: String? = shared.probe()
+    public static let unavailableReason: String? = shared.probe(.bf16)
 
-    /// The oneDNN implementation the probe got (`brg:avx512_core_bf16` with the bf16 instructions,
-    /// `gemm:jit` where oneDNN emulates them on plain AVX-512), or nil when unavailable.
-    public static var implementation: String? { unavailableReason == nil ? shared.probeImplementation : nil }
+    /// nil when oneDNN has an fp32 matmul for this CPU (any x86-64 with SSE4.1), otherwise why not.
+    public static let fp32UnavailableReason: String? = shared.probe(.fp32)
+
+    /// The oneDNN implementation the bf16 probe got (`brg:avx512_core_bf16` with the bf16
+    /// instructions, `gemm:jit` where oneDNN emulates them on plain AVX-512), or nil when unavailable.
+    public static var implementation: String? { unavailableReason == nil ? shared.probeImplementation[.bf16] : nil }
+
+    /// The oneDNN implementation of fp32 matmuls (`brg:avx512_core` on AVX-512), or nil.
+    public static var fp32Implementation: String? { fp32UnavailableReason == nil ? shared.probeImplementation[.fp32] : nil }
 
     /// OpenMP threads oneDNN uses (`BLASThreads.set` sets it with OpenBLAS's count). OpenMP's
     /// thread count is per calling thread, so every call checks it on its own thread.
     nonisolated(unsafe) public static var threads = 1
 
     struct Key: Hashable {
-        var m, n, k, ldc: Int
+        var precision: GEMMPrecision
+        var m, n, k, lda, ldb, ldc: Int
         var transposeA, transposeB: Bool
         var alpha, beta: Float
     }
@@ -57,22 +69,23 @@ public final class BF16GEMM: @unchecked Sendable {
     private var plans: [Key: Plan] = [:]
     private var scratchA = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityA = 1
     private var scratchB = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityB = 1
-    private var probeImplementation: String?
+    private var probeImplementation: [GEMMPrecision: String] = [:]
 
     private init() {}
 
     /// Creates the engine and stream and a probe primitive; the failure's reason, or nil.
-    private func probe() -> String? {
+    private func probe(_ precision: GEMMPrecision) -> String? {
         lock.lock()
         defer { lock.unlock() }
         do {
             try start()
-            let key = Key(m: 64, n: 64, k: 64, ldc: 64, transposeA: false, transposeB: false, alpha: 1, beta: 0)
+            let key = Key(precision: precision, m: 64, n: 64, k: 64, lda: 64, ldb: 64, ldc: 64,
+                          transposeA: false, transposeB: false, alpha: 1, beta: 0)
             let descriptor = try primitiveDescriptor(key)
             defer { dnnl_primitive_desc_destroy(descriptor) }
             var name: UnsafePointer<CChar>? = nil
             dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &name)
-            probeImplementation = name.map { String(cString: $0) } ?? "unknown"
+            probeImplementation[precision] = name.map { String(cString: $0) } ?? "unknown"
             return nil
         } catch {
             return "\(error)"
@@ -84,7 +97,7 @@ public final class BF16GEMM: @unchecked Sendable {
         let status: dnnl_status_t
         var description: String {
             let meaning = switch status {
-            case dnnl_unimplemented: "unimplemented: no bf16 matmul for this CPU"
+            case dnnl_unimplemented: "unimplemented: no matmul of this precision for this CPU"
             case dnnl_out_of_memory: "out of memory"
             case dnnl_invalid_arguments: "invalid arguments"
             default: "status \(status.rawValue)"
@@ -107,15 +120,17 @@ public final class BF16GEMM: @unchecked Sendable {
         (self.engine, self.stream) = (engine, stream)
     }
 
-    /// op(A) M x K and op(B) K x N in bf16, dense in their stored orientation (a transpose is the
-    /// column-major strides); C M x N fp32 with row stride ldc. alpha is an output scale, beta a sum post-op.
+    /// op(A) M x K and op(B) K x N with row strides lda, ldb of the stored matrices (a transpose is
+    /// the column-major strides); C M x N fp32 with row stride ldc. alpha is an output scale, beta
+    /// a sum post-op.
     private func primitiveDescriptor(_ key: Key) throws -> dnnl_primitive_desc_t {
         var a = dnnl_memory_desc_t(), b = dnnl_memory_desc_t(), c = dnnl_memory_desc_t()
+        let type = key.precision == .bf16 ? dnnl_bf16 : dnnl_f32
         // dnnl_dims_t arguments are C arrays (int64_t *): Swift arrays, whose storage is contiguous.
-        let aStrides = key.transposeA ? dims(1, key.m) : dims(key.k, 1)
-        let bStrides = key.transposeB ? dims(1, key.k) : dims(key.n, 1)
-        try check(dnnl_memory_desc_init_by_strides(&a, 2, dims(key.m, key.k), dnnl_bf16, aStrides), "dnnl_memory_desc_init_by_strides (A)")
-        try check(dnnl_memory_desc_init_by_strides(&b, 2, dims(key.k, key.n), dnnl_bf16, bStrides), "dnnl_memory_desc_init_by_strides (B)")
+        let aStrides = key.transposeA ? dims(1, key.lda) : dims(key.lda, 1)
+        let bStrides = key.transposeB ? dims(1, key.ldb) : dims(key.ldb, 1)
+        try check(dnnl_memory_desc_init_by_strides(&a, 2, dims(key.m, key.k), type, aStrides), "dnnl_memory_desc_init_by_strides (A)")
+        try check(dnnl_memory_desc_init_by_strides(&b, 2, dims(key.k, key.n), type, bStrides), "dnnl_memory_desc_init_by_strides (B)")
         try check(dnnl_memory_desc_init_by_strides(&c, 2, dims(key.m, key.n), dnnl_f32, dims(key.ldc, 1)), "dnnl_memory_desc_init_by_strides (C)")
         var matmul = dnnl_matmul_desc_t()
         try check(dnnl_matmul_desc_init(&matmul, &a, &b, nil, &c), "dnnl_matmul_desc_init")
@@ -134,7 +149,8 @@ public final class BF16GEMM: @unchecked Sendable {
             try check(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops")
         }
         var descriptor: dnnl_primitive_desc_t? = nil
-        try check(dnnl_primitive_desc_create(&descriptor, &matmul, attributes, engine, nil), "dnnl_primitive_desc_create (bf16 matmul)")
+        try check(dnnl_primitive_desc_create(&descriptor, &matmul, attributes, engine, nil),
+                  "dnnl_primitive_desc_create (\(key.precision) matmul)")
         return descriptor!
     }
 
@@ -179,9 +195,10 @@ public final class BF16GEMM: @unchecked Sendable {
         }
     }
 
-    /// C = alpha * op(A) op(B) + beta * C with A and B rounded to bf16 (see the type). Throws when
-    /// oneDNN cannot create the primitive (no AVX-512).
+    /// C = alpha * op(A) op(B) + beta * C in `precision` (see the type). Throws when oneDNN cannot
+    /// create the primitive (bf16 without AVX-512).
     public func multiply(
+        precision: GEMMPrecision = .bf16,
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
@@ -194,11 +211,23 @@ public final class BF16GEMM: @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
-        let plan = try plan(Key(m: m, n: n, k: k, ldc: ldc, transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta))
-        Self.convert(a, rows: transposeA ? k : m, columns: transposeA ? m : k, ld: lda, into: &scratchA, capacity: &capacityA)
-        Self.convert(b, rows: transposeB ? n : k, columns: transposeB ? k : n, ld: ldb, into: &scratchB, capacity: &capacityB)
-        try check(dnnl_memory_set_data_handle(plan.a, scratchA), "dnnl_memory_set_data_handle (A)")
-        try check(dnnl_memory_set_data_handle(plan.b, scratchB), "dnnl_memory_set_data_handle (B)")
+        let plan: Plan
+        if precision == .bf16 {
+            // The scratch copies are dense: their strides are the stored matrices' widths.
+            let (rowsA, columnsA) = transposeA ? (k, m) : (m, k), (rowsB, columnsB) = transposeB ? (n, k) : (k, n)
+            plan = try self.plan(Key(precision: .bf16, m: m, n: n, k: k, lda: columnsA, ldb: columnsB, ldc: ldc,
+                                     transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta))
+            Self.convert(a, rows: rowsA, columns: columnsA, ld: lda, into: &scratchA, capacity: &capacityA)
+            Self.convert(b, rows: rowsB, columns: columnsB, ld: ldb, into: &scratchB, capacity: &capacityB)
+            try check(dnnl_memory_set_data_handle(plan.a, scratchA), "dnnl_memory_set_data_handle (A)")
+            try check(dnnl_memory_set_data_handle(plan.b, scratchB), "dnnl_memory_set_data_handle (B)")
+        } else {
+            plan = try self.plan(Key(precision: .fp32, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                                     transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta))
+            // oneDNN only reads A and B (they are the matmul's inputs).
+            try check(dnnl_memory_set_data_handle(plan.a, UnsafeMutablePointer(mutating: a)), "dnnl_memory_set_data_handle (A)")
+            try check(dnnl_memory_set_data_handle(plan.b, UnsafeMutablePointer(mutating: b)), "dnnl_memory_set_data_handle (B)")
+        }
         try check(dnnl_memory_set_data_handle(plan.c, c), "dnnl_memory_set_data_handle (C)")
         let threads = Int32(max(1, Self.threads))
         if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
