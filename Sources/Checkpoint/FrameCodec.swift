@@ -89,6 +89,58 @@ final class FrameDecoder {
     func decode(_ frame: UnsafeRawBufferPointer, transform: FrameTransform, count: Int,
                 into destination: UnsafeMutablePointer<Float>, file: String, what: String) throws {
         let bytes = count * MemoryLayout<Float>.size
+        let base = try checkHeader(frame, bytes: bytes, file: file, what: what)
+        var target = UnsafeMutableRawPointer(destination)
+        if transform == .shuffleZstd {
+            if scratchCapacity < bytes {
+                scratch.deallocate()
+                scratch = .allocate(capacity: bytes)
+                scratchCapacity = bytes
+            }
+            target = UnsafeMutableRawPointer(scratch)
+        }
+        let size = ZSTD_decompressDCtx(context, target, bytes, base, frame.count)
+        if ZSTD_isError(size) != 0 {
+            throw CheckpointError.corrupt(file, "\(what): zstd: \(String(cString: ZSTD_getErrorName(size)))")
+        }
+        guard size == bytes else {
+            throw CheckpointError.corrupt(file, "\(what): decoded \(size) bytes, expected \(bytes)")
+        }
+        if transform == .shuffleZstd { ByteShuffle.unshuffle(scratch, count: count, into: destination) }
+    }
+
+    /// Checks that one frame decodes to `count` floats and passes its content checksum, without
+    /// holding its content: it streams through a fixed 1 MiB window, so a manifest that declares
+    /// a huge frame costs no memory (`contrast checkpoint verify` reads untrusted files).
+    func check(_ frame: UnsafeRawBufferPointer, count: Int, file: String, what: String) throws {
+        let bytes = count * MemoryLayout<Float>.size
+        let base = try checkHeader(frame, bytes: bytes, file: file, what: what)
+        let windowSize = 1 << 20
+        let window = UnsafeMutableRawPointer.allocate(byteCount: windowSize, alignment: 16)
+        defer { window.deallocate() }
+        ZSTD_DCtx_reset(context, ZSTD_reset_session_only)
+        var input = ZSTD_inBuffer(src: base, size: frame.count, pos: 0)
+        var decoded = 0
+        while true {
+            var output = ZSTD_outBuffer(dst: window, size: windowSize, pos: 0)
+            let left = ZSTD_decompressStream(context, &output, &input)
+            if ZSTD_isError(left) != 0 {
+                throw CheckpointError.corrupt(file, "\(what): zstd: \(String(cString: ZSTD_getErrorName(left)))")
+            }
+            decoded += output.pos
+            guard decoded <= bytes else { throw CheckpointError.corrupt(file, "\(what): decodes to more than \(bytes) bytes") }
+            if left == 0 { break }                                   // the frame ended, its checksum matched
+            if output.pos == 0 && input.pos == input.size {
+                throw CheckpointError.corrupt(file, "\(what): the zstd frame ends early")
+            }
+        }
+        guard decoded == bytes, input.pos == input.size else {
+            throw CheckpointError.corrupt(file, "\(what): decoded \(decoded) bytes, expected \(bytes)")
+        }
+    }
+
+    /// The frame's magic number, content-checksum flag, exact extent and declared content size.
+    private func checkHeader(_ frame: UnsafeRawBufferPointer, bytes: Int, file: String, what: String) throws -> UnsafeRawPointer {
         guard let base = frame.baseAddress, frame.count >= 6 else {
             throw CheckpointError.corrupt(file, "\(what): \(frame.count) bytes is too short for a zstd frame")
         }
@@ -108,22 +160,6 @@ final class FrameDecoder {
         guard contentSize == UInt64(bytes) else {
             throw CheckpointError.corrupt(file, "\(what): the frame holds \(contentSize) bytes, the manifest says \(bytes)")
         }
-        var target = UnsafeMutableRawPointer(destination)
-        if transform == .shuffleZstd {
-            if scratchCapacity < bytes {
-                scratch.deallocate()
-                scratch = .allocate(capacity: bytes)
-                scratchCapacity = bytes
-            }
-            target = UnsafeMutableRawPointer(scratch)
-        }
-        let size = ZSTD_decompressDCtx(context, target, bytes, base, frame.count)
-        if ZSTD_isError(size) != 0 {
-            throw CheckpointError.corrupt(file, "\(what): zstd: \(String(cString: ZSTD_getErrorName(size)))")
-        }
-        guard size == bytes else {
-            throw CheckpointError.corrupt(file, "\(what): decoded \(size) bytes, expected \(bytes)")
-        }
-        if transform == .shuffleZstd { ByteShuffle.unshuffle(scratch, count: count, into: destination) }
+        return base
     }
 }

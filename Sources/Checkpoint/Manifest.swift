@@ -9,7 +9,8 @@ import Foundation
 /// synthesis (JSONEncoder on a manifest alone drops it); `CheckpointStore` writes and reads it.
 public struct CheckpointManifest: Codable, Sendable, Equatable {
     /// MAJOR.MINOR. A reader accepts any MINOR of a MAJOR it knows (minors only add fields).
-    public static let currentFormatVersion = "1.0"
+    /// 1.1 added `manifestChecksum`.
+    public static let currentFormatVersion = "1.1"
     public static let supportedMajorVersion = 1
 
     public var formatVersion: String
@@ -65,7 +66,17 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
 }
 
 extension CheckpointManifest {
-    /// Pretty JSON with `"state": <the state's bytes>` as the last key.
+    /// The key of the manifest's own checksum: crc32 of every byte of the file before the end of
+    /// the `state` value, so a flipped bit in `step`, `created` or the trainer's state (which the
+    /// shards' checksums do not cover) fails the load instead of loading silently.
+    static let checksumKey = "manifestChecksum"
+
+    /// crc32 (8 lowercase hex digits) of `data`'s first `end` bytes.
+    static func checksum(of data: Data, end: Int) -> String {
+        data.prefix(end).withUnsafeBytes { FileIO.hex(FileIO.crc32($0)) }
+    }
+
+    /// Pretty JSON with `"state": <the state's bytes>` and then `"manifestChecksum"` as the last keys.
     func encoded() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
@@ -75,7 +86,8 @@ extension CheckpointManifest {
         while let last = json.last, last == 0x0A || last == 0x20 { json.removeLast() }
         json.append(Data(",\n  \"state\" : ".utf8))
         json.append(state)
-        json.append(Data("\n}\n".utf8))
+        let checksum = Self.checksum(of: json, end: json.count)
+        json.append(Data(",\n  \"\(Self.checksumKey)\" : \"\(checksum)\"\n}\n".utf8))
         return json
     }
 
@@ -104,7 +116,20 @@ extension CheckpointManifest {
         guard let range = try JSONScan.valueRange(ofTopLevelKey: "state", in: data) else {
             throw CheckpointError.corrupt(file, "manifest has no \"state\"")
         }
-        manifest.state = data.subdata(in: range)
+        // From 1.1 on the checksum must be there; wherever it is there (a 1.0 label may be a
+        // flipped bit of 1.1), it must match.
+        let minor = version.split(separator: ".").dropFirst().first.flatMap { Int($0) } ?? 0
+        let start = data.startIndex
+        if let stored = try JSONScan.valueRange(ofTopLevelKey: Self.checksumKey, in: data) {
+            let computed = Self.checksum(of: data, end: range.upperBound)
+            let text = String(decoding: data[(start + stored.lowerBound)..<(start + stored.upperBound)], as: UTF8.self)
+            guard stored.lowerBound > range.upperBound, text == "\"\(computed)\"" else {
+                throw CheckpointError.corrupt(file, "manifest checksum is \(text), its contents give \"\(computed)\": the manifest was damaged")
+            }
+        } else if minor >= 1 {
+            throw CheckpointError.corrupt(file, "format \(version) manifest has no \"\(Self.checksumKey)\"")
+        }
+        manifest.state = data.subdata(in: (start + range.lowerBound)..<(start + range.upperBound))
         return manifest
     }
 

@@ -127,6 +127,18 @@ public struct ShardManifest: Codable, Equatable, Sendable {
                   next.addingReportingOverflow(shard.sampleCount).overflow == false else {
                 throw fail("shard \(index) (\(shard.file)) declares \(shard.sampleCount) samples of shape \(features.shape): its size overflows")
             }
+            // The writer shuffles only float32 sections; the reader unshuffles 4-byte elements.
+            for frame in shard.frames where frame.encoding == .shuffleZstd {
+                let dtype: ElementType? = switch frame.section {
+                case .features: features.dtype
+                case .labels: labels?.dtype
+                case .pairs: pairs?.dtype
+                }
+                guard dtype == .float32 else {
+                    throw fail("shard \(index) (\(shard.file)): the \(frame.section.rawValue) frame is shuffle4+zstd, "
+                               + "but the section holds \(dtype?.rawValue ?? "nothing"); only float32 sections are shuffled")
+                }
+            }
             for frame in shard.frames where frame.offset < 0 || frame.bytes <= 0 || shard.bytes < 0 || frame.bytes > shard.bytes - frame.offset {
                 throw fail("shard \(index) (\(shard.file)): \(frame.section.rawValue) frame at \(frame.offset)+\(frame.bytes) "
                            + "lies outside the file's \(shard.bytes) bytes")

@@ -27,6 +27,21 @@ public final class CollectiveActivity: Sendable {
         }
     }
 
+    /// What the rank is doing, which decides how long a collective may wait: a training step's
+    /// collectives take milliseconds, while in evaluation rank 0 classifies alone for minutes and
+    /// the other ranks wait for it.
+    public enum Phase: Int, Sendable {
+        case training = 0, evaluation
+
+        /// The config key of the phase's limit.
+        public var key: String {
+            switch self {
+            case .training: "communication.watchdog_seconds"
+            case .evaluation: "communication.eval_watchdog_seconds"
+            }
+        }
+    }
+
     /// A consistent view of the wait in progress.
     public struct Wait: Sendable, Equatable {
         public var sequence: Int
@@ -34,6 +49,8 @@ public final class CollectiveActivity: Sendable {
         public var bytes: Int
         /// Seconds since the wait began.
         public var seconds: Double
+        /// The phase the rank was in when the watchdog looked.
+        public var phase: Phase = .training
     }
 
     private let lastSequence = Atomic<Int>(0)
@@ -42,8 +59,8 @@ public final class CollectiveActivity: Sendable {
     private let bytes = Atomic<Int>(0)
     /// CLOCK_MONOTONIC nanoseconds when the current wait began; 0: not waiting.
     private let since = Atomic<UInt64>(0)
-    /// > 0: waits are not watched (a phase where other ranks legitimately wait for minutes).
-    private let unwatchedDepth = Atomic<Int>(0)
+    /// `Phase` raw value.
+    private let phase = Atomic<Int>(0)
 
     public init() {}
 
@@ -74,18 +91,16 @@ public final class CollectiveActivity: Sendable {
         since.store(0, ordering: .releasing)
     }
 
-    /// Waits until the matching `resumeWatching` are not watched (calls nest).
-    public func suspendWatching() {
-        unwatchedDepth.wrappingAdd(1, ordering: .relaxed)
+    /// Enters `phase`; returns the phase left, for the caller to restore.
+    @discardableResult
+    public func enter(_ phase: Phase) -> Phase {
+        Phase(rawValue: self.phase.exchange(phase.rawValue, ordering: .relaxed)) ?? .training
     }
 
-    public func resumeWatching() {
-        unwatchedDepth.wrappingSubtract(1, ordering: .relaxed)
-    }
+    public var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .relaxed)) ?? .training }
 
-    /// The watched wait in progress, if any.
+    /// The wait in progress, if any.
     public func currentWait() -> Wait? {
-        guard unwatchedDepth.load(ordering: .relaxed) == 0 else { return nil }
         let start = since.load(ordering: .acquiring)
         guard start != 0 else { return nil }
         let number = sequence.load(ordering: .relaxed)
@@ -93,7 +108,7 @@ public final class CollectiveActivity: Sendable {
         let size = bytes.load(ordering: .relaxed)
         guard since.load(ordering: .acquiring) == start, let kind = Operation(rawValue: code) else { return nil }
         let now = Self.nanoseconds()
-        return Wait(sequence: number, operation: kind, bytes: size, seconds: Double(now &- start) * 1e-9)
+        return Wait(sequence: number, operation: kind, bytes: size, seconds: Double(now &- start) * 1e-9, phase: currentPhase)
     }
 
     /// CLOCK_MONOTONIC in nanoseconds, never 0.
@@ -107,8 +122,8 @@ public final class CollectiveActivity: Sendable {
 /// A thread per rank that ends the job when a collective has waited too long
 /// (`communication.watchdog_seconds`), instead of letting it hang until the cluster's time limit.
 ///
-/// About once per `interval` it looks at the rank's `CollectiveActivity`; a wait older than
-/// `limit` seconds is reported once, as one line on standard error and in the rank's log, and
+/// About once per `interval` it looks at the rank's `CollectiveActivity`; a wait older than its
+/// phase's limit (`limit` in training, `evaluationLimit` in evaluation) is reported once, as one line on standard error and in the rank's log, and
 /// after 1.5 intervals (so every other rank stuck in the collective reports its own line too)
 /// `abort` ends the job (MPI_Abort: every rank exits). A rank that is itself stuck outside MPI
 /// (a hang in compute) is not waiting in a collective: its partners are, and their watchdogs fire.
@@ -118,6 +133,8 @@ public final class CollectiveWatchdog: Sendable {
 
     public let activity: CollectiveActivity
     public let limit: Double
+    /// The limit while the rank evaluates (0: evaluation is not watched).
+    public let evaluationLimit: Double
     public let rank: Int
     private let interval: Double
     private let stopped = Atomic<Bool>(false)
@@ -125,10 +142,11 @@ public final class CollectiveWatchdog: Sendable {
     private let abort: @Sendable () -> Never
 
     /// `abort` must end the whole job; it is called at most once, from the watchdog's thread.
-    public init(activity: CollectiveActivity, limit: Double, rank: Int, interval: Double = 1,
+    public init(activity: CollectiveActivity, limit: Double, evaluationLimit: Double = 0, rank: Int, interval: Double = 1,
                 abort: @escaping @Sendable () -> Never) {
         self.activity = activity
         self.limit = limit
+        self.evaluationLimit = evaluationLimit
         self.rank = rank
         self.interval = interval
         self.abort = abort
@@ -136,8 +154,9 @@ public final class CollectiveWatchdog: Sendable {
 
     /// The line a stuck wait produces.
     public static func message(rank: Int, wait: CollectiveActivity.Wait) -> String {
-        String(format: "rank %d: collective #%d (%@, %d bytes) has not completed after %.1f s; aborting the job (communication.watchdog_seconds)",
-               rank, wait.sequence, wait.operation.name, wait.bytes, wait.seconds)
+        String(format: "rank %d: collective #%d (%@, %d bytes) has not completed after %.1f s%@; aborting the job (%@)",
+               rank, wait.sequence, wait.operation.name, wait.bytes, wait.seconds, wait.phase == .evaluation ? " in evaluation" : "",
+               wait.phase.key)
     }
 
     /// Also append the line to this file (the rank's log) when firing.
@@ -151,7 +170,10 @@ public final class CollectiveWatchdog: Sendable {
             while !stopped.load(ordering: .relaxed) {
                 usleep(UInt32(interval * 1e6))
                 if stopped.load(ordering: .relaxed) { return }
-                if let wait = activity.currentWait(), wait.seconds > limit { fire(wait) }
+                if let wait = activity.currentWait() {
+                    let allowed = wait.phase == .evaluation ? evaluationLimit : limit
+                    if allowed > 0 && wait.seconds > allowed { fire(wait) }
+                }
             }
         }
         thread.name = "contrast-watchdog"

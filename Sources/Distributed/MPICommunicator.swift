@@ -233,8 +233,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// Starts a watchdog that aborts the job (exit status `CollectiveWatchdog.exitCode`) when a
     /// collective of this communicator has waited more than `seconds`.
-    public func startWatchdog(seconds: Double) -> CollectiveWatchdog {
-        let watchdog = CollectiveWatchdog(activity: activity, limit: seconds, rank: rank) { [self] in
+    public func startWatchdog(seconds: Double, evaluationSeconds: Double = 0) -> CollectiveWatchdog {
+        let watchdog = CollectiveWatchdog(activity: activity, limit: seconds, evaluationLimit: evaluationSeconds, rank: rank) { [self] in
             abortJob(code: CollectiveWatchdog.exitCode)
         }
         watchdog.start()

@@ -479,6 +479,8 @@ public struct CommunicationSection: Codable, Sendable, Equatable {
     public var fp16ScaleWindow: Int
     /// Abort the job when a collective has waited this many seconds (0 = no watchdog; MPI runs only).
     public var watchdogSeconds: Double
+    /// The same limit while the ranks evaluate, where rank 0 classifies alone for minutes (0 = evaluation unwatched).
+    public var evalWatchdogSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case precision
@@ -486,10 +488,12 @@ public struct CommunicationSection: Codable, Sendable, Equatable {
         case fp16InitialScale = "fp16_initial_scale"
         case fp16ScaleWindow = "fp16_scale_window"
         case watchdogSeconds = "watchdog_seconds"
+        case evalWatchdogSeconds = "eval_watchdog_seconds"
     }
 
     public init(precision: CommunicationPrecision = .bf16, bucketMB: Float = 4, fp16InitialScale: Float = 65536,
-                fp16ScaleWindow: Int = 500, watchdogSeconds: Double = 300) {
+                fp16ScaleWindow: Int = 500, watchdogSeconds: Double = 300, evalWatchdogSeconds: Double = 3600) {
+        self.evalWatchdogSeconds = evalWatchdogSeconds
         self.precision = precision
         self.bucketMB = bucketMB
         self.fp16InitialScale = fp16InitialScale

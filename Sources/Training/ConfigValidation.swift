@@ -97,6 +97,8 @@ extension TrainingConfig {
         try checkPositive(communication.fp16InitialScale, "communication.fp16_initial_scale")
         try check(communication.watchdogSeconds.isFinite && communication.watchdogSeconds >= 0, "communication.watchdog_seconds",
                   "must be 0 (no watchdog) or a positive number of seconds", communication.watchdogSeconds)
+        try check(communication.evalWatchdogSeconds.isFinite && communication.evalWatchdogSeconds >= 0, "communication.eval_watchdog_seconds",
+                  "must be 0 (evaluation unwatched) or a positive number of seconds", communication.evalWatchdogSeconds)
         try check(communication.fp16ScaleWindow >= 1, "communication.fp16_scale_window", "must be at least 1",
                   communication.fp16ScaleWindow)
 

@@ -9,6 +9,8 @@ import Foundation
 ///     nan-loss   rank R's share of the loss is NaN (the summed loss is NaN on every rank)
 ///     hang       rank R sleeps forever before the step's statistics all-reduce (the other
 ///                ranks block in a collective: the watchdog must end the job)
+///     hang-eval  rank R sleeps forever as an evaluation begins, after step S (the watchdog's
+///                evaluation limit, communication.eval_watchdog_seconds, must end the job)
 ///     kill       rank R raises SIGKILL on itself at phase P: forward (before the forward
 ///                pass), allreduce (gradient all-reduces in flight), optimizer (before the update)
 ///
@@ -19,7 +21,7 @@ public struct FaultInjection: Sendable, Equatable {
     public static let environmentVariable = "CONTRAST_FAULT"
 
     public enum Kind: String, Sendable, CaseIterable {
-        case nanGradient = "nan-grad", nanLoss = "nan-loss", hang, kill
+        case nanGradient = "nan-grad", nanLoss = "nan-loss", hang, hangEvaluation = "hang-eval", kill
     }
 
     /// Where in the step a `kill` strikes.
@@ -105,10 +107,11 @@ public struct FaultInjection: Sendable, Equatable {
             case .nanGradient: due.nanGradient = true
             case .nanLoss: due.nanLoss = true
             case .hang: due.hang = true
+            case .hangEvaluation: due.hangEvaluation = true
             case .kill: due.kill = fault.phase
             }
         }
-        return due.nanGradient || due.nanLoss || due.hang || due.kill != nil ? due : nil
+        return due.nanGradient || due.nanLoss || due.hang || due.hangEvaluation || due.kill != nil ? due : nil
     }
 }
 
@@ -119,6 +122,7 @@ public struct StepFaults: Sendable, Equatable {
     public var nanGradient = false
     public var nanLoss = false
     public var hang = false
+    public var hangEvaluation = false
     public var kill: FaultInjection.Phase?
 
     /// `kill` at `phase`: one line on standard error, then SIGKILL (no cleanup, as a node loss).
@@ -134,6 +138,14 @@ public struct StepFaults: Sendable, Equatable {
         guard hang else { return }
         FileHandle.standardError.write(Data(
             "contrast: rank \(rank): \(FaultInjection.environmentVariable): hanging at step \(step) before a collective\n".utf8))
+        while true { sleep(3600) }
+    }
+
+    /// `hang-eval`: sleeps forever as the evaluation after step `step` begins.
+    public func hangInEvaluationIfDue() {
+        guard hangEvaluation else { return }
+        FileHandle.standardError.write(Data(
+            "contrast: rank \(rank): \(FaultInjection.environmentVariable): hanging in the evaluation after step \(step)\n".utf8))
         while true { sleep(3600) }
     }
 }

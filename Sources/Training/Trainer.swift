@@ -67,8 +67,9 @@ public final class Trainer {
         runDirectory = URL(fileURLWithPath: config.runDirectory)
         faultInjection = try FaultInjection.configured()
         // Started first so that the start-up collectives are watched too.
-        watchdog = config.communication.watchdogSeconds > 0
-            ? (communicator as? MPICommunicator)?.startWatchdog(seconds: config.communication.watchdogSeconds) : nil
+        watchdog = config.communication.watchdogSeconds > 0 || config.communication.evalWatchdogSeconds > 0
+            ? (communicator as? MPICommunicator)?.startWatchdog(seconds: config.communication.watchdogSeconds,
+                                                                evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
         try Self.checkSameConfig(config, communicator)
         hosts = try communicator.hostnames()
 
@@ -334,10 +335,11 @@ public final class Trainer {
     /// (`eval.early_stopping_monitor`), the same on every rank; NaN when there is none.
     func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
         // Rank 0 classifies alone for minutes while the others wait in the closing all-reduce:
-        // the watchdog does not watch evaluation (docs/reliability.md).
+        // the watchdog holds evaluation to its own limit (communication.eval_watchdog_seconds).
         let activity = (communicator as? MPICommunicator)?.activity
-        activity?.suspendWatching()
-        defer { activity?.resumeWatching() }
+        let previousPhase = activity?.enter(.evaluation)
+        defer { if let previousPhase { activity?.enter(previousPhase) } }
+        faultInjection?.due(rank: communicator.rank, step: stepsDone)?.hangInEvaluationIfDue()
         let t0 = monotonicSeconds(), e = config.eval
         // The fp32 master weights are evaluated in fp32, whatever the training GEMMs ran in.
         let precision = step.model.computePrecision

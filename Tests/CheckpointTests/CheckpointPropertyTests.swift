@@ -83,9 +83,9 @@ import Testing
         }
     }
 
-    /// Truncating or bit-flipping a shard makes load and verify throw. A flipped manifest bit
-    /// throws or loads the same values: the manifest's own fields (step, created, the trainer's
-    /// state) carry no checksum, the tensors' bytes do.
+    /// Truncating or bit-flipping a shard makes load and verify throw, and so does any flipped
+    /// bit of the manifest: the shards' checksums cover the tensors, the manifest's own checksum
+    /// its fields (step, created, the trainer's state).
     @Test func damagedCheckpointsThrowOrLoadTheSameValues() throws {
         var random = RandomStream(seed: 20261123, stream: 13)
         for trial in 0..<15 {
@@ -124,14 +124,13 @@ import Testing
                 expectCheckpointError("shard bit \(bit) flipped")
                 try Data(shard).write(to: shardURL)
 
-                for _ in 0..<8 {
+                for _ in 0..<40 {
                     var damaged = manifest
                     let bit = random.nextInt(below: manifest.count * 8)
                     damaged[bit / 8] ^= UInt8(1 << (bit % 8))
                     try Data(damaged).write(to: manifestURL)
-                    switch load() {
-                    case .failure(let error): #expect(error is CheckpointError, "manifest bit \(bit): \(error)")
-                    case .success(let loaded): #expect(loaded.bitEqual(state), "manifest bit \(bit) flipped loads other values")
+                    if case .failure(let error) = load() { #expect(error is CheckpointError, "manifest bit \(bit): \(error)") } else {
+                        Issue.record("manifest bit \(bit) of \(manifest.count * 8) flipped: the checkpoint loaded")
                     }
                 }
             }

@@ -15,7 +15,7 @@ import Testing
             #expect(CheckpointStore.latest(runDirectory: run) == directory)
 
             let manifest = try CheckpointStore.manifest(at: directory)
-            #expect(manifest.formatVersion == "1.0" && manifest.step == 42 && manifest.worldSize == 1)
+            #expect(manifest.formatVersion == CheckpointManifest.currentFormatVersion && manifest.step == 42 && manifest.worldSize == 1)
             #expect(manifest.buffers.map(\.name) == ["parameters", "adam.m", "adam.v", "temperature", "empty"])
             #expect(manifest.compression == .init(level: 3, shuffle: true))
             #expect(manifest.state == sampleState)  // verbatim, 64-bit integer included
@@ -110,13 +110,46 @@ import Testing
             let directory = try save(smallState(), to: run, step: 3)
             let file = directory.appendingPathComponent("manifest.json")
             let text = try String(contentsOf: file, encoding: .utf8)
-            try Data(text.replacingOccurrences(of: "\"formatVersion\" : \"1.0\"", with: "\"formatVersion\" : \"2.0\"").utf8).write(to: file)
+            let current = "\"formatVersion\" : \"\(CheckpointManifest.currentFormatVersion)\""
+            #expect(text.contains(current))
+            try Data(text.replacingOccurrences(of: current, with: "\"formatVersion\" : \"2.0\"").utf8).write(to: file)
             let error = checkpointError { _ = try CheckpointStore.manifest(at: directory) }
             #expect(error?.kind == .unsupportedVersion && error?.file == file.path)
             #expect(error?.description.contains("2.0") == true && error?.description.contains("1.x") == true)
 
-            try Data(text.replacingOccurrences(of: "\"formatVersion\" : \"1.0\"", with: "\"formatVersion\" : \"1.7\"").utf8).write(to: file)
-            #expect(try CheckpointStore.manifest(at: directory).formatVersion == "1.7")  // a newer minor reads
+            // A newer minor reads; its checksum covers the version, so the edit is resealed.
+            let newer = Data(text.replacingOccurrences(of: current, with: "\"formatVersion\" : \"1.7\"").utf8)
+            let stateEnd = try #require(try JSONScan.valueRange(ofTopLevelKey: "state", in: newer)).upperBound
+            let old = "\"\(CheckpointManifest.checksumKey)\" : \"\(CheckpointManifest.checksum(of: Data(text.utf8), end: stateEnd))\""
+            let resealed = "\"\(CheckpointManifest.checksumKey)\" : \"\(CheckpointManifest.checksum(of: newer, end: stateEnd))\""
+            #expect(text.contains(old))
+            try Data(String(decoding: newer, as: UTF8.self).replacingOccurrences(of: old, with: resealed).utf8).write(to: file)
+            #expect(try CheckpointStore.manifest(at: directory).formatVersion == "1.7")
+            // Unsealed, the same edit is damage.
+            try Data(text.replacingOccurrences(of: current, with: "\"formatVersion\" : \"1.7\"").utf8).write(to: file)
+            #expect(checkpointError { _ = try CheckpointStore.manifest(at: directory) }?.description.contains("manifest checksum") == true)
+        }
+    }
+
+    /// A manifest of format 1.1 or later without its checksum is refused; a 1.0 manifest (written
+    /// before the checksum existed) still loads.
+    @Test func manifestChecksumIsRequiredFromFormat11() throws {
+        try withRunDirectory { run in
+            let state = smallState()
+            let directory = try save(state, to: run, step: 4)
+            let file = directory.appendingPathComponent("manifest.json")
+            let text = try String(contentsOf: file, encoding: .utf8)
+            let field = try #require(text.range(of: ",\n  \"\(CheckpointManifest.checksumKey)\" : \"[0-9a-f]{8}\"", options: .regularExpression))
+            var unsealed = text
+            unsealed.removeSubrange(field)
+            try Data(unsealed.utf8).write(to: file)
+            #expect(checkpointError { _ = try CheckpointStore.manifest(at: directory) }?.description
+                        .contains("manifest has no \"\(CheckpointManifest.checksumKey)\"") == true)
+            let old = unsealed.replacingOccurrences(of: "\"formatVersion\" : \"\(CheckpointManifest.currentFormatVersion)\"",
+                                                    with: "\"formatVersion\" : \"1.0\"")
+            try Data(old.utf8).write(to: file)
+            #expect(try CheckpointStore.manifest(at: directory).step == 4)
+            try CheckpointStore.verify(directory)
         }
     }
 

@@ -209,6 +209,9 @@ private func flipByte(_ path: String, at offset: Int) throws {
         try expectRejected({ $0.version = "2.0" }, "version 2.0")
         try expectRejected({ $0.shards.removeLast() }, "shards hold 20 samples")
         try expectRejected({ $0.labels = nil }, "frames")
+        // The labels are int64: a shuffle4 frame there is not something the writer makes.
+        try expectRejected({ $0.shards[0].frames[1].encoding = .shuffleZstd },
+                           "the labels frame is shuffle4+zstd, but the section holds int64; only float32 sections are shuffled")
         try FileManager.default.removeItem(atPath: manifestPath)
         #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
     }

@@ -7,7 +7,7 @@ import Testing
 /// the real watchdog calls (MPI_Abort) is replaced by one that records and parks the thread.
 @Suite struct CollectiveWatchdogTests {
     /// Blocking collectives number themselves; a non-blocking start takes a number and its later
-    /// wait reports it; nothing is reported between waits or while watching is suspended.
+    /// wait reports it; nothing is reported between waits; the wait carries the rank's phase.
     @Test func activityRecordsTheWaitInProgress() {
         let activity = CollectiveActivity()
         #expect(activity.currentWait() == nil)
@@ -22,10 +22,11 @@ import Testing
         let wait = activity.currentWait()
         #expect(wait?.sequence == 2 && wait?.operation == .allReduce && wait?.bytes == 4_194_304)
         #expect((wait?.seconds ?? -1) >= 0 && (wait?.seconds ?? 1) < 1)
-        activity.suspendWatching()
-        #expect(activity.currentWait() == nil)
-        activity.resumeWatching()
-        #expect(activity.currentWait()?.sequence == 2)
+        #expect(wait?.phase == .training)
+        #expect(activity.enter(.evaluation) == .training)
+        #expect(activity.currentWait()?.phase == .evaluation && activity.currentWait()?.sequence == 2)
+        #expect(activity.enter(.training) == .evaluation)
+        #expect(activity.currentWait()?.phase == .training)
         activity.end()
     }
 
@@ -33,6 +34,30 @@ import Testing
         let wait = CollectiveActivity.Wait(sequence: 17, operation: .allReduce, bytes: 4_194_304, seconds: 301.34)
         #expect(CollectiveWatchdog.message(rank: 1, wait: wait)
                 == "rank 1: collective #17 (allreduce, 4194304 bytes) has not completed after 301.3 s; aborting the job (communication.watchdog_seconds)")
+        let evaluating = CollectiveActivity.Wait(sequence: 40, operation: .allReduceMax, bytes: 8, seconds: 3600.04, phase: .evaluation)
+        #expect(CollectiveWatchdog.message(rank: 0, wait: evaluating)
+                == "rank 0: collective #40 (allreduce-max, 8 bytes) has not completed after 3600.0 s in evaluation; aborting the job (communication.eval_watchdog_seconds)")
+    }
+
+    /// In evaluation a wait is held to the evaluation limit: past the training limit it does not
+    /// fire, past the evaluation limit it does; with an evaluation limit of 0 it never fires.
+    @Test(arguments: [0.0, 2.0])
+    func evaluationHasItsOwnLimit(evaluationLimit: Double) throws {
+        let fired = Atomic<Int>(0)
+        let activity = CollectiveActivity()
+        let watchdog = CollectiveWatchdog(activity: activity, limit: 0.1, evaluationLimit: evaluationLimit, rank: 0, interval: 0.05) {
+            fired.wrappingAdd(1, ordering: .relaxed)
+            while true { sleep(3600) }
+        }
+        watchdog.start()
+        defer { watchdog.stop() }
+        activity.enter(.evaluation)
+        activity.begin(.allReduce, bytes: 16)
+        usleep(400_000)                     // past the training limit, within the evaluation limit
+        #expect(fired.load(ordering: .relaxed) == 0)
+        let deadline = Date().addingTimeInterval(evaluationLimit == 0 ? 1.2 : 5)
+        while fired.load(ordering: .relaxed) == 0 && Date() < deadline { usleep(20_000) }
+        #expect(fired.load(ordering: .relaxed) == (evaluationLimit == 0 ? 0 : 1))
     }
 
     /// Short waits pass; a wait past the limit fires once, writing its line to the log file.
