@@ -93,7 +93,7 @@ public enum Bench {
         let times = time(shapes)
         out.line("fp32 GEMMs at the step's shapes (\(v) rows, \(threads) thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet)"
                  + (withOneDNN ? ", oneDNN \(OneDNNGEMM.fp32Implementation ?? "")" : "") + "); median of \(repeats):")
-        out.line("  " + padded("shape", 28) + "  OpenBLAS sgemm" + (withOneDNN ? "                 oneDNN f32                 OpenBLAS / oneDNN" : ""))
+        out.line("  " + padded("shape", 36) + "  OpenBLAS sgemm" + (withOneDNN ? "                 oneDNN f32                 OpenBLAS / oneDNN" : ""))
         func shapeRecord(_ s: GEMMShape, _ t: (openblas: Double, onednn: Double?), group: String) {
             var fields: [String: Any] = ["shape": s.name, "group": group, "m": s.m, "n": s.n, "k": s.k, "transpose_a": s.transposeA,
                                          "transpose_b": s.transposeB, "threads": threads, "gflop_per_s": s.flops / t.openblas / 1e9,
@@ -102,7 +102,7 @@ public enum Bench {
             out.record(fields)
         }
         func row(_ name: String, flops: Double, _ t: (openblas: Double, onednn: Double?)) -> String {
-            var line = "  " + padded(name, 28) + String(format: " %8.3f ms  %7.1f GFLOP/s", t.openblas * 1e3, flops / t.openblas / 1e9)
+            var line = "  " + padded(name, 36) + String(format: " %8.3f ms  %7.1f GFLOP/s", t.openblas * 1e3, flops / t.openblas / 1e9)
             if let d = t.onednn { line += String(format: "   %8.3f ms  %7.1f GFLOP/s   %.3fx", d * 1e3, flops / d / 1e9, t.openblas / d) }
             return line
         }
