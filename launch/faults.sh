@@ -89,7 +89,7 @@ full_trials+=("storage disk-full" "storage read-only-run-dir" "storage checkpoin
               "storage checkpoint-deleted-shard" "storage checkpoint-garbage-manifest")
 full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions" "data manifest-shape"
               "data labels-out-of-range" "data empty" "data fewer-than-batch")
-full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4")
+full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4" "hang 2 eval")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
 
@@ -526,25 +526,34 @@ trial_nonfinite() {
     esac
 }
 
-# trial_hang RANKS: the last rank sleeps before a collective at step 3; with
+# trial_hang RANKS [eval]: the last rank sleeps before a collective at step 3; with
 # communication.watchdog_seconds 3 the others must name the collective and the job end (exit 69).
+# eval: it sleeps as the first evaluation begins instead; the training limit (2 s) must not fire
+# there, the evaluation limit (communication.eval_watchdog_seconds 5) must, saying "in evaluation".
 trial_hang() {
-    local ranks=$1 problem="" detect trace
-    next_dir "hang-p$ranks"
+    local ranks=$1 where=${2:-step} problem="" detect trace fault expected
+    next_dir "hang-p$ranks${2:+-$2}"
     local run="$TRIAL_DIR/run" last=$(( ranks - 1 ))
-    mapfile -t args < <(train_args "$ranks" "$run" communication.watchdog_seconds=3)
-    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -x "CONTRAST_FAULT=hang@rank=$last@step=3" -- "$bin" "${args[@]}"
+    if [[ $where == eval ]]; then
+        mapfile -t args < <(train_args "$ranks" "$run" communication.watchdog_seconds=2 communication.eval_watchdog_seconds=5)
+        fault="hang-eval@rank=$last" expected='in evaluation; aborting the job (communication.eval_watchdog_seconds)'
+    else
+        mapfile -t args < <(train_args "$ranks" "$run" communication.watchdog_seconds=3)
+        fault="hang@rank=$last@step=3" expected='aborting the job (communication.watchdog_seconds)'
+    fi
+    run_job "$TRIAL_DIR/job" "$ranks" "$detect_bound" -x "CONTRAST_FAULT=$fault" -- "$bin" "${args[@]}"
     detect=$(minus "$JOB_END" "$JOB_T0")
     trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
     if (( JOB_HUNG )); then problem="hang: the watchdog did not end the job within ${detect_bound}s"
     elif [[ $JOB_RC != 69 ]]; then problem="exit status $JOB_RC, expected 69"
     elif ! grep -q 'has not completed after' "$TRIAL_DIR/job.err"; then problem="no watchdog line naming the collective"
+    elif ! grep 'has not completed after' "$TRIAL_DIR/job.err" | grep -qF "$expected"; then problem="the watchdog line does not end with: $expected"
     fi
     [[ -n $problem ]] || problem=$(verify_all "$run")
     if [[ -z $problem ]]; then
-        record hang "$ranks" hang pass "$detect" "" "$(grep -m1 'has not completed after' "$TRIAL_DIR/job.err" | cut -c1-120)"
+        record hang "$ranks" "hang${2:+-$2}" pass "$detect" "" "$(grep -m1 'has not completed after' "$TRIAL_DIR/job.err" | cut -c1-140)"
     else
-        record hang "$ranks" hang FAIL "$detect" "" "$problem (in $TRIAL_DIR)"
+        record hang "$ranks" "hang${2:+-$2}" FAIL "$detect" "" "$problem (in $TRIAL_DIR)"
     fi
 }
 

@@ -9,6 +9,14 @@ public enum FrameTransform: String, Sendable, CaseIterable {
     case zstd = "zstd"
 }
 
+/// Makes `buffer` hold at least `bytes` (its contents are not kept): the scratch of the shuffles.
+private func grow(_ buffer: inout UnsafeMutablePointer<UInt8>, capacity: inout Int, to bytes: Int) {
+    guard capacity < bytes else { return }
+    buffer.deallocate()
+    buffer = .allocate(capacity: bytes)
+    capacity = bytes
+}
+
 /// Compresses runs of floats into zstd frames with one reused context (per save).
 final class FrameEncoder {
     let transform: FrameTransform
@@ -49,11 +57,7 @@ final class FrameEncoder {
         let bytes = count * MemoryLayout<Float>.size
         var input = UnsafeRawPointer(source)
         if transform == .shuffleZstd {
-            if shuffledCapacity < bytes {
-                shuffled.deallocate()
-                shuffled = .allocate(capacity: bytes)
-                shuffledCapacity = bytes
-            }
+            grow(&shuffled, capacity: &shuffledCapacity, to: bytes)
             ByteShuffle.shuffle(source, count: count, into: shuffled)
             input = UnsafeRawPointer(shuffled)
         }
@@ -92,11 +96,7 @@ final class FrameDecoder {
         let base = try checkHeader(frame, bytes: bytes, file: file, what: what)
         var target = UnsafeMutableRawPointer(destination)
         if transform == .shuffleZstd {
-            if scratchCapacity < bytes {
-                scratch.deallocate()
-                scratch = .allocate(capacity: bytes)
-                scratchCapacity = bytes
-            }
+            grow(&scratch, capacity: &scratchCapacity, to: bytes)
             target = UnsafeMutableRawPointer(scratch)
         }
         let size = ZSTD_decompressDCtx(context, target, bytes, base, frame.count)

@@ -20,7 +20,11 @@ import Tensor
 ///
 /// MPI state is per process and every call goes through the one thread that initialised it,
 /// hence `@unchecked Sendable`: the class owns the handles, nothing else does. The one
-/// exception is the watchdog's MPI_Abort, which MPI allows from any thread as a last resort.
+/// exception is the watchdog's MPI_Abort from its own thread while the main thread is blocked
+/// in a collective. The standard promises that only under MPI_THREAD_MULTIPLE; Open MPI 4.1's
+/// MPI_Abort tells the launcher to end the job and exits without progressing the main thread's
+/// communication, and the fault suite's hang trials exercise it (exit 69 every time). A launcher
+/// or MPI where that fails would leave the job to its own time limit, as without a watchdog.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
