@@ -4,13 +4,14 @@ import NN
 import Tensor
 
 extension Bench {
-    /// The sgemm calls of one training step (recorded by `GEMMRecording`), grouped by shape in
-    /// the order first called, each shape timed alone on packed operands at one BLAS thread.
+    /// The fp32 GEMM calls of one training step (recorded by `GEMMRecording`), grouped by shape
+    /// in the order first called, each shape timed alone on packed operands at one thread, in the
+    /// library the step runs them in (`FP32GEMM.library`).
     ///
     ///     gemm sum = sum over shapes of (calls of the shape) x (median seconds of one call)
     ///
     /// step time / gemm sum is then how far the step is from its GEMMs at the machine's
-    /// single-thread sgemm rate (issue 9's target: at most 1.1).
+    /// single-thread GEMM rate (issue 9's target: at most 1.1).
     public struct GEMMAccount: Sendable {
         public struct Entry: Sendable {
             public var call: GEMMCall

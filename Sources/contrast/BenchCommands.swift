@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",
-            abstract: "sgemm GFLOP/s at the model's shapes, and the Linear layers as a fraction of it.")
+            abstract: "fp32 GEMM GFLOP/s at the model's shapes in OpenBLAS and oneDNN, and the Linear layers as a fraction of it.")
         @Option(help: "Timed repeats per measurement (median reported).") var repeats = 20
         @Option(help: "Warm-up repeats of the layers, not timed (each GEMM shape has one).") var warmup = 1
         @Option(help: "OpenBLAS threads.") var threads = 1
