@@ -170,15 +170,15 @@ import Testing
     @Test func watchdogHoldsEvaluationToItsOwnLimit() throws {
         let started = Date()
         let (outcome, _) = try train("fault-hang-eval", steps: 64, fault: "hang-eval@rank=1",
-                                     ["communication.watchdog_seconds=2", "communication.eval_watchdog_seconds=6",
-                                      "eval.knn_every_epochs=1"], timeout: 90)
-        #expect(!outcome.timedOut && Date().timeIntervalSince(started) < 90)
+                                     ["communication.watchdog_seconds=4", "communication.eval_watchdog_seconds=10",
+                                      "eval.knn_every_epochs=1", "data.train_limit=512"], timeout: 120)
+        #expect(!outcome.timedOut && Date().timeIntervalSince(started) < 120)
         #expect(outcome.status == CollectiveWatchdog.exitCode, "\(outcome.error.suffix(1500))")
         let line = try #require(outcome.error.split(separator: "\n").first { $0.contains("has not completed") }, "\(outcome.error)")
         #expect(line.contains("rank 0: collective #") && line.hasSuffix("s in evaluation; aborting the job (communication.eval_watchdog_seconds)"))
-        // It waited past the training limit of 2 s: the evaluation limit of 6 s is the one that fired.
+        // It waited past the training limit of 4 s: the evaluation limit of 10 s is the one that fired.
         let waited = line.split(separator: " ").firstIndex(of: "after").map { line.split(separator: " ")[$0 + 1] }.flatMap { Double($0) }
-        #expect((waited ?? 0) > 6, "\(line)")
+        #expect((waited ?? 0) > 10, "\(line)")
         #expect(outcome.error.contains("rank 1: CONTRAST_FAULT: hanging in the evaluation after step"))
     }
 
