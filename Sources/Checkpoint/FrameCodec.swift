@@ -79,6 +79,10 @@ final class FrameDecoder {
     private var scratch: UnsafeMutablePointer<UInt8>
     private var scratchCapacity = 0
 
+    /// `check`'s output window, made by its first call and kept.
+    private static let windowSize = 1 << 20
+    private var window: UnsafeMutableRawPointer?
+
     init() {
         context = ZSTD_createDCtx()
         scratch = .allocate(capacity: 0)
@@ -87,6 +91,7 @@ final class FrameDecoder {
     deinit {
         ZSTD_freeDCtx(context)
         scratch.deallocate()
+        window?.deallocate()
     }
 
     /// Decodes one frame of `count` floats into `destination`. `file` names the shard in errors.
@@ -115,14 +120,13 @@ final class FrameDecoder {
     func check(_ frame: UnsafeRawBufferPointer, count: Int, file: String, what: String) throws {
         let bytes = count * MemoryLayout<Float>.size
         let base = try checkHeader(frame, bytes: bytes, file: file, what: what)
-        let windowSize = 1 << 20
-        let window = UnsafeMutableRawPointer.allocate(byteCount: windowSize, alignment: 16)
-        defer { window.deallocate() }
+        let window = self.window ?? UnsafeMutableRawPointer.allocate(byteCount: Self.windowSize, alignment: 16)
+        self.window = window
         ZSTD_DCtx_reset(context, ZSTD_reset_session_only)
         var input = ZSTD_inBuffer(src: base, size: frame.count, pos: 0)
         var decoded = 0
         while true {
-            var output = ZSTD_outBuffer(dst: window, size: windowSize, pos: 0)
+            var output = ZSTD_outBuffer(dst: window, size: Self.windowSize, pos: 0)
             let left = ZSTD_decompressStream(context, &output, &input)
             if ZSTD_isError(left) != 0 {
                 throw CheckpointError.corrupt(file, "\(what): zstd: \(String(cString: ZSTD_getErrorName(left)))")
