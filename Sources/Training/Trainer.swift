@@ -78,6 +78,7 @@ public final class Trainer {
         // A rank that cannot read its shards throws; the launcher aborts the job naming it.
         data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: rank == 0)
         try config.train.computePrecision.checkAvailable()
+        _ = try config.train.gemmLibrary.resolved()     // an unavailable library is refused before the run directory exists
         let all = config.train.epochs * data.sampler.batchesPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
 
