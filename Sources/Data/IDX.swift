@@ -18,28 +18,97 @@ public enum IDX {
         /// Dimensions as declared in the header (the first is the full sample count even when
         /// fewer samples were read).
         public let dimensions: [Int]
-        /// The first `samplesRead` samples, row-major.
+        /// The samples `firstSample ..< firstSample + samplesRead`, row-major.
         public let bytes: [UInt8]
-        /// Samples actually read: min(limit, dimensions[0]), or all when limit is 0.
+        /// Index in the file of the first sample read.
+        public let firstSample: Int
+        /// Samples actually read.
         public let samplesRead: Int
+    }
+
+    /// The dimensions an IDX file's header declares, reading nothing past the header.
+    public static func dimensions(path: String, magic: UInt32) throws -> [Int] {
+        let file = try open(path)
+        defer { gzclose(file) }
+        return try readHeader(file, path: path, magic: magic)
     }
 
     /// Reads a uint8 IDX file whose magic must be `magic`.
     /// - Parameters:
     ///   - path: the file, `.gz` or plain.
     ///   - magic: `imagesMagic` or `labelsMagic`; the number of dimensions comes from its low byte.
-    ///   - limit: read only the first `limit` samples; 0 reads all.
+    ///   - limit: the file counts as its first `limit` samples; 0: all of them.
+    ///   - samples: the samples to keep (within the first `limit`); nil keeps all. Those before
+    ///     are decompressed and dropped through a 1 MiB buffer, those after are not read: a rank
+    ///     holds only its shards of a compressed file that cannot be read from the middle.
     ///   - section: what the elements are, for error messages ("pixel data", "label data").
-    public static func read(path: String, magic: UInt32, limit: Int = 0, section: String = "data") throws -> Contents {
+    public static func read(path: String, magic: UInt32, limit: Int = 0, samples: Range<Int>? = nil,
+                            section: String = "data") throws -> Contents {
         precondition(limit >= 0, "IDX.read: limit \(limit) must be >= 0")
+        let file = try open(path)
+        defer { gzclose(file) }
+        let dimensions = try readHeader(file, path: path, magic: magic)
+        let available = limit == 0 ? dimensions[0] : min(limit, dimensions[0])
+        let wanted = samples ?? 0..<available
+        guard wanted.lowerBound >= 0, wanted.upperBound <= available else {
+            // The range came from this file's header, read before: the file changed in between.
+            throw DataError.corruptStream(path: path, detail: "the header declares \(available) samples, but samples \(wanted) were asked for; "
+                                          + "the file changed while it was read")
+        }
+        // The header is untrusted: its product may overflow, and its size is allocated only as
+        // the data actually arrives (a header claiming terabytes on a short file is an error, not
+        // an allocation).
+        var rowBytes = 1
+        for d in dimensions.dropFirst() {
+            let (product, overflow) = rowBytes.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= 1 << 40 else { throw tooLarge(path: path, dimensions: dimensions, section: section) }
+            rowBytes = product
+        }
+        let (expected, overflow) = available.multipliedReportingOverflow(by: rowBytes)
+        guard !overflow, expected <= 1 << 40 else { throw tooLarge(path: path, dimensions: dimensions, section: section) }
+        // Bytes of the samples before the wanted ones, then of the wanted ones.
+        let skip = wanted.lowerBound * rowBytes, keep = wanted.count * rowBytes
+        var skipped = 0
+        if skip > 0 {
+            var scratch = [UInt8](repeating: 0, count: min(skip, 1 << 20))
+            while skipped < skip {
+                let want = min(scratch.count, skip - skipped)
+                let read = try scratch.withUnsafeMutableBytes { try readFully(file, path: path, into: $0, count: want) }
+                skipped += read
+                if read < want { break }
+            }
+        }
+        var bytes: [UInt8] = []
+        var got = 0
+        let step = 1 << 26
+        while skipped == skip, got < keep {
+            let want = min(step, keep - got)
+            bytes.append(contentsOf: repeatElement(0, count: want))
+            let read = try bytes.withUnsafeMutableBufferPointer { buffer in
+                try readFully(file, path: path, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[got...]),
+                              count: want)
+            }
+            got += read
+            if read < want { break }
+        }
+        guard skipped + got == skip + keep else {
+            throw DataError.truncated(path: path, section: section, expectedBytes: skip + keep, gotBytes: skipped + got)
+        }
+        return Contents(dimensions: dimensions, bytes: bytes, firstSample: wanted.lowerBound, samplesRead: wanted.count)
+    }
+
+    private static func open(_ path: String) throws -> gzFile {
         guard FileManager.default.fileExists(atPath: path) else { throw DataError.fileNotFound(path: path) }
         guard let file = gzopen(path, "rb") else {
             throw DataError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
-        defer { gzclose(file) }
         // 1 MiB of zlib input buffer: the default 8 KiB costs many small reads on a 26 MB file.
         gzbuffer(file, 1 << 20)
+        return file
+    }
 
+    /// The magic (checked against `magic`) and the dimensions it announces.
+    private static func readHeader(_ file: gzFile, path: String, magic: UInt32) throws -> [Int] {
         let dimensionCount = Int(magic & 0xFF)
         let headerSize = 4 * (1 + dimensionCount)
         var magicBytes = [UInt8](repeating: 0, count: 4)
@@ -55,38 +124,12 @@ public enum IDX {
         guard dimensionsRead == dimensionBytes.count else {
             throw DataError.truncated(path: path, section: "header", expectedBytes: headerSize, gotBytes: 4 + dimensionsRead)
         }
-        let dimensions = (0..<dimensionCount).map { Int(bigEndianUInt32(dimensionBytes, at: 4 * $0)) }
+        return (0..<dimensionCount).map { Int(bigEndianUInt32(dimensionBytes, at: 4 * $0)) }
+    }
 
-        let samples = limit == 0 ? dimensions[0] : min(limit, dimensions[0])
-        // The header is untrusted: its product may overflow, and its size is allocated only as
-        // the data actually arrives (a header claiming terabytes on a short file is an error, not
-        // an allocation).
-        var expected = samples
-        for d in dimensions.dropFirst() {
-            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
-            guard !overflow, product <= 1 << 40 else {
-                throw DataError.corruptStream(path: path, detail: "the header declares dimensions \(dimensions), more than 1 TB of \(section); "
-                                              + "the file is not an IDX file of this data set")
-            }
-            expected = product
-        }
-        var bytes: [UInt8] = []
-        var got = 0
-        let step = 1 << 26
-        while got < expected {
-            let want = min(step, expected - got)
-            bytes.append(contentsOf: repeatElement(0, count: want))
-            let read = try bytes.withUnsafeMutableBufferPointer { buffer in
-                try readFully(file, path: path, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[got...]),
-                              count: want)
-            }
-            got += read
-            if read < want { break }
-        }
-        guard got == expected else {
-            throw DataError.truncated(path: path, section: section, expectedBytes: expected, gotBytes: got)
-        }
-        return Contents(dimensions: dimensions, bytes: bytes, samplesRead: samples)
+    private static func tooLarge(path: String, dimensions: [Int], section: String) -> DataError {
+        .corruptStream(path: path, detail: "the header declares dimensions \(dimensions), more than 1 TB of \(section); "
+                       + "the file is not an IDX file of this data set")
     }
 
     /// Writes a uint8 IDX file: gzip-compressed, or plain when `compressed` is false. Tests and

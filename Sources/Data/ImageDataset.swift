@@ -57,8 +57,7 @@ public enum FashionMNIST {
     ///   - split: `.train` or `.test`.
     ///   - limit: load only the first `limit` samples; 0 loads all.
     public static func load(directory: String = defaultDirectory, split: Split, limit: Int = 0) throws -> ImageDataset {
-        let imagesPath = directory + "/" + split.filePrefix + "-images-idx3-ubyte.gz"
-        let labelsPath = directory + "/" + split.filePrefix + "-labels-idx1-ubyte.gz"
+        let (imagesPath, labelsPath) = paths(directory: directory, split: split)
         let images = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, section: "pixel data")
         let labels = try IDX.read(path: labelsPath, magic: IDX.labelsMagic, limit: limit, section: "label data")
         guard images.dimensions[0] == labels.dimensions[0] else {
@@ -67,5 +66,32 @@ public enum FashionMNIST {
         }
         return ImageDataset(height: images.dimensions[1], width: images.dimensions[2],
                             images: images.bytes, labels: labels.bytes)
+    }
+
+    /// Samples in one split (the first `limit` when it is set), from the two files' headers alone.
+    /// - Throws: `DataError.countMismatch` when the images and labels files disagree.
+    public static func sampleCount(directory: String = defaultDirectory, split: Split, limit: Int = 0) throws -> Int {
+        let (imagesPath, labelsPath) = paths(directory: directory, split: split)
+        let images = try IDX.dimensions(path: imagesPath, magic: IDX.imagesMagic)[0]
+        let labels = try IDX.dimensions(path: labelsPath, magic: IDX.labelsMagic)[0]
+        guard images == labels else {
+            throw DataError.countMismatch(imagesPath: imagesPath, images: images, labelsPath: labelsPath, labels: labels)
+        }
+        return limit == 0 ? images : min(limit, images)
+    }
+
+    /// The samples `held` of one split (of its first `limit`), and nothing else: a rank keeps
+    /// only its shards. The files are decompressed from the start up to `held`'s end.
+    public static func rows(directory: String = defaultDirectory, split: Split, limit: Int = 0, held: Range<Int>) throws -> SampleRows {
+        let (imagesPath, labelsPath) = paths(directory: directory, split: split)
+        let total = try sampleCount(directory: directory, split: split, limit: limit)
+        let images = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, samples: held, section: "pixel data")
+        let labels = try IDX.read(path: labelsPath, magic: IDX.labelsMagic, limit: limit, samples: held, section: "label data")
+        return SampleRows(held: held, totalCount: total, featureShape: [images.dimensions[1], images.dimensions[2]],
+                          features: .uint8(images.bytes), labels: labels.bytes.map { Int64($0) })
+    }
+
+    private static func paths(directory: String, split: Split) -> (images: String, labels: String) {
+        (directory + "/" + split.filePrefix + "-images-idx3-ubyte.gz", directory + "/" + split.filePrefix + "-labels-idx1-ubyte.gz")
     }
 }

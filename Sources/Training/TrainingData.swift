@@ -4,12 +4,13 @@ import Foundation
 /// The data one rank trains and evaluates on, resolved from the config: its samples, the
 /// sampler that orders them, how batches are made, and (on the evaluating rank) the test split.
 ///
-/// `fashion-mnist` is read whole by every rank from the IDX files and cut into
-/// `data.virtual_shards` virtual shards. A `prepared` data set's shard files are the shards:
+/// `fashion-mnist` is cut into `data.virtual_shards` virtual shards; every rank decompresses
+/// the IDX files up to the end of its shards and keeps only those (about 1/P of the samples).
+/// A `prepared` data set's shard files are the shards:
 /// rank r of P opens the manifest and only the shard files its slots of the global batch fall
 /// in (`Sampler.shards(rank:worldSize:)`), checks them, and holds their samples in memory.
 public final class TrainingData {
-    /// This rank's samples (all of them for fashion-mnist).
+    /// This rank's samples: the union of its shards.
     public let train: SampleRows
     /// The test split, on ranks that evaluate (`loadTest`); nil when the data set has none.
     public let test: SampleRows?
@@ -17,7 +18,7 @@ public final class TrainingData {
     public let maker: BatchMaker
     public let rank: Int
     public let worldSize: Int
-    /// The shards this rank read (prepared data sets) or whose samples it trains on (in memory).
+    /// The shards this rank read and trains on.
     public let shards: Range<Int>
     /// Samples this rank embeds for the kNN memory: the shards whose first slot is in this
     /// rank's part of the batch. Disjoint across ranks, together all samples, each held by its rank.
@@ -41,12 +42,15 @@ public final class TrainingData {
         var notes: [String] = []
         switch d.dataset {
         case .fashionMNIST:
-            let trainSet = try FashionMNIST.load(directory: path, split: .train, limit: d.trainLimit)
-            sampler = try Sampler(sampleCount: trainSet.count, globalBatchSize: globalBatch, virtualShards: d.virtualShards, seed: seed)
-            train = SampleRows(trainSet)
-            test = loadTest ? SampleRows(try FashionMNIST.load(directory: path, split: .test, limit: d.testLimit)) : nil
+            // The headers first: the sampler decides which samples this rank keeps.
+            let count = try FashionMNIST.sampleCount(directory: path, split: .train, limit: d.trainLimit)
+            sampler = try Sampler(sampleCount: count, globalBatchSize: globalBatch, virtualShards: d.virtualShards, seed: seed)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
-            notes.append("Fashion-MNIST from \(path): \(train.count) train images in \(d.virtualShards) virtual shards")
+            train = try FashionMNIST.rows(directory: path, split: .train, limit: d.trainLimit,
+                                          held: sampler.samples(rank: rank, worldSize: worldSize))
+            test = loadTest ? SampleRows(try FashionMNIST.load(directory: path, split: .test, limit: d.testLimit)) : nil
+            notes.append("Fashion-MNIST from \(path): \(count) train images in \(d.virtualShards) virtual shards, "
+                         + "this rank holds shards \(shards.lowerBound)..<\(shards.upperBound) (\(train.count) samples)")
         case .prepared:
             guard d.trainLimit == 0 else {
                 throw ConfigError(key: "data.train_limit", problem: "config key 'data.train_limit' applies to fashion-mnist only; "

@@ -103,6 +103,65 @@ private func writeSplit(directory: String, prefix: String = "train", count: Int,
         }
     }
 
+    /// A rank keeps only its samples: the range is read exactly, in both formats, with a limit,
+    /// and the samples before it are skipped through a buffer smaller than them.
+    @Test func readsOnlyTheSamplesAsked() throws {
+        try withTemporaryDirectory { directory in
+            // 300,000 samples of 6 bytes: the skip runs through the 1 MiB buffer more than once.
+            let count = 300_000
+            let bytes = (0..<(count * 6)).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: i * 31 + i / 7) }
+            for compressed in [true, false] {
+                let path = "\(directory)/x-\(compressed)"
+                try IDX.write(path: path, magic: IDX.imagesMagic, dimensions: [count, 3, 2], bytes: bytes, compressed: compressed)
+                #expect(try IDX.dimensions(path: path, magic: IDX.imagesMagic) == [count, 3, 2])
+                for range in [0..<3, 200_000..<250_001, 299_990..<300_000, 7..<7] {
+                    let part = try IDX.read(path: path, magic: IDX.imagesMagic, samples: range)
+                    #expect(part.firstSample == range.lowerBound && part.samplesRead == range.count)
+                    #expect(part.bytes == Array(bytes[range.lowerBound * 6 ..< range.upperBound * 6]))
+                }
+                let limited = try IDX.read(path: path, magic: IDX.imagesMagic, limit: 10, samples: 4..<10)
+                #expect(limited.bytes == Array(bytes[24..<60]))
+                // Past the limit: the caller's range no longer matches the file.
+                let error = #expect(throws: DataError.self) { try IDX.read(path: path, magic: IDX.imagesMagic, limit: 10, samples: 4..<11) }
+                guard case .corruptStream(path, let detail)? = error else {
+                    Issue.record("expected corruptStream, got \(String(describing: error))"); continue
+                }
+                #expect(detail.contains("10 samples") && detail.contains("changed"))
+            }
+            // A file cut short inside the skipped samples or inside the kept ones: both truncated,
+            // counting the bytes up to the range's end.
+            let short = "\(directory)/short.gz"
+            try IDX.write(path: short, magic: IDX.imagesMagic, dimensions: [10, 3, 2], bytes: Array(bytes[0..<20]))
+            #expect(throws: DataError.truncated(path: short, section: "pixel data", expectedBytes: 60, gotBytes: 20)) {
+                try IDX.read(path: short, magic: IDX.imagesMagic, samples: 8..<10, section: "pixel data")
+            }
+            #expect(throws: DataError.truncated(path: short, section: "pixel data", expectedBytes: 30, gotBytes: 20)) {
+                try IDX.read(path: short, magic: IDX.imagesMagic, samples: 2..<5, section: "pixel data")
+            }
+        }
+    }
+
+    @Test func rowsHoldOnlyTheirRange() throws {
+        try withTemporaryDirectory { directory in
+            try writeSplit(directory: directory, count: 9)
+            #expect(try FashionMNIST.sampleCount(directory: directory, split: .train) == 9)
+            #expect(try FashionMNIST.sampleCount(directory: directory, split: .train, limit: 4) == 4)
+            let whole = SampleRows(try FashionMNIST.load(directory: directory, split: .train))
+            let part = try FashionMNIST.rows(directory: directory, split: .train, limit: 7, held: 3..<6)
+            #expect(part.held == 3..<6 && part.totalCount == 7 && part.featureShape == [3, 2] && part.isImage)
+            #expect(part.labels == [3, 4, 5])
+            var fromPart = [Float](repeating: -1, count: 12), fromWhole = [Float](repeating: -2, count: 12)
+            part.writeInputs([5, 3], into: &fromPart)
+            whole.writeInputs([5, 3], into: &fromWhole)
+            #expect(fromPart == fromWhole)
+            try writeSplit(directory: directory, prefix: "t10k", count: 5, labelCount: 4)
+            #expect(throws: DataError.countMismatch(imagesPath: directory + "/t10k-images-idx3-ubyte.gz", images: 5,
+                                                    labelsPath: directory + "/t10k-labels-idx1-ubyte.gz", labels: 4)) {
+                try FashionMNIST.sampleCount(directory: directory, split: .test)
+            }
+        }
+    }
+
     @Test func countMismatch() throws {
         try withTemporaryDirectory { directory in
             try writeSplit(directory: directory, count: 5, labelCount: 4)
