@@ -54,12 +54,14 @@ public final class OneDNNGEMM: @unchecked Sendable {
         var alpha, beta: Float
     }
 
-    /// A primitive and the memory objects of its three arguments (their data handles set per call).
+    /// A primitive and the memory objects of its three arguments and of its scratchpad (their
+    /// data handles set per call); `scratchpadBytes` is 0 when it needs none.
     final class Plan {
         let primitive: dnnl_primitive_t
-        let a, b, c: dnnl_memory_t
-        init(primitive: dnnl_primitive_t, a: dnnl_memory_t, b: dnnl_memory_t, c: dnnl_memory_t) {
-            (self.primitive, self.a, self.b, self.c) = (primitive, a, b, c)
+        let a, b, c, scratchpad: dnnl_memory_t
+        let scratchpadBytes: Int
+        init(primitive: dnnl_primitive_t, a: dnnl_memory_t, b: dnnl_memory_t, c: dnnl_memory_t, scratchpad: dnnl_memory_t, scratchpadBytes: Int) {
+            (self.primitive, self.a, self.b, self.c, self.scratchpad, self.scratchpadBytes) = (primitive, a, b, c, scratchpad, scratchpadBytes)
         }
     }
 
@@ -69,6 +71,10 @@ public final class OneDNNGEMM: @unchecked Sendable {
     private var plans: [Key: Plan] = [:]
     private var scratchA = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityA = 1
     private var scratchB = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityB = 1
+    /// One scratchpad for every primitive (scratchpad mode `user`), as large as the largest needs:
+    /// in the library's mode each primitive keeps its own, and a step's dozens of shapes hold
+    /// megabytes each (brgemm packs B into it).
+    private var scratchpad = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), scratchpadCapacity = 64
     private var probeImplementation: [GEMMPrecision: String] = [:]
 
     private init() {}
@@ -137,6 +143,7 @@ public final class OneDNNGEMM: @unchecked Sendable {
         var attributes: dnnl_primitive_attr_t? = nil
         try check(dnnl_primitive_attr_create(&attributes), "dnnl_primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attributes) }
+        try check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode")
         if key.alpha != 1 {
             var alpha = key.alpha
             try check(dnnl_primitive_attr_set_output_scales(attributes, 1, 0, &alpha), "dnnl_primitive_attr_set_output_scales")
@@ -173,8 +180,10 @@ public final class OneDNNGEMM: @unchecked Sendable {
             try check(dnnl_memory_create(&memory, md, engine, nil), "dnnl_memory_create (\(name))")
             return memory!
         }
+        let scratchpadBytes = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0))
         let plan = Plan(primitive: primitive!, a: try memory(dnnl_query_src_md, "A"),
-                        b: try memory(dnnl_query_weights_md, "B"), c: try memory(dnnl_query_dst_md, "C"))
+                        b: try memory(dnnl_query_weights_md, "B"), c: try memory(dnnl_query_dst_md, "C"),
+                        scratchpad: try memory(dnnl_query_scratchpad_md, "scratchpad"), scratchpadBytes: scratchpadBytes)
         plans[key] = plan
         return plan
     }
@@ -229,14 +238,21 @@ public final class OneDNNGEMM: @unchecked Sendable {
             try check(dnnl_memory_set_data_handle(plan.b, UnsafeMutablePointer(mutating: b)), "dnnl_memory_set_data_handle (B)")
         }
         try check(dnnl_memory_set_data_handle(plan.c, c), "dnnl_memory_set_data_handle (C)")
+        if plan.scratchpadBytes > scratchpadCapacity {
+            scratchpad.deallocate()
+            scratchpad = .allocate(byteCount: plan.scratchpadBytes, alignment: 64)
+            scratchpadCapacity = plan.scratchpadBytes
+        }
+        try check(dnnl_memory_set_data_handle(plan.scratchpad, scratchpad), "dnnl_memory_set_data_handle (scratchpad)")
         let threads = Int32(max(1, Self.threads))
         if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
         var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: plan.a),
                          dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: plan.b),
-                         dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: plan.c))
+                         dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: plan.c),
+                         dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: plan.scratchpad))
         try withUnsafePointer(to: &arguments) { pointer in
-            try pointer.withMemoryRebound(to: dnnl_exec_arg_t.self, capacity: 3) { arguments in
-                try check(dnnl_primitive_execute(plan.primitive, stream, 3, arguments), "dnnl_primitive_execute")
+            try pointer.withMemoryRebound(to: dnnl_exec_arg_t.self, capacity: 4) { arguments in
+                try check(dnnl_primitive_execute(plan.primitive, stream, 4, arguments), "dnnl_primitive_execute")
             }
         }
         try check(dnnl_stream_wait(stream), "dnnl_stream_wait")
