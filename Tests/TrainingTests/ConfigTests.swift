@@ -221,6 +221,7 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         "data.batch_per_rank=0", "data.virtual_shards=0", "views.flip=1.5", "views.jitter_p=-0.1",
         "optimizer.betas=[0.9, 1.0]", "optimizer.betas=[0.9]", "optimizer.eps=0", "train.epochs=0",
         "eval.knn_k=0", "views.crop_area=[0, 1]", "optimizer.lr=-1", "train.log_every_steps=0",
+        "communication.watchdog_seconds=-1", "communication.eval_watchdog_seconds=-1", "communication.eval_watchdog_seconds=.inf",
     ])
     func outOfRangeValuesAreRejected(override: String) {
         let error = configError { try ConfigLoader.load(file: nil, overrides: [override]) }
