@@ -75,13 +75,13 @@ public final class HardNegativeNTXentLoss {
     deinit { statistics.deallocate() }
 
     /// Computes the loss of `anchorCount` anchors against `candidateCount` candidates and
-    /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D); the arguments and the result
+    /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D; skipped when nil); the arguments and the result
     /// mean what they mean for `NTXentLoss.forwardBackward`.
     public func forwardBackward(
         anchors: UnsafePointer<Float>, anchorCount a: Int,
         candidates: UnsafePointer<Float>, candidateCount n: Int, dimension d: Int,
         selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
-        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>
+        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>?
     ) -> NTXentLoss.Result {
         let c = logitChunk > 0 && logitChunk < n ? logitChunk : n
         let inverseTemperature = 1 / temperature
@@ -208,8 +208,10 @@ public final class HardNegativeNTXentLoss {
             // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
             gemm(transposeA: false, transposeB: false, m: a, n: d, k: columns, alpha: inverseTemperature,
                  a: s, lda: columns, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
-            gemm(transposeA: true, transposeB: false, m: columns, n: d, k: a, alpha: inverseTemperature,
-                 a: s, lda: columns, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+            if let candidateGradient {
+                gemm(transposeA: true, transposeB: false, m: columns, n: d, k: a, alpha: inverseTemperature,
+                     a: s, lda: columns, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+            }
             start += columns
         }
         let thetaGradient = NTXentLoss.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d) + clampGradient

@@ -76,14 +76,15 @@ public final class NTXentLoss {
     }
 
     /// Computes the loss of `anchorCount` anchors against `candidateCount` candidates and
-    /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D).
+    /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D). A nil `candidateGradient`
+    /// skips the latter, a third of the loss's GEMM work: MoCo's keys get no gradient.
     /// `selfIndex[i]` / `positiveIndex[i]` are candidate rows of anchor i itself and of its positive;
     /// `selfIndex[i] < 0` means anchor i is not among the candidates and nothing is excluded.
     public func forwardBackward(
         anchors: UnsafePointer<Float>, anchorCount: Int,
         candidates: UnsafePointer<Float>, candidateCount: Int, dimension: Int,
         selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
-        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>
+        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>?
     ) -> Result {
         if logitChunk > 0 && logitChunk < candidateCount {
             return chunkedForwardBackward(anchors: anchors, anchorCount: anchorCount, candidates: candidates,
@@ -116,8 +117,10 @@ public final class NTXentLoss {
         // dZ_a = dS Z / tau;  dZ = dS^T Z_a / tau
         gemm(transposeA: false, transposeB: false, m: a, n: d, k: n, alpha: inverseTemperature,
              a: s, lda: n, b: candidates, ldb: d, c: anchorGradient, ldc: d)
-        gemm(transposeA: true, transposeB: false, m: n, n: d, k: a, alpha: inverseTemperature,
-             a: s, lda: n, b: anchors, ldb: d, c: candidateGradient, ldc: d)
+        if let candidateGradient {
+            gemm(transposeA: true, transposeB: false, m: n, n: d, k: a, alpha: inverseTemperature,
+                 a: s, lda: n, b: anchors, ldb: d, c: candidateGradient, ldc: d)
+        }
         return Result(loss: loss / Double(normalization), positiveTop1: correct,
                       logitScaleGradient: Self.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
     }
@@ -127,7 +130,7 @@ public final class NTXentLoss {
         anchors: UnsafePointer<Float>, anchorCount a: Int,
         candidates: UnsafePointer<Float>, candidateCount n: Int, dimension d: Int,
         selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
-        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>
+        anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>?
     ) -> Result {
         let c = logitChunk
         let inverseTemperature = 1 / temperature
@@ -190,8 +193,10 @@ public final class NTXentLoss {
             // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
             gemm(transposeA: false, transposeB: false, m: a, n: d, k: width, alpha: inverseTemperature,
                  a: s, lda: width, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
-            gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
-                 a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+            if let candidateGradient {
+                gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
+                     a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+            }
             start += width
         }
         return Result(loss: loss / Double(normalization), positiveTop1: correct,

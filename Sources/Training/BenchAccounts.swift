@@ -77,7 +77,7 @@ extension Bench {
             inputBatch = step.batch.count * float
             embeddingExchange = [step.gathered, step.anchorGradient, step.candidateGradient, step.ownGradient].reduce(0) { $0 + $1.count } * float
             momentumQueue = step.momentumQueue.map { queue in
-                (2 * queue.model.arena.count + queue.candidates.count + queue.candidateGradient.count) * float
+                (2 * queue.model.arena.count + queue.candidates.count) * float
             } ?? 0
             let r = step.reducer
             communication = r.precision == .fp32 ? 0 : r.buckets.reduce(0) { $0 + $1.count } * r.precision.stride

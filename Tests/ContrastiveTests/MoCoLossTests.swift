@@ -37,6 +37,31 @@ import Testing
         return (r, ga.array)
     }
 
+    /// Without a candidate gradient (the MoCo step passes nil: keys get none) the loss, the top-1
+    /// count, dL/d(queries) and dL/dtheta are bit for bit those of the full call, chunked or not,
+    /// with or without hard negatives.
+    @Test(arguments: [0, 4, 5])
+    func skippingTheCandidateGradientChangesNothingElse(chunk: Int) {
+        let b = 3, q = 7, d = 5
+        let (queries, candidates) = queriesAndCandidates(samples: b, queue: q, dimension: d, seed: 12)
+        let (selfIndex, positive) = indices(b)
+        let ntxent = NTXentLoss(temperature: 0.3, logitChunk: chunk)
+        let hard = HardNegativeNTXentLoss(temperature: 0.3, beta: 0.5, logitChunk: chunk)
+        for forwardBackward in [ntxent.forwardBackward, hard.forwardBackward] {
+            let withGradient = Tensor(zeros: [queries.rows, d]), without = Tensor(zeros: [queries.rows, d])
+            let gc = Tensor(zeros: [candidates.rows, d])
+            func call(_ ga: Tensor, _ gc: UnsafeMutablePointer<Float>?) -> NTXentLoss.Result {
+                forwardBackward(queries.data, queries.rows, candidates.data, candidates.rows, d, selfIndex, positive,
+                                queries.rows, ga.data, gc)
+            }
+            let full = call(withGradient, gc.data), skipped = call(without, nil)
+            #expect(full.loss == skipped.loss && full.positiveTop1 == skipped.positiveTop1)
+            #expect(full.logitScaleGradient == skipped.logitScaleGradient)
+            #expect(withGradient.array == without.array)
+            #expect(gc.array.contains { $0 != 0 })
+        }
+    }
+
     /// The loss and dL/d(queries) against the Double reference and its central differences.
     @Test(arguments: [0, 5])
     func queryGradientMatchesFiniteDifferences(chunk: Int) {
