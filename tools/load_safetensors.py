@@ -2,9 +2,11 @@
 """Load a `contrast export` safetensors file into PyTorch modules (docs/export.md).
 
 Each tower in the file (encoder, projection, pair_encoder, pair_projection) becomes the
-torch.nn.Sequential of Linear and ReLU (or GELU) modules its metadata describes; the file's
-tensor names are the state_dict keys of those modules, so load_state_dict(strict=True) checks
-every name and shape. The embedding z is the L2 normalisation of the projection's output.
+torch.nn.Sequential of Linear and ReLU (or GELU) modules its metadata describes, or, for
+`encoder_kind: cnn`, the residual CNN below; a residual adapter (`adapter_width`) follows the
+encoder. The file's tensor names are the state_dict keys of those modules, so
+load_state_dict(strict=True) checks every name and shape. The embedding z is the L2
+normalisation of the projection's output.
 
     python3 tools/load_safetensors.py model.safetensors                 # describe the file
     python3 tools/load_safetensors.py model.safetensors --inputs x.npy --out h.npy
@@ -72,6 +74,76 @@ def mlp(widths, activation):
     return torch.nn.Sequential(*layers)
 
 
+class ResidualBlock(torch.nn.Module):
+    """relu(norm2(conv2(relu(norm1(conv1(x))))) + skip(x)); skip is a strided 1x1 convolution with
+    bias when channels or size change, else the identity (contrast's ResidualBlock)."""
+
+    def __init__(self, channels, out_channels, stride, groups, eps):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, out_channels, 3, stride, 1, bias=False)
+        self.norm1 = torch.nn.GroupNorm(groups, out_channels, eps)
+        self.conv2 = torch.nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.norm2 = torch.nn.GroupNorm(groups, out_channels, eps)
+        if stride != 1 or channels != out_channels:
+            self.projection = torch.nn.Conv2d(channels, out_channels, 1, stride, 0, bias=True)
+        else:
+            self.projection = None
+
+    def forward(self, x):
+        y = self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x)))))
+        return torch.relu(y + (x if self.projection is None else self.projection(x)))
+
+
+class CNN(torch.nn.Module):
+    """contrast's CNN.make: 3x3 stem, GroupNorm, ReLU; one ResidualBlock per stage (stride 2 after
+    the first); the last pool_stages stages' maps average-pooled to pool_cells x pool_cells,
+    flattened and concatenated shallowest first; then the Linear `fc` when the file has one."""
+
+    def __init__(self, metadata):
+        super().__init__()
+        channels = json.loads(metadata["encoder_channels"])
+        groups = json.loads(metadata["encoder_groups"])
+        self.image_shape = json.loads(metadata["image_shape"])
+        self.pool_cells = int(metadata["pool_cells"])
+        self.pool_stages = int(metadata["pool_stages"])
+        eps = float(metadata["norm_eps"])
+        self.stem = torch.nn.Conv2d(1, channels[0], 3, 1, 1, bias=False)
+        self.stem_norm = torch.nn.GroupNorm(groups[0], channels[0], eps)
+        previous = channels[0]
+        for index, out_channels in enumerate(channels):
+            setattr(self, f"stage{index}", ResidualBlock(previous, out_channels, 1 if index == 0 else 2, groups[index], eps))
+            previous = out_channels
+        self.stages = len(channels)
+        if metadata["encoder_fc"] == "true":
+            pooled = sum(c * self.pool_cells ** 2 for c in channels[-self.pool_stages:])
+            self.fc = torch.nn.Linear(pooled, int(metadata["representation_width"]))
+        else:
+            self.fc = None
+
+    def forward(self, x):
+        x = torch.relu(self.stem_norm(self.stem(x.reshape(-1, 1, *self.image_shape))))
+        pooled = []
+        for index in range(self.stages):
+            x = getattr(self, f"stage{index}")(x)
+            if index >= self.stages - self.pool_stages:
+                # Bins [floor(i H / G), ceil((i + 1) H / G)), as contrast's AdaptiveAveragePool.
+                pooled.append(torch.nn.functional.adaptive_avg_pool2d(x, self.pool_cells).flatten(1))
+        h = torch.cat(pooled, 1)
+        return h if self.fc is None else self.fc(h)
+
+
+class Adapter(torch.nn.Module):
+    """contrast's ResidualAdapter: h' = h + up(relu(down(h)))."""
+
+    def __init__(self, width, bottleneck):
+        super().__init__()
+        self.down = torch.nn.Linear(width, bottleneck)
+        self.up = torch.nn.Linear(bottleneck, width)
+
+    def forward(self, h):
+        return h + self.up(torch.relu(self.down(h)))
+
+
 class ContrastModel(torch.nn.Module):
     """The towers a file holds, built from its metadata."""
 
@@ -82,8 +154,12 @@ class ContrastModel(torch.nn.Module):
         # torch.nn.GELU's default is the exact (erf) form, as contrast's GELU.
         activation = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU}[metadata["activation"]]
         for tower in self.TOWERS:
-            if tower + "_widths" in metadata:
+            if tower == "encoder" and metadata.get("encoder_kind") == "cnn":
+                self.encoder = CNN(metadata)
+            elif tower + "_widths" in metadata:
                 setattr(self, tower, mlp(json.loads(metadata[tower + "_widths"]), activation))
+            if tower == "encoder" and "adapter_width" in metadata:
+                self.adapter = Adapter(int(metadata["representation_width"]), int(metadata["adapter_width"]))
         self.normalize = metadata.get("normalize", "none")
 
     @torch.no_grad()
@@ -91,6 +167,8 @@ class ContrastModel(torch.nn.Module):
         """(h, z) of x (B x I): the representation, and the L2-normalised embedding when the file holds the head (else None)."""
         prefix = "pair_" if pair else ""
         h = getattr(self, prefix + "encoder")(x)
+        if not pair and hasattr(self, "adapter"):
+            h = self.adapter(h)
         head = getattr(self, prefix + "projection", None)
         if head is None:
             return h, None

@@ -11,6 +11,12 @@ import NN
 /// (O x I, PyTorch's row-major layout, which `Linear` stores too) and `<tower>.<2l>.bias` (O).
 /// Towers: `encoder` (x to h), `projection` (h to the unnormalised embedding; z is its L2
 /// normalisation), and for two-tower (CLIP) models `pair_encoder` and `pair_projection`.
+///
+/// The convolutional encoder (`model.encoder: cnn`) is no Sequential of Linears: its tensors keep
+/// contrast's parameter names (`encoder.stem.weight`, `encoder.stage1.conv2.weight`, ...), which
+/// are the `state_dict` keys of the module docs/export.md describes, and the metadata carries its
+/// shape. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
+/// h' = h + up(relu(down(h))).
 public enum ModelExport {
     /// How much of the model to write.
     public enum Part: String, Sendable, CaseIterable {
@@ -20,22 +26,24 @@ public enum ModelExport {
         case model
     }
 
-    /// One tower: its name in the file and its Linear layers in order.
+    /// One tower: its name in the file and its Linear layers in order, or (the CNN encoder, the
+    /// adapter) its parameters under their own names.
     struct Tower {
         var name: String
         var layers: [Linear]
-        /// [I, H1, ..., O]: the input width, then every Linear's output width.
-        var widths: [Int] { [layers[0].inputWidth] + layers.map(\.outputWidth) }
+        /// Written under the arena's names when `layers` is empty.
+        var parameters: [ParameterSlice] = []
+        /// [I, H1, ..., O]: the input width, then every Linear's output width (Sequential towers).
+        var widths: [Int] { layers.isEmpty ? [] : [layers[0].inputWidth] + layers.map(\.outputWidth) }
     }
 
+    /// The convolutional encoder's stem, when the encoder is one (`CNN.make` puts it first).
+    static func convolutionStem(_ model: ContrastiveModel) -> Conv2d? { model.encoder.flattened.first as? Conv2d }
+
     /// The towers of `part`. Throws for a layer the file cannot describe: the mapping holds for
-    /// MLPs (Linear, fused or separate ReLU, GELU) and the head's final L2 normalisation only.
+    /// MLPs (Linear, fused or separate ReLU, GELU), the head's final L2 normalisation, the CNN
+    /// encoder of `CNN.make` and the residual adapter.
     static func towers(_ model: ContrastiveModel, part: Part) throws -> [Tower] {
-        if model.adapter != nil {
-            // Its representation is h' = adapter(f(x)); exporting f alone would hand out the wrong h.
-            throw RunFiles.Failure(description: "cannot export a model with a residual adapter (model.adapter): the safetensors "
-                                   + "layout of docs/export.md has no place for it; use contrast embed for its representations")
-        }
         func tower(_ name: String, _ sequence: Sequential) throws -> Tower {
             for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize) {
                 throw RunFiles.Failure(description: "cannot export \(name): its \(type(of: layer)) layer has no place in the "
@@ -43,7 +51,12 @@ public enum ModelExport {
             }
             return Tower(name: name, layers: sequence.flattened.compactMap { $0 as? Linear })
         }
-        var towers = [try tower("encoder", model.encoder)]
+        /// The arena's parameters under `prefix.`, in their order.
+        func named(_ name: String) -> Tower {
+            Tower(name: name, layers: [], parameters: model.arena.slices.filter { $0.name.hasPrefix(name + ".") })
+        }
+        var towers = [convolutionStem(model) != nil ? named("encoder") : try tower("encoder", model.encoder)]
+        if model.adapter != nil { towers.append(named("adapter")) }
         if part == .model { towers.append(try tower("projection", model.head)) }
         if let pairEncoder = model.pairEncoder, let pairHead = model.pairHead {
             towers.append(try tower("pair_encoder", pairEncoder))
@@ -57,7 +70,8 @@ public enum ModelExport {
         let arena = model.arena
         func values(_ slice: ParameterSlice) -> [Float] { Array(UnsafeBufferPointer(start: arena.parameters(slice), count: slice.count)) }
         return try towers(model, part: part).flatMap { tower in
-            tower.layers.enumerated().flatMap { index, linear -> [Safetensors.NamedTensor] in
+            tower.parameters.map { Safetensors.NamedTensor(name: $0.name, shape: $0.shape, values: values($0)) }
+            + tower.layers.enumerated().flatMap { index, linear -> [Safetensors.NamedTensor] in
                 let prefix = "\(tower.name).\(2 * index)"
                 var tensors = [Safetensors.NamedTensor(name: prefix + ".weight", shape: linear.weight.shape, values: values(linear.weight))]
                 if let bias = linear.bias {
@@ -78,9 +92,28 @@ public enum ModelExport {
             ("contents", part.rawValue),
             ("activation", trained.config.model.activation.rawValue),
         ]
-        for tower in try towers(model, part: part) {
-            metadata.append((tower.name + "_widths", "[" + tower.widths.map(String.init).joined(separator: ", ") + "]"))
+        func list(_ values: [Int]) -> String { "[" + values.map(String.init).joined(separator: ", ") + "]" }
+        for tower in try towers(model, part: part) where !tower.widths.isEmpty {
+            metadata.append((tower.name + "_widths", list(tower.widths)))
         }
+        if let stem = convolutionStem(model) {
+            // What the module of docs/export.md needs to rebuild CNN.make; the rest is in the tensors' shapes.
+            let section = trained.config.model
+            let epsilon = model.encoder.flattened.compactMap { $0 as? GroupNorm }.first?.epsilon ?? 1e-5
+            metadata += [
+                ("encoder_kind", "cnn"),
+                ("encoder_channels", list(section.channels)),
+                ("encoder_groups", list(section.channels.map(CNN.groups(for:)))),
+                ("image_shape", list([stem.height, stem.width])),
+                ("pool_cells", String(section.poolCells)),
+                ("pool_stages", String(section.poolStages)),
+                ("encoder_fc", section.representation > 0 ? "true" : "false"),
+                ("norm_eps", String(epsilon)),
+            ]
+        } else {
+            metadata.append(("encoder_kind", "mlp"))
+        }
+        if let adapter = model.adapter { metadata.append(("adapter_width", String(adapter.down.outputWidth))) }
         metadata.append(("representation_width", String(model.representationWidth)))
         if part == .model { metadata.append(("embedding_width", String(model.embeddingWidth))) }
         metadata += [

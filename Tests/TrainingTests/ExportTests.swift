@@ -189,3 +189,90 @@ private func write(_ data: Data, _ url: URL) throws -> String {
         #expect(result["metadata"] as? [String: String] == header.metadata)
     }
 }
+
+/// A small CNN model (`CNN.make`) on `imageShape` images, every parameter moved off its
+/// initialisation (GroupNorm's gamma 1 and beta 0, the adapter's zero up-projection), so a
+/// tensor written under the wrong name or transposed changes the result.
+private func smallCNNModel(channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int,
+                           representation: Int, adapter: Int) -> TrainedModel {
+    var config = TrainingConfig()
+    config.model = ModelSection(representation: representation, projection: [5, 3])
+    config.model.encoder = .cnn
+    config.model.channels = channels
+    config.model.poolCells = poolCells
+    config.model.poolStages = poolStages
+    config.model.adapter = adapter
+    let model = ContrastiveModel(config.model, inputWidth: imageShape.reduce(1, *), imageShape: imageShape)
+    model.initialise(seed: 5)
+    var random = RandomStream(seed: 6, stream: 0)
+    let parameters = model.arena.parameters.data
+    for i in 0..<model.arena.count { parameters[i] += 0.2 * random.nextNormal() }
+    return TrainedModel(config: config, model: model, source: "a test CNN")
+}
+
+@Suite(.serialized) struct CNNExportTests {
+    static let shapes: [(channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int, representation: Int, adapter: Int)] = [
+        // Uneven pooling bins (5 x 4 maps into 2 x 2 cells), a Linear fc, an adapter.
+        ([4, 8], [9, 7], 2, 2, 6, 3),
+        // Three stages (an identity skip, then two projections), global pooling of the last, no fc.
+        ([4, 4, 8], [8, 8], 1, 1, 0, 0),
+    ]
+
+    /// The encoder's and the adapter's tensors keep the arena's names (the module's state_dict
+    /// keys), bit for bit; the head stays a Sequential; the metadata describes the CNN.
+    @Test func headerNamesTheArenaAndDescribesTheCNN() throws {
+        let trained = smallCNNModel(channels: [4, 8], imageShape: [9, 7], poolCells: 2, poolStages: 2, representation: 6, adapter: 3)
+        let file = try ModelExport.safetensors(trained, part: .model)
+        let header = try Safetensors.readHeader(file, path: "cnn.safetensors")
+        let arena = trained.model.arena
+        let own = arena.slices.map(\.name).filter { $0.hasPrefix("encoder.") || $0.hasPrefix("adapter.") }
+        #expect(own.contains("encoder.stem.weight") && own.contains("encoder.stage1.projection.bias") && own.contains("encoder.fc.weight"))
+        #expect(own.last == "adapter.up.bias")
+        let head = ["projection.0.weight", "projection.0.bias", "projection.2.weight", "projection.2.bias"]
+        #expect(header.entries.map(\.name) == own + head)
+        for name in own {
+            let entry = try #require(header.entry(name)), slice = try #require(arena.slice(named: name))
+            #expect(entry.shape == slice.shape, "\(name)")
+            let stored = Array(UnsafeBufferPointer(start: arena.parameters(slice), count: slice.count))
+            #expect(Safetensors.float32Values(entry, of: file, header: header).map(\.bitPattern) == stored.map(\.bitPattern), "\(name)")
+        }
+        #expect(header.entry("encoder.stage0.conv1.weight")?.shape == [4, 4, 3, 3])
+        let metadata = header.metadata
+        #expect(metadata["encoder_kind"] == "cnn" && metadata["encoder_channels"] == "[4, 8]" && metadata["encoder_groups"] == "[4, 8]")
+        #expect(metadata["image_shape"] == "[9, 7]" && metadata["pool_cells"] == "2" && metadata["pool_stages"] == "2")
+        #expect(metadata["encoder_fc"] == "true" && metadata["norm_eps"] == "1e-05" && metadata["adapter_width"] == "3")
+        #expect(metadata["encoder_widths"] == nil && metadata["projection_widths"] == "[6, 5, 3]" && metadata["representation_width"] == "6")
+        let encoderOnly = try Safetensors.readHeader(try ModelExport.safetensors(trained, part: .encoder), path: "encoder.safetensors")
+        #expect(encoderOnly.entries.map(\.name) == own)
+    }
+
+    /// torch, given the file alone (tools/load_safetensors.py, plain reader), computes contrast's
+    /// h and z: the CNN, its pooling and the adapter are the modules docs/export.md says.
+    @Test(.enabled(if: torchAvailable, "needs /usr/bin/python3 with torch and numpy"), arguments: 0..<2)
+    func torchRebuildsTheCNN(shape: Int) throws {
+        let s = Self.shapes[shape]
+        let trained = smallCNNModel(channels: s.channels, imageShape: s.imageShape, poolCells: s.poolCells, poolStages: s.poolStages,
+                                    representation: s.representation, adapter: s.adapter)
+        let model = trained.model
+        let folder = temporaryDirectory("export-cnn")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let n = 12, width = s.imageShape.reduce(1, *), r = model.representationWidth, e = model.embeddingWidth
+        var random = RandomStream(seed: 7, stream: 0)
+        let inputs = (0..<(n * width)).map { _ in Float(random.nextInt(below: 256)) / 255 }
+        var h = [Float](repeating: 0, count: n * r), z = [Float](repeating: 0, count: n * e)
+        model.representations(of: inputs, count: n, into: &h)
+        model.embeddings(of: inputs, count: n, into: &z)
+        let path = { folder.appendingPathComponent($0).path }
+        _ = try write(try ModelExport.safetensors(trained, part: .model), folder.appendingPathComponent("cnn.safetensors"))
+        _ = try write(NPYArray.encode(float32: inputs, shape: [n, width]), folder.appendingPathComponent("x.npy"))
+        _ = try write(NPYArray.encode(float32: h, shape: [n, r]), folder.appendingPathComponent("h.npy"))
+        _ = try write(NPYArray.encode(float32: z, shape: [n, e]), folder.appendingPathComponent("z.npy"))
+        for (what, expected) in [("representation", "h.npy"), ("embedding", "z.npy")] {
+            let outcome = try python([loader, path("cnn.safetensors"), "--reader", "plain", "--inputs", path("x.npy"), "--what", what,
+                                      "--compare", path(expected), "--tolerance", "1e-4"])
+            #expect(outcome.status == 0, "\(what): \(outcome.output) \(outcome.error)")
+            let difference = try #require(reportedDifference(outcome.output), "\(outcome.output) \(outcome.error)")
+            #expect(difference <= 1e-4, "\(what): \(difference)")
+        }
+    }
+}
