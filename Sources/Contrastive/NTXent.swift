@@ -132,41 +132,14 @@ public final class NTXentLoss {
         selfIndex: UnsafePointer<Int32>, positiveIndex: UnsafePointer<Int32>, normalization: Int,
         anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>?
     ) -> Result {
-        let c = logitChunk
-        let inverseTemperature = 1 / temperature
-        let s = logits.pointer(count: a * c)
+        let chunks = ChunkedLogits(anchors: anchors, anchorCount: a, candidates: candidates, candidateCount: n, dimension: d,
+                                   chunk: logitChunk, inverseTemperature: 1 / temperature, selfIndex: selfIndex,
+                                   s: logits.pointer(count: a * logitChunk))
         let maximum = rowMaximum.pointer(count: a), sum = rowSum.pointer(count: a), positive = rowPositive.pointer(count: a)
-        maximum.update(repeating: -.infinity, count: a)
-        sum.update(repeating: 0, count: a)
-
-        /// Logits of candidates start ..< start + width into s (A x width, row stride width), self masked.
-        func chunkLogits(_ start: Int, _ width: Int) {
-            gemm(transposeA: false, transposeB: true, m: a, n: width, k: d, alpha: inverseTemperature,
-                 a: anchors, lda: d, b: candidates + start * d, ldb: d, c: s, ldc: width)
-            for i in 0..<a {
-                // self < 0 (nothing excluded) lands below every chunk, so it is never masked.
-                let me = Int(selfIndex[i]) - start
-                if me >= 0 && me < width { s[i * width + me] = -.infinity }
-            }
-        }
-
         // Pass 1: online log-sum-exp and the positive logits.
-        var start = 0
-        while start < n {
-            let width = min(c, n - start)
-            chunkLogits(start, width)
-            for i in 0..<a {
-                let row = s + i * width
-                let p = Int(positiveIndex[i]) - start
-                if p >= 0 && p < width { positive[i] = row[p] }
-                let chunkMaximum = Kernels.maximum(row, count: width)
-                if chunkMaximum > maximum[i] {
-                    sum[i] = sum[i] > 0 ? sum[i] * exp(maximum[i] - chunkMaximum) : 0
-                    maximum[i] = chunkMaximum
-                }
-                if maximum[i] > -.infinity { sum[i] += Kernels.expSum(row, input: row, count: width, shift: maximum[i]) }
-            }
-            start += width
+        chunks.logSumExp(maximum: maximum, sum: sum) { i, row, start, width in
+            let p = Int(positiveIndex[i]) - start
+            if p >= 0 && p < width { positive[i] = row[p] }
         }
         var loss = 0.0
         var correct = 0
@@ -176,28 +149,11 @@ public final class NTXentLoss {
             loss += Double(lse - positive[i])
             maximum[i] = lse    // reused below as each row's log-sum-exp
         }
-
         // Pass 2: dS per chunk, then its share of both gradients.
         let scale = 1 / Float(normalization)
-        start = 0
-        while start < n {
-            let width = min(c, n - start)
-            chunkLogits(start, width)
-            for i in 0..<a {
-                let row = s + i * width
-                _ = Kernels.expSum(row, input: row, count: width, shift: maximum[i])
-                Kernels.scale(row, by: scale, count: width)
-                let p = Int(positiveIndex[i]) - start
-                if p >= 0 && p < width { row[p] -= scale }
-            }
-            // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
-            gemm(transposeA: false, transposeB: false, m: a, n: d, k: width, alpha: inverseTemperature,
-                 a: s, lda: width, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
-            if let candidateGradient {
-                gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
-                     a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
-            }
-            start += width
+        chunks.gradients(logSumExp: maximum, scale: scale, anchorGradient: anchorGradient, candidateGradient: candidateGradient) { i, row, start, width in
+            let p = Int(positiveIndex[i]) - start
+            if p >= 0 && p < width { row[p] -= scale }
         }
         return Result(loss: loss / Double(normalization), positiveTop1: correct,
                       logitScaleGradient: Self.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d))
