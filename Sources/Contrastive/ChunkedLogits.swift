@@ -32,6 +32,30 @@ struct ChunkedLogits {
         }
     }
 
+    /// Calls `body(start, width)` for each chunk of candidates, its logits in s.
+    private func forEachChunk(_ body: (_ start: Int, _ width: Int) -> Void) {
+        var start = 0
+        while start < candidateCount {
+            let width = min(chunk, candidateCount - start)
+            logits(start, width)
+            body(start, width)
+            start += width
+        }
+    }
+
+    /// dZ_a += dS_chunk Z_chunk / tau (written, not added, for the chunk at 0) and dZ_chunk =
+    /// dS_chunk^T Z_a / tau (skipped when `candidateGradient` is nil), with dS_chunk in s.
+    func addGradients(_ start: Int, _ width: Int, anchorGradient: UnsafeMutablePointer<Float>,
+                      candidateGradient: UnsafeMutablePointer<Float>?) {
+        let a = anchorCount, d = dimension
+        gemm(transposeA: false, transposeB: false, m: a, n: d, k: width, alpha: inverseTemperature,
+             a: s, lda: width, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
+        if let candidateGradient {
+            gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
+                 a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
+        }
+    }
+
     /// Pass 1: `maximum[i]` and `sum[i]` end as row i's maximum logit and sum of exp(S - maximum)
     /// over all candidates. `observe(i, row, start, width)` reads each row's chunk of logits first.
     func logSumExp(maximum: UnsafeMutablePointer<Float>, sum: UnsafeMutablePointer<Float>,
@@ -39,10 +63,7 @@ struct ChunkedLogits {
         let a = anchorCount
         maximum.update(repeating: -.infinity, count: a)
         sum.update(repeating: 0, count: a)
-        var start = 0
-        while start < candidateCount {
-            let width = min(chunk, candidateCount - start)
-            logits(start, width)
+        forEachChunk { start, width in
             for i in 0..<a {
                 let row = s + i * width
                 observe(i, row, start, width)
@@ -53,7 +74,6 @@ struct ChunkedLogits {
                 }
                 if maximum[i] > -.infinity { sum[i] += Kernels.expSum(row, input: row, count: width, shift: maximum[i]) }
             }
-            start += width
         }
     }
 
@@ -64,25 +84,14 @@ struct ChunkedLogits {
     func gradients(logSumExp: UnsafePointer<Float>, scale: Float,
                    anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>?,
                    subtractTargets: (_ i: Int, _ row: UnsafeMutablePointer<Float>, _ start: Int, _ width: Int) -> Void) {
-        let a = anchorCount, d = dimension
-        var start = 0
-        while start < candidateCount {
-            let width = min(chunk, candidateCount - start)
-            logits(start, width)
-            for i in 0..<a {
+        forEachChunk { start, width in
+            for i in 0..<anchorCount {
                 let row = s + i * width
                 _ = Kernels.expSum(row, input: row, count: width, shift: logSumExp[i])
                 Kernels.scale(row, by: scale, count: width)
                 subtractTargets(i, row, start, width)
             }
-            // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
-            gemm(transposeA: false, transposeB: false, m: a, n: d, k: width, alpha: inverseTemperature,
-                 a: s, lda: width, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
-            if let candidateGradient {
-                gemm(transposeA: true, transposeB: false, m: width, n: d, k: a, alpha: inverseTemperature,
-                     a: s, lda: width, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
-            }
-            start += width
+            addGradients(start, width, anchorGradient: anchorGradient, candidateGradient: candidateGradient)
         }
     }
 }

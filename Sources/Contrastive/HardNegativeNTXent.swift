@@ -101,15 +101,15 @@ public final class HardNegativeNTXentLoss {
         }
         let importance = beta
 
+        let chunks = ChunkedLogits(anchors: anchors, anchorCount: a, candidates: candidates, candidateCount: n, dimension: d,
+                                   chunk: c, inverseTemperature: inverseTemperature, selfIndex: selfIndex, s: s)
+
         /// Logits of candidates start ..< start + columns into s (A x columns), self and positive
         /// set to -inf so that only negatives remain; `savePositive`: the positive's logit saved first.
         func chunkLogits(_ start: Int, _ columns: Int, savePositive: Bool) {
-            gemm(transposeA: false, transposeB: true, m: a, n: columns, k: d, alpha: inverseTemperature,
-                 a: anchors, lda: d, b: candidates + start * d, ldb: d, c: s, ldc: columns)
+            chunks.logits(start, columns)
             for i in 0..<a {
-                let me = Int(selfIndex[i]) - start, p = Int(positiveIndex[i]) - start
-                // self < 0 (nothing excluded) lands below every chunk, so it is never masked.
-                if me >= 0 && me < columns { s[i * columns + me] = -.infinity }
+                let p = Int(positiveIndex[i]) - start
                 if p >= 0 && p < columns {
                     if savePositive { stats[i * width + Slot.positive] = Double(s[i * columns + p]) }
                     s[i * columns + p] = -.infinity
@@ -205,13 +205,7 @@ public final class HardNegativeNTXentLoss {
                 let p = Int(positiveIndex[i]) - start
                 if p >= 0 && p < columns { row[p] = Float(rowStats[Slot.positive]) }
             }
-            // dZ_a += dS_chunk Z_chunk / tau;  dZ_chunk = dS_chunk^T Z_a / tau
-            gemm(transposeA: false, transposeB: false, m: a, n: d, k: columns, alpha: inverseTemperature,
-                 a: s, lda: columns, b: candidates + start * d, ldb: d, beta: start == 0 ? 0 : 1, c: anchorGradient, ldc: d)
-            if let candidateGradient {
-                gemm(transposeA: true, transposeB: false, m: columns, n: d, k: a, alpha: inverseTemperature,
-                     a: s, lda: columns, b: anchors, ldb: d, c: candidateGradient + start * d, ldc: d)
-            }
+            chunks.addGradients(start, columns, anchorGradient: anchorGradient, candidateGradient: candidateGradient)
             start += columns
         }
         let thetaGradient = NTXentLoss.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d) + clampGradient
