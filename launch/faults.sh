@@ -828,6 +828,16 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Launch faults: inconsistent ranks, a world size the config cannot use, an unwritable run dir.
 # ---------------------------------------------------------------------------------------------
+# Sets the caller's `command` to $TRIAL_DIR/wrapper.sh, a launcher whose one line is $1 (the
+# rank is in OMPI_COMM_WORLD_RANK, the arguments in "$@"), with the trial's train arguments for
+# the caller's `ranks` and `run`.
+wrapped_command() {
+    printf '#!/usr/bin/env bash\n%s\n' "$1" > "$TRIAL_DIR/wrapper.sh"
+    chmod +x "$TRIAL_DIR/wrapper.sh"
+    mapfile -t args < <(train_args "$ranks" "$run")
+    command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
+}
+
 trial_launch() {
     local fault=$1 ranks=2 detail="" launcher=() command=() why
     next_dir "launch-$fault"
@@ -835,13 +845,7 @@ trial_launch() {
     case "$fault" in
         config-mismatch)
             # Every rank gets the same command line; a wrapper adds a rank-dependent --set.
-            cat > "$TRIAL_DIR/wrapper.sh" <<EOF
-#!/usr/bin/env bash
-exec "$bin" "\$@" --set optimizer.lr=0.00\$(( OMPI_COMM_WORLD_RANK + 1 ))
-EOF
-            chmod +x "$TRIAL_DIR/wrapper.sh"
-            mapfile -t args < <(train_args "$ranks" "$run")
-            command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
+            wrapped_command "exec \"$bin\" \"\$@\" --set optimizer.lr=0.00\$(( OMPI_COMM_WORLD_RANK + 1 ))"
             expect="different configs" detail="rank r adds --set optimizer.lr=0.00(r+1)" ;;
         binary-mismatch)
             # The last rank runs a copy of the binary whose build id (the linker's hash) differs by one bit.
@@ -853,13 +857,7 @@ EOF
             perl -0777 -pe 'BEGIN { $id = pack("H*", shift) } s/\Q$id\E/substr($id, 0, 19) . chr(ord(substr($id, 19, 1)) ^ 1)/e' \
                 "$id" < "$bin" > "$TRIAL_DIR/contrast-other"
             chmod +x "$TRIAL_DIR/contrast-other"
-            cat > "$TRIAL_DIR/wrapper.sh" <<EOF
-#!/usr/bin/env bash
-if (( OMPI_COMM_WORLD_RANK == $(( ranks - 1 )) )); then exec "$TRIAL_DIR/contrast-other" "\$@"; else exec "$bin" "\$@"; fi
-EOF
-            chmod +x "$TRIAL_DIR/wrapper.sh"
-            mapfile -t args < <(train_args "$ranks" "$run")
-            command=("$TRIAL_DIR/wrapper.sh" "${args[@]}")
+            wrapped_command "if (( OMPI_COMM_WORLD_RANK == $(( ranks - 1 )) )); then exec \"$TRIAL_DIR/contrast-other\" \"\$@\"; else exec \"$bin\" \"\$@\"; fi"
             expect="different builds" detail="rank 1 runs a binary whose build id differs in one bit" ;;
         world-size)
             ranks=3
