@@ -202,11 +202,18 @@ extension FuzzTarget {
     private func readIDX(_ bytes: [UInt8], in workspace: FuzzWorkspace) throws {
         workspace.write(bytes, as: "fuzz-idx")
         let path = workspace.directory + "/fuzz-idx"
+        var magic = IDX.imagesMagic
+        let dimensions: [Int]
         do {
-            _ = try IDX.read(path: path, magic: IDX.imagesMagic, section: "pixel data")
+            dimensions = try IDX.dimensions(path: path, magic: magic)
         } catch DataError.wrongMagic {
-            _ = try IDX.read(path: path, magic: IDX.labelsMagic, section: "label data")
+            magic = IDX.labelsMagic
+            dimensions = try IDX.dimensions(path: path, magic: magic)
         }
+        // As a rank of two reads it: the second half of the samples, the first half skipped.
+        let count = dimensions[0]
+        _ = try? IDX.read(path: path, magic: magic, samples: count / 2 ..< count, section: "data")
+        _ = try IDX.read(path: path, magic: magic, section: "data")
     }
 
     private func loadConfig(_ bytes: [UInt8], in workspace: FuzzWorkspace) throws {
