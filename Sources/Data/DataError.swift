@@ -35,6 +35,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case sampleCountMismatch(firstPath: String, first: Int, secondPath: String, second: Int)
     /// `contrast prepare` was asked for more shards than there are samples.
     case tooManyShards(shards: Int, sampleCount: Int)
+    /// A data file's header declares no samples: nothing to train on.
+    case noSamples(path: String)
 
     public var description: String {
         switch self {
@@ -79,6 +81,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .tooManyShards(let shards, let sampleCount):
             return "cannot cut \(sampleCount) samples into \(shards) shards (a shard would be empty); "
                 + "pass --shards \(sampleCount) or fewer, or --shard-size N"
+        case .noSamples(let path):
+            return "data file \(path) holds no samples (its header declares 0); point data.path at a data set that has some, "
+                + "or reinstall or re-download it"
         }
     }
 }

@@ -52,11 +52,7 @@ public enum IDX {
         let dimensions = try readHeader(file, path: path, magic: magic)
         let available = limit == 0 ? dimensions[0] : min(limit, dimensions[0])
         let wanted = samples ?? 0..<available
-        guard wanted.lowerBound >= 0, wanted.upperBound <= available else {
-            // The range came from this file's header, read before: the file changed in between.
-            throw DataError.corruptStream(path: path, detail: "the header declares \(available) samples, but samples \(wanted) were asked for; "
-                                          + "the file changed while it was read")
-        }
+        precondition(wanted.lowerBound >= 0, "IDX.read: samples \(wanted) start below 0")
         // The header is untrusted: its product may overflow, and its size is allocated only as
         // the data actually arrives (a header claiming terabytes on a short file is an error, not
         // an allocation).
@@ -68,6 +64,12 @@ public enum IDX {
         }
         let (expected, overflow) = available.multipliedReportingOverflow(by: rowBytes)
         guard !overflow, expected <= 1 << 40 else { throw tooLarge(path: path, dimensions: dimensions, section: section) }
+        // The range comes from this file's header, read before: a file that holds fewer samples
+        // now (replaced in between) is too short for it.
+        guard wanted.upperBound <= available else {
+            let (needed, tooMany) = wanted.upperBound.multipliedReportingOverflow(by: rowBytes)
+            throw DataError.truncated(path: path, section: section, expectedBytes: tooMany ? .max : needed, gotBytes: expected)
+        }
         // Bytes of the samples before the wanted ones, then of the wanted ones.
         let skip = wanted.lowerBound * rowBytes, keep = wanted.count * rowBytes
         var skipped = 0

@@ -77,6 +77,7 @@ public enum FashionMNIST {
         guard images == labels else {
             throw DataError.countMismatch(imagesPath: imagesPath, images: images, labelsPath: labelsPath, labels: labels)
         }
+        guard images > 0 else { throw DataError.noSamples(path: imagesPath) }
         return limit == 0 ? images : min(limit, images)
     }
 
