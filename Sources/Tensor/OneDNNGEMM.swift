@@ -75,6 +75,8 @@ public final class OneDNNGEMM: @unchecked Sendable {
     /// in the library's mode each primitive keeps its own, and a step's dozens of shapes hold
     /// megabytes each (brgemm packs B into it).
     private var scratchpad = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), scratchpadCapacity = 64
+    /// Bytes of the shared scratchpad now (tests: it grows to the largest primitive's need).
+    var scratchpadBytes: Int { lock.lock(); defer { lock.unlock() }; return scratchpadCapacity }
     private var probeImplementation: [GEMMPrecision: String] = [:]
 
     private init() {}

@@ -137,6 +137,33 @@ struct OneDNNFP32GEMMTests {
         }
     }
 
+    /// Primitives of every size share one scratchpad: after it has grown for the step's largest
+    /// shapes, a small primitive and then the large ones again still compute what OpenBLAS does,
+    /// and the large one repeats bit for bit.
+    @Test func sharedScratchpadServesEveryShape() throws {
+        func run(_ m: Int, _ n: Int, _ k: Int, transposeA: Bool) throws -> (oneDNN: [Float], blas: [Float]) {
+            let a = helpers.random(m * k, stream: 16), b = helpers.random(k * n, stream: 17)
+            let lda = transposeA ? m : k
+            var c = [Float](repeating: 0, count: m * n), blas = c
+            try OneDNNGEMM.shared.multiply(precision: .fp32, transposeA: transposeA, transposeB: false, m: m, n: n, k: k, alpha: 1,
+                                           a: a, lda: lda, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+            cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                        a, Int32(lda), b, Int32(n), 0, &blas, Int32(n))
+            return (c, blas)
+        }
+        let shapes = [(1024, 784, 512, true), (512, 1024, 1024, false), (37, 29, 53, false), (1024, 784, 512, true), (512, 1024, 1024, false)]
+        var results: [[Float]] = []
+        for (m, n, k, transposeA) in shapes {
+            let (mine, blas) = try run(m, n, k, transposeA: transposeA)
+            for i in 0..<mine.count where abs(mine[i] - blas[i]) > 1e-4 * max(1, abs(blas[i])) {
+                Issue.record("\(m)x\(n)x\(k): \(mine[i]) against \(blas[i]) at \(i)"); break
+            }
+            results.append(mine)
+        }
+        #expect(results[3] == results[0] && results[4] == results[1])
+        #expect(OneDNNGEMM.shared.scratchpadBytes > 64)
+    }
+
     /// The same call twice is bitwise the same, and `gemm` runs in the library FP32GEMM names.
     @Test func deterministicAndDispatched() throws {
         let m = 65, n = 31, k = 129
