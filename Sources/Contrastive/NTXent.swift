@@ -77,7 +77,7 @@ public final class NTXentLoss {
 
     /// Computes the loss of `anchorCount` anchors against `candidateCount` candidates and
     /// *writes* dL/d(anchors) (A x D) and dL/d(candidates) (N x D). A nil `candidateGradient`
-    /// skips the latter, a third of the loss's GEMM work: MoCo's keys get no gradient.
+    /// skips the latter (a third of the GEMM work, a quarter when chunked): MoCo's keys get no gradient.
     /// `selfIndex[i]` / `positiveIndex[i]` are candidate rows of anchor i itself and of its positive;
     /// `selfIndex[i] < 0` means anchor i is not among the candidates and nothing is excluded.
     public func forwardBackward(

@@ -27,7 +27,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case datasetFrames = "dataset-frames"
     /// A .npy file (`NPYArray(bytes:path:)` and its value conversions).
     case npy
-    /// An IDX file, plain or gzip (`IDX.read` as images, then as labels).
+    /// An IDX file, plain or gzip (`IDX.dimensions` as images, then as labels; `IDX.read` of the second half, then of all).
     case idx
     /// A safetensors file (`Safetensors.readHeader`, then every F32 tensor's values).
     case safetensors

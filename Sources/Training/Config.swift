@@ -102,7 +102,7 @@ public enum FreezeKind: String, Codable, Sendable, CaseIterable {
 
 /// Which data set to train on.
 public enum DatasetKind: String, Codable, Sendable, CaseIterable {
-    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist), held whole by every rank.
+    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist); each rank keeps only its shards' samples.
     case fashionMNIST = "fashion-mnist"
     /// A sharded data set written by `contrast prepare` (docs/data-format.md); each rank reads only its shards.
     case prepared

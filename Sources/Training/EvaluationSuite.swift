@@ -167,8 +167,8 @@ extension Evaluation {
     }
 
     /// Linear-probe test accuracy of the model's representation h, for a periodic training
-    /// monitor: the probe is fitted on `train`'s representations (the rows given: on rank 0 all
-    /// of Fashion-MNIST, or rank 0's shards of a prepared set) and scored on `test`'s. At most
+    /// monitor: the probe is fitted on `train`'s representations (the rows given) and scored on
+    /// `test`'s. At most
     /// `maxIterations` (fewer than the suite's 500: a monitor tracks a trend). Nil when either
     /// split has no labels. Cost: embedding both splits, then per iteration two Double GEMMs over
     /// train's representations (4 N R C flops; ~0.04 s at N = 60,000, R = 256, C = 10).

@@ -40,8 +40,9 @@ struct Export: ParsableCommand {
             let file = try ModelExport.safetensors(trained, part: what)
             try AtomicFile.write(file, to: URL(fileURLWithPath: out))
             let tensors = try ModelExport.tensors(trained.model, part: what)
+            let adapter = trained.model.adapter == nil ? "" : ", adapter"
             say("\(out): \(tensors.count) tensors, \(tensors.reduce(0) { $0 + $1.values.count }) parameters "
-                + "(\(what == .model ? "encoder and projection head" : "encoder")) of \(trained.source), \(file.count) bytes")
+                + "(\(what == .model ? "encoder" + adapter + " and projection head" : "encoder" + adapter)) of \(trained.source), \(file.count) bytes")
         }
     }
 }
