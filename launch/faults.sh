@@ -679,7 +679,10 @@ storage_damaged_checkpoint() {
         corrupt-shard) victim="$directory/shard-1-of-$ranks.bin"
                        printf 'garbage!' | dd of="$victim" bs=1 seek=$(( $(stat -c %s "$victim") / 2 )) conv=notrunc 2>/dev/null ;;
         deleted-shard) victim="$directory/shard-1-of-$ranks.bin"; rm -f "$victim" ;;
-        garbage-manifest) victim="$directory/manifest.json"; head -c 700 /dev/urandom > "$victim.new" && mv "$victim.new" "$victim" ;;
+        # Staged outside the checkpoint directory: commit removes files there that the manifest
+        # does not name, and may still be doing so when manifest.json appears.
+        garbage-manifest) victim="$directory/manifest.json"
+                          head -c 700 /dev/urandom > "$TRIAL_DIR/garbage-manifest" && mv "$TRIAL_DIR/garbage-manifest" "$victim" ;;
     esac
     job_wait "$run_bound"
     local problem="" verify_out verify_status
