@@ -3,10 +3,11 @@
 # (contrast prepare fashion-mnist --out data/fmnist), 120 steps, with the background producer
 # (data.prefetch 2) and without (0), alternating, ROUNDS times, on RANKS ranks. Prints, per run,
 # the median over steps 21-120 of every rank's data wait, its share of the step, and images/s.
-#   benchmarks/data_wait.sh [ROUNDS] [RANKS] [DATA]
+# HOLD (memory, the default, or disk) is data.hold: where each rank keeps its samples.
+#   benchmarks/data_wait.sh [ROUNDS] [RANKS] [DATA] [HOLD]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-rounds=${1:-2} ranks=${2:-2} data=${3:-data/fmnist}
+rounds=${1:-2} ranks=${2:-2} data=${3:-data/fmnist} hold=${4:-memory}
 [ -f "$data/train/dataset.json" ] || .build/release/contrast prepare fashion-mnist --out "$data"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -14,10 +15,10 @@ for round in $(seq "$rounds"); do
   for prefetch in 2 0; do
     run="$scratch/run-$round-$prefetch"
     launch/mpirun.sh -np "$ranks" .build/release/contrast train --config configs/fmnist-simclr.yaml \
-      --set run_dir="$run" --set data.dataset=prepared --set data.path="$data" --set data.prefetch=$prefetch \
+      --set run_dir="$run" --set data.dataset=prepared --set data.path="$data" --set data.prefetch=$prefetch --set data.hold="$hold" \
       --set train.max_steps=120 --set eval.knn_every_epochs=0 --set checkpoint.every_steps=0 \
       --set monitor.tensorboard=false > /dev/null 2>&1
-    /usr/bin/python3 - "$run" "$ranks" "$prefetch" <<'PY'
+    /usr/bin/python3 - "$run" "$ranks" "$prefetch" "$hold" <<'PY'
 import json, statistics, sys
 run, ranks, prefetch = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 cells = []
@@ -28,7 +29,7 @@ for r in range(ranks):
                                                   "time_communication_exposed", "time_optimizer")) for s in steps)
     ips = statistics.median(s["images_per_second"] for s in steps)
     cells.append(f"rank {r}: wait {wait*1e3:.2f} ms ({100*wait/total:.1f} %) {ips:.0f} img/s")
-print(f"prefetch {prefetch}: " + "; ".join(cells))
+print(f"{sys.argv[4]}, prefetch {prefetch}: " + "; ".join(cells))
 PY
   done
 done

@@ -70,25 +70,19 @@ public struct TwoViewBatches: BatchMaker {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
         switch augmentation {
         case .image(let maker):
-            guard case .uint8(let images) = rows.features else { preconditionFailure("image views need uint8 features") }
-            images.withUnsafeBufferPointer {
-                maker.makeViews(images: $0, firstSample: rows.held.lowerBound, samples: samples, epoch: epoch, seed: seed, into: out)
+            rows.withFeatureRows(of: samples) { source, rowOf in
+                guard case .uint8(let images) = source else { preconditionFailure("image views need uint8 features") }
+                maker.makeViews(images: images, rows: rowOf, samples: samples, epoch: epoch, seed: seed, into: out)
             }
         case .features(let maker):
-            let first = rows.held.lowerBound
-            switch rows.features {
-            case .uint8(let values):
-                values.withUnsafeBufferPointer {
-                    maker.makeViews(samples: samples, rows: { $0 - first }, source: .uint8($0), epoch: epoch, seed: seed, into: out)
-                }
-            case .float32(let values):
-                values.withUnsafeBufferPointer {
-                    maker.makeViews(samples: samples, rows: { $0 - first }, source: .float32($0), epoch: epoch, seed: seed, into: out)
-                }
+            rows.withFeatureRows(of: samples) { source, rowOf in
+                maker.makeViews(samples: samples, rows: rowOf, source: source, epoch: epoch, seed: seed, into: out)
             }
         case .none:
+            // Both views are the inputs themselves: read once, copy.
+            let floats = samples.count * rows.featureWidth
             rows.writeInputs(samples, into: out)
-            rows.writeInputs(samples, into: out + samples.count * rows.featureWidth)
+            (out + floats).update(from: out, count: floats)
         }
         if let labels, let values = rows.labels {
             let tail = out + 2 * samples.count * rows.featureWidth
@@ -108,7 +102,7 @@ public struct PairBatches: BatchMaker {
     public let samplesPerBatch: Int
 
     public init(rows: SampleRows, augmentation: Augmentation = .none, seed: UInt64, samplesPerBatch: Int) {
-        precondition(rows.pairs != nil, "PairBatches: the data set has no pairs")
+        precondition(rows.hasPairs, "PairBatches: the data set has no pairs")
         self.rows = rows
         self.augmentation = augmentation
         self.seed = seed
@@ -122,28 +116,24 @@ public struct PairBatches: BatchMaker {
         let pairsStart = out + samples.count * rows.featureWidth
         switch augmentation {
         case .image(let maker):
-            guard case .uint8(let images) = rows.features else { preconditionFailure("image views need uint8 features") }
             let width = rows.featureWidth
-            images.withUnsafeBufferPointer { all in
+            rows.withFeatureRows(of: samples) { source, rowOf in
+                guard case .uint8(let images) = source else { preconditionFailure("image views need uint8 features") }
                 for (index, sample) in samples.enumerated() {
-                    maker.makeView(image: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+                    maker.makeView(image: images.baseAddress! + rowOf(index, sample) * width, into: out + index * width,
                                    seed: seed, epoch: epoch, sample: sample, view: 0)
                 }
             }
         case .features(let maker):
             let width = rows.featureWidth
-            switch rows.features {
-            case .uint8(let values):
-                values.withUnsafeBufferPointer { all in
-                    for (index, sample) in samples.enumerated() {
-                        maker.makeView(features: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+            rows.withFeatureRows(of: samples) { source, rowOf in
+                for (index, sample) in samples.enumerated() {
+                    switch source {
+                    case .uint8(let all):
+                        maker.makeView(features: all.baseAddress! + rowOf(index, sample) * width, into: out + index * width,
                                        seed: seed, epoch: epoch, sample: sample, view: 0)
-                    }
-                }
-            case .float32(let values):
-                values.withUnsafeBufferPointer { all in
-                    for (index, sample) in samples.enumerated() {
-                        maker.makeView(features: all.baseAddress! + rows.row(sample) * width, into: out + index * width,
+                    case .float32(let all):
+                        maker.makeView(features: all.baseAddress! + rowOf(index, sample) * width, into: out + index * width,
                                        seed: seed, epoch: epoch, sample: sample, view: 0)
                     }
                 }

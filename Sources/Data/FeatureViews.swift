@@ -170,15 +170,15 @@ public struct FeatureViewMaker: Sendable {
     /// samples[0..<B], rows B..<2B view 1 of the same samples (as `ViewMaker.makeViews`).
     /// - Parameters:
     ///   - samples: global sample indices; they name the random streams.
-    ///   - rows: the row of `source` holding a global sample (a rank holds only some rows).
+    ///   - rows: the row of `source` holding the i-th of `samples` (`SampleRows.withFeatureRows`).
     ///   - source: R x F features.
-    public func makeViews(samples: [Int], rows: (Int) -> Int, source: FeatureRows, epoch: Int, seed: UInt64,
+    public func makeViews(samples: [Int], rows: (_ index: Int, _ sample: Int) -> Int, source: FeatureRows, epoch: Int, seed: UInt64,
                           into out: UnsafeMutablePointer<Float>) {
         let batch = samples.count
         let rowCount = source.count / width
         for view in 0..<2 {
             for (index, sample) in samples.enumerated() {
-                let row = rows(sample)
+                let row = rows(index, sample)
                 precondition(row >= 0 && row < rowCount, "makeViews: sample \(sample) maps to row \(row), outside the source's 0..<\(rowCount)")
                 let target = out + (view * batch + index) * width
                 switch source {

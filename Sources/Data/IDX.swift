@@ -45,7 +45,28 @@ public enum IDX {
     ///   - section: what the elements are, for error messages ("pixel data", "label data").
     public static func read(path: String, magic: UInt32, limit: Int = 0, samples: Range<Int>? = nil,
                             section: String = "data") throws -> Contents {
+        var bytes: [UInt8] = []
+        let (dimensions, wanted) = try scan(path: path, magic: magic, limit: limit, samples: samples, section: section,
+                                            chunkBytes: 1 << 20, expecting: { bytes.reserveCapacity(min($0, 1 << 26)) },
+                                            { chunk in bytes.append(contentsOf: chunk) })
+        return Contents(dimensions: dimensions, bytes: bytes, firstSample: wanted.lowerBound, samplesRead: wanted.count)
+    }
+
+    /// `read`, handing the wanted samples' bytes to `body` in order, in chunks of at most
+    /// `chunkBytes` (whole samples, but for a chunk under one sample's size), through one
+    /// buffer: a reader that keeps them elsewhere (`data.hold: disk`) never holds more.
+    /// Returns the header's dimensions and the samples read.
+    public static func read(path: String, magic: UInt32, limit: Int = 0, samples: Range<Int>? = nil, section: String = "data",
+                            chunkBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> (dimensions: [Int], samples: Range<Int>) {
+        try scan(path: path, magic: magic, limit: limit, samples: samples, section: section, chunkBytes: chunkBytes, expecting: { _ in }, body)
+    }
+
+    /// `read` with chunks; `expecting` learns the bytes the wanted samples take, once the header
+    /// is checked (a capacity to reserve, capped by the caller: the header is not trusted yet).
+    private static func scan(path: String, magic: UInt32, limit: Int, samples: Range<Int>?, section: String, chunkBytes: Int,
+                             expecting: (Int) -> Void, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> (dimensions: [Int], samples: Range<Int>) {
         precondition(limit >= 0, "IDX.read: limit \(limit) must be >= 0")
+        precondition(chunkBytes > 0, "IDX.read: chunks of \(chunkBytes) bytes")
         // 1 MiB of zlib input buffer: the default 8 KiB costs many small reads on a 26 MB file.
         let file = try open(path, buffer: 1 << 20)
         defer { gzclose(file) }
@@ -72,33 +93,30 @@ public enum IDX {
         }
         // Bytes of the samples before the wanted ones, then of the wanted ones.
         let skip = wanted.lowerBound * rowBytes, keep = wanted.count * rowBytes
+        let chunk = rowBytes > 0 && chunkBytes >= rowBytes ? chunkBytes / rowBytes * rowBytes : chunkBytes
+        expecting(keep)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(min(max(skip, keep), max(chunk, 1 << 20)), 1), alignment: 16)
+        defer { buffer.deallocate() }
         var skipped = 0
-        if skip > 0 {
-            var scratch = [UInt8](repeating: 0, count: min(skip, 1 << 20))
-            while skipped < skip {
-                let want = min(scratch.count, skip - skipped)
-                let read = try scratch.withUnsafeMutableBytes { try readFully(file, path: path, into: $0, count: want) }
-                skipped += read
-                if read < want { break }
-            }
-        }
-        var bytes: [UInt8] = []
-        var got = 0
-        let step = 1 << 26
-        while skipped == skip, got < keep {
-            let want = min(step, keep - got)
-            bytes.append(contentsOf: repeatElement(0, count: want))
-            let read = try bytes.withUnsafeMutableBufferPointer { buffer in
-                try readFully(file, path: path, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[got...]),
-                              count: want)
-            }
-            got += read
+        while skipped < skip {
+            let want = min(buffer.count, skip - skipped)
+            let read = try readFully(file, path: path, into: buffer, count: want)
+            skipped += read
             if read < want { break }
+        }
+        var got = 0
+        while skipped == skip, got < keep {
+            let want = min(chunk, buffer.count, keep - got)
+            let read = try readFully(file, path: path, into: buffer, count: want)
+            // Only whole chunks reach the body: a file cut short is an error, not a partial read.
+            guard read == want else { got += read; break }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<read]))
+            got += read
         }
         guard skipped + got == skip + keep else {
             throw DataError.truncated(path: path, section: section, expectedBytes: skip + keep, gotBytes: skipped + got)
         }
-        return Contents(dimensions: dimensions, bytes: bytes, firstSample: wanted.lowerBound, samplesRead: wanted.count)
+        return (dimensions, wanted)
     }
 
     private static func open(_ path: String, buffer: UInt32?) throws -> gzFile {

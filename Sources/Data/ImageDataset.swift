@@ -82,14 +82,28 @@ public enum FashionMNIST {
     }
 
     /// The samples `held` of one split (of its first `limit`), and nothing else: a rank keeps
-    /// only its shards. The files are decompressed from the start up to `held`'s end.
-    public static func rows(directory: String = defaultDirectory, split: Split, limit: Int = 0, held: Range<Int>) throws -> SampleRows {
+    /// only its shards. The files are decompressed from the start up to `held`'s end. With
+    /// `spillDirectory` the images go to an unnamed file there (`data.hold: disk`) 4 MiB at a
+    /// time instead of into memory; the labels stay in memory.
+    public static func rows(directory: String = defaultDirectory, split: Split, limit: Int = 0, held: Range<Int>,
+                            spillDirectory: String? = nil) throws -> SampleRows {
         let (imagesPath, labelsPath) = paths(directory: directory, split: split)
         let total = try sampleCount(directory: directory, split: split, limit: limit)
-        let images = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, samples: held, section: "pixel data")
         let labels = try IDX.read(path: labelsPath, magic: IDX.labelsMagic, limit: limit, samples: held, section: "label data")
-        return SampleRows(held: held, totalCount: total, featureShape: [images.dimensions[1], images.dimensions[2]],
-                          features: .uint8(images.bytes), labels: labels.bytes.map { Int64($0) })
+        guard let spillDirectory else {
+            let images = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, samples: held, section: "pixel data")
+            return SampleRows(held: held, totalCount: total, featureShape: [images.dimensions[1], images.dimensions[2]],
+                              features: .uint8(images.bytes), labels: labels.bytes.map { Int64($0) })
+        }
+        let shape = Array(try IDX.dimensions(path: imagesPath, magic: IDX.imagesMagic).dropFirst())
+        guard shape.count == 2, shape[0] > 0, shape[1] > 0 else {
+            throw DataError.corruptStream(path: imagesPath, detail: "the header declares images of \(shape) pixels")
+        }
+        let writer = try SampleFile.Writer(directory: spillDirectory, rowBytes: shape[0] * shape[1])
+        _ = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, samples: held, section: "pixel data",
+                         chunkBytes: 1 << 22) { try writer.append($0) }
+        return SampleRows(held: held, totalCount: total, featureShape: shape, features: .uint8([]),
+                          labels: labels.bytes.map { Int64($0) }, disk: SampleRows.Disk(features: writer.finish(), pairs: nil))
     }
 
     private static func paths(directory: String, split: Split) -> (images: String, labels: String) {

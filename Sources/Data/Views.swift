@@ -243,14 +243,21 @@ public struct ViewMaker: Sendable {
     /// depend on the global index i, not on the row.
     public func makeViews(images: UnsafeBufferPointer<UInt8>, firstSample: Int, samples: [Int], epoch: Int, seed: UInt64,
                           into out: UnsafeMutablePointer<Float>) {
+        makeViews(images: images, rows: { _, sample in sample - firstSample }, samples: samples, epoch: epoch, seed: seed, into: out)
+    }
+
+    /// `makeViews` from the rows of `images`: the i-th of `samples` is row `rows(i, sample)`
+    /// (`SampleRows.withFeatureRows`); its views depend on the global index, not on the row.
+    public func makeViews(images: UnsafeBufferPointer<UInt8>, rows: (_ index: Int, _ sample: Int) -> Int, samples: [Int],
+                          epoch: Int, seed: UInt64, into out: UnsafeMutablePointer<Float>) {
         let pixels = height * width, batch = samples.count, held = images.count / pixels
         // One scratch buffer for the whole batch, so no view allocates.
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
         defer { scratch.deallocate() }
         for view in 0..<2 {
             for (index, sample) in samples.enumerated() {
-                let row = sample - firstSample
-                precondition(row >= 0 && row < held, "makeViews: sample \(sample) is not held (rows \(firstSample)..<\(firstSample + held))")
+                let row = rows(index, sample)
+                precondition(row >= 0 && row < held, "makeViews: sample \(sample) maps to row \(row), outside the \(held) rows given")
                 makeView(image: images.baseAddress! + row * pixels, into: out + (view * batch + index) * pixels,
                          seed: seed, epoch: epoch, sample: sample, view: view, scratch: scratch)
             }

@@ -259,7 +259,7 @@ public enum Bench {
         out.line("  " + padded("sum", 42) + String(format: " %9.2f MB", Double(memory.total) / 1e6))
         out.line(String(format: "  peak resident (VmHWM) %.1f MB on rank 0, %.1f MB the largest over ranks = %.2fx the sum (target <= 1.5)",
                         Double(residentPeak) / 1e6, peaks[0] / 1e6, peaks[0] / Double(memory.total)))
-        out.line(String(format: "  resident before the step was made %.1f MB (program, libraries, the data set: %.1f MB of samples); growth to the peak %.1f MB = %.2fx the sum%@",
+        out.line(String(format: "  resident before the step was made %.1f MB (program, libraries, the data set: %.1f MB of samples in memory); growth to the peak %.1f MB = %.2fx the sum%@",
                         Double(residentBefore) / 1e6, Double(MemoryAccount.dataSetBytes(data)) / 1e6, Double(residentPeak - residentBefore) / 1e6,
                         Double(residentPeak - residentBefore) / Double(memory.total),
                         config.train.gradientCacheChunk > 0 ? " with train.gradient_cache_chunk=\(config.train.gradientCacheChunk)" as NSString : "" as NSString))

@@ -98,9 +98,10 @@ extension Bench {
              "total_bytes": total]
         }
 
-        /// Bytes of the decoded training samples this rank holds (not part of the step's account).
+        /// Bytes of the decoded training samples this rank holds in memory (not part of the
+        /// step's account); 0 when they are on disk (`data.hold: disk`).
         public static func dataSetBytes(_ data: TrainingData) -> Int {
-            data.train.count * (data.train.featureWidth * (data.train.features.dtype == .uint8 ? 1 : 4) + data.train.pairWidth * 4)
+            data.train.disk != nil ? 0 : data.train.count * (data.train.featureWidth * (data.train.features.dtype == .uint8 ? 1 : 4) + data.train.pairWidth * 4)
         }
     }
 }

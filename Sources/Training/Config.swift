@@ -111,6 +111,17 @@ public enum DatasetKind: String, Codable, Sendable, CaseIterable {
 }
 
 /// How the views of a sample are made.
+/// Where a rank keeps the samples of its shards while it trains.
+public enum HoldKind: String, Codable, Sendable, CaseIterable {
+    /// In memory, read before the first step.
+    case memory
+    /// In unnamed temporary files in `data.spill_dir`, read a batch at a time (the page cache
+    /// keeps the hot ones): for data sets larger than a rank's memory.
+    case disk
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 public enum AugmentKind: String, Codable, Sendable, CaseIterable {
     /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
     case auto
@@ -145,9 +156,14 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var augment: AugmentKind
     /// loss.kind supcon: fraction of the training samples whose labels are used (a fixed subset by seed); the rest count as unlabeled.
     public var labeledFraction: Float
+    /// Where the rank keeps its samples: memory, or files on disk.
+    public var hold: HoldKind
+    /// `hold: disk`: the directory of the unnamed sample files; empty = $TMPDIR, else /tmp.
+    public var spillDir: String
 
     enum CodingKeys: String, CodingKey {
-        case dataset, path, augment
+        case dataset, path, augment, hold
+        case spillDir = "spill_dir"
         case labeledFraction = "labeled_fraction"
         case batchPerRank = "batch_per_rank"
         case virtualShards = "virtual_shards"
@@ -165,8 +181,12 @@ public struct DataSection: Codable, Sendable, Equatable {
         testLimit: Int = 0,
         prefetch: Int = 2,
         augment: AugmentKind = .auto,
-        labeledFraction: Float = 1
+        labeledFraction: Float = 1,
+        hold: HoldKind = .memory,
+        spillDir: String = ""
     ) {
+        self.hold = hold
+        self.spillDir = spillDir
         self.augment = augment
         self.labeledFraction = labeledFraction
         self.dataset = dataset

@@ -38,7 +38,7 @@ public enum Embedding {
             if limit > 0, let covering = dataset.manifest.shards.firstIndex(where: { $0.firstSample + $0.sampleCount >= limit }) {
                 shards = covering + 1
             }
-            return prefix(try SampleRows.read(dataset, shards: 0..<shards), limit)
+            return try SampleRows.read(dataset, shards: 0..<shards).prefix(limit)
         }
         let images = path + "/" + split.filePrefix + "-images-idx3-ubyte.gz"
         guard fileManager.fileExists(atPath: images) else {
@@ -49,17 +49,6 @@ public enum Embedding {
         return SampleRows(try FashionMNIST.load(directory: path, split: split, limit: limit))
     }
 
-    /// The first `limit` samples of `rows` (all when `limit` is 0 or not smaller).
-    static func prefix(_ rows: SampleRows, _ limit: Int) -> SampleRows {
-        guard limit > 0, limit < rows.count else { return rows }
-        let features: FeatureValues = switch rows.features {
-        case .uint8(let values): .uint8(Array(values.prefix(limit * rows.featureWidth)))
-        case .float32(let values): .float32(Array(values.prefix(limit * rows.featureWidth)))
-        }
-        return SampleRows(held: rows.held.lowerBound ..< rows.held.lowerBound + limit, totalCount: rows.totalCount,
-                          featureShape: rows.featureShape, features: features, labels: rows.labels.map { Array($0.prefix(limit)) },
-                          pairShape: rows.pairShape, pairs: rows.pairs.map { Array($0.prefix(limit * rows.pairWidth)) })
-    }
 
     /// `output` of every held sample of `rows` (N x R or N x E), through the pair tower
     /// from the pair vectors when `pairs`, in chunks of `chunk` samples.

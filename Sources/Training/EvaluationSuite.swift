@@ -213,25 +213,12 @@ extension Evaluation {
             }
             func read(_ directory: String, limit: Int) throws -> SampleRows {
                 let dataset = try ShardedDataset(directory: directory)
-                return prefix(try SampleRows.read(dataset, shards: 0..<dataset.shardCount), limit)
+                return try SampleRows.read(dataset, shards: 0..<dataset.shardCount).prefix(limit)
             }
             return (try read(trainPath, limit: d.trainLimit), try read(testPath, limit: d.testLimit))
         }
     }
 
-    /// The first `limit` samples of `rows` (all when limit is 0 or not smaller).
-    static func prefix(_ rows: SampleRows, _ limit: Int) -> SampleRows {
-        guard limit > 0 && limit < rows.count else { return rows }
-        let width = rows.featureWidth
-        let features: FeatureValues
-        switch rows.features {
-        case .uint8(let values): features = .uint8(Array(values[0..<(limit * width)]))
-        case .float32(let values): features = .float32(Array(values[0..<(limit * width)]))
-        }
-        return SampleRows(held: rows.held.lowerBound..<(rows.held.lowerBound + limit), totalCount: rows.totalCount,
-                          featureShape: rows.featureShape, features: features, labels: rows.labels.map { Array($0[0..<limit]) },
-                          pairShape: rows.pairShape, pairs: rows.pairs.map { Array($0[0..<(limit * rows.pairWidth)]) })
-    }
 
     /// Keys `contrast eval full --set` may override: the data to evaluate on and the kNN
     /// settings. The model's architecture and seed come from the checkpoint.

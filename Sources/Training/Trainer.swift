@@ -372,7 +372,7 @@ public final class Trainer {
                         fields.append(("linear_accuracy", .number(accuracy)))
                     }
                 }
-                if config.loss.kind == .clip, test.pairs != nil {
+                if config.loss.kind == .clip, test.hasPairs {
                     let retrieval = Evaluation.retrieval(model: step.model, rows: test)
                     for (index, k) in retrieval.ks.enumerated() {
                         parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))

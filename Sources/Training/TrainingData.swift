@@ -8,7 +8,8 @@ import Foundation
 /// the IDX files up to the end of its shards and keeps only those (about 1/P of the samples).
 /// A `prepared` data set's shard files are the shards:
 /// rank r of P opens the manifest and only the shard files its slots of the global batch fall
-/// in (`Sampler.shards(rank:worldSize:)`), checks them, and holds their samples in memory.
+/// in (`Sampler.shards(rank:worldSize:)`), checks them, and holds their samples in memory,
+/// or with `data.hold: disk` in unnamed files in `data.spill_dir` (`SampleFile`).
 public final class TrainingData {
     /// This rank's samples: the union of its shards.
     public let train: SampleRows
@@ -40,6 +41,7 @@ public final class TrainingData {
         let globalBatch = d.batchPerRank * worldSize
         let seed = UInt64(config.seed)
         var notes: [String] = []
+        let spill = d.hold == .disk ? Self.spillDirectory(d) : nil
         switch d.dataset {
         case .fashionMNIST:
             // The headers first: the sampler decides which samples this rank keeps.
@@ -47,8 +49,13 @@ public final class TrainingData {
             sampler = try Sampler(sampleCount: count, globalBatchSize: globalBatch, virtualShards: d.virtualShards, seed: seed)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             train = try FashionMNIST.rows(directory: path, split: .train, limit: d.trainLimit,
-                                          held: sampler.samples(rank: rank, worldSize: worldSize))
-            test = loadTest ? SampleRows(try FashionMNIST.load(directory: path, split: .test, limit: d.testLimit)) : nil
+                                          held: sampler.samples(rank: rank, worldSize: worldSize), spillDirectory: spill)
+            if loadTest {
+                let count = try FashionMNIST.sampleCount(directory: path, split: .test, limit: d.testLimit)
+                test = try FashionMNIST.rows(directory: path, split: .test, limit: d.testLimit, held: 0..<count, spillDirectory: spill)
+            } else {
+                test = nil
+            }
             notes.append("Fashion-MNIST from \(path): \(count) train images in \(d.virtualShards) virtual shards, "
                          + "this rank holds shards \(shards.lowerBound)..<\(shards.upperBound) (\(train.count) samples)")
         case .prepared:
@@ -63,10 +70,10 @@ public final class TrainingData {
             sampler = try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
-            train = try SampleRows.read(dataset, shards: shards)
+            train = try SampleRows.read(dataset, shards: shards, spillDirectory: spill)
             if loadTest, let testPath {
                 let testSet = try ShardedDataset(directory: testPath)
-                test = try SampleRows.read(testSet, shards: 0..<testSet.shardCount)
+                test = try SampleRows.read(testSet, shards: 0..<testSet.shardCount, spillDirectory: spill)
             } else {
                 test = nil
             }
@@ -90,8 +97,16 @@ public final class TrainingData {
         self.rank = rank
         self.worldSize = worldSize
         maker = try Self.maker(config: config, rows: train, seed: seed)
+        if let spill { notes.append("samples kept on disk in unnamed files in \(spill) (data.hold: disk)") }
         notes.append("batches: \(Self.describe(maker))")
         summary = notes.joined(separator: "; ")
+    }
+
+    /// Where `data.hold: disk` keeps the sample files: `data.spill_dir`, else $TMPDIR, else /tmp.
+    static func spillDirectory(_ d: DataSection) -> String {
+        if !d.spillDir.isEmpty { return d.spillDir }
+        if let temporary = ProcessInfo.processInfo.environment["TMPDIR"], !temporary.isEmpty { return temporary }
+        return "/tmp"
     }
 
     /// For a prepared data set at `path`: path/train and path/test when `contrast prepare`
@@ -134,7 +149,7 @@ public final class TrainingData {
             augmentation = .none
         }
         if clip {
-            guard rows.pairs != nil else {
+            guard rows.hasPairs else {
                 throw ConfigError(key: "loss.kind", problem: "config key 'loss.kind' is clip, but the data set has no pairs; "
                                   + "prepare one with pairs (contrast prepare npy --pairs, or fashion-mnist --pairs projection)")
             }

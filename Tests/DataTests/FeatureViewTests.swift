@@ -134,10 +134,10 @@ private func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }
         var fromFloats = [Float](repeating: .nan, count: 2 * samples.count * width)
         var fromBytes = fromFloats
         floats.withUnsafeBufferPointer { source in
-            maker.makeViews(samples: samples, rows: { $0 - firstSample }, source: .float32(source), epoch: 2, seed: 9, into: &fromFloats)
+            maker.makeViews(samples: samples, rows: { _, sample in sample - firstSample }, source: .float32(source), epoch: 2, seed: 9, into: &fromFloats)
         }
         bytes.withUnsafeBufferPointer { source in
-            maker.makeViews(samples: samples, rows: { $0 - firstSample }, source: .uint8(source), epoch: 2, seed: 9, into: &fromBytes)
+            maker.makeViews(samples: samples, rows: { _, sample in sample - firstSample }, source: .uint8(source), epoch: 2, seed: 9, into: &fromBytes)
         }
         for v in 0..<2 {
             for (index, sample) in samples.enumerated() {

@@ -139,6 +139,37 @@ private func writeSplit(directory: String, prefix: String = "train", count: Int,
         }
     }
 
+    /// The chunked read hands over exactly the bytes the whole read returns, in chunks of whole
+    /// samples no larger than asked (one sample's part when the chunk is smaller), and a file
+    /// cut short inside the kept samples is the same error, after only whole chunks.
+    @Test func chunkedReadGivesTheSameBytesInWholeSamples() throws {
+        try withTemporaryDirectory { directory in
+            let count = 5000
+            let bytes = (0..<(count * 6)).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: i * 13 + i / 5) }
+            let path = "\(directory)/x.gz"
+            try IDX.write(path: path, magic: IDX.imagesMagic, dimensions: [count, 3, 2], bytes: bytes)
+            for chunkBytes in [1, 5, 6, 7, 1000, 1 << 20] {
+                for range in [0..<count, 17..<4001, 4999..<5000] {
+                    var got: [UInt8] = [], sizes: [Int] = []
+                    let (dimensions, samples) = try IDX.read(path: path, magic: IDX.imagesMagic, samples: range, chunkBytes: chunkBytes) {
+                        got.append(contentsOf: $0); sizes.append($0.count)
+                    }
+                    #expect(dimensions == [count, 3, 2] && samples == range)
+                    #expect(got == Array(bytes[range.lowerBound * 6 ..< range.upperBound * 6]))
+                    let whole = chunkBytes >= 6 ? chunkBytes / 6 * 6 : chunkBytes
+                    #expect(sizes.dropLast().allSatisfy { $0 == whole } && (sizes.last ?? 0) <= whole)
+                }
+            }
+            let short = "\(directory)/short.gz"
+            try IDX.write(path: short, magic: IDX.imagesMagic, dimensions: [10, 3, 2], bytes: Array(bytes[0..<40]))
+            var handed = 0
+            #expect(throws: DataError.truncated(path: short, section: "pixel data", expectedBytes: 48, gotBytes: 40)) {
+                try IDX.read(path: short, magic: IDX.imagesMagic, samples: 2..<8, section: "pixel data", chunkBytes: 12) { handed += $0.count }
+            }
+            #expect(handed == 24)
+        }
+    }
+
     @Test func rowsHoldOnlyTheirRange() throws {
         try withTemporaryDirectory { directory in
             try writeSplit(directory: directory, count: 9)

@@ -183,6 +183,8 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         let file = try temporaryConfig("optimizer:\n  kind: adam\n")
         let error = try #require(configError { try ConfigLoader.load(file: file, overrides: []) })
         #expect(error.description == "config key 'optimizer.kind' expects one of sgd, adamw, lars, got \"adam\" (\(file) line 2)")
+        let hold = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["data.hold=ram"]) })
+        #expect(hold.description.hasPrefix("config key 'data.hold' expects one of memory, disk, got \"ram\""), "\(hold.description)")
     }
 
     @Test func missingEqualsInSet() throws {

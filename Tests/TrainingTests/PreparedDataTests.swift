@@ -165,6 +165,53 @@ import Testing
         #expect(recall > 10 * 5.0 / 2048, "recall@5 \(recall)")
     }
 
+    /// The kNN accuracies a run's metrics recorded, in order.
+    func knnAccuracies(_ run: String) throws -> [Double] {
+        try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
+            (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["knn_accuracy"] as? Double
+        }
+    }
+
+    /// `data.hold: disk` trains exactly as `memory`: the same weights bit for bit, losses and
+    /// kNN accuracy (whose evaluation reads every held row and the test split from disk too),
+    /// on the IDX files in one process and on CLIP pairs from a prepared set over two ranks.
+    /// The unnamed sample files leave nothing in `data.spill_dir`.
+    @Test(arguments: [(1, false), (2, true)])
+    func samplesOnDiskTrainExactlyAsInMemory(ranks: Int, clip: Bool) throws {
+        let spill = temporaryDirectory("spill").path
+        let path = clip ? Self.paired : FashionMNIST.defaultDirectory
+        let dataset = clip ? "prepared" : "fashion-mnist"
+        let extra = (clip ? ["loss.kind=clip", "loss.temperature=0.1", "model.pair_hidden=[48]"] : []) + ["eval.knn_every_epochs=1"]
+        let memory = try train(ranks: ranks, path: path, batchPerRank: 32, steps: 5, dataset: dataset, extra)
+        #expect(memory.outcome.status == 0, "\(memory.outcome.error.suffix(1500))")
+        let disk = try train(ranks: ranks, path: path, batchPerRank: 32, steps: 5, dataset: dataset,
+                             extra + ["data.hold=disk", "data.spill_dir=\(spill)"])
+        #expect(disk.outcome.status == 0, "\(disk.outcome.error.suffix(1500))")
+        let a = try Data(contentsOf: URL(fileURLWithPath: memory.run + "/weights.bin"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: disk.run + "/weights.bin"))
+        #expect(a == b)
+        #expect(try losses(memory.run) == losses(disk.run))
+        let (knn, knnInMemory) = (try knnAccuracies(disk.run), try knnAccuracies(memory.run))
+        #expect(!knn.isEmpty && knn == knnInMemory)
+        let log = try String(contentsOfFile: disk.run + "/train.log", encoding: .utf8)
+        #expect(log.contains("samples kept on disk in unnamed files in \(spill)"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spill).isEmpty)
+    }
+
+    /// A spill directory that cannot take the files stops the run before it starts, with one
+    /// line naming the key and the fix, and leaves no run directory; on two ranks too.
+    @Test func unusableSpillDirectoryStopsBeforeTheRun() throws {
+        let missing = "/nonexistent-\(UUID().uuidString)"
+        for ranks in [1, 2] {
+            let run = try train(ranks: ranks, path: Self.prepared, ["data.hold=disk", "data.spill_dir=\(missing)"])
+            #expect(run.outcome.status != 0)
+            #expect(run.outcome.error.contains(missing) && run.outcome.error.contains("data.spill_dir")
+                    && run.outcome.error.contains("data.hold: memory"), "\(run.outcome.error.suffix(1500))")
+            #expect(!run.outcome.error.contains("Fatal error"))
+            #expect(!FileManager.default.fileExists(atPath: run.run))
+        }
+    }
+
     /// Non-image augmentation end to end: the images as 784 plain features with feature views.
     @Test func featureViewsTrain() throws {
         let run = try train(ranks: 1, path: Self.paired, steps: 5, ["data.augment=features", "feature_views.mask=0.2"])
