@@ -40,7 +40,8 @@ public enum IDX {
     ///   - magic: `imagesMagic` or `labelsMagic`; the number of dimensions comes from its low byte.
     ///   - limit: the file counts as its first `limit` samples; 0: all of them.
     ///   - samples: the samples to keep (within the first `limit`); nil keeps all. Those before
-    ///     are decompressed and dropped through a 1 MiB buffer, those after are not read: a rank
+    ///     are decompressed and dropped through a buffer of 1 MiB (or of the chunked read's
+    ///     chunk), those after are not read: a rank
     ///     holds only its shards of a compressed file that cannot be read from the middle.
     ///   - section: what the elements are, for error messages ("pixel data", "label data").
     public static func read(path: String, magic: UInt32, limit: Int = 0, samples: Range<Int>? = nil,

@@ -96,10 +96,13 @@ public enum FashionMNIST {
                               features: .uint8(images.bytes), labels: labels.bytes.map { Int64($0) })
         }
         let shape = Array(try IDX.dimensions(path: imagesPath, magic: IDX.imagesMagic).dropFirst())
-        guard shape.count == 2, shape[0] > 0, shape[1] > 0 else {
-            throw DataError.corruptStream(path: imagesPath, detail: "the header declares images of \(shape) pixels")
+        let (pixels, overflow) = shape.count == 2 ? shape[0].multipliedReportingOverflow(by: shape[1]) : (0, true)
+        guard !overflow, shape[0] > 0, shape[1] > 0, pixels <= 1 << 40 else {
+            throw DataError.corruptStream(path: imagesPath, detail: "the header declares images of \(shape.map(String.init).joined(separator: " x ")) pixels; "
+                                          + "the file is not an IDX file of this data set")
         }
-        let writer = try SampleFile.Writer(directory: spillDirectory, rowBytes: shape[0] * shape[1])
+        // Chunks of 4 MiB: whole images when they are smaller, parts of one when larger.
+        let writer = try SampleFile.Writer(directory: spillDirectory, rowBytes: pixels)
         _ = try IDX.read(path: imagesPath, magic: IDX.imagesMagic, limit: limit, samples: held, section: "pixel data",
                          chunkBytes: 1 << 22) { try writer.append($0) }
         return SampleRows(held: held, totalCount: total, featureShape: shape, features: .uint8([]),

@@ -55,9 +55,8 @@ public final class SampleFile: Sendable {
 
         deinit { if descriptor >= 0 { close(descriptor) } }
 
-        /// Appends whole rows (`bytes.count` a multiple of `rowBytes`).
+        /// Appends bytes of rows; a row may span calls (`finish` checks that the rows are whole).
         public func append(_ bytes: UnsafeRawBufferPointer) throws {
-            precondition(bytes.count % rowBytes == 0, "SampleFile.Writer: \(bytes.count) bytes are not whole rows of \(rowBytes)")
             precondition(descriptor >= 0, "SampleFile.Writer: append after finish")
             var done = 0
             while done < bytes.count {
@@ -78,12 +77,34 @@ public final class SampleFile: Sendable {
         /// The file, read-only from here on.
         public func finish() -> SampleFile {
             precondition(descriptor >= 0, "SampleFile.Writer: finished twice")
+            precondition(written % rowBytes == 0, "SampleFile.Writer: \(written) bytes are not whole rows of \(rowBytes)")
             let file = SampleFile(descriptor: descriptor, rowBytes: rowBytes, rows: written / rowBytes, directory: directory)
             descriptor = -1
             return file
         }
 
         static func errnoText() -> String { String(cString: strerror(errno)) }
+    }
+
+    /// Whether `directory` is on a file system that lives in memory (tmpfs, ramfs): files there
+    /// are memory the kernel cannot drop, so keeping samples there saves none. From the mount
+    /// holding it in /proc/self/mountinfo; false when that cannot be read.
+    public static func isInMemory(directory: String) -> Bool {
+        guard let resolved = realpath(directory, nil) else { return false }
+        let path = String(cString: resolved)
+        free(resolved)
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        var best: (mountPoint: String, type: String)?
+        for line in table.split(separator: "\n") {
+            // "36 35 98:0 /root /mount/point options ... - fstype source options"
+            let halves = line.components(separatedBy: " - ")
+            let fields = halves[0].split(separator: " "), after = halves.count > 1 ? halves[1].split(separator: " ") : []
+            guard fields.count >= 5, let type = after.first else { continue }
+            let mountPoint = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
+            let inside = path == mountPoint || mountPoint == "/" || path.hasPrefix(mountPoint + "/")
+            if inside, mountPoint.count >= (best?.mountPoint.count ?? -1) { best = (mountPoint, String(type)) }
+        }
+        return best.map { $0.type == "tmpfs" || $0.type == "ramfs" } ?? false
     }
 
     /// Copies row `row` to `target` (`rowBytes` bytes).

@@ -110,7 +110,6 @@ public enum DatasetKind: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
-/// How the views of a sample are made.
 /// Where a rank keeps the samples of its shards while it trains.
 public enum HoldKind: String, Codable, Sendable, CaseIterable {
     /// In memory, read before the first step.
@@ -122,6 +121,7 @@ public enum HoldKind: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// How the views of a sample are made.
 public enum AugmentKind: String, Codable, Sendable, CaseIterable {
     /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
     case auto

@@ -97,7 +97,11 @@ public final class TrainingData {
         self.rank = rank
         self.worldSize = worldSize
         maker = try Self.maker(config: config, rows: train, seed: seed)
-        if let spill { notes.append("samples kept on disk in unnamed files in \(spill) (data.hold: disk)") }
+        if let spill {
+            notes.append("samples kept on disk in unnamed files in \(spill) (data.hold: disk)"
+                         + (SampleFile.isInMemory(directory: spill) ? "; warning: \(spill) is a tmpfs, the files live in memory "
+                            + "there and save none; point data.spill_dir at a local disk" : ""))
+        }
         notes.append("batches: \(Self.describe(maker))")
         summary = notes.joined(separator: "; ")
     }

@@ -53,8 +53,9 @@ private func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
             let writer = try SampleFile.Writer(directory: directory, rowBytes: 5)
             #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
             let values = (0..<35).map { UInt8($0 * 3) }
-            try writer.append(Array(values[0..<15]))
-            try writer.append(Array(values[15...]))
+            // A row may span appends (images larger than a chunk of the IDX reader).
+            try writer.append(Array(values[0..<13]))
+            try writer.append(Array(values[13...]))
             let file = writer.finish()
             #expect(file.rows == 7 && file.rowBytes == 5)
             var row = [UInt8](repeating: 0, count: 5)
@@ -72,6 +73,16 @@ private func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
         let text = error?.description ?? ""
         #expect(text.contains(missing) && text.contains("data.spill_dir") && text.contains("data.hold: memory"), "\(text)")
         #expect(!text.contains("\n"))
+    }
+
+    /// A tmpfs (files that are memory) is told from a disk, by the mount holding the path.
+    @Test func memoryFileSystemsAreRecognised() throws {
+        let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+        if mounts.contains(where: { $0.count > 2 && $0[1] == "/dev/shm" && $0[2] == "tmpfs" }) {
+            #expect(SampleFile.isInMemory(directory: "/dev/shm"))
+        }
+        #expect(!SampleFile.isInMemory(directory: "/proc"))
+        #expect(!SampleFile.isInMemory(directory: "/nonexistent-\(UUID().uuidString)"))
     }
 
     /// Image views, feature views (bytes and floats), no views, SupCon's labels, CLIP's pairs:
