@@ -13,7 +13,7 @@ import Synchronization
 public final class CollectiveActivity: Sendable {
     /// The collectives, by name as the watchdog reports them.
     public enum Operation: Int, Sendable, CaseIterable {
-        case barrier = 1, broadcast, allGather, reduceScatter, allReduce, allReduceMax
+        case barrier = 1, broadcast, allGather, reduceScatter, allReduce, allReduceMax, gather
 
         public var name: String {
             switch self {
@@ -23,6 +23,7 @@ public final class CollectiveActivity: Sendable {
             case .reduceScatter: "reduce-scatter"
             case .allReduce: "allreduce"
             case .allReduceMax: "allreduce-max"
+            case .gather: "gather"
             }
         }
     }

@@ -20,6 +20,11 @@ public protocol Communicator: AnyObject {
     /// (rank r's block starts at counts[0] + ... + counts[r-1]). `send` holds counts[rank] floats.
     func allGather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, counts: [Int]) throws
 
+    /// Gathers `counts[r]` floats from each rank r into `receive` on `root` alone, rank-major
+    /// as `allGather`; the other ranks pass nil (their memory is never touched). For results
+    /// one rank uses, such as evaluation's representations of the whole training set.
+    func gather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>?, counts: [Int], root: Int) throws
+
     /// Gathers `bytes` bytes from every rank into `receive` (size x bytes, rank-major): for
     /// small records such as config hashes and flags.
     func allGatherBytes(_ send: UnsafeRawPointer, bytes: Int, into receive: UnsafeMutableRawPointer) throws

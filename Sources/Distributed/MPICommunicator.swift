@@ -156,6 +156,24 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func gather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>?, counts: [Int], root: Int) throws {
+        let call = "MPI_Gatherv"
+        try usable(call)
+        try checkCounts(counts, call)
+        guard root >= 0 && root < size else { throw CommunicatorError(call: call, rank: rank, size: size, message: "root \(root) is not a rank") }
+        guard rank != root || receive != nil else { throw CommunicatorError(call: call, rank: rank, size: size, message: "the root needs a receive buffer") }
+        let displacements = counts.prefixSums()
+        _ = try int32(displacements.last! + counts.last!, call, "total count")
+        let counts32 = counts.map { Int32($0) }, displacements32 = displacements.map { Int32($0) }
+        // The root's own block already in place is MPI_IN_PLACE (MPI forbids plain aliasing).
+        let inPlace = rank == root && send == UnsafePointer(receive! + displacements[rank])
+        activity.begin(.gather, bytes: (displacements.last! + counts.last!) * 4)
+        defer { activity.end() }
+        let sendBuffer: UnsafeRawPointer? = inPlace ? UnsafeRawPointer(CMPI_IN_PLACE()) : UnsafeRawPointer(send)
+        try check(call, MPI_Gatherv(sendBuffer, counts32[rank], CMPI_FLOAT(), receive.map { UnsafeMutableRawPointer($0) }, counts32,
+                                    displacements32, CMPI_FLOAT(), Int32(root), world))
+    }
+
     public func allGatherBytes(_ send: UnsafeRawPointer, bytes: Int, into receive: UnsafeMutableRawPointer) throws {
         let call = "MPI_Allgather"
         try usable(call)

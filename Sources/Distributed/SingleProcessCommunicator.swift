@@ -17,6 +17,12 @@ public final class SingleProcessCommunicator: Communicator {
         if receive != UnsafeMutablePointer(mutating: send) { receive.update(from: send, count: counts[0]) }
     }
 
+    public func gather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>?, counts: [Int], root: Int) throws {
+        try check(counts: counts, call: "gather")
+        guard root == 0, let receive else { throw CommunicatorError(call: "gather", rank: 0, size: 1, message: "root \(root) needs a receive buffer on rank 0 of 1") }
+        if receive != UnsafeMutablePointer(mutating: send) { receive.update(from: send, count: counts[0]) }
+    }
+
     public func allGatherBytes(_ send: UnsafeRawPointer, bytes: Int, into receive: UnsafeMutableRawPointer) throws {
         if receive != UnsafeMutableRawPointer(mutating: send) { receive.copyMemory(from: send, byteCount: bytes) }
     }

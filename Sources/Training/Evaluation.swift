@@ -56,10 +56,10 @@ public enum Evaluation {
 
     /// The training set's representations, each rank embedding the samples it evaluates
     /// (`evaluated`, disjoint across ranks, together the data set) and all of them gathered on
-    /// every rank. Collective. nil (on every rank) when some rank's labels are missing or not
-    /// in 0..<256.
+    /// rank `root` alone: N x R floats that no other rank needs. Collective. nil on the other
+    /// ranks, and on every rank when some rank's labels are missing or not in 0..<256.
     public static func gatherRepresentations(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>,
-                                             communicator: Communicator) throws -> LabelledRepresentations? {
+                                             communicator: Communicator, root: Int = 0) throws -> LabelledRepresentations? {
         let r = model.representationWidth, p = communicator.size
         // Whether the labels are usable is decided together, so no rank leaves the collectives early.
         let first = evaluated.isEmpty ? 0 : train.row(evaluated.lowerBound)
@@ -74,16 +74,17 @@ public enum Evaluation {
         try withUnsafeBytes(of: &mine) { own in
             try counts.withUnsafeMutableBytes { try communicator.allGatherBytes(own.baseAddress!, bytes: 8, into: $0.baseAddress!) }
         }
-        let total = Int(counts.reduce(0, +))
-        let memory = Tensor(zeros: [max(1, total), r])
-        try communicator.allGather(ownRepresentations.data, into: memory.data, counts: counts.map { Int($0) * r })
+        let total = Int(counts.reduce(0, +)), isRoot = communicator.rank == root
+        let memory = isRoot ? Tensor(zeros: [max(1, total), r]) : nil
+        try communicator.gather(ownRepresentations.data, into: memory?.data, counts: counts.map { Int($0) * r }, root: root)
         var labelFloats = ownLabels.map { Float($0) } + [0]
-        var allLabels = [Float](repeating: 0, count: total + 1)
+        var allLabels = [Float](repeating: 0, count: isRoot ? total + 1 : 0)
         try labelFloats.withUnsafeMutableBufferPointer { own in
             try allLabels.withUnsafeMutableBufferPointer {
-                try communicator.allGather(own.baseAddress!, into: $0.baseAddress!, counts: counts.map { Int($0) })
+                try communicator.gather(own.baseAddress!, into: isRoot ? $0.baseAddress! : nil, counts: counts.map { Int($0) }, root: root)
             }
         }
+        guard let memory else { return nil }
         return LabelledRepresentations(features: memory, labels: allLabels[0..<total].map { UInt8($0) })
     }
 

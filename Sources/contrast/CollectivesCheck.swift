@@ -78,6 +78,7 @@ private final class Checker {
         try allGather()
         if failOnRank == rank { throw CheckFailure(description: "deliberate failure on rank \(rank) (--fail-on-rank)") }
         try allGatherBytes()
+        try gather()
         try reduceScatter()
         try allReduceFloat()
         for precision in [WirePrecision.fp16, .bf16] { try allReduceHalf(precision) }
@@ -140,6 +141,34 @@ private final class Checker {
             try communicator.allGather(b.baseAddress! + offsets[rank], into: b.baseAddress!, counts: counts)
         }
         try expectEqual(buffer, (0..<size).flatMap { r in (0..<counts[r]).map { Self.value(rank: r, index: $0) } }, "allGather in place")
+    }
+
+    func gather() throws {
+        var layouts = [[Int](repeating: 3, count: size), (0..<size).map { $0 + 1 }, (0..<size).map { $0 == 0 ? 0 : 3 }]
+        layouts.append((0..<size).map { $0 == size - 1 ? largeCount : 5 })
+        for root in size == 1 ? [0] : [0, size - 1] {
+            for counts in layouts {
+                let send = (0..<counts[rank]).map { Self.value(rank: rank, index: $0) }
+                if rank == root {
+                    var receive = [Float](repeating: -1, count: counts.reduce(0, +))
+                    try receive.withUnsafeMutableBufferPointer { try communicator.gather(send, into: $0.baseAddress!, counts: counts, root: root) }
+                    let expected = (0..<size).flatMap { r in (0..<counts[r]).map { Self.value(rank: r, index: $0) } }
+                    try expectEqual(receive, expected, "gather to root \(root), counts \(counts.prefix(4))")
+                } else {
+                    try communicator.gather(send, into: nil, counts: counts, root: root)
+                }
+            }
+            // In place at the root: its block already in the receive buffer.
+            let counts = (0..<size).map { 2 * $0 + 1 }, offsets = offsets(counts)
+            var buffer = [Float](repeating: -1, count: counts.reduce(0, +))
+            for i in 0..<counts[rank] { buffer[offsets[rank] + i] = Self.value(rank: rank, index: i) }
+            try buffer.withUnsafeMutableBufferPointer { b in
+                try communicator.gather(b.baseAddress! + offsets[rank], into: rank == root ? b.baseAddress! : nil, counts: counts, root: root)
+            }
+            if rank == root {
+                try expectEqual(buffer, (0..<size).flatMap { r in (0..<counts[r]).map { Self.value(rank: r, index: $0) } }, "gather in place at root \(root)")
+            }
+        }
     }
 
     func allGatherBytes() throws {

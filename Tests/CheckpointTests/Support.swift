@@ -95,6 +95,7 @@ final class ScriptedCommunicator: Communicator {
     func barrier() throws {}
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {}
     func allGather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, counts: [Int]) throws { fatalError() }
+    func gather(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>?, counts: [Int], root: Int) throws { fatalError() }
     func allGatherBytes(_ send: UnsafeRawPointer, bytes: Int, into receive: UnsafeMutableRawPointer) throws {
         receive.copyMemory(from: send, byteCount: bytes)
         for (index, other) in others.enumerated() {

@@ -22,6 +22,11 @@ import Testing
         var bytes = [UInt8](repeating: 0, count: 4)
         try communicator.allGatherBytes([9, 8, 7, 6] as [UInt8], bytes: 4, into: &bytes)
         #expect(bytes == [9, 8, 7, 6])
+        var gathered = [Float](repeating: 0, count: 3)
+        try gathered.withUnsafeMutableBufferPointer { try communicator.gather(send, into: $0.baseAddress!, counts: [3], root: 0) }
+        #expect(gathered == send)
+        #expect(throws: CommunicatorError.self) { try communicator.gather(send, into: nil, counts: [3], root: 0) }
+        #expect(throws: CommunicatorError.self) { try communicator.gather(send, into: nil, counts: [3], root: 1) }
     }
 
     /// One rank: its own host name, as gethostname gives it, non-empty and without padding.

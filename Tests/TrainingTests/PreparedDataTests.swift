@@ -70,7 +70,7 @@ import Testing
     /// Each rank gets a folder holding the manifest and only the shard files the sampler gives
     /// it (data.path with {rank}); a rank that opened any other shard would fail on the missing
     /// file. P = 2 divides the 8 shards; P = 3 does not, so two shards are copied to two ranks.
-    /// The loss curve is the one-process curve.
+    /// The loss curve is the one-process curve, and so is the final kNN accuracy.
     @Test(arguments: [(2, 32), (3, 16)])
     func eachRankOpensOnlyItsOwnShards(ranks: Int, batchPerRank: Int) throws {
         let root = temporaryDirectory("per-rank")
@@ -97,6 +97,10 @@ import Testing
         let (a, b) = (try losses(distributed.run), try losses(reference.run))
         #expect(a.count == 4 && b.count == 4)
         for (x, y) in zip(a, b) { #expect(abs(x - y) <= 1e-5 * abs(y)) }
+        // The final kNN evaluation: each rank embeds its part of the training set, rank 0
+        // gathers them all; the accuracy is the one process's.
+        let (knn, knnAlone) = (try knnAccuracies(distributed.run), try knnAccuracies(reference.run))
+        #expect(knn.count == 1 && knn == knnAlone)
     }
 
     /// A damaged shard stops the run before the first step with one line naming the file, and
