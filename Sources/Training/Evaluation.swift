@@ -88,12 +88,15 @@ public enum Evaluation {
         return LabelledRepresentations(features: memory, labels: allLabels[0..<total].map { UInt8($0) })
     }
 
-    /// kNN accuracy of `test` (its representations `queries`) against a gathered memory.
+    /// kNN accuracy of `test` (its representations `queries`) against a gathered memory. With
+    /// `consumingMemory` the memory's features are normalised in place (no copy of them); pass
+    /// it only when nothing reads them afterwards.
     public static func knnAccuracy(memory: LabelledRepresentations, queries: Tensor, queryLabels: [UInt8],
-                                   k: Int, temperature: Float) -> Double {
+                                   k: Int, temperature: Float, consumingMemory: Bool = false) -> Double {
         let classCount = Int(max(memory.labels.max() ?? 0, queryLabels.max() ?? 0)) + 1
         let classifier = KNNClassifier(k: k, temperature: temperature, classes: max(2, classCount))
-        return classifier.accuracy(memory: memory.features, memoryLabels: memory.labels, queries: queries, queryLabels: queryLabels)
+        return classifier.accuracy(memory: memory.features, memoryLabels: memory.labels, queries: queries, queryLabels: queryLabels,
+                                   normalisingMemoryInPlace: consumingMemory)
     }
 
     /// Cross-modal retrieval on paired rows: for each sample, the rank of its own pair among

@@ -18,20 +18,34 @@ public struct KNNClassifier: Sendable {
     }
 
     /// Fraction of queries whose predicted class equals their label.
-    public func accuracy(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, queryLabels: [UInt8]) -> Double {
-        let predictions = predict(memory: memory, memoryLabels: memoryLabels, queries: queries)
+    public func accuracy(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, queryLabels: [UInt8],
+                         normalisingMemoryInPlace: Bool = false) -> Double {
+        let predictions = predict(memory: memory, memoryLabels: memoryLabels, queries: queries,
+                                  normalisingMemoryInPlace: normalisingMemoryInPlace)
         let correct = zip(predictions, queryLabels).filter { Int($0) == Int($1) }.count
         return Double(correct) / Double(max(1, queryLabels.count))
     }
 
-    /// Predicted class of every query row.
-    public func predict(memory: Tensor, memoryLabels: [UInt8], queries: Tensor) -> [Int] {
+    /// Predicted class of every query row. With `normalisingMemoryInPlace` the memory's rows are
+    /// L2-normalised where they are instead of in a copy (the same values; the caller no longer
+    /// needs the raw ones): one memory's worth less at the peak, 1 GB a million rows of 256.
+    public func predict(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, normalisingMemoryInPlace: Bool = false) -> [Int] {
         let d = memory.columns, m = memory.rows, q = queries.rows
         precondition(queries.columns == d, "kNN: memory has width \(d), queries \(queries.columns)")
         precondition(memoryLabels.count == m, "kNN: \(m) memory rows but \(memoryLabels.count) labels")
-        let memoryUnit = Self.normalised(memory), queryUnit = Self.normalised(queries)
+        let queryUnit = Self.normalised(queries)
+        let memoryUnit: Tensor
+        if normalisingMemoryInPlace {
+            let norms = Tensor(zeros: [m])
+            Kernels.l2NormalizeRows(memory.data, norms: norms.data, input: memory.data, rows: m, columns: d)
+            memoryUnit = memory
+        } else {
+            memoryUnit = Self.normalised(memory)
+        }
         let neighbours = min(k, m)
-        let chunk = 256
+        // Queries a GEMM at a time: 256, fewer when the memory is large, so the similarity block
+        // stays at 16 MB (a million-sample memory would otherwise take 1 GB of it).
+        let chunk = max(1, min(256, (1 << 22) / max(m, 1)))
         let similarities = Tensor(zeros: [chunk, m])
         var predictions = [Int](repeating: 0, count: q)
         var heap = TopK(capacity: neighbours)

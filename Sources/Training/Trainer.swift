@@ -356,8 +356,9 @@ public final class Trainer {
             if let test = data.test {
                 let queries = Evaluation.representations(model: step.model, rows: test)
                 if let memory, let queryLabels = Evaluation.classes(test.labels) {
+                    // The linear probe reads the raw memory after; without it the kNN may normalise it in place.
                     let knn = Evaluation.knnAccuracy(memory: memory, queries: queries, queryLabels: queryLabels,
-                                                     k: e.knnK, temperature: e.knnTemperature)
+                                                     k: e.knnK, temperature: e.knnTemperature, consumingMemory: !linearDue)
                     values["knn"] = knn
                     parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", knn * 100, e.knnK))
                     fields.append(("knn_accuracy", .number(knn)))

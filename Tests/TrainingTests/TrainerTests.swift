@@ -180,6 +180,25 @@ import Testing
         #expect(kept.sorted() == Array(values.sorted().suffix(37)))
     }
 
+    /// Normalising the memory in place predicts exactly what the copy does, over query chunks
+    /// (the similarity block holds fewer queries when the memory is large), and leaves unit rows.
+    @Test func inPlaceNormalisationPredictsTheSame() {
+        var rng = RandomStream(seed: 9, stream: 4)
+        let m = 20_000, q = 300, d = 8
+        let memory = Tensor(zeros: [m, d]), queries = Tensor(zeros: [q, d])
+        for i in 0..<memory.count { memory[i] = rng.nextNormal() }
+        for i in 0..<queries.count { queries[i] = rng.nextNormal() }
+        let labels = (0..<m).map { _ in UInt8(rng.nextInt(below: 5)) }
+        let classifier = KNNClassifier(k: 20, temperature: 0.1, classes: 5)
+        let copied = classifier.predict(memory: memory, memoryLabels: labels, queries: queries)
+        let raw = Array(UnsafeBufferPointer(start: memory.data, count: memory.count))
+        #expect(Array(UnsafeBufferPointer(start: memory.data, count: memory.count)) == raw)
+        let inPlace = classifier.predict(memory: memory, memoryLabels: labels, queries: queries, normalisingMemoryInPlace: true)
+        #expect(inPlace == copied)
+        let norm = (0..<d).reduce(Float(0)) { $0 + memory[$1] * memory[$1] }.squareRoot()
+        #expect(abs(norm - 1) < 1e-6 && memory[0] != raw[0])
+    }
+
     @Test func weightedVotesMatchABruteForceReference() {
         // Memory: 40 random points in 3 classes; predictions against an exhaustive sort.
         var rng = RandomStream(seed: 5, stream: 2)
