@@ -2,14 +2,6 @@ import Foundation
 import Testing
 @testable import Data
 
-/// A fresh temporary folder per test, removed afterwards.
-private func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
-    let path = NSTemporaryDirectory() + "contrast-data-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try body(path)
-}
-
 /// Writes a small Fashion-MNIST-like split: `count` images of 3x2 and `labelCount` labels.
 private func writeSplit(directory: String, prefix: String = "train", count: Int, labelCount: Int? = nil) throws {
     let images = (0..<(count * 6)).map { UInt8($0 % 256) }

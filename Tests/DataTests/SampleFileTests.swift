@@ -2,14 +2,6 @@ import Foundation
 import Testing
 @testable import Data
 
-/// A fresh temporary folder per test, removed afterwards.
-private func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
-    let path = NSTemporaryDirectory() + "contrast-spill-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try body(path)
-}
-
 /// `data.hold: disk`: samples kept in unnamed files give exactly what the same samples in
 /// memory give, to every reader, and the files leave nothing behind.
 @Suite struct SampleFileTests {

@@ -182,17 +182,22 @@ import Testing
 
     /// Normalising the memory in place predicts exactly what the copy does, over query chunks
     /// (the similarity block holds fewer queries when the memory is large), and leaves unit rows.
-    @Test func inPlaceNormalisationPredictsTheSame() {
-        var rng = RandomStream(seed: 9, stream: 4)
-        let m = 20_000, q = 300, d = 8
+    /// m memory and q query rows of width d, normal draws, and m labels in 0..<classes.
+    static func problem(seed: UInt64, stream: UInt64, m: Int, q: Int, d: Int, classes: Int) -> (memory: Tensor, queries: Tensor, labels: [UInt8]) {
+        var rng = RandomStream(seed: seed, stream: stream)
         let memory = Tensor(zeros: [m, d]), queries = Tensor(zeros: [q, d])
         for i in 0..<memory.count { memory[i] = rng.nextNormal() }
         for i in 0..<queries.count { queries[i] = rng.nextNormal() }
-        let labels = (0..<m).map { _ in UInt8(rng.nextInt(below: 5)) }
+        return (memory, queries, (0..<m).map { _ in UInt8(rng.nextInt(below: classes)) })
+    }
+
+    @Test func inPlaceNormalisationPredictsTheSame() {
+        let d = 8
+        let (memory, queries, labels) = Self.problem(seed: 9, stream: 4, m: 20_000, q: 300, d: d, classes: 5)
         let classifier = KNNClassifier(k: 20, temperature: 0.1, classes: 5)
-        let copied = classifier.predict(memory: memory, memoryLabels: labels, queries: queries)
         let raw = Array(UnsafeBufferPointer(start: memory.data, count: memory.count))
-        #expect(Array(UnsafeBufferPointer(start: memory.data, count: memory.count)) == raw)
+        let copied = classifier.predict(memory: memory, memoryLabels: labels, queries: queries)
+        #expect(Array(UnsafeBufferPointer(start: memory.data, count: memory.count)) == raw, "the copying path changed the memory")
         let inPlace = classifier.predict(memory: memory, memoryLabels: labels, queries: queries, normalisingMemoryInPlace: true)
         #expect(inPlace == copied)
         let norm = (0..<d).reduce(Float(0)) { $0 + memory[$1] * memory[$1] }.squareRoot()
@@ -201,12 +206,8 @@ import Testing
 
     @Test func weightedVotesMatchABruteForceReference() {
         // Memory: 40 random points in 3 classes; predictions against an exhaustive sort.
-        var rng = RandomStream(seed: 5, stream: 2)
         let m = 40, q = 15, d = 4
-        let memory = Tensor(zeros: [m, d]), queries = Tensor(zeros: [q, d])
-        for i in 0..<memory.count { memory[i] = rng.nextNormal() }
-        for i in 0..<queries.count { queries[i] = rng.nextNormal() }
-        let labels = (0..<m).map { _ in UInt8(rng.nextInt(below: 3)) }
+        let (memory, queries, labels) = Self.problem(seed: 5, stream: 2, m: m, q: q, d: d, classes: 3)
         let classifier = KNNClassifier(k: 7, temperature: 0.1, classes: 3)
         let predictions = classifier.predict(memory: memory, memoryLabels: labels, queries: queries)
         func unit(_ t: Tensor, _ r: Int) -> [Double] {
