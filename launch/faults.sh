@@ -88,7 +88,7 @@ full_trials+=("stop_signal 2 sigterm-ranks" "stop_signal 2 sigterm-one-rank" "st
 full_trials+=("storage disk-full" "storage read-only-run-dir" "storage checkpoint-corrupt-shard"
               "storage checkpoint-deleted-shard" "storage checkpoint-garbage-manifest")
 full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions" "data manifest-shape"
-              "data labels-out-of-range" "data empty" "data fewer-than-batch")
+              "data labels-out-of-range" "data empty" "data fewer-than-batch" "data spill-dir-full")
 full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4" "hang 2 eval")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
@@ -339,6 +339,13 @@ phase_of() {
     echo training
 }
 
+# running PID: the process exists and is not a zombie (kill -9 of a zombie succeeds and does nothing).
+running() {
+    local state
+    state=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
 # After a job killed by a fault: bounded exit, failing rank named, no stack trace, committed
 # checkpoints verify, work lost within one checkpoint interval, resume equals the reference.
 check_killed_job() {
@@ -388,8 +395,15 @@ trial_kill_random() {
         awk -v t0="$origin" -v d="$delay" -v n="$(now)" 'BEGIN { s = t0 + d - n; if (s > 0) system("sleep " s) }'
         phase=$(phase_of "$TRIAL_DIR/run")
         t_kill=$(now)
-        if [[ -n ${RANK_PIDS[$rank]:-} ]] && kill -9 "${RANK_PIDS[$rank]}" 2>/dev/null; then
+        if [[ -n ${RANK_PIDS[$rank]:-} ]] && running "${RANK_PIDS[$rank]}" && kill -9 "${RANK_PIDS[$rank]}" 2>/dev/null; then
             job_wait "$detect_bound"
+            if [[ $JOB_RC == 0 && $phase == after-last-step ]]; then
+                # The rank had done its work and was exiting: a process in exit ignores SIGKILL.
+                # A miss, not a survival: try again, earlier.
+                high=$(awk -v d="$delay" 'BEGIN { printf "%.2f", d * 0.7 }')
+                rm -rf "$TRIAL_DIR/run"
+                continue
+            fi
             check_killed_job kill "$ranks" "$name" "$rank" "$t_kill" "SIGKILL rank $rank $delay s after the $( (( during_startup )) && echo start || echo first step) ($phase)"
             return
         fi
@@ -757,6 +771,7 @@ trial_data() {
         labels-out-of-range) expect="label" ;;
         empty) expect="dataset.json" ;;
         fewer-than-batch) expect="12 samples" ;;
+        spill-dir-full) expect="No space left on device" ;;
     esac
     # A prepare that refuses the input is the clear error this trial looks for.
     local prepare_refused=""
@@ -803,6 +818,15 @@ EOF
             prepare_npy "$data/train" 12 28 28 'lambda i: i % 10' 4 || prepare_refused="$data/train.log"
             extra=(data.virtual_shards=4)
             detail="12 samples, global batch $global_batch" ;;
+        spill-dir-full)
+            # data.hold: disk into a 1 MiB tmpfs already full: the samples cannot be written.
+            prepared_data || { record data "$ranks" "$fault" FAIL "" "" "could not prepare the data set"; return; }
+            data="$good_data"
+            local why
+            why=$(mount_tmpfs "$TRIAL_DIR/spill" 1024) || { record data "$ranks" "$fault" skip "" "" "skipped: $why"; return; }
+            dd if=/dev/zero of="$TRIAL_DIR/spill/filler" bs=64k 2>/dev/null
+            extra=(data.hold=disk "data.spill_dir=$TRIAL_DIR/spill")
+            detail="data.hold: disk, data.spill_dir a full 1 MiB tmpfs" ;;
         *) record data "$ranks" "$fault" FAIL "" "" "unknown data fault"; return ;;
     esac
     if [[ -n $prepare_refused ]]; then
@@ -823,6 +847,10 @@ EOF
     FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
     [[ -n $problem ]] || grep -qF -- "$expect" "$TRIAL_DIR/job.err" || problem="the error does not mention '$expect': $FAILURE_LINE"
     [[ -n $problem || ! -e $run ]] || problem="the run directory $run was created"
+    if [[ $fault == spill-dir-full ]]; then
+        [[ -n $problem ]] || grep -qF "data.spill_dir" "$TRIAL_DIR/job.err" || problem="the error does not name data.spill_dir: $FAILURE_LINE"
+        umount "$TRIAL_DIR/spill" 2>/dev/null  # mount_tmpfs ran in a subshell: the exit trap does not know it
+    fi
     if [[ -z $problem ]]; then
         record data "$ranks" "$fault" pass "$(minus "$JOB_END" "$JOB_T0")" 0 "$detail: exit $JOB_RC: $FAILURE_LINE"
     else
