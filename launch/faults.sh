@@ -77,6 +77,7 @@ short_trials=(
 full_trials=()
 for _ in $(seq 12); do full_trials+=("kill_random 2"); done
 for _ in $(seq 8); do full_trials+=("kill_random 4"); done
+for _ in $(seq 4); do full_trials+=("kill_random 2 disk"); done
 for point in mid-shard-tmp after-shard-tmp after-shard-rename before-manifest after-manifest-tmp after-manifest-rename before-latest after-latest; do
     full_trials+=("crash_point 2 $point 0")
 done
@@ -317,6 +318,7 @@ next_dir() {
     trial_count=$(( trial_count + 1 ))
     TRIAL_DIR="$out/$(printf '%03d' "$trial_count")-$1"
     rm -rf "$TRIAL_DIR"; mkdir -p "$TRIAL_DIR"
+    TRIAL_SETTINGS=()    # extra --set settings of the trial's runs, its resume included
 }
 
 # wait_first_step RUN: until a rank has logged a step, or the job ended.
@@ -362,7 +364,11 @@ check_killed_job() {
     elif (( lost > every )); then problem="lost $lost steps, more than the checkpoint interval $every"
     fi
     [[ -n $problem ]] || problem=$(verify_all "$run")
-    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+    # With data.hold: disk, the killed ranks' sample files must be gone with them.
+    if [[ -z $problem && -d $TRIAL_DIR/spill ]] && [[ -n $(ls -A "$TRIAL_DIR/spill") ]]; then
+        problem="files left in data.spill_dir: $(ls -A "$TRIAL_DIR/spill" | head -3 | tr '\n' ' ')"
+    fi
+    [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume" ${TRIAL_SETTINGS[@]+"${TRIAL_SETTINGS[@]}"})
     if [[ -z $problem ]]; then
         record "$class" "$ranks" "$name" pass "$detect" "$lost" "$detail; exit $JOB_RC; step $reached, committed $committed; resumed bit-exact"
     else
@@ -370,13 +376,19 @@ check_killed_job() {
     fi
 }
 
-# kill_random P: SIGKILL to a random rank at a random time: one trial in four during startup
-# (loading data, building the model), the others between the first step and the end of training
-# (a step, an all-reduce, a checkpoint write, the final evaluation).
+# kill_random P [disk]: SIGKILL to a random rank at a random time: one trial in four during
+# startup (loading data, building the model), the others between the first step and the end of
+# training (a step, an all-reduce, a checkpoint write, the final evaluation). With `disk` the
+# ranks keep their samples in data.spill_dir (data.hold: disk), which must be empty after the
+# kill; the resume keeps them there too.
 trial_kill_random() {
-    local ranks=$1 name="kill-random" attempt delay rank phase t_kill
+    local ranks=$1 name="kill-random${2:+-$2}" attempt delay rank phase t_kill
     reference "$ranks" || { record kill "$ranks" "$name" FAIL "" "" "no reference run"; return; }
     next_dir "$name-p$ranks"
+    if [[ ${2:-} == disk ]]; then
+        mkdir -p "$TRIAL_DIR/spill"
+        TRIAL_SETTINGS=(data.hold=disk "data.spill_dir=$TRIAL_DIR/spill")
+    fi
     local during_startup=$(( RANDOM % 4 == 0 )) high origin
     if (( during_startup )); then
         high=$(awk -v a="${reference_seconds[$ranks]}" -v b="${reference_training[$ranks]}" 'BEGIN { printf "%.2f", a - b }')
@@ -384,7 +396,7 @@ trial_kill_random() {
         high=$(awk -v t="${reference_training[$ranks]}" 'BEGIN { printf "%.2f", 1.1 * t + 0.1 }')
     fi
     for attempt in 1 2 3; do
-        mapfile -t args < <(train_args "$ranks" "$TRIAL_DIR/run")
+        mapfile -t args < <(train_args "$ranks" "$TRIAL_DIR/run" ${TRIAL_SETTINGS[@]+"${TRIAL_SETTINGS[@]}"})
         JOB_RANKS=$ranks
         job_start "$TRIAL_DIR/job" "$ranks" -- "$bin" "${args[@]}"
         rank_pids 30 || true
