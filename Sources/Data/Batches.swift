@@ -128,14 +128,8 @@ public struct PairBatches: BatchMaker {
             let width = rows.featureWidth
             rows.withFeatureRows(of: samples) { source, rowOf in
                 for (index, sample) in samples.enumerated() {
-                    switch source {
-                    case .uint8(let all):
-                        maker.makeView(features: all.baseAddress! + rowOf(index, sample) * width, into: out + index * width,
-                                       seed: seed, epoch: epoch, sample: sample, view: 0)
-                    case .float32(let all):
-                        maker.makeView(features: all.baseAddress! + rowOf(index, sample) * width, into: out + index * width,
-                                       seed: seed, epoch: epoch, sample: sample, view: 0)
-                    }
+                    maker.makeView(source: source, row: rowOf(index, sample), into: out + index * width,
+                                   seed: seed, epoch: epoch, sample: sample, view: 0)
                 }
             }
         case .none:

@@ -180,14 +180,20 @@ public struct FeatureViewMaker: Sendable {
             for (index, sample) in samples.enumerated() {
                 let row = rows(index, sample)
                 precondition(row >= 0 && row < rowCount, "makeViews: sample \(sample) maps to row \(row), outside the source's 0..<\(rowCount)")
-                let target = out + (view * batch + index) * width
-                switch source {
-                case .uint8(let values):
-                    makeView(features: values.baseAddress! + row * width, into: target, seed: seed, epoch: epoch, sample: sample, view: view)
-                case .float32(let values):
-                    makeView(features: values.baseAddress! + row * width, into: target, seed: seed, epoch: epoch, sample: sample, view: view)
-                }
+                makeView(source: source, row: row, into: out + (view * batch + index) * width,
+                         seed: seed, epoch: epoch, sample: sample, view: view)
             }
+        }
+    }
+
+    /// `makeView` of row `row` of `source`, whichever element type it holds.
+    public func makeView(source: FeatureRows, row: Int, into out: UnsafeMutablePointer<Float>,
+                         seed: UInt64, epoch: Int, sample: Int, view: Int) {
+        switch source {
+        case .uint8(let values):
+            makeView(features: values.baseAddress! + row * width, into: out, seed: seed, epoch: epoch, sample: sample, view: view)
+        case .float32(let values):
+            makeView(features: values.baseAddress! + row * width, into: out, seed: seed, epoch: epoch, sample: sample, view: view)
         }
     }
 

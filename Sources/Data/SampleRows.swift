@@ -152,7 +152,7 @@ public final class SampleRows: Sendable {
     /// in order into a buffer that lives for the call, and row i.
     public func withFeatureRows<R>(of samples: [Int], _ body: (FeatureRows, _ rowOf: (_ index: Int, _ sample: Int) -> Int) throws -> R) rethrows -> R {
         if let file = disk?.features {
-            return try Self.staged(file, samples: samples, held: held) { buffer in
+            return try staged(file, samples: samples) { buffer in
                 switch features.dtype {
                 case .uint8:
                     return try body(.uint8(UnsafeBufferPointer(buffer.bindMemory(to: UInt8.self))), { index, _ in index })
@@ -173,7 +173,7 @@ public final class SampleRows: Sendable {
     public func withPairRows<R>(of samples: [Int], _ body: (UnsafeBufferPointer<Float>, _ rowOf: (_ index: Int, _ sample: Int) -> Int) throws -> R) rethrows -> R {
         precondition(hasPairs, "withPairRows: the data set has no pairs")
         if let file = disk?.pairs {
-            return try Self.staged(file, samples: samples, held: held) { buffer in
+            return try staged(file, samples: samples) { buffer in
                 try body(UnsafeBufferPointer(buffer.bindMemory(to: Float.self)), { index, _ in index })
             }
         }
@@ -181,13 +181,11 @@ public final class SampleRows: Sendable {
     }
 
     /// The rows of `samples` read from `file` into a buffer aligned for floats.
-    private static func staged<R>(_ file: SampleFile, samples: [Int], held: Range<Int>,
-                                  _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    private func staged<R>(_ file: SampleFile, samples: [Int], _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(samples.count * file.rowBytes, 1), alignment: 64)
         defer { buffer.deallocate() }
         for (index, sample) in samples.enumerated() {
-            precondition(held.contains(sample), "sample \(sample) is not held (\(held))")
-            file.read(row: sample - held.lowerBound, into: buffer.baseAddress! + index * file.rowBytes)
+            file.read(row: row(sample), into: buffer.baseAddress! + index * file.rowBytes)
         }
         return try body(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(samples.count * file.rowBytes)]))
     }
