@@ -1,13 +1,22 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (dependencies point down only):
-//   contrast (CLI) -> Training -> Checkpoint, Data -> Distributed -> Contrastive -> NN -> Tensor -> C modules
+// Layers (dependencies point down only; docs/architecture.md draws the graph):
+//   contrast (CLI)   argument parsing
+//   Bench            speed figures, collective and reducer self-checks
+//   Training         the trainer loop, the step, objectives, training data and checkpoints
+//   Evaluation       kNN, linear probe, PCA, CKA, retrieval; trained models, weights, export
+//   Config  RunFiles the config document | run log, metrics, TensorBoard, tail, report
+//   Checkpoint Data  sharded checkpoints | data sets, readers, sampler, views
+//   Distributed      communicators, gradient reducer, watchdog
+//   Contrastive NN   losses | layers, models, arena, optimizers
+//   Tensor           storage, GEMM, kernels, RNG
+//   C modules
 let package = Package(
     name: "contrast",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Training"]),
+        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training", "Bench"]),
         .executable(name: "contrast", targets: ["contrast"]),
         .executable(name: "contrast-fuzz", targets: ["contrast-fuzz"]),
     ],
@@ -33,27 +42,36 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Data", dependencies: ["CZlib", "CZstd", "Tensor"]),
         .target(name: "Checkpoint", dependencies: ["CZstd", "CZlib", "Tensor", "Distributed"]),
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "RunFiles", dependencies: ["Tensor", "Checkpoint", "Data", "Config", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Data", "Checkpoint", "Config", "RunFiles"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint",
-            .product(name: "Yams", package: "Yams"),
+            "Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
+        .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "Training"]),
         .executableTarget(name: "contrast", dependencies: [
-            "Training", "Tensor", "NN", "Contrastive", "Data", "Checkpoint", "Distributed",
+            "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Data", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fuzz targets over the readers of untrusted files; contrast-fuzz replays corpora, or is a
         // libFuzzer binary when launch/fuzz.sh builds it (-DFUZZING, libFuzzer linked).
-        .target(name: "FuzzTargets", dependencies: ["Checkpoint", "Data", "Training", "Distributed", "CZlib"]),
+        .target(name: "FuzzTargets", dependencies: ["Checkpoint", "Data", "Config", "Evaluation", "Training", "Distributed", "CZlib"]),
         .systemLibrary(name: "CFuzzer"),
         .executableTarget(name: "contrast-fuzz", dependencies: ["FuzzTargets", "CFuzzer"]),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "CBLAS"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
-        .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed"]),
-        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "Checkpoint", "Data", "Training"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Tensor", "Data", "Contrastive", "Checkpoint"]),
+        // Helpers every test target shares (temporary folders, running `contrast`, finite differences).
+        .target(name: "TestSupport", dependencies: ["Tensor", "NN", "Config", "RunFiles", "Evaluation", "Training"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "CBLAS", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"]),
+        .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed", "TestSupport"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
+        .testTarget(name: "RunFilesTests", dependencies: ["RunFiles", "Config", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Config", "NN", "Data", "Tensor", "TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "Checkpoint", "Data", "Config", "Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Config", "RunFiles", "Evaluation", "NN", "Tensor", "Data", "Contrastive", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "Training", "Config", "TestSupport"]),
     ]
 )

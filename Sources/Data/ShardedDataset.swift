@@ -294,3 +294,15 @@ public final class ShardedDataset: Sendable {
         }
     }
 }
+
+extension ShardedDataset {
+    /// For a prepared data set at `path`: path/train and path/test when `contrast prepare`
+    /// wrote both splits, else path itself and no test split.
+    public static func splits(of path: String) -> (train: String, test: String?) {
+        let exists = { FileManager.default.fileExists(atPath: $0 + "/" + ShardManifest.fileName) }
+        if exists(path + "/train") {
+            return (path + "/train", exists(path + "/test") ? path + "/test" : nil)
+        }
+        return (path, nil)
+    }
+}

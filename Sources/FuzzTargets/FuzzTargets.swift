@@ -1,6 +1,7 @@
 import Checkpoint
 import CZlib
 import Data
+import Config
 import Foundation
 import Training
 

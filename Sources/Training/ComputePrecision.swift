@@ -1,14 +1,12 @@
+import Evaluation
+import RunFiles
+import Config
 import NN
 import Tensor
 
-/// What the model's GEMMs multiply in (train.compute_precision). bf16: the encoder's, adapter's,
-/// head's (and pair tower's and decoder's) Linear and Conv2d GEMMs, forward, dW and dX, round their
-/// inputs to bf16 and accumulate in fp32 (oneDNN, AVX-512 BF16); their outputs, the gradients, the
-/// master weights, the optimizer, normalisation and the loss stay fp32. Evaluation runs in fp32.
-public enum ComputePrecision: String, Codable, Sendable, CaseIterable {
-    case fp32, bf16
-    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+// What the compute settings of a config (train.compute_precision, train.gemm_library) mean on this CPU.
 
+extension ComputePrecision {
     var gemm: GEMMPrecision {
         switch self {
         case .fp32: .fp32
@@ -26,13 +24,7 @@ public enum ComputePrecision: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// Which library runs the fp32 GEMMs of training (train.gemm_library): `auto` takes oneDNN where it
-/// has an fp32 matmul for the CPU (AVX-512 brgemm, about 6 % faster than Debian's OpenBLAS on the
-/// benchmark's GEMMs), otherwise OpenBLAS. bf16 compute always runs in oneDNN.
-public enum GEMMLibraryChoice: String, Codable, Sendable, CaseIterable {
-    case auto, openblas, onednn
-    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
-
+extension GEMMLibraryChoice {
     /// The library this choice runs on this CPU; throws the one ConfigError an explicit `onednn`
     /// gets where oneDNN has no fp32 matmul.
     public func resolved() throws -> FP32GEMM.Library {
@@ -51,35 +43,4 @@ public enum GEMMLibraryChoice: String, Codable, Sendable, CaseIterable {
 
     /// Sets the process-wide fp32 GEMM library (`FP32GEMM.library`) to this choice.
     public func apply() throws { FP32GEMM.library = try resolved() }
-}
-
-extension ContrastiveModel {
-    /// The precision of every GEMM layer of the model (see `ComputePrecision`); fp32 when built.
-    public var computePrecision: GEMMPrecision {
-        get { gemmLayers.first.map(\.precision) ?? .fp32 }
-        set { for layer in gemmLayers { layer.set(newValue) } }
-    }
-
-    /// Every Linear and Conv2d, through sequences, residual blocks and the adapter.
-    private var gemmLayers: [(precision: GEMMPrecision, set: (GEMMPrecision) -> Void)] {
-        var found: [(GEMMPrecision, (GEMMPrecision) -> Void)] = []
-        func visit(_ layer: Layer) {
-            switch layer {
-            case let linear as Linear: found.append((linear.computePrecision, { linear.computePrecision = $0 }))
-            case let conv as Conv2d: found.append((conv.computePrecision, { conv.computePrecision = $0 }))
-            case let sequence as Sequential: sequence.layers.forEach(visit)
-            case let block as ResidualBlock:
-                visit(block.main)
-                if let projection = block.projection { visit(projection) }
-            case let adapter as ResidualAdapter:
-                visit(adapter.down)
-                visit(adapter.up)
-            default: break
-            }
-        }
-        let towers: [Layer?] = [encoder, adapter, head, decoder, pairEncoder, pairHead]
-        for case let layer? in towers { visit(layer) }
-        return found
-    }
-
 }

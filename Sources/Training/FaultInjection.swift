@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Foundation
 
 /// Faults a test or the fault harness (launch/faults.sh) injects into a training run through one
@@ -77,16 +81,16 @@ public struct FaultInjection: Sendable, Equatable {
         return fault
     }
 
-    private static func error(_ text: String, _ problem: String) -> RunFiles.Failure {
-        RunFiles.Failure(description: "\(environmentVariable)=\(text): \(problem); the form is "
+    private static func error(_ text: String, _ problem: String) -> RunDirectory.Failure {
+        RunDirectory.Failure(description: "\(environmentVariable)=\(text): \(problem); the form is "
                          + "KIND[@rank=R][@step=S|@step=S-T][@phase=forward|allreduce|optimizer] with KIND one of "
                          + "\(Kind.allCases.map(\.rawValue).joined(separator: ", ")), several joined by ','")
     }
 
     /// The environment's value, parsed once per process (nil: unset or empty).
-    private static let fromEnvironment: Result<FaultInjection?, RunFiles.Failure> = {
+    private static let fromEnvironment: Result<FaultInjection?, RunDirectory.Failure> = {
         guard let value = ProcessInfo.processInfo.environment[environmentVariable], !value.isEmpty else { return .success(nil) }
-        do { return .success(try FaultInjection(value)) } catch { return .failure(error as! RunFiles.Failure) }
+        do { return .success(try FaultInjection(value)) } catch { return .failure(error as! RunDirectory.Failure) }
     }()
 
     /// In-process tests set this instead of the environment (it wins when set).

@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Distributed
 import Foundation
 import NN
@@ -21,23 +25,6 @@ extension ContrastiveModel {
     /// Names of the parameters `init_from` copies: the first tower's encoder, and its projection head with `head`.
     func initialisedSlices(head: Bool) -> [ParameterSlice] {
         arena.slices.filter { $0.name.hasPrefix("encoder.") || (head && $0.name.hasPrefix("projection.")) }
-    }
-}
-
-extension TrainingConfig {
-    /// Range checks of the fine-tuning keys (called by `validate`).
-    func validateFineTuning() throws {
-        guard model.adapter >= 0 else {
-            throw ConfigError(key: "model.adapter", problem: "config key 'model.adapter' must be 0 (no adapter) or a bottleneck width, got \(model.adapter)")
-        }
-        guard optimizer.encoderLRScale >= 0 && optimizer.encoderLRScale.isFinite else {
-            throw ConfigError(key: "optimizer.encoder_lr_scale",
-                              problem: "config key 'optimizer.encoder_lr_scale' must be 0 or positive, got \(optimizer.encoderLRScale)")
-        }
-        guard !initHead || !initFrom.isEmpty else {
-            throw ConfigError(key: "init_head", problem: "config key 'init_head' is true but init_from is empty",
-                              hint: "set init_from to the pretrained run directory, or init_head=false")
-        }
     }
 }
 
@@ -73,22 +60,22 @@ struct PretrainedEncoder {
     static func load(_ config: TrainingConfig, target: ContrastiveModel) throws -> (TrainedModel, [String], String) {
         let path = config.initFrom
         guard FileManager.default.fileExists(atPath: path) else {
-            throw RunFiles.Failure(description: "init_from: \(path) does not exist; give the run directory (or a checkpoint directory) "
+            throw RunDirectory.Failure(description: "init_from: \(path) does not exist; give the run directory (or a checkpoint directory) "
                                    + "of the pretraining run, e.g. runs/fmnist-simclr after contrast train --config configs/fmnist-simclr.yaml")
         }
         let pretrained: TrainedModel
         do { pretrained = try TrainedModel.load(path) } catch {
-            throw RunFiles.Failure(description: "init_from: \(error)")
+            throw RunDirectory.Failure(description: "init_from: \(error)")
         }
         let wanted = target.initialisedSlices(head: config.initHead)
         for slice in wanted {
             guard let found = pretrained.model.arena.slice(named: slice.name) else {
-                throw RunFiles.Failure(description: "init_from: \(pretrained.source) has no parameter \(slice.name) (shape \(slice.shape)) "
+                throw RunDirectory.Failure(description: "init_from: \(pretrained.source) has no parameter \(slice.name) (shape \(slice.shape)) "
                                        + "that this run's model needs; the pretrain's model section must match (model.encoder, "
                                        + "model.hidden, model.representation\(config.initHead ? ", model.projection" : "")) or set init_from to a matching run")
             }
             guard found.shape == slice.shape else {
-                throw RunFiles.Failure(description: "init_from: parameter \(slice.name) has shape \(found.shape) in \(pretrained.source) "
+                throw RunDirectory.Failure(description: "init_from: parameter \(slice.name) has shape \(found.shape) in \(pretrained.source) "
                                        + "but \(slice.shape) in this run's model; use the pretrain's model section "
                                        + "(its config.yaml) for model.hidden / model.representation\(config.initHead ? " / model.projection" : "")")
             }

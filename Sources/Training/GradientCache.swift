@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import NN
 
 // Gradient caching (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory

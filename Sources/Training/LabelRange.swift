@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Data
 
 extension TrainingData {
@@ -12,7 +16,7 @@ extension TrainingData {
     static func checkLabels(_ rows: SampleRows, split: String, path: String) throws {
         guard let labels = rows.labels, let index = labels.firstIndex(where: { $0 < 0 || $0 >= labelLimit }) else { return }
         let sample = rows.held.lowerBound + index
-        throw RunFiles.Failure(description: "data set \(path): sample \(sample) of the \(split) split has label \(labels[index]); "
+        throw RunDirectory.Failure(description: "data set \(path): sample \(sample) of the \(split) split has label \(labels[index]); "
                                + "labels must be class indices in 0 ..< \(labelLimit) (2^24); renumber the classes and prepare the data again")
     }
 }

@@ -1,3 +1,6 @@
+import Evaluation
+import RunFiles
+import Config
 import Checkpoint
 import Contrastive
 import Distributed
@@ -121,7 +124,7 @@ public final class MomentumQueue {
     public func restore(_ saved: State) throws {
         guard saved.capacity == capacity, saved.filled >= 0, saved.filled <= capacity, saved.writePosition >= 0,
               saved.writePosition < capacity else {
-            throw RunFiles.Failure(description: "the checkpoint's MoCo queue (\(saved.capacity) keys, \(saved.filled) filled, "
+            throw RunDirectory.Failure(description: "the checkpoint's MoCo queue (\(saved.capacity) keys, \(saved.filled) filled, "
                                    + "next row \(saved.writePosition)) does not fit loss.moco_queue=\(capacity); "
                                    + "resume with loss.moco_queue=\(saved.capacity)")
         }
@@ -168,12 +171,12 @@ extension MomentumQueue {
         let held = Dictionary(try CheckpointStore.manifest(at: checkpoint).buffers.map { ($0.name, $0.count) }) { a, _ in a }
         let name = checkpoint.lastPathComponent, e = model.embeddingWidth
         guard let queueCount = held["moco.queue"], held["moco.parameters"] != nil else {
-            throw RunFiles.Failure(description: "checkpoint \(name) has no MoCo momentum encoder and queue (it was written with "
+            throw RunDirectory.Failure(description: "checkpoint \(name) has no MoCo momentum encoder and queue (it was written with "
                                    + "loss.moco_queue=0), but this run sets loss.moco_queue=\(capacity); continue it with "
                                    + "--set loss.moco_queue=0, or start a new run (--set run_dir=...)")
         }
         guard queueCount == capacity * e else {
-            throw RunFiles.Failure(description: "checkpoint \(name) holds a MoCo queue of \(queueCount / max(1, e)) keys, but this run "
+            throw RunDirectory.Failure(description: "checkpoint \(name) holds a MoCo queue of \(queueCount / max(1, e)) keys, but this run "
                                    + "sets loss.moco_queue=\(capacity); continue it with --set loss.moco_queue=\(queueCount / max(1, e))")
         }
     }

@@ -1,3 +1,6 @@
+import Evaluation
+import RunFiles
+import Config
 import Contrastive
 import Distributed
 import Foundation
@@ -119,7 +122,7 @@ final class Monitor {
             let eta = elapsed / Double(stepsDone - stepsAtStart) * Double(totalSteps - stepsDone)
             log.progress(String(format: "step %d/%d (%.0f%%) epoch %d loss %.4f %.0f img/s eta %@", stepsDone, totalSteps,
                                 100 * Double(stepsDone) / Double(totalSteps), epoch + 1, result.loss,
-                                Double(globalSamples) / times.total, Trainer.duration(eta)))
+                                Double(globalSamples) / times.total, RunLog.duration(eta)))
         }
         if stepsDone % max(1, c.train.logEverySteps) == 0 || stepsDone == totalSteps {
             try endOfInterval(stepsDone: stepsDone, epoch: epoch, learningRate: learningRate)
@@ -148,7 +151,7 @@ final class Monitor {
                             n * Double(globalSamples) / window.total,
                             window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
                             window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
-                            windowHidden / n * 1e3, window.optimizer / n * 1e3, Trainer.duration(eta))
+                            windowHidden / n * 1e3, window.optimizer / n * 1e3, RunLog.duration(eta))
                      + (config.loss.pseudoLabels == .knn ? String(format: " pseudo %.3f", windowPseudoLabels / n) : "")
                      + (config.loss.reconstructionWeight > 0 ? String(format: " rec %.4f", windowReconstruction / n) : ""))
             if communicator.size > 1 {
@@ -156,7 +159,7 @@ final class Monitor {
                     // Against the median of the other ranks (at P = 2: the other rank).
                     var others = all
                     others.remove(at: rank)
-                    let median = others.sorted()[(others.count - 1) / 2]
+                    let median = Statistics.median(others)!
                     guard time > Double(c.monitor.stragglerFactor) * median else { continue }
                     log.warn(String(format: "rank %d on %@ is a straggler: %.1f ms of compute per step against the median %.1f ms "
                                     + "(%.1fx; monitor.straggler_factor %.2g)", rank, host(rank), time * 1e3, median * 1e3,

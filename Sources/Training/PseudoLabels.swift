@@ -1,3 +1,6 @@
+import Evaluation
+import RunFiles
+import Config
 import Foundation
 import Tensor
 

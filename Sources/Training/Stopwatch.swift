@@ -1,12 +1,8 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Foundation
-
-/// Monotonic time in seconds, for step timings.
-@inline(__always)
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// Where a training step spends its time, in seconds.
 public struct StepTimes: Sendable {

@@ -1,3 +1,6 @@
+import Evaluation
+import RunFiles
+import Config
 import Checkpoint
 import Contrastive
 import Data
@@ -91,7 +94,7 @@ public final class Trainer {
         }, communicator: communicator)
         if !config.initFrom.isEmpty && resumeFrom != nil { notes.append("init_from \(config.initFrom) not used: the run resumes from its own checkpoint") }
         if rank == 0 {
-            try RunFiles.createDirectory(runDirectory)
+            try RunDirectory.createDirectory(runDirectory)
             try AtomicFile.write(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
         }
         try communicator.barrier()      // the directory exists before other ranks open their files
@@ -115,7 +118,7 @@ public final class Trainer {
         if let slow = ProcessInfo.processInfo.environment["CONTRAST_SLOW_RANK"] {
             let parts = slow.split(separator: ":").compactMap { Double($0) }
             guard parts.count == 2 else {
-                throw RunFiles.Failure(description: "CONTRAST_SLOW_RANK=\(slow) must be rank:milliseconds, e.g. 1:50")
+                throw RunDirectory.Failure(description: "CONTRAST_SLOW_RANK=\(slow) must be rank:milliseconds, e.g. 1:50")
             }
             if Int(parts[0]) == rank { step.injectedDelay = parts[1] / 1000 }
         }
@@ -143,13 +146,13 @@ public final class Trainer {
         }
         let ranks = 0..<communicator.size
         if let other = ranks.first(where: { all[2 * $0 + 1] != all[1] }) {
-            throw RunFiles.Failure(description: String(format:
+            throw RunDirectory.Failure(description: String(format:
                 "the ranks run different builds of contrast: rank 0's executable has build-id hash %016llx, rank %d's %016llx; "
                 + "install the same build on every node", all[1], other, all[2 * other + 1])
                 + " (rank \(communicator.rank) runs build id \(BuildID.hex.isEmpty ? "unknown" : BuildID.hex))")
         }
         if let other = ranks.first(where: { all[2 * $0] != all[0] }) {
-            throw RunFiles.Failure(description: String(format:
+            throw RunDirectory.Failure(description: String(format:
                 "the ranks run different configs: rank 0 has config hash %016llx, rank %d has %016llx; start every rank with the same config and --set arguments",
                 all[0], other, all[2 * other]))
         }
@@ -319,7 +322,7 @@ public final class Trainer {
         if isRoot {
             try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
             log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
-                            stepsDone, Self.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
+                            stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
                             runDirectory.appendingPathComponent("weights.bin").path))
         }
         log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started)),
@@ -418,11 +421,5 @@ public final class Trainer {
                             epoch, e.earlyStoppingMonitor.rawValue, state.value * 100, state.epoch, state.evaluationsSince))
         }
         return true
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
     }
 }

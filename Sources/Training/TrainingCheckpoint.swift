@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Checkpoint
 import Data
 import Distributed
@@ -43,8 +47,6 @@ struct EarlyStoppingState: Codable, Equatable {
     var evaluationsSince: Int
 }
 
-/// The contrast release, recorded in every checkpoint.
-public let contrastVersion = "0.1.0"
 
 /// Stop requests from the scheduler: SIGTERM and SIGUSR1 (Slurm sends them before a job's time
 /// limit) set a flag that the trainer reads between steps.
@@ -113,7 +115,7 @@ extension Trainer {
             }
         }
         failure = try communicator.broadcast(failure)
-        if !failure.isEmpty { throw RunFiles.Failure(description: failure) }
+        if !failure.isEmpty { throw RunDirectory.Failure(description: failure) }
         choice = try communicator.broadcast(choice)
         return choice.isEmpty ? nil : URL(fileURLWithPath: choice)
     }
@@ -123,7 +125,7 @@ extension Trainer {
         switch config.resume {
         case "never":
             guard existing.isEmpty else {
-                throw RunFiles.Failure(description: "run directory \(runDirectory.path) already holds files and resume is 'never'; "
+                throw RunDirectory.Failure(description: "run directory \(runDirectory.path) already holds files and resume is 'never'; "
                                        + "choose a new one (--set run_dir=...), remove it, or --set resume=auto to continue it")
             }
             return nil
@@ -134,7 +136,7 @@ extension Trainer {
                 // lose: start it again. Anything else in the directory is not ours to overwrite.
                 let isOurRun = existing.contains("config.yaml")
                 guard existing.isEmpty || isOurRun else {
-                    throw RunFiles.Failure(description: "run directory \(runDirectory.path) already holds files but no complete checkpoint; "
+                    throw RunDirectory.Failure(description: "run directory \(runDirectory.path) already holds files but no complete checkpoint; "
                                            + "choose a new one (--set run_dir=...) or remove it")
                 }
                 if isOurRun { note("no complete checkpoint in \(runDirectory.path): starting the run from the beginning") }
@@ -148,7 +150,7 @@ extension Trainer {
                     note("checkpoint \(candidate.path) is damaged (\(error)); trying the one before it")
                 }
             }
-            throw RunFiles.Failure(description: "every checkpoint in \(runDirectory.path)/checkpoints is damaged; "
+            throw RunDirectory.Failure(description: "every checkpoint in \(runDirectory.path)/checkpoints is damaged; "
                                    + "start a new run (--set run_dir=...) or pass a checkpoint with --set resume=PATH")
         default:
             let url = URL(fileURLWithPath: config.resume)
@@ -163,11 +165,11 @@ extension Trainer {
         let data = try CheckpointStore.load(checkpoint, into: checkpointBuffers)
         let state: TrainingState
         do { state = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
-            throw RunFiles.Failure(description: "\(checkpoint.path)/manifest.json: its training state is unreadable (\(error)); resume from another checkpoint")
+            throw RunDirectory.Failure(description: "\(checkpoint.path)/manifest.json: its training state is unreadable (\(error)); resume from another checkpoint")
         }
         let globalBatch = config.data.batchPerRank * communicator.size
         guard state.globalBatch == globalBatch else {
-            throw RunFiles.Failure(description:
+            throw RunDirectory.Failure(description:
                 "checkpoint \(checkpoint.lastPathComponent) was written with a global batch of \(state.globalBatch) images "
                 + "(\(state.worldSize) ranks x \(state.globalBatch / max(1, state.worldSize))); to continue the same run on "
                 + "\(communicator.size) rank(s) set data.batch_per_rank=\(state.globalBatch / communicator.size)"
@@ -185,7 +187,7 @@ extension Trainer {
         if earlyStoppingState != nil, let saved = state.earlyStopping { earlyStoppingState = saved }
         if let queue = step.momentumQueue {
             guard let saved = state.momentumQueue else {
-                throw RunFiles.Failure(description: "\(checkpoint.path)/manifest.json: its training state lacks the MoCo queue's position; "
+                throw RunDirectory.Failure(description: "\(checkpoint.path)/manifest.json: its training state lacks the MoCo queue's position; "
                                        + "resume from another checkpoint")
             }
             try queue.restore(saved)

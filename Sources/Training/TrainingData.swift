@@ -1,3 +1,7 @@
+import Tensor
+import Evaluation
+import RunFiles
+import Config
 import Data
 import Foundation
 
@@ -63,7 +67,7 @@ public final class TrainingData {
                 throw ConfigError(key: "data.train_limit", problem: "config key 'data.train_limit' applies to fashion-mnist only; "
                                   + "prepare fewer samples instead (contrast prepare ... --limit N), got \(d.trainLimit)")
             }
-            let (trainPath, testPath) = Self.splits(of: path)
+            let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
             let ranges = manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount }
@@ -82,7 +86,7 @@ public final class TrainingData {
         }
         if let test {
             guard test.featureShape == train.featureShape else {
-                throw RunFiles.Failure(description: "the test split's features are \(test.featureShape), the training split's \(train.featureShape); "
+                throw RunDirectory.Failure(description: "the test split's features are \(test.featureShape), the training split's \(train.featureShape); "
                                        + "prepare both splits from the same data")
             }
         }
@@ -111,16 +115,6 @@ public final class TrainingData {
         if !d.spillDir.isEmpty { return d.spillDir }
         if let temporary = ProcessInfo.processInfo.environment["TMPDIR"], !temporary.isEmpty { return temporary }
         return "/tmp"
-    }
-
-    /// For a prepared data set at `path`: path/train and path/test when `contrast prepare`
-    /// wrote both splits, else path itself and no test split.
-    static func splits(of path: String) -> (train: String, test: String?) {
-        let exists = { FileManager.default.fileExists(atPath: $0 + "/" + ShardManifest.fileName) }
-        if exists(path + "/train") {
-            return (path + "/train", exists(path + "/test") ? path + "/test" : nil)
-        }
-        return (path, nil)
     }
 
     /// The batch maker of the config's loss and augmentation for these samples.
@@ -170,7 +164,7 @@ public final class TrainingData {
         return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
     }
 
-    static func describe(_ maker: BatchMaker) -> String {
+    public static func describe(_ maker: BatchMaker) -> String {
         func name(_ a: Augmentation) -> String {
             switch a {
             case .image: return "image views"

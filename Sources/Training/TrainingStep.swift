@@ -1,3 +1,6 @@
+import Evaluation
+import RunFiles
+import Config
 import Contrastive
 import Data
 import Distributed
@@ -55,10 +58,10 @@ public final class TrainingStep {
     /// The step's input, made by a `BatchMaker`: V x I views (ntxent), or B x I features then
     /// B x W pairs (clip).
     public let batch: Tensor
-    let gathered: Tensor            // N x E, every rank's embeddings
-    let anchorGradient: Tensor      // V x E
-    let candidateGradient: Tensor   // N x E
-    let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
+    public let gathered: Tensor            // N x E, every rank's embeddings
+    public let anchorGradient: Tensor      // V x E
+    public let candidateGradient: Tensor   // N x E
+    public let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient
     var selfIndex: [Int32]
     var positiveIndex: [Int32]
     /// Loss share, top-1 count and the two requests of this rank (and with a decoder its share of the

@@ -1,3 +1,7 @@
+import Bench
+import Evaluation
+import RunFiles
+import Config
 import ArgumentParser
 import Distributed
 import Foundation
@@ -6,8 +10,8 @@ import Training
 /// `contrast bench ...`: the benchmark suite (docs/benchmarks.md, "The benchmark suite").
 /// Every subcommand prints a table, or with `--json` one JSON object per result carrying the
 /// machine (CPU, cores, OpenBLAS, MPI), repeats, warm-up and the median.
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure speed (figures for docs/benchmarks.md).",
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure speed (figures for docs/benchmarks.md).",
         subcommands: [GEMM.self, Kernels.self, Loss.self, Step.self, BenchAllReduce.self, BenchAllGather.self,
                       BenchCheckpoint.self, DataPipeline.self])
 
@@ -22,7 +26,7 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             try reportingErrors {
-                say(try Training.Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
+                say(try Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
             }
         }
     }
@@ -42,7 +46,7 @@ struct Bench: ParsableCommand {
         }
 
         func run() throws {
-            say(Training.Bench.kernels(elements: elements, repeats: repeats, warmup: warmup).rendered(json: json))
+            say(Bench.kernels(elements: elements, repeats: repeats, warmup: warmup).rendered(json: json))
         }
     }
 
@@ -72,7 +76,7 @@ struct Bench: ParsableCommand {
         }
 
         func run() throws {
-            say(Training.Bench.loss(anchors: anchors, candidates: candidates, sweep: noSweep ? [] : sweep, chunk: chunk, dimension: dimension,
+            say(Bench.loss(anchors: anchors, candidates: candidates, sweep: noSweep ? [] : sweep, chunk: chunk, dimension: dimension,
                                     temperature: temperature, repeats: repeats, warmup: warmup).rendered(json: json))
         }
     }
@@ -86,7 +90,7 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            try reportingErrors { say(try Training.Bench.data(config: try options.load(), repeats: repeats, warmup: warmup).rendered(json: json)) }
+            try reportingErrors { say(try Bench.data(config: try options.load(), repeats: repeats, warmup: warmup).rendered(json: json)) }
         }
     }
 
@@ -103,7 +107,7 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             try runOnRanks(relaunchingAs: ranks, tcp: tcp) { communicator in
-                let (_, out) = try Training.Bench.step(config: try options.load(), communicator: communicator,
+                let (_, out) = try Bench.step(config: try options.load(), communicator: communicator,
                                                        repeats: repeats, warmup: warmup)
                 if communicator.rank == 0 { say(out.rendered(json: json)) }
             }
@@ -141,8 +145,8 @@ struct BenchAllReduce: ParsableCommand {
 
     func run() throws {
         try runOnRanks(relaunchingAs: options.ranks, tcp: options.tcp) { communicator in
-            let out = try Training.Bench.collective(.allReduce, communicator: communicator,
-                                                    sizes: sweep ? Training.Bench.collectiveSizes(maxBytes: options.maxBytes) : [count * 4],
+            let out = try Bench.collective(.allReduce, communicator: communicator,
+                                                    sizes: sweep ? Bench.collectiveSizes(maxBytes: options.maxBytes) : [count * 4],
                                                     sameValues: !sweep, repeats: options.repeats, warmup: options.warmup)
             if communicator.isRoot { say(out.rendered(json: options.json)) }
         }
@@ -157,8 +161,8 @@ struct BenchAllGather: ParsableCommand {
 
     func run() throws {
         try runOnRanks(relaunchingAs: options.ranks, tcp: options.tcp) { communicator in
-            let out = try Training.Bench.collective(.allGather, communicator: communicator,
-                                                    sizes: Training.Bench.collectiveSizes(maxBytes: options.maxBytes),
+            let out = try Bench.collective(.allGather, communicator: communicator,
+                                                    sizes: Bench.collectiveSizes(maxBytes: options.maxBytes),
                                                     repeats: options.repeats, warmup: options.warmup)
             if communicator.isRoot { say(out.rendered(json: options.json)) }
         }
@@ -177,7 +181,7 @@ struct BenchCheckpoint: ParsableCommand {
 
     func run() throws {
         try runOnRanks(relaunchingAs: ranks) { communicator in
-            let out = try Training.Bench.checkpoint(config: try options.load(), communicator: communicator, repeats: repeats, warmup: warmup)
+            let out = try Bench.checkpoint(config: try options.load(), communicator: communicator, repeats: repeats, warmup: warmup)
             if communicator.rank == 0 { say(out.rendered(json: json)) }
         }
     }

@@ -1,3 +1,7 @@
+import Bench
+import Evaluation
+import RunFiles
+import Config
 import ArgumentParser
 import Foundation
 import Tensor

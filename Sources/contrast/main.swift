@@ -1,3 +1,8 @@
+import NN
+import Bench
+import Evaluation
+import RunFiles
+import Config
 import ArgumentParser
 import Data
 import Distributed
@@ -11,7 +16,7 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
-        subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, Bench.self, CollectivesCheck.self, ReducerCheck.self])
+        subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, BenchCommand.self, CollectivesCheckCommand.self, ReducerCheckCommand.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.

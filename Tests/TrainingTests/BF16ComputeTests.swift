@@ -1,4 +1,9 @@
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
+@testable import NN
 import Testing
 @testable import Tensor
 @testable import Training

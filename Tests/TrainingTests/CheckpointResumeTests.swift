@@ -1,5 +1,10 @@
 import Checkpoint
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
+@testable import NN
 import Testing
 @testable import Tensor
 @testable import Training
@@ -223,6 +228,6 @@ import Testing
         #expect(fromWeights.source.hasPrefix("weights of") && fromCheckpoint.source.contains("step 6"))
         #expect(fromWeights.model.arena.parameters.array.map(\.bitPattern) == fromCheckpoint.model.arena.parameters.array.map(\.bitPattern))
         #expect(fromCheckpoint.config.model.hidden == [64])
-        #expect(throws: RunFiles.Failure.self) { try TrainedModel.load(temporaryDirectory("empty").path) }
+        #expect(throws: RunDirectory.Failure.self) { try TrainedModel.load(temporaryDirectory("empty").path) }
     }
 }

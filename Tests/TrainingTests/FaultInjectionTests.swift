@@ -1,6 +1,10 @@
 import Checkpoint
 import Distributed
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
 import Testing
 @testable import Tensor
 @testable import Training

@@ -1,4 +1,8 @@
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
 import Testing
 @testable import Data
 @testable import Training
@@ -46,9 +50,9 @@ import Testing
             var labels = good
             labels[37] = bad
             let folder = try dataset(labels: labels)
-            let error = #expect(throws: RunFiles.Failure.self) { try load(folder, ["loss.kind=supcon"]) }
+            let error = #expect(throws: RunDirectory.Failure.self) { try load(folder, ["loss.kind=supcon"]) }
             #expect(error?.description.contains("sample 37 of the training split has label \(bad)") == true, "\(String(describing: error))")
-            #expect(throws: RunFiles.Failure.self) { try load(folder) }      // also for ntxent: kNN evaluation reads labels
+            #expect(throws: RunDirectory.Failure.self) { try load(folder) }      // also for ntxent: kNN evaluation reads labels
         }
     }
 }

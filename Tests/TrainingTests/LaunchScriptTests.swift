@@ -1,5 +1,9 @@
 import Checkpoint
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
 import Testing
 @testable import Training
 

@@ -1,6 +1,10 @@
 import Checkpoint
 import Contrastive
 import Foundation
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
 import Testing
 @testable import NN
 @testable import Tensor

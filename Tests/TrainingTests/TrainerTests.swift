@@ -1,5 +1,9 @@
 import Foundation
 import Contrastive
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
 import Testing
 @testable import Data
 @testable import NN
@@ -53,7 +57,7 @@ import Testing
         let config = try smokeConfig(["train.max_steps=1"])
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: config.runDirectory).appendingPathComponent("train.log"))
-        #expect(throws: RunFiles.Failure.self) { try Trainer(config: config) }
+        #expect(throws: RunDirectory.Failure.self) { try Trainer(config: config) }
     }
 
     @Test func missingDataSetNamesTheFileAndTheFix() throws {
@@ -247,8 +251,8 @@ import Testing
         var bytes = try Data(contentsOf: url)
         bytes[30] ^= 0x40
         try bytes.write(to: url)
-        #expect(throws: RunFiles.Failure.self) { try WeightsFile.read(into: copy, from: url) }
+        #expect(throws: RunDirectory.Failure.self) { try WeightsFile.read(into: copy, from: url) }
         try bytes.prefix(40).write(to: url)
-        #expect(throws: RunFiles.Failure.self) { try WeightsFile.read(into: copy, from: url) }
+        #expect(throws: RunDirectory.Failure.self) { try WeightsFile.read(into: copy, from: url) }
     }
 }

@@ -1,0 +1,111 @@
+import Training
+import Evaluation
+import RunFiles
+import Config
+import Data
+import Foundation
+import NN
+import Tensor
+
+extension Bench {
+    /// The fp32 GEMM calls of one training step (recorded by `GEMMRecording`), grouped by shape
+    /// in the order first called, each shape timed alone on packed operands at one thread, in the
+    /// library the step runs them in (`FP32GEMM.library`).
+    ///
+    ///     gemm sum = sum over shapes of (calls of the shape) x (median seconds of one call)
+    ///
+    /// step time / gemm sum is then how far the step is from its GEMMs at the machine's
+    /// single-thread GEMM rate (issue 9's target: at most 1.1).
+    public struct GEMMAccount: Sendable {
+        public struct Entry: Sendable {
+            public var call: GEMMCall
+            public var count: Int
+            public var time: Measurement
+        }
+        public var entries: [Entry]
+
+        public var totalSeconds: Double { entries.reduce(0) { $0 + Double($1.count) * $1.time.median } }
+        public var totalFlops: Double { entries.reduce(0) { $0 + Double($1.count) * $1.call.flops } }
+
+        /// Groups `calls` and times each shape (`repeats` after one warm-up). Leaves OpenBLAS at one thread.
+        public init(_ calls: [GEMMCall], repeats: Int) {
+            var order: [GEMMCall] = [], counts: [GEMMCall: Int] = [:]
+            for call in calls {
+                if counts[call] == nil { order.append(call) }
+                counts[call, default: 0] += 1
+            }
+            BLASThreads.set(1)
+            let times = Bench.timeGEMMs(order, repeats: repeats)
+            entries = zip(order, times).map { Entry(call: $0, count: counts[$0]!, time: $1) }
+        }
+    }
+
+    /// The bytes of a training step's own buffers, by what they hold (issue 9's memory target:
+    /// peak resident set per rank at most 1.5x their sum).
+    ///
+    /// - parameters, gradients: the arena's two flat buffers (padding included), 4 x arena count each.
+    /// - optimizer state: every state buffer of the optimizer (AdamW: m and v; SGD / LARS: momentum).
+    /// - activations: every scratch buffer the step made (`ScratchBuffer.liveBytes` after a step minus
+    ///   before the step was built: the layers' outputs, saved inputs and gradients), less the
+    ///   NT-Xent logits below, plus the input batch. Other losses' workspaces (SupCon, hard negatives,
+    ///   CLIP) are scratch buffers too and are counted here.
+    /// - logits: `NTXentLoss.workspaceBytes` (A x N floats, or A x C + 3 A with loss.logit_chunk C).
+    /// - embedding exchange: the gathered embeddings and both embedding gradients (2 N + 2 V) x E floats.
+    /// - momentum queue (loss.moco_queue > 0): the key encoder's parameters and gradients and the
+    ///   queue of keys with its gradient.
+    /// - communication: the reducer's 16-bit wire copies (all gradients x 2 bytes for bf16 / fp16; fp32
+    ///   is reduced in place and needs none).
+    public struct MemoryAccount: Sendable {
+        public var parameters: Int
+        public var gradients: Int
+        public var optimizerState: Int
+        public var activations: Int
+        public var inputBatch: Int
+        public var logits: Int
+        public var embeddingExchange: Int
+        public var momentumQueue: Int
+        public var communication: Int
+
+        public var total: Int {
+            parameters + gradients + optimizerState + activations + inputBatch + logits + embeddingExchange + momentumQueue + communication
+        }
+
+        /// The account of `step` after at least one step; `scratchBytesBefore` is `ScratchBuffer.liveBytes` before it was made.
+        init(step: TrainingStep, scratchBytesBefore: Int) {
+            let float = MemoryLayout<Float>.stride
+            parameters = step.model.arena.count * float
+            gradients = step.model.arena.count * float
+            optimizerState = step.optimizer.stateBuffers.reduce(0) { $0 + $1.tensor.count } * float
+            logits = step.loss.workspaceBytes
+            activations = max(0, ScratchBuffer.liveBytes - scratchBytesBefore - logits)
+            inputBatch = step.batch.count * float
+            embeddingExchange = [step.gathered, step.anchorGradient, step.candidateGradient, step.ownGradient].reduce(0) { $0 + $1.count } * float
+            momentumQueue = step.momentumQueue.map { queue in
+                (2 * queue.model.arena.count + queue.candidates.count) * float
+            } ?? 0
+            let r = step.reducer
+            communication = r.precision == .fp32 ? 0 : r.buckets.reduce(0) { $0 + $1.count } * r.precision.stride
+        }
+
+        /// (label, bytes) in the order the table prints them.
+        public var parts: [(String, Int)] {
+            [("parameters", parameters), ("gradients", gradients), ("optimizer state", optimizerState),
+             ("activations (layer buffers)", activations), ("input batch", inputBatch), ("logits (loss workspace)", logits),
+             ("embedding exchange (gathered + gradients)", embeddingExchange), ("momentum encoder and queue", momentumQueue),
+             ("communication buffers (wire)", communication)]
+        }
+
+        public var fields: [String: Any] {
+            ["parameters_bytes": parameters, "gradients_bytes": gradients, "optimizer_state_bytes": optimizerState,
+             "activations_bytes": activations, "input_batch_bytes": inputBatch, "logits_bytes": logits,
+             "embedding_exchange_bytes": embeddingExchange, "momentum_queue_bytes": momentumQueue, "communication_bytes": communication,
+             "total_bytes": total]
+        }
+
+        /// Bytes of the decoded training samples this rank holds in memory (not part of the
+        /// step's account); 0 when they are on disk (`data.hold: disk`).
+        public static func dataSetBytes(_ data: TrainingData) -> Int {
+            data.train.disk != nil ? 0 : data.train.count * (data.train.featureWidth * (data.train.features.dtype == .uint8 ? 1 : 4) + data.train.pairWidth * 4)
+        }
+    }
+}

@@ -1,0 +1,636 @@
+// The one configuration type of a training run. Every field has a default; `TrainingConfig()` is the
+// benchmark workload fmnist-simclr-mlp (shared/benchmarks/fmnist-simclr-mlp.md). YAML keys are snake_case
+// and nest by section, so `--set optimizer.lr=3e-4` reads like the file. Loading, merging and error
+// messages live in ConfigLoader.swift; range checks in ConfigValidation.swift; docs/config.md documents
+// every key (a test keeps it complete).
+
+/// Everything a training run needs to know, as one nested document.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    /// Directory everything the run writes goes to (logs, metrics, checkpoints, resolved config).
+    public var runDirectory: String = "runs/fmnist-simclr"
+    /// Seed of all randomness: initialisation, sample order, augmentation.
+    public var seed: Int = 0
+    /// Data set, batch size and sharding.
+    public var data: DataSection = DataSection()
+    /// Augmentation that makes the two views of every sample.
+    public var views: ViewsSection = ViewsSection()
+    /// Augmentation of non-image features (data.augment features).
+    public var featureViews: FeatureViewsSection = FeatureViewsSection()
+    /// Encoder and projection head.
+    public var model: ModelSection = ModelSection()
+    /// Contrastive objective.
+    public var loss: LossSection = LossSection()
+    /// Optimizer, learning-rate schedule and gradient clipping.
+    public var optimizer: OptimizerSection = OptimizerSection()
+    /// Length of the run and logging cadence.
+    public var train: TrainSection = TrainSection()
+    /// Representation-quality monitors.
+    public var eval: EvalSection = EvalSection()
+    /// Health warnings, embedding geometry, progress output and TensorBoard files.
+    public var monitor: MonitorSection = MonitorSection()
+    /// Gradient exchange between ranks.
+    public var communication: CommunicationSection = CommunicationSection()
+    /// When checkpoints are written and how many are kept.
+    public var checkpoint: CheckpointSection = CheckpointSection()
+    /// `auto` (continue from the newest complete checkpoint in run_dir, if any), `never` (start
+    /// fresh; run_dir must be empty), or the path of a checkpoint directory to start from.
+    public var resume: String = "auto"
+    /// Fine-tuning: a pretrained run or checkpoint directory whose encoder parameters start this run
+    /// ("" = none; parameters only, a fresh optimizer state; a resumed run ignores it). docs/fine-tuning.md.
+    public var initFrom: String = ""
+    /// init_from: also copy the projection head (false: a fresh head).
+    public var initHead: Bool = false
+    /// What does not train: none, or the encoder (no gradients, no all-reduce, no updates).
+    public var freeze: FreezeKind = .none
+
+    enum CodingKeys: String, CodingKey {
+        case runDirectory = "run_dir"
+        case seed, data, views, model, loss, optimizer, train, eval, monitor, communication, checkpoint, resume
+        case featureViews = "feature_views"
+        case initFrom = "init_from"
+        case initHead = "init_head"
+        case freeze
+    }
+
+    public init() {}
+}
+
+/// Which parameters a fine-tune keeps fixed.
+public enum FreezeKind: String, Codable, Sendable, CaseIterable {
+    /// Everything trains.
+    case none
+    /// The first tower's encoder is fixed: only the adapter, the head (and a pair tower) train.
+    case encoder
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Which data set to train on.
+public enum DatasetKind: String, Codable, Sendable, CaseIterable {
+    /// Fashion-MNIST in IDX format (Debian package dataset-fashion-mnist); each rank keeps only its shards' samples.
+    case fashionMNIST = "fashion-mnist"
+    /// A sharded data set written by `contrast prepare` (docs/data-format.md); each rank reads only its shards.
+    case prepared
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Where a rank keeps the samples of its shards while it trains.
+public enum HoldKind: String, Codable, Sendable, CaseIterable {
+    /// In memory, read before the first step.
+    case memory
+    /// In unnamed temporary files in `data.spill_dir`, read a batch at a time (the page cache
+    /// keeps the hot ones): for data sets larger than a rank's memory.
+    case disk
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How the views of a sample are made.
+public enum AugmentKind: String, Codable, Sendable, CaseIterable {
+    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
+    case auto
+    /// Crops, flips, jitter and noise of the `views` section (uint8 [H, W] images only).
+    case image
+    /// Dropout, masking, noise and scaling of the `feature_views` section.
+    case features
+    /// The samples as they are (loss.kind clip only: its two views are the two modalities).
+    case none
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Data set, batch size and sharding.
+public struct DataSection: Codable, Sendable, Equatable {
+    /// Which data set to read.
+    public var dataset: DatasetKind = .fashionMNIST
+    /// Directory holding the data set's files. For `prepared`: the folder `contrast prepare`
+    /// wrote, with train/ and test/ inside, or a data-set folder itself (then no test split).
+    public var path: String = "/usr/share/datasets/fashion-mnist"
+    /// Samples per rank per step; the global batch is this times the number of ranks.
+    public var batchPerRank: Int = 256
+    /// Fixed number of virtual shards an in-memory data set is cut into (a prepared data set's shards are its files).
+    public var virtualShards: Int = 64
+    /// Use only the first this many training samples (0 = all); for small test runs.
+    public var trainLimit: Int = 0
+    /// Use only the first this many test samples in evaluation (0 = all).
+    public var testLimit: Int = 0
+    /// Batches a background thread makes views for ahead of the step (0 = make them in the training loop).
+    public var prefetch: Int = 2
+    /// How the views of a sample are made.
+    public var augment: AugmentKind = .auto
+    /// loss.kind supcon: fraction of the training samples whose labels are used (a fixed subset by seed); the rest count as unlabeled.
+    public var labeledFraction: Float = 1
+    /// Where the rank keeps its samples: memory, or files on disk.
+    public var hold: HoldKind = .memory
+    /// `hold: disk`: the directory of the unnamed sample files; empty = $TMPDIR, else /tmp.
+    public var spillDir: String = ""
+
+    enum CodingKeys: String, CodingKey {
+        case dataset, path, augment, hold
+        case spillDir = "spill_dir"
+        case labeledFraction = "labeled_fraction"
+        case batchPerRank = "batch_per_rank"
+        case virtualShards = "virtual_shards"
+        case trainLimit = "train_limit"
+        case testLimit = "test_limit"
+        case prefetch
+    }
+
+    public init() {}
+}
+
+/// Augmentation that makes the two views of every sample (applied in this order).
+public struct ViewsSection: Codable, Sendable, Equatable {
+    /// Random resized crop: range [lo, hi] of the crop's area as a fraction of the image.
+    public var cropArea: [Float] = [0.6, 1.0]
+    /// Random resized crop: range [lo, hi] of the crop's aspect ratio (drawn log-uniformly).
+    public var aspectRatio: [Float] = [0.75, 1.3333334]
+    /// Probability of a horizontal flip.
+    public var flip: Float = 0.5
+    /// Colour jitter strength: brightness and contrast factors uniform in [1 - jitter, 1 + jitter].
+    public var jitter: Float = 0.4
+    /// Probability that colour jitter is applied.
+    public var jitterProbability: Float = 0.8
+    /// Standard deviation of additive Gaussian pixel noise (0 = none).
+    public var noise: Float = 0.05
+
+    enum CodingKeys: String, CodingKey {
+        case cropArea = "crop_area"
+        case aspectRatio = "aspect_ratio"
+        case flip, jitter
+        case jitterProbability = "jitter_p"
+        case noise
+    }
+
+    public init() {}
+}
+
+/// Augmentation of non-image features (`data.augment: features`), applied in this order:
+/// scale, mask, dropout, noise.
+public struct FeatureViewsSection: Codable, Sendable, Equatable {
+    /// Range [lo, hi] of one multiplicative factor per view, drawn uniformly ([1, 1] = off).
+    public var scale: [Float] = [0.8, 1.2]
+    /// Fraction of the features zeroed as one contiguous span at a random start (0 = off).
+    public var mask: Float = 0.0
+    /// Probability that each feature is zeroed, independently (no rescaling; 0 = off).
+    public var dropout: Float = 0.1
+    /// Standard deviation of additive Gaussian noise (0 = off).
+    public var noise: Float = 0.05
+
+    public init() {}
+}
+
+/// Architecture of the encoder.
+public enum EncoderKind: String, Codable, Sendable, CaseIterable {
+    /// Multilayer perceptron on the flattened image.
+    case mlp
+    /// Small residual convolutional network (Conv2d, GroupNorm, ReLU, average pooling) on uint8 [H, W] images.
+    case cnn
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Non-linearity between Linear layers.
+public enum ActivationKind: String, Codable, Sendable, CaseIterable {
+    /// max(0, x).
+    case relu
+    /// x Φ(x) (Gaussian error linear unit).
+    case gelu
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Encoder and projection head: input -> hidden... -> representation -> projection... -> L2-normalise.
+public struct ModelSection: Codable, Sendable, Equatable {
+    /// Architecture of the encoder.
+    public var encoder: EncoderKind = .mlp
+    /// Widths of the encoder's hidden layers.
+    public var hidden: [Int] = [1024, 1024]
+    /// Width of the representation h (the encoder's output, used for evaluation). encoder cnn: 0 means
+    /// no Linear after pooling, h is the pooled maps themselves.
+    public var representation: Int = 256
+    /// Widths of the projection head's layers; the last is the embedding z the loss sees.
+    public var projection: [Int] = [256, 128]
+    /// Non-linearity between Linear layers.
+    public var activation: ActivationKind = .relu
+    /// Widths of the second tower's hidden layers (loss.kind clip: the encoder of the pairs).
+    public var pairHidden: [Int] = [512]
+    /// encoder cnn: channels of the residual stages (stride 2 between stages).
+    public var channels: [Int] = [16, 32, 64]
+    /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
+    public var poolCells: Int = 1
+    /// encoder cnn: h is made of the pooled maps of this many last stages, concatenated (1: the last only).
+    public var poolStages: Int = 1
+    /// Bottleneck width of a residual adapter on h between encoder and head (0 = none).
+    public var adapter: Int = 0
+    /// loss.reconstruction_weight > 0: widths of the decoder's hidden layers, h -> hidden... -> input.
+    public var decoder: [Int] = [256]
+
+    enum CodingKeys: String, CodingKey {
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder
+        case pairHidden = "pair_hidden"
+        case poolCells = "pool_cells"
+        case poolStages = "pool_stages"
+    }
+
+    public init() {}
+}
+
+/// Contrastive objective.
+public enum LossKind: String, Codable, Sendable, CaseIterable {
+    /// NT-Xent (SimCLR): the other view is the positive, every other view of the global batch a negative.
+    case ntxent
+    /// Symmetric InfoNCE of two towers (CLIP): a sample's pair is its positive, every other pair of the global batch a negative.
+    case clip
+    /// Supervised contrastive (SupCon, L_out): the other view and every other view with the same label are positives.
+    case supcon
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How the softmax temperature evolves over the run.
+public enum TemperatureMode: String, Codable, Sendable, CaseIterable {
+    /// loss.temperature throughout.
+    case fixed
+    /// Cosine from loss.temperature at step 0 to loss.temperature_final at the end of the run.
+    case cosine
+    /// Learned, as in CLIP: theta = log(1 / tau) is a parameter of the model, initialised to
+    /// log(1 / loss.temperature), never decayed, clamped to tau >= loss.temperature_min.
+    case learnable
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Where SupCon's unlabeled samples get labels from.
+public enum PseudoLabelMode: String, Codable, Sendable, CaseIterable {
+    /// Unlabeled samples stay unlabeled: their only positive is their other view.
+    case none
+    /// A weighted kNN vote over the labeled views of the global batch, used above loss.pseudo_label_threshold.
+    case knn
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Contrastive objective.
+public struct LossSection: Codable, Sendable, Equatable {
+    /// Which contrastive loss.
+    public var kind: LossKind = .ntxent
+    /// Softmax temperature tau of the similarity logits z_i · z_j / tau (the start value when scheduled or learned).
+    public var temperature: Float = 0.2
+    /// Fixed, cosine-scheduled or learnable temperature.
+    public var temperatureMode: TemperatureMode = .fixed
+    /// temperature_mode cosine: the temperature at the end of the run.
+    public var temperatureFinal: Float = 0.1
+    /// temperature_mode learnable: the smallest temperature (CLIP: 0.01, a logit scale of at most 100).
+    public var temperatureMin: Float = 0.01
+    /// Candidates per chunk of the logit matrix (0 = all at once). Bounds the logit memory of a
+    /// rank to local anchors x chunk as the global batch grows (streaming log-sum-exp).
+    public var logitChunk: Int = 0
+    /// ntxent only: K keys of past steps kept as extra negatives, from a momentum encoder (MoCo); 0 = off.
+    public var mocoQueue: Int = 0
+    /// moco_queue > 0: m of the momentum encoder's update theta_k <- m theta_k + (1 - m) theta_q.
+    public var mocoMomentum: Float = 0.99
+    /// Concentration beta of hard-negative reweighting (Robinson et al. 2021; 0 = off); the start value when scheduled.
+    public var hardNegativeBeta: Float = 0
+    /// hard_negative_schedule linear or cosine: beta at the end of the run.
+    public var hardNegativeBetaFinal: Float = 0
+    /// Constant beta, or a curriculum from hard_negative_beta to hard_negative_beta_final.
+    public var hardNegativeSchedule: HardNegativeSchedule = .constant
+    /// Class prior tau+ of the debiased estimator (Chuang et al. 2020; 0 = off).
+    public var debiasedTauPlus: Float = 0
+    /// kind supcon: pseudo-labels for the unlabeled samples of each global batch (none or knn).
+    public var pseudoLabels: PseudoLabelMode = .none
+    /// pseudo_labels knn: the smallest share of the vote the winning class needs, in (0, 1].
+    public var pseudoLabelThreshold: Float = 0.9
+    /// pseudo_labels knn: labeled neighbours per view that vote.
+    public var pseudoLabelK: Int = 10
+    /// pseudo_labels knn: T of a neighbour's vote weight exp(cosine / T).
+    public var pseudoLabelTemperature: Float = 0.1
+    /// w of the hybrid objective L = L_contrastive + w MSE(decoder(h), x); 0 = no decoder.
+    public var reconstructionWeight: Float = 0
+
+    enum CodingKeys: String, CodingKey {
+        case kind, temperature
+        case temperatureMode = "temperature_mode"
+        case temperatureFinal = "temperature_final"
+        case temperatureMin = "temperature_min"
+        case logitChunk = "logit_chunk"
+        case mocoQueue = "moco_queue"
+        case mocoMomentum = "moco_momentum"
+        case hardNegativeBeta = "hard_negative_beta"
+        case hardNegativeBetaFinal = "hard_negative_beta_final"
+        case hardNegativeSchedule = "hard_negative_schedule"
+        case debiasedTauPlus = "debiased_tau_plus"
+        case pseudoLabels = "pseudo_labels"
+        case pseudoLabelThreshold = "pseudo_label_threshold"
+        case pseudoLabelK = "pseudo_label_k"
+        case pseudoLabelTemperature = "pseudo_label_temperature"
+        case reconstructionWeight = "reconstruction_weight"
+    }
+
+    public init() {}
+
+    /// True when NT-Xent is reweighted or debiased (HardNegativeNTXentLoss instead of NTXentLoss).
+    public var usesHardNegatives: Bool {
+        hardNegativeBeta != 0 || debiasedTauPlus != 0 || (hardNegativeSchedule != .constant && hardNegativeBetaFinal != 0)
+    }
+}
+
+/// How the hard-negative concentration beta moves over the run (a curriculum).
+public enum HardNegativeSchedule: String, Codable, Sendable, CaseIterable {
+    /// loss.hard_negative_beta throughout.
+    case constant
+    /// Straight line from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case linear
+    /// Cosine from loss.hard_negative_beta at step 0 to loss.hard_negative_beta_final at the end.
+    case cosine
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Element format of gradients on the wire.
+public enum CommunicationPrecision: String, Codable, Sendable, CaseIterable {
+    /// Float32: exact sums, twice the bytes.
+    case fp32
+    /// bfloat16: fp32's range, 8 bits of mantissa; no scaling needed.
+    case bf16
+    /// IEEE half: 11 bits of mantissa, range 6e-5 ... 65504, so gradients are scaled dynamically.
+    case fp16
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How ranks exchange gradients.
+public struct CommunicationSection: Codable, Sendable, Equatable {
+    /// Format of gradients on the wire; sums are always formed in fp32 and applied to fp32 weights.
+    public var precision: CommunicationPrecision = .bf16
+    /// Size of one gradient all-reduce bucket in MB (of fp32 gradients); buckets start as soon as backward has finished their layers.
+    public var bucketMB: Float = 4
+    /// fp16 only: initial gradient scale before casting to the wire.
+    public var fp16InitialScale: Float = 65536
+    /// fp16 only: clean steps after which the scale doubles again (it halves on every overflow).
+    public var fp16ScaleWindow: Int = 500
+    /// Abort the job when a collective has waited this many seconds (0 = no watchdog; MPI runs only).
+    public var watchdogSeconds: Double = 300
+    /// The same limit while the ranks evaluate, where rank 0 classifies alone for minutes (0 = evaluation unwatched).
+    public var evalWatchdogSeconds: Double = 3600
+
+    enum CodingKeys: String, CodingKey {
+        case precision
+        case bucketMB = "bucket_mb"
+        case fp16InitialScale = "fp16_initial_scale"
+        case fp16ScaleWindow = "fp16_scale_window"
+        case watchdogSeconds = "watchdog_seconds"
+        case evalWatchdogSeconds = "eval_watchdog_seconds"
+    }
+
+    public init() {}
+}
+
+/// Optimizer algorithm.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// Stochastic gradient descent with (optionally Nesterov) momentum.
+    case sgd
+    /// Adam with decoupled weight decay.
+    case adamw
+    /// SGD with momentum and layer-wise trust ratio (You et al. 2017).
+    case lars
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Shape of the learning rate over steps (after warm-up).
+public enum ScheduleKind: String, Codable, Sendable, CaseIterable {
+    /// The learning rate stays at `lr`.
+    case constant
+    /// Cosine decay from `lr` to `final_lr` over the run.
+    case cosine
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Optimizer, learning-rate schedule and gradient clipping.
+public struct OptimizerSection: Codable, Sendable, Equatable {
+    /// Optimizer algorithm.
+    public var kind: OptimizerKind = .adamw
+    /// Peak learning rate.
+    public var lr: Float = 1e-3
+    /// AdamW: decay rates (beta1, beta2) of the first and second moment estimates.
+    public var betas: [Float] = [0.9, 0.999]
+    /// AdamW: added to the denominator for numerical stability.
+    public var eps: Float = 1e-8
+    /// Weight decay coefficient (decoupled for AdamW, added to the gradient for SGD and LARS).
+    public var weightDecay: Float = 1e-4
+    /// SGD and LARS: momentum coefficient.
+    public var momentum: Float = 0.9
+    /// SGD: use Nesterov momentum.
+    public var nesterov: Bool = false
+    /// LARS: trust coefficient eta of the layer-wise learning-rate ratio.
+    public var trustCoefficient: Float = 0.001
+    /// Learning-rate schedule after warm-up.
+    public var schedule: ScheduleKind = .constant
+    /// Steps of linear warm-up from 0 to `lr` (0 = none).
+    public var warmupSteps: Int = 0
+    /// Cosine schedule: learning rate at the last step.
+    public var finalLR: Float = 0
+    /// Clip the global gradient L2 norm to this value (0 = off).
+    public var clipNorm: Float = 0
+    /// Multiplies the learning rate of the first tower's encoder (fine-tuning: e.g. 0.1).
+    public var encoderLRScale: Float = 1
+
+    enum CodingKeys: String, CodingKey {
+        case kind, lr, betas, eps
+        case weightDecay = "weight_decay"
+        case momentum, nesterov
+        case trustCoefficient = "trust_coefficient"
+        case schedule
+        case warmupSteps = "warmup_steps"
+        case finalLR = "final_lr"
+        case clipNorm = "clip_norm"
+        case encoderLRScale = "encoder_lr_scale"
+    }
+
+    public init() {}
+}
+
+/// Length of the run and logging cadence.
+public struct TrainSection: Codable, Sendable, Equatable {
+    /// Passes over the training set.
+    public var epochs: Int = 15
+    /// Stop after this many optimizer steps, even mid-epoch (0 = no limit).
+    public var maxSteps: Int = 0
+    /// Log loss, learning rate and throughput every this many steps.
+    public var logEverySteps: Int = 10
+    /// OpenBLAS threads per rank.
+    public var blasThreads: Int = 1
+    /// Gradient caching (Gao et al. 2021): forward and backward the model this many views at a time,
+    /// so its activations cost this many rows, not the rank's V (0 = off: all V at once).
+    public var gradientCacheChunk: Int = 0
+    /// The model's GEMMs in fp32 or bf16 (fp32 accumulation, master weights and loss; `ComputePrecision`).
+    public var computePrecision: ComputePrecision = .fp32
+    /// The library of the fp32 GEMMs: auto (oneDNN where available), openblas or onednn (`GEMMLibraryChoice`).
+    public var gemmLibrary: GEMMLibraryChoice = .auto
+    /// Stop the run after this many skipped steps in a row (non-finite summed loss or gradients; 0 = never).
+    public var maxSkippedSteps: Int = 20
+
+    enum CodingKeys: String, CodingKey {
+        case epochs
+        case maxSteps = "max_steps"
+        case logEverySteps = "log_every_steps"
+        case blasThreads = "blas_threads"
+        case gradientCacheChunk = "gradient_cache_chunk"
+        case computePrecision = "compute_precision"
+        case gemmLibrary = "gemm_library"
+        case maxSkippedSteps = "max_skipped_steps"
+    }
+
+    public init() {}
+}
+
+/// Representation-quality monitors (on the frozen representation h of un-augmented images).
+public struct EvalSection: Codable, Sendable, Equatable {
+    /// Run kNN evaluation every this many epochs (0 = only at the end; it always runs at the end).
+    public var knnEveryEpochs: Int = 5
+    /// kNN: number of neighbours that vote.
+    public var knnK: Int = 200
+    /// kNN: votes are weighted by exp(cosine similarity / knn_temperature).
+    public var knnTemperature: Float = 0.1
+    /// Also fit and score the linear probe at every this many epochs' evaluation, and at the end (0 = never during training).
+    public var linearEveryEpochs: Int = 0
+    /// Stop when the monitor has not improved by `early_stopping_min_delta` for this many evaluations (0 = off).
+    public var earlyStoppingPatience: Int = 0
+    /// What early stopping watches: knn or linear accuracy on the test split.
+    public var earlyStoppingMonitor: EvalMonitor = .knn
+    /// Smallest rise of the monitor that counts as an improvement.
+    public var earlyStoppingMinDelta: Float = 0
+    /// `contrast eval full`: the linear probe is fitted on this fraction of the training labels, the
+    /// subset `data.labeled_fraction` would keep with the same seed (1 = every label).
+    public var probeLabeledFraction: Float = 1
+
+    enum CodingKeys: String, CodingKey {
+        case knnEveryEpochs = "knn_every_epochs"
+        case knnK = "knn_k"
+        case knnTemperature = "knn_temperature"
+        case linearEveryEpochs = "linear_every_epochs"
+        case earlyStoppingPatience = "early_stopping_patience"
+        case earlyStoppingMonitor = "early_stopping_monitor"
+        case earlyStoppingMinDelta = "early_stopping_min_delta"
+        case probeLabeledFraction = "probe_labeled_fraction"
+    }
+
+    public init() {}
+}
+
+/// An evaluation early stopping can watch.
+public enum EvalMonitor: String, Codable, Sendable, CaseIterable {
+    /// kNN accuracy of the representation on the test split.
+    case knn
+    /// Linear-probe accuracy (needs eval.linear_every_epochs > 0).
+    case linear
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// How a run reports on its health (docs/monitoring.md).
+public struct MonitorSection: Codable, Sendable, Equatable {
+    /// Measure the embedding geometry of the global batch every this many steps (0 = never).
+    public var geometryEverySteps: Int = 50
+    /// Warn of collapse when the mean per-dimension std of the embeddings, times sqrt(width),
+    /// falls below this (about 1 when spread over the sphere, 0 when collapsed).
+    public var collapseStd: Float = 0.2
+    /// Warn of a straggler when a rank's compute time per step exceeds the median rank's by this factor.
+    public var stragglerFactor: Float = 1.5
+    /// Warn when the training loop waits for data more than this fraction of the step time.
+    public var dataWaitFraction: Float = 0.1
+    /// Warn after this many consecutive skipped (non-finite gradient) steps.
+    public var skippedSteps: Int = 3
+    /// Write TensorBoard event files (scalars, rank 0) to run_dir/tensorboard.
+    public var tensorboard: Bool = true
+    /// Live progress line on a terminal: auto (when standard output is a terminal), always, never.
+    public var progress: ProgressKind = .auto
+
+    enum CodingKeys: String, CodingKey {
+        case geometryEverySteps = "geometry_every_steps"
+        case collapseStd = "collapse_std"
+        case stragglerFactor = "straggler_factor"
+        case dataWaitFraction = "data_wait_fraction"
+        case skippedSteps = "skipped_steps"
+        case tensorboard, progress
+    }
+
+    public init() {}
+}
+
+/// When the live progress line is shown.
+public enum ProgressKind: String, Codable, Sendable, CaseIterable {
+    /// When standard output is a terminal.
+    case auto
+    /// Always (control characters on standard output).
+    case always
+    /// Never: plain periodic lines only.
+    case never
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// When checkpoints are written and how many are kept (sharded, zstd-compressed; docs/checkpoint-format.md).
+public struct CheckpointSection: Codable, Sendable, Equatable {
+    /// Write a checkpoint every this many steps (0 = not by step count).
+    public var everySteps: Int = 500
+    /// Write a checkpoint when this many minutes have passed since the last one (0 = not by time).
+    public var everyMinutes: Float = 30
+    /// Keep the newest this many checkpoints (at least 1; a new one commits before an old one is deleted).
+    public var keepLast: Int = 3
+    /// Also keep every checkpoint whose step is a multiple of this (0 = none).
+    public var keepEvery: Int = 0
+    /// zstd compression level.
+    public var level: Int = 3
+    /// Byte-plane shuffle of floats before compression (compresses floats far better).
+    public var shuffle: Bool = true
+
+    enum CodingKeys: String, CodingKey {
+        case everySteps = "every_steps"
+        case everyMinutes = "every_minutes"
+        case keepLast = "keep_last"
+        case keepEvery = "keep_every"
+        case level, shuffle
+    }
+
+    public init() {}
+}
+
+/// Thrown while decoding a String-valued enum from an unknown value; ConfigLoader turns it into a
+/// ConfigError that lists the valid values.
+struct InvalidChoice: Error {
+    var codingPath: [String]
+    var choices: [String]
+}
+
+/// Decodes a String raw-value enum, failing with the list of valid values instead of a generic message.
+func decodeChoice<Choice>(from decoder: any Decoder) throws -> Choice
+where Choice: RawRepresentable & CaseIterable, Choice.RawValue == String {
+    let path = decoder.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+    let choices = Choice.allCases.map(\.rawValue)
+    guard let raw = try? decoder.singleValueContainer().decode(String.self),
+          let choice = Choice(rawValue: raw) else {
+        throw InvalidChoice(codingPath: path, choices: choices)
+    }
+    return choice
+}
+
+/// What the model's GEMMs multiply in (train.compute_precision). bf16: the encoder's, adapter's,
+/// head's (and pair tower's and decoder's) Linear and Conv2d GEMMs, forward, dW and dX, round their
+/// inputs to bf16 and accumulate in fp32 (oneDNN, AVX-512 BF16); their outputs, the gradients, the
+/// master weights, the optimizer, normalisation and the loss stay fp32. Evaluation runs in fp32.
+public enum ComputePrecision: String, Codable, Sendable, CaseIterable {
+    case fp32, bf16
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// Which library runs the fp32 GEMMs of training (train.gemm_library): `auto` takes oneDNN where it
+/// has an fp32 matmul for the CPU (AVX-512 brgemm, about 6 % faster than Debian's OpenBLAS on the
+/// benchmark's GEMMs), otherwise OpenBLAS. bf16 compute always runs in oneDNN.
+public enum GEMMLibraryChoice: String, Codable, Sendable, CaseIterable {
+    case auto, openblas, onednn
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}

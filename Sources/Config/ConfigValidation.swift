@@ -1,0 +1,189 @@
+// Range checks that types cannot express. Each failure names the dotted key, the rule and the value.
+
+extension TrainingConfig {
+    /// Checks every value is in its allowed range.
+    /// - Throws: `ConfigError` for the first value out of range, with `key` set to its dotted key.
+    public func validate() throws {
+        try check(!runDirectory.isEmpty, "run_dir", "must not be empty", runDirectory)
+
+        try check(!data.path.isEmpty, "data.path", "must not be empty", data.path)
+        try check(data.batchPerRank >= 1, "data.batch_per_rank", "must be at least 1", data.batchPerRank)
+        try check(data.virtualShards >= 1, "data.virtual_shards", "must be at least 1", data.virtualShards)
+        try check(data.trainLimit >= 0, "data.train_limit", "must be 0 (all) or positive", data.trainLimit)
+        try check(data.testLimit >= 0, "data.test_limit", "must be 0 (all) or positive", data.testLimit)
+        try check(data.labeledFraction >= 0 && data.labeledFraction <= 1, "data.labeled_fraction", "must be in [0, 1]", data.labeledFraction)
+        try check(data.prefetch >= 0, "data.prefetch", "must be 0 (views made in the training loop) or positive", data.prefetch)
+
+        try checkRange(views.cropArea, "views.crop_area", "two numbers [lo, hi] with 0 < lo <= hi <= 1") {
+            $0 > 0 && $0 <= $1 && $1 <= 1
+        }
+        try checkRange(views.aspectRatio, "views.aspect_ratio", "two numbers [lo, hi] with 0 < lo <= hi") {
+            $0 > 0 && $0 <= $1 && $1.isFinite
+        }
+        try checkProbability(views.flip, "views.flip")
+        try check(views.jitter >= 0 && views.jitter <= 1, "views.jitter", "must be in [0, 1]", views.jitter)
+        try checkProbability(views.jitterProbability, "views.jitter_p")
+        try check(views.noise >= 0 && views.noise.isFinite, "views.noise", "must be 0 or positive", views.noise)
+
+        try checkRange(featureViews.scale, "feature_views.scale", "two numbers [lo, hi] with 0 < lo <= hi") {
+            $0 > 0 && $0 <= $1 && $1.isFinite
+        }
+        try check(featureViews.mask >= 0 && featureViews.mask < 1, "feature_views.mask", "must be in [0, 1)", featureViews.mask)
+        try check(featureViews.dropout >= 0 && featureViews.dropout < 1, "feature_views.dropout", "must be in [0, 1)", featureViews.dropout)
+        try check(featureViews.noise >= 0 && featureViews.noise.isFinite, "feature_views.noise", "must be 0 or positive", featureViews.noise)
+        try check(!model.channels.isEmpty && model.channels.allSatisfy { $0 >= 1 }, "model.channels", "must be one or more widths, each at least 1",
+                  model.channels)
+        try check(model.poolCells >= 1, "model.pool_cells", "must be at least 1 (1 = global average pool)", model.poolCells)
+        try check(model.poolStages >= 1 && model.poolStages <= model.channels.count, "model.pool_stages",
+                  "must be between 1 and the number of model.channels stages (\(model.channels.count))", model.poolStages)
+        try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
+
+        try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
+        if model.encoder == .cnn {
+            try check(model.representation >= 0, "model.representation",
+                      "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
+        } else {
+            try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
+        }
+        try check(model.projection.allSatisfy { $0 >= 1 }, "model.projection", "widths must be at least 1",
+                  model.projection)
+
+        try checkPositive(loss.temperature, "loss.temperature")
+        try checkPositive(loss.temperatureFinal, "loss.temperature_final")
+        try checkPositive(loss.temperatureMin, "loss.temperature_min")
+        try check(loss.temperatureMode != .learnable || loss.temperatureMin <= loss.temperature, "loss.temperature_min",
+                  "must not exceed loss.temperature (\(loss.temperature)), the learnable temperature's start", loss.temperatureMin)
+        try check(loss.logitChunk >= 0, "loss.logit_chunk", "must be 0 (all candidates at once) or positive", loss.logitChunk)
+        try check(loss.mocoQueue >= 0, "loss.moco_queue", "must be 0 (off) or a number of keys", loss.mocoQueue)
+        try check(loss.mocoMomentum >= 0 && loss.mocoMomentum < 1, "loss.moco_momentum", "must be in [0, 1)", loss.mocoMomentum)
+        try check(loss.mocoQueue == 0 || loss.kind == .ntxent, "loss.moco_queue",
+                  "needs loss.kind ntxent (the momentum queue is an option of NT-Xent); set loss.moco_queue=0 for \(loss.kind.rawValue)",
+                  loss.mocoQueue)
+        try checkNonNegative(loss.hardNegativeBeta, "loss.hard_negative_beta")
+        try checkNonNegative(loss.hardNegativeBetaFinal, "loss.hard_negative_beta_final")
+        try check(loss.debiasedTauPlus >= 0 && loss.debiasedTauPlus < 1, "loss.debiased_tau_plus", "must be in [0, 1)", loss.debiasedTauPlus)
+        let hardNegativeKey = loss.debiasedTauPlus != 0 ? "loss.debiased_tau_plus"
+            : loss.hardNegativeBeta != 0 ? "loss.hard_negative_beta" : "loss.hard_negative_beta_final"
+        let hardNegativeValue = loss.debiasedTauPlus != 0 ? loss.debiasedTauPlus
+            : loss.hardNegativeBeta != 0 ? loss.hardNegativeBeta : loss.hardNegativeBetaFinal
+        try check(!loss.usesHardNegatives || loss.kind == .ntxent, hardNegativeKey,
+                  "reweights NT-Xent's negatives, but loss.kind is \(loss.kind.rawValue); set loss.kind ntxent or leave "
+                  + "loss.hard_negative_beta, loss.hard_negative_beta_final and loss.debiased_tau_plus at 0", hardNegativeValue)
+        try check(loss.pseudoLabels == .none || loss.kind == .supcon, "loss.pseudo_labels",
+                  "needs loss.kind supcon (labels with unlabeled samples); set loss.pseudo_labels none", loss.pseudoLabels.rawValue)
+        try check(loss.pseudoLabelThreshold > 0 && loss.pseudoLabelThreshold <= 1, "loss.pseudo_label_threshold", "must be in (0, 1]",
+                  loss.pseudoLabelThreshold)
+        try check(eval.probeLabeledFraction > 0 && eval.probeLabeledFraction <= 1, "eval.probe_labeled_fraction", "must be in (0, 1]",
+                  eval.probeLabeledFraction)
+        try check(loss.pseudoLabelK >= 1, "loss.pseudo_label_k", "must be at least 1", loss.pseudoLabelK)
+        try checkPositive(loss.pseudoLabelTemperature, "loss.pseudo_label_temperature")
+        try check(loss.reconstructionWeight >= 0 && loss.reconstructionWeight.isFinite, "loss.reconstruction_weight",
+                  "must be 0 (off) or positive", loss.reconstructionWeight)
+        try check(loss.reconstructionWeight == 0 || loss.kind != .clip, "loss.reconstruction_weight",
+                  "must be 0 with loss.kind clip (the decoder reconstructs the views of ntxent or supcon); set it to 0",
+                  loss.reconstructionWeight)
+        try check(model.decoder.allSatisfy { $0 >= 1 }, "model.decoder", "widths must be at least 1", model.decoder)
+        try check(loss.reconstructionWeight == 0 || train.gradientCacheChunk == 0, "loss.reconstruction_weight",
+                  "needs train.gradient_cache_chunk 0 (the decoder reads the whole batch's representations); set one of them to 0",
+                  loss.reconstructionWeight)
+        try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
+        try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
+                  "must be 0 (off) or positive", checkpoint.everyMinutes)
+        try check(checkpoint.keepLast >= 1, "checkpoint.keep_last", "must be at least 1", checkpoint.keepLast)
+        try check(checkpoint.keepEvery >= 0, "checkpoint.keep_every", "must be 0 (off) or positive", checkpoint.keepEvery)
+        try check((1...19).contains(checkpoint.level), "checkpoint.level", "must be a zstd level from 1 to 19", checkpoint.level)
+        try check(!resume.isEmpty, "resume", "must be auto, never or the path of a checkpoint directory", resume)
+        try checkPositive(communication.bucketMB, "communication.bucket_mb")
+        try checkPositive(communication.fp16InitialScale, "communication.fp16_initial_scale")
+        try check(communication.watchdogSeconds.isFinite && communication.watchdogSeconds >= 0, "communication.watchdog_seconds",
+                  "must be 0 (no watchdog) or a positive number of seconds", communication.watchdogSeconds)
+        try check(communication.evalWatchdogSeconds.isFinite && communication.evalWatchdogSeconds >= 0, "communication.eval_watchdog_seconds",
+                  "must be 0 (evaluation unwatched) or a positive number of seconds", communication.evalWatchdogSeconds)
+        try check(communication.fp16ScaleWindow >= 1, "communication.fp16_scale_window", "must be at least 1",
+                  communication.fp16ScaleWindow)
+
+        try checkPositive(optimizer.lr, "optimizer.lr")
+        try check(optimizer.betas.count == 2 && optimizer.betas.allSatisfy { $0 >= 0 && $0 < 1 },
+                  "optimizer.betas", "must be two numbers [beta1, beta2], each in [0, 1)", optimizer.betas)
+        try checkPositive(optimizer.eps, "optimizer.eps")
+        try checkNonNegative(optimizer.weightDecay, "optimizer.weight_decay")
+        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1)",
+                  optimizer.momentum)
+        try checkPositive(optimizer.trustCoefficient, "optimizer.trust_coefficient")
+        try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be 0 (none) or positive",
+                  optimizer.warmupSteps)
+        try checkNonNegative(optimizer.finalLR, "optimizer.final_lr")
+        try checkNonNegative(optimizer.clipNorm, "optimizer.clip_norm")
+
+        try check(train.epochs >= 1, "train.epochs", "must be at least 1", train.epochs)
+        try check(train.maxSteps >= 0, "train.max_steps", "must be 0 (no limit) or positive", train.maxSteps)
+        try check(train.logEverySteps >= 1, "train.log_every_steps", "must be at least 1", train.logEverySteps)
+        try check(train.blasThreads >= 1, "train.blas_threads", "must be at least 1", train.blasThreads)
+        try check(train.maxSkippedSteps >= 0, "train.max_skipped_steps", "must be 0 (never stop) or positive", train.maxSkippedSteps)
+        try check(train.gradientCacheChunk >= 0, "train.gradient_cache_chunk",
+                  "must be 0 (off) or a positive number of views per chunk", train.gradientCacheChunk)
+
+        try check(monitor.geometryEverySteps >= 0, "monitor.geometry_every_steps", "must be 0 (never) or positive", monitor.geometryEverySteps)
+        try checkNonNegative(monitor.collapseStd, "monitor.collapse_std")
+        try check(monitor.stragglerFactor > 1 && monitor.stragglerFactor.isFinite, "monitor.straggler_factor", "must be greater than 1",
+                  monitor.stragglerFactor)
+        try check(monitor.dataWaitFraction > 0 && monitor.dataWaitFraction <= 1, "monitor.data_wait_fraction", "must be in (0, 1]",
+                  monitor.dataWaitFraction)
+        try check(monitor.skippedSteps >= 1, "monitor.skipped_steps", "must be at least 1", monitor.skippedSteps)
+
+        try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
+                  eval.knnEveryEpochs)
+        try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)
+        try checkPositive(eval.knnTemperature, "eval.knn_temperature")
+        try check(eval.linearEveryEpochs >= 0, "eval.linear_every_epochs", "must be 0 (never during training) or positive",
+                  eval.linearEveryEpochs)
+        try check(eval.earlyStoppingPatience >= 0, "eval.early_stopping_patience", "must be 0 (off) or positive",
+                  eval.earlyStoppingPatience)
+        try checkNonNegative(eval.earlyStoppingMinDelta, "eval.early_stopping_min_delta")
+        try check(eval.earlyStoppingPatience == 0 || eval.earlyStoppingMonitor != .linear || eval.linearEveryEpochs > 0,
+                  "eval.early_stopping_monitor", "is linear, so eval.linear_every_epochs must be positive (the probe must run)",
+                  eval.earlyStoppingMonitor.rawValue)
+        try check(eval.earlyStoppingPatience == 0 || eval.knnEveryEpochs > 0 || eval.linearEveryEpochs > 0,
+                  "eval.early_stopping_patience", "needs evaluations during training: set eval.knn_every_epochs", eval.earlyStoppingPatience)
+        try validateFineTuning()
+    }
+}
+
+extension TrainingConfig {
+    /// Range checks of the fine-tuning keys (called by `validate`).
+    func validateFineTuning() throws {
+        guard model.adapter >= 0 else {
+            throw ConfigError(key: "model.adapter", problem: "config key 'model.adapter' must be 0 (no adapter) or a bottleneck width, got \(model.adapter)")
+        }
+        guard optimizer.encoderLRScale >= 0 && optimizer.encoderLRScale.isFinite else {
+            throw ConfigError(key: "optimizer.encoder_lr_scale",
+                              problem: "config key 'optimizer.encoder_lr_scale' must be 0 or positive, got \(optimizer.encoderLRScale)")
+        }
+        guard !initHead || !initFrom.isEmpty else {
+            throw ConfigError(key: "init_head", problem: "config key 'init_head' is true but init_from is empty",
+                              hint: "set init_from to the pretrained run directory, or init_head=false")
+        }
+    }
+}
+
+private func check(_ condition: Bool, _ key: String, _ rule: String, _ value: Any) throws {
+    guard !condition else { return }
+    let shown = value is String ? "\"\(value)\"" : "\(value)"
+    throw ConfigError(key: key, problem: "config key '\(key)' \(rule), got \(shown)")
+}
+
+private func checkPositive(_ value: Float, _ key: String) throws {
+    try check(value > 0 && value.isFinite, key, "must be greater than 0", value)
+}
+
+private func checkNonNegative(_ value: Float, _ key: String) throws {
+    try check(value >= 0 && value.isFinite, key, "must be 0 or positive", value)
+}
+
+private func checkProbability(_ value: Float, _ key: String) throws {
+    try check(value >= 0 && value <= 1, key, "is a probability and must be in [0, 1]", value)
+}
+
+private func checkRange(_ range: [Float], _ key: String, _ rule: String, _ valid: (Float, Float) -> Bool) throws {
+    try check(range.count == 2 && valid(range[0], range[1]), key, "must be \(rule)", range)
+}

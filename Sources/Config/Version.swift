@@ -1,0 +1,2 @@
+/// The contrast release, recorded in every checkpoint.
+public let contrastVersion = "0.1.0"

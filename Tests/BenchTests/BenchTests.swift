@@ -1,0 +1,175 @@
+import Foundation
+import Tensor
+import TestSupport
+@testable import Config
+@testable import RunFiles
+@testable import Evaluation
+import Testing
+@testable import Training
+@testable import Bench
+
+/// `contrast bench`: every subcommand runs at tiny sizes and its `--json` lines parse and carry
+/// their fields (never timing thresholds: the machine is shared); the GEMM recording hook sees
+/// the shapes the model must call; the memory account adds up the step's buffers.
+@Suite(.serialized) struct BenchTests {
+    /// The smoke model: encoder 784 -> 64 -> 32, head 32 -> 32 -> 16; 64 samples, V = 128 views.
+    static let smokeSettings = ["data.batch_per_rank=16", "data.train_limit=256"]
+
+    /// The JSON objects of `outcome`'s standard output, each checked for what every bench result carries.
+    func results(_ outcome: ProcessOutcome, bench: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[String: Any]] {
+        #expect(outcome.status == 0, "\(outcome.error.suffix(2000))", sourceLocation: sourceLocation)
+        let lines = outcome.output.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(!lines.isEmpty, "no output", sourceLocation: sourceLocation)
+        let objects = try lines.map { line -> [String: Any] in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return try #require(object, "not a JSON object: \(line)", sourceLocation: sourceLocation)
+        }
+        for object in objects {
+            #expect(object["bench"] as? String == bench, sourceLocation: sourceLocation)
+            let machine = try #require(object["machine"] as? [String: Any], sourceLocation: sourceLocation)
+            for key in ["cpu_model", "openblas_config", "openblas_core", "mpi_library", "kernel_instruction_set"] {
+                #expect(!((machine[key] as? String) ?? "").isEmpty, "machine.\(key) missing", sourceLocation: sourceLocation)
+            }
+            #expect((machine["logical_cores"] as? Int ?? 0) >= 1, sourceLocation: sourceLocation)
+            #expect(object["repeats"] is Int && object["warmup"] is Int, "\(object)", sourceLocation: sourceLocation)
+            #expect((object["median_ms"] as? Double ?? -1) >= 0, "\(object)", sourceLocation: sourceLocation)
+        }
+        return objects
+    }
+
+    func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
+
+    @Test func kernelsReportBandwidthBesideACopy() throws {
+        let objects = try results(try runContrast(ranks: 1, ["bench", "kernels", "--elements", "8192", "--repeats", "1", "--warmup", "0", "--json"]),
+                                  bench: "kernels")
+        let names = Set(objects.compactMap { $0["kernel"] as? String })
+        #expect(names == ["memcpy", "bias+relu forward", "bias+relu backward", "adamw update", "softmax max", "softmax exp (+sum)",
+                          "l2normalize forward", "l2normalize backward", "layernorm forward", "layernorm backward",
+                          "groupnorm forward", "groupnorm backward", "fp32 -> fp16", "fp16 -> fp32", "fp32 -> bf16", "bf16 -> fp32"])
+        for object in objects {
+            #expect(object["elements"] as? Int == 8192)
+            let bandwidth = number(object, "gb_per_s"), copy = number(object, "copy_gb_per_s")
+            #expect(bandwidth > 0 && copy > 0)
+            #expect(abs(number(object, "ratio_to_copy") - bandwidth / copy) <= 1e-9 * bandwidth / copy)
+        }
+        #expect(objects.first { $0["kernel"] as? String == "adamw update" }?["bytes"] as? Int == 28 * 8192)
+    }
+
+    @Test func lossReportsItsWorkspaceFromTheBuffers() throws {
+        let objects = try results(try runContrast(ranks: 1, ["bench", "loss", "--anchors", "16", "--candidates", "32", "--candidates", "64",
+                                                             "--sweep", "32", "--sweep", "64", "--chunk", "16", "--dimension", "8",
+                                                             "--repeats", "1", "--warmup", "0", "--json"]), bench: "loss")
+        let timed = objects.filter { $0["kind"] as? String == "time" }
+        #expect(timed.map { $0["candidates"] as? Int } == [32, 32, 64, 64] && timed.map { $0["chunk"] as? Int } == [0, 16, 0, 16])
+        for object in timed {
+            let n = object["candidates"] as! Int, chunk = object["chunk"] as! Int
+            // A x N logits unchunked; A x C logits and three rows of A chunked.
+            #expect(object["workspace_bytes"] as? Int == (chunk == 0 ? 16 * n * 4 : (16 * 16 + 3 * 16) * 4))
+            #expect(object["peak_rss_growth_bytes"] is Int)
+        }
+        let sweep = objects.filter { $0["kind"] as? String == "memory" }
+        #expect(sweep.map { $0["workspace_bytes_unchunked"] as? Int } == [16 * 32 * 4, 16 * 64 * 4])
+        #expect(sweep.map { $0["workspace_bytes_chunked"] as? Int } == [(16 * 16 + 48) * 4, (16 * 16 + 48) * 4])
+        #expect(sweep.allSatisfy { number($0, "chunked_spread") == 0 })
+    }
+
+    @Test func allGatherAndAllReduceReportBusBandwidthOverSharedMemoryAndTCP() throws {
+        let gather = try results(try runContrast(ranks: 2, ["bench", "allgather", "--max-bytes", "16384", "--repeats", "2", "--warmup", "1", "--json"]),
+                                 bench: "allgather")
+        #expect(gather.map { $0["bytes"] as? Int } == [4096, 4096, 16384, 16384])
+        #expect(gather.map { $0["format"] as? String } == ["fp32", "16-bit", "fp32", "16-bit"])
+        for object in gather {
+            #expect(object["ranks"] as? Int == 2)
+            #expect(object["values_per_rank"] as? Int == (object["bytes"] as! Int) / (object["bytes_per_value"] as! Int) / 2)
+            // nccl-tests: all-gather busbw = algbw (P - 1) / P.
+            #expect(abs(number(object, "busbw_gb_per_s") - number(object, "algbw_gb_per_s") / 2) <= 1e-12 + 1e-9 * number(object, "algbw_gb_per_s"))
+        }
+        let reduce = try results(try runContrast(ranks: 2, transport: .tcp, ["bench", "allreduce", "--sweep", "--max-bytes", "4096",
+                                                                              "--repeats", "2", "--warmup", "1", "--json"]), bench: "allreduce")
+        #expect(reduce.map { $0["format"] as? String } == ["fp32", "bf16", "fp16"])
+        for object in reduce {
+            #expect((object["transport"] as? String ?? "").hasPrefix("tcp"))
+            // All-reduce busbw = algbw 2 (P - 1) / P: equal at P = 2.
+            #expect(abs(number(object, "busbw_gb_per_s") - number(object, "algbw_gb_per_s")) <= 1e-9 * number(object, "algbw_gb_per_s"))
+        }
+    }
+
+    @Test func stepAccountsForItsGEMMsMemoryAndCommunication() throws {
+        let settings = Self.smokeSettings.flatMap { ["--set", $0] }
+        let one = try results(try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--repeats", "2", "--warmup", "1", "--json"] + settings),
+                              bench: "step")
+        #expect(one.count == 1)
+        let step = try #require(one.first)
+        let account = try #require(step["gemm_account"] as? [[String: Any]])
+        #expect(account.reduce(0) { $0 + ($1["count"] as? Int ?? 0) } == step["gemm_calls"] as? Int)
+        #expect(abs(account.reduce(0) { $0 + Double($1["count"] as! Int) * number($1, "median_ms") } - number(step, "gemm_ms")) <= 1e-9)
+        #expect(number(step, "step_over_gemm") > 0)
+        let memory = try #require(step["memory"] as? [String: Any])
+        let parts = ["parameters_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes", "input_batch_bytes", "logits_bytes",
+                     "embedding_exchange_bytes", "momentum_queue_bytes", "communication_bytes"]
+        #expect(parts.reduce(0) { $0 + (memory[$1] as? Int ?? -1_000_000) } == memory["total_bytes"] as? Int)
+        #expect((memory["activations_bytes"] as? Int ?? 0) >= 32 * (64 + 32 + 32 + 16) * 4, "the layers' outputs alone are this large")
+        #expect(number(step, "resident_peak_mb") > 0 && step["communication_hidden_fraction"] == nil)
+
+        let two = try results(try runContrast(ranks: 2, ["bench", "step", "--config", "configs/smoke.yaml", "--repeats", "2", "--warmup", "1",
+                                                         "--json", "--set", "communication.precision=bf16"] + settings), bench: "step")
+        #expect(two.count == 1)
+        let fraction = number(two[0], "communication_hidden_fraction")
+        #expect(fraction >= 0 && fraction <= 1 && number(two[0], "communication_hidden_ms") >= 0)
+        // bf16 wire copies of every gradient at P = 2.
+        #expect((two[0]["memory"] as? [String: Any])?["communication_bytes"] as? Int == (memory["parameters_bytes"] as! Int) / 2)
+    }
+
+    @Test func gemmDataAndCheckpointPrintJSON() throws {
+        let settings = Self.smokeSettings.flatMap { ["--set", $0] }
+        let gemm = try results(try runContrast(ranks: 1, ["bench", "gemm", "--config", "configs/smoke.yaml", "--repeats", "1", "--json"] + settings),
+                               bench: "gemm")
+        #expect(Set(gemm.compactMap { $0["group"] as? String }) == ["mlp", "mlp_total", "loss", "layers"])
+        let data = try results(try runContrast(ranks: 1, ["bench", "data", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0", "--json"] + settings),
+                               bench: "data")
+        #expect(data.compactMap { $0["stage"] as? String } == ["read", "make_batch", "step"])
+        let checkpoint = try results(try runContrast(ranks: 1, ["bench", "checkpoint", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0",
+                                                                "--json"] + settings), bench: "checkpoint")
+        #expect(checkpoint.count == 12 && Set(checkpoint.compactMap { $0["operation"] as? String }) == ["save", "load", "verify"])
+        #expect(checkpoint.allSatisfy { ($0["stored_bytes"] as? Int ?? 0) > 0 })
+    }
+
+    /// The hook sees exactly the GEMMs the smoke model must call in one step at P = 1: per Linear
+    /// layer forward Y = X W^T and dW += dY^T X (accumulating), dX = dY W but for the first layer;
+    /// NT-Xent's logits and its two gradients.
+    @Test func recordingSeesTheStepsGEMMs() throws {
+        let config = try smokeConfig()
+        let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 64, totalSteps: 2)
+        var rng = RandomStream(seed: 3, stream: 0)
+        for i in 0..<step.batch.count { step.batch[i] = rng.nextUniform() }
+        let calls = try GEMMRecording.record { try step.step(learningRate: 1e-3) }.calls
+        let expected = Bench.mlpShapes(widths: [[784, 64, 32], [32, 32, 16]], rows: 128) + Bench.lossShapes(rows: 128, width: 16)
+        func key(_ m: Int, _ n: Int, _ k: Int, _ a: Bool, _ b: Bool) -> String { "\(m)x\(n)x\(k) \(a) \(b)" }
+        #expect(calls.map { key($0.m, $0.n, $0.k, $0.transposeA, $0.transposeB) }.sorted()
+                == expected.map { key($0.m, $0.n, $0.k, $0.transposeA, $0.transposeB) }.sorted())
+        // Exactly the weight gradients accumulate (beta = 1).
+        #expect(calls.filter(\.accumulates).count == expected.filter { $0.name.hasPrefix("dW") }.count)
+        // Off again: nothing more is recorded, and a nested-free second recording starts empty.
+        let again = GEMMRecording.record { () -> Int in 0 }.calls
+        #expect(again.isEmpty)
+    }
+
+    /// The memory account's arithmetic for the smoke model at P = 1 (AdamW, fp32, no chunk):
+    /// 53,904 parameters (784*64+64 + 64*32+32 + 32*32+32 + 32*16+16), padded in the arena.
+    @Test(arguments: [0, 32]) func memoryAccountOfTheSmokeModel(chunk: Int) throws {
+        let config = try smokeConfig(["loss.logit_chunk=\(chunk)"])
+        let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 64, totalSteps: 2)
+        _ = try step.step(learningRate: 1e-3)
+        let account = Bench.MemoryAccount(step: step, scratchBytesBefore: 0)
+        let arena = step.model.arena
+        #expect(arena.parameterCount == 53_904)
+        #expect(account.parameters == arena.count * 4 && account.gradients == arena.count * 4)
+        #expect(account.optimizerState == 2 * arena.count * 4)                          // AdamW: m and v
+        #expect(account.inputBatch == 128 * 784 * 4)
+        #expect(account.logits == (chunk == 0 ? 128 * 128 * 4 : (128 * 32 + 3 * 128) * 4))
+        #expect(account.embeddingExchange == (2 * 128 + 2 * 128) * 16 * 4)             // gathered, its gradient, anchor and own gradients
+        #expect(account.communication == 0)                                            // one rank: fp32 reduced in place
+        #expect(account.momentumQueue == 0)
+        #expect(account.total == account.parts.reduce(0) { $0 + $1.1 })
+    }
+}
