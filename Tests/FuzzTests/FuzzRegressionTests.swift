@@ -1,9 +1,9 @@
 import Foundation
 import FuzzTargets
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 import Testing
 
 /// Tests/Fuzz, found from this file's path.

@@ -1,8 +1,8 @@
 import Foundation
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 @testable import NN
 import Testing
 @testable import Tensor

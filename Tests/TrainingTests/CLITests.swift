@@ -1,9 +1,9 @@
 import Data
 import Foundation
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 import Testing
 
 /// The `contrast` executable as a user meets it: a mistake gives one line on standard error

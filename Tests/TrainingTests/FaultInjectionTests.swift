@@ -2,9 +2,9 @@ import Checkpoint
 import Distributed
 import Foundation
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 import Testing
 @testable import Tensor
 @testable import Training

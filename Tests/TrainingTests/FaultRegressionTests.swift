@@ -1,8 +1,8 @@
 import Foundation
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 import Testing
 @testable import Data
 @testable import Training

@@ -1,9 +1,9 @@
 import Foundation
 import Contrastive
 import TestSupport
-@testable import Config
-@testable import RunFiles
-@testable import Evaluation
+import Config
+import RunFiles
+import Evaluation
 import Testing
 @testable import Data
 @testable import NN
