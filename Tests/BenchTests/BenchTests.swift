@@ -125,13 +125,36 @@ import Testing
         let gemm = try results(try runContrast(ranks: 1, ["bench", "gemm", "--config", "configs/smoke.yaml", "--repeats", "1", "--json"] + settings),
                                bench: "gemm")
         #expect(Set(gemm.compactMap { $0["group"] as? String }) == ["mlp", "mlp_total", "loss", "layers"])
+        // Every shape the smoke model calls at 16 samples (V = 32 rows), each rate its own 2 m n k over its median.
+        let shapes = gemm.filter { ["mlp", "loss"].contains($0["group"] as? String) }
+        let expected = Bench.mlpShapes(widths: [[784, 64, 32], [32, 32, 16]], rows: 32) + Bench.lossShapes(rows: 32, width: 16)
+        #expect(shapes.map { "\($0["shape"]!) \($0["m"]!)x\($0["n"]!)x\($0["k"]!)" }.sorted()
+                == expected.map { "\($0.name) \($0.m)x\($0.n)x\($0.k)" }.sorted())
+        func flops(_ object: [String: Any]) -> Double { 2 * number(object, "m") * number(object, "n") * number(object, "k") }
+        for object in shapes {
+            #expect(abs(number(object, "gflop_per_s") - flops(object) / (number(object, "median_ms") * 1e6)) <= 1e-9 * number(object, "gflop_per_s"))
+        }
+        let mlp = shapes.filter { $0["group"] as? String == "mlp" }
+        let total = try #require(gemm.first { $0["group"] as? String == "mlp_total" })
+        #expect(abs(number(total, "gflop_per_s") - mlp.map(flops).reduce(0, +) / (number(total, "median_ms") * 1e6)) <= 1e-9 * number(total, "gflop_per_s"))
         let data = try results(try runContrast(ranks: 1, ["bench", "data", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0", "--json"] + settings),
                                bench: "data")
         #expect(data.compactMap { $0["stage"] as? String } == ["read", "make_batch", "step"])
+        for object in data where object["stage"] as? String != "read" {
+            #expect(object["samples"] as? Int == 16)
+            #expect(abs(number(object, "samples_per_second") - 16 / (number(object, "median_ms") * 1e-3)) <= 1e-9 * number(object, "samples_per_second"))
+        }
         let checkpoint = try results(try runContrast(ranks: 1, ["bench", "checkpoint", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0",
                                                                 "--json"] + settings), bench: "checkpoint")
         #expect(checkpoint.count == 12 && Set(checkpoint.compactMap { $0["operation"] as? String }) == ["save", "load", "verify"])
-        #expect(checkpoint.allSatisfy { ($0["stored_bytes"] as? Int ?? 0) > 0 })
+        // The full state: parameters and AdamW's two moments of the 53,904-parameter smoke model.
+        #expect(checkpoint.allSatisfy { $0["raw_bytes"] as? Int == 3 * 53_904 * 4 })
+        for object in checkpoint {
+            let raw = number(object, "raw_bytes"), stored = number(object, "stored_bytes"), seconds = number(object, "median_ms") * 1e-3
+            #expect(stored > 0 && abs(number(object, "compression_ratio") - raw / stored) <= 1e-9 * raw / stored)
+            let rate = object["operation"] as? String == "save" ? number(object, "mb_per_s_per_rank") : number(object, "mb_per_s")
+            #expect(abs(rate - raw / seconds / 1e6) <= 1e-9 * rate, "\(object)")
+        }
     }
 
     /// The hook sees exactly the GEMMs the smoke model must call in one step at P = 1: per Linear
