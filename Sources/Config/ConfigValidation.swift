@@ -150,6 +150,27 @@ extension TrainingConfig {
 }
 
 extension TrainingConfig {
+    /// Checks of the model against the samples it will see, once the data set is known and before
+    /// the run directory exists: `imageShape` is [height, width] of uint8 images (nil for feature
+    /// vectors), `features` what they are instead, for the message (e.g. "float32 [784]").
+    /// (Pairs and labels the objective needs are checked where the batches are made.)
+    public func validateModel(imageShape: [Int]?, features: String = "") throws {
+        if model.encoder == .cnn {
+            guard let imageShape, imageShape.count == 2 else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are "
+                                  + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
+            }
+            // Each stage after the first halves the image (stride 2, padding 1).
+            let last = model.channels.dropFirst().reduce(imageShape.min()!) { size, _ in (size + 1) / 2 }
+            guard model.poolCells <= last else {
+                throw ConfigError(key: "model.pool_cells", problem: "config key 'model.pool_cells' is \(model.poolCells), but the last "
+                                  + "stage's feature maps are \(last) x \(last); use at most \(last)")
+            }
+        }
+    }
+}
+
+extension TrainingConfig {
     /// Range checks of the fine-tuning keys (called by `validate`).
     func validateFineTuning() throws {
         guard model.adapter >= 0 else {

@@ -93,11 +93,8 @@ public final class TrainingData {
         try Self.checkLabels(train, split: "training", path: path)
         if let test { try Self.checkLabels(test, split: "test", path: path) }
         // Checked here, before the run directory exists, so the corrected run starts cleanly.
-        guard config.model.encoder != .cnn || train.isImage else {
-            throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are \(train.features.dtype) "
-                              + "\(train.featureShape), not uint8 [height, width] images; use mlp for feature vectors")
-        }
-        if config.model.encoder == .cnn { try config.model.checkPoolCells(imageShape: train.featureShape) }
+        try config.validateModel(imageShape: train.isImage ? train.featureShape : nil,
+                                 features: "\(train.features.dtype) \(train.featureShape)")
         self.rank = rank
         self.worldSize = worldSize
         maker = try Self.maker(config: config, rows: train, seed: seed)

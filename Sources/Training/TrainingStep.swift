@@ -110,11 +110,7 @@ public final class TrainingStep {
         self.totalSteps = totalSteps
         let clip = config.loss.kind == .clip
         precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
-        guard config.model.encoder != .cnn || imageShape?.count == 2 else {
-            throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are not uint8 [height, width] "
-                              + "images; use mlp for feature vectors")
-        }
-        if config.model.encoder == .cnn, let imageShape { try config.model.checkPoolCells(imageShape: imageShape) }
+        try config.validateModel(imageShape: imageShape)
         let reconstruction = config.loss.reconstructionWeight > 0
         precondition(!(clip && reconstruction), "TrainingStep: loss.reconstruction_weight with loss.kind clip")
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
@@ -399,17 +395,5 @@ public final class TrainingStep {
                       learningRate: learningRate, gradientNorm: gradientNorm, applied: applied,
                       times: clock.times, communication: reducer.timing, requests: (statistics[2], statistics[3]),
                       temperature: self.loss.temperature, hardNegativeBeta: hardNegativeLoss?.beta)
-    }
-}
-
-extension ModelSection {
-    /// encoder cnn: `pool_cells` must fit the last stage's feature maps (each stage after the first
-    /// halves the image: stride 2, padding 1).
-    func checkPoolCells(imageShape: [Int]) throws {
-        let last = channels.dropFirst().reduce(imageShape.min()!) { size, _ in (size + 1) / 2 }
-        guard poolCells <= last else {
-            throw ConfigError(key: "model.pool_cells", problem: "config key 'model.pool_cells' is \(poolCells), but the last "
-                              + "stage's feature maps are \(last) x \(last); use at most \(last)")
-        }
     }
 }
