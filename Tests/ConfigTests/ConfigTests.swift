@@ -280,3 +280,25 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(model.arena.slice(named: "projection.0.weight")?.shape == [config.model.projection[0], 96])
     }
 }
+
+/// The model checked against the samples it will see (before the run directory exists).
+@Suite struct ModelValidationTests {
+    @Test func cnnNeedsImagesAndPoolCellsThatFit() throws {
+        var config = TrainingConfig()
+        try config.validateModel(imageShape: nil, features: "float32 [32]")          // an MLP takes anything
+        config.model.encoder = .cnn
+        config.model.channels = [8, 16, 32]
+        try config.validateModel(imageShape: [28, 28])
+        let features = try #require(configError { try config.validateModel(imageShape: nil, features: "float32 [32]"); return config })
+        #expect(features.key == "model.encoder" && features.description.contains("float32 [32]") && features.description.contains("use mlp"))
+        // 28 -> 14 -> 7 after two stride-2 stages: 7 x 7 maps, so at most 7 cells.
+        config.model.poolCells = 7
+        try config.validateModel(imageShape: [28, 28])
+        config.model.poolCells = 8
+        let pool = try #require(configError { try config.validateModel(imageShape: [28, 28]); return config })
+        #expect(pool.key == "model.pool_cells" && pool.description.contains("7 x 7") && pool.description.contains("at most 7"))
+        // The shorter side decides: 9 -> (9 + 1) / 2 = 5 -> (5 + 1) / 2 = 3.
+        config.model.poolCells = 4
+        #expect(configError { try config.validateModel(imageShape: [28, 9]); return config }?.description.contains("at most 3") == true)
+    }
+}
