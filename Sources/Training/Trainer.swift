@@ -37,7 +37,7 @@ public final class Trainer {
     var scalarSink: (([(tag: String, value: Double)], Int) -> Void)?
     /// Faults to inject (`CONTRAST_FAULT`), nil when unset.
     let faultInjection: FaultInjection?
-    /// Ends the job when a collective waits longer than communication.watchdog_seconds (MPI only).
+    /// Ends the job when a collective waits longer than communication.watchdog_seconds (nil in one process).
     let watchdog: CollectiveWatchdog?
 
     public struct Summary: Sendable {
@@ -68,8 +68,8 @@ public final class Trainer {
         faultInjection = try FaultInjection.configured()
         // Started first so that the start-up collectives are watched too.
         watchdog = config.communication.watchdogSeconds > 0 || config.communication.evalWatchdogSeconds > 0
-            ? (communicator as? MPICommunicator)?.startWatchdog(seconds: config.communication.watchdogSeconds,
-                                                                evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
+            ? communicator.startWatchdog(seconds: config.communication.watchdogSeconds,
+                                         evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
         try Self.checkSameConfig(config, communicator)
         hosts = try communicator.hostnames()
 
@@ -337,9 +337,8 @@ public final class Trainer {
     func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
         // Rank 0 classifies alone for minutes while the others wait in the closing all-reduce:
         // the watchdog holds evaluation to its own limit (communication.eval_watchdog_seconds).
-        let activity = (communicator as? MPICommunicator)?.activity
-        let previousPhase = activity?.enter(.evaluation)
-        defer { if let previousPhase { activity?.enter(previousPhase) } }
+        let previousPhase = communicator.enter(.evaluation)
+        defer { communicator.enter(previousPhase) }
         faultInjection?.due(rank: communicator.rank, step: stepsDone)?.hangInEvaluationIfDue()
         let t0 = monotonicSeconds(), e = config.eval
         // The fp32 master weights are evaluated in fp32, whatever the training GEMMs ran in.
