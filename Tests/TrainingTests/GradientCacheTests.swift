@@ -26,7 +26,7 @@ import Testing
         let values = clip ? b * (20 + 12) : 2 * b * 20
         for i in 0..<values { step.batch[i] = random.nextUniform(-1, 1) }
         if supcon { for i in 0..<b { step.batch[values + i] = i % 2 == 0 ? Float(i % 3) : -1 } }
-        let result = try step.step(learningRate: 0.1)
+        let result = try step.step(0, input: step.batch.data)
         #expect(result.applied)
         let arena = step.model.arena
         return Outcome(loss: result.loss, parameters: arena.parameters.array, gradients: arena.gradients.array, result: result)
@@ -91,12 +91,12 @@ import Testing
         _ = step.model.forward(step.batch.data, batch: v)
         step.model.backward(Tensor(shape: [v * e], repeating: 0.01).data, batch: v) { uncachedReports.append($0) }
         var reports: [Int] = []
-        let recompute = step.cachedBackward(.first, input: step.batch.data, rows: v, chunk: 5, embeddingGradient: gradient.data) {
-            reports.append($0)
-        }
+        let cache = GradientCache(model: step.model, chunk: 5)
+        cache.backward(.first, step.batch.data, rows: v, embeddingGradient: gradient.data) { reports.append($0) }
         #expect(!uncachedReports.isEmpty && reports == uncachedReports)
-        #expect(recompute > 0)
-        #expect(step.gradientCacheChunk(rows: v) == 5 && step.gradientCacheChunk(rows: 5) == nil)
+        #expect(cache.replaySeconds > 0)
+        #expect(step.objective.passes is GradientCache)
+        #expect(GradientCache.chunk(config.train.gradientCacheChunk, rows: v) == 5 && GradientCache.chunk(5, rows: 5) == nil)
     }
 
     @Test func negativeChunkIsAConfigError() throws {

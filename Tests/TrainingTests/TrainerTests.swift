@@ -110,7 +110,7 @@ import Testing
         let order = try data.sampler.order(epoch: 0)
         for i in 0..<steps {
             data.maker.makeBatch(samples: order.batch(i), epoch: 0, into: step.batch.data)
-            _ = try step.step(learningRate: config.optimizer.lr)
+            _ = try step.step(i, input: step.batch.data)
         }
         return step.model.arena.parameters.array
     }
@@ -126,13 +126,13 @@ import Testing
 @Suite struct ScheduleWiringTests {
     @Test func configChoosesTheSchedule() throws {
         var o = TrainingConfig().optimizer
-        #expect(TrainingStep.schedule(o, totalSteps: 100) == .constant(o.lr))
+        #expect(Schedules.learningRate(o, totalSteps: 100) == .constant(o.lr))
         o.warmupSteps = 10
-        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 4) == o.lr * 0.5)
-        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 60) == o.lr)
+        #expect(Schedules.learningRate(o, totalSteps: 100).learningRate(atStep: 4) == o.lr * 0.5)
+        #expect(Schedules.learningRate(o, totalSteps: 100).learningRate(atStep: 60) == o.lr)
         o.schedule = .cosine
         o.finalLR = 1e-5
-        #expect(TrainingStep.schedule(o, totalSteps: 100).learningRate(atStep: 100) == 1e-5)
+        #expect(Schedules.learningRate(o, totalSteps: 100).learningRate(atStep: 100) == 1e-5)
     }
 }
 
