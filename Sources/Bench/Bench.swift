@@ -197,8 +197,8 @@ public enum Bench {
             data.maker.makeBatch(samples: order.batch(stepIndex % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
             stepIndex += 1
             let augmentation = monotonicSeconds() - t0
-            var result = try step.step(learningRate: config.optimizer.lr)
-            result.times.augmentation = augmentation
+            var result = try step.step(stepIndex - 1, input: step.batch.data)
+            result.times.dataWait = augmentation
             return result
         }
         let results = try afterWarmup(repeats: repeats, warmup: warmup) { _ in try oneStep() }
@@ -214,7 +214,7 @@ public enum Bench {
 
         func med(_ f: (StepTimes) -> Double) -> Double { median(all.map(f)) }
         var m = StepTimes()
-        m.augmentation = med { $0.augmentation }; m.forward = med { $0.forward }; m.gather = med { $0.gather }
+        m.dataWait = med { $0.dataWait }; m.forward = med { $0.forward }; m.gather = med { $0.gather }
         m.loss = med { $0.loss }; m.backward = med { $0.backward }; m.communication = med { $0.communication }
         m.optimizer = med { $0.optimizer }
         let stepTime = Measurement(seconds: all.map(\.compute), warmup: warmup), endToEnd = med { $0.total }
@@ -230,8 +230,8 @@ public enum Bench {
 
         let out = BenchOutput(bench: "step")
         for line in [
-            "training step, \(b) samples (\(step.clipLoss != nil ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
-            String(format: "  augmentation %7.2f ms", m.augmentation * 1e3),
+            "training step, \(b) samples (\(config.loss.kind == .clip ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
+            String(format: "  augmentation %7.2f ms", m.dataWait * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
             String(format: "  all-gather + reduce-scatter %7.2f ms", m.gather * 1e3),
             String(format: "  loss         %7.2f ms", m.loss * 1e3),
@@ -266,7 +266,7 @@ public enum Bench {
 
         var record: [String: Any] = [
             "ranks": p, "images_per_second_step": figures.imagesPerSecondStep, "images_per_second_end_to_end": figures.imagesPerSecondEndToEnd,
-            "augmentation_ms": m.augmentation * 1e3, "forward_ms": m.forward * 1e3, "gather_ms": m.gather * 1e3, "loss_ms": m.loss * 1e3,
+            "augmentation_ms": m.dataWait * 1e3, "forward_ms": m.forward * 1e3, "gather_ms": m.gather * 1e3, "loss_ms": m.loss * 1e3,
             "backward_ms": m.backward * 1e3, "communication_ms": m.communication * 1e3, "optimizer_ms": m.optimizer * 1e3,
             "end_to_end_ms": endToEnd * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "gemm_library": FP32GEMM.library.rawValue, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
             "gemm_calls": recorded.count, "gemm_gflop": gemmAccount.totalFlops / 1e9,
@@ -317,7 +317,7 @@ extension Bench {
             let t1 = monotonicSeconds()
             data.maker.makeBatch(samples: order.batch(i % data.sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
             let t2 = monotonicSeconds()
-            _ = try step.step(learningRate: config.optimizer.lr)
+            _ = try step.step(i, input: step.batch.data)
             return (t2 - t1, monotonicSeconds() - t2)
         }
         let makeTime = Measurement(seconds: timed.map(\.make), warmup: warmup), stepTime = Measurement(seconds: timed.map(\.step), warmup: warmup)

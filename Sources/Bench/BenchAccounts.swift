@@ -76,13 +76,12 @@ extension Bench {
             parameters = step.model.arena.count * float
             gradients = step.model.arena.count * float
             optimizerState = step.optimizer.stateBuffers.reduce(0) { $0 + $1.tensor.count } * float
-            logits = step.loss.workspaceBytes
+            let objective = step.objectiveMemory
+            logits = objective.logits
             activations = max(0, ScratchBuffer.liveBytes - scratchBytesBefore - logits)
             inputBatch = step.batch.count * float
-            embeddingExchange = [step.gathered, step.anchorGradient, step.candidateGradient, step.ownGradient].reduce(0) { $0 + $1.count } * float
-            momentumQueue = step.momentumQueue.map { queue in
-                (2 * queue.model.arena.count + queue.candidates.count) * float
-            } ?? 0
+            embeddingExchange = objective.embeddingExchange
+            momentumQueue = objective.momentumQueue
             let r = step.reducer
             communication = r.precision == .fp32 ? 0 : r.buckets.reduce(0) { $0 + $1.count } * r.precision.stride
         }

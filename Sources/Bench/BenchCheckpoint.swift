@@ -24,7 +24,7 @@ extension Bench {
         var stepTimes: [Double] = []
         for i in 0..<5 {
             data.maker.makeBatch(samples: order.batch(i), epoch: 0, into: step.batch.data)
-            stepTimes.append(try step.step(learningRate: config.optimizer.lr).times.total)
+            stepTimes.append(try step.step(i, input: step.batch.data).times.total)
         }
         let buffers = step.checkpointBuffers
         let rawBytes = Double(buffers.reduce(0) { $0 + $1.count } * 4)

@@ -49,6 +49,20 @@ public protocol Communicator: AnyObject {
     /// Ends the whole job from this rank: prints `message` naming the rank on standard error
     /// and makes every rank exit non-zero (MPI_Abort), so one failure never hangs the others.
     func abort(_ message: String, code: Int32) -> Never
+
+    /// Starts a watchdog that ends the job when one of this communicator's collectives waits
+    /// longer than `seconds` (`evaluationSeconds` in the evaluation phase; 0: unwatched there).
+    /// nil where no collective can wait for another process (one process).
+    func startWatchdog(seconds: Double, evaluationSeconds: Double) -> CollectiveWatchdog?
+
+    /// Enters `phase`, which decides how long the watchdog lets a collective wait; returns the
+    /// phase left, for the caller to restore.
+    @discardableResult
+    func enter(_ phase: CollectiveActivity.Phase) -> CollectiveActivity.Phase
+
+    /// Shuts the communication runtime down (MPI_Finalize) after this rank's last collective;
+    /// later calls do nothing.
+    func finalize() throws
 }
 
 /// Element format of a buffer on the wire.
@@ -84,7 +98,15 @@ public struct CommunicatorError: Error, CustomStringConvertible, Sendable {
 }
 
 extension Communicator {
+    /// Whether this is rank 0, which writes the shared files and the human-readable log.
     public var isRoot: Bool { rank == 0 }
+
+    // A communicator without a runtime to shut down and whose collectives never wait for
+    // another process (one process, or a test's scripted one) needs no watchdog and no phases.
+    public func startWatchdog(seconds: Double, evaluationSeconds: Double) -> CollectiveWatchdog? { nil }
+    @discardableResult
+    public func enter(_ phase: CollectiveActivity.Phase) -> CollectiveActivity.Phase { .training }
+    public func finalize() throws {}
 
     /// Equal counts: every rank gathers `count` floats.
     public func allGather(_ send: UnsafePointer<Float>, count: Int, into receive: UnsafeMutablePointer<Float>) throws {

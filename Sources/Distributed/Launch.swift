@@ -34,9 +34,9 @@ public enum Launch {
             try body(communicator)
         } catch {
             if communicator.size > 1 { communicator.abort("\(error)", code: 1) }
-            try? (communicator as? MPICommunicator)?.finalize()
+            try? communicator.finalize()
             throw error
         }
-        try (communicator as? MPICommunicator)?.finalize()
+        try communicator.finalize()
     }
 }

@@ -255,12 +255,17 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// Starts a watchdog that aborts the job (exit status `CollectiveWatchdog.exitCode`) when a
     /// collective of this communicator has waited more than `seconds`.
-    public func startWatchdog(seconds: Double, evaluationSeconds: Double = 0) -> CollectiveWatchdog {
+    public func startWatchdog(seconds: Double, evaluationSeconds: Double = 0) -> CollectiveWatchdog? {
         let watchdog = CollectiveWatchdog(activity: activity, limit: seconds, evaluationLimit: evaluationSeconds, rank: rank) { [self] in
             abortJob(code: CollectiveWatchdog.exitCode)
         }
         watchdog.start()
         return watchdog
+    }
+
+    @discardableResult
+    public func enter(_ phase: CollectiveActivity.Phase) -> CollectiveActivity.Phase {
+        activity.enter(phase)
     }
 
     // MARK: - Helpers

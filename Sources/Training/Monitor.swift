@@ -38,8 +38,6 @@ final class Monitor {
     private let started = monotonicSeconds()
     private let stepsAtStart: Int
 
-    var isRoot: Bool { communicator.rank == 0 }
-
     init(config: TrainingConfig, communicator: Communicator, log: RunLog, step: TrainingStep, totalSteps: Int,
          stepsDone: Int, hosts: [String]) {
         self.config = config
@@ -75,9 +73,9 @@ final class Monitor {
     }
 
     /// Records step `stepsDone` (just finished), logs and checks health at interval ends.
-    func afterStep(stepsDone: Int, epoch: Int, result: TrainingStep.Result, learningRate: Float, step: TrainingStep) throws {
+    func afterStep(stepsDone: Int, epoch: Int, result: TrainingStep.Result, step: TrainingStep) throws {
         let c = config, globalSamples = c.data.batchPerRank * communicator.size
-        let times = result.times
+        let times = result.times, learningRate = result.learningRate
         var optional: [(String, JSONValue)] = []
         if let fraction = result.pseudoLabelFraction { optional.append(("pseudo_label_fraction", .number(fraction))) }
         if let error = result.reconstructionLoss { optional.append(("reconstruction_loss", .number(error))) }
@@ -88,7 +86,7 @@ final class Monitor {
             ("temperature", .number(Double(result.temperature))), ("gradient_norm", .number(Double(result.gradientNorm))),
             ("loss_scale", .number(Double(step.reducer.scale))), ("skipped", .bool(!result.applied)),
             ("images_per_second", .number(Double(globalSamples) / times.total)),
-            ("time_data_wait", .number(times.augmentation)), ("time_forward", .number(times.forward)),
+            ("time_data_wait", .number(times.dataWait)), ("time_forward", .number(times.forward)),
             ("time_gather", .number(times.gather)), ("time_loss", .number(times.loss)),
             ("time_backward", .number(times.backward)),
             ("time_communication_exposed", .number(times.communication)),
@@ -103,7 +101,7 @@ final class Monitor {
 
         if !result.applied {
             skippedInARow += 1
-            if skippedInARow == c.monitor.skippedSteps && isRoot {
+            if skippedInARow == c.monitor.skippedSteps && communicator.isRoot {
                 log.warn(String(format: "%d steps in a row skipped (loss or gradients not finite; fp16 loss scale now %g): "
                                 + "if it goes on, lower optimizer.lr or use communication.precision bf16",
                                 skippedInARow, step.reducer.scale), step: stepsDone)
@@ -111,10 +109,10 @@ final class Monitor {
         } else {
             skippedInARow = 0
         }
-        if !result.loss.isFinite && isRoot {
+        if !result.loss.isFinite && communicator.isRoot {
             log.warn("loss is \(result.loss) at step \(stepsDone): the update was skipped on every rank", step: stepsDone)
         }
-        if c.monitor.geometryEverySteps > 0 && stepsDone % c.monitor.geometryEverySteps == 0 && isRoot {
+        if c.monitor.geometryEverySteps > 0 && stepsDone % c.monitor.geometryEverySteps == 0 && communicator.isRoot {
             geometry(stepsDone: stepsDone, step: step)
         }
         if showProgress {
@@ -142,14 +140,14 @@ final class Monitor {
         } else {
             all = busy
         }
-        if isRoot {
+        if communicator.isRoot {
             let elapsed = monotonicSeconds() - started
             let eta = elapsed / Double(max(1, stepsDone - stepsAtStart)) * Double(totalSteps - stepsDone)
             log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e tau %.3g %.0f img/s "
                             + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
                             stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate, lastTemperature,
                             n * Double(globalSamples) / window.total,
-                            window.augmentation / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
+                            window.dataWait / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
                             window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
                             windowHidden / n * 1e3, window.optimizer / n * 1e3, RunLog.duration(eta))
                      + (config.loss.pseudoLabels == .knn ? String(format: " pseudo %.3f", windowPseudoLabels / n) : "")
@@ -169,7 +167,7 @@ final class Monitor {
             scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
                               ("train/lr", Double(learningRate)), ("train/temperature", Double(lastTemperature)),
                               ("speed/images_per_second", n * Double(globalSamples) / window.total),
-                              ("time/data_wait_ms", window.augmentation / n * 1e3), ("time/forward_ms", window.forward / n * 1e3),
+                              ("time/data_wait_ms", window.dataWait / n * 1e3), ("time/forward_ms", window.forward / n * 1e3),
                               ("time/gather_ms", window.gather / n * 1e3), ("time/loss_ms", window.loss / n * 1e3),
                               ("time/backward_ms", window.backward / n * 1e3),
                               ("time/communication_exposed_ms", window.communication / n * 1e3),
@@ -177,7 +175,7 @@ final class Monitor {
                               ("time/optimizer_ms", window.optimizer / n * 1e3)], stepsDone)
         }
         // Every rank judges its own data wait (a slow file system may slow one node only).
-        let waited = window.augmentation / max(1e-12, window.total)
+        let waited = window.dataWait / max(1e-12, window.total)
         if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
             log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
                             + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
@@ -190,15 +188,8 @@ final class Monitor {
 
     /// Alignment, uniformity, std, effective rank and cosines of the last step's gathered embeddings (rank 0).
     private func geometry(stepsDone: Int, step: TrainingStep) {
-        let e = step.model.embeddingWidth, p = communicator.size
-        let measures: EmbeddingGeometry.Measures
-        if step.clipLoss != nil {
-            let n = p * step.samplesPerStep      // rows 0..<n: features, n..<2n: their pairs
-            measures = EmbeddingGeometry.measure(step.gathered.data, count: 2 * n, width: e) { $0 < n ? $0 + n : $0 - n }
-        } else {
-            let v = 2 * step.samplesPerStep, b = step.samplesPerStep   // rank-major blocks [view 0, view 1]
-            measures = EmbeddingGeometry.measure(step.gathered.data, count: p * v, width: e) { ($0 / v) * v + ($0 % v + b) % v }
-        }
+        let e = step.model.embeddingWidth
+        let measures = step.objective.geometry()
         let spread = measures.std * Double(e).squareRoot()
         log.record("geometry", [
             ("step", .int(stepsDone)), ("alignment", .number(measures.alignment)), ("uniformity", .number(measures.uniformity)),

@@ -40,7 +40,7 @@ public final class Trainer {
     var scalarSink: (([(tag: String, value: Double)], Int) -> Void)?
     /// Faults to inject (`CONTRAST_FAULT`), nil when unset.
     let faultInjection: FaultInjection?
-    /// Ends the job when a collective waits longer than communication.watchdog_seconds (MPI only).
+    /// Ends the job when a collective waits longer than communication.watchdog_seconds (nil in one process).
     let watchdog: CollectiveWatchdog?
 
     public struct Summary: Sendable {
@@ -71,8 +71,8 @@ public final class Trainer {
         faultInjection = try FaultInjection.configured()
         // Started first so that the start-up collectives are watched too.
         watchdog = config.communication.watchdogSeconds > 0 || config.communication.evalWatchdogSeconds > 0
-            ? (communicator as? MPICommunicator)?.startWatchdog(seconds: config.communication.watchdogSeconds,
-                                                                evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
+            ? communicator.startWatchdog(seconds: config.communication.watchdogSeconds,
+                                         evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
         try Self.checkSameConfig(config, communicator)
         hosts = try communicator.hostnames()
 
@@ -115,13 +115,8 @@ public final class Trainer {
                      + "\(exchanged * wireBytes) bytes of gradients all-reduced per step instead of \(step.model.arena.count * wireBytes) "
                      + "in \(step.reducer.buckets.count) bucket(s)")
         }
-        if let slow = ProcessInfo.processInfo.environment["CONTRAST_SLOW_RANK"] {
-            let parts = slow.split(separator: ":").compactMap { Double($0) }
-            guard parts.count == 2 else {
-                throw RunDirectory.Failure(description: "CONTRAST_SLOW_RANK=\(slow) must be rank:milliseconds, e.g. 1:50")
-            }
-            if Int(parts[0]) == rank { step.injectedDelay = parts[1] / 1000 }
-        }
+        step.hooks.faults = faultInjection
+        step.hooks.delay = try StepHooks.slowRankDelay(rank: rank)
         if config.eval.earlyStoppingPatience > 0 {
             earlyStoppingState = EarlyStoppingState(value: -.infinity, epoch: 0, evaluationsSince: 0)
             bestParameters = Tensor(zeros: [step.model.arena.count])
@@ -158,9 +153,6 @@ public final class Trainer {
         }
     }
 
-    /// Whether this rank writes the human-readable log (rank 0).
-    var isRoot: Bool { communicator.rank == 0 }
-
     /// Trains to the end (or to a stop signal). An error is also written to this rank's log
     /// (train.log or rank-<r>.log) before it ends the job, so the run directory tells why.
     public func run() throws -> Summary {
@@ -174,7 +166,7 @@ public final class Trainer {
     private func train() throws -> Summary {
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
-        if isRoot {
+        if communicator.isRoot {
             log.info("contrast run \(runDirectory.path): \(data.train.totalCount) train / \(data.test?.count ?? 0) test samples, "
                      + "\(step.model.arena.parameterCount) parameters, \(totalSteps) steps "
                      + "(\(sampler.batchesPerEpoch) per epoch, \(globalImages) samples each = \(c.data.batchPerRank) per rank), "
@@ -188,10 +180,7 @@ public final class Trainer {
             } else {
                 log.info("compute: the model's GEMMs in fp32 through \(FP32GEMM.description) (train.gemm_library \(c.train.gemmLibrary.rawValue))")
             }
-            if let queue = step.momentumQueue {
-                log.info("MoCo: momentum encoder (m = \(queue.momentum)), queue of \(queue.capacity) keys x \(model.embeddingWidth), "
-                         + "\(queue.keysPerStep) keys enter per step, full after \((queue.capacity + queue.keysPerStep - 1) / queue.keysPerStep) step(s)")
-            }
+            if let summary = step.objective.summary { log.info(summary) }
             log.info("resolved config:\n" + c.yaml())
             if let resumedFrom {
                 log.info("resumed from checkpoint \(resumedFrom.path) at step \(stepsDone) (epoch \(position.epoch + 1), batch \(position.batch))")
@@ -200,12 +189,11 @@ public final class Trainer {
         var lastLoss = Double.nan
         var epochMeans: [Double] = []
         let started = monotonicSeconds()
-        var interrupted = false
+        var ending = Ending.completed
         var savedAt = resumedFrom != nil ? stepsDone : -1
-        var knnAccuracy = Double.nan
         var lastEvaluation: (step: Int, values: (knn: Double, linear: Double))? = nil
         var order: EpochOrder? = nil
-        if isRoot && c.monitor.tensorboard && scalarSink == nil {
+        if communicator.isRoot && c.monitor.tensorboard && scalarSink == nil {
             // A failing event file is worth a warning, never the run.
             let writer = try TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard"))
             var failed = false
@@ -232,7 +220,7 @@ public final class Trainer {
 
         while stepsDone < totalSteps {
             let epoch = position.epoch
-            var input: UnsafePointer<Float>? = nil
+            let input: UnsafePointer<Float>
             let dataWait: Double
             if let prefetcher {
                 (input, dataWait) = prefetcher.next()
@@ -240,23 +228,20 @@ public final class Trainer {
                 if order?.epoch != epoch { order = try sampler.order(epoch: epoch, rank: communicator.rank, worldSize: p) }
                 let t0 = monotonicSeconds()
                 data.maker.makeBatch(samples: order!.batch(position.batch), epoch: epoch, into: step.batch.data)
+                input = UnsafePointer(step.batch.data)
                 dataWait = monotonicSeconds() - t0
             }
-            let learningRate = step.schedule.learningRate(atStep: stepsDone)
             // Requests every rank must agree on travel with the step's statistics (summed).
             let dueByTime = c.checkpoint.everyMinutes > 0 && monotonicSeconds() - lastCheckpointTime >= Double(c.checkpoint.everyMinutes) * 60
-            step.requests = (stop: StopSignal.received != 0 ? 1 : 0, checkpoint: dueByTime ? 1 : 0)
-            step.hardNegativeLoss?.beta = step.hardNegativeBeta(atStep: stepsDone)
-            if let faultInjection { step.faults = faultInjection.due(rank: communicator.rank, step: stepsDone + 1) }
-            var result = try step.step(learningRate: learningRate, temperature: step.temperature(atStep: stepsDone), input: input)
-            result.times.augmentation = dataWait
-            if !result.applied && isRoot {
+            var result = try step.step(stepsDone, input: input, requests: StepRequests(stop: StopSignal.received != 0, checkpoint: dueByTime))
+            result.times.dataWait = dataWait
+            if !result.applied && communicator.isRoot {
                 log.info(String(format: "step %d: summed gradients or loss not finite, update skipped on every rank (%d skipped so far; scale now %g)",
                                 stepsDone + 1, step.reducer.skippedSteps, step.reducer.scale))
             }
             stepsDone += 1
             position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
-            try monitor.afterStep(stepsDone: stepsDone, epoch: epoch, result: result, learningRate: learningRate, step: step)
+            try monitor.afterStep(stepsDone: stepsDone, epoch: epoch, result: result, step: step)
             // A skipped step has no usable loss when the loss itself was not finite (the skip rule).
             if result.loss.isFinite {
                 lastLoss = result.loss
@@ -265,17 +250,15 @@ public final class Trainer {
             if let message = skippedStepsStop(result) {
                 // Nothing is written: the last checkpoint stays the newest, whole and resumable.
                 log.info("ERROR " + message)
-                log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started)),
-                                ("parameters_checksum", .string(parametersChecksum))])
-                return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
-                               epochMeanLosses: epochMeans, interrupted: false, skippedStepsStop: message)
+                ending = .skippedSteps(message)
+                break
             }
 
             let epochEnded = position.batch == 0 || stepsDone == totalSteps
             if epochEnded {
                 let mean = epochLossSum / Double(max(1, epochStepCount))
                 epochMeans.append(mean)
-                if isRoot { log.info(String(format: "epoch %d: mean loss %.4f over %d steps", epoch + 1, mean, epochStepCount)) }
+                if communicator.isRoot { log.info(String(format: "epoch %d: mean loss %.4f over %d steps", epoch + 1, mean, epochStepCount)) }
                 log.record("epoch", [("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
                 epochLossSum = 0; epochStepCount = 0
             }
@@ -283,14 +266,13 @@ public final class Trainer {
             var stopEarly = false
             if position.batch == 0 && evaluationDue && stepsDone < totalSteps {
                 let values = try evaluate(epoch: epoch + 1)
-                knnAccuracy = values.knn
                 stopEarly = try earlyStopping(values, epoch: epoch + 1)
                 lastEvaluation = (stepsDone, values)
             }
             if result.requests.stop > 0 {
-                if isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
+                if communicator.isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
                 try saveCheckpoint(reason: "stop requested")
-                interrupted = true
+                ending = .interrupted
                 break
             }
             if stopEarly { break }
@@ -300,36 +282,38 @@ public final class Trainer {
                 savedAt = stepsDone
             }
         }
-        if interrupted {
-            log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(true)), ("seconds", .number(monotonicSeconds() - started)),
-                                ("parameters_checksum", .string(parametersChecksum))])
-            return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: .nan, runDirectory: runDirectory.path,
-                           epochMeanLosses: epochMeans, interrupted: true)
+        var knnAccuracy = Double.nan
+        if ending == .completed {
+            if savedAt != stepsDone { try saveCheckpoint(reason: stepsDone < totalSteps ? "early stop" : "end of training") }
+            knnAccuracy = try finalEvaluation(lastEvaluation: lastEvaluation)
+            if communicator.isRoot {
+                try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
+                log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
+                                stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
+                                runDirectory.appendingPathComponent("weights.bin").path))
+            }
         }
-        if savedAt != stepsDone { try saveCheckpoint(reason: stepsDone < totalSteps ? "early stop" : "end of training") }
-        // The last parameters are evaluated (unless that evaluation just happened and stopped the
-        // run); early stopping then keeps the best evaluation's parameters, re-evaluated, for
-        // weights.bin (the checkpoint above holds the last ones).
+        recordEnd(ending, seconds: monotonicSeconds() - started)
+        if ending == .completed { try communicator.barrier() }
+        return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
+                       epochMeanLosses: epochMeans, interrupted: ending == .interrupted, skippedStepsStop: ending.message)
+    }
+
+    /// The evaluation at the end of a completed run: the last parameters (unless that evaluation
+    /// just happened and stopped the run); early stopping then keeps the best evaluation's
+    /// parameters, re-evaluated, for weights.bin (the last checkpoint holds the last ones).
+    /// Returns the kNN accuracy of the parameters kept.
+    private func finalEvaluation(lastEvaluation: (step: Int, values: (knn: Double, linear: Double))?) throws -> Double {
+        let c = config
         var finalValues = lastEvaluation?.step == stepsDone ? lastEvaluation!.values : try evaluate(epoch: position.epoch, final: true)
         if earlyStoppingState != nil && lastEvaluation?.step != stepsDone { _ = try earlyStopping(finalValues, epoch: position.epoch) }
         if let best = earlyStoppingState, best.epoch > 0, best.epoch != position.epoch {
             model.arena.parameters.data.update(from: bestParameters!.data, count: model.arena.count)
-            if isRoot { log.info(String(format: "keeping the parameters of epoch %d (%@ %.2f%%)", best.epoch,
+            if communicator.isRoot { log.info(String(format: "keeping the parameters of epoch %d (%@ %.2f%%)", best.epoch,
                                         c.eval.earlyStoppingMonitor.rawValue, best.value * 100)) }
             finalValues = try evaluate(epoch: best.epoch, final: true)
         }
-        knnAccuracy = finalValues.knn
-        if isRoot {
-            try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
-            log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
-                            stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
-                            runDirectory.appendingPathComponent("weights.bin").path))
-        }
-        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(false)), ("seconds", .number(monotonicSeconds() - started)),
-                                ("parameters_checksum", .string(parametersChecksum))])
-        try communicator.barrier()
-        return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
-                       epochMeanLosses: epochMeans, interrupted: false)
+        return finalValues.knn
     }
 
     /// Evaluates the representation on the test split: kNN accuracy (every evaluation), the
@@ -340,9 +324,8 @@ public final class Trainer {
     func evaluate(epoch: Int, final: Bool = false) throws -> (knn: Double, linear: Double) {
         // Rank 0 classifies alone for minutes while the others wait in the closing all-reduce:
         // the watchdog holds evaluation to its own limit (communication.eval_watchdog_seconds).
-        let activity = (communicator as? MPICommunicator)?.activity
-        let previousPhase = activity?.enter(.evaluation)
-        defer { if let previousPhase { activity?.enter(previousPhase) } }
+        let previousPhase = communicator.enter(.evaluation)
+        defer { communicator.enter(previousPhase) }
         faultInjection?.due(rank: communicator.rank, step: stepsDone)?.hangInEvaluationIfDue()
         let t0 = monotonicSeconds(), e = config.eval
         // The fp32 master weights are evaluated in fp32, whatever the training GEMMs ran in.
@@ -353,7 +336,7 @@ public final class Trainer {
         let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
                                                           communicator: communicator)
         var values: [String: Double] = [:]
-        if isRoot {
+        if communicator.isRoot {
             var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("epoch", .int(epoch))]
             var parts: [String] = []
             if let test = data.test {
@@ -416,7 +399,7 @@ public final class Trainer {
         }
         earlyStoppingState = state
         guard state.evaluationsSince >= e.earlyStoppingPatience else { return false }
-        if isRoot {
+        if communicator.isRoot {
             log.info(String(format: "early stopping at epoch %d: %@ has not improved on %.2f%% (epoch %d) for %d evaluation(s)",
                             epoch, e.earlyStoppingMonitor.rawValue, state.value * 100, state.epoch, state.evaluationsSince))
         }

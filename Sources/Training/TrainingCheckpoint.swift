@@ -68,7 +68,7 @@ extension TrainingStep {
         let arena = model.arena
         return [CheckpointBuffer(name: "parameters", pointer: arena.parameters.data, count: arena.count)]
             + optimizer.stateBuffers.map { CheckpointBuffer(name: "optimizer.\($0.name)", pointer: $0.tensor.data, count: $0.tensor.count) }
-            + (momentumQueue?.checkpointBuffers ?? [])
+            + objective.checkpointBuffers
     }
 }
 
@@ -82,12 +82,13 @@ extension Trainer {
     /// Collective: writes a checkpoint of the current state, then (rank 0) prunes old ones.
     func saveCheckpoint(reason: String) throws {
         let t0 = monotonicSeconds()
-        let state = TrainingState(
+        var state = TrainingState(
             step: stepsDone, epoch: position.epoch, batch: position.batch,
             globalBatch: config.data.batchPerRank * communicator.size, worldSize: communicator.size,
             optimizerSteps: step.optimizer.stepCount, lossScale: step.reducer.scale, cleanSteps: step.reducer.cleanSteps,
             skippedSteps: step.reducer.skippedSteps, skippedInARow: step.reducer.skippedInARow, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
-            earlyStopping: earlyStoppingState, momentumQueue: step.momentumQueue?.state)
+            earlyStopping: earlyStoppingState)
+        step.objective.save(into: &state)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let directory = try CheckpointStore.save(
@@ -95,7 +96,7 @@ extension Trainer {
             communicator: communicator,
             settings: CheckpointSettings(level: Int32(config.checkpoint.level), shuffle: config.checkpoint.shuffle))
         lastCheckpointTime = monotonicSeconds()
-        if isRoot {
+        if communicator.isRoot {
             try CheckpointStore.prune(runDirectory: runDirectory, keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
             log.info(String(format: "checkpoint %@ (%@) written in %.2f s", directory.lastPathComponent, reason, lastCheckpointTime - t0))
         }
@@ -161,7 +162,7 @@ extension Trainer {
 
     /// Loads `checkpoint` into the model, optimizer and scaler, and restores the data position.
     func restore(from checkpoint: URL) throws {
-        try step.momentumQueue?.checkResumable(from: checkpoint)
+        try step.objective.checkResumable(from: checkpoint)
         let data = try CheckpointStore.load(checkpoint, into: checkpointBuffers)
         let state: TrainingState
         do { state = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
@@ -185,12 +186,6 @@ extension Trainer {
         epochLossSum = state.epochLossSum
         epochStepCount = state.epochSteps
         if earlyStoppingState != nil, let saved = state.earlyStopping { earlyStoppingState = saved }
-        if let queue = step.momentumQueue {
-            guard let saved = state.momentumQueue else {
-                throw RunDirectory.Failure(description: "\(checkpoint.path)/manifest.json: its training state lacks the MoCo queue's position; "
-                                       + "resume from another checkpoint")
-            }
-            try queue.restore(saved)
-        }
+        try step.objective.restore(from: state, checkpoint: checkpoint)
     }
 }

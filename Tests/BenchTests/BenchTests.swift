@@ -165,7 +165,7 @@ import Testing
         let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 64, totalSteps: 2)
         var rng = RandomStream(seed: 3, stream: 0)
         for i in 0..<step.batch.count { step.batch[i] = rng.nextUniform() }
-        let calls = try GEMMRecording.record { try step.step(learningRate: 1e-3) }.calls
+        let calls = try GEMMRecording.record { try step.step(0, input: step.batch.data) }.calls
         let expected = Bench.mlpShapes(widths: [[784, 64, 32], [32, 32, 16]], rows: 128) + Bench.lossShapes(rows: 128, width: 16)
         func key(_ m: Int, _ n: Int, _ k: Int, _ a: Bool, _ b: Bool) -> String { "\(m)x\(n)x\(k) \(a) \(b)" }
         #expect(calls.map { key($0.m, $0.n, $0.k, $0.transposeA, $0.transposeB) }.sorted()
@@ -182,7 +182,7 @@ import Testing
     @Test(arguments: [0, 32]) func memoryAccountOfTheSmokeModel(chunk: Int) throws {
         let config = try smokeConfig(["loss.logit_chunk=\(chunk)"])
         let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 64, totalSteps: 2)
-        _ = try step.step(learningRate: 1e-3)
+        _ = try step.step(0, input: step.batch.data)
         let account = Bench.MemoryAccount(step: step, scratchBytesBefore: 0)
         let arena = step.model.arena
         #expect(arena.parameterCount == 53_904)

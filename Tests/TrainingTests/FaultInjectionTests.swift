@@ -62,7 +62,7 @@ import Testing
     /// the gradients are NaN: a NaN loss reaches the gradients); an injected NaN loss with finite
     /// gradients (the summed loss is part of the rule). A clean step then applies and resets the count.
     @Test func nonFiniteStepsAreSkipped() throws {
-        let config = try smokeConfig(["communication.precision=fp32"])
+        let config = try smokeConfig(["communication.precision=fp32", "optimizer.lr=0.01"])
         let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 8, totalSteps: 10)
         for i in 0..<step.batch.count { step.batch.data[i] = Float(sin(Double(i) * 0.37)) }
         let arena = step.model.arena
@@ -70,12 +70,12 @@ import Testing
         var gradientsFinite: Bool { Kernels.allFinite(arena.gradients.data, count: arena.count) }
 
         let initial = parameters
-        var result = try step.step(learningRate: 0.01)
+        var result = try step.step(0, input: step.batch.data)
         #expect(result.applied && result.loss.isFinite && parameters != initial)
 
         var before = parameters
         step.batch.data[5] = .nan
-        result = try step.step(learningRate: 0.01)
+        result = try step.step(1, input: step.batch.data)
         #expect(!result.applied && result.loss.isFinite && !gradientsFinite && result.gradientNorm.isNaN)
         #expect(parameters == before)
         step.batch.data[5] = 0.5
@@ -83,20 +83,20 @@ import Testing
         let head = try #require(arena.slices.last).offset, saved = arena.parameters.data[head]
         arena.parameters.data[head] = .nan
         before = parameters
-        result = try step.step(learningRate: 0.01)
+        result = try step.step(2, input: step.batch.data)
         #expect(!result.applied && result.loss.isNaN && !gradientsFinite)
         #expect(parameters == before)
         arena.parameters.data[head] = saved
 
         before = parameters
-        step.faults = StepFaults(rank: 0, step: 4, nanLoss: true)
-        result = try step.step(learningRate: 0.01)
+        step.hooks.faults = try FaultInjection("nan-loss@rank=0@step=4")
+        result = try step.step(3, input: step.batch.data)
         #expect(!result.applied && result.loss.isNaN && gradientsFinite)
         #expect(parameters == before)
         #expect(step.reducer.skippedInARow == 3 && step.reducer.skippedSteps == 3)
 
-        step.faults = nil
-        result = try step.step(learningRate: 0.01)
+        step.hooks.faults = nil
+        result = try step.step(4, input: step.batch.data)
         #expect(result.applied && result.loss.isFinite && parameters != before)
         #expect(step.reducer.skippedInARow == 0 && step.reducer.skippedSteps == 3)
     }

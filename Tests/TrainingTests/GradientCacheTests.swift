@@ -1,3 +1,5 @@
+import Contrastive
+import Distributed
 import Foundation
 import TestSupport
 import Config
@@ -8,8 +10,9 @@ import Testing
 @testable import Tensor
 @testable import Training
 
-/// train.gradient_cache_chunk: the chunked step (GradientCache.swift) computes the loss and the
-/// update of the ordinary step, in one process and across ranks, and is bit for bit reproducible.
+/// train.gradient_cache_chunk: the chunked step (Objectives/GradientCache.swift) computes the loss
+/// and the update of the ordinary step, in one process and across ranks, and is bit for bit the
+/// chunked algorithm written out by hand.
 @Suite struct GradientCacheTests {
     static let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
 
@@ -18,22 +21,79 @@ import Testing
         var parameters: [Float]
         var gradients: [Float]
         var result: TrainingStep.Result
+        /// The step ran its model passes through GradientCache.
+        var cached: Bool
     }
 
-    /// One step of a fresh TrainingStep (one process) on a fixed pseudo-random batch of B samples.
-    /// Features I = 20; clip adds pairs W = 12; supcon labels every other sample (classes 0...2).
-    func step(_ overrides: [String], samples b: Int = 16) throws -> Outcome {
+    /// A fresh TrainingStep (one process) with a fixed pseudo-random batch of B samples, not yet
+    /// stepped. Features I = 20; clip adds pairs W = 12; supcon labels every other sample
+    /// (classes 0...2). `forcedChunk` caches in chunks of that many rows whatever the config says.
+    func freshStep(_ overrides: [String], samples b: Int = 16, forcedChunk: Int? = nil) throws -> TrainingStep {
         let config = try smokeConfig(Self.sgd + overrides)
         let clip = config.loss.kind == .clip, supcon = config.loss.kind == .supcon
-        let step = try TrainingStep(config: config, inputWidth: 20, pairWidth: clip ? 12 : 0, samplesPerStep: b, totalSteps: 1)
+        let step = try TrainingStep(config: config, communicator: SingleProcessCommunicator(), inputWidth: 20, pairWidth: clip ? 12 : 0,
+                                    imageShape: nil, samplesPerStep: b, totalSteps: 1, gradientCacheChunk: forcedChunk)
         var random = RandomStream(seed: 7, stream: 1)
         let values = clip ? b * (20 + 12) : 2 * b * 20
         for i in 0..<values { step.batch[i] = random.nextUniform(-1, 1) }
         if supcon { for i in 0..<b { step.batch[values + i] = i % 2 == 0 ? Float(i % 3) : -1 } }
-        let result = try step.step(learningRate: 0.1)
+        return step
+    }
+
+    /// One step of `freshStep`.
+    func step(_ overrides: [String], samples b: Int = 16, forcedChunk: Int? = nil) throws -> Outcome {
+        let step = try freshStep(overrides, samples: b, forcedChunk: forcedChunk)
+        let result = try step.step(0, input: step.batch.data)
         #expect(result.applied)
         let arena = step.model.arena
-        return Outcome(loss: result.loss, parameters: arena.parameters.array, gradients: arena.gradients.array, result: result)
+        return Outcome(loss: result.loss, parameters: arena.parameters.array, gradients: arena.gradients.array, result: result,
+                       cached: step.objective.passes is GradientCache)
+    }
+
+    /// The cached step of `freshStep` written out by hand from the model's and the losses' own
+    /// calls, none of the objectives' or GradientCache's code (P = 1, fp32 on the wire, SGD
+    /// without momentum or decay): z of each chunk of C rows, the loss of all V views against
+    /// their copy, dL/dz through anchors plus through candidates, then per chunk forward again
+    /// and backward with its rows of dL/dz; theta -= lr g.
+    func handCachedStep(_ overrides: [String], chunk c: Int, samples b: Int = 16) throws -> (loss: Double, gradients: [Float], parameters: [Float]) {
+        let step = try freshStep(overrides, samples: b)
+        let config = step.config, model = step.model, arena = model.arena, input = step.batch.data
+        let v = 2 * b, e = model.embeddingWidth, width = model.inputWidth, l = config.loss
+        let z = Tensor(zeros: [v, e]), candidates = Tensor(zeros: [v, e])
+        let anchorGradient = Tensor(zeros: [v, e]), candidateGradient = Tensor(zeros: [v, e])
+        func chunks(_ body: (_ start: Int, _ count: Int) -> Void) {
+            for start in stride(from: 0, to: v, by: c) { body(start, min(c, v - start)) }
+        }
+        chunks { start, count in (z.data + start * e).update(from: model.forward(input + start * width, batch: count).embedding, count: count * e) }
+        candidates.copy(from: z)
+        var selfIndex = [Int32](repeating: 0, count: v), positiveIndex = [Int32](repeating: 0, count: v)
+        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: b, offset: 0)
+        let loss: Double
+        switch l.kind {
+        case .ntxent:
+            loss = NTXentLoss(temperature: l.temperature, logitChunk: l.logitChunk).forwardBackward(
+                anchors: z.data, anchorCount: v, candidates: candidates.data, candidateCount: v, dimension: e,
+                selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: v,
+                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data).loss
+        case .supcon:
+            let labels = (0..<v).map { Int32(input[v * width + $0 % b]) }
+            loss = SupConLoss(temperature: l.temperature, logitChunk: l.logitChunk).forwardBackward(
+                anchors: z.data, anchorCount: v, candidates: candidates.data, candidateCount: v, dimension: e,
+                selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: labels, candidateLabels: labels, normalization: v,
+                anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data).loss
+        case .clip:
+            preconditionFailure("handCachedStep: two-view objectives only")
+        }
+        Kernels.axpy(anchorGradient.data, alpha: 1, x: candidateGradient.data, count: v * e)
+        arena.zeroGradients()
+        chunks { start, count in
+            _ = model.forward(input + start * width, batch: count)
+            model.backward(anchorGradient.data + start * e, batch: count)
+        }
+        let gradients = arena.gradients.array
+        SGD(for: arena, groups: model.parameterGroups(encoderLearningRateScale: config.optimizer.encoderLRScale))
+            .step(arena, learningRate: config.optimizer.lr)
+        return (loss, gradients, arena.parameters.array)
     }
 
     /// max_i |a_i - b_i| / max_i |b_i|: relative to the largest element, as summation order moves
@@ -67,20 +127,46 @@ import Testing
         #expect(cached.gradients.last! != 0 && abs(cached.gradients.last! - reference.gradients.last!) <= 1e-6 * abs(reference.gradients.last!))
     }
 
-    /// Two runs of the cached step agree bit for bit.
+    /// The cached step reproduces the chunked algorithm written out by hand (`handCachedStep`),
+    /// bit for bit: loss, gradients and parameters, with chunks of 7, 7, 7, 7 and 4 of V = 32.
     @Test(arguments: ["ntxent", "supcon"])
     func cachedStepIsReproducible(kind: String) throws {
-        let a = try step(["loss.kind=\(kind)", "train.gradient_cache_chunk=7"])
-        let b = try step(["loss.kind=\(kind)", "train.gradient_cache_chunk=7"])
-        #expect(a.loss.bitPattern == b.loss.bitPattern)
-        #expect(a.parameters.map(\.bitPattern) == b.parameters.map(\.bitPattern))
+        let overrides = ["loss.kind=\(kind)", "communication.precision=fp32"]
+        let cached = try step(overrides + ["train.gradient_cache_chunk=7"])
+        let reference = try handCachedStep(overrides, chunk: 7)
+        #expect(cached.cached)
+        #expect(cached.loss.bitPattern == reference.loss.bitPattern)
+        #expect(cached.gradients.map(\.bitPattern) == reference.gradients.map(\.bitPattern))
+        #expect(cached.parameters.map(\.bitPattern) == reference.parameters.map(\.bitPattern))
     }
 
-    /// A chunk of V or more is the ordinary step, bit for bit.
+    /// One chunk of all V views through the cache (embed, keep z, replay the forward, backward)
+    /// is the ordinary step bit for bit: the replay rebuilds exactly the activations backward
+    /// needs. The config's rule skips the cache for such a chunk (it would only cost a second
+    /// forward), so the test forces it.
     @Test func chunkOfAllViewsIsTheOrdinaryStep() throws {
         let reference = try step([])
-        let whole = try step(["train.gradient_cache_chunk=32"])
+        let whole = try step([], forcedChunk: 32)
+        #expect(whole.cached && !reference.cached)
+        #expect(try !step(["train.gradient_cache_chunk=32"]).cached)
+        #expect(whole.loss.bitPattern == reference.loss.bitPattern)
+        #expect(whole.gradients.map(\.bitPattern) == reference.gradients.map(\.bitPattern))
         #expect(whole.parameters.map(\.bitPattern) == reference.parameters.map(\.bitPattern))
+    }
+
+    /// MoCo caches its queries like the other objectives (the key model runs forward only): two
+    /// steps, so the second scores the first's keys in the queue.
+    @Test(arguments: [5, 13])
+    func cachedMoCoEqualsTheUncachedMoCo(chunk: Int) throws {
+        func twoSteps(_ overrides: [String]) throws -> (losses: [Double], parameters: [Float]) {
+            let step = try freshStep(["loss.moco_queue=48", "loss.moco_momentum=0.9"] + overrides)
+            let losses = try (0..<2).map { try step.step($0, input: step.batch.data).loss }
+            #expect(step.objective is MoCo && (step.objective.passes is GradientCache) == !overrides.isEmpty)
+            return (losses, step.model.arena.parameters.array)
+        }
+        let reference = try twoSteps([]), cached = try twoSteps(["train.gradient_cache_chunk=\(chunk)"])
+        for (a, b) in zip(cached.losses, reference.losses) { #expect(abs(a - b) <= 1e-6 * abs(b)) }
+        #expect(relativeDifference(cached.parameters, reference.parameters) <= 1e-5)
     }
 
     /// Only the last chunk's backward reports finished gradients (an earlier report would start an
@@ -95,12 +181,12 @@ import Testing
         _ = step.model.forward(step.batch.data, batch: v)
         step.model.backward(Tensor(shape: [v * e], repeating: 0.01).data, batch: v) { uncachedReports.append($0) }
         var reports: [Int] = []
-        let recompute = step.cachedBackward(.first, input: step.batch.data, rows: v, chunk: 5, embeddingGradient: gradient.data) {
-            reports.append($0)
-        }
+        let cache = GradientCache(model: step.model, chunk: 5)
+        cache.backward(.first, step.batch.data, rows: v, embeddingGradient: gradient.data) { reports.append($0) }
         #expect(!uncachedReports.isEmpty && reports == uncachedReports)
-        #expect(recompute > 0)
-        #expect(step.gradientCacheChunk(rows: v) == 5 && step.gradientCacheChunk(rows: 5) == nil)
+        #expect(cache.replaySeconds > 0)
+        #expect(step.objective.passes is GradientCache)
+        #expect(GradientCache.chunk(config.train.gradientCacheChunk, rows: v) == 5 && GradientCache.chunk(5, rows: 5) == nil)
     }
 
     @Test func negativeChunkIsAConfigError() throws {

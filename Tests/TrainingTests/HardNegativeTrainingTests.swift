@@ -12,7 +12,7 @@ import Testing
 @Suite struct HardNegativeScheduleTests {
     @Test func scheduleRunsFromStartToFinal() {
         func beta(_ schedule: HardNegativeSchedule, _ step: Int) -> Float {
-            TrainingStep.hardNegativeBeta(schedule: schedule, start: 0.5, final: 2.5, step: step, totalSteps: 100)
+            Schedules.hardNegativeBeta(schedule: schedule, start: 0.5, final: 2.5, step: step, totalSteps: 100)
         }
         #expect((0...120).allSatisfy { beta(.constant, $0) == 0.5 })
         #expect(beta(.linear, 0) == 0.5 && abs(beta(.linear, 25) - 1) <= 1e-6 && abs(beta(.linear, 50) - 1.5) <= 1e-6)
@@ -21,19 +21,25 @@ import Testing
         #expect(abs(beta(.cosine, 25) - Float(2.5 - 2 * (1 + cos(Double.pi / 4)) / 2)) <= 1e-6)
         #expect((1...100).allSatisfy { beta(.linear, $0) > beta(.linear, $0 - 1) && beta(.cosine, $0) > beta(.cosine, $0 - 1) })
         // A decreasing curriculum works the same way.
-        #expect(TrainingStep.hardNegativeBeta(schedule: .linear, start: 2, final: 0, step: 3, totalSteps: 4) == 0.5)
+        #expect(Schedules.hardNegativeBeta(schedule: .linear, start: 2, final: 0, step: 3, totalSteps: 4) == 0.5)
+    }
+
+    /// The SimCLR objective's loss when it is the hard-negative form, else nil.
+    func hardNegativeLoss(_ step: TrainingStep) -> HardNegativeNTXentLoss? {
+        guard let simCLR = step.objective as? SimCLR, case .hardNegative(let loss) = simCLR.ntxent else { return nil }
+        return loss
     }
 
     @Test func stepUsesTheHardNegativeLossOnlyWhenAsked() throws {
         let plain = try TrainingStep(config: try smokeConfig([]), inputWidth: 784, samplesPerStep: 8, totalSteps: 10)
-        #expect(plain.hardNegativeLoss == nil)
+        #expect(plain.objective is SimCLR && hardNegativeLoss(plain) == nil && plain.plan(0).hardNegativeBeta == nil)
         let config = try smokeConfig(["loss.hard_negative_beta=0", "loss.hard_negative_beta_final=2",
                                       "loss.hard_negative_schedule=linear", "loss.debiased_tau_plus=0.1", "loss.logit_chunk=5"])
         let step = try TrainingStep(config: config, inputWidth: 784, samplesPerStep: 8, totalSteps: 10)
-        let loss = try #require(step.hardNegativeLoss)
+        let loss = try #require(hardNegativeLoss(step))
         #expect(loss.tauPlus == 0.1 && loss.beta == 0 && loss.logitChunk == 5)
-        #expect(step.hardNegativeBeta(atStep: 0) == 0 && abs(step.hardNegativeBeta(atStep: 5) - 1) <= 1e-6)
-        #expect(step.hardNegativeBeta(atStep: 10) == 2)
+        #expect(step.plan(0).hardNegativeBeta == 0 && abs(step.plan(5).hardNegativeBeta! - 1) <= 1e-6)
+        #expect(step.plan(10).hardNegativeBeta == 2)
     }
 
     @Test func configChecksTheHardNegativeKeys() throws {

@@ -38,14 +38,14 @@ import Testing
     /// The key model starts at the query model's parameters, and each applied step moves it by
     /// theta_k <- m theta_k + (1 - m) theta_q with the new theta_q, bit for bit.
     @Test func stepUpdatesTheKeyModelAfterTheQueryModel() throws {
-        let config = try smokeConfig(["loss.moco_queue=40", "loss.moco_momentum=0.9"])
+        let config = try smokeConfig(["loss.moco_queue=40", "loss.moco_momentum=0.9", "optimizer.lr=0.01"])
         let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: 8, totalSteps: 10)
-        let queue = try #require(step.momentumQueue)
+        let queue = try #require((step.objective as? MoCo)?.queue)
         #expect(queue.model.arena.parameters.array == step.model.arena.parameters.array)
         fillBatch(step, seed: 1)
-        for _ in 0..<2 {
+        for index in 0..<2 {
             var expected = queue.model.arena.parameters.array
-            let result = try step.step(learningRate: 1e-2)
+            let result = try step.step(index, input: step.batch.data)
             #expect(result.applied)
             let query = step.model.arena.parameters.array
             MomentumQueue.momentumUpdate(key: &expected, query: query, count: query.count, momentum: 0.9)
@@ -96,10 +96,10 @@ import Testing
     /// keys, the filled queue] (Double reference), with the other view's key positive and the
     /// own view's key excluded; the queue fills and wraps (K = 40, N = 16).
     @Test func lossScoresQueriesAgainstKeysAndQueue() throws {
-        let config = try smokeConfig(["loss.moco_queue=40", "loss.moco_momentum=0.9", "loss.temperature=0.3"])
+        let config = try smokeConfig(["loss.moco_queue=40", "loss.moco_momentum=0.9", "loss.temperature=0.3", "optimizer.lr=0.01"])
         let b = 8, n = 2 * b
         let step = try TrainingStep(config: config, inputWidth: 784, imageShape: [28, 28], samplesPerStep: b, totalSteps: 10)
-        let queue = try #require(step.momentumQueue)
+        let queue = try #require((step.objective as? MoCo)?.queue)
         let e = step.model.embeddingWidth
         var selfIndex = [Int32](repeating: 0, count: n), positive = [Int32](repeating: 0, count: n)
         TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positive, samples: b, offset: 0)
@@ -112,7 +112,7 @@ import Testing
             let reference = NTXentLoss.lossReference(anchors: queries, candidates: keys + ring, dimension: e,
                                                      selfIndex: selfIndex.map(Int.init), positiveIndex: positive.map(Int.init),
                                                      normalization: n, temperature: 0.3)
-            let result = try step.step(learningRate: 1e-2, temperature: 0.3)
+            let result = try step.step(stepIndex, input: step.batch.data)
             #expect(abs(result.loss - reference) <= 1e-5 * abs(reference), "step \(stepIndex): \(result.loss) vs \(reference)")
             // This step's keys are now the newest rows of the ring.
             for row in 0..<n {

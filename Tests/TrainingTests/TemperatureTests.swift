@@ -12,7 +12,7 @@ import Testing
 /// and the config's checks.
 @Suite struct TemperatureScheduleTests {
     @Test func cosineRunsFromStartToFinal() {
-        func tau(_ step: Int) -> Float { TrainingStep.cosineTemperature(start: 0.5, final: 0.1, step: step, totalSteps: 100) }
+        func tau(_ step: Int) -> Float { Schedules.cosine(start: 0.5, final: 0.1, step: step, totalSteps: 100) }
         #expect(tau(0) == 0.5)
         #expect(abs(tau(50) - 0.3) <= 1e-6)
         #expect(abs(tau(100) - 0.1) <= 1e-6)
@@ -23,8 +23,8 @@ import Testing
     @Test func stepReportsTheScheduledTemperature() throws {
         let config = try smokeConfig(["loss.temperature_mode=cosine", "loss.temperature=0.4", "loss.temperature_final=0.2"])
         let step = try TrainingStep(config: config, inputWidth: 784, samplesPerStep: 8, totalSteps: 10)
-        #expect(step.temperature(atStep: 0) == 0.4)
-        #expect(abs(step.temperature(atStep: 5) - 0.3) <= 1e-6)
+        #expect(step.plan(0).temperature == 0.4)
+        #expect(abs(step.plan(5).temperature - 0.3) <= 1e-6)
         #expect(step.model.logitScale == nil)
     }
 
@@ -34,7 +34,7 @@ import Testing
         let theta = try #require(step.model.logitScale)
         #expect(theta.offset == step.model.arena.slices.map(\.offset).max())
         #expect(step.model.arena.parameters(theta)[0] == log(4))
-        #expect(abs(step.temperature(atStep: 3) - 0.25) <= 1e-6)
+        #expect(abs(step.plan(3).temperature - 0.25) <= 1e-6)
 
         // Zero gradients and weight decay: every weight shrinks, theta stays (SGD and AdamW).
         let arena = step.model.arena
@@ -90,7 +90,7 @@ import Testing
         let run = try train(ranks: 1, steps: 4, ["loss.temperature_mode=cosine", "loss.temperature=0.5", "loss.temperature_final=0.1"])
         #expect(run.temperatures.count == 4)
         for (step, logged) in run.temperatures.enumerated() {
-            let expected = TrainingStep.cosineTemperature(start: 0.5, final: 0.1, step: step, totalSteps: 4)
+            let expected = Schedules.cosine(start: 0.5, final: 0.1, step: step, totalSteps: 4)
             #expect(abs(logged - Double(expected)) <= 1e-6, "step \(step)")
         }
         #expect(zip(run.temperatures, run.temperatures.dropFirst()).allSatisfy { $1 < $0 })

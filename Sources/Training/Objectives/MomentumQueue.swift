@@ -18,7 +18,7 @@ import Tensor
 ///
 /// It is never trained and never communicated: every rank holds the same theta_q after an update,
 /// so every rank computes the same theta_k. Each step it embeds the rank's V views (forward only),
-/// the keys are all-gathered to N rows (rank-major, as TrainingStep's `gathered`), and the queries
+/// the keys are all-gathered to N rows (rank-major, as the other objectives' embeddings), and the queries
 /// (the V online embeddings) are scored against [N keys, then the queue's filled rows]. Afterwards
 /// the N keys enter the queue, a FIFO ring of K rows: oldest overwritten, K need not divide by N.
 /// They enter in the one-process order of the global batch (view 0 of global samples 0..<P B,
@@ -130,37 +130,6 @@ public final class MomentumQueue {
         }
         writePosition = saved.writePosition
         filled = saved.filled
-    }
-}
-
-extension TrainingStep {
-    /// The MoCo step on `input` (V x I views): queries through the online model, keys through the
-    /// momentum model, both all-gathered; NT-Xent of the queries against [N keys, queue]; the keys
-    /// enter the queue; backward of the queries only (no reduce-scatter: keys get no gradient).
-    /// For query i the positive is the key of its other view, the key of its own view is excluded,
-    /// M = N normalises, so that summing the ranks' gradients gives the one-process gradient.
-    func momentumStep(_ queue: MomentumQueue, learningRate: Float, input: UnsafePointer<Float>) throws -> Result {
-        let v = 2 * samplesPerStep, e = model.embeddingWidth, n = communicator.size * v
-        var clock = StepClock()
-        if injectedDelay > 0 { usleep(UInt32(injectedDelay * 1e6)) }
-        let z = model.forward(input, batch: v).embedding
-        let keys = queue.model.forward(input, batch: v).embedding
-        clock.lap(\.forward)
-        try communicator.allGather(keys, count: v * e, into: queue.candidates.data)
-        // The queries too, though the loss needs only the local ones: `gathered` is what the
-        // monitor measures the embedding geometry (and collapse) on.
-        try communicator.allGather(z, count: v * e, into: gathered.data)
-        clock.lap(\.gather)
-        let r = loss.forwardBackward(
-            anchors: z, anchorCount: v, candidates: queue.candidates.data, candidateCount: queue.candidateCount, dimension: e,
-            selfIndex: selfIndex, positiveIndex: positiveIndex, normalization: n,
-            anchorGradient: anchorGradient.data, candidateGradient: nil)
-        logitScaleGradient = Float(r.logitScaleGradient)
-        queue.enqueue()
-        clock.lap(\.loss)
-        return try finish(loss: r.loss, top1: r.positiveTop1, anchors: n, learningRate: learningRate, clock: clock) {
-            model.backward(anchorGradient.data, batch: v, gradientsFinal: $0)
-        }
     }
 }
 

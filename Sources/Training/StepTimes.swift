@@ -6,7 +6,8 @@ import Foundation
 
 /// Where a training step spends its time, in seconds.
 public struct StepTimes: Sendable {
-    public var augmentation = 0.0
+    /// Waiting for the batch: making it in the loop, or the prefetcher's wait for it.
+    public var dataWait = 0.0
     public var forward = 0.0
     /// All-gather of embeddings and reduce-scatter of their gradients (zero in one process).
     public var gather = 0.0
@@ -15,15 +16,15 @@ public struct StepTimes: Sendable {
     /// Waiting for the gradient all-reduce after backward, and the step's statistics.
     public var communication = 0.0
     public var optimizer = 0.0
-    public var total: Double { augmentation + compute }
-    /// Everything but augmentation.
+    public var total: Double { dataWait + compute }
+    /// Everything but the data wait.
     public var compute: Double { forward + gather + loss + backward + communication + optimizer }
 
     public init() {}
 
     public static func + (a: StepTimes, b: StepTimes) -> StepTimes {
         var s = StepTimes()
-        s.augmentation = a.augmentation + b.augmentation
+        s.dataWait = a.dataWait + b.dataWait
         s.forward = a.forward + b.forward
         s.gather = a.gather + b.gather
         s.communication = a.communication + b.communication

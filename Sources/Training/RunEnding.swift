@@ -5,7 +5,28 @@ import Config
 import Checkpoint
 import Foundation
 
+/// How a run's training loop ended.
+enum Ending: Equatable {
+    /// The last step, or early stopping: evaluated, weights written.
+    case completed
+    /// A stop signal, honoured with a checkpoint.
+    case interrupted
+    /// train.max_skipped_steps, with the message that says why and what to do.
+    case skippedSteps(String)
+
+    var message: String? {
+        if case .skippedSteps(let message) = self { return message }
+        return nil
+    }
+}
+
 extension Trainer {
+    /// The run's `end` record, whatever ended it.
+    func recordEnd(_ ending: Ending, seconds: Double) {
+        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(ending == .interrupted)), ("seconds", .number(seconds)),
+                           ("parameters_checksum", .string(parametersChecksum))])
+    }
+
     /// FNV-1a checksum of this rank's parameters (16 hex digits) for the `end` record: equal on
     /// every rank of a healthy data-parallel run, so a rank that drifted (an update applied on
     /// one rank but not another) shows.
