@@ -8,6 +8,7 @@ import PackageDescription
 //   Evaluation       kNN, linear probe, PCA, CKA, retrieval; trained models, weights, export
 //   Config  RunFiles the config document | run log, metrics, TensorBoard, tail, report
 //   Checkpoint Data  sharded checkpoints | data sets, readers, sampler, views
+//   Storage          atomic files, zstd frames, crc32, byte shuffle, JSON text (for Checkpoint, Data, RunFiles)
 //   Distributed      communicators, gradient reducer, watchdog
 //   Contrastive NN   losses | layers, models, arena, optimizers
 //   Tensor           storage, GEMM, kernels, RNG
@@ -16,7 +17,7 @@ let package = Package(
     name: "contrast",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training", "Bench"]),
+        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training", "Bench"]),
         .executable(name: "contrast", targets: ["contrast"]),
         .executable(name: "contrast-fuzz", targets: ["contrast-fuzz"]),
     ],
@@ -40,17 +41,18 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Contrastive", dependencies: ["Tensor"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
-        .target(name: "Data", dependencies: ["CZlib", "CZstd", "Tensor"]),
-        .target(name: "Checkpoint", dependencies: ["CZstd", "CZlib", "Tensor", "Distributed"]),
+        .target(name: "Storage", dependencies: ["CZstd", "CZlib"]),
+        .target(name: "Data", dependencies: ["CZlib", "Storage", "Tensor"]),
+        .target(name: "Checkpoint", dependencies: ["Storage", "Distributed"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "RunFiles", dependencies: ["Tensor", "Checkpoint", "Data", "Config", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Data", "Checkpoint", "Config", "RunFiles"]),
+        .target(name: "RunFiles", dependencies: ["Tensor", "Storage", "Config", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
+            "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
         .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "Training"]),
         .executableTarget(name: "contrast", dependencies: [
-            "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Data", "Checkpoint", "Distributed",
+            "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Storage", "Data", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fuzz targets over the readers of untrusted files; contrast-fuzz replays corpora, or is a
@@ -65,8 +67,9 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"]),
         .testTarget(name: "ContrastiveTests", dependencies: ["Contrastive", "Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI", "TestSupport"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "TestSupport"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor", "Distributed", "TestSupport"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "CZstd"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Storage", "Tensor", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Storage", "Tensor", "Distributed", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
         .testTarget(name: "RunFilesTests", dependencies: ["RunFiles", "Config", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Config", "NN", "Data", "Tensor", "TestSupport"]),

@@ -1,5 +1,5 @@
-import CZlib
 import Foundation
+import Storage
 
 extension CheckpointStore {
     /// Loads a checkpoint into `buffers` (names and counts must match the manifest's) and
@@ -12,7 +12,7 @@ extension CheckpointStore {
         let manifestPath = checkpoint.appendingPathComponent(manifestName).path
         try validate(manifest, file: manifestPath)
         try checkBuffers(buffers, against: manifest, file: manifestPath)
-        let reader = CheckpointReader(directory: checkpoint, manifest: manifest)
+        let reader = try CheckpointReader(directory: checkpoint, manifest: manifest)
         for buffer in buffers {
             try reader.read(buffer: buffer.name, elements: 0..<buffer.count, into: buffer.pointer)
         }
@@ -36,7 +36,7 @@ extension CheckpointStore {
                                       fix: "use the model settings it was written with (see its \"state\")")
             }
         }
-        let reader = CheckpointReader(directory: checkpoint, manifest: manifest)
+        let reader = try CheckpointReader(directory: checkpoint, manifest: manifest)
         for buffer in buffers {
             try reader.read(buffer: buffer.name, elements: 0..<buffer.count, into: buffer.pointer)
         }
@@ -50,12 +50,12 @@ extension CheckpointStore {
     public static func verify(_ checkpoint: URL) throws {
         let manifest = try manifest(at: checkpoint)
         try validate(manifest, file: checkpoint.appendingPathComponent(manifestName).path)
-        let decoder = FrameDecoder()
+        let decoder = try FileIO.mapping { try FrameDecoder() }
         for shard in manifest.shards {
             let path = checkpoint.appendingPathComponent(shard.file).path
             let file = try ShardFile(path: path, expectedBytes: shard.bytes)
             let bytes = try file.read(offset: 0, count: shard.bytes)
-            let checksum = FileIO.hex(FileIO.crc32(bytes))
+            let checksum = CRC32.hex(CRC32.checksum(bytes))
             guard checksum == shard.checksum else {
                 throw CheckpointError.corrupt(path, "crc32 of the file is \(checksum), the manifest says \(shard.checksum)")
             }
@@ -129,15 +129,16 @@ final class CheckpointReader {
     private var framesByBuffer: [String: [(shard: Int, frame: Int)]] = [:]
     private var files: [Int: ShardFile] = [:]
     /// crc32 of each frame's bytes as read, per shard.
-    private var frameChecksums: [Int: [Int: UInt]] = [:]
-    private let decoder = FrameDecoder()
+    private var frameChecksums: [Int: [Int: UInt32]] = [:]
+    private let decoder: FrameDecoder
     private var scratch = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     private var scratchCapacity = 0
 
     /// `manifest` must have passed `CheckpointStore.validate`.
-    init(directory: URL, manifest: CheckpointManifest) {
+    init(directory: URL, manifest: CheckpointManifest) throws {
         self.directory = directory
         self.manifest = manifest
+        decoder = try FileIO.mapping { try FrameDecoder() }
         for (shardIndex, shard) in manifest.shards.enumerated() {
             for (frameIndex, frame) in shard.frames.enumerated() {
                 framesByBuffer[frame.buffer, default: []].append((shardIndex, frameIndex))
@@ -164,7 +165,7 @@ final class CheckpointReader {
             let path = directory.appendingPathComponent(shard.file).path
             if files[shardIndex] == nil { files[shardIndex] = try ShardFile(path: path, expectedBytes: shard.bytes) }
             let bytes = try files[shardIndex]!.read(offset: frame.byteOffset, count: frame.byteCount)
-            frameChecksums[shardIndex, default: [:]][frameIndex] = FileIO.crc32(bytes)
+            frameChecksums[shardIndex, default: [:]][frameIndex] = CRC32.checksum(bytes)
             let what = "frame of '\(name)' elements \(frameRange) at byte \(frame.byteOffset)"
             let transform = FrameTransform(rawValue: frame.transform)!
             if overlap == frameRange {
@@ -189,13 +190,13 @@ final class CheckpointReader {
         for (shardIndex, checksums) in frameChecksums {
             let shard = manifest.shards[shardIndex]
             guard checksums.count == shard.frames.count else { continue }
-            var crc: UInt = 0
+            var crc: UInt32 = 0
             for (frameIndex, frame) in shard.frames.enumerated() {
-                crc = crc32_combine(crc, checksums[frameIndex]!, off_t(frame.byteCount))
+                crc = CRC32.combine(crc, checksums[frameIndex]!, secondLength: frame.byteCount)
             }
-            guard FileIO.hex(crc) == shard.checksum else {
+            guard CRC32.hex(crc) == shard.checksum else {
                 throw CheckpointError.corrupt(directory.appendingPathComponent(shard.file).path,
-                                              "crc32 of the file is \(FileIO.hex(crc)), the manifest says \(shard.checksum)")
+                                              "crc32 of the file is \(CRC32.hex(crc)), the manifest says \(shard.checksum)")
             }
         }
     }

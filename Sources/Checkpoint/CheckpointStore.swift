@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import Storage
 
 /// A flat Float32 buffer of the trainer's state (parameters, one optimizer state buffer, ...).
 /// Buffers may differ in length; names must be unique.
@@ -195,18 +196,19 @@ public enum CheckpointStore {
     static func writeShard(directory: URL, file: String, buffers: [CheckpointBuffer], rank: Int, size: Int,
                            step: Int, settings: CheckpointSettings,
                            frameElements: Int = CheckpointStore.frameElements) throws -> CheckpointManifest.Shard {
-        let writer = try AtomicFileWriter(path: directory.appendingPathComponent(file).path)
+        let writer = try FileIO.writer(path: directory.appendingPathComponent(file).path)
         do {
-            let encoder = try FrameEncoder(level: settings.level, shuffle: settings.shuffle)
+            let encoder = try FrameEncoder(level: settings.level)
+            let transform: FrameTransform = settings.shuffle ? .shuffleZstd : .zstd
             var frames: [CheckpointManifest.Frame] = []
             for buffer in buffers {
                 let range = elementRange(count: buffer.count, part: rank, parts: size)
                 for offset in stride(from: range.lowerBound, to: range.upperBound, by: frameElements) {
                     let count = min(frameElements, range.upperBound - offset)
-                    let bytes = try encoder.encode(buffer.pointer + offset, count: count)
+                    let bytes = try encoder.encode(buffer.pointer + offset, count: count, transform: transform)
                     frames.append(.init(buffer: buffer.name, elementOffset: offset, elementCount: count,
                                         byteOffset: writer.bytesWritten, byteCount: bytes.count,
-                                        transform: encoder.transform.rawValue, uncompressedBytes: count * MemoryLayout<Float>.size))
+                                        transform: transform.rawValue, uncompressedBytes: count * MemoryLayout<Float>.size))
                     try writer.write(bytes)
                     if frames.count == 1 { try CrashPoint.reach(.midShardTmp, rank: rank, step: step) }
                 }
@@ -215,12 +217,12 @@ public enum CheckpointStore {
             try CrashPoint.reach(.afterShardTmp, rank: rank, step: step)
             try writer.commit()
             try CrashPoint.reach(.afterShardRename, rank: rank, step: step)
-            return .init(rank: rank, file: file, bytes: writer.bytesWritten, checksum: FileIO.hex(writer.crc), frames: frames)
+            return .init(rank: rank, file: file, bytes: writer.bytesWritten, checksum: CRC32.hex(writer.crc), frames: frames)
         } catch let error as CheckpointError where error.kind == .simulatedCrash {
             throw error  // leave the files as a crash would
         } catch {
             writer.abandon()
-            throw error
+            throw (error as? StorageError).map { CheckpointError($0) } ?? error
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 
 /// One row of `CheckpointStore.compressionReport`: how the buffers compress with one setting.
 public struct CompressionMeasurement: Sendable, CustomStringConvertible {
@@ -28,26 +29,27 @@ extension CheckpointStore {
         for level in levels {
             for shuffle in [false, true] {
                 let settings = CheckpointSettings(level: level, shuffle: shuffle)
-                let encoder = try FrameEncoder(level: level, shuffle: shuffle)
+                let encoder = try FileIO.mapping { try FrameEncoder(level: level) }
+                let transform: FrameTransform = shuffle ? .shuffleZstd : .zstd
                 var frames: [(bytes: [UInt8], count: Int)] = []
                 var compressed = 0, uncompressed = 0
                 let start = DispatchTime.now().uptimeNanoseconds
                 for buffer in buffers {
                     for offset in stride(from: 0, to: buffer.count, by: frameElements) {
                         let count = min(frameElements, buffer.count - offset)
-                        let bytes = try encoder.encode(buffer.pointer + offset, count: count)
+                        let bytes = try FileIO.mapping { try encoder.encode(buffer.pointer + offset, count: count, transform: transform) }
                         frames.append(([UInt8](bytes), count))
                         compressed += bytes.count
                         uncompressed += count * MemoryLayout<Float>.size
                     }
                 }
                 let middle = DispatchTime.now().uptimeNanoseconds
-                let decoder = FrameDecoder()
+                let decoder = try FileIO.mapping { try FrameDecoder() }
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: frameElements)
                 defer { scratch.deallocate() }
                 for frame in frames {
                     try frame.bytes.withUnsafeBytes {
-                        try decoder.decode($0, transform: encoder.transform, count: frame.count, into: scratch, file: "(memory)", what: "frame")
+                        try decoder.decode($0, transform: transform, count: frame.count, into: scratch, file: "(memory)", what: "frame")
                     }
                 }
                 let end = DispatchTime.now().uptimeNanoseconds

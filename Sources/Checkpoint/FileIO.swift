@@ -1,37 +1,27 @@
-import CZlib
 import Foundation
+import Storage
 
-/// POSIX file calls for the commit protocol. Every failing call becomes a `CheckpointError`
-/// here, naming the call, the file and errno's text (STYLE.md habit 9).
+/// Checkpoint's side of Storage: the file calls of the commit protocol, whose failures come
+/// back as `CheckpointError`s with the kind callers react to (`.diskFull`, `.missing`, `.io`,
+/// `.corrupt`) and a fix in checkpoint terms. Storage names the call, the file and errno's text.
 enum FileIO {
     /// Tests set this to make writes fail with ENOSPC once a file would exceed this many bytes.
     @TaskLocal static var simulatedCapacity: Int?
 
+    /// A failed POSIX call of Checkpoint's own (unlink, pread, ...), as a checkpoint error.
     static func error(_ call: String, _ path: String, _ code: Int32 = errno) -> CheckpointError {
-        let text = String(cString: strerror(code))
-        let call = "\(call) (\((path as NSString).lastPathComponent))"
-        if code == ENOSPC || code == EDQUOT || code == EFBIG {
-            return CheckpointError(.diskFull, file: path, problem: "\(call) failed: \(text) (errno \(code))",
-                                   fix: "free space on that file system (or lower checkpoint.keep_last, or write checkpoints elsewhere) and checkpoint again")
-        }
-        if code == ENOENT {
-            return CheckpointError(.missing, file: path, problem: "\(call) failed: \(text)",
-                                   fix: "check the path; a checkpoint directory must hold every file its manifest names")
-        }
-        return CheckpointError(.io, file: path, problem: "\(call) failed: \(text) (errno \(code))",
-                               fix: "check the path's permissions and file system")
+        CheckpointError(StorageError.system(call, path, errno: code))
+    }
+
+    /// Runs `body`, turning Storage's errors into checkpoint errors; other errors (a test's
+    /// simulated crash) pass through as they are.
+    static func mapping<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as StorageError { throw CheckpointError(error) }
     }
 
     /// fsync on a directory makes the renames inside it durable.
     static func syncDirectory(_ path: String) throws {
-        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw error("open", path) }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw error("fsync", path) }
-    }
-
-    static func rename(_ from: String, _ to: String) throws {
-        guard Glibc.rename(from, to) == 0 else { throw error("rename to \((to as NSString).lastPathComponent)", from) }
+        try mapping { try AtomicFile.syncDirectory(path) }
     }
 
     static func makeDirectory(_ path: String) throws {
@@ -43,19 +33,18 @@ enum FileIO {
         }
     }
 
-    /// Writes `data` to `path` atomically: `path.tmp`, fsync, rename, fsync the directory.
-    /// On failure the temporary file is removed and `path` is untouched.
+    /// Writes `data` to `path` atomically (`AtomicFile`); `afterTemporary` is a crash point.
     static func writeAtomically(_ data: Data, to path: String, afterTemporary: () throws -> Void = {}) throws {
-        let writer = try AtomicFileWriter(path: path)
-        do {
-            try data.withUnsafeBytes { try writer.write($0) }
-            try writer.synchronize()
-            try afterTemporary()
-            try writer.commit()
-        } catch {
-            writer.abandon()
-            throw error
+        try mapping {
+            try data.withUnsafeBytes {
+                try AtomicFile.write($0, toPath: path, capacity: simulatedCapacity, beforeRename: afterTemporary)
+            }
         }
+    }
+
+    /// A shard's writer (`path.tmp`, renamed by `commit`).
+    static func writer(path: String) throws -> AtomicFileWriter {
+        try mapping { try AtomicFileWriter(path: path, capacity: simulatedCapacity) }
     }
 
     /// Reads a whole (small) file.
@@ -65,87 +54,47 @@ enum FileIO {
         }
         return data
     }
-
-    /// crc32 of zlib (the IEEE 802.3 polynomial, as Python's zlib.crc32), from `crc`.
-    static func crc32(_ bytes: UnsafeRawBufferPointer, from crc: UInt = 0) -> UInt {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
-        return CZlib.crc32_z(crc, base.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
-
-    static func hex(_ crc: UInt) -> String {
-        let digits = String(crc, radix: 16)
-        return String(repeating: "0", count: max(0, 8 - digits.count)) + digits
-    }
 }
 
-/// One file written through `path.tmp`: bytes go out with a running crc32; `commit` fsyncs,
-/// renames and fsyncs the directory; `abandon` removes the temporary file.
-final class AtomicFileWriter {
-    let path: String
-    let temporaryPath: String
-    private var descriptor: Int32
-    private(set) var bytesWritten = 0
-    private(set) var crc: UInt = 0
-
-    init(path: String) throws {
-        self.path = path
-        temporaryPath = path + ".tmp"
-        descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw FileIO.error("open", temporaryPath) }
-    }
-
-    deinit { if descriptor >= 0 { close(descriptor) } }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard var next = bytes.baseAddress, bytes.count > 0 else { return }
-        var left = bytes.count
-        while left > 0 {
-            var chunk = left
-            if let capacity = FileIO.simulatedCapacity {
-                chunk = min(chunk, capacity - bytesWritten)
-                if chunk <= 0 { throw FileIO.error("write", temporaryPath, ENOSPC) }
+extension CheckpointError {
+    /// Storage's error in checkpoint terms. A damaged frame is `.corrupt` in `file` with the
+    /// frame described by `what`.
+    init(_ error: StorageError, file: String? = nil, what: String? = nil) {
+        switch error.kind {
+        case .system(let code):
+            let call = "\(error.call) (\((error.path as NSString).lastPathComponent))"
+            if error.isDiskFull {
+                self.init(.diskFull, file: error.path, problem: "\(call) failed: \(error.reason) (errno \(code))",
+                          fix: "free space on that file system (or lower checkpoint.keep_last, or write checkpoints elsewhere) and checkpoint again")
+            } else if code == ENOENT {
+                self.init(.missing, file: error.path, problem: "\(call) failed: \(error.reason)",
+                          fix: "check the path; a checkpoint directory must hold every file its manifest names")
+            } else {
+                self.init(.io, file: error.path, problem: "\(call) failed: \(error.reason) (errno \(code))",
+                          fix: "check the path's permissions and file system")
             }
-            let written = Glibc.write(descriptor, next, chunk)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw FileIO.error("write", temporaryPath)
-            }
-            if written == 0 { throw FileIO.error("write", temporaryPath, ENOSPC) }
-            next += written
-            left -= written
-            bytesWritten += written
+        case .zstd:
+            self.init(.io, file: error.path, problem: "zstd \(error.call) failed: \(error.reason)",
+                      fix: "check checkpoint.level (zstd accepts 1...\(FrameEncoder.maxLevel))")
+        case .corrupt:
+            self = .corrupt(file ?? error.path, what.map { "\($0): \(error.reason)" } ?? error.reason)
         }
-        crc = FileIO.crc32(bytes, from: crc)
-    }
-
-    /// fsync and close the temporary file (its data is durable, its name not yet).
-    func synchronize() throws {
-        guard fsync(descriptor) == 0 else { throw FileIO.error("fsync", temporaryPath) }
-        let result = close(descriptor)
-        descriptor = -1
-        // close can report a deferred write error (NFS, some quotas).
-        guard result == 0 else { throw FileIO.error("close", temporaryPath) }
-    }
-
-    /// Rename into place and fsync the directory. Call after `synchronize`.
-    func commit() throws {
-        try FileIO.rename(temporaryPath, path)
-        try FileIO.syncDirectory((path as NSString).deletingLastPathComponent)
-    }
-
-    /// Close and remove the temporary file (best effort: the first error is what matters).
-    func abandon() {
-        if descriptor >= 0 { close(descriptor); descriptor = -1 }
-        unlink(temporaryPath)
     }
 }
 
-/// Atomic whole-file writes for the rest of contrast (run config, final weights): the same
-/// temporary-file, fsync, rename, fsync-directory protocol checkpoints commit with.
-public enum AtomicFile {
-    /// Writes `data` to `url`: a reader sees the old file or the whole new one, never a part.
-    /// On failure (a full disk, say) the temporary file is removed and `url` is untouched.
-    public static func write(_ data: Data, to url: URL) throws {
-        try FileIO.writeAtomically(data, to: url.path)
+extension FrameDecoder {
+    /// Decodes one frame of `count` floats; a damaged frame is `.corrupt` naming `file` and `what`.
+    func decode(_ frame: UnsafeRawBufferPointer, transform: FrameTransform, count: Int,
+                into destination: UnsafeMutablePointer<Float>, file: String, what: String) throws {
+        do { try decode(frame, transform: transform, count: count, into: destination) } catch {
+            throw CheckpointError(error, file: file, what: what)
+        }
+    }
+
+    /// Checks one frame of `count` floats through a fixed window (`FrameDecoder.check`).
+    func check(_ frame: UnsafeRawBufferPointer, count: Int, file: String, what: String) throws {
+        do { try check(frame, bytes: count * MemoryLayout<Float>.size) } catch {
+            throw CheckpointError(error, file: file, what: what)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 
 /// The contents of `manifest.json` (docs/checkpoint-format.md). Its presence is what makes a
 /// checkpoint exist.
@@ -73,7 +74,7 @@ extension CheckpointManifest {
 
     /// crc32 (8 lowercase hex digits) of `data`'s first `end` bytes.
     static func checksum(of data: Data, end: Int) -> String {
-        data.prefix(end).withUnsafeBytes { FileIO.hex(FileIO.crc32($0)) }
+        data.prefix(end).withUnsafeBytes { CRC32.hex(CRC32.checksum($0)) }
     }
 
     /// Pretty JSON with `"state": <the state's bytes>` and then `"manifestChecksum"` as the last keys.

@@ -1,3 +1,5 @@
+import Storage
+
 /// Everything that can go wrong reading a data set or laying out its batches.
 ///
 /// Each description is one line that names the file or config key, the problem and the fix,
@@ -89,6 +91,17 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .spillFailed(let directory, let reason):
             return "cannot keep the samples on disk in \(directory) (data.spill_dir, data.hold: disk): \(reason); "
                 + "point data.spill_dir at a writable local directory with room for this rank's samples, or set data.hold: memory"
+        }
+    }
+}
+
+extension DataError {
+    /// Storage's error while writing a data set, in Data's words: the file (or "(zstd)") and
+    /// the call that failed.
+    init(writing error: StorageError) {
+        switch error.kind {
+        case .system, .corrupt: self = .writeFailed(path: error.path, reason: "\(error.call): \(error.reason)")
+        case .zstd: self = .writeFailed(path: "(zstd)", reason: "\(error.call) failed: \(error.reason)")
         }
     }
 }

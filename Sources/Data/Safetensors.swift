@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 
 /// The safetensors format (huggingface/safetensors): float32 tensors by name, for PyTorch and
 /// every other framework that reads it without running code.

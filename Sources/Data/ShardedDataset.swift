@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Tensor
 
 /// Feature values of a run of samples, row-major: count x elementsPerSample.
@@ -105,61 +106,63 @@ public enum ShardedDatasetWriter {
             throw DataError.writeFailed(path: directory, reason: "cannot create the folder")
         }
         let manifestPath = directory + "/" + ShardManifest.fileName
-        if FileManager.default.fileExists(atPath: manifestPath) {
-            guard unlink(manifestPath) == 0 else { throw ShardIO.posixError("unlink", manifestPath) }
-            try ShardIO.syncDirectory(directory)
-        }
+        do {
+            if FileManager.default.fileExists(atPath: manifestPath) {
+                guard unlink(manifestPath) == 0 else { throw StorageError.system("unlink", manifestPath) }
+                try AtomicFile.syncDirectory(directory)
+            }
 
-        var shards: [ShardManifest.Shard] = []
-        for range in ranges {
-            let first = range.lowerBound, count = range.count
-            let file = shardFileName(shards.count)
-            var bytes: [UInt8] = []
-            var frames: [ShardManifest.Frame] = []
-            func append(_ section: ShardManifest.Section, _ encoding: SectionEncoding, _ frame: [UInt8]) {
-                frames.append(.init(section: section, offset: bytes.count, bytes: frame.count, encoding: encoding))
-                bytes += frame
+            let encoder = try FrameEncoder(level: level)
+            var shards: [ShardManifest.Shard] = []
+            for range in ranges {
+                let first = range.lowerBound, count = range.count
+                let file = shardFileName(shards.count)
+                var bytes: [UInt8] = []
+                var frames: [ShardManifest.Frame] = []
+                func append(_ section: ShardManifest.Section, _ encoding: SectionEncoding, _ frame: UnsafeRawBufferPointer) {
+                    frames.append(.init(section: section, offset: bytes.count, bytes: frame.count, encoding: encoding))
+                    bytes += frame
+                }
+                // Float32 sections are byte-shuffled (they compress far better), the others not.
+                func shuffled(_ values: ArraySlice<Float>) throws -> UnsafeRawBufferPointer {
+                    try values.withUnsafeBufferPointer {
+                        guard let base = $0.baseAddress else { return try encoder.encode(UnsafeRawBufferPointer($0)) }
+                        return try encoder.encode(base, count: $0.count, transform: .shuffleZstd)
+                    }
+                }
+                let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
+                switch samples.features {
+                case .uint8(let values):
+                    append(.features, .zstd, try values[featureRange].withUnsafeBytes { try encoder.encode($0) })
+                case .float32(let values):
+                    append(.features, .shuffleZstd, try shuffled(values[featureRange]))
+                }
+                if let values = samples.labels {
+                    let littleEndian = values[first ..< first + count].map { $0.littleEndian }
+                    append(.labels, .zstd, try littleEndian.withUnsafeBytes { try encoder.encode($0) })
+                }
+                if let values = samples.pairs, let pairs {
+                    let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
+                    append(.pairs, .shuffleZstd, try shuffled(values[range]))
+                }
+                // One fsync of the folder after the last shard, not one per shard.
+                try bytes.withUnsafeBytes { try AtomicFile.write($0, toPath: directory + "/" + file, syncingDirectory: false) }
+                let crc = bytes.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
+                shards.append(.init(file: file, firstSample: first, sampleCount: count, bytes: bytes.count, crc32: crc, frames: frames))
             }
-            let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
-            switch samples.features {
-            case .uint8(let values):
-                append(.features, .zstd, try values[featureRange].withUnsafeBytes { try ShardIO.compress($0, level: level) })
-            case .float32(let values):
-                append(.features, .shuffleZstd, try encodeShuffled(values[featureRange], level: level))
-            }
-            if let values = samples.labels {
-                let littleEndian = values[first ..< first + count].map { $0.littleEndian }
-                append(.labels, .zstd, try littleEndian.withUnsafeBytes { try ShardIO.compress($0, level: level) })
-            }
-            if let values = samples.pairs, let pairs {
-                let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
-                append(.pairs, .shuffleZstd, try encodeShuffled(values[range], level: level))
-            }
-            try ShardIO.writeAtomically(bytes, to: directory + "/" + file)
-            let crc = bytes.withUnsafeBytes { ShardIO.crc32Hex($0) }
-            shards.append(.init(file: file, firstSample: first, sampleCount: count, bytes: bytes.count, crc32: crc, frames: frames))
-        }
-        try ShardIO.syncDirectory(directory)
+            try AtomicFile.syncDirectory(directory)
 
-        let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
-                                     sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards)
-        let json: Foundation.Data
-        do { json = try ShardManifest.encoder().encode(manifest) } catch {
-            throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")
-        }
-        try ShardIO.writeAtomically([UInt8](json) + [0x0A], to: manifestPath)
-        try ShardIO.syncDirectory(directory)
-        return manifest
-    }
-
-    private static func encodeShuffled(_ values: ArraySlice<Float>, level: Int32) throws -> [UInt8] {
-        var planes = [UInt8](repeating: 0, count: values.count * 4)
-        if !values.isEmpty {
-            values.withUnsafeBufferPointer { source in
-                planes.withUnsafeMutableBufferPointer { ByteShuffle.shuffle(source.baseAddress!, count: values.count, into: $0.baseAddress!) }
+            let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
+                                         sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards)
+            let json: Foundation.Data
+            do { json = try ShardManifest.encoder().encode(manifest) } catch {
+                throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")
             }
+            try ([UInt8](json) + [0x0A]).withUnsafeBytes { try AtomicFile.write($0, toPath: manifestPath) }
+            return manifest
+        } catch let error as StorageError {
+            throw DataError(writing: error)
         }
-        return try planes.withUnsafeBytes { try ShardIO.compress($0, level: level) }
     }
 }
 
@@ -224,8 +227,10 @@ public final class ShardedDataset: Sendable {
             throw fail("is \(contents.count) bytes, the manifest says \(shard.bytes) (truncated or replaced)")
         }
         return try contents.withUnsafeBytes { file -> SampleBlock in
-            let crc = ShardIO.crc32Hex(file)
+            let crc = CRC32.prefixedHex(CRC32.checksum(file))
             guard crc == shard.crc32 else { throw fail("crc32 is \(crc), the manifest says \(shard.crc32) (the file is corrupt)") }
+            let decoder: FrameDecoder
+            do { decoder = try FrameDecoder() } catch { throw fail("\(error)") }
             var block = SampleBlock(count: shard.sampleCount, features: .uint8([]))
             for frame in shard.frames {
                 let bytes = UnsafeRawBufferPointer(rebasing: file[frame.offset ..< frame.offset + frame.bytes])
@@ -234,20 +239,20 @@ public final class ShardedDataset: Sendable {
                     let count = shard.sampleCount * manifest.features.elementsPerSample
                     if manifest.features.dtype == .uint8 {
                         var values = [UInt8](repeating: 0, count: count)
-                        try decode(bytes, frame, into: &values, fail)
+                        try decode(bytes, frame, into: &values, decoder, fail)
                         block.features = .uint8(values)
                     } else {
                         var values = [Float](repeating: 0, count: count)
-                        try decode(bytes, frame, into: &values, fail)
+                        try decode(bytes, frame, into: &values, decoder, fail)
                         block.features = .float32(values)
                     }
                 case .labels:
                     var values = [Int64](repeating: 0, count: shard.sampleCount)
-                    try decode(bytes, frame, into: &values, fail)
+                    try decode(bytes, frame, into: &values, decoder, fail)
                     block.labels = values.map { Int64(littleEndian: $0) }
                 case .pairs:
                     var values = [Float](repeating: 0, count: shard.sampleCount * (manifest.pairs?.elementsPerSample ?? 0))
-                    try decode(bytes, frame, into: &values, fail)
+                    try decode(bytes, frame, into: &values, decoder, fail)
                     block.pairs = values
                 }
             }
@@ -264,24 +269,19 @@ public final class ShardedDataset: Sendable {
     }
 
     private func decode<Element>(_ frame: UnsafeRawBufferPointer, _ info: ShardManifest.Frame, into values: inout [Element],
-                                 _ fail: (String) -> DataError) throws {
-        let expected = values.count * MemoryLayout<Element>.stride
-        let problem: String? = values.withUnsafeMutableBytes { target in
-            if info.encoding == .zstd {
-                return ShardIO.decompress(frame, expectedBytes: expected, into: target)
-            }
-            var planes = [UInt8](repeating: 0, count: expected)
-            if let problem = planes.withUnsafeMutableBytes({ ShardIO.decompress(frame, expectedBytes: expected, into: $0) }) {
-                return problem
-            }
-            if expected > 0 {
-                planes.withUnsafeBufferPointer { source in
-                    ByteShuffle.unshuffle(source.baseAddress!, count: expected / 4, into: target.bindMemory(to: Float.self).baseAddress!)
+                                 _ decoder: FrameDecoder, _ fail: (String) -> DataError) throws {
+        do {
+            try values.withUnsafeMutableBytes { target in
+                // `ShardManifest.validate` lets only float32 sections be shuffled.
+                if info.encoding == .shuffleZstd, let base = target.baseAddress {
+                    try decoder.decode(frame, transform: .shuffleZstd, count: target.count / 4, into: base.assumingMemoryBound(to: Float.self))
+                } else {
+                    try decoder.decode(frame, into: target)
                 }
             }
-            return nil
+        } catch let error as StorageError {
+            throw fail("\(info.section.rawValue) frame at byte \(info.offset): \(error.reason)")
         }
-        if let problem { throw fail("\(info.section.rawValue) frame at byte \(info.offset): \(problem)") }
     }
 
     private static func describe(_ error: Error) -> String {

@@ -1,7 +1,7 @@
 import RunFiles
 import NN
 import Config
-import Checkpoint
+import Storage
 import Foundation
 import Tensor
 

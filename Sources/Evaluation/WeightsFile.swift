@@ -1,6 +1,6 @@
 import RunFiles
 import Config
-import Checkpoint
+import Storage
 import Foundation
 import NN
 

@@ -1,5 +1,5 @@
-import Checkpoint
 import Foundation
+import Storage
 import Yams
 
 /// `contrast report RUN_DIR`: one self-contained HTML page about a run — a summary table,

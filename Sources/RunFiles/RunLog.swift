@@ -1,5 +1,5 @@
-import Data
 import Foundation
+import Storage
 
 /// The files a run writes for people and tools (DESIGN.md decision 7): `train.log`, human
 /// readable (rank 0; other ranks write their warnings and errors to `rank-<r>.log`), and

@@ -6,6 +6,7 @@ import Contrastive
 import Data
 import Distributed
 import Foundation
+import Storage
 import NN
 import Tensor
 

@@ -6,6 +6,7 @@ import ArgumentParser
 import Checkpoint
 import Data
 import Foundation
+import Storage
 import Tensor
 import Training
 

@@ -1,6 +1,7 @@
 import Distributed
 import Foundation
 import Tensor
+import Storage
 import Testing
 @testable import Checkpoint
 
@@ -64,7 +65,7 @@ import Testing
             }
             let shards = (0..<(1 + random.nextInt(below: 3))).map { rank in
                 CheckpointManifest.Shard(rank: rank, file: "shard-\(rank)-of-3.bin", bytes: random.nextInt(below: 1 << 40),
-                                         checksum: FileIO.hex(UInt(random.nextUInt32())),
+                                         checksum: CRC32.hex(random.nextUInt32()),
                                          frames: buffers.map { buffer in
                                              CheckpointManifest.Frame(buffer: buffer.name, elementOffset: random.nextInt(below: 1 << 20),
                                                                       elementCount: random.nextInt(below: 1 << 20),

@@ -279,7 +279,7 @@ import Testing
             #expect(try CheckpointStore.load(directory, into: loaded.buffers) == sampleState)
             #expect(loaded.bitEqual(state))
 
-            let reader = CheckpointReader(directory: directory, manifest: try CheckpointStore.manifest(at: directory))
+            let reader = try CheckpointReader(directory: directory, manifest: try CheckpointStore.manifest(at: directory))
             let source = state.arrays[1].values
             for range in [0..<1, 999..<1001, 3000..<7000, 3335..<3337, 10_006..<10_007, 0..<10_007] {
                 let part = UnsafeMutablePointer<Float>.allocate(capacity: range.count)

@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Testing
 @testable import Checkpoint
 
@@ -37,7 +38,7 @@ private let pythonReaderAvailable = python(["-c", "import zstandard, numpy"])?.s
                     let bytes = UnsafeRawBufferPointer(start: array.values, count: array.count * 4)
                     let entry = try #require(buffers[array.name])
                     #expect(entry["count"] as? Int == array.count)
-                    #expect(entry["crc32"] as? String == FileIO.hex(FileIO.crc32(bytes)), "\(array.name)")
+                    #expect(entry["crc32"] as? String == CRC32.hex(CRC32.checksum(bytes)), "\(array.name)")
                     let head = (0..<min(4, array.count)).map { Int(array.values[$0].bitPattern) }
                     #expect(entry["head"] as? [Int] == head)
                 }

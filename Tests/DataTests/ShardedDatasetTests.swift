@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Testing
 @testable import Data
 
@@ -163,7 +164,7 @@ private func flipByte(_ path: String, at offset: Int) throws {
         let manifestPath = folder + "/dataset.json"
         var manifest = try ShardManifest.decoder().decode(ShardManifest.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: manifestPath)))
         let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
-        manifest.shards[2].crc32 = bytes.withUnsafeBytes { ShardIO.crc32Hex($0) }
+        manifest.shards[2].crc32 = bytes.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
         try ShardManifest.encoder().encode(manifest).write(to: URL(fileURLWithPath: manifestPath))
         let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder).readShard(2) }
         guard case .shardInvalid(let errorPath, 2, let problem)? = error else { Issue.record("wrong error \(String(describing: error))"); return }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Tensor
+import Storage
 
 @Suite struct ShuffleTests {
     @Test(arguments: [0, 1, 2, 3, 7, 1000, 4097])
