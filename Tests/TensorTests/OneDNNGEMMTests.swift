@@ -5,7 +5,7 @@ import Testing
 
 /// The bf16 GEMM (oneDNN) against plain loops: bitwise-rounded inputs give fp32-accurate results,
 /// and the result stays within the bf16 rounding bound of the exact product. Needs AVX-512.
-@Suite(.enabled(if: OneDNNGEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+@Suite(.enabled(if: OneDNNGEMM.unavailableReason == nil, "needs AVX-512 (avx512_core): oneDNN has no bf16 matmul on this CPU"))
 struct BF16GEMMTests {
     func random(_ count: Int, stream: UInt64) -> [Float] {
         var rng = RandomStream(seed: 7, stream: stream)
