@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Setup, then build and run the whole test suite, then the short form of the fault-injection
-# suite (launch/faults.sh, ~1-2 min; docs/reliability.md) on the debug build. Extra arguments go
-# to `swift test` (e.g. --filter TrainingTests) and skip the fault suite; FAULTS=0 skips it too.
+# Setup, then build and run the whole test suite; then the numeric tests again on the code paths
+# an AVX-512 machine does not take (oneDNN held to AVX2, OpenBLAS to its Haswell kernels, the C
+# kernels to their AVX2 and then their portable bodies; ~30 s; docs/reliability.md, "Every x86-64
+# CPU"); then the short form of the fault-injection suite (launch/faults.sh, ~1-2 min) on the
+# debug build. Extra arguments go to `swift test` (e.g. --filter TrainingTests) and skip the
+# passes after it; ISA_PASSES=0 skips the instruction-set passes, FAULTS=0 the fault suite.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +17,25 @@ fi
 
 swift build --build-tests
 swift test "$@"
+
+# isa_pass LABEL "VAR=VALUE ..." [swift test arguments]: the numeric test targets again, without
+# rebuilding, under those variables; a header line before and the time taken after.
+isa_pass() {
+    local label=$1 variables=$2 start=$SECONDS
+    shift 2
+    echo "== launch/test.sh: $label ($variables) =="
+    # shellcheck disable=SC2086  # the variables are words without spaces
+    env $variables swift test --skip-build --filter '^(TensorTests|NNTests|ContrastiveTests)\.' "$@"
+    echo "== launch/test.sh: $label: $((SECONDS - start)) s =="
+}
+if [[ $# -eq 0 && ${ISA_PASSES:-1} != 0 ]]; then
+    # With one P = 2 equivalence test, the one that is a single case at P = 2: its CNN encoder
+    # and MLP head go through the GEMMs and the layer and softmax kernels under mpirun.
+    isa_pass "numeric tests and one P = 2 test as on an AVX2 CPU" \
+        "ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell CONTRAST_KERNELS_ISA=avx2" \
+        --filter 'DistributedTrainingTests/cnnStepEqualsOneProcessOnTheGlobalBatch'
+    isa_pass "numeric tests with the portable C kernels" "CONTRAST_KERNELS_ISA=portable"
+fi
 if [[ $# -eq 0 && ${FAULTS:-1} != 0 ]]; then
     launch/faults.sh --bin "$(swift build --show-bin-path)/contrast"
 fi

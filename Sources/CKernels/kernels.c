@@ -1,32 +1,9 @@
 #include "CKernels.h"
 #include "CKernelsReduce.h"
+#include "dispatch.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
-
-// target_clones: the compiler emits one body per listed target and an ifunc resolver that
-// picks the best one for the running CPU once, at load time.
-#define CK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
-static int cpu_has_f16c(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-    }
-    return cached;
-}
-
-static int force_portable_half = 0;
-void ck_set_portable_half(int portable) { force_portable_half = portable; }
-int ck_half_uses_f16c(void) { return !force_portable_half && cpu_has_f16c(); }
-
-const char *ck_instruction_set(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return "avx512";
-    if (__builtin_cpu_supports("avx2")) return "avx2";
-    return "sse2";
-}
 
 // ---- Float16, portable path (bit manipulation, round to nearest even) -------------------
 
@@ -69,7 +46,7 @@ static inline float f16_to_f32_scalar(uint16_t h) {
     float f; memcpy(&f, &x, 4); return f;
 }
 
-__attribute__((target("f16c,avx2")))
+CK_TARGET_AVX2
 static void f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -80,7 +57,7 @@ static void f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
     for (; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
 }
 
-__attribute__((target("f16c,avx2")))
+CK_TARGET_AVX2
 static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -90,21 +67,21 @@ static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
     for (; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
 }
 
+// F16C at AVX2 and above (the AVX-512 level uses the same 256-bit conversions).
 void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
-    if (!force_portable_half && cpu_has_f16c()) { f32_to_f16_f16c(src, dst, n); return; }
+    if (ck_level() >= CK_LEVEL_AVX2) { f32_to_f16_f16c(src, dst, n); return; }
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
 }
 
 void ck_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
-    if (!force_portable_half && cpu_has_f16c()) { f16_to_f32_f16c(src, dst, n); return; }
+    if (ck_level() >= CK_LEVEL_AVX2) { f16_to_f32_f16c(src, dst, n); return; }
     for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
 }
 
 // ---- bfloat16: the top 16 bits of a float32, rounded to nearest even --------------------
-// Plain integer arithmetic; the clones let the compiler vectorise it at each width.
+// Plain integer arithmetic; each compilation lets the compiler vectorise it at its width.
 
-CK_CLONES
-void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+CK_BODY void ck_f32_to_bf16_body(const float *src, uint16_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t x; memcpy(&x, src + i, 4);
         uint32_t rounded = x + 0x7fffu + ((x >> 16) & 1u);
@@ -113,17 +90,17 @@ void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
         dst[i] = is_nan ? (uint16_t)((x >> 16) | 0x40u) : (uint16_t)(rounded >> 16);
     }
 }
+CK_DISPATCH_VOID(ck_f32_to_bf16, (const float *src, uint16_t *dst, size_t n), (src, dst, n))
 
-CK_CLONES
-void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+CK_BODY void ck_bf16_to_f32_body(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t x = (uint32_t)src[i] << 16;
         memcpy(dst + i, &x, 4);
     }
 }
+CK_DISPATCH_VOID(ck_bf16_to_f32, (const uint16_t *src, float *dst, size_t n), (src, dst, n))
 
-CK_CLONES
-int ck_bf16_to_f32_finite(const uint16_t *restrict src, float *restrict dst, size_t n) {
+CK_BODY int ck_bf16_to_f32_finite_body(const uint16_t *restrict src, float *restrict dst, size_t n) {
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t x = (uint32_t)src[i] << 16;
@@ -132,19 +109,19 @@ int ck_bf16_to_f32_finite(const uint16_t *restrict src, float *restrict dst, siz
     }
     return bad == 0;
 }
+CK_DISPATCH(int, ck_bf16_to_f32_finite, (const uint16_t *restrict src, float *restrict dst, size_t n), (src, dst, n))
 
 // ---- layer kernels ----------------------------------------------------------------------
 
-CK_CLONES
-void ck_add_bias_rows(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
+CK_BODY void ck_add_bias_rows_body(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; r++) {
         float *restrict row = y + r * cols;
         for (size_t c = 0; c < cols; c++) row[c] += bias[c];
     }
 }
+CK_DISPATCH_VOID(ck_add_bias_rows, (float *restrict y, const float *restrict bias, size_t rows, size_t cols), (y, bias, rows, cols))
 
-CK_CLONES
-void ck_add_bias_relu_rows(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
+CK_BODY void ck_add_bias_relu_rows_body(float *restrict y, const float *restrict bias, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; r++) {
         float *restrict row = y + r * cols;
         for (size_t c = 0; c < cols; c++) {
@@ -153,9 +130,9 @@ void ck_add_bias_relu_rows(float *restrict y, const float *restrict bias, size_t
         }
     }
 }
+CK_DISPATCH_VOID(ck_add_bias_relu_rows, (float *restrict y, const float *restrict bias, size_t rows, size_t cols), (y, bias, rows, cols))
 
-CK_CLONES
-void ck_relu_bias_backward(float *restrict dy, const float *restrict y, float *restrict db, size_t rows, size_t cols) {
+CK_BODY void ck_relu_bias_backward_body(float *restrict dy, const float *restrict y, float *restrict db, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; r++) {
         float *restrict g = dy + r * cols;
         const float *restrict out = y + r * cols;
@@ -166,29 +143,30 @@ void ck_relu_bias_backward(float *restrict dy, const float *restrict y, float *r
         }
     }
 }
+CK_DISPATCH_VOID(ck_relu_bias_backward, (float *restrict dy, const float *restrict y, float *restrict db, size_t rows, size_t cols),
+                 (dy, y, db, rows, cols))
 
-CK_CLONES
-void ck_relu_inplace(float *restrict y, size_t n) {
+CK_BODY void ck_relu_inplace_body(float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
+CK_DISPATCH_VOID(ck_relu_inplace, (float *restrict y, size_t n), (y, n))
 
-CK_CLONES
-void ck_relu_backward(float *dx, const float *dy, const float *restrict y, size_t n) {
+CK_BODY void ck_relu_backward_body(float *dx, const float *dy, const float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
+CK_DISPATCH_VOID(ck_relu_backward, (float *dx, const float *dy, const float *restrict y, size_t n), (dx, dy, y, n))
 
-CK_CLONES
-void ck_bias_gradient(float *restrict db, const float *restrict dy, size_t rows, size_t cols) {
+CK_BODY void ck_bias_gradient_body(float *restrict db, const float *restrict dy, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; r++) {
         const float *restrict row = dy + r * cols;
         for (size_t c = 0; c < cols; c++) db[c] += row[c];
     }
 }
+CK_DISPATCH_VOID(ck_bias_gradient, (float *restrict db, const float *restrict dy, size_t rows, size_t cols), (db, dy, rows, cols))
 
-CK_CLONES
-void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-              float correction1, float correction2) {
+CK_BODY void ck_adamw_body(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                           size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                           float correction1, float correction2) {
     const float decay = 1.0f - lr * weight_decay;
     const float step = lr / correction1;
     const float sqrt_c2 = sqrtf(correction2);
@@ -200,11 +178,14 @@ void ck_adamw(float *restrict p, const float *restrict g, float *restrict m, flo
         p[i] = p[i] * decay - step * mi / ((__builtin_elementwise_sqrt(vi) / sqrt_c2 + eps));
     }
 }
+CK_DISPATCH_VOID(ck_adamw,
+                 (float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, float correction1, float correction2),
+                 (p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, correction1, correction2))
 
 // ---- checks -----------------------------------------------------------------------------
 
-CK_CLONES
-int ck_all_finite(const float *restrict x, size_t n) {
+CK_BODY int ck_all_finite_body(const float *restrict x, size_t n) {
     // Exponent bits all ones = inf or NaN; OR the test over the buffer (vectorises, no branches).
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -213,12 +194,12 @@ int ck_all_finite(const float *restrict x, size_t n) {
     }
     return bad == 0;
 }
+CK_DISPATCH(int, ck_all_finite, (const float *restrict x, size_t n), (x, n))
 
 // ---- softmax helpers ---------------------------------------------------------------------
 // Reductions use 16 explicit lanes so the compiler vectorises them without -ffast-math.
 
-CK_CLONES
-float ck_max(const float *restrict x, size_t n) {
+CK_BODY float ck_max_body(const float *restrict x, size_t n) {
     float lanes[16];
     for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
     size_t i = 0;
@@ -229,6 +210,7 @@ float ck_max(const float *restrict x, size_t n) {
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
 }
+CK_DISPATCH(float, ck_max, (const float *restrict x, size_t n), (x, n))
 
 static inline float exp_poly(float x) {
     // exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts).
@@ -248,8 +230,7 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
-CK_CLONES
-float ck_exp_sum(const float *x, float *y, size_t n, float shift) {
+CK_BODY float ck_exp_sum_body(const float *x, float *y, size_t n, float shift) {
     // Each block of 16 is loaded into registers before any store, so y may alias x (softmax in
     // place) without the compiler falling back to scalar code for possible overlap.
     float lanes[16] = {0};
@@ -273,3 +254,4 @@ float ck_exp_sum(const float *x, float *y, size_t n, float shift) {
     }
     return sum;
 }
+CK_DISPATCH(float, ck_exp_sum, (const float *x, float *y, size_t n, float shift), (x, y, n, shift))

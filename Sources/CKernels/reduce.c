@@ -1,9 +1,8 @@
 #include "CKernels.h"
 #include "CKernelsReduce.h"
+#include "dispatch.h"
 #include <string.h>
 #include <immintrin.h>
-
-#define CK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 // Blocks small enough to stay in L1 on the stack; the conversions dispatch on their own.
 enum { BLOCK = 256 };
@@ -20,7 +19,7 @@ static void f16_sum_blocks(const uint16_t *in, uint16_t *inout, size_t n) {
     }
 }
 
-__attribute__((target("f16c,avx2")))
+CK_TARGET_AVX2
 static void f16_sum_f16c(const uint16_t *in, uint16_t *inout, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -32,14 +31,14 @@ static void f16_sum_f16c(const uint16_t *in, uint16_t *inout, size_t n) {
     f16_sum_blocks(in + i, inout + i, n - i);
 }
 
+// F16C at AVX2 and above, like the conversions.
 void ck_f16_sum_into(const uint16_t *in, uint16_t *inout, size_t n) {
-    if (ck_half_uses_f16c()) f16_sum_f16c(in, inout, n);
+    if (ck_level() >= CK_LEVEL_AVX2) f16_sum_f16c(in, inout, n);
     else f16_sum_blocks(in, inout, n);
 }
 
-// Integer arithmetic only (the same rounding as ck_f32_to_bf16): the clones vectorise it.
-CK_CLONES
-void ck_bf16_sum_into(const uint16_t *in, uint16_t *inout, size_t n) {
+// Integer arithmetic only (the same rounding as ck_f32_to_bf16): each compilation vectorises it.
+CK_BODY void ck_bf16_sum_into_body(const uint16_t *in, uint16_t *inout, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t xa = (uint32_t)in[i] << 16, xb = (uint32_t)inout[i] << 16;
         float a, b; memcpy(&a, &xa, 4); memcpy(&b, &xb, 4);
@@ -50,3 +49,4 @@ void ck_bf16_sum_into(const uint16_t *in, uint16_t *inout, size_t n) {
         inout[i] = is_nan ? (uint16_t)((x >> 16) | 0x40u) : (uint16_t)(rounded >> 16);
     }
 }
+CK_DISPATCH_VOID(ck_bf16_sum_into, (const uint16_t *in, uint16_t *inout, size_t n), (in, inout, n))

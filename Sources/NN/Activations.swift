@@ -5,7 +5,8 @@ public final class ReLU: Layer {
     public let inputWidth: Int
     public var outputWidth: Int { inputWidth }
     public var computesInputGradient = true
-    private let output = ScratchBuffer()
+    /// Internal, not private: finite-difference tests read every ReLU's side (y > 0) from it.
+    let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
 
     public init(width: Int) { self.inputWidth = width }

@@ -24,7 +24,8 @@ public final class Linear: Layer {
     public var progress: (() -> Void)?
     private let arena: ParameterArena
 
-    private let output = ScratchBuffer()
+    /// Internal, not private: finite-difference tests read the fused ReLU's sides (y > 0) from it.
+    let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
     private var savedInput: UnsafePointer<Float>?
 

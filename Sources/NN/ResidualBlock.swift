@@ -13,7 +13,8 @@ public final class ResidualBlock: Layer {
     public let outputChannels: Int, outputHeight: Int, outputImageWidth: Int
     public var inputWidth: Int { main.inputWidth }
     public var outputWidth: Int { main.outputWidth }
-    private let output = ScratchBuffer()
+    /// Internal, not private: finite-difference tests read the final ReLU's sides (y > 0) from it.
+    let output = ScratchBuffer()
     private let skipGradient = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
 

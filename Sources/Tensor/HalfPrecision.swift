@@ -1,7 +1,8 @@
 import CKernels
 
 /// Float32 <-> binary16 / bfloat16 conversion (round to nearest even), vectorised in C with
-/// F16C where the CPU has it and a portable bit-exact fallback where it does not.
+/// F16C at the avx2 and avx512 levels (`Kernels.instructionSet`) and a portable bit-exact
+/// fallback below.
 public enum HalfPrecision {
     public enum Format: String, Sendable, Codable, CaseIterable {
         case fp32, fp16, bf16
@@ -28,9 +29,6 @@ public enum HalfPrecision {
                                                    count: Int) -> Bool {
         ck_bf16_to_f32_finite(source, destination, count) != 0
     }
-
-    /// Forces the portable (non-F16C) fp16 path; for tests of the fallback.
-    public static func usePortableHalfPath(_ portable: Bool) { ck_set_portable_half(portable ? 1 : 0) }
 
     /// Reference conversion through Swift's `Float16` (IEEE round to nearest even).
     public static func floatToHalfReference(_ x: Float) -> UInt16 { Float16(x).bitPattern }

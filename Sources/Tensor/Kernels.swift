@@ -7,8 +7,35 @@ import Foundation
 // Swift `...Reference` beside it that the tests compare against.
 
 public enum Kernels {
-    /// The instruction set the C kernels dispatched to on this CPU ("avx512", "avx2", "sse2").
+    /// The instruction set the C kernels run at on this thread ("avx512", "avx2", "sse2"): the
+    /// best the CPU has, capped by the environment variable CONTRAST_KERNELS_ISA=avx512|avx2|portable
+    /// and by `withInstructionSet`.
     public static var instructionSet: String { String(cString: ck_instruction_set()) }
+
+    /// The compilations of the C kernels, lowest first. `sse2` is the portable one (the x86-64
+    /// baseline; CONTRAST_KERNELS_ISA=portable), `avx2` needs AVX2, FMA and F16C (x86-64-v3),
+    /// `avx512` AVX-512 F/BW/CD/DQ/VL (x86-64-v4).
+    public enum InstructionSet: String, CaseIterable, Comparable, Sendable {
+        case sse2, avx2, avx512
+
+        public static func < (a: Self, b: Self) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+    }
+
+    /// The instruction sets the kernels can run at in this process (the CPU's and
+    /// CONTRAST_KERNELS_ISA's limit and everything below it), lowest first.
+    public static var availableInstructionSets: [InstructionSet] {
+        let limit = InstructionSet(rawValue: String(cString: ck_process_instruction_set()))!
+        return InstructionSet.allCases.filter { $0 <= limit }
+    }
+
+    /// Runs `body` with this thread's kernels capped at `set` (at most the process's level), then
+    /// lifts the cap. The cap is the calling thread's, so `body` must not suspend; tests use it to
+    /// compare every compilation with the references in one process.
+    public static func withInstructionSet<Result>(_ set: InstructionSet, _ body: () throws -> Result) rethrows -> Result {
+        precondition(ck_set_thread_instruction_set(set.rawValue) == 1)
+        defer { ck_set_thread_instruction_set(nil) }
+        return try body()
+    }
 
     /// y[r, c] += bias[c].  y: R x C, bias: C.
     @inline(__always)

@@ -77,9 +77,25 @@ public final class OneDNNGEMM: @unchecked Sendable {
     private var scratchpad = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), scratchpadCapacity = 64
     /// Bytes of the shared scratchpad now (tests: it grows to the largest primitive's need).
     var scratchpadBytes: Int { lock.lock(); defer { lock.unlock() }; return scratchpadCapacity }
+    /// Bytes of scratchpad each primitive created so far asked for (tests; 0 where none, as oneDNN's
+    /// gemm:jit on AVX2 needs none while brgemm on AVX-512 packs B into it).
+    var requiredScratchpadBytes: [Int] { lock.lock(); defer { lock.unlock() }; return plans.values.map(\.scratchpadBytes) }
     private var probeImplementation: [GEMMPrecision: String] = [:]
 
-    private init() {}
+    /// `shared` is the one the library uses; tests make fresh ones to compare against.
+    init() {}
+
+    deinit {
+        for plan in plans.values {
+            for memory in [plan.a, plan.b, plan.c, plan.scratchpad] { dnnl_memory_destroy(memory) }
+            dnnl_primitive_destroy(plan.primitive)
+        }
+        if let stream { dnnl_stream_destroy(stream) }
+        if let engine { dnnl_engine_destroy(engine) }
+        scratchA.deallocate()
+        scratchB.deallocate()
+        scratchpad.deallocate()
+    }
 
     /// Creates the engine and stream and a probe primitive; the failure's reason, or nil.
     private func probe(_ precision: GEMMPrecision) -> String? {

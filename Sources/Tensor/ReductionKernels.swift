@@ -5,7 +5,7 @@ import CKernels
 /// once to the wire format:  accumulator[i] = round(float(input[i]) + float(accumulator[i])).
 extension HalfPrecision {
     /// accumulator[i] = fp16(Float(input[i]) + Float(accumulator[i])), round to nearest even; overflow
-    /// gives inf, NaN stays NaN. F16C where available (see `usePortableHalfPath`).
+    /// gives inf, NaN stays NaN. F16C at the avx2 and avx512 levels (`Kernels.instructionSet`).
     public static func halfSum(_ input: UnsafePointer<UInt16>, into accumulator: UnsafeMutablePointer<UInt16>, count: Int) {
         ck_f16_sum_into(input, accumulator, count)
     }

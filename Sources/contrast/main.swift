@@ -130,4 +130,8 @@ struct Eval: ParsableCommand {
     }
 }
 
+// The C kernels read CONTRAST_KERNELS_ISA on first use; using them here, before any subcommand,
+// makes a value that names no instruction set one line and exit status 1 at once, not a stop in
+// the middle of a run that has made its directory.
+_ = Kernels.instructionSet
 Contrast.main()

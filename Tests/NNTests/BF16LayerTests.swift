@@ -5,7 +5,7 @@ import Testing
 /// Linear and Conv2d with bf16 GEMMs against the same layers in fp32 (whose backward the
 /// finite-difference tests check). Element (i, j) of a GEMM rounds both of its inputs to bf16
 /// (relative 2^-9 each) and accumulates in fp32, so it is off by at most 2^-8 sum_p |a_ip| |b_pj|.
-@Suite(.enabled(if: OneDNNGEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+@Suite(.enabled(if: OneDNNGEMM.unavailableReason == nil, "needs AVX-512 (avx512_core): oneDNN has no bf16 matmul on this CPU"))
 struct BF16LayerTests {
     func fill(_ p: UnsafeMutablePointer<Float>, _ n: Int, stream: UInt64) {
         var rng = RandomStream(seed: 21, stream: stream)

@@ -3,8 +3,9 @@ import Testing
 
 /// The fp16 / bf16 sum kernels of the MPI reductions against their Swift references, on
 /// random bit patterns (every class: zero, subnormal, normal, inf, NaN), on sums that
-/// overflow or cancel, and on odd lengths that exercise the vector tails.
-@Suite(.serialized) struct ReductionKernelTests {
+/// overflow or cancel, and on odd lengths that exercise the vector tails; under every
+/// instruction set the kernels can run at here.
+@Suite struct ReductionKernelTests {
     /// Pairs of bit patterns: random, plus chosen edge cases.
     func operands(count: Int) -> (a: [UInt16], b: [UInt16]) {
         var rng = RandomStream(seed: 11, stream: 5)
@@ -24,27 +25,29 @@ import Testing
         else { #expect(got == expected, "\(note): expected \(expected), got \(got)") }
     }
 
-    @Test(arguments: [false, true], [0, 1, 7, 8, 9, 255, 256, 257, 100_003])
-    func halfSumMatchesReference(portable: Bool, count: Int) {
-        HalfPrecision.usePortableHalfPath(portable)
-        defer { HalfPrecision.usePortableHalfPath(false) }
-        let (a, b) = operands(count: max(count, 11))
-        var sums = Array(b.prefix(count))
-        HalfPrecision.halfSum(a, into: &sums, count: count)
-        for i in 0..<count {
-            expectSame(sums[i], HalfPrecision.halfSumReference(a[i], b[i]),
-                       isNaN: { Float16(bitPattern: $0).isNaN }, "fp16 \(a[i]) + \(b[i])")
+    @Test(arguments: Kernels.availableInstructionSets, [0, 1, 7, 8, 9, 255, 256, 257, 100_003])
+    func halfSumMatchesReference(instructionSet: Kernels.InstructionSet, count: Int) {
+        Kernels.withInstructionSet(instructionSet) {
+            let (a, b) = operands(count: max(count, 11))
+            var sums = Array(b.prefix(count))
+            HalfPrecision.halfSum(a, into: &sums, count: count)
+            for i in 0..<count {
+                expectSame(sums[i], HalfPrecision.halfSumReference(a[i], b[i]),
+                           isNaN: { Float16(bitPattern: $0).isNaN }, "fp16 \(a[i]) + \(b[i])")
+            }
         }
     }
 
-    @Test(arguments: [0, 1, 7, 8, 9, 255, 256, 257, 100_003])
-    func bfloatSumMatchesReference(count: Int) {
-        let (a, b) = operands(count: max(count, 11))
-        var sums = Array(b.prefix(count))
-        HalfPrecision.bfloatSum(a, into: &sums, count: count)
-        for i in 0..<count {
-            expectSame(sums[i], HalfPrecision.bfloatSumReference(a[i], b[i]),
-                       isNaN: { HalfPrecision.bfloatToFloatReference($0).isNaN }, "bf16 \(a[i]) + \(b[i])")
+    @Test(arguments: Kernels.availableInstructionSets, [0, 1, 7, 8, 9, 255, 256, 257, 100_003])
+    func bfloatSumMatchesReference(instructionSet: Kernels.InstructionSet, count: Int) {
+        Kernels.withInstructionSet(instructionSet) {
+            let (a, b) = operands(count: max(count, 11))
+            var sums = Array(b.prefix(count))
+            HalfPrecision.bfloatSum(a, into: &sums, count: count)
+            for i in 0..<count {
+                expectSame(sums[i], HalfPrecision.bfloatSumReference(a[i], b[i]),
+                           isNaN: { HalfPrecision.bfloatToFloatReference($0).isNaN }, "bf16 \(a[i]) + \(b[i])")
+            }
         }
     }
 

@@ -10,7 +10,7 @@ import Testing
 
 /// train.compute_precision bf16: the model's GEMMs in bf16 with fp32 accumulation. P = 2 equals one
 /// process on the global batch, a run repeats bit for bit, and it stays within bf16 rounding of fp32.
-@Suite(.serialized, .enabled(if: OneDNNGEMM.unavailableReason == nil, "oneDNN has no bf16 matmul on this CPU"))
+@Suite(.serialized, .enabled(if: OneDNNGEMM.unavailableReason == nil, "needs AVX-512 (avx512_core): oneDNN has no bf16 matmul on this CPU"))
 struct BF16ComputeTests {
     static let sgd = ["optimizer.kind=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
     static let bf16 = ["train.compute_precision=bf16"]
@@ -49,7 +49,11 @@ struct BF16ComputeTests {
         #expect(bf16VersusFP32 > 1e-3 && bf16VersusFP32 <= 0x1p-5, "bf16 vs fp32 update: \(bf16VersusFP32)")
         #expect(abs(reference.losses[0] - fp32.losses[0]) <= 1e-2 * abs(fp32.losses[0]))
     }
+}
 
+/// train.compute_precision's values, and the one error a bf16 run gets where oneDNN has no bf16
+/// matmul: neither needs AVX-512 itself, so they run on every CPU (not in the suite above).
+@Suite struct ComputePrecisionChoiceTests {
     @Test func badValueIsOneClearError() throws {
         #expect(try ConfigLoader.load(file: nil, overrides: []).train.computePrecision == .fp32)
         do {

@@ -20,6 +20,26 @@ import Testing
         for word in words { #expect(outcome.error.contains(word), "\(outcome.error) should mention \(word)") }
     }
 
+    /// CONTRAST_KERNELS_ISA caps the C kernels (a cap above the CPU is the CPU) and `bench
+    /// kernels` names the ones that ran; a value that names no instruction set is one line.
+    @Test func kernelInstructionSetCap() throws {
+        func reported(_ cap: String) throws -> String {
+            let outcome = try runProcess(contrastExecutable, ["bench", "kernels", "--elements", "64", "--repeats", "1", "--warmup", "0"],
+                                         environment: ["CONTRAST_KERNELS_ISA": cap], timeout: 120)
+            #expect(outcome.status == 0, "\(outcome.error)")
+            // "memory-bound kernels, one thread, kernels avx2; GB/s = ..."
+            let words = outcome.output.split(whereSeparator: { $0 == " " || $0 == ";" || $0 == "\n" })
+            return words.firstIndex(of: "kernels").map { String(words[words.index(after: $0)]) } ?? "none"
+        }
+        let best = try reported("")       // empty is unset: the CPU's best
+        #expect(["avx512", "avx2", "sse2"].contains(best))
+        #expect(try reported("portable") == "sse2")
+        #expect(try reported("avx2") == (best == "sse2" ? "sse2" : "avx2"))
+        #expect(try reported("AVX512") == best)
+        expectOneLineError(try runProcess(contrastExecutable, ["bench", "kernels"], environment: ["CONTRAST_KERNELS_ISA": "avx-2"]),
+                           mentioning: ["CONTRAST_KERNELS_ISA", "avx-2", "portable"])
+    }
+
     @Test func missingConfigFile() throws {
         expectOneLineError(try run(["train", "--config", "configs/no-such.yaml"]), mentioning: ["configs/no-such.yaml", "not found"])
     }

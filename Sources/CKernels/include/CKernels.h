@@ -1,14 +1,25 @@
 // Hot element-wise kernels of contrast, in C so that each can be compiled for several
-// instruction sets (F16C, AVX2, AVX-512) and picked at run time: Swift cannot do this
-// without unsafe flags, which would make the package unusable as a dependency.
-// Every kernel here has a plain Swift reference beside its wrapper and a test comparing them.
+// instruction sets (AVX-512, AVX2 with F16C, the portable x86-64 baseline) and picked at run
+// time: Swift cannot do this without unsafe flags, which would make the package unusable as a
+// dependency. Every kernel here has a plain Swift reference beside its wrapper and a test
+// comparing them under every instruction set.
 #ifndef CONTRAST_CKERNELS_H
 #define CONTRAST_CKERNELS_H
 #include <stddef.h>
 #include <stdint.h>
 
-/// Which path the dispatching kernels took on this CPU (for logs and benchmarks).
+/// The instruction set the calling thread's kernels run at: "avx512", "avx2" or "sse2" (the
+/// portable bodies, compiled for the x86-64 baseline). The best this CPU has, capped for the
+/// process by the environment variable CONTRAST_KERNELS_ISA=avx512|avx2|portable (read once; a cap
+/// above the CPU means the CPU's best; any other value stops the process, exit status 1, with
+/// one line on stderr) and for the thread by ck_set_thread_instruction_set.
 const char *ck_instruction_set(void);
+/// ck_instruction_set without the calling thread's cap: what the CPU and CONTRAST_KERNELS_ISA allow.
+const char *ck_process_instruction_set(void);
+/// Caps the calling thread's kernels at `name` ("avx512", "avx2", "portable" or "sse2", as
+/// CONTRAST_KERNELS_ISA; never above the process's level), or lifts the cap (NULL). Returns 0 for
+/// an unknown name, leaving the cap as it was, else 1. For tests of every path in one process.
+int ck_set_thread_instruction_set(const char *name);
 
 // Float32 <-> IEEE half (binary16) and bfloat16, round to nearest even. NaN stays NaN.
 void ck_f32_to_f16(const float *src, uint16_t *dst, size_t n);
@@ -17,8 +28,6 @@ void ck_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 void ck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// ck_bf16_to_f32 that also reports whether every value is finite (1) or not (0), in one pass.
 int ck_bf16_to_f32_finite(const uint16_t *src, float *dst, size_t n);
-/// Forces the portable (non-F16C) half conversion path; for tests of the fallback.
-void ck_set_portable_half(int portable);
 
 /// y[r, c] += bias[c] for r < rows, c < cols (row-major, row stride cols).
 void ck_add_bias_rows(float *y, const float *bias, size_t rows, size_t cols);

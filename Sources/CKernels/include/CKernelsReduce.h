@@ -7,13 +7,10 @@
 #include <stdint.h>
 
 /// inout[i] = f16(f32(in[i]) + f32(inout[i])), round to nearest even (IEEE binary16 bit
-/// patterns); overflow gives inf, NaN stays NaN. F16C where the CPU has it, else portable
-/// (ck_set_portable_half forces the portable path).
+/// patterns); overflow gives inf, NaN stays NaN. F16C at the avx2 and avx512 levels, else portable
+/// (ck_instruction_set).
 void ck_f16_sum_into(const uint16_t *in, uint16_t *inout, size_t n);
 /// inout[i] = bf16(f32(in[i]) + f32(inout[i])), round to nearest even; NaN stays NaN.
 void ck_bf16_sum_into(const uint16_t *in, uint16_t *inout, size_t n);
-
-/// Whether the half conversions take the F16C path now (CPU support and not forced portable).
-int ck_half_uses_f16c(void);
 
 #endif
