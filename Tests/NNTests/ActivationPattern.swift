@@ -19,6 +19,7 @@ func activationPattern(of layer: Layer, batch: Int) -> [Bool] {
     case let multiScale as MultiScalePool:
         return activationPattern(of: multiScale.stage, batch: batch) + activationPattern(of: multiScale.inner, batch: batch)
     case let adapter as ResidualAdapter: return activationPattern(of: adapter.down, batch: batch)
+    case let broken as BrokenReLU: return activationPattern(of: broken.inner, batch: batch)
     default: return []
     }
 }

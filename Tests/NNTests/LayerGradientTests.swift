@@ -52,10 +52,16 @@ import Testing
             compare("parameters", at: arena.parameters.data, indices: parameterIndices,
                     analytic: parameterIndices.map { Double(arena.gradients[$0]) })
         }
-        if checkInput, let dx {
+        if checkInput {
+            // A layer asked for dL/dx must return it: a nil here is a bug, not "nothing to check".
+            guard let dx else {
+                Issue.record("\(type(of: layer)).backward returned no input gradient, though the test asks for one")
+                return
+            }
             let indices = Array(0..<min(input.count, 60))
             compare("input", at: input.data, indices: indices, analytic: indices.map { Double(dx[$0]) })
         }
+        #expect(checked > 0, "no coordinate was compared: the layer has no parameters and its input gradient was not checked")
         #expect(kinks * 10 <= kinks + checked, "\(kinks) of \(kinks + checked) coordinates have a ReLU kink within every step tried")
     }
 
@@ -74,6 +80,20 @@ import Testing
         layer.initialise(seed: 2, stream: 0)
         // A small step: a larger one moves pre-activations across the ReLU's kink.
         check(layer, arena: arena, batch: 5, step: 1e-3)
+    }
+
+    /// The check itself has teeth: a parameterless layer whose backward forgets dL/dx (returns
+    /// nil) fails it, and so does one whose input gradient is wrong by 2 %.
+    @Test func checkFailsABackwardThatReturnsNilOrIsWrong() {
+        let arena = ParameterArena()
+        arena.seal()
+        withKnownIssue("a nil input gradient must fail the check") {
+            check(BrokenReLU(width: 5, scale: nil), arena: arena, batch: 3, step: 1e-3)
+        }
+        withKnownIssue("a 2 % error must fail the check") {
+            check(BrokenReLU(width: 5, scale: 1.02), arena: arena, batch: 3, step: 1e-3)
+        }
+        check(BrokenReLU(width: 5, scale: 1), arena: arena, batch: 3, step: 1e-3)      // the control: ReLU itself passes
     }
 
     @Test func relu() {
@@ -133,5 +153,28 @@ import Testing
         _ = MLP.make(widths: [784, 1024, 1024, 256], activation: .relu, name: "encoder", arena: arena)
         _ = MLP.make(widths: [256, 256, 128], activation: .relu, name: "projection", arena: arena)
         #expect(arena.parameterCount == 2_214_528)
+    }
+}
+
+/// ReLU whose backward returns nil (`scale` nil) or dL/dx times `scale`: a layer the gradient
+/// check must reject unless `scale` is 1.
+final class BrokenReLU: Layer {
+    let inner: ReLU
+    let scale: Float?
+    init(width: Int, scale: Float?) {
+        inner = ReLU(width: width)
+        self.scale = scale
+    }
+    var inputWidth: Int { inner.inputWidth }
+    var outputWidth: Int { inner.outputWidth }
+    var computesInputGradient: Bool {
+        get { inner.computesInputGradient }
+        set { inner.computesInputGradient = newValue }
+    }
+    func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> { inner.forward(input, batch: batch) }
+    func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard let scale, let dx = inner.backward(outputGradient, batch: batch) else { return nil }
+        for i in 0..<batch * inputWidth { dx[i] *= scale }
+        return dx
     }
 }
