@@ -86,6 +86,12 @@ extension TrainingConfig {
         try check(loss.reconstructionWeight == 0 || train.gradientCacheChunk == 0, "loss.reconstruction_weight",
                   "needs train.gradient_cache_chunk 0 (the decoder reads the whole batch's representations); set one of them to 0",
                   loss.reconstructionWeight)
+        // MoCo scores its queries against the key encoder's keys: the reweighted negatives and the
+        // decoder are options of the plain step that MoCo's objective does not run.
+        try check(loss.mocoQueue == 0 || !loss.usesHardNegatives, "loss.moco_queue",
+                  "cannot be combined with hard negatives (\(hardNegativeKey)); set loss.moco_queue=0 or \(hardNegativeKey)=0", loss.mocoQueue)
+        try check(loss.mocoQueue == 0 || loss.reconstructionWeight == 0, "loss.moco_queue",
+                  "cannot be combined with the reconstruction decoder; set loss.moco_queue=0 or loss.reconstruction_weight=0", loss.mocoQueue)
         try check(checkpoint.everySteps >= 0, "checkpoint.every_steps", "must be 0 (off) or positive", checkpoint.everySteps)
         try check(checkpoint.everyMinutes >= 0 && checkpoint.everyMinutes.isFinite, "checkpoint.every_minutes",
                   "must be 0 (off) or positive", checkpoint.everyMinutes)

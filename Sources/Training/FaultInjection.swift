@@ -119,7 +119,7 @@ public struct FaultInjection: Sendable, Equatable {
     }
 }
 
-/// The faults one step of one rank meets (`FaultInjection.due`), acted on by `TrainingStep`.
+/// The faults one step of one rank meets (`FaultInjection.due`), acted on at the step's named points (`StepHooks`).
 public struct StepFaults: Sendable, Equatable {
     public var rank: Int
     public var step: Int

@@ -44,7 +44,7 @@ struct PretrainedEncoder {
         var failure = "", summary = ""
         var source: TrainedModel? = nil
         var names: [String] = []
-        if communicator.rank == 0 {
+        if communicator.isRoot {
             do {
                 (source, names, summary) = try load(config, target: try target())
             } catch {

@@ -52,7 +52,7 @@ final class Monitor {
         let mode = config.monitor.progress
         // Under mpirun or srun a rank's standard output is the launcher's pipe or pseudo-terminal,
         // whatever the launcher's own output is: `auto` only trusts a terminal outside a launcher.
-        showProgress = communicator.rank == 0
+        showProgress = communicator.isRoot
             && (mode == .always || (mode == .auto && isatty(STDOUT_FILENO) != 0 && !Launch.isUnderLauncher()))
     }
 

@@ -80,7 +80,7 @@ public final class Trainer {
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run.
         // A rank that cannot read its shards throws; the launcher aborts the job naming it.
-        data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: rank == 0)
+        data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: communicator.isRoot)
         try config.train.computePrecision.checkAvailable()
         _ = try config.train.gemmLibrary.resolved()     // an unavailable library is refused before the run directory exists
         let all = config.train.epochs * data.sampler.batchesPerEpoch
@@ -94,12 +94,12 @@ public final class Trainer {
                              imageShape: data.imageShape, learnableTemperature: config.loss.temperatureMode == .learnable)
         }, communicator: communicator)
         if !config.initFrom.isEmpty && resumeFrom != nil { notes.append("init_from \(config.initFrom) not used: the run resumes from its own checkpoint") }
-        if rank == 0 {
+        if communicator.isRoot {
             try RunDirectory.createDirectory(runDirectory)
             try AtomicFile.write(Data(config.yaml().utf8), to: runDirectory.appendingPathComponent("config.yaml"))
         }
         try communicator.barrier()      // the directory exists before other ranks open their files
-        log = try RunLog(directory: runDirectory, rank: rank, echo: rank == 0)
+        log = try RunLog(directory: runDirectory, rank: rank, echo: communicator.isRoot)
         watchdog?.logTo(log.textFile.path)
         for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
@@ -109,7 +109,7 @@ public final class Trainer {
             try pretrained.apply(to: step.model, communicator: communicator)
             log.info(pretrained.summary)
         }
-        if config.freeze == .encoder, rank == 0 {
+        if config.freeze == .encoder, communicator.isRoot {
             let frozen = step.model.encoderRange, wireBytes = step.reducer.precision == .fp32 ? 4 : 2
             let exchanged = step.reducer.buckets.reduce(0) { $0 + $1.count }
             log.info("freeze: encoder: arena 0..<\(frozen.upperBound) fixed (no gradients, updates or all-reduce); "

@@ -110,7 +110,7 @@ extension Trainer {
                                    note: (String) -> Void) throws -> URL? {
         var choice = ""
         var failure = ""
-        if communicator.rank == 0 {
+        if communicator.isRoot {
             do { choice = try chooseCheckpoint(config, runDirectory: runDirectory, note: note)?.path ?? "" } catch {
                 failure = "\(error)"
             }

@@ -302,3 +302,13 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(configError { try config.validateModel(imageShape: [28, 9]); return config }?.description.contains("at most 3") == true)
     }
 }
+
+/// MoCo's objective runs neither the reweighted negatives nor the decoder: asking for them is refused.
+@Suite struct MoCoCombinationTests {
+    @Test(arguments: ["loss.hard_negative_beta=1", "loss.debiased_tau_plus=0.1", "loss.reconstruction_weight=0.5"])
+    func mocoRefusesOptionsItWouldIgnore(option: String) throws {
+        let error = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["loss.moco_queue=64", option]) })
+        #expect(error.key == "loss.moco_queue" && error.description.contains("loss.moco_queue=0"), "\(error)")
+        #expect(error.description.contains(String(option.split(separator: "=")[0])))
+    }
+}
