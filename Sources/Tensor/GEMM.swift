@@ -88,7 +88,8 @@ public enum BLASThreads {
 
 /// Which library runs fp32 `gemm`s, process-wide (like the thread count): the fastest this CPU
 /// has (`fastest`) until a run chooses (`train.gemm_library`). oneDNN's AVX-512 brgemm kernels run
-/// the benchmark MLP's GEMMs about 7 % faster than Debian's OpenBLAS sgemm (docs/benchmarks.md).
+/// the benchmark MLP's GEMMs about 7 % faster than Debian's OpenBLAS sgemm; on AVX2, OpenBLAS wins
+/// (docs/benchmarks.md).
 /// The two libraries sum in different orders, so the choice is part of what makes a run bitwise
 /// reproducible.
 public enum FP32GEMM {
@@ -100,8 +101,11 @@ public enum FP32GEMM {
     /// with `train.gemm_library: auto` does not change it.
     nonisolated(unsafe) public static var library: Library = fastest
 
-    /// oneDNN where it has an fp32 matmul for this CPU, otherwise OpenBLAS.
-    public static var fastest: Library { OneDNNGEMM.fp32UnavailableReason == nil ? .onednn : .openblas }
+    /// oneDNN where its fp32 matmul runs brgemm kernels (AVX-512), otherwise OpenBLAS. Where oneDNN
+    /// has only its generic `gemm:jit` (AVX2 CPUs) OpenBLAS's Haswell sgemm is faster: 4 % on the
+    /// benchmark's GEMMs alone, and 2.2x on the transposed-A weight gradient of the 1024->256 layer,
+    /// which made oneDNN's P = 2 step 29 % slower (docs/benchmarks.md, "The GEMM library by CPU kind").
+    public static var fastest: Library { OneDNNGEMM.fp32Implementation?.hasPrefix("brg") == true ? .onednn : .openblas }
 
     /// The library's kernel for the benchmark's shapes, e.g. "OpenBLAS Zen" or "oneDNN brg:avx512_core".
     public static var description: String {

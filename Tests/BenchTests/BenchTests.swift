@@ -94,6 +94,18 @@ import Testing
         }
     }
 
+    /// `train.gemm_library: auto` takes oneDNN only where its fp32 matmul has brgemm kernels: held to
+    /// AVX2 (gemm:jit, slower than OpenBLAS there) the same binary runs OpenBLAS.
+    @Test func autoGEMMLibraryFollowsTheCPUKind() throws {
+        let settings = Self.smokeSettings.flatMap { ["--set", $0] }
+        let arguments = ["bench", "step", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0", "--json"] + settings
+        let avx2 = try results(try runContrast(ranks: 1, arguments, environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"]), bench: "step")
+        #expect(avx2.first?["gemm_library"] as? String == "openblas")
+        let native = try results(try runContrast(ranks: 1, arguments), bench: "step")
+        let brgemm = OneDNNGEMM.fp32Implementation?.hasPrefix("brg") == true
+        #expect(native.first?["gemm_library"] as? String == (brgemm ? "onednn" : "openblas"))
+    }
+
     @Test func stepAccountsForItsGEMMsMemoryAndCommunication() throws {
         let settings = Self.smokeSettings.flatMap { ["--set", $0] }
         let one = try results(try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--repeats", "2", "--warmup", "1", "--json"] + settings),
