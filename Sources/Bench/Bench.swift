@@ -1,6 +1,5 @@
 import Training
 import Evaluation
-import RunFiles
 import Config
 import Data
 import Distributed

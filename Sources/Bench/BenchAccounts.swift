@@ -1,7 +1,4 @@
 import Training
-import Evaluation
-import RunFiles
-import Config
 import Data
 import Foundation
 import NN

@@ -1,6 +1,4 @@
 import Training
-import Evaluation
-import RunFiles
 import Config
 import Checkpoint
 import Data

@@ -1,7 +1,4 @@
 import Training
-import Evaluation
-import RunFiles
-import Config
 import Contrastive
 import Foundation
 import Tensor

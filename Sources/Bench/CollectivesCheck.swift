@@ -1,7 +1,5 @@
 import Training
-import Evaluation
 import RunFiles
-import Config
 import Distributed
 import Foundation
 import Tensor

@@ -1,7 +1,4 @@
 import Training
-import Evaluation
-import RunFiles
-import Config
 import Distributed
 import Foundation
 import NN

@@ -1,6 +1,4 @@
-import RunFiles
 import NN
-import Config
 import Tensor
 
 /// Linear centred kernel alignment between two representations of the same N samples

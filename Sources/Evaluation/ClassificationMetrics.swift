@@ -1,6 +1,4 @@
-import RunFiles
 import NN
-import Config
 /// Per-class counts and rates of a classifier's predictions on a labelled test set.
 ///
 /// With TP_c the samples of class c predicted as c:

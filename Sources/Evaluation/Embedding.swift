@@ -1,6 +1,5 @@
 import RunFiles
 import NN
-import Config
 import Data
 import Foundation
 import Tensor

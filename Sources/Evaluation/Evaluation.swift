@@ -1,6 +1,5 @@
 import RunFiles
 import NN
-import Config
 import Data
 import Distributed
 import Foundation

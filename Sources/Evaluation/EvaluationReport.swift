@@ -1,6 +1,4 @@
-import RunFiles
 import NN
-import Config
 import Foundation
 
 /// The evaluation suite's results (`contrast eval full`, docs/evaluation.md): for each encoder

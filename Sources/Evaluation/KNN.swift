@@ -1,6 +1,4 @@
-import RunFiles
 import NN
-import Config
 import Foundation
 import Tensor
 

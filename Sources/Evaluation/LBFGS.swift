@@ -1,6 +1,4 @@
-import RunFiles
 import NN
-import Config
 /// Limited-memory BFGS (Nocedal 1980; Nocedal & Wright, *Numerical Optimization*, 2nd ed.,
 /// algorithms 7.4 and 7.5) for smooth unconstrained minimisation in Double.
 ///

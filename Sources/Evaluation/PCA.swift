@@ -1,6 +1,5 @@
 import RunFiles
 import NN
-import Config
 import Storage
 import Foundation
 import Tensor

@@ -1,5 +1,4 @@
 import RunFiles
-import Config
 import Storage
 import Foundation
 import NN

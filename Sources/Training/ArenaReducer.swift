@@ -1,7 +1,4 @@
 import Tensor
-import Evaluation
-import RunFiles
-import Config
 import Distributed
 import NN
 

@@ -1,7 +1,5 @@
 import Tensor
-import Evaluation
 import RunFiles
-import Config
 import Foundation
 
 /// Faults a test or the fault harness (launch/faults.sh) injects into a training run through one

@@ -1,4 +1,3 @@
-import Evaluation
 import RunFiles
 import Config
 import Contrastive

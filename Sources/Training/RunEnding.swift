@@ -1,7 +1,5 @@
 import Tensor
 import Evaluation
-import RunFiles
-import Config
 import Checkpoint
 import Foundation
 

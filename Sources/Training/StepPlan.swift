@@ -1,6 +1,4 @@
 import Tensor
-import Evaluation
-import RunFiles
 import Config
 import Contrastive
 import Foundation

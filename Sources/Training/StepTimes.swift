@@ -1,7 +1,4 @@
 import Tensor
-import Evaluation
-import RunFiles
-import Config
 import Foundation
 
 /// Where a training step spends its time, in seconds.

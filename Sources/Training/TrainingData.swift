@@ -1,5 +1,4 @@
 import Tensor
-import Evaluation
 import RunFiles
 import Config
 import Data

@@ -1,5 +1,4 @@
 import Evaluation
-import RunFiles
 import Config
 import Contrastive
 import Data

@@ -1,6 +1,3 @@
-import Evaluation
-import RunFiles
-import Config
 import ArgumentParser
 import Bench
 import Distributed

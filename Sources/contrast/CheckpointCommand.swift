@@ -1,7 +1,4 @@
 import Bench
-import Evaluation
-import RunFiles
-import Config
 import ArgumentParser
 import Checkpoint
 import Foundation

@@ -1,7 +1,5 @@
 import Bench
-import Evaluation
 import RunFiles
-import Config
 import ArgumentParser
 import Foundation
 

@@ -1,7 +1,6 @@
 import Bench
 import Evaluation
 import RunFiles
-import Config
 import ArgumentParser
 import Foundation
 import Training

@@ -1,7 +1,6 @@
 import NN
 import Bench
 import Evaluation
-import RunFiles
 import Config
 import ArgumentParser
 import Data

@@ -1,6 +1,4 @@
 import Evaluation
-import RunFiles
-import Config
 import Contrastive
 import Distributed
 import NN

@@ -1,7 +1,5 @@
 import Tensor
 import Evaluation
-import RunFiles
-import Config
 import NN
 
 // Gradient caching (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory

@@ -1,6 +1,4 @@
 import Evaluation
-import RunFiles
-import Config
 import Foundation
 import Tensor
 

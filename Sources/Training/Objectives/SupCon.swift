@@ -1,5 +1,3 @@
-import Evaluation
-import RunFiles
 import Config
 import Contrastive
 import Tensor
