@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "Training", dependencies: [
             "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
-        .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "Training"]),
+        .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training"]),
         .executableTarget(name: "contrast", dependencies: [
             "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Storage", "Data", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
