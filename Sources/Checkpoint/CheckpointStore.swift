@@ -292,13 +292,59 @@ public enum CheckpointStore {
         return FileManager.default.fileExists(atPath: directory.appendingPathComponent(manifestName).path) ? directory : nil
     }
 
+    /// The one way a command turns a user's path into a checkpoint directory, so every command
+    /// that takes a checkpoint accepts the same three spellings:
+    /// - a checkpoint directory (`RUN/checkpoints/step-NNNNNNNNN`, holding `manifest.json`);
+    /// - `RUN/checkpoints/latest`, the file naming the newest committed checkpoint;
+    /// - a run directory (or its `checkpoints/` folder): its newest complete checkpoint.
+    /// - Throws: `CheckpointError(.missing)` naming the path when it does not exist, is not a
+    ///   checkpoint, or is a run without a complete checkpoint.
+    public static func resolve(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw CheckpointError(.missing, file: path, problem: "does not exist", fix: acceptedPaths)
+        }
+        if !isDirectory.boolValue {
+            // `latest` holds the name of a sibling step directory.
+            let checkpoints = url.deletingLastPathComponent()
+            guard url.lastPathComponent == latestName,
+                  let text = try? String(contentsOf: url, encoding: .utf8),
+                  step(ofDirectoryName: text.trimmingCharacters(in: .whitespacesAndNewlines)) != nil else {
+                throw CheckpointError(.missing, file: path, problem: "is a file, not a checkpoint", fix: acceptedPaths)
+            }
+            let directory = checkpoints.appendingPathComponent(text.trimmingCharacters(in: .whitespacesAndNewlines), isDirectory: true)
+            guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(manifestName).path) else {
+                throw CheckpointError(.missing, file: path, problem: "names \(directory.lastPathComponent), which is not a complete checkpoint",
+                                      fix: "give the run directory instead: its newest complete checkpoint is used")
+            }
+            return directory
+        }
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) { return url }
+        let run = url.lastPathComponent == "checkpoints" ? url.deletingLastPathComponent() : url
+        if FileManager.default.fileExists(atPath: checkpointsDirectory(run).path) {
+            guard let newest = list(runDirectory: run).first else {
+                throw CheckpointError(.missing, file: checkpointsDirectory(run).path, problem: "holds no complete checkpoint",
+                                      fix: "train the run until its first checkpoint (checkpoint.every_steps), or give another run")
+            }
+            return newest
+        }
+        if step(ofDirectoryName: url.lastPathComponent) != nil {
+            throw CheckpointError(.missing, file: path, problem: "has no \(manifestName): it is not a complete checkpoint (a save that did not finish)",
+                                  fix: "give the run directory instead: its newest complete checkpoint is used")
+        }
+        throw CheckpointError(.missing, file: path, problem: "is neither a checkpoint nor a run directory", fix: acceptedPaths)
+    }
+
+    static let acceptedPaths = "give a run directory, a checkpoint directory (RUN/checkpoints/step-NNNNNNNNN) or RUN/checkpoints/latest"
+
     /// Reads and parses `manifest.json`; an unknown MAJOR format version is an error naming the
     /// file and both versions.
     public static func manifest(at checkpoint: URL) throws -> CheckpointManifest {
         let path = checkpoint.appendingPathComponent(manifestName).path
         guard FileManager.default.fileExists(atPath: path) else {
             throw CheckpointError(.missing, file: path, problem: "no manifest: \(checkpoint.lastPathComponent) is not a complete checkpoint",
-                                  fix: "pick a directory that CheckpointStore.list (contrast checkpoint inspect) shows")
+                                  fix: "give a checkpoint directory that holds \(manifestName), or the run directory (its newest complete checkpoint)")
         }
         return try CheckpointManifest.decode(try FileIO.read(path), file: path)
     }

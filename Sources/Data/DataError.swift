@@ -40,6 +40,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A data file's header declares no samples: nothing to train on.
     case noSamples(path: String)
     /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
+    /// `contrast prepare` was pointed at a folder that already holds something.
+    case outputNotEmpty(path: String)
     case spillFailed(directory: String, reason: String)
 
     public var description: String {
@@ -88,6 +90,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noSamples(let path):
             return "data file \(path) holds no samples (its header declares 0); point data.path at a data set that has some, "
                 + "or reinstall or re-download it"
+        case .outputNotEmpty(let path):
+            return "the output folder \(path) is not empty; choose a new or empty folder, "
+                + "or add --overwrite to replace the data set in it (everything in the folder is replaced)"
         case .spillFailed(let directory, let reason):
             return "cannot keep the samples on disk in \(directory) (data.spill_dir, data.hold: disk): \(reason); "
                 + "point data.spill_dir at a writable local directory with room for this rank's samples, or set data.hold: memory"

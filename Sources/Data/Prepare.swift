@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Tensor
 
 /// What `contrast prepare` wrote, for its report.
@@ -98,30 +99,37 @@ public enum DatasetPreparation {
     ///   - layout: how to cut each split into shards.
     ///   - limit: prepare only the first `limit` samples of each split; 0 prepares all.
     ///   - pairs: the second modality to add (see `PairSpec`), or nil for none.
+    ///   - overwrite: replace what `out` holds (see `placing`); without it `out` must be empty.
     /// - Throws: `DataError.tooManyShards` before writing anything when a split has fewer
-    ///   samples than the layout's shard count.
+    ///   samples than the layout's shard count; `DataError.outputNotEmpty` likewise.
     public static func fashionMNIST(source: String = FashionMNIST.defaultDirectory, out: String,
-                                    layout: ShardLayout, limit: Int = 0, pairs: PairSpec? = nil) throws -> [PrepareSummary] {
+                                    layout: ShardLayout, limit: Int = 0, pairs: PairSpec? = nil,
+                                    overwrite: Bool = false) throws -> [PrepareSummary] {
+        try checkOutput(out, overwrite: overwrite)
         let splits = try FashionMNIST.Split.allCases.map { ($0, try FashionMNIST.load(directory: source, split: $0, limit: limit)) }
         for (_, dataset) in splits { _ = try layout.ranges(sampleCount: dataset.count) }
-        return try splits.map { split, dataset in
-            let directory = out + "/" + split.rawValue
+        return try placing(out) { staging in try splits.map { split, dataset in
+            let directory = staging + "/" + split.rawValue
             let samples = SampleBlock(count: dataset.count, features: .uint8(dataset.images),
                                       labels: dataset.labels.map { Int64($0) }, pairs: pairs?.pairs(for: dataset))
             let manifest = try ShardedDatasetWriter.write(samples, featureShape: [dataset.height, dataset.width],
                                                           pairShape: pairs.map { [$0.width] }, to: directory, layout: layout)
             let sources = ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"].map { source + "/" + split.filePrefix + "-" + $0 }
             let notes = pairs.map { ["pairs: \($0.kind.rawValue) of augmented copies, width \($0.width), seed \($0.seed)"] } ?? []
-            return PrepareSummary(directory: directory, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
-                                  preparedBytes: try preparedBytes(directory, manifest),
+            return PrepareSummary(directory: out + "/" + split.rawValue, sampleCount: manifest.sampleCount,
+                                  shardCount: manifest.shards.count, preparedBytes: try preparedBytes(directory, manifest),
                                   sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) }, notes: notes)
-        }
+        } }
     }
 
     /// .npy arrays into `out`: features (u1 stays uint8; f4, f8 and i8 become float32), optional
     /// labels (i8 or u1, one per sample) and optional pairs (converted to float32).
+    /// - Parameter overwrite: replace what `out` holds (see `placing`); without it `out` must be empty.
+    /// - Throws: `DataError.npyInvalid` naming the first row and column of a NaN or infinite
+    ///   feature or pair value (a run would only stop later, at a loss that is not finite).
     public static func npy(features: String, labels: String? = nil, pairs: String? = nil,
-                           out: String, layout: ShardLayout) throws -> PrepareSummary {
+                           out: String, layout: ShardLayout, overwrite: Bool = false) throws -> PrepareSummary {
+        try checkOutput(out, overwrite: overwrite)
         let featureArray = try NPYArray(path: features)
         guard featureArray.shape.count >= 1 else {
             throw DataError.npyInvalid(path: features, problem: "features must have at least one dimension (samples first)")
@@ -132,7 +140,9 @@ public enum DatasetPreparation {
             values = .uint8(bytes)
         } else {
             if featureArray.dtype != .float32 { notes.append("features: \(featureArray.dtype) converted to float32") }
-            values = .float32(featureArray.float32Values())
+            let floats = featureArray.float32Values()
+            try requireFinite(floats, width: featureArray.shape.dropFirst().reduce(1, *), path: features, what: "feature")
+            values = .float32(floats)
         }
         var labelValues: [Int64]?
         if let labels {
@@ -156,16 +166,78 @@ public enum DatasetPreparation {
                 throw DataError.sampleCountMismatch(firstPath: features, first: featureArray.sampleCount, secondPath: pairs, second: array.sampleCount)
             }
             if array.dtype != .float32 { notes.append("pairs: \(array.dtype) converted to float32") }
-            pairValues = array.float32Values()
+            let floats = array.float32Values()
+            try requireFinite(floats, width: array.shape.dropFirst().reduce(1, *), path: pairs, what: "pair")
+            pairValues = floats
             pairShape = array.sampleShape
         }
         let samples = SampleBlock(count: featureArray.sampleCount, features: values, labels: labelValues, pairs: pairValues)
-        let manifest = try ShardedDatasetWriter.write(samples, featureShape: featureArray.sampleShape, pairShape: pairShape,
-                                                      to: out, layout: layout)
         let sources = [features] + [labels, pairs].compactMap { $0 }
-        return PrepareSummary(directory: out, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
-                              preparedBytes: try preparedBytes(out, manifest),
-                              sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) }, notes: notes)
+        return try placing(out) { staging in
+            let manifest = try ShardedDatasetWriter.write(samples, featureShape: featureArray.sampleShape, pairShape: pairShape,
+                                                          to: staging, layout: layout)
+            return PrepareSummary(directory: out, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
+                                  preparedBytes: try preparedBytes(staging, manifest),
+                                  sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) }, notes: notes)
+        }
+    }
+
+    /// Rows of `width` values: the first NaN or infinity is an error naming its row and column.
+    static func requireFinite(_ values: [Float], width: Int, path: String, what: String) throws {
+        guard let index = values.firstIndex(where: { !$0.isFinite }) else { return }
+        let row = index / max(1, width), column = index % max(1, width)
+        throw DataError.npyInvalid(path: path, problem: "\(what) row \(row), column \(column) is \(values[index]) "
+                                   + "(the first value that is not finite); drop or repair such rows before `contrast prepare`, "
+                                   + "e.g. keep = np.isfinite(x.reshape(len(x), -1)).all(axis=1); x, y = x[keep], y[keep]")
+    }
+
+    /// `out` must be absent or an empty folder, unless `overwrite`.
+    static func checkOutput(_ out: String, overwrite: Bool) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) else { return }
+        guard isDirectory.boolValue else { throw DataError.writeFailed(path: out, reason: "it is a file, not a folder") }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        if !entries.isEmpty && !overwrite { throw DataError.outputNotEmpty(path: out) }
+    }
+
+    /// Writes a data set into a temporary sibling of `out` (`.NAME.preparing-PID`) and, once
+    /// `body` has written all of it, puts it in `out`'s place: an old `out` is renamed aside,
+    /// the new folder renamed to `out`, and the old one removed. So `out` never mixes old and
+    /// new files (no stale shards a manifest does not name), a failed or interrupted prepare
+    /// leaves the old data set as it was, and between the two renames `out` is briefly absent.
+    static func placing<T>(_ out: String, _ body: (String) throws -> T) throws -> T {
+        let url = URL(fileURLWithPath: out).standardizedFileURL
+        let parent = url.deletingLastPathComponent().path, name = url.lastPathComponent
+        let pid = getpid()
+        let staging = parent + "/." + name + ".preparing-\(pid)", aside = parent + "/." + name + ".replaced-\(pid)"
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw DataError.writeFailed(path: parent, reason: "cannot create the folder")
+        }
+        try? FileManager.default.removeItem(atPath: staging)
+        let result: T
+        do { result = try body(staging) } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+        let hadOld = FileManager.default.fileExists(atPath: url.path)
+        if hadOld {
+            // rename(2) replaces only an empty folder: move the old one aside first.
+            guard rename(url.path, aside) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(atPath: staging)
+                throw DataError.writeFailed(path: out, reason: "cannot move the old data set aside: \(reason)")
+            }
+        }
+        guard rename(staging, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if hadOld { _ = rename(aside, url.path) }
+            throw DataError.writeFailed(path: out, reason: "cannot rename \(staging) to it: \(reason)")
+        }
+        if hadOld { try? FileManager.default.removeItem(atPath: aside) }
+        do { try AtomicFile.syncDirectory(parent) } catch { throw DataError(writing: error) }
+        return result
     }
 
     private static func preparedBytes(_ directory: String, _ manifest: ShardManifest) throws -> Int {

@@ -14,26 +14,20 @@ public struct TrainedModel {
     /// What was loaded, for messages: "checkpoint DIR (step S)" or "weights of RUN".
     public let source: String
 
-    /// Loads `path`, a checkpoint directory or a run directory. The model's input widths come
-    /// from the data set the config names (its manifest, or Fashion-MNIST's image size).
+    /// Loads `path`: a run directory (its `weights.bin` when the run finished, else its newest
+    /// complete checkpoint), a checkpoint directory or `RUN/checkpoints/latest`
+    /// (`CheckpointStore.resolve`). The model's input widths come from the data set the config
+    /// names (its manifest, or Fashion-MNIST's image size).
     public static func load(_ path: String) throws -> TrainedModel {
         let url = URL(fileURLWithPath: path)
-        let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: url.appendingPathComponent(CheckpointStore.manifestName).path) {
-            return try fromCheckpoint(url)
-        }
         let weights = url.appendingPathComponent("weights.bin")
-        if fileManager.fileExists(atPath: weights.path) {
+        if FileManager.default.fileExists(atPath: weights.path) {
             let config = try ConfigLoader.load(file: url.appendingPathComponent("config.yaml").path, overrides: [])
             let model = try makeModel(config)
             try WeightsFile.read(into: model.arena, from: weights)
             return TrainedModel(config: config, model: model, source: "weights of \(path)")
         }
-        if let newest = CheckpointStore.list(runDirectory: url).first {
-            return try fromCheckpoint(newest)
-        }
-        throw RunDirectory.Failure(description: "\(path) holds neither a checkpoint (manifest.json), nor a finished run (weights.bin), "
-                               + "nor a complete checkpoint under checkpoints/; give a run directory or a checkpoint directory")
+        return try fromCheckpoint(try CheckpointStore.resolve(path))
     }
 
     static func fromCheckpoint(_ checkpoint: URL) throws -> TrainedModel {

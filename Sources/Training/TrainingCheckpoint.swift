@@ -153,7 +153,8 @@ extension Trainer {
             throw RunDirectory.Failure(description: "every checkpoint in \(runDirectory.path)/checkpoints is damaged; "
                                    + "start a new run (--set run_dir=...) or pass a checkpoint with --set resume=PATH")
         default:
-            let url = URL(fileURLWithPath: config.resume)
+            // A checkpoint directory, RUN/checkpoints/latest or another run's newest checkpoint.
+            let url = try CheckpointStore.resolve(config.resume)
             try CheckpointStore.verify(url)
             return url
         }

@@ -11,11 +11,11 @@ struct CheckpointCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print what a checkpoint holds.")
-        @Argument(help: "A checkpoint directory (run_dir/checkpoints/step-NNNNNNNNN).") var path: String
+        @Argument(help: ArgumentHelp(checkpointHelp)) var path: String
 
         func run() throws {
             try reportingErrors {
-                let url = URL(fileURLWithPath: path)
+                let url = try CheckpointStore.resolve(path)
                 let manifest = try CheckpointStore.manifest(at: url)
                 var lines = ["checkpoint \(url.path)",
                              "  format \(manifest.formatVersion), step \(manifest.step), written by \(manifest.worldSize) rank(s) at \(manifest.created)",
@@ -32,7 +32,8 @@ struct CheckpointCommand: ParsableCommand {
                 }
                 lines.append(String(format: "  total %.2f MB stored, %.2f MB raw (%.2fx)", Double(stored) / 1e6, Double(raw) / 1e6,
                                     Double(raw) / Double(max(1, stored))))
-                lines.append("  state: " + String(decoding: manifest.state, as: UTF8.self))
+                lines.append("  state:")
+                lines += stateLines(manifest.state).map { "    " + $0 }
                 say(lines.joined(separator: "\n"))
             }
         }
@@ -41,13 +42,51 @@ struct CheckpointCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every shard: present, sizes and checksums right (non-zero exit otherwise).")
-        @Argument(help: "A checkpoint directory.") var path: String
+        @Argument(help: ArgumentHelp(checkpointHelp)) var path: String
 
         func run() throws {
             try reportingErrors {
-                try CheckpointStore.verify(URL(fileURLWithPath: path))
-                say("checkpoint \(path): OK")
+                let url = try CheckpointStore.resolve(path)
+                try CheckpointStore.verify(url)
+                say("checkpoint \(url.path): OK")
             }
         }
     }
+}
+
+/// Help of every argument that takes a checkpoint (`CheckpointStore.resolve` accepts them all).
+let checkpointHelp = "A run directory (its newest complete checkpoint), a checkpoint directory "
+    + "(RUN/checkpoints/step-NNNNNNNNN) or RUN/checkpoints/latest."
+
+/// The training state (JSON) as indented `key: value` lines, one per scalar; the config, a
+/// YAML string, as its own lines under `config:`. Not JSON, which would be one escaped line.
+func stateLines(_ state: Data) -> [String] {
+    guard let object = try? JSONSerialization.jsonObject(with: state) else {
+        return [String(decoding: state, as: UTF8.self)]
+    }
+    func lines(_ value: Any, key: String?) -> [String] {
+        let label = key.map { $0 + ":" } ?? "-"
+        switch value {
+        case let dictionary as [String: Any]:
+            let body = dictionary.keys.sorted().flatMap { lines(dictionary[$0]!, key: $0) }
+            return key == nil ? body : [label] + body.map { "  " + $0 }
+        case let array as [Any]:
+            if array.allSatisfy({ !($0 is [String: Any]) && !($0 is [Any]) }) {
+                return [label + " [" + array.map { scalar($0) }.joined(separator: ", ") + "]"]
+            }
+            return [label] + array.flatMap { lines($0, key: nil) }.map { "  " + $0 }
+        case let text as String where text.contains("\n"):
+            return [label] + text.split(separator: "\n", omittingEmptySubsequences: false)
+                .reversed().drop(while: \.isEmpty).reversed().map { "  " + $0 }
+        default:
+            return [label + " " + scalar(value)]
+        }
+    }
+    func scalar(_ value: Any) -> String {
+        if value is NSNull { return "null" }
+        // Foundation's JSON booleans are NSNumbers of type char.
+        if let number = value as? NSNumber, String(cString: number.objCType) == "c" { return number.boolValue ? "true" : "false" }
+        return "\(value)"
+    }
+    return lines(object, key: nil)
 }

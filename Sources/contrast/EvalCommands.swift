@@ -13,7 +13,7 @@ struct EvalFull: ParsableCommand {
         discussion: "--set overrides data.* keys (e.g. --set data.test_limit=1000) and eval.* keys; "
             + "everything else comes from the checkpoint. Progress goes to standard error.")
 
-    @Option(help: "A checkpoint directory, or a run directory (its weights.bin, else its newest checkpoint).")
+    @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
     @Option(help: "OpenBLAS threads (default: every core; evaluation runs in one process).")
     var threads: Int?

@@ -24,7 +24,7 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a trained model's parameters as safetensors, named for torch.nn modules (docs/export.md).")
 
-    @Option(help: "A checkpoint directory, or a run directory (its weights.bin, else its newest checkpoint).")
+    @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
     @Option(help: "File format; only 'safetensors' for now.") var format = "safetensors"
     @Option(help: "Output file.") var out: String
@@ -40,6 +40,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try requireFolder(of: out, option: "--out")
             let trained = try TrainedModel.load(checkpoint)
             let file = try ModelExport.safetensors(trained, part: what)
             try AtomicFile.write(file, to: URL(fileURLWithPath: out))
@@ -57,7 +58,7 @@ struct Embed: ParsableCommand {
         abstract: "Write the representations (or embeddings) of a data set split as a float32 .npy (N x R).",
         discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are.")
 
-    @Option(help: "A checkpoint directory, or a run directory (its weights.bin, else its newest checkpoint).")
+    @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
     @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the model's config data.path)")
     var data: String?
@@ -71,6 +72,8 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try requireFolder(of: out, option: "--out")
+            if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
             let trained = try TrainedModel.load(checkpoint)
             BLASThreads.set(trained.config.train.blasThreads)
             let path = data ?? trained.config.data.path.replacingOccurrences(of: "{rank}", with: "0")
@@ -97,8 +100,8 @@ struct EvalDrift: ParsableCommand {
         commandName: "drift",
         abstract: "Linear CKA between the representations of two checkpoints on the same test samples (1: same up to rotation and scale).")
 
-    @Option(name: .customLong("a"), help: "First checkpoint or run directory.") var first: String
-    @Option(name: .customLong("b"), help: "Second checkpoint or run directory.") var second: String
+    @Option(name: .customLong("a"), help: ArgumentHelp("First model: " + trainedModelHelp)) var first: String
+    @Option(name: .customLong("b"), help: "Second model, as --a.") var second: String
     @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the first model's config data.path)")
     var data: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a key of the first model's config for choosing the data, "
@@ -118,5 +121,19 @@ struct EvalDrift: ParsableCommand {
             say(String(format: "linear CKA %.4f between the representations of A (%@, R=%d) and B (%@, R=%d) on %d test samples of %@",
                        similarity, a.source, x.shape[1], b.source, y.shape[1], rows.count, path))
         }
+    }
+}
+
+/// Help of every option that takes a trained model (`TrainedModel.load`).
+let trainedModelHelp = "A run directory (its weights.bin, else its newest complete checkpoint), "
+    + "a checkpoint directory (RUN/checkpoints/step-NNNNNNNNN) or RUN/checkpoints/latest."
+
+/// An output file's folder must exist before the model is loaded, so the error names the
+/// folder (not a temporary file) and comes before minutes of work.
+func requireFolder(of file: String, option: String) throws {
+    let folder = URL(fileURLWithPath: file).deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(option) \(file): the folder \(folder) does not exist; create it (mkdir -p \(folder)) or write elsewhere")
     }
 }

@@ -58,7 +58,9 @@ extension PairSpec.Kind: ExpressibleByArgument {}
 struct PrepareFashionMNIST: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fashion-mnist",
         abstract: "Fashion-MNIST from Debian's IDX files into OUT/train and OUT/test.")
-    @Option(help: "Output folder.") var out: String
+    @Option(help: "Output folder: new or empty (see --overwrite); gets train/ and test/.") var out: String
+    @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
+    var overwrite = false
     @OptionGroup var shardOptions: ShardOptions
     @Option(help: "Folder of the IDX .gz files.") var path: String = FashionMNIST.defaultDirectory
     @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all).", visibility: .hidden)) var limit: Int = 0
@@ -79,7 +81,7 @@ struct PrepareFashionMNIST: ParsableCommand {
         try reportingErrors {
             let spec = pairs.map { PairSpec(kind: $0, width: pairWidth ?? 64, seed: pairSeed ?? 0) }
             for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, layout: shardOptions.layout,
-                                                               limit: limit, pairs: spec) {
+                                                               limit: limit, pairs: spec, overwrite: overwrite) {
                 report(summary, source: "the raw IDX .gz files")
                 try verify(summary.directory)
             }
@@ -89,17 +91,20 @@ struct PrepareFashionMNIST: ParsableCommand {
 
 struct PrepareNPY: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "npy",
-        abstract: "NumPy .npy arrays (samples first, C order; u1, <f4, <f8, <i8) into OUT.")
+        abstract: "NumPy .npy arrays (samples first, C order; u1, <f4, <f8, <i8) into OUT.",
+        discussion: "Float features and pairs must be finite: the first NaN or infinity is an error naming its row and column.")
     @Option(help: "Features: uint8 stays uint8, float32/float64/int64 become float32.") var features: String
     @Option(help: "Labels: one integer per sample (int64 or uint8).") var labels: String?
     @Option(help: "Second modality for pairs, converted to float32.") var pairs: String?
-    @Option(help: "Output folder.") var out: String
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
+    var overwrite = false
     @OptionGroup var shardOptions: ShardOptions
 
     func run() throws {
         try reportingErrors {
             let summary = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, out: out,
-                                                     layout: shardOptions.layout)
+                                                     layout: shardOptions.layout, overwrite: overwrite)
             report(summary, source: "the .npy files")
             try verify(summary.directory)
         }
