@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 @testable import Training
 
-/// Ctrl-C (SIGINT) and SIGHUP through the built `contrast`, alone:
+/// Ctrl-C (SIGINT) and SIGHUP through the built `contrast`, alone and under launch/mpirun.sh:
 /// the run finishes its step, writes a checkpoint, says where it stopped and how to resume and
 /// exits 75; the resumed run ends bit-exactly where an uninterrupted one does; a second signal
 /// ends the process at once without a checkpoint.
@@ -157,5 +157,47 @@ import Testing
         #expect(lines.first?.contains("no checkpoint written for this stop") == true)
         #expect(lines.first?.hasSuffix("resumes from checkpoint \(newest.path)") == true, "\(lines) against \(newest.path)")
         #expect(!started.output.contains("stopped at step"))
+    }
+
+    /// Open MPI 4.1's mpirun answers SIGINT by SIGTERM to the ranks and SIGKILL a second later:
+    /// launch/mpirun.sh keeps the terminal's SIGINT from mpirun and forwards it as SIGUSR1. Ctrl-C
+    /// to the script: the P = 2 job checkpoints and exits 75.
+    @Test func sigintToTheLaunchScriptStopsTwoRanksWithACheckpoint() throws {
+        let run = temporaryDirectory("sigint-mpirun").appendingPathComponent("run").path
+        let started = try start(["launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe", contrastExecutable.path]
+                                + arguments(run, ranks: 2, steps: 100_000), name: "sigint-mpirun")
+        try waitForSteps(run, 10, started)
+        kill(started.process.processIdentifier, SIGINT)
+        let status = waitForExit(started, runDirectory: run)
+        #expect(status == Trainer.interruptedExitCode, "\(started.error.suffix(2500))")
+        let checkpoints = CheckpointStore.list(runDirectory: URL(fileURLWithPath: run))
+        #expect(checkpoints.count == 1)
+        if let checkpoint = checkpoints.first {
+            try CheckpointStore.verify(checkpoint)
+            let stoppedAt = Int(checkpoint.lastPathComponent.dropFirst("step-".count)) ?? -1
+            #expect(started.output.contains("stopped at step \(stoppedAt); run the same command to resume"))
+        }
+        #expect(started.error.contains("launch/mpirun.sh: SIGINT: asking the ranks"))
+    }
+
+    /// A second Ctrl-C to launch/mpirun.sh: mpirun gets SIGINT and sends the ranks SIGTERM, which
+    /// with a stop pending ends them at once; the script exits 130 and no checkpoint is written.
+    /// mpirun sends that SIGTERM about a second after its SIGINT (SIGCONT first), so rank 0's
+    /// steps take 2 s here to keep the first stop pending until it arrives.
+    @Test func secondSigintToTheLaunchScriptStopsAtOnce() throws {
+        let run = temporaryDirectory("sigint-twice-mpirun").appendingPathComponent("run").path
+        let started = try start(["launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe", contrastExecutable.path]
+                                + arguments(run, ranks: 2, steps: 1000),
+                                environment: ["CONTRAST_SLOW_RANK": "0:2000"], name: "sigint-twice-mpirun")
+        try waitForSteps(run, 2, started)
+        kill(started.process.processIdentifier, SIGINT)
+        usleep(50_000)
+        kill(started.process.processIdentifier, SIGINT)
+        let status = waitForExit(started, runDirectory: run, timeout: 20)
+        #expect(status == 130, "\(started.error.suffix(2500))")
+        #expect(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).isEmpty)
+        #expect(started.error.contains("launch/mpirun.sh: SIGINT again: stopping at once, without a checkpoint"))
+        #expect(started.error.contains("no checkpoint yet, so running the same command starts the run again from step 0"),
+                "\(started.error.suffix(2500))")
     }
 }
