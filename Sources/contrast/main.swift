@@ -16,6 +16,9 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
+        // `contrast --version`: the release and the linker's build id, which ranks compare to
+        // make sure they run the same binary (one line, exit 0).
+        version: "contrast \(contrastVersion) (build id \(BuildID.hex.isEmpty ? "none" : BuildID.hex))",
         subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, BenchCommand.self, CollectivesCheckCommand.self, ReducerCheckCommand.self])
 }
 

@@ -200,4 +200,20 @@ import Testing
         #expect(started.error.contains("no checkpoint yet, so running the same command starts the run again from step 0"),
                 "\(started.error.suffix(2500))")
     }
+
+    /// `contrast --version`: the release and the build id on one line, status 0.
+    @Test func versionPrintsTheReleaseAndTheBuildID() throws {
+        let outcome = try runProcess(contrastExecutable, ["--version"])
+        #expect(outcome.status == 0)
+        let lines = outcome.output.split(separator: "\n")
+        #expect(lines.count == 1)
+        let prefix = "contrast \(contrastVersion) (build id "
+        let line = String(lines.first ?? "")
+        #expect(line.hasPrefix(prefix) && line.hasSuffix(")"), "\(line)")
+        let id = line.dropFirst(prefix.count).dropLast()
+        #expect(id.count >= 16 && id.allSatisfy(\.isHexDigit), "\(id)")
+        // The id is the binary's own: the one binutils reads from its ELF notes.
+        let notes = try runProcess(URL(fileURLWithPath: "/usr/bin/readelf"), ["-n", contrastExecutable.path])
+        #expect(notes.output.contains("Build ID: \(id)"), "\(notes.output)")
+    }
 }
