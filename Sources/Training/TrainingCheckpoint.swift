@@ -49,18 +49,22 @@ struct EarlyStoppingState: Codable, Equatable {
 
 
 /// Stop requests: SIGTERM and SIGUSR1 (Slurm sends them before a job's time limit), SIGINT
-/// (Ctrl-C) and SIGHUP (the terminal closed) set a flag that the trainer reads between steps;
-/// it finishes the step, checkpoints and exits with `Trainer.interruptedExitCode`. A second
-/// stop signal while one is pending ends the process at once with 128 + its number, after one
-/// line (rank 0) saying no checkpoint was written and which one a resume starts from: a user
-/// pressing Ctrl-C twice wants out now, and under mpirun the second signal reaches the ranks as
-/// SIGTERM from mpirun, which sends SIGKILL one second later anyway.
+/// (Ctrl-C), SIGHUP (the terminal closed) and SIGUSR2 (launch/mpirun.sh's stand-in for a Ctrl-C,
+/// which mpirun would not forward) set a flag that the trainer reads between steps; it finishes
+/// the step, checkpoints and exits with `Trainer.interruptedExitCode`.
+///
+/// A user who presses Ctrl-C again wants out now: while a stop asked by SIGINT, SIGHUP or
+/// SIGUSR2 is pending, any further stop signal, and SIGINT or SIGHUP after any stop, ends the
+/// process at once with 128 + its number, after one line (rank 0) saying no checkpoint was
+/// written and which one a resume starts from. (Under mpirun that second signal reaches the
+/// ranks as SIGTERM from mpirun, which sends SIGKILL a second later anyway.) A scheduler's
+/// repeated SIGTERM or SIGUSR1 (scancel signals srun and its tasks both) stays one graceful stop.
 ///
 /// The handler is async-signal-safe: it stores a number, write(2)s a line prepared beforehand
 /// and calls _exit(2); it allocates nothing and touches no Foundation or Swift runtime state.
 enum StopSignal {
     nonisolated(unsafe) static var received: Int32 = 0
-    static let handled = [SIGTERM, SIGUSR1, SIGINT, SIGHUP]
+    static let handled = [SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2]
 
     /// The line a second signal writes (rank 0; empty elsewhere), in one of two buffers: the
     /// trainer fills the one not in use, then publishes it, so the handler never reads a half-
@@ -79,7 +83,10 @@ enum StopSignal {
         prepareImmediateStopLine(resumeFrom: resumeFrom)
         for signalNumber in handled {
             signal(signalNumber) { number in
-                guard StopSignal.received != 0 else { StopSignal.received = number; return }
+                let pending = StopSignal.received
+                guard pending != 0 else { StopSignal.received = number; return }
+                let pendingIsInteractive = pending == SIGINT || pending == SIGHUP || pending == SIGUSR2
+                guard pendingIsInteractive || number == SIGINT || number == SIGHUP else { return }
                 let (line, length) = StopSignal.current == 0 ? (StopSignal.lines.0, StopSignal.lineLengths.0)
                                                               : (StopSignal.lines.1, StopSignal.lineLengths.1)
                 if length > 0 { _ = write(2, line, length) }
@@ -105,6 +112,7 @@ enum StopSignal {
         case SIGUSR1: "SIGUSR1"
         case SIGINT: "SIGINT"
         case SIGHUP: "SIGHUP"
+        case SIGUSR2: "SIGUSR2 (launch/mpirun.sh's Ctrl-C)"
         default: "SIGTERM"
         }
     }

@@ -159,8 +159,25 @@ import Testing
         #expect(!started.output.contains("stopped at step"))
     }
 
+    /// A scheduler's SIGTERM twice (scancel signals srun and its tasks both) is one graceful stop:
+    /// only a user's signals (SIGINT, SIGHUP, launch/mpirun.sh's SIGUSR2) make a second one final.
+    @Test func repeatedSigtermStillCheckpoints() throws {
+        let run = temporaryDirectory("sigterm-twice").appendingPathComponent("run").path
+        let started = try start([contrastExecutable.path] + arguments(run, steps: 1000),
+                                environment: ["CONTRAST_SLOW_RANK": "0:300"], name: "sigterm-twice")
+        try waitForSteps(run, 4, started)
+        kill(started.process.processIdentifier, SIGTERM)
+        usleep(50_000)
+        kill(started.process.processIdentifier, SIGTERM)
+        let status = waitForExit(started, runDirectory: run)
+        #expect(status == Trainer.interruptedExitCode, "\(started.error.suffix(1500))")
+        let checkpoints = CheckpointStore.list(runDirectory: URL(fileURLWithPath: run))
+        #expect(checkpoints.count == 1)
+        #expect(started.output.contains("SIGTERM received: stopping after step"))
+    }
+
     /// Open MPI 4.1's mpirun answers SIGINT by SIGTERM to the ranks and SIGKILL a second later:
-    /// launch/mpirun.sh keeps the terminal's SIGINT from mpirun and forwards it as SIGUSR1. Ctrl-C
+    /// launch/mpirun.sh keeps the terminal's SIGINT from mpirun and forwards it as SIGUSR2. Ctrl-C
     /// to the script: the P = 2 job checkpoints and exits 75.
     @Test func sigintToTheLaunchScriptStopsTwoRanksWithACheckpoint() throws {
         let run = temporaryDirectory("sigint-mpirun").appendingPathComponent("run").path
@@ -196,7 +213,7 @@ import Testing
         let status = waitForExit(started, runDirectory: run, timeout: 20)
         #expect(status == 130, "\(started.error.suffix(2500))")
         #expect(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).isEmpty)
-        #expect(started.error.contains("launch/mpirun.sh: SIGINT again: stopping at once, without a checkpoint"))
+        #expect(started.error.contains("launch/mpirun.sh: SIGINT, a second stop signal: stopping at once, without a checkpoint"))
         #expect(started.error.contains("no checkpoint yet, so running the same command starts the run again from step 0"),
                 "\(started.error.suffix(2500))")
     }
