@@ -50,7 +50,7 @@ public final class Trainer {
         public var knnAccuracy: Double
         public var runDirectory: String
         public var epochMeanLosses: [Double]
-        /// Stopped early by SIGTERM / SIGUSR1 / SIGINT / SIGHUP after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
+        /// Stopped early by a stop signal (SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2) after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
         public var interrupted: Bool
         /// Stopped by train.max_skipped_steps, with this message: exit with `Trainer.skippedStepsExitCode`.
         public var skippedStepsStop: String? = nil

@@ -67,7 +67,7 @@ struct Train: ParsableCommand {
                 say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }
-        // Stopped by SIGTERM / SIGUSR1 / SIGINT / SIGHUP after a checkpoint: a distinct status tells a requeue script to resume.
+        // Stopped by a stop signal (StopSignal) after a checkpoint: a distinct status tells a requeue script to resume.
         if interrupted { throw ExitCode(Trainer.interruptedExitCode) }
         // Every rank made the same decision (skipping is identical on every rank) and finalized MPI.
         if skippedStepsStop != nil { throw ExitCode(Trainer.skippedStepsExitCode) }
