@@ -26,7 +26,9 @@
 # The settings (ranks, hosts, binding, BLAS threads, transport, the mpirun command line) go to
 # standard error before mpirun starts. --oversubscribe is added only when a run on this machine
 # asks for more ranks than it has cores; Open MPI's root guard (OMPI_ALLOW_RUN_AS_ROOT*) is
-# lifted only when running as root. Stop a run with SIGUSR1 to mpirun (docs/launching.md).
+# lifted only when running as root. Stop a run with Ctrl-C (SIGINT), SIGHUP, SIGTERM or SIGUSR1
+# to this script: the ranks finish their step, write a checkpoint and exit 75; a second signal
+# stops at once, without a checkpoint (docs/checkpoints.md).
 #
 # Examples:
 #   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
@@ -181,4 +183,50 @@ if (( dry_run )); then
 fi
 command -v mpirun >/dev/null || { echo "$me: mpirun not found; run launch/setup.sh (Debian package openmpi-bin)" >&2; exit 1; }
 settings >&2
-exec mpirun "${args[@]}" "${command_args[@]}"
+
+# Open MPI 4.1's mpirun answers SIGINT, SIGHUP and SIGTERM by sending the ranks SIGCONT, SIGTERM
+# a second later and SIGKILL a second after that (odls_base_sigkill_timeout), then exits 1: too
+# soon for a rank to finish its step and write a checkpoint. It forwards SIGUSR1 and SIGUSR2,
+# which contrast takes as "finish the step, checkpoint, exit 75". So mpirun runs in a session of
+# its own, where a terminal's Ctrl-C or hangup does not reach it, and this script passes the
+# first SIGINT or SIGHUP on as SIGUSR2 (contrast's "interrupted by the user": a second signal
+# then ends it at once) and the first SIGTERM or SIGUSR1 as SIGUSR1; a second signal of any
+# kind is passed on as SIGINT, which ends the job at once (the ranks get SIGTERM from mpirun).
+set +e
+stops=0 stopped_at_once=0 mpirun_pid="" first=""
+stop() {
+    stops=$(( stops + 1 ))
+    [[ -n $mpirun_pid ]] || { first=${first:-$3}; return 0; }
+    if (( stops == 1 )); then
+        echo "$me: $1: asking the ranks to finish their step, write a checkpoint and stop (send it again to stop at once)" >&2
+        kill "-$3" "$mpirun_pid" 2>/dev/null
+    else
+        echo "$me: $1, a second stop signal: stopping at once, without a checkpoint" >&2
+        stopped_at_once=$2
+        kill -INT "$mpirun_pid" 2>/dev/null
+    fi
+}
+trap 'stop SIGINT 130 USR2' INT
+trap 'stop SIGHUP 129 USR2' HUP
+trap 'stop SIGTERM 143 USR1' TERM
+trap 'stop SIGUSR1 138 USR1' USR1
+# setsid does not fork here (a background job of a script is no process group leader), so
+# $! is mpirun's own pid.
+setsid mpirun "${args[@]}" "${command_args[@]}" &
+mpirun_pid=$!
+# A signal that came before the pid was known is acted on now.
+if (( stops == 1 )); then
+    kill "-$first" "$mpirun_pid" 2>/dev/null
+elif (( stops > 1 )); then
+    stopped_at_once=130; kill -INT "$mpirun_pid" 2>/dev/null
+fi
+while :; do
+    seen=$stops
+    wait "$mpirun_pid"; status=$?
+    # A trapped signal ends `wait` early with a status above 128 and runs its trap; mpirun is
+    # still running then, so wait again for its own status.
+    if (( status > 128 && stops != seen )); then continue; fi
+    break
+done
+(( stopped_at_once == 0 )) || exit "$stopped_at_once"
+exit "$status"

@@ -50,7 +50,7 @@ public final class Trainer {
         public var knnAccuracy: Double
         public var runDirectory: String
         public var epochMeanLosses: [Double]
-        /// Stopped early by SIGTERM / SIGUSR1 after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
+        /// Stopped early by a stop signal (SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2) after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
         public var interrupted: Bool
         /// Stopped by train.max_skipped_steps, with this message: exit with `Trainer.skippedStepsExitCode`.
         public var skippedStepsStop: String? = nil
@@ -126,7 +126,7 @@ public final class Trainer {
             try restore(from: resumeFrom)
             resumedFrom = resumeFrom
         }
-        StopSignal.install()
+        StopSignal.install(printsLine: communicator.isRoot, resumeFrom: resumeFrom?.path)
     }
 
     deinit { watchdog?.stop() }
@@ -271,8 +271,11 @@ public final class Trainer {
                 lastEvaluation = (stepsDone, values)
             }
             if result.requests.stop > 0 {
-                if communicator.isRoot { log.info("\(StopSignal.name) received: stopping after step \(stepsDone) with a checkpoint") }
+                // Every rank stops here (the request was summed); a rank that saw no signal itself names none.
+                let cause = StopSignal.received != 0 ? StopSignal.name : "a stop signal on another rank"
+                if communicator.isRoot { log.info("\(cause) received: stopping after step \(stepsDone) with a checkpoint") }
                 try saveCheckpoint(reason: "stop requested")
+                if communicator.isRoot { log.info("stopped at step \(stepsDone); run the same command to resume") }
                 ending = .interrupted
                 break
             }

@@ -47,18 +47,74 @@ struct EarlyStoppingState: Codable, Equatable {
 }
 
 
-/// Stop requests from the scheduler: SIGTERM and SIGUSR1 (Slurm sends them before a job's time
-/// limit) set a flag that the trainer reads between steps.
+/// Stop requests: SIGTERM and SIGUSR1 (Slurm sends them before a job's time limit), SIGINT
+/// (Ctrl-C), SIGHUP (the terminal closed) and SIGUSR2 (launch/mpirun.sh's stand-in for a Ctrl-C,
+/// which mpirun would not forward) set a flag that the trainer reads between steps; it finishes
+/// the step, checkpoints and exits with `Trainer.interruptedExitCode`.
+///
+/// A user who presses Ctrl-C again wants out now: while a stop asked by SIGINT, SIGHUP or
+/// SIGUSR2 is pending, any further stop signal, and SIGINT or SIGHUP after any stop, ends the
+/// process at once with 128 + its number, after one line (rank 0) saying no checkpoint was
+/// written and which one a resume starts from. (Under mpirun that second signal reaches the
+/// ranks as SIGTERM from mpirun, which sends SIGKILL a second later anyway.) A scheduler's
+/// repeated SIGTERM or SIGUSR1 (scancel signals srun and its tasks both) stays one graceful stop.
+///
+/// The handler is async-signal-safe: it stores a number, write(2)s a line prepared beforehand
+/// and calls _exit(2); it allocates nothing and touches no Foundation or Swift runtime state.
 enum StopSignal {
     nonisolated(unsafe) static var received: Int32 = 0
+    static let handled = [SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2]
 
-    static func install() {
-        for signalNumber in [SIGTERM, SIGUSR1] {
-            signal(signalNumber) { number in StopSignal.received = number }
+    /// The line a second signal writes (rank 0; empty elsewhere), in one of two buffers: the
+    /// trainer fills the one not in use, then publishes it, so the handler never reads a half-
+    /// written line.
+    private nonisolated(unsafe) static var lines: (UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt8>) = (
+        .allocate(capacity: lineCapacity), .allocate(capacity: lineCapacity))
+    private nonisolated(unsafe) static var lineLengths: (Int, Int) = (0, 0)
+    private nonisolated(unsafe) static var current: Int = 0
+    private static let lineCapacity = 4096
+    private nonisolated(unsafe) static var printsLine = false
+
+    /// `printsLine`: this rank writes the second signal's line (rank 0). The line is prepared
+    /// before the handlers exist, so the handler finds the buffers initialised.
+    static func install(printsLine: Bool, resumeFrom: String?) {
+        self.printsLine = printsLine
+        prepareImmediateStopLine(resumeFrom: resumeFrom)
+        for signalNumber in handled {
+            signal(signalNumber) { number in
+                let pending = StopSignal.received
+                guard pending != 0 else { StopSignal.received = number; return }
+                let pendingIsInteractive = pending == SIGINT || pending == SIGHUP || pending == SIGUSR2
+                guard pendingIsInteractive || number == SIGINT || number == SIGHUP else { return }
+                let (line, length) = StopSignal.current == 0 ? (StopSignal.lines.0, StopSignal.lineLengths.0)
+                                                              : (StopSignal.lines.1, StopSignal.lineLengths.1)
+                if length > 0 { _ = write(2, line, length) }
+                _exit(128 + number)
+            }
         }
     }
 
-    static var name: String { received == SIGUSR1 ? "SIGUSR1" : "SIGTERM" }
+    /// Prepares the line a second signal prints: `resumeFrom` names the checkpoint a resume
+    /// would start from (nil: none yet, the run starts again from step 0).
+    static func prepareImmediateStopLine(resumeFrom: String?) {
+        let text = "contrast: stopped at once by a second signal: no checkpoint written for this stop; "
+            + (resumeFrom.map { "running the same command resumes from checkpoint \($0)\n" }
+               ?? "no checkpoint yet, so running the same command starts the run again from step 0\n")
+        let bytes = printsLine ? Array(text.utf8.prefix(lineCapacity)) : []
+        let spare = current == 0 ? lines.1 : lines.0
+        spare.update(from: bytes, count: bytes.count)
+        if current == 0 { lineLengths.1 = bytes.count; current = 1 } else { lineLengths.0 = bytes.count; current = 0 }
+    }
+
+    static var name: String {
+        switch received {
+        case SIGUSR1: "SIGUSR1"
+        case SIGINT: "SIGINT"
+        case SIGHUP: "SIGHUP"
+        case SIGUSR2: "SIGUSR2 (launch/mpirun.sh's Ctrl-C)"
+        default: "SIGTERM"
+        }
+    }
 }
 
 extension TrainingStep {
@@ -95,6 +151,7 @@ extension Trainer {
             communicator: communicator,
             settings: CheckpointSettings(level: Int32(config.checkpoint.level), shuffle: config.checkpoint.shuffle))
         lastCheckpointTime = monotonicSeconds()
+        StopSignal.prepareImmediateStopLine(resumeFrom: directory.path)
         if communicator.isRoot {
             try CheckpointStore.prune(runDirectory: runDirectory, keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
             log.info(String(format: "checkpoint %@ (%@) written in %.2f s", directory.lastPathComponent, reason, lastCheckpointTime - t0))

@@ -15,6 +15,9 @@ import Training
 struct Contrast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive representation learning, data-parallel on CPUs.",
+        // `contrast --version`: the release and the linker's build id, which ranks compare to
+        // make sure they run the same binary (one line, exit 0).
+        version: "contrast \(contrastVersion) (build id \(BuildID.hex.isEmpty ? "none" : BuildID.hex))",
         subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, BenchCommand.self, CollectivesCheckCommand.self, ReducerCheckCommand.self])
 }
 
@@ -63,7 +66,7 @@ struct Train: ParsableCommand {
                 say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }
-        // Stopped by SIGTERM / SIGUSR1 after a checkpoint: a distinct status tells a requeue script to resume.
+        // Stopped by a stop signal (StopSignal) after a checkpoint: a distinct status tells a requeue script to resume.
         if interrupted { throw ExitCode(Trainer.interruptedExitCode) }
         // Every rank made the same decision (skipping is identical on every rank) and finalized MPI.
         if skippedStepsStop != nil { throw ExitCode(Trainer.skippedStepsExitCode) }
