@@ -228,6 +228,9 @@ import Testing
         #expect(fromWeights.source.hasPrefix("weights of") && fromCheckpoint.source.contains("step 6"))
         #expect(fromWeights.model.arena.parameters.array.map(\.bitPattern) == fromCheckpoint.model.arena.parameters.array.map(\.bitPattern))
         #expect(fromCheckpoint.config.model.hidden == [64])
-        #expect(throws: RunDirectory.Failure.self) { try TrainedModel.load(temporaryDirectory("empty").path) }
+        // An empty folder is neither: one error naming it and what to give instead.
+        let empty = temporaryDirectory("empty").path
+        let error = try #require(throws: CheckpointError.self) { try TrainedModel.load(empty) }
+        #expect(error.description.contains(empty) && error.description.contains("RUN/checkpoints/latest"), "\(error)")
     }
 }
