@@ -157,8 +157,8 @@ train_args() {
 }
 
 # job_start NAME RANKS [-x VAR=VALUE]... -- COMMAND...: starts COMMAND on RANKS ranks through
-# launch/mpirun.sh in a session of its own, output in NAME.out / NAME.err. Sets JOB_PID (mpirun's
-# pid, also the session id), JOB_OUT, JOB_ERR, JOB_T0.
+# launch/mpirun.sh in a session of its own, output in NAME.out / NAME.err. Sets JOB_PID (the
+# script's pid, also the session id; mpirun and the ranks are below it), JOB_OUT, JOB_ERR, JOB_T0.
 job_start() {
     local name=$1 ranks=$2; shift 2
     local launcher=()
@@ -169,13 +169,21 @@ job_start() {
     JOB_PID=$!
 }
 
+# descendants PID: every process below PID. launch/mpirun.sh runs mpirun as its child in a session
+# of its own (so it can turn Ctrl-C into signals mpirun forwards), so the ranks are grandchildren
+# of the job, and not in its session.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do echo "$child"; descendants "$child"; done
+}
+
 # rank_pids [TIMEOUT]: RANK_PIDS[r] = pid of rank r of the current job, waiting for them to start.
 rank_pids() {
     local limit=${1:-60} start child rank
     start=$(now)
     RANK_PIDS=()
     while kill -0 "$JOB_PID" 2>/dev/null; do
-        for child in $(pgrep -P "$JOB_PID" 2>/dev/null); do
+        for child in $(descendants "$JOB_PID"); do
             rank=$(tr '\0' '\n' 2>/dev/null < "/proc/$child/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
             [[ -n $rank ]] && RANK_PIDS[$rank]=$child
         done
@@ -186,10 +194,10 @@ rank_pids() {
     return 1
 }
 
-# Ends every process of the job's session, by pid.
+# Ends every process of the job: its session and everything below it, by pid.
 job_kill() {
     local pid
-    for pid in $(ps -o pid= -s "$JOB_PID" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    for pid in $(descendants "$JOB_PID") $(ps -o pid= -s "$JOB_PID" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     kill -9 "$JOB_PID" 2>/dev/null
 }
 
