@@ -540,8 +540,12 @@ public struct MonitorSection: Codable, Sendable, Equatable {
     public var collapseStd: Float = 0.2
     /// Warn of a straggler when a rank's compute time per step exceeds the median rank's by this factor.
     public var stragglerFactor: Float = 1.5
+    /// ... and by at least this many milliseconds per step: a factor alone flags noise when steps take a millisecond.
+    public var stragglerMinMs: Float = 10
     /// Warn when the training loop waits for data more than this fraction of the step time.
     public var dataWaitFraction: Float = 0.1
+    /// ... and more than this many milliseconds per step: a 0.03 ms wait in a 0.3 ms step costs nothing worth a warning.
+    public var dataWaitMinMs: Float = 2
     /// Warn after this many consecutive skipped (non-finite gradient) steps.
     public var skippedSteps: Int = 3
     /// Write TensorBoard event files (scalars, rank 0) to run_dir/tensorboard.
@@ -553,7 +557,9 @@ public struct MonitorSection: Codable, Sendable, Equatable {
         case geometryEverySteps = "geometry_every_steps"
         case collapseStd = "collapse_std"
         case stragglerFactor = "straggler_factor"
+        case stragglerMinMs = "straggler_min_ms"
         case dataWaitFraction = "data_wait_fraction"
+        case dataWaitMinMs = "data_wait_min_ms"
         case skippedSteps = "skipped_steps"
         case tensorboard, progress
     }

@@ -135,6 +135,8 @@ extension TrainingConfig {
                   monitor.stragglerFactor)
         try check(monitor.dataWaitFraction > 0 && monitor.dataWaitFraction <= 1, "monitor.data_wait_fraction", "must be in (0, 1]",
                   monitor.dataWaitFraction)
+        try checkNonNegative(monitor.stragglerMinMs, "monitor.straggler_min_ms")
+        try checkNonNegative(monitor.dataWaitMinMs, "monitor.data_wait_min_ms")
         try check(monitor.skippedSteps >= 1, "monitor.skipped_steps", "must be at least 1", monitor.skippedSteps)
 
         try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",

@@ -142,13 +142,10 @@ final class Monitor {
         if communicator.isRoot {
             let elapsed = monotonicSeconds() - started
             let eta = elapsed / Double(max(1, stepsDone - stepsAtStart)) * Double(totalSteps - stepsDone)
-            log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e tau %.3g %.0f img/s "
-                            + "(data %.1f fwd %.1f gather %.1f loss %.1f bwd %.1f comm %.1f+%.1f hidden opt %.1f ms) eta %@",
-                            stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate, lastTemperature,
-                            n * Double(globalSamples) / window.total,
-                            window.dataWait / n * 1e3, window.forward / n * 1e3, window.gather / n * 1e3,
-                            window.loss / n * 1e3, window.backward / n * 1e3, window.communication / n * 1e3,
-                            windowHidden / n * 1e3, window.optimizer / n * 1e3, RunLog.duration(eta))
+            // Fits 120 columns with its timestamp: the per-phase times are in the step records and TensorBoard.
+            log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e %.0f img/s %.1f ms/step eta %@",
+                            stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate,
+                            n * Double(globalSamples) / window.total, window.total / n * 1e3, RunLog.duration(eta))
                      + (config.loss.pseudoLabels == .knn ? String(format: " pseudo %.3f", windowPseudoLabels / n) : "")
                      + (config.loss.reconstructionWeight > 0 ? String(format: " rec %.4f", windowReconstruction / n) : ""))
             if communicator.size > 1 {
@@ -157,10 +154,11 @@ final class Monitor {
                     var others = all
                     others.remove(at: rank)
                     let median = Statistics.median(others)!
-                    guard time > Double(c.monitor.stragglerFactor) * median else { continue }
+                    guard Self.isStraggler(seconds: time, median: median, monitor: c.monitor) else { continue }
                     log.warn(String(format: "rank %d on %@ is a straggler: %.1f ms of compute per step against the median %.1f ms "
-                                    + "(%.1fx; monitor.straggler_factor %.2g)", rank, host(rank), time * 1e3, median * 1e3,
-                                    time / median, c.monitor.stragglerFactor), step: stepsDone)
+                                    + "(%.1fx > monitor.straggler_factor %.2g and +%.1f ms > monitor.straggler_min_ms %.3g)",
+                                    rank, host(rank), time * 1e3, median * 1e3, time / median, c.monitor.stragglerFactor,
+                                    (time - median) * 1e3, c.monitor.stragglerMinMs), step: stepsDone)
                 }
             }
             scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
@@ -174,15 +172,30 @@ final class Monitor {
                               ("time/optimizer_ms", window.optimizer / n * 1e3)], stepsDone)
         }
         // Every rank judges its own data wait (a slow file system may slow one node only).
-        let waited = window.dataWait / max(1e-12, window.total)
-        if waited > Double(c.monitor.dataWaitFraction) && !firstInterval {
-            log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps "
-                            + "(monitor.data_wait_fraction %.2g): raise data.prefetch, or give the ranks more cores",
-                            waited * 100, windowSteps, c.monitor.dataWaitFraction), step: stepsDone)
+        if !firstInterval && Self.waitedTooLong(dataWait: window.dataWait, total: window.total, steps: windowSteps, monitor: c.monitor) {
+            log.warn(String(format: "the training loop waited for data %.0f%% of the time over the last %d steps, %.1f ms per step "
+                            + "(> monitor.data_wait_fraction %.2g and > monitor.data_wait_min_ms %.3g): "
+                            + "raise data.prefetch, or give the ranks more cores",
+                            window.dataWait / max(1e-12, window.total) * 100, windowSteps, window.dataWait / n * 1e3,
+                            c.monitor.dataWaitFraction, c.monitor.dataWaitMinMs), step: stepsDone)
         }
         windowPseudoLabels = 0; windowReconstruction = 0
         window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
         firstInterval = false
+    }
+
+    /// A rank is a straggler when its compute time per step exceeds the median of the others
+    /// both by `monitor.straggler_factor` and by `monitor.straggler_min_ms`: with 1 ms steps a
+    /// ratio alone flags scheduler noise that costs nothing.
+    static func isStraggler(seconds: Double, median: Double, monitor: MonitorSection) -> Bool {
+        seconds > Double(monitor.stragglerFactor) * median && (seconds - median) * 1e3 > Double(monitor.stragglerMinMs)
+    }
+
+    /// Waiting for data is worth a warning when it is both more than `monitor.data_wait_fraction`
+    /// of the step time and more than `monitor.data_wait_min_ms` per step (seconds summed over `steps`).
+    static func waitedTooLong(dataWait: Double, total: Double, steps: Int, monitor: MonitorSection) -> Bool {
+        dataWait / max(1e-12, total) > Double(monitor.dataWaitFraction)
+            && dataWait / Double(max(1, steps)) * 1e3 > Double(monitor.dataWaitMinMs)
     }
 
     /// Alignment, uniformity, std, effective rank and cosines of the last step's gathered embeddings (rank 0).

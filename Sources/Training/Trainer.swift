@@ -168,21 +168,24 @@ public final class Trainer {
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
         if communicator.isRoot {
-            log.info("contrast run \(runDirectory.path): \(data.train.totalCount) train / \(data.test?.count ?? 0) test samples, "
+            // Lines that fit 120 columns with their timestamp (paths aside): a terminal shows them unwrapped.
+            log.info("contrast run \(runDirectory.path)")
+            log.info("\(data.train.totalCount) train / \(data.test?.count ?? 0) test samples, "
                      + "\(step.model.arena.parameterCount) parameters, \(totalSteps) steps "
-                     + "(\(sampler.batchesPerEpoch) per epoch, \(globalImages) samples each = \(c.data.batchPerRank) per rank), "
-                     + "\(p) rank(s), \(sampler.virtualShards) shards, BLAS threads \(BLASThreads.current), "
-                     + "kernels \(Kernels.instructionSet), gradients on the wire as \(step.reducer.precision.rawValue) "
+                     + "(\(sampler.batchesPerEpoch) per epoch of \(globalImages) samples, \(c.data.batchPerRank) per rank)")
+            log.info("\(p) rank(s), \(sampler.virtualShards) shards, BLAS threads \(BLASThreads.current), "
+                     + "kernels \(Kernels.instructionSet), gradients as \(step.reducer.precision.rawValue) "
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
-            log.info("data: " + data.summary)
+            for note in data.summary.components(separatedBy: "; ") { log.info("data: " + note) }
             if c.train.computePrecision == .bf16, let gemm = OneDNNGEMM.implementation {
                 log.info("compute: the model's GEMMs in bf16 (fp32 accumulation and master weights) through oneDNN \(gemm)")
             } else {
                 log.info("compute: the model's GEMMs in fp32 through \(FP32GEMM.description) (train.gemm_library \(c.train.gemmLibrary.rawValue))")
             }
             if let summary = step.objective.summary { log.info(summary) }
-            log.info("resolved config:\n" + c.yaml())
+            // The whole resolved config is in the run directory (written above); the log names it.
+            log.info("resolved config: " + runDirectory.appendingPathComponent("config.yaml").path)
             if let resumedFrom {
                 log.info("resumed from checkpoint \(resumedFrom.path) at step \(stepsDone) (epoch \(position.epoch + 1), batch \(position.batch))")
             }
@@ -337,10 +340,20 @@ public final class Trainer {
         step.model.computePrecision = .fp32
         defer { step.model.computePrecision = precision }
         let linearDue = e.linearEveryEpochs > 0 && (final || epoch % e.linearEveryEpochs == 0)
+        if communicator.isRoot, let test = data.test {
+            // The evaluation can take longer than the steps before it: say what is happening.
+            log.info("evaluating: kNN\(linearDue ? " and linear probe" : "") on \(test.count) test samples "
+                     + "against \(data.train.totalCount) training samples ...")
+        }
         let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
                                                           communicator: communicator)
         var values: [String: Double] = [:]
         if communicator.isRoot {
+            // Reported once embedding is slow enough to leave the terminal silent for a while.
+            let embedded = monotonicSeconds() - t0
+            if embedded >= Self.evaluationProgressSeconds {
+                log.info(String(format: "evaluating: training samples embedded in %.1f s; classifying ...", embedded))
+            }
             var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("epoch", .int(epoch))]
             var parts: [String] = []
             if let test = data.test {
@@ -387,6 +400,9 @@ public final class Trainer {
         try communicator.allReduceMax(&shared)
         return (shared[0] < -1 ? .nan : shared[0], shared[1] < -1 ? .nan : shared[1])
     }
+
+    /// An evaluation phase that took at least this long is followed by a line saying what comes next.
+    static let evaluationProgressSeconds = 3.0
 
     /// Early stopping after an evaluation (same decision on every rank: the values are shared).
     /// Keeps a copy of the best parameters; returns true when patience has run out.

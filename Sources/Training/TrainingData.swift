@@ -59,8 +59,8 @@ public final class TrainingData {
             } else {
                 test = nil
             }
-            notes.append("Fashion-MNIST from \(path): \(count) train images in \(d.virtualShards) virtual shards, "
-                         + "this rank holds shards \(shards.lowerBound)..<\(shards.upperBound) (\(train.count) samples)")
+            notes.append("Fashion-MNIST from \(path): \(count) train images in \(d.virtualShards) shards "
+                         + "(\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)")
         case .prepared:
             guard d.trainLimit == 0 else {
                 throw ConfigError(key: "data.train_limit", problem: "config key 'data.train_limit' applies to fashion-mnist only; "
@@ -80,8 +80,8 @@ public final class TrainingData {
             } else {
                 test = nil
             }
-            notes.append("prepared data set \(trainPath): \(manifest.sampleCount) samples in \(manifest.shards.count) shards, "
-                         + "this rank reads shards \(shards.lowerBound)..<\(shards.upperBound) (\(train.count) samples)")
+            notes.append("prepared data set \(trainPath): \(manifest.sampleCount) samples, \(manifest.shards.count) shards "
+                         + "(\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)")
         }
         if let test {
             guard test.featureShape == train.featureShape else {
