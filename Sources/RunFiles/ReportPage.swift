@@ -55,11 +55,7 @@ struct ReportPage {
         var rows: [(String, String)] = [("Run directory", htmlEscaped(run.directory.path))]
         let steps = run.steps
         let stepsDone = steps.compactMap(\.step).max() ?? 0
-        let status: String
-        if run.finished { status = "finished (weights.bin written)" }
-        else if steps.isEmpty { status = "started, no step logged yet" }
-        else { status = "in progress, stopped or crashed (no weights.bin yet)" }
-        rows.append(("Status", status))
+        rows.append(("Status", htmlEscaped(RunStatus.of(run.metrics).summary)))
         if let total = run.totalSteps, total > 0 {
             rows.append(("Steps", String(format: "%d of %d (%.0f%%)", stepsDone, total, 100 * Double(stepsDone) / Double(total))))
         } else {

@@ -115,6 +115,8 @@ public struct RunMetrics {
 /// What a metrics line reports (its `type` field, or inferred from its keys).
 public enum MetricsKind: String, Sendable, CaseIterable {
     case start, step, epoch, eval, geometry, event
+    /// How a process's training loop ended (written once per rank and session; none after kill -9 or a crash).
+    case end
     /// A line whose kind is neither given nor recognisable; kept, not plotted.
     case unknown
 
@@ -197,5 +199,122 @@ extension Array where Element == MetricsRecord {
             byStep[step] = v
         }
         return byStep.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// How a run stands, from its metrics, files and processes: the line `contrast report` and
+/// `contrast tail` print. A run is alive while a pid recorded in a rank's latest `start` record
+/// still exists on this host; a rank on another host (or written before pids were recorded) is
+/// alive while its newest record is younger than `staleAfter` seconds.
+public struct RunStatus: Sendable, Equatable {
+    public enum State: Sendable, Equatable {
+        /// No rank has written its start record yet.
+        case notStarted
+        /// Processes alive, no end record since the latest start.
+        case running
+        /// The end record of a completed run (weights.bin written).
+        case ended
+        /// The end record of a run stopped by a signal, with a checkpoint.
+        case stopped
+        /// An end record without weights.bin and not interrupted (train.max_skipped_steps), with the log's reason.
+        case failed(reason: String?)
+        /// Processes gone without an end record: killed (kill -9, out of memory) or crashed.
+        case vanished
+    }
+
+    public var state: State
+    /// The newest step rank 0 logged (its end record's step when there is one).
+    public var step: Int
+    /// The newest complete checkpoint's directory name (checkpoints/step-N with a manifest), if any.
+    public var checkpoint: String?
+
+    /// Whether the run's processes are done (with or without an end record).
+    public var isOver: Bool {
+        switch state {
+        case .notStarted, .running: return false
+        case .ended, .stopped, .failed, .vanished: return true
+        }
+    }
+
+    /// One line for a user: how the run stands and, when it did not end, how to go on.
+    public var summary: String {
+        let resume = "run the same command to resume" + (checkpoint.map { " from checkpoint \($0)" } ?? " (no complete checkpoint yet: it starts over)")
+        switch state {
+        case .notStarted: return "not started (no step logged yet)"
+        case .running: return "running (step \(step))"
+        case .ended: return "ended at step \(step) (weights.bin written)"
+        case .stopped: return "stopped at step \(step) by a stop signal: \(resume)"
+        case .failed(let reason): return "failed at step \(step)" + (reason.map { ": \($0)" } ?? "") + "; " + resume
+        case .vanished: return "stopped without an end record at step \(step) (killed or crashed): \(resume)"
+        }
+    }
+
+    /// The status of the run in `runDirectory` as read into `metrics`, at `now`.
+    public static func of(_ metrics: RunMetrics, now: Date = Date(), staleAfter: Double = 600) -> RunStatus {
+        let directory = metrics.directory
+        let primary = metrics.ranks.isEmpty ? nil : metrics.primary
+        // A resumed run appends a new start record: only what follows the latest one counts.
+        let session = primary.map { rank in Array(rank.records.suffix(from: rank.records.lastIndex { $0.kind == .start } ?? 0)) } ?? []
+        let end = session.last { $0.kind == .end }
+        var step = session.compactMap { $0.kind == .step || $0.kind == .end ? $0.step : nil }.max()
+            ?? session.first { $0.kind == .start }?["start_step"].map(Int.init) ?? 0
+        if let endStep = end?.step { step = endStep }
+        let checkpoint = newestCompleteCheckpoint(directory)
+        let hasWeights = FileManager.default.fileExists(atPath: directory.appendingPathComponent("weights.bin").path)
+        let state: State
+        if primary?.start == nil {
+            state = .notStarted
+        } else if let end {
+            if (end["interrupted"] ?? 0) != 0 { state = .stopped }
+            else if hasWeights { state = .ended }
+            else { state = .failed(reason: lastError(directory)) }
+        } else {
+            let alive = metrics.ranks.contains { rank in
+                guard let start = rank.records.last(where: { $0.kind == .start }) else { return false }
+                return isAlive(pid: start["pid"].map(Int32.init), host: start.texts["host"],
+                               newestRecord: rank.records.compactMap { $0["time"] }.max(), now: now, staleAfter: staleAfter)
+            }
+            // weights.bin is written just before the end record: a run killed between the two, or
+            // one written before end records existed, finished all the same.
+            state = alive ? .running : hasWeights ? .ended : .vanished
+        }
+        return RunStatus(state: state, step: step, checkpoint: checkpoint)
+    }
+
+    /// Whether the process a start record names is alive: kill(pid, 0) for a pid on this host;
+    /// otherwise whether its newest record (Unix seconds) is younger than `staleAfter`.
+    public static func isAlive(pid: Int32?, host: String?, newestRecord: Double?, now: Date, staleAfter: Double) -> Bool {
+        if let pid, pid > 0, host == nil || host == thisHost {
+            // EPERM: it exists, owned by someone else.
+            return kill(pid, 0) == 0 || errno == EPERM
+        }
+        guard let newestRecord else { return false }
+        return now.timeIntervalSince1970 - newestRecord < staleAfter
+    }
+
+    /// This machine's name as `gethostname` gives it, as the trainer records it.
+    public static var thisHost: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+        return String(cString: buffer)
+    }
+
+    static func newestCompleteCheckpoint(_ directory: URL) -> String? {
+        let folder = directory.appendingPathComponent("checkpoints")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.compactMap { name -> (String, Int)? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)),
+                  FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).appendingPathComponent("manifest.json").path)
+            else { return nil }
+            return (name, step)
+        }.max { $0.1 < $1.1 }?.0
+    }
+
+    /// The trainer's last "ERROR ..." line in train.log (how train.max_skipped_steps says why it stopped).
+    static func lastError(_ directory: URL) -> String? {
+        guard let log = try? String(contentsOf: directory.appendingPathComponent("train.log"), encoding: .utf8) else { return nil }
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("ERROR ") }),
+              let range = line.range(of: "ERROR ") else { return nil }
+        return String(line[range.upperBound...])
     }
 }

@@ -19,6 +19,9 @@ public final class MetricsFollower {
     public private(set) var worldSize = 0
     public private(set) var hosts: [String] = []
     public private(set) var skippedLines = 0
+    /// Per rank: the pid and host of its latest start record, and its newest record's time.
+    private var processes: [Int: (pid: Int32?, host: String?)] = [:]
+    private var newestRecord: [Int: Double] = [:]
 
     struct Group {
         var steps = 0, loss = 0.0, accuracy = 0.0, imagesPerSecond = 0.0, busy = 0.0, lastStep = 0
@@ -44,6 +47,19 @@ public final class MetricsFollower {
 
     /// Whether every rank that started has written its `end` record.
     public var finished: Bool { worldSize > 0 && ended.count >= worldSize }
+
+    /// Whether no rank that started is alive any more (`RunStatus.isAlive`): after kill -9 or a
+    /// crash no end record comes, and following would never stop.
+    public func processesGone(now: Date = Date(), staleAfter: Double = 600) -> Bool {
+        !processes.isEmpty && !processes.contains { rank, process in
+            RunStatus.isAlive(pid: process.pid, host: process.host, newestRecord: newestRecord[rank], now: now, staleAfter: staleAfter)
+        }
+    }
+
+    /// Whether the run's metrics folder exists yet.
+    public var started: Bool {
+        FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent("metrics").path)
+    }
 
     /// Reads what the files gained since the last call; returns the rows now complete on every rank.
     /// - Throws: when the run directory has no metrics folder (not a run directory).
@@ -97,10 +113,14 @@ public final class MetricsFollower {
                 continue
             }
             let type = record["type"] as? String ?? (record["time_forward"] != nil ? "step" : "")
+            if let time = record["time"] as? Double { newestRecord[rank] = max(newestRecord[rank] ?? 0, time) }
             switch type {
             case "start":
                 worldSize = max(worldSize, record["world_size"] as? Int ?? 0)
                 if let list = record["hosts"] as? String { hosts = list.split(separator: ",").map(String.init) }
+                // A resumed run appends a new start: this rank runs again.
+                ended.remove(rank)
+                processes[rank] = ((record["pid"] as? Int).map(Int32.init), record["host"] as? String)
             case "end":
                 ended.insert(rank)
             case "step":

@@ -63,7 +63,7 @@ final class Monitor {
         log.record("start", [
             ("schema_version", .int(RunLog.schemaVersion)), ("contrast_version", .string(contrastVersion)),
             ("rank", .int(communicator.rank)), ("world_size", .int(communicator.size)),
-            ("host", .string(host(communicator.rank))), ("hosts", .string(hosts.joined(separator: ","))),
+            ("host", .string(host(communicator.rank))), ("pid", .int(Int(getpid()))), ("hosts", .string(hosts.joined(separator: ","))),
             ("total_steps", .int(totalSteps)), ("start_step", .int(stepsDone)),
             ("batches_per_epoch", .int(data.sampler.batchesPerEpoch)),
             ("global_batch", .int(config.data.batchPerRank * communicator.size)), ("loss_kind", .string(config.loss.kind.rawValue)),

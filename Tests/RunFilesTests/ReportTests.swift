@@ -105,7 +105,9 @@ import Testing
         #expect(html.contains("2 (from the start line); hosts node-a, node-b"))
         #expect(html.contains("32 per rank × 2 = 64 per step"))
         #expect(html.contains("clip, temperature 0.07") && html.contains("lars, lr 0.3, cosine schedule") && html.contains("fp16 gradients"))
-        #expect(html.contains("in progress, stopped or crashed"))
+        // No pid recorded and records from 2023: gone, without an end record; step-000000100 is incomplete.
+        #expect(html.contains("<th>Status</th><td>stopped without an end record at step 100 (killed or crashed): "
+                              + "run the same command to resume from checkpoint step-000000050</td>"))
         #expect(html.contains("step-000000050 (step 50)") && html.contains("step-000000100 (step 100, <span class=\"warn\">incomplete</span>)"))
         #expect(html.contains("rank-0.jsonl: 117 records, <span class=\"warn\">1 unparsable line skipped"))
         #expect(html.contains("rank-1.jsonl: 111 records, <span class=\"warn\">1 unparsable line skipped"))
@@ -143,8 +145,51 @@ import Testing
         try Data([0]).write(to: run.appendingPathComponent("weights.bin"))
         try FileManager.default.removeItem(at: run.appendingPathComponent("eval"))
         let html = try Report.html(runDirectory: run)
-        #expect(html.contains("finished (weights.bin written)"))
+        #expect(html.contains("<th>Status</th><td>ended at step 100 (weights.bin written)</td>"))
         #expect(html.contains("<b>PCA of test representations</b>: no eval/pca-step-&lt;S&gt;.json files yet"))
+    }
+
+    /// A pid on this host is alive while the process exists; a rank elsewhere (or without a pid)
+    /// while its newest record is younger than the limit.
+    @Test func liveness() throws {
+        let now = Date()
+        let here = RunStatus.thisHost
+        #expect(RunStatus.isAlive(pid: getpid(), host: here, newestRecord: nil, now: now, staleAfter: 600))
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()           // reaped: its pid names no process
+        #expect(!RunStatus.isAlive(pid: child.processIdentifier, host: here, newestRecord: now.timeIntervalSince1970, now: now, staleAfter: 600))
+        let fresh = now.timeIntervalSince1970 - 5, stale = now.timeIntervalSince1970 - 700
+        #expect(RunStatus.isAlive(pid: child.processIdentifier, host: here + "-elsewhere", newestRecord: fresh, now: now, staleAfter: 600))
+        #expect(!RunStatus.isAlive(pid: getpid(), host: here + "-elsewhere", newestRecord: stale, now: now, staleAfter: 600))
+        #expect(RunStatus.isAlive(pid: nil, host: nil, newestRecord: fresh, now: now, staleAfter: 600))
+        #expect(!RunStatus.isAlive(pid: nil, host: nil, newestRecord: stale, now: now, staleAfter: 600))
+    }
+
+    /// The end record decides: interrupted is a stop, weights.bin an end, neither a failure with
+    /// train.log's last ERROR line; a resume's new start record opens a new session.
+    @Test func endRecords() throws {
+        let run = temporaryDirectory("status")
+        let metrics = run.appendingPathComponent("metrics/rank-0.jsonl")
+        let start = #"{"type":"start","time":1700000000,"world_size":1,"rank":0,"start_step":0}"#
+        func status(_ lines: [String]) throws -> RunStatus {
+            try writeLines(lines, to: metrics)
+            return RunStatus.of(try RunMetrics.read(runDirectory: run))
+        }
+        let stepped = [start, #"{"type":"step","step":1,"time":1700000001,"loss":1}"#, #"{"type":"step","step":2,"time":1700000002,"loss":1}"#]
+        #expect(try status(stepped + [#"{"type":"end","step":2,"interrupted":true}"#]).summary
+                == "stopped at step 2 by a stop signal: run the same command to resume (no complete checkpoint yet: it starts over)")
+        try writeLines(["x", "ERROR stopping at step 2: too many skipped steps"], to: run.appendingPathComponent("train.log"))
+        #expect(try status(stepped + [#"{"type":"end","step":2,"interrupted":false}"#]).state == .failed(reason: "stopping at step 2: too many skipped steps"))
+        // Resumed from step 2 after the stop, then killed: the first session's end no longer counts.
+        let resumed = stepped + [#"{"type":"end","step":2,"interrupted":true}"#,
+                                 #"{"type":"start","time":1700000010,"world_size":1,"rank":0,"start_step":2}"#]
+        #expect(try status(resumed) == RunStatus(state: .vanished, step: 2, checkpoint: nil))
+        try writeLines(["{}"], to: run.appendingPathComponent("checkpoints/step-000000002/manifest.json"))
+        try Data([0]).write(to: run.appendingPathComponent("weights.bin"))
+        #expect(try status(resumed + [#"{"type":"step","step":3,"time":1700000011,"loss":1}"#, #"{"type":"end","step":3,"interrupted":false}"#])
+                == RunStatus(state: .ended, step: 3, checkpoint: "step-000000002"))
     }
 
     @Test func notARunDirectory() throws {

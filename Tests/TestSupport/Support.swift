@@ -135,3 +135,45 @@ public func trainSmoke(_ label: String, ranks: Int, transport: Transport = .shar
         .filter { $0["time_forward"] != nil }
     return SmokeRun(config: config, model: model, steps: records)
 }
+
+/// A process started in the background and the files holding its output.
+public struct StartedProcess {
+    public var process: Process
+    public var outputFile: URL
+    public var errorFile: URL
+    public var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+    public var error: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
+
+    /// The exit status, after at most `timeout` seconds; nil (and the process killed) when it did not exit.
+    public func exitStatus(within timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        let hung = process.isRunning
+        if hung { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return hung || process.terminationReason != .exit ? nil : process.terminationStatus
+    }
+}
+
+/// Starts the built `contrast` with `arguments` from the repository root, as a shell would: no
+/// signal blocked (the test runner blocks some, SIGUSR1 among them, and a child inherits the
+/// mask), through perl-base's POSIX, which exec's it (the pid is contrast's).
+public func startContrast(_ arguments: [String], environment extra: [String: String] = [:]) throws -> StartedProcess {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
+    var environment = ProcessInfo.processInfo.environment
+    environment["OPENBLAS_NUM_THREADS"] = "1"
+    environment.merge(extra) { $1 }
+    process.environment = environment
+    process.currentDirectoryURL = repositoryRoot
+    process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die", contrastExecutable.path]
+        + arguments
+    let directory = temporaryDirectory("started")
+    let (outputFile, errorFile) = (directory.appendingPathComponent("stdout"), directory.appendingPathComponent("stderr"))
+    _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: outputFile)
+    process.standardError = try FileHandle(forWritingTo: errorFile)
+    try process.run()
+    return StartedProcess(process: process, outputFile: outputFile, errorFile: errorFile)
+}

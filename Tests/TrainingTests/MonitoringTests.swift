@@ -26,7 +26,7 @@ import Testing
 
     /// The fields docs/monitoring.md promises for each record type.
     static let required: [String: [String]] = [
-        "start": ["schema_version", "contrast_version", "rank", "world_size", "host", "hosts", "total_steps", "start_step",
+        "start": ["schema_version", "contrast_version", "rank", "world_size", "host", "pid", "hosts", "total_steps", "start_step",
                   "batches_per_epoch", "global_batch", "loss_kind", "parameters"],
         "step": ["step", "epoch", "loss", "positive_accuracy", "lr", "temperature", "gradient_norm", "loss_scale", "skipped",
                  "images_per_second", "time_data_wait", "time_forward", "time_gather", "time_loss", "time_backward",
