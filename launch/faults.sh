@@ -157,8 +157,8 @@ train_args() {
 }
 
 # job_start NAME RANKS [-x VAR=VALUE]... -- COMMAND...: starts COMMAND on RANKS ranks through
-# launch/mpirun.sh in a session of its own, output in NAME.out / NAME.err. Sets JOB_PID (mpirun's
-# pid, also the session id), JOB_OUT, JOB_ERR, JOB_T0.
+# launch/mpirun.sh in a session of its own, output in NAME.out / NAME.err. Sets JOB_PID (the
+# script's pid, also the session id), JOB_OUT, JOB_ERR, JOB_T0.
 job_start() {
     local name=$1 ranks=$2; shift 2
     local launcher=()
@@ -175,7 +175,7 @@ rank_pids() {
     start=$(now)
     RANK_PIDS=()
     while kill -0 "$JOB_PID" 2>/dev/null; do
-        for child in $(pgrep -P "$JOB_PID" 2>/dev/null); do
+        for child in $(job_descendants); do
             rank=$(tr '\0' '\n' 2>/dev/null < "/proc/$child/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
             [[ -n $rank ]] && RANK_PIDS[$rank]=$child
         done
@@ -186,10 +186,23 @@ rank_pids() {
     return 1
 }
 
-# Ends every process of the job's session, by pid.
+# The job's processes below launch/mpirun.sh, by pid: mpirun runs in a session of its own
+# (launch/mpirun.sh starts it with setsid), its ranks are its children.
+job_descendants() {
+    local parents=("$JOB_PID") children parent child
+    while (( ${#parents[@]} )); do
+        children=()
+        for parent in "${parents[@]}"; do
+            for child in $(pgrep -P "$parent" 2>/dev/null); do echo "$child"; children+=("$child"); done
+        done
+        parents=(${children[@]+"${children[@]}"})
+    done
+}
+
+# Ends every process of the job's session and below launch/mpirun.sh, by pid.
 job_kill() {
     local pid
-    for pid in $(ps -o pid= -s "$JOB_PID" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    for pid in $(ps -o pid= -s "$JOB_PID" 2>/dev/null) $(job_descendants); do kill -9 "$pid" 2>/dev/null; done
     kill -9 "$JOB_PID" 2>/dev/null
 }
 
