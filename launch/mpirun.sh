@@ -265,12 +265,17 @@ while :; do
     break
 done
 exec 3>&- 4>&-
-wait "$out_copy" "$err_copy" 2>/dev/null
-# contrast's last line: the last one outside Open MPI's blocks (framed by lines of dashes) and
-# not one of mpirun's "[host:pid] ..." lines; printed again when mpirun had the last word
-# (an MPI_ABORT block after a failing rank's message, say).
+# The copies end once mpirun's last words are through them; bash's `wait` does not know every
+# process substitution, so poll them too (for at most 5 s).
+for copy in "$out_copy" "$err_copy"; do
+    wait "$copy" 2>/dev/null
+    for _ in {1..100}; do kill -0 "$copy" 2>/dev/null || break; sleep 0.05; done
+done
+# contrast's last line: the last one outside Open MPI's blocks (framed by lines of 20 dashes or
+# more, spelt out: mawk knows no {20,}) and not one of mpirun's "[host:pid] ..." lines; printed
+# again when mpirun had the last word (an MPI_ABORT block after a failing rank's message, say).
 if (( status != 0 )); then
-    own=$(awk '/^-{20,}$/ { inside = !inside; next } !inside && NF && !/^\[[^]]*:[0-9]+\]/ { last = $0 } END { print last }' "$capture")
+    own=$(awk '/^--------------------+$/ { inside = !inside; next } !inside && NF && !/^\[[^]]*:[0-9]+\]/ { last = $0 } END { print last }' "$capture")
     if [[ -n $own && $own != "$(tail -n 1 "$capture")" ]]; then echo "$own" >&2; fi
 fi
 (( stopped_at_once == 0 )) || exit "$stopped_at_once"

@@ -54,4 +54,18 @@ import Testing
         #expect(last.hasSuffix("; run the same command to resume") && last.contains("stopped at step"), "\(started.output.suffix(2500))")
         #expect(!started.output.contains("abort") && !started.output.contains("Exit code"), "\(started.output.suffix(2500))")
     }
+
+    /// An error one rank meets alone still ends the job through MPI_Abort, and launch/mpirun.sh
+    /// prints the rank's line again after mpirun's text (an MPI_ABORT block, or, when Open MPI
+    /// fails to show it, an ORTE_ERROR_LOG line: which one varies from run to run).
+    @Test func oneRanksErrorThroughTheLaunchScriptEndsWithItsLine() throws {
+        let stop = StopSignalTests()
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash", "launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe",
+                                      contrastExecutable.path, "collectives-check", "--fail-on-rank", "1", "--large-count", "1000"],
+                                     name: "one-rank-error-mpirun")
+        let status = stop.waitForExit(started, runDirectory: "fail-on-rank", timeout: 60)
+        #expect(status == 1, "\(started.output)")
+        let last = started.output.split(separator: "\n").last ?? ""
+        #expect(last == "contrast: rank 1 of 2: error: deliberate failure on rank 1 (--fail-on-rank)", "\(started.output)")
+    }
 }
