@@ -28,7 +28,9 @@
 # asks for more ranks than it has cores; Open MPI's root guard (OMPI_ALLOW_RUN_AS_ROOT*) is
 # lifted only when running as root. Stop a run with Ctrl-C (SIGINT), SIGHUP, SIGTERM or SIGUSR1
 # to this script: the ranks finish their step, write a checkpoint and exit 75; a second signal
-# stops at once, without a checkpoint (docs/checkpoints.md).
+# stops at once, without a checkpoint (docs/checkpoints.md). The script exits with mpirun's
+# status; mpirun's "the job has been aborted ... Exit code" blocks about ranks that exited
+# non-zero are left out, and a failed job ends with contrast's own last line (docs/launching.md).
 #
 # Examples:
 #   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
@@ -210,9 +212,43 @@ trap 'stop SIGINT 130 USR2' INT
 trap 'stop SIGHUP 129 USR2' HUP
 trap 'stop SIGTERM 143 USR1' TERM
 trap 'stop SIGUSR1 138 USR1' USR1
+# When a rank exits non-zero, mpirun ends with blocks of its own text ("Primary job terminated
+# normally, but 1 process returned a non-zero exit code. Per user-direction, the job has been
+# aborted.", "mpirun detected that one or more processes exited with non-zero status ... Exit
+# code: 75") that bury contrast's message. contrast exits non-zero on every rank only for a
+# reason it has printed (a stop: 75; a config error: 1; see docs/launching.md), and this script
+# exits with the same status, so those two blocks are dropped from mpirun's standard error;
+# every other block (MPI_ABORT, a rank killed by a signal, too few slots) is kept. What is
+# shown is also copied to a file as it passes, and contrast's own last line is printed again
+# after mpirun's when mpirun had the last word (below). The copies ignore the stop signals, so
+# a Ctrl-C cannot break mpirun's pipes.
+drop_exit_status_blocks() {
+    local line inside=0 block=()
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line =~ ^-{20,}$ ]]; then
+            if (( inside )); then
+                block+=("$line"); inside=0
+                [[ "${block[*]}" == *"returned a non-zero exit code"* || "${block[*]}" == *"exited with non-zero status"* ]] \
+                    || printf '%s\n' "${block[@]}"
+                block=()
+            else
+                inside=1; block=("$line")
+            fi
+        elif (( inside )); then
+            block+=("$line")
+        else
+            printf '%s\n' "$line"
+        fi
+    done
+    (( ${#block[@]} == 0 )) || printf '%s\n' "${block[@]}"
+}
+capture=$(mktemp "${TMPDIR:-/tmp}/contrast-mpirun.XXXXXX")
+trap 'rm -f "$capture"' EXIT
+exec 3> >(trap '' INT HUP TERM USR1 USR2; exec tee -a "$capture"); out_copy=$!
+exec 4> >(trap '' INT HUP TERM USR1 USR2; drop_exit_status_blocks | tee -a "$capture" >&2); err_copy=$!
 # setsid does not fork here (a background job of a script is no process group leader), so
 # $! is mpirun's own pid.
-setsid mpirun "${args[@]}" "${command_args[@]}" &
+setsid mpirun "${args[@]}" "${command_args[@]}" >&3 2>&4 &
 mpirun_pid=$!
 # A signal that came before the pid was known is acted on now.
 if (( stops == 1 )); then
@@ -228,5 +264,19 @@ while :; do
     if (( status > 128 && stops != seen )); then continue; fi
     break
 done
+exec 3>&- 4>&-
+# The copies end once mpirun's last words are through them; bash's `wait` does not know every
+# process substitution, so poll them too (for at most 5 s).
+for copy in "$out_copy" "$err_copy"; do
+    wait "$copy" 2>/dev/null
+    for _ in {1..100}; do kill -0 "$copy" 2>/dev/null || break; sleep 0.05; done
+done
+# contrast's last line: the last one outside Open MPI's blocks (framed by lines of 20 dashes or
+# more, spelt out: mawk knows no {20,}) and not one of mpirun's "[host:pid] ..." lines; printed
+# again when mpirun had the last word (an MPI_ABORT block after a failing rank's message, say).
+if (( status != 0 )); then
+    own=$(awk '/^--------------------+$/ { inside = !inside; next } !inside && NF && !/^\[[^]]*:[0-9]+\]/ { last = $0 } END { print last }' "$capture")
+    if [[ -n $own && $own != "$(tail -n 1 "$capture")" ]]; then echo "$own" >&2; fi
+fi
 (( stopped_at_once == 0 )) || exit "$stopped_at_once"
 exit "$status"

@@ -16,6 +16,16 @@ public enum Launch {
         return false
     }
 
+    /// This process's rank as its launcher's environment gives it (0 when there is no
+    /// launcher), readable before MPI_Init: for work every rank does alike before MPI starts.
+    public static func environmentRank(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        guard isUnderLauncher(environment) else { return 0 }
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+            if let rank = Int(environment[name] ?? "") { return rank }
+        }
+        return 0
+    }
+
     /// An `MPICommunicator` under a launcher, else a `SingleProcessCommunicator` (no MPI_Init:
     /// a plain `contrast train` never starts Open MPI's runtime).
     public static func communicator() throws -> Communicator {

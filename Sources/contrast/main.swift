@@ -52,8 +52,15 @@ struct Train: ParsableCommand {
     func run() throws {
         var interrupted = false
         var skippedStepsStop: String?
+        // Loading and validating the config is the same on every rank, so it happens before
+        // MPI starts: a mistake in it is printed once (by rank 0) and every rank exits 1 on its
+        // own, with no MPI_Abort and none of Open MPI's abort text after the message.
+        let config: TrainingConfig
+        do { config = try options.load() } catch {
+            if Launch.environmentRank() == 0 { FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8)) }
+            throw ExitCode(1)
+        }
         try runOnRanks { communicator in
-            let config = try options.load()
             let trainer = try Trainer(config: config, communicator: communicator)
             if communicator.rank == 0 { say("run directory: \(trainer.runDirectory.path)") }
             let summary = try trainer.run()

@@ -1,0 +1,71 @@
+import Foundation
+import TestSupport
+import Testing
+@testable import Training
+
+/// Under mpirun, contrast's own message is the one the user reads: a config error is printed
+/// once (by rank 0) and ends every rank with P = 1's status without MPI_Abort, and through
+/// launch/mpirun.sh a stop or an error ends with contrast's line, not Open MPI's "the job has
+/// been aborted" blocks.
+@Suite(.serialized) struct MPIMessageTests {
+    static let badKey = ["train", "--set", "optimiser.lr=0.1"]
+
+    /// The error's lines on standard error (other lines there are mpirun's or the script's).
+    func errorLines(_ text: String) -> [Substring] {
+        text.split(separator: "\n").filter { $0.hasPrefix("contrast:") }
+    }
+
+    @Test func configErrorUnderMpirunIsPrintedOnceWithoutMPIAbort() throws {
+        let alone = try runContrast(ranks: 1, Self.badKey)
+        #expect(alone.status == 1)
+        let two = try runContrast(ranks: 2, Self.badKey)
+        #expect(two.status == alone.status, "\(two.error)")
+        #expect(errorLines(two.error) == errorLines(alone.error), "\(two.error)")
+        #expect(errorLines(two.error).count == 1 && two.error.contains("optimiser"), "\(two.error)")
+        #expect(!two.error.contains("MPI_ABORT") && !two.error.contains("MPI_COMM_WORLD"), "\(two.error)")
+    }
+
+    /// Through launch/mpirun.sh (standard error and output in one stream, as on a terminal): the
+    /// error is the last line and none of mpirun's abort text is shown.
+    @Test func configErrorThroughTheLaunchScriptEndsWithContrastsLine() throws {
+        let stop = StopSignalTests()
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash", "launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe",
+                                      contrastExecutable.path] + Self.badKey, name: "config-error-mpirun")
+        let status = stop.waitForExit(started, runDirectory: "optimiser.lr", timeout: 60)
+        #expect(status == 1, "\(started.output)")
+        let lines = started.output.split(separator: "\n")
+        #expect(lines.last?.hasPrefix("contrast: error:") == true && lines.last?.contains("optimiser") == true, "\(started.output)")
+        #expect(errorLines(started.output).count == 1, "\(started.output)")
+        #expect(!started.output.contains("abort"), "\(started.output)")
+    }
+
+    /// SIGUSR1 to launch/mpirun.sh at P = 2: exit 75, and the last line on the terminal is the
+    /// stop line, with no "aborted" / "Exit code: 75" text from mpirun.
+    @Test func stopThroughTheLaunchScriptEndsWithTheStopLine() throws {
+        let stop = StopSignalTests()
+        let run = temporaryDirectory("usr1-mpirun-message").appendingPathComponent("run").path
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash", "launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe",
+                                      contrastExecutable.path] + stop.arguments(run, ranks: 2, steps: 100_000), name: "usr1-mpirun-message")
+        try stop.waitForSteps(run, 10, started)
+        kill(started.process.processIdentifier, SIGUSR1)
+        let status = stop.waitForExit(started, runDirectory: run)
+        #expect(status == Trainer.interruptedExitCode, "\(started.output.suffix(2500))")
+        let last = started.output.split(separator: "\n").last ?? ""
+        #expect(last.hasSuffix("; run the same command to resume") && last.contains("stopped at step"), "\(started.output.suffix(2500))")
+        #expect(!started.output.contains("abort") && !started.output.contains("Exit code"), "\(started.output.suffix(2500))")
+    }
+
+    /// An error one rank meets alone still ends the job through MPI_Abort, and launch/mpirun.sh
+    /// prints the rank's line again after mpirun's text (an MPI_ABORT block, or, when Open MPI
+    /// fails to show it, an ORTE_ERROR_LOG line: which one varies from run to run).
+    @Test func oneRanksErrorThroughTheLaunchScriptEndsWithItsLine() throws {
+        let stop = StopSignalTests()
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash", "launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe",
+                                      contrastExecutable.path, "collectives-check", "--fail-on-rank", "1", "--large-count", "1000"],
+                                     name: "one-rank-error-mpirun")
+        let status = stop.waitForExit(started, runDirectory: "fail-on-rank", timeout: 60)
+        #expect(status == 1, "\(started.output)")
+        let last = started.output.split(separator: "\n").last ?? ""
+        #expect(last == "contrast: rank 1 of 2: error: deliberate failure on rank 1 (--fail-on-rank)", "\(started.output)")
+    }
+}
