@@ -155,20 +155,23 @@ public struct StartedProcess {
     }
 }
 
-/// Starts the built `contrast` with `arguments` from the repository root, as a shell would: no
-/// signal blocked (the test runner blocks some, SIGUSR1 among them, and a child inherits the
-/// mask), through perl-base's POSIX, which exec's it (the pid is contrast's).
-public func startContrast(_ arguments: [String], environment extra: [String: String] = [:]) throws -> StartedProcess {
+/// Starts `command` from the repository root as a user's shell would: SIGINT and SIGHUP at their
+/// defaults and no signal blocked (the test runner blocks some, SIGUSR1 among them, and a child
+/// inherits the mask; a background job of a non-interactive shell would ignore SIGINT), through
+/// perl-base's POSIX, which exec's it (the pid is the command's). As root, mpirun may run.
+public func startProcess(_ command: [String], environment extra: [String: String] = [:], label: String = "started") throws -> StartedProcess {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
     var environment = ProcessInfo.processInfo.environment
     environment["OPENBLAS_NUM_THREADS"] = "1"
+    if getuid() == 0 { environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1" }
     environment.merge(extra) { $1 }
     process.environment = environment
     process.currentDirectoryURL = repositoryRoot
-    process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die", contrastExecutable.path]
-        + arguments
-    let directory = temporaryDirectory("started")
+    process.arguments = ["-MPOSIX", "-e",
+                         "$SIG{INT} = 'DEFAULT'; $SIG{HUP} = 'DEFAULT'; sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"]
+        + command
+    let directory = temporaryDirectory(label)
     let (outputFile, errorFile) = (directory.appendingPathComponent("stdout"), directory.appendingPathComponent("stderr"))
     _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
@@ -176,4 +179,9 @@ public func startContrast(_ arguments: [String], environment extra: [String: Str
     process.standardError = try FileHandle(forWritingTo: errorFile)
     try process.run()
     return StartedProcess(process: process, outputFile: outputFile, errorFile: errorFile)
+}
+
+/// The built `contrast` with `arguments`, started by `startProcess`.
+public func startContrast(_ arguments: [String], environment extra: [String: String] = [:]) throws -> StartedProcess {
+    try startProcess([contrastExecutable.path] + arguments, environment: extra)
 }

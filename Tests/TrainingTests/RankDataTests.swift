@@ -16,7 +16,7 @@ import Testing
                 let data = try TrainingData(config: config, rank: rank, worldSize: p, loadTest: false)
                 #expect(data.train.held == expected[rank] && data.train.totalCount == 2048)
                 #expect(data.shards == (rank * 8 / p)..<((rank + 1) * 8 / p))
-                #expect(data.summary.contains("holds shards \(data.shards.lowerBound)..<\(data.shards.upperBound) (\(expected[rank].count) samples)"))
+                #expect(data.summary.contains("(\(data.shards.lowerBound)..<\(data.shards.upperBound) on this rank, \(expected[rank].count) samples)"))
                 let samples = Array(data.train.held)
                 var mine = [Float](repeating: -1, count: samples.count * 784), all = [Float](repeating: -2, count: samples.count * 784)
                 data.train.writeInputs(samples, into: &mine)

@@ -19,38 +19,11 @@ import Testing
          "--set", "checkpoint.every_steps=0", "--set", "checkpoint.every_minutes=0"] + overrides.flatMap { ["--set", $0] }
     }
 
-    /// A started process and the files holding its output.
-    struct Started {
-        var process: Process
-        var outputFile: URL
-        var errorFile: URL
-        var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
-        var error: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
-    }
+    typealias Started = StartedProcess
 
-    /// Starts `command` as a user's shell would: SIGINT and SIGHUP at their defaults and no signal
-    /// blocked (the test runner blocks some and a child inherits that; a background job of a
-    /// non-interactive shell would ignore SIGINT), through perl-base's POSIX, in every Debian.
+    /// Starts `command` as a user's shell would (`startProcess`: SIGINT and SIGHUP at their defaults).
     func start(_ command: [String], environment extra: [String: String] = [:], name: String) throws -> Started {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
-        var environment = ProcessInfo.processInfo.environment
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        if getuid() == 0 { environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1" }
-        environment.merge(extra) { $1 }
-        process.environment = environment
-        process.currentDirectoryURL = repositoryRoot
-        process.arguments = ["-MPOSIX", "-e",
-                             "$SIG{INT} = 'DEFAULT'; $SIG{HUP} = 'DEFAULT'; sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"]
-            + command
-        let directory = temporaryDirectory("\(name)-output")
-        let (outputFile, errorFile) = (directory.appendingPathComponent("stdout"), directory.appendingPathComponent("stderr"))
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: outputFile)
-        process.standardError = try FileHandle(forWritingTo: errorFile)
-        try process.run()
-        return Started(process: process, outputFile: outputFile, errorFile: errorFile)
+        try startProcess(command, environment: extra, label: "\(name)-output")
     }
 
     /// The number of step records rank 0 has written so far.
