@@ -192,4 +192,11 @@ public enum TwoViewPairs {
             positiveIndex[i] = Int32(offset + (i + b) % (2 * b))
         }
     }
+
+    /// selfIndex / positiveIndex of `fill`, as new arrays of 2B entries.
+    public static func indices(samples b: Int, offset: Int) -> (selfIndex: [Int32], positiveIndex: [Int32]) {
+        var selfIndex = [Int32](repeating: 0, count: 2 * b), positiveIndex = selfIndex
+        fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: b, offset: offset)
+        return (selfIndex, positiveIndex)
+    }
 }

@@ -31,8 +31,8 @@ final class MoCo: Objective {
     let queryGradient: Tensor       // V x E
     /// V x E: the queries while gradient caching keeps only z.
     let cachedQueries: Tensor
-    var selfIndex: [Int32]
-    var positiveIndex: [Int32]
+    let selfIndex: [Int32]
+    let positiveIndex: [Int32]
     let counts: [Int]
     /// The step's views, their queries (V x E) and keys (V x E).
     private var input: UnsafePointer<Float>?
@@ -54,10 +54,8 @@ final class MoCo: Objective {
         queries = Tensor(zeros: [n, e])
         queryGradient = Tensor(zeros: [v, e])
         cachedQueries = Tensor(zeros: [v, e])
-        selfIndex = [Int32](repeating: 0, count: v)
-        positiveIndex = [Int32](repeating: 0, count: v)
         // Query i of rank r: its own view's key is gathered row r V + i, its other view's r V + (i + B) mod V.
-        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: b, offset: communicator.rank * v)
+        (selfIndex, positiveIndex) = TwoViewPairs.indices(samples: b, offset: communicator.rank * v)
         counts = [Int](repeating: v * e, count: communicator.size)
     }
 

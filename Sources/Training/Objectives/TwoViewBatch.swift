@@ -23,8 +23,8 @@ final class TwoViewBatch {
     let anchorGradient: Tensor      // V x E, dL/dz through this rank's anchors, then of its rows
     let candidateGradient: Tensor   // N x E, dL/dz through the gathered copy
     let ownGradient: Tensor         // V x E, this rank's share of the candidate gradient (z while cached)
-    var selfIndex: [Int32]
-    var positiveIndex: [Int32]
+    let selfIndex: [Int32]
+    let positiveIndex: [Int32]
     /// V x E per rank, for the gather and the reduce-scatter.
     let counts: [Int]
     /// The step's views and their embeddings z (V x E), from `forward`.
@@ -43,9 +43,7 @@ final class TwoViewBatch {
         anchorGradient = Tensor(zeros: [v, e])
         candidateGradient = Tensor(zeros: [n, e])
         ownGradient = Tensor(zeros: [v, e])
-        selfIndex = [Int32](repeating: 0, count: v)
-        positiveIndex = [Int32](repeating: 0, count: v)
-        TwoViewPairs.fill(selfIndex: &selfIndex, positiveIndex: &positiveIndex, samples: b, offset: communicator.rank * v)
+        (selfIndex, positiveIndex) = TwoViewPairs.indices(samples: b, offset: communicator.rank * v)
         counts = [Int](repeating: v * e, count: communicator.size)
     }
 
