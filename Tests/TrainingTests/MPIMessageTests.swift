@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import TestSupport
 import Testing
@@ -23,6 +24,34 @@ import Testing
         #expect(errorLines(two.error) == errorLines(alone.error), "\(two.error)")
         #expect(errorLines(two.error).count == 1 && two.error.contains("optimiser"), "\(two.error)")
         #expect(!two.error.contains("MPI_ABORT") && !two.error.contains("MPI_COMM_WORLD"), "\(two.error)")
+    }
+
+    /// A mistake found after MPI starts that depends on the rank count (a global batch of 2 x 3
+    /// that 8 virtual shards do not divide) is found alike by every rank: printed once, every
+    /// rank exits 1, no MPI_Abort, nothing written.
+    @Test func rankCountErrorUnderMpirunIsPrintedOnceWithoutMPIAbort() throws {
+        let run = temporaryDirectory("rank-count-error").appendingPathComponent("run").path
+        let two = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                             "--set", "data.batch_per_rank=3"], timeout: 120)
+        #expect(two.status == 1, "\(two.error)")
+        #expect(errorLines(two.error) == ["contrast: error: global batch 6 (data.batch_per_rank x ranks) is not a multiple of "
+                                          + "data.virtual_shards = 8; choose data.batch_per_rank so that it is"], "\(two.error)")
+        #expect(!two.error.contains("MPI_ABORT") && !two.error.contains("MPI_COMM_WORLD"), "\(two.error)")
+        #expect(!FileManager.default.fileExists(atPath: run))
+    }
+
+    /// An error only one rank meets (rank 1's data folder is missing) still aborts the job with
+    /// that rank's line: the others could not have printed it.
+    @Test func anErrorOfOneRanksDataStillAbortsNamingTheRank() throws {
+        let folder = temporaryDirectory("per-rank-data")
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("fm0").path,
+                                                   withDestinationPath: TrainingConfig().data.path)
+        let run = folder.appendingPathComponent("run").path
+        let two = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                             "--set", "data.path=\(folder.path)/fm{rank}"], timeout: 120)
+        #expect(two.status != 0, "\(two.error)")
+        #expect(errorLines(two.error).count == 1, "\(two.error)")
+        #expect(two.error.contains("contrast: rank 1 of 2: error: data file \(folder.path)/fm1/train-images-idx3-ubyte"), "\(two.error)")
     }
 
     /// Through launch/mpirun.sh (standard error and output in one stream, as on a terminal): the
