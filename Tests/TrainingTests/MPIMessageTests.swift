@@ -1,3 +1,4 @@
+import Checkpoint
 import Config
 import Foundation
 import TestSupport
@@ -82,6 +83,33 @@ import Testing
         let last = started.output.split(separator: "\n").last ?? ""
         #expect(last.hasSuffix("; run the same command to resume") && last.contains("stopped at step"), "\(started.output.suffix(2500))")
         #expect(!started.output.contains("abort") && !started.output.contains("Exit code"), "\(started.output.suffix(2500))")
+    }
+
+    /// kill -9 of one rank under launch/mpirun.sh: nothing in contrast can say how the run
+    /// ended, so the script does, as the last line on the terminal and in train.log, with the
+    /// checkpoint a resume starts from and the command as given.
+    @Test func aRankKilledThroughTheLaunchScriptEndsWithHowAndTheResumeCommand() throws {
+        let stop = StopSignalTests()
+        let run = temporaryDirectory("kill9-mpirun").appendingPathComponent("run").path
+        let command = ["launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe", contrastExecutable.path]
+            + stop.arguments(run, ranks: 2, steps: 100_000, ["checkpoint.every_steps=5"])
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash"] + command, name: "kill9-mpirun")
+        try stop.waitForSteps(run, 7, started)
+        let records = try String(contentsOfFile: run + "/metrics/rank-1.jsonl", encoding: .utf8)
+        let start = try #require(records.split(separator: "\n").first { $0.contains("\"type\":\"start\"") })
+        let pid = try #require((try JSONSerialization.jsonObject(with: Data(start.utf8)) as? [String: Any])?["pid"] as? Int)
+        kill(pid_t(pid), SIGKILL)
+        let status = stop.waitForExit(started, runDirectory: run)
+        #expect(status == 128 + SIGKILL, "\(started.output.suffix(2500))")
+        let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).first)
+        // The script's path as bash was given it (startProcess makes it absolute), then the rest as given.
+        let how = "launch/mpirun.sh: the run ended: rank 1 was killed by signal 9 (Killed); to resume from checkpoint "
+            + "\(checkpoint.path), run the same command: "
+        let last = String(started.output.split(separator: "\n").last ?? "")
+        #expect(last.hasPrefix(how) && last.hasSuffix("launch/mpirun.sh " + command.dropFirst().joined(separator: " ")),
+                "\(started.output.suffix(2500))")
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        #expect(log.split(separator: "\n").last?.hasSuffix("Z " + last) == true, "\(log.suffix(1500))")
     }
 
     /// An error one rank meets alone still ends the job through MPI_Abort, and launch/mpirun.sh
