@@ -177,7 +177,11 @@ extension Trainer {
             }
         }
         failure = try communicator.broadcast(failure)
-        if !failure.isEmpty { throw SameOnEveryRank(RunDirectory.Failure(description: failure)) }
+        if !failure.isEmpty {
+            // Every rank throws rank 0's message: no rank need abort the job.
+            let error = RunDirectory.Failure(description: failure)
+            throw communicator.size > 1 ? SameOnEveryRank(error) : error
+        }
         choice = try communicator.broadcast(choice)
         return choice.isEmpty ? nil : URL(fileURLWithPath: choice)
     }
