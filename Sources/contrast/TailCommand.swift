@@ -20,7 +20,7 @@ struct TailCommand: ParsableCommand {
     @Option(help: "Seconds between reads.") var interval: Double = 2
     @Option(help: "Flag a rank whose compute time exceeds the median of the others by this factor.") var stragglerFactor: Double = 1.5
     @Flag(help: "Print what is there now and exit.") var once = false
-    @Option(help: "Seconds without a change in RUN_DIR after which a run that has not started (no start record yet) counts as never started or dead.")
+    @Option(help: "Seconds to wait for a run that has not started: for its metrics/ folder, then, without a change in RUN_DIR, for its start record.")
     var timeout: Double = 600
     @Option(help: "A rank on another host (or without a recorded pid) counts as gone when its newest record is this many seconds old.")
     var staleAfter: Double = 600
