@@ -41,6 +41,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: run))
     }
 
+    /// init_from is checked by rank 0 and its verdict sent to every rank: a missing path is one
+    /// line and status 1 without MPI_Abort, as in one process.
+    @Test func initFromErrorUnderMpirunIsPrintedOnceWithoutMPIAbort() throws {
+        let folder = temporaryDirectory("init-from-missing")
+        let arguments = ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(folder.path)/run",
+                         "--set", "init_from=\(folder.path)/nothing"]
+        let alone = try runContrast(ranks: 1, arguments)
+        let two = try runContrast(ranks: 2, arguments, timeout: 120)
+        #expect(alone.status == 1 && two.status == 1, "\(two.error)")
+        #expect(errorLines(two.error) == errorLines(alone.error) && errorLines(two.error).count == 1, "\(two.error)")
+        #expect(two.error.contains("init_from: \(folder.path)/nothing does not exist"), "\(two.error)")
+        #expect(!two.error.contains("MPI_ABORT"), "\(two.error)")
+    }
+
     /// An error only one rank meets (rank 1's data folder is missing) still aborts the job with
     /// that rank's line: the others could not have printed it.
     @Test func anErrorOfOneRanksDataStillAbortsNamingTheRank() throws {
