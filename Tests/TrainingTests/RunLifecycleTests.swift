@@ -19,6 +19,25 @@ import Testing
         }
     }
 
+    /// A run that train.max_steps ends in its second epoch (40 steps of 32 per epoch): the step
+    /// line says "epoch 2", and so must the final evaluation's line, its record and the report
+    /// (they said "eval epoch 1" and "after epoch 1": the number of epochs completed).
+    @Test func epochNumbersAgreeWhenMaxStepsEndsMidEpoch() throws {
+        let run = temporaryDirectory("epochs").appendingPathComponent("run").path
+        let outcome = try train(run, ["train.max_steps=40", "eval.knn_every_epochs=0", "train.log_every_steps=40"])
+        #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        #expect(log.contains("step 40/40 epoch 2 "), "\(log)")
+        #expect(log.contains("eval epoch 2: kNN accuracy"), "\(log)")
+        let evaluation = try #require(try records(run).last { $0["type"] as? String == "eval" })
+        #expect(evaluation["epoch"] as? Int == 2)
+        let pca = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/eval/pca-step-40.json"))) as? [String: Any])
+        #expect(pca["epoch"] as? Int == 2)
+        let page = try Report.html(runDirectory: URL(fileURLWithPath: run))
+        #expect(page.contains("(after epoch 2, step 40)"))
+        #expect(page.contains("step 40 (epoch 2)"))
+    }
+
     /// A run_dir that cannot be made (its parent is a file) is one line in our words naming the
     /// path, the reason and the fix, not Foundation's "(NSCocoaErrorDomain error 512.)".
     @Test func unwritableRunDirectoryIsExplained() throws {
