@@ -54,6 +54,8 @@ public final class Trainer {
         public var interrupted: Bool
         /// Stopped by train.max_skipped_steps, with this message: exit with `Trainer.skippedStepsExitCode`.
         public var skippedStepsStop: String? = nil
+        /// Resumed at the last step of a run that had finished: nothing was done (`finishedRun`).
+        public var alreadyFinished = false
     }
 
     /// Exit status after a stop request was honoured (checkpoint written): EX_TEMPFAIL, "try
@@ -165,6 +167,7 @@ public final class Trainer {
     }
 
     private func train() throws -> Summary {
+        if let finished = try finishedRun() { return finished }
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
         if communicator.isRoot {

@@ -38,6 +38,27 @@ import Testing
         #expect(page.contains("step 40 (epoch 2)"))
     }
 
+    /// The same command again on a finished run: nothing is trained or evaluated again, the
+    /// command says so with the run's last kNN accuracy and exits 0, and neither train.log nor the
+    /// metrics gain a line (they gained a "final loss nan" and a second end record).
+    @Test func rerunningAFinishedRunSaysSoAndWritesNothing() throws {
+        let run = temporaryDirectory("rerun").appendingPathComponent("run").path
+        let overrides = ["train.max_steps=10", "eval.knn_every_epochs=0"]
+        let first = try train(run, overrides)
+        #expect(first.status == 0, "\(first.error.suffix(1500))")
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        let metrics = try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8)
+        let knn = try #require(try records(run).last { $0["type"] as? String == "eval" }?["knn_accuracy"] as? Double)
+
+        let again = try train(run, overrides)
+        #expect(again.status == 0, "\(again.error.suffix(1500))")
+        #expect(again.output.contains("run already finished at step 10 (\(run)/weights.bin); nothing to do"), "\(again.output)")
+        #expect(again.output.contains(String(format: "its last kNN accuracy was %.2f%%", knn * 100)), "\(again.output)")
+        #expect(!again.output.contains("nan"), "\(again.output)")
+        #expect(try String(contentsOfFile: run + "/train.log", encoding: .utf8) == log)
+        #expect(try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8) == metrics)
+    }
+
     /// A run_dir that cannot be made (its parent is a file) is one line in our words naming the
     /// path, the reason and the fix, not Foundation's "(NSCocoaErrorDomain error 512.)".
     @Test func unwritableRunDirectoryIsExplained() throws {
