@@ -72,4 +72,37 @@ import Testing
                 "\(outcome.error)")
         #expect(outcome.error.contains("--set run_dir=") && !outcome.error.contains("NSCocoaErrorDomain"), "\(outcome.error)")
     }
+
+    /// train.log's step lines, TensorBoard's speed/images_per_second and `contrast tail` give the
+    /// same images/s for the same steps (they gave 9,776 against 25,884: tail averaged the steps'
+    /// own rates): the global batch of the interval's steps over their wall time.
+    @Test func imagesPerSecondAgreeInLogTensorBoardAndTail() throws {
+        let run = temporaryDirectory("throughput").appendingPathComponent("run").path
+        // A checkpoint and an evaluation inside the run: wall time between steps must count the same everywhere.
+        let outcome = try train(run, ["train.max_steps=40", "train.log_every_steps=5", "monitor.tensorboard=true",
+                                      "checkpoint.every_steps=10"])
+        #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
+
+        let tensorboard = URL(fileURLWithPath: run + "/tensorboard")
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: tensorboard.path).first { $0.hasPrefix("events.out.tfevents.") })
+        let board = try TensorBoardReader.scalars(file: tensorboard.appendingPathComponent(file)).filter { $0.tag == "speed/images_per_second" }
+        #expect(board.map(\.step) == Array(stride(from: 5, through: 40, by: 5)))
+
+        let follower = MetricsFollower(runDirectory: URL(fileURLWithPath: run), every: 5)
+        let rows = try follower.poll()
+        #expect(rows.map(\.step) == board.map(\.step))
+
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        let logged = log.split(separator: "\n").compactMap { line -> Int? in
+            let words = line.split(separator: " ")
+            guard let unit = words.firstIndex(of: "img/s"), words.contains("pos_acc") else { return nil }
+            return Int(words[unit - 1])
+        }
+        #expect(logged.count == rows.count)
+        for (index, row) in rows.enumerated() where index < board.count && index < logged.count {
+            let value = Double(board[index].value)
+            #expect(abs(row.imagesPerSecond - value) <= 1e-6 * value, "step \(row.step): tail \(row.imagesPerSecond), TensorBoard \(value)")
+            #expect(Int(row.imagesPerSecond.rounded()) == logged[index], "step \(row.step): tail \(row.imagesPerSecond), train.log \(logged[index])")
+        }
+    }
 }
