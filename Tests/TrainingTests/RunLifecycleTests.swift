@@ -38,6 +38,25 @@ import Testing
         #expect(page.contains("step 40 (epoch 2)"))
     }
 
+    /// The getting-started path: `prepare fashion-mnist`, a one-rank run on it, `report`. The PCA
+    /// legend names Fashion-MNIST's classes (it said "class 0" ... "class 9": the prepared set had
+    /// no names), and the precision row says there is no wire (it said "bf16 gradients on the wire").
+    @Test func reportOfAPreparedFashionMNISTRunNamesItsClasses() throws {
+        let root = temporaryDirectory("named")
+        let data = root.appendingPathComponent("data").path, run = root.appendingPathComponent("run").path
+        let prepared = try runContrast(ranks: 1, ["prepare", "fashion-mnist", "--limit", "2048", "--out", data])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        let outcome = try train(run, ["data.dataset=prepared", "data.path=\(data)", "data.train_limit=0", "data.test_limit=0",
+                                      "train.max_steps=4", "communication.precision=bf16"])
+        #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
+        let report = try runContrast(ranks: 1, ["report", run])
+        #expect(report.status == 0, "\(report.error)")
+        let page = try String(contentsOfFile: run + "/report.html", encoding: .utf8)
+        for name in ["0 T-shirt/top", "1 Trouser", "9 Ankle boot"] { #expect(page.contains(name), "no legend entry \(name)") }
+        #expect(!page.contains("class 0"))
+        #expect(page.contains("single process, no all-reduce") && !page.contains("on the wire"))
+    }
+
     /// The same command again on a finished run: nothing is trained or evaluated again, the
     /// command says so with the run's last kNN accuracy and exits 0, and neither train.log nor the
     /// metrics gain a line (they gained a "final loss nan" and a second end record).
