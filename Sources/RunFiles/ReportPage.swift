@@ -102,8 +102,14 @@ struct ReportPage {
             rows.append(("Precision", htmlEscaped("\(precision) gradients on the wire, fp32 weights")))
         }
         rows.append(("Best kNN accuracy", bestKNN()))
-        let recent = steps.suffix(20).compactMap { $0["images_per_second"] }
-        if let median = Statistics.median(recent) {
+        let recent = steps.suffix(20)
+        let wall = recent.compactMap { $0["time_wall"] }
+        if let globalBatch = run.primary.start?["global_batch"].flatMap(MetricsRecord.integer), wall.count == recent.count, !wall.isEmpty {
+            // The definition train.log, TensorBoard and tail use (Throughput), over the last steps.
+            let rate = Throughput.imagesPerSecond(images: globalBatch * wall.count, wallSeconds: wall.reduce(0, +))
+            rows.append(("Throughput", String(format: "%.0f images/s over the last %d steps (global batch over wall time)", rate, wall.count)))
+        } else if let median = Statistics.median(recent.compactMap { $0["images_per_second"] }) {
+            // Files written before time_wall: the steps' own rates.
             rows.append(("Throughput", String(format: "%.0f images/s (median of the last %d steps)", median, recent.count)))
         }
         let skipped = steps.filter { ($0["skipped"] ?? 0) != 0 }.count

@@ -270,8 +270,9 @@ import Testing
         let names = ["T-shirt/top", "Trouser", "Pullover"]
         let manifest = #"{"format":"contrast-shards","labels":{"dtype":"int64","shape":[]},"classes":["T-shirt/top","Trouser","Pullover"]}"#
         try writeLines([manifest], to: data.appendingPathComponent("test/dataset.json"))
-        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0}"#,
-                        #"{"type":"step","step":1,"epoch":0,"loss":4,"positive_accuracy":0.2}"#,
+        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0,"global_batch":64}"#,
+                        #"{"type":"step","step":1,"epoch":0,"loss":4,"positive_accuracy":0.2,"images_per_second":6400,"time_wall":0.03}"#,
+                        #"{"type":"step","step":2,"epoch":0,"loss":4,"positive_accuracy":0.2,"images_per_second":6400,"time_wall":0.05}"#,
                         #"{"type":"eval","step":1,"epoch":1,"knn_accuracy":0.98}"#],
                        to: run.appendingPathComponent("metrics/rank-0.jsonl"))
         let points = (0..<30).map { "[\(Double($0)),\(Double($0 % 7)),\($0 % 3)]" }.joined(separator: ",")
@@ -282,6 +283,8 @@ import Testing
         #expect(!html.contains("class 0"))
         #expect(html.contains("<th>Precision</th><td>single process, no all-reduce; fp32 weights</td>"))
         #expect(!html.contains("on the wire"))
+        // Throughput as train.log, TensorBoard and tail define it: 128 images in 0.08 s, not the steps' own 6400/s.
+        #expect(html.contains("<th>Throughput</th><td>1600 images/s over the last 2 steps (global batch over wall time)</td>"))
 
         // The y tick labels (anchored at their end) of the kNN chart: near 0.98, none above 1.
         let knn = try #require(html.components(separatedBy: "<svg").first { $0.contains("<title>kNN accuracy</title>") })
