@@ -647,6 +647,11 @@ storage_disk_full() {
     FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
     [[ -n $problem ]] || grep -q 'No space left on device' "$TRIAL_DIR/job.err" || problem="no 'No space left on device' in the error: $FAILURE_LINE"
     (( committed >= every )) || problem="${problem:+$problem; }no committed checkpoint left"
+    # The failed save deletes its directory: a step-N/ without a manifest looks like a checkpoint.
+    local partial
+    for partial in "$run"/checkpoints/step-*; do
+        [[ -d $partial && ! -f $partial/manifest.json ]] && problem="${problem:+$problem; }$(basename "$partial") left without a manifest"
+    done
     [[ -n $problem ]] || problem=$(verify_all "$run")
     rm -f "$TRIAL_DIR/fs/filler"
     [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")

@@ -135,6 +135,10 @@ public enum CheckpointStore {
         let outcomes = try exchange(outcome, communicator: communicator)
         if let failed = outcomes.first(where: { $0.error != nil }) {
             if outcome.error == nil { unlink(directory.appendingPathComponent(outcome.file).path) }
+            // Once every rank has removed its shard, the directory goes too: an empty
+            // step-NNNNNNNNN/ after a full disk looks like a checkpoint that is not one.
+            try communicator.barrier()
+            if rank == 0 { removeUnfinished(directory) }
             let own = failed.rank == rank ? failed.kind.flatMap(CheckpointError.Kind.init(rawValue:)) : nil
             let others = outcomes.filter { $0.error != nil }.count - 1
             throw CheckpointError(own ?? .rankFailed, file: directory.appendingPathComponent(failed.file).path,
@@ -166,12 +170,23 @@ public enum CheckpointStore {
         // Every rank returns only once the checkpoint exists (or learns that it does not).
         var failed = [commitError == nil ? 0.0 : 1.0]
         try communicator.allReduceMax(&failed)
+        if failed[0] != 0 && rank == 0 { removeUnfinished(directory) }  // every shard is written by now
         if let commitError { throw commitError }
         if failed[0] != 0 {
             throw CheckpointError(.rankFailed, file: manifestPath, problem: "rank 0 failed to commit checkpoint step \(step)",
                                   fix: "rank 0's error says why; earlier checkpoints are intact")
         }
         return directory
+    }
+
+    /// Deletes a step directory whose save failed, unless it holds a manifest (then it is a
+    /// complete checkpoint: the failure came after the commit, or before an old manifest was
+    /// removed). Best effort: the save's own error is the one to report, and `prune` deletes a
+    /// directory left behind once a newer checkpoint commits.
+    static func removeUnfinished(_ directory: URL) {
+        guard !FileManager.default.fileExists(atPath: directory.appendingPathComponent(manifestName).path) else { return }
+        guard (try? FileManager.default.removeItem(at: directory)) != nil else { return }
+        try? FileIO.syncDirectory(directory.deletingLastPathComponent().path)
     }
 
     static func checkArguments(step: Int, buffers: [CheckpointBuffer], state: Data?, file: String) throws {

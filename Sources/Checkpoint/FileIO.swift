@@ -26,10 +26,11 @@ enum FileIO {
 
     static func makeDirectory(_ path: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try Directory.create(path)
         } catch {
-            throw CheckpointError(.io, file: path, problem: "cannot create the directory: \(error.localizedDescription)",
-                                  fix: "check the run directory's permissions and free space")
+            // errno's words (a full disk, a read-only file system), not Foundation's "error 512".
+            throw CheckpointError(error.isDiskFull ? .diskFull : .io, file: error.path, problem: "cannot create the directory: \(error.reason)",
+                                  fix: error.isDiskFull ? "free space on that file system" : "check the run directory's permissions")
         }
     }
 

@@ -42,6 +42,9 @@ public final class ImageDataset: Sendable {
 
 /// Fashion-MNIST (Xiao et al., 2017): 60,000 train and 10,000 test 28x28 images, 10 classes.
 public enum FashionMNIST {
+    /// The class names by label (Xiao, Rasul & Vollgraf 2017), as prepared sets record them.
+    public static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     public enum Split: String, Sendable, CaseIterable {
         case train, test
         /// File name prefix used by the original distribution and Debian's package.

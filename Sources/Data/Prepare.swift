@@ -113,7 +113,8 @@ public enum DatasetPreparation {
             let samples = SampleBlock(count: dataset.count, features: .uint8(dataset.images),
                                       labels: dataset.labels.map { Int64($0) }, pairs: pairs?.pairs(for: dataset))
             let manifest = try ShardedDatasetWriter.write(samples, featureShape: [dataset.height, dataset.width],
-                                                          pairShape: pairs.map { [$0.width] }, to: directory, layout: layout)
+                                                          pairShape: pairs.map { [$0.width] }, to: directory, layout: layout,
+                                                          classes: FashionMNIST.classNames)
             let sources = ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"].map { source + "/" + split.filePrefix + "-" + $0 }
             let notes = pairs.map { ["pairs: \($0.kind.rawValue) of augmented copies, width \($0.width), seed \($0.seed)"] } ?? []
             return PrepareSummary(directory: out + "/" + split.rawValue, sampleCount: manifest.sampleCount,

@@ -77,6 +77,10 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     /// Present for paired data: the second modality, float32.
     public var pairs: FieldLayout?
     public var shards: [Shard]
+    /// Optional, with labels: the name of each class, by label (`classes[3]` names label 3), for
+    /// reports and plots. Absent in manifests written before it existed; readers that do not know
+    /// it ignore it.
+    public var classes: [String]? = nil
 
     /// Bytes of all shard files.
     public var totalShardBytes: Int { shards.reduce(0) { $0 + $1.bytes } }
@@ -106,6 +110,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
             throw fail("features must be uint8 or float32 with a positive shape, got \(features.dtype) \(features.shape)")
         }
         if let labels, labels.dtype != .int64 || !labels.shape.isEmpty { throw fail("labels must be int64 scalars") }
+        if let classes, labels == nil || classes.isEmpty { throw fail("classes (\(classes.count) names) needs a non-empty list and labels") }
         if let pairs, pairs.dtype != .float32 || !pairs.shape.allSatisfy({ $0 > 0 }) {
             throw fail("pairs must be float32 with a positive shape, got \(pairs.dtype) \(pairs.shape)")
         }

@@ -80,11 +80,13 @@ public enum ShardedDatasetWriter {
     ///   - pairShape: shape of one sample's pair; required when `samples.pairs` is present.
     ///   - layout: shards of a given size, or a given number of near-equal shards.
     ///   - level: zstd compression level.
+    ///   - classes: the class names by label, written as the manifest's optional `classes`.
     /// - Throws: `DataError.tooManyShards` before writing anything when the layout asks for more
     ///   shards than samples.
     @discardableResult
     public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
-                             to directory: String, layout: ShardLayout, level: Int32 = 3) throws -> ShardManifest {
+                             to directory: String, layout: ShardLayout, level: Int32 = 3,
+                             classes: [String]? = nil) throws -> ShardManifest {
         let ranges = try layout.ranges(sampleCount: samples.count)
         let features = FieldLayout(dtype: samples.features.dtype, shape: featureShape)
         precondition(samples.features.elementCount == samples.count * features.elementsPerSample,
@@ -153,7 +155,8 @@ public enum ShardedDatasetWriter {
             try AtomicFile.syncDirectory(directory)
 
             let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
-                                         sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards)
+                                         sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards,
+                                         classes: labels == nil ? nil : classes)
             let json: Foundation.Data
             do { json = try ShardManifest.encoder().encode(manifest) } catch {
                 throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Storage
 import Yams
@@ -39,6 +40,8 @@ struct RunReport {
     var finished: Bool
     /// (directory name, step, complete) of `checkpoints/step-*`, ascending.
     var checkpoints: [(name: String, step: Int, complete: Bool)]
+    /// The data set's class names by label, when it has them (`classNames(dataset:path:)`).
+    var classNames: [String]? = nil
 
     init(directory: URL) throws {
         self.directory = directory
@@ -56,6 +59,22 @@ struct RunReport {
             let manifest = checkpointsDirectory.appendingPathComponent(name).appendingPathComponent("manifest.json")
             return (name, step, FileManager.default.fileExists(atPath: manifest.path))
         }.sorted { $0.step < $1.step }
+        classNames = Self.classNames(dataset: config("data.dataset"), path: config("data.path"))
+    }
+
+    /// Class names by label: Fashion-MNIST's for a run on its IDX files; for a prepared data set
+    /// the optional `classes` list of its dataset.json (docs/data-format.md; `prepare
+    /// fashion-mnist` writes one), the test split's first. Nil when none is known or the data
+    /// set is not where the config says (a report made elsewhere).
+    static func classNames(dataset: String?, path: String?) -> [String]? {
+        if dataset == DatasetKind.fashionMNIST.rawValue { return ReportPage.fashionMNISTClasses }
+        guard dataset == DatasetKind.prepared.rawValue, let path, !path.isEmpty else { return nil }
+        for directory in [path + "/test", path + "/train", path] {
+            guard let data = FileManager.default.contents(atPath: directory + "/dataset.json") else { continue }
+            let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            return (manifest?["classes"] as? [String]).flatMap { $0.isEmpty ? nil : $0 }
+        }
+        return nil
     }
 
     /// The trainer's first log line says "..., T steps (B per epoch, ...".

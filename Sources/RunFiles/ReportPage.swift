@@ -95,10 +95,21 @@ struct ReportPage {
             if let warmup = run.config("optimizer.warmup_steps"), warmup != "0" { text += ", \(warmup) warm-up steps" }
             rows.append(("Optimizer", htmlEscaped(text)))
         }
-        if let precision = run.config("communication.precision") { rows.append(("Precision", htmlEscaped("\(precision) gradients on the wire, fp32 weights"))) }
+        if world.count == 1 {
+            // One process averages nothing: communication.precision never applies.
+            rows.append(("Precision", "single process, no all-reduce; fp32 weights"))
+        } else if let precision = run.config("communication.precision") {
+            rows.append(("Precision", htmlEscaped("\(precision) gradients on the wire, fp32 weights")))
+        }
         rows.append(("Best kNN accuracy", bestKNN()))
-        let recent = steps.suffix(20).compactMap { $0["images_per_second"] }
-        if let median = Statistics.median(recent) {
+        let recent = steps.suffix(20)
+        let wall = recent.compactMap { $0["time_wall"] }
+        if let globalBatch = run.primary.start?["global_batch"].flatMap(MetricsRecord.integer), wall.count == recent.count, !wall.isEmpty {
+            // The definition train.log, TensorBoard and tail use (Throughput), over the last steps.
+            let rate = Throughput.imagesPerSecond(images: globalBatch * wall.count, wallSeconds: wall.reduce(0, +))
+            rows.append(("Throughput", String(format: "%.0f images/s over the last %d steps (global batch over wall time)", rate, wall.count)))
+        } else if let median = Statistics.median(recent.compactMap { $0["images_per_second"] }) {
+            // Files written before time_wall: the steps' own rates.
             rows.append(("Throughput", String(format: "%.0f images/s (median of the last %d steps)", median, recent.count)))
         }
         let skipped = steps.filter { ($0["skipped"] ?? 0) != 0 }.count
@@ -169,7 +180,7 @@ struct ReportPage {
         charts.append(chart("Loss", yLabel: "loss", lossSeries, needs: Self.stepField("loss")))
         charts.append(chart("Positive accuracy", yLabel: "fraction",
                             rawAndSmoothed(steps.series("positive_accuracy"), name: "positive accuracy", color: ChartPalette.color(2)),
-                            needs: Self.stepField("positive_accuracy")))
+                            needs: Self.stepField("positive_accuracy"), fractions: true))
 
         let evals = run.primary.records(.eval)
         var evalSeries: [ChartSeries] = []
@@ -183,7 +194,7 @@ struct ReportPage {
                                           style: key.hasSuffix("pairs_to_features") ? .dashed : .line))
         }
         charts.append(chart(recallKeys.isEmpty ? "kNN accuracy" : "kNN accuracy and recall@K", yLabel: "fraction of test samples",
-                            evalSeries, needs: "eval lines (<code>knn_accuracy</code>, <code>recall_at_K_*</code>)"))
+                            evalSeries, needs: "eval lines (<code>knn_accuracy</code>, <code>recall_at_K_*</code>)", fractions: true))
 
         charts.append(chart("Learning rate", yLabel: "learning rate",
                             [ChartSeries(name: "lr", points: steps.series("lr"), color: ChartPalette.color(4))], needs: Self.stepField("lr"), includeZero: true, noteIfConstant: true))
@@ -311,14 +322,13 @@ struct ReportPage {
         }
     }
 
-    /// Fashion-MNIST's class names (Xiao, Rasul & Vollgraf 2017) when the run trained on it.
-    static let fashionMNISTClasses = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
-                                      "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+    /// Fashion-MNIST's class names (Xiao, Rasul & Vollgraf 2017), as its labels number them.
+    static let fashionMNISTClasses = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
+    /// A label with its class name when the data set has one (`RunReport.classNames`).
     func className(_ label: Int) -> String {
-        if run.config("data.dataset") == DatasetKind.fashionMNIST.rawValue, label < Self.fashionMNISTClasses.count {
-            return "\(label) \(Self.fashionMNISTClasses[label])"
-        }
+        if let names = run.classNames, label >= 0, label < names.count { return "\(label) \(names[label])" }
         return "class \(label)"
     }
 
@@ -403,7 +413,7 @@ struct ReportPage {
     /// `needs`: HTML naming the metrics the chart is drawn from.
     func chart(_ title: String, yLabel: String, _ series: [ChartSeries], needs: String, includeZero: Bool = false,
                maxPoints: Int = 2000, clipOutliers: Bool = false, legendOrder: [ChartSeries]? = nil,
-               noteIfConstant: Bool = false) -> Figure {
+               noteIfConstant: Bool = false, fractions: Bool = false) -> Figure {
         guard series.contains(where: { !$0.points.isEmpty }) else {
             return missing(title, needs.isEmpty ? "no values yet" : "no values yet; drawn from \(needs)")
         }
@@ -416,6 +426,7 @@ struct ReportPage {
         var chart = LineChart(title: title, yLabel: yLabel, series: series, includeZero: includeZero, maxPoints: maxPoints)
         chart.legendOrder = legendOrder
         chart.clipOutliers = clipOutliers
+        chart.fractions = fractions
         return .chart(chart.svg())
     }
 

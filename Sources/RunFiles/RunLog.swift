@@ -136,9 +136,28 @@ public enum RunDirectory {
         public init(description: String) { self.description = description }
     }
 
+    /// Makes `url` and its missing parents; the error names the path that could not be made,
+    /// errno's reason and what to do.
     public static func createDirectory(_ url: URL) throws {
-        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw Failure(description: "cannot create directory \(url.path): \(error.localizedDescription); choose a writable run_dir (--set run_dir=...)")
+        do { try Directory.create(url.path) } catch {
+            throw Failure(description: "cannot create directory \(url.path): " + cannotCreate(error))
+        }
+    }
+
+    /// Why a directory could not be made, in words, with the fix.
+    static func cannotCreate(_ error: StorageError) -> String {
+        guard case .system(let code) = error.kind else { return "\(error)" }
+        let change = "choose another run_dir (--set run_dir=PATH)"
+        switch code {
+        case ENOTDIR:
+            return "\(error.path) is a file, not a directory; \(change) or move that file away"
+        case EACCES, EPERM:
+            return "no permission to create \(error.path) (\(error.reason)); \(change) or make "
+                + "\((error.path as NSString).deletingLastPathComponent) writable"
+        case EROFS:
+            return "\(error.path) is on a read-only file system; \(change) on a writable one"
+        default:
+            return "mkdir \(error.path) failed: \(error.reason) (errno \(code)); \(change)"
         }
     }
 

@@ -46,6 +46,9 @@ struct LineChart {
     /// Cut the y axis at about the 99th percentile when a few values (a slow first step, a
     /// hiccup) would otherwise flatten everything else; cut values run along the top edge.
     var clipOutliers = false
+    /// Values are fractions (accuracies): the axis stays within [0, 1], and a constant value gets
+    /// 5 points either side rather than 10% of itself.
+    var fractions = false
     /// Legend entries, when they should differ from `series` (order, or fewer); unnamed series get none.
     var legendOrder: [ChartSeries]? = nil
     var width = 560.0
@@ -77,8 +80,14 @@ struct LineChart {
         if includeZero { yMin = min(yMin, 0); yMax = max(yMax, 0) }
         if xMin == xMax { xMin -= 1; xMax += 1 }
         if yMin == yMax {
-            let pad = yMin == 0 ? 1 : abs(yMin) * 0.1
+            let pad = fractions ? 0.05 : yMin == 0 ? 1 : abs(yMin) * 0.1
             yMin -= pad; yMax += pad
+        }
+        if fractions {
+            // One evaluation at 0.98 must not draw an axis up to 1.03 (a fraction above 1); when
+            // clamping leaves nothing between the bounds, the other side gives the room.
+            (yMin, yMax) = (max(0, yMin), min(1, yMax))
+            if yMax - yMin < 0.1 { if yMin == 0 { yMax = max(yMax, 0.1) } else if yMax == 1 { yMin = min(yMin, 0.9) } }
         }
         let xTicks = NiceTicks(min: xMin, max: xMax, target: 6, snapToTicks: false)
         let yTicks = NiceTicks(min: yMin, max: yMax, target: 5, snapToTicks: true)

@@ -24,7 +24,16 @@ public final class MetricsFollower {
     private var newestRecord: [Int: Double] = [:]
 
     struct Group {
-        var steps = 0, loss = 0.0, accuracy = 0.0, imagesPerSecond = 0.0, busy = 0.0, lastStep = 0
+        var steps = 0, loss = 0.0, accuracy = 0.0, busy = 0.0, lastStep = 0
+        /// Images of the global batch and wall seconds (`time_wall`) of the group's steps.
+        var images = 0, wall = 0.0
+    }
+    /// Per rank: the global batch its latest start record names.
+    private var globalBatch: [Int: Int] = [:]
+
+    /// A group's images/s: `Throughput`'s definition, as the step lines and TensorBoard.
+    static func imagesPerSecond(_ group: Group) -> Double {
+        Throughput.imagesPerSecond(images: group.images, wallSeconds: group.wall)
     }
 
     public struct Row: Sendable {
@@ -106,7 +115,7 @@ public final class MetricsFollower {
                 }
             }
             rows.append(Row(step: zero.lastStep, loss: zero.loss / n, positiveAccuracy: zero.accuracy / n,
-                            imagesPerSecond: zero.imagesPerSecond / n, busy: busy, stragglers: stragglers))
+                            imagesPerSecond: Self.imagesPerSecond(zero), busy: busy, stragglers: stragglers))
             printedGroups.insert(index)
             pending[index] = nil
         }
@@ -136,6 +145,7 @@ public final class MetricsFollower {
                 // A resumed run appends a new start: this rank runs again.
                 ended.remove(rank)
                 processes[rank] = ((record["pid"] as? Int).map(Int32.init), record["host"] as? String)
+                globalBatch[rank] = record["global_batch"] as? Int
             case "end":
                 ended.insert(rank)
             case "step":
@@ -148,7 +158,10 @@ public final class MetricsFollower {
                 group.steps += 1
                 group.loss += number("loss")
                 group.accuracy += number("positive_accuracy")
-                group.imagesPerSecond += number("images_per_second")
+                // images_per_second x the step's time is its global batch, for files without a start record.
+                group.images += globalBatch[rank] ?? Int((number("images_per_second") * total).rounded())
+                // Files written before time_wall existed: the step's own time (the time between steps unknown).
+                group.wall += record["time_wall"] == nil ? total : number("time_wall")
                 group.busy += total - number("time_gather") - number("time_communication_exposed")
                 group.lastStep = max(group.lastStep, step)
                 pending[index, default: [:]][rank] = group

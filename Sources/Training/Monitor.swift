@@ -25,6 +25,10 @@ final class Monitor {
     var scalars: ((_ values: [(tag: String, value: Double)], _ step: Int) -> Void)?
 
     private var window = StepTimes(), windowHidden = 0.0
+    /// Wall seconds of the interval's steps (`time_wall` summed), for its images/s (`Throughput`).
+    private var windowWall = 0.0
+    /// When the previous step ended (at first: when the loop began), for the next `time_wall`.
+    private var previousStepEnd = monotonicSeconds()
     private var windowLoss = 0.0, windowAccuracy = 0.0, windowSteps = 0
     /// The temperature of the interval's last step (scheduled or learned), as the learning rate is.
     private var lastTemperature: Float = 0
@@ -79,6 +83,8 @@ final class Monitor {
         if let fraction = result.pseudoLabelFraction { optional.append(("pseudo_label_fraction", .number(fraction))) }
         if let error = result.reconstructionLoss { optional.append(("reconstruction_loss", .number(error))) }
         if let beta = result.hardNegativeBeta { optional.append(("hard_negative_beta", .number(Double(beta)))) }
+        let now = monotonicSeconds(), wall = now - previousStepEnd
+        previousStepEnd = now
         log.record("step", [
             ("step", .int(stepsDone)), ("epoch", .int(epoch)), ("loss", .number(result.loss)),
             ("positive_accuracy", .number(result.positiveAccuracy)), ("lr", .number(Double(learningRate))),
@@ -91,9 +97,11 @@ final class Monitor {
             ("time_communication_exposed", .number(times.communication)),
             ("time_communication_hidden", .number(result.communication.hidden)),
             ("time_optimizer", .number(times.optimizer)), ("bytes_communicated", .int(bytesPerStep)),
+            ("time_wall", .number(wall)),
         ] + optional)
         window = window + times
         windowHidden += result.communication.hidden
+        windowWall += wall
         windowLoss += result.loss; windowAccuracy += result.positiveAccuracy; windowSteps += 1
         lastTemperature = result.temperature
         windowPseudoLabels += result.pseudoLabelFraction ?? 0; windowReconstruction += result.reconstructionLoss ?? 0
@@ -129,6 +137,7 @@ final class Monitor {
     /// The interval's line, the straggler check (collective) and the data-wait check.
     private func endOfInterval(stepsDone: Int, epoch: Int, learningRate: Float) throws {
         let c = config, n = Double(max(1, windowSteps)), globalSamples = c.data.batchPerRank * communicator.size
+        let imagesPerSecond = Throughput.imagesPerSecond(images: windowSteps * globalSamples, wallSeconds: windowWall)
         // Compute time: the step minus waiting in collectives (a slow rank makes the others wait there).
         var busy = [(window.total - window.gather - window.communication) / n]
         var all = [Double](repeating: 0, count: communicator.size)
@@ -145,7 +154,7 @@ final class Monitor {
             // Fits 120 columns with its timestamp: the per-phase times are in the step records and TensorBoard.
             log.info(String(format: "step %d/%d epoch %d loss %.4f pos_acc %.3f lr %.2e %.0f img/s %.1f ms/step eta %@",
                             stepsDone, totalSteps, epoch + 1, windowLoss / n, windowAccuracy / n, learningRate,
-                            n * Double(globalSamples) / window.total, window.total / n * 1e3, RunLog.duration(eta))
+                            imagesPerSecond, window.total / n * 1e3, RunLog.duration(eta))
                      + (config.loss.pseudoLabels == .knn ? String(format: " pseudo %.3f", windowPseudoLabels / n) : "")
                      + (config.loss.reconstructionWeight > 0 ? String(format: " rec %.4f", windowReconstruction / n) : ""))
             if communicator.size > 1 {
@@ -163,7 +172,7 @@ final class Monitor {
             }
             scalars?([("train/loss", windowLoss / n), ("train/positive_accuracy", windowAccuracy / n),
                               ("train/lr", Double(learningRate)), ("train/temperature", Double(lastTemperature)),
-                              ("speed/images_per_second", n * Double(globalSamples) / window.total),
+                              ("speed/images_per_second", imagesPerSecond),
                               ("time/data_wait_ms", window.dataWait / n * 1e3), ("time/forward_ms", window.forward / n * 1e3),
                               ("time/gather_ms", window.gather / n * 1e3), ("time/loss_ms", window.loss / n * 1e3),
                               ("time/backward_ms", window.backward / n * 1e3),
@@ -180,7 +189,7 @@ final class Monitor {
                             c.monitor.dataWaitFraction, c.monitor.dataWaitMinMs), step: stepsDone)
         }
         windowPseudoLabels = 0; windowReconstruction = 0
-        window = StepTimes(); windowHidden = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
+        window = StepTimes(); windowHidden = 0; windowWall = 0; windowLoss = 0; windowAccuracy = 0; windowSteps = 0
         firstInterval = false
     }
 

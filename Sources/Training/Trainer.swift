@@ -54,6 +54,8 @@ public final class Trainer {
         public var interrupted: Bool
         /// Stopped by train.max_skipped_steps, with this message: exit with `Trainer.skippedStepsExitCode`.
         public var skippedStepsStop: String? = nil
+        /// Resumed at the last step of a run that had finished: nothing was done (`finishedRun`).
+        public var alreadyFinished = false
     }
 
     /// Exit status after a stop request was honoured (checkpoint written): EX_TEMPFAIL, "try
@@ -170,6 +172,7 @@ public final class Trainer {
     }
 
     private func train() throws -> Summary {
+        if let finished = try finishedRun() { return finished }
         let c = config, p = communicator.size
         let globalImages = c.data.batchPerRank * p
         if communicator.isRoot {
@@ -317,9 +320,12 @@ public final class Trainer {
     /// Returns the kNN accuracy of the parameters kept.
     private func finalEvaluation(lastEvaluation: (step: Int, values: (knn: Double, linear: Double))?) throws -> Double {
         let c = config
-        var finalValues = lastEvaluation?.step == stepsDone ? lastEvaluation!.values : try evaluate(epoch: position.epoch, final: true)
-        if earlyStoppingState != nil && lastEvaluation?.step != stepsDone { _ = try earlyStopping(finalValues, epoch: position.epoch) }
-        if let best = earlyStoppingState, best.epoch > 0, best.epoch != position.epoch {
+        // Epochs count from 1, as in the step lines: the epoch of the last step (position has
+        // moved past it: to the next epoch's start, or within the epoch that max_steps cut short).
+        let epoch = position.batch == 0 ? position.epoch : position.epoch + 1
+        var finalValues = lastEvaluation?.step == stepsDone ? lastEvaluation!.values : try evaluate(epoch: epoch, final: true)
+        if earlyStoppingState != nil && lastEvaluation?.step != stepsDone { _ = try earlyStopping(finalValues, epoch: epoch) }
+        if let best = earlyStoppingState, best.epoch > 0, best.epoch != epoch {
             model.arena.parameters.data.update(from: bestParameters!.data, count: model.arena.count)
             if communicator.isRoot { log.info(String(format: "keeping the parameters of epoch %d (%@ %.2f%%)", best.epoch,
                                         c.eval.earlyStoppingMonitor.rawValue, best.value * 100)) }

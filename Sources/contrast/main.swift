@@ -69,7 +69,9 @@ struct Train: ParsableCommand {
             if let skippedStepsStop, communicator.rank == 0 {
                 FileHandle.standardError.write(Data("contrast: error: \(skippedStepsStop)\n".utf8))
             }
-            if communicator.rank == 0 && !interrupted && skippedStepsStop == nil {
+            if communicator.rank == 0 && summary.alreadyFinished {
+                say(Trainer.alreadyFinishedLine(summary))
+            } else if communicator.rank == 0 && !interrupted && skippedStepsStop == nil {
                 say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
             }
         }

@@ -53,8 +53,9 @@ private func unmount(_ point: URL) {
         #expect(failure.kind == .diskFull)
         #expect(failure.file.hasSuffix("step-000000002/shard-0-of-1.bin"))
         #expect(failure.description.contains("No space left on device"))
+        // No step-000000002/ at all: an empty one looks like a checkpoint that is not one (issue 19).
         let directory = run.appendingPathComponent("checkpoints/step-000000002")
-        #expect((try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.isEmpty ?? true)
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
 
         #expect(CheckpointStore.list(runDirectory: run) == [previous])
         #expect(CheckpointStore.latest(runDirectory: run) == previous)
@@ -62,5 +63,27 @@ private func unmount(_ point: URL) {
         let loaded = small.emptyCopy()
         _ = try CheckpointStore.load(previous, into: loaded.buffers)
         #expect(loaded.bitEqual(small))
+    }
+
+    /// The disk fills between the shards and the manifest (the shard fits, the manifest does not):
+    /// the shards written are deleted with their directory, the previous checkpoint stays the newest.
+    @Test func manifestThatDoesNotFitLeavesNoDirectory() throws {
+        let state = TestState()
+        state.add("parameters", count: 64, scale: 0.03)
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("contrast-full-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let previous = try save(state, to: run, step: 1)
+        let shardBytes = try #require(try CheckpointStore.manifest(at: previous).shards.first?.bytes)
+        let manifestBytes = try #require(FileManager.default.attributesOfItem(atPath: previous.appendingPathComponent("manifest.json").path)[.size] as? Int)
+        #expect(shardBytes < manifestBytes)     // else the capacity below cannot tell them apart
+        let error = checkpointError {
+            try FileIO.$simulatedCapacity.withValue(shardBytes) { _ = try save(state, to: run, step: 2) }
+        }
+        let failure = try #require(error)
+        #expect(failure.kind == .diskFull)
+        #expect(failure.file.contains("step-000000002/manifest.json"))  // its temporary file: the one that did not fit
+        #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoints/step-000000002").path))
+        #expect(CheckpointStore.list(runDirectory: run) == [previous])
+        #expect(CheckpointStore.latest(runDirectory: run) == previous)
     }
 }

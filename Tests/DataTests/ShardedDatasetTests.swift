@@ -49,6 +49,33 @@ private func flipByte(_ path: String, at offset: Int) throws {
         #expect(!FileManager.default.fileExists(atPath: folder + "/dataset.json.tmp"))
     }
 
+    /// The optional class names round-trip through dataset.json; a manifest without them (as
+    /// written before they existed) reads as none, and names without labels are refused.
+    @Test func classNamesAreOptional() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let samples = SampleBlock(count: 4, features: .uint8([UInt8](repeating: 7, count: 8)), labels: [0, 1, 1, 0])
+        let named = try ShardedDatasetWriter.write(samples, featureShape: [2], to: folder, layout: .size(2), classes: ["cat", "dog"])
+        #expect(try ShardedDataset(directory: folder).manifest.classes == ["cat", "dog"] && named.classes == ["cat", "dog"])
+        let path = folder + "/dataset.json"
+        #expect(try String(contentsOfFile: path, encoding: .utf8).contains("\"classes\""))
+
+        var object = try #require(try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        object["classes"] = nil
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        #expect(try ShardedDataset(directory: folder).manifest.classes == nil)
+
+        object["classes"] = ["cat", "dog"]
+        object["labels"] = nil
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try ShardedDataset(directory: folder)
+            Issue.record("classes without labels were accepted")
+        } catch {
+            #expect("\(error)".contains("classes (2 names) needs a non-empty list and labels"), "\(error)")
+        }
+    }
+
     @Test func roundTripFloat32WithLabelsAndPairs() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

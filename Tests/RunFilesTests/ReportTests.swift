@@ -257,6 +257,60 @@ import Testing
         #expect(html.contains("50.00%"))
     }
 
+    /// A one-rank run on a prepared set that names its classes (as `prepare fashion-mnist` writes
+    /// them): the PCA legend says the names, not "class 0-9"; the precision row says there is no
+    /// wire; the kNN chart of one evaluation keeps its axis near the value and within [0, 1].
+    @Test func oneRankRunOnANamedPreparedSet() throws {
+        let root = temporaryDirectory("report-named")
+        let data = root.appendingPathComponent("data")
+        let run = root.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        try Data("data:\n  dataset: prepared\n  path: \(data.path)\ncommunication:\n  precision: bf16\n".utf8)
+            .write(to: run.appendingPathComponent("config.yaml"))
+        let names = ["T-shirt/top", "Trouser", "Pullover"]
+        let manifest = #"{"format":"contrast-shards","labels":{"dtype":"int64","shape":[]},"classes":["T-shirt/top","Trouser","Pullover"]}"#
+        try writeLines([manifest], to: data.appendingPathComponent("test/dataset.json"))
+        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0,"global_batch":64}"#,
+                        #"{"type":"step","step":1,"epoch":0,"loss":4,"positive_accuracy":0.2,"images_per_second":6400,"time_wall":0.03}"#,
+                        #"{"type":"step","step":2,"epoch":0,"loss":4,"positive_accuracy":0.2,"images_per_second":6400,"time_wall":0.05}"#,
+                        #"{"type":"eval","step":1,"epoch":1,"knn_accuracy":0.98}"#],
+                       to: run.appendingPathComponent("metrics/rank-0.jsonl"))
+        let points = (0..<30).map { "[\(Double($0)),\(Double($0 % 7)),\($0 % 3)]" }.joined(separator: ",")
+        try writeLines([#"{"step":1,"epoch":1,"points":[\#(points)]}"#], to: run.appendingPathComponent("eval/pca-step-1.json"))
+
+        let html = try Report.html(runDirectory: run)
+        for (label, name) in names.enumerated() { #expect(html.contains("\(label) \(htmlEscaped(name))"), "no legend entry for \(name)") }
+        #expect(!html.contains("class 0"))
+        #expect(html.contains("<th>Precision</th><td>single process, no all-reduce; fp32 weights</td>"))
+        #expect(!html.contains("on the wire"))
+        // Throughput as train.log, TensorBoard and tail define it: 128 images in 0.08 s, not the steps' own 6400/s.
+        #expect(html.contains("<th>Throughput</th><td>1600 images/s over the last 2 steps (global batch over wall time)</td>"))
+
+        // The y tick labels (anchored at their end) of the kNN chart: near 0.98, none above 1.
+        let knn = try #require(html.components(separatedBy: "<svg").first { $0.contains("<title>kNN accuracy</title>") })
+        let ticks = knn.components(separatedBy: "text-anchor=\"end\" class=\"tick\">").dropFirst()
+            .compactMap { Double($0.prefix { $0 != "<" }) }
+        #expect(!ticks.isEmpty && ticks.allSatisfy { $0 >= 0.85 && $0 <= 1 }, "\(ticks)")
+
+        // Without names in the manifest (or without the data set), labels are numbered.
+        try writeLines([#"{"format":"contrast-shards"}"#], to: data.appendingPathComponent("test/dataset.json"))
+        #expect(try Report.html(runDirectory: run).contains("class 2"))
+    }
+
+    /// Fractions keep their axis within [0, 1] and near a constant value.
+    @Test func fractionAxesStayWithinZeroAndOne() {
+        func yTicks(_ values: [Double], fractions: Bool) -> [Double] {
+            var chart = LineChart(title: "t", yLabel: "y", series: [ChartSeries(name: "a", points: values.enumerated().map { (Double($0.offset + 1), $0.element) }, color: "#000")])
+            chart.fractions = fractions
+            return chart.svg().components(separatedBy: "text-anchor=\"end\" class=\"tick\">").dropFirst().compactMap { Double($0.prefix { $0 != "<" }) }
+        }
+        #expect(yTicks([1.0], fractions: false).max()! > 1)     // what the kNN chart drew: 0.9 to 1.1
+        #expect(yTicks([1.0], fractions: true).max()! == 1 && yTicks([1.0], fractions: true).min()! >= 0.9)
+        #expect(yTicks([0.0, 0.0], fractions: true).min()! == 0 && yTicks([0.0, 0.0], fractions: true).max()! <= 0.1)
+        let middle = yTicks([0.7, 0.7, 0.7], fractions: true)
+        #expect(middle.min()! >= 0.6 && middle.max()! <= 0.8, "\(middle)")
+    }
+
     @Test func niceTicksAndLabels() {
         let accuracy = NiceTicks(min: 0.03, max: 0.93, target: 5, snapToTicks: true)
         #expect(accuracy.labels() == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])

@@ -30,7 +30,7 @@ import Testing
                   "batches_per_epoch", "global_batch", "loss_kind", "parameters"],
         "step": ["step", "epoch", "loss", "positive_accuracy", "lr", "temperature", "gradient_norm", "loss_scale", "skipped",
                  "images_per_second", "time_data_wait", "time_forward", "time_gather", "time_loss", "time_backward",
-                 "time_communication_exposed", "time_communication_hidden", "time_optimizer", "bytes_communicated"],
+                 "time_communication_exposed", "time_communication_hidden", "time_optimizer", "bytes_communicated", "time_wall"],
         "geometry": ["step", "alignment", "uniformity", "embedding_std", "embedding_std_scaled", "effective_rank",
                      "positive_cosine", "negative_cosine"],
         "epoch": ["step", "epoch", "epoch_mean_loss"],
