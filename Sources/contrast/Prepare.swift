@@ -36,8 +36,9 @@ struct ShardOptions: ParsableArguments {
     /// The trainer's default data.virtual_shards, so prepared shards are its virtual shards.
     static let defaultShardCount = 64
 
-    @Option(help: ArgumentHelp("Shard files of near-equal size; shard s holds samples [s N / S, (s+1) N / S), the trainer's "
-                               + "virtual shards for data.virtual_shards = S. (default: \(defaultShardCount), unless --shard-size is given)"))
+    @Option(help: ArgumentHelp("Shard files of near-equal size; shard s holds samples [s N / S, (s+1) N / S). Training takes the "
+                               + "same number of samples from each file, so its global batch (data.batch_per_rank x ranks) must be a "
+                               + "multiple of S. (default: \(defaultShardCount), unless --shard-size is given)"))
     var shards: Int?
     @Option(help: "Samples per shard file instead of a shard count; the last shard may be smaller.")
     var shardSize: Int?
