@@ -301,7 +301,8 @@ struct ReportPage {
         let files = run.metrics.pca
         guard !files.isEmpty else {
             let evals = run.primary.records(.eval)
-            if !evals.isEmpty && evals.allSatisfy({ $0.texts["pca"] == nil }) {
+            // Evaluations that skipped kNN and wrote no PCA file had no test split (PCA needs no labels).
+            if !evals.isEmpty && evals.allSatisfy({ $0.texts["pca"] == nil && $0.texts["knn_skipped"] != nil }) {
                 return [missing("PCA of test representations", "none: the run's evaluations had no test split to draw")]
             }
             return [missing("PCA of test representations", "no eval/pca-step-&lt;S&gt;.json files yet (written at each evaluation)")]
