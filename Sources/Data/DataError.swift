@@ -25,6 +25,13 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case batchNotMultipleOfRanks(globalBatchSize: Int, worldSize: Int)
     /// The smallest virtual shard cannot fill even one batch.
     case epochTooShort(sampleCount: Int, virtualShards: Int, perShard: Int)
+    /// The global batch cannot take the same number of samples from every shard file of a
+    /// prepared data set (the files, not data.virtual_shards, are its shards).
+    case preparedBatchNotMultipleOfShards(directory: String, shards: Int, batchPerRank: Int, worldSize: Int)
+    /// The smallest shard file of a prepared data set cannot give one batch its share.
+    case preparedEpochTooShort(directory: String, sampleCount: Int, shards: Int, smallestShard: Int, batchPerRank: Int, worldSize: Int)
+    /// `prepare npy --test-fraction` would leave the test or the training split without samples.
+    case testSplitEmpty(fraction: Double, sampleCount: Int, testCount: Int)
     /// A prepared data set's manifest (dataset.json) is missing, unreadable or inconsistent.
     case manifestInvalid(path: String, problem: String)
     /// Shard `shard` of a prepared data set is missing, the wrong size, or fails a checksum.
@@ -39,9 +46,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case tooManyShards(shards: Int, sampleCount: Int)
     /// A data file's header declares no samples: nothing to train on.
     case noSamples(path: String)
-    /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
     /// `contrast prepare` was pointed at a folder that already holds something.
     case outputNotEmpty(path: String)
+    /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
     case spillFailed(directory: String, reason: String)
 
     public var description: String {
@@ -73,6 +80,29 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .epochTooShort(let sampleCount, let virtualShards, let perShard):
             return "\(sampleCount) samples in data.virtual_shards = \(virtualShards) shards cannot give each batch "
                 + "\(perShard) samples per shard; lower data.batch_per_rank or data.virtual_shards"
+        case .preparedBatchNotMultipleOfShards(let directory, let shards, let batchPerRank, let worldSize):
+            let global = batchPerRank * worldSize
+            var fixes = ["set data.batch_per_rank to \(Self.batchPerRank(near: batchPerRank, worldSize: worldSize, shards: shards))"]
+            if let count = Self.divisor(of: global, atMost: shards) { fixes.append("re-prepare it with --shards \(count) (a divisor of \(global))") }
+            return "the global batch \(Self.batch(batchPerRank, worldSize)) takes the same number of samples from each of the \(shards) "
+                + "shard files of the prepared data set \(directory) (`contrast prepare --shards`), so it must be a multiple of \(shards): "
+                + fixes.joined(separator: ", or ") + " (data.virtual_shards applies to fashion-mnist only)"
+        case .preparedEpochTooShort(let directory, let sampleCount, let shards, let smallestShard, let batchPerRank, let worldSize):
+            let global = batchPerRank * worldSize
+            var fixes: [String] = []
+            // The largest batch per rank whose global batch every shard can fill and that the shards divide.
+            let largest = stride(from: smallestShard * shards / worldSize, through: 1, by: -1).first { ($0 * worldSize) % shards == 0 }
+            if let largest { fixes.append("lower data.batch_per_rank to \(largest) or less") }
+            // With S' near-equal shards the smallest holds floor(N / S') >= B / S' samples when S' divides B and B <= N.
+            if global <= sampleCount, let count = Self.divisor(of: global, atMost: shards - 1) {
+                fixes.append("re-prepare it with fewer shards (--shards \(count))")
+            }
+            return "the prepared data set \(directory) has \(sampleCount) samples in \(shards) shard files (`contrast prepare --shards`), "
+                + "the smallest of \(smallestShard), but the global batch \(Self.batch(batchPerRank, worldSize)) takes \(global / shards) "
+                + "from each: " + (fixes.isEmpty ? "lower data.batch_per_rank" : fixes.joined(separator: ", or "))
+        case .testSplitEmpty(let fraction, let sampleCount, let testCount):
+            return "--test-fraction \(fraction) of \(sampleCount) samples leaves " + (testCount == 0 ? "no test sample" : "no training sample")
+                + "; choose a fraction between \(1 / Double(sampleCount)) and \(1 - 1 / Double(sampleCount)), e.g. 0.2"
         case .manifestInvalid(let path, let problem):
             return "data set manifest \(path): \(problem); re-run `contrast prepare` to rebuild the data set"
         case .shardInvalid(let path, let shard, let problem):
@@ -101,6 +131,25 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 extension DataError {
+    /// "128 (data.batch_per_rank 64 x 2 ranks)".
+    static func batch(_ batchPerRank: Int, _ worldSize: Int) -> String {
+        "\(batchPerRank * worldSize) (data.batch_per_rank \(batchPerRank) x \(worldSize) rank\(worldSize == 1 ? "" : "s"))"
+    }
+
+    /// The batch per rank nearest `batchPerRank` (the larger on a tie) whose global batch `shards` divides.
+    static func batchPerRank(near batchPerRank: Int, worldSize: Int, shards: Int) -> Int {
+        let step = shards / gcd(shards, worldSize)   // b x P is a multiple of S exactly when b is a multiple of this
+        let below = batchPerRank / step * step, above = below + step
+        return below > 0 && batchPerRank - below < above - batchPerRank ? below : above
+    }
+
+    /// The largest divisor of `value` that is at most `limit`, nil when there is none above 1.
+    static func divisor(of value: Int, atMost limit: Int) -> Int? {
+        stride(from: min(value, limit), through: 2, by: -1).first { value % $0 == 0 }
+    }
+
+    private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
     /// Storage's error while writing a data set, in Data's words: the file (or "(zstd)") and
     /// the call that failed.
     init(writing error: StorageError) {

@@ -79,6 +79,22 @@ public struct Sampler: Sendable, Equatable {
         }
     }
 
+    /// The shard files of the prepared data set in `directory` as shards, for a global batch
+    /// of `batchPerRank` x `worldSize`. Its errors name the files and `contrast prepare --shards`,
+    /// not data.virtual_shards, which does not apply to a prepared data set.
+    /// - Throws: `DataError.preparedBatchNotMultipleOfShards`, `DataError.preparedEpochTooShort`.
+    public init(preparedShards shardRanges: [Range<Int>], directory: String, batchPerRank: Int, worldSize: Int, seed: UInt64) throws {
+        do {
+            try self.init(shardRanges: shardRanges, globalBatchSize: batchPerRank * worldSize, seed: seed)
+        } catch DataError.batchNotMultipleOfShards {
+            throw DataError.preparedBatchNotMultipleOfShards(directory: directory, shards: shardRanges.count,
+                                                             batchPerRank: batchPerRank, worldSize: worldSize)
+        } catch DataError.epochTooShort {
+            throw DataError.preparedEpochTooShort(directory: directory, sampleCount: shardRanges.last!.upperBound, shards: shardRanges.count,
+                                                  smallestShard: shardRanges.map(\.count).min()!, batchPerRank: batchPerRank, worldSize: worldSize)
+        }
+    }
+
     /// Samples of shard s.
     public func shardRange(_ shard: Int) -> Range<Int> {
         precondition(shard >= 0 && shard < virtualShards, "shard \(shard) out of range 0..<\(virtualShards)")

@@ -31,7 +31,7 @@ public enum Embedding {
             case .test:
                 guard let testPath else {
                     throw RunDirectory.Failure(description: "\(path) is a prepared data set without a test split (no test/ folder); "
-                                           + "use --split train, or prepare both splits (contrast prepare fashion-mnist --out DIR)")
+                                           + "use --split train, or prepare it with a test split (contrast prepare npy ... --test-fraction 0.2)")
                 }
                 folder = testPath
             }

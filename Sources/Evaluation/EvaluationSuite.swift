@@ -212,7 +212,7 @@ extension Evaluation {
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             guard let testPath else {
                 throw RunDirectory.Failure(description: "\(path) has no test split (test/dataset.json); evaluation needs one: "
-                                       + "prepare the data set with its test split, or point data.path at the folder holding train/ and test/")
+                                       + "prepare it with one (contrast prepare npy ... --test-fraction 0.2), or point data.path at the folder holding train/ and test/")
             }
             func read(_ directory: String, limit: Int) throws -> SampleRows {
                 let dataset = try ShardedDataset(directory: directory)

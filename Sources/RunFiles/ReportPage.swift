@@ -121,7 +121,9 @@ struct ReportPage {
 
     func bestKNN() -> String {
         let evals = run.primary.records(.eval).filter { $0["knn_accuracy"] != nil }
-        guard let best = evals.max(by: { $0["knn_accuracy"]! < $1["knn_accuracy"]! }) else { return "not evaluated yet" }
+        guard let best = evals.max(by: { $0["knn_accuracy"]! < $1["knn_accuracy"]! }) else {
+            return knnSkipped.map { "skipped: " + htmlEscaped($0) } ?? "not evaluated yet"
+        }
         var text = String(format: "%.2f%%", best["knn_accuracy"]! * 100)
         var at: [String] = []
         if let epoch = best["epoch"].flatMap(MetricsRecord.integer) { at.append("epoch \(epoch)") }
@@ -131,6 +133,11 @@ struct ReportPage {
             text += String(format: "; latest %.2f%%", accuracy * 100)
         }
         return text
+    }
+
+    /// Why the run's latest evaluation (or its end) had no kNN accuracy: no test split, no labels.
+    var knnSkipped: String? {
+        (run.primary.records(.eval) + run.primary.records(.end)).last { $0.texts["knn_skipped"] != nil }?.texts["knn_skipped"]
     }
 
     func checkpointList() -> String {
@@ -193,8 +200,12 @@ struct ReportPage {
             evalSeries.append(ChartSeries(name: name, points: evals.series(key), color: ChartPalette.color(index + 1),
                                           style: key.hasSuffix("pairs_to_features") ? .dashed : .line))
         }
-        charts.append(chart(recallKeys.isEmpty ? "kNN accuracy" : "kNN accuracy and recall@K", yLabel: "fraction of test samples",
-                            evalSeries, needs: "eval lines (<code>knn_accuracy</code>, <code>recall_at_K_*</code>)", fractions: true))
+        if evalSeries.isEmpty, let skipped = knnSkipped {
+            charts.append(missing("kNN accuracy", "skipped: " + htmlEscaped(skipped)))
+        } else {
+            charts.append(chart(recallKeys.isEmpty ? "kNN accuracy" : "kNN accuracy and recall@K", yLabel: "fraction of test samples",
+                                evalSeries, needs: "eval lines (<code>knn_accuracy</code>, <code>recall_at_K_*</code>)", fractions: true))
+        }
 
         charts.append(chart("Learning rate", yLabel: "learning rate",
                             [ChartSeries(name: "lr", points: steps.series("lr"), color: ChartPalette.color(4))], needs: Self.stepField("lr"), includeZero: true, noteIfConstant: true))
@@ -300,6 +311,11 @@ struct ReportPage {
     func scatters() -> [Figure] {
         let files = run.metrics.pca
         guard !files.isEmpty else {
+            let evals = run.primary.records(.eval)
+            // Evaluations that skipped kNN and wrote no PCA file had no test split (PCA needs no labels).
+            if !evals.isEmpty && evals.allSatisfy({ $0.texts["pca"] == nil && $0.texts["knn_skipped"] != nil }) {
+                return [missing("PCA of test representations", "none: the run's evaluations had no test split to draw")]
+            }
             return [missing("PCA of test representations", "no eval/pca-step-&lt;S&gt;.json files yet (written at each evaluation)")]
         }
         let chosen: [RunMetrics.PCAPoints]

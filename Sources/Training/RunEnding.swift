@@ -2,6 +2,7 @@ import Tensor
 import Evaluation
 import Checkpoint
 import Foundation
+import RunFiles
 
 /// How a run's training loop ended.
 enum Ending: Equatable {
@@ -20,9 +21,32 @@ enum Ending: Equatable {
 
 extension Trainer {
     /// The run's `end` record, whatever ended it.
-    func recordEnd(_ ending: Ending, seconds: Double) {
-        log.record("end", [("step", .int(stepsDone)), ("interrupted", .bool(ending == .interrupted)), ("seconds", .number(seconds)),
-                           ("parameters_checksum", .string(parametersChecksum))])
+    /// A completed run's record on rank 0 also holds the final kNN accuracy, or why it was skipped.
+    func recordEnd(_ ending: Ending, seconds: Double, knnAccuracy: Double = .nan) {
+        var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("interrupted", .bool(ending == .interrupted)),
+                                             ("seconds", .number(seconds)), ("parameters_checksum", .string(parametersChecksum))]
+        if ending == .completed && communicator.isRoot {
+            fields.append(knnAccuracy.isFinite ? ("knn_accuracy", .number(knnAccuracy)) : ("knn_skipped", .string(knnSkipped ?? "not evaluated")))
+        }
+        log.record("end", fields)
+    }
+
+    /// Why the kNN evaluation cannot give an accuracy on this data, and what to do about it;
+    /// nil when it can. Rank 0 only (the rank that holds the test split). What the log, the
+    /// metrics, the report and the run's last line say instead of a NaN.
+    /// - Parameter labelsUsable: whether the training labels made a kNN memory (every rank's
+    ///   labels are class indices the kNN handles).
+    func knnSkip(labelsUsable: Bool = true) -> (cause: String, fix: String)? {
+        guard let test = data.test else {
+            return ("the data set \(config.data.path) has no test split",
+                    "prepare it with --test-fraction 0.2, or point data.path at the folder holding train/ and test/")
+        }
+        guard data.train.labels != nil else { return ("the training data has no labels", "prepare it with --labels to evaluate") }
+        guard test.labels != nil else { return ("the test split has no labels", "prepare it with --test-labels to evaluate") }
+        guard labelsUsable, Evaluation.classes(test.labels) != nil else {
+            return ("the labels are not all class indices in 0 ..< 256, the range the kNN evaluation handles", "renumber the classes")
+        }
+        return nil
     }
 
     /// FNV-1a checksum of this rank's parameters (16 hex digits) for the `end` record: equal on

@@ -43,11 +43,16 @@ public final class Trainer {
     let faultInjection: FaultInjection?
     /// Ends the job when a collective waits longer than communication.watchdog_seconds (nil in one process).
     let watchdog: CollectiveWatchdog?
+    /// Rank 0: why the latest evaluation had no kNN accuracy and the fix (`knnSkip`), nil when it had one.
+    var knnSkipped: String?
 
     public struct Summary: Sendable {
         public var steps: Int
         public var finalLoss: Double
+        /// NaN when the kNN evaluation was skipped (then `knnSkipped` says why, on rank 0).
         public var knnAccuracy: Double
+        /// Rank 0: why the final evaluation has no kNN accuracy (no test split, no labels), nil when it has one.
+        public var knnSkipped: String? = nil
         public var runDirectory: String
         public var epochMeanLosses: [Double]
         /// Stopped early by a stop signal (SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2) after writing a checkpoint: exit with `Trainer.interruptedExitCode`.
@@ -186,6 +191,11 @@ public final class Trainer {
                      + "in \(step.reducer.buckets.count) bucket(s)")
             log.info("world: " + hosts.enumerated().map { "rank \($0.offset) on \($0.element)" }.joined(separator: ", "))
             for note in data.summary.components(separatedBy: "; ") { log.info("data: " + note) }
+            if let skip = knnSkip() {
+                // Said now, not only after the last step: the user may want to re-prepare before spending the time.
+                log.info("eval: kNN will be skipped: \(skip.cause); \(skip.fix)"
+                         + (c.eval.earlyStoppingPatience > 0 ? "; so early stopping (eval.early_stopping_patience) has nothing to monitor" : ""))
+            }
             if c.train.computePrecision == .bf16, let gemm = OneDNNGEMM.implementation {
                 log.info("compute: the model's GEMMs in bf16 (fp32 accumulation and master weights) through oneDNN \(gemm)")
             } else {
@@ -303,14 +313,20 @@ public final class Trainer {
             knnAccuracy = try finalEvaluation(lastEvaluation: lastEvaluation)
             if communicator.isRoot {
                 try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
-                log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
-                                stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100,
-                                runDirectory.appendingPathComponent("weights.bin").path))
+                let weights = runDirectory.appendingPathComponent("weights.bin").path
+                if knnAccuracy.isFinite {
+                    log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
+                                    stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100, weights))
+                } else {
+                    log.info(String(format: "done: %d steps in %@, final loss %.4f; weights in %@; kNN skipped: %@",
+                                    stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, weights, knnSkipped ?? "not evaluated"))
+                }
             }
         }
-        recordEnd(ending, seconds: monotonicSeconds() - started)
+        recordEnd(ending, seconds: monotonicSeconds() - started, knnAccuracy: knnAccuracy)
         if ending == .completed { try communicator.barrier() }
-        return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy, runDirectory: runDirectory.path,
+        return Summary(steps: stepsDone, finalLoss: lastLoss, knnAccuracy: knnAccuracy,
+                       knnSkipped: ending == .completed && !knnAccuracy.isFinite ? knnSkipped : nil, runDirectory: runDirectory.path,
                        epochMeanLosses: epochMeans, interrupted: ending == .interrupted, skippedStepsStop: ending.message)
     }
 
@@ -351,7 +367,7 @@ public final class Trainer {
         step.model.computePrecision = .fp32
         defer { step.model.computePrecision = precision }
         let linearDue = e.linearEveryEpochs > 0 && (final || epoch % e.linearEveryEpochs == 0)
-        if communicator.isRoot, let test = data.test {
+        if communicator.isRoot, let test = data.test, knnSkip() == nil {
             // The evaluation can take longer than the steps before it: say what is happening.
             log.info("evaluating: kNN\(linearDue ? " and linear probe" : "") on \(test.count) test samples "
                      + "against \(data.train.totalCount) training samples ...")
@@ -400,7 +416,14 @@ public final class Trainer {
                                       width: step.model.representationWidth, labels: test.labels)
                 fields.append(("pca", .string(String(format: "eval/pca-step-%d.json", stepsDone))))
             }
-            if parts.isEmpty { parts.append("nothing to evaluate (no test split with labels or pairs)") }
+            // A skipped kNN is said in words (log, metrics, report), never as a NaN.
+            knnSkipped = nil
+            if values["knn"] == nil {
+                let skip = knnSkip(labelsUsable: memory != nil) ?? (cause: "no kNN accuracy", fix: "")
+                knnSkipped = skip.fix.isEmpty ? skip.cause : skip.cause + "; " + skip.fix
+                parts.append("kNN skipped (\(skip.cause))")   // the fix is in the run's first and last lines
+                fields.append(("knn_skipped", .string(knnSkipped!)))
+            }
             log.info(String(format: "eval epoch %d: %@ (%.1f s)", epoch, parts.joined(separator: ", "), monotonicSeconds() - t0))
             log.record("eval", fields)
             scalarSink?(fields.dropFirst(2).compactMap { field in

@@ -70,7 +70,7 @@ public final class TrainingData {
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
             let ranges = manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount }
-            sampler = try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
+            sampler = try Sampler(preparedShards: ranges, directory: trainPath, batchPerRank: d.batchPerRank, worldSize: worldSize, seed: seed)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
             train = try SampleRows.read(dataset, shards: shards, spillDirectory: spill)

@@ -36,8 +36,9 @@ struct ShardOptions: ParsableArguments {
     /// The trainer's default data.virtual_shards, so prepared shards are its virtual shards.
     static let defaultShardCount = 64
 
-    @Option(help: ArgumentHelp("Shard files of near-equal size; shard s holds samples [s N / S, (s+1) N / S), the trainer's "
-                               + "virtual shards for data.virtual_shards = S. (default: \(defaultShardCount), unless --shard-size is given)"))
+    @Option(help: ArgumentHelp("Shard files of near-equal size; shard s holds samples [s N / S, (s+1) N / S). Training takes the "
+                               + "same number of samples from each file, so its global batch (data.batch_per_rank x ranks) must be a "
+                               + "multiple of S. (default: \(defaultShardCount), unless --shard-size is given)"))
     var shards: Int?
     @Option(help: "Samples per shard file instead of a shard count; the last shard may be smaller.")
     var shardSize: Int?
@@ -91,22 +92,74 @@ struct PrepareFashionMNIST: ParsableCommand {
 
 struct PrepareNPY: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "npy",
-        abstract: "NumPy .npy arrays (samples first, C order; u1, <f4, <f8, <i8) into OUT.",
-        discussion: "Float features and pairs must be finite: the first NaN or infinity is an error naming its row and column.")
+        abstract: "NumPy .npy arrays (samples first, C order; u1, <f4, <f8, <i8) into OUT, or OUT/train and OUT/test.",
+        discussion: """
+        Float features and pairs must be finite: the first NaN or infinity is an error naming its row and column.
+
+        A run evaluates on a test split: give --test-fraction F to hold out a random F of the samples (OUT/train, \
+        OUT/test, and OUT/test-rows.npy with their row numbers), or --test-features (with --test-labels and \
+        --test-pairs when you give --labels and --pairs) for a test split of your own. Without either, OUT is \
+        one data set: a run on it trains, and says it skipped its kNN evaluation.
+        """)
     @Option(help: "Features: uint8 stays uint8, float32/float64/int64 become float32.") var features: String
     @Option(help: "Labels: one integer per sample (int64 or uint8).") var labels: String?
     @Option(help: "Second modality for pairs, converted to float32.") var pairs: String?
+    @Option(help: ArgumentHelp("Hold out this fraction of the samples as the test split, drawn at random with --split-seed (not "
+                               + "the last rows, so data sorted by class gives a test split of every class); rows keep their order "
+                               + "within each split. E.g. 0.2."))
+    var testFraction: Double?
+    @Option(help: "Seed of the --test-fraction draw: the same seed and files give the same split on any machine. (default: 0)")
+    var splitSeed: UInt64?
+    @Option(help: "Your own test split's features instead of --test-fraction: the same dtype and sample shape as --features.")
+    var testFeatures: String?
+    @Option(help: "The test split's labels (needed, and only allowed, with --labels).") var testLabels: String?
+    @Option(help: "The test split's pairs (needed, and only allowed, with --pairs).") var testPairs: String?
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
     @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
     var overwrite = false
     @OptionGroup var shardOptions: ShardOptions
 
+    func validate() throws {
+        if let testFraction, !(testFraction > 0 && testFraction < 1) {
+            throw ValidationError("--test-fraction must be between 0 and 1 (the share of samples held out for testing, e.g. 0.2), got \(testFraction)")
+        }
+        if testFraction != nil && testFeatures != nil {
+            throw ValidationError("--test-fraction and --test-features both make the test split; give one of them")
+        }
+        if splitSeed != nil && testFraction == nil { throw ValidationError("--split-seed is the seed of --test-fraction; add --test-fraction F") }
+        if testFeatures == nil && (testLabels != nil || testPairs != nil) {
+            throw ValidationError("--test-labels and --test-pairs belong to a test split of your own; add --test-features")
+        }
+        if testFeatures != nil {
+            if (labels == nil) != (testLabels == nil) {
+                throw ValidationError(labels == nil ? "--test-labels needs --labels (the training split's labels)"
+                                                    : "--labels needs --test-labels with --test-features: the test split needs labels for the kNN evaluation")
+            }
+            if (pairs == nil) != (testPairs == nil) {
+                throw ValidationError(pairs == nil ? "--test-pairs needs --pairs (the training split's pairs)"
+                                                   : "--pairs needs --test-pairs with --test-features: both splits need the same modalities")
+            }
+        }
+    }
+
     func run() throws {
         try reportingErrors {
-            let summary = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, out: out,
-                                                     layout: shardOptions.layout, overwrite: overwrite)
-            report(summary, source: "the .npy files")
-            try verify(summary.directory)
+            let test: TestSplit? = testFraction.map { .fraction($0, seed: splitSeed ?? 0) }
+                ?? testFeatures.map { .files(features: $0, labels: testLabels, pairs: testPairs) }
+            let summaries = try DatasetPreparation.npy(features: features, labels: labels, pairs: pairs, test: test, out: out,
+                                                       layout: shardOptions.layout, overwrite: overwrite)
+            for summary in summaries {
+                report(summary, source: testFraction == nil ? "the .npy files" : "its share of the .npy files")
+                try verify(summary.directory)
+            }
+            if testFraction != nil {
+                say("note: the test split is \(summaries[1].sampleCount) rows drawn with --split-seed \(splitSeed ?? 0); "
+                    + "\(out)/\(DatasetPreparation.testRowsFileName) lists their row numbers in \(features)")
+            }
+            if test == nil {
+                say("note: no test split: a run on \(out) trains, but skips its kNN evaluation; "
+                    + "add --test-fraction 0.2 (or --test-features) to hold some samples out for testing")
+            }
         }
     }
 }

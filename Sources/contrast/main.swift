@@ -72,7 +72,9 @@ struct Train: ParsableCommand {
             if communicator.rank == 0 && summary.alreadyFinished {
                 say(Trainer.alreadyFinishedLine(summary))
             } else if communicator.rank == 0 && !interrupted && skippedStepsStop == nil {
-                say(String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory))
+                // A run without labels or a test split says what it skipped, not "nan%".
+                say(summary.knnAccuracy.isFinite ? String(format: "kNN accuracy: %.2f%% (run directory %@)", summary.knnAccuracy * 100, summary.runDirectory)
+                                                 : "kNN skipped: \(summary.knnSkipped ?? "not evaluated") (run directory \(summary.runDirectory))")
             }
         }
         // Stopped by a stop signal (StopSignal) after a checkpoint: a distinct status tells a requeue script to resume.

@@ -207,6 +207,9 @@ private func writeSplit(directory: String, prefix: String = "train", count: Int,
             .countMismatch(imagesPath: "/a", images: 1, labelsPath: "/b", labels: 2), .corruptStream(path: "/x", detail: "d"),
             .batchNotMultipleOfShards(globalBatchSize: 3, virtualShards: 2), .batchNotMultipleOfRanks(globalBatchSize: 3, worldSize: 2),
             .epochTooShort(sampleCount: 1, virtualShards: 1, perShard: 2), .noSamples(path: "/x"),
+            .preparedBatchNotMultipleOfShards(directory: "/x", shards: 4, batchPerRank: 3, worldSize: 1),
+            .preparedEpochTooShort(directory: "/x", sampleCount: 8, shards: 4, smallestShard: 2, batchPerRank: 16, worldSize: 1),
+            .testSplitEmpty(fraction: 0.01, sampleCount: 10, testCount: 0),
         ]
         for error in errors { #expect(!error.description.contains("\n") && !error.description.isEmpty) }
     }

@@ -82,8 +82,10 @@ private func problem(_ body: () throws -> Void) -> String {
     @Test func prepareRoundTripAndMismatchedCounts() throws {
         let folder = try numpyFiles()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let summary = try DatasetPreparation.npy(features: folder + "/f8.npy", labels: folder + "/i8.npy", pairs: folder + "/f4.npy",
-                                                 out: folder + "/out", layout: .size(4))
+        let summaries = try DatasetPreparation.npy(features: folder + "/f8.npy", labels: folder + "/i8.npy", pairs: folder + "/f4.npy",
+                                                   out: folder + "/out", layout: .size(4))
+        #expect(summaries.count == 1)
+        let summary = summaries[0]
         #expect(summary.sampleCount == 11 && summary.shardCount == 3 && summary.notes == ["features: float64 converted to float32"])
         let dataset = try ShardedDataset(directory: folder + "/out")
         var features: [Float] = [], pairs: [Float] = [], labels: [Int64] = []
@@ -97,7 +99,7 @@ private func problem(_ body: () throws -> Void) -> String {
         #expect(pairs.map(\.bitPattern) == (try NPYArray(path: folder + "/f4.npy")).float32Values().map(\.bitPattern))
         #expect(labels == (try NPYArray(path: folder + "/i8.npy")).int64Values())
 
-        let images = try DatasetPreparation.npy(features: folder + "/u1.npy", out: folder + "/u1", layout: .size(5))
+        let images = try DatasetPreparation.npy(features: folder + "/u1.npy", out: folder + "/u1", layout: .size(5))[0]
         #expect(images.notes.isEmpty)
         #expect(try ShardedDataset(directory: folder + "/u1").manifest.features == FieldLayout(dtype: .uint8, shape: [3, 4]))
 

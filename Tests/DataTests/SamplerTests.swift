@@ -93,6 +93,48 @@ import Testing
         }
     }
 
+    /// A prepared data set's shards are its files: the errors name the folder, the file count and
+    /// `prepare --shards`, give values that work, and do not blame data.virtual_shards.
+    @Test func preparedShardErrorsNameTheShardFiles() throws {
+        let ranges = (0..<4).map { ($0 * 512)..<(($0 + 1) * 512) }
+        let notMultiple = #expect(throws: DataError.self) {
+            try Sampler(preparedShards: ranges, directory: "data/mine", batchPerRank: 3, worldSize: 2, seed: 0)
+        }
+        #expect(notMultiple == .preparedBatchNotMultipleOfShards(directory: "data/mine", shards: 4, batchPerRank: 3, worldSize: 2))
+        let text = notMultiple?.description ?? ""
+        for fragment in ["global batch 6 (data.batch_per_rank 3 x 2 ranks)", "4 shard files of the prepared data set data/mine",
+                         "--shards", "set data.batch_per_rank to 4", "--shards 3 (a divisor of 6)"] {
+            #expect(text.contains(fragment), "\(fragment): \(text)")
+        }
+        #expect(!text.contains("data.virtual_shards ="), "\(text)")
+        // The suggested values really work.
+        _ = try Sampler(preparedShards: ranges, directory: "d", batchPerRank: 4, worldSize: 2, seed: 0)
+        _ = try Sampler(preparedShards: (0..<3).map { ($0 * 512)..<(($0 + 1) * 512) }, directory: "d", batchPerRank: 3, worldSize: 2, seed: 0)
+
+        let tooShort = #expect(throws: DataError.self) {
+            try Sampler(preparedShards: ranges, directory: "data/mine", batchPerRank: 1_536, worldSize: 2, seed: 0)
+        }
+        let short = tooShort?.description ?? ""
+        for fragment in ["2048 samples in 4 shard files", "the smallest of 512", "global batch 3072 (data.batch_per_rank 1536 x 2 ranks)",
+                         "takes 768 from each", "lower data.batch_per_rank to 1024 or less"] {
+            #expect(short.contains(fragment), "\(fragment): \(short)")
+        }
+        _ = try Sampler(preparedShards: ranges, directory: "d", batchPerRank: 1_024, worldSize: 2, seed: 0)
+        // Fewer shards help only when the data set holds a whole global batch: here 750 samples
+        // cut by --shard-size 100, whose last shard of 50 is the short one.
+        let bySize = (0..<8).map { ($0 * 100)..<min(750, ($0 + 1) * 100) }
+        let fewer = #expect(throws: DataError.self) {
+            try Sampler(preparedShards: bySize, directory: "d", batchPerRank: 512, worldSize: 1, seed: 0)
+        }
+        let fewerText = fewer?.description ?? ""
+        #expect(fewerText.contains("lower data.batch_per_rank to 400 or less") && fewerText.contains("re-prepare it with fewer shards (--shards 4)"),
+                "\(fewerText)")
+        _ = try Sampler(preparedShards: bySize, directory: "d", batchPerRank: 400, worldSize: 1, seed: 0)
+        _ = try Sampler(preparedShards: try ShardLayout.count(4).ranges(sampleCount: 750), directory: "d", batchPerRank: 512, worldSize: 1, seed: 0)
+        // The fashion-mnist messages keep naming data.virtual_shards.
+        #expect(DataError.batchNotMultipleOfShards(globalBatchSize: 100, virtualShards: 64).description.contains("data.virtual_shards = 64"))
+    }
+
     /// Shard files of unequal sizes (a prepared data set cut every 40 samples, the last short),
     /// 12 shards, 24 samples per global batch (k = 2): on P = 1, 2, 3, 4 ranks every sample of an
     /// epoch is read once, except each shard's permutation tail; each rank reads only its own

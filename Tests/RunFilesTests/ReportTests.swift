@@ -149,6 +149,23 @@ import Testing
         #expect(html.contains("<b>PCA of test representations</b>: no eval/pca-step-&lt;S&gt;.json files yet"))
     }
 
+    /// A run whose evaluations skipped kNN (no test split) says so where the accuracy and the
+    /// PCA scatters would be, with the reason its metrics give, never "nan".
+    @Test func skippedEvaluationIsSaidInWords() throws {
+        let run = temporaryDirectory("report-skipped").appendingPathComponent("run")
+        let reason = "the data set data/mine has no test split; prepare it with --test-fraction 0.2"
+        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0}"#,
+                        #"{"type":"step","step":1,"epoch":0,"loss":4.5}"#,
+                        #"{"type":"eval","step":1,"epoch":1,"knn_skipped":"\#(reason)"}"#,
+                        #"{"type":"end","step":1,"interrupted":false,"seconds":1,"knn_skipped":"\#(reason)"}"#],
+                       to: run.appendingPathComponent("metrics/rank-0.jsonl"))
+        let html = try Report.html(runDirectory: run)
+        #expect(html.contains("<th>Best kNN accuracy</th><td>skipped: \(reason)</td>"))
+        #expect(html.contains("<b>kNN accuracy</b>: skipped: \(reason)"))
+        #expect(html.contains("<b>PCA of test representations</b>: none: the run's evaluations had no test split to draw"))
+        #expect(!html.lowercased().contains("nan"))
+    }
+
     /// A pid on this host is alive while the process exists; a rank elsewhere (or without a pid)
     /// while its newest record is younger than the limit.
     @Test func liveness() throws {

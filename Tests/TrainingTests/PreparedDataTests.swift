@@ -176,7 +176,9 @@ import Testing
     /// The kNN accuracies a run's metrics recorded, in order.
     func knnAccuracies(_ run: String) throws -> [Double] {
         try String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
-            (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["knn_accuracy"] as? Double
+            // The eval records' (the end record repeats the final one).
+            guard let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], record["type"] as? String == "eval" else { return nil }
+            return record["knn_accuracy"] as? Double
         }
     }
 
