@@ -18,17 +18,37 @@ import RunFiles
     @Test func roundTripsAndDetectsDamage() throws {
         let url = temporaryDirectory("weights").appendingPathComponent("weights.bin")
         let original = arena()
-        try WeightsFile.write(original, to: url)
+        let inputs = ModelInputs(features: [28, 28], image: true, pairs: [64])
+        try WeightsFile.write(original, inputs: inputs, to: url)
         let copy = arena()
         copy.parameters.zero()
         try WeightsFile.read(into: copy, from: url)
         #expect(copy.parameters.array == original.parameters.array)
+        #expect(try WeightsFile.inputs(at: url) == inputs)
 
         var bytes = try Data(contentsOf: url)
-        bytes[30] ^= 0x40
+        bytes[bytes.count - 10] ^= 0x40
         try bytes.write(to: url)
         #expect(throws: RunDirectory.Failure.self) { try WeightsFile.read(into: copy, from: url) }
         try bytes.prefix(40).write(to: url)
         #expect(throws: RunDirectory.Failure.self) { try WeightsFile.read(into: copy, from: url) }
+    }
+
+    /// A version 1 file (no header, written before the input shape was recorded) still loads;
+    /// it records no input shape, so the model's comes from its data set.
+    @Test func readsVersionOneFiles() throws {
+        let url = temporaryDirectory("weights-v1").appendingPathComponent("weights.bin")
+        let original = arena()
+        let values = UnsafeRawBufferPointer(start: original.parameters.data, count: original.count * 4)
+        var data = Data("CTRWGT01".utf8)
+        withUnsafeBytes(of: UInt64(original.count).littleEndian) { data.append(contentsOf: $0) }
+        withUnsafeBytes(of: WeightsFile.checksum(values).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: values)
+        try data.write(to: url)
+        let copy = arena()
+        copy.parameters.zero()
+        try WeightsFile.read(into: copy, from: url)
+        #expect(copy.parameters.array == original.parameters.array)
+        #expect(try WeightsFile.inputs(at: url) == nil)
     }
 }
