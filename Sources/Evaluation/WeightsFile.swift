@@ -17,7 +17,10 @@ public enum WeightsFile {
 
     public static func write(_ arena: ParameterArena, inputs: ModelInputs, to url: URL) throws {
         let values = UnsafeRawBufferPointer(start: arena.parameters.data, count: arena.count * 4)
-        let header = try JSONEncoder().encode(inputs)
+        // Sorted keys: the same model gives the same bytes in every process (Foundation's key order is not fixed).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let header = try encoder.encode(inputs)
         var data = Data(magic)
         withUnsafeBytes(of: UInt64(arena.count).littleEndian) { data.append(contentsOf: $0) }
         withUnsafeBytes(of: checksum(values).littleEndian) { data.append(contentsOf: $0) }
