@@ -20,7 +20,7 @@ struct EvalKNN: ParsableCommand {
 
     enum Baseline: String, ExpressibleByArgument, CaseIterable { case pixels, random }
 
-    @Option(name: .customLong("run"), help: ArgumentHelp("The trained model: " + trainedModelHelp))
+    @Option(name: .customLong("run"), help: ArgumentHelp(trainedModelHelp))
     var runDirectory: String?
     @Option(help: ArgumentHelp("Evaluate a baseline instead of the trained model: 'pixels' (the raw inputs, pixels or features) or 'random' "
             + "(the encoder initialised with the config's seed); with --run, on that run's data and architecture."))
