@@ -76,7 +76,7 @@ public final class TrainingData {
             let ranges = manifest.shards[ShardedDataset.shards(of: manifest, holdingFirst: count)].map {
                 $0.firstSample ..< min($0.firstSample + $0.sampleCount, count)
             }
-            sampler = try Self.preparedSampler(ranges: ranges, globalBatch: globalBatch, seed: seed, manifest: manifest,
+            sampler = try Self.preparedSampler(ranges: ranges, globalBatch: globalBatch, seed: seed,
                                                trainPath: trainPath, limited: count < manifest.sampleCount)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
@@ -124,7 +124,7 @@ public final class TrainingData {
     /// The sampler over a prepared data set's shards (cut at data.train_limit). Its errors name
     /// what to change for a prepared set: the global batch is shared among its shard files
     /// (`contrast prepare --shards`), not data.virtual_shards.
-    static func preparedSampler(ranges: [Range<Int>], globalBatch: Int, seed: UInt64, manifest: ShardManifest,
+    static func preparedSampler(ranges: [Range<Int>], globalBatch: Int, seed: UInt64,
                                 trainPath: String, limited: Bool) throws -> Sampler {
         do {
             return try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
