@@ -31,6 +31,8 @@
 # stops at once, without a checkpoint (docs/checkpoints.md). The script exits with mpirun's
 # status; mpirun's "the job has been aborted ... Exit code" blocks about ranks that exited
 # non-zero are left out, and a failed job ends with contrast's own last line (docs/launching.md).
+# A contrast train run that ended abnormally (a rank killed, a crash, a stop at once) ends with
+# a line, also appended to its train.log, saying how and the command that resumes it.
 #
 # Examples:
 #   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
@@ -43,6 +45,9 @@ usage() { sed -n '2,/^set -euo pipefail$/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e
 fail() { echo "$me: $1" >&2; exit 2; }
 need_value() { [[ $# -ge 2 ]] || fail "$1 needs a value (see $me --help)"; }
 
+# The command as given, for the line that says how to resume a run that ended abnormally
+# (launch/train.sh passes its own in CONTRAST_LAUNCH_COMMAND).
+invocation=("$0" "$@")
 ranks="" hostfile="" bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -271,12 +276,33 @@ for copy in "$out_copy" "$err_copy"; do
     wait "$copy" 2>/dev/null
     for _ in {1..100}; do kill -0 "$copy" 2>/dev/null || break; sleep 0.05; done
 done
-# contrast's last line: the last one outside Open MPI's blocks (framed by lines of 20 dashes or
-# more, spelt out: mawk knows no {20,}) and not one of mpirun's "[host:pid] ..." lines; printed
+# contrast's last line: the last "contrast: ..." line (its errors and stop lines) outside Open
+# MPI's blocks (framed by lines of 20 dashes or more, spelt out: mawk knows no {20,}); printed
 # again when mpirun had the last word (an MPI_ABORT block after a failing rank's message, say).
 if (( status != 0 )); then
-    own=$(awk '/^--------------------+$/ { inside = !inside; next } !inside && NF && !/^\[[^]]*:[0-9]+\]/ { last = $0 } END { print last }' "$capture")
+    own=$(awk '/^--------------------+$/ { inside = !inside; next } !inside && /^contrast: / { last = $0 } END { print last }' "$capture")
     if [[ -n $own && $own != "$(tail -n 1 "$capture")" ]]; then echo "$own" >&2; fi
+fi
+# A run that did not end on its own terms (a rank killed by a signal, a crash, the watchdog, an
+# error, a stop at once) leaves a train.log that just stops: say how it ended and how to resume,
+# on the terminal and as the log's last line. contrast's own endings say it themselves: 0
+# (finished), 75 (stopped with a checkpoint: "run the same command to resume") and 65 (skipped
+# steps: resuming unchanged would skip again). rank 0 prints "run directory: PATH" once the run
+# is set up; before that there is no run to resume.
+if (( status != 0 && status != 75 && status != 65 || stopped_at_once != 0 )); then
+    run_dir=$(sed -n 's/^run directory: //p' "$capture" | tail -n 1)
+    if [[ -n $run_dir ]]; then
+        killed=$(sed -n 's/.*process rank \([0-9]*\) with PID .* exited on signal \([0-9]*\) (\([^)]*\)).*/rank \1 was killed by signal \2 (\3)/p' "$capture" | head -n 1)
+        if (( stopped_at_once )); then how="was stopped at once by a second stop signal, without a checkpoint"
+        elif [[ -n $killed ]]; then how="ended: $killed"
+        else how="ended with exit status $status"; fi
+        newest=$(ls -d "$run_dir"/checkpoints/step-*/manifest.json 2>/dev/null | sort | tail -n 1)
+        if [[ -n $newest ]]; then from="resume from checkpoint ${newest%/manifest.json}"
+        else from="start it again (no checkpoint yet)"; fi
+        ending="$me: the run $how; to $from, run the same command: ${CONTRAST_LAUNCH_COMMAND:-$(quote "${invocation[@]}")}"
+        echo "$ending" >&2
+        [[ ! -f $run_dir/train.log ]] || echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $ending" >> "$run_dir/train.log"
+    fi
 fi
 (( stopped_at_once == 0 )) || exit "$stopped_at_once"
 exit "$status"

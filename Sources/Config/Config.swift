@@ -35,6 +35,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// `auto` (continue from the newest complete checkpoint in run_dir, if any), `never` (start
     /// fresh; run_dir must be empty), or the path of a checkpoint directory to start from.
     public var resume: String = "auto"
+    /// On resume, whether config changes that alter what the run trains (its model, data, seed,
+    /// objective; `ResumeChanges`) are refused (`refuse`) or let through (`allow`). Other changes
+    /// (lr, epochs, logging, checkpoints) are always accepted, and every change is logged.
+    public var resumeConfigChanges: ResumeConfigChanges = .refuse
     /// Fine-tuning: a pretrained run or checkpoint directory whose encoder parameters start this run
     /// ("" = none; parameters only, a fresh optimizer state; a resumed run ignores it). docs/fine-tuning.md.
     public var initFrom: String = ""
@@ -46,6 +50,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_dir"
         case seed, data, views, model, loss, optimizer, train, eval, monitor, communication, checkpoint, resume
+        case resumeConfigChanges = "resume_config_changes"
         case featureViews = "feature_views"
         case initFrom = "init_from"
         case initHead = "init_head"
@@ -53,6 +58,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 
     public init() {}
+}
+
+/// What a resume does with config changes that alter what the run trains (resume_config_changes).
+public enum ResumeConfigChanges: String, Codable, Sendable, CaseIterable {
+    /// Stop before anything is written, naming the keys.
+    case refuse
+    /// Resume anyway (a change of parameter shapes still fails when the checkpoint is loaded).
+    case allow
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// Which parameters a fine-tune keeps fixed.

@@ -334,7 +334,7 @@ private func dotted(_ path: [String]) -> String {
 }
 
 /// A node as the user would write it: numbers bare, strings quoted, lists and sections in flow style.
-private func render(_ node: Node) -> String {
+func render(_ node: Node) -> String {
     switch node {
     case .scalar(let scalar):
         switch node.tagName {

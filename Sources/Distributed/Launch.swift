@@ -36,12 +36,16 @@ public enum Launch {
     ///
     /// An error on one rank of several must end the whole job, or the other ranks wait in
     /// their next collective forever: it becomes `communicator.abort` (one line naming the
-    /// rank on standard error, MPI_Abort, every rank exits non-zero). With one rank the error
-    /// is rethrown for the caller to report.
+    /// rank on standard error, MPI_Abort, every rank exits non-zero). An error every rank
+    /// threw alike (`SameOnEveryRank`) needs no abort: MPI is finalized and it is rethrown on
+    /// every rank, for rank 0 to report. With one rank the error is rethrown for the caller to report.
     public static func runOnRanks(_ body: (Communicator) throws -> Void) throws {
         let communicator = try Self.communicator()
         do {
             try body(communicator)
+        } catch let error as SameOnEveryRank {
+            try? communicator.finalize()
+            throw error
         } catch {
             if communicator.size > 1 { communicator.abort("\(error)", code: 1) }
             try? communicator.finalize()

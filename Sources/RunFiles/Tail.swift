@@ -56,6 +56,21 @@ public final class MetricsFollower {
         }
     }
 
+    /// Whether some rank has written its `start` record (read by `poll`).
+    public var hasStartRecord: Bool { !processes.isEmpty }
+
+    /// When a file of the run last changed: the newest modification time of the run directory,
+    /// its files and those of `metrics/` (nil when the directory does not exist).
+    public var lastChange: Date? {
+        let manager = FileManager.default
+        func modified(_ url: URL) -> Date? { (try? manager.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date }
+        let metrics = runDirectory.appendingPathComponent("metrics")
+        let files = [runDirectory, metrics]
+            + ((try? manager.contentsOfDirectory(at: runDirectory, includingPropertiesForKeys: nil)) ?? [])
+            + ((try? manager.contentsOfDirectory(at: metrics, includingPropertiesForKeys: nil)) ?? [])
+        return files.compactMap(modified).max()
+    }
+
     /// Whether the run's metrics folder exists yet.
     public var started: Bool {
         FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent("metrics").path)

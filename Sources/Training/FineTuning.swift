@@ -52,7 +52,11 @@ struct PretrainedEncoder {
             }
         }
         failure = try communicator.broadcast(failure)
-        if !failure.isEmpty { throw ConfigError(key: "init_from", problem: failure) }
+        if !failure.isEmpty {
+            // Every rank throws rank 0's message: no rank need abort the job.
+            let error = ConfigError(key: "init_from", problem: failure)
+            throw communicator.size > 1 ? SameOnEveryRank(error) : error
+        }
         summary = try communicator.broadcast(summary)
         return PretrainedEncoder(source: source, names: names, summary: summary)
     }

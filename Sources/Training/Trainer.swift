@@ -78,11 +78,16 @@ public final class Trainer {
         hosts = try communicator.hostnames()
 
         // Everything that can fail on user input is checked before the run directory exists,
-        // so a mistake leaves nothing behind that blocks the corrected run.
-        // A rank that cannot read its shards throws; the launcher aborts the job naming it.
-        data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: communicator.isRoot)
-        try config.train.computePrecision.checkAvailable()
-        _ = try config.train.gemmLibrary.resolved()     // an unavailable library is refused before the run directory exists
+        // so a mistake leaves nothing behind that blocks the corrected run. A mistake every rank
+        // finds alike (a batch that does not divide across the ranks) is printed once and ends
+        // every rank with status 1; a rank alone in failing (its shards unreadable) aborts the
+        // job naming it.
+        data = try communicator.agreeing {
+            let data = try TrainingData(config: config, rank: rank, worldSize: size, loadTest: communicator.isRoot)
+            try config.train.computePrecision.checkAvailable()
+            _ = try config.train.gemmLibrary.resolved()     // an unavailable library is refused before the run directory exists
+            return data
+        }
         let all = config.train.epochs * data.sampler.batchesPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(all, config.train.maxSteps) : all
 
@@ -148,9 +153,9 @@ public final class Trainer {
                 + " (rank \(communicator.rank) runs build id \(BuildID.hex.isEmpty ? "unknown" : BuildID.hex))")
         }
         if let other = ranks.first(where: { all[2 * $0] != all[0] }) {
-            throw RunDirectory.Failure(description: String(format:
+            throw SameOnEveryRank(RunDirectory.Failure(description: String(format:
                 "the ranks run different configs: rank 0 has config hash %016llx, rank %d has %016llx; start every rank with the same config and --set arguments",
-                all[0], other, all[2 * other]))
+                all[0], other, all[2 * other])))
         }
     }
 

@@ -172,12 +172,21 @@ extension Trainer {
         var choice = ""
         var failure = ""
         if communicator.isRoot {
-            do { choice = try chooseCheckpoint(config, runDirectory: runDirectory, note: note)?.path ?? "" } catch {
+            do {
+                if let checkpoint = try chooseCheckpoint(config, runDirectory: runDirectory, note: note) {
+                    try checkConfigChanges(config, checkpoint: checkpoint, worldSize: communicator.size, note: note)
+                    choice = checkpoint.path
+                }
+            } catch {
                 failure = "\(error)"
             }
         }
         failure = try communicator.broadcast(failure)
-        if !failure.isEmpty { throw RunDirectory.Failure(description: failure) }
+        if !failure.isEmpty {
+            // Every rank throws rank 0's message: no rank need abort the job.
+            let error = RunDirectory.Failure(description: failure)
+            throw communicator.size > 1 ? SameOnEveryRank(error) : error
+        }
         choice = try communicator.broadcast(choice)
         return choice.isEmpty ? nil : URL(fileURLWithPath: choice)
     }
@@ -222,6 +231,48 @@ extension Trainer {
         }
     }
 
+    /// Compares the config with the one `checkpoint` was written with (its state's `config`),
+    /// before anything is written: every changed key is noted (old -> new); a change of a key
+    /// that alters what the run trains (`ResumeChanges.fixedKeys`) is refused unless
+    /// resume_config_changes is allow, and a different global batch always is (the sampler's
+    /// position counts batches of it).
+    static func checkConfigChanges(_ config: TrainingConfig, checkpoint: URL, worldSize: Int, note: (String) -> Void) throws {
+        let state = try savedState(checkpoint)
+        let globalBatch = config.data.batchPerRank * worldSize
+        guard state.globalBatch == globalBatch else {
+            throw RunDirectory.Failure(description:
+                "checkpoint \(checkpoint.lastPathComponent) was written with a global batch of \(state.globalBatch) images "
+                + "(\(state.worldSize) ranks x \(state.globalBatch / max(1, state.worldSize))); to continue the same run on "
+                + "\(worldSize) rank(s) set data.batch_per_rank=\(state.globalBatch / worldSize)"
+                + (state.globalBatch % worldSize == 0 ? "" : " (it does not divide evenly: choose another rank count)"))
+        }
+        let saved: TrainingConfig
+        do { saved = try ConfigLoader.load(yaml: state.config, source: "\(checkpoint.path)/manifest.json (state.config)") } catch {
+            // A config this release no longer reads is no reason to refuse a resume that worked before.
+            note("config not compared with checkpoint \(checkpoint.lastPathComponent)'s: \(error)")
+            return
+        }
+        let changes = ResumeChanges.changes(from: saved, to: config)
+        guard !changes.isEmpty else { return }
+        let fixed = changes.filter { ResumeChanges.isFixed($0.key) }
+        if !fixed.isEmpty && config.resumeConfigChanges == .refuse {
+            throw RunDirectory.Failure(description:
+                "resuming from checkpoint \(checkpoint.lastPathComponent) with \(fixed.map(\.description).joined(separator: ", ")) "
+                + "would change what the run trains; run with the checkpoint's values, start a new run (--set run_dir=...), "
+                + "or --set resume_config_changes=allow to resume with the change")
+        }
+        note("config changed since checkpoint \(checkpoint.lastPathComponent): \(changes.map(\.description).joined(separator: ", "))"
+             + (fixed.isEmpty ? "" : " (resume_config_changes: allow)"))
+    }
+
+    /// The training state `checkpoint`'s manifest holds.
+    static func savedState(_ checkpoint: URL) throws -> TrainingState {
+        let manifest = try CheckpointStore.manifest(at: checkpoint)
+        do { return try JSONDecoder().decode(TrainingState.self, from: manifest.state) } catch {
+            throw RunDirectory.Failure(description: "\(checkpoint.path)/manifest.json: its training state is unreadable (\(error)); resume from another checkpoint")
+        }
+    }
+
     /// Loads `checkpoint` into the model, optimizer and scaler, and restores the data position.
     func restore(from checkpoint: URL) throws {
         try step.objective.checkResumable(from: checkpoint)
@@ -230,14 +281,7 @@ extension Trainer {
         do { state = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
             throw RunDirectory.Failure(description: "\(checkpoint.path)/manifest.json: its training state is unreadable (\(error)); resume from another checkpoint")
         }
-        let globalBatch = config.data.batchPerRank * communicator.size
-        guard state.globalBatch == globalBatch else {
-            throw RunDirectory.Failure(description:
-                "checkpoint \(checkpoint.lastPathComponent) was written with a global batch of \(state.globalBatch) images "
-                + "(\(state.worldSize) ranks x \(state.globalBatch / max(1, state.worldSize))); to continue the same run on "
-                + "\(communicator.size) rank(s) set data.batch_per_rank=\(state.globalBatch / communicator.size)"
-                + (state.globalBatch % communicator.size == 0 ? "" : " (it does not divide evenly: choose another rank count)"))
-        }
+        // The global batch was compared before the run directory was touched (checkConfigChanges).
         stepsDone = state.step
         position = SamplerPosition(epoch: state.epoch, batch: state.batch)
         step.optimizer.stepCount = state.optimizerSteps

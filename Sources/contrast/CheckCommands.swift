@@ -4,10 +4,16 @@ import Distributed
 import Foundation
 
 /// Runs `body` on this rank (see `Launch.runOnRanks`): under mpirun an error on one rank
-/// aborts the whole job with one line naming the rank; in one process it is reported as one
-/// line and exit status 1, like every other command.
+/// aborts the whole job with one line naming the rank, and an error every rank threw alike
+/// is one line from rank 0 and exit status 1 on every rank; in one process an error is
+/// reported as one line and exit status 1, like every other command.
 func runOnRanks(_ body: (Communicator) throws -> Void) throws {
-    try reportingErrors { try Launch.runOnRanks(body) }
+    try reportingErrors {
+        do { try Launch.runOnRanks(body) } catch let error as SameOnEveryRank {
+            if Launch.environmentRank() == 0 { FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8)) }
+            throw ExitCode(1)
+        }
+    }
 }
 
 /// `runOnRanks`, first starting `ranks` copies of this command through mpirun when asked for

@@ -256,6 +256,25 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(config.eval.knnEveryEpochs == 1 && config.eval.knnK == 20)
     }
 
+    /// Resume's comparison: each changed leaf once as the user writes it (a list whole), in
+    /// declaration order, without where the run lives or how it resumes; the keys that change
+    /// what a run trains are told from the ones that do not, a section by its prefix.
+    @Test func resumeChangesListChangedKeysAndTellWhichAreFixed() throws {
+        let old = try ConfigLoader.load(file: nil, overrides: ["run_dir=a"])
+        let new = try ConfigLoader.load(file: nil, overrides: ["run_dir=b", "resume=never", "model.hidden=[32]", "optimizer.lr=0.1",
+                                                               "loss.kind=supcon", "resume_config_changes=allow"])
+        #expect(ResumeChanges.changes(from: old, to: new).map(\.description)
+                == ["model.hidden [1024, 1024] -> [32]", "loss.kind \"ntxent\" -> \"supcon\"", "optimizer.lr 0.001 -> 0.1"])
+        #expect(ResumeChanges.changes(from: old, to: old).isEmpty)
+        #expect(ResumeChanges.isFixed("model.hidden") && ResumeChanges.isFixed("seed") && ResumeChanges.isFixed("loss.kind"))
+        #expect(!ResumeChanges.isFixed("optimizer.lr") && !ResumeChanges.isFixed("train.epochs") && !ResumeChanges.isFixed("loss.temperature"))
+        #expect(!ResumeChanges.isFixed("data.batch_per_rank") && !ResumeChanges.isFixed("data.path_extra"))
+        // Every fixed key names a key of the config (or a section of them).
+        for key in ResumeChanges.fixedKeys {
+            #expect(ConfigLoader.leafKeys().contains { $0 == key || $0.hasPrefix(key + ".") }, "\(key)")
+        }
+    }
+
     @Test func docsMentionEveryKey() throws {
         let docs = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/config.md"), encoding: .utf8)
         let keys = ConfigLoader.leafKeys()

@@ -1,3 +1,5 @@
+import Checkpoint
+import Config
 import Foundation
 import TestSupport
 import Testing
@@ -23,6 +25,48 @@ import Testing
         #expect(errorLines(two.error) == errorLines(alone.error), "\(two.error)")
         #expect(errorLines(two.error).count == 1 && two.error.contains("optimiser"), "\(two.error)")
         #expect(!two.error.contains("MPI_ABORT") && !two.error.contains("MPI_COMM_WORLD"), "\(two.error)")
+    }
+
+    /// A mistake found after MPI starts that depends on the rank count (a global batch of 2 x 3
+    /// that 8 virtual shards do not divide) is found alike by every rank: printed once, every
+    /// rank exits 1, no MPI_Abort, nothing written.
+    @Test func rankCountErrorUnderMpirunIsPrintedOnceWithoutMPIAbort() throws {
+        let run = temporaryDirectory("rank-count-error").appendingPathComponent("run").path
+        let two = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                             "--set", "data.batch_per_rank=3"], timeout: 120)
+        #expect(two.status == 1, "\(two.error)")
+        #expect(errorLines(two.error) == ["contrast: error: global batch 6 (data.batch_per_rank x ranks) is not a multiple of "
+                                          + "data.virtual_shards = 8; choose data.batch_per_rank so that it is"], "\(two.error)")
+        #expect(!two.error.contains("MPI_ABORT") && !two.error.contains("MPI_COMM_WORLD"), "\(two.error)")
+        #expect(!FileManager.default.fileExists(atPath: run))
+    }
+
+    /// init_from is checked by rank 0 and its verdict sent to every rank: a missing path is one
+    /// line and status 1 without MPI_Abort, as in one process.
+    @Test func initFromErrorUnderMpirunIsPrintedOnceWithoutMPIAbort() throws {
+        let folder = temporaryDirectory("init-from-missing")
+        let arguments = ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(folder.path)/run",
+                         "--set", "init_from=\(folder.path)/nothing"]
+        let alone = try runContrast(ranks: 1, arguments)
+        let two = try runContrast(ranks: 2, arguments, timeout: 120)
+        #expect(alone.status == 1 && two.status == 1, "\(two.error)")
+        #expect(errorLines(two.error) == errorLines(alone.error) && errorLines(two.error).count == 1, "\(two.error)")
+        #expect(two.error.contains("init_from: \(folder.path)/nothing does not exist"), "\(two.error)")
+        #expect(!two.error.contains("MPI_ABORT"), "\(two.error)")
+    }
+
+    /// An error only one rank meets (rank 1's data folder is missing) still aborts the job with
+    /// that rank's line: the others could not have printed it.
+    @Test func anErrorOfOneRanksDataStillAbortsNamingTheRank() throws {
+        let folder = temporaryDirectory("per-rank-data")
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("fm0").path,
+                                                   withDestinationPath: TrainingConfig().data.path)
+        let run = folder.appendingPathComponent("run").path
+        let two = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                             "--set", "data.path=\(folder.path)/fm{rank}"], timeout: 120)
+        #expect(two.status != 0, "\(two.error)")
+        #expect(errorLines(two.error).count == 1, "\(two.error)")
+        #expect(two.error.contains("contrast: rank 1 of 2: error: data file \(folder.path)/fm1/train-images-idx3-ubyte"), "\(two.error)")
     }
 
     /// Through launch/mpirun.sh (standard error and output in one stream, as on a terminal): the
@@ -53,6 +97,33 @@ import Testing
         let last = started.output.split(separator: "\n").last ?? ""
         #expect(last.hasSuffix("; run the same command to resume") && last.contains("stopped at step"), "\(started.output.suffix(2500))")
         #expect(!started.output.contains("abort") && !started.output.contains("Exit code"), "\(started.output.suffix(2500))")
+    }
+
+    /// kill -9 of one rank under launch/mpirun.sh: nothing in contrast can say how the run
+    /// ended, so the script does, as the last line on the terminal and in train.log, with the
+    /// checkpoint a resume starts from and the command as given.
+    @Test func aRankKilledThroughTheLaunchScriptEndsWithHowAndTheResumeCommand() throws {
+        let stop = StopSignalTests()
+        let run = temporaryDirectory("kill9-mpirun").appendingPathComponent("run").path
+        let command = ["launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe", contrastExecutable.path]
+            + stop.arguments(run, ranks: 2, steps: 100_000, ["checkpoint.every_steps=5"])
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash"] + command, name: "kill9-mpirun")
+        try stop.waitForSteps(run, 7, started)
+        let records = try String(contentsOfFile: run + "/metrics/rank-1.jsonl", encoding: .utf8)
+        let start = try #require(records.split(separator: "\n").first { $0.contains("\"type\":\"start\"") })
+        let pid = try #require((try JSONSerialization.jsonObject(with: Data(start.utf8)) as? [String: Any])?["pid"] as? Int)
+        kill(pid_t(pid), SIGKILL)
+        let status = stop.waitForExit(started, runDirectory: run)
+        #expect(status == 128 + SIGKILL, "\(started.output.suffix(2500))")
+        let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).first)
+        // The script's path as bash was given it (startProcess makes it absolute), then the rest as given.
+        let how = "launch/mpirun.sh: the run ended: rank 1 was killed by signal 9 (Killed); to resume from checkpoint "
+            + "\(checkpoint.path), run the same command: "
+        let last = String(started.output.split(separator: "\n").last ?? "")
+        #expect(last.hasPrefix(how) && last.hasSuffix("launch/mpirun.sh " + command.dropFirst().joined(separator: " ")),
+                "\(started.output.suffix(2500))")
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        #expect(log.split(separator: "\n").last?.hasSuffix("Z " + last) == true, "\(log.suffix(1500))")
     }
 
     /// An error one rank meets alone still ends the job through MPI_Abort, and launch/mpirun.sh

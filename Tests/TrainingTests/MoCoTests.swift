@@ -249,18 +249,23 @@ import Testing
     }
 
     /// A checkpoint of a run without the queue cannot continue as a MoCo run, nor one with
-    /// another K: each says so and how to go on.
+    /// another K: the config comparison refuses the change of loss.moco_queue, and with
+    /// resume_config_changes=allow the checkpoint itself still does; each says how to go on.
     @Test func checkpointWithoutTheQueueIsRefused() throws {
         let run = temporaryDirectory("moco-missing").appendingPathComponent("run").path
         #expect(try train(run, ranks: 1, steps: 2, []) != nil)
-        let outcome = try runContrast(ranks: 1, arguments(run, ranks: 1, steps: 4, Self.moco))
+        let refused = try runContrast(ranks: 1, arguments(run, ranks: 1, steps: 4, Self.moco))
+        #expect(refused.status != 0)
+        #expect(refused.error.contains("loss.moco_queue 0 -> 320") && refused.error.contains("resume_config_changes=allow"),
+                "\(refused.error.suffix(1000))")
+        let outcome = try runContrast(ranks: 1, arguments(run, ranks: 1, steps: 4, Self.moco + ["resume_config_changes=allow"]))
         #expect(outcome.status != 0)
         #expect(outcome.error.contains("no MoCo momentum encoder and queue") && outcome.error.contains("loss.moco_queue=0"),
                 "\(outcome.error.suffix(1000))")
 
         let mocoRun = temporaryDirectory("moco-size").appendingPathComponent("run").path
         #expect(try train(mocoRun, ranks: 1, steps: 2, Self.moco) != nil)
-        let other = try runContrast(ranks: 1, arguments(mocoRun, ranks: 1, steps: 4, ["loss.moco_queue=256"]))
+        let other = try runContrast(ranks: 1, arguments(mocoRun, ranks: 1, steps: 4, ["loss.moco_queue=256", "resume_config_changes=allow"]))
         #expect(other.status != 0)
         #expect(other.error.contains("loss.moco_queue=320"), "\(other.error.suffix(1000))")
     }

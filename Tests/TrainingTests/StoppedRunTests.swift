@@ -94,6 +94,26 @@ import Testing
         #expect(outcome.output.hasSuffix("run \(expected)\n"), "\(outcome.output)")
     }
 
+    /// A run that dies after making its directory but before its start record (here: resuming
+    /// another run's checkpoint into a model of another shape, which fails as the checkpoint is
+    /// loaded) leaves metrics/ and no pid: tail gives up once nothing in the directory has changed
+    /// for --timeout seconds, instead of following it forever.
+    @Test func tailGivesUpOnARunThatDiedBeforeItsStartRecord() throws {
+        let first = temporaryDirectory("died-starting-a").appendingPathComponent("run").path
+        let done = try runProcess(contrastExecutable, arguments(first, steps: 2))
+        try #require(done.status == 0, "\(done.error.suffix(1500))")
+        let run = temporaryDirectory("died-starting").appendingPathComponent("run").path
+        let failed = try runProcess(contrastExecutable, arguments(run, steps: 4, ["resume=\(first)", "model.hidden=[32]",
+                                                                                 "resume_config_changes=allow"]))
+        try #require(failed.status == 1 && FileManager.default.fileExists(atPath: run + "/metrics"), "\(failed.error)")
+        let begun = Date()
+        let outcome = try tail(run, ["--timeout", "1"])
+        #expect(Date().timeIntervalSince(begun) >= 1)
+        #expect(outcome.status == 1)
+        #expect(outcome.error.contains("no run started in \(run): no start record, and nothing in it changed for 0m01s, "
+                                       + "so the run died while starting or was never started"), "\(outcome.error)")
+    }
+
     @Test func tailWaitsForARunThatHasNotStartedAndGivesUpAfterItsTimeout() throws {
         let missing = temporaryDirectory("not-started").appendingPathComponent("run").path
         let begun = Date()
