@@ -83,16 +83,20 @@ public final class SampleRows: Sendable {
     }
 
     /// Reads `shards` (a contiguous run) of a prepared data set, checking every checksum, and
-    /// opens no other shard file. With `spillDirectory`, the feature and pair rows go to
-    /// unnamed files there one shard at a time (`data.hold: disk`): the rank never holds more
-    /// than one shard's samples in memory.
-    public static func read(_ dataset: ShardedDataset, shards: Range<Int>, spillDirectory: String? = nil) throws -> SampleRows {
+    /// opens no other shard file. With `limit` > 0 the data set ends after its first `limit`
+    /// samples (data.train_limit / data.test_limit): later samples of the last shard are dropped
+    /// and `totalCount` is the limit; the shards must start before it. With `spillDirectory`, the
+    /// feature and pair rows go to unnamed files there one shard at a time (`data.hold: disk`):
+    /// the rank never holds more than one shard's samples in memory.
+    public static func read(_ dataset: ShardedDataset, shards: Range<Int>, limit: Int = 0, spillDirectory: String? = nil) throws -> SampleRows {
         precondition(!shards.isEmpty && shards.lowerBound >= 0 && shards.upperBound <= dataset.shardCount,
                      "SampleRows.read: shards \(shards) outside 0..<\(dataset.shardCount)")
         let manifest = dataset.manifest
+        let total = limit > 0 ? min(limit, manifest.sampleCount) : manifest.sampleCount
         let first = manifest.shards[shards.lowerBound].firstSample
         let last = manifest.shards[shards.upperBound - 1]
-        let held = first..<(last.firstSample + last.sampleCount)
+        precondition(first < total, "SampleRows.read: shard \(shards.lowerBound) starts at sample \(first), past the limit \(total)")
+        let held = first..<min(total, last.firstSample + last.sampleCount)
         let width = manifest.features.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
         let dtype = manifest.features.dtype
         var bytes: [UInt8] = [], floats: [Float] = []
@@ -109,15 +113,19 @@ public final class SampleRows: Sendable {
         labels?.reserveCapacity(held.count)
         for shard in shards {
             let block = try dataset.readShard(shard)
+            // Samples of this shard before the limit (all of them but in the last shard read).
+            let kept = min(manifest.shards[shard].sampleCount, held.upperBound - manifest.shards[shard].firstSample)
+            // A whole shard is appended as read; only the one the limit cuts is copied shorter.
+            func cut<T>(_ values: [T], _ width: Int) -> [T] { values.count > kept * width ? Array(values.prefix(kept * width)) : values }
             switch block.features {
-            case .uint8(let values): if let featureFile { try featureFile.append(values) } else { bytes += values }
-            case .float32(let values): if let featureFile { try featureFile.append(values) } else { floats += values }
+            case .uint8(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { bytes += cut(values, width) }
+            case .float32(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { floats += cut(values, width) }
             }
-            if labels != nil { labels! += block.labels ?? [] }
-            if let pairFile { try pairFile.append(block.pairs ?? []) } else if pairs != nil { pairs! += block.pairs ?? [] }
+            if labels != nil { labels! += cut(block.labels ?? [], 1) }
+            if let pairFile { try pairFile.append(cut(block.pairs ?? [], pairWidth)) } else if pairs != nil { pairs! += cut(block.pairs ?? [], pairWidth) }
         }
         let disk = featureFile.map { Disk(features: $0.finish(), pairs: pairFile?.finish()) }
-        return SampleRows(held: held, totalCount: manifest.sampleCount, featureShape: manifest.features.shape,
+        return SampleRows(held: held, totalCount: total, featureShape: manifest.features.shape,
                           features: dtype == .uint8 ? .uint8(bytes) : .float32(floats),
                           labels: labels, pairShape: manifest.pairs?.shape, pairs: disk == nil ? pairs : nil, disk: disk)
     }

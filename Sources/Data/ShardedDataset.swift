@@ -308,4 +308,11 @@ extension ShardedDataset {
         }
         return (path, nil)
     }
+
+    /// The shards that hold the first `limit` samples (all shards when `limit` is 0): the
+    /// files past them need not be opened. Shards are in sample order (the manifest checks it).
+    public static func shards(of manifest: ShardManifest, holdingFirst limit: Int) -> Range<Int> {
+        guard limit > 0 else { return 0..<manifest.shards.count }
+        return 0..<manifest.shards.prefix { $0.firstSample < limit }.count
+    }
 }

@@ -4,8 +4,8 @@ import Data
 import Foundation
 import Tensor
 
-/// Representations or embeddings of a whole data set split, for `contrast embed` and
-/// `contrast eval drift`: un-augmented inputs (uint8 as byte / 255), the model in inference.
+/// Representations or embeddings of a whole data set split (`Evaluation.evaluationSplit`), for
+/// `contrast embed` and `contrast eval drift`: un-augmented inputs (uint8 as byte / 255), the model in inference.
 ///
 /// Shapes: N samples, I input width (W for pairs), R representation width, E embedding width.
 public enum Embedding {
@@ -16,41 +16,6 @@ public enum Embedding {
         /// The L2-normalised projection z (N x E), what the loss compared.
         case embedding
     }
-
-    /// Split `split` of the data set at `path`: a folder `contrast prepare` wrote (with train/
-    /// and test/, or one data-set folder without splits, which is the train split) or a
-    /// Fashion-MNIST folder of IDX files. Only the first `limit` samples when `limit` > 0.
-    public static func samples(at path: String, split: FashionMNIST.Split, limit: Int = 0) throws -> SampleRows {
-        let fileManager = FileManager.default
-        let isPrepared = { (folder: String) in fileManager.fileExists(atPath: folder + "/" + ShardManifest.fileName) }
-        if isPrepared(path) || isPrepared(path + "/train") {
-            let (trainPath, testPath) = ShardedDataset.splits(of: path)
-            let folder: String
-            switch split {
-            case .train: folder = trainPath
-            case .test:
-                guard let testPath else {
-                    throw RunDirectory.Failure(description: "\(path) is a prepared data set without a test split (no test/ folder); "
-                                           + "use --split train, or prepare it with a test split (contrast prepare npy ... --test-fraction 0.2)")
-                }
-                folder = testPath
-            }
-            let dataset = try ShardedDataset(directory: folder)
-            var shards = dataset.shardCount
-            if limit > 0, let covering = dataset.manifest.shards.firstIndex(where: { $0.firstSample + $0.sampleCount >= limit }) {
-                shards = covering + 1
-            }
-            return try SampleRows.read(dataset, shards: 0..<shards).prefix(limit)
-        }
-        let images = path + "/" + split.filePrefix + "-images-idx3-ubyte.gz"
-        guard fileManager.fileExists(atPath: images) else {
-            throw RunDirectory.Failure(description: "\(path) is neither a prepared data set (no \(ShardManifest.fileName) in it or in "
-                                   + "its train/ folder) nor a Fashion-MNIST folder (no \((images as NSString).lastPathComponent)); "
-                                   + "pass the folder `contrast prepare` wrote or the IDX files' folder")
-        }
-        return SampleRows(try FashionMNIST.load(directory: path, split: split, limit: limit))
-    }
-
 
     /// `output` of every held sample of `rows` (N x R or N x E), through the pair tower
     /// from the pair vectors when `pairs`, in chunks of `chunk` samples.

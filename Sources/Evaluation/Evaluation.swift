@@ -7,17 +7,24 @@ import Tensor
 
 /// Evaluation of representations on un-augmented samples.
 public enum Evaluation {
-    /// kNN test accuracy of the model's representation h (train set as memory).
-    public static func knnAccuracy(model: ContrastiveModel, train: ImageDataset, test: ImageDataset, classifier: KNNClassifier) -> Double {
-        let memory = representations(model: model, rows: SampleRows(train))
-        let queries = representations(model: model, rows: SampleRows(test))
-        return classifier.accuracy(memory: memory, memoryLabels: train.labels, queries: queries, queryLabels: test.labels)
-    }
-
-    /// kNN test accuracy on raw pixels: the baseline any representation must beat.
-    public static func knnAccuracyOnPixels(train: ImageDataset, test: ImageDataset, classifier: KNNClassifier) -> Double {
-        classifier.accuracy(memory: inputs(SampleRows(train)), memoryLabels: train.labels,
-                            queries: inputs(SampleRows(test)), queryLabels: test.labels)
+    /// kNN test accuracy with `train` as the memory, the classifier a training run logs
+    /// (`knnAccuracy(memory:queries:...)`: k = eval.knn_k, votes exp(similarity / eval.knn_temperature)),
+    /// on the model's representations h, or on the inputs themselves without a model (the
+    /// raw-features baseline). Both splits need labels in 0..<256.
+    public static func knnAccuracy(model: ContrastiveModel?, train: SampleRows, test: SampleRows, k: Int, temperature: Float,
+                                   progress: EvaluationProgress? = nil) throws -> Double {
+        guard let memoryLabels = classes(train.labels), let queryLabels = classes(test.labels) else {
+            let split = classes(train.labels) == nil ? "train" : "test"
+            throw RunDirectory.Failure(description: "the \(split) split has no labels in 0..<256; kNN needs class labels 0, 1, 2, ... on both splits "
+                                   + "(prepare the data set with labels)")
+        }
+        func features(_ rows: SampleRows, _ what: String) -> Tensor {
+            guard let model else { return inputs(rows) }
+            return representations(model: model, rows: rows, progress: progress, what: what)
+        }
+        let memory = LabelledRepresentations(features: features(train, "training samples"), labels: memoryLabels)
+        return knnAccuracy(memory: memory, queries: features(test, "test samples"), queryLabels: queryLabels, k: k, temperature: temperature,
+                           consumingMemory: true, progress: progress)
     }
 
     static func inputs(_ rows: SampleRows) -> Tensor {
@@ -27,8 +34,9 @@ public enum Evaluation {
     }
 
     /// h for `samples` (all held ones by default) of `rows` (count x R), computed in chunks.
+    /// With `progress`, says every so often how many of the samples (`what`) are embedded.
     public static func representations(model: ContrastiveModel, rows: SampleRows, samples: Range<Int>? = nil,
-                                       chunk: Int = 1024) -> Tensor {
+                                       chunk: Int = 1024, progress: EvaluationProgress? = nil, what: String = "samples") -> Tensor {
         let samples = samples ?? rows.held
         let out = Tensor(zeros: [samples.count, model.representationWidth])
         let inputs = Tensor(zeros: [chunk, rows.featureWidth])
@@ -39,6 +47,7 @@ public enum Evaluation {
             model.representations(of: inputs.data, count: count,
                                   into: out.data + (start - samples.lowerBound) * model.representationWidth, batch: count)
             start += count
+            progress?.note("embedded \(start - samples.lowerBound) of \(samples.count) \(what)")
         }
         return out
     }
@@ -61,7 +70,8 @@ public enum Evaluation {
     /// rank `root` alone: N x R floats that no other rank needs. Collective. nil on the other
     /// ranks, and on every rank when some rank's labels are missing or not in 0..<256.
     public static func gatherRepresentations(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>,
-                                             communicator: Communicator, root: Int = 0) throws -> LabelledRepresentations? {
+                                             communicator: Communicator, root: Int = 0,
+                                             progress: EvaluationProgress? = nil) throws -> LabelledRepresentations? {
         let r = model.representationWidth, p = communicator.size
         // Whether the labels are usable is decided together, so no rank leaves the collectives early.
         let first = evaluated.isEmpty ? 0 : train.row(evaluated.lowerBound)
@@ -69,7 +79,8 @@ public enum Evaluation {
         var unusable: [Double] = [ownLabels == nil ? 1 : 0]
         try communicator.allReduceMax(&unusable)
         guard unusable[0] == 0, let ownLabels else { return nil }
-        let ownRepresentations = representations(model: model, rows: train, samples: evaluated)
+        let ownRepresentations = representations(model: model, rows: train, samples: evaluated, progress: progress,
+                                                 what: "training samples of rank \(communicator.rank)")
         // Counts of every rank, then the memory and its labels (labels travel as exact floats).
         var counts = [Int64](repeating: 0, count: p)
         var mine = Int64(evaluated.count)
@@ -94,11 +105,11 @@ public enum Evaluation {
     /// `consumingMemory` the memory's features are normalised in place (no copy of them); pass
     /// it only when nothing reads them afterwards.
     public static func knnAccuracy(memory: LabelledRepresentations, queries: Tensor, queryLabels: [UInt8],
-                                   k: Int, temperature: Float, consumingMemory: Bool = false) -> Double {
+                                   k: Int, temperature: Float, consumingMemory: Bool = false, progress: EvaluationProgress? = nil) -> Double {
         let classCount = Int(max(memory.labels.max() ?? 0, queryLabels.max() ?? 0)) + 1
         let classifier = KNNClassifier(k: k, temperature: temperature, classes: max(2, classCount))
         return classifier.accuracy(memory: memory.features, memoryLabels: memory.labels, queries: queries, queryLabels: queryLabels,
-                                   normalisingMemoryInPlace: consumingMemory)
+                                   normalisingMemoryInPlace: consumingMemory, progress: progress)
     }
 
     /// Cross-modal retrieval on paired rows: for each sample, the rank of its own pair among

@@ -2,7 +2,7 @@ import NN
 import Foundation
 
 /// The evaluation suite's results (`contrast eval full`, docs/evaluation.md): for each encoder
-/// (raw pixels, the randomly initialised encoder, the trained one) kNN and linear-probe accuracy
+/// (the raw inputs, the randomly initialised encoder, the trained one) kNN and linear-probe accuracy
 /// and the probe's calibration on the clean test set, both accuracies on every corrupted test
 /// set, per-class precision and recall of each probe, and how long each part took.
 /// Accuracies, rates and ECE are fractions in [0, 1].
@@ -25,7 +25,7 @@ public struct EvaluationReport: Codable, Sendable {
     }
 
     public struct EncoderResult: Codable, Sendable {
-        /// "raw pixels", "random init", "trained".
+        /// "raw pixels" (or "raw features"), "random init", "trained".
         public var name: String
         /// Width of its features (input width for pixels, representation width for encoders).
         public var width: Int

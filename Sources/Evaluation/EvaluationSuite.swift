@@ -6,7 +6,7 @@ import Foundation
 import Tensor
 
 /// The evaluation suite (docs/evaluation.md): kNN, linear probe, calibration and robustness to
-/// corrupted test images, for raw pixels, the randomly initialised encoder and the trained one.
+/// corrupted test images, for the raw inputs (pixels or features), the randomly initialised encoder and the trained one.
 /// One process; the work is GEMMs in OpenBLAS (train.blas_threads threads).
 extension Evaluation {
     /// A feature extractor under evaluation: maps inputs (count x F) to features (count x width).
@@ -21,8 +21,12 @@ extension Evaluation {
             self.features = features
         }
 
-        /// The inputs themselves: the baseline any representation must beat.
-        public static func pixels(width: Int) -> Encoder { Encoder(name: "raw pixels", width: width) { $0 } }
+        /// The inputs themselves: the baseline any representation must beat. "raw pixels" when
+        /// they are images, else "raw features".
+        public static func raw(width: Int, images: Bool) -> Encoder { Encoder(name: rawName(images: images), width: width) { $0 } }
+
+        /// The raw-input baseline's name.
+        public static func rawName(images: Bool) -> String { images ? "raw pixels" : "raw features" }
 
         /// The representation h of `model`.
         public static func model(_ model: ContrastiveModel, name: String) -> Encoder {
@@ -34,17 +38,22 @@ extension Evaluation {
         }
     }
 
-    /// The suite for a trained model: raw pixels, the model's architecture freshly initialised
+    /// The suite for a trained model: the raw inputs, the model's architecture freshly initialised
     /// with the config's seed (the trained model's own starting point), and the trained model,
     /// on the config's data (train and test splits, data.train_limit / data.test_limit honoured).
-    public static func suite(trained: TrainedModel, config: TrainingConfig, progress: ((String) -> Void)? = nil) throws -> EvaluationReport {
+    /// `data` names the folder the config's data came from (--data, else data.path), for messages.
+    public static func suite(trained: TrainedModel, config: TrainingConfig, data: String? = nil,
+                             progress: ((String) -> Void)? = nil) throws -> EvaluationReport {
         let started = monotonicSeconds()
-        let (train, test) = try evaluationSplits(config)
+        let train = try evaluationSplit(config, .train)
+        try trained.check(fits: train, data: data ?? config.data.path)
+        let test = try evaluationSplit(config, .test)
         let loading = monotonicSeconds() - started
         progress?(String(format: "loaded %d train and %d test samples in %.1f s", train.count, test.count, loading))
-        let random = try TrainedModel.makeModel(config)
+        let random = TrainedModel.makeModel(config, inputs: trained.inputs)
         random.initialise(seed: UInt64(config.seed))
-        let encoders = [Encoder.pixels(width: train.featureWidth), .model(random, name: "random init"), .model(trained.model, name: "trained")]
+        let encoders = [Encoder.raw(width: train.featureWidth, images: train.isImage), .model(random, name: "random init"),
+                        .model(trained.model, name: "trained")]
         var report = try suite(train: train, test: test, encoders: encoders, k: config.eval.knnK, temperature: config.eval.knnTemperature,
                                corruptions: Corruption.defaults(for: test), seed: UInt64(config.seed), source: trained.source,
                                classNames: config.data.dataset == .fashionMNIST ? fashionMNISTClassNames : [],
@@ -69,8 +78,11 @@ extension Evaluation {
     public static func suite(train: SampleRows, test: SampleRows, encoders: [Encoder], k: Int, temperature: Float,
                              lambda: Double = LinearProbe.defaultLambda, corruptions: [Corruption], seed: UInt64,
                              source: String, classNames: [String] = [], probeLabels: LabelSubset? = nil,
-                             progress: ((String) -> Void)? = nil) throws -> EvaluationReport {
+                             progress: ((String) -> Void)? = nil,
+                             progressInterval: Double = EvaluationProgress.defaultInterval) throws -> EvaluationReport {
         let started = monotonicSeconds()
+        // Between the lines below, a line at least every `progressInterval` seconds of work.
+        let ticker = progress.map { EvaluationProgress(every: progressInterval, $0) }
         let trainLabels = try integerLabels(train, split: "train"), testLabels = try integerLabels(test, split: "test")
         guard test.featureShape == train.featureShape else {
             throw RunDirectory.Failure(description: "the test split's features are \(test.featureShape), the training split's \(train.featureShape); "
@@ -99,18 +111,23 @@ extension Evaluation {
         }
         var trainFeatures: [Tensor] = [], probes: [LinearProbe] = []
         for encoder in encoders {
+            ticker?.note("\(encoder.name): embedding the \(train.count) training samples")
             let features = timed(encoder.name + ": features") { encoder.features(trainInputs) }
+            ticker?.note("\(encoder.name): fitting the linear probe")
             let probe = timed(encoder.name + ": probe fit") {
-                guard let probeRows else { return LinearProbe.fit(features: features, labels: trainLabels, classes: classes, lambda: lambda) }
+                guard let probeRows else {
+                    return LinearProbe.fit(features: features, labels: trainLabels, classes: classes, lambda: lambda, progress: ticker)
+                }
                 let width = features.count / train.count
                 let subset = Tensor(zeros: [probeRows.count, width])
                 for (row, sample) in probeRows.enumerated() {
                     (subset.data + row * width).update(from: features.data + sample * width, count: width)
                 }
-                return LinearProbe.fit(features: subset, labels: probeRows.map { trainLabels[$0] }, classes: classes, lambda: lambda)
+                return LinearProbe.fit(features: subset, labels: probeRows.map { trainLabels[$0] }, classes: classes, lambda: lambda,
+                                       progress: ticker)
             }
-            progress?(String(format: "%@: probe fitted in %.1f s (%d iterations, %@)", encoder.name, probe.summary.seconds,
-                             probe.summary.iterations, probe.summary.stop.rawValue))
+            ticker?.say(String(format: "%@: probe fitted in %.1f s (%d iterations, %@)", encoder.name, probe.summary.seconds,
+                               probe.summary.iterations, probe.summary.stop.rawValue))
             trainFeatures.append(features)
             probes.append(probe)
         }
@@ -134,7 +151,8 @@ extension Evaluation {
             for (index, encoder) in encoders.enumerated() {
                 let features = timed(encoder.name + ": features") { encoder.features(testInputs) }
                 let knn = timed(encoder.name + ": kNN") {
-                    classifier.accuracy(memory: trainFeatures[index], memoryLabels: memoryLabels, queries: features, queryLabels: queryLabels)
+                    classifier.accuracy(memory: trainFeatures[index], memoryLabels: memoryLabels, queries: features, queryLabels: queryLabels,
+                                        progress: ticker)
                 }
                 let probabilities = timed(encoder.name + ": probe predict") { probes[index].predictProbabilities(features) }
                 let predictions = LinearProbe.argmax(probabilities, classes: classes)
@@ -154,7 +172,7 @@ extension Evaluation {
                     }
                 }
             }
-            progress?(String(format: "evaluated the %@ test set (%.1f s so far)", corruption?.description ?? "clean", monotonicSeconds() - started))
+            ticker?.say(String(format: "evaluated the %@ test set (%.1f s so far)", corruption?.description ?? "clean", monotonicSeconds() - started))
         }
 
         var timings = [EvaluationReport.Timing(part: "inputs (train, clean and \(corruptions.count) corrupted test sets)", seconds: seconds["inputs"] ?? 0)]
@@ -199,29 +217,74 @@ extension Evaluation {
         return labels.map { Int($0) }
     }
 
-    /// The config's train and test splits, whole, for evaluation on one process; the first
-    /// data.train_limit / data.test_limit samples of each when those are set.
+    /// The config's train and test splits for evaluation on one process: the first
+    /// data.train_limit / data.test_limit samples of each when those are set. The one place a
+    /// config's data set becomes samples outside training.
     public static func evaluationSplits(_ config: TrainingConfig) throws -> (train: SampleRows, test: SampleRows) {
+        (try evaluationSplit(config, .train), try evaluationSplit(config, .test))
+    }
+
+    /// One split of the config's data set: its first `limit` samples (default data.train_limit
+    /// or data.test_limit; 0 = all). Of a prepared set only the shard files holding them are read.
+    public static func evaluationSplit(_ config: TrainingConfig, _ split: FashionMNIST.Split, limit: Int? = nil) throws -> SampleRows {
         let d = config.data
         let path = d.path.replacingOccurrences(of: "{rank}", with: "0")
+        let limit = limit ?? (split == .train ? d.trainLimit : d.testLimit)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw RunDirectory.Failure(description: "the data set \(path) (data.path) does not exist; it may have moved: "
+                                   + "pass --data DIR with the data set to evaluate on (of the model's input shape)")
+        }
         switch d.dataset {
         case .fashionMNIST:
-            return (SampleRows(try FashionMNIST.load(directory: path, split: .train, limit: d.trainLimit)),
-                    SampleRows(try FashionMNIST.load(directory: path, split: .test, limit: d.testLimit)))
+            return SampleRows(try FashionMNIST.load(directory: path, split: split, limit: limit))
         case .prepared:
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
-            guard let testPath else {
-                throw RunDirectory.Failure(description: "\(path) has no test split (test/dataset.json); evaluation needs one: "
-                                       + "prepare it with one (contrast prepare npy ... --test-fraction 0.2), or point data.path at the folder holding train/ and test/")
+            var folder = trainPath
+            if split == .test {
+                guard let testPath else {
+                    throw RunDirectory.Failure(description: "\(path) has no test split (test/dataset.json); evaluating needs one: "
+                                           + "prepare it with one (contrast prepare npy ... --test-fraction 0.2), or point data.path (--data) at the folder holding train/ and test/")
+                }
+                folder = testPath
             }
-            func read(_ directory: String, limit: Int) throws -> SampleRows {
-                let dataset = try ShardedDataset(directory: directory)
-                return try SampleRows.read(dataset, shards: 0..<dataset.shardCount).prefix(limit)
-            }
-            return (try read(trainPath, limit: d.trainLimit), try read(testPath, limit: d.testLimit))
+            let shards = ShardedDataset.shards(of: try ShardedDataset.readManifest(directory: folder), holdingFirst: limit)
+            return try SampleRows.read(ShardedDataset(directory: folder, checking: shards), shards: shards, limit: limit)
         }
     }
 
+    /// What a model trained on the config's data set takes, read from the training split's
+    /// manifest (a prepared set) or one image (Fashion-MNIST), not from the samples.
+    public static func modelInputs(of config: TrainingConfig) throws -> ModelInputs {
+        let path = config.data.path.replacingOccurrences(of: "{rank}", with: "0")
+        switch config.data.dataset {
+        case .fashionMNIST:
+            let images = try FashionMNIST.load(directory: path, split: .test, limit: 1)
+            return ModelInputs(features: [images.height, images.width], image: true)
+        case .prepared:
+            let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
+            return ModelInputs(features: manifest.features.shape, image: manifest.features.dtype == .uint8 && manifest.features.shape.count == 2,
+                               pairs: manifest.pairs?.shape)
+        }
+    }
+
+    /// The config with its data set replaced by the folder `path` (`--data`): one `contrast
+    /// prepare` wrote (train/ and test/ inside, or one data-set folder) or one holding
+    /// Fashion-MNIST's IDX files. The limits and everything else stay.
+    public static func config(_ config: TrainingConfig, data path: String) throws -> TrainingConfig {
+        let exists = { FileManager.default.fileExists(atPath: path + "/" + $0) }
+        var config = config
+        if exists(ShardManifest.fileName) || exists("train/" + ShardManifest.fileName) {
+            config.data.dataset = .prepared
+        } else if exists("train-images-idx3-ubyte.gz") || exists("t10k-images-idx3-ubyte.gz") {
+            config.data.dataset = .fashionMNIST
+        } else {
+            throw RunDirectory.Failure(description: "--data \(path) is neither a prepared data set (no \(ShardManifest.fileName) in it or in "
+                                   + "its train/ folder) nor a Fashion-MNIST folder (no train-images-idx3-ubyte.gz); "
+                                   + "pass the folder `contrast prepare` wrote or the IDX files' folder")
+        }
+        config.data.path = path
+        return config
+    }
 
     /// Keys `contrast eval full --set` may override: the data to evaluate on and the kNN
     /// settings. The model's architecture and seed come from the checkpoint.

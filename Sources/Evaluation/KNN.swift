@@ -20,9 +20,9 @@ public struct KNNClassifier: Sendable {
 
     /// Fraction of queries whose predicted class equals their label.
     public func accuracy(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, queryLabels: [UInt8],
-                         normalisingMemoryInPlace: Bool = false) -> Double {
+                         normalisingMemoryInPlace: Bool = false, progress: EvaluationProgress? = nil) -> Double {
         let predictions = predict(memory: memory, memoryLabels: memoryLabels, queries: queries,
-                                  normalisingMemoryInPlace: normalisingMemoryInPlace)
+                                  normalisingMemoryInPlace: normalisingMemoryInPlace, progress: progress)
         let correct = zip(predictions, queryLabels).filter { Int($0) == Int($1) }.count
         return Double(correct) / Double(max(1, queryLabels.count))
     }
@@ -30,7 +30,9 @@ public struct KNNClassifier: Sendable {
     /// Predicted class of every query row. With `normalisingMemoryInPlace` the memory's rows are
     /// L2-normalised where they are instead of in a copy (the same values; the caller no longer
     /// needs the raw ones): one memory's worth less at the peak, 1 GB a million rows of 256.
-    public func predict(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, normalisingMemoryInPlace: Bool = false) -> [Int] {
+    /// With `progress`, says every so often how many queries are classified.
+    public func predict(memory: Tensor, memoryLabels: [UInt8], queries: Tensor, normalisingMemoryInPlace: Bool = false,
+                        progress: EvaluationProgress? = nil) -> [Int] {
         let d = memory.columns, m = memory.rows, q = queries.rows
         precondition(queries.columns == d, "kNN: memory has width \(d), queries \(queries.columns)")
         precondition(memoryLabels.count == m, "kNN: \(m) memory rows but \(memoryLabels.count) labels")
@@ -70,6 +72,7 @@ public struct KNNClassifier: Sendable {
                 predictions[start + r] = best
             }
             start += rows
+            progress?.note("kNN: classified \(start) of \(q) queries against \(m) samples")
         }
         return predictions
     }

@@ -64,14 +64,20 @@ public struct LinearProbe: Sendable {
 
     /// Fits the probe to `features` (N x D) with labels in 0..<classes.
     public static func fit(features: Tensor, labels: [Int], classes: Int, lambda: Double = defaultLambda,
-                           tolerance: Double = defaultTolerance, maxIterations: Int = defaultMaxIterations) -> LinearProbe {
+                           tolerance: Double = defaultTolerance, maxIterations: Int = defaultMaxIterations,
+                           progress: EvaluationProgress? = nil) -> LinearProbe {
         let started = monotonicSeconds()
         precondition(labels.count == features.rows, "LinearProbe.fit: \(features.rows) feature rows but \(labels.count) labels")
         precondition(labels.allSatisfy { $0 >= 0 && $0 < classes }, "LinearProbe.fit: labels must lie in 0..<\(classes)")
         let (mean, inverseStd) = standardisation(features)
         let objective = ProbeObjective(features: features, labels: labels, classes: classes, mean: mean, inverseStd: inverseStd, lambda: lambda)
+        var evaluations = 0
         let result = LBFGS.minimise(start: [Double](repeating: 0, count: objective.parameterCount), tolerance: tolerance,
-                                    maxIterations: maxIterations, evaluate: objective.evaluate)
+                                    maxIterations: maxIterations) { x, gradient in
+            evaluations += 1
+            progress?.note("linear probe: \(evaluations) loss evaluations on \(features.rows) samples (at most \(maxIterations) iterations)")
+            return objective.evaluate(x, gradient: &gradient)
+        }
         return LinearProbe(classes: classes, width: features.columns, lambda: lambda, mean: mean, inverseStd: inverseStd,
                            parameters: result.x,
                            summary: Summary(iterations: result.iterations, evaluations: result.evaluations, loss: result.value,

@@ -312,7 +312,7 @@ public final class Trainer {
             if savedAt != stepsDone { try saveCheckpoint(reason: stepsDone < totalSteps ? "early stop" : "end of training") }
             knnAccuracy = try finalEvaluation(lastEvaluation: lastEvaluation)
             if communicator.isRoot {
-                try WeightsFile.write(step.model.arena, to: runDirectory.appendingPathComponent("weights.bin"))
+                try WeightsFile.write(step.model.arena, inputs: data.modelInputs, to: runDirectory.appendingPathComponent("weights.bin"))
                 let weights = runDirectory.appendingPathComponent("weights.bin").path
                 if knnAccuracy.isFinite {
                     log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
@@ -372,8 +372,10 @@ public final class Trainer {
             log.info("evaluating: kNN\(linearDue ? " and linear probe" : "") on \(test.count) test samples "
                      + "against \(data.train.totalCount) training samples ...")
         }
+        // A line at least every 10 s of work on rank 0, which embeds, classifies and fits alone.
+        let progress = communicator.isRoot ? EvaluationProgress(every: evaluationProgressInterval) { [log] in log.info("evaluating: " + $0) } : nil
         let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
-                                                          communicator: communicator)
+                                                          communicator: communicator, progress: progress)
         var values: [String: Double] = [:]
         if communicator.isRoot {
             // Reported once embedding is slow enough to leave the terminal silent for a while.
@@ -384,11 +386,12 @@ public final class Trainer {
             var fields: [(String, JSONValue)] = [("step", .int(stepsDone)), ("epoch", .int(epoch))]
             var parts: [String] = []
             if let test = data.test {
-                let queries = Evaluation.representations(model: step.model, rows: test)
+                let queries = Evaluation.representations(model: step.model, rows: test, progress: progress, what: "test samples")
                 if let memory, let queryLabels = Evaluation.classes(test.labels) {
                     // The linear probe reads the raw memory after; without it the kNN may normalise it in place.
                     let knn = Evaluation.knnAccuracy(memory: memory, queries: queries, queryLabels: queryLabels,
-                                                     k: e.knnK, temperature: e.knnTemperature, consumingMemory: !linearDue)
+                                                     k: e.knnK, temperature: e.knnTemperature, consumingMemory: !linearDue,
+                                                     progress: progress)
                     values["knn"] = knn
                     parts.append(String(format: "kNN accuracy %.2f%% (k=%d)", knn * 100, e.knnK))
                     fields.append(("knn_accuracy", .number(knn)))
@@ -396,7 +399,7 @@ public final class Trainer {
                         // The probe on the whole gathered training set, 300 L-BFGS iterations at most (a monitor tracks a trend).
                         let classes = max(2, Int(max(memory.labels.max() ?? 0, queryLabels.max() ?? 0)) + 1)
                         let probe = LinearProbe.fit(features: memory.features, labels: memory.labels.map { Int($0) }, classes: classes,
-                                                    maxIterations: 300)
+                                                    maxIterations: 300, progress: progress)
                         let accuracy = probe.accuracy(features: queries, labels: queryLabels.map { Int($0) })
                         values["linear"] = accuracy
                         parts.append(String(format: "linear probe %.2f%%", accuracy * 100))
@@ -437,6 +440,9 @@ public final class Trainer {
 
     /// An evaluation phase that took at least this long is followed by a line saying what comes next.
     static let evaluationProgressSeconds = 3.0
+
+    /// The longest silence of an evaluation on rank 0: a progress line at least this often (tests shorten it).
+    var evaluationProgressInterval = EvaluationProgress.defaultInterval
 
     /// Early stopping after an evaluation (same decision on every rank: the values are shared).
     /// Keeps a copy of the best parameters; returns true when patience has run out.

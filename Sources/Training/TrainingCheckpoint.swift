@@ -1,4 +1,5 @@
 import Tensor
+import Evaluation
 import RunFiles
 import Config
 import Checkpoint
@@ -36,6 +37,9 @@ struct TrainingState: Codable, Equatable {
     var earlyStopping: EarlyStoppingState? = nil
     /// The MoCo queue's write position and fill (absent without loss.moco_queue).
     var momentumQueue: MomentumQueue.State? = nil
+    /// The model's input shape, so evaluation and export rebuild it without the data set
+    /// (absent in checkpoints written before it was recorded: read from the data set).
+    var inputs: ModelInputs? = nil
 }
 
 /// Early stopping's memory: the best monitored value, the epoch it was reached (0: none yet),
@@ -144,6 +148,7 @@ extension Trainer {
             skippedSteps: step.reducer.skippedSteps, skippedInARow: step.reducer.skippedInARow, epochLossSum: epochLossSum, epochSteps: epochStepCount, config: config.yaml(),
             earlyStopping: earlyStoppingState)
         step.objective.save(into: &state)
+        state.inputs = data.modelInputs
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let directory = try CheckpointStore.save(

@@ -1,4 +1,5 @@
 import Tensor
+import Evaluation
 import RunFiles
 import Config
 import Data
@@ -35,6 +36,9 @@ public final class TrainingData {
     /// One line for the run log: what was read and how batches are made.
     public let summary: String
 
+    /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
+    public var modelInputs: ModelInputs { ModelInputs(train) }
+
     /// [height, width] when the features are grey-scale images, else nil.
     public var imageShape: [Int]? { train.isImage ? train.featureShape : nil }
 
@@ -62,26 +66,40 @@ public final class TrainingData {
             notes.append("Fashion-MNIST from \(path): \(count) train images in \(d.virtualShards) shards "
                          + "(\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)")
         case .prepared:
-            guard d.trainLimit == 0 else {
-                throw ConfigError(key: "data.train_limit", problem: "config key 'data.train_limit' applies to fashion-mnist only; "
-                                  + "prepare fewer samples instead (contrast prepare ... --limit N), got \(d.trainLimit)")
-            }
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
-            let ranges = manifest.shards.map { $0.firstSample ..< $0.firstSample + $0.sampleCount }
-            sampler = try Sampler(preparedShards: ranges, directory: trainPath, batchPerRank: d.batchPerRank, worldSize: worldSize, seed: seed)
+            // data.train_limit keeps the first N samples: the shards are cut at N, and a shard
+            // that starts past N is no shard of this run (its file is never opened). Every rank
+            // reads the same manifest and limit, so every rank cuts the same shards.
+            let count = d.trainLimit > 0 ? min(d.trainLimit, manifest.sampleCount) : manifest.sampleCount
+            let ranges = manifest.shards[ShardedDataset.shards(of: manifest, holdingFirst: count)].map {
+                $0.firstSample ..< min($0.firstSample + $0.sampleCount, count)
+            }
+            // The whole set's batch errors name its shard files and `prepare --shards`; a limited
+            // set's name the shards the limit keeps and data.train_limit.
+            sampler = count < manifest.sampleCount
+                ? try Self.limitedPreparedSampler(ranges: ranges, globalBatch: globalBatch, seed: seed, trainPath: trainPath)
+                : try Sampler(preparedShards: ranges, directory: trainPath, batchPerRank: d.batchPerRank, worldSize: worldSize, seed: seed)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
-            train = try SampleRows.read(dataset, shards: shards, spillDirectory: spill)
+            train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
+            var testNote = ""
             if loadTest, let testPath {
-                let testSet = try ShardedDataset(directory: testPath)
-                test = try SampleRows.read(testSet, shards: 0..<testSet.shardCount, spillDirectory: spill)
+                // data.test_limit: the first N test samples, as `contrast eval` reads them.
+                let testShards = ShardedDataset.shards(of: try ShardedDataset.readManifest(directory: testPath), holdingFirst: d.testLimit)
+                let testSet = try ShardedDataset(directory: testPath, checking: testShards)
+                test = try SampleRows.read(testSet, shards: testShards, limit: d.testLimit, spillDirectory: spill)
+                testNote = test!.count < testSet.manifest.sampleCount
+                    ? "; test: the first \(test!.count) of \(testSet.manifest.sampleCount) samples (data.test_limit)"
+                    : "; test: \(test!.count) samples"
             } else {
                 test = nil
             }
-            notes.append("prepared data set \(trainPath): \(manifest.sampleCount) samples, \(manifest.shards.count) shards "
-                         + "(\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)")
+            let first = count < manifest.sampleCount ? "the first \(count) of \(manifest.sampleCount) samples (data.train_limit) in "
+                + "\(ranges.count) of its \(manifest.shards.count) shards" : "\(manifest.sampleCount) samples, \(manifest.shards.count) shards"
+            notes.append("prepared data set \(trainPath): \(first) (\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)"
+                         + testNote)
         }
         if let test {
             guard test.featureShape == train.featureShape else {
@@ -104,6 +122,28 @@ public final class TrainingData {
         }
         notes.append("batches: \(Self.describe(maker))")
         summary = notes.joined(separator: "; ")
+    }
+
+    /// The sampler over the shards of a prepared data set cut at data.train_limit. Its errors
+    /// name the shards the limit keeps and what to change: the batch or the limit (the whole
+    /// set's errors, from `Sampler(preparedShards:)`, name `contrast prepare --shards`).
+    static func limitedPreparedSampler(ranges: [Range<Int>], globalBatch: Int, seed: UInt64, trainPath: String) throws -> Sampler {
+        do {
+            return try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
+        } catch let error as DataError {
+            let shards = "the \(ranges.count) shard(s) that hold the first \(ranges.last!.upperBound) samples (data.train_limit)"
+            switch error {
+            case .batchNotMultipleOfShards:
+                throw ConfigError(key: "data.batch_per_rank", problem: "global batch \(globalBatch) (data.batch_per_rank x ranks) cannot take "
+                                  + "an equal share from each of \(shards) of the prepared data set \(trainPath); choose data.batch_per_rank "
+                                  + "so that the global batch is a multiple of \(ranges.count), or change data.train_limit")
+            case .epochTooShort(_, _, let perShard):
+                throw ConfigError(key: "data.batch_per_rank", problem: "the smallest of \(shards) of the prepared data set \(trainPath) holds "
+                                  + "\(ranges.map(\.count).min()!) samples, fewer than the \(perShard) each batch takes from every shard; "
+                                  + "lower data.batch_per_rank or raise data.train_limit")
+            default: throw error
+            }
+        }
     }
 
     /// Where `data.hold: disk` keeps the sample files: `data.spill_dir`, else $TMPDIR, else /tmp.

@@ -30,6 +30,9 @@ struct Export: ParsableCommand {
     @Option(help: "Output file.") var out: String
     @Option(help: "'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z).")
     var what: ModelExport.Part = .model
+    @Option(help: ArgumentHelp("Only for a model saved without its input shape (by an older contrast) whose data set has moved: "
+            + "the data set it was trained on (a folder `contrast prepare` wrote, or Fashion-MNIST's IDX folder)."))
+    var data: String?
 
     func validate() throws {
         guard format == "safetensors" else {
@@ -41,7 +44,7 @@ struct Export: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
-            let trained = try TrainedModel.load(checkpoint)
+            let trained = try TrainedModel.load(checkpoint, data: data)
             let file = try ModelExport.safetensors(trained, part: what)
             try AtomicFile.write(file, to: URL(fileURLWithPath: out))
             let tensors = try ModelExport.tensors(trained.model, part: what)
@@ -60,8 +63,7 @@ struct Embed: ParsableCommand {
 
     @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
-    @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the model's config data.path)")
-    var data: String?
+    @Option(help: ArgumentHelp(dataHelp)) var data: String?
     @Option(help: "Output .npy file.") var out: String
     @Option(help: "Which split: train or test.") var split: SplitArgument = .test
     @Option(help: "'representation' (h, N x R) or 'embedding' (L2-normalised z, N x E).")
@@ -74,10 +76,12 @@ struct Embed: ParsableCommand {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
-            let trained = try TrainedModel.load(checkpoint)
-            BLASThreads.set(trained.config.train.blasThreads)
-            let path = data ?? trained.config.data.path.replacingOccurrences(of: "{rank}", with: "0")
-            let rows = try Embedding.samples(at: path, split: split.split, limit: limit)
+            let trained = try TrainedModel.load(checkpoint, data: data)
+            let config = try data.map { try Evaluation.config(trained.config, data: $0) } ?? trained.config
+            try useComputeSettings(of: config)
+            let path = data ?? config.data.path
+            let rows = try Evaluation.evaluationSplit(config, split.split, limit: limit)
+            try trained.check(fits: rows, data: path, pairs: pairs)
             if labelsOut != nil && rows.labels == nil {
                 throw ValidationError("--labels-out: \(path) has no labels; leave out --labels-out")
             }
@@ -102,19 +106,21 @@ struct EvalDrift: ParsableCommand {
 
     @Option(name: .customLong("a"), help: ArgumentHelp("First model: " + trainedModelHelp)) var first: String
     @Option(name: .customLong("b"), help: "Second model, as --a.") var second: String
-    @Option(help: "A folder `contrast prepare` wrote, or a Fashion-MNIST IDX folder. (default: the first model's config data.path)")
-    var data: String?
+    @Option(help: ArgumentHelp(dataHelp + " (Default: the first model's data set.)")) var data: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a key of the first model's config for choosing the data, "
                                                          + "e.g. --set data.test_limit=1000.", valueName: "key=value"))
     var overrides: [String] = []
 
     func run() throws {
         try reportingErrors {
-            let a = try TrainedModel.load(first), b = try TrainedModel.load(second)
-            let config = try ConfigLoader.load(yaml: a.config.yaml(), source: "the config of \(first)", overrides: overrides)
-            BLASThreads.set(config.train.blasThreads)
-            let path = data ?? config.data.path.replacingOccurrences(of: "{rank}", with: "0")
-            let rows = try Embedding.samples(at: path, split: .test, limit: config.data.testLimit)
+            let a = try TrainedModel.load(first, data: data), b = try TrainedModel.load(second, data: data)
+            var config = try ConfigLoader.load(yaml: a.config.yaml(), source: "the config of \(first)", overrides: overrides)
+            if let data { config = try Evaluation.config(config, data: data) }
+            try useComputeSettings(of: config)
+            let path = data ?? config.data.path
+            let rows = try Evaluation.evaluationSplit(config, .test)
+            try a.check(fits: rows, data: path)
+            try b.check(fits: rows, data: path)
             let x = try Embedding.compute(a.model, rows: rows, output: .representation)
             let y = try Embedding.compute(b.model, rows: rows, output: .representation)
             let similarity = CKA.linear(x.data, columns: x.shape[1], y.data, columns: y.shape[1], rows: rows.count)

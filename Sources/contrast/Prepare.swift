@@ -64,7 +64,8 @@ struct PrepareFashionMNIST: ParsableCommand {
     var overwrite = false
     @OptionGroup var shardOptions: ShardOptions
     @Option(help: "Folder of the IDX .gz files.") var path: String = FashionMNIST.defaultDirectory
-    @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all).", visibility: .hidden)) var limit: Int = 0
+    @Option(help: ArgumentHelp("Prepare only the first N samples of each split (0: all), for a small, quick data set; "
+                               + "data.train_limit and data.test_limit cut a larger one at training time instead.")) var limit: Int = 0
     @Option(help: ArgumentHelp("Also write a float32 pair vector per image for two-tower training: 'projection', a fixed random "
                                + "projection of a differently augmented copy (docs/data-format.md, \"Pairs\")."))
     var pairs: PairSpec.Kind?

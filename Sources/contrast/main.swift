@@ -85,62 +85,7 @@ struct Train: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [KNN.self, EvalFull.self, EvalDrift.self])
-
-    struct KNN: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "knn",
-            abstract: "kNN test accuracy (k=200, cosine, exp(sim/0.1) votes) of a run's trained encoder, or of a baseline.")
-
-        enum Baseline: String, ExpressibleByArgument, CaseIterable { case pixels, random }
-
-        @Option(name: .customLong("run"), help: "Run directory of a finished training run (reads config.yaml and weights.bin).")
-        var runDirectory: String?
-        @Option(help: "Evaluate a baseline instead of a run: 'pixels' (raw pixels) or 'random' (the randomly initialised encoder).")
-        var baseline: Baseline?
-        @OptionGroup var options: ConfigOptions
-
-        func validate() throws {
-            if (runDirectory == nil) == (baseline == nil) { throw ValidationError("give exactly one of --run DIR or --baseline pixels|random") }
-        }
-
-        func run() throws {
-            try reportingErrors {
-                var config = try options.load()
-                if let run = runDirectory {
-                    let file = URL(fileURLWithPath: run).appendingPathComponent("config.yaml").path
-                    guard FileManager.default.fileExists(atPath: file) else {
-                        throw ValidationError("\(run) is not a run directory (no config.yaml); pass the run_dir of a training run")
-                    }
-                    config = try ConfigLoader.load(file: file, overrides: options.overrides)
-                }
-                BLASThreads.set(config.train.blasThreads)
-                let train = try FashionMNIST.load(directory: config.data.path, split: .train, limit: config.data.trainLimit)
-                let test = try FashionMNIST.load(directory: config.data.path, split: .test, limit: config.data.testLimit)
-                let classifier = KNNClassifier(k: config.eval.knnK, temperature: config.eval.knnTemperature)
-                let accuracy: Double
-                let what: String
-                if baseline == .pixels {
-                    accuracy = Evaluation.knnAccuracyOnPixels(train: train, test: test, classifier: classifier)
-                    what = "raw pixels"
-                } else {
-                    let model = ContrastiveModel(config.model, inputWidth: train.pixelsPerImage, imageShape: [train.height, train.width],
-                                                 learnableTemperature: config.loss.temperatureMode == .learnable,
-                                                 reconstruction: config.loss.reconstructionWeight > 0)
-                    model.initialise(seed: UInt64(config.seed))
-                    if let run = runDirectory {
-                        try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run).appendingPathComponent("weights.bin"))
-                        what = "trained encoder of \(run)"
-                    } else {
-                        what = "randomly initialised encoder (seed \(config.seed))"
-                    }
-                    accuracy = Evaluation.knnAccuracy(model: model, train: train, test: test, classifier: classifier)
-                }
-                say(String(format: "kNN accuracy: %.2f%% (%@; k=%d, %d train / %d test images)",
-                             accuracy * 100, what, classifier.k, train.count, test.count))
-            }
-        }
-    }
+    static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [EvalKNN.self, EvalFull.self, EvalDrift.self])
 }
 
 // The C kernels read CONTRAST_KERNELS_ISA on first use; using them here, before any subcommand,

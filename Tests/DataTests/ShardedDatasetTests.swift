@@ -99,6 +99,35 @@ private func flipByte(_ path: String, at offset: Int) throws {
         #expect(bits(gotFeatures) == bits(features) && bits(gotPairs) == bits(pairs) && gotLabels == labels)
     }
 
+    /// `limit` ends the data set after its first N samples (data.train_limit / test_limit): the
+    /// shard the limit cuts gives only its samples before N, in memory and on disk alike, and
+    /// `shards(of:holdingFirst:)` names only the shards that hold them.
+    @Test func readStopsAtTheLimit() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let count = 23
+        let features = (0..<(count * 12)).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+        let pairs = (0..<(count * 2)).map { Float($0) / 3 }
+        try ShardedDatasetWriter.write(SampleBlock(count: count, features: .uint8(features), labels: (0..<count).map { Int64($0) }, pairs: pairs),
+                                       featureShape: [3, 4], pairShape: [2], to: folder, shardSize: 10)
+        let dataset = try ShardedDataset(directory: folder)
+        #expect(ShardedDataset.shards(of: dataset.manifest, holdingFirst: 0) == 0..<3)
+        #expect(ShardedDataset.shards(of: dataset.manifest, holdingFirst: 10) == 0..<1)
+        #expect(ShardedDataset.shards(of: dataset.manifest, holdingFirst: 14) == 0..<2)
+        #expect(ShardedDataset.shards(of: dataset.manifest, holdingFirst: 100) == 0..<3)
+        for spill in [nil, folder] as [String?] {
+            let rows = try SampleRows.read(dataset, shards: 1..<2, limit: 14, spillDirectory: spill)
+            #expect(rows.held == 10..<14 && rows.totalCount == 14 && rows.labels == [10, 11, 12, 13])
+            var inputs = [Float](repeating: 0, count: 4 * 12), pairRows = [Float](repeating: 0, count: 4 * 2)
+            inputs.withUnsafeMutableBufferPointer { rows.writeInputs(rows.held, into: $0.baseAddress!) }
+            pairRows.withUnsafeMutableBufferPointer { rows.writePairs(rows.held, into: $0.baseAddress!) }
+            #expect(inputs == features[120..<168].map { Float($0) / 255 })
+            #expect(pairRows == Array(pairs[20..<28]))
+            let all = try SampleRows.read(dataset, shards: 0..<3, spillDirectory: spill)
+            #expect(all.held == 0..<23 && all.totalCount == 23)
+        }
+    }
+
     @Test func shardCountLayoutIsTheSamplersVirtualShards() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -160,7 +160,7 @@ import Testing
         let train = patternRows(300, seed: 1), test = patternRows(90, seed: 2)
         let model = ContrastiveModel(inputWidth: 64, hidden: [32], representation: 16, projection: [8], activation: .relu)
         model.initialise(seed: 3)
-        let report = try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64), .model(model, name: "trained")],
+        let report = try Evaluation.suite(train: train, test: test, encoders: [.raw(width: 64, images: true), .model(model, name: "trained")],
                                           k: 10, temperature: 0.1, corruptions: Corruption.imageDefaults, seed: 0, source: "test")
         #expect(report.encoders.map(\.name) == ["raw pixels", "trained"])
         #expect(report.classes == 3 && report.trainSamples == 300 && report.testSamples == 90)
@@ -191,24 +191,49 @@ import Testing
         let subset = LabelSubset(fraction: 0.2, seed: 5)
         let kept = (0..<300).filter { subset.isLabeled($0) }.count
         #expect(kept > 30 && kept < 100)
-        let all = try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+        let all = try Evaluation.suite(train: train, test: test, encoders: [.raw(width: 64, images: true)], k: 10, temperature: 0.1,
                                        corruptions: [], seed: 0, source: "test")
-        let some = try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+        let some = try Evaluation.suite(train: train, test: test, encoders: [.raw(width: 64, images: true)], k: 10, temperature: 0.1,
                                         corruptions: [], seed: 0, source: "test", probeLabels: subset)
         #expect(all.probeTrainSamples == nil && some.probeTrainSamples == kept)
         #expect(some.table().contains("probe fitted on the \(kept) labeled training samples"))
         #expect(some.encoders[0].knnAccuracy == all.encoders[0].knnAccuracy)
         #expect(some.encoders[0].probe.loss != all.encoders[0].probe.loss, "the probe saw other samples")
         #expect(throws: RunDirectory.Failure.self) {
-            try Evaluation.suite(train: train, test: test, encoders: [.pixels(width: 64)], k: 10, temperature: 0.1,
+            try Evaluation.suite(train: train, test: test, encoders: [.raw(width: 64, images: true)], k: 10, temperature: 0.1,
                                  corruptions: [], seed: 0, source: "test", probeLabels: LabelSubset(fraction: 1e-9, seed: 5))
         }
         #expect(throws: ConfigError.self) { try smokeConfig(["eval.probe_labeled_fraction=0"]) }
     }
 
+    /// With progress due at every chance (interval 0) the suite says what it is doing inside
+    /// each long part (embedding, kNN, the probe's iterations), and its numbers are those of the
+    /// silent suite: the clock decides only whether a line is printed.
+    @Test func progressLinesComeFromInsideTheLongParts() throws {
+        let train = patternRows(300, seed: 1), test = patternRows(90, seed: 2)
+        let model = ContrastiveModel(inputWidth: 64, hidden: [32], representation: 16, projection: [8], activation: .relu)
+        model.initialise(seed: 3)
+        func run(_ progress: ((String) -> Void)?, interval: Double) throws -> EvaluationReport {
+            try Evaluation.suite(train: train, test: test, encoders: [.raw(width: 64, images: true), .model(model, name: "trained")],
+                                 k: 10, temperature: 0.1, corruptions: Corruption.imageDefaults, seed: 0, source: "test",
+                                 progress: progress, progressInterval: interval)
+        }
+        var lines: [String] = []
+        let talking = try run({ lines.append($0) }, interval: 0)
+        let silent = try run(nil, interval: 0)
+        for part in ["kNN: classified 90 of 90 queries against 300 samples", "linear probe: ", "trained: embedding the 300 training samples"] {
+            #expect(lines.contains { $0.contains(part) }, "no line with \(part): \(lines)")
+        }
+        #expect(talking.encoders.map(\.knnAccuracy) == silent.encoders.map(\.knnAccuracy))
+        #expect(talking.encoders.map(\.probeAccuracy) == silent.encoders.map(\.probeAccuracy))
+        var rare: [String] = []
+        _ = try run({ rare.append($0) }, interval: 3600)
+        #expect(!rare.contains { $0.contains("kNN: classified") }, "a line inside a part before its interval: \(rare)")
+    }
+
     @Test func suiteNeedsLabels() {
         #expect(throws: (any Error).self) {
-            _ = try Evaluation.suite(train: patternRows(30, seed: 1, labelled: false), test: patternRows(9, seed: 2), encoders: [.pixels(width: 64)],
+            _ = try Evaluation.suite(train: patternRows(30, seed: 1, labelled: false), test: patternRows(9, seed: 2), encoders: [.raw(width: 64, images: true)],
                                      k: 5, temperature: 0.1, corruptions: [], seed: 0, source: "test")
         }
     }

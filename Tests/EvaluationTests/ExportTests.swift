@@ -40,7 +40,7 @@ private func smallCLIPModel() -> TrainedModel {
     config.loss.kind = .clip
     let model = ContrastiveModel(config.model, inputWidth: 10, pairInputWidth: 8)
     model.initialise(seed: 3)
-    return TrainedModel(config: config, model: model, source: "a test model")
+    return TrainedModel(config: config, model: model, inputs: ModelInputs(features: [10], image: false, pairs: [8]), source: "a test model")
 }
 
 private func write(_ data: Data, _ url: URL) throws -> String {
@@ -127,7 +127,7 @@ private func write(_ data: Data, _ url: URL) throws -> String {
         _ = try contrast(["embed", "--checkpoint", run, "--data", prepared, "--what", "embedding", "--out", path("z.npy")])
 
         // The same images as contrast's inputs (byte / 255), handed to torch as an .npy.
-        let rows = try Embedding.samples(at: prepared, split: .test)
+        let rows = try Evaluation.evaluationSplit(Evaluation.config(TrainingConfig(), data: prepared), .test)
         var inputs = [Float](repeating: 0, count: rows.count * rows.featureWidth)
         rows.writeInputs(rows.held, into: &inputs)
         let inputsFile = try write(NPYArray.encode(float32: inputs, shape: [rows.count, rows.featureWidth]), folder.appendingPathComponent("x.npy"))
@@ -216,7 +216,7 @@ private func smallCNNModel(channels: [Int], imageShape: [Int], poolCells: Int, p
     var random = RandomStream(seed: 6, stream: 0)
     let parameters = model.arena.parameters.data
     for i in 0..<model.arena.count { parameters[i] += 0.2 * random.nextNormal() }
-    return TrainedModel(config: config, model: model, source: "a test CNN")
+    return TrainedModel(config: config, model: model, inputs: ModelInputs(features: imageShape, image: true), source: "a test CNN")
 }
 
 @Suite(.serialized) struct CNNExportTests {

@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func evalOfSomethingThatIsNotARun() throws {
-        expectOneLineError(try run(["eval", "knn", "--run", "/nonexistent/run"]), mentioning: ["/nonexistent/run", "config.yaml"])
+        expectOneLineError(try run(["eval", "knn", "--run", "/nonexistent/run"]), mentioning: ["/nonexistent/run", "does not exist", "run directory"])
     }
 
     @Test func pixelBaselinePrintsAnAccuracy() throws {

@@ -102,6 +102,20 @@ import Testing
     /// step's few ms: at 250 ms a machine running twenty other processes on two cores stretched
     /// rank 0's own compute past 1/1.5 of it and hid the straggler; views are made in the loop so a
     /// starved producer thread cannot make rank 0 look slow.)
+    /// The final evaluation says what it is doing inside its long parts (here with a line due at
+    /// every chance; by default at least every 10 s), through the run log.
+    @Test func finalEvaluationReportsProgress() throws {
+        let config = try smokeConfig(["train.max_steps=4", "eval.knn_every_epochs=0", "data.test_limit=256", "monitor.progress=never"])
+        let trainer = try Trainer(config: config)
+        trainer.evaluationProgressInterval = 0
+        _ = try trainer.run()
+        let log = try String(contentsOfFile: config.runDirectory + "/train.log", encoding: .utf8)
+        for line in ["evaluating: embedded 2048 of 2048 training samples", "evaluating: embedded 256 of 256 test samples",
+                     "evaluating: kNN: classified 256 of 256 queries against 2048 samples"] {
+            #expect(log.contains(line), "the log lacks \(line): \(log.suffix(1500))")
+        }
+    }
+
     @Test func slowRankIsFlaggedByName() throws {
         let (outcome, run) = try train(ranks: 2, ["train.max_steps=10", "train.log_every_steps=5", "data.batch_per_rank=32",
                                                   "eval.knn_every_epochs=0", "data.prefetch=0"], environment: ["CONTRAST_SLOW_RANK": "1:1000"])

@@ -238,8 +238,10 @@ import Testing
         #expect(imageViewsOnPairs.outcome.status != 0 && imageViewsOnPairs.outcome.error.contains("loss.kind"))
         let noViews = try train(ranks: 1, path: Self.prepared, ["data.augment=none"])
         #expect(noViews.outcome.status != 0 && noViews.outcome.error.contains("data.augment"))
-        let limit = try train(ranks: 1, path: Self.prepared, ["data.train_limit=100"])
-        #expect(limit.outcome.status != 0 && limit.outcome.error.contains("data.train_limit"))
+        // data.train_limit applies to prepared data (smokeLimitsApplyToPreparedData); a limit whose
+        // last shard (256..<270) cannot give a batch its share is refused naming it.
+        let limit = try train(ranks: 1, path: Self.prepared, ["data.train_limit=270"])
+        #expect(limit.outcome.status != 0 && limit.outcome.error.contains("data.train_limit"), "\(limit.outcome.error)")
 
         // A CNN on feature vectors is refused before the run directory exists.
         let folder = temporaryDirectory("features")
@@ -257,5 +259,52 @@ import Testing
                                               "--set", "model.encoder=cnn", "--set", "model.pool_cells=9"])
         #expect(pool.status != 0 && pool.error.contains("model.pool_cells") && pool.error.contains("at most 7"), "\(pool.error)")
         #expect(!FileManager.default.fileExists(atPath: poolRun))
+    }
+
+    /// configs/smoke.yaml works unchanged on a prepared set larger than its limits (issue 19,
+    /// item 2): it trains on the first 2,048 samples (data.train_limit cuts the shards at 2,048;
+    /// the shard files past it are deleted here, so opening one would fail) and evaluates on the
+    /// first 512 test samples (data.test_limit, as `eval` uses), and the log says so. Two ranks
+    /// under mpirun cut the same shards and evaluate the same samples to the same accuracy.
+    @Test func smokeLimitsApplyToPreparedData() throws {
+        let folder = temporaryDirectory("limits").appendingPathComponent("set").path
+        let prepared = try runProcess(contrastExecutable, ["prepare", "fashion-mnist", "--out", folder, "--shards", "8", "--limit", "4096"])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        // 512 samples per shard: the first 2,048 training samples are shards 0-3, the first 512 test samples shard 0.
+        for shard in 4..<8 { try FileManager.default.removeItem(atPath: folder + "/train/" + ShardedDatasetWriter.shardFileName(shard)) }
+        for shard in 1..<8 { try FileManager.default.removeItem(atPath: folder + "/test/" + ShardedDatasetWriter.shardFileName(shard)) }
+        var accuracies: [[Double]] = []
+        for ranks in [1, 2] {
+            let run = temporaryDirectory("limits-run").appendingPathComponent("run").path
+            let overrides = ["run_dir=\(run)", "data.dataset=prepared", "data.path=\(folder)", "data.batch_per_rank=\(64 / ranks)",
+                             "monitor.progress=never", "communication.precision=fp32"]
+            let outcome = try runContrast(ranks: ranks, ["train", "--config", "configs/smoke.yaml"] + overrides.flatMap { ["--set", $0] })
+            #expect(outcome.status == 0, "\(ranks) rank(s): \(outcome.error.suffix(1500))")
+            let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+            for expected in ["the first 2048 of 4096 samples (data.train_limit) in 4 of its 8 shards",
+                             "test: the first 512 of 4096 samples (data.test_limit)",
+                             "evaluating: kNN on 512 test samples against 2048 training samples"] {
+                #expect(log.contains(expected), "\(ranks) rank(s): the log lacks \"\(expected)\": \(log.prefix(2000))")
+            }
+            accuracies.append(try knnAccuracies(run))
+        }
+        // The same 512 test samples against the same 2,048: the accuracies agree up to the float
+        // rounding of two ranks' all-reduce (a query or two).
+        #expect(accuracies[0].count == 2 && accuracies[1].count == 2, "\(accuracies)")
+        for (a, b) in zip(accuracies[0], accuracies[1]) { #expect(abs(a - b) <= 2.0 / 512, "\(accuracies)") }
+    }
+
+    /// A batch that the shards under data.train_limit cannot share equally is refused naming
+    /// the shards that hold those samples and what to change.
+    @Test func batchErrorOfALimitedPreparedSetNamesItsShards() throws {
+        let folder = temporaryDirectory("limits-batch").appendingPathComponent("set").path
+        let prepared = try runProcess(contrastExecutable, ["prepare", "fashion-mnist", "--out", folder, "--shards", "8", "--limit", "4096"])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        let run = temporaryDirectory("limits-batch-run").appendingPathComponent("run").path
+        let outcome = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)", "--set", "data.dataset=prepared",
+                                                 "--set", "data.path=\(folder)", "--set", "data.batch_per_rank=30"])
+        expectOneLineError(outcome, mentioning: ["global batch 30", "4 shard(s) that hold the first 2048 samples (data.train_limit)",
+                                                 "data.batch_per_rank"])
+        #expect(!FileManager.default.fileExists(atPath: run))
     }
 }
