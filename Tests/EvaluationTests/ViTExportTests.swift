@@ -118,3 +118,80 @@ private let torchImports = FileManager.default.isExecutableFile(atPath: "/usr/bi
         }
     }
 }
+
+/// One Transformer block with padded keys, pre-LN (ViT) and post-LN (BERT, the text encoder's), against
+/// tools/vit.py's `Block` in float64: output, input gradient and parameter gradients to 1e-5 relative.
+@Suite(.serialized) struct TransformerBlockTorchTests {
+    @Test(.enabled(if: torchImports, "skipped: /usr/bin/python3 cannot import torch and numpy"),
+          arguments: [TransformerBlock.NormPlacement.pre, .post], [SelfAttention.Mode.plain, .tiled(3)])
+    func blockWithMaskMatchesPyTorch(placement: TransformerBlock.NormPlacement, attention: SelfAttention.Mode) throws {
+        let (batch, tokens, width, heads, mlpWidth) = (3, 7, 8, 2, 12)
+        let arena = ParameterArena()
+        let block = TransformerBlock(tokens: tokens, width: width, heads: heads, mlpWidth: mlpWidth, placement: placement,
+                                     attention: attention, name: "block", arena: arena)
+        arena.seal()
+        _ = block.initialise(seed: 1, firstStream: 0)
+        var random = RandomStream(seed: 2, stream: 0)
+        for i in 0..<arena.count { arena.parameters[i] += 0.2 * random.nextNormal() }
+        let n = batch * tokens * width
+        let x = (0..<n).map { _ in random.nextNormal() }, w = (0..<n).map { _ in random.nextNormal() }
+        // Sample b has its last 2 b tokens padded.
+        let mask: [UInt8] = (0..<batch).flatMap { b in (0..<tokens).map { $0 < tokens - 2 * b ? 1 : 0 } }
+        var y = [Float](), dx = [Float]()
+        mask.withUnsafeBufferPointer { mask in
+            block.keyMask = mask.baseAddress
+            x.withUnsafeBufferPointer { x in
+                y = Array(UnsafeBufferPointer(start: block.forward(x.baseAddress!, batch: batch), count: n))
+                var dy = w
+                dy.withUnsafeMutableBufferPointer { dx = Array(UnsafeBufferPointer(start: block.backward($0.baseAddress!, batch: batch)!, count: n)) }
+            }
+        }
+        let folder = temporaryDirectory("block-torch")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func file(_ name: String, _ data: Data) throws -> String {
+            let url = folder.appendingPathComponent(name)
+            try data.write(to: url)
+            return url.path
+        }
+        func tensors(_ pointer: (ParameterSlice) -> UnsafeMutablePointer<Float>) -> [Safetensors.NamedTensor] {
+            arena.slices.map { Safetensors.NamedTensor(name: $0.name, shape: $0.shape, values: Array(UnsafeBufferPointer(start: pointer($0), count: $0.count))) }
+        }
+        let shape = [batch, tokens, width]
+        let arguments = [
+            try file("parameters.safetensors", Safetensors.encode(tensors(arena.parameters), metadata: [])),
+            try file("gradients.safetensors", Safetensors.encode(tensors(arena.gradients), metadata: [])),
+            try file("x.npy", NPYArray.encode(float32: x, shape: shape)), try file("w.npy", NPYArray.encode(float32: w, shape: shape)),
+            try file("y.npy", NPYArray.encode(float32: y, shape: shape)), try file("dx.npy", NPYArray.encode(float32: dx, shape: shape)),
+            try file("mask.npy", NPYArray.encode(float32: mask.map(Float.init), shape: [batch, tokens])),
+            "\(heads)", "\(mlpWidth)", placement.rawValue,
+        ]
+        let script = """
+        import json, sys
+        import numpy as np, torch
+        sys.path.insert(0, sys.argv[1])
+        from vit import Block
+        from load_safetensors import read
+        parameters, gradients, x, w, y, dx, mask, heads, mlp, placement = sys.argv[2:]
+        values, _, _ = read(parameters, "plain")
+        block = Block(8, int(heads), int(mlp), 1e-5, pre_norm=placement == "pre").double()
+        block.load_state_dict({k[len("block."):]: torch.from_numpy(v).double() for k, v in values.items()}, strict=True)
+        inputs = torch.from_numpy(np.load(x)).double().requires_grad_()
+        output = block(inputs, torch.from_numpy(np.load(mask)) > 0)
+        (output * torch.from_numpy(np.load(w)).double()).sum().backward()
+        def relative(computed, expected):
+            return float(np.max(np.abs(computed.astype(np.float64) - expected)) / np.max(np.abs(expected)))
+        report = {"output": relative(np.load(y), output.detach().numpy()), "input": relative(np.load(dx), inputs.grad.numpy())}
+        ours, _, _ = read(gradients, "plain")
+        for name, parameter in block.named_parameters():
+            report["block." + name] = relative(ours["block." + name], parameter.grad.numpy())
+        print(json.dumps(report))
+        """
+        let outcome = try runPython(["-c", script, repositoryRoot.appendingPathComponent("tools").path] + arguments)
+        #expect(outcome.status == 0, "\(outcome.output) \(outcome.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Double], "\(outcome.output)")
+        #expect(report.count == 2 + arena.slices.count)
+        for (name, difference) in report.sorted(by: { $0.key < $1.key }) {
+            #expect(difference <= 1e-5, "\(placement) \(attention): \(name) differs from PyTorch's by \(difference) relative")
+        }
+    }
+}

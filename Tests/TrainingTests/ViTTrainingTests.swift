@@ -18,8 +18,10 @@ import Testing
     }
 
     /// One plain SGD step (the update is -lr g, so the parameters carry the summed gradient): the two
-    /// ranks' gradients of their half batches, all-reduced, are the one process's of the whole.
-    @Test(arguments: [["model.vit.pool=cls"], ["model.vit.pool=mean", "model.vit.attention_tile=5"]])
+    /// ranks' gradients of their half batches, all-reduced, are the one process's of the whole. With
+    /// 4 kB buckets (6 of them) the all-reduce starts while backward runs: a layer that reported its gradients
+    /// final too early would send partial ones.
+    @Test(arguments: [["model.vit.pool=cls"], ["model.vit.pool=mean", "model.vit.attention_tile=5", "communication.bucket_mb=0.004"]])
     func stepAtTwoRanksEqualsOneProcessOnTheGlobalBatch(variant: [String]) throws {
         let overrides = Self.vit + Self.sgd + variant
         let reference = try trainSmoke("vit-p1", ranks: 1, steps: 1, globalBatch: 32, overrides)
