@@ -92,3 +92,20 @@ import Testing
         #expect(block.attention.mode == .tiled(16))
     }
 }
+
+/// configs/fmnist-simclr-vit.yaml is a valid vit-small-28 run on 28 x 28 images.
+@Suite struct ViTConfigFileTests {
+    @Test func theViTConfigLoadsAndBuildsVitSmall28() throws {
+        let config = try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/fmnist-simclr-vit.yaml").path, overrides: [])
+        try config.validateModel(imageShape: [28, 28])
+        #expect(config.model.encoder == .vit && config.model.vit.preset == .vitSmall28)
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
+        #expect(model.representationWidth == 128)
+        #expect(model.encoder.layers.compactMap { $0 as? TransformerBlock }.count == 6)
+        // Patch embedding 16 x 128 + 128, [CLS] 128, positions 50 x 128, final norm 2 x 128, and per block
+        // qkv 128 x 384 + 384, proj 128 x 128 + 128, fc1 128 x 512 + 512, fc2 512 x 128 + 128, two norms 4 x 128.
+        let block = 128 * 384 + 384 + 128 * 128 + 128 + 128 * 512 + 512 + 512 * 128 + 128 + 4 * 128
+        let encoder = model.arena.slices.filter { $0.name.hasPrefix("encoder.") }.reduce(0) { $0 + $1.count }
+        #expect(encoder == 16 * 128 + 128 + 128 + 50 * 128 + 2 * 128 + 6 * block)
+    }
+}
