@@ -1,6 +1,6 @@
 import Tensor
 
-/// The SimCLR network: encoder f (an MLP) giving the representation h, projection head g
+/// The SimCLR network: encoder f (an MLP, the residual CNN or the Vision Transformer: docs/encoders.md) giving the representation h, projection head g
 /// (an MLP) and L2 normalisation giving the embedding z = g(f(x)) / |g(f(x))|.
 ///
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.

@@ -45,18 +45,19 @@ public final class PatchEmbedding: Layer {
         for i in 0..<bias.count { b[i] = random.nextUniform(-bound, bound) }
     }
 
-    /// Copies between the images and the patch rows: row (b, n) holds patch n's C p p pixels in
-    /// [C, p, p] order (the weight's). `toPatches` false adds the rows back into the images.
-    private func gather(_ images: UnsafeMutablePointer<Float>, _ rows: UnsafeMutablePointer<Float>, batch: Int, toPatches: Bool) {
+    /// Visits every patch line: `body(offset in the images, offset in the patch rows)`, one for each
+    /// of the p pixels a line of a patch has. Row (b, n) of the patch matrix holds patch n's C p p
+    /// pixels in [C, p, p] order (the weight's).
+    @inline(__always)
+    private func forEachPatchLine(batch: Int, _ body: (Int, Int) -> Void) {
         let p = patch, columnsOfPatches = imageWidth / p, pixels = height * imageWidth, n = patchCount
         for b in 0..<batch {
             for patchIndex in 0..<n {
                 let top = (patchIndex / columnsOfPatches) * p, left = (patchIndex % columnsOfPatches) * p
-                var row = rows + (b * n + patchIndex) * channels * p * p
+                var row = (b * n + patchIndex) * channels * p * p
                 for c in 0..<channels {
                     for u in 0..<p {
-                        let pixel = images + b * channels * pixels + c * pixels + (top + u) * imageWidth + left
-                        if toPatches { row.update(from: pixel, count: p) } else { for v in 0..<p { pixel[v] += row[v] } }
+                        body(b * channels * pixels + c * pixels + (top + u) * imageWidth + left, row)
                         row += p
                     }
                 }
@@ -67,7 +68,7 @@ public final class PatchEmbedding: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let k = channels * patch * patch, rows = batch * patchCount
         let columns = patches.pointer(count: rows * k)
-        gather(UnsafeMutablePointer(mutating: input), columns, batch: batch, toPatches: true)
+        forEachPatchLine(batch: batch) { pixel, row in (columns + row).update(from: input + pixel, count: patch) }
         let y = output.pointer(count: rows * width)
         gemm(transposeA: false, transposeB: true, m: rows, n: width, k: k, a: columns, lda: k,
              b: arena.parameters(weight), ldb: k, c: y, ldc: width, precision: computePrecision)
@@ -86,8 +87,8 @@ public final class PatchEmbedding: Layer {
         gemm(transposeA: false, transposeB: false, m: rows, n: k, k: width, a: dy, lda: width, b: arena.parameters(weight), ldb: k,
              c: dColumns, ldc: k, precision: computePrecision)
         let dx = inputGradient.pointer(count: batch * inputWidth)
-        dx.update(repeating: 0, count: batch * inputWidth)
-        gather(dx, dColumns, batch: batch, toPatches: false)
+        // Patches do not overlap (stride = patch): each pixel gets exactly one patch's gradient.
+        forEachPatchLine(batch: batch) { pixel, row in (dx + pixel).update(from: dColumns + row, count: patch) }
         return dx
     }
 }
