@@ -1,7 +1,8 @@
 import Tensor
 
-/// The SimCLR network: encoder f (an MLP, the residual CNN or the Vision Transformer: docs/encoders.md) giving the representation h, projection head g
-/// (an MLP) and L2 normalisation giving the embedding z = g(f(x)) / |g(f(x))|.
+/// The SimCLR network: encoder f (an MLP, the residual CNN or the Vision Transformer: docs/encoders.md)
+/// giving the representation h, projection head g (an MLP) and L2 normalisation giving the embedding
+/// z = g(f(x)) / |g(f(x))|.
 ///
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
