@@ -1,12 +1,15 @@
+import Distributed
 import Foundation
 import TestSupport
 import Config
 import Testing
 @testable import NN
+@testable import Tensor
+@testable import Training
 
 /// The Vision Transformer encoder trains through `contrast train` like the others: P = 2 equals one
 /// process on the global batch, a run is bitwise reproducible, and a shape that does not fit the
-/// images is refused before the run directory exists.
+/// images is refused before the run directory exists; gradient caching leaves the step unchanged.
 @Suite(.serialized) struct ViTTrainingTests {
     /// A ViT small enough for seconds: 16 patches of 7 x 7, width 16, two blocks of two heads.
     static let vit = ["model.encoder=vit", "model.vit.preset=none", "model.vit.patch=7", "model.vit.dim=16", "model.vit.depth=2",
@@ -57,5 +60,27 @@ import Testing
                                                "--set", "model.encoder=vit", "--set", "model.vit.heads=5"])
         expectOneLineError(heads, mentioning: ["model.vit.heads", "128"])
         #expect(!FileManager.default.fileExists(atPath: run))
+    }
+
+    /// Gradient caching (a second forward per chunk of views, then its backward) runs the ViT's layers
+    /// again on other rows between forward and backward: the step must still be the ordinary one.
+    @Test(arguments: [3, 8])
+    func gradientCachedStepEqualsTheOrdinaryStep(chunk: Int) throws {
+        func step(_ overrides: [String]) throws -> (loss: Double, parameters: [Float], cached: Bool) {
+            let config = try smokeConfig(Self.sgd + ["model.encoder=vit", "model.vit.preset=none", "model.vit.patch=4", "model.vit.dim=8",
+                                                     "model.vit.depth=1", "model.vit.heads=2", "model.vit.mlp_ratio=2"] + overrides)
+            let step = try TrainingStep(config: config, communicator: SingleProcessCommunicator(), inputWidth: 64, pairWidth: 0,
+                                        imageShape: [8, 8], samplesPerStep: 10, totalSteps: 1)
+            var random = RandomStream(seed: 7, stream: 1)
+            for i in 0..<(2 * 10 * 64) { step.batch[i] = random.nextUniform() }
+            let result = try step.step(0, input: step.batch.data)
+            #expect(result.applied)
+            return (result.loss, step.model.arena.parameters.array, step.objective.passes is GradientCache)
+        }
+        let reference = try step([])
+        let cached = try step(["train.gradient_cache_chunk=\(chunk)"])
+        #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss))
+        #expect(maxRelativeDifference(cached.parameters, reference.parameters) <= 1e-5)
+        #expect(cached.cached && !reference.cached)
     }
 }
