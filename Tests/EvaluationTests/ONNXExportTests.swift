@@ -180,4 +180,40 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             }
         }
     }
+
+    /// End to end through the binary: a model trained two steps by `contrast train`, exported by
+    /// `contrast export --format onnx`, gives in onnxruntime what `contrast embed` writes (h, and z).
+    @Test(.enabled(if: onnxUnavailable == nil, "\(marker): skipped: \(onnxUnavailable ?? "")"),
+          arguments: [["model.encoder=mlp"], ["model.encoder=cnn", "model.channels=[4,8]", "model.adapter=3"],
+                      ["model.encoder=vit", "model.vit.preset=none", "model.vit.patch=7", "model.vit.dim=16", "model.vit.depth=2",
+                       "model.vit.heads=2", "model.vit.mlp_ratio=2"]])
+    func exportedFileEqualsContrastEmbed(encoder: [String]) throws {
+        ran("ONNX end to end \(encoder[0])")
+        let folder = temporaryDirectory("onnx-e2e")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = { folder.appendingPathComponent($0).path }
+        func contrast(_ arguments: [String]) throws -> ProcessOutcome {
+            let outcome = try runContrast(ranks: 1, arguments)
+            #expect(outcome.status == 0, "contrast \(arguments.joined(separator: " ")): \(outcome.error)")
+            return outcome
+        }
+        let sets = ["run_dir=\(path("run"))", "train.max_steps=2", "eval.knn_every_epochs=0", "data.train_limit=256"] + encoder
+        _ = try contrast(["train", "--config", "configs/smoke.yaml"] + sets.flatMap { ["--set", $0] })
+        _ = try contrast(["prepare", "fashion-mnist", "--out", path("prepared"), "--limit", "40", "--shards", "1"])
+        let exported = try contrast(["export", "--checkpoint", path("run"), "--format", "onnx", "--out", path("model.onnx")])
+        #expect(exported.output.contains("model.onnx: ONNX opset \(ONNXExport.opset), input [N, "), "\(exported.output)")
+        _ = try contrast(["export", "--checkpoint", path("run"), "--format", "onnx", "--what", "encoder", "--out", path("encoder.onnx")])
+        _ = try contrast(["embed", "--checkpoint", path("run"), "--data", path("prepared"), "--out", path("h.npy")])
+        _ = try contrast(["embed", "--checkpoint", path("run"), "--data", path("prepared"), "--what", "embedding", "--out", path("z.npy")])
+        // The images as contrast reads them (byte / 255).
+        let rows = try Embedding.samples(at: path("prepared"), split: .test)
+        var inputs = [Float](repeating: 0, count: rows.count * rows.featureWidth)
+        rows.writeInputs(rows.held, into: &inputs)
+        try NPYArray.encode(float32: inputs, shape: [rows.count, rows.featureWidth]).write(to: folder.appendingPathComponent("x.npy"))
+        for (file, compare) in [("model.onnx", ["--compare-embedding", path("z.npy")]), ("encoder.onnx", [])] {
+            let outcome = try python([checker, path(file), "--inputs", path("x.npy"), "--compare-representation", path("h.npy")] + compare)
+            print("\(marker): ONNX end to end \(encoder[0]) \(file): \(outcome.output)")
+            #expect(outcome.status == 0, "\(encoder[0]) \(file): \(outcome.output) \(outcome.error)")
+        }
+    }
 }
