@@ -261,7 +261,8 @@ struct ONNXGraph {
             }
         default: break
         }
-        throw Unsupported(description: "cannot export to ONNX: the \(type(of: layer)) layer has no ONNX form in contrast's exporter")
+        throw Unsupported(description: "cannot export to ONNX: the \(type(of: layer)) layer has no ONNX form in contrast's exporter; "
+                          + "export --format safetensors instead")
     }
 
     /// Exact GELU as Kernels.gelu: 0.5 x (1 + erf(x / sqrt 2)).
@@ -330,7 +331,8 @@ struct ONNXGraph {
     /// A pre-LN block: u = x + proj(attn(qkv(LN1(x)))), y = u + fc2(gelu(fc1(LN2(u)))).
     private mutating func transformerBlock(_ block: TransformerBlock, _ x: String) throws -> String {
         guard block.placement == .pre else {
-            throw Unsupported(description: "cannot export to ONNX: post-LN Transformer blocks have no ONNX form in contrast's exporter yet")
+            throw Unsupported(description: "cannot export to ONNX: post-LN Transformer blocks have no ONNX form in contrast's exporter yet; "
+                              + "export --format safetensors instead")
         }
         let u = node("Add", [x, attention(block, layerNorm(block.norm1, x))])
         let hidden = gelu(tokenLinear(block.expand, layerNorm(block.norm2, u)))
