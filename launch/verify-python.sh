@@ -16,6 +16,11 @@ if [[ -x $python ]] && cmp -s "$requirements" "$stamp"; then
 fi
 echo "verify-python: making $venv (tools/verify-requirements.txt)" >&2
 rm -rf "$venv"
+# Debian's python3 makes venvs only with python3-venv (ensurepip); install it when we may.
+if ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null && [[ $(id -u) -eq 0 ]]; then
+    echo "verify-python: installing python3-venv" >&2
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; } >&2
+fi
 if ! /usr/bin/python3 -m venv --system-site-packages "$venv" >&2; then
     echo "verify-python: /usr/bin/python3 -m venv failed (Debian: apt-get install python3-venv); the ONNX checks will skip" >&2
     exit 0
