@@ -97,9 +97,9 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
 }
 
 /// Models exported to ONNX pass onnx's checker (full_check) and onnxruntime computes contrast's h
-/// and z on the same inputs to 1e-5 relative, for every encoder kind.
+/// and z on the same inputs to 1e-5 relative, for every encoder kind (and the first tower of a two-tower model).
 @Suite(.serialized) struct ONNXExportTests {
-    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, cnnUneven, cnnThreeStages, vitClass, vitMean }
+    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, mlpTwoTower, cnnUneven, cnnThreeStages, vitClass, vitMean }
 
     /// A model of `kind`, every parameter moved off its initialisation (norms' 1 and 0, the adapter's
     /// zero up-projection), so a tensor under a wrong name or in a wrong layout changes the result.
@@ -114,6 +114,10 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
         case .mlpGELUAdapter:
             (config.model.hidden, config.model.representation, config.model.activation, config.model.adapter) = ([9], 5, .gelu, 3)
             imageShape = [4, 4]
+        case .mlpTwoTower:
+            // A CLIP model: the file holds the first tower only, whose inputs and outputs are the model's.
+            (config.model.hidden, config.model.representation, config.model.pairHidden, config.loss.kind) = ([6], 5, [7], .clip)
+            imageShape = [2, 5]
         case .cnnUneven:
             // Uneven, overlapping pooling bins (5 x 4 maps into 2 x 2 cells) of two stages, a Linear fc, an adapter.
             config.model.encoder = .cnn
@@ -129,7 +133,8 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             let c = ViTExportTests.cases[kind == .vitClass ? 0 : 1]
             return (ViTExportTests.model(c), c.image)
         }
-        let model = ContrastiveModel(config.model, inputWidth: imageShape.reduce(1, *), imageShape: imageShape)
+        let model = ContrastiveModel(config.model, inputWidth: imageShape.reduce(1, *), pairInputWidth: kind == .mlpTwoTower ? 8 : 0,
+                                     imageShape: imageShape)
         model.initialise(seed: 5)
         var random = RandomStream(seed: 6, stream: 0)
         for i in 0..<model.arena.count { model.arena.parameters[i] += 0.2 * random.nextNormal() }
@@ -170,6 +175,7 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             #expect(report["opset"] as? [String: Int] == ["ai.onnx": ONNXExport.opset])
             let channels = kind.rawValue.hasPrefix("mlp") ? [width] : [1] + imageShape
             #expect((report["inputs"] as? [String: [Any]])?["input"]?.map { "\($0)" } == ["N"] + channels.map(String.init))
+            #expect((report["inputs"] as? [String: Any])?.count == 1, "one input, the first tower's: \(outcome.output)")
             let outputs = try #require(report["outputs"] as? [String: [Any]])
             #expect(Set(outputs.keys) == (part == .model ? ["representation", "embedding"] : ["representation"]))
             let representation = try #require(report["representation"] as? Double, "\(outcome.output)")
