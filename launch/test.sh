@@ -5,10 +5,16 @@
 # CPU"); then the short form of the fault-injection suite (launch/faults.sh, ~1-2 min) on the
 # debug build. Extra arguments go to `swift test` (e.g. --filter TrainingTests) and skip the
 # passes after it; ISA_PASSES=0 skips the instruction-set passes, FAULTS=0 the fault suite.
+# Tests that verify an output with Python packages Debian lacks (the ONNX export: onnx and
+# onnxruntime) use the virtual environment launch/verify-python.sh makes (.venv-verify, ~10-30 s
+# the first time, instant after), through CONTRAST_VERIFY_PYTHON; without network they skip, and
+# a line after the tests counts how many of them ran and skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 launch/setup.sh
+CONTRAST_VERIFY_PYTHON=$(launch/verify-python.sh)
+export CONTRAST_VERIFY_PYTHON
 
 # Tests launch mpirun, which refuses to run as root unless told it may.
 if [[ $(id -u) -eq 0 ]]; then
@@ -16,7 +22,17 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 swift build --build-tests
-swift test "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test "$@" 2>&1 | tee "$log" || status=$?
+# The Python-verified tests print "python-verify: ran ..." when they run; a skipped one's reason
+# starts "python-verify: skipped" (a skipped parameterised test is one line).
+ran=$(grep -c '^python-verify: ran ' "$log" || true)
+skipped=$(grep -c 'skipped: "python-verify: skipped' "$log" || true)
+echo "== launch/test.sh: Python-verified tests ($CONTRAST_VERIFY_PYTHON): $ran ran, $skipped skipped =="
+grep -o 'python-verify: skipped: [^"]*' "$log" | sort -u || true
+if (( status != 0 )); then exit "$status"; fi
 
 # isa_pass LABEL "VAR=VALUE ..." [swift test arguments]: the numeric test targets again, without
 # rebuilding, under those variables; a header line before and the time taken after.

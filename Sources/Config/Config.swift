@@ -200,6 +200,8 @@ public enum EncoderKind: String, Codable, Sendable, CaseIterable {
     case mlp
     /// Small residual convolutional network (Conv2d, GroupNorm, ReLU, average pooling) on uint8 [H, W] images.
     case cnn
+    /// Vision Transformer (patch embedding, pre-LN Transformer blocks, [CLS] or mean pooling) on uint8 [H, W] images.
+    case vit
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -239,15 +241,83 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var adapter: Int = 0
     /// loss.reconstruction_weight > 0: widths of the decoder's hidden layers, h -> hidden... -> input.
     public var decoder: [Int] = [256]
+    /// encoder vit: the Vision Transformer's shape.
+    public var vit: ViTSection = ViTSection()
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels, adapter, decoder
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
         case poolStages = "pool_stages"
     }
 
     public init() {}
+}
+
+/// A named Vision Transformer shape (`model.vit.preset`).
+public enum ViTPreset: String, Codable, Sendable, CaseIterable {
+    /// No preset: every shape key of `model.vit` is given.
+    case none
+    /// For 28 x 28 images (Fashion-MNIST): patch 4 (49 patches), width 128, 6 blocks of 4 heads, MLP 4x.
+    case vitSmall28 = "vit-small-28"
+    /// ViT-Tiny (DeiT-Ti: width 192, 12 blocks of 3 heads, MLP 4x) with patch 4, for 32 x 32 images.
+    case vitTiny = "vit-tiny"
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+
+    /// (patch, dim, depth, heads, mlp_ratio); nil for `none`.
+    public var shape: (patch: Int, dim: Int, depth: Int, heads: Int, mlpRatio: Int)? {
+        switch self {
+        case .none: nil
+        case .vitSmall28: (4, 128, 6, 4, 4)
+        case .vitTiny: (4, 192, 12, 3, 4)
+        }
+    }
+}
+
+/// How a Transformer summarises its tokens into h.
+public enum TokenPoolKind: String, Codable, Sendable, CaseIterable {
+    /// A learned [CLS] token is put before the patches; h is its final state.
+    case cls
+    /// The mean of the tokens' final states (no [CLS] token).
+    case mean
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// `model.vit`: the Vision Transformer's shape, a preset with any of its keys overridden (0 = the preset's value).
+public struct ViTSection: Codable, Sendable, Equatable {
+    /// A named shape the other keys start from.
+    public var preset: ViTPreset = .vitSmall28
+    /// Side of the square patches (must divide the image's height and width); 0 = the preset's.
+    public var patch: Int = 0
+    /// Token width D; 0 = the preset's.
+    public var dim: Int = 0
+    /// Number of Transformer blocks; 0 = the preset's.
+    public var depth: Int = 0
+    /// Attention heads (must divide dim); 0 = the preset's.
+    public var heads: Int = 0
+    /// The MLP is mlp_ratio x dim wide; 0 = the preset's.
+    public var mlpRatio: Int = 0
+    /// [CLS] token or mean of the tokens.
+    public var pool: TokenPoolKind = .cls
+    /// Attention in query and key tiles of this many tokens with a streaming softmax (no T x T matrix kept); 0 = plain.
+    public var attentionTile: Int = 0
+
+    enum CodingKeys: String, CodingKey {
+        case preset, patch, dim, depth, heads, pool
+        case mlpRatio = "mlp_ratio"
+        case attentionTile = "attention_tile"
+    }
+
+    public init() {}
+
+    /// The shape in effect: each key that is not 0, else the preset's value (0 where neither gives one).
+    public var resolved: (patch: Int, dim: Int, depth: Int, heads: Int, mlpRatio: Int) {
+        let base = preset.shape ?? (0, 0, 0, 0, 0)
+        func pick(_ own: Int, _ preset: Int) -> Int { own != 0 ? own : preset }
+        return (pick(patch, base.patch), pick(dim, base.dim), pick(depth, base.depth), pick(heads, base.heads), pick(mlpRatio, base.mlpRatio))
+    }
 }
 
 /// Contrastive objective.

@@ -42,6 +42,10 @@ extension TrainingConfig {
         if model.encoder == .cnn {
             try check(model.representation >= 0, "model.representation",
                       "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
+        } else if model.encoder == .vit {
+            try check(model.representation >= 0, "model.representation",
+                      "must be 0 (h is the pooled token) or a width of at least 1", model.representation)
+            try validateViT()
         } else {
             try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
         }
@@ -175,10 +179,42 @@ extension TrainingConfig {
                                   + "stage's feature maps are \(last) x \(last); use at most \(last)")
             }
         }
+        if model.encoder == .vit {
+            guard let imageShape, imageShape.count == 2 else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is vit, but the features are "
+                                  + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
+            }
+            let patch = model.vit.resolved.patch
+            guard imageShape[0] % patch == 0 && imageShape[1] % patch == 0 else {
+                let divisors = (1...min(imageShape[0], imageShape[1])).filter { imageShape[0] % $0 == 0 && imageShape[1] % $0 == 0 }
+                throw ConfigError(key: "model.vit.patch", problem: "config key 'model.vit.patch' is \(patch), which does not divide the "
+                                  + "\(imageShape[0]) x \(imageShape[1]) images", hint: "use one of \(divisors.map(String.init).joined(separator: ", "))")
+            }
+        }
     }
 }
 
 extension TrainingConfig {
+    /// The Vision Transformer's keys (encoder vit; called by `validate`): every shape key 0 (the preset's) or
+    /// positive, a value for each from the key or the preset, heads dividing dim.
+    func validateViT() throws {
+        let vit = model.vit, shape = vit.resolved
+        let keys: [(String, Int, Int)] = [("patch", vit.patch, shape.patch), ("dim", vit.dim, shape.dim), ("depth", vit.depth, shape.depth),
+                                          ("heads", vit.heads, shape.heads), ("mlp_ratio", vit.mlpRatio, shape.mlpRatio)]
+        for (name, own, resolved) in keys {
+            try check(own >= 0, "model.vit.\(name)", "must be 0 (the preset's value) or positive", own)
+            guard resolved > 0 else {
+                throw ConfigError(key: "model.vit.\(name)", problem: "config key 'model.vit.\(name)' is not set and model.vit.preset is none",
+                                  hint: "set model.vit.\(name), or a preset (\(ViTPreset.allCases.filter { $0 != .none }.map(\.rawValue).joined(separator: ", ")))")
+            }
+        }
+        guard shape.dim % shape.heads == 0 else {
+            throw ConfigError(key: "model.vit.heads", problem: "config key 'model.vit.heads' is \(shape.heads), which does not divide the width "
+                              + "model.vit.dim \(shape.dim)", hint: "use a divisor of \(shape.dim) (each head is dim / heads wide)")
+        }
+        try check(vit.attentionTile >= 0, "model.vit.attention_tile", "must be 0 (plain attention) or a tile size of at least 1", vit.attentionTile)
+    }
+
     /// Range checks of the fine-tuning keys (called by `validate`).
     func validateFineTuning() throws {
         guard model.adapter >= 0 else {

@@ -3,7 +3,7 @@ import NN
 
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
-    /// `imageShape` ([height, width]) is needed by `encoder: cnn`.
+    /// `imageShape` ([height, width]) is needed by `encoder: cnn` and `encoder: vit`.
     /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
     /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
@@ -16,7 +16,18 @@ extension ContrastiveModel {
                   projection: section.projection, activation: activation,
                   pairInputWidth: pairInputWidth, pairHidden: section.pairHidden,
                   convolution: section.encoder == .cnn ? (section.channels, imageShape ?? [], section.poolCells, section.poolStages) : nil,
+                  transformer: section.encoder == .vit ? Self.visionTransformer(section.vit, imageShape: imageShape ?? []) : nil,
                   learnableTemperature: learnableTemperature, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil)
+    }
+
+    /// The ViT of `model.vit` (validated: a shape for every key, heads dividing dim) on grey [height, width] images.
+    static func visionTransformer(_ section: ViTSection, imageShape: [Int]) -> VisionTransformer.Shape {
+        precondition(imageShape.count == 2, "the ViT encoder needs the [height, width] of the images, got \(imageShape)")
+        let shape = section.resolved
+        return VisionTransformer.Shape(channels: 1, height: imageShape[0], width: imageShape[1], patch: shape.patch, dim: shape.dim,
+                                       depth: shape.depth, heads: shape.heads, mlpRatio: shape.mlpRatio,
+                                       pool: section.pool == .cls ? .classToken : .mean,
+                                       attention: section.attentionTile > 0 ? .tiled(section.attentionTile) : .plain)
     }
 }

@@ -17,7 +17,9 @@ import NN
 /// The convolutional encoder (`model.encoder: cnn`) is no Sequential of Linears: its tensors keep
 /// contrast's parameter names (`encoder.stem.weight`, `encoder.stage1.conv2.weight`, ...), which
 /// are the `state_dict` keys of the module docs/export.md describes, and the metadata carries its
-/// shape. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
+/// shape. So is the Vision Transformer (`model.encoder: vit`): timm's names under `encoder.`
+/// (`encoder.patch_embed.proj.weight`, `encoder.blocks.0.attn.qkv.weight`, ...), the `state_dict`
+/// keys of tools/vit.py's module, with its shape in the metadata. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
 /// h' = h + up(relu(down(h))).
 public enum ModelExport {
     /// How much of the model to write.
@@ -42,9 +44,12 @@ public enum ModelExport {
     /// The convolutional encoder's stem, when the encoder is one (`CNN.make` puts it first).
     static func convolutionStem(_ model: ContrastiveModel) -> Conv2d? { model.encoder.flattened.first as? Conv2d }
 
+    /// The Vision Transformer's patch embedding, when the encoder is one (`VisionTransformer.make` puts it first).
+    static func patchEmbedding(_ model: ContrastiveModel) -> PatchEmbedding? { model.encoder.flattened.first as? PatchEmbedding }
+
     /// The towers of `part`. Throws for a layer the file cannot describe: the mapping holds for
     /// MLPs (Linear, fused or separate ReLU, GELU), the head's final L2 normalisation, the CNN
-    /// encoder of `CNN.make` and the residual adapter.
+    /// encoder of `CNN.make`, the ViT of `VisionTransformer.make` and the residual adapter.
     static func towers(_ model: ContrastiveModel, part: Part) throws -> [Tower] {
         func tower(_ name: String, _ sequence: Sequential) throws -> Tower {
             for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize) {
@@ -57,7 +62,8 @@ public enum ModelExport {
         func named(_ name: String) -> Tower {
             Tower(name: name, layers: [], parameters: model.arena.slices.filter { $0.name.hasPrefix(name + ".") })
         }
-        var towers = [convolutionStem(model) != nil ? named("encoder") : try tower("encoder", model.encoder)]
+        let ownNames = convolutionStem(model) != nil || patchEmbedding(model) != nil
+        var towers = [ownNames ? named("encoder") : try tower("encoder", model.encoder)]
         if model.adapter != nil { towers.append(named("adapter")) }
         if part == .model { towers.append(try tower("projection", model.head)) }
         if let pairEncoder = model.pairEncoder, let pairHead = model.pairHead {
@@ -111,6 +117,25 @@ public enum ModelExport {
                 ("pool_stages", String(section.poolStages)),
                 ("encoder_fc", section.representation > 0 ? "true" : "false"),
                 ("norm_eps", String(epsilon)),
+            ]
+        } else if let patches = patchEmbedding(model) {
+            // What tools/vit.py needs to rebuild VisionTransformer.make.
+            let layers = model.encoder.flattened
+            let blocks = layers.compactMap { $0 as? TransformerBlock }
+            let pool = layers.compactMap { $0 as? TokenPool }.first!
+            let finalNorm = layers.compactMap { ($0 as? PerToken)?.inner as? LayerNorm }.first!
+            metadata += [
+                ("encoder_kind", "vit"),
+                ("image_shape", list([patches.height, patches.imageWidth])),
+                ("image_channels", String(patches.channels)),
+                ("patch", String(patches.patch)),
+                ("dim", String(patches.width)),
+                ("depth", String(blocks.count)),
+                ("heads", String(blocks.first?.attention.heads ?? 1)),
+                ("mlp_width", String(blocks.first?.expand.outputWidth ?? 0)),
+                ("pool", pool.mode.rawValue),
+                ("encoder_fc", layers.last is Linear ? "true" : "false"),
+                ("norm_eps", String(finalNorm.epsilon)),
             ]
         } else {
             metadata.append(("encoder_kind", "mlp"))

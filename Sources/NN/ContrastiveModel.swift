@@ -1,7 +1,8 @@
 import Tensor
 
-/// The SimCLR network: encoder f (an MLP) giving the representation h, projection head g
-/// (an MLP) and L2 normalisation giving the embedding z = g(f(x)) / |g(f(x))|.
+/// The SimCLR network: encoder f (an MLP, the residual CNN or the Vision Transformer: docs/encoders.md)
+/// giving the representation h, projection head g (an MLP) and L2 normalisation giving the embedding
+/// z = g(f(x)) / |g(f(x))|.
 ///
 /// Shapes: B rows (views), I input width, R representation width, E embedding width.
 /// With a pair tower (two-tower CLIP training) a second encoder and head of the same form embed
@@ -39,15 +40,19 @@ public final class ContrastiveModel {
     public let embeddingWidth: Int
 
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
-    /// the residual CNN of `CNN.make` instead of an MLP of `hidden`.
+    /// the residual CNN of `CNN.make` instead of an MLP of `hidden`; `transformer` makes it the
+    /// Vision Transformer of `VisionTransformer.make`.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
+                transformer: VisionTransformer.Shape? = nil,
                 learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
-        // A CNN with representation 0 has no Linear after pooling: h is the pooled maps.
+        precondition(convolution == nil || transformer == nil, "one encoder: a CNN or a Vision Transformer, not both")
+        // A CNN (ViT) with representation 0 has no Linear after pooling: h is the pooled maps (token).
         let fcWidth = representation
-        let representation = representation > 0 || convolution == nil ? representation
-            : CNN.pooledWidth(channels: convolution!.channels, poolCells: convolution!.poolCells, poolStages: convolution!.poolStages)
+        let representation = representation > 0 ? representation
+            : convolution.map { CNN.pooledWidth(channels: $0.channels, poolCells: $0.poolCells, poolStages: $0.poolStages) }
+            ?? transformer?.dim ?? representation
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
         self.representationWidth = representation
@@ -77,6 +82,14 @@ public final class ContrastiveModel {
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
             (encoder, head) = (cnn, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
+        } else if let transformer {
+            precondition(transformer.channels * transformer.height * transformer.width == inputWidth,
+                         "the ViT encoder's \(transformer.channels) x \(transformer.height) x \(transformer.width) images are not \(inputWidth) wide")
+            let vit = VisionTransformer.make(transformer, representation: fcWidth, name: "encoder", arena: arena)
+            vit.computesInputGradient = false
+            makeAdapter()
+            let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
+            (encoder, head) = (vit, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
         } else {
             (encoder, head) = tower(inputWidth, hidden, "")
         }
@@ -191,7 +204,8 @@ public final class ContrastiveModel {
     /// Sets the hook every Linear layer calls between chunks of its backward GEMMs.
     public func setBackwardProgress(_ progress: (() -> Void)?) {
         let layers = [encoder, head, pairEncoder, pairHead, decoder].compactMap { $0 }.flatMap(\.flattened)
-        for case let linear as Linear in layers + (adapter.map { [$0.down, $0.up] } ?? []) { linear.progress = progress }
+        let blockLinears = layers.compactMap { $0 as? TransformerBlock }.flatMap(\.linears)
+        for case let linear as Linear in layers + blockLinears + (adapter.map { [$0.down, $0.up] } ?? []) { linear.progress = progress }
     }
 
     static func lowestParameterOffset(_ layer: Layer) -> Int? {
@@ -205,6 +219,11 @@ public final class ContrastiveModel {
             return ([lowestParameterOffset(block.main)] + [block.projection.flatMap { lowestParameterOffset($0) }]).compactMap { $0 }.min()
         case let sequence as Sequential: return sequence.layers.compactMap { lowestParameterOffset($0) }.min()
         case let multiScale as MultiScalePool: return [multiScale.stage, multiScale.inner].compactMap { lowestParameterOffset($0) }.min()
+        case let patches as PatchEmbedding: return min(patches.weight.offset, patches.bias.offset)
+        case let positions as PositionEmbedding: return min(positions.positions.offset, positions.classToken?.offset ?? .max)
+        case let block as TransformerBlock:
+            return ([block.norm1, block.norm2] + block.linears as [Layer]).compactMap { lowestParameterOffset($0) }.min()
+        case let perToken as PerToken: return lowestParameterOffset(perToken.inner)
         default: return nil
         }
     }
@@ -247,7 +266,7 @@ extension ContrastiveModel {
         set { for layer in gemmLayers { layer.set(newValue) } }
     }
 
-    /// Every Linear and Conv2d, through sequences, residual blocks and the adapter.
+    /// Every Linear, Conv2d and patch embedding, through sequences, residual and Transformer blocks and the adapter.
     private var gemmLayers: [(precision: GEMMPrecision, set: (GEMMPrecision) -> Void)] {
         var found: [(GEMMPrecision, (GEMMPrecision) -> Void)] = []
         func visit(_ layer: Layer) {
@@ -261,6 +280,9 @@ extension ContrastiveModel {
             case let adapter as ResidualAdapter:
                 visit(adapter.down)
                 visit(adapter.up)
+            case let patches as PatchEmbedding: found.append((patches.computePrecision, { patches.computePrecision = $0 }))
+            case let block as TransformerBlock: block.linears.forEach(visit)
+            case let perToken as PerToken: visit(perToken.inner)
             default: break
             }
         }

@@ -162,8 +162,8 @@ public final class AdaptiveAveragePool: Layer {
     public var inputWidth: Int { channels * height * width }
     public var outputWidth: Int { channels * cells * cells }
     public var computesInputGradient = true
-    /// Row and column ranges of the cells.
-    let rows: [Range<Int>], columns: [Range<Int>]
+    /// Row and column ranges of the cells (public: the ONNX export writes them as a pooling matrix).
+    public let rows: [Range<Int>], columns: [Range<Int>]
     private let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
 

@@ -11,6 +11,9 @@ public final class ParameterArena: @unchecked Sendable {
     /// biases and normalisation parameters).
     public enum Kind: String, Sendable, Codable {
         case weight, bias, normScale, normShift
+        /// A learned token or position embedding (a Transformer's [CLS] token and positions): like a bias,
+        /// excluded from LARS adaptation (timm's ViT excludes them from weight decay too).
+        case embedding
         /// A learned log inverse temperature theta = log(1 / tau) of the logits (CLIP's logit scale).
         case logitScale
         /// Biases, norm parameters and the logit scale: excluded from LARS adaptation and weight decay.

@@ -74,7 +74,7 @@ public enum MLP {
 }
 
 extension Sequential {
-    /// Initialises every Linear and Conv2d (PyTorch defaults), LayerNorm and GroupNorm in order; stream ids are
+    /// Initialises every Linear and Conv2d (PyTorch defaults), LayerNorm and GroupNorm, and the Transformer's layers in order; stream ids are
     /// `firstStream`, `firstStream + 1`, ... so each layer's draws are independent.
     @discardableResult
     public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
@@ -86,6 +86,10 @@ extension Sequential {
             case let conv as Conv2d: conv.initialise(seed: seed, stream: stream); stream += 1
             case let norm as GroupNorm: norm.initialise()
             case let block as ResidualBlock: stream = block.initialise(seed: seed, firstStream: stream)
+            case let patches as PatchEmbedding: patches.initialise(seed: seed, stream: stream); stream += 1
+            case let positions as PositionEmbedding: positions.initialise(seed: seed, stream: stream); stream += 1
+            case let block as TransformerBlock: stream = block.initialise(seed: seed, firstStream: stream)
+            case let perToken as PerToken: stream = Sequential([perToken.inner]).initialise(seed: seed, firstStream: stream)
             case let multiScale as MultiScalePool: stream = Sequential([multiScale.stage, multiScale.inner]).initialise(seed: seed, firstStream: stream)
             case let nested as Sequential: stream = nested.initialise(seed: seed, firstStream: stream)
             default: break

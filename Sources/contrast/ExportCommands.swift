@@ -19,14 +19,19 @@ enum SplitArgument: String, ExpressibleByArgument {
     var split: FashionMNIST.Split { self == .train ? .train : .test }
 }
 
-/// `contrast export`: a trained model's parameters as a file other frameworks load (docs/export.md).
+/// `contrast export`: a trained model as a file other frameworks load (docs/export.md).
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a trained model's parameters as safetensors, named for torch.nn modules (docs/export.md).")
+        abstract: "Write a trained model as safetensors (parameters named for torch.nn modules) or ONNX (the graph with its parameters; docs/export.md).",
+        discussion: """
+            ONNX: opset \(ONNXExport.opset), input 'input' float32 [N, I] (MLP) or [N, C, H, W] (CNN, ViT; pixels as byte / 255), \
+            outputs 'representation' [N, R] and, with --what model, 'embedding' [N, E] (L2-normalised), N dynamic. \
+            The pair tower of a two-tower model is in the safetensors file only.
+            """)
 
     @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
-    @Option(help: "File format; only 'safetensors' for now.") var format = "safetensors"
+    @Option(help: "File format: 'safetensors' (parameters) or 'onnx' (graph and parameters, for onnxruntime).") var format = "safetensors"
     @Option(help: "Output file.") var out: String
     @Option(help: "'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z).")
     var what: ModelExport.Part = .model
@@ -35,9 +40,9 @@ struct Export: ParsableCommand {
     var data: String?
 
     func validate() throws {
-        guard format == "safetensors" else {
-            throw ValidationError("--format \(format) is not supported; contrast exports safetensors only "
-                                  + "(load it in PyTorch with tools/load_safetensors.py, see docs/export.md)")
+        guard format == "safetensors" || format == "onnx" else {
+            throw ValidationError("--format \(format) is not supported; use 'safetensors' (parameters, for PyTorch: "
+                                  + "tools/load_safetensors.py) or 'onnx' (graph and parameters, for onnxruntime); see docs/export.md")
         }
     }
 
@@ -45,6 +50,16 @@ struct Export: ParsableCommand {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             let trained = try TrainedModel.load(checkpoint, data: data)
+            if format == "onnx" {
+                let file = try ONNXExport.file(trained, part: what)
+                try AtomicFile.write(file, to: URL(fileURLWithPath: out))
+                let shape = (["N"] + ONNXExport.inputShape(trained.model).map(String.init)).joined(separator: ", ")
+                let outputs = "representation [N, \(trained.model.representationWidth)]"
+                    + (what == .model ? ", embedding [N, \(trained.model.embeddingWidth)]" : "")
+                let pairs = trained.model.pairEncoder == nil ? "" : "; the pair tower is not in it (export safetensors for it)"
+                say("\(out): ONNX opset \(ONNXExport.opset), input [\(shape)] -> \(outputs), of \(trained.source), \(file.count) bytes\(pairs)")
+                return
+            }
             let file = try ModelExport.safetensors(trained, part: what)
             try AtomicFile.write(file, to: URL(fileURLWithPath: out))
             let tensors = try ModelExport.tensors(trained.model, part: what)

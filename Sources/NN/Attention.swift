@@ -1,0 +1,249 @@
+import Foundation
+import Tensor
+
+/// Multi-head scaled dot-product self-attention (Vaswani et al. 2017), the parameter-free core
+/// between a Transformer block's QKV projection and its output projection:
+/// o_h = softmax(q_h k_h^T / sqrt(E) + mask) v_h for each head h, the heads side by side.
+///
+/// Shapes: B batch, T tokens, D width, H heads, E = D / H head width. Rows are token-major:
+/// input qkv: B x (T 3D), each token's row [q | k | v] with head h at columns h E ..< (h + 1) E of
+/// each third (one GEMM of the block makes all three); output o: B x (T D), head h at columns h E.
+///
+/// `keyMask` (B x T, nonzero = a real token) hides padded keys from every query: their logits
+/// are -inf before the softmax (BERT's attention mask). Padded queries still get an output
+/// (over the real keys), which a pooling that ignores them never reads. A sample with no real
+/// key gets o = 0.
+///
+/// Two ways to compute the same function:
+/// - `.plain`: S = q k^T / sqrt(E) per (sample, head) as one T x T GEMM, softmax with the row
+///   maximum subtracted, o = P v; P (B H T T) is kept for backward.
+/// - `.tiled(tile)`: FlashAttention's streaming softmax (Dao et al. 2022, Algorithm 1): query and
+///   key tiles of `tile` tokens; each query row keeps a running maximum m and sum l, and its
+///   accumulated output is rescaled by exp(m_old - m_new) when a key tile raises the maximum.
+///   Only the log-sum-exp m + log l (B H T) is kept; backward recomputes each tile's P from it.
+///   No matrix larger than tile x tile is ever held.
+public final class SelfAttention: Layer {
+    public enum Mode: Sendable, Equatable {
+        case plain
+        /// Query and key tiles of this many tokens (at least 1).
+        case tiled(Int)
+    }
+
+    public let tokens: Int, width: Int, heads: Int
+    public var headWidth: Int { width / heads }
+    public var inputWidth: Int { tokens * 3 * width }
+    public var outputWidth: Int { tokens * width }
+    public var computesInputGradient = true
+    public var mode: Mode
+    /// B x T, nonzero where the token is real; nil: every token is. Read by forward and backward,
+    /// so it must stay valid and unchanged between them.
+    public var keyMask: UnsafePointer<UInt8>?
+
+    private let output = ScratchBuffer()          // o, B x (T D)
+    private let probabilities = ScratchBuffer()   // plain: P, B H T T
+    private let logSumExp = ScratchBuffer()       // tiled: m + log l, B H T
+    private let tileScores = ScratchBuffer()      // plain: dP, T x T; tiled: S/P tile
+    private let tileGradient = ScratchBuffer()    // tiled: dP tile
+    private let rowDots = ScratchBuffer()         // tiled: sum_e dO o per row, T
+    private let runningStatistics = ScratchBuffer()  // tiled forward: m and l of a query tile, 2 x tile
+    private let inputGradient = ScratchBuffer()   // dqkv, B x (T 3D)
+    private var savedInput: UnsafePointer<Float>?
+
+    public init(tokens: Int, width: Int, heads: Int, mode: Mode = .plain) {
+        precondition(tokens >= 1 && heads >= 1 && width % heads == 0,
+                     "SelfAttention: \(heads) heads must divide the width \(width)")
+        if case .tiled(let tile) = mode { precondition(tile >= 1, "SelfAttention: tile must be at least 1, got \(tile)") }
+        self.tokens = tokens
+        self.width = width
+        self.heads = heads
+        self.mode = mode
+    }
+
+    var scale: Float { 1 / Float(headWidth).squareRoot() }
+
+    /// Sets the logits of masked keys of `columns` keys from `firstKey` on, in `rows` rows of `scores`
+    /// (leading dimension `ld`), to -inf.
+    @inline(__always)
+    private func maskKeys(_ scores: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ld: Int, sample: Int, firstKey: Int) {
+        guard let keyMask else { return }
+        let mask = keyMask + sample * tokens + firstKey
+        for j in 0..<columns where mask[j] == 0 {
+            for r in 0..<rows { scores[r * ld + j] = -.infinity }
+        }
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        savedInput = input
+        let o = output.pointer(count: batch * tokens * width)
+        switch mode {
+        case .plain: plainForward(o, input, batch: batch)
+        case .tiled(let tile): tiledForward(o, input, batch: batch, tile: min(tile, tokens))
+        }
+        return o
+    }
+
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard computesInputGradient else { return nil }
+        guard let qkv = savedInput else { preconditionFailure("SelfAttention.backward before forward") }
+        let dqkv = inputGradient.pointer(count: batch * inputWidth)
+        switch mode {
+        case .plain: plainBackward(dqkv, outputGradient, qkv, batch: batch)
+        case .tiled(let tile): tiledBackward(dqkv, outputGradient, qkv, batch: batch, tile: min(tile, tokens))
+        }
+        return dqkv
+    }
+
+    // MARK: Plain: the whole T x T matrix per (sample, head)
+
+    private func plainForward(_ o: UnsafeMutablePointer<Float>, _ qkv: UnsafePointer<Float>, batch: Int) {
+        let t = tokens, d = width, e = headWidth
+        let p = probabilities.pointer(count: batch * heads * t * t)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
+                let s = p + (b * heads + h) * t * t
+                gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, alpha: scale, a: q, lda: 3 * d, b: k, ldb: 3 * d, c: s, ldc: t)
+                maskKeys(s, rows: t, columns: t, ld: t, sample: b, firstKey: 0)
+                for i in 0..<t { softmaxRow(s + i * t, count: t) }
+                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, a: s, lda: t, b: v, ldb: 3 * d,
+                     c: o + b * t * d + h * e, ldc: d)
+            }
+        }
+    }
+
+    /// Softmax of one row in place, its maximum subtracted first; a row of only -inf becomes 0.
+    @inline(__always)
+    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        let maximum = Kernels.maximum(row, count: count)
+        guard maximum > -.infinity else { row.update(repeating: 0, count: count); return }
+        let sum = Kernels.expSum(row, input: row, count: count, shift: maximum)
+        Kernels.scale(row, by: 1 / sum, count: count)
+    }
+
+    /// dP = dO v^T; dv = P^T dO; dS = P (dP - rowsum(P dP)); dq = dS k / sqrt(E); dk = dS^T q / sqrt(E).
+    private func plainBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, batch: Int) {
+        let t = tokens, d = width, e = headWidth
+        let p = probabilities.tensor.data
+        let dp = tileScores.pointer(count: t * t)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
+                let dq = dqkv + b * t * 3 * d + h * e, dk = dq + d, dv = dq + 2 * d
+                let s = p + (b * heads + h) * t * t
+                let dO = dy + b * t * d + h * e
+                gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, a: dO, lda: d, b: v, ldb: 3 * d, c: dp, ldc: t)
+                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, a: s, lda: t, b: dO, ldb: d, c: dv, ldc: 3 * d)
+                for i in 0..<t {
+                    let pr = s + i * t, dr = dp + i * t
+                    var dot: Float = 0
+                    for j in 0..<t { dot += pr[j] * dr[j] }
+                    for j in 0..<t { dr[j] = pr[j] * (dr[j] - dot) }
+                }
+                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, alpha: scale, a: dp, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d)
+                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, alpha: scale, a: dp, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d)
+            }
+        }
+    }
+
+    // MARK: Tiled: streaming softmax over key tiles
+
+    private func tiledForward(_ o: UnsafeMutablePointer<Float>, _ qkv: UnsafePointer<Float>, batch: Int, tile: Int) {
+        let t = tokens, d = width, e = headWidth
+        let lse = logSumExp.pointer(count: batch * heads * t)
+        let s = tileScores.pointer(count: tile * tile)
+        // Per query row of the tile: running maximum m and sum l.
+        let m = runningStatistics.pointer(count: 2 * tile), l = m + tile
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
+                let ob = o + b * t * d + h * e
+                for i0 in stride(from: 0, to: t, by: tile) {
+                    let rows = min(tile, t - i0)
+                    let oi = ob + i0 * d
+                    for r in 0..<rows { (oi + r * d).update(repeating: 0, count: e) }
+                    m.update(repeating: -.infinity, count: rows)
+                    l.update(repeating: 0, count: rows)
+                    for j0 in stride(from: 0, to: t, by: tile) {
+                        let columns = min(tile, t - j0)
+                        gemm(transposeA: false, transposeB: true, m: rows, n: columns, k: e, alpha: scale,
+                             a: q + i0 * 3 * d, lda: 3 * d, b: k + j0 * 3 * d, ldb: 3 * d, c: s, ldc: columns)
+                        maskKeys(s, rows: rows, columns: columns, ld: columns, sample: b, firstKey: j0)
+                        for r in 0..<rows {
+                            let row = s + r * columns
+                            let newMaximum = max(m[r], Kernels.maximum(row, count: columns))
+                            guard newMaximum > -.infinity else { row.update(repeating: 0, count: columns); continue }
+                            // exp(-inf) = 0 on the first tile: nothing accumulated yet.
+                            let correction = exp(m[r] - newMaximum)
+                            l[r] = l[r] * correction + Kernels.expSum(row, input: row, count: columns, shift: newMaximum)
+                            if correction != 1 { Kernels.scale(oi + r * d, by: correction, count: e) }
+                            m[r] = newMaximum
+                        }
+                        gemm(transposeA: false, transposeB: false, m: rows, n: e, k: columns, a: s, lda: columns,
+                             b: v + j0 * 3 * d, ldb: 3 * d, beta: 1, c: oi, ldc: d)
+                    }
+                    let rowLSE = lse + (b * heads + h) * t + i0
+                    for r in 0..<rows {
+                        if l[r] > 0 {
+                            Kernels.scale(oi + r * d, by: 1 / l[r], count: e)
+                            rowLSE[r] = m[r] + log(l[r])
+                        } else {
+                            rowLSE[r] = -.infinity
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// FlashAttention's backward (Algorithm 2): per tile P = exp(S - lse) from the saved log-sum-exp,
+    /// dv += P^T dO, dP = dO v^T, dS = P (dP - rowsum(dO o)), dq += dS k / sqrt(E), dk += dS^T q / sqrt(E).
+    private func tiledBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>,
+                               batch: Int, tile: Int) {
+        let t = tokens, d = width, e = headWidth
+        let o = output.tensor.data, lse = logSumExp.tensor.data
+        let s = tileScores.pointer(count: tile * tile), dp = tileGradient.pointer(count: tile * tile)
+        let dots = rowDots.pointer(count: t)
+        dqkv.update(repeating: 0, count: batch * inputWidth)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
+                let dq = dqkv + b * t * 3 * d + h * e, dk = dq + d, dv = dq + 2 * d
+                let dO = dy + b * t * d + h * e, ob = o + b * t * d + h * e
+                let rowLSE = lse + (b * heads + h) * t
+                // rowsum(dO o) = rowsum(P dP), the softmax's correction term.
+                for i in 0..<t {
+                    var dot: Float = 0
+                    for c in 0..<e { dot += dO[i * d + c] * ob[i * d + c] }
+                    dots[i] = dot
+                }
+                for i0 in stride(from: 0, to: t, by: tile) {
+                    let rows = min(tile, t - i0)
+                    for j0 in stride(from: 0, to: t, by: tile) {
+                        let columns = min(tile, t - j0)
+                        gemm(transposeA: false, transposeB: true, m: rows, n: columns, k: e, alpha: scale,
+                             a: q + i0 * 3 * d, lda: 3 * d, b: k + j0 * 3 * d, ldb: 3 * d, c: s, ldc: columns)
+                        maskKeys(s, rows: rows, columns: columns, ld: columns, sample: b, firstKey: j0)
+                        for r in 0..<rows {
+                            let row = s + r * columns
+                            let shift = rowLSE[i0 + r]
+                            if shift > -.infinity { _ = Kernels.expSum(row, input: row, count: columns, shift: shift) }
+                            else { row.update(repeating: 0, count: columns) }
+                        }
+                        gemm(transposeA: true, transposeB: false, m: columns, n: e, k: rows, a: s, lda: columns,
+                             b: dO + i0 * d, ldb: d, beta: 1, c: dv + j0 * 3 * d, ldc: 3 * d)
+                        gemm(transposeA: false, transposeB: true, m: rows, n: columns, k: e, a: dO + i0 * d, lda: d,
+                             b: v + j0 * 3 * d, ldb: 3 * d, c: dp, ldc: columns)
+                        for r in 0..<rows {
+                            let pr = s + r * columns, dr = dp + r * columns, dot = dots[i0 + r]
+                            for j in 0..<columns { dr[j] = pr[j] * (dr[j] - dot) }
+                        }
+                        gemm(transposeA: false, transposeB: false, m: rows, n: e, k: columns, alpha: scale, a: dp, lda: columns,
+                             b: k + j0 * 3 * d, ldb: 3 * d, beta: 1, c: dq + i0 * 3 * d, ldc: 3 * d)
+                        gemm(transposeA: true, transposeB: false, m: columns, n: e, k: rows, alpha: scale, a: dp, lda: columns,
+                             b: q + i0 * 3 * d, ldb: 3 * d, beta: 1, c: dk + j0 * 3 * d, ldc: 3 * d)
+                    }
+                }
+            }
+        }
+    }
+}

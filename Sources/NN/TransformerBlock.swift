@@ -1,0 +1,145 @@
+import Tensor
+
+/// One Transformer encoder block: multi-head self-attention and a GELU MLP, each with a residual
+/// connection and a layer normalisation, the norms placed either way:
+/// - `.pre` (ViT, GPT-2; Xiong et al. 2020): u = x + proj(attn(qkv(LN1(x)))), y = u + fc2(gelu(fc1(LN2(u)))).
+///   The residual stream is never normalised, so the encoder ends with one more LayerNorm.
+/// - `.post` (the original Transformer, BERT): u = LN1(x + proj(attn(qkv(x)))), y = LN2(u + fc2(gelu(fc1(u)))).
+///
+/// Shapes: B batch, T tokens, D width, M MLP width. x, y: B x (T D), token-major, so every
+/// token-wise layer (the norms, the projections, the MLP) runs as one GEMM over B T rows.
+/// Parameters (PyTorch layouts, timm's names under `name`): norm1, attn.qkv (3D x D: the q, k and v
+/// rows stacked), attn.proj (D x D), norm2, mlp.fc1 (M x D), mlp.fc2 (D x M).
+public final class TransformerBlock: Layer {
+    public enum NormPlacement: String, Sendable { case pre, post }
+
+    public let tokens: Int, width: Int
+    public let placement: NormPlacement
+    public let norm1: LayerNorm, norm2: LayerNorm
+    public let queryKeyValue: Linear, projection: Linear
+    public let attention: SelfAttention
+    public let expand: Linear, contract: Linear
+    private let activation: GELU
+    public var inputWidth: Int { tokens * width }
+    public var outputWidth: Int { tokens * width }
+
+    private let residual = ScratchBuffer()          // pre: u = x + attention; post: x + attention (LN1's input)
+    private let output = ScratchBuffer()            // pre: y
+    private let residualGradient = ScratchBuffer()  // dL/du
+    private let inputGradient = ScratchBuffer()     // dL/dx
+
+    /// The only layer whose dL/d(input) the block's own dL/dx needs besides the residual path.
+    public var computesInputGradient: Bool {
+        get { placement == .pre ? norm1.computesInputGradient : queryKeyValue.computesInputGradient }
+        set { if placement == .pre { norm1.computesInputGradient = newValue } else { queryKeyValue.computesInputGradient = newValue } }
+    }
+
+    /// Key mask of the attention (B x T, nonzero = real token; nil = all real); see `SelfAttention.keyMask`.
+    public var keyMask: UnsafePointer<UInt8>? {
+        get { attention.keyMask }
+        set { attention.keyMask = newValue }
+    }
+
+    public init(tokens: Int, width: Int, heads: Int, mlpWidth: Int, placement: NormPlacement = .pre,
+                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, name: String, arena: ParameterArena) {
+        self.tokens = tokens
+        self.width = width
+        self.placement = placement
+        norm1 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm1", arena: arena)
+        queryKeyValue = Linear(inputDimensions: width, outputDimensions: 3 * width, name: "\(name).attn.qkv", arena: arena)
+        attention = SelfAttention(tokens: tokens, width: width, heads: heads, mode: mode)
+        projection = Linear(inputDimensions: width, outputDimensions: width, name: "\(name).attn.proj", arena: arena)
+        norm2 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm2", arena: arena)
+        expand = Linear(inputDimensions: width, outputDimensions: mlpWidth, name: "\(name).mlp.fc1", arena: arena)
+        activation = GELU(width: mlpWidth)
+        contract = Linear(inputDimensions: mlpWidth, outputDimensions: width, name: "\(name).mlp.fc2", arena: arena)
+    }
+
+    /// The block's Linear layers in forward order.
+    public var linears: [Linear] { [queryKeyValue, projection, expand, contract] }
+
+    /// Linears get PyTorch's default draws from streams `firstStream`, ... (qkv, proj, fc1, fc2); norms 1 and 0.
+    /// Returns the next unused stream.
+    public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
+        norm1.initialise()
+        norm2.initialise()
+        for (i, linear) in linears.enumerated() { linear.initialise(seed: seed, stream: firstStream + UInt64(i)) }
+        return firstStream + UInt64(linears.count)
+    }
+
+    /// The attention sub-layer from x (B T x D rows): proj(attn(qkv(x))).
+    private func attend(_ x: UnsafePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
+        projection.forward(attention.forward(queryKeyValue.forward(x, batch: rows), batch: batch), batch: rows)
+    }
+
+    /// The MLP sub-layer: fc2(gelu(fc1(x))).
+    private func feedForward(_ x: UnsafePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
+        contract.forward(activation.forward(expand.forward(x, batch: rows), batch: rows), batch: rows)
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let rows = batch * tokens, n = rows * width
+        let u = residual.pointer(count: n)
+        switch placement {
+        case .pre:
+            let a = attend(norm1.forward(input, batch: rows), rows: rows, batch: batch)
+            for i in 0..<n { u[i] = input[i] + a[i] }
+            let m = feedForward(norm2.forward(u, batch: rows), rows: rows)
+            let y = output.pointer(count: n)
+            for i in 0..<n { y[i] = u[i] + m[i] }
+            return y
+        case .post:
+            let a = attend(input, rows: rows, batch: batch)
+            for i in 0..<n { u[i] = input[i] + a[i] }
+            let normalised = norm1.forward(u, batch: rows)
+            let m = feedForward(normalised, rows: rows)
+            // LN2's input: u is free again (LN1 keeps x-hat, not its input).
+            for i in 0..<n { u[i] = normalised[i] + m[i] }
+            return norm2.forward(u, batch: rows)
+        }
+    }
+
+    /// Through the MLP, then the attention, each gradient also taking its residual's short path.
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        let rows = batch * tokens, n = rows * width
+        let du = residualGradient.pointer(count: n)
+        switch placement {
+        case .pre:
+            du.update(from: outputGradient, count: n)
+            let dm = feedForwardBackward(outputGradient, rows: rows)
+            Kernels.axpy(du, alpha: 1, x: norm2.backward(dm, batch: rows)!, count: n)
+            guard computesInputGradient else {
+                _ = norm1.backward(attendBackward(du, rows: rows, batch: batch), batch: rows)
+                return nil
+            }
+            let dx = inputGradient.pointer(count: n)
+            dx.update(from: du, count: n)
+            Kernels.axpy(dx, alpha: 1, x: norm1.backward(attendBackward(du, rows: rows, batch: batch), batch: rows)!, count: n)
+            return dx
+        case .post:
+            let ds2 = norm2.backward(outputGradient, batch: rows)!
+            du.update(from: ds2, count: n)
+            Kernels.axpy(du, alpha: 1, x: feedForwardBackward(ds2, rows: rows), count: n)
+            let ds1 = norm1.backward(du, batch: rows)!
+            let dx = inputGradient.pointer(count: n)
+            dx.update(from: ds1, count: n)
+            guard let da = queryKeyValue.backward(attention.backward(projection.backward(ds1, batch: rows)!, batch: batch)!,
+                                                  batch: rows) else { return nil }
+            Kernels.axpy(dx, alpha: 1, x: da, count: n)
+            return dx
+        }
+    }
+
+    /// dL/d(input of the MLP) from dL/d(its output) (consumed).
+    private func feedForwardBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
+        let dg = contract.backward(dy, batch: rows)!
+        let dh = activation.backward(dg, batch: rows)!
+        return expand.backward(dh, batch: rows)!
+    }
+
+    /// dL/d(input of qkv) from dL/d(proj's output) (consumed).
+    private func attendBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
+        let dOut = projection.backward(dy, batch: rows)!
+        return queryKeyValue.backward(attention.backward(dOut, batch: batch)!, batch: rows)!
+    }
+}
