@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import TestSupport
 import Config
+import Data
 import Testing
 @testable import NN
 @testable import Tensor
@@ -121,6 +122,22 @@ import Testing
         let records = try checkpoints.stepRecords(killed, from: 7)
         let straightRecords = try checkpoints.stepRecords(straight, from: 7)
         #expect(records.count == 6 && records == straightRecords)
+    }
+
+    /// `contrast export` of a run trained with dropout writes the inference network (no layer for the
+    /// dropout, which is the identity there) instead of refusing the Dropout layer.
+    @Test func runTrainedWithDropoutExports() throws {
+        let folder = temporaryDirectory("dropout-export")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let run = folder.appendingPathComponent("run").path, file = folder.appendingPathComponent("model.safetensors").path
+        let trained = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                                 "--set", "train.max_steps=2", "--set", "eval.knn_every_epochs=0",
+                                                 "--set", "model.dropout=0.3"])
+        #expect(trained.status == 0, "\(trained.error.suffix(1500))")
+        let exported = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "safetensors", "--out", file])
+        #expect(exported.status == 0, "\(exported.error)")
+        let header = try Safetensors.readHeader(try Data(contentsOf: URL(fileURLWithPath: file)), path: file)
+        #expect(header.entries.map(\.name).prefix(4) == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias"])
     }
 
     @Test func rateOutOfRangeIsOneLineBeforeTheRun() throws {
