@@ -233,6 +233,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
     /// block on the attention's output, the MLP's hidden layer and its output. Masks are keyed by
     /// (seed, step, layer, sample), so runs stay reproducible at any rank count.
     public var dropout: Float = 0
+    /// encoder vit: dropout rate of the attention probabilities in training, in [0, 1) (0 = off).
+    public var attentionDropout: Float = 0
     /// Stochastic depth in training, in [0, 1) (0 = off): the rate of the last residual block (vit blocks,
     /// cnn stages), rising linearly from 0 at the first.
     public var dropPath: Float = 0
@@ -240,6 +242,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, dropout
         case dropPath = "drop_path"
+        case attentionDropout = "attention_dropout"
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
         case poolStages = "pool_stages"

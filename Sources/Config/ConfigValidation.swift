@@ -53,7 +53,12 @@ extension TrainingConfig {
                   model.projection)
         try check(model.dropout >= 0 && model.dropout < 1, "model.dropout", "must be in [0, 1) (0 = off)", model.dropout)
         try check(model.dropPath >= 0 && model.dropPath < 1, "model.drop_path", "must be in [0, 1) (0 = off)", model.dropPath)
+        try check(model.attentionDropout >= 0 && model.attentionDropout < 1, "model.attention_dropout", "must be in [0, 1) (0 = off)",
+                  model.attentionDropout)
         // A rate the encoder has no place for would be silently ignored.
+        try check(model.attentionDropout == 0 || model.encoder == .vit, "model.attention_dropout",
+                  "applies to the vit encoder only (attention probabilities); for \(model.encoder.rawValue) use "
+                  + (model.encoder == .mlp ? "model.dropout" : "model.drop_path"), model.attentionDropout)
         try check(model.dropout == 0 || model.encoder != .cnn, "model.dropout",
                   "applies to the mlp and vit encoders; for cnn use model.drop_path (stochastic depth)", model.dropout)
         try check(model.dropPath == 0 || model.encoder != .mlp, "model.drop_path",

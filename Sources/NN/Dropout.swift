@@ -47,18 +47,29 @@ public final class DropoutKey {
         return layerCount
     }
 
-    /// (sample, view) of row `row` of the current forward.
-    func coordinates(row: Int) -> (sample: Int, view: Int) {
-        let i = rowOffset + row
-        guard let rows else { return (i, 0) }
-        return (rows.firstSample + i % rows.samplesPerView, i / rows.samplesPerView)
-    }
-
     /// The random stream of `row` in `layer` at the current step.
     func stream(layer: Int, row: Int) -> RandomStream {
-        let (sample, view) = coordinates(row: row)
-        return RandomStream(seed: seed, stream: RandomStream.id(.dropout, UInt64(layer), UInt64(sample), UInt64(view)),
-                            position: UInt64(step!) << 32)
+        frame()!.stream(layer: layer, row: row)
+    }
+
+    /// The key as it is now, for a layer that draws its masks again in backward (`SelfAttention`):
+    /// gradient caching moves `rowOffset` between a chunk's forward and its backward. nil in inference.
+    func frame() -> Frame? {
+        step.map { Frame(seed: seed, step: $0, rows: rows, rowOffset: rowOffset) }
+    }
+
+    /// The coordinates a forward drew under.
+    struct Frame {
+        let seed: UInt64, step: Int
+        let rows: (firstSample: Int, samplesPerView: Int)?
+        let rowOffset: Int
+
+        func stream(layer: Int, row: Int) -> RandomStream {
+            let i = rowOffset + row
+            let (sample, view) = rows.map { ($0.firstSample + i % $0.samplesPerView, i / $0.samplesPerView) } ?? (i, 0)
+            return RandomStream(seed: seed, stream: RandomStream.id(.dropout, UInt64(layer), UInt64(sample), UInt64(view)),
+                                position: UInt64(step) << 32)
+        }
     }
 
     /// Draws 0 ..< `count` of `row`'s stream in `layer` into `draws` (room for `count` rounded up

@@ -9,7 +9,8 @@ import Tensor
 /// Regularisation (training only, from the model's `DropoutKey`; off by default): dropout of rate
 /// `dropout` on the attention's output projection and after the MLP's GELU and fc2 (timm's proj_drop,
 /// drop1, drop2; BERT's hidden dropout), then drop-path of rate `dropPath` on each residual branch:
-/// u = x + DP(attention branch), y = u + DP(MLP branch).
+/// u = x + DP(attention branch), y = u + DP(MLP branch). `attentionDropout` drops attention
+/// probabilities (`SelfAttention`).
 ///
 /// Shapes: B batch, T tokens, D width, M MLP width. x, y: B x (T D), token-major, so every
 /// token-wise layer (the norms, the projections, the MLP) runs as one GEMM over B T rows.
@@ -26,7 +27,7 @@ public final class TransformerBlock: Layer {
     public let expand: Linear, contract: Linear
     private let activation: GELU
     /// Dropout of the attention branch's output, the MLP's hidden layer and its output; drop-path of each branch.
-    public let attentionDropout: Dropout, hiddenDropout: Dropout, feedForwardDropout: Dropout
+    public let projectionDropout: Dropout, hiddenDropout: Dropout, feedForwardDropout: Dropout
     public let attentionDropPath: DropPath, feedForwardDropPath: DropPath
     public var inputWidth: Int { tokens * width }
     public var outputWidth: Int { tokens * width }
@@ -49,21 +50,21 @@ public final class TransformerBlock: Layer {
     }
 
     public init(tokens: Int, width: Int, heads: Int, mlpWidth: Int, placement: NormPlacement = .pre,
-                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, dropout: Float = 0, dropPath: Float = 0,
-                key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
+                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, dropout: Float = 0, attentionDropout: Float = 0,
+                dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
         self.tokens = tokens
         self.width = width
         self.placement = placement
         norm1 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm1", arena: arena)
         queryKeyValue = Linear(inputDimensions: width, outputDimensions: 3 * width, name: "\(name).attn.qkv", arena: arena)
-        attention = SelfAttention(tokens: tokens, width: width, heads: heads, mode: mode)
+        attention = SelfAttention(tokens: tokens, width: width, heads: heads, mode: mode, dropout: attentionDropout, key: key)
         projection = Linear(inputDimensions: width, outputDimensions: width, name: "\(name).attn.proj", arena: arena)
         norm2 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm2", arena: arena)
         expand = Linear(inputDimensions: width, outputDimensions: mlpWidth, name: "\(name).mlp.fc1", arena: arena)
         activation = GELU(width: mlpWidth)
         contract = Linear(inputDimensions: mlpWidth, outputDimensions: width, name: "\(name).mlp.fc2", arena: arena)
         // They see B rows of T tokens: a mask is drawn per sample, whatever the token count.
-        attentionDropout = Dropout(width: tokens * width, probability: dropout, key: key)
+        projectionDropout = Dropout(width: tokens * width, probability: dropout, key: key)
         hiddenDropout = Dropout(width: tokens * mlpWidth, probability: dropout, key: key)
         feedForwardDropout = Dropout(width: tokens * width, probability: dropout, key: key)
         attentionDropPath = DropPath(width: tokens * width, probability: dropPath, key: key)
@@ -85,7 +86,7 @@ public final class TransformerBlock: Layer {
     /// The attention branch from x (B T x D rows): DP(drop(proj(attn(qkv(x))))).
     private func attend(_ x: UnsafePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
         let a = projection.forward(attention.forward(queryKeyValue.forward(x, batch: rows), batch: batch), batch: rows)
-        return attentionDropPath.forward(attentionDropout.forward(a, batch: batch), batch: batch)
+        return attentionDropPath.forward(projectionDropout.forward(a, batch: batch), batch: batch)
     }
 
     /// The MLP branch: DP(drop(fc2(drop(gelu(fc1(x)))))).
@@ -140,7 +141,7 @@ public final class TransformerBlock: Layer {
             let ds1 = norm1.backward(du, batch: rows)!
             let dx = inputGradient.pointer(count: n)
             dx.update(from: ds1, count: n)
-            let dProjection = attentionDropout.backward(attentionDropPath.backward(ds1, batch: batch)!, batch: batch)!
+            let dProjection = projectionDropout.backward(attentionDropPath.backward(ds1, batch: batch)!, batch: batch)!
             guard let da = queryKeyValue.backward(attention.backward(projection.backward(dProjection, batch: rows)!, batch: batch)!,
                                                   batch: rows) else { return nil }
             Kernels.axpy(dx, alpha: 1, x: da, count: n)
@@ -158,7 +159,7 @@ public final class TransformerBlock: Layer {
 
     /// dL/d(input of qkv) from dL/d(the attention branch's output) (consumed).
     private func attendBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
-        let da = attentionDropout.backward(attentionDropPath.backward(dy, batch: batch)!, batch: batch)!
+        let da = projectionDropout.backward(attentionDropPath.backward(dy, batch: batch)!, batch: batch)!
         let dOut = projection.backward(da, batch: rows)!
         return queryKeyValue.backward(attention.backward(dOut, batch: batch)!, batch: rows)!
     }

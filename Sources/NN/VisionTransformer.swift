@@ -247,11 +247,14 @@ public enum VisionTransformer {
         public var attention: SelfAttention.Mode
         /// Dropout in every block (TransformerBlock), training only.
         public var dropout: Float
+        /// Dropout of the attention probabilities in every block, training only.
+        public var attentionDropout: Float
         /// Drop-path of the last block's branches, rising linearly from 0 at the first (`DropPath.rates`).
         public var dropPath: Float
 
         public init(channels: Int = 1, height: Int, width: Int, patch: Int, dim: Int, depth: Int, heads: Int, mlpRatio: Int = 4,
-                    pool: TokenPool.Mode = .classToken, attention: SelfAttention.Mode = .plain, dropout: Float = 0, dropPath: Float = 0) {
+                    pool: TokenPool.Mode = .classToken, attention: SelfAttention.Mode = .plain, dropout: Float = 0,
+                    attentionDropout: Float = 0, dropPath: Float = 0) {
             self.channels = channels
             self.height = height
             self.width = width
@@ -263,6 +266,7 @@ public enum VisionTransformer {
             self.pool = pool
             self.attention = attention
             self.dropout = dropout
+            self.attentionDropout = attentionDropout
             self.dropPath = dropPath
         }
 
@@ -287,7 +291,8 @@ public enum VisionTransformer {
         let dropPaths = DropPath.rates(shape.dropPath, count: shape.depth)
         for i in 0..<shape.depth {
             layers.append(TransformerBlock(tokens: t, width: d, heads: shape.heads, mlpWidth: shape.mlpRatio * d, placement: .pre,
-                                           attention: shape.attention, epsilon: 1e-6, dropout: shape.dropout, dropPath: dropPaths[i],
+                                           attention: shape.attention, epsilon: 1e-6, dropout: shape.dropout,
+                                           attentionDropout: shape.attentionDropout, dropPath: dropPaths[i],
                                            key: key, name: "\(name).blocks.\(i)", arena: arena))
         }
         layers.append(PerToken(LayerNorm(width: d, epsilon: 1e-6, name: "\(name).norm", arena: arena), tokens: t))

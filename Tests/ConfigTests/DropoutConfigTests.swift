@@ -21,13 +21,15 @@ import Testing
     @Test func offByDefaultAndReadFromTheirKeys() throws {
         let defaults = try ConfigLoader.load(file: nil, overrides: [])
         #expect(defaults.model.dropout == 0 && defaults.model.dropPath == 0)
-        let set = try ConfigLoader.load(file: nil, overrides: ["model.encoder=vit", "model.dropout=0.1", "model.drop_path=0.25"])
-        #expect(set.model.dropout == 0.1 && set.model.dropPath == 0.25)
+        let set = try ConfigLoader.load(file: nil, overrides: ["model.encoder=vit", "model.dropout=0.1", "model.drop_path=0.25",
+                                                               "model.attention_dropout=0.05"])
+        #expect(set.model.dropout == 0.1 && set.model.dropPath == 0.25 && set.model.attentionDropout == 0.05)
+        #expect(defaults.model.attentionDropout == 0)
         #expect(try ConfigLoader.load(file: nil, overrides: ["model.encoder=cnn", "model.drop_path=0.99"]).model.dropPath == 0.99)
     }
 
     @Test func ratesOutsideZeroToOneAreRefused() {
-        for (key, value) in [("model.dropout", "1"), ("model.dropout", "-0.1"), ("model.drop_path", "1.5")] {
+        for (key, value) in [("model.dropout", "1"), ("model.dropout", "-0.1"), ("model.drop_path", "1.5"), ("model.attention_dropout", "1")] {
             let error = failure(["model.encoder=vit", "\(key)=\(value)"])
             #expect(error?.key == key && error?.description.contains("[0, 1)") == true, "\(String(describing: error))")
         }
@@ -36,6 +38,8 @@ import Testing
     @Test func aRateTheEncoderWouldIgnoreIsRefused() {
         let cnn = failure(["model.encoder=cnn", "model.dropout=0.1"])
         #expect(cnn?.key == "model.dropout" && cnn?.description.contains("model.drop_path") == true, "\(String(describing: cnn))")
+        let attention = failure(["model.encoder=cnn", "model.attention_dropout=0.1"])
+        #expect(attention?.key == "model.attention_dropout" && attention?.description.contains("vit") == true, "\(String(describing: attention))")
         let mlp = failure(["model.drop_path=0.1"])
         #expect(mlp?.key == "model.drop_path" && mlp?.description.contains("model.dropout") == true, "\(String(describing: mlp))")
     }

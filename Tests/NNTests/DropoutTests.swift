@@ -86,7 +86,7 @@ import Testing
         func vit(dropout: Float, dropPath: Float, training: Bool) -> [UInt32] {
             let arena = ParameterArena(), key = DropoutKey()
             let shape = VisionTransformer.Shape(channels: 1, height: 8, width: 8, patch: 4, dim: 8, depth: 3, heads: 2, mlpRatio: 2,
-                                                dropout: dropout, dropPath: dropPath)
+                                                dropout: dropout, attentionDropout: dropout, dropPath: dropPath)
             let encoder = VisionTransformer.make(shape, representation: 4, key: key, name: "encoder", arena: arena)
             arena.seal()
             encoder.initialise(seed: 3, firstStream: 0)
@@ -119,10 +119,58 @@ import Testing
         #expect(Set(path.factors) == [0, 2], "the check should see dropped and kept samples: \(path.factors)")
     }
 
+    @Test(arguments: [SelfAttention.Mode.plain, .tiled(2), .tiled(64)], [false, true])
+    func attentionGradientsWithDropout(mode: SelfAttention.Mode, masked: Bool) {
+        let key = DropoutKey()
+        let attention = SelfAttention(tokens: 5, width: 6, heads: 2, mode: mode, dropout: 0.3, key: key)
+        key.train(seed: 3, step: 2)
+        let mask = TransformerTests.mask(batch: 3, tokens: 5)
+        mask.withUnsafeBufferPointer { mask in
+            attention.keyMask = masked ? mask.baseAddress : nil
+            gradients.check(attention, arena: ParameterArena(), batch: 3)
+        }
+    }
+
+    /// The tiled path draws M per tile from the same coordinates as the plain path's whole matrix, so
+    /// with dropout on the two still compute one function; backward draws M from the key its forward
+    /// used, even after gradient caching moved the row offset; and the masks drop something.
+    @Test(arguments: [1, 3, 4, 40], [false, true])
+    func tiledAttentionEqualsPlainWithDropout(tile: Int, masked: Bool) {
+        let batch = 3, t = 9, d = 12
+        func run(_ mode: SelfAttention.Mode, dropout: Float = 0.25, moveOffset: Bool = false) -> (y: [Float], dx: [Float]) {
+            let key = DropoutKey()
+            let attention = SelfAttention(tokens: t, width: d, heads: 3, mode: mode, dropout: dropout, key: key)
+            key.train(seed: 6, step: 4)
+            var random = RandomStream(seed: 7, stream: 0)
+            let qkv = (0..<(batch * attention.inputWidth)).map { _ in random.nextUniform(-3, 3) }
+            var dy = (0..<(batch * t * d)).map { _ in random.nextUniform(-1, 1) }
+            let mask = TransformerTests.mask(batch: batch, tokens: t)
+            return mask.withUnsafeBufferPointer { mask in
+                attention.keyMask = masked ? mask.baseAddress : nil
+                return qkv.withUnsafeBufferPointer { qkv in
+                    let y = Array(UnsafeBufferPointer(start: attention.forward(qkv.baseAddress!, batch: batch), count: dy.count))
+                    if moveOffset { key.rowOffset = 5 }
+                    let dx = dy.withUnsafeMutableBufferPointer { dy in
+                        Array(UnsafeBufferPointer(start: attention.backward(dy.baseAddress!, batch: batch)!, count: qkv.count))
+                    }
+                    return (y, dx)
+                }
+            }
+        }
+        func worst(_ x: [Float], _ y: [Float]) -> Float { zip(x, y).map { abs($0 - $1) }.max()! / x.map(abs).max()! }
+        let plain = run(.plain), tiled = run(.tiled(tile))
+        #expect(worst(plain.y, tiled.y) < 1e-5, "output, tile \(tile): \(worst(plain.y, tiled.y))")
+        #expect(worst(plain.dx, tiled.dx) < 1e-5, "input gradient, tile \(tile): \(worst(plain.dx, tiled.dx))")
+        let moved = run(.tiled(tile), moveOffset: true)
+        #expect(moved.dx == tiled.dx, "backward drew other masks after the row offset moved")
+        #expect(worst(run(.plain, dropout: 0).y, plain.y) > 1e-2, "attention dropout changed nothing")
+    }
+
     @Test(arguments: [TransformerBlock.NormPlacement.pre, .post])
     func transformerBlockGradientsWithDropoutAndDropPath(placement: TransformerBlock.NormPlacement) {
         let arena = ParameterArena(), key = DropoutKey()
-        let block = TransformerBlock(tokens: 4, width: 6, heads: 2, mlpWidth: 10, placement: placement, dropout: 0.3, dropPath: 0.4,
+        let block = TransformerBlock(tokens: 4, width: 6, heads: 2, mlpWidth: 10, placement: placement, dropout: 0.3,
+                                     attentionDropout: 0.2, dropPath: 0.4,
                                      key: key, name: "block", arena: arena)
         arena.seal()
         _ = block.initialise(seed: 3, firstStream: 0)

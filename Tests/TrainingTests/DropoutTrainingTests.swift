@@ -14,7 +14,7 @@ import Testing
 /// forward's masks, and every forward outside a training step is inference.
 @Suite(.serialized) struct DropoutTrainingTests {
     /// The small ViT of ViTTrainingTests with both regularisers on.
-    static let vit = ViTTrainingTests.vit + ["model.dropout=0.2", "model.drop_path=0.3"]
+    static let vit = ViTTrainingTests.vit + ["model.dropout=0.2", "model.attention_dropout=0.1", "model.drop_path=0.3"]
     static let sgd = ViTTrainingTests.sgd
 
     func maxRelativeDifference(_ a: [Float], _ b: [Float], floor: Float = 1e-3) -> Float {
@@ -38,7 +38,7 @@ import Testing
         // Sums in another order (per rank, then all-reduced) round differently: ~1e-5 here, the masks scaling
         // kept values by up to 1 / (1 - p); one mask drawn for another sample moves parameters by O(1) (below).
         #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 5e-5)
-        let off = overrides.filter { !$0.hasPrefix("model.dropout") && !$0.hasPrefix("model.drop_path") }
+        let off = overrides.filter { !$0.hasPrefix("model.dropout") && !$0.hasPrefix("model.drop_path") && !$0.hasPrefix("model.attention_dropout") }
         let plain = try trainSmoke("dropout-off", ranks: 1, steps: 1, globalBatch: 24, off + Self.sgd)
         #expect(maxRelativeDifference(plain.parameters, reference.parameters) > 1e-1, "dropout changed little")
     }
@@ -67,7 +67,7 @@ import Testing
     @Test(arguments: [3, 8])
     func gradientCachedStepEqualsTheOrdinaryStepWithDropoutOn(chunk: Int) throws {
         func step(_ overrides: [String]) throws -> (loss: Double, parameters: [Float], cached: Bool) {
-            let step = try vitStep(["model.dropout=0.3", "model.drop_path=0.5"] + overrides)
+            let step = try vitStep(["model.dropout=0.3", "model.attention_dropout=0.2", "model.drop_path=0.5"] + overrides)
             let result = try step.step(0, input: step.batch.data)
             #expect(result.applied)
             return (result.loss, step.model.arena.parameters.array, step.objective.passes is GradientCache)
@@ -82,11 +82,12 @@ import Testing
     /// After a training step the model is back in inference: the representations evaluation and
     /// `contrast embed` compute are those of the same parameters without any dropout, bit for bit.
     @Test func forwardsOutsideAStepAreInference() throws {
-        let step = try vitStep(["model.dropout=0.3", "model.drop_path=0.5"])
+        let step = try vitStep(["model.dropout=0.3", "model.attention_dropout=0.2", "model.drop_path=0.5"])
         _ = try step.step(0, input: step.batch.data)
         #expect(step.model.dropoutKey.step == nil)
         var config = step.config
         config.model.dropout = 0
+        config.model.attentionDropout = 0
         config.model.dropPath = 0
         let plain = ContrastiveModel(config.model, inputWidth: 64, imageShape: [8, 8])
         plain.arena.parameters.copy(from: step.model.arena.parameters)
