@@ -23,10 +23,12 @@ import Testing
 
     /// One plain SGD step (the parameters carry the summed gradient): P ranks, each masking its rows by
     /// their global sample, equal one process on the global batch of 24; and the step is not the one
-    /// without dropout (the masks do something). The ViT (dropout and drop-path) at P = 2 and 3, the
-    /// MLP (dropout) and the CNN (drop-path of its second stage) at P = 2.
+    /// without dropout (the masks do something). The ViT (dropout, attention dropout and drop-path) at
+    /// P = 2 and 3, the MLP (dropout; also under MoCo, whose key model does not drop) and the CNN
+    /// (drop-path of its second stage) at P = 2.
     @Test(arguments: [(vit, 2), (vit, 3),
                       (["model.dropout=0.3", "data.train_limit=512"], 2),
+                      (["model.dropout=0.3", "loss.moco_queue=96", "data.train_limit=512"], 2),
                       (["model.encoder=cnn", "model.channels=[4, 8]", "model.representation=0", "model.drop_path=0.5",
                         "data.train_limit=512"], 2)])
     func stepAtPRanksEqualsOneProcessWithDropoutOn(overrides: [String], ranks: Int) throws {
