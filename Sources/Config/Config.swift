@@ -243,9 +243,20 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var decoder: [Int] = [256]
     /// encoder vit: the Vision Transformer's shape.
     public var vit: ViTSection = ViTSection()
+    /// Dropout rate in training, in [0, 1) (0 = off): after each hidden layer of an mlp encoder; in every vit
+    /// block on the attention's output, the MLP's hidden layer and its output. Masks are keyed by
+    /// (seed, step, layer, sample), so runs stay reproducible at any rank count.
+    public var dropout: Float = 0
+    /// encoder vit: dropout rate of the attention probabilities in training, in [0, 1) (0 = off).
+    public var attentionDropout: Float = 0
+    /// Stochastic depth in training, in [0, 1) (0 = off): the rate of the last residual block (vit blocks,
+    /// cnn stages), rising linearly from 0 at the first.
+    public var dropPath: Float = 0
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, dropout
+        case dropPath = "drop_path"
+        case attentionDropout = "attention_dropout"
         case pairHidden = "pair_hidden"
         case poolCells = "pool_cells"
         case poolStages = "pool_stages"

@@ -51,6 +51,18 @@ extension TrainingConfig {
         }
         try check(model.projection.allSatisfy { $0 >= 1 }, "model.projection", "widths must be at least 1",
                   model.projection)
+        try check(model.dropout >= 0 && model.dropout < 1, "model.dropout", "must be in [0, 1) (0 = off)", model.dropout)
+        try check(model.dropPath >= 0 && model.dropPath < 1, "model.drop_path", "must be in [0, 1) (0 = off)", model.dropPath)
+        try check(model.attentionDropout >= 0 && model.attentionDropout < 1, "model.attention_dropout", "must be in [0, 1) (0 = off)",
+                  model.attentionDropout)
+        // A rate the encoder has no place for would be silently ignored.
+        try check(model.attentionDropout == 0 || model.encoder == .vit, "model.attention_dropout",
+                  "applies to the vit encoder only (attention probabilities); for \(model.encoder.rawValue) use "
+                  + (model.encoder == .mlp ? "model.dropout" : "model.drop_path"), model.attentionDropout)
+        try check(model.dropout == 0 || model.encoder != .cnn, "model.dropout",
+                  "applies to the mlp and vit encoders; for cnn use model.drop_path (stochastic depth)", model.dropout)
+        try check(model.dropPath == 0 || model.encoder != .mlp, "model.drop_path",
+                  "needs residual blocks (encoder cnn or vit); for mlp use model.dropout", model.dropPath)
 
         try checkPositive(loss.temperature, "loss.temperature")
         try checkPositive(loss.temperatureFinal, "loss.temperature_final")

@@ -48,11 +48,11 @@ public enum ModelExport {
     static func patchEmbedding(_ model: ContrastiveModel) -> PatchEmbedding? { model.encoder.flattened.first as? PatchEmbedding }
 
     /// The towers of `part`. Throws for a layer the file cannot describe: the mapping holds for
-    /// MLPs (Linear, fused or separate ReLU, GELU), the head's final L2 normalisation, the CNN
+    /// MLPs (Linear, fused or separate ReLU, GELU; dropout, the identity outside training), the head's final L2 normalisation, the CNN
     /// encoder of `CNN.make`, the ViT of `VisionTransformer.make` and the residual adapter.
     static func towers(_ model: ContrastiveModel, part: Part) throws -> [Tower] {
         func tower(_ name: String, _ sequence: Sequential) throws -> Tower {
-            for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize) {
+            for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize || layer is Dropout) {
                 throw RunDirectory.Failure(description: "cannot export \(name): its \(type(of: layer)) layer has no place in the "
                                        + "safetensors layout of docs/export.md (Linear, ReLU, GELU, L2 normalisation)")
             }

@@ -223,6 +223,8 @@ struct ONNXGraph {
             return linear.activation == .relu ? node("Relu", [y]) : y
         case is ReLU: return node("Relu", [x])
         case is GELU: return gelu(x)
+        // The exported network is the inference one: dropout and drop-path pass x through.
+        case is Dropout, is DropPath: return x
         case is L2Normalize:
             // z = u / max(|u|, 1e-12), as Kernels.l2NormalizeRows.
             let norm = node("ReduceL2", [x], [.ints("axes", [1]), .int("keepdims", 1)])

@@ -22,6 +22,12 @@ import Tensor
 ///   accumulated output is rescaled by exp(m_old - m_new) when a key tile raises the maximum.
 ///   Only the log-sum-exp m + log l (B H T) is kept; backward recomputes each tile's P from it.
 ///   No matrix larger than tile x tile is ever held.
+///
+/// Attention dropout (`dropout` p > 0, training only; timm's `attn_drop`): o = (P * M) v with M_ij = 0
+/// or 1 / (1 - p), drawn from the `DropoutKey` at position (h T + i) T + j of the sample's stream in
+/// this layer. The softmax's normaliser is over the undropped P, so both paths can still stream it,
+/// and backward draws M again from the key the forward used (nothing T x T is kept for it):
+/// dv = (P * M)^T dO, dP = (dO v^T) * M, dS = P (dP - rowsum(dO o)) as without dropout.
 public final class SelfAttention: Layer {
     public enum Mode: Sendable, Equatable {
         case plain
@@ -38,18 +44,26 @@ public final class SelfAttention: Layer {
     /// B x T, nonzero where the token is real; nil: every token is. Read by forward and backward,
     /// so it must stay valid and unchanged between them.
     public var keyMask: UnsafePointer<UInt8>?
+    /// Dropout rate of the attention probabilities (0: none).
+    public let dropout: Float
+    private let key: DropoutKey
+    private let layer: Int
+    /// The key the last forward drew its masks under; nil when it dropped nothing.
+    private var drawn: DropoutKey.Frame?
 
     private let output = ScratchBuffer()          // o, B x (T D)
     private let probabilities = ScratchBuffer()   // plain: P, B H T T
     private let logSumExp = ScratchBuffer()       // tiled: m + log l, B H T
     private let tileScores = ScratchBuffer()      // plain: dP, T x T; tiled: S/P tile
-    private let tileGradient = ScratchBuffer()    // tiled: dP tile
+    private let tileGradient = ScratchBuffer()    // tiled: dP tile; plain: M, then P * M
+    private let tileMask = ScratchBuffer()        // tiled with dropout: M, then P * M
     private let rowDots = ScratchBuffer()         // tiled: sum_e dO o per row, T
     private let runningStatistics = ScratchBuffer()  // tiled forward: m and l of a query tile, 2 x tile
     private let inputGradient = ScratchBuffer()   // dqkv, B x (T 3D)
     private var savedInput: UnsafePointer<Float>?
 
-    public init(tokens: Int, width: Int, heads: Int, mode: Mode = .plain) {
+    public init(tokens: Int, width: Int, heads: Int, mode: Mode = .plain, dropout: Float = 0, key: DropoutKey = DropoutKey()) {
+        precondition(dropout >= 0 && dropout < 1, "SelfAttention: dropout \(dropout) is not in [0, 1)")
         precondition(tokens >= 1 && heads >= 1 && width % heads == 0,
                      "SelfAttention: \(heads) heads must divide the width \(width)")
         if case .tiled(let tile) = mode { precondition(tile >= 1, "SelfAttention: tile must be at least 1, got \(tile)") }
@@ -57,6 +71,23 @@ public final class SelfAttention: Layer {
         self.width = width
         self.heads = heads
         self.mode = mode
+        self.dropout = dropout
+        self.key = key
+        layer = key.register()
+    }
+
+    /// M of queries i0 ..< i0 + rows and keys j0 ..< j0 + columns of (sample, head) under `frame`
+    /// into `factors` (leading dimension `columns`).
+    private func fillMask(_ factors: UnsafeMutablePointer<Float>, _ frame: DropoutKey.Frame, sample: Int, head: Int,
+                          firstQuery i0: Int, rows: Int, firstKey j0: Int, columns: Int) {
+        let threshold = DropoutKey.threshold(dropout), kept = 1 / (1 - dropout), t = tokens
+        let start = frame.stream(layer: layer, row: sample)
+        for r in 0..<rows {
+            var random = RandomStream(seed: start.seed, stream: start.stream,
+                                      position: start.position + UInt64((head * t + i0 + r) * t + j0))
+            let row = factors + r * columns
+            for j in 0..<columns { row[j] = random.nextUInt32() >= threshold ? kept : 0 }
+        }
     }
 
     var scale: Float { 1 / Float(headWidth).squareRoot() }
@@ -74,6 +105,7 @@ public final class SelfAttention: Layer {
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         savedInput = input
+        drawn = dropout > 0 ? key.frame() : nil
         let o = output.pointer(count: batch * tokens * width)
         switch mode {
         case .plain: plainForward(o, input, batch: batch)
@@ -105,7 +137,15 @@ public final class SelfAttention: Layer {
                 gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, alpha: scale, a: q, lda: 3 * d, b: k, ldb: 3 * d, c: s, ldc: t)
                 maskKeys(s, rows: t, columns: t, ld: t, sample: b, firstKey: 0)
                 for i in 0..<t { softmaxRow(s + i * t, count: t) }
-                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, a: s, lda: t, b: v, ldb: 3 * d,
+                var weights = UnsafePointer(s)
+                if let drawn {
+                    // P stays for backward; P * M goes into the product.
+                    let dropped = tileScores.pointer(count: t * t)
+                    fillMask(dropped, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
+                    for i in 0..<(t * t) { dropped[i] *= s[i] }
+                    weights = UnsafePointer(dropped)
+                }
+                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, a: weights, lda: t, b: v, ldb: 3 * d,
                      c: o + b * t * d + h * e, ldc: d)
             }
         }
@@ -132,7 +172,17 @@ public final class SelfAttention: Layer {
                 let s = p + (b * heads + h) * t * t
                 let dO = dy + b * t * d + h * e
                 gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, a: dO, lda: d, b: v, ldb: 3 * d, c: dp, ldc: t)
-                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, a: s, lda: t, b: dO, ldb: d, c: dv, ldc: 3 * d)
+                var weights = UnsafePointer(s)
+                if let drawn {
+                    let dropped = tileGradient.pointer(count: t * t)
+                    fillMask(dropped, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
+                    for i in 0..<(t * t) {
+                        dp[i] *= dropped[i]
+                        dropped[i] *= s[i]
+                    }
+                    weights = UnsafePointer(dropped)
+                }
+                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, a: weights, lda: t, b: dO, ldb: d, c: dv, ldc: 3 * d)
                 for i in 0..<t {
                     let pr = s + i * t, dr = dp + i * t
                     var dot: Float = 0
@@ -177,6 +227,12 @@ public final class SelfAttention: Layer {
                             l[r] = l[r] * correction + Kernels.expSum(row, input: row, count: columns, shift: newMaximum)
                             if correction != 1 { Kernels.scale(oi + r * d, by: correction, count: e) }
                             m[r] = newMaximum
+                        }
+                        // l summed the undropped exponentials: the softmax is normalised before dropout.
+                        if let drawn {
+                            let factors = tileMask.pointer(count: tile * tile)
+                            fillMask(factors, drawn, sample: b, head: h, firstQuery: i0, rows: rows, firstKey: j0, columns: columns)
+                            for i in 0..<(rows * columns) { s[i] *= factors[i] }
                         }
                         gemm(transposeA: false, transposeB: false, m: rows, n: e, k: columns, a: s, lda: columns,
                              b: v + j0 * 3 * d, ldb: 3 * d, beta: 1, c: oi, ldc: d)
@@ -229,10 +285,20 @@ public final class SelfAttention: Layer {
                             if shift > -.infinity { _ = Kernels.expSum(row, input: row, count: columns, shift: shift) }
                             else { row.update(repeating: 0, count: columns) }
                         }
-                        gemm(transposeA: true, transposeB: false, m: columns, n: e, k: rows, a: s, lda: columns,
-                             b: dO + i0 * d, ldb: d, beta: 1, c: dv + j0 * 3 * d, ldc: 3 * d)
                         gemm(transposeA: false, transposeB: true, m: rows, n: columns, k: e, a: dO + i0 * d, lda: d,
                              b: v + j0 * 3 * d, ldb: 3 * d, c: dp, ldc: columns)
+                        var weights = UnsafePointer(s)
+                        if let drawn {
+                            let dropped = tileMask.pointer(count: tile * tile)
+                            fillMask(dropped, drawn, sample: b, head: h, firstQuery: i0, rows: rows, firstKey: j0, columns: columns)
+                            for i in 0..<(rows * columns) {
+                                dp[i] *= dropped[i]
+                                dropped[i] *= s[i]
+                            }
+                            weights = UnsafePointer(dropped)
+                        }
+                        gemm(transposeA: true, transposeB: false, m: columns, n: e, k: rows, a: weights, lda: columns,
+                             b: dO + i0 * d, ldb: d, beta: 1, c: dv + j0 * 3 * d, ldc: 3 * d)
                         for r in 0..<rows {
                             let pr = s + r * columns, dr = dp + r * columns, dot = dots[i0 + r]
                             for j in 0..<columns { dr[j] = pr[j] * (dr[j] - dot) }

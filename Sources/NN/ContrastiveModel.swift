@@ -38,14 +38,19 @@ public final class ContrastiveModel {
     public let pairInputWidth: Int
     public let representationWidth: Int
     public let embeddingWidth: Int
+    /// What the encoders' dropout and drop-path masks are drawn under; in training mode only while a
+    /// training step runs (`DropoutKey`), so every other forward is inference.
+    public let dropoutKey: DropoutKey
 
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`; `transformer` makes it the
-    /// Vision Transformer of `VisionTransformer.make`.
+    /// Vision Transformer of `VisionTransformer.make` (its dropout and drop-path are the shape's).
+    /// `dropout`: after each hidden layer of the MLP encoders; `dropPath`: stochastic depth of the CNN's blocks.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
                 transformer: VisionTransformer.Shape? = nil,
-                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil) {
+                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil,
+                dropout: Float = 0, dropPath: Float = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         precondition(convolution == nil || transformer == nil, "one encoder: a CNN or a Vision Transformer, not both")
         // A CNN (ViT) with representation 0 has no Linear after pooling: h is the pooled maps (token).
@@ -59,13 +64,16 @@ public final class ContrastiveModel {
         self.embeddingWidth = projection.last!
         let arena = ParameterArena()
         self.arena = arena
+        let dropoutKey = DropoutKey()
+        self.dropoutKey = dropoutKey
         // Allocated right after the first tower's encoder, before its head.
         var adapterLayer: ResidualAdapter? = nil
         func makeAdapter() {
             if adapterWidth > 0 { adapterLayer = ResidualAdapter(width: representation, bottleneck: adapterWidth, name: "adapter", arena: arena) }
         }
         func tower(_ width: Int, _ hidden: [Int], _ prefix: String) -> (Sequential, Sequential) {
-            let encoder = MLP.make(widths: [width] + hidden + [representation], activation: activation, name: prefix + "encoder", arena: arena)
+            let encoder = MLP.make(widths: [width] + hidden + [representation], activation: activation, dropout: dropout, key: dropoutKey,
+                                   name: prefix + "encoder", arena: arena)
             if prefix.isEmpty { makeAdapter() }
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: prefix + "projection", arena: arena)
             // The first layer never needs dL/d(input): skip that GEMM.
@@ -77,7 +85,7 @@ public final class ContrastiveModel {
                          "the CNN encoder needs the [height, width] of \(inputWidth)-pixel images, got \(convolution.imageShape)")
             let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
                                representation: fcWidth, poolCells: convolution.poolCells,
-                               poolStages: convolution.poolStages, name: "encoder", arena: arena)
+                               poolStages: convolution.poolStages, dropPath: dropPath, key: dropoutKey, name: "encoder", arena: arena)
             cnn.computesInputGradient = false
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
@@ -85,7 +93,7 @@ public final class ContrastiveModel {
         } else if let transformer {
             precondition(transformer.channels * transformer.height * transformer.width == inputWidth,
                          "the ViT encoder's \(transformer.channels) x \(transformer.height) x \(transformer.width) images are not \(inputWidth) wide")
-            let vit = VisionTransformer.make(transformer, representation: fcWidth, name: "encoder", arena: arena)
+            let vit = VisionTransformer.make(transformer, representation: fcWidth, key: dropoutKey, name: "encoder", arena: arena)
             vit.computesInputGradient = false
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)

@@ -3,6 +3,7 @@ import Tensor
 /// A basic ResNet block (He et al. 2016) with group normalisation:
 /// y = relu(GN(conv3x3(relu(GN(conv3x3_stride(x))))) + skip(x)), where skip is the identity
 /// when shape is kept and a strided 1x1 convolution (with bias) when channels or size change.
+/// With stochastic depth (training only) the main path is a `DropPath`: y = relu(DP(main(x)) + skip(x)).
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input, P x Q output
 /// (P = ceil(H / stride)). x: B x (C H W), y: B x (O P Q).
@@ -10,6 +11,8 @@ public final class ResidualBlock: Layer {
     public let main: Sequential
     /// nil for the identity skip.
     public let projection: Conv2d?
+    /// Drop-path of the main path (probability 0: none).
+    public let dropPath: DropPath
     public let outputChannels: Int, outputHeight: Int, outputImageWidth: Int
     public var inputWidth: Int { main.inputWidth }
     public var outputWidth: Int { main.outputWidth }
@@ -26,7 +29,7 @@ public final class ResidualBlock: Layer {
     /// Registers `<name>.conv1`, `<name>.norm1`, `<name>.conv2`, `<name>.norm2` and, when the
     /// shape changes, `<name>.projection`. GroupNorm uses `groups` groups (must divide O).
     public init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
-                name: String, arena: ParameterArena) {
+                dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
         let conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, stride: stride, padding: 1,
                            height: height, width: width, bias: false, name: "\(name).conv1", arena: arena)
         let p = conv1.outputHeight, q = conv1.outputImageWidth
@@ -41,6 +44,7 @@ public final class ResidualBlock: Layer {
         outputChannels = outChannels
         outputHeight = p
         outputImageWidth = q
+        self.dropPath = DropPath(width: outChannels * p * q, probability: dropPath, key: key)
     }
 
     /// Convolutions get PyTorch's default draws from streams `firstStream`, ...; norms gamma 1, beta 0.
@@ -54,7 +58,7 @@ public final class ResidualBlock: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let n = batch * outputWidth
         let y = output.pointer(count: n)
-        y.update(from: main.forward(input, batch: batch), count: n)
+        y.update(from: dropPath.forward(main.forward(input, batch: batch), batch: batch), count: n)
         if let projection {
             let s = projection.forward(input, batch: batch)
             for i in 0..<n { y[i] += s[i] }
@@ -73,7 +77,7 @@ public final class ResidualBlock: Layer {
         // The main path may consume its gradient, so the skip path gets a copy.
         let ds = skipGradient.pointer(count: n)
         ds.update(from: dy, count: n)
-        let dMain = main.backward(dy, batch: batch)
+        let dMain = main.backward(dropPath.backward(dy, batch: batch)!, batch: batch)
         let dSkip: UnsafeMutablePointer<Float>?
         if let projection { dSkip = projection.backward(ds, batch: batch) } else { dSkip = ds }
         guard computesInputGradient, let dMain, let dSkip else { return nil }
@@ -102,9 +106,12 @@ public enum CNN {
     /// `poolCells` cells (1: global) of the last `poolStages` stages' maps, concatenated shallowest
     /// first (`MultiScalePool`) -> Linear to `representation`, or (representation 0) the pooled
     /// maps themselves are the output, C G G summed over the pooled stages wide.
+    /// `dropPath`: stochastic depth of the last block's main path, rising linearly from 0 at the first
+    /// (`DropPath.rates`), drawn under `key`.
     /// Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
     public static func make(channels: [Int], inputHeight: Int, inputWidth: Int, inputChannels: Int = 1,
-                            representation: Int, poolCells: Int = 1, poolStages: Int = 1, name: String, arena: ParameterArena) -> Sequential {
+                            representation: Int, poolCells: Int = 1, poolStages: Int = 1, dropPath: Float = 0, key: DropoutKey = DropoutKey(),
+                            name: String, arena: ParameterArena) -> Sequential {
         precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
         precondition(poolStages >= 1 && poolStages <= channels.count, "CNN pools 1...\(channels.count) stages, got \(poolStages)")
         let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
@@ -120,9 +127,10 @@ public enum CNN {
         }
         var c = channels[0], h = inputHeight, w = inputWidth
         var blocks: [(block: ResidualBlock, channels: Int, height: Int, width: Int)] = []
+        let dropPaths = DropPath.rates(dropPath, count: channels.count)
         for (i, o) in channels.enumerated() {
             let block = ResidualBlock(inChannels: c, outChannels: o, stride: i == 0 ? 1 : 2, height: h, width: w,
-                                      groups: groups(for: o), name: "\(name).stage\(i)", arena: arena)
+                                      groups: groups(for: o), dropPath: dropPaths[i], key: key, name: "\(name).stage\(i)", arena: arena)
             blocks.append((block, c, h, w))
             c = o; h = block.outputHeight; w = block.outputImageWidth
         }

@@ -55,11 +55,13 @@ public final class Sequential: Layer {
 }
 
 /// A multilayer perceptron: Linear layers of the given widths with an activation between
-/// them (none after the last). widths = [I, H1, ..., O].
+/// them (none after the last). widths = [I, H1, ..., O]. With `dropout` > 0 a `Dropout` of that rate
+/// (drawn under `key`) follows each activation: the hidden layers' outputs, never the last's.
 public enum MLP {
     public enum Activation: String, Sendable { case relu, gelu }
 
-    public static func make(widths: [Int], activation: Activation, name: String, arena: ParameterArena) -> Sequential {
+    public static func make(widths: [Int], activation: Activation, dropout: Float = 0, key: DropoutKey = DropoutKey(),
+                            name: String, arena: ParameterArena) -> Sequential {
         precondition(widths.count >= 2, "MLP needs at least an input and an output width, got \(widths)")
         var layers: [Layer] = []
         for i in 0..<(widths.count - 1) {
@@ -68,6 +70,8 @@ public enum MLP {
             layers.append(Linear(inputDimensions: widths[i], outputDimensions: widths[i + 1],
                                  activation: fuseReLU ? .relu : .identity, name: "\(name).\(i)", arena: arena))
             if !last && activation == .gelu { layers.append(GELU(width: widths[i + 1])) }
+            // Only when on: the layer list (and what walks it) stays as it was without dropout.
+            if !last && dropout > 0 { layers.append(Dropout(width: widths[i + 1], probability: dropout, key: key)) }
         }
         return Sequential(layers)
     }

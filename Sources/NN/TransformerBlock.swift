@@ -6,6 +6,12 @@ import Tensor
 ///   The residual stream is never normalised, so the encoder ends with one more LayerNorm.
 /// - `.post` (the original Transformer, BERT): u = LN1(x + proj(attn(qkv(x)))), y = LN2(u + fc2(gelu(fc1(u)))).
 ///
+/// Regularisation (training only, from the model's `DropoutKey`; off by default): dropout of rate
+/// `dropout` on the attention's output projection and after the MLP's GELU and fc2 (timm's proj_drop,
+/// drop1, drop2; BERT's hidden dropout), then drop-path of rate `dropPath` on each residual branch:
+/// u = x + DP(attention branch), y = u + DP(MLP branch). `attentionDropout` drops attention
+/// probabilities (`SelfAttention`).
+///
 /// Shapes: B batch, T tokens, D width, M MLP width. x, y: B x (T D), token-major, so every
 /// token-wise layer (the norms, the projections, the MLP) runs as one GEMM over B T rows.
 /// Parameters (PyTorch layouts, timm's names under `name`): norm1, attn.qkv (3D x D: the q, k and v
@@ -20,6 +26,9 @@ public final class TransformerBlock: Layer {
     public let attention: SelfAttention
     public let expand: Linear, contract: Linear
     private let activation: GELU
+    /// Dropout of the attention branch's output, the MLP's hidden layer and its output; drop-path of each branch.
+    public let projectionDropout: Dropout, hiddenDropout: Dropout, feedForwardDropout: Dropout
+    public let attentionDropPath: DropPath, feedForwardDropPath: DropPath
     public var inputWidth: Int { tokens * width }
     public var outputWidth: Int { tokens * width }
 
@@ -41,18 +50,25 @@ public final class TransformerBlock: Layer {
     }
 
     public init(tokens: Int, width: Int, heads: Int, mlpWidth: Int, placement: NormPlacement = .pre,
-                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, name: String, arena: ParameterArena) {
+                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, dropout: Float = 0, attentionDropout: Float = 0,
+                dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
         self.tokens = tokens
         self.width = width
         self.placement = placement
         norm1 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm1", arena: arena)
         queryKeyValue = Linear(inputDimensions: width, outputDimensions: 3 * width, name: "\(name).attn.qkv", arena: arena)
-        attention = SelfAttention(tokens: tokens, width: width, heads: heads, mode: mode)
+        attention = SelfAttention(tokens: tokens, width: width, heads: heads, mode: mode, dropout: attentionDropout, key: key)
         projection = Linear(inputDimensions: width, outputDimensions: width, name: "\(name).attn.proj", arena: arena)
         norm2 = LayerNorm(width: width, epsilon: epsilon, name: "\(name).norm2", arena: arena)
         expand = Linear(inputDimensions: width, outputDimensions: mlpWidth, name: "\(name).mlp.fc1", arena: arena)
         activation = GELU(width: mlpWidth)
         contract = Linear(inputDimensions: mlpWidth, outputDimensions: width, name: "\(name).mlp.fc2", arena: arena)
+        // They see B rows of T tokens: a mask is drawn per sample, whatever the token count.
+        projectionDropout = Dropout(width: tokens * width, probability: dropout, key: key)
+        hiddenDropout = Dropout(width: tokens * mlpWidth, probability: dropout, key: key)
+        feedForwardDropout = Dropout(width: tokens * width, probability: dropout, key: key)
+        attentionDropPath = DropPath(width: tokens * width, probability: dropPath, key: key)
+        feedForwardDropPath = DropPath(width: tokens * width, probability: dropPath, key: key)
     }
 
     /// The block's Linear layers in forward order.
@@ -67,14 +83,16 @@ public final class TransformerBlock: Layer {
         return firstStream + UInt64(linears.count)
     }
 
-    /// The attention sub-layer from x (B T x D rows): proj(attn(qkv(x))).
+    /// The attention branch from x (B T x D rows): DP(drop(proj(attn(qkv(x))))).
     private func attend(_ x: UnsafePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
-        projection.forward(attention.forward(queryKeyValue.forward(x, batch: rows), batch: batch), batch: rows)
+        let a = projection.forward(attention.forward(queryKeyValue.forward(x, batch: rows), batch: batch), batch: rows)
+        return attentionDropPath.forward(projectionDropout.forward(a, batch: batch), batch: batch)
     }
 
-    /// The MLP sub-layer: fc2(gelu(fc1(x))).
-    private func feedForward(_ x: UnsafePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
-        contract.forward(activation.forward(expand.forward(x, batch: rows), batch: rows), batch: rows)
+    /// The MLP branch: DP(drop(fc2(drop(gelu(fc1(x)))))).
+    private func feedForward(_ x: UnsafePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
+        let h = hiddenDropout.forward(activation.forward(expand.forward(x, batch: rows), batch: rows), batch: batch)
+        return feedForwardDropPath.forward(feedForwardDropout.forward(contract.forward(h, batch: rows), batch: batch), batch: batch)
     }
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
@@ -84,7 +102,7 @@ public final class TransformerBlock: Layer {
         case .pre:
             let a = attend(norm1.forward(input, batch: rows), rows: rows, batch: batch)
             for i in 0..<n { u[i] = input[i] + a[i] }
-            let m = feedForward(norm2.forward(u, batch: rows), rows: rows)
+            let m = feedForward(norm2.forward(u, batch: rows), rows: rows, batch: batch)
             let y = output.pointer(count: n)
             for i in 0..<n { y[i] = u[i] + m[i] }
             return y
@@ -92,7 +110,7 @@ public final class TransformerBlock: Layer {
             let a = attend(input, rows: rows, batch: batch)
             for i in 0..<n { u[i] = input[i] + a[i] }
             let normalised = norm1.forward(u, batch: rows)
-            let m = feedForward(normalised, rows: rows)
+            let m = feedForward(normalised, rows: rows, batch: batch)
             // LN2's input: u is free again (LN1 keeps x-hat, not its input).
             for i in 0..<n { u[i] = normalised[i] + m[i] }
             return norm2.forward(u, batch: rows)
@@ -106,7 +124,7 @@ public final class TransformerBlock: Layer {
         switch placement {
         case .pre:
             du.update(from: outputGradient, count: n)
-            let dm = feedForwardBackward(outputGradient, rows: rows)
+            let dm = feedForwardBackward(outputGradient, rows: rows, batch: batch)
             Kernels.axpy(du, alpha: 1, x: norm2.backward(dm, batch: rows)!, count: n)
             guard computesInputGradient else {
                 _ = norm1.backward(attendBackward(du, rows: rows, batch: batch), batch: rows)
@@ -119,27 +137,30 @@ public final class TransformerBlock: Layer {
         case .post:
             let ds2 = norm2.backward(outputGradient, batch: rows)!
             du.update(from: ds2, count: n)
-            Kernels.axpy(du, alpha: 1, x: feedForwardBackward(ds2, rows: rows), count: n)
+            Kernels.axpy(du, alpha: 1, x: feedForwardBackward(ds2, rows: rows, batch: batch), count: n)
             let ds1 = norm1.backward(du, batch: rows)!
             let dx = inputGradient.pointer(count: n)
             dx.update(from: ds1, count: n)
-            guard let da = queryKeyValue.backward(attention.backward(projection.backward(ds1, batch: rows)!, batch: batch)!,
+            let dProjection = projectionDropout.backward(attentionDropPath.backward(ds1, batch: batch)!, batch: batch)!
+            guard let da = queryKeyValue.backward(attention.backward(projection.backward(dProjection, batch: rows)!, batch: batch)!,
                                                   batch: rows) else { return nil }
             Kernels.axpy(dx, alpha: 1, x: da, count: n)
             return dx
         }
     }
 
-    /// dL/d(input of the MLP) from dL/d(its output) (consumed).
-    private func feedForwardBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
-        let dg = contract.backward(dy, batch: rows)!
+    /// dL/d(input of the MLP) from dL/d(its branch's output) (consumed).
+    private func feedForwardBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
+        let dm = feedForwardDropout.backward(feedForwardDropPath.backward(dy, batch: batch)!, batch: batch)!
+        let dg = hiddenDropout.backward(contract.backward(dm, batch: rows)!, batch: batch)!
         let dh = activation.backward(dg, batch: rows)!
         return expand.backward(dh, batch: rows)!
     }
 
-    /// dL/d(input of qkv) from dL/d(proj's output) (consumed).
+    /// dL/d(input of qkv) from dL/d(the attention branch's output) (consumed).
     private func attendBackward(_ dy: UnsafeMutablePointer<Float>, rows: Int, batch: Int) -> UnsafeMutablePointer<Float> {
-        let dOut = projection.backward(dy, batch: rows)!
+        let da = projectionDropout.backward(attentionDropPath.backward(dy, batch: batch)!, batch: batch)!
+        let dOut = projection.backward(da, batch: rows)!
         return queryKeyValue.backward(attention.backward(dOut, batch: batch)!, batch: rows)!
     }
 }

@@ -245,9 +245,16 @@ public enum VisionTransformer {
         public var mlpRatio: Int
         public var pool: TokenPool.Mode
         public var attention: SelfAttention.Mode
+        /// Dropout in every block (TransformerBlock), training only.
+        public var dropout: Float
+        /// Dropout of the attention probabilities in every block, training only.
+        public var attentionDropout: Float
+        /// Drop-path of the last block's branches, rising linearly from 0 at the first (`DropPath.rates`).
+        public var dropPath: Float
 
         public init(channels: Int = 1, height: Int, width: Int, patch: Int, dim: Int, depth: Int, heads: Int, mlpRatio: Int = 4,
-                    pool: TokenPool.Mode = .classToken, attention: SelfAttention.Mode = .plain) {
+                    pool: TokenPool.Mode = .classToken, attention: SelfAttention.Mode = .plain, dropout: Float = 0,
+                    attentionDropout: Float = 0, dropPath: Float = 0) {
             self.channels = channels
             self.height = height
             self.width = width
@@ -258,6 +265,9 @@ public enum VisionTransformer {
             self.mlpRatio = mlpRatio
             self.pool = pool
             self.attention = attention
+            self.dropout = dropout
+            self.attentionDropout = attentionDropout
+            self.dropPath = dropPath
         }
 
         /// T: the patches, and the [CLS] token when pooling reads it.
@@ -269,7 +279,8 @@ public enum VisionTransformer {
     /// Names (timm's VisionTransformer under `name`): patch_embed.proj, cls_token, pos_embed,
     /// blocks.<i>.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}, norm, then fc.
     /// Input: B x (C H W), output: B x representation (or D).
-    public static func make(_ shape: Shape, representation: Int, name: String, arena: ParameterArena) -> Sequential {
+    /// Dropout and drop-path masks are drawn under `key`.
+    public static func make(_ shape: Shape, representation: Int, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) -> Sequential {
         let d = shape.dim, t = shape.tokens
         let patches = PatchEmbedding(channels: shape.channels, height: shape.height, width: shape.width, patch: shape.patch, width: d,
                                      name: "\(name).patch_embed", arena: arena)
@@ -277,9 +288,12 @@ public enum VisionTransformer {
             patches,
             PositionEmbedding(inputTokens: patches.patchCount, width: d, classToken: shape.pool == .classToken, name: name, arena: arena),
         ]
+        let dropPaths = DropPath.rates(shape.dropPath, count: shape.depth)
         for i in 0..<shape.depth {
             layers.append(TransformerBlock(tokens: t, width: d, heads: shape.heads, mlpWidth: shape.mlpRatio * d, placement: .pre,
-                                           attention: shape.attention, epsilon: 1e-6, name: "\(name).blocks.\(i)", arena: arena))
+                                           attention: shape.attention, epsilon: 1e-6, dropout: shape.dropout,
+                                           attentionDropout: shape.attentionDropout, dropPath: dropPaths[i],
+                                           key: key, name: "\(name).blocks.\(i)", arena: arena))
         }
         layers.append(PerToken(LayerNorm(width: d, epsilon: 1e-6, name: "\(name).norm", arena: arena), tokens: t))
         layers.append(TokenPool(tokens: t, width: d, mode: shape.pool))

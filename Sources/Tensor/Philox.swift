@@ -96,10 +96,11 @@ public struct RandomStream: Sendable {
     /// the random matrix of `contrast prepare fashion-mnist --pairs projection` (PairSpec);
     /// `corruption`: corrupted test samples of the evaluation suite (Data/Corruptions.swift);
     /// `labelSubset`: which training samples keep their labels (data.labeled_fraction);
-    /// `testSplit`: which samples `contrast prepare npy --test-fraction` holds out for testing.
+    /// `testSplit`: which samples `contrast prepare npy --test-fraction` holds out for testing;
+    /// `dropout`: the model's dropout and drop-path masks (NN/Dropout.swift).
     public enum Purpose: UInt64, Sendable {
         case sampleOrder = 1, view = 2, initialisation = 3, evaluation = 4, noise = 5, featureView = 6, pairProjection = 7,
-             corruption = 8, labelSubset = 9, testSplit = 10
+             corruption = 8, labelSubset = 9, testSplit = 10, dropout = 11
     }
 
     /// Stream id for a purpose and up to three coordinates (a: 16 bits, b: 32 bits, c: 8 bits).

@@ -90,6 +90,9 @@ public final class TrainingStep {
                                  learnableTemperature: config.loss.temperatureMode == .learnable, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
+        // Every objective's local rows are [view 0 of its B samples, view 1 of them] (CLIP: one view), and
+        // rank r's samples are slots r B ..< (r+1) B of the global batch: masks follow the global sample.
+        model.dropoutKey.rows = (communicator.rank * samplesPerStep, samplesPerStep)
         try config.train.computePrecision.checkAvailable()
         try config.train.gemmLibrary.apply()
         model.computePrecision = config.train.computePrecision.gemm
@@ -145,6 +148,9 @@ public final class TrainingStep {
         var clock = StepClock()
         hooks.begin(step: index)
         let plan = plan(index, requests: requests)
+        // Training mode for this step's forwards only (gradient caching's replays run inside backward).
+        model.dropoutKey.train(seed: UInt64(config.seed), step: index)
+        defer { model.dropoutKey.infer() }
         objective.forward(input);               clock.lap(\.forward)
         try objective.gather();                 clock.lap(\.gather)
         let loss = objective.loss(plan);        clock.lap(\.loss)

@@ -90,6 +90,27 @@ private func write(_ data: Data, _ url: URL) throws -> String {
         #expect(encoder.metadata["embedding_width"] == nil && encoder.metadata["projection_widths"] == nil)
     }
 
+    /// An MLP trained with model.dropout exports as the same network without it: dropout is the identity
+    /// outside training, so the file (tensors and names; the config in the metadata aside) is the one of
+    /// the same weights without dropout.
+    @Test func modelWithDropoutExportsItsInferenceNetwork() throws {
+        func trained(dropout: Float) -> TrainedModel {
+            var config = TrainingConfig()
+            config.model.hidden = [6, 7]
+            config.model.representation = 5
+            config.model.projection = [4, 3]
+            config.model.dropout = dropout
+            let model = ContrastiveModel(config.model, inputWidth: 10)
+            model.initialise(seed: 3)
+            return TrainedModel(config: config, model: model, inputs: ModelInputs(features: [10], image: false), source: "a test model")
+        }
+        let plain = try ModelExport.tensors(trained(dropout: 0).model, part: .model)
+        let dropped = try ModelExport.tensors(trained(dropout: 0.4).model, part: .model)
+        #expect(dropped.map(\.name) == plain.map(\.name) && dropped.map(\.shape) == plain.map(\.shape))
+        #expect(dropped.map { $0.values.map(\.bitPattern) } == plain.map { $0.values.map(\.bitPattern) })
+        #expect(dropped.map(\.name).contains("encoder.4.weight"))
+    }
+
     /// Metadata strings survive JSON escaping; a file whose tensors do not tile its data is refused.
     @Test func escapesMetadataAndChecksLayout() throws {
         let text = "quote \" backslash \\ newline \n tab \t bell \u{7} é 日本 /slash"

@@ -112,7 +112,9 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             (config.model.hidden, config.model.representation) = ([12, 10], 7)
             imageShape = [5, 3]
         case .mlpGELUAdapter:
+            // Trained with dropout: the file is the inference network, dropout the identity.
             (config.model.hidden, config.model.representation, config.model.activation, config.model.adapter) = ([9], 5, .gelu, 3)
+            config.model.dropout = 0.3
             imageShape = [4, 4]
         case .mlpTwoTower:
             // A CLIP model: the file holds the first tower only, whose inputs and outputs are the model's.
@@ -128,6 +130,7 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             // An identity skip, then two projections, global pooling, no fc.
             config.model.encoder = .cnn
             (config.model.channels, config.model.poolCells, config.model.poolStages, config.model.representation) = ([4, 4, 8], 1, 1, 0)
+            config.model.dropPath = 0.2   // stochastic depth, the identity outside training
             imageShape = [8, 8]
         case .vitClass, .vitMean:
             let c = ViTExportTests.cases[kind == .vitClass ? 0 : 1]

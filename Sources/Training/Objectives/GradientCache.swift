@@ -15,6 +15,10 @@ import NN
 // its `ModelPasses`, and `GradientCache` is the implementation that chunks and replays them.
 // The objective, the loss, the collectives and the step are the same with or without it.
 //
+// Dropout and drop-path masks are a function of the row (DropoutKey): each chunk's forwards set
+// `rowOffset` to the chunk's first row, so the replay draws the first pass's masks, and the chunks
+// together draw those of one forward of all rows.
+//
 // Layers keep scratch buffers sized by the largest batch they have been given (`ScratchBuffer`
 // grows and never shrinks), so the cached step forwards nothing but chunks of at most C rows.
 
@@ -108,9 +112,11 @@ final class GradientCache: ModelPasses {
         var start = 0
         while start < rows {
             let count = min(chunk, rows - start)
+            model.dropoutKey.rowOffset = start
             (scratch + start * e).update(from: model.embed(tower, input + start * width, batch: count), count: count * e)
             start += count
         }
+        model.dropoutKey.rowOffset = 0
         return scratch
     }
 
@@ -125,7 +131,9 @@ final class GradientCache: ModelPasses {
         while start < rows {
             let count = min(chunk, rows - start)
             let t0 = monotonicSeconds()
+            model.dropoutKey.rowOffset = start
             _ = model.embed(tower, input + start * width, batch: count)
+            model.dropoutKey.rowOffset = 0
             replaySeconds += monotonicSeconds() - t0
             model.backward(tower, embeddingGradient + start * e, batch: count, gradientsFinal: start + count == rows ? gradientsFinal : nil)
             start += count
