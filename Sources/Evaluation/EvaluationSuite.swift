@@ -56,7 +56,7 @@ extension Evaluation {
                         .model(trained.model, name: "trained")]
         var report = try suite(train: train, test: test, encoders: encoders, k: config.eval.knnK, temperature: config.eval.knnTemperature,
                                corruptions: Corruption.defaults(for: test), seed: UInt64(config.seed), source: trained.source,
-                               classNames: config.data.dataset == .fashionMNIST ? fashionMNISTClassNames : [],
+                               classNames: classNames(of: config),
                                probeLabels: config.eval.probeLabeledFraction < 1
                                    ? LabelSubset(fraction: config.eval.probeLabeledFraction, seed: UInt64(config.seed)) : nil,
                                progress: progress)
@@ -65,9 +65,18 @@ extension Evaluation {
         return report
     }
 
-    /// Fashion-MNIST's classes, by label.
-    public static let fashionMNISTClassNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    /// The config's class names by label: Fashion-MNIST's, or the optional `classes` of a
+    /// prepared set's manifest (its test split's, else its training split's); empty when the
+    /// data set names none (the table then says "class N").
+    public static func classNames(of config: TrainingConfig) -> [String] {
+        let path = config.data.path.replacingOccurrences(of: "{rank}", with: "0")
+        switch config.data.dataset {
+        case .fashionMNIST: return FashionMNIST.classNames
+        case .prepared:
+            let (train, test) = ShardedDataset.splits(of: path)
+            return (try? ShardedDataset.readManifest(directory: test ?? train))?.classes ?? []
+        }
+    }
 
     /// The suite on given splits and encoders. Each encoder embeds the training inputs once and
     /// each test set (clean, then every corruption) once; its probe is fitted on the clean
