@@ -211,6 +211,9 @@ public final class Trainer {
         var lastLoss = Double.nan
         var epochMeans: [Double] = []
         let started = monotonicSeconds()
+        // After a resume this process ran only the steps from here: the done line says so, so
+        // its time is not read as the whole run's.
+        let firstStep = stepsDone
         var ending = Ending.completed
         var savedAt = resumedFrom != nil ? stepsDone : -1
         var lastEvaluation: (step: Int, values: (knn: Double, linear: Double))? = nil
@@ -314,12 +317,14 @@ public final class Trainer {
             if communicator.isRoot {
                 try WeightsFile.write(step.model.arena, inputs: data.modelInputs, to: runDirectory.appendingPathComponent("weights.bin"))
                 let weights = runDirectory.appendingPathComponent("weights.bin").path
+                let steps = (firstStep == 0 ? "\(stepsDone) steps" : "\(stepsDone) steps (\(stepsDone - firstStep) since the resume at step \(firstStep))")
+                    + " in " + RunLog.duration(monotonicSeconds() - started)
                 if knnAccuracy.isFinite {
-                    log.info(String(format: "done: %d steps in %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
-                                    stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, knnAccuracy * 100, weights))
+                    log.info(String(format: "done: %@, final loss %.4f, kNN accuracy %.2f%%; weights in %@",
+                                    steps, lastLoss, knnAccuracy * 100, weights))
                 } else {
-                    log.info(String(format: "done: %d steps in %@, final loss %.4f; weights in %@; kNN skipped: %@",
-                                    stepsDone, RunLog.duration(monotonicSeconds() - started), lastLoss, weights, knnSkipped ?? "not evaluated"))
+                    log.info(String(format: "done: %@, final loss %.4f; weights in %@; kNN skipped: %@",
+                                    steps, lastLoss, weights, knnSkipped ?? "not evaluated"))
                 }
             }
         }

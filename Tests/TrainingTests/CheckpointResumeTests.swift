@@ -67,6 +67,8 @@ import Testing
         try train(killed, ranks: 2, steps: 40, ["checkpoint.every_steps=20"])
         let log = try String(contentsOfFile: killed + "/train.log", encoding: .utf8)
         #expect(log.contains("resumed from checkpoint"))
+        // The done line counts the run's steps and says how many this process ran.
+        #expect(log.contains("done: 40 steps (20 since the resume at step 20) in "), "\(log.suffix(600))")
         #expect(try newestState(killed) == newestState(straight))
         #expect(try stepRecords(killed, from: 21) == stepRecords(straight, from: 21))
     }
