@@ -122,6 +122,7 @@ public enum ModelExport {
                 ("pool_stages", String(section.poolStages)),
                 ("encoder_fc", section.representation > 0 ? "true" : "false"),
                 ("norm_eps", String(epsilon)),
+                ("norm_groups_max", String(ResNet.groupLimit)),
             ]
         } else if let stem = convolutionStem(model) {
             // What the module of docs/export.md needs to rebuild CNN.make; the rest is in the tensors' shapes.

@@ -147,8 +147,11 @@ public enum ResNet {
     /// GroupNorm's groups on `channels`: the largest count of at most 32 that divides it (Wu and He's
     /// GroupNorm paper uses 32; 64 channels -> 32 groups of 2, 48 -> 24).
     public static func groups(for channels: Int) -> Int {
-        (1...min(32, channels)).last { channels % $0 == 0 }!
+        (1...min(groupLimit, channels)).last { channels % $0 == 0 }!
     }
+
+    /// The most groups a GroupNorm of the ResNet has (exported as `norm_groups_max`).
+    public static let groupLimit = 32
 
     /// stem -> stages -> pool -> Linear to `representation` (0: the pooled maps are the output, `Shape.pooledWidth`).
     /// Names follow torchvision's ResNet: `<name>.conv1`, `<name>.norm1` (its bn1), `<name>.layer<s>.<b>.conv1` ...
