@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import TestSupport
 import Config
@@ -68,5 +69,34 @@ import Testing
                                                 "--set", "model.encoder=resnet", "--set", "model.resnet.stages=[[8, 1]]"])
         expectOneLineError(stages, mentioning: ["model.resnet.stages", "stage 1", "[channels, blocks, stride]"])
         #expect(!FileManager.default.fileExists(atPath: run))
+    }
+
+    /// Gradient caching (a second forward per chunk of views, then its backward) runs the max pool and the
+    /// blocks again on other rows between forward and backward: the step must still be the ordinary one, with
+    /// drop-path too (the second forward draws the same masks; rounding ~1.3e-5 there, a mask drawn for
+    /// another sample would move parameters by O(1)).
+    @Test(arguments: [(3, "0", 1e-5 as Float), (8, "0", 1e-5), (3, "0.3", 5e-5), (8, "0.3", 5e-5)])
+    func gradientCachedStepEqualsTheOrdinaryStep(chunk: Int, dropPath: String, tolerance: Float) throws {
+        func step(_ overrides: [String]) throws -> (loss: Double, parameters: [Float], cached: Bool) {
+            let config = try smokeConfig(Self.sgd + ["model.encoder=resnet", "model.resnet.stages=[[4, 1, 1], [4, 2, 2]]",
+                                                     "model.resnet.block=bottleneck", "model.resnet.expansion=2", "model.resnet.stem=imagenet"]
+                                         + overrides)
+            let step = try TrainingStep(config: config, communicator: SingleProcessCommunicator(), inputWidth: 256, pairWidth: 0,
+                                        imageShape: [16, 16], samplesPerStep: 10, totalSteps: 1)
+            var random = RandomStream(seed: 7, stream: 1)
+            for i in 0..<(2 * 10 * 256) { step.batch[i] = random.nextUniform() }
+            let result = try step.step(0, input: step.batch.data)
+            #expect(result.applied)
+            return (result.loss, step.model.arena.parameters.array, step.objective.passes is GradientCache)
+        }
+        let reference = try step(["model.drop_path=\(dropPath)"])
+        let cached = try step(["model.drop_path=\(dropPath)", "train.gradient_cache_chunk=\(chunk)"])
+        #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss))
+        #expect(maxRelativeDifference(cached.parameters, reference.parameters) <= tolerance)
+        #expect(cached.cached && !reference.cached)
+        if dropPath != "0" {
+            let plain = try step([])
+            #expect(maxRelativeDifference(plain.parameters, reference.parameters) > 1e-1, "drop-path changed little")
+        }
     }
 }
