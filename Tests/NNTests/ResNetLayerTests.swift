@@ -118,7 +118,7 @@ extension ConvLayerTests {
     }
 
     /// resnet18's layer shapes: torchvision's ResNet-18 (with GroupNorm, and a bias on each skip convolution instead of its BatchNorm).
-    @Test func resnet18HasTorchvisionShapes() {
+    @Test func resnet18HasTorchvisionShapes() throws {
         let arena = ParameterArena()
         let net = ResNet.make(.resnet18(channels: 3, height: 32, width: 32), representation: 0, name: "encoder", arena: arena)
         arena.seal()
@@ -131,6 +131,13 @@ extension ConvLayerTests {
         // torchvision's ResNet-18 has 11,166,912 convolution weights (stem, blocks, downsamples).
         let convolutions = arena.slices.filter { $0.name.hasSuffix(".weight") && $0.shape.count == 4 }.reduce(0) { $0 + $1.count }
         #expect(convolutions == 11_166_912)
+        // 32 x 32 x 3 images end in 1 x 1 maps after the stem (8 x 8) and three stride-2 stages.
+        net.initialise(seed: 1, firstStream: 0)
+        let x = Tensor(zeros: [2, net.inputWidth]); fill(x.data, x.count, stream: 18)
+        let y = net.forward(x.data, batch: 2)
+        #expect((0..<(2 * 512)).allSatisfy { y[$0].isFinite } && (0..<512).contains { y[$0] != y[512 + $0] })
+        let last = try #require(net.layers.compactMap { $0 as? Sequential }.last?.layers.last as? ResidualBlock)
+        #expect(last.outputHeight == 1 && last.outputImageWidth == 1)
     }
 
     @Test func resNetDeterministic() {
