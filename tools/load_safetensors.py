@@ -4,7 +4,7 @@
 Each tower in the file (encoder, projection, pair_encoder, pair_projection) becomes the
 torch.nn.Sequential of Linear and ReLU (or GELU) modules its metadata describes, or, for
 `encoder_kind: cnn`, the residual CNN below, for `encoder_kind: vit`, the Vision Transformer of
-tools/vit.py; a residual adapter (`adapter_width`) follows the
+tools/vit.py, for `encoder_kind: resnet`, the ResNet of tools/resnet.py; a residual adapter (`adapter_width`) follows the
 encoder. The file's tensor names are the state_dict keys of those modules, so
 load_state_dict(strict=True) checks every name and shape. The embedding z is the L2
 normalisation of the projection's output.
@@ -162,6 +162,10 @@ class ContrastModel(torch.nn.Module):
                 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
                 from vit import VisionTransformer
                 self.encoder = VisionTransformer.from_metadata(metadata)
+            elif tower == "encoder" and metadata.get("encoder_kind") == "resnet":
+                sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+                from resnet import ResNet
+                self.encoder = ResNet.from_metadata(metadata)
             elif tower + "_widths" in metadata:
                 setattr(self, tower, mlp(json.loads(metadata[tower + "_widths"]), activation))
             if tower == "encoder" and "adapter_width" in metadata:

@@ -202,6 +202,8 @@ public enum EncoderKind: String, Codable, Sendable, CaseIterable {
     case cnn
     /// Vision Transformer (patch embedding, pre-LN Transformer blocks, [CLS] or mean pooling) on uint8 [H, W] images.
     case vit
+    /// ResNet-style network (`model.resnet`: stem, stages of basic or bottleneck blocks, GroupNorm) on uint8 [H, W] images.
+    case resnet
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -243,6 +245,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var decoder: [Int] = [256]
     /// encoder vit: the Vision Transformer's shape.
     public var vit: ViTSection = ViTSection()
+    /// encoder resnet: the ResNet's shape (pooling: pool_cells and pool_stages).
+    public var resnet: ResNetSection = ResNetSection()
     /// Dropout rate in training, in [0, 1) (0 = off): after each hidden layer of an mlp encoder; in every vit
     /// block on the attention's output, the MLP's hidden layer and its output. Masks are keyed by
     /// (seed, step, layer, sample), so runs stay reproducible at any rank count.
@@ -254,7 +258,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var dropPath: Float = 0
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, dropout
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, resnet, dropout
         case dropPath = "drop_path"
         case attentionDropout = "attention_dropout"
         case pairHidden = "pair_hidden"
@@ -328,6 +332,75 @@ public struct ViTSection: Codable, Sendable, Equatable {
         let base = preset.shape ?? (0, 0, 0, 0, 0)
         func pick(_ own: Int, _ preset: Int) -> Int { own != 0 ? own : preset }
         return (pick(patch, base.patch), pick(dim, base.dim), pick(depth, base.depth), pick(heads, base.heads), pick(mlpRatio, base.mlpRatio))
+    }
+}
+
+/// A named ResNet shape (`model.resnet.preset`).
+public enum ResNetPreset: String, Codable, Sendable, CaseIterable {
+    /// No preset: `model.resnet.stages` is given.
+    case none
+    /// torchvision's ResNet-18 with GroupNorm: stages [[64, 2, 1], [128, 2, 2], [256, 2, 2], [512, 2, 2]], basic blocks, imagenet stem.
+    case resnet18
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+
+    /// The preset's [channels, blocks, stride] per stage (empty for none).
+    public var stages: [[Int]] {
+        switch self {
+        case .none: []
+        case .resnet18: [[64, 2, 1], [128, 2, 2], [256, 2, 2], [512, 2, 2]]
+        }
+    }
+}
+
+/// The residual block of a ResNet's stages.
+public enum ResNetBlockKind: String, Codable, Sendable, CaseIterable {
+    /// Two 3x3 convolutions (ResNet-18/34).
+    case basic
+    /// 1x1 down to the stage's channels, 3x3, 1x1 up to channels x model.resnet.expansion (ResNet-50 and deeper).
+    case bottleneck
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// The layers of a ResNet before its first stage.
+public enum ResNetStemKind: String, Codable, Sendable, CaseIterable {
+    /// The preset's stem (imagenet for resnet18), small without a preset.
+    case auto
+    /// 3x3 convolution, stride 1: small images (28 x 28, 32 x 32) keep their size.
+    case small
+    /// torchvision's: 7x7 convolution stride 2, then 3x3 max pool stride 2 (a quarter of the size).
+    case imagenet
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
+/// `model.resnet`: the ResNet's shape, a preset with any of its keys overridden.
+public struct ResNetSection: Codable, Sendable, Equatable {
+    /// A named shape the other keys start from.
+    public var preset: ResNetPreset = .none
+    /// [channels, blocks, stride] per stage (the first block of a stage has the stride); empty = the preset's.
+    public var stages: [[Int]] = []
+    /// Basic or bottleneck blocks.
+    public var block: ResNetBlockKind = .basic
+    /// The stem; auto = the preset's (imagenet for resnet18), small without one.
+    public var stem: ResNetStemKind = .auto
+    /// block bottleneck: a stage's output is expansion x its channels wide.
+    public var expansion: Int = 4
+
+    public init() {}
+
+    /// The stages in effect: the key's, else the preset's.
+    public var resolvedStages: [[Int]] { stages.isEmpty ? preset.stages : stages }
+
+    /// The stem in effect.
+    public var resolvedStem: ResNetStemKind {
+        stem != .auto ? stem : preset == .none ? .small : .imagenet
+    }
+
+    /// How much the stem and the strides shrink each side of the image.
+    public var downsampling: Int {
+        resolvedStages.reduce(resolvedStem == .imagenet ? 4 : 1) { $0 * ($1.count == 3 ? max($1[2], 1) : 1) }
     }
 }
 

@@ -34,12 +34,16 @@ extension TrainingConfig {
         try check(!model.channels.isEmpty && model.channels.allSatisfy { $0 >= 1 }, "model.channels", "must be one or more widths, each at least 1",
                   model.channels)
         try check(model.poolCells >= 1, "model.pool_cells", "must be at least 1 (1 = global average pool)", model.poolCells)
-        try check(model.poolStages >= 1 && model.poolStages <= model.channels.count, "model.pool_stages",
-                  "must be between 1 and the number of model.channels stages (\(model.channels.count))", model.poolStages)
+        if model.encoder == .resnet {
+            try validateResNet()
+        } else {
+            try check(model.poolStages >= 1 && model.poolStages <= model.channels.count, "model.pool_stages",
+                      "must be between 1 and the number of model.channels stages (\(model.channels.count))", model.poolStages)
+        }
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
-        if model.encoder == .cnn {
+        if model.encoder == .cnn || model.encoder == .resnet {
             try check(model.representation >= 0, "model.representation",
                       "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
         } else if model.encoder == .vit {
@@ -59,10 +63,10 @@ extension TrainingConfig {
         try check(model.attentionDropout == 0 || model.encoder == .vit, "model.attention_dropout",
                   "applies to the vit encoder only (attention probabilities); for \(model.encoder.rawValue) use "
                   + (model.encoder == .mlp ? "model.dropout" : "model.drop_path"), model.attentionDropout)
-        try check(model.dropout == 0 || model.encoder != .cnn, "model.dropout",
-                  "applies to the mlp and vit encoders; for cnn use model.drop_path (stochastic depth)", model.dropout)
+        try check(model.dropout == 0 || (model.encoder != .cnn && model.encoder != .resnet), "model.dropout",
+                  "applies to the mlp and vit encoders; for \(model.encoder.rawValue) use model.drop_path (stochastic depth)", model.dropout)
         try check(model.dropPath == 0 || model.encoder != .mlp, "model.drop_path",
-                  "needs residual blocks (encoder cnn or vit); for mlp use model.dropout", model.dropPath)
+                  "needs residual blocks (encoder cnn, resnet or vit); for mlp use model.dropout", model.dropPath)
 
         try checkPositive(loss.temperature, "loss.temperature")
         try checkPositive(loss.temperatureFinal, "loss.temperature_final")
@@ -191,6 +195,29 @@ extension TrainingConfig {
                                   + "stage's feature maps are \(last) x \(last); use at most \(last)")
             }
         }
+        if model.encoder == .resnet {
+            guard let imageShape, imageShape.count == 2 else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is resnet, but the features are "
+                                  + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
+            }
+            // Sides that are multiples of the stem's and strides' product shrink exactly: every stage's maps are
+            // the image over a whole factor, and no layer sees a window hanging off the edge.
+            let resnet = model.resnet, factor = resnet.downsampling
+            let strides = resnet.resolvedStages.map { $0.count == 3 ? String($0[2]) : "?" }.joined(separator: " x ")
+            guard imageShape[0] % factor == 0 && imageShape[1] % factor == 0 else {
+                let sizes = (1...3).map { String($0 * factor) }.joined(separator: ", ")
+                throw ConfigError(key: "model.resnet.stages", problem: "config key 'model.resnet.stages' has strides \(strides)"
+                                  + (resnet.resolvedStem == .imagenet ? " after the imagenet stem (4)" : "") + ", which shrink the image by "
+                                  + "\(factor), but the images are \(imageShape[0]) x \(imageShape[1])",
+                                  hint: "use images whose sides are multiples of \(factor) (\(sizes), ...), or smaller strides"
+                                  + (resnet.resolvedStem == .imagenet ? " or model.resnet.stem small" : ""))
+            }
+            let last = min(imageShape[0], imageShape[1]) / factor
+            guard model.poolCells <= last else {
+                throw ConfigError(key: "model.pool_cells", problem: "config key 'model.pool_cells' is \(model.poolCells), but the last "
+                                  + "stage's feature maps are \(last) x \(last); use at most \(last)")
+            }
+        }
         if model.encoder == .vit {
             guard let imageShape, imageShape.count == 2 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is vit, but the features are "
@@ -225,6 +252,26 @@ extension TrainingConfig {
                               + "model.vit.dim \(shape.dim)", hint: "use a divisor of \(shape.dim) (each head is dim / heads wide)")
         }
         try check(vit.attentionTile >= 0, "model.vit.attention_tile", "must be 0 (plain attention) or a tile size of at least 1", vit.attentionTile)
+    }
+
+    /// The ResNet's keys (encoder resnet; called by `validate`): stages from the key or the preset, each
+    /// [channels, blocks, stride] of positive numbers; expansion and pool_stages in range.
+    func validateResNet() throws {
+        let resnet = model.resnet, stages = resnet.resolvedStages
+        guard !stages.isEmpty else {
+            throw ConfigError(key: "model.resnet.stages", problem: "config key 'model.resnet.stages' is empty and model.resnet.preset is none",
+                              hint: "set model.resnet.stages to [[channels, blocks, stride], ...], e.g. [[32, 1, 1], [64, 1, 2], [128, 1, 2]], "
+                              + "or model.resnet.preset to one of \(ResNetPreset.allCases.filter { $0 != .none }.map(\.rawValue).joined(separator: ", "))")
+        }
+        for (i, stage) in stages.enumerated() where stage.count != 3 || stage.contains(where: { $0 < 1 }) {
+            throw ConfigError(key: "model.resnet.stages", problem: "config key 'model.resnet.stages' has stage \(i + 1) "
+                              + "[\(stage.map(String.init).joined(separator: ", "))], which is not [channels, blocks, stride] of numbers at least 1",
+                              hint: "write each stage as three numbers, e.g. [64, 2, 2] (64 channels, 2 blocks, stride 2)")
+        }
+        try check(resnet.expansion >= 1, "model.resnet.expansion", "must be at least 1 (bottleneck blocks output expansion x channels)",
+                  resnet.expansion)
+        try check(model.poolStages >= 1 && model.poolStages <= stages.count, "model.pool_stages",
+                  "must be between 1 and the number of model.resnet.stages (\(stages.count))", model.poolStages)
     }
 
     /// Range checks of the fine-tuning keys (called by `validate`).

@@ -3,7 +3,7 @@ import NN
 
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
-    /// `imageShape` ([height, width]) is needed by `encoder: cnn` and `encoder: vit`.
+    /// `imageShape` ([height, width]) is needed by `encoder: cnn`, `encoder: resnet` and `encoder: vit`.
     /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
     /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
@@ -19,8 +19,21 @@ extension ContrastiveModel {
                   transformer: section.encoder == .vit ? Self.visionTransformer(section.vit, imageShape: imageShape ?? [],
                                                                                                dropout: section.dropout, attentionDropout: section.attentionDropout,
                                                                                                dropPath: section.dropPath) : nil,
+                  resnet: section.encoder == .resnet ? Self.resnet(section, imageShape: imageShape ?? []) : nil,
                   learnableTemperature: learnableTemperature, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil, dropout: section.dropout, dropPath: section.dropPath)
+    }
+
+    /// The ResNet of `model.resnet` (validated: stages of three positive numbers) on grey [height, width] images.
+    /// (3-channel images need the data side first: today's image data are uint8 [H, W].)
+    static func resnet(_ section: ModelSection, imageShape: [Int]) -> ResNet.Shape {
+        precondition(imageShape.count == 2, "the ResNet encoder needs the [height, width] of the images, got \(imageShape)")
+        let resnet = section.resnet
+        return ResNet.Shape(channels: 1, height: imageShape[0], width: imageShape[1],
+                            stem: resnet.resolvedStem == .imagenet ? .imagenet : .small,
+                            block: resnet.block == .basic ? .basic : .bottleneck(expansion: resnet.expansion),
+                            stages: resnet.resolvedStages.map { ResNet.Stage(channels: $0[0], blocks: $0[1], stride: $0[2]) },
+                            poolCells: section.poolCells, poolStages: section.poolStages, dropPath: section.dropPath)
     }
 
     /// The ViT of `model.vit` (validated: a shape for every key, heads dividing dim) on grey [height, width] images.

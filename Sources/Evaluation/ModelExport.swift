@@ -19,7 +19,9 @@ import NN
 /// are the `state_dict` keys of the module docs/export.md describes, and the metadata carries its
 /// shape. So is the Vision Transformer (`model.encoder: vit`): timm's names under `encoder.`
 /// (`encoder.patch_embed.proj.weight`, `encoder.blocks.0.attn.qkv.weight`, ...), the `state_dict`
-/// keys of tools/vit.py's module, with its shape in the metadata. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
+/// keys of tools/vit.py's module, with its shape in the metadata. The ResNet (`model.encoder: resnet`) keeps
+/// contrast's names too, torchvision's (`encoder.conv1.weight`, `encoder.layer2.0.conv1.weight`, ...; GroupNorm
+/// as `norm1` where torchvision has `bn1`, the skip's 1x1 convolution as `projection`), tools/resnet.py's keys. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
 /// h' = h + up(relu(down(h))).
 public enum ModelExport {
     /// How much of the model to write.
@@ -49,7 +51,7 @@ public enum ModelExport {
 
     /// The towers of `part`. Throws for a layer the file cannot describe: the mapping holds for
     /// MLPs (Linear, fused or separate ReLU, GELU; dropout, the identity outside training), the head's final L2 normalisation, the CNN
-    /// encoder of `CNN.make`, the ViT of `VisionTransformer.make` and the residual adapter.
+    /// encoder of `CNN.make`, the ResNet of `ResNet.make`, the ViT of `VisionTransformer.make` and the residual adapter.
     static func towers(_ model: ContrastiveModel, part: Part) throws -> [Tower] {
         func tower(_ name: String, _ sequence: Sequential) throws -> Tower {
             for layer in sequence.flattened where !(layer is Linear || layer is ReLU || layer is GELU || layer is L2Normalize || layer is Dropout) {
@@ -104,7 +106,25 @@ public enum ModelExport {
         for tower in try towers(model, part: part) where !tower.widths.isEmpty {
             metadata.append((tower.name + "_widths", list(tower.widths)))
         }
-        if let stem = convolutionStem(model) {
+        if trained.config.model.encoder == .resnet, let stem = convolutionStem(model) {
+            // What tools/resnet.py needs to rebuild ResNet.make; the widths are in the tensors' shapes.
+            let section = trained.config.model, resnet = section.resnet
+            let epsilon = model.encoder.flattened.compactMap { $0 as? GroupNorm }.first?.epsilon ?? 1e-5
+            metadata += [
+                ("encoder_kind", "resnet"),
+                ("image_shape", list([stem.height, stem.width])),
+                ("image_channels", String(stem.inChannels)),
+                ("stem", resnet.resolvedStem.rawValue),
+                ("block", resnet.block.rawValue),
+                ("expansion", String(resnet.expansion)),
+                ("stages", "[" + resnet.resolvedStages.map(list).joined(separator: ", ") + "]"),
+                ("pool_cells", String(section.poolCells)),
+                ("pool_stages", String(section.poolStages)),
+                ("encoder_fc", section.representation > 0 ? "true" : "false"),
+                ("norm_eps", String(epsilon)),
+                ("norm_groups_max", String(ResNet.groupLimit)),
+            ]
+        } else if let stem = convolutionStem(model) {
             // What the module of docs/export.md needs to rebuild CNN.make; the rest is in the tensors' shapes.
             let section = trained.config.model
             let epsilon = model.encoder.flattened.compactMap { $0 as? GroupNorm }.first?.epsilon ?? 1e-5

@@ -230,6 +230,11 @@ struct ONNXGraph {
             let norm = node("ReduceL2", [x], [.ints("axes", [1]), .int("keepdims", 1)])
             return node("Div", [x, node("Max", [norm, scalar(1e-12)])])
         case let conv as Conv2d: return convolution(conv, x)
+        case let pool as MaxPool2d:
+            // ONNX's MaxPool pads with -infinity, as MaxPool2d: padding never wins.
+            let p = pool.padding
+            return node("MaxPool", [x], [.ints("kernel_shape", [pool.kernel, pool.kernel]), .ints("strides", [pool.stride, pool.stride]),
+                                         .ints("pads", [p, p, p, p])])
         case let norm as GroupNorm: return groupNorm(norm, x)
         case let block as ResidualBlock:
             let main = try lower(block.main, x)

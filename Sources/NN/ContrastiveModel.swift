@@ -44,20 +44,22 @@ public final class ContrastiveModel {
 
     /// `convolution` (channels and the image's [height, width]) makes the first tower's encoder
     /// the residual CNN of `CNN.make` instead of an MLP of `hidden`; `transformer` makes it the
-    /// Vision Transformer of `VisionTransformer.make` (its dropout and drop-path are the shape's).
+    /// Vision Transformer of `VisionTransformer.make` (its dropout and drop-path are the shape's); `resnet` the
+    /// ResNet of `ResNet.make` (its drop-path is the shape's).
     /// `dropout`: after each hidden layer of the MLP encoders; `dropPath`: stochastic depth of the CNN's blocks.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
-                transformer: VisionTransformer.Shape? = nil,
+                transformer: VisionTransformer.Shape? = nil, resnet: ResNet.Shape? = nil,
                 learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil,
                 dropout: Float = 0, dropPath: Float = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
-        precondition(convolution == nil || transformer == nil, "one encoder: a CNN or a Vision Transformer, not both")
+        precondition([convolution != nil, transformer != nil, resnet != nil].filter { $0 }.count <= 1,
+                     "one encoder: a CNN, a Vision Transformer or a ResNet")
         // A CNN (ViT) with representation 0 has no Linear after pooling: h is the pooled maps (token).
         let fcWidth = representation
         let representation = representation > 0 ? representation
             : convolution.map { CNN.pooledWidth(channels: $0.channels, poolCells: $0.poolCells, poolStages: $0.poolStages) }
-            ?? transformer?.dim ?? representation
+            ?? transformer?.dim ?? resnet?.pooledWidth ?? representation
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
         self.representationWidth = representation
@@ -90,6 +92,14 @@ public final class ContrastiveModel {
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
             (encoder, head) = (cnn, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
+        } else if let resnet {
+            precondition(resnet.channels * resnet.height * resnet.width == inputWidth,
+                         "the ResNet encoder's \(resnet.channels) x \(resnet.height) x \(resnet.width) images are not \(inputWidth) wide")
+            let net = ResNet.make(resnet, representation: fcWidth, key: dropoutKey, name: "encoder", arena: arena)
+            net.computesInputGradient = false
+            makeAdapter()
+            let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
+            (encoder, head) = (net, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
         } else if let transformer {
             precondition(transformer.channels * transformer.height * transformer.width == inputWidth,
                          "the ViT encoder's \(transformer.channels) x \(transformer.height) x \(transformer.width) images are not \(inputWidth) wide")

@@ -28,8 +28,8 @@ public final class ResidualBlock: Layer {
 
     /// Registers `<name>.conv1`, `<name>.norm1`, `<name>.conv2`, `<name>.norm2` and, when the
     /// shape changes, `<name>.projection`. GroupNorm uses `groups` groups (must divide O).
-    public init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
-                dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
+    public convenience init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
+                            dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
         let conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, stride: stride, padding: 1,
                            height: height, width: width, bias: false, name: "\(name).conv1", arena: arena)
         let p = conv1.outputHeight, q = conv1.outputImageWidth
@@ -37,7 +37,38 @@ public final class ResidualBlock: Layer {
         let conv2 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernel: 3, padding: 1,
                            height: p, width: q, bias: false, name: "\(name).conv2", arena: arena)
         let norm2 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm2", arena: arena)
-        main = Sequential([conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2])
+        self.init(main: Sequential([conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2]),
+                  inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
+                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, name: name, arena: arena)
+    }
+
+    /// A bottleneck block (torchvision's ResNet v1.5: the stride sits on the 3x3 convolution):
+    /// main = GN(conv1x1(relu(GN(conv3x3_stride(relu(GN(conv1x1(x))))))), from C to `bottleneck` (B')
+    /// channels, then B' to B' (strided), then B' to O. Registers `<name>.conv1` ... `<name>.norm3` and,
+    /// when the shape changes, `<name>.projection` (the strided 1x1 convolution with bias, as the basic block's).
+    /// GroupNorm uses `bottleneckGroups` groups on B' channels (norm1, norm2) and `groups` on O (norm3).
+    public convenience init(inChannels: Int, bottleneck: Int, outChannels: Int, stride: Int, height: Int, width: Int,
+                            bottleneckGroups: Int, groups: Int, dropPath: Float = 0, key: DropoutKey = DropoutKey(),
+                            name: String, arena: ParameterArena) {
+        let conv1 = Conv2d(inChannels: inChannels, outChannels: bottleneck, kernel: 1, height: height, width: width,
+                           bias: false, name: "\(name).conv1", arena: arena)
+        let norm1 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: height, width: width, name: "\(name).norm1", arena: arena)
+        let conv2 = Conv2d(inChannels: bottleneck, outChannels: bottleneck, kernel: 3, stride: stride, padding: 1,
+                           height: height, width: width, bias: false, name: "\(name).conv2", arena: arena)
+        let p = conv2.outputHeight, q = conv2.outputImageWidth
+        let norm2 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: p, width: q, name: "\(name).norm2", arena: arena)
+        let conv3 = Conv2d(inChannels: bottleneck, outChannels: outChannels, kernel: 1, height: p, width: q,
+                           bias: false, name: "\(name).conv3", arena: arena)
+        let norm3 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm3", arena: arena)
+        self.init(main: Sequential([conv1, norm1, ReLU(width: conv1.outputWidth), conv2, norm2, ReLU(width: conv2.outputWidth), conv3, norm3]),
+                  inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
+                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, name: name, arena: arena)
+    }
+
+    /// `main` maps C x H x W to O x P x Q; the skip is added after it (a projection when the shape changes).
+    init(main: Sequential, inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, outputHeight p: Int,
+         outputWidth q: Int, dropPath: Float, key: DropoutKey, name: String, arena: ParameterArena) {
+        self.main = main
         projection = stride == 1 && inChannels == outChannels ? nil
             : Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 1, stride: stride,
                      height: height, width: width, name: "\(name).projection", arena: arena)

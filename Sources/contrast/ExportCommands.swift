@@ -24,7 +24,7 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a trained model as safetensors (parameters named for torch.nn modules) or ONNX (the graph with its parameters; docs/export.md).",
         discussion: """
-            ONNX: opset \(ONNXExport.opset), input 'input' float32 [N, I] (MLP) or [N, C, H, W] (CNN, ViT; pixels as byte / 255), \
+            ONNX: opset \(ONNXExport.opset), input 'input' float32 [N, I] (MLP) or [N, C, H, W] (CNN, ResNet, ViT; pixels as byte / 255), \
             outputs 'representation' [N, R] and, with --what model, 'embedding' [N, E] (L2-normalised), N dynamic. \
             The pair tower of a two-tower model is in the safetensors file only.
             """)

@@ -99,7 +99,7 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
 /// Models exported to ONNX pass onnx's checker (full_check) and onnxruntime computes contrast's h
 /// and z on the same inputs to 1e-5 relative, for every encoder kind (and the first tower of a two-tower model).
 @Suite(.serialized) struct ONNXExportTests {
-    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, mlpTwoTower, cnnUneven, cnnThreeStages, vitClass, vitMean }
+    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, mlpTwoTower, cnnUneven, cnnThreeStages, vitClass, vitMean, resnetBasic, resnetBottleneck }
 
     /// A model of `kind`, every parameter moved off its initialisation (norms' 1 and 0, the adapter's
     /// zero up-projection), so a tensor under a wrong name or in a wrong layout changes the result.
@@ -135,6 +135,10 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
         case .vitClass, .vitMean:
             let c = ViTExportTests.cases[kind == .vitClass ? 0 : 1]
             return (ViTExportTests.model(c), c.image)
+        case .resnetBasic, .resnetBottleneck:
+            // 3-channel inputs, the imagenet stem (MaxPool), basic or bottleneck blocks.
+            let c = ResNetExportTests.cases[kind == .resnetBasic ? 0 : 1]
+            return (ResNetExportTests.model(c), c.image)
         }
         let model = ContrastiveModel(config.model, inputWidth: imageShape.reduce(1, *), pairInputWidth: kind == .mlpTwoTower ? 8 : 0,
                                      imageShape: imageShape)
@@ -177,7 +181,7 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             print("\(marker): ONNX \(kind) \(part): \(outcome.output)")
             #expect(report["checker"] as? String == "ok")
             #expect(report["opset"] as? [String: Int] == ["ai.onnx": ONNXExport.opset])
-            let channels = kind.rawValue.hasPrefix("mlp") ? [width] : [1] + imageShape
+            let channels = kind.rawValue.hasPrefix("mlp") ? [width] : [kind.rawValue.hasPrefix("resnet") ? 3 : 1] + imageShape
             #expect((report["inputs"] as? [String: [Any]])?["input"]?.map { "\($0)" } == ["N"] + channels.map(String.init))
             #expect((report["inputs"] as? [String: Any])?.count == 1, "one input, the first tower's: \(outcome.output)")
             let outputs = try #require(report["outputs"] as? [String: [Any]])
@@ -196,7 +200,8 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
     @Test(.enabled(if: onnxUnavailable == nil, "\(marker): skipped: \(onnxUnavailable ?? "")"),
           arguments: [["model.encoder=mlp"], ["model.encoder=cnn", "model.channels=[4,8]", "model.adapter=3"],
                       ["model.encoder=vit", "model.vit.preset=none", "model.vit.patch=7", "model.vit.dim=16", "model.vit.depth=2",
-                       "model.vit.heads=2", "model.vit.mlp_ratio=2"]])
+                       "model.vit.heads=2", "model.vit.mlp_ratio=2"],
+                      ["model.encoder=resnet", "model.resnet.stages=[[4,1,1],[4,2,2]]", "model.resnet.block=bottleneck", "model.resnet.expansion=2"]])
     func exportedFileEqualsContrastEmbed(encoder: [String]) throws {
         ran("ONNX end to end \(encoder[0])")
         let folder = temporaryDirectory("onnx-e2e")

@@ -19,6 +19,9 @@ func activationPattern(of layer: Layer, batch: Int) -> [Bool] {
     case let multiScale as MultiScalePool:
         return activationPattern(of: multiScale.stage, batch: batch) + activationPattern(of: multiScale.inner, batch: batch)
     case let adapter as ResidualAdapter: return activationPattern(of: adapter.down, batch: batch)
+    // A max pool's derivative changes where a window's winner does: the winners' bits are its sides.
+    case let pool as MaxPool2d:
+        return pool.winners.prefix(batch * pool.outputWidth).flatMap { w in (0..<16).map { w >> $0 & 1 == 1 } }
     case let broken as BrokenReLU: return activationPattern(of: broken.inner, batch: batch)
     default: return []
     }

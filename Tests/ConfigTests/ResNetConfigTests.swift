@@ -1,0 +1,97 @@
+import Foundation
+import TestSupport
+@testable import Config
+@testable import Evaluation
+@testable import NN
+import Testing
+
+/// `model.encoder: resnet` and the `model.resnet` keys: the preset, overrides, and the shapes refused with
+/// one line naming the key and the fix, before any run directory exists.
+@Suite struct ResNetConfigTests {
+    func error(_ body: () throws -> Void) -> ConfigError? {
+        do {
+            try body()
+            Issue.record("expected a ConfigError")
+        } catch let error as ConfigError {
+            return error
+        } catch {
+            Issue.record("expected a ConfigError, got \(error)")
+        }
+        return nil
+    }
+
+    func load(_ overrides: [String]) throws -> TrainingConfig {
+        try ConfigLoader.load(file: nil, overrides: ["model.encoder=resnet"] + overrides)
+    }
+
+    @Test func resnet18PresetAndOverrides() throws {
+        let preset = try load(["model.resnet.preset=resnet18"]).model.resnet
+        #expect(preset.resolvedStages == [[64, 2, 1], [128, 2, 2], [256, 2, 2], [512, 2, 2]])
+        #expect(preset.resolvedStem == .imagenet && preset.downsampling == 32)
+        let small = try load(["model.resnet.preset=resnet18", "model.resnet.stem=small"]).model.resnet
+        #expect(small.resolvedStem == .small && small.downsampling == 8)
+        let own = try load(["model.resnet.stages=[[8, 1, 1], [16, 2, 3]]"]).model.resnet
+        #expect(own.resolvedStages == [[8, 1, 1], [16, 2, 3]] && own.resolvedStem == .small && own.downsampling == 3)
+    }
+
+    @Test func unknownPresetNamesTheChoices() throws {
+        let failure = try #require(error { _ = try load(["model.resnet.preset=resnet1000"]) })
+        #expect(failure.key == "model.resnet.preset")
+        #expect(failure.description.contains("resnet18") && !failure.description.contains("\n"), "\(failure)")
+    }
+
+    @Test func badStageListsNameTheKeyAndTheFix() throws {
+        let empty = try #require(error { _ = try load([]) })
+        #expect(empty.key == "model.resnet.stages" && empty.description.contains("preset") && empty.description.contains("resnet18"), "\(empty)")
+        let short = try #require(error { _ = try load(["model.resnet.stages=[[8, 1, 1], [16, 2]]"]) })
+        #expect(short.key == "model.resnet.stages" && short.description.contains("stage 2") && short.description.contains("[channels, blocks, stride]"),
+                "\(short)")
+        let zero = try #require(error { _ = try load(["model.resnet.stages=[[8, 0, 1]]"]) })
+        #expect(zero.key == "model.resnet.stages" && zero.description.contains("stage 1"), "\(zero)")
+        #expect(error { _ = try load(["model.resnet.stages=[[8, 1, 1]]", "model.pool_stages=2"]) }?.key == "model.pool_stages")
+        #expect(error { _ = try load(["model.resnet.stages=[[8, 1, 1]]", "model.resnet.expansion=0"]) }?.key == "model.resnet.expansion")
+        #expect(error { _ = try load(["model.resnet.stages=[[8, 1, 1]]", "model.dropout=0.1"]) }?.key == "model.dropout")
+        for failure in [empty, short, zero] { #expect(!failure.description.contains("\n")) }
+    }
+
+    @Test func theStemAndStridesMustDivideTheImages() throws {
+        var config = try load(["model.resnet.preset=resnet18"])
+        let failure = try #require(error { try config.validateModel(imageShape: [28, 28]) })
+        #expect(failure.key == "model.resnet.stages" && failure.description.contains("28 x 28") && failure.description.contains("32"), "\(failure)")
+        #expect(failure.description.contains("32, 64, 96") && failure.description.contains("stem small"), "\(failure)")
+        try config.validateModel(imageShape: [32, 64])
+        config.model.resnet.stem = .small
+        try config.validateModel(imageShape: [96, 96])
+        #expect(error { try config.validateModel(imageShape: [28, 28]) }?.description.contains("8, 16, 24") == true)
+        config.model.poolCells = 5
+        #expect(error { try config.validateModel(imageShape: [32, 32]) }?.key == "model.pool_cells")
+        let features = try #require(error { try config.validateModel(imageShape: nil, features: "float32 [32]") })
+        #expect(features.key == "model.encoder" && features.description.contains("resnet") && features.description.contains("use mlp"))
+    }
+
+    /// The config builds the network it describes: torchvision's names, h the pooled maps at representation 0.
+    @Test func theConfigBuildsTheResNet() throws {
+        let config = try load(["model.resnet.stages=[[4, 1, 1], [6, 2, 2]]", "model.resnet.block=bottleneck", "model.resnet.expansion=2",
+                               "model.resnet.stem=imagenet", "model.representation=0", "model.pool_stages=2"])
+        try config.validateModel(imageShape: [32, 32])
+        let model = ContrastiveModel(config.model, inputWidth: 1024, imageShape: [32, 32])
+        #expect(model.representationWidth == 8 + 12)
+        let arena = model.arena
+        #expect(arena.slice(named: "encoder.conv1.weight")?.shape == [4, 1, 7, 7])
+        #expect(arena.slice(named: "encoder.layer2.1.conv3.weight")?.shape == [12, 6, 1, 1])
+        #expect(arena.slice(named: "encoder.layer2.0.projection.weight")?.shape == [12, 8, 1, 1])
+        #expect(arena.slice(named: "encoder.fc.weight") == nil)
+        #expect(model.encoder.flattened.contains { $0 is MaxPool2d })
+    }
+}
+
+/// configs/fmnist-simclr-resnet.yaml is a valid small ResNet on 28 x 28 images.
+@Suite struct ResNetConfigFileTests {
+    @Test func theResNetConfigLoadsAndBuilds() throws {
+        let config = try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/fmnist-simclr-resnet.yaml").path, overrides: [])
+        try config.validateModel(imageShape: [28, 28])
+        #expect(config.model.encoder == .resnet)
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
+        #expect(model.representationWidth == 32 * 9 + 64 * 9)
+    }
+}
