@@ -9,22 +9,6 @@
 #pragma STDC FP_CONTRACT OFF
 #pragma clang fp contract(off)
 
-// The im2col / col2im lines are short (7 to 28 floats): clang would turn their copy and fill
-// loops into calls of memcpy and memset, whose call overhead is larger than the copy. These
-// kernels are compiled with those library calls off, so the loops stay inline vector code.
-#define CK_INLINE_LOOPS __attribute__((no_builtin("memcpy", "memset", "memmove")))
-#define CK_DISPATCH_VOID_INLINE_LOOPS(name, params, args)                   \
-    CK_TARGET_AVX512 CK_INLINE_LOOPS static void name##_avx512 params { name##_body args; } \
-    CK_TARGET_AVX2 CK_INLINE_LOOPS static void name##_avx2 params { name##_body args; }     \
-    CK_INLINE_LOOPS static void name##_portable params { name##_body args; }               \
-    void name params {                                                      \
-        switch (ck_level()) {                                               \
-        case CK_LEVEL_AVX512: name##_avx512 args; break;                    \
-        case CK_LEVEL_AVX2: name##_avx2 args; break;                        \
-        default: name##_portable args; break;                               \
-        }                                                                   \
-    }
-
 // ---- im2col / col2im --------------------------------------------------------------------
 // The output columns q whose input column v = q stride - pad + j is inside the image form one
 // range [lower, upper): the inner loops need no bounds test.
@@ -39,7 +23,7 @@ static inline void valid_columns(ck_conv_shape s, size_t j, size_t *lower, size_
     *lower = (size_t)lo; *upper = (size_t)up;
 }
 
-CK_BODY CK_INLINE_LOOPS void ck_im2col_body(float *restrict cols, const float *restrict x, size_t images, size_t column_stride,
+CK_BODY void ck_im2col_body(float *restrict cols, const float *restrict x, size_t images, size_t column_stride,
                             ck_conv_shape s) {
     const size_t K = s.kernel, Q = s.out_width, pq = s.out_height * s.out_width, image_size = s.channels * s.height * s.width;
     for (size_t g = 0; g < images; g++) {
@@ -52,6 +36,26 @@ CK_BODY CK_INLINE_LOOPS void ck_im2col_body(float *restrict cols, const float *r
                     float *restrict out = cols + row * column_stride + g * pq;
                     size_t lower, upper;
                     valid_columns(s, j, &lower, &upper);
+                    if (s.stride == 1 && Q == s.width && upper > lower) {
+                        // A "same" convolution: row (c, i, j) is the channel shifted by a constant
+                        // offset, so one long copy covers every in-image line (short per-line copies
+                        // were most of im2col's time); the columns it wrapped in from the next or
+                        // previous line are zeroed after, and the lines above and below the image.
+                        long first = (long)s.padding - (long)i, last = (long)s.height + (long)s.padding - (long)i;
+                        size_t p0 = first < 0 ? 0 : (size_t)first;
+                        size_t p1 = last > (long)s.out_height ? s.out_height : (last < 0 ? 0 : (size_t)last);
+                        if (p1 <= p0) { for (size_t t = 0; t < s.out_height * Q; t++) out[t] = 0.0f; continue; }
+                        for (size_t t = 0; t < p0 * Q + lower; t++) out[t] = 0.0f;
+                        size_t t0 = p0 * Q + lower, t1 = (p1 - 1) * Q + upper;
+                        const float *restrict source = channel + (p0 + i - s.padding) * s.width + lower + j - s.padding;
+                        memcpy(out + t0, source, (t1 - t0) * sizeof(float));
+                        for (size_t p = p0; p + 1 < p1; p++) {
+                            for (size_t q = upper; q < Q; q++) out[p * Q + q] = 0.0f;
+                            for (size_t q = 0; q < lower; q++) out[(p + 1) * Q + q] = 0.0f;
+                        }
+                        for (size_t t = t1; t < s.out_height * Q; t++) out[t] = 0.0f;
+                        continue;
+                    }
                     for (size_t p = 0; p < s.out_height; p++) {
                         float *restrict line = out + p * Q;
                         long h = (long)(p * s.stride) - (long)s.padding + (long)i;
@@ -73,10 +77,10 @@ CK_BODY CK_INLINE_LOOPS void ck_im2col_body(float *restrict cols, const float *r
         }
     }
 }
-CK_DISPATCH_VOID_INLINE_LOOPS(ck_im2col, (float *restrict cols, const float *restrict x, size_t images, size_t column_stride, ck_conv_shape s),
+CK_DISPATCH_VOID(ck_im2col, (float *restrict cols, const float *restrict x, size_t images, size_t column_stride, ck_conv_shape s),
                  (cols, x, images, column_stride, s))
 
-CK_BODY CK_INLINE_LOOPS void ck_col2im_body(float *restrict x, const float *restrict cols, size_t images, size_t column_stride,
+CK_BODY void ck_col2im_body(float *restrict x, const float *restrict cols, size_t images, size_t column_stride,
                             ck_conv_shape s) {
     const size_t K = s.kernel, Q = s.out_width, pq = s.out_height * s.out_width, image_size = s.channels * s.height * s.width;
     for (size_t g = 0; g < images; g++) {
@@ -106,7 +110,7 @@ CK_BODY CK_INLINE_LOOPS void ck_col2im_body(float *restrict x, const float *rest
         }
     }
 }
-CK_DISPATCH_VOID_INLINE_LOOPS(ck_col2im, (float *restrict x, const float *restrict cols, size_t images, size_t column_stride, ck_conv_shape s),
+CK_DISPATCH_VOID(ck_col2im, (float *restrict x, const float *restrict cols, size_t images, size_t column_stride, ck_conv_shape s),
                  (x, cols, images, column_stride, s))
 
 // ---- group normalisation -------------------------------------------------------------------
