@@ -14,8 +14,7 @@ public final class ReLU: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let n = batch * inputWidth
         let y = output.pointer(count: n)
-        y.update(from: input, count: n)
-        Kernels.reluInPlace(y, count: n)
+        Kernels.relu(y, input: input, count: n)
         return y
     }
 

@@ -7,10 +7,13 @@ import Tensor
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
 /// x: B x (C H W), y: B x (O P Q), W: O x (C K K) (PyTorch's [O, C, K, K]), b: O.
 ///
-/// Images go through the GEMMs G at a time (G P Q about `groupColumns`), their column matrices
-/// side by side: one image's P Q columns make a thin GEMM (O = 16 rows, 49 columns at 7 x 7) that
-/// runs far below the machine's rate, G of them one that does not. The GEMM's O x (G P Q) output
+/// Images go through the GEMMs G at a time (G P Q about `groupColumns`, the column matrix within
+/// `columnBudget`), their column matrices side by side: one image's P Q columns make a thin GEMM
+/// (O = 16 rows, 49 columns at 7 x 7) that runs far below the machine's rate, G of them one that does not. The GEMM's O x (G P Q) output
 /// is then copied into the G images' NCHW rows (and dy gathered the other way in backward).
+///
+/// im2col and col2im run in C (`Kernels.im2col`, `Kernels.col2im`), all of a group's images in one
+/// call; the Swift `im2colReference` and `col2imReference` below are their test oracles.
 ///
 /// Memory: one group's column matrix, (C K K) x (G P Q) floats, reused for every group; backward
 /// rebuilds it per group rather than keeping B of them (im2col is a small fraction of the GEMMs,
@@ -37,6 +40,8 @@ public final class Conv2d: Layer {
     /// Columns per GEMM the image groups aim at: wide enough for OpenBLAS's kernels to run at rate.
     public static let groupColumns = 2048
     private var savedInput: UnsafePointer<Float>?
+    /// The geometry the C im2col / col2im kernels take.
+    public let geometry: Kernels.ConvolutionShape
 
     /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
@@ -55,6 +60,8 @@ public final class Conv2d: Layer {
         self.outputHeight = (height + 2 * padding - kernel) / stride + 1
         self.outputImageWidth = (width + 2 * padding - kernel) / stride + 1
         self.arena = arena
+        self.geometry = Kernels.ConvolutionShape(channels: inChannels, height: height, width: width,
+                                              kernel: kernel, stride: stride, padding: padding)
         self.weight = arena.allocate(name: "\(name).weight", shape: [outChannels, inChannels, kernel, kernel], kind: .weight)
         self.bias = bias ? arena.allocate(name: "\(name).bias", shape: [outChannels], kind: .bias) : nil
     }
@@ -75,9 +82,16 @@ public final class Conv2d: Layer {
     /// Multiply-adds of one forward per image (the backward does twice as many, once without dX).
     public var multiplyAddsPerImage: Int { outChannels * inChannels * kernel * kernel * outputHeight * outputImageWidth }
 
+    /// Floats of column matrix one group may fill: 512 KB, so im2col's output is still in a 1 MB L2
+    /// when the GEMM reads it (and W^T dY's when col2im reads it). Unbounded, the CNN's first stage
+    /// wrote 0.9 MB column matrices that went out to L3 between the two; measured on the AMD EPYC
+    /// (Zen 4, 1 MB L2) of docs/benchmarks.md, 512 KB took less CPU time a step than 256 KB or no bound.
+    public static let columnBudget = 131_072
+
     /// G, the images per GEMM for a batch of `batch`.
     func groupSize(batch: Int) -> Int {
-        max(1, min(batch, Self.groupColumns / (outputHeight * outputImageWidth)))
+        let pq = outputHeight * outputImageWidth, ckk = inChannels * kernel * kernel
+        return max(1, min(batch, Self.groupColumns / pq, Self.columnBudget / (ckk * pq)))
     }
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
@@ -89,7 +103,7 @@ public final class Conv2d: Layer {
         let w = arena.parameters(weight)
         for first in Swift.stride(from: 0, to: batch, by: group) {
             let g = min(group, batch - first), ld = g * pq
-            for i in 0..<g { im2col(cols + i * pq, image: input + (first + i) * inputWidth, columnStride: ld) }
+            Kernels.im2col(cols, images: input + first * inputWidth, count: g, columnStride: ld, shape: geometry)
             // Y (O x G PQ) = W (O x CKK) cols (CKK x G PQ), then image i's rows are Y's columns i PQ ..< (i + 1) PQ.
             gemm(transposeA: false, transposeB: false, m: outChannels, n: ld, k: ckk,
                  a: w, lda: ckk, b: cols, ldb: ld, c: yGroup, ldc: ld, precision: computePrecision)
@@ -134,8 +148,8 @@ public final class Conv2d: Layer {
         let w = arena.parameters(weight), dw = arena.gradients(weight)
         for first in Swift.stride(from: 0, to: batch, by: group) {
             let g = min(group, batch - first), ld = g * pq
+            Kernels.im2col(cols, images: x + first * inputWidth, count: g, columnStride: ld, shape: geometry)
             for i in 0..<g {
-                im2col(cols + i * pq, image: x + (first + i) * inputWidth, columnStride: ld)
                 for o in 0..<outChannels {
                     (dyGroup + o * ld + i * pq).update(from: outputGradient + (first + i) * outputWidth + o * pq, count: pq)
                 }
@@ -149,7 +163,7 @@ public final class Conv2d: Layer {
                  a: w, lda: ckk, b: dyGroup, ldb: ld, c: dcols, ldc: ld, precision: computePrecision)
             let images = dx + first * inputWidth
             images.update(repeating: 0, count: g * inputWidth)
-            for i in 0..<g { col2im(images + i * inputWidth, columns: dcols + i * pq, columnStride: ld) }
+            Kernels.col2im(images, columns: dcols, count: g, columnStride: ld, shape: geometry)
         }
         return dx
     }
@@ -168,7 +182,8 @@ public final class Conv2d: Layer {
 
     /// cols[(c K + i) K + j, p Q + q] = x[c, p stride - pad + i, q stride - pad + j], 0 outside the image;
     /// rows of `columnStride` floats (P Q for one image, G P Q when images sit side by side).
-    func im2col(_ cols: UnsafeMutablePointer<Float>, image x: UnsafePointer<Float>, columnStride: Int) {
+    /// The plain Swift oracle of `Kernels.im2col` (the layer runs the C kernel, tested equal to this bit for bit).
+    func im2colReference(_ cols: UnsafeMutablePointer<Float>, image x: UnsafePointer<Float>, columnStride: Int) {
         let pCount = outputHeight, qCount = outputImageWidth, pq = columnStride
         var row = 0
         for c in 0..<inChannels {
@@ -198,7 +213,8 @@ public final class Conv2d: Layer {
     }
 
     /// The adjoint of im2col: adds every column entry back into the pixel it was copied from.
-    func col2im(_ x: UnsafeMutablePointer<Float>, columns cols: UnsafePointer<Float>, columnStride: Int) {
+    /// The plain Swift oracle of `Kernels.col2im`.
+    func col2imReference(_ x: UnsafeMutablePointer<Float>, columns cols: UnsafePointer<Float>, columnStride: Int) {
         let pCount = outputHeight, qCount = outputImageWidth, pq = columnStride
         var row = 0
         for c in 0..<inChannels {

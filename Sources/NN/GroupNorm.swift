@@ -44,10 +44,34 @@ public final class GroupNorm: Layer {
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         savedInput = input
-        let hw = height * width, perGroup = channels / groups, n = perGroup * hw
         let y = output.pointer(count: batch * inputWidth)
-        let mean = means.pointer(count: batch * groups), inv = inverseStd.pointer(count: batch * groups)
-        let gamma = arena.parameters(scale), beta = arena.parameters(shift)
+        Kernels.groupNormForward(y, mean: means.pointer(count: batch * groups), inverseStd: inverseStd.pointer(count: batch * groups),
+                                 input: input, gamma: arena.parameters(scale), beta: arena.parameters(shift),
+                                 batch: batch, channels: channels, groups: groups, pixels: height * width, epsilon: epsilon)
+        return y
+    }
+
+    /// With x-hat = (x - mean) s and dxh = dy gamma[c], over each (sample, group) of N values:
+    /// dgamma[c] += sum dy x-hat; dbeta[c] += sum dy; dx = s/N (N dxh - sum(dxh) - x-hat sum(dxh x-hat)).
+    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        guard let input = savedInput else { preconditionFailure("GroupNorm.backward before forward") }
+        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        Kernels.groupNormBackward(inputGradient: dx, scaleGradient: arena.gradients(scale), shiftGradient: arena.gradients(shift),
+                                  outputGradient: outputGradient, input: input, mean: means.tensor.data, inverseStd: inverseStd.tensor.data,
+                                  gamma: arena.parameters(scale), batch: batch, channels: channels, groups: groups, pixels: height * width)
+        return dx
+    }
+}
+
+extension GroupNorm {
+    /// The plain Swift forward the C kernel (`Kernels.groupNormForward`) is tested against: sequential
+    /// double sums, so it agrees with the kernel to rounding, not bit for bit.
+    public static func forwardReference(
+        output y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, inverseStd inv: UnsafeMutablePointer<Float>,
+        input: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+        batch: Int, channels: Int, groups: Int, pixels hw: Int, epsilon: Float
+    ) {
+        let perGroup = channels / groups, n = perGroup * hw, inputWidth = channels * hw
         for b in 0..<batch {
             for g in 0..<groups {
                 let start = b * inputWidth + g * n
@@ -68,18 +92,16 @@ public final class GroupNorm: Layer {
                 }
             }
         }
-        return y
     }
 
-    /// With x-hat = (x - mean) s and dxh = dy gamma[c], over each (sample, group) of N values:
-    /// dgamma[c] += sum dy x-hat; dbeta[c] += sum dy; dx = s/N (N dxh - sum(dxh) - x-hat sum(dxh x-hat)).
-    public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
-        guard let input = savedInput else { preconditionFailure("GroupNorm.backward before forward") }
-        let hw = height * width, perGroup = channels / groups, n = perGroup * hw
-        let mean = means.tensor.data, inv = inverseStd.tensor.data
-        let gamma = arena.parameters(scale)
-        let dgamma = arena.gradients(scale), dbeta = arena.gradients(shift)
-        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+    /// The plain Swift backward the C kernel (`Kernels.groupNormBackward`) is tested against.
+    public static func backwardReference(
+        inputGradient dx: UnsafeMutablePointer<Float>?, scaleGradient dgamma: UnsafeMutablePointer<Float>,
+        shiftGradient dbeta: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, inverseStd inv: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+        batch: Int, channels: Int, groups: Int, pixels hw: Int
+    ) {
+        let perGroup = channels / groups, n = perGroup * hw, inputWidth = channels * hw
         for b in 0..<batch {
             for g in 0..<groups {
                 let start = b * inputWidth + g * n
@@ -111,7 +133,6 @@ public final class GroupNorm: Layer {
                 }
             }
         }
-        return dx
     }
 }
 

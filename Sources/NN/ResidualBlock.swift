@@ -89,14 +89,10 @@ public final class ResidualBlock: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let n = batch * outputWidth
         let y = output.pointer(count: n)
-        y.update(from: dropPath.forward(main.forward(input, batch: batch), batch: batch), count: n)
-        if let projection {
-            let s = projection.forward(input, batch: batch)
-            for i in 0..<n { y[i] += s[i] }
-        } else {
-            for i in 0..<n { y[i] += input[i] }
-        }
-        Kernels.reluInPlace(y, count: n)
+        let mainOutput = dropPath.forward(main.forward(input, batch: batch), batch: batch)
+        // The sum and the ReLU in one pass (main + skip, the order the plain loop added them in).
+        let skip = projection.map { UnsafePointer($0.forward(input, batch: batch)) } ?? input
+        Kernels.addReLU(y, mainOutput, skip, count: n)
         return y
     }
 

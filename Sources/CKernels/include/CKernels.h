@@ -60,6 +60,7 @@ float ck_exp_sum(const float *x, float *y, size_t n, float shift);
 
 // SwiftPM takes this header as the module's umbrella: the others are reached from here.
 #include "CKernelsReduce.h"
+#include "CKernelsConv.h"
 #include "CBuildID.h"
 
 #endif

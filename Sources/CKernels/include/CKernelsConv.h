@@ -1,0 +1,40 @@
+// Kernels of the convolutional encoder: im2col / col2im over a group of images, group
+// normalisation forward and backward, and the residual block's add + ReLU. Each runs at the
+// thread's instruction set (ck_instruction_set) and gives the same bits at every level: the
+// reductions use fixed lanes and the file is compiled without FMA contraction.
+#ifndef CONTRAST_CKERNELS_CONV_H
+#define CONTRAST_CKERNELS_CONV_H
+#include <stddef.h>
+
+/// Shape of one convolution: C input channels of H x W, square kernel K, one stride and padding,
+/// P x Q output (P = (H + 2 pad - K) / stride + 1, Q likewise).
+typedef struct {
+    size_t channels, height, width, kernel, stride, padding, out_height, out_width;
+} ck_conv_shape;
+
+/// For each of `images` NCHW images (image g at x + g * C H W): its column matrix
+/// cols[(c K + i) K + j, g P Q + p Q + q] = x_g[c, p stride - pad + i, q stride - pad + j], 0 outside
+/// the image; rows of `column_stride` floats (images P Q columns apart).
+void ck_im2col(float *cols, const float *x, size_t images, size_t column_stride, ck_conv_shape shape);
+/// The adjoint of ck_im2col: adds every column entry back into the pixel it was copied from,
+/// image by image, rows (c, i, j) in order, so each pixel's sum runs in the plain loop's order.
+void ck_col2im(float *x, const float *cols, size_t images, size_t column_stride, ck_conv_shape shape);
+
+/// Group normalisation forward over B samples of C channels x HW pixels in G groups:
+/// per (sample, group) of N = (C / G) HW values, mean and variance (biased) accumulated in double,
+/// inv = 1 / sqrt(var + eps), y = x a + (beta - mean a) with a = inv gamma[c].
+/// Saves mean and inv per (b, g) (B x G each).
+void ck_group_norm_forward(float *y, float *mean, float *inv, const float *x, const float *gamma, const float *beta,
+                           size_t batch, size_t channels, size_t groups, size_t hw, float eps);
+/// Its backward: dgamma[c] += sum dy x-hat, dbeta[c] += sum dy, and (dx non-NULL)
+/// dx = inv / N (N dy gamma[c] - sum(dy gamma) - x-hat sum(dy gamma x-hat)) over each (sample, group).
+void ck_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                            const float *mean, const float *inv, const float *gamma,
+                            size_t batch, size_t channels, size_t groups, size_t hw);
+
+/// y = max(a + b, 0) (y may be a).
+void ck_add_relu(float *y, const float *a, const float *b, size_t n);
+/// y = max(x, 0) out of place (y and x do not overlap).
+void ck_relu_copy(float *y, const float *x, size_t n);
+
+#endif

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""PyTorch side of the CNN training-step benchmark (configs/fmnist-simclr-cnn.yaml, step only).
+
+The same network as contrast's `model.encoder: cnn` of that config (tools/load_safetensors.py's
+CNN module, built here without a weights file), augmentation excluded, fixed random inputs, one
+process, one thread:
+
+  encoder  3x3 stem conv 1->16 (no bias), GroupNorm(8), ReLU;
+           residual stages of 16, 32, 64 channels at 28x28, 14x14, 7x7 (basic blocks, GroupNorm(8),
+           strided 1x1 projection with bias when the shape changes);
+           the 14x14 and 7x7 stages' maps average-pooled to 3x3 cells, concatenated: h = 864
+  head     Linear 864->256, ReLU, Linear 256->128, L2-normalise                     (z)
+  loss     NT-Xent, temperature 0.2, over 2N = 512 views (N = 256 images)
+  update   AdamW lr 2e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-4
+
+  OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python3 benchmarks/torch_cnn_step.py [--steps 10] [--warmup 2]
+      [--channels-last]
+
+(The script sets those variables itself if they are unset, before torch loads.) NCHW by
+default: channels_last was slower in torch 1.13 on this network. Prints one JSON object: per-step
+median milliseconds of forward+loss, backward, optimizer and total, and images per second.
+"""
+import os
+
+for name, value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
+                    ("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1")):
+    os.environ.setdefault(name, value)
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from load_safetensors import CNN  # noqa: E402  (the module contrast's CNN export is checked against)
+
+IMAGES = 256
+VIEWS = 2 * IMAGES
+TEMPERATURE = 0.2
+
+
+def nt_xent(z, temperature):
+    """SimCLR loss, mean over all 2N anchors; the positive of view i is view (i + N) mod 2N."""
+    n2 = z.shape[0]
+    logits = (z @ z.t()) / temperature
+    logits = logits.masked_fill(torch.eye(n2, dtype=torch.bool), float("-inf"))
+    targets = (torch.arange(n2) + n2 // 2) % n2
+    return F.cross_entropy(logits, targets)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="measured steps")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels-last", action="store_true", help="run the encoder in channels_last")
+    arguments = parser.parse_args()
+
+    torch.set_num_threads(1)
+    torch.manual_seed(arguments.seed)
+    metadata = {"encoder_channels": "[16, 32, 64]", "encoder_groups": "[8, 8, 8]", "image_shape": "[28, 28]",
+                "pool_cells": "3", "pool_stages": "2", "norm_eps": "1e-5", "encoder_fc": "false"}
+    encoder = CNN(metadata)
+    head = torch.nn.Sequential(torch.nn.Linear(864, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128))
+    parameters = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
+    x = torch.rand(VIEWS, 1, 28, 28)
+    if arguments.channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    phases = {"forward_loss": [], "backward": [], "optimizer": [], "total": []}
+    for step in range(arguments.warmup + arguments.steps):
+        t0 = time.perf_counter()
+        z = F.normalize(head(encoder(x)), dim=1)
+        loss = nt_xent(z, TEMPERATURE)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        t3 = time.perf_counter()
+        if step >= arguments.warmup:
+            for key, value in (("forward_loss", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2), ("total", t3 - t0)):
+                phases[key].append(value)
+    median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
+    config = torch.__config__.show()
+    print(json.dumps({
+        "benchmark": "fmnist-simclr-cnn step (augmentation excluded)",
+        "framework": "pytorch", "torch_version": torch.__version__, "python": platform.python_version(),
+        "cpu_capability": next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), None),
+        "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled,
+        "channels_last": arguments.channels_last, "images_per_step": IMAGES, "views_per_step": VIEWS,
+        "parameters": sum(p.numel() for p in parameters),
+        "warmup_steps": arguments.warmup, "measured_steps": arguments.steps,
+        "median_ms": median_ms, "images_per_second": round(IMAGES / (median_ms["total"] / 1e3), 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
