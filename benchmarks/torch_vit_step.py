@@ -68,6 +68,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="vit-small-28")
     parser.add_argument("--images", type=int, default=256, help="N images per step (2N views)")
+    parser.add_argument("--channels", type=int, default=0,
+                        help="image channels instead of the preset's (1: grey, as contrast's ViT reads images today)")
     parser.add_argument("--steps", type=int, default=10, help="measured steps")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     parser.add_argument("--seed", type=int, default=0)
@@ -76,6 +78,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(arguments.seed)
     channels, side, patch, dim, depth, heads, mlp_width = PRESETS[arguments.preset]
+    channels = arguments.channels or channels
     encoder = vit.VisionTransformer(channels, (side, side), patch, dim, depth, heads, mlp_width, pool="cls", eps=1e-6)
     torch.nn.init.trunc_normal_(encoder.pos_embed, std=0.02)
     torch.nn.init.trunc_normal_(encoder.cls_token, std=0.02)
@@ -106,7 +109,7 @@ def main():
     print(json.dumps({
         "benchmark": f"{arguments.preset} SimCLR step (augmentation excluded)",
         "framework": "pytorch", "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "images_per_step": arguments.images, "views_per_step": views,
+        "input": [channels, side, side], "images_per_step": arguments.images, "views_per_step": views,
         "parameters": sum(p.numel() for p in parameters),
         "warmup_steps": arguments.warmup, "measured_steps": arguments.steps,
         "median_ms": median_ms, "images_per_second": round(arguments.images / (median_ms["total"] / 1e3), 1),
