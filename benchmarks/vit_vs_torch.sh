@@ -50,7 +50,7 @@ for key in ("forward_ms", "loss_ms", "backward_ms", "optimizer_ms"):
         print(f"          {key[:-3]:<14} {med([o[key] for o in ours]):8.1f} ms")
 if old:
     print(f"before    step {med(step(old)):8.1f} ms (rounds: {', '.join(f'{s:.0f}' for s in step(old))})")
-print(f"pytorch   step {t_step:8.1f} ms (rounds: {', '.join(f'{t['median_ms']['total']:.0f}' for t in theirs)})")
+print(f"pytorch   step {t_step:8.1f} ms (rounds: {', '.join(f'{total:.0f}' for total in (t['median_ms']['total'] for t in theirs))})")
 for key in theirs[0]["median_ms"]:
     if key != "total":
         print(f"          {key:<14} {med([t['median_ms'][key] for t in theirs]):8.1f} ms")
