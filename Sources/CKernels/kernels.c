@@ -1,6 +1,7 @@
 #include "CKernels.h"
 #include "CKernelsReduce.h"
 #include "dispatch.h"
+#include "exp_poly.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
@@ -212,24 +213,6 @@ CK_BODY float ck_max_body(const float *restrict x, size_t n) {
 }
 CK_DISPATCH(float, ck_max, (const float *restrict x, size_t n), (x, n))
 
-static inline float exp_poly(float x) {
-    // exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts).
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = __builtin_roundevenf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float scale; memcpy(&scale, &e, 4);
-    return p * scale;
-}
-
 CK_BODY float ck_exp_sum_body(const float *x, float *y, size_t n, float shift) {
     // Each block of 16 is loaded into registers before any store, so y may alias x (softmax in
     // place) without the compiler falling back to scalar code for possible overlap.
@@ -255,3 +238,115 @@ CK_BODY float ck_exp_sum_body(const float *x, float *y, size_t n, float shift) {
     return sum;
 }
 CK_DISPATCH(float, ck_exp_sum, (const float *x, float *y, size_t n, float shift), (x, y, n, shift))
+
+// ---- GELU, exact form ---------------------------------------------------------------------
+// erf as Eigen's rational approximation (x p(x^2) / q(x^2) on [-4, 4]; erf(4) is 1 in float),
+// which vectorises where libm's erff, called per element, does not: a ViT's MLP runs GELU over
+// B T x 4D values forward and backward, and scalar erff was a fifth of the step.
+
+static inline float erf_rational(float x) {
+    x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 - 2.10102402082508e-06f;
+    p = p * x2 - 5.69250639462346e-05f;
+    p = p * x2 - 7.34990630326855e-04f;
+    p = p * x2 - 2.95459980854025e-03f;
+    p = p * x2 - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 - 2.13374055278905e-04f;
+    q = q * x2 - 1.68282697438203e-03f;
+    q = q * x2 - 7.37332916720468e-03f;
+    q = q * x2 - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
+CK_BODY void ck_gelu_body(float *restrict y, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erf_rational(x[i] * 0.70710678118654752f));
+}
+CK_DISPATCH_VOID(ck_gelu, (float *restrict y, const float *restrict x, size_t n), (y, x, n))
+
+CK_BODY void ck_gelu_backward_body(float *restrict dx, const float *restrict dy, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erf_rational(v * 0.70710678118654752f));
+        float pdf = exp_poly(-0.5f * v * v) * 0.39894228040143268f;
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+CK_DISPATCH_VOID(ck_gelu_backward, (float *restrict dx, const float *restrict dy, const float *restrict x, size_t n), (dx, dy, x, n))
+
+// ---- LayerNorm over rows ------------------------------------------------------------------
+// Row sums in 16 explicit lanes (vectorised without -ffast-math); one call for all B T rows.
+
+static inline __attribute__((always_inline)) float lane_sum(const float *lanes) {
+    float sum = 0;
+    for (int l = 0; l < 16; l++) sum += lanes[l];
+    return sum;
+}
+
+CK_BODY void ck_layer_norm_body(float *restrict y, float *restrict xhat, float *restrict inverse_std, const float *restrict x,
+                                const float *restrict gamma, const float *restrict beta, size_t rows, size_t w, float epsilon) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * w;
+        float lanes[16] = {0};
+        size_t c = 0;
+        for (; c + 16 <= w; c += 16)
+            for (int l = 0; l < 16; l++) lanes[l] += row[c + l];
+        float sum = lane_sum(lanes);
+        for (; c < w; c++) sum += row[c];
+        float mean = sum / (float)w;
+        float squares[16] = {0};
+        for (c = 0; c + 16 <= w; c += 16)
+            for (int l = 0; l < 16; l++) { float d = row[c + l] - mean; squares[l] += d * d; }
+        float variance = lane_sum(squares);
+        for (; c < w; c++) { float d = row[c] - mean; variance += d * d; }
+        float s = 1.0f / sqrtf(variance / (float)w + epsilon);
+        inverse_std[r] = s;
+        float *yr = y + r * w, *xr = xhat + r * w;
+        for (c = 0; c < w; c++) {
+            float n = (row[c] - mean) * s;
+            xr[c] = n;
+            yr[c] = n * gamma[c] + beta[c];
+        }
+    }
+}
+CK_DISPATCH_VOID(ck_layer_norm,
+                 (float *restrict y, float *restrict xhat, float *restrict inverse_std, const float *restrict x,
+                  const float *restrict gamma, const float *restrict beta, size_t rows, size_t w, float epsilon),
+                 (y, xhat, inverse_std, x, gamma, beta, rows, w, epsilon))
+
+CK_BODY void ck_layer_norm_backward_body(float *restrict dx, float *restrict dgamma, float *restrict dbeta, const float *restrict dy,
+                                         const float *restrict xhat, const float *restrict inverse_std, const float *restrict gamma,
+                                         size_t rows, size_t w) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *dyr = dy + r * w, *xh = xhat + r * w;
+        float sums[16] = {0}, dots[16] = {0};
+        size_t c = 0;
+        for (; c + 16 <= w; c += 16)
+            for (int l = 0; l < 16; l++) {
+                float g = dyr[c + l], n = xh[c + l], dxh = g * gamma[c + l];
+                dgamma[c + l] += g * n;
+                dbeta[c + l] += g;
+                sums[l] += dxh;
+                dots[l] += dxh * n;
+            }
+        float sum = lane_sum(sums), dot = lane_sum(dots);
+        for (; c < w; c++) {
+            float g = dyr[c], n = xh[c], dxh = g * gamma[c];
+            dgamma[c] += g * n;
+            dbeta[c] += g;
+            sum += dxh;
+            dot += dxh * n;
+        }
+        if (dx == NULL) continue;
+        float s = inverse_std[r] / (float)w, width = (float)w;
+        float *dxr = dx + r * w;
+        for (c = 0; c < w; c++) dxr[c] = s * (width * dyr[c] * gamma[c] - sum - xh[c] * dot);
+    }
+}
+CK_DISPATCH_VOID(ck_layer_norm_backward,
+                 (float *restrict dx, float *restrict dgamma, float *restrict dbeta, const float *restrict dy,
+                  const float *restrict xhat, const float *restrict inverse_std, const float *restrict gamma, size_t rows, size_t w),
+                 (dx, dgamma, dbeta, dy, xhat, inverse_std, gamma, rows, w))

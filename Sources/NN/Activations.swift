@@ -49,7 +49,6 @@ public final class GELU: Layer {
         guard computesInputGradient, let x = savedInput else { return nil }
         let n = batch * inputWidth
         let dx = inputGradient.pointer(count: n)
-        dx.update(repeating: 0, count: n)
         Kernels.geluBackward(inputGradient: dx, outputGradient: outputGradient, input: x, count: n)
         return dx
     }

@@ -15,8 +15,9 @@ import Tensor
 /// key gets o = 0.
 ///
 /// Two ways to compute the same function:
-/// - `.plain`: S = q k^T / sqrt(E) per (sample, head) as one T x T GEMM, softmax with the row
-///   maximum subtracted, o = P v; P (B H T T) is kept for backward.
+/// - `.plain`: per (sample, head) one call of the C attention kernel (`Kernels.attentionForward`):
+///   S = q k^T / sqrt(E) register-tiled, the softmax (mask, row maximum subtracted, exp, normalised)
+///   fused over each row, o = P v; P (B H T T) is kept for backward, which is one kernel call too.
 /// - `.tiled(tile)`: FlashAttention's streaming softmax (Dao et al. 2022, Algorithm 1): query and
 ///   key tiles of `tile` tokens; each query row keeps a running maximum m and sum l, and its
 ///   accumulated output is rescaled by exp(m_old - m_new) when a key tile raises the maximum.
@@ -54,8 +55,9 @@ public final class SelfAttention: Layer {
     private let output = ScratchBuffer()          // o, B x (T D)
     private let probabilities = ScratchBuffer()   // plain: P, B H T T
     private let logSumExp = ScratchBuffer()       // tiled: m + log l, B H T
-    private let tileScores = ScratchBuffer()      // plain: dP, T x T; tiled: S/P tile
-    private let tileGradient = ScratchBuffer()    // tiled: dP tile; plain: M, then P * M
+    private let tileScores = ScratchBuffer()      // tiled: S/P tile
+    private let tileGradient = ScratchBuffer()    // tiled: dP tile; plain: M
+    private let kernelScratch = ScratchBuffer()   // plain: the attention kernels' k^T or v^T, dP, P * M
     private let tileMask = ScratchBuffer()        // tiled with dropout: M, then P * M
     private let rowDots = ScratchBuffer()         // tiled: sum_e dO o per row, T
     private let runningStatistics = ScratchBuffer()  // tiled forward: m and l of a query tile, 2 x tile
@@ -130,67 +132,38 @@ public final class SelfAttention: Layer {
     private func plainForward(_ o: UnsafeMutablePointer<Float>, _ qkv: UnsafePointer<Float>, batch: Int) {
         let t = tokens, d = width, e = headWidth
         let p = probabilities.pointer(count: batch * heads * t * t)
+        let scratch = kernelScratch.pointer(count: Kernels.attentionScratch(tokens: t, headWidth: e))
+        let factors = drawn == nil ? nil : tileGradient.pointer(count: t * t)
         for b in 0..<batch {
             for h in 0..<heads {
-                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
-                let s = p + (b * heads + h) * t * t
-                gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, alpha: scale, a: q, lda: 3 * d, b: k, ldb: 3 * d, c: s, ldc: t)
-                maskKeys(s, rows: t, columns: t, ld: t, sample: b, firstKey: 0)
-                for i in 0..<t { softmaxRow(s + i * t, count: t) }
-                var weights = UnsafePointer(s)
-                if let drawn {
-                    // P stays for backward; P * M goes into the product.
-                    let dropped = tileScores.pointer(count: t * t)
-                    fillMask(dropped, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
-                    for i in 0..<(t * t) { dropped[i] *= s[i] }
-                    weights = UnsafePointer(dropped)
+                let q = qkv + b * t * 3 * d + h * e
+                if let drawn, let factors {
+                    fillMask(factors, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
                 }
-                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, a: weights, lda: t, b: v, ldb: 3 * d,
-                     c: o + b * t * d + h * e, ldc: d)
+                // P stays for backward; P * M goes into the product.
+                Kernels.attentionForward(q: q, k: q + d, v: q + 2 * d, ld: 3 * d, keyMask: keyMask.map { $0 + b * t },
+                                         drop: factors.map { UnsafePointer($0) }, scale: scale,
+                                         probabilities: p + (b * heads + h) * t * t, output: o + b * t * d + h * e, ldo: d,
+                                         tokens: t, headWidth: e, scratch: scratch)
             }
         }
-    }
-
-    /// Softmax of one row in place, its maximum subtracted first; a row of only -inf becomes 0.
-    @inline(__always)
-    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        let maximum = Kernels.maximum(row, count: count)
-        guard maximum > -.infinity else { row.update(repeating: 0, count: count); return }
-        let sum = Kernels.expSum(row, input: row, count: count, shift: maximum)
-        Kernels.scale(row, by: 1 / sum, count: count)
     }
 
     /// dP = dO v^T; dv = P^T dO; dS = P (dP - rowsum(P dP)); dq = dS k / sqrt(E); dk = dS^T q / sqrt(E).
     private func plainBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, batch: Int) {
         let t = tokens, d = width, e = headWidth
         let p = probabilities.tensor.data
-        let dp = tileScores.pointer(count: t * t)
+        let scratch = kernelScratch.pointer(count: Kernels.attentionScratch(tokens: t, headWidth: e))
+        let factors = drawn == nil ? nil : tileGradient.pointer(count: t * t)
         for b in 0..<batch {
             for h in 0..<heads {
-                let q = qkv + b * t * 3 * d + h * e, k = q + d, v = q + 2 * d
-                let dq = dqkv + b * t * 3 * d + h * e, dk = dq + d, dv = dq + 2 * d
-                let s = p + (b * heads + h) * t * t
-                let dO = dy + b * t * d + h * e
-                gemm(transposeA: false, transposeB: true, m: t, n: t, k: e, a: dO, lda: d, b: v, ldb: 3 * d, c: dp, ldc: t)
-                var weights = UnsafePointer(s)
-                if let drawn {
-                    let dropped = tileGradient.pointer(count: t * t)
-                    fillMask(dropped, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
-                    for i in 0..<(t * t) {
-                        dp[i] *= dropped[i]
-                        dropped[i] *= s[i]
-                    }
-                    weights = UnsafePointer(dropped)
+                let q = qkv + b * t * 3 * d + h * e, dq = dqkv + b * t * 3 * d + h * e
+                if let drawn, let factors {
+                    fillMask(factors, drawn, sample: b, head: h, firstQuery: 0, rows: t, firstKey: 0, columns: t)
                 }
-                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, a: weights, lda: t, b: dO, ldb: d, c: dv, ldc: 3 * d)
-                for i in 0..<t {
-                    let pr = s + i * t, dr = dp + i * t
-                    var dot: Float = 0
-                    for j in 0..<t { dot += pr[j] * dr[j] }
-                    for j in 0..<t { dr[j] = pr[j] * (dr[j] - dot) }
-                }
-                gemm(transposeA: false, transposeB: false, m: t, n: e, k: t, alpha: scale, a: dp, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d)
-                gemm(transposeA: true, transposeB: false, m: t, n: e, k: t, alpha: scale, a: dp, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d)
+                Kernels.attentionBackward(q: q, k: q + d, v: q + 2 * d, ld: 3 * d, probabilities: p + (b * heads + h) * t * t,
+                                          drop: factors.map { UnsafePointer($0) }, outputGradient: dy + b * t * d + h * e, ldo: d,
+                                          scale: scale, dq: dq, dk: dq + d, dv: dq + 2 * d, tokens: t, headWidth: e, scratch: scratch)
             }
         }
     }

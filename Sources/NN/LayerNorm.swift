@@ -33,24 +33,8 @@ public final class LayerNorm: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let w = inputWidth
         let y = output.pointer(count: batch * w), xhat = normalised.pointer(count: batch * w)
-        let inv = inverseStd.pointer(count: batch)
-        let gamma = arena.parameters(scale), beta = arena.parameters(shift)
-        for r in 0..<batch {
-            let x = input + r * w
-            var mean: Float = 0
-            for c in 0..<w { mean += x[c] }
-            mean /= Float(w)
-            var variance: Float = 0
-            for c in 0..<w { let d = x[c] - mean; variance += d * d }
-            variance /= Float(w)
-            let s = 1 / (variance + epsilon).squareRoot()
-            inv[r] = s
-            for c in 0..<w {
-                let n = (x[c] - mean) * s
-                xhat[r * w + c] = n
-                y[r * w + c] = n * gamma[c] + beta[c]
-            }
-        }
+        Kernels.layerNorm(y, normalised: xhat, inverseStd: inverseStd.pointer(count: batch), input: input,
+                          gamma: arena.parameters(scale), beta: arena.parameters(shift), rows: batch, width: w, epsilon: epsilon)
         return y
     }
 
@@ -58,27 +42,10 @@ public final class LayerNorm: Layer {
     /// dx = s/W (W dxh - sum(dxh) - x-hat sum(dxh x-hat)), dxh = dy gamma.
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         let w = inputWidth
-        let xhat = normalised.tensor.data, inv = inverseStd.tensor.data
-        let gamma = arena.parameters(scale)
-        let dgamma = arena.gradients(scale), dbeta = arena.gradients(shift)
         let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * w) : nil
-        for r in 0..<batch {
-            let dy = outputGradient + r * w, xh = xhat + r * w
-            var sumDxh: Float = 0, sumDxhXh: Float = 0
-            for c in 0..<w {
-                dgamma[c] += dy[c] * xh[c]
-                dbeta[c] += dy[c]
-                let dxh = dy[c] * gamma[c]
-                sumDxh += dxh
-                sumDxhXh += dxh * xh[c]
-            }
-            guard let dx else { continue }
-            let s = inv[r] / Float(w)
-            for c in 0..<w {
-                let dxh = dy[c] * gamma[c]
-                dx[r * w + c] = s * (Float(w) * dxh - sumDxh - xh[c] * sumDxhXh)
-            }
-        }
+        Kernels.layerNormBackward(inputGradient: dx, scaleGradient: arena.gradients(scale), shiftGradient: arena.gradients(shift),
+                                  outputGradient: outputGradient, normalised: normalised.tensor.data, inverseStd: inverseStd.tensor.data,
+                                  gamma: arena.parameters(scale), rows: batch, width: w)
         return dx
     }
 }

@@ -106,18 +106,29 @@ public enum Kernels {
     }
 
     /// GELU, exact form (PyTorch's default): y = x Φ(x) = x/2 (1 + erf(x/√2)).
+    @inline(__always)
     public static func gelu(_ y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>, count: Int) {
+        ck_gelu(y, x, count)
+    }
+
+    public static func geluReference(_ y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>, count: Int) {
         for i in 0..<count { y[i] = 0.5 * x[i] * (1 + erf(x[i] * 0.70710678118654752)) }
     }
 
-    /// dx += dy * (Φ(x) + x φ(x)).
+    /// dx = dy * (Φ(x) + x φ(x)), overwriting dx (which must not alias dy or x).
+    @inline(__always)
     public static func geluBackward(inputGradient dx: UnsafeMutablePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                     input x: UnsafePointer<Float>, count: Int) {
+        ck_gelu_backward(dx, dy, x, count)
+    }
+
+    public static func geluBackwardReference(inputGradient dx: UnsafeMutablePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                             input x: UnsafePointer<Float>, count: Int) {
         for i in 0..<count {
             let v = x[i]
             let cdf = 0.5 * (1 + erf(v * 0.70710678118654752))
             let pdf = exp(-0.5 * v * v) * 0.39894228040143268
-            dx[i] += dy[i] * (cdf + v * pdf)
+            dx[i] = dy[i] * (cdf + v * pdf)
         }
     }
 

@@ -130,15 +130,27 @@ import Testing
         }
     }
 
-    @Test func geluMatchesDefinition() {
-        let n = 64
-        let x = random(n, stream: 12, low: -4, high: 4), y = Tensor(zeros: [n])
-        Kernels.gelu(y.data, input: x.data, count: n)
-        for i in 0..<n {
-            let v = Double(x[i])
-            let expected = v * 0.5 * (1 + erf(v / 2.0.squareRoot()))
-            #expect(abs(Double(y[i]) - expected) < 1e-6)
+    /// The vectorised GELU (rational erf, polynomial exp) against its definition in Double, over
+    /// the range where erf bends and past its clamp at |x/√2| = 4, forward and backward.
+    @Test(arguments: Kernels.availableInstructionSets)
+    func geluMatchesDefinition(instructionSet: Kernels.InstructionSet) {
+        let n = 4099
+        let x = random(n, stream: 12, low: -9, high: 9), dy = random(n, stream: 13)
+        let y = Tensor(zeros: [n]), dx = Tensor(zeros: [n])
+        for i in 0..<40 { x[i] = Float(i - 20) / 4 }
+        Kernels.withInstructionSet(instructionSet) {
+            Kernels.gelu(y.data, input: x.data, count: n)
+            Kernels.geluBackward(inputGradient: dx.data, outputGradient: dy.data, input: x.data, count: n)
         }
+        var worstForward = 0.0, worstBackward = 0.0
+        for i in 0..<n {
+            let v = Double(x[i]), cdf = 0.5 * (1 + erf(v / 2.0.squareRoot()))
+            let pdf = exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()
+            worstForward = max(worstForward, abs(Double(y[i]) - v * cdf) / max(1, abs(v)))
+            worstBackward = max(worstBackward, abs(Double(dx[i]) - Double(dy[i]) * (cdf + v * pdf)))
+        }
+        #expect(worstForward < 1e-6, "GELU \(instructionSet): worst error \(worstForward)")
+        #expect(worstBackward < 1e-6, "GELU backward \(instructionSet): worst error \(worstBackward)")
     }
 }
 

@@ -58,6 +58,37 @@ float ck_max(const float *x, size_t n);
 /// 2 ulp of expf over the range softmax uses; inputs below -87 give 0). y may be x.
 float ck_exp_sum(const float *x, float *y, size_t n, float shift);
 
+/// y = x Φ(x) = x/2 (1 + erf(x/√2)) (exact GELU; erf a rational approximation within ~1e-7).
+void ck_gelu(float *y, const float *x, size_t n);
+/// dx = dy (Φ(x) + x φ(x)) (overwritten; dx must not alias dy or x).
+void ck_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+
+/// LayerNorm of `rows` rows of width w: inverse_std[r] = 1/sqrt(var + eps) (var biased),
+/// xhat = (x - mean) inverse_std, y = xhat gamma + beta.
+void ck_layer_norm(float *y, float *xhat, float *inverse_std, const float *x, const float *gamma, const float *beta,
+                   size_t rows, size_t w, float epsilon);
+/// Its backward: dgamma += sum_r dy xhat, dbeta += sum_r dy, and (dx not NULL)
+/// dx = inverse_std/w (w dxh - sum(dxh) - xhat sum(dxh xhat)), dxh = dy gamma.
+void ck_layer_norm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *xhat,
+                            const float *inverse_std, const float *gamma, size_t rows, size_t w);
+
+// Plain attention of one (sample, head) (attention.c; NN's SelfAttention). q, k, v: t x e with row
+// stride ld (slices of one token-major [q | k | v] row); o and dout: t x e with row stride ldo;
+// p: t x t (row stride t); key_mask: t bytes, nonzero = a real key (NULL: all real); drop: t x t
+// dropout factors 0 or 1/(1 - rate) (NULL: none); scratch: ck_attention_scratch(t, e) floats.
+/// Floats of scratch the two kernels below need.
+size_t ck_attention_scratch(size_t t, size_t e);
+/// p = softmax(scale q k^T, masked keys -inf; row maximum subtracted; a row with no real key is 0);
+/// o = (p * drop) v.
+void ck_attention_forward(const float *q, const float *k, const float *v, size_t ld, const uint8_t *key_mask,
+                          const float *drop, float scale, float *p, float *o, size_t ldo, size_t t, size_t e,
+                          float *scratch);
+/// From p and drop of the forward and dL/do: dv = (p * drop)^T dout, dP = (dout v^T) * drop,
+/// dS = p (dP - rowsum(p dP)), dq = scale dS k, dk = scale dS^T q (dq, dk, dv overwritten, row stride ld).
+void ck_attention_backward(const float *q, const float *k, const float *v, size_t ld, const float *p, const float *drop,
+                           const float *dout, size_t ldo, float scale, float *dq, float *dk, float *dv, size_t t, size_t e,
+                           float *scratch);
+
 // SwiftPM takes this header as the module's umbrella: the others are reached from here.
 #include "CKernelsReduce.h"
 #include "CKernelsConv.h"
