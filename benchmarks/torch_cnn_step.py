@@ -31,26 +31,18 @@ import json
 import platform
 import statistics
 import sys
-import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from load_safetensors import CNN  # noqa: E402  (the module contrast's CNN export is checked against)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_step import timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
+
 IMAGES = 256
 VIEWS = 2 * IMAGES
 TEMPERATURE = 0.2
-
-
-def nt_xent(z, temperature):
-    """SimCLR loss, mean over all 2N anchors; the positive of view i is view (i + N) mod 2N."""
-    n2 = z.shape[0]
-    logits = (z @ z.t()) / temperature
-    logits = logits.masked_fill(torch.eye(n2, dtype=torch.bool), float("-inf"))
-    targets = (torch.arange(n2) + n2 // 2) % n2
-    return F.cross_entropy(logits, targets)
 
 
 def main():
@@ -74,20 +66,8 @@ def main():
         encoder = encoder.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
-    phases = {"forward_loss": [], "backward": [], "optimizer": [], "total": []}
-    for step in range(arguments.warmup + arguments.steps):
-        t0 = time.perf_counter()
-        z = F.normalize(head(encoder(x)), dim=1)
-        loss = nt_xent(z, TEMPERATURE)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=False)
-        t3 = time.perf_counter()
-        if step >= arguments.warmup:
-            for key, value in (("forward_loss", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2), ("total", t3 - t0)):
-                phases[key].append(value)
+    phases, _ = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps, TEMPERATURE)
+
     median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
     config = torch.__config__.show()
     print(json.dumps({

@@ -76,6 +76,29 @@ def nt_xent(z, temperature):
     return F.cross_entropy(logits, targets)
 
 
+def timed_steps(encoder, head, optimizer, x, warmup, steps, temperature=TEMPERATURE):
+    """Runs warmup + steps SimCLR steps on the fixed views x (view-major, i and i + N) and returns
+    the measured steps' phase times in seconds, {"forward_loss", "backward", "optimizer", "total"},
+    and every step's loss. The loop every benchmarks/torch_*_step.py script times."""
+    phases = {"forward_loss": [], "backward": [], "optimizer": [], "total": []}
+    losses = []
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        z = F.normalize(head(encoder(x)), dim=1)
+        loss = nt_xent(z, temperature)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)      # like zeroing the flat gradient arena
+        t3 = time.perf_counter()
+        losses.append(loss.item())
+        if step >= warmup:
+            for key, value in (("forward_loss", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2), ("total", t3 - t0)):
+                phases[key].append(value)
+    return phases, losses
+
+
 def gemm_shapes():
     """(m, k, n, transpose_a, transpose_b) of every GEMM in one step, as torch runs them."""
     shapes = []
@@ -128,22 +151,7 @@ def main():
     # Two "views" of each of N images: fixed random pixels in [0, 1], view-major (i, i + N).
     x = torch.rand(VIEWS, ENCODER[0])
 
-    phases = {"forward_loss": [], "backward": [], "optimizer": [], "total": []}
-    losses = []
-    for step in range(arguments.warmup + arguments.steps):
-        t0 = time.perf_counter()
-        z = F.normalize(head(encoder(x)), dim=1)
-        loss = nt_xent(z, TEMPERATURE)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=False)      # like zeroing the flat gradient arena
-        t3 = time.perf_counter()
-        losses.append(loss.item())
-        if step >= arguments.warmup:
-            for key, value in (("forward_loss", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2), ("total", t3 - t0)):
-                phases[key].append(value)
+    phases, losses = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps)
 
     shapes = gemm_shapes()
     gemm_times, gemm_flops = time_gemms(shapes, arguments.steps, arguments.warmup)
