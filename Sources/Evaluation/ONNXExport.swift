@@ -272,7 +272,8 @@ struct ONNXGraph {
                           + "export --format safetensors instead")
     }
 
-    /// Exact GELU as Kernels.gelu: 0.5 x (1 + erf(x / sqrt 2)).
+    /// GELU in its erf form, as Kernels.gelu computes it: 0.5 x (1 + erf(x / sqrt 2)) (the kernel's erf is
+    /// a rational approximation accurate to float rounding, so onnxruntime's Erf agrees to ~1e-7).
     private mutating func gelu(_ x: String) -> String {
         let erf = node("Erf", [node("Mul", [x, scalar(0.70710678118654752)])])
         return node("Mul", [node("Mul", [x, scalar(0.5)]), node("Add", [erf, scalar(1)])])
