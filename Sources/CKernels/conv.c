@@ -141,8 +141,26 @@ CK_BODY double squares_double(const float *restrict x, size_t n, float m) {
     return sum;
 }
 
+// The normalised value x a + shift (a = inv gamma[c], shift = beta[c] - mean a) of one channel's n
+// pixels, then the activation: the plain layer's, the ReLU layer's and the residual block's
+// add + ReLU operations in their order, so the fused forms give the unfused sequence's bits.
+CK_BODY void group_norm_apply(float *restrict y, const float *restrict x, const float *restrict residual,
+                              float a, float shift, size_t n, int activation) {
+    switch (activation) {
+    case CK_GROUP_NORM_RELU:
+        for (size_t i = 0; i < n; i++) { float v = x[i] * a + shift; y[i] = v > 0.0f ? v : 0.0f; }
+        break;
+    case CK_GROUP_NORM_ADD_RELU:
+        for (size_t i = 0; i < n; i++) { float v = x[i] * a + shift; v = v + residual[i]; y[i] = v > 0.0f ? v : 0.0f; }
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] * a + shift;
+    }
+}
+
 CK_BODY void ck_group_norm_forward_body(float *restrict y, float *restrict mean, float *restrict inv,
                                         const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                                        int activation, const float *restrict residual,
                                         size_t batch, size_t channels, size_t groups, size_t hw, float eps) {
     const size_t per_group = channels / groups, n = per_group * hw, width = channels * hw;
     for (size_t b = 0; b < batch; b++) {
@@ -156,23 +174,38 @@ CK_BODY void ck_group_norm_forward_body(float *restrict y, float *restrict mean,
             for (size_t cc = 0; cc < per_group; cc++) {
                 size_t c = g * per_group + cc;
                 float a = s * gamma[c], shift = beta[c] - m * a;
-                const float *restrict xc = xg + cc * hw;
-                float *restrict yc = y + start + cc * hw;
-                for (size_t i = 0; i < hw; i++) yc[i] = xc[i] * a + shift;
+                group_norm_apply(y + start + cc * hw, xg + cc * hw, residual ? residual + start + cc * hw : NULL, a, shift, hw,
+                                 activation);
             }
         }
     }
 }
 CK_DISPATCH_VOID(ck_group_norm_forward,
                  (float *restrict y, float *restrict mean, float *restrict inv, const float *restrict x,
-                  const float *restrict gamma, const float *restrict beta, size_t batch, size_t channels, size_t groups,
-                  size_t hw, float eps),
-                 (y, mean, inv, x, gamma, beta, batch, channels, groups, hw, eps))
+                  const float *restrict gamma, const float *restrict beta, int activation, const float *restrict residual,
+                  size_t batch, size_t channels, size_t groups, size_t hw, float eps),
+                 (y, mean, inv, x, gamma, beta, activation, residual, batch, channels, groups, hw, eps))
 
-CK_BODY void ck_group_norm_backward_body(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                                         const float *restrict dy, const float *restrict x,
-                                         const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-                                         size_t batch, size_t channels, size_t groups, size_t hw) {
+// dy through the activation's ReLU at pixel i: kept where the ReLU's output is positive, else 0 (what
+// the ReLU layer's backward hands the normalisation). RELU recomputes the pre-activation x a + shift
+// (the forward's bits, so the forward's sides) instead of reading the output; ADD_RELU's output also
+// depends on the skip, so it reads the output and writes the masked gradient back for the skip path.
+CK_BODY float group_norm_gradient(int activation, float *restrict dy, const float *restrict x, const float *restrict out,
+                                  size_t i, float a, float shift) {
+    switch (activation) {
+    case CK_GROUP_NORM_RELU: { float v = x[i] * a + shift; return v > 0.0f ? dy[i] : 0.0f; }
+    case CK_GROUP_NORM_ADD_RELU: { float d = out[i] > 0.0f ? dy[i] : 0.0f; dy[i] = d; return d; }
+    default: return dy[i];
+    }
+}
+
+// The backward over every (sample, group) for one activation, a constant where it is inlined below,
+// so each activation gets its own vectorised loops. The sums and dx are the plain layer's
+// arithmetic on the masked gradient, in the plain layer's lanes and order.
+CK_BODY void group_norm_backward_groups(float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
+                                        const float *restrict x, const float *restrict mean, const float *restrict inv,
+                                        const float *restrict gamma, const float *restrict beta, const float *restrict out,
+                                        const int activation, size_t batch, size_t channels, size_t groups, size_t hw) {
     const size_t per_group = channels / groups, n = per_group * hw, width = channels * hw;
     for (size_t b = 0; b < batch; b++) {
         for (size_t g = 0; g < groups; g++) {
@@ -181,21 +214,26 @@ CK_BODY void ck_group_norm_backward_body(float *restrict dx, float *restrict dga
             float sum_dxh = 0, sum_dxh_xh = 0;
             for (size_t cc = 0; cc < per_group; cc++) {
                 size_t c = g * per_group + cc;
-                const float *restrict xc = x + start + cc * hw, *restrict dyc = dy + start + cc * hw;
+                // The forward's a and shift (only RELU's mask reads them).
+                const float a = s * gamma[c], shift = beta[c] - m * a;
+                const float *restrict xc = x + start + cc * hw, *restrict outc = out ? out + start + cc * hw : NULL;
+                float *restrict dyc = dy + start + cc * hw;
                 float dy_lanes[LANES] = {0}, dyxh_lanes[LANES] = {0};
                 size_t i = 0;
                 for (; i + LANES <= hw; i += LANES)
                     for (int l = 0; l < LANES; l++) {
+                        float d = group_norm_gradient(activation, dyc, xc, outc, i + l, a, shift);
                         float xh = (xc[i + l] - m) * s;
-                        dy_lanes[l] += dyc[i + l];
-                        dyxh_lanes[l] += dyc[i + l] * xh;
+                        dy_lanes[l] += d;
+                        dyxh_lanes[l] += d * xh;
                     }
                 float sum_dy = 0, sum_dy_xh = 0;
                 for (int l = 0; l < LANES; l++) { sum_dy += dy_lanes[l]; sum_dy_xh += dyxh_lanes[l]; }
                 for (; i < hw; i++) {
+                    float d = group_norm_gradient(activation, dyc, xc, outc, i, a, shift);
                     float xh = (xc[i] - m) * s;
-                    sum_dy += dyc[i];
-                    sum_dy_xh += dyc[i] * xh;
+                    sum_dy += d;
+                    sum_dy_xh += d * xh;
                 }
                 dgamma[c] += sum_dy_xh;
                 dbeta[c] += sum_dy;
@@ -206,26 +244,55 @@ CK_BODY void ck_group_norm_backward_body(float *restrict dx, float *restrict dga
             const float factor = s / (float)n, count = (float)n;
             for (size_t cc = 0; cc < per_group; cc++) {
                 size_t c = g * per_group + cc;
-                const float gc = gamma[c];
-                const float *restrict xc = x + start + cc * hw, *restrict dyc = dy + start + cc * hw;
+                const float gc = gamma[c], a = s * gc, shift = beta[c] - m * a;
+                const float *restrict xc = x + start + cc * hw;
+                float *restrict dyc = dy + start + cc * hw;
                 float *restrict dxc = dx + start + cc * hw;
                 for (size_t i = 0; i < hw; i++) {
+                    // ADD_RELU's dy is masked by now.
+                    float d = activation == CK_GROUP_NORM_RELU ? group_norm_gradient(activation, dyc, xc, NULL, i, a, shift) : dyc[i];
                     float xh = (xc[i] - m) * s;
-                    dxc[i] = factor * (count * dyc[i] * gc - sum_dxh - xh * sum_dxh_xh);
+                    dxc[i] = factor * (count * d * gc - sum_dxh - xh * sum_dxh_xh);
                 }
             }
         }
     }
 }
+
+CK_BODY void ck_group_norm_backward_body(float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
+                                         const float *restrict x, const float *restrict mean, const float *restrict inv,
+                                         const float *restrict gamma, const float *restrict beta, int activation,
+                                         const float *restrict out, size_t batch, size_t channels, size_t groups, size_t hw) {
+    switch (activation) {
+    case CK_GROUP_NORM_RELU:
+        group_norm_backward_groups(dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, NULL, CK_GROUP_NORM_RELU,
+                                   batch, channels, groups, hw);
+        break;
+    case CK_GROUP_NORM_ADD_RELU:
+        group_norm_backward_groups(dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, out, CK_GROUP_NORM_ADD_RELU,
+                                   batch, channels, groups, hw);
+        break;
+    default:
+        group_norm_backward_groups(dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, NULL, CK_GROUP_NORM_PLAIN,
+                                   batch, channels, groups, hw);
+    }
+}
 CK_DISPATCH_VOID(ck_group_norm_backward,
-                 (float *restrict dx, float *restrict dgamma, float *restrict dbeta, const float *restrict dy,
+                 (float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
                   const float *restrict x, const float *restrict mean, const float *restrict inv, const float *restrict gamma,
+                  const float *restrict beta, int activation, const float *restrict out,
                   size_t batch, size_t channels, size_t groups, size_t hw),
-                 (dx, dgamma, dbeta, dy, x, mean, inv, gamma, batch, channels, groups, hw))
+                 (dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, activation, out, batch, channels, groups, hw))
 
 // ---- residual add + ReLU ---------------------------------------------------------------------
 
+// y == a has its own loop: with y and a unqualified the compiler guards its vector loop with an
+// overlap test that an in-place call fails, so in place the whole pass ran scalar.
+CK_BODY void add_relu_in_place(float *restrict y, const float *restrict b, size_t n) {
+    for (size_t i = 0; i < n; i++) { float v = y[i] + b[i]; y[i] = v > 0.0f ? v : 0.0f; }
+}
 CK_BODY void ck_add_relu_body(float *y, const float *a, const float *restrict b, size_t n) {
+    if (y == a) { add_relu_in_place(y, b, n); return; }
     for (size_t i = 0; i < n; i++) {
         float v = a[i] + b[i];
         y[i] = v > 0.0f ? v : 0.0f;

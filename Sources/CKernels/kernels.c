@@ -152,7 +152,14 @@ CK_BODY void ck_relu_inplace_body(float *restrict y, size_t n) {
 }
 CK_DISPATCH_VOID(ck_relu_inplace, (float *restrict y, size_t n), (y, n))
 
+// dx == dy (Linear's and the residual block's in-place masking) has its own loop: with dx and dy
+// unqualified the compiler guards its vector loop with an overlap test that an in-place call fails,
+// so in place the whole pass ran scalar.
+CK_BODY void relu_mask_in_place(float *restrict g, const float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
 CK_BODY void ck_relu_backward_body(float *dx, const float *dy, const float *restrict y, size_t n) {
+    if (dx == dy) { relu_mask_in_place(dx, y, n); return; }
     for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 CK_DISPATCH_VOID(ck_relu_backward, (float *dx, const float *dy, const float *restrict y, size_t n), (dx, dy, y, n))

@@ -235,7 +235,10 @@ struct ONNXGraph {
             let p = pool.padding
             return node("MaxPool", [x], [.ints("kernel_shape", [pool.kernel, pool.kernel]), .ints("strides", [pool.stride, pool.stride]),
                                          .ints("pads", [p, p, p, p])])
-        case let norm as GroupNorm: return groupNorm(norm, x)
+        case let norm as GroupNorm:
+            // A fused ReLU (the stem's, the blocks' inner ones) is its own node, as in PyTorch's module.
+            let y = groupNorm(norm, x)
+            return norm.activation == .relu ? node("Relu", [y]) : y
         case let block as ResidualBlock:
             let main = try lower(block.main, x)
             let skip = block.projection.map { convolution($0, x) } ?? x

@@ -10,7 +10,8 @@ import Tensor
 /// Images go through the GEMMs G at a time (G P Q about `groupColumns`, the column matrix within
 /// `columnBudget`), their column matrices side by side: one image's P Q columns make a thin GEMM
 /// (O = 16 rows, 49 columns at 7 x 7) that runs far below the machine's rate, G of them one that does not. The GEMM's O x (G P Q) output
-/// is then copied into the G images' NCHW rows (and dy gathered the other way in backward).
+/// is then copied into the G images' NCHW rows (and dy gathered the other way in backward); for
+/// G = 1 (the CNN's first stage) it is the image's row, so the GEMM reads and writes the rows in place.
 ///
 /// im2col and col2im run in C (`Kernels.im2col`, `Kernels.col2im`), all of a group's images in one
 /// call; the Swift `im2colReference` and `col2imReference` below are their test oracles.
@@ -105,11 +106,14 @@ public final class Conv2d: Layer {
             let g = min(group, batch - first), ld = g * pq
             Kernels.im2col(cols, images: input + first * inputWidth, count: g, columnStride: ld, shape: geometry)
             // Y (O x G PQ) = W (O x CKK) cols (CKK x G PQ), then image i's rows are Y's columns i PQ ..< (i + 1) PQ.
+            // For one image Y is its NCHW row already: the GEMM writes there, no copy.
             gemm(transposeA: false, transposeB: false, m: outChannels, n: ld, k: ckk,
-                 a: w, lda: ckk, b: cols, ldb: ld, c: yGroup, ldc: ld, precision: computePrecision)
-            for i in 0..<g {
-                for o in 0..<outChannels {
-                    (y + (first + i) * outputWidth + o * pq).update(from: yGroup + o * ld + i * pq, count: pq)
+                 a: w, lda: ckk, b: cols, ldb: ld, c: g == 1 ? y + first * outputWidth : yGroup, ldc: ld, precision: computePrecision)
+            if g > 1 {
+                for i in 0..<g {
+                    for o in 0..<outChannels {
+                        (y + (first + i) * outputWidth + o * pq).update(from: yGroup + o * ld + i * pq, count: pq)
+                    }
                 }
             }
         }
@@ -149,18 +153,22 @@ public final class Conv2d: Layer {
         for first in Swift.stride(from: 0, to: batch, by: group) {
             let g = min(group, batch - first), ld = g * pq
             Kernels.im2col(cols, images: x + first * inputWidth, count: g, columnStride: ld, shape: geometry)
-            for i in 0..<g {
-                for o in 0..<outChannels {
-                    (dyGroup + o * ld + i * pq).update(from: outputGradient + (first + i) * outputWidth + o * pq, count: pq)
+            // One image's dy row is dY (O x PQ) already: no gathering copy.
+            let dY = g == 1 ? UnsafePointer(outputGradient + first * outputWidth) : UnsafePointer(dyGroup)
+            if g > 1 {
+                for i in 0..<g {
+                    for o in 0..<outChannels {
+                        (dyGroup + o * ld + i * pq).update(from: outputGradient + (first + i) * outputWidth + o * pq, count: pq)
+                    }
                 }
             }
             // dW (O x CKK) += dY (O x G PQ) cols^T (G PQ x CKK)
             gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: ld,
-                 a: dyGroup, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk, precision: computePrecision)
+                 a: dY, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk, precision: computePrecision)
             guard let dcols, let dx else { continue }
             // dcols (CKK x G PQ) = W^T (CKK x O) dY (O x G PQ)
             gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: outChannels,
-                 a: w, lda: ckk, b: dyGroup, ldb: ld, c: dcols, ldc: ld, precision: computePrecision)
+                 a: w, lda: ckk, b: dY, ldb: ld, c: dcols, ldc: ld, precision: computePrecision)
             let images = dx + first * inputWidth
             images.update(repeating: 0, count: g * inputWidth)
             Kernels.col2im(images, columns: dcols, count: g, columnStride: ld, shape: geometry)

@@ -176,9 +176,12 @@ public final class DropPath: Layer {
         layer = key.register()
     }
 
+    /// Whether a forward now would drop anything (a rate above 0 in a training step; otherwise y is x).
+    var active: Bool { probability > 0 && key.step != nil }
+
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         factors.removeAll(keepingCapacity: true)
-        guard probability > 0, key.step != nil else { return UnsafeMutablePointer(mutating: input) }
+        guard active else { return UnsafeMutablePointer(mutating: input) }
         let threshold = DropoutKey.threshold(probability), kept = 1 / (1 - probability)
         let y = output.pointer(count: batch * width)
         for b in 0..<batch {

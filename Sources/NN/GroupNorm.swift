@@ -5,25 +5,33 @@ import Tensor
 /// (C/G) H W values, y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c], var biased.
 /// gamma = 1, beta = 0 at init.
 ///
+/// With `activation: .relu` the ReLU that follows is fused: y = max(GN(x), 0), the bits of this
+/// layer then a `ReLU` layer, one pass each way instead of three (the ReLU's copy, its backward
+/// mask). The residual block fuses its own add + ReLU after its last normalisation the same way
+/// (`forward(_:addingReLU:into:batch:)`).
+///
 /// Shapes: B batch, C channels, G groups, H x W image. x, y: B x (C H W); gamma, beta: C;
 /// mean and 1/std saved per (B, G).
 public final class GroupNorm: Layer {
     public let groups: Int, channels: Int, height: Int, width: Int
     public let epsilon: Float
+    /// The fused activation after the normalisation (no parameters: exports write it as its own ReLU).
+    public let activation: Linear.Activation
     public var inputWidth: Int { channels * height * width }
     public var outputWidth: Int { inputWidth }
     public let scale: ParameterSlice
     public let shift: ParameterSlice
     public var computesInputGradient = true
     private let arena: ParameterArena
-    private let output = ScratchBuffer()
+    /// Internal, not private: finite-difference tests read the fused ReLU's sides (y > 0) from it.
+    let output = ScratchBuffer()
     private let means = ScratchBuffer()         // B x G
     private let inverseStd = ScratchBuffer()    // B x G
     private let inputGradient = ScratchBuffer()
     private var savedInput: UnsafePointer<Float>?
 
     /// Registers gamma and beta (C) in `arena` as `<name>.weight` and `<name>.bias`.
-    public init(groups: Int, channels: Int, height: Int, width: Int, epsilon: Float = 1e-5,
+    public init(groups: Int, channels: Int, height: Int, width: Int, epsilon: Float = 1e-5, activation: Linear.Activation = .identity,
                 name: String, arena: ParameterArena) {
         precondition(groups >= 1 && channels % groups == 0,
                      "GroupNorm \(name): \(channels) channels do not split into \(groups) groups")
@@ -32,6 +40,7 @@ public final class GroupNorm: Layer {
         self.height = height
         self.width = width
         self.epsilon = epsilon
+        self.activation = activation
         self.arena = arena
         self.scale = arena.allocate(name: "\(name).weight", shape: [channels], kind: .normScale)
         self.shift = arena.allocate(name: "\(name).bias", shape: [channels], kind: .normShift)
@@ -42,23 +51,52 @@ public final class GroupNorm: Layer {
         arena.parameters(shift).update(repeating: 0, count: channels)
     }
 
+    private var kernelActivation: Kernels.GroupNormActivation { activation == .relu ? .relu : .none }
+
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
-        savedInput = input
         let y = output.pointer(count: batch * inputWidth)
+        forward(input, activation: kernelActivation, residual: nil, into: y, batch: batch)
+        return y
+    }
+
+    /// y = max(GN(x) + skip, 0) into `y` (the residual block's output; B x (C H W) as `skip`): the
+    /// block's last normalisation, its add and its ReLU in one pass. Backward with
+    /// `backward(_:throughAddReLU:batch:)`. The layer's own activation is not applied.
+    func forward(_ input: UnsafePointer<Float>, addingReLU skip: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
+        forward(input, activation: .addReLU, residual: skip, into: y, batch: batch)
+    }
+
+    private func forward(_ input: UnsafePointer<Float>, activation: Kernels.GroupNormActivation, residual: UnsafePointer<Float>?,
+                         into y: UnsafeMutablePointer<Float>, batch: Int) {
+        savedInput = input
         Kernels.groupNormForward(y, mean: means.pointer(count: batch * groups), inverseStd: inverseStd.pointer(count: batch * groups),
                                  input: input, gamma: arena.parameters(scale), beta: arena.parameters(shift),
+                                 activation: activation, residual: residual,
                                  batch: batch, channels: channels, groups: groups, pixels: height * width, epsilon: epsilon)
-        return y
     }
 
     /// With x-hat = (x - mean) s and dxh = dy gamma[c], over each (sample, group) of N values:
     /// dgamma[c] += sum dy x-hat; dbeta[c] += sum dy; dx = s/N (N dxh - sum(dxh) - x-hat sum(dxh x-hat)).
+    /// With the fused ReLU, dy is first zeroed where y = 0 (in the same pass).
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
+        backward(outputGradient, activation: kernelActivation, output: nil, batch: batch)
+    }
+
+    /// The backward of `forward(_:addingReLU:into:batch:)` given dL/dy and that y: masks dy in place
+    /// where y = 0 (leaving the skip path's gradient in `outputGradient`) and returns dL/dx.
+    func backward(_ outputGradient: UnsafeMutablePointer<Float>, throughAddReLU y: UnsafePointer<Float>,
+                  batch: Int) -> UnsafeMutablePointer<Float>? {
+        backward(outputGradient, activation: .addReLU, output: y, batch: batch)
+    }
+
+    private func backward(_ outputGradient: UnsafeMutablePointer<Float>, activation: Kernels.GroupNormActivation,
+                          output y: UnsafePointer<Float>?, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard let input = savedInput else { preconditionFailure("GroupNorm.backward before forward") }
         let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
         Kernels.groupNormBackward(inputGradient: dx, scaleGradient: arena.gradients(scale), shiftGradient: arena.gradients(shift),
                                   outputGradient: outputGradient, input: input, mean: means.tensor.data, inverseStd: inverseStd.tensor.data,
-                                  gamma: arena.parameters(scale), batch: batch, channels: channels, groups: groups, pixels: height * width)
+                                  gamma: arena.parameters(scale), beta: arena.parameters(shift), activation: activation, output: y,
+                                  batch: batch, channels: channels, groups: groups, pixels: height * width)
         return dx
     }
 }

@@ -18,7 +18,6 @@ public final class MultiScalePool: Layer {
     private let output = ScratchBuffer()
     private let poolGradient = ScratchBuffer()
     private let innerGradient = ScratchBuffer()
-    private let inputGradient = ScratchBuffer()
 
     public var computesInputGradient: Bool {
         get { pool.computesInputGradient }
@@ -57,9 +56,9 @@ public final class MultiScalePool: Layer {
         let dStageOutput = inner.backward(db, batch: batch)!
         let dStage = stage.backward(dStageOutput, batch: batch)
         guard computesInputGradient, let dStage, let dPool = pool.backward(da, batch: batch) else { return nil }
-        let n = batch * inputWidth
-        let dx = inputGradient.pointer(count: n)
-        for i in 0..<n { dx[i] = dStage[i] + dPool[i] }
-        return dx
+        // dx = dStage + dPool into dStage (the stage's gradient, ours to consume): no buffer of its own
+        // to stream through. axpy with alpha 1 rounds as the plain sum does.
+        Kernels.axpy(dStage, alpha: 1, x: dPool, count: batch * inputWidth)
+        return dStage
     }
 }

@@ -169,11 +169,11 @@ public enum ResNet {
                      bias: false, name: "\(name).conv1", arena: arena)
             : Conv2d(inChannels: shape.channels, outChannels: c0, kernel: 7, stride: 2, padding: 3, height: shape.height, width: shape.width,
                      bias: false, name: "\(name).conv1", arena: arena)
+        // The stem's ReLU runs in its GroupNorm's pass.
         var layers: [Layer] = [
             stem,
             GroupNorm(groups: groups(for: c0), channels: c0, height: stem.outputHeight, width: stem.outputImageWidth,
-                      name: "\(name).norm1", arena: arena),
-            ReLU(width: stem.outputWidth),
+                      activation: .relu, name: "\(name).norm1", arena: arena),
         ]
         var c = c0, h = stem.outputHeight, w = stem.outputImageWidth
         if shape.stem == .imagenet {

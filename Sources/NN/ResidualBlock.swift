@@ -5,6 +5,12 @@ import Tensor
 /// when shape is kept and a strided 1x1 convolution (with bias) when channels or size change.
 /// With stochastic depth (training only) the main path is a `DropPath`: y = relu(DP(main(x)) + skip(x)).
 ///
+/// Fused (the default): each GroupNorm followed by a ReLU runs it in its own pass (`GroupNorm`'s
+/// `activation`), and the last GroupNorm of the main path runs the add of the skip and the final
+/// ReLU in its pass too (`GroupNorm.forward(_:addingReLU:into:batch:)`), except while a drop path
+/// scales the main path (then it is its own pass, as unfused). The same bits as the unfused layers,
+/// which `fused: false` builds (the tests' oracle).
+///
 /// Shapes: B batch, C input channels, O output channels, H x W input, P x Q output
 /// (P = ceil(H / stride)). x: B x (C H W), y: B x (O P Q).
 public final class ResidualBlock: Layer {
@@ -18,8 +24,12 @@ public final class ResidualBlock: Layer {
     public var outputWidth: Int { main.outputWidth }
     /// Internal, not private: finite-difference tests read the final ReLU's sides (y > 0) from it.
     let output = ScratchBuffer()
+    /// The main path up to its last GroupNorm, and that GroupNorm (run with the add + ReLU fused);
+    /// nil when the block is built unfused.
+    private let body: Sequential?, lastNorm: GroupNorm?
+    /// Whether the last forward fused the last GroupNorm with the add + ReLU (its backward must match).
+    private var fusedLastForward = false
     private let skipGradient = ScratchBuffer()
-    private let inputGradient = ScratchBuffer()
 
     public var computesInputGradient: Bool {
         get { main.computesInputGradient }
@@ -28,18 +38,20 @@ public final class ResidualBlock: Layer {
 
     /// Registers `<name>.conv1`, `<name>.norm1`, `<name>.conv2`, `<name>.norm2` and, when the
     /// shape changes, `<name>.projection`. GroupNorm uses `groups` groups (must divide O).
+    /// `fused: false` keeps the ReLUs and the add as their own passes (the fused block's test oracle).
     public convenience init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
-                            dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
+                            dropPath: Float = 0, key: DropoutKey = DropoutKey(), fused: Bool = true, name: String, arena: ParameterArena) {
         let conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, stride: stride, padding: 1,
                            height: height, width: width, bias: false, name: "\(name).conv1", arena: arena)
         let p = conv1.outputHeight, q = conv1.outputImageWidth
-        let norm1 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm1", arena: arena)
+        let norm1 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, activation: fused ? .relu : .identity,
+                              name: "\(name).norm1", arena: arena)
         let conv2 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernel: 3, padding: 1,
                            height: p, width: q, bias: false, name: "\(name).conv2", arena: arena)
         let norm2 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm2", arena: arena)
-        self.init(main: Sequential([conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2]),
-                  inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
-                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, name: name, arena: arena)
+        let layers: [Layer] = fused ? [conv1, norm1, conv2, norm2] : [conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2]
+        self.init(main: Sequential(layers), inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
+                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, fused: fused, name: name, arena: arena)
     }
 
     /// A bottleneck block (torchvision's ResNet v1.5: the stride sits on the 3x3 convolution):
@@ -48,27 +60,39 @@ public final class ResidualBlock: Layer {
     /// when the shape changes, `<name>.projection` (the strided 1x1 convolution with bias, as the basic block's).
     /// GroupNorm uses `bottleneckGroups` groups on B' channels (norm1, norm2) and `groups` on O (norm3).
     public convenience init(inChannels: Int, bottleneck: Int, outChannels: Int, stride: Int, height: Int, width: Int,
-                            bottleneckGroups: Int, groups: Int, dropPath: Float = 0, key: DropoutKey = DropoutKey(),
+                            bottleneckGroups: Int, groups: Int, dropPath: Float = 0, key: DropoutKey = DropoutKey(), fused: Bool = true,
                             name: String, arena: ParameterArena) {
+        let relu: Linear.Activation = fused ? .relu : .identity
         let conv1 = Conv2d(inChannels: inChannels, outChannels: bottleneck, kernel: 1, height: height, width: width,
                            bias: false, name: "\(name).conv1", arena: arena)
-        let norm1 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: height, width: width, name: "\(name).norm1", arena: arena)
+        let norm1 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: height, width: width, activation: relu,
+                              name: "\(name).norm1", arena: arena)
         let conv2 = Conv2d(inChannels: bottleneck, outChannels: bottleneck, kernel: 3, stride: stride, padding: 1,
                            height: height, width: width, bias: false, name: "\(name).conv2", arena: arena)
         let p = conv2.outputHeight, q = conv2.outputImageWidth
-        let norm2 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: p, width: q, name: "\(name).norm2", arena: arena)
+        let norm2 = GroupNorm(groups: bottleneckGroups, channels: bottleneck, height: p, width: q, activation: relu,
+                              name: "\(name).norm2", arena: arena)
         let conv3 = Conv2d(inChannels: bottleneck, outChannels: outChannels, kernel: 1, height: p, width: q,
                            bias: false, name: "\(name).conv3", arena: arena)
         let norm3 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm3", arena: arena)
-        self.init(main: Sequential([conv1, norm1, ReLU(width: conv1.outputWidth), conv2, norm2, ReLU(width: conv2.outputWidth), conv3, norm3]),
-                  inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
-                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, name: name, arena: arena)
+        let layers: [Layer] = fused ? [conv1, norm1, conv2, norm2, conv3, norm3]
+            : [conv1, norm1, ReLU(width: conv1.outputWidth), conv2, norm2, ReLU(width: conv2.outputWidth), conv3, norm3]
+        self.init(main: Sequential(layers), inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
+                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, fused: fused, name: name, arena: arena)
     }
 
     /// `main` maps C x H x W to O x P x Q; the skip is added after it (a projection when the shape changes).
+    /// `fused`: the last GroupNorm of `main` (when it ends in one) runs the add + ReLU in its pass.
     init(main: Sequential, inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, outputHeight p: Int,
-         outputWidth q: Int, dropPath: Float, key: DropoutKey, name: String, arena: ParameterArena) {
+         outputWidth q: Int, dropPath: Float, key: DropoutKey, fused: Bool, name: String, arena: ParameterArena) {
         self.main = main
+        if fused, main.layers.count >= 2, let norm = main.layers.last as? GroupNorm {
+            body = Sequential(Array(main.layers.dropLast()))
+            lastNorm = norm
+        } else {
+            body = nil
+            lastNorm = nil
+        }
         projection = stride == 1 && inChannels == outChannels ? nil
             : Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 1, stride: stride,
                      height: height, width: width, name: "\(name).projection", arena: arena)
@@ -89,6 +113,14 @@ public final class ResidualBlock: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let n = batch * outputWidth
         let y = output.pointer(count: n)
+        if let body, let lastNorm, !dropPath.active {
+            fusedLastForward = true
+            let h = body.forward(input, batch: batch)
+            let skip = projection.map { UnsafePointer($0.forward(input, batch: batch)) } ?? input
+            lastNorm.forward(h, addingReLU: skip, into: y, batch: batch)
+            return y
+        }
+        fusedLastForward = false
         let mainOutput = dropPath.forward(main.forward(input, batch: batch), batch: batch)
         // The sum and the ReLU in one pass (main + skip, the order the plain loop added them in).
         let skip = projection.map { UnsafePointer($0.forward(input, batch: batch)) } ?? input
@@ -100,18 +132,26 @@ public final class ResidualBlock: Layer {
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         let n = batch * outputWidth
         let dy = outputGradient
-        Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: n)
-        // The main path may consume its gradient, so the skip path gets a copy.
-        let ds = skipGradient.pointer(count: n)
-        ds.update(from: dy, count: n)
-        let dMain = main.backward(dropPath.backward(dy, batch: batch)!, batch: batch)
+        let dMain: UnsafeMutablePointer<Float>?, skipInput: UnsafeMutablePointer<Float>
+        if fusedLastForward, let body, let lastNorm {
+            // The ReLU's mask and the last GroupNorm's backward in one pass; dy is left masked, the skip's
+            // gradient, which nothing on the main path writes to: no copy.
+            dMain = body.backward(lastNorm.backward(dy, throughAddReLU: output.tensor.data, batch: batch)!, batch: batch)
+            skipInput = dy
+        } else {
+            Kernels.reluBackward(inputGradient: dy, outputGradient: dy, output: output.tensor.data, count: n)
+            // The main path may consume its gradient (the drop path scales it in place), so the skip path gets a copy.
+            skipInput = skipGradient.pointer(count: n)
+            skipInput.update(from: dy, count: n)
+            dMain = main.backward(dropPath.backward(dy, batch: batch)!, batch: batch)
+        }
         let dSkip: UnsafeMutablePointer<Float>?
-        if let projection { dSkip = projection.backward(ds, batch: batch) } else { dSkip = ds }
+        if let projection { dSkip = projection.backward(skipInput, batch: batch) } else { dSkip = skipInput }
         guard computesInputGradient, let dMain, let dSkip else { return nil }
-        let m = batch * inputWidth
-        let dx = inputGradient.pointer(count: m)
-        for i in 0..<m { dx[i] = dMain[i] + dSkip[i] }
-        return dx
+        // dx = dMain + dSkip, into dMain (the main path's first layer's gradient buffer, ours to consume):
+        // no buffer of its own to stream through. axpy with alpha 1 rounds as the plain sum does.
+        Kernels.axpy(dMain, alpha: 1, x: dSkip, count: batch * inputWidth)
+        return dMain
     }
 }
 
@@ -143,11 +183,11 @@ public enum CNN {
         precondition(poolStages >= 1 && poolStages <= channels.count, "CNN pools 1...\(channels.count) stages, got \(poolStages)")
         let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
                           height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
+        // The stem's ReLU runs in its GroupNorm's pass.
         var layers: [Layer] = [
             stem,
             GroupNorm(groups: groups(for: channels[0]), channels: channels[0], height: inputHeight, width: inputWidth,
-                      name: "\(name).stem_norm", arena: arena),
-            ReLU(width: stem.outputWidth),
+                      activation: .relu, name: "\(name).stem_norm", arena: arena),
         ]
         func pool(_ c: Int, _ h: Int, _ w: Int) -> AdaptiveAveragePool {
             AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells)

@@ -37,22 +37,51 @@ extension Kernels {
         ck_col2im(x, columns, count, columnStride, shape.c)
     }
 
+    /// What a group normalisation kernel runs in the same pass after the normalisation.
+    public enum GroupNormActivation: Sendable {
+        /// Nothing: y is the normalised value.
+        case none
+        /// A ReLU: y = max(GN(x), 0).
+        case relu
+        /// The residual block's end: y = max(GN(x) + skip, 0).
+        case addReLU
+
+        var c: Int32 {
+            switch self {
+            case .none: Int32(CK_GROUP_NORM_PLAIN)
+            case .relu: Int32(CK_GROUP_NORM_RELU)
+            case .addReLU: Int32(CK_GROUP_NORM_ADD_RELU)
+            }
+        }
+    }
+
     /// Group normalisation forward (see `ck_group_norm_forward`): x, y B x (C HW); mean, inverse std B x G.
+    /// `residual` (B x (C HW), the skip) is read only by `.addReLU`. The fused activations give the
+    /// bits of the normalisation followed by `relu` or `addReLU`.
     @inline(__always)
     public static func groupNormForward(_ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
                                         inverseStd: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                        activation: GroupNormActivation = .none, residual: UnsafePointer<Float>? = nil,
                                         batch: Int, channels: Int, groups: Int, pixels: Int, epsilon: Float) {
-        ck_group_norm_forward(y, mean, inverseStd, x, gamma, beta, batch, channels, groups, pixels, epsilon)
+        precondition(activation != .addReLU || residual != nil, "groupNormForward: .addReLU needs the residual")
+        ck_group_norm_forward(y, mean, inverseStd, x, gamma, beta, activation.c, residual, batch, channels, groups, pixels, epsilon)
     }
 
-    /// Group normalisation backward: adds into dgamma and dbeta; writes dx unless it is nil.
+    /// Group normalisation backward through `activation`: adds into dgamma and dbeta; writes dx unless
+    /// it is nil. `.relu` recomputes the ReLU's sides from x, gamma and beta; `.addReLU` reads them from
+    /// the forward's `output` and leaves dy masked (the skip's gradient). The bits of `reluBackward`
+    /// followed by the plain backward.
     @inline(__always)
     public static func groupNormBackward(inputGradient dx: UnsafeMutablePointer<Float>?, scaleGradient dgamma: UnsafeMutablePointer<Float>,
-                                         shiftGradient dbeta: UnsafeMutablePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                         shiftGradient dbeta: UnsafeMutablePointer<Float>, outputGradient dy: UnsafeMutablePointer<Float>,
                                          input x: UnsafePointer<Float>, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
-                                         gamma: UnsafePointer<Float>, batch: Int, channels: Int, groups: Int, pixels: Int) {
-        ck_group_norm_backward(dx, dgamma, dbeta, dy, x, mean, inverseStd, gamma, batch, channels, groups, pixels)
+                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                         activation: GroupNormActivation = .none, output: UnsafePointer<Float>? = nil,
+                                         batch: Int, channels: Int, groups: Int, pixels: Int) {
+        precondition(activation != .addReLU || output != nil, "groupNormBackward: .addReLU needs the forward's output")
+        ck_group_norm_backward(dx, dgamma, dbeta, dy, x, mean, inverseStd, gamma, beta, activation.c, output,
+                               batch, channels, groups, pixels)
     }
 
     /// y = max(a + b, 0); y may be a.

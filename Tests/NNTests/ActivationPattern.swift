@@ -15,6 +15,7 @@ func activationPattern(of layer: Layer, batch: Int) -> [Bool] {
     case let sequential as Sequential: return sequential.layers.flatMap { activationPattern(of: $0, batch: batch) }
     case let relu as ReLU: return sides(relu.output, relu.outputWidth)
     case let linear as Linear: return linear.activation == .relu ? sides(linear.output, linear.outputWidth) : []
+    case let norm as GroupNorm: return norm.activation == .relu ? sides(norm.output, norm.outputWidth) : []
     case let block as ResidualBlock: return activationPattern(of: block.main, batch: batch) + sides(block.output, block.outputWidth)
     case let multiScale as MultiScalePool:
         return activationPattern(of: multiScale.stage, batch: batch) + activationPattern(of: multiScale.inner, batch: batch)

@@ -63,7 +63,7 @@ extension ConvLayerTests {
         let dx = Tensor(zeros: [n]), dgamma = Tensor(zeros: [c]), dbeta = Tensor(zeros: [c])
         for i in 0..<c { dgamma[i] = 0.5; dbeta[i] = -0.5 }
         Kernels.groupNormBackward(inputGradient: dx.data, scaleGradient: dgamma.data, shiftGradient: dbeta.data, outputGradient: dy.data,
-                                  input: x.data, mean: mean.data, inverseStd: inv.data, gamma: gamma.data,
+                                  input: x.data, mean: mean.data, inverseStd: inv.data, gamma: gamma.data, beta: beta.data,
                                   batch: b, channels: c, groups: g, pixels: h * w)
 
         let yR = Tensor(zeros: [n]), meanR = Tensor(zeros: [b * g]), invR = Tensor(zeros: [b * g])

@@ -1,5 +1,6 @@
 // Kernels of the convolutional encoder: im2col / col2im over a group of images, group
-// normalisation forward and backward, and the residual block's add + ReLU. Each runs at the
+// normalisation forward and backward (alone, with the following ReLU, or with the residual
+// block's add + ReLU), and the residual block's add + ReLU. Each runs at the
 // thread's instruction set (ck_instruction_set) and gives the same bits at every level: the
 // reductions use fixed lanes and the file is compiled without FMA contraction.
 #ifndef CONTRAST_CKERNELS_CONV_H
@@ -20,17 +21,27 @@ void ck_im2col(float *cols, const float *x, size_t images, size_t column_stride,
 /// image by image, rows (c, i, j) in order, so each pixel's sum runs in the plain loop's order.
 void ck_col2im(float *x, const float *cols, size_t images, size_t column_stride, ck_conv_shape shape);
 
+/// What follows a group normalisation in the same pass (the layers it stands for, fused):
+/// nothing; a ReLU; the residual block's add of the skip then its ReLU.
+enum { CK_GROUP_NORM_PLAIN = 0, CK_GROUP_NORM_RELU = 1, CK_GROUP_NORM_ADD_RELU = 2 };
+
 /// Group normalisation forward over B samples of C channels x HW pixels in G groups:
 /// per (sample, group) of N = (C / G) HW values, mean and variance (biased) accumulated in double,
-/// inv = 1 / sqrt(var + eps), y = x a + (beta - mean a) with a = inv gamma[c].
-/// Saves mean and inv per (b, g) (B x G each).
+/// inv = 1 / sqrt(var + eps), v = x a + (beta - mean a) with a = inv gamma[c]; then y = v (PLAIN),
+/// max(v, 0) (RELU) or max(v + residual, 0) (ADD_RELU; residual B x C HW, NULL otherwise), the
+/// separate passes' bits. Saves mean and inv per (b, g) (B x G each).
 void ck_group_norm_forward(float *y, float *mean, float *inv, const float *x, const float *gamma, const float *beta,
-                           size_t batch, size_t channels, size_t groups, size_t hw, float eps);
-/// Its backward: dgamma[c] += sum dy x-hat, dbeta[c] += sum dy, and (dx non-NULL)
-/// dx = inv / N (N dy gamma[c] - sum(dy gamma) - x-hat sum(dy gamma x-hat)) over each (sample, group).
-void ck_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *mean, const float *inv, const float *gamma,
-                            size_t batch, size_t channels, size_t groups, size_t hw);
+                           int activation, const float *residual, size_t batch, size_t channels, size_t groups, size_t hw,
+                           float eps);
+/// Its backward: with g = dy masked by the activation's ReLU (g = dy for PLAIN), dgamma[c] +=
+/// sum g x-hat, dbeta[c] += sum g, and (dx non-NULL) dx = inv / N (N g gamma[c] - sum(g gamma) -
+/// x-hat sum(g gamma x-hat)) over each (sample, group): the ReLU backward then the plain
+/// normalisation's, bit for bit. RELU recomputes the ReLU's sides from x, gamma and beta (`out`
+/// unused); ADD_RELU reads them from the block's output `out` (> 0) and overwrites dy with g, the
+/// skip path's gradient.
+void ck_group_norm_backward(float *dx, float *dgamma, float *dbeta, float *dy, const float *x,
+                            const float *mean, const float *inv, const float *gamma, const float *beta, int activation,
+                            const float *out, size_t batch, size_t channels, size_t groups, size_t hw);
 
 /// y = max(a + b, 0) (y may be a).
 void ck_add_relu(float *y, const float *a, const float *b, size_t n);
