@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""PyTorch DDP side of the P-rank side-by-side training-step benchmark (fmnist-simclr-mlp, step only).
+"""PyTorch DDP side of the P-rank side-by-side training-step benchmark (fmnist-simclr-mlp or -cnn, step only).
 
 The workload of benchmarks/torch_step.py (model, layer order, initialisation, AdamW; the
-definitions are imported from it), run data-parallel: P processes started with
-torch.multiprocessing.spawn, DistributedDataParallel over the gloo backend (CPU), one
-compute thread per rank, as the Swift side runs one rank per core.
+definitions are imported from it), or with --model cnn that of benchmarks/torch_cnn_step.py (the
+CNN of configs/fmnist-simclr-cnn.yaml, 1 x 28 x 28 inputs, AdamW lr 2e-3), run data-parallel: P
+processes started with torch.multiprocessing.spawn, DistributedDataParallel over the gloo backend
+(CPU), one compute thread per rank, as the Swift side runs one rank per core.
 
   per rank  256 images = 512 views, fixed random inputs (augmentation excluded)
   loss      NT-Xent, temperature 0.2, over the GLOBAL batch of P*512 views: the embeddings
@@ -15,8 +16,8 @@ compute thread per rank, as the Swift side runs one rank per core.
   update    AdamW lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-4 (DDP all-reduces
             the gradients during backward, overlapped with it, in gloo's own threads)
 
-  /usr/bin/python3 benchmarks/torch_ddp_step.py [--ranks 2] [--steps 30] [--warmup 5] [--port N]
-  /usr/bin/python3 benchmarks/torch_ddp_step.py --ranks 2 --check   # DDP gradient == 1-process gradient?
+  /usr/bin/python3 benchmarks/torch_ddp_step.py [--model mlp|cnn] [--ranks 2] [--steps 30] [--warmup 5] [--port N]
+  /usr/bin/python3 benchmarks/torch_ddp_step.py [--model cnn] --ranks 2 --check   # DDP gradient == 1-process gradient?
 
 (Debian's torchrun is broken, hence spawn.) OMP_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE and
 OPENBLAS_NUM_THREADS=1 are set here, if unset, before torch loads, and inherited by the ranks.
@@ -31,6 +32,10 @@ and the gradient all-reduce, so a rank that runs ahead waits inside its step and
 times agree closely; the max is the conservative choice. As a cross-check, wall_ms_per_step
 is the time from a barrier before the first measured step to the end of the last one,
 divided by the number of steps (max over ranks): the sustained rate, noise included.
+
+Memory: each rank's peak resident set (VmHWM of /proc/self/status, torch's import and the
+process group included) after its last step, peak_resident_mb_per_rank, to set beside
+contrast's memory account (`bench step`).
 """
 import os
 
@@ -39,6 +44,7 @@ for name, value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
     os.environ.setdefault(name, value)
 
 import argparse
+import copy
 import json
 import platform
 import socket
@@ -57,6 +63,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from torch_step import ENCODER, HEAD, IMAGES, TEMPERATURE, VIEWS, mlp, openblas
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from load_safetensors import CNN  # noqa: E402  (the module contrast's CNN export is checked against)
+
+LEARNING_RATE = {"mlp": 1e-3, "cnn": 2e-3}   # configs/fmnist-simclr.yaml's and configs/fmnist-simclr-cnn.yaml's
 
 PHASES = ("forward_loss", "backward", "optimizer", "total")
 
@@ -97,16 +108,27 @@ def step_loss(model, x, rank):
     return nt_xent_global(z, z_all, rank, TEMPERATURE)
 
 
+def cnn():
+    """torch_cnn_step.py's network: the CNN of configs/fmnist-simclr-cnn.yaml (h = 864) and its head."""
+    metadata = {"encoder_channels": "[16, 32, 64]", "encoder_groups": "[8, 8, 8]", "image_shape": "[28, 28]",
+                "pool_cells": "3", "pool_stages": "2", "norm_eps": "1e-5", "encoder_fc": "false"}
+    return nn.Sequential(CNN(metadata), nn.Sequential(nn.Linear(864, 256), nn.ReLU(), nn.Linear(256, 128)))
+
+
 def build(arguments, rank, ranks):
-    """The model (same seed, order and initialisation as torch_step.py) and every rank's input.
+    """The model (same seed, order and initialisation as torch_step.py or torch_cnn_step.py) and every rank's input.
 
     Inputs: after the model is initialised, the global generator draws one V x 784 tensor
-    per rank in rank order and rank r keeps the r-th, so rank 0's input is torch_step.py's x
-    and --ranks 1 starts from torch_step.py's exact first step.
+    (cnn: V x 1 x 28 x 28) per rank in rank order and rank r keeps the r-th, so rank 0's input is
+    the single-process script's x and --ranks 1 starts from its exact first step.
     """
     torch.manual_seed(arguments.seed)
-    model = nn.Sequential(mlp(ENCODER), mlp(HEAD))                 # encoder then head, as torch_step.py
-    inputs = [torch.rand(VIEWS, ENCODER[0]) for _ in range(ranks)]
+    if arguments.model == "cnn":
+        model = cnn()
+        inputs = [torch.rand(VIEWS, 1, 28, 28) for _ in range(ranks)]
+    else:
+        model = nn.Sequential(mlp(ENCODER), mlp(HEAD))             # encoder then head, as torch_step.py
+        inputs = [torch.rand(VIEWS, ENCODER[0]) for _ in range(ranks)]
     return model, inputs
 
 
@@ -117,8 +139,7 @@ def check_gradient(arguments, rank, ranks, model, inputs):
     """
     model.double()
     inputs = [x.double() for x in inputs]
-    reference = nn.Sequential(mlp(ENCODER), mlp(HEAD)).double()
-    reference.load_state_dict(model.state_dict())
+    reference = copy.deepcopy(model)
     ddp = DistributedDataParallel(model)
     loss = step_loss(ddp, inputs[rank], rank)
     loss.backward()
@@ -140,6 +161,7 @@ def check_gradient(arguments, rank, ranks, model, inputs):
         worst = max(worst, ((p.grad - q.grad).abs().max() / q.grad.abs().max().clamp_min(1e-30)).item())
     print(json.dumps({
         "check": "DDP gradient vs single-process gradient on the global batch",
+        "model": arguments.model,
         "ranks": ranks,
         "loss_ddp": global_loss.item(),
         "loss_single_process": reference_loss.item(),
@@ -167,7 +189,7 @@ def worker(rank, ranks, port, arguments):
 def run(arguments, rank, ranks, model, x, blas):
     ddp = DistributedDataParallel(model)                            # broadcasts rank 0's parameters
     parameters = list(ddp.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE[arguments.model], betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
 
     times = torch.zeros(arguments.steps, len(PHASES), dtype=torch.float64)
     losses = []
@@ -198,6 +220,8 @@ def run(arguments, rank, ranks, model, x, blas):
     global_losses /= ranks
     rank_totals = [torch.zeros(arguments.steps, dtype=torch.float64) for _ in range(ranks)]
     dist.all_gather(rank_totals, rank_times[:, PHASES.index("total")].contiguous())
+    peaks = [torch.zeros(1, dtype=torch.float64) for _ in range(ranks)]
+    dist.all_gather(peaks, torch.tensor([peak_resident_bytes()], dtype=torch.float64))
     if rank != 0:
         return
 
@@ -205,7 +229,8 @@ def run(arguments, rank, ranks, model, x, blas):
     wall_ms = 1e3 * wall.item() / arguments.steps
     config = torch.__config__.show()
     result = {
-        "benchmark": "fmnist-simclr-mlp step (augmentation excluded), data-parallel",
+        "benchmark": f"fmnist-simclr-{arguments.model} step (augmentation excluded), data-parallel",
+        "model": arguments.model,
         "framework": "pytorch",
         "torch_version": torch.__version__,
         "python": platform.python_version(),
@@ -230,10 +255,23 @@ def run(arguments, rank, ranks, model, x, blas):
         "wall_ms_per_step": round(wall_ms, 3),
         "images_per_second": round(ranks * IMAGES / (median_ms["total"] / 1e3), 1),
         "images_per_second_wall": round(ranks * IMAGES / (wall_ms / 1e3), 1),
+        "peak_resident_mb_per_rank": [round(p.item() / 1e6, 1) for p in peaks],
         "loss_first": round(global_losses[0].item(), 5),
         "loss_last": round(global_losses[-1].item(), 5),
     }
     print(json.dumps(result), flush=True)
+
+
+def peak_resident_bytes():
+    """VmHWM of this process (Linux), in bytes; 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return 1024 * int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def free_port():
@@ -244,6 +282,8 @@ def free_port():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                        help="the network: torch_step.py's MLP or torch_cnn_step.py's CNN")
     parser.add_argument("--ranks", type=int, default=2, help="processes P (one thread each)")
     parser.add_argument("--steps", type=int, default=30, help="measured steps K")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")

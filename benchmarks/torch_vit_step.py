@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--preset", choices=sorted(PRESETS), default="vit-small-28")
     parser.add_argument("--images", type=int, default=256, help="N images per step (2N views)")
     parser.add_argument("--channels", type=int, default=0,
-                        help="image channels instead of the preset's (1: grey, as contrast's ViT reads images today)")
+                        help="image channels instead of the preset's (1: grey)")
     parser.add_argument("--steps", type=int, default=10, help="measured steps")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     parser.add_argument("--seed", type=int, default=0)

@@ -178,35 +178,77 @@ public enum Bench {
     /// collectives keep ranks in step). Then one more step with its GEMMs recorded, each timed
     /// alone at one BLAS thread (`GEMMAccount`), and the memory account of its buffers against
     /// the peak resident set (`MemoryAccount`).
+    ///
+    /// `syntheticImages` [channels, height, width]: instead of the config's data set, every step
+    /// trains on one fixed batch of uniform random pixels of that shape (no data set is read and
+    /// no augmentation runs): for inputs no prepared data set holds yet, such as 3-channel 32 x 32
+    /// images. The step's work does not depend on the pixel values. SimCLR views only (loss.kind ntxent).
     public static func step(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                            repeats: Int, warmup: Int) throws -> (StepFigures, BenchOutput) {
+                            repeats: Int, warmup: Int, syntheticImages: [Int]? = nil) throws -> (StepFigures, BenchOutput) {
         BLASThreads.set(config.train.blasThreads)
         let p = communicator.size
-        let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
-        let sampler = data.sampler
         let b = config.data.batchPerRank, v = 2 * b
+        let data: TrainingData?, inputWidth: Int, pairWidth: Int, imageShape: [Int]?
+        if let synthetic = syntheticImages {
+            precondition(synthetic.count == 3 && synthetic.allSatisfy { $0 >= 1 }, "syntheticImages is [channels, height, width], got \(synthetic)")
+            guard config.loss.kind == .ntxent else {
+                throw ConfigError(key: "loss.kind", problem: "bench step --synthetic-images makes the two views of SimCLR only, but "
+                                  + "config key 'loss.kind' is \(config.loss.kind.rawValue)",
+                                  hint: "use --set loss.kind=ntxent, or leave out --synthetic-images to step on the config's data")
+            }
+            data = nil
+            inputWidth = synthetic.reduce(1, *)
+            pairWidth = 0
+            imageShape = synthetic[0] == 1 ? Array(synthetic.dropFirst()) : synthetic   // grey images are [height, width], as data sets give them
+        } else {
+            let real = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
+            data = real
+            inputWidth = real.train.featureWidth
+            pairWidth = real.train.pairWidth
+            imageShape = real.imageShape
+        }
         let residentBefore = ResidentMemory.current(), scratchBefore = ScratchBuffer.liveBytes
         ResidentMemory.resetPeak()
-        let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: b, totalSteps: warmup + repeats + 1)
-        let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
+        let step = try TrainingStep(config: config, communicator: communicator, inputWidth: inputWidth,
+                                    pairWidth: pairWidth, imageShape: imageShape, samplesPerStep: b, totalSteps: warmup + repeats + 1)
+        // One forward before the first step: the scratch it grows are the forward's buffers (the activations
+        // backward reads, and the forward's workspace); what the step grows after them is backward's and the loss's.
+        // Gradient caching forwards in chunks, and CLIP's batch is not views: their split is not measured.
+        var forwardBytes: Int? = nil
+        if config.train.gradientCacheChunk == 0 && config.loss.kind != .clip {
+            let scratchMade = ScratchBuffer.liveBytes
+            if data == nil { fillSynthetic(step.batch, seed: UInt64(config.seed), rank: communicator.rank) }
+            _ = step.model.forward(step.batch.data, batch: v)
+            forwardBytes = ScratchBuffer.liveBytes - scratchMade
+        }
         var stepIndex = 0
-        func oneStep() throws -> TrainingStep.Result {
-            let t0 = monotonicSeconds()
-            data.maker.makeBatch(samples: order.batch(stepIndex % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
-            stepIndex += 1
-            let augmentation = monotonicSeconds() - t0
-            var result = try step.step(stepIndex - 1, input: step.batch.data)
-            result.times.dataWait = augmentation
-            return result
+        let oneStep: () throws -> TrainingStep.Result
+        if let data {
+            let sampler = data.sampler
+            let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
+            oneStep = {
+                let t0 = monotonicSeconds()
+                data.maker.makeBatch(samples: order.batch(stepIndex % sampler.batchesPerEpoch), epoch: 0, into: step.batch.data)
+                stepIndex += 1
+                let augmentation = monotonicSeconds() - t0
+                var result = try step.step(stepIndex - 1, input: step.batch.data)
+                result.times.dataWait = augmentation
+                return result
+            }
+        } else {
+            fillSynthetic(step.batch, seed: UInt64(config.seed), rank: communicator.rank)
+            oneStep = {
+                stepIndex += 1
+                return try step.step(stepIndex - 1, input: step.batch.data)
+            }
         }
         let results = try afterWarmup(repeats: repeats, warmup: warmup) { _ in try oneStep() }
         let all = results.map(\.times)
         // Before the GEMM timing below allocates its own operands.
-        let residentPeak = ResidentMemory.peak()
+        let residentPeak = ResidentMemory.peak(), residentParts = ResidentMemory.parts()
         var peaks = [Double(residentPeak)]
         try communicator.allReduceMax(&peaks)
-        let memory = MemoryAccount(step: step, scratchBytesBefore: scratchBefore)
+        let memory = MemoryAccount(step: step, scratchBytesBefore: scratchBefore, forwardBytes: forwardBytes)
         let recorded = try GEMMRecording.record { try oneStep() }.calls
         let gemmAccount = GEMMAccount(recorded, repeats: max(repeats, 5))
         BLASThreads.set(config.train.blasThreads)
@@ -229,6 +271,7 @@ public enum Bench {
 
         let out = BenchOutput(bench: "step")
         for line in [
+            (syntheticImages.map { "synthetic input: one fixed batch of random \($0.map(String.init).joined(separator: " x ")) images, no data set, no augmentation" } ?? "input: \(config.data.dataset.rawValue) at \(config.data.path)"),
             "training step, \(b) samples (\(config.loss.kind == .clip ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.dataWait * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
@@ -252,16 +295,21 @@ public enum Bench {
         out.line(String(format: "  sum %.2f ms (%.2f GFLOP at %.1f GFLOP/s); step / GEMM sum = %.3f (target <= 1.1)", gemmAccount.totalSeconds * 1e3,
                         gemmAccount.totalFlops / 1e9, gemmAccount.totalFlops / gemmAccount.totalSeconds / 1e9, stepOnly / gemmAccount.totalSeconds))
         out.line("memory account (rank 0, bytes of the step's own buffers):")
+        let labelWidth = memory.parts.map(\.0.count).max() ?? 42
         for (name, bytes) in memory.parts {
-            out.line("  " + padded(name, 42) + String(format: " %9.2f MB", Double(bytes) / 1e6))
+            out.line("  " + padded(name, labelWidth) + String(format: " %9.2f MB", Double(bytes) / 1e6))
         }
-        out.line("  " + padded("sum", 42) + String(format: " %9.2f MB", Double(memory.total) / 1e6))
+        out.line("  " + padded("sum", labelWidth) + String(format: " %9.2f MB", Double(memory.total) / 1e6))
         out.line(String(format: "  peak resident (VmHWM) %.1f MB on rank 0, %.1f MB the largest over ranks = %.2fx the sum (target <= 1.5)",
                         Double(residentPeak) / 1e6, peaks[0] / 1e6, peaks[0] / Double(memory.total)))
         out.line(String(format: "  resident before the step was made %.1f MB (program, libraries, the data set: %.1f MB of samples in memory); growth to the peak %.1f MB = %.2fx the sum%@",
-                        Double(residentBefore) / 1e6, Double(MemoryAccount.dataSetBytes(data)) / 1e6, Double(residentPeak - residentBefore) / 1e6,
+                        Double(residentBefore) / 1e6, Double(data.map(MemoryAccount.dataSetBytes) ?? 0) / 1e6, Double(residentPeak - residentBefore) / 1e6,
                         Double(residentPeak - residentBefore) / Double(memory.total),
                         config.train.gradientCacheChunk > 0 ? " with train.gradient_cache_chunk=\(config.train.gradientCacheChunk)" as NSString : "" as NSString))
+
+        out.line(String(format: "  resident after the timed steps: %.1f MB anonymous (the heap: the account's buffers, the data set, allocator slack), "
+                        + "%.1f MB shared memory (Open MPI's shared-memory transport maps its segments here), %.1f MB of files (program, libraries)",
+                        Double(residentParts.anonymous) / 1e6, Double(residentParts.shared) / 1e6, Double(residentParts.file) / 1e6))
 
         var record: [String: Any] = [
             "ranks": p, "images_per_second_step": figures.imagesPerSecondStep, "images_per_second_end_to_end": figures.imagesPerSecondEndToEnd,
@@ -275,6 +323,8 @@ public enum Bench {
             },
             "memory": memory.fields, "resident_before_mb": Double(residentBefore) / 1e6, "resident_peak_mb": Double(residentPeak) / 1e6,
             "resident_peak_max_rank_mb": peaks[0] / 1e6, "resident_peak_over_memory_sum": peaks[0] / Double(memory.total),
+            "resident_anonymous_mb": Double(residentParts.anonymous) / 1e6, "resident_shared_mb": Double(residentParts.shared) / 1e6,
+            "resident_file_mb": Double(residentParts.file) / 1e6, "synthetic_images": syntheticImages ?? [],
             "wire_precision": step.reducer.precision.rawValue, "blas_threads": config.train.blasThreads, "transport": transport,
         ]
         if p > 1 {
@@ -284,6 +334,14 @@ public enum Bench {
         }
         out.record(record, stepTime)
         return (figures, out)
+    }
+}
+
+extension Bench {
+    /// Fills `batch` with uniform random pixels in [0, 1) (`bench step --synthetic-images`), a stream per rank.
+    static func fillSynthetic(_ batch: Tensor, seed: UInt64, rank: Int) {
+        var random = RandomStream(seed: seed, stream: UInt64(rank))
+        for i in 0..<batch.count { batch[i] = random.nextUniform() }
     }
 }
 
@@ -347,6 +405,12 @@ extension Bench {
 public enum ResidentMemory {
     /// VmRSS: resident now, in bytes.
     public static func current() -> Int { field("VmRSS:") }
+
+    /// The resident set now by kind, in bytes: anonymous (RssAnon: the heap), shared memory (RssShmem:
+    /// e.g. Open MPI's shared-memory segments) and file-backed (RssFile: the program and its libraries).
+    public static func parts() -> (anonymous: Int, shared: Int, file: Int) {
+        (field("RssAnon:"), field("RssShmem:"), field("RssFile:"))
+    }
 
     /// VmHWM: the peak resident set since the process started or since `resetPeak`, in bytes.
     public static func peak() -> Int { field("VmHWM:") }

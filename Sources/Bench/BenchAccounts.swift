@@ -45,7 +45,12 @@ extension Bench {
     /// - activations: every scratch buffer the step made (`ScratchBuffer.liveBytes` after a step minus
     ///   before the step was built: the layers' outputs, saved inputs and gradients), less the
     ///   NT-Xent logits below, plus the input batch. Other losses' workspaces (SupCon, hard negatives,
-    ///   CLIP) are scratch buffers too and are counted here.
+    ///   CLIP) are scratch buffers too and are counted here. Where `bench step` could measure it (one
+    ///   forward before the first step), split into the forward's buffers (each layer's output and
+    ///   saved statistics, which backward reads, and forward workspace such as a convolution's
+    ///   im2col columns) and what the step adds (each layer's input gradient, backward workspace
+    ///   such as column gradients and attention's dP, and the loss's workspaces). Every layer owns
+    ///   its buffers (DESIGN.md decision 2), so the two parts are resident together.
     /// - logits: `NTXentLoss.workspaceBytes` (A x N floats, or A x C + 3 A with loss.logit_chunk C).
     /// - embedding exchange: the gathered embeddings and both embedding gradients (2 N + 2 V) x E floats.
     /// - momentum queue (loss.moco_queue > 0): the key encoder's parameters and gradients and the
@@ -57,6 +62,8 @@ extension Bench {
         public var gradients: Int
         public var optimizerState: Int
         public var activations: Int
+        /// The part of `activations` one forward of the V views grows (nil: not measured).
+        public var forwardActivations: Int?
         public var inputBatch: Int
         public var logits: Int
         public var embeddingExchange: Int
@@ -67,8 +74,9 @@ extension Bench {
             parameters + gradients + optimizerState + activations + inputBatch + logits + embeddingExchange + momentumQueue + communication
         }
 
-        /// The account of `step` after at least one step; `scratchBytesBefore` is `ScratchBuffer.liveBytes` before it was made.
-        init(step: TrainingStep, scratchBytesBefore: Int) {
+        /// The account of `step` after at least one step; `scratchBytesBefore` is `ScratchBuffer.liveBytes` before it was
+        /// made, `forwardBytes` what one forward grew it by right after (nil: not measured).
+        init(step: TrainingStep, scratchBytesBefore: Int, forwardBytes: Int? = nil) {
             let float = MemoryLayout<Float>.stride
             parameters = step.model.arena.count * float
             gradients = step.model.arena.count * float
@@ -76,6 +84,8 @@ extension Bench {
             let objective = step.objectiveMemory
             logits = objective.logits
             activations = max(0, ScratchBuffer.liveBytes - scratchBytesBefore - logits)
+            let measuredActivations = activations
+            forwardActivations = forwardBytes.map { min($0, measuredActivations) }
             inputBatch = step.batch.count * float
             embeddingExchange = objective.embeddingExchange
             momentumQueue = objective.momentumQueue
@@ -85,15 +95,19 @@ extension Bench {
 
         /// (label, bytes) in the order the table prints them.
         public var parts: [(String, Int)] {
-            [("parameters", parameters), ("gradients", gradients), ("optimizer state", optimizerState),
-             ("activations (layer buffers)", activations), ("input batch", inputBatch), ("logits (loss workspace)", logits),
-             ("embedding exchange (gathered + gradients)", embeddingExchange), ("momentum encoder and queue", momentumQueue),
-             ("communication buffers (wire)", communication)]
+            let layers: [(String, Int)] = forwardActivations.map {
+                [("activations: forward (outputs and statistics backward reads, forward workspace)", $0),
+                 ("activations: backward (input gradients, backward workspace)", activations - $0)]
+            } ?? [("activations (layer buffers)", activations)]
+            return [("parameters", parameters), ("gradients", gradients), ("optimizer state", optimizerState)] + layers
+                + [("input batch", inputBatch), ("logits (loss workspace)", logits),
+                   ("embedding exchange (gathered + gradients)", embeddingExchange), ("momentum encoder and queue", momentumQueue),
+                   ("communication buffers (wire)", communication)]
         }
 
         public var fields: [String: Any] {
             ["parameters_bytes": parameters, "gradients_bytes": gradients, "optimizer_state_bytes": optimizerState,
-             "activations_bytes": activations, "input_batch_bytes": inputBatch, "logits_bytes": logits,
+             "activations_bytes": activations, "forward_activations_bytes": forwardActivations ?? -1, "input_batch_bytes": inputBatch, "logits_bytes": logits,
              "embedding_exchange_bytes": embeddingExchange, "momentum_queue_bytes": momentumQueue, "communication_bytes": communication,
              "total_bytes": total]
         }

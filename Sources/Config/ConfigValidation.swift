@@ -179,14 +179,21 @@ extension TrainingConfig {
 
 extension TrainingConfig {
     /// Checks of the model against the samples it will see, once the data set is known and before
-    /// the run directory exists: `imageShape` is [height, width] of uint8 images (nil for feature
-    /// vectors), `features` what they are instead, for the message (e.g. "float32 [784]").
+    /// the run directory exists: `imageShape` is [height, width] of uint8 images, or [channels, height,
+    /// width] of images with more than one channel (resnet and vit take them; `bench step
+    /// --synthetic-images` makes them until a data set can hold them), nil for feature vectors;
+    /// `features` what they are instead, for the message (e.g. "float32 [784]").
     /// (Pairs and labels the objective needs are checked where the batches are made.)
     public func validateModel(imageShape: [Int]?, features: String = "") throws {
         if model.encoder == .cnn {
-            guard let imageShape, imageShape.count == 2 else {
+            guard let imageShape, imageShape.count == 2 || imageShape.count == 3 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are "
                                   + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
+            }
+            // The cnn encoder's stem reads one channel; resnet and vit take any number.
+            guard imageShape.count == 2 else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, which reads one-channel images, "
+                                  + "but the images have \(imageShape[0]) channels", hint: "use resnet or vit for images of several channels")
             }
             // Each stage after the first halves the image (stride 2, padding 1).
             let last = model.channels.dropFirst().reduce(imageShape.min()!) { size, _ in (size + 1) / 2 }
@@ -196,38 +203,40 @@ extension TrainingConfig {
             }
         }
         if model.encoder == .resnet {
-            guard let imageShape, imageShape.count == 2 else {
+            guard let shape = imageShape, shape.count == 2 || shape.count == 3 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is resnet, but the features are "
                                   + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
             }
+            let sides = Array(shape.suffix(2))   // [height, width], after the channels when there are several
             // Sides that are multiples of the stem's and strides' product shrink exactly: every stage's maps are
             // the image over a whole factor, and no layer sees a window hanging off the edge.
             let resnet = model.resnet, factor = resnet.downsampling
             let strides = resnet.resolvedStages.map { $0.count == 3 ? String($0[2]) : "?" }.joined(separator: " x ")
-            guard imageShape[0] % factor == 0 && imageShape[1] % factor == 0 else {
+            guard sides[0] % factor == 0 && sides[1] % factor == 0 else {
                 let sizes = (1...3).map { String($0 * factor) }.joined(separator: ", ")
                 throw ConfigError(key: "model.resnet.stages", problem: "config key 'model.resnet.stages' has strides \(strides)"
                                   + (resnet.resolvedStem == .imagenet ? " after the imagenet stem (4)" : "") + ", which shrink the image by "
-                                  + "\(factor), but the images are \(imageShape[0]) x \(imageShape[1])",
+                                  + "\(factor), but the images are \(sides[0]) x \(sides[1])",
                                   hint: "use images whose sides are multiples of \(factor) (\(sizes), ...), or smaller strides"
                                   + (resnet.resolvedStem == .imagenet ? " or model.resnet.stem small" : ""))
             }
-            let last = min(imageShape[0], imageShape[1]) / factor
+            let last = min(sides[0], sides[1]) / factor
             guard model.poolCells <= last else {
                 throw ConfigError(key: "model.pool_cells", problem: "config key 'model.pool_cells' is \(model.poolCells), but the last "
                                   + "stage's feature maps are \(last) x \(last); use at most \(last)")
             }
         }
         if model.encoder == .vit {
-            guard let imageShape, imageShape.count == 2 else {
+            guard let shape = imageShape, shape.count == 2 || shape.count == 3 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is vit, but the features are "
                                   + (features.isEmpty ? "" : "\(features), ") + "not uint8 [height, width] images; use mlp for feature vectors")
             }
+            let sides = Array(shape.suffix(2))   // [height, width], after the channels when there are several
             let patch = model.vit.resolved.patch
-            guard imageShape[0] % patch == 0 && imageShape[1] % patch == 0 else {
-                let divisors = (1...min(imageShape[0], imageShape[1])).filter { imageShape[0] % $0 == 0 && imageShape[1] % $0 == 0 }
+            guard sides[0] % patch == 0 && sides[1] % patch == 0 else {
+                let divisors = (1...min(sides[0], sides[1])).filter { sides[0] % $0 == 0 && sides[1] % $0 == 0 }
                 throw ConfigError(key: "model.vit.patch", problem: "config key 'model.vit.patch' is \(patch), which does not divide the "
-                                  + "\(imageShape[0]) x \(imageShape[1]) images", hint: "use one of \(divisors.map(String.init).joined(separator: ", "))")
+                                  + "\(sides[0]) x \(sides[1]) images", hint: "use one of \(divisors.map(String.init).joined(separator: ", "))")
             }
         }
     }

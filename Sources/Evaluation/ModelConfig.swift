@@ -3,7 +3,8 @@ import NN
 
 extension ContrastiveModel {
     /// The model a config's `model` section describes.
-    /// `imageShape` ([height, width]) is needed by `encoder: cnn`, `encoder: resnet` and `encoder: vit`.
+    /// `imageShape` ([height, width], or [channels, height, width] for resnet and vit) is needed by
+    /// `encoder: cnn`, `encoder: resnet` and `encoder: vit`.
     /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
     /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
@@ -24,27 +25,36 @@ extension ContrastiveModel {
                   decoderHidden: reconstruction ? section.decoder : nil, dropout: section.dropout, dropPath: section.dropPath)
     }
 
-    /// The ResNet of `model.resnet` (validated: stages of three positive numbers) on grey [height, width] images.
-    /// (3-channel images need the data side first: today's image data are uint8 [H, W].)
+    /// The ResNet of `model.resnet` (validated: stages of three positive numbers) on grey [height, width] or
+    /// [channels, height, width] images. (Data sets hold grey images today; `bench step --synthetic-images`
+    /// makes the others.)
     static func resnet(_ section: ModelSection, imageShape: [Int]) -> ResNet.Shape {
-        precondition(imageShape.count == 2, "the ResNet encoder needs the [height, width] of the images, got \(imageShape)")
-        let resnet = section.resnet
-        return ResNet.Shape(channels: 1, height: imageShape[0], width: imageShape[1],
+        precondition(imageShape.count == 2 || imageShape.count == 3,
+                     "the ResNet encoder needs the [height, width] or [channels, height, width] of the images, got \(imageShape)")
+        let resnet = section.resnet, (channels, height, width) = Self.channelsAndSides(imageShape)
+        return ResNet.Shape(channels: channels, height: height, width: width,
                             stem: resnet.resolvedStem == .imagenet ? .imagenet : .small,
                             block: resnet.block == .basic ? .basic : .bottleneck(expansion: resnet.expansion),
                             stages: resnet.resolvedStages.map { ResNet.Stage(channels: $0[0], blocks: $0[1], stride: $0[2]) },
                             poolCells: section.poolCells, poolStages: section.poolStages, dropPath: section.dropPath)
     }
 
-    /// The ViT of `model.vit` (validated: a shape for every key, heads dividing dim) on grey [height, width] images.
+    /// The ViT of `model.vit` (validated: a shape for every key, heads dividing dim) on grey [height, width] or
+    /// [channels, height, width] images.
     static func visionTransformer(_ section: ViTSection, imageShape: [Int], dropout: Float = 0, attentionDropout: Float = 0,
                                   dropPath: Float = 0) -> VisionTransformer.Shape {
-        precondition(imageShape.count == 2, "the ViT encoder needs the [height, width] of the images, got \(imageShape)")
-        let shape = section.resolved
-        return VisionTransformer.Shape(channels: 1, height: imageShape[0], width: imageShape[1], patch: shape.patch, dim: shape.dim,
+        precondition(imageShape.count == 2 || imageShape.count == 3,
+                     "the ViT encoder needs the [height, width] or [channels, height, width] of the images, got \(imageShape)")
+        let shape = section.resolved, (channels, height, width) = Self.channelsAndSides(imageShape)
+        return VisionTransformer.Shape(channels: channels, height: height, width: width, patch: shape.patch, dim: shape.dim,
                                        depth: shape.depth, heads: shape.heads, mlpRatio: shape.mlpRatio,
                                        pool: section.pool == .cls ? .classToken : .mean,
                                        attention: section.attentionTile > 0 ? .tiled(section.attentionTile) : .plain,
                                        dropout: dropout, attentionDropout: attentionDropout, dropPath: dropPath)
+    }
+
+    /// (channels, height, width) of [height, width] (one channel) or [channels, height, width].
+    static func channelsAndSides(_ imageShape: [Int]) -> (Int, Int, Int) {
+        imageShape.count == 3 ? (imageShape[0], imageShape[1], imageShape[2]) : (1, imageShape[0], imageShape[1])
     }
 }

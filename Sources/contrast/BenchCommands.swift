@@ -95,18 +95,38 @@ struct BenchCommand: ParsableCommand {
     struct Step: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "step",
             abstract: "Training step time and its split, its GEMM account, memory account and hidden communication.",
-            discussion: "--ranks N starts N ranks through mpirun (or run it under mpirun / srun yourself). With --json, one JSON object.")
+            discussion: "--ranks N starts N ranks through mpirun (or run it under mpirun / srun yourself). With --json, one JSON object. "
+                + "--synthetic-images CxHxW steps on one fixed batch of random images of that shape instead of the config's data set "
+                + "(e.g. 3x32x32 for resnet or vit, whose data sets do not hold 3-channel images yet; SimCLR only).")
         @Option(help: "Timed steps (median reported).") var repeats = 30
         @Option(help: "Warm-up steps, not timed.") var warmup = 5
         @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
         @Flag(help: "With --ranks: TCP between ranks instead of shared memory.") var tcp = false
         @Flag(help: "Print one JSON object instead of the table.") var json = false
+        @Option(help: ArgumentHelp("Step on random images of channels x height x width instead of the config's data set (no augmentation).",
+                                   valueName: "CxHxW")) var syntheticImages: String?
         @OptionGroup var options: ConfigOptions
 
+        /// --synthetic-images as [channels, height, width].
+        var syntheticShape: [Int]? {
+            get throws {
+                guard let syntheticImages else { return nil }
+                let shape = syntheticImages.split(separator: "x", omittingEmptySubsequences: false).compactMap { Int($0) }
+                guard shape.count == 3 && syntheticImages.split(separator: "x", omittingEmptySubsequences: false).count == 3
+                      && shape.allSatisfy({ $0 >= 1 }) else {
+                    throw ValidationError("--synthetic-images must be channels x height x width of positive numbers, e.g. 3x32x32, got \(syntheticImages)")
+                }
+                return shape
+            }
+        }
+
         func run() throws {
+            // Checked before any rank starts: one line, once, exit 1 (reportingErrors), not the usage text.
+            var synthetic: [Int]?
+            try reportingErrors { synthetic = try syntheticShape }
             try runOnRanks(relaunchingAs: ranks, tcp: tcp) { communicator in
                 let (_, out) = try Bench.step(config: try options.load(), communicator: communicator,
-                                                       repeats: repeats, warmup: warmup)
+                                                       repeats: repeats, warmup: warmup, syntheticImages: synthetic)
                 if communicator.rank == 0 { say(out.rendered(json: json)) }
             }
         }

@@ -132,6 +132,48 @@ import Testing
         #expect((two[0]["memory"] as? [String: Any])?["communication_bytes"] as? Int == (memory["parameters_bytes"] as! Int) / 2)
     }
 
+    /// `bench step --synthetic-images CxHxW` steps a ResNet and a ViT on 3-channel images no data set holds: the
+    /// first GEMMs see 3 channels (the stem's im2col rows C K K = 3 x 3 x 3, the patch embedding's C p p = 3 x 4 x 4),
+    /// and the memory account splits the activations into the forward's buffers and backward's.
+    @Test func stepRunsOnSyntheticThreeChannelImages() throws {
+        let cases: [(settings: [String], firstK: Int)] = [
+            (["model.encoder=resnet", "model.resnet.stages=[[4, 1, 1], [8, 1, 2]]", "model.representation=0"], 3 * 3 * 3),
+            (["model.encoder=vit", "model.vit.preset=none", "model.vit.patch=4", "model.vit.dim=8", "model.vit.depth=1",
+              "model.vit.heads=2", "model.vit.mlp_ratio=2", "model.representation=0"], 3 * 4 * 4),
+        ]
+        for (settings, firstK) in cases {
+            let outcome = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--synthetic-images", "3x8x8",
+                                                     "--repeats", "1", "--warmup", "0", "--json"]
+                                          + (["data.batch_per_rank=4"] + settings).flatMap { ["--set", $0] })
+            let step = try #require(try results(outcome, bench: "step").first)
+            #expect(step["synthetic_images"] as? [Int] == [3, 8, 8])
+            let account = try #require(step["gemm_account"] as? [[String: Any]])
+            #expect(account.contains { $0["k"] as? Int == firstK }, "no GEMM over \(firstK) input rows: \(account)")
+            let memory = try #require(step["memory"] as? [String: Any])
+            let forward = memory["forward_activations_bytes"] as? Int ?? -1, all = memory["activations_bytes"] as? Int ?? -1
+            #expect(forward > 0 && forward < all, "forward \(forward) of \(all) activation bytes")
+            #expect(memory["input_batch_bytes"] as? Int == 8 * 3 * 8 * 8 * 4)
+        }
+    }
+
+    func expectOneLineError(_ outcome: ProcessOutcome, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(outcome.status == 1, "status \(outcome.status): \(outcome.error)", sourceLocation: sourceLocation)
+        #expect(outcome.error.split(separator: "\n").count == 1, "expected one line, got: \(outcome.error)", sourceLocation: sourceLocation)
+        for word in words { #expect(outcome.error.contains(word), "\(outcome.error) should mention \(word)", sourceLocation: sourceLocation) }
+    }
+
+    /// --synthetic-images that is not C x H x W, that the cnn encoder cannot read, or with an objective that is not
+    /// SimCLR's two views: one line naming the option or key and the fix.
+    @Test func syntheticImagesBadInputIsOneLine() throws {
+        let base = ["bench", "step", "--config", "configs/smoke.yaml", "--repeats", "1", "--warmup", "0", "--set", "data.batch_per_rank=4"]
+        expectOneLineError(try runContrast(ranks: 1, base + ["--synthetic-images", "3x32"]), mentioning: ["--synthetic-images", "3x32x32"])
+        expectOneLineError(try runContrast(ranks: 1, base + ["--synthetic-images", "3x0x8"]), mentioning: ["--synthetic-images", "positive"])
+        expectOneLineError(try runContrast(ranks: 1, base + ["--synthetic-images", "3x28x28", "--set", "model.encoder=cnn", "--set", "model.representation=0"]),
+                           mentioning: ["model.encoder", "one-channel", "resnet or vit"])
+        expectOneLineError(try runContrast(ranks: 1, base + ["--synthetic-images", "1x28x28", "--set", "loss.kind=supcon"]),
+                           mentioning: ["loss.kind", "supcon", "ntxent"])
+    }
+
     @Test func gemmDataAndCheckpointPrintJSON() throws {
         let settings = Self.smokeSettings.flatMap { ["--set", $0] }
         let gemm = try results(try runContrast(ranks: 1, ["bench", "gemm", "--config", "configs/smoke.yaml", "--repeats", "1", "--json"] + settings),

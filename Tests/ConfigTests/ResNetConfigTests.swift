@@ -85,6 +85,37 @@ import Testing
     }
 }
 
+/// Images of several channels, [channels, height, width] (`bench step --synthetic-images`): resnet and vit take
+/// them, with their sides checked as grey images' are; cnn, whose stem reads one channel, refuses them in one line.
+@Suite struct MultiChannelImageTests {
+    func error(_ body: () throws -> Void) -> ConfigError? { ResNetConfigTests().error(body) }
+
+    @Test func resnetAndViTBuildForThreeChannels() throws {
+        let resnet = try ConfigLoader.load(file: nil, overrides: ["model.encoder=resnet", "model.resnet.preset=resnet18", "model.representation=0"])
+        try resnet.validateModel(imageShape: [3, 32, 32])
+        let failure = try #require(error { try resnet.validateModel(imageShape: [3, 28, 28]) })
+        #expect(failure.key == "model.resnet.stages" && failure.description.contains("28 x 28") && !failure.description.contains("3 x"), "\(failure)")
+        let model = ContrastiveModel(resnet.model, inputWidth: 3 * 32 * 32, imageShape: [3, 32, 32])
+        #expect(model.arena.slice(named: "encoder.conv1.weight")?.shape == [64, 3, 7, 7])
+        #expect(ContrastiveModel(resnet.model, inputWidth: 32 * 32, imageShape: [32, 32]).arena.slice(named: "encoder.conv1.weight")?.shape
+                == [64, 1, 7, 7])
+
+        let vit = try ConfigLoader.load(file: nil, overrides: ["model.encoder=vit", "model.vit.preset=vit-tiny", "model.representation=0"])
+        try vit.validateModel(imageShape: [3, 32, 32])
+        #expect(error { try vit.validateModel(imageShape: [3, 30, 30]) }?.description.contains("30 x 30 images") == true)
+        let transformer = ContrastiveModel(vit.model, inputWidth: 3 * 32 * 32, imageShape: [3, 32, 32])
+        #expect(transformer.arena.slice(named: "encoder.patch_embed.proj.weight")?.shape == [192, 3, 4, 4])
+    }
+
+    @Test func cnnRefusesSeveralChannels() throws {
+        let cnn = try ConfigLoader.load(file: nil, overrides: ["model.encoder=cnn", "model.representation=0"])
+        let failure = try #require(error { try cnn.validateModel(imageShape: [3, 28, 28]) })
+        #expect(failure.key == "model.encoder" && failure.description.contains("one-channel") && failure.description.contains("3 channels")
+                && failure.description.contains("resnet or vit") && !failure.description.contains("\n"), "\(failure)")
+        try cnn.validateModel(imageShape: [28, 28])
+    }
+}
+
 /// configs/fmnist-simclr-resnet.yaml is a valid small ResNet on 28 x 28 images.
 @Suite struct ResNetConfigFileTests {
     @Test func theResNetConfigLoadsAndBuilds() throws {
@@ -93,5 +124,14 @@ import Testing
         #expect(config.model.encoder == .resnet)
         let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
         #expect(model.representationWidth == 32 * 9 + 64 * 9)
+    }
+
+    /// configs/bench-resnet18-32.yaml: the resnet18 preset on 3 x 32 x 32 images, h = 512 (the global pool of the last stage).
+    @Test func theBenchResNet18ConfigLoadsAndBuilds() throws {
+        let config = try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/bench-resnet18-32.yaml").path, overrides: [])
+        try config.validateModel(imageShape: [3, 32, 32])
+        #expect(config.data.batchPerRank == 128 && config.model.resnet.preset == .resnet18)
+        let model = ContrastiveModel(config.model, inputWidth: 3 * 32 * 32, imageShape: [3, 32, 32])
+        #expect(model.representationWidth == 512)
     }
 }
