@@ -292,8 +292,12 @@ public enum Bench {
             out.line("  " + padded(entry.call.description, 32) + String(format: " x%-3d %8.3f ms each  %7.1f GFLOP/s", entry.count,
                             entry.time.median * 1e3, entry.call.flops / entry.time.median / 1e9))
         }
-        out.line(String(format: "  sum %.2f ms (%.2f GFLOP at %.1f GFLOP/s); step / GEMM sum = %.3f (target <= 1.1)", gemmAccount.totalSeconds * 1e3,
-                        gemmAccount.totalFlops / 1e9, gemmAccount.totalFlops / gemmAccount.totalSeconds / 1e9, stepOnly / gemmAccount.totalSeconds))
+        // The MLP's target is issue 9's; encoders with convolutions, norms and attention between
+        // their GEMMs have issue 20's looser one.
+        let target = config.model.encoder == .mlp ? "1.1" : "1.3"
+        out.line(String(format: "  sum %.2f ms (%.2f GFLOP at %.1f GFLOP/s); step / GEMM sum = %.3f",
+                        gemmAccount.totalSeconds * 1e3, gemmAccount.totalFlops / 1e9, gemmAccount.totalFlops / gemmAccount.totalSeconds / 1e9,
+                        stepOnly / gemmAccount.totalSeconds) + " (target <= \(target) for the \(config.model.encoder.rawValue) encoder)")
         out.line("memory account (rank 0, bytes of the step's own buffers):")
         let labelWidth = memory.parts.map(\.0.count).max() ?? 42
         for (name, bytes) in memory.parts {

@@ -12,7 +12,8 @@ extension Bench {
     ///     gemm sum = sum over shapes of (calls of the shape) x (median seconds of one call)
     ///
     /// step time / gemm sum is then how far the step is from its GEMMs at the machine's
-    /// single-thread GEMM rate (issue 9's target: at most 1.1).
+    /// single-thread GEMM rate (the targets: at most 1.1 for the MLP, issue 9; 1.3 for the
+    /// convolutional and Transformer encoders, issue 20).
     public struct GEMMAccount: Sendable {
         public struct Entry: Sendable {
             public var call: GEMMCall

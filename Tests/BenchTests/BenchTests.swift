@@ -156,6 +156,22 @@ import Testing
         }
     }
 
+    /// The text report judges step / GEMM against the encoder's own target: issue 9's 1.1 for the MLP, issue 20's
+    /// 1.3 for encoders with convolutions, norms and attention between their GEMMs.
+    @Test func stepReportNamesTheEncodersTarget() throws {
+        let cases: [(settings: [String], expected: String)] = [
+            ([], "(target <= 1.1 for the mlp encoder)"),
+            (["model.encoder=resnet", "model.resnet.stages=[[4, 1, 1]]", "model.representation=0"], "(target <= 1.3 for the resnet encoder)"),
+        ]
+        for (settings, expected) in cases {
+            let outcome = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--synthetic-images", "1x8x8",
+                                                     "--repeats", "1", "--warmup", "0"]
+                                          + (["data.batch_per_rank=4"] + settings).flatMap { ["--set", $0] })
+            #expect(outcome.status == 0, "\(outcome.error)")
+            #expect(outcome.output.contains(expected), "no '\(expected)' in: \(outcome.output)")
+        }
+    }
+
     func expectOneLineError(_ outcome: ProcessOutcome, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(outcome.status == 1, "status \(outcome.status): \(outcome.error)", sourceLocation: sourceLocation)
         #expect(outcome.error.split(separator: "\n").count == 1, "expected one line, got: \(outcome.error)", sourceLocation: sourceLocation)
