@@ -53,6 +53,8 @@ public final class Conv2d: Layer {
     private var chosenBackends: ConvolutionBackends
     /// oneDNN primitives per batch size (only for directions that run in oneDNN).
     private var convolutions: [Int: OneDNNConvolution] = [:]
+    /// The batch sizes oneDNN primitives were made for (tests: the oneDNN path really ran).
+    var oneDNNBatches: [Int] { convolutions.keys.sorted() }
     /// The geometry the C im2col / col2im kernels take.
     public let geometry: Kernels.ConvolutionShape
 

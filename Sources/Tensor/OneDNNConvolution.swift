@@ -145,6 +145,10 @@ public final class OneDNNConvolution {
         self.shape = shape
         self.layout = layout
         let engine = try Self.runtime.get().engine
+        // oneDNN plans a primitive's work split (backward-weights: over how many threads the batch is
+        // reduced) for the OpenMP thread count at creation; created under another count than it runs
+        // with, backward-weights was not even reproducible. So create under the count of every call.
+        Self.setThreads()
         let s = shape
         func descriptor(_ dimensions: [Int64], _ count: Int32, _ tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
             var md = dnnl_memory_desc_t()
@@ -339,7 +343,7 @@ public final class OneDNNConvolution {
         Self.activationScratch.lock.lock()
         defer { Self.activationScratch.lock.unlock() }
         bindSlots(step)
-        setThreads()
+        Self.setThreads()
         for port in step.ports where !port.isOutput { reorder(port, stream) }
         execute(step, stream)
         for port in step.ports where port.isOutput { reorder(port, stream) }
@@ -353,7 +357,7 @@ public final class OneDNNConvolution {
         Self.activationScratch.lock.lock()
         defer { Self.activationScratch.lock.unlock() }
         bindSlots(steps[direction]!)
-        setThreads()
+        Self.setThreads()
         execute(steps[direction]!, stream)
         wait(stream)
     }
@@ -361,7 +365,7 @@ public final class OneDNNConvolution {
     /// Whether `direction` reorders anything (false for `Layout.plain`, and for a blocked layout oneDNN kept plain).
     public func reorders(_ direction: Direction) -> Bool { steps[direction]!.ports.contains { $0.reorder != nil } }
 
-    private func setThreads() {
+    private static func setThreads() {
         let threads = Int32(max(1, OneDNNGEMM.threads))
         if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
     }
