@@ -45,6 +45,8 @@ extension Bench {
         public var plain: [OneDNNConvolution.Direction: Double]
         public var blocked: [OneDNNConvolution.Direction: Double]
         public var blockedPrimitive: [OneDNNConvolution.Direction: Double]
+        /// oneDNN's backward in one call (`OneDNNConvolution.backward`: dy reordered once), as the layer runs it.
+        public var blockedBackward: Double
         public var plainImplementation: [OneDNNConvolution.Direction: String]
         public var blockedImplementation: [OneDNNConvolution.Direction: String]
     }
@@ -110,8 +112,12 @@ extension Bench {
         func implementations(_ c: OneDNNConvolution) -> [D: String] {
             Dictionary(uniqueKeysWithValues: D.allCases.map { ($0, c.implementation($0) + (c.reorders($0) ? "+reorder" : "")) })
         }
-        return ConvolutionTimes(im2col: im2col, im2colBackward: both, plain: time(plain, alone: false), blocked: time(blocked, alone: false),
-                                blockedPrimitive: time(blocked, alone: true), plainImplementation: implementations(plain),
+        let blockedTimes = time(blocked, alone: false), blockedAlone = time(blocked, alone: true)
+        let blockedBackward = measure(repeats: repeats, warmup: warmup) {
+            blocked.backward(inputGradient: dx.data, weightGradient: dw, biasGradient: db, outputGradient: dy.data, input: x.data, weight: w)
+        }.median
+        return ConvolutionTimes(im2col: im2col, im2colBackward: both, plain: time(plain, alone: false), blocked: blockedTimes,
+                                blockedPrimitive: blockedAlone, blockedBackward: blockedBackward, plainImplementation: implementations(plain),
                                 blockedImplementation: implementations(blocked))
     }
 
@@ -182,8 +188,9 @@ extension Bench {
                 }
                 // Today's backward runs both directions in one pass (dy gathered once): what the split above costs it.
                 if !first {
-                    out.line("  " + padded("", 40) + padded("bwd both", 12) + String(format: " %8.2f %5.1f   (im2col's one-pass backward; split: %.2f)",
-                             t.im2colBackward * 1e3, 2 * flops / t.im2colBackward / 1e9, (t.im2col[.backwardData]! + t.im2col[.backwardWeights]!) * 1e3))
+                    out.line("  " + padded("", 40) + padded("bwd both", 12) + String(format: " %8.2f %5.1f                    %8.2f           %5.1f   (one call each; split: im2col %.2f, blocked %.2f)",
+                             t.im2colBackward * 1e3, 2 * flops / t.im2colBackward / 1e9, t.blockedBackward * 1e3, 2 * flops / t.blockedBackward / 1e9,
+                             (t.im2col[.backwardData]! + t.im2col[.backwardWeights]!) * 1e3, (t.blocked[.backwardData]! + t.blocked[.backwardWeights]!) * 1e3))
                 }
             }
             let f = totals["flops"] ?? 0

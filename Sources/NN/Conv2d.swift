@@ -156,10 +156,11 @@ public final class Conv2d: Layer {
             backwardIm2col(outputGradient, input: x, batch: batch, weights: weightsByIm2col, inputGradient: dataByIm2col ? dx : nil)
         }
         if !weightsByIm2col {
-            convolution(batch: batch).backwardWeights(weightGradient: arena.gradients(weight), biasGradient: bias.map { arena.gradients($0) },
-                                                      outputGradient: outputGradient, input: x)
-        }
-        if let dx, !dataByIm2col {
+            // Both directions in oneDNN: one call, so dy is reordered to the blocked layout once.
+            convolution(batch: batch).backward(inputGradient: dataByIm2col ? nil : dx, weightGradient: arena.gradients(weight),
+                                               biasGradient: bias.map { arena.gradients($0) }, outputGradient: outputGradient,
+                                               input: x, weight: arena.parameters(weight))
+        } else if let dx, !dataByIm2col {
             convolution(batch: batch).backwardData(inputGradient: dx, outputGradient: outputGradient, weight: arena.parameters(weight))
         }
         return dx

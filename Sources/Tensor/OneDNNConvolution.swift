@@ -56,6 +56,14 @@ public final class OneDNNConvolution {
         let innerBuffer: UnsafeMutableRawPointer?
         let slot: Int?, innerBytes: Int
         let isOutput: Bool
+        /// The layout the primitive wants (nil when it is the plain one).
+        var innerDescriptor: UnsafePointer<dnnl_memory_desc_t>? {
+            inner.flatMap { memory in
+                var md: UnsafePointer<dnnl_memory_desc_t>? = nil
+                dnnl_memory_get_memory_desc(memory, &md)
+                return md
+            }
+        }
         var memory: dnnl_memory_t { inner ?? user }
         init(argument: Int32, user: dnnl_memory_t, inner: dnnl_memory_t?, reorder: dnnl_primitive_t?,
              innerBuffer: UnsafeMutableRawPointer?, slot: Int?, innerBytes: Int, isOutput: Bool) {
@@ -216,8 +224,8 @@ public final class OneDNNConvolution {
                 }
                 let bytes = dnnl_memory_desc_get_size(wanted)
                 let isActivation = [DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_DST].contains(argument)
-                // Activation slots: the step's first input 0, its second 1, its output 2.
-                let slot: Int? = isActivation ? (isOutput ? 2 : ports.filter { $0.slot != nil && !$0.isOutput }.count) : nil
+                // Activation slots by argument: x 0, dy 1, the output 2, so both backward steps find dy in slot 1.
+                let slot: Int? = isActivation ? (isOutput ? 2 : argument == DNNL_ARG_SRC ? 0 : 1) : nil
                 let buffer: UnsafeMutableRawPointer? = isActivation ? nil : .allocate(byteCount: max(bytes, 64), alignment: 64)
                 var inner: dnnl_memory_t? = nil
                 try Self.check(dnnl_memory_create(&inner, wanted, engine, buffer), "dnnl_memory_create (blocked)")
@@ -311,6 +319,36 @@ public final class OneDNNConvolution {
         if shape.bias, let db { for o in 0..<shape.outChannels { db[o] += biasGradient[o] } }
     }
 
+    /// Both backward directions, backward-weights first: dx = conv^T(dy, W) (overwritten; skipped when nil),
+    /// dW += ..., db += ... as `backwardWeights`. When both steps want dy in the same blocked layout it is
+    /// reordered once (slot 1 holds it from the first step to the second).
+    public func backward(inputGradient dx: UnsafeMutablePointer<Float>?, weightGradient dw: UnsafeMutablePointer<Float>,
+                         biasGradient db: UnsafeMutablePointer<Float>?, outputGradient dy: UnsafePointer<Float>,
+                         input x: UnsafePointer<Float>, weight w: UnsafePointer<Float>) {
+        guard let dx else {
+            backwardWeights(weightGradient: dw, biasGradient: db, outputGradient: dy, input: x)
+            return
+        }
+        let weights = steps[.backwardWeights]!, data = steps[.backwardData]!
+        bind(weights, DNNL_ARG_SRC, x); bind(weights, DNNL_ARG_DIFF_DST, dy); bind(weights, DNNL_ARG_DIFF_WEIGHTS, weightGradient)
+        if shape.bias { bind(weights, DNNL_ARG_DIFF_BIAS, biasGradient) }
+        bind(data, DNNL_ARG_DIFF_DST, dy); bind(data, DNNL_ARG_WEIGHTS, w); bind(data, DNNL_ARG_DIFF_SRC, dx)
+        Self.activationScratch.lock.lock()
+        run(.backwardWeights, locked: true)
+        run(.backwardData, locked: true, outputGradientReordered: sharesOutputGradient)
+        Self.activationScratch.lock.unlock()
+        let count = shape.outChannels * shape.inChannels * shape.kernel * shape.kernel
+        for i in 0..<count { dw[i] += weightGradient[i] }
+        if shape.bias, let db { for o in 0..<shape.outChannels { db[o] += biasGradient[o] } }
+    }
+
+    /// Whether both backward steps read dy in the same non-plain layout (then `backward` reorders it once).
+    private var sharesOutputGradient: Bool {
+        let a = steps[.backwardWeights]!.port(DNNL_ARG_DIFF_DST), b = steps[.backwardData]!.port(DNNL_ARG_DIFF_DST)
+        guard a.reorder != nil, b.reorder != nil else { return false }
+        return dnnl_memory_desc_equal(a.innerDescriptor, b.innerDescriptor) != 0
+    }
+
     /// The blocked activation buffers every convolution shares (slots 0, 1: inputs; 2: output), grown
     /// to the largest need; the lock keeps two threads' calls (training and, say, a test) apart.
     final class ActivationScratch: @unchecked Sendable {
@@ -337,14 +375,17 @@ public final class OneDNNConvolution {
     }
 
     /// Reorders the inputs that need it, runs the primitive, reorders the outputs back.
-    public func run(_ direction: Direction) {
+    /// `locked`: the caller holds the scratch lock; `outputGradientReordered`: slot 1 already holds dy in this step's layout.
+    public func run(_ direction: Direction) { run(direction, locked: false) }
+
+    private func run(_ direction: Direction, locked: Bool, outputGradientReordered: Bool = false) {
         let step = steps[direction]!
         let stream = try! Self.runtime.get().stream
-        Self.activationScratch.lock.lock()
-        defer { Self.activationScratch.lock.unlock() }
+        if !locked { Self.activationScratch.lock.lock() }
+        defer { if !locked { Self.activationScratch.lock.unlock() } }
         bindSlots(step)
         Self.setThreads()
-        for port in step.ports where !port.isOutput { reorder(port, stream) }
+        for port in step.ports where !port.isOutput && !(outputGradientReordered && port.argument == DNNL_ARG_DIFF_DST) { reorder(port, stream) }
         execute(step, stream)
         for port in step.ports where port.isOutput { reorder(port, stream) }
         wait(stream)
