@@ -182,8 +182,9 @@ extension Bench {
                     totals["nchw", default: 0] += n * p
                     totals["blocked", default: 0] += n * bl
                     totals["alone", default: 0] += n * alone
-                    totals["best", default: 0] += n * min(a, p)
-                    totals["chosen", default: 0] += n * (chosen == .im2col ? a : p)
+                    totals["best", default: 0] += n * min(a, bl)
+                    // The layer runs oneDNN blocked, reorders included.
+                    totals["chosen", default: 0] += n * (chosen == .im2col ? a : bl)
                     totals["flops", default: 0] += n * flops
                 }
                 // Today's backward runs both directions in one pass (dy gathered once): what the split above costs it.
@@ -195,7 +196,7 @@ extension Bench {
             }
             let f = totals["flops"] ?? 0
             out.line(String(format: "  all convolutions of a step (x layers, no stem dX): im2col %.1f ms (%.1f GF/s), oneDNN nchw %.1f ms (%.1f), blocked %.1f ms (%.1f; alone %.1f),"
-                            + " faster of im2col/nchw per direction %.1f ms, chosen %.1f ms",
+                            + " faster of im2col/blocked per direction %.1f ms, chosen %.1f ms",
                             totals["im2col"]! * 1e3, f / totals["im2col"]! / 1e9, totals["nchw"]! * 1e3, f / totals["nchw"]! / 1e9,
                             totals["blocked"]! * 1e3, f / totals["blocked"]! / 1e9, totals["alone"]! * 1e3, totals["best"]! * 1e3, totals["chosen"]! * 1e3))
             out.record(["workload": workload.rawValue, "shape": "all", "im2col_ms": totals["im2col"]! * 1e3, "onednn_nchw_ms": totals["nchw"]! * 1e3,
