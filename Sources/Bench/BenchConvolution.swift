@@ -175,7 +175,8 @@ extension Bench {
                                 "padding": layer.padding, "height": layer.height, "width": layer.width, "needed": needed, "threads": threads,
                                 "im2col_ms": a * 1e3, "onednn_nchw_ms": p * 1e3, "onednn_blocked_ms": bl * 1e3, "onednn_blocked_primitive_ms": alone * 1e3,
                                 "flops": flops, "chosen": chosen.rawValue, "onednn_nchw_impl": t.plainImplementation[direction]!,
-                                "onednn_blocked_impl": t.blockedImplementation[direction]!, "repeats": repeats, "warmup": warmup])
+                                "onednn_blocked_impl": t.blockedImplementation[direction]!, "repeats": repeats, "warmup": warmup,
+                                "median_ms": (chosen == .im2col ? a : bl) * 1e3])
                     guard needed else { continue }
                     let n = Double(count)
                     totals["im2col", default: 0] += n * a
@@ -201,7 +202,8 @@ extension Bench {
                             totals["blocked"]! * 1e3, f / totals["blocked"]! / 1e9, totals["alone"]! * 1e3, totals["best"]! * 1e3, totals["chosen"]! * 1e3))
             out.record(["workload": workload.rawValue, "shape": "all", "im2col_ms": totals["im2col"]! * 1e3, "onednn_nchw_ms": totals["nchw"]! * 1e3,
                         "onednn_blocked_ms": totals["blocked"]! * 1e3, "onednn_blocked_primitive_ms": totals["alone"]! * 1e3,
-                        "best_ms": totals["best"]! * 1e3, "chosen_ms": totals["chosen"]! * 1e3, "flops": f, "threads": threads])
+                        "best_ms": totals["best"]! * 1e3, "chosen_ms": totals["chosen"]! * 1e3, "flops": f, "threads": threads,
+                        "repeats": repeats, "warmup": warmup, "median_ms": totals["chosen"]! * 1e3])
         }
         return out
     }
