@@ -1,7 +1,10 @@
 import Tensor
 
 /// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
-/// computed as im2col followed by one GEMM per group of images.
+/// computed as im2col followed by one GEMM per group of images, or, per direction where the layer's
+/// shape says so (`backends`, `ConvolutionBackends.chosen`), by oneDNN's blocked direct convolution
+/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). The im2col path is the
+/// oneDNN path's test oracle.
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
