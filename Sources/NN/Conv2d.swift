@@ -1,7 +1,10 @@
 import Tensor
 
 /// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
-/// computed as im2col followed by one GEMM per group of images.
+/// computed as im2col followed by one GEMM per group of images, or, per direction where the layer's
+/// shape says so (`backends`, `ConvolutionBackends.chosen`), by oneDNN's blocked direct convolution
+/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). The im2col path is the
+/// oneDNN path's test oracle.
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
@@ -41,6 +44,21 @@ public final class Conv2d: Layer {
     /// Columns per GEMM the image groups aim at: wide enough for OpenBLAS's kernels to run at rate.
     public static let groupColumns = 2048
     private var savedInput: UnsafePointer<Float>?
+    /// Where each direction runs; set at build from the layer's shape (`ConvolutionBackends.chosen`),
+    /// so every rank and every run of a model makes the same choice. bf16 compute runs im2col.
+    public var backends: ConvolutionBackends {
+        get {
+            // The probe last: a model that chose im2col everywhere never starts oneDNN.
+            guard chosenBackends != .im2col, computePrecision == .fp32, OneDNNConvolution.unavailableReason == nil else { return .im2col }
+            return chosenBackends
+        }
+        set { chosenBackends = newValue }
+    }
+    private var chosenBackends: ConvolutionBackends
+    /// oneDNN primitives per batch size (only for directions that run in oneDNN).
+    private var convolutions: [Int: OneDNNConvolution] = [:]
+    /// The batch sizes oneDNN primitives were made for (tests: the oneDNN path really ran).
+    var oneDNNBatches: [Int] { convolutions.keys.sorted() }
     /// The geometry the C im2col / col2im kernels take.
     public let geometry: Kernels.ConvolutionShape
 
@@ -63,6 +81,8 @@ public final class Conv2d: Layer {
         self.arena = arena
         self.geometry = Kernels.ConvolutionShape(channels: inChannels, height: height, width: width,
                                               kernel: kernel, stride: stride, padding: padding)
+        self.chosenBackends = ConvolutionBackends.chosen(inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride,
+                                                         padding: padding, height: height, width: width)
         self.weight = arena.allocate(name: "\(name).weight", shape: [outChannels, inChannels, kernel, kernel], kind: .weight)
         self.bias = bias ? arena.allocate(name: "\(name).bias", shape: [outChannels], kind: .bias) : nil
     }
@@ -97,11 +117,15 @@ public final class Conv2d: Layer {
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         savedInput = input
-        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth, group = groupSize(batch: batch)
         let y = output.pointer(count: batch * outputWidth)
+        let w = arena.parameters(weight)
+        if backends.forward == .onednn {
+            convolution(batch: batch).forward(output: y, input: input, weight: w, bias: bias.map { UnsafePointer(arena.parameters($0)) })
+            return y
+        }
+        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth, group = groupSize(batch: batch)
         let cols = columns.pointer(count: ckk * group * pq)
         let yGroup = groupOutput.pointer(count: outChannels * group * pq)
-        let w = arena.parameters(weight)
         for first in Swift.stride(from: 0, to: batch, by: group) {
             let g = min(group, batch - first), ld = g * pq
             Kernels.im2col(cols, images: input + first * inputWidth, count: g, columnStride: ld, shape: geometry)
@@ -129,11 +153,32 @@ public final class Conv2d: Layer {
         return y
     }
 
-    /// db += sum over (B, P, Q) of dy; dW += dy_b cols_b^T; dx_b = col2im(W^T dy_b).
+    /// db += sum over (B, P, Q) of dy; dW += dy_b cols_b^T; dx_b = col2im(W^T dy_b). Each of
+    /// backward-weights (with db) and backward-data runs in its own backend (`backends`).
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard let x = savedInput else { preconditionFailure("Conv2d.backward before forward") }
+        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        let weightsByIm2col = backends.backwardWeights == .im2col, dataByIm2col = backends.backwardData == .im2col
+        if weightsByIm2col || (dataByIm2col && dx != nil) {
+            backwardIm2col(outputGradient, input: x, batch: batch, weights: weightsByIm2col, inputGradient: dataByIm2col ? dx : nil)
+        }
+        if !weightsByIm2col {
+            // Both directions in oneDNN: one call, so dy is reordered to the blocked layout once.
+            convolution(batch: batch).backward(inputGradient: dataByIm2col ? nil : dx, weightGradient: arena.gradients(weight),
+                                               biasGradient: bias.map { arena.gradients($0) }, outputGradient: outputGradient,
+                                               input: x, weight: arena.parameters(weight))
+        } else if let dx, !dataByIm2col {
+            convolution(batch: batch).backwardData(inputGradient: dx, outputGradient: outputGradient, weight: arena.parameters(weight))
+        }
+        return dx
+    }
+
+    /// The im2col + GEMM backward: with `weights`, db and dW (dW += dY cols^T); with `dx`, dx = col2im(W^T dY).
+    /// One pass over the image groups serves both (dy is gathered once per group). Public for `contrast bench conv`.
+    public func backwardIm2col(_ outputGradient: UnsafePointer<Float>, input x: UnsafePointer<Float>, batch: Int,
+                        weights: Bool, inputGradient dx: UnsafeMutablePointer<Float>?) {
         let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth
-        if let bias {
+        if weights, let bias {
             let db = arena.gradients(bias)
             for b in 0..<batch {
                 for o in 0..<outChannels {
@@ -145,14 +190,12 @@ public final class Conv2d: Layer {
             }
         }
         let group = groupSize(batch: batch)
-        let cols = columns.pointer(count: ckk * group * pq)
+        let cols: UnsafeMutablePointer<Float>? = weights ? columns.pointer(count: ckk * group * pq) : nil
         let dyGroup = groupOutput.pointer(count: outChannels * group * pq)
-        let dcols: UnsafeMutablePointer<Float>? = computesInputGradient ? columnGradient.pointer(count: ckk * group * pq) : nil
-        let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        let dcols: UnsafeMutablePointer<Float>? = dx != nil ? columnGradient.pointer(count: ckk * group * pq) : nil
         let w = arena.parameters(weight), dw = arena.gradients(weight)
         for first in Swift.stride(from: 0, to: batch, by: group) {
             let g = min(group, batch - first), ld = g * pq
-            Kernels.im2col(cols, images: x + first * inputWidth, count: g, columnStride: ld, shape: geometry)
             // One image's dy row is dY (O x PQ) already: no gathering copy.
             let dY = g == 1 ? UnsafePointer(outputGradient + first * outputWidth) : UnsafePointer(dyGroup)
             if g > 1 {
@@ -162,9 +205,12 @@ public final class Conv2d: Layer {
                     }
                 }
             }
-            // dW (O x CKK) += dY (O x G PQ) cols^T (G PQ x CKK)
-            gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: ld,
-                 a: dY, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk, precision: computePrecision)
+            if let cols {
+                Kernels.im2col(cols, images: x + first * inputWidth, count: g, columnStride: ld, shape: geometry)
+                // dW (O x CKK) += dY (O x G PQ) cols^T (G PQ x CKK)
+                gemm(transposeA: false, transposeB: true, m: outChannels, n: ckk, k: ld,
+                     a: dY, lda: ld, b: cols, ldb: ld, beta: 1, c: dw, ldc: ckk, precision: computePrecision)
+            }
             guard let dcols, let dx else { continue }
             // dcols (CKK x G PQ) = W^T (CKK x O) dY (O x G PQ)
             gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: outChannels,
@@ -173,7 +219,23 @@ public final class Conv2d: Layer {
             images.update(repeating: 0, count: g * inputWidth)
             Kernels.col2im(images, columns: dcols, count: g, columnStride: ld, shape: geometry)
         }
-        return dx
+    }
+
+    /// This layer's oneDNN primitives for batches of `batch` (created on a batch's first call, then kept:
+    /// a run sees the training batch and at most a few evaluation batch sizes). Blocked layout: oneDNN's
+    /// direct kernels on nChw16c (8c on AVX2) with reorders from and to the layer's NCHW rows; on plain
+    /// NCHW oneDNN only has its own im2col + GEMM, slower than this file's (`contrast bench conv`).
+    func convolution(batch: Int) -> OneDNNConvolution {
+        if let made = convolutions[batch] { return made }
+        let shape = OneDNNConvolution.Shape(batch: batch, inChannels: inChannels, outChannels: outChannels, height: height, width: width,
+                                            kernel: kernel, stride: stride, padding: padding, bias: bias != nil)
+        do {
+            let made = try OneDNNConvolution(shape, layout: .blocked)
+            convolutions[batch] = made
+            return made
+        } catch {
+            preconditionFailure("Conv2d: \(error) (oneDNN was chosen for this layer because OneDNNConvolution.unavailableReason was nil)")
+        }
     }
 
     /// The output columns q whose input column v = q stride - pad + j lies inside the image:
@@ -311,5 +373,48 @@ extension Conv2d {
                 }
             }
         }
+    }
+}
+
+/// Which implementation runs a convolution direction: contrast's im2col + GEMM (`Conv2d`) or
+/// oneDNN's convolution primitive on the same plain NCHW tensors (`OneDNNConvolution`).
+public enum ConvolutionBackend: String, Sendable, CaseIterable {
+    case im2col, onednn
+}
+
+/// The backend of each direction of one convolution layer.
+public struct ConvolutionBackends: Equatable, Sendable, CustomStringConvertible {
+    public var forward: ConvolutionBackend
+    public var backwardData: ConvolutionBackend
+    public var backwardWeights: ConvolutionBackend
+
+    public init(forward: ConvolutionBackend, backwardData: ConvolutionBackend, backwardWeights: ConvolutionBackend) {
+        (self.forward, self.backwardData, self.backwardWeights) = (forward, backwardData, backwardWeights)
+    }
+
+    public static let im2col = ConvolutionBackends(forward: .im2col, backwardData: .im2col, backwardWeights: .im2col)
+    public static let onednn = ConvolutionBackends(forward: .onednn, backwardData: .onednn, backwardWeights: .onednn)
+
+    public var description: String { "forward \(forward.rawValue), backward-data \(backwardData.rawValue), backward-weights \(backwardWeights.rawValue)" }
+
+    /// The backends a layer of this shape uses: a fixed rule from `contrast bench conv`'s figures
+    /// (docs/benchmarks.md, "CNN step speed"), never a timing at run time, so every rank and every
+    /// run (and a resumed one) computes the same way. oneDNN's blocked direct kernels, reorders
+    /// included, beat im2col + GEMM on AVX-512 and AVX2 for
+    /// - 3x3 with at least 16 input channels, forward and backward-data (1.3-4x on AVX-512);
+    /// - the same backward-weights up to 128 input channels (above, AVX2 falls back to oneDNN's
+    ///   gemm kernel, 2-8x slower than im2col, and AVX-512 loses at 256 -> 512);
+    /// - the 7x7 stem on 3 channels, forward and backward-weights (its backward-data is never run).
+    /// 1x1 (the reorders cost more than the GEMM saves at 28x28 and 14x14) and the 3x3 stem on 1 or 3
+    /// channels (AVX2's kernels for C < 8 are slower) stay on im2col, as does every shape not measured.
+    public static func chosen(inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int,
+                              height: Int, width: Int) -> ConvolutionBackends {
+        if kernel == 3 && inChannels >= 16 {
+            return ConvolutionBackends(forward: .onednn, backwardData: .onednn, backwardWeights: inChannels <= 128 ? .onednn : .im2col)
+        }
+        if kernel == 7 && inChannels == 3 && stride == 2 {
+            return ConvolutionBackends(forward: .onednn, backwardData: .im2col, backwardWeights: .onednn)
+        }
+        return .im2col
     }
 }

@@ -10,7 +10,7 @@ import Training
 /// machine (CPU, cores, OpenBLAS, MPI), repeats, warm-up and the median.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure speed (figures for docs/benchmarks.md).",
-        subcommands: [GEMM.self, Kernels.self, Loss.self, Step.self, BenchAllReduce.self, BenchAllGather.self,
+        subcommands: [GEMM.self, Convolution.self, Kernels.self, Loss.self, Step.self, BenchAllReduce.self, BenchAllGather.self,
                       BenchCheckpoint.self, DataPipeline.self])
 
     struct GEMM: ParsableCommand {
@@ -25,6 +25,33 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             try reportingErrors {
                 say(try Bench.gemmReport(config: try options.load(), repeats: repeats, warmup: warmup, threads: threads).rendered(json: json))
+            }
+        }
+    }
+
+    struct Convolution: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "conv",
+            abstract: "Each convolution shape of the CNN and resnet18 encoders: im2col + GEMM against oneDNN's primitives, per direction.",
+            discussion: "cnn: configs/fmnist-simclr-cnn.yaml's encoder on 28x28x1, 512 views; resnet18: the preset on 32x32x3, 256 views.")
+        @Option(help: ArgumentHelp("Workload to time: cnn or resnet18; repeat for both (default: both).", valueName: "name"))
+        var workload: [String] = Bench.ConvolutionWorkload.allCases.map(\.rawValue)
+        @Option(help: "Timed repeats per direction and implementation (median reported).") var repeats = 10
+        @Option(help: "Warm-up calls, not timed.") var warmup = 2
+        @Option(help: "OpenBLAS and oneDNN threads.") var threads = 1
+        @Flag(help: "One JSON object per result instead of the table.") var json = false
+
+        func validate() throws {
+            if let bad = workload.first(where: { Bench.ConvolutionWorkload(rawValue: $0) == nil }) {
+                throw ValidationError("--workload must be cnn or resnet18, got '\(bad)'")
+            }
+            if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+            if threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                say(try Bench.convolutions(workloads: workload.compactMap(Bench.ConvolutionWorkload.init(rawValue:)), repeats: repeats,
+                                           warmup: warmup, threads: threads).rendered(json: json))
             }
         }
     }

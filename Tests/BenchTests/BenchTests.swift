@@ -55,6 +55,31 @@ import Testing
         #expect(objects.first { $0["kernel"] as? String == "adamw update" }?["bytes"] as? Int == 28 * 8192)
     }
 
+    /// `bench conv`: every shape and direction of the CNN timed in im2col, oneDNN plain and oneDNN blocked; the
+    /// backend column is the layer's rule; the total is the sum of each needed row's chosen time times its layers.
+    @Test func convTimesEveryShapeBothWays() throws {
+        let objects = try results(try runContrast(ranks: 1, ["bench", "conv", "--workload", "cnn", "--repeats", "1", "--warmup", "0", "--json"]),
+                                  bench: "conv")
+        let rows = objects.filter { $0["shape"] as? String != "all" }
+        // The CNN's 9 convolutions have 8 shapes (the first stage's two 16 -> 16 layers share one), 3 directions each.
+        #expect(rows.count == 8 * 3)
+        #expect(rows.reduce(0) { $0 + ($1["direction"] as? String == "fwd" ? $1["layers"] as? Int ?? 0 : 0) } == 9)
+        for row in rows {
+            #expect(number(row, "im2col_ms") > 0 && number(row, "onednn_nchw_ms") > 0 && number(row, "onednn_blocked_ms") > 0, "\(row)")
+            #expect(row["workload"] as? String == "cnn" && row["batch"] as? Int == 512)
+        }
+        func chosen(_ shape: String) -> Set<String> { Set(rows.filter { $0["shape"] as? String == shape }.compactMap { $0["chosen"] as? String }) }
+        #expect(chosen("16->16 3x3/1 @28x28 x2") == ["onednn"])
+        #expect(chosen("1->16 3x3/1 @28x28") == ["im2col"] && chosen("16->32 1x1/2 @28x28 +b") == ["im2col"])
+        let total = try #require(objects.first { $0["shape"] as? String == "all" })
+        let sum = rows.filter { $0["needed"] as? Bool == true }.reduce(0.0) {
+            $0 + number($1, "layers") * number($1, $1["chosen"] as? String == "im2col" ? "im2col_ms" : "onednn_blocked_ms")
+        }
+        #expect(abs(number(total, "chosen_ms") - sum) <= 1e-9 * sum)
+        let bad = try runContrast(ranks: 1, ["bench", "conv", "--workload", "vgg"])
+        #expect(bad.status != 0 && bad.error.contains("--workload must be cnn or resnet18, got 'vgg'"), "\(bad.error)")
+    }
+
     @Test func lossReportsItsWorkspaceFromTheBuffers() throws {
         let objects = try results(try runContrast(ranks: 1, ["bench", "loss", "--anchors", "16", "--candidates", "32", "--candidates", "64",
                                                              "--sweep", "32", "--sweep", "64", "--chunk", "16", "--dimension", "8",
