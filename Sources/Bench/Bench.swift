@@ -287,7 +287,7 @@ public enum Bench {
             out.line(String(format: "  gradient all-reduce: %.2f ms hidden behind backward, %.2f ms exposed (medians); %.1f%% hidden over the timed steps",
                             figures.communicationHidden * 1e3, figures.communicationExposed * 1e3, figures.communicationHiddenFraction * 100))
         }
-        out.line("GEMM account: the \(recorded.count) fp32 GEMM calls of one step (\(FP32GEMM.description)), \(gemmAccount.entries.count) shapes, each timed alone at one thread (median of \(max(repeats, 5))):")
+        out.line("GEMM account: the \(recorded.count) fp32 GEMM calls of one step (\(FP32GEMM.description); a oneDNN convolution counts as the im2col GEMMs it replaces), \(gemmAccount.entries.count) shapes, each timed alone at one thread (median of \(max(repeats, 5))):")
         for entry in gemmAccount.entries {
             out.line("  " + padded(entry.call.description, 32) + String(format: " x%-3d %8.3f ms each  %7.1f GFLOP/s", entry.count,
                             entry.time.median * 1e3, entry.call.flops / entry.time.median / 1e9))

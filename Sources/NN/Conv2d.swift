@@ -120,6 +120,7 @@ public final class Conv2d: Layer {
         let y = output.pointer(count: batch * outputWidth)
         let w = arena.parameters(weight)
         if backends.forward == .onednn {
+            if GEMMRecording.isRecording { GEMMRecording.note(im2colGEMMs(batch: batch, forward: true)) }
             convolution(batch: batch).forward(output: y, input: input, weight: w, bias: bias.map { UnsafePointer(arena.parameters($0)) })
             return y
         }
@@ -161,6 +162,9 @@ public final class Conv2d: Layer {
         let weightsByIm2col = backends.backwardWeights == .im2col, dataByIm2col = backends.backwardData == .im2col
         if weightsByIm2col || (dataByIm2col && dx != nil) {
             backwardIm2col(outputGradient, input: x, batch: batch, weights: weightsByIm2col, inputGradient: dataByIm2col ? dx : nil)
+        }
+        if GEMMRecording.isRecording {
+            GEMMRecording.note(im2colGEMMs(batch: batch, backwardWeights: !weightsByIm2col, backwardData: !dataByIm2col && dx != nil))
         }
         if !weightsByIm2col {
             // Both directions in oneDNN: one call, so dy is reordered to the blocked layout once.
@@ -219,6 +223,22 @@ public final class Conv2d: Layer {
             images.update(repeating: 0, count: g * inputWidth)
             Kernels.col2im(images, columns: dcols, count: g, columnStride: ld, shape: geometry)
         }
+    }
+
+    /// The GEMMs the im2col path would call for the directions oneDNN runs instead (per image
+    /// group, as `forward` and `backwardIm2col` split them), for `bench step`'s GEMM account.
+    func im2colGEMMs(batch: Int, forward: Bool = false, backwardWeights: Bool = false, backwardData: Bool = false) -> [GEMMCall] {
+        let ckk = inChannels * kernel * kernel, pq = outputHeight * outputImageWidth, group = groupSize(batch: batch)
+        var calls: [GEMMCall] = []
+        for first in Swift.stride(from: 0, to: batch, by: group) {
+            let ld = min(group, batch - first) * pq
+            if forward { calls.append(GEMMCall(m: outChannels, n: ld, k: ckk, transposeA: false, transposeB: false)) }
+            if backwardWeights {
+                calls.append(GEMMCall(m: outChannels, n: ckk, k: ld, transposeA: false, transposeB: true, accumulates: true))
+            }
+            if backwardData { calls.append(GEMMCall(m: ckk, n: ld, k: outChannels, transposeA: true, transposeB: false)) }
+        }
+        return calls
     }
 
     /// This layer's oneDNN primitives for batches of `batch` (created on a batch's first call, then kept:

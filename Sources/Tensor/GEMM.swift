@@ -136,7 +136,7 @@ public struct GEMMCall: Hashable, Sendable, CustomStringConvertible {
 /// Records the shape of every Float `gemm` while a `record` call runs (`bench step`'s GEMM
 /// account). Off, it costs `gemm` one load and one branch.
 public enum GEMMRecording {
-    /// The calls recorded so far; appended under a lock (a GEMM on another thread is recorded too).
+    /// The calls recorded so far; appended under a lock.
     public final class Recorder: @unchecked Sendable {
         private let lock = NSLock()
         private var recorded: [GEMMCall] = []
@@ -144,16 +144,25 @@ public enum GEMMRecording {
         var calls: [GEMMCall] { lock.lock(); defer { lock.unlock() }; return recorded }
     }
 
-    /// Set only by `record`, on the thread that calls it.
-    nonisolated(unsafe) static var active: Recorder?
+    /// Task-local, so a recording sees the GEMMs of its own task only (tests record while other
+    /// tests run GEMMs in parallel); set only by `record`.
+    @TaskLocal static var active: Recorder?
+
+    /// Whether a `record` call is running (so a caller computes what it would `note` only then).
+    public static var isRecording: Bool { active != nil }
+
+    /// Records GEMMs that stand for work done another way: a oneDNN convolution notes the im2col
+    /// GEMMs it replaces, so the account holds the step's convolution FLOPs at the sgemm rate.
+    public static func note(_ calls: [GEMMCall]) {
+        guard let recorder = active else { return }
+        for call in calls { recorder.append(call) }
+    }
 
     /// Runs `body` and returns its result with every GEMM it called, in call order. Not nested.
     public static func record<T>(_ body: () throws -> T) rethrows -> (result: T, calls: [GEMMCall]) {
         precondition(active == nil, "GEMMRecording.record does not nest")
         let recorder = Recorder()
-        active = recorder
-        defer { active = nil }
-        let result = try body()
+        let result = try $active.withValue(recorder) { try body() }
         return (result, recorder.calls)
     }
 }

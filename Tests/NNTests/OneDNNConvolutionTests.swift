@@ -74,6 +74,17 @@ import Testing
         #expect(fast.oneDNNBatches == [s.batch] && oracle.oneDNNBatches.isEmpty)
     }
 
+    /// `bench step`'s GEMM account sees a oneDNN convolution as the im2col GEMMs it replaces: the same calls
+    /// (per image group, each direction) as the im2col path records, so step / GEMM keeps the convolutions' FLOPs.
+    @Test(arguments: cases) func oneDNNNotesTheGEMMsItReplaces(_ s: Case) {
+        func recorded(_ backends: ConvolutionBackends) -> [String] {
+            GEMMRecording.record { _ = run(s, backends) }.calls.map(\.description).sorted()
+        }
+        let oracle = recorded(.im2col)
+        #expect(!oracle.isEmpty)
+        #expect(recorded(.onednn) == oracle, "\(s)")
+    }
+
     /// Directions split between the backends (as the rule splits the 7x7 stem and the wide layers), and a
     /// first layer without dx: each direction still equals the oracle's.
     @Test func mixedBackendsAndNoInputGradient() {
