@@ -284,7 +284,8 @@ extension ContrastiveModel {
         set { for layer in gemmLayers { layer.set(newValue) } }
     }
 
-    /// Every Linear, Conv2d and patch embedding, through sequences, residual and Transformer blocks and the adapter.
+    /// Every Linear, Conv2d and patch embedding, through sequences, residual and Transformer blocks, multi-scale
+    /// pools and the adapter.
     private var gemmLayers: [(precision: GEMMPrecision, set: (GEMMPrecision) -> Void)] {
         var found: [(GEMMPrecision, (GEMMPrecision) -> Void)] = []
         func visit(_ layer: Layer) {
@@ -301,6 +302,10 @@ extension ContrastiveModel {
             case let patches as PatchEmbedding: found.append((patches.computePrecision, { patches.computePrecision = $0 }))
             case let block as TransformerBlock: block.linears.forEach(visit)
             case let perToken as PerToken: visit(perToken.inner)
+            // A multi-scale h (pool_stages >= 2) holds the later stages inside the pool.
+            case let multiScale as MultiScalePool:
+                visit(multiScale.stage)
+                visit(multiScale.inner)
             default: break
             }
         }

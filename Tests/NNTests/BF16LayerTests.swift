@@ -91,3 +91,27 @@ struct BF16LayerTests {
         #expect(relative(bf16Arena.gradients(bf16.weight), fp32Arena.gradients(fp32.weight), fp32.weight.count) <= 0x1p-6)
     }
 }
+
+/// `ContrastiveModel.computePrecision` reaches every GEMM layer, including the convolutions of the later
+/// stages that a multi-scale h (pool_stages >= 2) holds inside its `MultiScalePool` (they stayed fp32).
+@Suite struct ModelComputePrecisionTests {
+    @Test(arguments: [1, 2, 3]) func bf16ReachesEveryConvolution(poolStages: Int) {
+        let model = ContrastiveModel(inputWidth: 64, hidden: [], representation: 0, projection: [8], activation: .relu,
+                                     convolution: (channels: [4, 8, 8], imageShape: [8, 8], poolCells: 1, poolStages: poolStages))
+        var convolutions: [Conv2d] = []
+        func visit(_ layer: Layer) {
+            switch layer {
+            case let conv as Conv2d: convolutions.append(conv)
+            case let sequence as Sequential: sequence.layers.forEach(visit)
+            case let block as ResidualBlock: visit(block.main); block.projection.map(visit)
+            case let multiScale as MultiScalePool: visit(multiScale.stage); visit(multiScale.inner)
+            default: break
+            }
+        }
+        visit(model.encoder)
+        #expect(convolutions.count >= 7, "found \(convolutions.count) convolutions")
+        model.computePrecision = .bf16
+        #expect(convolutions.allSatisfy { $0.computePrecision == .bf16 },
+                "fp32 still: \(convolutions.filter { $0.computePrecision != .bf16 }.map { "\($0.inChannels)->\($0.outChannels)" })")
+    }
+}
