@@ -49,6 +49,15 @@ extension Bench {
         public var blockedBackward: Double
         public var plainImplementation: [OneDNNConvolution.Direction: String]
         public var blockedImplementation: [OneDNNConvolution.Direction: String]
+        /// oneDNN's Winograd kernels on their own layouts, reorders included (and the primitive alone); nil
+        /// where oneDNN has none (a shape that is not 3x3 stride 1, or a CPU without avx512_core).
+        public var winograd: [OneDNNConvolution.Direction: Double]?
+        public var winogradPrimitive: [OneDNNConvolution.Direction: Double]?
+        public var winogradImplementation: [OneDNNConvolution.Direction: String]?
+        /// Max |result - im2col's| / max |im2col's| per direction (y, dx, dW): how far each kernel's
+        /// summation order moves the result from the oracle's.
+        public var blockedError: [OneDNNConvolution.Direction: Double]
+        public var winogradError: [OneDNNConvolution.Direction: Double]?
     }
 
     /// Times one convolution shape: im2col + GEMM (`Conv2d` with every direction on im2col), oneDNN
@@ -112,13 +121,44 @@ extension Bench {
         func implementations(_ c: OneDNNConvolution) -> [D: String] {
             Dictionary(uniqueKeysWithValues: D.allCases.map { ($0, c.implementation($0) + (c.reorders($0) ? "+reorder" : "")) })
         }
+        // The oracle's results: y, dx, and dW alone (dW accumulates, so it is zeroed around each call).
+        let count = conv.outChannels * conv.inChannels * conv.kernel * conv.kernel
+        func zeroWeightGradient() { for i in 0..<count { dw[i] = 0 } }
+        let yReference = Array(UnsafeBufferPointer(start: conv.forward(x.data, batch: batch), count: y.count))
+        conv.backwardIm2col(dy.data, input: x.data, batch: batch, weights: false, inputGradient: dx.data)
+        let dxReference = Array(UnsafeBufferPointer(start: dx.data, count: dx.count))
+        zeroWeightGradient()
+        conv.backwardIm2col(dy.data, input: x.data, batch: batch, weights: true, inputGradient: nil)
+        let dwReference = Array(UnsafeBufferPointer(start: dw, count: count))
+        func relativeError(_ reference: [Float], _ result: UnsafePointer<Float>) -> Double {
+            var largest: Float = 0, error: Float = 0
+            for i in reference.indices {
+                largest = max(largest, abs(reference[i]))
+                error = max(error, abs(result[i] - reference[i]))
+            }
+            return Double(error / max(largest, .leastNormalMagnitude))
+        }
+        func errors(_ primitives: OneDNNConvolution) -> [D: Double] {
+            primitives.forward(output: y.data, input: x.data, weight: w, bias: b)
+            primitives.backwardData(inputGradient: dx.data, outputGradient: dy.data, weight: w)
+            zeroWeightGradient()
+            primitives.backwardWeights(weightGradient: dw, biasGradient: db, outputGradient: dy.data, input: x.data)
+            return [.forward: relativeError(yReference, y.data), .backwardData: relativeError(dxReference, dx.data),
+                    .backwardWeights: relativeError(dwReference, dw)]
+        }
+        let blockedError = errors(blocked)
+        // oneDNN has Winograd only for 3x3 stride 1 (and fp32 only on avx512_core): elsewhere creation fails.
+        let winograd = conv.kernel == 3 && conv.stride == 1 ? try? OneDNNConvolution(shape, layout: .blocked, algorithm: .winograd) : nil
+        let winogradError = winograd.map(errors)
+        let winogradTimes = winograd.map { time($0, alone: false) }, winogradAlone = winograd.map { time($0, alone: true) }
         let blockedTimes = time(blocked, alone: false), blockedAlone = time(blocked, alone: true)
         let blockedBackward = measure(repeats: repeats, warmup: warmup) {
             blocked.backward(inputGradient: dx.data, weightGradient: dw, biasGradient: db, outputGradient: dy.data, input: x.data, weight: w)
         }.median
         return ConvolutionTimes(im2col: im2col, im2colBackward: both, plain: time(plain, alone: false), blocked: blockedTimes,
                                 blockedPrimitive: blockedAlone, blockedBackward: blockedBackward, plainImplementation: implementations(plain),
-                                blockedImplementation: implementations(blocked))
+                                blockedImplementation: implementations(blocked), winograd: winogradTimes, winogradPrimitive: winogradAlone,
+                                winogradImplementation: winograd.map(implementations), blockedError: blockedError, winogradError: winogradError)
     }
 
     /// `bench conv`: per convolution shape of each workload and per direction, im2col + GEMM against
@@ -130,6 +170,8 @@ extension Bench {
         out.line("fp32 convolutions, \(threads) thread(s), \(BLASThreads.configuration), kernels \(Kernels.instructionSet); median of \(repeats) after \(warmup) warm-up")
         out.line("im2col = contrast's im2col + GEMM (\(FP32GEMM.library.rawValue)); nchw = oneDNN on plain nchw/oihw (no reorder);"
                  + " blocked = oneDNN on its own layout incl. reorders from/to nchw (primitive alone in brackets); x n = layers of that shape")
+        out.line("winograd = oneDNN's Winograd F(4x4, 3x3) the same way (3x3 stride 1 on avx512_core only, else -); err = max |result - im2col's| / max |im2col's|"
+                 + " (y, dx, dW) of blocked / winograd")
         typealias D = OneDNNConvolution.Direction
         let label: [D: String] = [.forward: "fwd", .backwardData: "bwd-data", .backwardWeights: "bwd-weights"]
         for workload in workloads {
@@ -151,7 +193,7 @@ extension Bench {
             }
             out.line("")
             out.line("\(workload.rawValue): \(batch) views")
-            out.line("  " + padded("shape", 40) + padded("direction", 12) + "   im2col ms GF/s     nchw ms GF/s    blocked ms (alone) GF/s   chosen   oneDNN impl (nchw / blocked)")
+            out.line("  " + padded("shape", 40) + padded("direction", 12) + "   im2col ms GF/s     nchw ms GF/s    blocked ms (alone) GF/s   winograd ms (alone) GF/s   err blocked / winograd   chosen   oneDNN impl (nchw / blocked / winograd)")
             var totals: [String: Double] = [:]
             for (layer, count, first) in shapes {
                 let t = try timeConvolution(layer, batch: batch, repeats: repeats, warmup: warmup)
@@ -166,16 +208,25 @@ extension Bench {
                     case .backwardWeights: layer.backends.backwardWeights
                     }
                     let a = t.im2col[direction]!, p = t.plain[direction]!, bl = t.blocked[direction]!, alone = t.blockedPrimitive[direction]!
+                    let wino = t.winograd?[direction]
                     out.line("  " + padded(name, 40) + padded(label[direction]! + (needed ? "" : "*"), 12)
                              + String(format: " %8.2f %5.1f  %8.2f %5.1f  %8.2f (%7.2f) %5.1f   ", a * 1e3, flops / a / 1e9, p * 1e3, flops / p / 1e9,
                                       bl * 1e3, alone * 1e3, flops / bl / 1e9)
-                             + padded(chosen.rawValue, 8) + " " + t.plainImplementation[direction]! + " / " + t.blockedImplementation[direction]!)
+                             + (wino.map { String(format: "%8.2f (%7.2f) %5.1f   ", $0 * 1e3, t.winogradPrimitive![direction]! * 1e3, flops / $0 / 1e9) }
+                                ?? padded("       -", 29))
+                             + String(format: "%.1e / ", t.blockedError[direction]!)
+                             + (t.winogradError.map { String(format: "%.1e   ", $0[direction]!) } ?? "-         ")
+                             + padded(chosen.rawValue, 8) + " " + t.plainImplementation[direction]! + " / " + t.blockedImplementation[direction]!
+                             + " / " + (t.winogradImplementation?[direction] ?? "-"))
                     out.record(["workload": workload.rawValue, "shape": name, "direction": label[direction]!, "batch": batch, "layers": count,
                                 "in_channels": layer.inChannels, "out_channels": layer.outChannels, "kernel": layer.kernel, "stride": layer.stride,
                                 "padding": layer.padding, "height": layer.height, "width": layer.width, "needed": needed, "threads": threads,
                                 "im2col_ms": a * 1e3, "onednn_nchw_ms": p * 1e3, "onednn_blocked_ms": bl * 1e3, "onednn_blocked_primitive_ms": alone * 1e3,
                                 "flops": flops, "chosen": chosen.rawValue, "onednn_nchw_impl": t.plainImplementation[direction]!,
                                 "onednn_blocked_impl": t.blockedImplementation[direction]!, "repeats": repeats, "warmup": warmup,
+                                "onednn_winograd_ms": wino.map { $0 * 1e3 } ?? NSNull(), "onednn_winograd_primitive_ms": t.winogradPrimitive.map { $0[direction]! * 1e3 } ?? NSNull(),
+                                "onednn_winograd_impl": t.winogradImplementation?[direction] ?? NSNull(),
+                                "onednn_blocked_error": t.blockedError[direction]!, "onednn_winograd_error": t.winogradError?[direction] ?? NSNull(),
                                 "median_ms": (chosen == .im2col ? a : bl) * 1e3])
                     guard needed else { continue }
                     let n = Double(count)
@@ -184,6 +235,8 @@ extension Bench {
                     totals["blocked", default: 0] += n * bl
                     totals["alone", default: 0] += n * alone
                     totals["best", default: 0] += n * min(a, bl)
+                    // Winograd where it exists and is faster than blocked direct (the rest as "best").
+                    totals["withWinograd", default: 0] += n * min(a, bl, wino ?? .infinity)
                     // The layer runs oneDNN blocked, reorders included.
                     totals["chosen", default: 0] += n * (chosen == .im2col ? a : bl)
                     totals["flops", default: 0] += n * flops
@@ -197,12 +250,12 @@ extension Bench {
             }
             let f = totals["flops"] ?? 0
             out.line(String(format: "  all convolutions of a step (x layers, no stem dX): im2col %.1f ms (%.1f GF/s), oneDNN nchw %.1f ms (%.1f), blocked %.1f ms (%.1f; alone %.1f),"
-                            + " faster of im2col/blocked per direction %.1f ms, chosen %.1f ms",
+                            + " faster of im2col/blocked per direction %.1f ms, fastest of im2col/blocked/winograd %.1f ms, chosen %.1f ms",
                             totals["im2col"]! * 1e3, f / totals["im2col"]! / 1e9, totals["nchw"]! * 1e3, f / totals["nchw"]! / 1e9,
-                            totals["blocked"]! * 1e3, f / totals["blocked"]! / 1e9, totals["alone"]! * 1e3, totals["best"]! * 1e3, totals["chosen"]! * 1e3))
+                            totals["blocked"]! * 1e3, f / totals["blocked"]! / 1e9, totals["alone"]! * 1e3, totals["best"]! * 1e3, totals["withWinograd"]! * 1e3, totals["chosen"]! * 1e3))
             out.record(["workload": workload.rawValue, "shape": "all", "im2col_ms": totals["im2col"]! * 1e3, "onednn_nchw_ms": totals["nchw"]! * 1e3,
                         "onednn_blocked_ms": totals["blocked"]! * 1e3, "onednn_blocked_primitive_ms": totals["alone"]! * 1e3,
-                        "best_ms": totals["best"]! * 1e3, "chosen_ms": totals["chosen"]! * 1e3, "flops": f, "threads": threads,
+                        "best_ms": totals["best"]! * 1e3, "best_with_winograd_ms": totals["withWinograd"]! * 1e3, "chosen_ms": totals["chosen"]! * 1e3, "flops": f, "threads": threads,
                         "repeats": repeats, "warmup": warmup, "median_ms": totals["chosen"]! * 1e3])
         }
         return out

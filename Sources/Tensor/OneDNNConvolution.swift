@@ -1,7 +1,7 @@
 import CDNNL
 import Foundation
 
-/// One 2-D convolution shape run through oneDNN's convolution primitives (fp32, direct
+/// One 2-D convolution shape run through oneDNN's convolution primitives (fp32, direct or Winograd
 /// algorithm): forward, backward-data and backward-weights, each created once and kept.
 ///
 /// Shapes (NCHW rows, as `Conv2d`): B batch, C input channels, O output channels, H x W input,
@@ -39,9 +39,14 @@ public final class OneDNNConvolution {
 
     public enum Layout: String, Sendable, CaseIterable { case plain, blocked }
     public enum Direction: String, Sendable, CaseIterable { case forward, backwardData, backwardWeights }
+    /// `winograd`: oneDNN's F(4x4, 3x3) Winograd kernels (`jit_wino_4x3`), fewer multiplies for 3x3 stride 1
+    /// but a different (less exact) summation; oneDNN 2.6 has fp32 ones for avx512_core only, elsewhere
+    /// creating them fails with `unimplemented`. Needs `Layout.blocked` (it picks its own weight layout).
+    public enum Algorithm: String, Sendable, CaseIterable { case direct, winograd }
 
     public let shape: Shape
     public let layout: Layout
+    public let algorithm: Algorithm
 
     /// One argument of a primitive: the caller's plain memory (handle set per call) and, when the
     /// primitive wants another layout, memory of that layout with the reorder between them. A weight
@@ -149,9 +154,12 @@ public final class OneDNNConvolution {
         values.map(Int64.init) + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - values.count)
     }
 
-    public init(_ shape: Shape, layout: Layout) throws {
+    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct) throws {
+        precondition(algorithm == .direct || layout == .blocked, "OneDNNConvolution: Winograd needs Layout.blocked")
         self.shape = shape
         self.layout = layout
+        self.algorithm = algorithm
+        let kind = algorithm == .direct ? dnnl_convolution_direct : dnnl_convolution_winograd
         let engine = try Self.runtime.get().engine
         // oneDNN plans a primitive's work split (backward-weights: over how many threads the batch is
         // reduced) for the OpenMP thread count at creation; created under another count than it runs
@@ -187,7 +195,7 @@ public final class OneDNNConvolution {
         try Self.check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode")
 
         var forwardDescriptor = dnnl_convolution_desc_t()
-        try Self.check(dnnl_convolution_forward_desc_init(&forwardDescriptor, dnnl_forward_training, dnnl_convolution_direct,
+        try Self.check(dnnl_convolution_forward_desc_init(&forwardDescriptor, dnnl_forward_training, kind,
                                                           &source, &weights, biasOrNil, &output, strides, padding, right),
                        "dnnl_convolution_forward_desc_init")
         var forwardPrimitive: dnnl_primitive_desc_t? = nil
@@ -195,11 +203,11 @@ public final class OneDNNConvolution {
                        "dnnl_primitive_desc_create (convolution forward \(s))")
         defer { dnnl_primitive_desc_destroy(forwardPrimitive) }
         var backwardDataDescriptor = dnnl_convolution_desc_t()
-        try Self.check(dnnl_convolution_backward_data_desc_init(&backwardDataDescriptor, dnnl_convolution_direct,
+        try Self.check(dnnl_convolution_backward_data_desc_init(&backwardDataDescriptor, kind,
                                                                 &source, &weights, &output, strides, padding, right),
                        "dnnl_convolution_backward_data_desc_init")
         var backwardWeightsDescriptor = dnnl_convolution_desc_t()
-        try Self.check(dnnl_convolution_backward_weights_desc_init(&backwardWeightsDescriptor, dnnl_convolution_direct,
+        try Self.check(dnnl_convolution_backward_weights_desc_init(&backwardWeightsDescriptor, kind,
                                                                    &source, &weights, biasOrNil, &output, strides, padding, right),
                        "dnnl_convolution_backward_weights_desc_init")
 

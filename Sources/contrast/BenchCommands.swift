@@ -31,7 +31,7 @@ struct BenchCommand: ParsableCommand {
 
     struct Convolution: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "conv",
-            abstract: "Each convolution shape of the CNN and resnet18 encoders: im2col + GEMM against oneDNN's primitives, per direction.",
+            abstract: "Each convolution shape of the CNN and resnet18 encoders: im2col + GEMM against oneDNN's primitives (direct, and Winograd where it exists), per direction.",
             discussion: "cnn: configs/fmnist-simclr-cnn.yaml's encoder on 28x28x1, 512 views; resnet18: the preset on 32x32x3, 256 views.")
         @Option(help: ArgumentHelp("Workload to time: cnn or resnet18; repeat for both (default: both).", valueName: "name"))
         var workload: [String] = Bench.ConvolutionWorkload.allCases.map(\.rawValue)

@@ -55,7 +55,8 @@ import Testing
         #expect(objects.first { $0["kernel"] as? String == "adamw update" }?["bytes"] as? Int == 28 * 8192)
     }
 
-    /// `bench conv`: every shape and direction of the CNN timed in im2col, oneDNN plain and oneDNN blocked; the
+    /// `bench conv`: every shape and direction of the CNN timed in im2col, oneDNN plain, oneDNN blocked and (3x3
+    /// stride 1 on AVX-512) oneDNN Winograd, each oneDNN result's error against im2col measured; the
     /// backend column is the layer's rule; the total is the sum of each needed row's chosen time times its layers.
     @Test func convTimesEveryShapeBothWays() throws {
         let objects = try results(try runContrast(ranks: 1, ["bench", "conv", "--workload", "cnn", "--repeats", "1", "--warmup", "0", "--json"]),
@@ -67,6 +68,19 @@ import Testing
         for row in rows {
             #expect(number(row, "im2col_ms") > 0 && number(row, "onednn_nchw_ms") > 0 && number(row, "onednn_blocked_ms") > 0, "\(row)")
             #expect(row["workload"] as? String == "cnn" && row["batch"] as? Int == 512)
+            #expect(number(row, "onednn_blocked_error") < 1e-4, "\(row)")
+            // Winograd: timed exactly where oneDNN has it, 3x3 stride 1 with whole 16-channel blocks on avx512_core.
+            let winograd = row["onednn_winograd_ms"] as? Double
+            if row["kernel"] as? Int != 3 || row["stride"] as? Int != 1 {
+                #expect(winograd == nil && row["onednn_winograd_error"] is NSNull, "\(row)")
+            } else if row["in_channels"] as? Int ?? 0 >= 16 {
+                let avx512 = (row["onednn_blocked_impl"] as? String ?? "").contains("avx512")
+                #expect((winograd != nil) == avx512, "\(row)")
+                if avx512 {
+                    #expect(winograd! > 0 && (row["onednn_winograd_impl"] as? String ?? "").contains("wino"), "\(row)")
+                    #expect(number(row, "onednn_winograd_error") < 1e-3, "\(row)")
+                }
+            }
         }
         func chosen(_ shape: String) -> Set<String> { Set(rows.filter { $0["shape"] as? String == shape }.compactMap { $0["chosen"] as? String }) }
         #expect(chosen("16->16 3x3/1 @28x28 x2") == ["onednn"])

@@ -162,4 +162,35 @@ import Testing
         convolutions[1].computePrecision = .bf16
         #expect(convolutions[1].backends == .im2col)
     }
+
+    /// `OneDNNConvolution(algorithm: .winograd)` (what `bench conv`'s winograd column times): where oneDNN
+    /// has Winograd (fp32 on avx512_core) every direction equals im2col to the 1e-5 of the largest value
+    /// `bench conv` measured it within; elsewhere creating it fails as unimplemented, so the column reads '-'.
+    @Test func winogradEqualsIm2colWhereOneDNNHasIt() throws {
+        let s = Case(batch: 2, c: 32, o: 32, h: 6, w: 5, k: 3, stride: 1, padding: 1, bias: true)
+        let oracle = run(s, .im2col)
+        let shape = OneDNNConvolution.Shape(batch: s.batch, inChannels: s.c, outChannels: s.o, height: s.h, width: s.w,
+                                            kernel: s.k, stride: s.stride, padding: s.padding, bias: s.bias)
+        let direct = try OneDNNConvolution(shape, layout: .blocked)
+        guard direct.implementation(.forward).contains("avx512") else {
+            #expect(throws: OneDNNConvolution.Failure.self) { try OneDNNConvolution(shape, layout: .blocked, algorithm: .winograd) }
+            return
+        }
+        let winograd = try OneDNNConvolution(shape, layout: .blocked, algorithm: .winograd)
+        #expect(OneDNNConvolution.Direction.allCases.allSatisfy { winograd.implementation($0).contains("wino") })
+        let (conv, arena) = layer(s, .im2col)
+        let x = Tensor(zeros: [s.batch * conv.inputWidth]), dy = Tensor(zeros: [s.batch * conv.outputWidth])
+        fill(x.data, x.count, stream: 1)
+        fill(dy.data, dy.count, stream: 2)
+        let y = Tensor(zeros: [dy.count]), dx = Tensor(zeros: [x.count])
+        let dw = Tensor(shape: [conv.weight.count], repeating: 0.5), db = Tensor(shape: [s.o], repeating: -0.25)
+        winograd.forward(output: y.data, input: x.data, weight: arena.parameters(conv.weight), bias: arena.parameters(conv.bias!))
+        winograd.backward(inputGradient: dx.data, weightGradient: dw.data, biasGradient: db.data, outputGradient: dy.data,
+                          input: x.data, weight: arena.parameters(conv.weight))
+        func array(_ t: Tensor) -> [Float] { Array(UnsafeBufferPointer(start: t.data, count: t.count)) }
+        #expect(relativeError(array(y), oracle.y) < 1e-5, "forward: \(relativeError(array(y), oracle.y))")
+        #expect(relativeError(array(dx), oracle.dx) < 1e-5, "backward-data: \(relativeError(array(dx), oracle.dx))")
+        #expect(relativeError(array(dw), oracle.dw) < 1e-5, "backward-weights: \(relativeError(array(dw), oracle.dw))")
+        #expect(relativeError(array(db), oracle.db) < 1e-5, "bias gradient: \(relativeError(array(db), oracle.db))")
+    }
 }
