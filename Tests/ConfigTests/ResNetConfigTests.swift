@@ -135,3 +135,16 @@ import Testing
         #expect(model.representationWidth == 512)
     }
 }
+
+/// configs/fmnist-simclr-cnn-60min.yaml, the hour-long quality recipe (docs/benchmarks.md): h is every stage's
+/// maps pooled over 4 x 4 (16 x 16 + 32 x 16 + 64 x 16 = 1,792 features), 20 epochs, kNN at k = 20.
+@Suite struct QualityConfigFileTests {
+    @Test func theHourRecipeLoadsAndBuilds() throws {
+        let config = try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/fmnist-simclr-cnn-60min.yaml").path, overrides: [])
+        try config.validate()
+        try config.validateModel(imageShape: [28, 28])
+        #expect(config.model.encoder == .cnn && config.train.epochs == 20 && config.eval.knnK == 20)
+        let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28])
+        #expect(model.representationWidth == 16 * 16 + 32 * 16 + 64 * 16)
+    }
+}
