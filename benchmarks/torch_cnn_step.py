@@ -28,8 +28,6 @@ for name, value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
 
 import argparse
 import json
-import platform
-import statistics
 import sys
 
 import torch
@@ -38,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from load_safetensors import CNN  # noqa: E402  (the module contrast's CNN export is checked against)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_step import timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
+from torch_step import step_record, timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
 
 IMAGES = 256
 VIEWS = 2 * IMAGES
@@ -66,20 +64,9 @@ def main():
         encoder = encoder.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
-    phases, _ = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps, TEMPERATURE)
-
-    median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
-    config = torch.__config__.show()
-    print(json.dumps({
-        "benchmark": "fmnist-simclr-cnn step (augmentation excluded)",
-        "framework": "pytorch", "torch_version": torch.__version__, "python": platform.python_version(),
-        "cpu_capability": next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), None),
-        "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled,
-        "channels_last": arguments.channels_last, "images_per_step": IMAGES, "views_per_step": VIEWS,
-        "parameters": sum(p.numel() for p in parameters),
-        "warmup_steps": arguments.warmup, "measured_steps": arguments.steps,
-        "median_ms": median_ms, "images_per_second": round(IMAGES / (median_ms["total"] / 1e3), 1),
-    }))
+    phases, losses = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps, TEMPERATURE)
+    print(json.dumps(step_record("fmnist-simclr-cnn step (augmentation excluded)", phases, losses, parameters, IMAGES,
+                                 arguments.warmup, arguments.steps, channels_last=arguments.channels_last)))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ for name, value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
 
 import argparse
 import json
-import platform
-import statistics
 import sys
 
 import torch
@@ -38,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from resnet import ResNet  # noqa: E402  (the module contrast's ResNet export is checked against)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_step import timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
+from torch_step import step_record, timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
 
 RESNET18 = [[64, 2, 1], [128, 2, 2], [256, 2, 2], [512, 2, 2]]   # Config.swift's ResNetPreset.resnet18
 TEMPERATURE = 0.2
@@ -69,21 +67,9 @@ def main():
         x = x.contiguous(memory_format=torch.channels_last)
 
     phases, losses = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps, TEMPERATURE)
-
-    median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
-    config = torch.__config__.show()
-    print(json.dumps({
-        "benchmark": "resnet18 SimCLR step (augmentation excluded)",
-        "framework": "pytorch", "torch_version": torch.__version__, "python": platform.python_version(),
-        "cpu_capability": next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), None),
-        "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled,
-        "channels_last": arguments.channels_last, "input": [arguments.channels, arguments.side, arguments.side],
-        "images_per_step": arguments.images, "views_per_step": views,
-        "parameters": sum(p.numel() for p in parameters),
-        "warmup_steps": arguments.warmup, "measured_steps": arguments.steps,
-        "median_ms": median_ms, "images_per_second": round(arguments.images / (median_ms["total"] / 1e3), 1),
-        "loss_first": round(losses[0], 5), "loss_last": round(losses[-1], 5),
-    }))
+    print(json.dumps(step_record("resnet18 SimCLR step (augmentation excluded)", phases, losses, parameters, arguments.images,
+                                 arguments.warmup, arguments.steps, channels_last=arguments.channels_last,
+                                 input=[arguments.channels, arguments.side, arguments.side])))
 
 
 if __name__ == "__main__":

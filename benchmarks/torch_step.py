@@ -99,6 +99,26 @@ def timed_steps(encoder, head, optimizer, x, warmup, steps, temperature=TEMPERAT
     return phases, losses
 
 
+def step_record(benchmark, phases, losses, parameters, images, warmup, steps, **fields):
+    """The JSON object every benchmarks/torch_*_step.py prints for timed_steps' results: the
+    framework and CPU, `fields` (the script's own: input shape, layout), the per-phase medians in
+    ms, images per second and the first and last loss."""
+    median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
+    config = torch.__config__.show()
+    return {
+        "benchmark": benchmark,
+        "framework": "pytorch", "torch_version": torch.__version__, "python": platform.python_version(),
+        "cpu_capability": next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), None),
+        "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled,
+        **fields,
+        "images_per_step": images, "views_per_step": 2 * images,
+        "parameters": sum(p.numel() for p in parameters),
+        "warmup_steps": warmup, "measured_steps": steps,
+        "median_ms": median_ms, "images_per_second": round(images / (median_ms["total"] / 1e3), 1),
+        "loss_first": round(losses[0], 5), "loss_last": round(losses[-1], 5),
+    }
+
+
 def gemm_shapes():
     """(m, k, n, transpose_a, transpose_b) of every GEMM in one step, as torch runs them."""
     shapes = []

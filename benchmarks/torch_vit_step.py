@@ -25,7 +25,6 @@ for name, value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
 
 import argparse
 import json
-import statistics
 import sys
 
 import torch
@@ -34,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import vit  # noqa: E402  (the module contrast's export is checked against)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_step import timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
+from torch_step import step_record, timed_steps  # noqa: E402  (the loop every torch_*_step.py times)
 
 
 def attention_without_masks(self, x, key_mask=None):
@@ -81,17 +80,8 @@ def main():
     x = torch.rand(views, channels * side * side)   # fixed random pixels in [0, 1], view-major
 
     phases, losses = timed_steps(encoder, head, optimizer, x, arguments.warmup, arguments.steps, TEMPERATURE)
-
-    median_ms = {key: round(1e3 * statistics.median(values), 3) for key, values in phases.items()}
-    print(json.dumps({
-        "benchmark": f"{arguments.preset} SimCLR step (augmentation excluded)",
-        "framework": "pytorch", "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "input": [channels, side, side], "images_per_step": arguments.images, "views_per_step": views,
-        "parameters": sum(p.numel() for p in parameters),
-        "warmup_steps": arguments.warmup, "measured_steps": arguments.steps,
-        "median_ms": median_ms, "images_per_second": round(arguments.images / (median_ms["total"] / 1e3), 1),
-        "loss_first": round(losses[0], 5), "loss_last": round(losses[-1], 5),
-    }))
+    print(json.dumps(step_record(f"{arguments.preset} SimCLR step (augmentation excluded)", phases, losses, parameters,
+                                 arguments.images, arguments.warmup, arguments.steps, input=[channels, side, side])))
 
 
 if __name__ == "__main__":

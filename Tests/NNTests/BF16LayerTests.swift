@@ -98,17 +98,7 @@ struct BF16LayerTests {
     @Test(arguments: [1, 2, 3]) func bf16ReachesEveryConvolution(poolStages: Int) {
         let model = ContrastiveModel(inputWidth: 64, hidden: [], representation: 0, projection: [8], activation: .relu,
                                      convolution: (channels: [4, 8, 8], imageShape: [8, 8], poolCells: 1, poolStages: poolStages))
-        var convolutions: [Conv2d] = []
-        func visit(_ layer: Layer) {
-            switch layer {
-            case let conv as Conv2d: convolutions.append(conv)
-            case let sequence as Sequential: sequence.layers.forEach(visit)
-            case let block as ResidualBlock: visit(block.main); block.projection.map(visit)
-            case let multiScale as MultiScalePool: visit(multiScale.stage); visit(multiScale.inner)
-            default: break
-            }
-        }
-        visit(model.encoder)
+        let convolutions = allConvolutions(in: model.encoder)
         #expect(convolutions.count >= 7, "found \(convolutions.count) convolutions")
         model.computePrecision = .bf16
         #expect(convolutions.allSatisfy { $0.computePrecision == .bf16 },

@@ -145,17 +145,7 @@ import Testing
         let arena = ParameterArena()
         let encoder = CNN.make(channels: [16, 32, 64], inputHeight: 28, inputWidth: 28, representation: 0, poolCells: 3, poolStages: 2,
                                name: "encoder", arena: arena)
-        var convolutions: [Conv2d] = []
-        func visit(_ layer: Layer) {
-            switch layer {
-            case let conv as Conv2d: convolutions.append(conv)
-            case let sequence as Sequential: sequence.layers.forEach(visit)
-            case let block as ResidualBlock: visit(block.main); block.projection.map(visit)
-            case let multiScale as MultiScalePool: visit(multiScale.stage); visit(multiScale.inner)
-            default: break
-            }
-        }
-        visit(encoder)
+        let convolutions = allConvolutions(in: encoder)
         #expect(convolutions.count == 9)
         #expect(convolutions.filter { $0.backends == .onednn }.count == 6)
         #expect(convolutions.filter { $0.backends == .im2col }.map { "\($0.inChannels)x\($0.kernel)" } == ["1x3", "16x1", "32x1"])
@@ -192,5 +182,16 @@ import Testing
         #expect(relativeError(array(dx), oracle.dx) < 1e-5, "backward-data: \(relativeError(array(dx), oracle.dx))")
         #expect(relativeError(array(dw), oracle.dw) < 1e-5, "backward-weights: \(relativeError(array(dw), oracle.dw))")
         #expect(relativeError(array(db), oracle.db) < 1e-5, "bias gradient: \(relativeError(array(db), oracle.db))")
+    }
+}
+
+/// Every Conv2d of `layer`, in order, through sequences, residual blocks (their projections too) and multi-scale pools.
+func allConvolutions(in layer: Layer) -> [Conv2d] {
+    switch layer {
+    case let conv as Conv2d: [conv]
+    case let sequence as Sequential: sequence.layers.flatMap { allConvolutions(in: $0) }
+    case let block as ResidualBlock: allConvolutions(in: block.main) + (block.projection.map { allConvolutions(in: $0) } ?? [])
+    case let multiScale as MultiScalePool: allConvolutions(in: multiScale.stage) + allConvolutions(in: multiScale.inner)
+    default: []
     }
 }
