@@ -106,23 +106,9 @@ public final class OneDNNConvolution {
     /// The implementation oneDNN runs each direction with.
     public func implementation(_ direction: Direction) -> String { steps[direction]!.implementation }
 
-    struct Failure: Error, CustomStringConvertible {
-        let call: String
-        let status: dnnl_status_t
-        var description: String {
-            let meaning = switch status {
-            case dnnl_unimplemented: "unimplemented: no fp32 convolution of this shape for this CPU"
-            case dnnl_out_of_memory: "out of memory"
-            case dnnl_invalid_arguments: "invalid arguments"
-            default: "status \(status.rawValue)"
-            }
-            return "oneDNN \(call) failed (\(meaning))"
-        }
-    }
-
-    /// The one place this file's oneDNN status codes become Swift errors.
+    /// This file's oneDNN status codes as `OneDNNFailure`s.
     private static func check(_ status: dnnl_status_t, _ call: String) throws {
-        if status != dnnl_success { throw Failure(call: call, status: status) }
+        try OneDNNFailure.check(status, call, unimplemented: "no fp32 convolution of this shape for this CPU")
     }
 
     /// The CPU engine and the stream every convolution runs on (created on first use, never destroyed).

@@ -116,23 +116,9 @@ public final class OneDNNGEMM: @unchecked Sendable {
         }
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let call: String
-        let status: dnnl_status_t
-        var description: String {
-            let meaning = switch status {
-            case dnnl_unimplemented: "unimplemented: no matmul of this precision for this CPU"
-            case dnnl_out_of_memory: "out of memory"
-            case dnnl_invalid_arguments: "invalid arguments"
-            default: "status \(status.rawValue)"
-            }
-            return "oneDNN \(call) failed (\(meaning))"
-        }
-    }
-
-    /// The one place oneDNN's status codes become Swift errors.
+    /// This file's oneDNN status codes as `OneDNNFailure`s.
     private func check(_ status: dnnl_status_t, _ call: String) throws {
-        if status != dnnl_success { throw Failure(call: call, status: status) }
+        try OneDNNFailure.check(status, call, unimplemented: "no matmul of this precision for this CPU")
     }
 
     private func start() throws {
@@ -274,5 +260,28 @@ public final class OneDNNGEMM: @unchecked Sendable {
             }
         }
         try check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+}
+
+/// A oneDNN call that did not succeed, for GEMMs and convolutions alike; `unimplemented` says what
+/// oneDNN lacks on this CPU when it answers so.
+public struct OneDNNFailure: Error, CustomStringConvertible {
+    public let call: String
+    let status: dnnl_status_t
+    let unimplemented: String
+
+    public var description: String {
+        let meaning = switch status {
+        case dnnl_unimplemented: "unimplemented: \(unimplemented)"
+        case dnnl_out_of_memory: "out of memory"
+        case dnnl_invalid_arguments: "invalid arguments"
+        default: "status \(status.rawValue)"
+        }
+        return "oneDNN \(call) failed (\(meaning))"
+    }
+
+    /// The one place oneDNN's status codes become Swift errors.
+    static func check(_ status: dnnl_status_t, _ call: String, unimplemented: String) throws {
+        if status != dnnl_success { throw OneDNNFailure(call: call, status: status, unimplemented: unimplemented) }
     }
 }
