@@ -120,7 +120,7 @@ public final class Conv2d: Layer {
         let y = output.pointer(count: batch * outputWidth)
         let w = arena.parameters(weight)
         if backends.forward == .onednn {
-            if GEMMRecording.isRecording { GEMMRecording.note(im2colGEMMs(batch: batch, forward: true)) }
+            GEMMRecording.note(im2colGEMMs(batch: batch, forward: true))
             convolution(batch: batch).forward(output: y, input: input, weight: w, bias: bias.map { UnsafePointer(arena.parameters($0)) })
             return y
         }
@@ -163,9 +163,7 @@ public final class Conv2d: Layer {
         if weightsByIm2col || (dataByIm2col && dx != nil) {
             backwardIm2col(outputGradient, input: x, batch: batch, weights: weightsByIm2col, inputGradient: dataByIm2col ? dx : nil)
         }
-        if GEMMRecording.isRecording {
-            GEMMRecording.note(im2colGEMMs(batch: batch, backwardWeights: !weightsByIm2col, backwardData: !dataByIm2col && dx != nil))
-        }
+        GEMMRecording.note(im2colGEMMs(batch: batch, backwardWeights: !weightsByIm2col, backwardData: !dataByIm2col && dx != nil))
         if !weightsByIm2col {
             // Both directions in oneDNN: one call, so dy is reordered to the blocked layout once.
             convolution(batch: batch).backward(inputGradient: dataByIm2col ? nil : dx, weightGradient: arena.gradients(weight),
@@ -397,7 +395,7 @@ extension Conv2d {
 }
 
 /// Which implementation runs a convolution direction: contrast's im2col + GEMM (`Conv2d`) or
-/// oneDNN's convolution primitive on the same plain NCHW tensors (`OneDNNConvolution`).
+/// oneDNN's blocked direct convolution, reordering from and to the layer's NCHW rows (`OneDNNConvolution`).
 public enum ConvolutionBackend: String, Sendable, CaseIterable {
     case im2col, onednn
 }

@@ -148,14 +148,12 @@ public enum GEMMRecording {
     /// tests run GEMMs in parallel); set only by `record`.
     @TaskLocal static var active: Recorder?
 
-    /// Whether a `record` call is running (so a caller computes what it would `note` only then).
-    public static var isRecording: Bool { active != nil }
-
     /// Records GEMMs that stand for work done another way: a oneDNN convolution notes the im2col
     /// GEMMs it replaces, so the account holds the step's convolution FLOPs at the sgemm rate.
-    public static func note(_ calls: [GEMMCall]) {
+    /// `calls` is evaluated only while a `record` runs: off, a note costs the step one load.
+    public static func note(_ calls: @autoclosure () -> [GEMMCall]) {
         guard let recorder = active else { return }
-        for call in calls { recorder.append(call) }
+        for call in calls() { recorder.append(call) }
     }
 
     /// Runs `body` and returns its result with every GEMM it called, in call order. Not nested.
