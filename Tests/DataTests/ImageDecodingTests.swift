@@ -94,7 +94,7 @@ struct ImageDecodingTests {
         for name in Self.pngs.map({ "\($0).png" }) + Self.jpegs.map({ "\($0).jpg" }) {
             let bytes = try file("\(Self.decodeFixtures)/\(name)")
             for length in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
-                // Even a PNG without its IEND or a JPEG without its EOI: PIL refuses both too.
+                // Even a JPEG without its EOI (PIL refuses it too) or a PNG without its IEND (PIL would load it).
                 #expect(throws: ImageDecodingError.self, "\(name) cut to \(length) of \(bytes.count) bytes") {
                     try ImageDecoding.decode(Array(bytes.prefix(length)))
                 }
