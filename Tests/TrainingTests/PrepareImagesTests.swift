@@ -10,7 +10,8 @@ import TestSupport
 struct PrepareImagesTests {
     /// Fashion-MNIST's first 2,048 training and 512 test images as gray PNGs (PIL), in IDX order.
     static let fashionPNGs = imageFixtures("fmnist", ["2048", "512", FashionMNIST.defaultDirectory], label: "fmnist-png")
-    /// PNGs and JPEGs of every kind, sorted into three class folders, with one file that is not an image.
+    /// PNGs and JPEGs of every kind, sorted into three class folders, with a file that is not an image
+    /// and a JPEG cut short (libjpeg's default handler would print a warning for it).
     static let mixedFolder: String = {
         let fixtures = imageFixtures("decode", label: "mixed")
         let root = temporaryDirectory("mixed-classes").path
@@ -21,6 +22,8 @@ struct PrepareImagesTests {
             try! FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: folder + "/" + name)
         }
         try! Data("not an image".utf8).write(to: URL(fileURLWithPath: root + "/bee/notes.txt"))
+        let jpeg = try! Data(contentsOf: URL(fileURLWithPath: fixtures + "/jpeg-rgb420.jpg"))
+        try! jpeg.prefix(jpeg.count / 2).write(to: URL(fileURLWithPath: root + "/cow/zz-truncated.jpg"))
         return root
     }()
 
@@ -74,7 +77,8 @@ struct PrepareImagesTests {
     }
 
     /// The same data set, byte for byte (shards and manifest), from 1 rank x 2 threads, 1 x 1,
-    /// 2 ranks x 1 thread and 3 ranks x 2 threads; the unreadable file is skipped, counted and named.
+    /// 2 ranks x 1 thread and 3 ranks x 2 threads; the two bad files are skipped, counted and named,
+    /// and nothing is printed on standard error.
     @Test func outputIsTheSameBytesForAnyRankAndThreadCount() throws {
         var outputs: [[String: Data]] = []
         for (ranks, threads) in [(1, 2), (1, 1), (2, 1), (3, 2)] {
@@ -82,8 +86,10 @@ struct PrepareImagesTests {
             let outcome = try prepare([Self.mixedFolder, "--out", out, "--size", "24", "--shards", "4", "--threads", "\(threads)",
                                        "--test-fraction", "0.25"], ranks: ranks)
             #expect(outcome.status == 0, "P=\(ranks) T=\(threads): \(outcome.error)")
-            #expect(outcome.output.contains("skipped 1 of 17 files that are not readable JPEG or PNG images: \(Self.mixedFolder)/bee/notes.txt "
-                                            + "(not a JPEG or PNG file"), "\(outcome.output)")
+            #expect(outcome.output.contains("skipped 2 of 18 files that are not readable JPEG or PNG images: \(Self.mixedFolder)/bee/notes.txt "
+                                            + "(not a JPEG or PNG file (its first bytes are neither signature)); \(Self.mixedFolder)/cow/zz-truncated.jpg "
+                                            + "(JPEG: Premature end of JPEG file)"), "\(outcome.output)")
+            if ranks == 1 { #expect(outcome.error.isEmpty, "the decoders print nothing: \(outcome.error)") }
             outputs.append(try contents(out))
         }
         #expect(outputs[0].keys.sorted() == ["test/dataset.json", "test/shard-00000.bin", "test/shard-00001.bin", "test/shard-00002.bin",
@@ -144,6 +150,7 @@ struct PrepareImagesTests {
 
         let cases: [(arguments: [String], message: String)] = [
             ([root + "/nowhere"], "\(root)/nowhere: no such folder; give the folder that holds the images (or their class subfolders)"),
+            ([root + "/ragged.csv"], "\(root)/ragged.csv: is a file, not a folder; give the folder that holds the images"),
             ([root + "/empty"], "\(root)/empty: holds no files; put the images in it (one subfolder per class, or a flat folder)"),
             ([root + "/hollow"], "\(root)/hollow/none: class folder holds no files; add its images or remove the folder"),
             ([root + "/junk"], "\(root)/junk: none of its 2 files decodes as a JPEG or PNG (the first, \(root)/junk/a.jpg: not a JPEG or PNG "
