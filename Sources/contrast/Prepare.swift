@@ -172,13 +172,13 @@ struct PrepareImages: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "images",
         abstract: "A folder of JPEG and PNG files into uint8 [C, S, S] samples in OUT, or OUT/train and OUT/test.",
         discussion: """
-        Layout: one subfolder per class (labels 0, 1, ... in the sorted order of the folder names, which the \
+        Layout: one subfolder per class (labels 0, 1, ... in the byte order of the folder names, which the \
         manifest's classes table keeps), or a flat folder, unlabelled or labelled by --labels FILE.csv (rows \
         filename,label, an optional header row filename,label; integer labels are used as they are, names are \
-        numbered in sorted order). Files are taken in the byte order of their paths; files and folders whose names \
+        numbered in byte order). Files are taken in the byte order of their paths; files and folders whose names \
         start with '.' are ignored.
 
-        Each image: decoded (JPEG: EXIF orientation applied; PNG: 8 or 16 bits, gray, RGB, palette; alpha \
+        Each image: decoded (JPEG: EXIF orientation applied; PNG: 1 to 16 bits, gray, RGB, palette, 16-bit samples' high byte; alpha \
         dropped, not composited, as PIL's convert("RGB")), converted to --channels (1: PIL's "L" luma, \
         (19595 R + 38470 G + 7471 B + 32768) >> 16), resized with PIL's BILINEAR filter (antialiased when \
         reducing) so its shorter side is S and the centre S x S cropped (--fit pad: the longer side S, centred \
@@ -194,8 +194,8 @@ struct PrepareImages: ParsableCommand {
     @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
     var overwrite = false
     @Option(help: "S: every sample is S x S pixels.") var size: Int
-    @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma). (default: 3)") var channels: Int = 3
-    @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black (0). (default: crop)")
+    @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma).") var channels: Int = 3
+    @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black (0).")
     var fit: DecodedImage.Fit = .crop
     @Option(help: "CSV of filename,label for a flat folder (filenames relative to DIR).") var labels: String?
     @Option(help: ArgumentHelp("Hold out this fraction of the decoded images as the test split, drawn at random with --split-seed "
