@@ -82,6 +82,13 @@ public enum ImageDecoding {
         guard format == .jpeg else { return decoded }
         return decoded.oriented(EXIFOrientation.of(jpeg: bytes))
     }
+
+    /// One prepared sample from a file's bytes, as `contrast prepare images` stores it and as any
+    /// reader of encoded images (webdataset shards, on-the-fly decoding) should make it: decoded,
+    /// converted to `channels` (1 or 3), fitted to `size` x `size`, channel-major (CHW) uint8.
+    public static func sample(_ bytes: [UInt8], size: Int, channels: Int, fit: DecodedImage.Fit = .crop) throws -> [UInt8] {
+        try decode(bytes).converted(channels: channels).fitted(size: size, mode: fit).planar
+    }
 }
 
 /// The EXIF orientation tag (0x0112) of a JPEG: how to turn the stored pixels upright.

@@ -163,7 +163,7 @@ public struct ImagePreparation: Sendable {
 
     /// The prepared sample of a file's bytes: decoded, converted to `channels`, fitted to S x S, CHW.
     public static func sample(from bytes: [UInt8], options: ImagePreparationOptions) throws -> [UInt8] {
-        try ImageDecoding.decode(bytes).converted(channels: options.channels).fitted(size: options.size, mode: options.fit).planar
+        try ImageDecoding.sample(bytes, size: options.size, channels: options.channels, fit: options.fit)
     }
 
     /// Why a file does not decode (read again: only for the few a summary or --strict names).

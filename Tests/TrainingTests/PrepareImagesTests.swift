@@ -112,6 +112,7 @@ struct PrepareImagesTests {
         let first = try FileManager.default.contentsOfDirectory(atPath: Self.mixedFolder + "/ant").sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }[0]
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Self.mixedFolder + "/ant/" + first)))
         let expected = try ImageDecoding.decode(bytes).converted(channels: 3).fitted(size: 16).planar
+        #expect(try ImageDecoding.sample(bytes, size: 16, channels: 3) == expected)
         guard case .uint8(let features) = block.features else { Issue.record("features are not uint8"); return }
         #expect(Array(features.prefix(3 * 16 * 16)) == expected)
     }
