@@ -117,6 +117,28 @@ struct PrepareImagesTests {
         #expect(Array(features.prefix(3 * 16 * 16)) == expected)
     }
 
+    /// --test-dir with class folders takes the training folder's labels (a subset of its classes will do);
+    /// a class the training folder lacks is one line naming the folder.
+    @Test func testDirTakesTheTrainingClasses() throws {
+        let root = temporaryDirectory("images-testdir").path, fm = FileManager.default
+        for (folder, file) in [("bee", "png-rgb.png"), ("cow", "jpeg-gray.jpg")] {
+            try fm.createDirectory(atPath: root + "/test/" + folder, withIntermediateDirectories: true)
+            let source = try fm.subpathsOfDirectory(atPath: Self.mixedFolder).first { $0.hasSuffix("/" + file) }!
+            try fm.copyItem(atPath: Self.mixedFolder + "/" + source, toPath: root + "/test/" + folder + "/" + file)
+        }
+        let outcome = try prepare([Self.mixedFolder, "--test-dir", root + "/test", "--out", root + "/set", "--size", "8", "--shards", "2"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let test = try ShardedDataset(directory: root + "/set/test")
+        #expect(test.manifest.classes == ["ant", "bee", "cow"])
+        #expect(try (0..<test.shardCount).flatMap { try test.readShard($0).labels ?? [] } == [1, 2])
+        try fm.createDirectory(atPath: root + "/test/dog", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: root + "/test/bee/png-rgb.png", toPath: root + "/test/dog/a.png")
+        let refused = try prepare([Self.mixedFolder, "--test-dir", root + "/test", "--out", root + "/other", "--size", "8"])
+        #expect(refused.status == 1)
+        #expect(refused.error == "contrast: error: \(root)/test/dog: is a class the training folder does not have; rename or remove it\n")
+        #expect(!fm.fileExists(atPath: root + "/other"))
+    }
+
     /// --strict stops at the first bad file (in path order), naming it, on rank 0 only (mpirun adds its
     /// own lines about the exit status after it); nothing is written.
     @Test func strictStopsAtTheFirstBadFile() throws {
