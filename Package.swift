@@ -31,6 +31,11 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Image decoding for `contrast prepare images` (Debian: libjpeg62-turbo-dev, libpng-dev), and the C
+        // wrappers that turn the libraries' error callbacks (exit / longjmp) into error returns.
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         // oneDNN (Debian: libdnnl-dev) for bf16 GEMMs on AVX-512 BF16; it ships no pkg-config file: the
         // header is on the default include path, the module map links dnnl and its OpenMP runtime (gomp).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
@@ -42,7 +47,7 @@ let package = Package(
         .target(name: "Contrastive", dependencies: ["Tensor"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Storage", dependencies: ["CZstd", "CZlib"]),
-        .target(name: "Data", dependencies: ["CZlib", "Storage", "Tensor"]),
+        .target(name: "Data", dependencies: ["CZlib", "CImageCodecs", "Storage", "Tensor"]),
         .target(name: "Checkpoint", dependencies: ["Storage", "Distributed"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "RunFiles", dependencies: ["Tensor", "Storage", "Config", .product(name: "Yams", package: "Yams")]),

@@ -4,7 +4,8 @@
 #   real-*    files of a real `contrast prepare` (Fashion-MNIST and .npy) and of a tiny training run
 #             on one and on two MPI ranks (checkpoint manifests and shards), numpy-written .npy files
 #             (needs python3 with numpy), that run's model exported as safetensors, the repository's
-#             configs and a run's resolved config.
+#             configs and a run's resolved config, and PNG and JPEG files of every kind PIL writes
+#             (tools/image_fixtures.py; needs .venv-verify, launch/verify-python.sh, else they are kept as they are).
 # Near-valid seeds (near-*) are written by hand and kept. Run from anywhere; needs a debug build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -63,4 +64,17 @@ done
 mkdir -p "$corpus/config"
 for config in configs/*.yaml; do cp "$config" "$corpus/config/real-$(basename "$config")"; done
 cp "$work/run1/config.yaml" "$corpus/config/real-resolved.yaml"
+# PNG and JPEG files as PIL writes them: every PNG colour type and depth, JPEG gray / 4:2:0 / 4:4:4 /
+# progressive / CMYK, and the eight EXIF orientations.
+python=${CONTRAST_VERIFY_PYTHON:-.venv-verify/bin/python}
+if "$python" -c "import PIL" 2>/dev/null; then
+    "$python" tools/image_fixtures.py decode "$work/images" && "$python" tools/image_fixtures.py exif "$work/exif"
+    mkdir -p "$corpus/png" "$corpus/jpeg"
+    for file in "$work"/images/*.png; do cp "$file" "$corpus/png/real-pil-$(basename "$file")"; done
+    for file in "$work"/images/*.jpg "$work"/exif/*.jpg; do cp "$file" "$corpus/jpeg/real-pil-$(basename "$file")"; done
+    # A CMYK JPEG is refused (clearly), so it is not a valid seed.
+    mv "$corpus/jpeg/real-pil-jpeg-cmyk.jpg" "$corpus/jpeg/near-pil-jpeg-cmyk.jpg"
+else
+    echo "fuzz-seeds: $python has no PIL: the png and jpeg seeds stay as they are" >&2
+fi
 echo "seed corpus: $(find "$corpus" -type f | wc -l) files in $corpus"

@@ -2,7 +2,7 @@
 # Installs what contrast needs from Debian and checks the Swift toolchain. Idempotent: silent when all is there.
 set -euo pipefail
 
-packages=(libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev zlib1g-dev libdnnl-dev dataset-fashion-mnist)
+packages=(libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libdnnl-dev dataset-fashion-mnist)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes .venv-verify, a Python virtual environment with the packages of tools/verify-requirements.txt
-# (onnx, onnxruntime: the ONNX export's checks), on top of /usr/bin/python3's own packages
+# (onnx, onnxruntime: the ONNX export's checks; Pillow: prepare images' fixtures and references), on top of /usr/bin/python3's own packages
 # (--system-site-packages: Debian's torch and numpy stay visible). Idempotent and quick when it is
 # there: a stamp holds the requirements it was made from. Without network (or pip) it says why and
 # exits 0: the tests that need it then skip with that reason. Prints the venv's python last.
@@ -22,13 +22,13 @@ if ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null && [[ $(id -u) -eq 0 ]];
     { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; } >&2
 fi
 if ! /usr/bin/python3 -m venv --system-site-packages "$venv" >&2; then
-    echo "verify-python: /usr/bin/python3 -m venv failed (Debian: apt-get install python3-venv); the ONNX checks will skip" >&2
+    echo "verify-python: /usr/bin/python3 -m venv failed (Debian: apt-get install python3-venv); the Python-verified tests will skip" >&2
     exit 0
 fi
 # A short timeout and one retry: without network this fails in seconds, not minutes.
 if "$python" -m pip install --disable-pip-version-check --no-input --quiet --timeout 15 --retries 1 -r "$requirements" >&2; then
     cp "$requirements" "$stamp"
 else
-    echo "verify-python: pip could not install $requirements (no network?); the ONNX checks will skip" >&2
+    echo "verify-python: pip could not install $requirements (no network?); the Python-verified tests will skip" >&2
 fi
 echo "$python"

@@ -50,6 +50,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case outputNotEmpty(path: String)
     /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
     case spillFailed(directory: String, reason: String)
+    /// `contrast prepare images`: a folder, file or labels CSV it cannot use; `problem` ends with the fix.
+    case imagesInvalid(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -126,6 +128,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .spillFailed(let directory, let reason):
             return "cannot keep the samples on disk in \(directory) (data.spill_dir, data.hold: disk): \(reason); "
                 + "point data.spill_dir at a writable local directory with room for this rank's samples, or set data.hold: memory"
+        case .imagesInvalid(let path, let problem):
+            return "\(path): \(problem)"
         }
     }
 }

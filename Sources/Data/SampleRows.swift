@@ -125,7 +125,7 @@ public final class SampleRows: Sendable {
             if let pairFile { try pairFile.append(cut(block.pairs ?? [], pairWidth)) } else if pairs != nil { pairs! += cut(block.pairs ?? [], pairWidth) }
         }
         let disk = featureFile.map { Disk(features: $0.finish(), pairs: pairFile?.finish()) }
-        return SampleRows(held: held, totalCount: total, featureShape: manifest.features.shape,
+        return SampleRows(held: held, totalCount: total, featureShape: manifest.features.sampleShape,
                           features: dtype == .uint8 ? .uint8(bytes) : .float32(floats),
                           labels: labels, pairShape: manifest.pairs?.shape, pairs: disk == nil ? pairs : nil, disk: disk)
     }

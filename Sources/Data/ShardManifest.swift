@@ -33,6 +33,13 @@ public struct FieldLayout: Codable, Equatable, Sendable {
     }
 
     public var elementsPerSample: Int { shape.reduce(1, *) }
+
+    /// The shape readers work with: uint8 [1, H, W] (one channel, CHW, as `contrast prepare
+    /// images --channels 1` writes it) is the grey image [H, W], the same bytes, so it trains,
+    /// embeds and exports exactly as a Fashion-MNIST-style [H, W] set does; other shapes as stored.
+    public var sampleShape: [Int] {
+        dtype == .uint8 && shape.count == 3 && shape[0] == 1 ? Array(shape.dropFirst()) : shape
+    }
     public var bytesPerSample: Int { elementsPerSample * dtype.size }
 }
 

@@ -271,7 +271,8 @@ extension Evaluation {
             return ModelInputs(features: [images.height, images.width], image: true)
         case .prepared:
             let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
-            return ModelInputs(features: manifest.features.shape, image: manifest.features.dtype == .uint8 && manifest.features.shape.count == 2,
+            let shape = manifest.features.sampleShape
+            return ModelInputs(features: shape, image: manifest.features.dtype == .uint8 && shape.count == 2,
                                pairs: manifest.pairs?.shape)
         }
     }

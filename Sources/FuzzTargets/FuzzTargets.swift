@@ -35,6 +35,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A YAML config, then NUL-separated `--set` overrides (`ConfigLoader.load(file:overrides:)`);
     /// a config that loads must load back from its own `yaml()` to an equal config.
     case config
+    /// A PNG file (`ImageDecoding.decode`: libpng behind the C shim), then fitted to 8 x 8 in both modes.
+    case png
+    /// A JPEG file: its EXIF orientation (`EXIFOrientation.of(jpeg:)`, parsed by contrast), then
+    /// `ImageDecoding.decode` (libjpeg behind the C shim, the orientation applied), fitted to 8 x 8.
+    case jpeg
 }
 
 /// What a target made of one input.
@@ -48,7 +53,8 @@ public enum FuzzOutcome {
     public var isClear: Bool {
         switch self {
         case .accepted: return true
-        case .rejected(let error): return error is DataError || error is CheckpointError || error is ConfigError
+        case .rejected(let error):
+            return error is DataError || error is CheckpointError || error is ConfigError || error is ImageDecodingError
         }
     }
 }
@@ -110,6 +116,9 @@ extension FuzzTarget {
     /// Largest buffer (elements) the checkpoint target allocates to load into: a trainer
     /// allocates its buffers from its own config, not from the manifest.
     static let largestLoadedBuffer = 1 << 22
+    /// Largest image (pixels) the png and jpeg targets decode: a few bytes can claim a huge image,
+    /// and decoding one takes seconds the fuzzer should spend on other inputs.
+    static let largestDecodedImage = 1 << 20
 
     /// Feeds `bytes` to the target's reader in `workspace`.
     public func run(_ bytes: [UInt8], in workspace: FuzzWorkspace) -> FuzzOutcome {
@@ -145,6 +154,13 @@ extension FuzzTarget {
                 }
             case .config:
                 try loadConfig(bytes, in: workspace)
+            case .png, .jpeg:
+                if self == .jpeg { precondition((1...8).contains(EXIFOrientation.of(jpeg: bytes)), "orientation out of 1...8") }
+                let image = try ImageDecoding.decode(bytes, maxPixels: Self.largestDecodedImage)
+                for mode in [DecodedImage.Fit.crop, .pad] {
+                    let fitted = image.converted(channels: 3).fitted(size: 8, mode: mode)
+                    precondition(fitted.width == 8 && fitted.height == 8 && fitted.planar.count == 192, "fitted to \(fitted.width) x \(fitted.height)")
+                }
             }
             return .accepted
         } catch {

@@ -1,13 +1,14 @@
 import Bench
 import ArgumentParser
 import Data
+import Distributed
 import Foundation
 
 /// `contrast prepare`: turn a source data set into the sharded format of docs/data-format.md.
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST or .npy arrays.",
-        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self])
+        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST, .npy arrays or a folder of images.",
+        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self, PrepareImages.self])
 }
 
 /// Prints what was written and how its size compares with the source files.
@@ -162,5 +163,114 @@ struct PrepareNPY: ParsableCommand {
                     + "add --test-fraction 0.2 (or --test-features) to hold some samples out for testing")
             }
         }
+    }
+}
+
+extension DecodedImage.Fit: ExpressibleByArgument {}
+
+struct PrepareImages: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "images",
+        abstract: "A folder of JPEG and PNG files into uint8 [C, S, S] samples in OUT, or OUT/train and OUT/test.",
+        discussion: """
+        Layout: one subfolder per class (labels 0, 1, ... in the byte order of the folder names, which the \
+        manifest's classes table keeps), or a flat folder, unlabelled or labelled by --labels FILE.csv (rows \
+        filename,label, an optional header row filename,label; integer labels are used as they are, names are \
+        numbered in byte order). Files are taken in the byte order of their paths; files and folders whose names \
+        start with '.' are ignored.
+
+        Each image: decoded (JPEG: EXIF orientation applied; PNG: 1 to 16 bits, gray, RGB, palette, 16-bit samples' high byte; alpha \
+        dropped, not composited, as PIL's convert("RGB")), converted to --channels (1: PIL's "L" luma, \
+        (19595 R + 38470 G + 7471 B + 32768) >> 16), resized with PIL's BILINEAR filter (antialiased when \
+        reducing) so its shorter side is S and the centre S x S cropped (--fit pad: the longer side S, centred \
+        on black), stored channel-major (CHW).
+
+        A file that is not a readable JPEG or PNG is skipped and counted, the first \(ImagePreparation.namedSkips) \
+        named; --strict stops at the first. The output is the same bytes for any --threads and any number of \
+        ranks: under `mpirun -np P` each rank decodes a contiguous block of the sorted file list, rank 0 gathers \
+        the samples and writes the data set.
+        """)
+    @Argument(help: "Folder of images: class subfolders, or a flat folder.") var directory: String
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
+    var overwrite = false
+    @Option(help: "S: every sample is S x S pixels.") var size: Int
+    @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma).") var channels: Int = 3
+    @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black (0).")
+    var fit: DecodedImage.Fit = .crop
+    @Option(help: "CSV of filename,label for a flat folder (filenames relative to DIR).") var labels: String?
+    @Option(help: ArgumentHelp("Hold out this fraction of the decoded images as the test split, drawn at random with --split-seed "
+                               + "(as prepare npy draws rows); each split keeps file order. E.g. 0.2."))
+    var testFraction: Double?
+    @Option(help: "Seed of the --test-fraction draw. (default: 0)") var splitSeed: UInt64?
+    @Option(help: "A test folder laid out like DIR (its class subfolders among DIR's; or flat, with --test-labels).")
+    var testDir: String?
+    @Option(help: "The --test-dir folder's labels CSV (needed, and only allowed, with --labels).") var testLabels: String?
+    @Flag(help: "Stop at the first file that is not a readable JPEG or PNG, naming it, instead of skipping it.") var strict = false
+    @Option(help: "Decoding threads per process. (default: the number of cores)") var threads: Int?
+    @OptionGroup var shardOptions: ShardOptions
+
+    func validate() throws {
+        if size <= 0 { throw ValidationError("--size must be positive (the side of the square samples, e.g. 32), got \(size)") }
+        if channels != 1 && channels != 3 { throw ValidationError("--channels must be 3 (RGB) or 1 (gray), got \(channels)") }
+        if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads)") }
+        if let testFraction, !(testFraction > 0 && testFraction < 1) {
+            throw ValidationError("--test-fraction must be between 0 and 1 (the share of images held out for testing, e.g. 0.2), got \(testFraction)")
+        }
+        if testFraction != nil && testDir != nil { throw ValidationError("--test-fraction and --test-dir both make the test split; give one of them") }
+        if splitSeed != nil && testFraction == nil { throw ValidationError("--split-seed is the seed of --test-fraction; add --test-fraction F") }
+        if testLabels != nil && testDir == nil { throw ValidationError("--test-labels labels the --test-dir folder; add --test-dir") }
+    }
+
+    func run() throws {
+        let test: ImageTestSplit? = testFraction.map { .fraction($0, seed: splitSeed ?? 0) } ?? testDir.map { .directory($0, labels: testLabels) }
+        let options = ImagePreparationOptions(size: size, channels: channels, fit: fit, labels: labels, test: test, strict: strict,
+                                              threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                                              layout: shardOptions.layout, overwrite: overwrite)
+        try runOnRanks { communicator in
+            let start = Date()
+            // Finding the files and reading the shares are the same on every rank: an error there is
+            // one line from rank 0 (`agreeing`), not an abort.
+            let preparation = try communicator.agreeing { try ImagePreparation(directory: directory, out: out, options: options) }
+            let share = preparation.decodeShare(rank: communicator.rank, ranks: communicator.size)
+            let gathered = try gather(share, communicator: communicator)
+            let outcome = try communicator.agreeing { try preparation.outcome(gathered: gathered, ranks: communicator.size) }
+            let seconds = Date().timeIntervalSince(start)
+            if communicator.rank == 0 {
+                let files = preparation.files.count, threads = max(1, min(options.threads, preparation.shareRange(rank: 0, ranks: communicator.size).count))
+                say(String(format: "decoded %d files in %.3f s on %d rank(s) x %d thread(s): %.0f images/s, %.1f images/s per thread",
+                           files, seconds, communicator.size, threads, Double(files) / seconds,
+                           Double(files) / seconds / Double(communicator.size * threads)))
+                for summary in try preparation.write(outcome) {
+                    report(summary, source: "the image files")
+                    try verify(summary.directory)
+                }
+                if test == nil {
+                    say("note: no test split: a run on \(out) trains, but skips its kNN evaluation; "
+                        + "add --test-fraction 0.2 (or --test-dir) to hold some images out for testing")
+                }
+            }
+            // The other ranks end after rank 0 has written (or aborted the job).
+            try communicator.barrier()
+        }
+    }
+
+    /// Every rank's share, in rank order, on every rank: in pieces, as MPI counts bytes in 32 bits.
+    private func gather(_ share: [UInt8], communicator: Communicator) throws -> [UInt8] {
+        let ranks = communicator.size, bytes = share.count
+        guard ranks > 1 else { return share }
+        var gathered = [UInt8](repeating: 0, count: bytes * ranks)
+        let piece = max(1, (1 << 30) / ranks)
+        var received = [UInt8](repeating: 0, count: min(piece, bytes) * ranks)
+        for offset in stride(from: 0, to: bytes, by: piece) {
+            let count = min(piece, bytes - offset)
+            try share.withUnsafeBytes { send in
+                try received.withUnsafeMutableBytes { try communicator.allGatherBytes(send.baseAddress! + offset, bytes: count, into: $0.baseAddress!) }
+            }
+            for rank in 0..<ranks {
+                gathered.replaceSubrange(rank * bytes + offset ..< rank * bytes + offset + count,
+                                         with: received[rank * count ..< (rank + 1) * count])
+            }
+        }
+        return gathered
     }
 }

@@ -1,0 +1,4 @@
+#ifndef CONTRAST_CPNG_SHIM_H
+#define CONTRAST_CPNG_SHIM_H
+#include <png.h>
+#endif

@@ -1,0 +1,223 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Data
+
+/// `contrast prepare images` end to end through the binary: Fashion-MNIST as PNG files trains bit
+/// for bit like the IDX files, the output is the same bytes at any rank and thread count, and bad
+/// input is one line and nothing written.
+@Suite(.serialized, .enabled(if: pillowUnavailable == nil, "\(pillowUnavailable ?? "")"))
+struct PrepareImagesTests {
+    /// Fashion-MNIST's first 2,048 training and 512 test images as gray PNGs (PIL), in IDX order.
+    static let fashionPNGs = imageFixtures("fmnist", ["2048", "512", FashionMNIST.defaultDirectory], label: "fmnist-png")
+    /// PNGs and JPEGs of every kind, sorted into three class folders, with a file that is not an image
+    /// and a JPEG cut short (libjpeg's default handler would print a warning for it).
+    static let mixedFolder: String = {
+        let fixtures = imageFixtures("decode", label: "mixed")
+        let root = temporaryDirectory("mixed-classes").path
+        let names = try! FileManager.default.contentsOfDirectory(atPath: fixtures).filter { !$0.hasSuffix(".npy") && !$0.contains("cmyk") }.sorted()
+        for (index, name) in names.enumerated() {
+            let folder = root + "/" + ["ant", "bee", "cow"][index % 3]
+            try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try! FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: folder + "/" + name)
+        }
+        try! Data("not an image".utf8).write(to: URL(fileURLWithPath: root + "/bee/notes.txt"))
+        let jpeg = try! Data(contentsOf: URL(fileURLWithPath: fixtures + "/jpeg-rgb420.jpg"))
+        try! jpeg.prefix(jpeg.count / 2).write(to: URL(fileURLWithPath: root + "/cow/zz-truncated.jpg"))
+        return root
+    }()
+
+    func prepare(_ arguments: [String], ranks: Int = 1) throws -> ProcessOutcome {
+        try runContrast(ranks: ranks, ["prepare", "images"] + arguments, timeout: 600)
+    }
+
+    /// Every file of a folder, by name.
+    func contents(_ folder: String) throws -> [String: Data] {
+        var result: [String: Data] = [:]
+        for name in try FileManager.default.subpathsOfDirectory(atPath: folder) {
+            var isDirectory: ObjCBool = false
+            FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &isDirectory)
+            if !isDirectory.boolValue { result[name] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)) }
+        }
+        return result
+    }
+
+    /// The PNGs with their labels CSV, --channels 1 --size 28, cut like `prepare fashion-mnist
+    /// --shard-size 256`: the shard files are byte for byte those of the IDX path (same pixels, same
+    /// labels, same order), the features [1, 28, 28], and 6 steps of training give the same weights.
+    @Test func fashionMNISTAsPNGFilesTrainsBitForBitLikeTheIDXFiles() throws {
+        let root = temporaryDirectory("fmnist-images").path
+        let images = root + "/images", idx = root + "/idx"
+        let prepared = try prepare([Self.fashionPNGs + "/train", "--labels", Self.fashionPNGs + "/train.csv",
+                                    "--test-dir", Self.fashionPNGs + "/test", "--test-labels", Self.fashionPNGs + "/test.csv",
+                                    "--channels", "1", "--size", "28", "--shard-size", "256", "--out", images])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        #expect(prepared.output.contains("\(images)/train: 2048 samples in 8 shards"), "\(prepared.output)")
+        let reference = try runProcess(contrastExecutable, ["prepare", "fashion-mnist", "--out", idx, "--shard-size", "256", "--limit", "2048"])
+        #expect(reference.status == 0, "\(reference.error)")
+        let fromImages = try contents(images + "/train"), fromIDX = try contents(idx + "/train")
+        #expect(fromImages.keys.filter { $0.hasPrefix("shard-") }.count == 8)
+        for (name, bytes) in fromIDX where name.hasPrefix("shard-") { #expect(fromImages[name] == bytes, "\(name) differs") }
+        let manifest = try ShardedDataset.readManifest(directory: images + "/train")
+        #expect(manifest.features == FieldLayout(dtype: .uint8, shape: [1, 28, 28]))
+        #expect(manifest.classes == nil, "integer labels from a CSV carry no class names")
+        #expect(try ShardedDataset.readManifest(directory: images + "/test").sampleCount == 512)
+
+        func train(_ dataset: String, _ path: String) throws -> String {
+            let run = temporaryDirectory("fmnist-images-run").appendingPathComponent("run").path
+            let overrides = ["run_dir=\(run)", "data.dataset=\(dataset)", "data.path=\(path)", "data.batch_per_rank=64", "train.max_steps=6",
+                             "communication.precision=fp32", "eval.knn_every_epochs=0"] + (dataset == "prepared" ? ["data.train_limit=0"] : [])
+            let outcome = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml"] + overrides.flatMap { ["--set", $0] })
+            #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
+            return run
+        }
+        let a = try train("prepared", images), b = try train("fashion-mnist", FashionMNIST.defaultDirectory)
+        let weightsA = try Data(contentsOf: URL(fileURLWithPath: a + "/weights.bin"))
+        #expect(weightsA == (try Data(contentsOf: URL(fileURLWithPath: b + "/weights.bin"))))
+    }
+
+    /// The same data set, byte for byte (shards and manifest), from 1 rank x 2 threads, 1 x 1,
+    /// 2 ranks x 1 thread and 3 ranks x 2 threads; the two bad files are skipped, counted and named,
+    /// and nothing is printed on standard error.
+    @Test func outputIsTheSameBytesForAnyRankAndThreadCount() throws {
+        var outputs: [[String: Data]] = []
+        for (ranks, threads) in [(1, 2), (1, 1), (2, 1), (3, 2)] {
+            let out = temporaryDirectory("images-ranks").path + "/set"
+            let outcome = try prepare([Self.mixedFolder, "--out", out, "--size", "24", "--shards", "4", "--threads", "\(threads)",
+                                       "--test-fraction", "0.25"], ranks: ranks)
+            #expect(outcome.status == 0, "P=\(ranks) T=\(threads): \(outcome.error)")
+            #expect(outcome.output.contains("skipped 2 of 18 files that are not readable JPEG or PNG images: \(Self.mixedFolder)/bee/notes.txt "
+                                            + "(not a JPEG or PNG file (its first bytes are neither signature)); \(Self.mixedFolder)/cow/zz-truncated.jpg "
+                                            + "(JPEG: Premature end of JPEG file)"), "\(outcome.output)")
+            if ranks == 1 { #expect(outcome.error.isEmpty, "the decoders print nothing: \(outcome.error)") }
+            outputs.append(try contents(out))
+        }
+        #expect(outputs[0].keys.sorted() == ["test/dataset.json", "test/shard-00000.bin", "test/shard-00001.bin", "test/shard-00002.bin",
+                                             "test/shard-00003.bin", "train/dataset.json", "train/shard-00000.bin", "train/shard-00001.bin",
+                                             "train/shard-00002.bin", "train/shard-00003.bin"])
+        for output in outputs.dropFirst() { #expect(output == outputs[0]) }
+    }
+
+    /// Class folders: labels in sorted folder-name order, the names in the manifest, features [3, S, S].
+    @Test func classFoldersGiveLabelsAndTheClassTable() throws {
+        let out = temporaryDirectory("images-classes").path + "/set"
+        let outcome = try prepare([Self.mixedFolder, "--out", out, "--size", "16", "--shards", "1"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let dataset = try ShardedDataset(directory: out)
+        #expect(dataset.manifest.classes == ["ant", "bee", "cow"])
+        #expect(dataset.manifest.features.shape == [3, 16, 16])
+        let block = try dataset.readShard(0)
+        #expect(block.labels == [Int64](repeating: 0, count: 6) + [Int64](repeating: 1, count: 5) + [Int64](repeating: 2, count: 5))
+        // The first sample is ant/'s first file in byte order, decoded and fitted as the library does.
+        let first = try FileManager.default.contentsOfDirectory(atPath: Self.mixedFolder + "/ant").sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }[0]
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Self.mixedFolder + "/ant/" + first)))
+        let expected = try ImageDecoding.decode(bytes).converted(channels: 3).fitted(size: 16).planar
+        #expect(try ImageDecoding.sample(bytes, size: 16, channels: 3) == expected)
+        guard case .uint8(let features) = block.features else { Issue.record("features are not uint8"); return }
+        #expect(Array(features.prefix(3 * 16 * 16)) == expected)
+    }
+
+    /// --test-dir with class folders takes the training folder's labels (a subset of its classes will do);
+    /// a class the training folder lacks is one line naming the folder.
+    @Test func testDirTakesTheTrainingClasses() throws {
+        let root = temporaryDirectory("images-testdir").path, fm = FileManager.default
+        for (folder, file) in [("bee", "png-rgb.png"), ("cow", "jpeg-gray.jpg")] {
+            try fm.createDirectory(atPath: root + "/test/" + folder, withIntermediateDirectories: true)
+            let source = try fm.subpathsOfDirectory(atPath: Self.mixedFolder).first { $0.hasSuffix("/" + file) }!
+            try fm.copyItem(atPath: Self.mixedFolder + "/" + source, toPath: root + "/test/" + folder + "/" + file)
+        }
+        let outcome = try prepare([Self.mixedFolder, "--test-dir", root + "/test", "--out", root + "/set", "--size", "8", "--shards", "2"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let test = try ShardedDataset(directory: root + "/set/test")
+        #expect(test.manifest.classes == ["ant", "bee", "cow"])
+        #expect(try (0..<test.shardCount).flatMap { try test.readShard($0).labels ?? [] } == [1, 2])
+        try fm.createDirectory(atPath: root + "/test/dog", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: root + "/test/bee/png-rgb.png", toPath: root + "/test/dog/a.png")
+        let refused = try prepare([Self.mixedFolder, "--test-dir", root + "/test", "--out", root + "/other", "--size", "8"])
+        #expect(refused.status == 1)
+        #expect(refused.error == "contrast: error: \(root)/test/dog: is a class the training folder does not have; rename or remove it\n")
+        #expect(!fm.fileExists(atPath: root + "/other"))
+    }
+
+    /// --strict stops at the first bad file (in path order), naming it, on rank 0 only (mpirun adds its
+    /// own lines about the exit status after it); nothing is written.
+    @Test func strictStopsAtTheFirstBadFile() throws {
+        let out = temporaryDirectory("images-strict").path + "/set"
+        let outcome = try prepare([Self.mixedFolder, "--out", out, "--size", "16", "--strict"], ranks: 2)
+        #expect(outcome.status != 0)
+        let lines = outcome.error.split(separator: "\n").map(String.init)
+        #expect(lines.first == "contrast: error: \(Self.mixedFolder)/bee/notes.txt: not a JPEG or PNG file (its first bytes are neither "
+                + "signature); remove or repair the file, or drop --strict to skip such files", "\(outcome.error)")
+        #expect(lines.filter { $0.hasPrefix("contrast: error:") }.count == 1, "one rank reports it: \(outcome.error)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    /// Each bad input: one line naming the folder or file and the fix, exit 1, and no output folder
+    /// (nor a temporary sibling) left behind.
+    @Test func badInputIsOneLineAndWritesNothing() throws {
+        let root = temporaryDirectory("images-bad").path
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/hollow/full", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/hollow/none", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: Self.mixedFolder + "/ant/png-rgb.png", toPath: root + "/hollow/full/a.png")
+        try fm.createDirectory(atPath: root + "/junk", withIntermediateDirectories: true)
+        try Data("a".utf8).write(to: URL(fileURLWithPath: root + "/junk/a.jpg"))
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0]).write(to: URL(fileURLWithPath: root + "/junk/b.png"))
+        try fm.createDirectory(atPath: root + "/flat", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: Self.mixedFolder + "/ant/png-rgb.png", toPath: root + "/flat/a.png")
+        try Data("filename,label\na.png,1,extra\n".utf8).write(to: URL(fileURLWithPath: root + "/ragged.csv"))
+        try Data("a.png,1\nmissing.png,0\n".utf8).write(to: URL(fileURLWithPath: root + "/missing.csv"))
+        try fm.createDirectory(atPath: root + "/taken", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/taken/dataset.json"))
+
+        let cases: [(arguments: [String], message: String)] = [
+            ([root + "/nowhere"], "\(root)/nowhere: no such folder; give the folder that holds the images (or their class subfolders)"),
+            ([root + "/ragged.csv"], "\(root)/ragged.csv: is a file, not a folder; give the folder that holds the images"),
+            ([root + "/empty"], "\(root)/empty: holds no files; put the images in it (one subfolder per class, or a flat folder)"),
+            ([root + "/hollow"], "\(root)/hollow/none: class folder holds no files; add its images or remove the folder"),
+            ([root + "/junk"], "\(root)/junk: none of its 2 files decodes as a JPEG or PNG (the first, \(root)/junk/a.jpg: not a JPEG or PNG "
+             + "file (its first bytes are neither signature)); point contrast prepare images at a folder of JPEG or PNG files"),
+            ([root + "/flat", "--labels", root + "/ragged.csv"],
+             "\(root)/ragged.csv: row 2 is not two fields, filename,label (quote a field that holds a comma); fix the row"),
+            ([root + "/flat", "--labels", root + "/missing.csv"],
+             "\(root)/missing.csv: row 2: \(root)/flat/missing.png is not a file; fix the name (relative to \(root)/flat) or drop the row"),
+        ]
+        for (arguments, message) in cases {
+            let out = root + "/out"
+            let outcome = try prepare(arguments + ["--out", out, "--size", "8", "--shards", "1"])
+            #expect(outcome.status == 1)
+            #expect(outcome.error == "contrast: error: \(message)\n")
+            #expect(!fm.fileExists(atPath: out))
+        }
+        let taken = try prepare([root + "/flat", "--out", root + "/taken", "--size", "8", "--shards", "1"])
+        #expect(taken.status == 1)
+        #expect(taken.error.contains("the output folder \(root)/taken is not empty"), "\(taken.error)")
+        #expect(try fm.contentsOfDirectory(atPath: root + "/taken") == ["dataset.json"], "the old folder is untouched")
+        let replaced = try prepare([root + "/flat", "--out", root + "/taken", "--size", "8", "--shards", "1", "--overwrite"])
+        #expect(replaced.status == 0, "\(replaced.error)")
+        #expect(try ShardedDataset(directory: root + "/taken").sampleCount == 1)
+        #expect(try fm.contentsOfDirectory(atPath: root).filter { $0.hasPrefix(".") }.isEmpty, "no temporary sibling is left")
+    }
+
+    /// A [3, S, S] set trains (as feature vectors: RGB views come with issue 21's item 4), and the cnn
+    /// encoder, which reads one channel, refuses it in one line before the run directory exists.
+    @Test func rgbSetTrainsAndTheCNNRefusesItBeforeTheRun() throws {
+        let out = temporaryDirectory("images-rgb").path + "/set"
+        let prepared = try prepare([Self.mixedFolder, "--out", out, "--size", "8", "--shards", "2", "--test-fraction", "0.25"])
+        #expect(prepared.status == 0, "\(prepared.error)")
+        func train(_ extra: [String]) throws -> (ProcessOutcome, String) {
+            let run = temporaryDirectory("images-rgb-run").appendingPathComponent("run").path
+            let overrides = ["run_dir=\(run)", "data.dataset=prepared", "data.path=\(out)", "data.batch_per_rank=6", "train.max_steps=2",
+                             "data.train_limit=0", "data.test_limit=0", "data.virtual_shards=2", "eval.knn_every_epochs=0"] + extra
+            return (try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml"] + overrides.flatMap { ["--set", $0] }), run)
+        }
+        let (trained, _) = try train([])
+        #expect(trained.status == 0, "\(trained.error.suffix(1500))")
+        let (refused, run) = try train(["model.encoder=cnn"])
+        #expect(refused.status == 1)
+        #expect(refused.error.split(separator: "\n").count == 1 && refused.error.contains("model.encoder"), "\(refused.error)")
+        #expect(refused.error.contains("[3, 8, 8]"), "the message names the data's shape: \(refused.error)")
+        #expect(!FileManager.default.fileExists(atPath: run))
+    }
+}
