@@ -1,0 +1,141 @@
+import Foundation
+
+/// The per-image steps of an RGB or grey view, each one pass over a C x H x W float image in [0, 1]
+/// (C = 1 or 3, planes R, G, B), in place, without allocating. Each follows the definition of
+/// torchvision's functional op of the same name on float tensors (torchvision 0.15,
+/// `transforms/functional_tensor.py`); `ViewMaker` chains them and `ViewsReference.swift` restates
+/// them in Double as the tests' oracle. Shapes: C channels, H x W pixels, n = H W.
+public enum ImageOps {
+    /// ITU-R 601-2 luma weights, as torchvision's `rgb_to_grayscale` (0.2989, not 0.299).
+    public static let luma: (red: Float, green: Float, blue: Float) = (0.2989, 0.587, 0.114)
+
+    /// x <- clamp(b x) (`adjust_brightness`: a blend with black).
+    public static func brightness(_ image: UnsafeMutablePointer<Float>, count: Int, factor: Float) {
+        for k in 0..<count { image[k] = min(max(image[k] * factor, 0), 1) }
+    }
+
+    /// x <- clamp((x - m) c + m), m the mean of the grey image over all pixels (`adjust_contrast`).
+    ///
+    /// One channel sums in Float, pixel by pixel (the grey views made before RGB depend on its
+    /// rounding); three channels sum the luma in Double.
+    public static func contrast(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int, factor: Float) {
+        let mean: Float
+        if channels == 1 {
+            var sum: Float = 0
+            for k in 0..<n { sum += image[k] }
+            mean = sum / Float(n)
+        } else {
+            let red = image, green = image + n, blue = image + 2 * n
+            var sum: Double = 0
+            for k in 0..<n { sum += Double(luma.red * red[k] + luma.green * green[k] + luma.blue * blue[k]) }
+            mean = Float(sum / Double(n))
+        }
+        for k in 0..<(channels * n) { image[k] = min(max((image[k] - mean) * factor + mean, 0), 1) }
+    }
+
+    /// x <- clamp(s x + (1 - s) g), g the pixel's luma (`adjust_saturation`); grey images are left as they are.
+    public static func saturation(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int, factor: Float) {
+        guard channels == 3 else { return }
+        let red = image, green = image + n, blue = image + 2 * n, rest = 1 - factor
+        for k in 0..<n {
+            let grey = rest * (luma.red * red[k] + luma.green * green[k] + luma.blue * blue[k])
+            red[k] = min(max(factor * red[k] + grey, 0), 1)
+            green[k] = min(max(factor * green[k] + grey, 0), 1)
+            blue[k] = min(max(factor * blue[k] + grey, 0), 1)
+        }
+    }
+
+    /// Rotates the hue by `shift` turns (`adjust_hue`, shift in [-0.5, 0.5]): RGB -> HSV as
+    /// torchvision's `_rgb2hsv`, h <- (h + shift) mod 1, back by `_hsv2rgb`; grey images are left as they are.
+    public static func hue(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int, shift: Float) {
+        guard channels == 3 else { return }
+        let red = image, green = image + n, blue = image + 2 * n
+        for k in 0..<n {
+            let r = red[k], g = green[k], b = blue[k]
+            let maxc = max(r, g, b), minc = min(r, g, b)
+            let chroma = maxc - minc
+            // A grey pixel (chroma 0) has no hue: h = 0, s = 0, and it comes back as it was (v, v, v).
+            guard chroma > 0 else { continue }
+            let s = chroma / maxc
+            let rc = (maxc - r) / chroma, gc = (maxc - g) / chroma, bc = (maxc - b) / chroma
+            let h6: Float = maxc == r ? bc - gc : maxc == g ? 2 + rc - bc : 4 + gc - rc
+            var h = (h6 / 6 + 1).truncatingRemainder(dividingBy: 1)   // torch.fmod(h / 6 + 1, 1)
+            h = (h + shift).truncatingRemainder(dividingBy: 1)          // (h + shift) % 1.0 ...
+            if h < 0 { h += 1 }                                         // ... Python's modulo is never negative
+            let v = maxc
+            let sector = (h * 6).rounded(.down), f = h * 6 - sector
+            let p = min(max(v * (1 - s), 0), 1)
+            let q = min(max(v * (1 - s * f), 0), 1)
+            let t = min(max(v * (1 - s * (1 - f)), 0), 1)
+            switch Int(sector) % 6 {
+            case 0: red[k] = v; green[k] = t; blue[k] = p
+            case 1: red[k] = q; green[k] = v; blue[k] = p
+            case 2: red[k] = p; green[k] = v; blue[k] = t
+            case 3: red[k] = p; green[k] = q; blue[k] = v
+            case 4: red[k] = t; green[k] = p; blue[k] = v
+            default: red[k] = v; green[k] = p; blue[k] = q
+            }
+        }
+    }
+
+    /// Every channel <- the pixel's luma (`rgb_to_grayscale` with 3 output channels); grey images are left as they are.
+    public static func grayscale(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int) {
+        guard channels == 3 else { return }
+        let red = image, green = image + n, blue = image + 2 * n
+        for k in 0..<n {
+            let grey = luma.red * red[k] + luma.green * green[k] + luma.blue * blue[k]
+            red[k] = grey; green[k] = grey; blue[k] = grey
+        }
+    }
+
+    /// x <- 1 - x where x >= threshold (`solarize` of a float image).
+    public static func solarize(_ image: UnsafeMutablePointer<Float>, count: Int, threshold: Float) {
+        for k in 0..<count { image[k] = image[k] >= threshold ? 1 - image[k] : image[k] }
+    }
+
+    /// The normalised 1-D Gaussian of `gaussian_blur`: w_t = exp(-(t - r)^2 / (2 sigma^2)) / sum,
+    /// t = 0..<size, r = (size - 1) / 2.
+    public static func gaussianKernel(size: Int, sigma: Float, into weights: UnsafeMutablePointer<Float>) {
+        let half = Float(size - 1) * 0.5
+        var sum: Float = 0
+        for t in 0..<size {
+            let x = (Float(t) - half) / sigma
+            weights[t] = Foundation.exp(-0.5 * x * x)
+            sum += weights[t]
+        }
+        for t in 0..<size { weights[t] /= sum }
+    }
+
+    /// Separable Gaussian blur with reflected borders (`gaussian_blur`, padding mode reflect:
+    /// index -1 reads 1, index W reads W - 2): rows into `scratch` (C n floats), then columns back.
+    /// `weights` holds `size` taps (odd size, size / 2 < H and W).
+    public static func gaussianBlur(_ image: UnsafeMutablePointer<Float>, channels: Int, height H: Int, width W: Int,
+                                    weights: UnsafePointer<Float>, size: Int, scratch: UnsafeMutablePointer<Float>) {
+        let r = size / 2
+        @inline(__always) func reflect(_ i: Int, _ count: Int) -> Int { i < 0 ? -i : i >= count ? 2 * (count - 1) - i : i }
+        for c in 0..<channels {
+            let plane = image + c * H * W, temporary = scratch + c * H * W
+            // Rows: the interior without index arithmetic (vectorises over j), the r columns at each edge reflected.
+            for i in 0..<H {
+                let source = plane + i * W, target = temporary + i * W
+                for j in 0..<W { target[j] = 0 }
+                for t in 0..<size {
+                    let w = weights[t], offset = t - r
+                    let low = max(0, -offset), high = min(W, W - offset)
+                    if low < high { for j in low..<high { target[j] += w * source[j + offset] } }
+                    for j in 0..<low { target[j] += w * source[reflect(j + offset, W)] }
+                    for j in max(high, low)..<W { target[j] += w * source[reflect(j + offset, W)] }
+                }
+            }
+            // Columns: whole rows at a time, so the inner loop runs along contiguous memory.
+            for i in 0..<H {
+                let target = plane + i * W
+                for j in 0..<W { target[j] = 0 }
+                for t in 0..<size {
+                    let w = weights[t], source = temporary + reflect(i + t - r, H) * W
+                    for j in 0..<W { target[j] += w * source[j] }
+                }
+            }
+        }
+    }
+}
