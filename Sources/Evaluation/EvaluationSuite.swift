@@ -271,7 +271,7 @@ extension Evaluation {
             return ModelInputs(features: [images.height, images.width], image: true)
         case .prepared:
             let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
-            return ModelInputs(features: manifest.features.shape, image: manifest.features.dtype == .uint8 && manifest.features.shape.count == 2,
+            return ModelInputs(features: manifest.features.shape, image: manifest.features.dtype == .uint8 && SampleRows.isImageShape(manifest.features.shape),
                                pairs: manifest.pairs?.shape)
         }
     }
