@@ -9,6 +9,48 @@ public enum ImageOps {
     /// ITU-R 601-2 luma weights, as torchvision's `rgb_to_grayscale` (0.2989, not 0.299).
     public static let luma: (red: Float, green: Float, blue: Float) = (0.2989, 0.587, 0.114)
 
+    /// Random resized crop and flip of `source` (C x H x W) into `out` (C x H x W): output pixel (i, j)
+    /// samples the source bilinearly at x = left + (j' + 1/2) boxWidth / W - 1/2 (j' = W - 1 - j when
+    /// flipped), y likewise, indices clamped to the image. A box of integers is torchvision's
+    /// `resized_crop(img, top, left, height, width, [H, W], bilinear)` except near the box's edges: torchvision
+    /// interpolates within the cropped box (its edge pixel replicated), this reads the image's pixels just
+    /// outside the box. `columnTaps` and `columnWeights` are W each of scratch.
+    public static func resizedCrop(_ source: UnsafePointer<Float>, channels: Int, height H: Int, width W: Int,
+                                   left: Float, top: Float, boxWidth: Float, boxHeight: Float, flip: Bool,
+                                   into out: UnsafeMutablePointer<Float>,
+                                   columnTaps columnIndex: UnsafeMutablePointer<Int32>, columnWeights columnWeight: UnsafeMutablePointer<Float>) {
+        let n = H * W
+        // Column taps, shared by every row and channel: left index and weight of the right one.
+        let stepX = boxWidth / Float(W)
+        for j in 0..<W {
+            let cropColumn = flip ? W - 1 - j : j
+            let x = left + (Float(cropColumn) + 0.5) * stepX - 0.5
+            let x0 = x.rounded(.down)
+            columnIndex[j] = Int32(x0)
+            columnWeight[j] = x - x0
+        }
+        let stepY = boxHeight / Float(H)
+        for c in 0..<channels {
+            let plane = source + c * n
+            for i in 0..<H {
+                let y = top + (Float(i) + 0.5) * stepY - 0.5
+                let y0 = y.rounded(.down)
+                let fy = y - y0
+                let row0 = plane + min(max(Int(y0), 0), H - 1) * W
+                let row1 = plane + min(max(Int(y0) + 1, 0), H - 1) * W
+                let target = out + c * n + i * W
+                for j in 0..<W {
+                    let c0 = Int(columnIndex[j])
+                    let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
+                    let fx = columnWeight[j]
+                    let upper = row0[a] + (row0[b] - row0[a]) * fx
+                    let lower = row1[a] + (row1[b] - row1[a]) * fx
+                    target[j] = upper + (lower - upper) * fy
+                }
+            }
+        }
+    }
+
     /// x <- clamp(b x) (`adjust_brightness`: a blend with black).
     public static func brightness(_ image: UnsafeMutablePointer<Float>, count: Int, factor: Float) {
         for k in 0..<count { image[k] = min(max(image[k] * factor, 0), 1) }

@@ -299,35 +299,9 @@ public struct ViewMaker: Sendable {
         let draws = UnsafeMutableRawPointer(blurWeights + blurKernel).bindMemory(to: UInt32.self, capacity: drawCapacity)
         let normals = blurWeights + blurKernel + drawCapacity
 
-        // 1-2. Crop and flip. Column taps, shared by every row and channel: left index and weight of the right one.
-        let stepX = p.boxWidth / Float(W)
-        for j in 0..<W {
-            let cropColumn = p.flip ? W - 1 - j : j
-            let x = p.left + (Float(cropColumn) + 0.5) * stepX - 0.5
-            let x0 = x.rounded(.down)
-            columnIndex[j] = Int32(x0)
-            columnWeight[j] = x - x0
-        }
-        let stepY = p.boxHeight / Float(H)
-        for c in 0..<C {
-            let plane = source + c * n
-            for i in 0..<H {
-                let y = p.top + (Float(i) + 0.5) * stepY - 0.5
-                let y0 = y.rounded(.down)
-                let fy = y - y0
-                let row0 = plane + min(max(Int(y0), 0), H - 1) * W
-                let row1 = plane + min(max(Int(y0) + 1, 0), H - 1) * W
-                let target = out + c * n + i * W
-                for j in 0..<W {
-                    let c0 = Int(columnIndex[j])
-                    let a = min(max(c0, 0), W - 1), b = min(max(c0 + 1, 0), W - 1)
-                    let fx = columnWeight[j]
-                    let upper = row0[a] + (row0[b] - row0[a]) * fx
-                    let lower = row1[a] + (row1[b] - row1[a]) * fx
-                    target[j] = upper + (lower - upper) * fy
-                }
-            }
-        }
+        // 1-2. Crop and flip.
+        ImageOps.resizedCrop(source, channels: C, height: H, width: W, left: p.left, top: p.top, boxWidth: p.boxWidth,
+                             boxHeight: p.boxHeight, flip: p.flip, into: out, columnTaps: columnIndex, columnWeights: columnWeight)
 
         // 3. Colour jitter. Saturation and hue leave grey images alone; strength 0 skips them (factor 1, shift 0).
         if p.jitter {
