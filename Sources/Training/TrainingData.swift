@@ -221,7 +221,16 @@ public final class TrainingData {
     public static func describe(_ maker: BatchMaker) -> String {
         func name(_ a: Augmentation) -> String {
             switch a {
-            case .image: return "image views"
+            case .image(let maker):
+                let s = maker.settings
+                var steps = ["crop \(s.cropArea)", "flip \(s.flipProbability)",
+                             "jitter \(s.jitterProbability) (brightness and contrast \(s.jitterStrength)"
+                                 + (maker.channels == 3 ? ", saturation \(s.saturation), hue \(s.hue)" : "") + ", \(s.jitterOrder.rawValue) order)"]
+                if maker.channels == 3 { steps.append("grayscale \(s.grayscaleProbability)") }
+                steps.append("blur \(s.blurProbability) (kernel \(maker.blurKernel), sigma \(s.blurSigma))")
+                steps.append("solarize \(s.solarizeProbability)")
+                steps.append("noise \(s.noiseSigma)")
+                return "image views of \(maker.channels) x \(maker.height) x \(maker.width) images (" + steps.joined(separator: ", ") + ")"
             case .features(let maker):
                 let s = maker.settings
                 return "feature views (dropout \(s.dropout), mask \(s.mask), noise \(s.noise), scale \(s.scale))"
