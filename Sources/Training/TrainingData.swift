@@ -199,7 +199,7 @@ public final class TrainingData {
 
     /// The image view maker of the `views` section for uint8 [H, W] or [C, H, W] images (C = 1 or 3).
     /// - Throws: `ConfigError` naming `views.blur_kernel` when the kernel is too large for the images.
-    static func viewMaker(_ v: ViewsSection, imageShape: [Int]) throws -> ViewMaker {
+    public static func viewMaker(_ v: ViewsSection, imageShape: [Int]) throws -> ViewMaker {
         let (channels, height, width) = imageShape.count == 3 ? (imageShape[0], imageShape[1], imageShape[2]) : (1, imageShape[0], imageShape[1])
         let settings = ViewSettings(
             cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
