@@ -89,35 +89,59 @@ public enum ImageOps {
 
     /// Rotates the hue by `shift` turns (`adjust_hue`, shift in [-0.5, 0.5]): RGB -> HSV as
     /// torchvision's `_rgb2hsv`, h <- (h + shift) mod 1, back by `_hsv2rgb`; grey images are left as they are.
+    /// Eight pixels at a time, branch-free (the last few padded with black, which has no hue).
     public static func hue(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int, shift: Float) {
         guard channels == 3 else { return }
         let red = image, green = image + n, blue = image + 2 * n
-        for k in 0..<n {
-            let r = red[k], g = green[k], b = blue[k]
-            let maxc = max(r, g, b), minc = min(r, g, b)
-            let chroma = maxc - minc
-            // A grey pixel (chroma 0) has no hue: h = 0, s = 0, and it comes back as it was (v, v, v).
-            guard chroma > 0 else { continue }
-            let s = chroma / maxc
-            let rc = (maxc - r) / chroma, gc = (maxc - g) / chroma, bc = (maxc - b) / chroma
-            let h6: Float = maxc == r ? bc - gc : maxc == g ? 2 + rc - bc : 4 + gc - rc
-            var h = (h6 / 6 + 1).truncatingRemainder(dividingBy: 1)   // torch.fmod(h / 6 + 1, 1)
-            h = (h + shift).truncatingRemainder(dividingBy: 1)          // (h + shift) % 1.0 ...
-            if h < 0 { h += 1 }                                         // ... Python's modulo is never negative
-            let v = maxc
-            let sector = (h * 6).rounded(.down), f = h * 6 - sector
-            let p = min(max(v * (1 - s), 0), 1)
-            let q = min(max(v * (1 - s * f), 0), 1)
-            let t = min(max(v * (1 - s * (1 - f)), 0), 1)
-            switch Int(sector) % 6 {
-            case 0: red[k] = v; green[k] = t; blue[k] = p
-            case 1: red[k] = q; green[k] = v; blue[k] = p
-            case 2: red[k] = p; green[k] = v; blue[k] = t
-            case 3: red[k] = p; green[k] = q; blue[k] = v
-            case 4: red[k] = t; green[k] = p; blue[k] = v
-            default: red[k] = v; green[k] = p; blue[k] = q
-            }
+        var start = 0
+        while start < n {
+            let lanes = min(8, n - start)
+            var r = SIMD8<Float>(), g = SIMD8<Float>(), b = SIMD8<Float>()
+            for lane in 0..<lanes { r[lane] = red[start + lane]; g[lane] = green[start + lane]; b[lane] = blue[start + lane] }
+            let (newRed, newGreen, newBlue) = rotateHue(r, g, b, shift: shift)
+            for lane in 0..<lanes { red[start + lane] = newRed[lane]; green[start + lane] = newGreen[lane]; blue[start + lane] = newBlue[lane] }
+            start += 8
         }
+    }
+
+    /// The hue rotation of eight pixels. x mod 1 is x - floor(x), exactly torch's fmod of a positive
+    /// number and its remainder (Python's %) of any.
+    @inline(__always)
+    static func rotateHue(_ r: SIMD8<Float>, _ g: SIMD8<Float>, _ b: SIMD8<Float>, shift: Float)
+        -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let maxc = pointwiseMax(pointwiseMax(r, g), b), minc = pointwiseMin(pointwiseMin(r, g), b)
+        let chroma = maxc - minc
+        // A grey pixel (chroma 0) has no hue: h = 0, s = 0, and it comes back as it was (v, v, v).
+        let grey = chroma .== 0
+        let divisor = chroma.replacing(with: 1, where: grey)
+        let s = chroma / maxc.replacing(with: 1, where: grey)
+        let rc = (maxc - r) / divisor, gc = (maxc - g) / divisor, bc = (maxc - b) / divisor
+        let isRed = maxc .== r, isGreen = (maxc .== g) .& .!isRed
+        var h6 = 4 + gc - rc
+        h6.replace(with: 2 + rc - bc, where: isGreen)
+        h6.replace(with: bc - gc, where: isRed)
+        var h = h6 / 6 + 1
+        h -= h.rounded(.down)
+        h += shift
+        h -= h.rounded(.down)
+        let v = maxc, scaled = h * 6
+        var sector = scaled.rounded(.down)
+        let f = scaled - sector
+        sector.replace(with: 0, where: sector .== 6)   // h * 6 rounded up to 6: torch's i % 6
+        let zero = SIMD8<Float>(repeating: 0), one = SIMD8<Float>(repeating: 1)
+        let p = (v * (1 - s)).clamped(lowerBound: zero, upperBound: one)
+        let q = (v * (1 - s * f)).clamped(lowerBound: zero, upperBound: one)
+        let t = (v * (1 - s * (1 - f))).clamped(lowerBound: zero, upperBound: one)
+        // Sector k: (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q).
+        let s1 = sector .== 1, s2 = sector .== 2, s3 = sector .== 3, s4 = sector .== 4, s5 = sector .== 5
+        var outRed = v, outGreen = t, outBlue = p
+        outRed.replace(with: q, where: s1); outGreen.replace(with: v, where: s1)
+        outRed.replace(with: p, where: s2); outGreen.replace(with: v, where: s2); outBlue.replace(with: t, where: s2)
+        outRed.replace(with: p, where: s3); outGreen.replace(with: q, where: s3); outBlue.replace(with: v, where: s3)
+        outRed.replace(with: t, where: s4); outGreen.replace(with: p, where: s4); outBlue.replace(with: v, where: s4)
+        outGreen.replace(with: p, where: s5); outBlue.replace(with: q, where: s5)
+        outRed.replace(with: r, where: grey); outGreen.replace(with: g, where: grey); outBlue.replace(with: b, where: grey)
+        return (outRed, outGreen, outBlue)
     }
 
     /// Every channel <- the pixel's luma (`rgb_to_grayscale` with 3 output channels); grey images are left as they are.
