@@ -89,59 +89,52 @@ public enum ImageOps {
 
     /// Rotates the hue by `shift` turns (`adjust_hue`, shift in [-0.5, 0.5]): RGB -> HSV as
     /// torchvision's `_rgb2hsv`, h <- (h + shift) mod 1, back by `_hsv2rgb`; grey images are left as they are.
-    /// Eight pixels at a time, branch-free (the last few padded with black, which has no hue).
+    ///
+    /// Branch-free selects in a plain loop, which the compiler vectorises (SIMD8 values with
+    /// `replacing(with:where:)` and `rounded` ran 2-4x slower, through per-lane calls); x mod 1 is
+    /// x - floor(x), exactly torch's fmod of a positive number and its remainder (Python's %) of any.
     public static func hue(_ image: UnsafeMutablePointer<Float>, channels: Int, pixels n: Int, shift: Float) {
         guard channels == 3 else { return }
         let red = image, green = image + n, blue = image + 2 * n
-        var start = 0
-        while start < n {
-            let lanes = min(8, n - start)
-            var r = SIMD8<Float>(), g = SIMD8<Float>(), b = SIMD8<Float>()
-            for lane in 0..<lanes { r[lane] = red[start + lane]; g[lane] = green[start + lane]; b[lane] = blue[start + lane] }
-            let (newRed, newGreen, newBlue) = rotateHue(r, g, b, shift: shift)
-            for lane in 0..<lanes { red[start + lane] = newRed[lane]; green[start + lane] = newGreen[lane]; blue[start + lane] = newBlue[lane] }
-            start += 8
+        for k in 0..<n {
+            let r = red[k], g = green[k], b = blue[k]
+            let maxc = max(max(r, g), b), minc = min(min(r, g), b)
+            let chroma = maxc - minc
+            // A grey pixel (chroma 0) has no hue: h = 0, s = 0, and it comes back as it was (v, v, v).
+            let grey = chroma == 0
+            let divisor = grey ? 1 : chroma
+            let s = chroma / (grey ? 1 : maxc)
+            let rc = (maxc - r) / divisor, gc = (maxc - g) / divisor, bc = (maxc - b) / divisor
+            let isRed = maxc == r, isGreen = maxc == g && !isRed
+            let h6 = isRed ? bc - gc : isGreen ? 2 + rc - bc : 4 + gc - rc
+            var h = h6 / 6 + 1
+            h -= floorOfSmall(h)
+            h += shift
+            h -= floorOfSmall(h)
+            let v = maxc, scaled = h * 6
+            var sector = floorOfSmall(scaled)
+            let f = scaled - sector
+            sector = sector == 6 ? 0 : sector   // h * 6 rounded up to 6: torch's i % 6
+            let p = min(max(v * (1 - s), 0), 1)
+            let q = min(max(v * (1 - s * f), 0), 1)
+            let t = min(max(v * (1 - s * (1 - f)), 0), 1)
+            // Sector k: (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q).
+            var outRed = v, outGreen = t, outBlue = p
+            outRed = sector == 1 ? q : outRed; outGreen = sector == 1 ? v : outGreen
+            outRed = sector == 2 ? p : outRed; outGreen = sector == 2 ? v : outGreen; outBlue = sector == 2 ? t : outBlue
+            outRed = sector == 3 ? p : outRed; outGreen = sector == 3 ? q : outGreen; outBlue = sector == 3 ? v : outBlue
+            outRed = sector == 4 ? t : outRed; outGreen = sector == 4 ? p : outGreen; outBlue = sector == 4 ? v : outBlue
+            outGreen = sector == 5 ? p : outGreen; outBlue = sector == 5 ? q : outBlue
+            red[k] = grey ? r : outRed; green[k] = grey ? g : outGreen; blue[k] = grey ? b : outBlue
         }
     }
 
-    /// The hue rotation of eight pixels. x mod 1 is x - floor(x), exactly torch's fmod of a positive
-    /// number and its remainder (Python's %) of any.
+    /// floor(x) for |x| < 2^22 without libm (the baseline x86-64 target has no vector floor, and a
+    /// floorf call per lane stops the loop vectorising): adding 1.5 x 2^23 rounds to an integer, exactly.
     @inline(__always)
-    static func rotateHue(_ r: SIMD8<Float>, _ g: SIMD8<Float>, _ b: SIMD8<Float>, shift: Float)
-        -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-        let maxc = pointwiseMax(pointwiseMax(r, g), b), minc = pointwiseMin(pointwiseMin(r, g), b)
-        let chroma = maxc - minc
-        // A grey pixel (chroma 0) has no hue: h = 0, s = 0, and it comes back as it was (v, v, v).
-        let grey = chroma .== 0
-        let divisor = chroma.replacing(with: 1, where: grey)
-        let s = chroma / maxc.replacing(with: 1, where: grey)
-        let rc = (maxc - r) / divisor, gc = (maxc - g) / divisor, bc = (maxc - b) / divisor
-        let isRed = maxc .== r, isGreen = (maxc .== g) .& .!isRed
-        var h6 = 4 + gc - rc
-        h6.replace(with: 2 + rc - bc, where: isGreen)
-        h6.replace(with: bc - gc, where: isRed)
-        var h = h6 / 6 + 1
-        h -= h.rounded(.down)
-        h += shift
-        h -= h.rounded(.down)
-        let v = maxc, scaled = h * 6
-        var sector = scaled.rounded(.down)
-        let f = scaled - sector
-        sector.replace(with: 0, where: sector .== 6)   // h * 6 rounded up to 6: torch's i % 6
-        let zero = SIMD8<Float>(repeating: 0), one = SIMD8<Float>(repeating: 1)
-        let p = (v * (1 - s)).clamped(lowerBound: zero, upperBound: one)
-        let q = (v * (1 - s * f)).clamped(lowerBound: zero, upperBound: one)
-        let t = (v * (1 - s * (1 - f))).clamped(lowerBound: zero, upperBound: one)
-        // Sector k: (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q).
-        let s1 = sector .== 1, s2 = sector .== 2, s3 = sector .== 3, s4 = sector .== 4, s5 = sector .== 5
-        var outRed = v, outGreen = t, outBlue = p
-        outRed.replace(with: q, where: s1); outGreen.replace(with: v, where: s1)
-        outRed.replace(with: p, where: s2); outGreen.replace(with: v, where: s2); outBlue.replace(with: t, where: s2)
-        outRed.replace(with: p, where: s3); outGreen.replace(with: q, where: s3); outBlue.replace(with: v, where: s3)
-        outRed.replace(with: t, where: s4); outGreen.replace(with: p, where: s4); outBlue.replace(with: v, where: s4)
-        outGreen.replace(with: p, where: s5); outBlue.replace(with: q, where: s5)
-        outRed.replace(with: r, where: grey); outGreen.replace(with: g, where: grey); outBlue.replace(with: b, where: grey)
-        return (outRed, outGreen, outBlue)
+    static func floorOfSmall(_ x: Float) -> Float {
+        let nearest = (x + 12_582_912) - 12_582_912
+        return nearest > x ? nearest - 1 : nearest
     }
 
     /// Every channel <- the pixel's luma (`rgb_to_grayscale` with 3 output channels); grey images are left as they are.

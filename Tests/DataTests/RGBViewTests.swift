@@ -47,6 +47,13 @@ private func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map 
         }
     }
 
+    @Test func floorOfSmallIsFloor() {
+        var values: [Float] = [0, -0, 0.5, -0.5, 1, -1, 1.5, -1.5, 2.5, 5.999999, 6, 0.99999994, -0.99999994, 1e-30, -1e-30, 4_194_303.5, -4_194_303.5]
+        var state: UInt32 = 1
+        for _ in 0..<10_000 { state = state &* 1_664_525 &+ 1_013_904_223; values.append((Float(state) / 4_294_967_296 - 0.5) * 20) }
+        for x in values { #expect(ImageOps.floorOfSmall(x) == x.rounded(.down), "floor of \(x)") }
+    }
+
     @Test func identityReproducesEveryChannel() {
         let identity = ViewMaker(channels: 3, height: 20, width: 24, settings: .identity)
         #expect(rgbView(identity, sample: 3) == rgbTestImage.map { Float($0) / 255 })
