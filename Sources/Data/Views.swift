@@ -96,7 +96,8 @@ public struct ViewSettings: Sendable, Equatable {
     /// SimCLR's ImageNet augmentation (Chen et al. 2020, appendix A; colour strength s = 1):
     /// crop area 0.08-1 with aspect 3/4-4/3, flip 0.5, jitter 0.8 with brightness, contrast and
     /// saturation 0.8 and hue 0.2 in random order, grayscale 0.2, blur 0.5 with a kernel 10 % of
-    /// the image's side and sigma 0.1-2, no solarize (BYOL's second view solarizes with p 0.2), no noise.
+    /// the image's side and sigma 0.1-2, no solarize (BYOL's second view solarizes with p 0.2; both of
+    /// contrast's views take the same settings), no noise.
     public static let simclr = ViewSettings(cropArea: 0.08...1, aspectRatio: (3.0 / 4.0)...(4.0 / 3.0), flipProbability: 0.5,
                                             jitterStrength: 0.8, saturation: 0.8, hue: 0.2, jitterProbability: 0.8,
                                             jitterOrder: .random, grayscaleProbability: 0.2, blurProbability: 0.5,
