@@ -222,15 +222,13 @@ public final class TrainingData {
         func name(_ a: Augmentation) -> String {
             switch a {
             case .image(let maker):
+                // The steps that can happen, by name only: the line must fit a terminal, the values are in config.yaml.
                 let s = maker.settings
-                var steps = ["crop \(s.cropArea)", "flip \(s.flipProbability)",
-                             "jitter \(s.jitterProbability) (brightness and contrast \(s.jitterStrength)"
-                                 + (maker.channels == 3 ? ", saturation \(s.saturation), hue \(s.hue)" : "") + ", \(s.jitterOrder.rawValue) order)"]
-                if maker.channels == 3 { steps.append("grayscale \(s.grayscaleProbability)") }
-                steps.append("blur \(s.blurProbability) (kernel \(maker.blurKernel), sigma \(s.blurSigma))")
-                steps.append("solarize \(s.solarizeProbability)")
-                steps.append("noise \(s.noiseSigma)")
-                return "image views of \(maker.channels) x \(maker.height) x \(maker.width) images (" + steps.joined(separator: ", ") + ")"
+                let steps = [("crop", true), ("flip", s.flipProbability > 0), ("jitter", s.jitterProbability > 0),
+                             ("grayscale", maker.channels == 3 && s.grayscaleProbability > 0), ("blur", s.blurProbability > 0),
+                             ("solarize", s.solarizeProbability > 0), ("noise", s.noiseSigma > 0)]
+                return "image views of \(maker.channels)x\(maker.height)x\(maker.width) images: "
+                    + steps.filter(\.1).map(\.0).joined(separator: ", ")
             case .features(let maker):
                 let s = maker.settings
                 return "feature views (dropout \(s.dropout), mask \(s.mask), noise \(s.noise), scale \(s.scale))"
