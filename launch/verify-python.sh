@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Makes .venv-verify, a Python virtual environment with the packages of tools/verify-requirements.txt
-# (onnx, onnxruntime: the ONNX export's checks; Pillow: prepare images' fixtures and references), on top of /usr/bin/python3's own packages
+# (onnx, onnxruntime: the ONNX export's checks; Pillow: prepare images' fixtures and references) and, without their dependencies,
+# tools/verify-requirements-nodeps.txt (torchvision: the views' checks; its wheel asks for a torch
+# newer than Debian's, whose functional ops it runs on), on top of /usr/bin/python3's own packages
 # (--system-site-packages: Debian's torch and numpy stay visible). Idempotent and quick when it is
 # there: a stamp holds the requirements it was made from. Without network (or pip) it says why and
 # exits 0: the tests that need it then skip with that reason. Prints the venv's python last.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-venv=.venv-verify requirements=tools/verify-requirements.txt stamp=.venv-verify/requirements.stamp
+venv=.venv-verify requirements=tools/verify-requirements.txt nodeps=tools/verify-requirements-nodeps.txt
+stamp=.venv-verify/requirements.stamp
 python=$PWD/$venv/bin/python
 
-if [[ -x $python ]] && cmp -s "$requirements" "$stamp"; then
+if [[ -x $python ]] && cat "$requirements" "$nodeps" | cmp -s - "$stamp"; then
     echo "$python"
     exit 0
 fi
@@ -26,9 +29,10 @@ if ! /usr/bin/python3 -m venv --system-site-packages "$venv" >&2; then
     exit 0
 fi
 # A short timeout and one retry: without network this fails in seconds, not minutes.
-if "$python" -m pip install --disable-pip-version-check --no-input --quiet --timeout 15 --retries 1 -r "$requirements" >&2; then
-    cp "$requirements" "$stamp"
+pip=("$python" -m pip install --disable-pip-version-check --no-input --quiet --timeout 15 --retries 1)
+if "${pip[@]}" -r "$requirements" >&2 && "${pip[@]}" --no-deps -r "$nodeps" >&2; then
+    cat "$requirements" "$nodeps" > "$stamp"
 else
-    echo "verify-python: pip could not install $requirements (no network?); the Python-verified tests will skip" >&2
+    echo "verify-python: pip could not install $requirements and $nodeps (no network?); the Python-verified tests will skip" >&2
 fi
 echo "$python"

@@ -153,8 +153,11 @@ public struct DataSection: Codable, Sendable, Equatable {
     public init() {}
 }
 
-/// Augmentation that makes the two views of every sample (applied in this order).
+/// Augmentation that makes the two views of every sample (applied in this order: crop, flip, jitter,
+/// grayscale, blur, solarize, noise).
 public struct ViewsSection: Codable, Sendable, Equatable {
+    /// A recipe the keys below start from (none: their own defaults); a key given in a file or by `--set` overrides it.
+    public var preset: ViewsPreset = .none
     /// Random resized crop: range [lo, hi] of the crop's area as a fraction of the image.
     public var cropArea: [Float] = [0.6, 1.0]
     /// Random resized crop: range [lo, hi] of the crop's aspect ratio (drawn log-uniformly).
@@ -163,20 +166,98 @@ public struct ViewsSection: Codable, Sendable, Equatable {
     public var flip: Float = 0.5
     /// Colour jitter strength: brightness and contrast factors uniform in [1 - jitter, 1 + jitter].
     public var jitter: Float = 0.4
+    /// Colour jitter: saturation factor uniform in [1 - saturation, 1 + saturation] (RGB images; 0 = off).
+    public var saturation: Float = 0
+    /// Colour jitter: hue shift uniform in [-hue, hue] turns (RGB images; 0 = off).
+    public var hue: Float = 0
     /// Probability that colour jitter is applied.
     public var jitterProbability: Float = 0.8
+    /// The order of jitter's steps: fixed (brightness, contrast, saturation, hue) or random per view.
+    public var jitterOrder: ViewsJitterOrder = .fixed
+    /// Probability that an RGB view is turned grey.
+    public var grayscaleProbability: Float = 0
+    /// Probability of a Gaussian blur.
+    public var blurProbability: Float = 0
+    /// Odd side of the blur kernel; 0 = 10 % of the image's shorter side, made odd, at least 3.
+    public var blurKernel: Int = 0
+    /// Range [lo, hi] of the blur's sigma in pixels, drawn uniformly.
+    public var blurSigma: [Float] = [0.1, 2.0]
+    /// Probability of solarizing (values >= solarize_threshold become 1 - value).
+    public var solarizeProbability: Float = 0
+    public var solarizeThreshold: Float = 0.5
     /// Standard deviation of additive Gaussian pixel noise (0 = none).
     public var noise: Float = 0.05
 
     enum CodingKeys: String, CodingKey {
+        case preset
         case cropArea = "crop_area"
         case aspectRatio = "aspect_ratio"
-        case flip, jitter
+        case flip, jitter, saturation, hue
         case jitterProbability = "jitter_p"
+        case jitterOrder = "jitter_order"
+        case grayscaleProbability = "grayscale_p"
+        case blurProbability = "blur_p"
+        case blurKernel = "blur_kernel"
+        case blurSigma = "blur_sigma"
+        case solarizeProbability = "solarize_p"
+        case solarizeThreshold = "solarize_threshold"
         case noise
     }
 
     public init() {}
+
+    /// The section with every key not named in `given` (keys below `views`, as written: `crop_area`)
+    /// taken from the preset; unchanged for preset none.
+    public func resolvingPreset(given: Set<String>) -> ViewsSection {
+        guard let base = preset.section else { return self }
+        var resolved = self
+        func take<Value>(_ key: CodingKeys, _ path: WritableKeyPath<ViewsSection, Value>) {
+            if !given.contains(key.rawValue) { resolved[keyPath: path] = base[keyPath: path] }
+        }
+        take(.cropArea, \.cropArea); take(.aspectRatio, \.aspectRatio); take(.flip, \.flip); take(.jitter, \.jitter)
+        take(.saturation, \.saturation); take(.hue, \.hue); take(.jitterProbability, \.jitterProbability)
+        take(.jitterOrder, \.jitterOrder); take(.grayscaleProbability, \.grayscaleProbability)
+        take(.blurProbability, \.blurProbability); take(.blurKernel, \.blurKernel); take(.blurSigma, \.blurSigma)
+        take(.solarizeProbability, \.solarizeProbability); take(.solarizeThreshold, \.solarizeThreshold); take(.noise, \.noise)
+        return resolved
+    }
+}
+
+/// A named augmentation recipe (`views.preset`).
+public enum ViewsPreset: String, Codable, Sendable, CaseIterable {
+    /// No preset: each key's own default (the Fashion-MNIST benchmark's grey views).
+    case none
+    /// SimCLR's ImageNet recipe (Chen et al. 2020, appendix A, colour strength s = 1): crop area
+    /// [0.08, 1], flip 0.5, jitter 0.8 (brightness, contrast, saturation 0.8, hue 0.2, random order),
+    /// grayscale 0.2, blur 0.5 with a kernel 10 % of the image side and sigma [0.1, 2], no solarize, no noise.
+    case simclr
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+
+    /// The preset's values of every key; nil for none.
+    public var section: ViewsSection? {
+        switch self {
+        case .none: return nil
+        case .simclr:
+            var s = ViewsSection()
+            s.preset = .simclr
+            s.cropArea = [0.08, 1.0]; s.aspectRatio = [0.75, 1.3333334]; s.flip = 0.5
+            s.jitter = 0.8; s.saturation = 0.8; s.hue = 0.2; s.jitterProbability = 0.8; s.jitterOrder = .random
+            s.grayscaleProbability = 0.2; s.blurProbability = 0.5; s.blurKernel = 0; s.blurSigma = [0.1, 2.0]
+            s.solarizeProbability = 0; s.solarizeThreshold = 0.5; s.noise = 0
+            return s
+        }
+    }
+}
+
+/// The order of colour jitter's steps (`views.jitter_order`).
+public enum ViewsJitterOrder: String, Codable, Sendable, CaseIterable {
+    /// Brightness, contrast, saturation, hue.
+    case fixed
+    /// One of the 24 orders per view, uniformly (torchvision's ColorJitter).
+    case random
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// Augmentation of non-image features (`data.augment: features`), applied in this order:

@@ -160,7 +160,7 @@ private struct ConfigTree {
 
     /// Decodes and validates the merged tree.
     func decode() throws -> TrainingConfig {
-        let config: TrainingConfig
+        var config: TrainingConfig
         do {
             config = try YAMLDecoder().decode(TrainingConfig.self, from: root)
         } catch let error as InvalidChoice {
@@ -172,6 +172,12 @@ private struct ConfigTree {
         } catch let error as DecodingError {
             throw translate(error)
         }
+        // views.preset fills the views keys the file and --set did not give.
+        let givenViews = origins.keys.compactMap { key -> String? in
+            guard key.hasPrefix("views.") else { return nil }
+            return String(key.dropFirst("views.".count).prefix { $0 != "[" && $0 != "." })
+        }
+        config.views = config.views.resolvingPreset(given: Set(givenViews))
         do {
             try config.validate()
         } catch var error as ConfigError {

@@ -24,6 +24,17 @@ extension TrainingConfig {
         try check(views.jitter >= 0 && views.jitter <= 1, "views.jitter", "must be in [0, 1]", views.jitter)
         try checkProbability(views.jitterProbability, "views.jitter_p")
         try check(views.noise >= 0 && views.noise.isFinite, "views.noise", "must be 0 or positive", views.noise)
+        try check(views.saturation >= 0 && views.saturation <= 1, "views.saturation", "must be in [0, 1] (0 = off)", views.saturation)
+        try check(views.hue >= 0 && views.hue <= 0.5, "views.hue", "must be in [0, 0.5] turns (0 = off)", views.hue)
+        try checkProbability(views.grayscaleProbability, "views.grayscale_p")
+        try checkProbability(views.blurProbability, "views.blur_p")
+        try check(views.blurKernel == 0 || (views.blurKernel > 0 && views.blurKernel % 2 == 1), "views.blur_kernel",
+                  "must be 0 (10 % of the image side) or an odd number of pixels", views.blurKernel)
+        try checkRange(views.blurSigma, "views.blur_sigma", "two numbers [lo, hi] with 0 < lo <= hi") {
+            $0 > 0 && $0 <= $1 && $1.isFinite
+        }
+        try checkProbability(views.solarizeProbability, "views.solarize_p")
+        try check(views.solarizeThreshold.isFinite, "views.solarize_threshold", "must be a number (0.5 = BYOL's)", views.solarizeThreshold)
 
         try checkRange(featureViews.scale, "feature_views.scale", "two numbers [lo, hi] with 0 < lo <= hi") {
             $0 > 0 && $0 <= $1 && $1.isFinite

@@ -13,7 +13,7 @@ public protocol BatchMaker: Sendable {
 
 /// How one view of a sample is made from its features.
 public enum Augmentation: Sendable {
-    /// Crops, flips, colour jitter and noise of grey-scale images (`ViewMaker`).
+    /// Crops, flips, colour jitter, grayscale, blur, solarize and noise of grey or RGB images (`ViewMaker`).
     case image(ViewMaker)
     /// Scaling, masking, dropout and noise of any features (`FeatureViewMaker`).
     case features(FeatureViewMaker)
@@ -55,8 +55,8 @@ public struct TwoViewBatches: BatchMaker {
         precondition(labels == nil || rows.labels != nil, "TwoViewBatches: labels asked for, but the data set has none")
         self.labels = labels
         if case .image(let maker) = augmentation {
-            precondition(rows.isImage && rows.featureShape == [maker.height, maker.width],
-                         "TwoViewBatches: image views need \(maker.height)x\(maker.width) uint8 images, the data has \(rows.featureShape)")
+            precondition(rows.isImage && rows.featureWidth == maker.valuesPerView && Array(rows.featureShape.suffix(2)) == [maker.height, maker.width],
+                         "TwoViewBatches: image views need \(maker.channels)x\(maker.height)x\(maker.width) uint8 images, the data has \(rows.featureShape)")
         }
         self.rows = rows
         self.augmentation = augmentation

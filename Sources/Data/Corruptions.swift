@@ -63,7 +63,9 @@ public enum Corruption: Sendable, Hashable, CustomStringConvertible {
     public func apply(to values: UnsafeMutablePointer<Float>, shape: [Int], isImage: Bool, seed: UInt64, sample: Int) {
         let n = shape.reduce(1, *)
         precondition(isImage || appliesToFeatureVectors, "\(self) needs images; feature vectors take noise only")
-        precondition(!isImage || shape.count == 2, "Corruption: an image has shape [H, W], got \(shape)")
+        precondition(!isImage || shape.count == 2 || shape.count == 3, "Corruption: an image has shape [H, W] or [C, H, W], got \(shape)")
+        // [C, H, W] images: every channel plane takes the same occlusion box and the same blur.
+        let planes = isImage && shape.count == 3 ? shape[0] : 1, sides = Array(shape.suffix(2))
         let stream = RandomStream.id(.corruption, streamKind, UInt64(sample))
         switch self {
         case .gaussianNoise(let sigma):
@@ -80,13 +82,15 @@ public enum Corruption: Sendable, Hashable, CustomStringConvertible {
                 for i in 0..<n { values[i] += sigma * normals[i] }
             }
         case .occlusion(let size):
-            let (height, width) = (shape[0], shape[1])
+            let (height, width) = (sides[0], sides[1])
             let rows = min(size, height), columns = min(size, width)
             var random = RandomStream(seed: seed, stream: stream)
             let top = random.nextInt(below: height - rows + 1), left = random.nextInt(below: width - columns + 1)
-            for r in top..<(top + rows) { (values + r * width + left).update(repeating: 0, count: columns) }
+            for plane in 0..<planes {
+                for r in top..<(top + rows) { (values + plane * height * width + r * width + left).update(repeating: 0, count: columns) }
+            }
         case .blur(let sigma):
-            Self.blur(values, height: shape[0], width: shape[1], sigma: sigma)
+            for plane in 0..<planes { Self.blur(values + plane * sides[0] * sides[1], height: sides[0], width: sides[1], sigma: sigma) }
         case .contrast(let factor):
             var sum = 0.0
             for i in 0..<n { sum += Double(values[i]) }

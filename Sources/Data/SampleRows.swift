@@ -43,8 +43,13 @@ public final class SampleRows: Sendable {
     public var pairWidth: Int { pairShape?.reduce(1, *) ?? 0 }
     /// Whether the data set has a second modality (in memory or on disk).
     public var hasPairs: Bool { pairShape != nil }
-    /// Grey-scale images (uint8 [H, W]): trained with the image views.
-    public var isImage: Bool { featureShape.count == 2 && features.dtype == .uint8 }
+    /// Images, trained with the image views: uint8 [H, W] (grey), or [C, H, W] planes with C = 1 or 3.
+    public var isImage: Bool { features.dtype == .uint8 && Self.isImageShape(featureShape) }
+
+    /// [H, W], or [C, H, W] with C = 1 or 3: the shapes of uint8 features that are images.
+    public static func isImageShape(_ shape: [Int]) -> Bool {
+        shape.count == 2 || (shape.count == 3 && (shape[0] == 1 || shape[0] == 3))
+    }
 
     public init(held: Range<Int>, totalCount: Int, featureShape: [Int], features: FeatureValues,
                 labels: [Int64]? = nil, pairShape: [Int]? = nil, pairs: [Float]? = nil, disk: Disk? = nil) {

@@ -272,7 +272,7 @@ extension Evaluation {
         case .prepared:
             let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
             let shape = manifest.features.sampleShape
-            return ModelInputs(features: shape, image: manifest.features.dtype == .uint8 && shape.count == 2,
+            return ModelInputs(features: shape, image: manifest.features.dtype == .uint8 && SampleRows.isImageShape(shape),
                                pairs: manifest.pairs?.shape)
         }
     }

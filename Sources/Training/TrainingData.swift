@@ -165,12 +165,9 @@ public final class TrainingData {
         case .image:
             guard rows.isImage else {
                 throw fail("config key 'data.augment' is image, but the features are \(rows.features.dtype) \(rows.featureShape), "
-                           + "not uint8 [height, width] images; use features")
+                           + "not uint8 [height, width] or [channels, height, width] images; use features")
             }
-            let v = config.views
-            augmentation = .image(ViewMaker(height: rows.featureShape[0], width: rows.featureShape[1], settings: ViewSettings(
-                cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
-                flipProbability: v.flip, jitterStrength: v.jitter, jitterProbability: v.jitterProbability, noiseSigma: v.noise)))
+            augmentation = .image(try viewMaker(config.views, imageShape: rows.featureShape))
         case .features:
             let f = config.featureViews
             augmentation = .features(FeatureViewMaker(width: rows.featureWidth, settings: FeatureViewSettings(
@@ -200,10 +197,38 @@ public final class TrainingData {
         return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
     }
 
+    /// The image view maker of the `views` section for uint8 [H, W] or [C, H, W] images (C = 1 or 3).
+    /// - Throws: `ConfigError` naming `views.blur_kernel` when the kernel is too large for the images.
+    public static func viewMaker(_ v: ViewsSection, imageShape: [Int]) throws -> ViewMaker {
+        let (channels, height, width) = imageShape.count == 3 ? (imageShape[0], imageShape[1], imageShape[2]) : (1, imageShape[0], imageShape[1])
+        let settings = ViewSettings(
+            cropArea: v.cropArea[0]...v.cropArea[1], aspectRatio: v.aspectRatio[0]...v.aspectRatio[1],
+            flipProbability: v.flip, jitterStrength: v.jitter, saturation: v.saturation, hue: v.hue,
+            jitterProbability: v.jitterProbability, jitterOrder: v.jitterOrder == .random ? .random : .fixed,
+            grayscaleProbability: v.grayscaleProbability, blurProbability: v.blurProbability, blurKernel: v.blurKernel,
+            blurSigma: v.blurSigma[0]...v.blurSigma[1], solarizeProbability: v.solarizeProbability,
+            solarizeThreshold: v.solarizeThreshold, noiseSigma: v.noise)
+        // The blur reflects at the borders, which needs half the kernel below each side (torchvision's rule too).
+        let kernel = v.blurKernel > 0 ? v.blurKernel : ViewMaker.blurKernel(side: min(height, width))
+        if v.blurProbability > 0 && kernel / 2 >= min(height, width) {
+            throw ConfigError(key: "views.blur_kernel", problem: "config key 'views.blur_kernel' is \(kernel), too large for "
+                              + "\(height) x \(width) images (half the kernel must be below the shorter side)",
+                              hint: "use at most \(2 * min(height, width) - 1), or 0 for 10 % of the side")
+        }
+        return ViewMaker(channels: channels, height: height, width: width, settings: settings)
+    }
+
     public static func describe(_ maker: BatchMaker) -> String {
         func name(_ a: Augmentation) -> String {
             switch a {
-            case .image: return "image views"
+            case .image(let maker):
+                // The steps that can happen, by name only: the line must fit a terminal, the values are in config.yaml.
+                let s = maker.settings
+                let steps = [("crop", true), ("flip", s.flipProbability > 0), ("jitter", s.jitterProbability > 0),
+                             ("grayscale", maker.channels == 3 && s.grayscaleProbability > 0), ("blur", s.blurProbability > 0),
+                             ("solarize", s.solarizeProbability > 0), ("noise", s.noiseSigma > 0)]
+                return "image views of \(maker.channels)x\(maker.height)x\(maker.width) images: "
+                    + steps.filter(\.1).map(\.0).joined(separator: ", ")
             case .features(let maker):
                 let s = maker.settings
                 return "feature views (dropout \(s.dropout), mask \(s.mask), noise \(s.noise), scale \(s.scale))"

@@ -108,14 +108,33 @@ struct BenchCommand: ParsableCommand {
 
     struct DataPipeline: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "data",
-            abstract: "Data pipeline alone (read, decode, augment; one thread) against the step's consumption.")
+            abstract: "Data pipeline alone (read, decode, augment; one thread) against the step's consumption.",
+            discussion: "--synthetic-images CxHxW (repeatable) measures the image views alone instead, on random images of each "
+                + "shape: views/s on one thread (one data.prefetch thread) for the config's views section and for each step alone, "
+                + "e.g. --synthetic-images 3x32x32 --synthetic-images 3x64x64 --set views.preset=simclr.")
         @Option(help: "Timed batches (median reported).") var repeats = 30
         @Option(help: "Warm-up batches, not timed.") var warmup = 3
         @Flag(help: "One JSON object per result instead of the table.") var json = false
+        @Option(help: ArgumentHelp("Time the image views of random images of channels (1 or 3) x height x width, without a data set.",
+                                   valueName: "CxHxW")) var syntheticImages: [String] = []
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            try reportingErrors { say(try Bench.data(config: try options.load(), repeats: repeats, warmup: warmup).rendered(json: json)) }
+            try reportingErrors {
+                let shapes = try syntheticImages.map { text -> [Int] in
+                    let parts = text.split(separator: "x", omittingEmptySubsequences: false)
+                    let shape = parts.compactMap { Int($0) }
+                    guard parts.count == 3 && shape.count == 3 && (shape[0] == 1 || shape[0] == 3) && shape[1] >= 1 && shape[2] >= 1 else {
+                        throw ValidationError("--synthetic-images must be channels (1 or 3) x height x width, e.g. 3x32x32, got \(text)")
+                    }
+                    return shape
+                }
+                if shapes.isEmpty {
+                    say(try Bench.data(config: try options.load(), repeats: repeats, warmup: warmup).rendered(json: json))
+                } else {
+                    say(try Bench.views(config: try options.load(), shapes: shapes, repeats: repeats, warmup: warmup).rendered(json: json))
+                }
+            }
         }
     }
 

@@ -39,6 +39,24 @@ import Testing
 
     func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
 
+    /// `bench data --synthetic-images`: views/s per shape and variant, each figure its own median; a bad
+    /// shape is one line naming the option.
+    @Test func viewThroughputOfSyntheticImages() throws {
+        let objects = try results(try runContrast(ranks: 1, ["bench", "data", "--synthetic-images", "3x32x32", "--synthetic-images", "1x12x16",
+                                                             "--set", "views.preset=simclr", "--repeats", "1", "--warmup", "0", "--json"]),
+                                  bench: "views")
+        #expect(objects.count == 2 * 8)
+        #expect(Set(objects.compactMap { $0["views"] as? String }) == ["config views", "crop + flip", "+ jitter (b, c, s, h)",
+                                                                      "+ jitter (hue only)", "+ grayscale", "+ blur", "+ solarize", "+ noise"])
+        #expect(Set(objects.compactMap { ($0["shape"] as? [Int])?.map(String.init).joined(separator: "x") }) == ["3x32x32", "1x12x16"])
+        for object in objects {
+            // 64 samples, two views each, per timed batch.
+            #expect(abs(number(object, "views_per_second") - 128 / (number(object, "median_ms") * 1e-3)) <= 1e-9 * number(object, "views_per_second"))
+        }
+        let bad = try runContrast(ranks: 1, ["bench", "data", "--synthetic-images", "2x32x32"])
+        #expect(bad.status != 0 && bad.error.contains("--synthetic-images must be channels (1 or 3) x height x width"), "\(bad.error)")
+    }
+
     @Test func kernelsReportBandwidthBesideACopy() throws {
         let objects = try results(try runContrast(ranks: 1, ["bench", "kernels", "--elements", "8192", "--repeats", "1", "--warmup", "0", "--json"]),
                                   bench: "kernels")

@@ -80,6 +80,29 @@ import Testing
         #expect(corners.count > 5, "the square's position is drawn per sample")
     }
 
+    /// [3, H, W] images: each channel plane is corrupted as the grey image of that plane would be, with
+    /// the same occlusion box in every plane (one draw per sample, not per plane).
+    @Test(arguments: [Corruption.occlusion(size: 10), .blur(sigma: 1)])
+    func rgbPlanesAreCorruptedLikeGreyImages(corruption: Corruption) {
+        let count = 6, planes = (0..<3).map { c in images(count) { i, p in UInt8(1 + (i * 7 + p * 13 + c * 50) % 255) } }
+        var pixels: [UInt8] = []
+        for i in 0..<count {
+            for plane in planes {
+                guard case .uint8(let values) = plane.features else { preconditionFailure() }
+                pixels += values[(i * 784)..<((i + 1) * 784)]
+            }
+        }
+        let rgb = SampleRows(held: 0..<count, totalCount: count, featureShape: [3, 28, 28], features: .uint8(pixels),
+                             labels: [Int64](repeating: 0, count: count))
+        #expect(rgb.isImage)
+        let after = corrupted(rgb, corruption), grey = planes.map { corrupted($0, corruption) }
+        for i in 0..<count {
+            for c in 0..<3 {
+                #expect(Array(after[((i * 3 + c) * 784)..<((i * 3 + c + 1) * 784)]) == Array(grey[c][(i * 784)..<((i + 1) * 784)]))
+            }
+        }
+    }
+
     @Test func blurKeepsAConstantImage() {
         let rows = images(1) { _, _ in 77 }
         let after = corrupted(rows, .blur(sigma: 1))
