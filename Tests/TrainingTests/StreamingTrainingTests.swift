@@ -41,7 +41,7 @@ import Testing
         let outcome = try train(straight, ranks: 2)
         #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
         let log = try String(contentsOfFile: straight + "/train.log", encoding: .utf8)
-        #expect(log.contains("samples streamed from the 4 shard file(s) in order every epoch through shuffle buffers of 32 samples each"))
+        #expect(log.contains("samples streamed from the 2 shard file(s) in order every epoch through shuffle buffers of 32 samples each"))
 
         let inLoop = temporaryDirectory("stream-no-prefetch").appendingPathComponent("run").path
         #expect(try train(inLoop, ranks: 2, ["data.prefetch=0"]).status == 0)
