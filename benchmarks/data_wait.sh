@@ -23,10 +23,10 @@ for round in $(seq "$rounds"); do
       --set monitor.tensorboard=false > /dev/null 2>&1
     /usr/bin/python3 - "$run" "$ranks" "$prefetch" "$hold" "$steps" <<'PY'
 import json, statistics, sys
-run, ranks, prefetch, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[5])
+run, ranks, prefetch, last = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[5])
 cells = []
 for r in range(ranks):
-    steps = [json.loads(l) for l in open(f"{run}/metrics/rank-{r}.jsonl") if '"type":"step"' in l][20:steps]
+    steps = [json.loads(l) for l in open(f"{run}/metrics/rank-{r}.jsonl") if '"type":"step"' in l][20:last]
     wait = statistics.median(s["time_data_wait"] for s in steps)
     total = statistics.median(sum(s[k] for k in ("time_data_wait", "time_forward", "time_gather", "time_loss", "time_backward",
                                                   "time_communication_exposed", "time_optimizer")) for s in steps)
