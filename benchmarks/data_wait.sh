@@ -19,7 +19,8 @@ for round in $(seq "$rounds"); do
     run="$scratch/run-$round-$prefetch"
     launch/mpirun.sh -np "$ranks" .build/release/contrast train --config "$config" \
       --set run_dir="$run" --set data.dataset=prepared --set data.path="$data" --set data.prefetch=$prefetch --set data.hold="$hold" \
-      --set train.max_steps="$steps" --set eval.knn_every_epochs=0 --set checkpoint.every_steps=0 \
+      --set train.max_steps="$steps" --set eval.knn_every_epochs=0 --set eval.linear_every_epochs=0 --set data.test_limit=1000 \
+      --set checkpoint.every_steps=0 \
       --set monitor.tensorboard=false > /dev/null 2>&1
     /usr/bin/python3 - "$run" "$ranks" "$prefetch" "$hold" "$steps" <<'PY'
 import json, statistics, sys

@@ -70,7 +70,7 @@ def main():
         for hold, buffer in settings:
             overrides = [f"run_dir={scratch}/run-{hold}-{buffer}", "data.dataset=prepared", f"data.path={data}",
                          f"data.hold={hold}", f"train.max_steps={args.steps}", "eval.knn_every_epochs=0",
-                         "checkpoint.every_steps=0", "monitor.tensorboard=false", "data.test_limit=1000"]
+                         "checkpoint.every_steps=0", "monitor.tensorboard=false", "data.test_limit=1000", "eval.linear_every_epochs=0"]
             if buffer:
                 overrides.append(f"data.shuffle_buffer={buffer}")
             peak, seconds = run([CONTRAST, "train", "--config", args.config] + [a for o in overrides for a in ("--set", o)])
