@@ -7,7 +7,7 @@
 DIR is a prepared data set (made with `contrast prepare fashion-mnist --out DIR` when missing).
 With --copies C > 1 its training images are first replicated C times into a larger prepared set
 (`contrast prepare npy`), so the samples a held run must keep grow while a streamed run's
-buffers do not. Peak RSS is the child's ru_maxrss (os.wait4): resident memory, what a cgroup or
+buffers do not. Peak RSS is the run's maximum resident set (GNU time's %M): what a cgroup or
 a node's memory would have to hold. Also printed: the decoded size of the samples (what
 `memory` holds) and the seconds of the run (start-up, reading and the steps).
 """
@@ -23,13 +23,15 @@ CONTRAST = os.path.join(ROOT, ".build/release/contrast")
 
 
 def run(arguments):
+    # Through GNU time, not os.wait4 here: Linux starts a child's ru_maxrss at the RSS of the
+    # process it was forked from, and this Python process held the replicated array.
     started = time.monotonic()
-    child = subprocess.Popen(arguments, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    error = child.stderr.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(arguments)}\n{error[-2000:]}")
-    return usage.ru_maxrss * 1024, time.monotonic() - started
+    done = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M"] + arguments, cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(arguments)}\n{done.stderr[-2000:]}")
+    peak = [line for line in done.stderr.splitlines() if line.startswith("maxrss_kb=")][-1]
+    return int(peak.split("=")[1]) * 1024, time.monotonic() - started
 
 
 def replicate(copies, scratch):
@@ -37,7 +39,7 @@ def replicate(copies, scratch):
     import gzip
     import numpy as np
     # Fashion-MNIST's IDX file (numpy cannot read the zstd shards).
-    with gzip.open("/usr/share/fashion-mnist/train-images-idx3-ubyte.gz") as f:
+    with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     big = np.concatenate([images] * copies)
     npy = os.path.join(scratch, "x.npy")
