@@ -10,6 +10,15 @@ import Tensor
 /// `contrast bench`: where speed figures come from (never from timed tests).
 /// Reported figures are medians over repeats, so one noisy repeat does not move them.
 public enum Bench {
+    /// The benchmarks step on batches of held samples: `data.hold: stream` is benchmarked as
+    /// `memory` (the same shapes and step; its own reading is measured by
+    /// benchmarks/stream_memory.py and the loader wait of a training run's step records).
+    static func held(_ config: TrainingConfig) -> TrainingConfig {
+        var config = config
+        if config.data.hold == .stream { config.data.hold = .memory }
+        return config
+    }
+
     /// One GEMM of a training step: op(A) is M x K, op(B) K x N.
     public struct GEMMShape: Sendable, CustomStringConvertible {
         public var name: String
@@ -201,7 +210,7 @@ public enum Bench {
             pairWidth = 0
             imageShape = synthetic[0] == 1 ? Array(synthetic.dropFirst()) : synthetic   // grey images are [height, width], as data sets give them
         } else {
-            let real = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
+            let real = try TrainingData(config: Bench.held(config), rank: communicator.rank, worldSize: p, loadTest: false)
             data = real
             inputWidth = real.train.featureWidth
             pairWidth = real.train.pairWidth
@@ -358,7 +367,7 @@ extension Bench {
     public static func data(config: TrainingConfig, repeats: Int, warmup: Int = 3) throws -> BenchOutput {
         BLASThreads.set(config.train.blasThreads)
         let t0 = monotonicSeconds()
-        let data = try TrainingData(config: config, rank: 0, worldSize: 1, loadTest: false)
+        let data = try TrainingData(config: Bench.held(config), rank: 0, worldSize: 1, loadTest: false)
         let readSeconds = monotonicSeconds() - t0
         var fileBytes = 0
         if config.data.dataset == .prepared {

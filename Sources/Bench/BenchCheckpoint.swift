@@ -14,7 +14,7 @@ extension Bench {
                                   repeats: Int, warmup: Int = 1) throws -> BenchOutput {
         BLASThreads.set(config.train.blasThreads)
         let p = communicator.size
-        let data = try TrainingData(config: config, rank: communicator.rank, worldSize: p, loadTest: false)
+        let data = try TrainingData(config: Bench.held(config), rank: communicator.rank, worldSize: p, loadTest: false)
         let sampler = data.sampler
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
                                     pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: 10)

@@ -95,6 +95,9 @@ public enum HoldKind: String, Codable, Sendable, CaseIterable {
     /// In unnamed temporary files in `data.spill_dir`, read a batch at a time (the page cache
     /// keeps the hot ones): for data sets larger than a rank's memory.
     case disk
+    /// Not held: a prepared data set's shard files are read in order every epoch through a
+    /// bounded shuffle buffer of `data.shuffle_buffer` samples per shard (docs/data-format.md).
+    case stream
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -138,10 +141,13 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var hold: HoldKind = .memory
     /// `hold: disk`: the directory of the unnamed sample files; empty = $TMPDIR, else /tmp.
     public var spillDir: String = ""
+    /// `hold: stream`: samples each shard's shuffle buffer holds (M). Smaller: less memory, a less random order.
+    public var shuffleBuffer: Int = 1024
 
     enum CodingKeys: String, CodingKey {
         case dataset, path, augment, hold
         case spillDir = "spill_dir"
+        case shuffleBuffer = "shuffle_buffer"
         case labeledFraction = "labeled_fraction"
         case batchPerRank = "batch_per_rank"
         case virtualShards = "virtual_shards"

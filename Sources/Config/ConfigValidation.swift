@@ -13,6 +13,13 @@ extension TrainingConfig {
         try check(data.testLimit >= 0, "data.test_limit", "must be 0 (all) or positive", data.testLimit)
         try check(data.labeledFraction >= 0 && data.labeledFraction <= 1, "data.labeled_fraction", "must be in [0, 1]", data.labeledFraction)
         try check(data.prefetch >= 0, "data.prefetch", "must be 0 (views made in the training loop) or positive", data.prefetch)
+        try check(data.shuffleBuffer >= 1 && data.shuffleBuffer <= 1 << 24, "data.shuffle_buffer",
+                  "must be in 1 ... 16777216 (samples each shard's shuffle buffer holds with data.hold: stream)", data.shuffleBuffer)
+        if data.hold == .stream && data.dataset != .prepared {
+            throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is stream, but data.dataset \(data.dataset.rawValue) cannot be "
+                              + "streamed (only shard files written by `contrast prepare` can); prepare it first (contrast prepare "
+                              + "\(data.dataset.rawValue) --out DIR) and set data.dataset: prepared and data.path: DIR, or use data.hold memory or disk")
+        }
 
         try checkRange(views.cropArea, "views.crop_area", "two numbers [lo, hi] with 0 < lo <= hi <= 1") {
             $0 > 0 && $0 <= $1 && $1 <= 1

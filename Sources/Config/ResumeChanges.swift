@@ -19,13 +19,14 @@ public enum ResumeChanges {
     /// decoder of loss.reconstruction_weight), the optimizer state's meaning (optimizer.kind,
     /// loss.moco_queue's queue), the objective (loss.kind, loss.pseudo_labels), the samples and
     /// their order, which step and epoch counts index (seed, data.dataset, data.path,
-    /// data.train_limit, data.virtual_shards, data.labeled_fraction). The global batch
+    /// data.train_limit, data.virtual_shards, data.labeled_fraction, data.shuffle_buffer, and
+    /// data.hold to or from stream). The global batch
     /// (data.batch_per_rank x ranks) is checked apart, since batch_per_rank changes with the rank
     /// count. Everything else (lr and its schedule, epochs and max_steps to extend a run,
     /// augmentation strength, evaluation, logging, monitors, checkpoint cadence, precision and
     /// threads) is accepted and logged.
     public static let fixedKeys = [
-        "seed", "data.dataset", "data.path", "data.train_limit", "data.virtual_shards", "data.labeled_fraction",
+        "seed", "data.dataset", "data.path", "data.train_limit", "data.virtual_shards", "data.labeled_fraction", "data.shuffle_buffer",
         "model", "freeze", "loss.kind", "loss.temperature_mode", "loss.moco_queue", "loss.reconstruction_weight",
         "loss.pseudo_labels", "optimizer.kind",
     ]
@@ -36,6 +37,13 @@ public enum ResumeChanges {
     /// Whether `key` (dotted, `model.hidden`) is one of `fixedKeys` or inside a section of them.
     public static func isFixed(_ key: String) -> Bool {
         fixedKeys.contains { key == $0 || key.hasPrefix($0 + ".") }
+    }
+
+    /// Whether a resume refuses `change`: a fixed key, or data.hold to or from stream (a
+    /// streamed epoch's order is the shuffle buffer's, not the whole-shard shuffle; memory and
+    /// disk give the same batches and may be swapped).
+    public static func isFixed(_ change: ConfigChange) -> Bool {
+        isFixed(change.key) || (change.key == "data.hold" && (change.old == "stream" || change.new == "stream"))
     }
 
     /// The keys whose values differ from `old` to `new` (lists compare whole), in the config's

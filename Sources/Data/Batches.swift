@@ -9,6 +9,8 @@ public protocol BatchMaker: Sendable {
     var samplesPerBatch: Int { get }
     /// Writes the batch of `samples` (global indices, this rank's local batch) for `epoch`.
     func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>)
+    /// The same maker reading `rows` (a streamed batch's gathered samples) in place of its own.
+    func reading(_ rows: SampleRows) -> BatchMaker
 }
 
 /// How one view of a sample is made from its features.
@@ -66,6 +68,10 @@ public struct TwoViewBatches: BatchMaker {
 
     public var floatsPerBatch: Int { 2 * samplesPerBatch * rows.featureWidth + (labels == nil ? 0 : samplesPerBatch) }
 
+    public func reading(_ rows: SampleRows) -> BatchMaker {
+        TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: samplesPerBatch, labels: labels)
+    }
+
     public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
         switch augmentation {
@@ -110,6 +116,10 @@ public struct PairBatches: BatchMaker {
     }
 
     public var floatsPerBatch: Int { samplesPerBatch * (rows.featureWidth + rows.pairWidth) }
+
+    public func reading(_ rows: SampleRows) -> BatchMaker {
+        PairBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: samplesPerBatch)
+    }
 
     public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")

@@ -37,8 +37,12 @@ public final class SampleRows: Sendable {
     public let pairs: [Float]?
     /// Where the rows are when they are not in memory.
     public let disk: Disk?
+    /// When the rows are one batch's samples gathered in batch order (`data.hold: stream`), not
+    /// a contiguous run: the global index of each row's sample (`held` is then empty).
+    public let gathered: [Int]?
+    private let gatheredRows: [Int: Int]?
 
-    public var count: Int { held.count }
+    public var count: Int { gathered?.count ?? held.count }
     public var featureWidth: Int { featureShape.reduce(1, *) }
     public var pairWidth: Int { pairShape?.reduce(1, *) ?? 0 }
     /// Whether the data set has a second modality (in memory or on disk).
@@ -52,10 +56,12 @@ public final class SampleRows: Sendable {
     }
 
     public init(held: Range<Int>, totalCount: Int, featureShape: [Int], features: FeatureValues,
-                labels: [Int64]? = nil, pairShape: [Int]? = nil, pairs: [Float]? = nil, disk: Disk? = nil) {
+                labels: [Int64]? = nil, pairShape: [Int]? = nil, pairs: [Float]? = nil, disk: Disk? = nil, gathered: [Int]? = nil) {
         let width = featureShape.reduce(1, *)
+        let rowCount = gathered?.count ?? held.count
         precondition(held.lowerBound >= 0 && held.upperBound <= totalCount, "SampleRows: \(held) outside 0..<\(totalCount)")
-        precondition(labels.map { $0.count == held.count } ?? true, "SampleRows: one label per sample")
+        precondition(gathered == nil || (held.isEmpty && disk == nil), "SampleRows: gathered rows are in memory and hold no run")
+        precondition(labels.map { $0.count == rowCount } ?? true, "SampleRows: one label per sample")
         if let disk {
             precondition(features.elementCount == 0 && pairs == nil, "SampleRows: rows on disk hold none in memory")
             // A prefix of the rows (`prefix(_:)`) reads the first rows of the files.
@@ -65,10 +71,10 @@ public final class SampleRows: Sendable {
             precondition(disk.pairs.map { $0.rows >= held.count && $0.rowBytes == (pairShape ?? []).reduce(1, *) * 4 } ?? true,
                          "SampleRows: the pair file does not match the pair shape")
         } else {
-            precondition(features.elementCount == held.count * width,
-                         "SampleRows: \(features.elementCount) feature values are not \(held.count) x \(featureShape)")
+            precondition(features.elementCount == rowCount * width,
+                         "SampleRows: \(features.elementCount) feature values are not \(rowCount) x \(featureShape)")
             precondition((pairs == nil) == (pairShape == nil), "SampleRows: pairs need a pair shape")
-            precondition(pairs.map { $0.count == held.count * (pairShape ?? []).reduce(1, *) } ?? true,
+            precondition(pairs.map { $0.count == rowCount * (pairShape ?? []).reduce(1, *) } ?? true,
                          "SampleRows: pair values do not match the pair shape")
         }
         self.held = held
@@ -79,6 +85,8 @@ public final class SampleRows: Sendable {
         self.pairShape = pairShape
         self.pairs = pairs
         self.disk = disk
+        self.gathered = gathered
+        gatheredRows = gathered.map { samples in Dictionary(uniqueKeysWithValues: samples.enumerated().map { ($0.element, $0.offset) }) }
     }
 
     /// All of an in-memory image data set.
@@ -156,6 +164,10 @@ public final class SampleRows: Sendable {
     /// Row of global sample `sample` in the held arrays.
     @inline(__always)
     public func row(_ sample: Int) -> Int {
+        if let gatheredRows {
+            guard let row = gatheredRows[sample] else { preconditionFailure("sample \(sample) is not in the gathered batch") }
+            return row
+        }
         precondition(held.contains(sample), "sample \(sample) is not held (\(held))")
         return sample - held.lowerBound
     }

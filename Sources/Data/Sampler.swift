@@ -26,7 +26,9 @@ public struct SamplerPosition: Codable, Sendable, Equatable, Hashable {
 /// shard is shuffled by Fisher-Yates with `RandomStream(seed, id(.sampleOrder, epoch, s))`.
 /// With k = B / S, global batch b is the concatenation over s = 0..<S of perm_s[b k ..< (b+1) k]:
 /// B slots, shard-major. An epoch has min_s floor(|shard s| / k) batches; the rest of each
-/// shard (its permutation's tail, different every epoch) is skipped that epoch.
+/// shard (its permutation's tail, different every epoch) is skipped that epoch. With a shuffle
+/// buffer (`data.hold: stream`) perm_s is instead the order of `BufferedShuffle`, the rest being
+/// the same: the structure, and so the rank layout, does not depend on how a shard is shuffled.
 ///
 /// Rank r of P fills the slots [r B / P, (r+1) B / P) of every global batch, so the union over
 /// ranks of the local batches is the global batch, in order, for every P, and the sequence
@@ -44,24 +46,29 @@ public struct Sampler: Sendable, Equatable {
     /// k = B / S: samples each shard gives to each global batch.
     public let perShard: Int
     public let batchesPerEpoch: Int
+    /// 0: each shard is shuffled whole (Fisher-Yates). M > 0 (`data.hold: stream`): each shard's
+    /// order is that of a bounded shuffle buffer of M samples over the shard read in file order
+    /// (`BufferedShuffle`), so a rank can stream its shards holding M samples of each.
+    public let shuffleBuffer: Int
 
     public var virtualShards: Int { shardRanges.count }
 
     /// S virtual shards of near-equal size over N samples held in memory.
     /// - Throws: `DataError.batchNotMultipleOfShards` when S does not divide B,
     ///   `DataError.epochTooShort` when the smallest shard cannot fill one batch.
-    public init(sampleCount: Int, globalBatchSize: Int, virtualShards: Int, seed: UInt64) throws {
+    public init(sampleCount: Int, globalBatchSize: Int, virtualShards: Int, seed: UInt64, shuffleBuffer: Int = 0) throws {
         precondition(sampleCount > 0 && virtualShards > 0, "Sampler: sample count and shard count must be positive")
         try self.init(shardRanges: (0..<virtualShards).map { s in
                           (s * sampleCount / virtualShards)..<((s + 1) * sampleCount / virtualShards)
-                      }, globalBatchSize: globalBatchSize, seed: seed)
+                      }, globalBatchSize: globalBatchSize, seed: seed, shuffleBuffer: shuffleBuffer)
     }
 
     /// Shards with the given sample ranges (a prepared data set's shard files).
     /// - Throws: `DataError.batchNotMultipleOfShards` when S does not divide B,
     ///   `DataError.epochTooShort` when the smallest shard cannot fill one batch.
-    public init(shardRanges: [Range<Int>], globalBatchSize: Int, seed: UInt64) throws {
+    public init(shardRanges: [Range<Int>], globalBatchSize: Int, seed: UInt64, shuffleBuffer: Int = 0) throws {
         precondition(!shardRanges.isEmpty && globalBatchSize > 0, "Sampler: needs shards and a positive batch size")
+        precondition(shuffleBuffer >= 0, "Sampler: the shuffle buffer cannot be negative")
         precondition(shardRanges.first!.lowerBound == 0 && zip(shardRanges, shardRanges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound },
                      "Sampler: shard ranges must be contiguous from 0")
         guard globalBatchSize % shardRanges.count == 0 else {
@@ -70,6 +77,7 @@ public struct Sampler: Sendable, Equatable {
         self.sampleCount = shardRanges.last!.upperBound
         self.globalBatchSize = globalBatchSize
         self.seed = seed
+        self.shuffleBuffer = shuffleBuffer
         self.shardRanges = shardRanges
         self.perShard = globalBatchSize / shardRanges.count
         let smallest = shardRanges.map(\.count).min()!
@@ -83,9 +91,10 @@ public struct Sampler: Sendable, Equatable {
     /// of `batchPerRank` x `worldSize`. Its errors name the files and `contrast prepare --shards`,
     /// not data.virtual_shards, which does not apply to a prepared data set.
     /// - Throws: `DataError.preparedBatchNotMultipleOfShards`, `DataError.preparedEpochTooShort`.
-    public init(preparedShards shardRanges: [Range<Int>], directory: String, batchPerRank: Int, worldSize: Int, seed: UInt64) throws {
+    public init(preparedShards shardRanges: [Range<Int>], directory: String, batchPerRank: Int, worldSize: Int, seed: UInt64,
+                shuffleBuffer: Int = 0) throws {
         do {
-            try self.init(shardRanges: shardRanges, globalBatchSize: batchPerRank * worldSize, seed: seed)
+            try self.init(shardRanges: shardRanges, globalBatchSize: batchPerRank * worldSize, seed: seed, shuffleBuffer: shuffleBuffer)
         } catch DataError.batchNotMultipleOfShards {
             throw DataError.preparedBatchNotMultipleOfShards(directory: directory, shards: shardRanges.count,
                                                              batchPerRank: batchPerRank, worldSize: worldSize)
@@ -124,9 +133,19 @@ public struct Sampler: Sendable, Equatable {
         return shardRanges[shards.lowerBound].lowerBound..<shardRanges[shards.upperBound - 1].upperBound
     }
 
+    /// Samples each shard gives an epoch: batches per epoch x k.
+    public var usedPerShard: Int { batchesPerEpoch * perShard }
+
     /// Shard s shuffled for `epoch`: Fisher-Yates from the back, i = n-1 ... 1 swaps i with
-    /// j = nextInt(below: i + 1), one draw per step.
+    /// j = nextInt(below: i + 1), one draw per step. With a shuffle buffer: the u = `usedPerShard`
+    /// samples `BufferedShuffle` emits, in its order (only they are used; the epoch's batches
+    /// read positions 0 ..< u of either permutation).
     public func permutation(epoch: Int, shard: Int) -> [Int] {
+        if shuffleBuffer > 0 {
+            let range = shardRange(shard)
+            return BufferedShuffle.order(count: range.count, used: usedPerShard, capacity: shuffleBuffer, seed: seed,
+                                         epoch: epoch, shard: shard).map { range.lowerBound + $0 }
+        }
         var order = Array(shardRange(shard))
         var random = RandomStream(seed: seed, stream: RandomStream.id(.sampleOrder, UInt64(epoch), UInt64(shard)))
         var i = order.count - 1

@@ -17,25 +17,38 @@ public final class ViewPrefetcher: @unchecked Sendable {
     private var finished = false
     private var thread: Thread?
 
-    /// Starts making `steps` batches from `start` on, for rank r of P.
-    public init(maker: BatchMaker, sampler: Sampler, rank: Int, worldSize: Int,
-                start: SamplerPosition, steps: Int, depth: Int) throws {
+    /// The first error of the batch sequence (a corrupt shard while streaming), thrown by `next()`.
+    private var failure: Error?
+
+    /// Starts making `steps` batches from `start` on, for rank r of P, from rows held.
+    public convenience init(maker: BatchMaker, sampler: Sampler, rank: Int, worldSize: Int,
+                            start: SamplerPosition, steps: Int, depth: Int) throws {
+        try self.init(batches: SampledBatches(maker: maker, sampler: sampler, rank: rank, worldSize: worldSize, start: start),
+                      floatsPerBatch: maker.floatsPerBatch, steps: steps, depth: depth)
+    }
+
+    /// Starts making the next `steps` batches of `batches` (which the thread alone uses from now
+    /// on): with `StreamedBatches` the shards are read and decompressed on this thread too.
+    public init(batches: BatchSequence, floatsPerBatch: Int, steps: Int, depth: Int) throws {
         precondition(depth >= 1, "ViewPrefetcher needs depth >= 1, got \(depth)")
         self.depth = depth
-        slots = (0...depth).map { _ in Tensor(zeros: [maker.floatsPerBatch]) }
-        _ = try sampler.slots(rank: rank, worldSize: worldSize)
+        slots = (0...depth).map { _ in Tensor(zeros: [floatsPerBatch]) }
+        nonisolated(unsafe) let batches = batches
         let thread = Thread { [self] in
-            var position = start
-            var order: EpochOrder? = nil
             for k in 0..<steps {
                 condition.lock()
                 while !cancelled && k >= consumed + depth { condition.wait() }
                 let stop = cancelled
                 condition.unlock()
                 if stop { break }
-                if order?.epoch != position.epoch { order = try! sampler.order(epoch: position.epoch, rank: rank, worldSize: worldSize) }
-                maker.makeBatch(samples: order!.batch(position.batch), epoch: position.epoch, into: slots[k % slots.count].data)
-                position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
+                do {
+                    try batches.makeNext(into: slots[k % slots.count].data)
+                } catch {
+                    condition.lock()
+                    failure = error
+                    condition.unlock()
+                    break
+                }
                 condition.lock()
                 produced = k + 1
                 condition.broadcast()
@@ -54,12 +67,17 @@ public final class ViewPrefetcher: @unchecked Sendable {
     deinit { stop() }
 
     /// The next batch, valid until the next call; and the seconds spent waiting for it.
-    public func next() -> (batch: UnsafePointer<Float>, waited: Double) {
+    /// - Throws: the error that stopped the batch sequence, once the batches before it are used.
+    public func next() throws -> (batch: UnsafePointer<Float>, waited: Double) {
         let t0 = Date()
         condition.lock()
         consumed += 1                          // the previous batch's buffer is free again
         condition.broadcast()
         while produced < consumed && !finished { condition.wait() }
+        if produced < consumed, let failure {
+            condition.unlock()
+            throw failure
+        }
         precondition(produced >= consumed, "ViewPrefetcher: asked for more batches than it was started for")
         let slot = slots[(consumed - 1) % slots.count]
         condition.unlock()

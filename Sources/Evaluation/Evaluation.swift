@@ -72,18 +72,28 @@ public enum Evaluation {
     public static func gatherRepresentations(model: ContrastiveModel, train: SampleRows, evaluated: Range<Int>,
                                              communicator: Communicator, root: Int = 0,
                                              progress: EvaluationProgress? = nil) throws -> LabelledRepresentations? {
-        let r = model.representationWidth, p = communicator.size
         // Whether the labels are usable is decided together, so no rank leaves the collectives early.
         let first = evaluated.isEmpty ? 0 : train.row(evaluated.lowerBound)
         let ownLabels = classes(train.labels.map { Array($0[first ..< first + evaluated.count]) })
+        // Not embedded when the labels are unusable: the memory would be dropped.
+        let own = ownLabels == nil ? nil : representations(model: model, rows: train, samples: evaluated, progress: progress,
+                                                           what: "training samples of rank \(communicator.rank)")
+        return try gatherRepresentations(model: model, own: own, ownLabels: ownLabels, communicator: communicator, root: root)
+    }
+
+    /// `gatherRepresentations` from this rank's representations and labels, made by the caller
+    /// (`data.hold: stream` embeds its shards one at a time, holding none of them); `own` may
+    /// be nil when `ownLabels` is (missing, or not classes). Collective.
+    public static func gatherRepresentations(model: ContrastiveModel, own: Tensor?, ownLabels: [UInt8]?, communicator: Communicator,
+                                             root: Int = 0) throws -> LabelledRepresentations? {
+        let r = model.representationWidth, p = communicator.size
         var unusable: [Double] = [ownLabels == nil ? 1 : 0]
         try communicator.allReduceMax(&unusable)
-        guard unusable[0] == 0, let ownLabels else { return nil }
-        let ownRepresentations = representations(model: model, rows: train, samples: evaluated, progress: progress,
-                                                 what: "training samples of rank \(communicator.rank)")
+        guard unusable[0] == 0, let ownLabels, let ownRepresentations = own else { return nil }
+        precondition(ownRepresentations.count == ownLabels.count * r, "gatherRepresentations: one representation per label")
         // Counts of every rank, then the memory and its labels (labels travel as exact floats).
         var counts = [Int64](repeating: 0, count: p)
-        var mine = Int64(evaluated.count)
+        var mine = Int64(ownLabels.count)
         try withUnsafeBytes(of: &mine) { own in
             try counts.withUnsafeMutableBytes { try communicator.allGatherBytes(own.baseAddress!, bytes: 8, into: $0.baseAddress!) }
         }

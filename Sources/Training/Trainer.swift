@@ -217,7 +217,6 @@ public final class Trainer {
         var ending = Ending.completed
         var savedAt = resumedFrom != nil ? stepsDone : -1
         var lastEvaluation: (step: Int, values: (knn: Double, linear: Double))? = nil
-        var order: EpochOrder? = nil
         if communicator.isRoot && c.monitor.tensorboard && scalarSink == nil {
             // A failing event file is worth a warning, never the run.
             let writer = try TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard"))
@@ -237,9 +236,10 @@ public final class Trainer {
         defer { log.clearProgress() }
 
         // The coming batches, made ahead on a background thread (or in the loop).
+        // With data.hold: stream the shards are read and decompressed there too.
+        let batches = try data.batches(start: position)
         let prefetcher = c.data.prefetch > 0 && stepsDone < totalSteps
-            ? try ViewPrefetcher(maker: data.maker, sampler: sampler, rank: communicator.rank, worldSize: p,
-                                 start: position, steps: totalSteps - stepsDone, depth: c.data.prefetch)
+            ? try ViewPrefetcher(batches: batches, floatsPerBatch: data.maker.floatsPerBatch, steps: totalSteps - stepsDone, depth: c.data.prefetch)
             : nil
         defer { prefetcher?.stop() }
 
@@ -248,11 +248,10 @@ public final class Trainer {
             let input: UnsafePointer<Float>
             let dataWait: Double
             if let prefetcher {
-                (input, dataWait) = prefetcher.next()
+                (input, dataWait) = try prefetcher.next()
             } else {
-                if order?.epoch != epoch { order = try sampler.order(epoch: epoch, rank: communicator.rank, worldSize: p) }
                 let t0 = monotonicSeconds()
-                data.maker.makeBatch(samples: order!.batch(position.batch), epoch: epoch, into: step.batch.data)
+                try batches.makeNext(into: step.batch.data)
                 input = UnsafePointer(step.batch.data)
                 dataWait = monotonicSeconds() - t0
             }
@@ -379,8 +378,14 @@ public final class Trainer {
         }
         // A line at least every 10 s of work on rank 0, which embeds, classifies and fits alone.
         let progress = communicator.isRoot ? EvaluationProgress(every: evaluationProgressInterval) { [log] in log.info("evaluating: " + $0) } : nil
-        let memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
+        let memory: Evaluation.LabelledRepresentations?
+        if data.streamed != nil {
+            let (own, labels) = try data.streamedRepresentations(model: step.model, progress: progress)
+            memory = try Evaluation.gatherRepresentations(model: step.model, own: own, ownLabels: labels, communicator: communicator)
+        } else {
+            memory = try Evaluation.gatherRepresentations(model: step.model, train: data.train, evaluated: data.evaluated,
                                                           communicator: communicator, progress: progress)
+        }
         var values: [String: Double] = [:]
         if communicator.isRoot {
             // Reported once embedding is slow enough to leave the terminal silent for a while.

@@ -254,7 +254,7 @@ extension Trainer {
         }
         let changes = ResumeChanges.changes(from: saved, to: config)
         guard !changes.isEmpty else { return }
-        let fixed = changes.filter { ResumeChanges.isFixed($0.key) }
+        let fixed = changes.filter { ResumeChanges.isFixed($0) }
         if !fixed.isEmpty && config.resumeConfigChanges == .refuse {
             throw RunDirectory.Failure(description:
                 "resuming from checkpoint \(checkpoint.lastPathComponent) with \(fixed.map(\.description).joined(separator: ", ")) "

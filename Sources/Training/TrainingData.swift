@@ -1,5 +1,6 @@
 import Tensor
 import Evaluation
+import NN
 import RunFiles
 import Config
 import Data
@@ -13,7 +14,9 @@ import Foundation
 /// A `prepared` data set's shard files are the shards:
 /// rank r of P opens the manifest and only the shard files its slots of the global batch fall
 /// in (`Sampler.shards(rank:worldSize:)`), checks them, and holds their samples in memory,
-/// or with `data.hold: disk` in unnamed files in `data.spill_dir` (`SampleFile`).
+/// or with `data.hold: disk` in unnamed files in `data.spill_dir` (`SampleFile`), or with
+/// `data.hold: stream` not at all: it checks the files' sizes and streams them every epoch
+/// (`StreamedBatches`); `train` then holds no rows, only the shapes and the run's extent.
 public final class TrainingData {
     /// This rank's samples: the union of its shards.
     public let train: SampleRows
@@ -35,6 +38,8 @@ public final class TrainingData {
     }
     /// One line for the run log: what was read and how batches are made.
     public let summary: String
+    /// `data.hold: stream`: the training split, whose shards are streamed, not held in `train`.
+    public let streamed: ShardedDataset?
 
     /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
     public var modelInputs: ModelInputs { ModelInputs(train) }
@@ -49,6 +54,8 @@ public final class TrainingData {
         let seed = UInt64(config.seed)
         var notes: [String] = []
         let spill = d.hold == .disk ? Self.spillDirectory(d) : nil
+        let shuffleBuffer = d.hold == .stream ? d.shuffleBuffer : 0
+        var streamed: ShardedDataset? = nil
         switch d.dataset {
         case .fashionMNIST:
             // The headers first: the sampler decides which samples this rank keeps.
@@ -79,11 +86,18 @@ public final class TrainingData {
             // The whole set's batch errors name its shard files and `prepare --shards`; a limited
             // set's name the shards the limit keeps and data.train_limit.
             sampler = count < manifest.sampleCount
-                ? try Self.limitedPreparedSampler(ranges: ranges, globalBatch: globalBatch, seed: seed, trainPath: trainPath)
-                : try Sampler(preparedShards: ranges, directory: trainPath, batchPerRank: d.batchPerRank, worldSize: worldSize, seed: seed)
+                ? try Self.limitedPreparedSampler(ranges: ranges, globalBatch: globalBatch, seed: seed, trainPath: trainPath,
+                                                  shuffleBuffer: shuffleBuffer)
+                : try Sampler(preparedShards: ranges, directory: trainPath, batchPerRank: d.batchPerRank, worldSize: worldSize, seed: seed,
+                              shuffleBuffer: shuffleBuffer)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
-            train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
+            if d.hold == .stream {
+                streamed = dataset
+                train = Self.streamedRows(manifest, first: ranges[shards.lowerBound].lowerBound, total: count)
+            } else {
+                train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
+            }
             var testNote = ""
             if loadTest, let testPath {
                 // data.test_limit: the first N test samples, as `contrast eval` reads them.
@@ -98,7 +112,8 @@ public final class TrainingData {
             }
             let first = count < manifest.sampleCount ? "the first \(count) of \(manifest.sampleCount) samples (data.train_limit) in "
                 + "\(ranges.count) of its \(manifest.shards.count) shards" : "\(manifest.sampleCount) samples, \(manifest.shards.count) shards"
-            notes.append("prepared data set \(trainPath): \(first) (\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(train.count) samples)"
+            let onRank = streamed == nil ? "\(train.count) samples" : "\(ranges[shards].map(\.count).reduce(0, +)) samples streamed"
+            notes.append("prepared data set \(trainPath): \(first) (\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(onRank))"
                          + testNote)
         }
         if let test {
@@ -114,7 +129,16 @@ public final class TrainingData {
                                  features: "\(train.features.dtype) \(train.featureShape)")
         self.rank = rank
         self.worldSize = worldSize
+        self.streamed = streamed
         maker = try Self.maker(config: config, rows: train, seed: seed)
+        if let streamed {
+            let m = streamed.manifest
+            let sampleBytes = m.features.elementsPerSample * m.features.dtype.size + (m.labels == nil ? 0 : 8) + (m.pairs?.elementsPerSample ?? 0) * 4
+            let slots = min(d.shuffleBuffer, sampler.usedPerShard)
+            notes.append("samples streamed from the \(shards.count) shard file(s) in order every epoch through shuffle buffers of "
+                         + "\(slots) samples each (data.hold: stream, data.shuffle_buffer \(d.shuffleBuffer)): "
+                         + String(format: "%.1f MB", Double(shards.count * slots * sampleBytes) / 1e6) + " of buffers on this rank")
+        }
         if let spill {
             notes.append("samples kept on disk in unnamed files in \(spill) (data.hold: disk)"
                          + (SampleFile.isInMemory(directory: spill) ? "; warning: \(spill) is a tmpfs, the files live in memory "
@@ -127,9 +151,10 @@ public final class TrainingData {
     /// The sampler over the shards of a prepared data set cut at data.train_limit. Its errors
     /// name the shards the limit keeps and what to change: the batch or the limit (the whole
     /// set's errors, from `Sampler(preparedShards:)`, name `contrast prepare --shards`).
-    static func limitedPreparedSampler(ranges: [Range<Int>], globalBatch: Int, seed: UInt64, trainPath: String) throws -> Sampler {
+    static func limitedPreparedSampler(ranges: [Range<Int>], globalBatch: Int, seed: UInt64, trainPath: String,
+                                       shuffleBuffer: Int = 0) throws -> Sampler {
         do {
-            return try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed)
+            return try Sampler(shardRanges: ranges, globalBatchSize: globalBatch, seed: seed, shuffleBuffer: shuffleBuffer)
         } catch let error as DataError {
             let shards = "the \(ranges.count) shard(s) that hold the first \(ranges.last!.upperBound) samples (data.train_limit)"
             switch error {
@@ -144,6 +169,46 @@ public final class TrainingData {
             default: throw error
             }
         }
+    }
+
+    /// `data.hold: stream`'s `train`: no rows, the data set's shapes, whether it has labels and
+    /// pairs (empty arrays), and its extent (`totalCount`; `held` empty at the rank's first sample).
+    static func streamedRows(_ manifest: ShardManifest, first: Int, total: Int) -> SampleRows {
+        SampleRows(held: first..<first, totalCount: total, featureShape: manifest.features.shape,
+                   features: manifest.features.dtype == .uint8 ? .uint8([]) : .float32([]),
+                   labels: manifest.labels == nil ? nil : [], pairShape: manifest.pairs?.shape, pairs: manifest.pairs == nil ? nil : [])
+    }
+
+    /// This rank's batches from `start` on, made in order by the loop or the prefetch thread.
+    public func batches(start: SamplerPosition) throws -> BatchSequence {
+        if let streamed {
+            return try StreamedBatches(dataset: streamed, sampler: sampler, maker: maker, rank: rank, worldSize: worldSize, start: start)
+        }
+        return try SampledBatches(maker: maker, sampler: sampler, rank: rank, worldSize: worldSize, start: start)
+    }
+
+    /// The representations and labels (as kNN classes) of the samples this rank evaluates
+    /// (`evaluated`) when they are streamed: the shards read one at a time, in order, each checked
+    /// and embedded, so evaluation holds one shard's samples, not the rank's. nil representations
+    /// when the data set has no labels usable as classes.
+    public func streamedRepresentations(model: ContrastiveModel, progress: EvaluationProgress?) throws -> (Tensor?, [UInt8]?) {
+        guard let streamed else { preconditionFailure("streamedRepresentations: the samples are not streamed") }
+        let evaluated = self.evaluated
+        guard streamed.manifest.labels != nil else { return (nil, nil) }
+        let out = Tensor(zeros: [evaluated.count, model.representationWidth])
+        var labels: [UInt8] = []
+        labels.reserveCapacity(evaluated.count)
+        var shard = (0..<sampler.virtualShards).first { sampler.shardRange($0).lowerBound == evaluated.lowerBound } ?? sampler.virtualShards
+        while shard < sampler.virtualShards && sampler.shardRange(shard).lowerBound < evaluated.upperBound {
+            let rows = try SampleRows.read(streamed, shards: shard..<(shard + 1), limit: train.totalCount)
+            guard let classes = Evaluation.classes(rows.labels) else { return (nil, nil) }
+            let part = Evaluation.representations(model: model, rows: rows, progress: progress, what: "training samples of shard \(shard)")
+            (out.data + labels.count * model.representationWidth).update(from: part.data, count: part.count)
+            labels += classes
+            shard += 1
+        }
+        precondition(labels.count == evaluated.count, "streamedRepresentations: the shards read are not the evaluated samples")
+        return (out, labels)
     }
 
     /// Where `data.hold: disk` keeps the sample files: `data.spill_dir`, else $TMPDIR, else /tmp.

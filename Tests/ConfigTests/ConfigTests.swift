@@ -191,7 +191,16 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         let error = try #require(configError { try ConfigLoader.load(file: file, overrides: []) })
         #expect(error.description == "config key 'optimizer.kind' expects one of sgd, adamw, lars, got \"adam\" (\(file) line 2)")
         let hold = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["data.hold=ram"]) })
-        #expect(hold.description.hasPrefix("config key 'data.hold' expects one of memory, disk, got \"ram\""), "\(hold.description)")
+        #expect(hold.description.hasPrefix("config key 'data.hold' expects one of memory, disk, stream, got \"ram\""), "\(hold.description)")
+    }
+
+    /// data.shuffle_buffer must be a sample count; data.hold: stream needs a prepared data set.
+    @Test func streamingSettingsNameTheirKey() throws {
+        let buffer = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["data.shuffle_buffer=0"]) })
+        #expect(buffer.description.hasPrefix("config key 'data.shuffle_buffer' must be in 1 ... 16777216"), "\(buffer.description)")
+        let stream = try #require(configError { try ConfigLoader.load(file: nil, overrides: ["data.hold=stream"]) })
+        #expect(stream.description.contains("'data.hold' is stream, but data.dataset fashion-mnist cannot be streamed"), "\(stream.description)")
+        #expect(try ConfigLoader.load(file: nil, overrides: ["data.hold=stream", "data.dataset=prepared"]).data.hold == .stream)
     }
 
     @Test func missingEqualsInSet() throws {

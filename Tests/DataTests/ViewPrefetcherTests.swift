@@ -16,7 +16,7 @@ import Testing
         let expected = Tensor(zeros: [64, dataset.pixelsPerImage])
         var position = start
         for _ in 0..<steps {
-            let (views, _) = prefetcher.next()
+            let (views, _) = try prefetcher.next()
             let order = try sampler.order(epoch: position.epoch, rank: 1, worldSize: 2)
             maker.makeBatch(samples: order.batch(position.batch), epoch: position.epoch, into: expected.data)
             #expect((0..<expected.count).allSatisfy { views[$0].bitPattern == expected[$0].bitPattern }, "\(position)")
@@ -25,7 +25,7 @@ import Testing
         prefetcher.stop()
 
         let early = try ViewPrefetcher(maker: maker, sampler: sampler, rank: 1, worldSize: 2, start: start, steps: 100, depth: depth)
-        _ = early.next()
+        _ = try early.next()
         early.stop()
     }
 }

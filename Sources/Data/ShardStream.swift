@@ -1,0 +1,196 @@
+import Foundation
+import Storage
+
+/// One shard file of a prepared data set read sample by sample in file order, holding none of
+/// it (`data.hold: stream`): each field's frame is decompressed incrementally (`FrameStream`)
+/// as samples are asked for.
+///
+/// A field's frame holds that field for all the shard's samples, so each field has its own
+/// cursor into the file. A `shuffle4+zstd` field (float32 features, pairs) stores byte k of
+/// every element in plane k (docs/data-format.md), so a sample's bytes lie in four places of the
+/// frame's content: four cursors read the four planes in step, cursor k having first decoded and
+/// dropped k planes. That decodes such a frame 1 + 2 + 3 + 4 = 10 plane-lengths in place of 4
+/// (2.5x the work of `readShard`) for memory that does not grow with the shard; uint8 features
+/// and labels are read once.
+///
+/// Checks: each frame's header as it starts; `finish()` reads every frame to its end, so zstd
+/// checks its content checksum, and checks the crc32 of the whole file from the crc32 the
+/// cursors kept of the compressed bytes they read (no second pass). Errors are
+/// `DataError.shardInvalid` naming the file and the shard.
+///
+/// Where variable-length fields (texts, encoded images) plug in: a field whose samples have
+/// different sizes needs its offsets (a small frame of n + 1 offsets, read first or streamed
+/// beside it) and a cursor that reads `offsets[i+1] - offsets[i]` bytes for sample i; `FieldCursor`
+/// is that one place, and `readSample` hands the bytes on (encoded JPEGs are then decoded by the
+/// caller, in the prefetch thread, from the bytes a buffer slot holds).
+public final class ShardStream {
+    public let path: String
+    public let shard: Int
+    /// Samples in the file.
+    public let sampleCount: Int
+    /// Samples read or skipped so far.
+    public private(set) var position = 0
+    private let descriptor: Int32
+    private let entry: ShardManifest.Shard
+    private let features: FieldCursor
+    private let labels: FieldCursor?
+    private let pairs: FieldCursor?
+
+    /// Opens shard `index` of `dataset` and checks its size against the manifest.
+    public init(_ dataset: ShardedDataset, shard index: Int) throws {
+        precondition(index >= 0 && index < dataset.shardCount, "ShardStream: shard \(index) out of range 0..<\(dataset.shardCount)")
+        let entry = dataset.manifest.shards[index]
+        let path = dataset.shardPath(index)
+        self.path = path
+        shard = index
+        sampleCount = entry.sampleCount
+        self.entry = entry
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw DataError.shardInvalid(path: path, shard: index, problem: "cannot be opened (\(String(cString: strerror(errno))))")
+        }
+        self.descriptor = descriptor
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, Int(status.st_size) == entry.bytes else {
+            let size = Int(status.st_size)
+            close(descriptor)
+            throw DataError.shardInvalid(path: path, shard: index, problem: "is \(size) bytes, the manifest says \(entry.bytes) (truncated or replaced)")
+        }
+        let manifest = dataset.manifest
+        func cursor(_ section: ShardManifest.Section, rowBytes: Int) throws -> FieldCursor? {
+            guard let frame = entry.frames.first(where: { $0.section == section }) else { return nil }
+            do {
+                return try FieldCursor(descriptor: descriptor, path: path, frame: frame, rowBytes: rowBytes, samples: entry.sampleCount)
+            } catch {
+                throw DataError.shardInvalid(path: path, shard: index, problem: "\(section.rawValue) frame at byte \(frame.offset): \(error.reason)")
+            }
+        }
+        do {
+            let features = try cursor(.features, rowBytes: manifest.features.elementsPerSample * manifest.features.dtype.size)!
+            let labels = manifest.labels == nil ? nil : try cursor(.labels, rowBytes: 8)
+            let pairs = try manifest.pairs.flatMap { try cursor(.pairs, rowBytes: $0.elementsPerSample * 4) }
+            (self.features, self.labels, self.pairs) = (features, labels, pairs)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    deinit { close(descriptor) }
+
+    private func fail(_ field: FieldCursor, _ error: StorageError) -> DataError {
+        .shardInvalid(path: path, shard: shard, problem: "\(field.frame.section.rawValue) frame at byte \(field.frame.offset): \(error.reason)")
+    }
+
+    /// Reads the next sample's fields into the given rows (features and pairs as stored, the
+    /// label as a native Int64); a nil target skips that field. All nil: the sample is passed over.
+    public func readSample(features featureRow: UnsafeMutableRawPointer?, label: UnsafeMutablePointer<Int64>?,
+                           pairs pairRow: UnsafeMutableRawPointer?) throws {
+        precondition(position < sampleCount, "ShardStream: all \(sampleCount) samples of \(path) were read")
+        do { try features.read(into: featureRow) } catch { throw fail(features, error) }
+        if let labels {
+            do {
+                try labels.read(into: label.map(UnsafeMutableRawPointer.init))
+            } catch { throw fail(labels, error) }
+            if let label { label.pointee = Int64(littleEndian: label.pointee) }
+        }
+        if let pairs { do { try pairs.read(into: pairRow) } catch { throw fail(pairs, error) } }
+        position += 1
+    }
+
+    /// Passes over the next sample (decoding it: zstd cannot seek).
+    public func skipSample() throws { try readSample(features: nil, label: nil, pairs: nil) }
+
+    /// Reads the rest of every frame and checks their content checksums, then the crc32 of the
+    /// whole file. Call once the samples needed are read: a shard is checked whole every epoch.
+    public func finish() throws {
+        var crcs: [(offset: Int, bytes: Int, crc: UInt32)] = []
+        for field in [features, labels, pairs].compactMap({ $0 }) {
+            do { crcs.append((field.frame.offset, field.frame.bytes, try field.finish())) } catch { throw fail(field, error) }
+        }
+        position = sampleCount
+        crcs.sort { $0.offset < $1.offset }
+        var crc: UInt32 = 0, covered = 0, tiled = true
+        for frame in crcs {
+            tiled = tiled && frame.offset == covered
+            covered = frame.offset + frame.bytes
+        }
+        tiled = tiled && covered == entry.bytes
+        if tiled {
+            for frame in crcs { crc = CRC32.combine(crc, frame.crc, secondLength: frame.bytes) }
+        } else {
+            // Frames with gaps or overlaps (not written by `contrast prepare`): the file once more.
+            crc = try wholeFileCRC()
+        }
+        let hex = CRC32.prefixedHex(crc)
+        guard hex == entry.crc32 else {
+            throw DataError.shardInvalid(path: path, shard: shard, problem: "crc32 is \(hex), the manifest says \(entry.crc32) (the file is corrupt)")
+        }
+    }
+
+    private func wholeFileCRC() throws -> UInt32 {
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var crc: UInt32 = 0, offset = 0
+        while offset < entry.bytes {
+            let r = pread(descriptor, buffer, min(chunk, entry.bytes - offset), off_t(offset))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw DataError.shardInvalid(path: path, shard: shard, problem: "cannot be read at byte \(offset)") }
+            crc = CRC32.checksum(UnsafeRawBufferPointer(start: buffer, count: r), continuing: crc)
+            offset += r
+        }
+        return crc
+    }
+}
+
+/// One field's frame read a row at a time: one cursor, or four for a byte-plane-shuffled frame.
+final class FieldCursor {
+    let frame: ShardManifest.Frame
+    let rowBytes: Int
+    /// Cursor k reads plane k; the last one reads the whole frame and keeps its crc32.
+    private let planes: [FrameStream]
+    private let scratch: UnsafeMutableRawPointer
+
+    init(descriptor: Int32, path: String, frame: ShardManifest.Frame, rowBytes: Int, samples: Int) throws(StorageError) {
+        self.frame = frame
+        self.rowBytes = rowBytes
+        let content = rowBytes * samples
+        if frame.encoding == .shuffleZstd {
+            var planes: [FrameStream] = []
+            let plane = content / 4
+            for k in 0..<4 {
+                let stream = try FrameStream(descriptor: descriptor, path: path, offset: frame.offset, bytes: frame.bytes,
+                                             contentBytes: content, checksumming: k == 3)
+                try stream.read(k * plane, into: nil)
+                planes.append(stream)
+            }
+            self.planes = planes
+        } else {
+            planes = [try FrameStream(descriptor: descriptor, path: path, offset: frame.offset, bytes: frame.bytes,
+                                      contentBytes: content, checksumming: true)]
+        }
+        scratch = .allocate(byteCount: max(rowBytes, 1), alignment: 16)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// The next row into `target` (nil: passed over).
+    func read(into target: UnsafeMutableRawPointer?) throws(StorageError) {
+        guard planes.count == 4 else { return try planes[0].read(rowBytes, into: target) }
+        let elements = rowBytes / 4
+        guard let target else {
+            for plane in planes { try plane.read(elements, into: nil) }
+            return
+        }
+        for (k, plane) in planes.enumerated() { try plane.read(elements, into: scratch + k * elements) }
+        // Byte k of element i is byte i of plane k.
+        let bytes = scratch.assumingMemoryBound(to: UInt8.self), out = target.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<elements {
+            for k in 0..<4 { out[4 * i + k] = bytes[k * elements + i] }
+        }
+    }
+
+    /// Reads the frame to its end (the last plane's cursor covers the whole frame); its crc32.
+    func finish() throws(StorageError) -> UInt32 { try planes[planes.count - 1].finish() }
+}
