@@ -48,6 +48,8 @@ public final class Conv2d: Layer {
     /// so every rank and every run of a model makes the same choice. bf16 compute runs im2col.
     public var backends: ConvolutionBackends {
         get {
+            // Blocked activations: only oneDNN reads them (in fp32 whatever `computePrecision` says).
+            if activationBlock > 0 { return ConvolutionBackends(forward: .onednn, backwardData: .onednn, backwardWeights: .onednn) }
             // The probe last: a model that chose im2col everywhere never starts oneDNN.
             guard chosenBackends != .im2col, computePrecision == .fp32, OneDNNConvolution.unavailableReason == nil else { return .im2col }
             return chosenBackends
@@ -61,10 +63,19 @@ public final class Conv2d: Layer {
     var oneDNNBatches: [Int] { convolutions.keys.sorted() }
     /// The geometry the C im2col / col2im kernels take.
     public let geometry: Kernels.ConvolutionShape
+    /// 0: x, y and their gradients are NCHW rows. 8 or 16 (`OneDNNConvolution.blockedActivationBlock`):
+    /// they are in oneDNN's blocked layout nChw8c / nChw16c, and every direction runs in oneDNN's
+    /// direct kernels without reordering them (an encoder that keeps its activations blocked; bf16
+    /// compute then leaves this layer in fp32: im2col cannot read the blocked layout).
+    public let activationBlock: Int
 
     /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                height: Int, width: Int, bias: Bool = true, name: String, arena: ParameterArena) {
+                height: Int, width: Int, bias: Bool = true, activationBlock: Int = 0, name: String, arena: ParameterArena) {
+        precondition(activationBlock == 0 || (OneDNNConvolution.unavailableReason == nil && inChannels % activationBlock == 0
+                                              && outChannels % activationBlock == 0),
+                     "Conv2d \(name): blocked activations (block \(activationBlock)) need oneDNN and channels a multiple of the block")
+        self.activationBlock = activationBlock
         precondition(inChannels >= 1 && outChannels >= 1 && kernel >= 1 && stride >= 1 && padding >= 0,
                      "Conv2d \(name): channels, kernel and stride must be at least 1, padding at least 0")
         precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
@@ -248,7 +259,7 @@ public final class Conv2d: Layer {
         let shape = OneDNNConvolution.Shape(batch: batch, inChannels: inChannels, outChannels: outChannels, height: height, width: width,
                                             kernel: kernel, stride: stride, padding: padding, bias: bias != nil)
         do {
-            let made = try OneDNNConvolution(shape, layout: .blocked)
+            let made = try OneDNNConvolution(shape, layout: .blocked, activationBlock: activationBlock)
             convolutions[batch] = made
             return made
         } catch {

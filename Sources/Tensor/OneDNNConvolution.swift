@@ -47,6 +47,9 @@ public final class OneDNNConvolution {
     public let shape: Shape
     public let layout: Layout
     public let algorithm: Algorithm
+    /// The layout of the caller's activations (x, y, dx, dy): 0 for NCHW, 8 or 16 for oneDNN's blocked
+    /// nChw8c / nChw16c (`activationBlock`), which the blocked primitives read and write in place.
+    public let activationBlock: Int
 
     /// One argument of a primitive: the caller's plain memory (handle set per call) and, when the
     /// primitive wants another layout, memory of that layout with the reorder between them. A weight
@@ -122,7 +125,7 @@ public final class OneDNNConvolution {
             (self.engine, self.stream) = (engine!, stream!)
         }
     }
-    private static let runtime = Result { try Runtime() }
+    static let runtime = Result { try Runtime() }
 
     /// nil when oneDNN has fp32 convolutions here, otherwise why not (probed on a small shape).
     public static let unavailableReason: String? = {
@@ -135,16 +138,46 @@ public final class OneDNNConvolution {
         }
     }()
 
+    /// The oneDNN format tag of activations in blocks of `block` channels (0: NCHW).
+    static func activationTag(block: Int) -> dnnl_format_tag_t {
+        switch block {
+        case 16: dnnl_nChw16c
+        case 8: dnnl_nChw8c
+        default: dnnl_nchw
+        }
+    }
+
+    /// The channel block of the activation layout oneDNN's direct fp32 convolutions pick on this CPU
+    /// (16 for nChw16c at AVX-512, 8 for nChw8c at AVX2, under ONEDNN_MAX_CPU_ISA), asked of a probe
+    /// 16 -> 16 3x3 convolution; nil when oneDNN is unavailable or picks neither (then layers stay NCHW).
+    public static let blockedActivationBlock: Int? = {
+        guard unavailableReason == nil,
+              let probe = try? OneDNNConvolution(Shape(batch: 2, inChannels: 16, outChannels: 16, height: 8, width: 8,
+                                                       kernel: 3, stride: 1, padding: 1, bias: false), layout: .blocked),
+              let wanted = probe.steps[.forward]!.port(DNNL_ARG_SRC).innerDescriptor else { return nil }
+        for block in [16, 8] {
+            var md = dnnl_memory_desc_t()
+            let dims = OneDNNConvolution.dims(2, 16, 8, 8)
+            guard dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, activationTag(block: block)) == dnnl_success else { continue }
+            if dnnl_memory_desc_equal(wanted, &md) != 0 { return block }
+        }
+        return nil
+    }()
+
     /// Four dimensions (or strides, paddings) as a dnnl_dims_t: DNNL_MAX_NDIMS (12) int64s.
     private static func dims(_ values: Int...) -> [Int64] {
         values.map(Int64.init) + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - values.count)
     }
 
-    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct) throws {
+    /// `activationBlock` (0, 8 or 16): the caller's activations are NCHW (0) or already in the blocked
+    /// layout nChw8c / nChw16c; a primitive that wants another layout still gets a reorder.
+    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct, activationBlock: Int = 0) throws {
         precondition(algorithm == .direct || layout == .blocked, "OneDNNConvolution: Winograd needs Layout.blocked")
+        precondition([0, 8, 16].contains(activationBlock), "OneDNNConvolution: activation block \(activationBlock) is not 0, 8 or 16")
         self.shape = shape
         self.layout = layout
         self.algorithm = algorithm
+        self.activationBlock = activationBlock
         let kind = algorithm == .direct ? dnnl_convolution_direct : dnnl_convolution_winograd
         let engine = try Self.runtime.get().engine
         // oneDNN plans a primitive's work split (backward-weights: over how many threads the batch is
@@ -161,8 +194,10 @@ public final class OneDNNConvolution {
         let weightDims = Self.dims(s.outChannels, s.inChannels, s.kernel, s.kernel)
         let outputDims = Self.dims(s.batch, s.outChannels, s.outputHeight, s.outputWidth)
         let biasDims = Self.dims(s.outChannels)
-        let plainSource = try descriptor(sourceDims, 4, dnnl_nchw), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
-        let plainOutput = try descriptor(outputDims, 4, dnnl_nchw), plainBias = try descriptor(biasDims, 1, dnnl_a)
+        // The caller's activations: "plain" below means the caller's layout, NCHW or blocked.
+        let callerTag = Self.activationTag(block: activationBlock)
+        let plainSource = try descriptor(sourceDims, 4, callerTag), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
+        let plainOutput = try descriptor(outputDims, 4, callerTag), plainBias = try descriptor(biasDims, 1, dnnl_a)
         let tag = layout == .plain ? (dnnl_nchw, dnnl_oihw) : (dnnl_format_tag_any, dnnl_format_tag_any)
         var source = try descriptor(sourceDims, 4, tag.0), weights = try descriptor(weightDims, 4, tag.1)
         var output = try descriptor(outputDims, 4, tag.0)
@@ -400,13 +435,35 @@ public final class OneDNNConvolution {
     /// Whether `direction` reorders anything (false for `Layout.plain`, and for a blocked layout oneDNN kept plain).
     public func reorders(_ direction: Direction) -> Bool { steps[direction]!.ports.contains { $0.reorder != nil } }
 
-    private static func setThreads() {
+    static func setThreads() {
         let threads = Int32(max(1, OneDNNGEMM.threads))
         if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
     }
 
+    /// Seconds spent in reorders between the caller's NCHW and the primitives' blocked layouts since
+    /// the process started, activations (x, y, dy, dx) and weights (W, dW) apart: `bench step` reads
+    /// the difference over a step to say what keeping activations blocked across layers could save.
+    /// Read and written under the scratch lock (every reorder runs under it).
+    public struct ReorderClock: Sendable {
+        public var activations: Double, weights: Double
+        public init(activations: Double = 0, weights: Double = 0) { (self.activations, self.weights) = (activations, weights) }
+    }
+    nonisolated(unsafe) static var clock = ReorderClock()
+    public static var reorderClock: ReorderClock {
+        activationScratch.lock.lock()
+        defer { activationScratch.lock.unlock() }
+        return clock
+    }
+
     private func reorder(_ port: Port, _ stream: dnnl_stream_t) {
         guard let reorder = port.reorder, let inner = port.inner else { return }
+        // A CPU stream executes in order and returns when done (OpenMP runtime), so the clock around
+        // the call is the reorder's time.
+        let start = monotonicSeconds()
+        defer {
+            let seconds = monotonicSeconds() - start
+            if port.slot != nil { Self.clock.activations += seconds } else { Self.clock.weights += seconds }
+        }
         let (from, to) = port.isOutput ? (inner, port.user) : (port.user, inner)
         var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: from), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: to))
         let status = withUnsafePointer(to: &arguments) {
@@ -425,5 +482,77 @@ public final class OneDNNConvolution {
     private func wait(_ stream: dnnl_stream_t) {
         let status = dnnl_stream_wait(stream)
         precondition(status == dnnl_success, "oneDNN stream wait failed (status \(status.rawValue))")
+    }
+}
+
+/// Activations of one shape reordered between NCHW and oneDNN's blocked layout (nChw8c / nChw16c,
+/// `block` channels side by side at each pixel): the edges of an encoder whose layers between them
+/// keep the blocked layout. Its time counts in `OneDNNConvolution.reorderClock`'s activations.
+public final class OneDNNLayoutReorder {
+    public let batch: Int, channels: Int, height: Int, width: Int, block: Int
+    private let nchw: dnnl_memory_t, blocked: dnnl_memory_t
+    private let toBlockedPrimitive: dnnl_primitive_t, toNCHWPrimitive: dnnl_primitive_t
+
+    public init(batch: Int, channels: Int, height: Int, width: Int, block: Int) throws {
+        precondition(block == 8 || block == 16, "OneDNNLayoutReorder: block \(block) is not 8 or 16")
+        (self.batch, self.channels, self.height, self.width, self.block) = (batch, channels, height, width, block)
+        let engine = try OneDNNConvolution.runtime.get().engine
+        let dims = [Int64(batch), Int64(channels), Int64(height), Int64(width)] + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - 4)
+        func check(_ status: dnnl_status_t, _ call: String) throws {
+            try OneDNNFailure.check(status, call, unimplemented: "no reorder between nchw and blocks of \(block) channels")
+        }
+        var plain = dnnl_memory_desc_t(), inBlocks = dnnl_memory_desc_t()
+        try check(dnnl_memory_desc_init_by_tag(&plain, 4, dims, dnnl_f32, dnnl_nchw), "dnnl_memory_desc_init_by_tag")
+        try check(dnnl_memory_desc_init_by_tag(&inBlocks, 4, dims, dnnl_f32, OneDNNConvolution.activationTag(block: block)),
+                  "dnnl_memory_desc_init_by_tag")
+        var a: dnnl_memory_t? = nil, b: dnnl_memory_t? = nil
+        try check(dnnl_memory_create(&a, &plain, engine, nil), "dnnl_memory_create")
+        try check(dnnl_memory_create(&b, &inBlocks, engine, nil), "dnnl_memory_create")
+        (nchw, blocked) = (a!, b!)
+        func primitive(_ from: inout dnnl_memory_desc_t, _ to: inout dnnl_memory_desc_t) throws -> dnnl_primitive_t {
+            var descriptor: dnnl_primitive_desc_t? = nil
+            try check(dnnl_reorder_primitive_desc_create(&descriptor, &from, engine, &to, engine, nil), "dnnl_reorder_primitive_desc_create")
+            defer { dnnl_primitive_desc_destroy(descriptor) }
+            var made: dnnl_primitive_t? = nil
+            try check(dnnl_primitive_create(&made, descriptor), "dnnl_primitive_create (reorder)")
+            return made!
+        }
+        toBlockedPrimitive = try primitive(&plain, &inBlocks)
+        toNCHWPrimitive = try primitive(&inBlocks, &plain)
+    }
+
+    deinit {
+        dnnl_primitive_destroy(toBlockedPrimitive)
+        dnnl_primitive_destroy(toNCHWPrimitive)
+        dnnl_memory_destroy(nchw)
+        dnnl_memory_destroy(blocked)
+    }
+
+    /// `output` (blocked) = `input` (NCHW), B x C H W floats each.
+    public func toBlocked(_ output: UnsafeMutablePointer<Float>, from input: UnsafePointer<Float>) {
+        run(toBlockedPrimitive, from: nchw, input, to: blocked, output)
+    }
+
+    /// `output` (NCHW) = `input` (blocked).
+    public func toNCHW(_ output: UnsafeMutablePointer<Float>, from input: UnsafePointer<Float>) {
+        run(toNCHWPrimitive, from: blocked, input, to: nchw, output)
+    }
+
+    private func run(_ primitive: dnnl_primitive_t, from: dnnl_memory_t, _ input: UnsafePointer<Float>,
+                     to: dnnl_memory_t, _ output: UnsafeMutablePointer<Float>) {
+        let stream = try! OneDNNConvolution.runtime.get().stream
+        OneDNNConvolution.activationScratch.lock.lock()
+        defer { OneDNNConvolution.activationScratch.lock.unlock() }
+        OneDNNConvolution.setThreads()
+        let start = monotonicSeconds()
+        dnnl_memory_set_data_handle(from, UnsafeMutableRawPointer(mutating: input))
+        dnnl_memory_set_data_handle(to, output)
+        var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: from), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: to))
+        let status = withUnsafePointer(to: &arguments) {
+            $0.withMemoryRebound(to: dnnl_exec_arg_t.self, capacity: 2) { dnnl_primitive_execute(primitive, stream, 2, $0) }
+        }
+        precondition(status == dnnl_success && dnnl_stream_wait(stream) == dnnl_success,
+                     "oneDNN layout reorder failed (status \(status.rawValue)) for \(batch) x \(channels) x \(height) x \(width)")
+        OneDNNConvolution.clock.activations += monotonicSeconds() - start
     }
 }
