@@ -225,8 +225,6 @@ struct ONNXGraph {
         case is GELU: return gelu(x)
         // The exported network is the inference one: dropout and drop-path pass x through.
         case is Dropout, is DropPath: return x
-        // The exported network is NCHW throughout; the blocked layout is how contrast runs it.
-        case is LayoutReorder: return x
         case is L2Normalize:
             // z = u / max(|u|, 1e-12), as Kernels.l2NormalizeRows.
             let norm = node("ReduceL2", [x], [.ints("axes", [1]), .int("keepdims", 1)])

@@ -68,14 +68,20 @@ public final class Conv2d: Layer {
     /// direct kernels without reordering them (an encoder that keeps its activations blocked; bf16
     /// compute then leaves this layer in fp32: im2col cannot read the blocked layout).
     public let activationBlock: Int
+    /// The layout of x and dx when it is not `activationBlock`'s: 0 for an encoder's first convolution,
+    /// which reads NCHW images and writes blocked maps (the encoder's one layout edge, inside oneDNN's kernel).
+    public let inputBlock: Int
 
     /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                height: Int, width: Int, bias: Bool = true, activationBlock: Int = 0, name: String, arena: ParameterArena) {
-        precondition(activationBlock == 0 || (OneDNNConvolution.unavailableReason == nil && inChannels % activationBlock == 0
-                                              && outChannels % activationBlock == 0),
-                     "Conv2d \(name): blocked activations (block \(activationBlock)) need oneDNN and channels a multiple of the block")
+                height: Int, width: Int, bias: Bool = true, activationBlock: Int = 0, inputBlock: Int? = nil, name: String, arena: ParameterArena) {
+        let inputBlock = inputBlock ?? activationBlock
+        precondition((activationBlock == 0 && inputBlock == 0)
+                     || (activationBlock > 0 && OneDNNConvolution.unavailableReason == nil && outChannels % activationBlock == 0
+                         && (inputBlock == 0 || inChannels % inputBlock == 0)),
+                     "Conv2d \(name): blocked activations (blocks \(activationBlock), input \(inputBlock)) need oneDNN and channels a multiple of the block")
         self.activationBlock = activationBlock
+        self.inputBlock = inputBlock
         precondition(inChannels >= 1 && outChannels >= 1 && kernel >= 1 && stride >= 1 && padding >= 0,
                      "Conv2d \(name): channels, kernel and stride must be at least 1, padding at least 0")
         precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
@@ -259,7 +265,7 @@ public final class Conv2d: Layer {
         let shape = OneDNNConvolution.Shape(batch: batch, inChannels: inChannels, outChannels: outChannels, height: height, width: width,
                                             kernel: kernel, stride: stride, padding: padding, bias: bias != nil)
         do {
-            let made = try OneDNNConvolution(shape, layout: .blocked, activationBlock: activationBlock)
+            let made = try OneDNNConvolution(shape, layout: .blocked, activationBlock: activationBlock, inputBlock: inputBlock)
             convolutions[batch] = made
             return made
         } catch {

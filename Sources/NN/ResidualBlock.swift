@@ -199,19 +199,17 @@ public enum CNN {
                      "CNN: channels \(channels) do not fill blocks of \(activationBlock) (see CNN.activationBlock)")
         precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
         precondition(poolStages >= 1 && poolStages <= channels.count, "CNN pools 1...\(channels.count) stages, got \(poolStages)")
-        let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
-                          height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
+        // Blocked: the encoder's one layout edge is the stem, a oneDNN convolution reading the NCHW images
+        // and writing blocked maps; everything after it is blocked, and the pools read the blocked maps and
+        // write the same rows as NCHW ones.
+        let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1, height: inputHeight, width: inputWidth,
+                          bias: false, activationBlock: activationBlock, inputBlock: 0, name: "\(name).stem", arena: arena)
         // The stem's ReLU runs in its GroupNorm's pass.
         var layers: [Layer] = [
             stem,
             GroupNorm(groups: groups(for: channels[0]), channels: channels[0], height: inputHeight, width: inputWidth,
-                      activation: .relu, name: "\(name).stem_norm", arena: arena),
+                      activation: .relu, block: activationBlock, name: "\(name).stem_norm", arena: arena),
         ]
-        // The encoder's one layout edge: the stem (im2col: 1 or 3 input channels) and its norm are NCHW,
-        // everything after is blocked, the pools read the blocked maps and write the same rows as NCHW.
-        if activationBlock > 0 {
-            layers.append(LayoutReorder(channels: channels[0], height: inputHeight, width: inputWidth, block: activationBlock))
-        }
         func pool(_ c: Int, _ h: Int, _ w: Int) -> AdaptiveAveragePool {
             AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells, block: activationBlock)
         }

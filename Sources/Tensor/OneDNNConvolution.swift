@@ -47,9 +47,12 @@ public final class OneDNNConvolution {
     public let shape: Shape
     public let layout: Layout
     public let algorithm: Algorithm
-    /// The layout of the caller's activations (x, y, dx, dy): 0 for NCHW, 8 or 16 for oneDNN's blocked
-    /// nChw8c / nChw16c (`activationBlock`), which the blocked primitives read and write in place.
+    /// The layout of the caller's activations (y, dy; x and dx too unless `inputBlock` says otherwise):
+    /// 0 for NCHW, 8 or 16 for oneDNN's blocked nChw8c / nChw16c (`blockedActivationBlock`), which
+    /// the blocked primitives read and write in place.
     public let activationBlock: Int
+    /// The layout of x and dx (an encoder's first convolution reads NCHW images and writes blocked maps).
+    public let inputBlock: Int
 
     /// One argument of a primitive: the caller's plain memory (handle set per call) and, when the
     /// primitive wants another layout, memory of that layout with the reorder between them. A weight
@@ -100,7 +103,7 @@ public final class OneDNNConvolution {
         func port(_ argument: Int32) -> Port { ports.first { $0.argument == argument }! }
     }
 
-    private var steps: [Direction: Step] = [:]
+    private(set) var steps: [Direction: Step] = [:]
     private let scratchpad: dnnl_memory_t
     private let scratchpadBuffer: UnsafeMutableRawPointer
     private let weightGradient: UnsafeMutablePointer<Float>
@@ -171,9 +174,11 @@ public final class OneDNNConvolution {
 
     /// `activationBlock` (0, 8 or 16): the caller's activations are NCHW (0) or already in the blocked
     /// layout nChw8c / nChw16c; a primitive that wants another layout still gets a reorder.
-    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct, activationBlock: Int = 0) throws {
+    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct, activationBlock: Int = 0, inputBlock: Int? = nil) throws {
         precondition(algorithm == .direct || layout == .blocked, "OneDNNConvolution: Winograd needs Layout.blocked")
-        precondition([0, 8, 16].contains(activationBlock), "OneDNNConvolution: activation block \(activationBlock) is not 0, 8 or 16")
+        precondition([0, 8, 16].contains(activationBlock) && [0, 8, 16].contains(inputBlock ?? 0),
+                     "OneDNNConvolution: activation blocks \(activationBlock), \(inputBlock ?? activationBlock) are not 0, 8 or 16")
+        self.inputBlock = inputBlock ?? activationBlock
         self.shape = shape
         self.layout = layout
         self.algorithm = algorithm
@@ -195,9 +200,8 @@ public final class OneDNNConvolution {
         let outputDims = Self.dims(s.batch, s.outChannels, s.outputHeight, s.outputWidth)
         let biasDims = Self.dims(s.outChannels)
         // The caller's activations: "plain" below means the caller's layout, NCHW or blocked.
-        let callerTag = Self.activationTag(block: activationBlock)
-        let plainSource = try descriptor(sourceDims, 4, callerTag), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
-        let plainOutput = try descriptor(outputDims, 4, callerTag), plainBias = try descriptor(biasDims, 1, dnnl_a)
+        let plainSource = try descriptor(sourceDims, 4, Self.activationTag(block: self.inputBlock)), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
+        let plainOutput = try descriptor(outputDims, 4, Self.activationTag(block: activationBlock)), plainBias = try descriptor(biasDims, 1, dnnl_a)
         let tag = layout == .plain ? (dnnl_nchw, dnnl_oihw) : (dnnl_format_tag_any, dnnl_format_tag_any)
         var source = try descriptor(sourceDims, 4, tag.0), weights = try descriptor(weightDims, 4, tag.1)
         var output = try descriptor(outputDims, 4, tag.0)
@@ -482,77 +486,5 @@ public final class OneDNNConvolution {
     private func wait(_ stream: dnnl_stream_t) {
         let status = dnnl_stream_wait(stream)
         precondition(status == dnnl_success, "oneDNN stream wait failed (status \(status.rawValue))")
-    }
-}
-
-/// Activations of one shape reordered between NCHW and oneDNN's blocked layout (nChw8c / nChw16c,
-/// `block` channels side by side at each pixel): the edges of an encoder whose layers between them
-/// keep the blocked layout. Its time counts in `OneDNNConvolution.reorderClock`'s activations.
-public final class OneDNNLayoutReorder {
-    public let batch: Int, channels: Int, height: Int, width: Int, block: Int
-    private let nchw: dnnl_memory_t, blocked: dnnl_memory_t
-    private let toBlockedPrimitive: dnnl_primitive_t, toNCHWPrimitive: dnnl_primitive_t
-
-    public init(batch: Int, channels: Int, height: Int, width: Int, block: Int) throws {
-        precondition(block == 8 || block == 16, "OneDNNLayoutReorder: block \(block) is not 8 or 16")
-        (self.batch, self.channels, self.height, self.width, self.block) = (batch, channels, height, width, block)
-        let engine = try OneDNNConvolution.runtime.get().engine
-        let dims = [Int64(batch), Int64(channels), Int64(height), Int64(width)] + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - 4)
-        func check(_ status: dnnl_status_t, _ call: String) throws {
-            try OneDNNFailure.check(status, call, unimplemented: "no reorder between nchw and blocks of \(block) channels")
-        }
-        var plain = dnnl_memory_desc_t(), inBlocks = dnnl_memory_desc_t()
-        try check(dnnl_memory_desc_init_by_tag(&plain, 4, dims, dnnl_f32, dnnl_nchw), "dnnl_memory_desc_init_by_tag")
-        try check(dnnl_memory_desc_init_by_tag(&inBlocks, 4, dims, dnnl_f32, OneDNNConvolution.activationTag(block: block)),
-                  "dnnl_memory_desc_init_by_tag")
-        var a: dnnl_memory_t? = nil, b: dnnl_memory_t? = nil
-        try check(dnnl_memory_create(&a, &plain, engine, nil), "dnnl_memory_create")
-        try check(dnnl_memory_create(&b, &inBlocks, engine, nil), "dnnl_memory_create")
-        (nchw, blocked) = (a!, b!)
-        func primitive(_ from: inout dnnl_memory_desc_t, _ to: inout dnnl_memory_desc_t) throws -> dnnl_primitive_t {
-            var descriptor: dnnl_primitive_desc_t? = nil
-            try check(dnnl_reorder_primitive_desc_create(&descriptor, &from, engine, &to, engine, nil), "dnnl_reorder_primitive_desc_create")
-            defer { dnnl_primitive_desc_destroy(descriptor) }
-            var made: dnnl_primitive_t? = nil
-            try check(dnnl_primitive_create(&made, descriptor), "dnnl_primitive_create (reorder)")
-            return made!
-        }
-        toBlockedPrimitive = try primitive(&plain, &inBlocks)
-        toNCHWPrimitive = try primitive(&inBlocks, &plain)
-    }
-
-    deinit {
-        dnnl_primitive_destroy(toBlockedPrimitive)
-        dnnl_primitive_destroy(toNCHWPrimitive)
-        dnnl_memory_destroy(nchw)
-        dnnl_memory_destroy(blocked)
-    }
-
-    /// `output` (blocked) = `input` (NCHW), B x C H W floats each.
-    public func toBlocked(_ output: UnsafeMutablePointer<Float>, from input: UnsafePointer<Float>) {
-        run(toBlockedPrimitive, from: nchw, input, to: blocked, output)
-    }
-
-    /// `output` (NCHW) = `input` (blocked).
-    public func toNCHW(_ output: UnsafeMutablePointer<Float>, from input: UnsafePointer<Float>) {
-        run(toNCHWPrimitive, from: blocked, input, to: nchw, output)
-    }
-
-    private func run(_ primitive: dnnl_primitive_t, from: dnnl_memory_t, _ input: UnsafePointer<Float>,
-                     to: dnnl_memory_t, _ output: UnsafeMutablePointer<Float>) {
-        let stream = try! OneDNNConvolution.runtime.get().stream
-        OneDNNConvolution.activationScratch.lock.lock()
-        defer { OneDNNConvolution.activationScratch.lock.unlock() }
-        OneDNNConvolution.setThreads()
-        let start = monotonicSeconds()
-        dnnl_memory_set_data_handle(from, UnsafeMutableRawPointer(mutating: input))
-        dnnl_memory_set_data_handle(to, output)
-        var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: from), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: to))
-        let status = withUnsafePointer(to: &arguments) {
-            $0.withMemoryRebound(to: dnnl_exec_arg_t.self, capacity: 2) { dnnl_primitive_execute(primitive, stream, 2, $0) }
-        }
-        precondition(status == dnnl_success && dnnl_stream_wait(stream) == dnnl_success,
-                     "oneDNN layout reorder failed (status \(status.rawValue)) for \(batch) x \(channels) x \(height) x \(width)")
-        OneDNNConvolution.clock.activations += monotonicSeconds() - start
     }
 }

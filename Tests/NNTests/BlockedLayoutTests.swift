@@ -262,7 +262,9 @@ extension ConvLayerTests {
             #expect(CNN.activationBlock(channels: [block, 2 * block + 4]) == 0)
             let arena = ParameterArena()
             let cnn = CNN.make(channels: [16, 32], inputHeight: 8, inputWidth: 8, representation: 0, activationBlock: block, name: "cnn", arena: arena)
-            #expect(cnn.flattened.filter { $0 is LayoutReorder }.count == 1, "one edge reorder, after the stem")
+            let stem = cnn.flattened.first as! Conv2d
+            #expect(stem.inputBlock == 0 && stem.activationBlock == block, "the stem reads NCHW images and writes blocked maps")
+            #expect(stem.backends == .onednn)
         }
     }
 }
