@@ -3,8 +3,10 @@ import Tensor
 /// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
 /// computed as im2col followed by one GEMM per group of images, or, per direction where the layer's
 /// shape says so (`backends`, `ConvolutionBackends.chosen`), by oneDNN's blocked direct convolution
-/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). The im2col path is the
-/// oneDNN path's test oracle.
+/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). With `activationBlock` the
+/// layer's x, y and gradients are in oneDNN's blocked layout instead (the CNN keeps its activations
+/// so) and every direction runs in oneDNN without reordering them. The im2col path is the oneDNN
+/// path's test oracle, and the NCHW layers the blocked ones'.
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:

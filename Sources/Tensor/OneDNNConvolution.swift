@@ -7,12 +7,15 @@ import Foundation
 /// Shapes (NCHW rows, as `Conv2d`): B batch, C input channels, O output channels, H x W input,
 /// K kernel, P x Q output. x: B x C x H x W, y: B x O x P x Q, W: O x C x K x K, b: O.
 ///
-/// The caller's tensors are always plain `nchw` / `oihw`. `Layout.plain` gives the primitives
-/// exactly those layouts, so they read and write the caller's memory and nothing is copied.
+/// The caller's weights are plain `oihw`; its activations are `nchw`, or (`activationBlock`, and
+/// `inputBlock` for x and dx) already in the blocked layout nChw16c / nChw8c that an encoder keeping
+/// blocked activations passes between layers. `Layout.plain` gives the primitives exactly the
+/// caller's layouts, so they read and write the caller's memory and nothing is copied.
 /// `Layout.blocked` lets oneDNN choose (`format_tag_any`: nChw16c / OIhw16i16o on AVX-512,
-/// 8c on AVX2), and every call reorders the operands that differ into buffers of that layout and
-/// the result back: this is what a framework that keeps plain tensors pays for the blocked
-/// kernels, and `runPrimitive` times the kernel without the reorders (`contrast bench conv`).
+/// 8c on AVX2), and every call reorders the operands that differ from the caller's layout into
+/// buffers of that layout and the result back (with NCHW activations: every activation; with
+/// blocked ones: only the weights); `runPrimitive` times the kernel without the reorders
+/// (`contrast bench conv`), `reorderClock` adds up the reorders' time (`contrast bench step`).
 ///
 /// Memory: the primitives, the blocked weight buffers, the diff_weights / diff_bias buffers (backward
 /// adds them into the caller's gradients) and one user-mode scratchpad are allocated here, once;
