@@ -211,6 +211,22 @@ import Testing
         }
     }
 
+    /// `bench step` times oneDNN's layout reorders: a CNN with NCHW activations whose 3x3 convolutions run
+    /// in oneDNN ([4, 16]: 4 does not fill a block) spends time in them, the blocked CNN ([16, 16]) none.
+    @Test(.enabled(if: OneDNNConvolution.blockedActivationBlock != nil, "oneDNN's blocked convolutions are not available here"))
+    func stepReportsTheLayoutReorders() throws {
+        func reorders(_ channels: String) throws -> Double {
+            let outcome = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--synthetic-images", "1x12x12",
+                                                     "--repeats", "2", "--warmup", "1", "--json"]
+                                          + ["data.batch_per_rank=4", "model.encoder=cnn", "model.channels=\(channels)", "model.representation=0"]
+                                            .flatMap { ["--set", $0] })
+            let step = try #require(try results(outcome, bench: "step").first)
+            return try #require(step["reorder_activations_ms"] as? Double, "no reorder_activations_ms in \(step.keys.sorted())")
+        }
+        #expect(try reorders("[4,16]") > 0)
+        #expect(try reorders("[16,16]") == 0)
+    }
+
     func expectOneLineError(_ outcome: ProcessOutcome, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(outcome.status == 1, "status \(outcome.status): \(outcome.error)", sourceLocation: sourceLocation)
         #expect(outcome.error.split(separator: "\n").count == 1, "expected one line, got: \(outcome.error)", sourceLocation: sourceLocation)

@@ -253,6 +253,25 @@ extension ConvLayerTests {
         check(layer, arena: arena, batch: 2, step: 1e-2)
     }
 
+    /// bf16 compute cannot reach a blocked convolution (im2col, its only bf16 path, reads NCHW): it stays
+    /// fp32 oneDNN, the same bits as with fp32 compute.
+    @Test(.enabled(if: OneDNNConvolution.blockedActivationBlock != nil, "oneDNN's blocked convolutions are not available here"))
+    func bf16ComputeLeavesABlockedConvolutionInFP32() {
+        let block = OneDNNConvolution.blockedActivationBlock!
+        let arena = ParameterArena()
+        let conv = Conv2d(inChannels: 16, outChannels: 16, kernel: 3, padding: 1, height: 6, width: 6, bias: false,
+                          activationBlock: block, name: "conv", arena: arena)
+        arena.seal()
+        conv.initialise(seed: 1, stream: 0)
+        let x = Tensor(zeros: [2 * conv.inputWidth])
+        fill(x.data, x.count, stream: 97)
+        let fp32 = Array(UnsafeBufferPointer(start: conv.forward(x.data, batch: 2), count: 2 * conv.outputWidth))
+        conv.computePrecision = .bf16
+        #expect(conv.backends == .onednn)
+        let bf16 = Array(UnsafeBufferPointer(start: conv.forward(x.data, batch: 2), count: 2 * conv.outputWidth))
+        #expect(bf16.map(\.bitPattern) == fp32.map(\.bitPattern))
+    }
+
     /// The model builds the blocked encoder where oneDNN's block divides every stage, NCHW elsewhere.
     @Test func theCNNIsBlockedExactlyWhereTheBlockFillsItsChannels() {
         let block = OneDNNConvolution.blockedActivationBlock
