@@ -277,6 +277,10 @@ public final class AdaptiveAveragePool: Layer {
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         let hw = height * width, gg = cells * cells, step = Swift.max(block, 1)
         let y = output.pointer(count: batch * outputWidth)
+        if block > 0 {
+            forwardBlocked(input, into: y, batch: batch)
+            return y
+        }
         for r in 0..<(batch * channels) {
             let x = input + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw), out = y + r * gg
             for u in 0..<cells {
@@ -298,6 +302,10 @@ public final class AdaptiveAveragePool: Layer {
         let hw = height * width, gg = cells * cells, step = Swift.max(block, 1)
         let dx = inputGradient.pointer(count: batch * inputWidth)
         dx.update(repeating: 0, count: batch * inputWidth)
+        if block > 0 {
+            backwardBlocked(outputGradient, into: dx, batch: batch)
+            return dx
+        }
         for r in 0..<(batch * channels) {
             let d = dx + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw), dy = outputGradient + r * gg
             for u in 0..<cells {
@@ -310,6 +318,59 @@ public final class AdaptiveAveragePool: Layer {
             }
         }
         return dx
+    }
+}
+
+extension AdaptiveAveragePool {
+    /// The blocked forward: a block's `block` channels side by side, so each pixel's channels are one
+    /// contiguous run (a vector) instead of `block` strided reads. Each cell's sum runs over the same
+    /// pixels in the same order as the NCHW loop: the same bits.
+    func forwardBlocked(_ input: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
+        let k = block, hw = height * width, gg = cells * cells
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { sums in
+            for b in 0..<batch {
+                for cb in 0..<(channels / k) {
+                    let x = input + b * inputWidth + cb * hw * k, out = y + (b * channels + cb * k) * gg
+                    for u in 0..<cells {
+                        for v in 0..<cells {
+                            for l in 0..<k { sums[l] = 0 }
+                            for h in rows[u] {
+                                for w in columns[v] {
+                                    let pixel = x + (h * width + w) * k
+                                    for l in 0..<k { sums[l] += pixel[l] }
+                                }
+                            }
+                            let count = Float(rows[u].count * columns[v].count)
+                            for l in 0..<k { out[l * gg + u * cells + v] = sums[l] / count }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The blocked backward (dx zeroed by the caller): each pixel gets its cells' shares in the NCHW loop's order.
+    func backwardBlocked(_ outputGradient: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, batch: Int) {
+        let k = block, hw = height * width, gg = cells * cells
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { shares in
+            for b in 0..<batch {
+                for cb in 0..<(channels / k) {
+                    let d = dx + b * inputWidth + cb * hw * k, dy = outputGradient + (b * channels + cb * k) * gg
+                    for u in 0..<cells {
+                        for v in 0..<cells {
+                            let count = Float(rows[u].count * columns[v].count)
+                            for l in 0..<k { shares[l] = dy[l * gg + u * cells + v] / count }
+                            for h in rows[u] {
+                                for w in columns[v] {
+                                    let pixel = d + (h * width + w) * k
+                                    for l in 0..<k { pixel[l] += shares[l] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
