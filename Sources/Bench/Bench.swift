@@ -251,7 +251,15 @@ public enum Bench {
                 return try step.step(stepIndex - 1, input: step.batch.data)
             }
         }
-        let results = try afterWarmup(repeats: repeats, warmup: warmup) { _ in try oneStep() }
+        // Each step's time in oneDNN's layout reorders (the convolutions' NCHW <-> blocked copies).
+        let timed = try afterWarmup(repeats: repeats, warmup: warmup) { _ -> (TrainingStep.Result, OneDNNConvolution.ReorderClock) in
+            let before = OneDNNConvolution.reorderClock
+            let result = try oneStep()
+            let after = OneDNNConvolution.reorderClock
+            return (result, .init(activations: after.activations - before.activations, weights: after.weights - before.weights))
+        }
+        let results = timed.map(\.0)
+        let reorders = OneDNNConvolution.ReorderClock(activations: median(timed.map(\.1.activations)), weights: median(timed.map(\.1.weights)))
         let all = results.map(\.times)
         // Before the GEMM timing below allocates its own operands.
         let residentPeak = ResidentMemory.peak(), residentParts = ResidentMemory.parts()
@@ -296,6 +304,10 @@ public enum Bench {
             out.line(String(format: "  gradient all-reduce: %.2f ms hidden behind backward, %.2f ms exposed (medians); %.1f%% hidden over the timed steps",
                             figures.communicationHidden * 1e3, figures.communicationExposed * 1e3, figures.communicationHiddenFraction * 100))
         }
+        if reorders.activations + reorders.weights > 0 {
+            out.line(String(format: "  of the step, oneDNN convolutions' layout reorders (NCHW <-> blocked): activations %.2f ms, weights %.2f ms (medians)",
+                            reorders.activations * 1e3, reorders.weights * 1e3))
+        }
         out.line("GEMM account: the \(recorded.count) fp32 GEMM calls of one step (\(FP32GEMM.description); a oneDNN convolution counts as the im2col GEMMs it replaces), \(gemmAccount.entries.count) shapes, each timed alone at one thread (median of \(max(repeats, 5))):")
         for entry in gemmAccount.entries {
             out.line("  " + padded(entry.call.description, 32) + String(format: " x%-3d %8.3f ms each  %7.1f GFLOP/s", entry.count,
@@ -328,7 +340,7 @@ public enum Bench {
             "ranks": p, "images_per_second_step": figures.imagesPerSecondStep, "images_per_second_end_to_end": figures.imagesPerSecondEndToEnd,
             "augmentation_ms": m.dataWait * 1e3, "forward_ms": m.forward * 1e3, "gather_ms": m.gather * 1e3, "loss_ms": m.loss * 1e3,
             "backward_ms": m.backward * 1e3, "communication_ms": m.communication * 1e3, "optimizer_ms": m.optimizer * 1e3,
-            "end_to_end_ms": endToEnd * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "gemm_library": FP32GEMM.library.rawValue, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
+            "end_to_end_ms": endToEnd * 1e3, "reorder_activations_ms": reorders.activations * 1e3, "reorder_weights_ms": reorders.weights * 1e3, "gemm_ms": gemmAccount.totalSeconds * 1e3, "gemm_library": FP32GEMM.library.rawValue, "step_over_gemm": stepOnly / gemmAccount.totalSeconds,
             "gemm_calls": recorded.count, "gemm_gflop": gemmAccount.totalFlops / 1e9,
             "gemm_account": gemmAccount.entries.map { e -> [String: Any] in
                 ["m": e.call.m, "n": e.call.n, "k": e.call.k, "transpose_a": e.call.transposeA, "transpose_b": e.call.transposeB,

@@ -284,6 +284,200 @@ CK_DISPATCH_VOID(ck_group_norm_backward,
                   size_t batch, size_t channels, size_t groups, size_t hw),
                  (dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, activation, out, batch, channels, groups, hw))
 
+// ---- group normalisation on oneDNN's blocked layout (nChw8c / nChw16c) -----------------------
+// Sample b, channel c, pixel p at x[b C HW + (c / K) HW K + p K + c % K]: the K channels of a block
+// sit side by side at each pixel, so the kernels run across the K lanes of a block (one vector at
+// K = 16 on AVX-512, K = 8 on AVX2) and along the pixels, and a group's statistics are summed from
+// per-channel sums (a group may be part of a block or span several). K is a constant in each
+// instantiation below, so the lane loops vectorise. The sums run in another order than the NCHW
+// kernels' (per channel, then channels in order), so the two layouts agree to rounding, not bitwise.
+
+CK_BODY void group_norm_blocked_forward_k(float *restrict y, float *restrict mean, float *restrict inv,
+                                          const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                                          const int activation, const float *restrict residual,
+                                          size_t batch, size_t channels, size_t groups, size_t hw, float eps, const size_t K) {
+    const size_t blocks = channels / K, per_group = channels / groups, n = per_group * hw, width = channels * hw;
+    double sums[channels];
+    float channel_mean[channels], a[channels], shift[channels];
+    for (size_t b = 0; b < batch; b++) {
+        const float *restrict xb = x + b * width;
+        float *restrict yb = y + b * width;
+        const float *restrict rb = residual ? residual + b * width : NULL;
+        for (size_t cb = 0; cb < blocks; cb++) {
+            double lanes[16] = {0};
+            const float *restrict xc = xb + cb * hw * K;
+            for (size_t p = 0; p < hw; p++)
+                for (size_t l = 0; l < K; l++) lanes[l] += (double)xc[p * K + l];
+            for (size_t l = 0; l < K; l++) sums[cb * K + l] = lanes[l];
+        }
+        for (size_t g = 0; g < groups; g++) {
+            double sum = 0;
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) sum += sums[c];
+            float m = (float)(sum / (double)n);
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) channel_mean[c] = m;
+            mean[b * groups + g] = m;
+        }
+        for (size_t cb = 0; cb < blocks; cb++) {
+            double lanes[16] = {0};
+            const float *restrict xc = xb + cb * hw * K, *restrict m = channel_mean + cb * K;
+            for (size_t p = 0; p < hw; p++)
+                for (size_t l = 0; l < K; l++) { double d = (double)(xc[p * K + l] - m[l]); lanes[l] += d * d; }
+            for (size_t l = 0; l < K; l++) sums[cb * K + l] = lanes[l];
+        }
+        for (size_t g = 0; g < groups; g++) {
+            double squares = 0;
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) squares += sums[c];
+            float s = 1.0f / sqrtf((float)(squares / (double)n) + eps), m = mean[b * groups + g];
+            inv[b * groups + g] = s;
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) { a[c] = s * gamma[c]; shift[c] = beta[c] - m * a[c]; }
+        }
+        for (size_t cb = 0; cb < blocks; cb++) {
+            const size_t offset = cb * hw * K;
+            const float *restrict xc = xb + offset, *restrict ac = a + cb * K, *restrict sc = shift + cb * K;
+            float *restrict yc = yb + offset;
+            switch (activation) {
+            case CK_GROUP_NORM_RELU:
+                for (size_t p = 0; p < hw; p++)
+                    for (size_t l = 0; l < K; l++) { float v = xc[p * K + l] * ac[l] + sc[l]; yc[p * K + l] = v > 0.0f ? v : 0.0f; }
+                break;
+            case CK_GROUP_NORM_ADD_RELU: {
+                const float *restrict rc = rb + offset;
+                for (size_t p = 0; p < hw; p++)
+                    for (size_t l = 0; l < K; l++) {
+                        float v = xc[p * K + l] * ac[l] + sc[l];
+                        v = v + rc[p * K + l];
+                        yc[p * K + l] = v > 0.0f ? v : 0.0f;
+                    }
+                break;
+            }
+            default:
+                for (size_t p = 0; p < hw; p++)
+                    for (size_t l = 0; l < K; l++) yc[p * K + l] = xc[p * K + l] * ac[l] + sc[l];
+            }
+        }
+    }
+}
+
+CK_BODY void ck_group_norm_blocked_forward_body(float *restrict y, float *restrict mean, float *restrict inv,
+                                                const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                                                int activation, const float *restrict residual,
+                                                size_t batch, size_t channels, size_t groups, size_t hw, float eps, size_t block) {
+    // Each (activation, K) pair its own instantiation: the switch inside the pixel loop folds away.
+#define CK_GN_FORWARD(ACT, K) group_norm_blocked_forward_k(y, mean, inv, x, gamma, beta, ACT, residual, batch, channels, groups, hw, eps, K)
+    if (block == 16) {
+        if (activation == CK_GROUP_NORM_RELU) CK_GN_FORWARD(CK_GROUP_NORM_RELU, 16);
+        else if (activation == CK_GROUP_NORM_ADD_RELU) CK_GN_FORWARD(CK_GROUP_NORM_ADD_RELU, 16);
+        else CK_GN_FORWARD(CK_GROUP_NORM_PLAIN, 16);
+    } else {
+        if (activation == CK_GROUP_NORM_RELU) CK_GN_FORWARD(CK_GROUP_NORM_RELU, 8);
+        else if (activation == CK_GROUP_NORM_ADD_RELU) CK_GN_FORWARD(CK_GROUP_NORM_ADD_RELU, 8);
+        else CK_GN_FORWARD(CK_GROUP_NORM_PLAIN, 8);
+    }
+#undef CK_GN_FORWARD
+}
+CK_DISPATCH_VOID(ck_group_norm_blocked_forward,
+                 (float *restrict y, float *restrict mean, float *restrict inv, const float *restrict x,
+                  const float *restrict gamma, const float *restrict beta, int activation, const float *restrict residual,
+                  size_t batch, size_t channels, size_t groups, size_t hw, float eps, size_t block),
+                 (y, mean, inv, x, gamma, beta, activation, residual, batch, channels, groups, hw, eps, block))
+
+CK_BODY void group_norm_blocked_backward_k(float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
+                                           const float *restrict x, const float *restrict mean, const float *restrict inv,
+                                           const float *restrict gamma, const float *restrict beta, const int activation,
+                                           const float *restrict out, size_t batch, size_t channels, size_t groups, size_t hw,
+                                           const size_t K) {
+    const size_t blocks = channels / K, per_group = channels / groups, n = per_group * hw, width = channels * hw;
+    float channel_mean[channels], channel_inv[channels], a[channels], shift[channels];
+    float sum_dy[channels], sum_dy_xh[channels], factor[channels], group_dxh[channels], group_dxh_xh[channels];
+    const float count = (float)n;
+    for (size_t b = 0; b < batch; b++) {
+        const size_t base = b * width;
+        for (size_t c = 0; c < channels; c++) {
+            const size_t g = c / per_group;
+            const float m = mean[b * groups + g], s = inv[b * groups + g];
+            channel_mean[c] = m; channel_inv[c] = s;
+            a[c] = s * gamma[c]; shift[c] = beta[c] - m * a[c];
+        }
+        // Per-channel sums of the masked gradient and of it times x-hat (ADD_RELU writes the mask into dy).
+        for (size_t cb = 0; cb < blocks; cb++) {
+            const size_t offset = base + cb * hw * K;
+            const float *restrict xc = x + offset, *restrict m = channel_mean + cb * K, *restrict s = channel_inv + cb * K;
+            const float *restrict ac = a + cb * K, *restrict sc = shift + cb * K;
+            const float *restrict oc = out ? out + offset : NULL;
+            float *restrict dyc = dy + offset;
+            float dy_lanes[16] = {0}, dyxh_lanes[16] = {0};
+            for (size_t p = 0; p < hw; p++)
+                for (size_t l = 0; l < K; l++) {
+                    const size_t i = p * K + l;
+                    float d;
+                    if (activation == CK_GROUP_NORM_RELU) { float v = xc[i] * ac[l] + sc[l]; d = v > 0.0f ? dyc[i] : 0.0f; }
+                    else if (activation == CK_GROUP_NORM_ADD_RELU) { d = oc[i] > 0.0f ? dyc[i] : 0.0f; dyc[i] = d; }
+                    else d = dyc[i];
+                    float xh = (xc[i] - m[l]) * s[l];
+                    dy_lanes[l] += d;
+                    dyxh_lanes[l] += d * xh;
+                }
+            for (size_t l = 0; l < K; l++) {
+                const size_t c = cb * K + l;
+                sum_dy[c] = dy_lanes[l]; sum_dy_xh[c] = dyxh_lanes[l];
+                dgamma[c] += dyxh_lanes[l];
+                dbeta[c] += dy_lanes[l];
+            }
+        }
+        if (dx == NULL) continue;
+        for (size_t g = 0; g < groups; g++) {
+            float sum_dxh = 0, sum_dxh_xh = 0;
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) {
+                sum_dxh += sum_dy[c] * gamma[c];
+                sum_dxh_xh += sum_dy_xh[c] * gamma[c];
+            }
+            for (size_t c = g * per_group; c < (g + 1) * per_group; c++) {
+                group_dxh[c] = sum_dxh; group_dxh_xh[c] = sum_dxh_xh; factor[c] = channel_inv[c] / count;
+            }
+        }
+        for (size_t cb = 0; cb < blocks; cb++) {
+            const size_t offset = base + cb * hw * K, k0 = cb * K;
+            const float *restrict xc = x + offset, *restrict dyc = dy + offset;
+            const float *restrict m = channel_mean + k0, *restrict s = channel_inv + k0, *restrict ac = a + k0, *restrict sc = shift + k0;
+            const float *restrict gc = gamma + k0, *restrict fc = factor + k0, *restrict gd = group_dxh + k0, *restrict gdx = group_dxh_xh + k0;
+            float *restrict dxc = dx + offset;
+            for (size_t p = 0; p < hw; p++)
+                for (size_t l = 0; l < K; l++) {
+                    const size_t i = p * K + l;
+                    float d;
+                    if (activation == CK_GROUP_NORM_RELU) { float v = xc[i] * ac[l] + sc[l]; d = v > 0.0f ? dyc[i] : 0.0f; }
+                    else d = dyc[i];   // ADD_RELU's dy is masked by now
+                    float xh = (xc[i] - m[l]) * s[l];
+                    dxc[i] = fc[l] * (count * d * gc[l] - gd[l] - xh * gdx[l]);
+                }
+        }
+    }
+}
+
+CK_BODY void ck_group_norm_blocked_backward_body(float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
+                                                 const float *restrict x, const float *restrict mean, const float *restrict inv,
+                                                 const float *restrict gamma, const float *restrict beta, int activation,
+                                                 const float *restrict out, size_t batch, size_t channels, size_t groups, size_t hw,
+                                                 size_t block) {
+#define CK_GN_BACKWARD(ACT, K) group_norm_blocked_backward_k(dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, ACT, out, batch, channels, groups, hw, K)
+    if (block == 16) {
+        if (activation == CK_GROUP_NORM_RELU) CK_GN_BACKWARD(CK_GROUP_NORM_RELU, 16);
+        else if (activation == CK_GROUP_NORM_ADD_RELU) CK_GN_BACKWARD(CK_GROUP_NORM_ADD_RELU, 16);
+        else CK_GN_BACKWARD(CK_GROUP_NORM_PLAIN, 16);
+    } else {
+        if (activation == CK_GROUP_NORM_RELU) CK_GN_BACKWARD(CK_GROUP_NORM_RELU, 8);
+        else if (activation == CK_GROUP_NORM_ADD_RELU) CK_GN_BACKWARD(CK_GROUP_NORM_ADD_RELU, 8);
+        else CK_GN_BACKWARD(CK_GROUP_NORM_PLAIN, 8);
+    }
+#undef CK_GN_BACKWARD
+}
+CK_DISPATCH_VOID(ck_group_norm_blocked_backward,
+                 (float *restrict dx, float *restrict dgamma, float *restrict dbeta, float *restrict dy,
+                  const float *restrict x, const float *restrict mean, const float *restrict inv, const float *restrict gamma,
+                  const float *restrict beta, int activation, const float *restrict out,
+                  size_t batch, size_t channels, size_t groups, size_t hw, size_t block),
+                 (dx, dgamma, dbeta, dy, x, mean, inv, gamma, beta, activation, out, batch, channels, groups, hw, block))
+
 // ---- residual add + ReLU ---------------------------------------------------------------------
 
 // y == a has its own loop: with y and a unqualified the compiler guards its vector loop with an

@@ -87,7 +87,8 @@ public final class ContrastiveModel {
                          "the CNN encoder needs the [height, width] of \(inputWidth)-pixel images, got \(convolution.imageShape)")
             let cnn = CNN.make(channels: convolution.channels, inputHeight: convolution.imageShape[0], inputWidth: convolution.imageShape[1],
                                representation: fcWidth, poolCells: convolution.poolCells,
-                               poolStages: convolution.poolStages, dropPath: dropPath, key: dropoutKey, name: "encoder", arena: arena)
+                               poolStages: convolution.poolStages, dropPath: dropPath, key: dropoutKey,
+                               activationBlock: CNN.activationBlock(channels: convolution.channels), name: "encoder", arena: arena)
             cnn.computesInputGradient = false
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)

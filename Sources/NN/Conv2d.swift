@@ -3,8 +3,10 @@ import Tensor
 /// 2-D convolution, PyTorch's `nn.Conv2d` (square kernel, one stride and padding for both axes),
 /// computed as im2col followed by one GEMM per group of images, or, per direction where the layer's
 /// shape says so (`backends`, `ConvolutionBackends.chosen`), by oneDNN's blocked direct convolution
-/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). The im2col path is the
-/// oneDNN path's test oracle.
+/// (`OneDNNConvolution`, reorders from and to these NCHW rows included). With `activationBlock` the
+/// layer's x, y and gradients are in oneDNN's blocked layout instead (the CNN keeps its activations
+/// so) and every direction runs in oneDNN without reordering them. The im2col path is the oneDNN
+/// path's test oracle, and the NCHW layers the blocked ones'.
 ///
 /// Shapes: B batch, C input channels, O output channels, H x W input size, K kernel size,
 /// P x Q output size with P = (H + 2 pad - K) / stride + 1 (Q likewise). Rows are NCHW-flattened:
@@ -48,6 +50,8 @@ public final class Conv2d: Layer {
     /// so every rank and every run of a model makes the same choice. bf16 compute runs im2col.
     public var backends: ConvolutionBackends {
         get {
+            // Blocked activations: only oneDNN reads them (in fp32 whatever `computePrecision` says).
+            if activationBlock > 0 { return ConvolutionBackends(forward: .onednn, backwardData: .onednn, backwardWeights: .onednn) }
             // The probe last: a model that chose im2col everywhere never starts oneDNN.
             guard chosenBackends != .im2col, computePrecision == .fp32, OneDNNConvolution.unavailableReason == nil else { return .im2col }
             return chosenBackends
@@ -61,10 +65,25 @@ public final class Conv2d: Layer {
     var oneDNNBatches: [Int] { convolutions.keys.sorted() }
     /// The geometry the C im2col / col2im kernels take.
     public let geometry: Kernels.ConvolutionShape
+    /// 0: x, y and their gradients are NCHW rows. 8 or 16 (`OneDNNConvolution.blockedActivationBlock`):
+    /// they are in oneDNN's blocked layout nChw8c / nChw16c, and every direction runs in oneDNN's
+    /// direct kernels without reordering them (an encoder that keeps its activations blocked; bf16
+    /// compute then leaves this layer in fp32: im2col cannot read the blocked layout).
+    public let activationBlock: Int
+    /// The layout of x and dx when it is not `activationBlock`'s: 0 for an encoder's first convolution,
+    /// which reads NCHW images and writes blocked maps (the encoder's one layout edge, inside oneDNN's kernel).
+    public let inputBlock: Int
 
     /// Registers W (O x C x K x K) and b (O) in `arena` as `<name>.weight` and `<name>.bias`.
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                height: Int, width: Int, bias: Bool = true, name: String, arena: ParameterArena) {
+                height: Int, width: Int, bias: Bool = true, activationBlock: Int = 0, inputBlock: Int? = nil, name: String, arena: ParameterArena) {
+        let inputBlock = inputBlock ?? activationBlock
+        precondition((activationBlock == 0 && inputBlock == 0)
+                     || (activationBlock > 0 && OneDNNConvolution.unavailableReason == nil && outChannels % activationBlock == 0
+                         && (inputBlock == 0 || inChannels % inputBlock == 0)),
+                     "Conv2d \(name): blocked activations (blocks \(activationBlock), input \(inputBlock)) need oneDNN and channels a multiple of the block")
+        self.activationBlock = activationBlock
+        self.inputBlock = inputBlock
         precondition(inChannels >= 1 && outChannels >= 1 && kernel >= 1 && stride >= 1 && padding >= 0,
                      "Conv2d \(name): channels, kernel and stride must be at least 1, padding at least 0")
         precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
@@ -248,7 +267,7 @@ public final class Conv2d: Layer {
         let shape = OneDNNConvolution.Shape(batch: batch, inChannels: inChannels, outChannels: outChannels, height: height, width: width,
                                             kernel: kernel, stride: stride, padding: padding, bias: bias != nil)
         do {
-            let made = try OneDNNConvolution(shape, layout: .blocked)
+            let made = try OneDNNConvolution(shape, layout: .blocked, activationBlock: activationBlock, inputBlock: inputBlock)
             convolutions[batch] = made
             return made
         } catch {

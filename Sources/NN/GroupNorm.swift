@@ -17,6 +17,9 @@ public final class GroupNorm: Layer {
     public let epsilon: Float
     /// The fused activation after the normalisation (no parameters: exports write it as its own ReLU).
     public let activation: Linear.Activation
+    /// 0: x and y are NCHW rows; 8 or 16: oneDNN's blocked layout nChw8c / nChw16c (the blocked
+    /// kernels, equal to the NCHW ones to rounding).
+    public let block: Int
     public var inputWidth: Int { channels * height * width }
     public var outputWidth: Int { inputWidth }
     public let scale: ParameterSlice
@@ -32,9 +35,12 @@ public final class GroupNorm: Layer {
 
     /// Registers gamma and beta (C) in `arena` as `<name>.weight` and `<name>.bias`.
     public init(groups: Int, channels: Int, height: Int, width: Int, epsilon: Float = 1e-5, activation: Linear.Activation = .identity,
-                name: String, arena: ParameterArena) {
+                block: Int = 0, name: String, arena: ParameterArena) {
         precondition(groups >= 1 && channels % groups == 0,
                      "GroupNorm \(name): \(channels) channels do not split into \(groups) groups")
+        precondition(block == 0 || ((block == 8 || block == 16) && channels % block == 0),
+                     "GroupNorm \(name): \(channels) channels do not fill blocks of \(block)")
+        self.block = block
         self.groups = groups
         self.channels = channels
         self.height = height
@@ -69,6 +75,13 @@ public final class GroupNorm: Layer {
     private func forward(_ input: UnsafePointer<Float>, activation: Kernels.GroupNormActivation, residual: UnsafePointer<Float>?,
                          into y: UnsafeMutablePointer<Float>, batch: Int) {
         savedInput = input
+        if block > 0 {
+            Kernels.groupNormForwardBlocked(y, mean: means.pointer(count: batch * groups), inverseStd: inverseStd.pointer(count: batch * groups),
+                                            input: input, gamma: arena.parameters(scale), beta: arena.parameters(shift),
+                                            activation: activation, residual: residual,
+                                            batch: batch, channels: channels, groups: groups, pixels: height * width, epsilon: epsilon, block: block)
+            return
+        }
         Kernels.groupNormForward(y, mean: means.pointer(count: batch * groups), inverseStd: inverseStd.pointer(count: batch * groups),
                                  input: input, gamma: arena.parameters(scale), beta: arena.parameters(shift),
                                  activation: activation, residual: residual,
@@ -93,6 +106,13 @@ public final class GroupNorm: Layer {
                           output y: UnsafePointer<Float>?, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard let input = savedInput else { preconditionFailure("GroupNorm.backward before forward") }
         let dx: UnsafeMutablePointer<Float>? = computesInputGradient ? inputGradient.pointer(count: batch * inputWidth) : nil
+        if block > 0 {
+            Kernels.groupNormBackwardBlocked(inputGradient: dx, scaleGradient: arena.gradients(scale), shiftGradient: arena.gradients(shift),
+                                             outputGradient: outputGradient, input: input, mean: means.tensor.data, inverseStd: inverseStd.tensor.data,
+                                             gamma: arena.parameters(scale), beta: arena.parameters(shift), activation: activation, output: y,
+                                             batch: batch, channels: channels, groups: groups, pixels: height * width, block: block)
+            return dx
+        }
         Kernels.groupNormBackward(inputGradient: dx, scaleGradient: arena.gradients(scale), shiftGradient: arena.gradients(shift),
                                   outputGradient: outputGradient, input: input, mean: means.tensor.data, inverseStd: inverseStd.tensor.data,
                                   gamma: arena.parameters(scale), beta: arena.parameters(shift), activation: activation, output: y,
@@ -183,19 +203,25 @@ public final class GlobalAveragePool: Layer {
     private let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
 
-    public init(channels: Int, height: Int, width: Int) {
+    /// 0: x is NCHW rows; 8 or 16: oneDNN's blocked layout (nChw8c / nChw16c). y is B x C either way,
+    /// each channel summed in the same order, so both layouts give the same bits.
+    public let block: Int
+
+    public init(channels: Int, height: Int, width: Int, block: Int = 0) {
+        precondition(block == 0 || channels % block == 0, "GlobalAveragePool: \(channels) channels do not fill blocks of \(block)")
         self.channels = channels
         self.height = height
         self.width = width
+        self.block = block
     }
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
-        let hw = height * width, scale = 1 / Float(hw)
+        let hw = height * width, scale = 1 / Float(hw), step = Swift.max(block, 1)
         let y = output.pointer(count: batch * channels)
         for r in 0..<(batch * channels) {
-            let x = input + r * hw
+            let x = input + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw)
             var sum: Float = 0
-            for i in 0..<hw { sum += x[i] }
+            for i in 0..<hw { sum += x[i * step] }
             y[r] = sum * scale
         }
         return y
@@ -204,9 +230,12 @@ public final class GlobalAveragePool: Layer {
     /// dx[b, c, h, w] = dy[b, c] / (H W).
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard computesInputGradient else { return nil }
-        let hw = height * width, scale = 1 / Float(hw)
+        let hw = height * width, scale = 1 / Float(hw), step = Swift.max(block, 1)
         let dx = inputGradient.pointer(count: batch * inputWidth)
-        for r in 0..<(batch * channels) { (dx + r * hw).update(repeating: outputGradient[r] * scale, count: hw) }
+        for r in 0..<(batch * channels) {
+            let d = dx + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw), v = outputGradient[r] * scale
+            for i in 0..<hw { d[i * step] = v }
+        }
         return dx
     }
 }
@@ -226,8 +255,14 @@ public final class AdaptiveAveragePool: Layer {
     private let output = ScratchBuffer()
     private let inputGradient = ScratchBuffer()
 
-    public init(channels: Int, height: Int, width: Int, cells: Int) {
+    /// 0: x is NCHW rows; 8 or 16: oneDNN's blocked layout (nChw8c / nChw16c). y is B x (C G G) either
+    /// way, each cell summed in the same order, so both layouts give the same bits.
+    public let block: Int
+
+    public init(channels: Int, height: Int, width: Int, cells: Int, block: Int = 0) {
         precondition(cells >= 1 && cells <= height && cells <= width, "AdaptiveAveragePool: \(cells) cells for \(height) x \(width)")
+        precondition(block == 0 || channels % block == 0, "AdaptiveAveragePool: \(channels) channels do not fill blocks of \(block)")
+        self.block = block
         self.channels = channels
         self.height = height
         self.width = width
@@ -240,15 +275,19 @@ public final class AdaptiveAveragePool: Layer {
     }
 
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
-        let hw = height * width, gg = cells * cells
+        let hw = height * width, gg = cells * cells, step = Swift.max(block, 1)
         let y = output.pointer(count: batch * outputWidth)
+        if block > 0 {
+            forwardBlocked(input, into: y, batch: batch)
+            return y
+        }
         for r in 0..<(batch * channels) {
-            let x = input + r * hw, out = y + r * gg
+            let x = input + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw), out = y + r * gg
             for u in 0..<cells {
                 for v in 0..<cells {
                     var sum: Float = 0
                     for h in rows[u] {
-                        for w in columns[v] { sum += x[h * width + w] }
+                        for w in columns[v] { sum += x[(h * width + w) * step] }
                     }
                     out[u * cells + v] = sum / Float(rows[u].count * columns[v].count)
                 }
@@ -260,20 +299,84 @@ public final class AdaptiveAveragePool: Layer {
     /// dx[b, c, h, w] = sum over the cells (u, v) covering (h, w) of dy[b, c, u, v] / |cell|.
     public func backward(_ outputGradient: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float>? {
         guard computesInputGradient else { return nil }
-        let hw = height * width, gg = cells * cells
+        let hw = height * width, gg = cells * cells, step = Swift.max(block, 1)
         let dx = inputGradient.pointer(count: batch * inputWidth)
         dx.update(repeating: 0, count: batch * inputWidth)
+        if block > 0 {
+            backwardBlocked(outputGradient, into: dx, batch: batch)
+            return dx
+        }
         for r in 0..<(batch * channels) {
-            let d = dx + r * hw, dy = outputGradient + r * gg
+            let d = dx + (r / channels) * inputWidth + channelOffset(r % channels, block: block, pixels: hw), dy = outputGradient + r * gg
             for u in 0..<cells {
                 for v in 0..<cells {
                     let g = dy[u * cells + v] / Float(rows[u].count * columns[v].count)
                     for h in rows[u] {
-                        for w in columns[v] { d[h * width + w] += g }
+                        for w in columns[v] { d[(h * width + w) * step] += g }
                     }
                 }
             }
         }
         return dx
     }
+}
+
+extension AdaptiveAveragePool {
+    /// The blocked forward: a block's `block` channels side by side, so each pixel's channels are one
+    /// contiguous run (a vector) instead of `block` strided reads. Each cell's sum runs over the same
+    /// pixels in the same order as the NCHW loop: the same bits.
+    func forwardBlocked(_ input: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
+        let k = block, hw = height * width, gg = cells * cells
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { sums in
+            for b in 0..<batch {
+                for cb in 0..<(channels / k) {
+                    let x = input + b * inputWidth + cb * hw * k, out = y + (b * channels + cb * k) * gg
+                    for u in 0..<cells {
+                        for v in 0..<cells {
+                            for l in 0..<k { sums[l] = 0 }
+                            for h in rows[u] {
+                                for w in columns[v] {
+                                    let pixel = x + (h * width + w) * k
+                                    for l in 0..<k { sums[l] += pixel[l] }
+                                }
+                            }
+                            let count = Float(rows[u].count * columns[v].count)
+                            for l in 0..<k { out[l * gg + u * cells + v] = sums[l] / count }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The blocked backward (dx zeroed by the caller): each pixel gets its cells' shares in the NCHW loop's order.
+    func backwardBlocked(_ outputGradient: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, batch: Int) {
+        let k = block, hw = height * width, gg = cells * cells
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { shares in
+            for b in 0..<batch {
+                for cb in 0..<(channels / k) {
+                    let d = dx + b * inputWidth + cb * hw * k, dy = outputGradient + (b * channels + cb * k) * gg
+                    for u in 0..<cells {
+                        for v in 0..<cells {
+                            let count = Float(rows[u].count * columns[v].count)
+                            for l in 0..<k { shares[l] = dy[l * gg + u * cells + v] / count }
+                            for h in rows[u] {
+                                for w in columns[v] {
+                                    let pixel = d + (h * width + w) * k
+                                    for l in 0..<k { pixel[l] += shares[l] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where channel c's first pixel sits in one sample of C x `pixels` values: c `pixels` in NCHW
+/// (`block` 0, pixels 1 apart), (c / k) `pixels` k + c % k in oneDNN's nChw{k}c (`block` k, pixels k apart).
+@inline(__always)
+func channelOffset(_ c: Int, block: Int, pixels: Int) -> Int {
+    block == 0 ? c * pixels : (c / block) * pixels * block + c % block
 }

@@ -11,6 +11,11 @@ import Tensor
 /// scales the main path (then it is its own pass, as unfused). The same bits as the unfused layers,
 /// which `fused: false` builds (the tests' oracle).
 ///
+/// With `activationBlock` 8 or 16 x, y and everything between are in oneDNN's blocked layout
+/// (nChw8c / nChw16c): the convolutions (the projection's too) run oneDNN's direct kernels without
+/// reorders, the GroupNorms their blocked kernels; the add, the ReLU and the drop path are per value
+/// or per sample, the same in either layout.
+///
 /// Shapes: B batch, C input channels, O output channels, H x W input, P x Q output
 /// (P = ceil(H / stride)). x: B x (C H W), y: B x (O P Q).
 public final class ResidualBlock: Layer {
@@ -40,18 +45,21 @@ public final class ResidualBlock: Layer {
     /// shape changes, `<name>.projection`. GroupNorm uses `groups` groups (must divide O).
     /// `fused: false` keeps the ReLUs and the add as their own passes (the fused block's test oracle).
     public convenience init(inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, groups: Int,
-                            dropPath: Float = 0, key: DropoutKey = DropoutKey(), fused: Bool = true, name: String, arena: ParameterArena) {
+                            dropPath: Float = 0, key: DropoutKey = DropoutKey(), fused: Bool = true, activationBlock: Int = 0,
+                            name: String, arena: ParameterArena) {
         let conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, stride: stride, padding: 1,
-                           height: height, width: width, bias: false, name: "\(name).conv1", arena: arena)
+                           height: height, width: width, bias: false, activationBlock: activationBlock, name: "\(name).conv1", arena: arena)
         let p = conv1.outputHeight, q = conv1.outputImageWidth
         let norm1 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, activation: fused ? .relu : .identity,
-                              name: "\(name).norm1", arena: arena)
+                              block: activationBlock, name: "\(name).norm1", arena: arena)
         let conv2 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernel: 3, padding: 1,
-                           height: p, width: q, bias: false, name: "\(name).conv2", arena: arena)
-        let norm2 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, name: "\(name).norm2", arena: arena)
+                           height: p, width: q, bias: false, activationBlock: activationBlock, name: "\(name).conv2", arena: arena)
+        let norm2 = GroupNorm(groups: groups, channels: outChannels, height: p, width: q, block: activationBlock,
+                              name: "\(name).norm2", arena: arena)
         let layers: [Layer] = fused ? [conv1, norm1, conv2, norm2] : [conv1, norm1, ReLU(width: outChannels * p * q), conv2, norm2]
         self.init(main: Sequential(layers), inChannels: inChannels, outChannels: outChannels, stride: stride, height: height, width: width,
-                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, fused: fused, name: name, arena: arena)
+                  outputHeight: p, outputWidth: q, dropPath: dropPath, key: key, fused: fused, activationBlock: activationBlock,
+                  name: name, arena: arena)
     }
 
     /// A bottleneck block (torchvision's ResNet v1.5: the stride sits on the 3x3 convolution):
@@ -84,7 +92,7 @@ public final class ResidualBlock: Layer {
     /// `main` maps C x H x W to O x P x Q; the skip is added after it (a projection when the shape changes).
     /// `fused`: the last GroupNorm of `main` (when it ends in one) runs the add + ReLU in its pass.
     init(main: Sequential, inChannels: Int, outChannels: Int, stride: Int, height: Int, width: Int, outputHeight p: Int,
-         outputWidth q: Int, dropPath: Float, key: DropoutKey, fused: Bool, name: String, arena: ParameterArena) {
+         outputWidth q: Int, dropPath: Float, key: DropoutKey, fused: Bool, activationBlock: Int = 0, name: String, arena: ParameterArena) {
         self.main = main
         if fused, main.layers.count >= 2, let norm = main.layers.last as? GroupNorm {
             body = Sequential(Array(main.layers.dropLast()))
@@ -95,7 +103,7 @@ public final class ResidualBlock: Layer {
         }
         projection = stride == 1 && inChannels == outChannels ? nil
             : Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 1, stride: stride,
-                     height: height, width: width, name: "\(name).projection", arena: arena)
+                     height: height, width: width, activationBlock: activationBlock, name: "\(name).projection", arena: arena)
         outputChannels = outChannels
         outputHeight = p
         outputImageWidth = q
@@ -157,6 +165,14 @@ public final class ResidualBlock: Layer {
 
 /// A small ResNet-style encoder for NCHW-flattened images.
 public enum CNN {
+    /// The activation layout `make` should be given for these stage channels: oneDNN's channel block
+    /// (`OneDNNConvolution.blockedActivationBlock`: 16 at AVX-512, 8 at AVX2) when every stage fills
+    /// whole blocks, else 0 (NCHW, each oneDNN convolution reordering its operands).
+    public static func activationBlock(channels: [Int]) -> Int {
+        guard let block = OneDNNConvolution.blockedActivationBlock, channels.allSatisfy({ $0 % block == 0 }) else { return 0 }
+        return block
+    }
+
     /// The largest group count of at most 8 that divides `channels` (GroupNorm's groups).
     public static func groups(for channels: Int) -> Int {
         (1...min(8, channels)).last { channels % $0 == 0 }!
@@ -178,33 +194,39 @@ public enum CNN {
     /// Input: B x (inputChannels inputHeight inputWidth), output: B x representation.
     public static func make(channels: [Int], inputHeight: Int, inputWidth: Int, inputChannels: Int = 1,
                             representation: Int, poolCells: Int = 1, poolStages: Int = 1, dropPath: Float = 0, key: DropoutKey = DropoutKey(),
-                            name: String, arena: ParameterArena) -> Sequential {
+                            activationBlock: Int = 0, name: String, arena: ParameterArena) -> Sequential {
+        precondition(activationBlock == 0 || channels.allSatisfy { $0 % activationBlock == 0 },
+                     "CNN: channels \(channels) do not fill blocks of \(activationBlock) (see CNN.activationBlock)")
         precondition(!channels.isEmpty && channels.allSatisfy { $0 >= 1 }, "CNN needs at least one stage, got \(channels)")
         precondition(poolStages >= 1 && poolStages <= channels.count, "CNN pools 1...\(channels.count) stages, got \(poolStages)")
-        let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1,
-                          height: inputHeight, width: inputWidth, bias: false, name: "\(name).stem", arena: arena)
+        // Blocked: the encoder's one layout edge is the stem, a oneDNN convolution reading the NCHW images
+        // and writing blocked maps; everything after it is blocked, and the pools read the blocked maps and
+        // write the same rows as NCHW ones.
+        let stem = Conv2d(inChannels: inputChannels, outChannels: channels[0], kernel: 3, padding: 1, height: inputHeight, width: inputWidth,
+                          bias: false, activationBlock: activationBlock, inputBlock: 0, name: "\(name).stem", arena: arena)
         // The stem's ReLU runs in its GroupNorm's pass.
         var layers: [Layer] = [
             stem,
             GroupNorm(groups: groups(for: channels[0]), channels: channels[0], height: inputHeight, width: inputWidth,
-                      activation: .relu, name: "\(name).stem_norm", arena: arena),
+                      activation: .relu, block: activationBlock, name: "\(name).stem_norm", arena: arena),
         ]
         func pool(_ c: Int, _ h: Int, _ w: Int) -> AdaptiveAveragePool {
-            AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells)
+            AdaptiveAveragePool(channels: c, height: h, width: w, cells: poolCells, block: activationBlock)
         }
         var c = channels[0], h = inputHeight, w = inputWidth
         var blocks: [(block: ResidualBlock, channels: Int, height: Int, width: Int)] = []
         let dropPaths = DropPath.rates(dropPath, count: channels.count)
         for (i, o) in channels.enumerated() {
             let block = ResidualBlock(inChannels: c, outChannels: o, stride: i == 0 ? 1 : 2, height: h, width: w,
-                                      groups: groups(for: o), dropPath: dropPaths[i], key: key, name: "\(name).stage\(i)", arena: arena)
+                                      groups: groups(for: o), dropPath: dropPaths[i], key: key, activationBlock: activationBlock,
+                                      name: "\(name).stage\(i)", arena: arena)
             blocks.append((block, c, h, w))
             c = o; h = block.outputHeight; w = block.outputImageWidth
         }
         // Stages before the pooled ones run in sequence; the last poolStages - 1 nest inside each other.
         let firstNested = channels.count - poolStages + 1
         layers += blocks[..<firstNested].map(\.block)
-        var tail: Layer = poolCells == 1 ? GlobalAveragePool(channels: c, height: h, width: w) : pool(c, h, w)
+        var tail: Layer = poolCells == 1 ? GlobalAveragePool(channels: c, height: h, width: w, block: activationBlock) : pool(c, h, w)
         for (block, ci, hi, wi) in blocks[firstNested...].reversed() {
             tail = MultiScalePool(pool: pool(ci, hi, wi), stage: block, inner: tail)
         }

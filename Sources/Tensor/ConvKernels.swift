@@ -84,6 +84,34 @@ extension Kernels {
                                batch, channels, groups, pixels)
     }
 
+    /// `groupNormForward` on oneDNN's blocked layout: `block` (8 or 16) channels side by side at each
+    /// pixel (nChw8c / nChw16c), `channels` a multiple of it. Equal to the NCHW kernel to rounding (its
+    /// sums run per channel, then over the group's channels), not bitwise.
+    @inline(__always)
+    public static func groupNormForwardBlocked(_ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                                               inverseStd: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
+                                               gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                               activation: GroupNormActivation = .none, residual: UnsafePointer<Float>? = nil,
+                                               batch: Int, channels: Int, groups: Int, pixels: Int, epsilon: Float, block: Int) {
+        precondition(activation != .addReLU || residual != nil, "groupNormForwardBlocked: .addReLU needs the residual")
+        precondition((block == 8 || block == 16) && channels % block == 0, "groupNormForwardBlocked: \(channels) channels in blocks of \(block)")
+        ck_group_norm_blocked_forward(y, mean, inverseStd, x, gamma, beta, activation.c, residual, batch, channels, groups, pixels, epsilon, block)
+    }
+
+    /// `groupNormBackward` on the blocked layout (as `groupNormForwardBlocked`).
+    @inline(__always)
+    public static func groupNormBackwardBlocked(inputGradient dx: UnsafeMutablePointer<Float>?, scaleGradient dgamma: UnsafeMutablePointer<Float>,
+                                                shiftGradient dbeta: UnsafeMutablePointer<Float>, outputGradient dy: UnsafeMutablePointer<Float>,
+                                                input x: UnsafePointer<Float>, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
+                                                gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                                activation: GroupNormActivation = .none, output: UnsafePointer<Float>? = nil,
+                                                batch: Int, channels: Int, groups: Int, pixels: Int, block: Int) {
+        precondition(activation != .addReLU || output != nil, "groupNormBackwardBlocked: .addReLU needs the forward's output")
+        precondition((block == 8 || block == 16) && channels % block == 0, "groupNormBackwardBlocked: \(channels) channels in blocks of \(block)")
+        ck_group_norm_blocked_backward(dx, dgamma, dbeta, dy, x, mean, inverseStd, gamma, beta, activation.c, output,
+                                       batch, channels, groups, pixels, block)
+    }
+
     /// y = max(a + b, 0); y may be a.
     @inline(__always)
     public static func addReLU(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {

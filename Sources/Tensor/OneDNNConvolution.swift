@@ -7,12 +7,15 @@ import Foundation
 /// Shapes (NCHW rows, as `Conv2d`): B batch, C input channels, O output channels, H x W input,
 /// K kernel, P x Q output. x: B x C x H x W, y: B x O x P x Q, W: O x C x K x K, b: O.
 ///
-/// The caller's tensors are always plain `nchw` / `oihw`. `Layout.plain` gives the primitives
-/// exactly those layouts, so they read and write the caller's memory and nothing is copied.
+/// The caller's weights are plain `oihw`; its activations are `nchw`, or (`activationBlock`, and
+/// `inputBlock` for x and dx) already in the blocked layout nChw16c / nChw8c that an encoder keeping
+/// blocked activations passes between layers. `Layout.plain` gives the primitives exactly the
+/// caller's layouts, so they read and write the caller's memory and nothing is copied.
 /// `Layout.blocked` lets oneDNN choose (`format_tag_any`: nChw16c / OIhw16i16o on AVX-512,
-/// 8c on AVX2), and every call reorders the operands that differ into buffers of that layout and
-/// the result back: this is what a framework that keeps plain tensors pays for the blocked
-/// kernels, and `runPrimitive` times the kernel without the reorders (`contrast bench conv`).
+/// 8c on AVX2), and every call reorders the operands that differ from the caller's layout into
+/// buffers of that layout and the result back (with NCHW activations: every activation; with
+/// blocked ones: only the weights); `runPrimitive` times the kernel without the reorders
+/// (`contrast bench conv`), `reorderClock` adds up the reorders' time (`contrast bench step`).
 ///
 /// Memory: the primitives, the blocked weight buffers, the diff_weights / diff_bias buffers (backward
 /// adds them into the caller's gradients) and one user-mode scratchpad are allocated here, once;
@@ -47,6 +50,12 @@ public final class OneDNNConvolution {
     public let shape: Shape
     public let layout: Layout
     public let algorithm: Algorithm
+    /// The layout of the caller's activations (y, dy; x and dx too unless `inputBlock` says otherwise):
+    /// 0 for NCHW, 8 or 16 for oneDNN's blocked nChw8c / nChw16c (`blockedActivationBlock`), which
+    /// the blocked primitives read and write in place.
+    public let activationBlock: Int
+    /// The layout of x and dx (an encoder's first convolution reads NCHW images and writes blocked maps).
+    public let inputBlock: Int
 
     /// One argument of a primitive: the caller's plain memory (handle set per call) and, when the
     /// primitive wants another layout, memory of that layout with the reorder between them. A weight
@@ -97,7 +106,7 @@ public final class OneDNNConvolution {
         func port(_ argument: Int32) -> Port { ports.first { $0.argument == argument }! }
     }
 
-    private var steps: [Direction: Step] = [:]
+    private(set) var steps: [Direction: Step] = [:]
     private let scratchpad: dnnl_memory_t
     private let scratchpadBuffer: UnsafeMutableRawPointer
     private let weightGradient: UnsafeMutablePointer<Float>
@@ -122,7 +131,7 @@ public final class OneDNNConvolution {
             (self.engine, self.stream) = (engine!, stream!)
         }
     }
-    private static let runtime = Result { try Runtime() }
+    static let runtime = Result { try Runtime() }
 
     /// nil when oneDNN has fp32 convolutions here, otherwise why not (probed on a small shape).
     public static let unavailableReason: String? = {
@@ -135,16 +144,48 @@ public final class OneDNNConvolution {
         }
     }()
 
+    /// The oneDNN format tag of activations in blocks of `block` channels (0: NCHW).
+    static func activationTag(block: Int) -> dnnl_format_tag_t {
+        switch block {
+        case 16: dnnl_nChw16c
+        case 8: dnnl_nChw8c
+        default: dnnl_nchw
+        }
+    }
+
+    /// The channel block of the activation layout oneDNN's direct fp32 convolutions pick on this CPU
+    /// (16 for nChw16c at AVX-512, 8 for nChw8c at AVX2, under ONEDNN_MAX_CPU_ISA), asked of a probe
+    /// 16 -> 16 3x3 convolution; nil when oneDNN is unavailable or picks neither (then layers stay NCHW).
+    public static let blockedActivationBlock: Int? = {
+        guard unavailableReason == nil,
+              let probe = try? OneDNNConvolution(Shape(batch: 2, inChannels: 16, outChannels: 16, height: 8, width: 8,
+                                                       kernel: 3, stride: 1, padding: 1, bias: false), layout: .blocked),
+              let wanted = probe.steps[.forward]!.port(DNNL_ARG_SRC).innerDescriptor else { return nil }
+        for block in [16, 8] {
+            var md = dnnl_memory_desc_t()
+            let dims = OneDNNConvolution.dims(2, 16, 8, 8)
+            guard dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, activationTag(block: block)) == dnnl_success else { continue }
+            if dnnl_memory_desc_equal(wanted, &md) != 0 { return block }
+        }
+        return nil
+    }()
+
     /// Four dimensions (or strides, paddings) as a dnnl_dims_t: DNNL_MAX_NDIMS (12) int64s.
     private static func dims(_ values: Int...) -> [Int64] {
         values.map(Int64.init) + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - values.count)
     }
 
-    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct) throws {
+    /// `activationBlock` (0, 8 or 16): the caller's activations are NCHW (0) or already in the blocked
+    /// layout nChw8c / nChw16c; a primitive that wants another layout still gets a reorder.
+    public init(_ shape: Shape, layout: Layout, algorithm: Algorithm = .direct, activationBlock: Int = 0, inputBlock: Int? = nil) throws {
         precondition(algorithm == .direct || layout == .blocked, "OneDNNConvolution: Winograd needs Layout.blocked")
+        precondition([0, 8, 16].contains(activationBlock) && [0, 8, 16].contains(inputBlock ?? 0),
+                     "OneDNNConvolution: activation blocks \(activationBlock), \(inputBlock ?? activationBlock) are not 0, 8 or 16")
+        self.inputBlock = inputBlock ?? activationBlock
         self.shape = shape
         self.layout = layout
         self.algorithm = algorithm
+        self.activationBlock = activationBlock
         let kind = algorithm == .direct ? dnnl_convolution_direct : dnnl_convolution_winograd
         let engine = try Self.runtime.get().engine
         // oneDNN plans a primitive's work split (backward-weights: over how many threads the batch is
@@ -161,8 +202,9 @@ public final class OneDNNConvolution {
         let weightDims = Self.dims(s.outChannels, s.inChannels, s.kernel, s.kernel)
         let outputDims = Self.dims(s.batch, s.outChannels, s.outputHeight, s.outputWidth)
         let biasDims = Self.dims(s.outChannels)
-        let plainSource = try descriptor(sourceDims, 4, dnnl_nchw), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
-        let plainOutput = try descriptor(outputDims, 4, dnnl_nchw), plainBias = try descriptor(biasDims, 1, dnnl_a)
+        // The caller's activations: "plain" below means the caller's layout, NCHW or blocked.
+        let plainSource = try descriptor(sourceDims, 4, Self.activationTag(block: self.inputBlock)), plainWeights = try descriptor(weightDims, 4, dnnl_oihw)
+        let plainOutput = try descriptor(outputDims, 4, Self.activationTag(block: activationBlock)), plainBias = try descriptor(biasDims, 1, dnnl_a)
         let tag = layout == .plain ? (dnnl_nchw, dnnl_oihw) : (dnnl_format_tag_any, dnnl_format_tag_any)
         var source = try descriptor(sourceDims, 4, tag.0), weights = try descriptor(weightDims, 4, tag.1)
         var output = try descriptor(outputDims, 4, tag.0)
@@ -400,13 +442,35 @@ public final class OneDNNConvolution {
     /// Whether `direction` reorders anything (false for `Layout.plain`, and for a blocked layout oneDNN kept plain).
     public func reorders(_ direction: Direction) -> Bool { steps[direction]!.ports.contains { $0.reorder != nil } }
 
-    private static func setThreads() {
+    static func setThreads() {
         let threads = Int32(max(1, OneDNNGEMM.threads))
         if omp_get_max_threads() != threads { omp_set_num_threads(threads) }
     }
 
+    /// Seconds spent in reorders between the caller's NCHW and the primitives' blocked layouts since
+    /// the process started, activations (x, y, dy, dx) and weights (W, dW) apart: `bench step` reads
+    /// the difference over a step to say what keeping activations blocked across layers could save.
+    /// Read and written under the scratch lock (every reorder runs under it).
+    public struct ReorderClock: Sendable {
+        public var activations: Double, weights: Double
+        public init(activations: Double = 0, weights: Double = 0) { (self.activations, self.weights) = (activations, weights) }
+    }
+    nonisolated(unsafe) static var clock = ReorderClock()
+    public static var reorderClock: ReorderClock {
+        activationScratch.lock.lock()
+        defer { activationScratch.lock.unlock() }
+        return clock
+    }
+
     private func reorder(_ port: Port, _ stream: dnnl_stream_t) {
         guard let reorder = port.reorder, let inner = port.inner else { return }
+        // A CPU stream executes in order and returns when done (OpenMP runtime), so the clock around
+        // the call is the reorder's time.
+        let start = monotonicSeconds()
+        defer {
+            let seconds = monotonicSeconds() - start
+            if port.slot != nil { Self.clock.activations += seconds } else { Self.clock.weights += seconds }
+        }
         let (from, to) = port.isOutput ? (inner, port.user) : (port.user, inner)
         var arguments = (dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: from), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: to))
         let status = withUnsafePointer(to: &arguments) {

@@ -229,6 +229,26 @@ import Testing
         }
     }
 
+    /// `bench step` times oneDNN's layout reorders: a CNN with NCHW activations whose 3x3 convolutions run
+    /// in oneDNN ([16, 20]: 20 does not fill a block) reorders every activation they read and write; the
+    /// blocked CNN ([16, 16]) none at AVX-512, and at AVX2 only the input images (the stem's backward-weights
+    /// wants them in blocks of 8), a small part of the other's.
+    @Test(.enabled(if: OneDNNConvolution.blockedActivationBlock != nil, "oneDNN's blocked convolutions are not available here"))
+    func stepReportsTheLayoutReorders() throws {
+        func reorders(_ channels: String) throws -> Double {
+            let outcome = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--synthetic-images", "1x28x28",
+                                                     "--repeats", "2", "--warmup", "1", "--json"]
+                                          + ["data.batch_per_rank=8", "model.encoder=cnn", "model.channels=\(channels)", "model.representation=0"]
+                                            .flatMap { ["--set", $0] })
+            let step = try #require(try results(outcome, bench: "step").first)
+            return try #require(step["reorder_activations_ms"] as? Double, "no reorder_activations_ms in \(step.keys.sorted())")
+        }
+        let plain = try reorders("[16,20]"), blocked = try reorders("[16,16]")
+        #expect(plain > 0)
+        #expect(blocked < plain / 4, "blocked \(blocked) ms, NCHW \(plain) ms")
+        if OneDNNConvolution.blockedActivationBlock == 16 { #expect(blocked == 0) }
+    }
+
     func expectOneLineError(_ outcome: ProcessOutcome, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(outcome.status == 1, "status \(outcome.status): \(outcome.error)", sourceLocation: sourceLocation)
         #expect(outcome.error.split(separator: "\n").count == 1, "expected one line, got: \(outcome.error)", sourceLocation: sourceLocation)

@@ -99,7 +99,7 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
 /// Models exported to ONNX pass onnx's checker (full_check) and onnxruntime computes contrast's h
 /// and z on the same inputs to 1e-5 relative, for every encoder kind (and the first tower of a two-tower model).
 @Suite(.serialized) struct ONNXExportTests {
-    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, mlpTwoTower, cnnUneven, cnnThreeStages, vitClass, vitMean, resnetBasic, resnetBottleneck }
+    enum Kind: String, Sendable, CaseIterable { case mlpRelu, mlpGELUAdapter, mlpTwoTower, cnnUneven, cnnThreeStages, cnnBlocked, vitClass, vitMean, resnetBasic, resnetBottleneck }
 
     /// A model of `kind`, every parameter moved off its initialisation (norms' 1 and 0, the adapter's
     /// zero up-projection), so a tensor under a wrong name or in a wrong layout changes the result.
@@ -132,6 +132,11 @@ private let checker = repositoryRoot.appendingPathComponent("tools/check_onnx.py
             (config.model.channels, config.model.poolCells, config.model.poolStages, config.model.representation) = ([4, 4, 8], 1, 1, 0)
             config.model.dropPath = 0.2   // stochastic depth, the identity outside training
             imageShape = [8, 8]
+        case .cnnBlocked:
+            // Channels that fill oneDNN's blocks: contrast runs it on blocked activations, the export is NCHW.
+            config.model.encoder = .cnn
+            (config.model.channels, config.model.poolCells, config.model.poolStages, config.model.representation) = ([16, 32], 2, 2, 0)
+            imageShape = [9, 7]
         case .vitClass, .vitMean:
             let c = ViTExportTests.cases[kind == .vitClass ? 0 : 1]
             return (ViTExportTests.model(c), c.image)

@@ -59,9 +59,10 @@ import Testing
 
     /// The convolutional encoder (Conv2d, GroupNorm, residual blocks): one plain SGD step on 2
     /// ranks equals one process on the global batch, and its gradients overlap the all-reduce.
-    /// Channels [4, 8] run every convolution through im2col + GEMM; [16, 16] runs the 3x3 ones with
-    /// 16 input channels through oneDNN's blocked primitives (`ConvolutionBackends.chosen`).
-    @Test(arguments: ["[4,8]", "[16,16]"]) func cnnStepEqualsOneProcessOnTheGlobalBatch(channels: String) throws {
+    /// Channels [4, 8] keep NCHW activations and run every convolution through im2col + GEMM; [16, 16]
+    /// and [16, 32] (a strided stage with a 1x1 projection) keep the activations in oneDNN's blocked
+    /// layout, every convolution in oneDNN (`CNN.activationBlock`).
+    @Test(arguments: ["[4,8]", "[16,16]", "[16,32]"]) func cnnStepEqualsOneProcessOnTheGlobalBatch(channels: String) throws {
         let cnn = Self.sgd + ["model.encoder=cnn", "model.channels=\(channels)", "data.train_limit=512"]
         let reference = try train(ranks: 1, steps: 1, globalBatch: 32, cnn)
         let distributed = try train(ranks: 2, steps: 1, globalBatch: 32, cnn)
@@ -69,7 +70,7 @@ import Testing
         #expect(maxRelativeDifference(distributed.parameters, reference.parameters) <= 1e-5)
     }
 
-    /// A CNN whose 3x3 convolutions run in oneDNN: three AdamW steps at P = 2, twice, give the same bits
+    /// A CNN with blocked activations, its convolutions in oneDNN: three AdamW steps at P = 2, twice, give the same bits
     /// (oneDNN's primitives are made per rank under one OpenMP thread and sum in a fixed order).
     @Test func cnnWithOneDNNConvolutionsIsBitwiseReproducible() throws {
         let cnn = ["model.encoder=cnn", "model.channels=[16,16]", "data.train_limit=512"]

@@ -25,11 +25,14 @@ import Testing
     /// their global sample, equal one process on the global batch of 24; and the step is not the one
     /// without dropout (the masks do something). The ViT (dropout, attention dropout and drop-path) at
     /// P = 2 and 3, the MLP (dropout; also under MoCo, whose key model does not drop) and the CNN
-    /// (drop-path of its second stage) at P = 2.
+    /// (drop-path of its second stage; NCHW and blocked activations) at P = 2.
     @Test(arguments: [(vit, 2), (vit, 3),
                       (["model.dropout=0.3", "data.train_limit=512"], 2),
                       (["model.dropout=0.3", "loss.moco_queue=96", "data.train_limit=512"], 2),
                       (["model.encoder=cnn", "model.channels=[4, 8]", "model.representation=0", "model.drop_path=0.5",
+                        "data.train_limit=512"], 2),
+                      // Channels filling oneDNN's blocks: the drop path scales samples of blocked activations.
+                      (["model.encoder=cnn", "model.channels=[16, 16]", "model.representation=0", "model.drop_path=0.5",
                         "data.train_limit=512"], 2)])
     func stepAtPRanksEqualsOneProcessWithDropoutOn(overrides: [String], ranks: Int) throws {
         let reference = try trainSmoke("dropout-p1", ranks: 1, steps: 1, globalBatch: 24, overrides + Self.sgd)

@@ -43,6 +43,17 @@ void ck_group_norm_backward(float *dx, float *dgamma, float *dbeta, float *dy, c
                             const float *mean, const float *inv, const float *gamma, const float *beta, int activation,
                             const float *out, size_t batch, size_t channels, size_t groups, size_t hw);
 
+/// ck_group_norm_forward on oneDNN's blocked layout (`block` 8 or 16 channels side by side at each
+/// pixel: nChw8c, nChw16c; channels a multiple of it): the same operations per value, the sums in
+/// another order (per channel, then the group's channels), so equal to the NCHW kernel to rounding.
+void ck_group_norm_blocked_forward(float *y, float *mean, float *inv, const float *x, const float *gamma, const float *beta,
+                                   int activation, const float *residual, size_t batch, size_t channels, size_t groups, size_t hw,
+                                   float eps, size_t block);
+/// ck_group_norm_backward on the blocked layout (as ck_group_norm_blocked_forward).
+void ck_group_norm_blocked_backward(float *dx, float *dgamma, float *dbeta, float *dy, const float *x,
+                                    const float *mean, const float *inv, const float *gamma, const float *beta, int activation,
+                                    const float *out, size_t batch, size_t channels, size_t groups, size_t hw, size_t block);
+
 /// y = max(a + b, 0) (y may be a).
 void ck_add_relu(float *y, const float *a, const float *b, size_t n);
 /// y = max(x, 0) out of place (y and x do not overlap).
