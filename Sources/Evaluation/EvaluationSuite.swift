@@ -270,8 +270,10 @@ extension Evaluation {
             let images = try FashionMNIST.load(directory: path, split: .test, limit: 1)
             return ModelInputs(features: [images.height, images.width], image: true)
         case .prepared:
-            let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
-            return ModelInputs(features: manifest.features.shape, image: manifest.features.dtype == .uint8 && manifest.features.shape.count == 2,
+            let train = ShardedDataset.splits(of: path).train
+            let manifest = try ShardedDataset.readManifest(directory: train)
+            let features = try manifest.requireFeatures(path: train)
+            return ModelInputs(features: features.shape, image: features.dtype == .uint8 && features.shape.count == 2,
                                pairs: manifest.pairs?.shape)
         }
     }

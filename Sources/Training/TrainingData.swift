@@ -69,6 +69,8 @@ public final class TrainingData {
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
+            // A text set stops here, with what it holds, before any batch arithmetic on it.
+            _ = try manifest.requireFeatures(path: trainPath)
             // data.train_limit keeps the first N samples: the shards are cut at N, and a shard
             // that starts past N is no shard of this run (its file is never opened). Every rank
             // reads the same manifest and limit, so every rank cuts the same shards.
