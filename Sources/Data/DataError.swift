@@ -51,6 +51,11 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A prepared data set has no `features` (a text set, or encoded images alone), and the
     /// reader needs the model's input.
     case noFeatures(path: String, fields: [NamedField])
+    /// A text table (`contrast prepare text`) cannot be used: a missing column, a bad row under
+    /// --strict, no usable rows.
+    case textInvalid(path: String, problem: String)
+    /// A webdataset tar shard (`contrast prepare webdataset`) cannot be used.
+    case webDatasetInvalid(path: String, problem: String)
     /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
     case spillFailed(directory: String, reason: String)
 
@@ -134,6 +139,10 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             }
             return "the data set \(path) holds no features (its fields: \(names)); encoded images (--store jpeg) are decoded for "
                 + "training by a later version: train on a data set with features (contrast prepare fashion-mnist, npy)"
+        case .textInvalid(let path, let problem):
+            return "text file \(path): \(problem)"
+        case .webDatasetInvalid(let path, let problem):
+            return "webdataset shard \(path): \(problem)"
         case .spillFailed(let directory, let reason):
             return "cannot keep the samples on disk in \(directory) (data.spill_dir, data.hold: disk): \(reason); "
                 + "point data.spill_dir at a writable local directory with room for this rank's samples, or set data.hold: memory"
