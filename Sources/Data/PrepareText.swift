@@ -140,7 +140,7 @@ extension DatasetPreparation {
 
     /// Label numbers for the labels as written: integers stay themselves when every label is
     /// one (no class names); otherwise the distinct names in sorted (byte) order are 0, 1, ...
-    static func labelNumbering(_ labels: [String]) -> (number: [String: Int64], classes: [String]?) {
+    public static func labelNumbering(_ labels: [String]) -> (number: [String: Int64], classes: [String]?) {
         let distinct = Set(labels)
         let integers = distinct.compactMap { label in Int64(label).map { (label, $0) } }
         if integers.count == distinct.count { return (Dictionary(uniqueKeysWithValues: integers), nil) }

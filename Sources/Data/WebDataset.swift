@@ -81,6 +81,9 @@ public struct WebDatasetSamples: Sendable {
 
     public var count: Int { keys.count }
 
+    /// No samples yet (`read` adds a shard's).
+    public init() {}
+
     /// Reads the shards in order, each sample's members in tar order.
     /// - Parameters:
     ///   - captionField: take the caption from this key of the sample's .json member instead of its .txt.
