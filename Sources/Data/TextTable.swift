@@ -106,6 +106,11 @@ public enum TextTable {
 
         switch format {
         case .jsonl:
+            let chosen = columns.texts + [columns.score, columns.label].compactMap { $0 }
+            if let position = chosen.first(where: { if case .position = $0 { true } else { false } }) {
+                throw DataError.textInvalid(path: path, problem: "JSONL columns are keys, but column \(position) is a position; "
+                                            + "name the keys (e.g. --columns anchor,positive)")
+            }
             for (line, text) in lines(body) {
                 guard !text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) else { continue }
                 do { try add(try jsonCells(text, line: line, columns: columns), line: line, to: &rows) } catch let problem as RowProblem {
@@ -238,9 +243,7 @@ public enum TextTable {
             throw RowProblem(line: line, reason: "the line is not valid JSON")
         }
         func value(_ column: TextColumn) throws -> Any {
-            guard case .name(let name) = column else {
-                throw RowProblem(line: line, reason: "JSONL columns are keys; column \(column) is a position")
-            }
+            guard case .name(let name) = column else { preconditionFailure("TextTable.read refuses positions for JSONL") }
             guard let value = object[name], !(value is NSNull) else { throw RowProblem(line: line, reason: "no key '\(name)'") }
             return value
         }

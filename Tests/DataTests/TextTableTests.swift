@@ -103,6 +103,9 @@ import Testing
         #expect(named?.description == "text file t: no column 'c' in the header (columns: a, b)")
         let position = #expect(throws: DataError.self) { try read("x,y\n", .csv, ["1", "3"]) }
         #expect(position?.description == "text file t: column 3 does not exist: the first row has 2 columns")
+        let jsonPosition = #expect(throws: DataError.self) { try read("{\"a\": \"x\"}\n", .jsonl, ["a", "2"]) }
+        #expect(jsonPosition?.description == "text file t: JSONL columns are keys, but column 2 is a position; "
+                + "name the keys (e.g. --columns anchor,positive)")
         let noHeader = #expect(throws: DataError.self) { try read("x,y\n", .csv, ["a"]) }
         #expect(noHeader?.description.contains("add --header if its first row names the columns") == true)
     }
