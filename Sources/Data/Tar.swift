@@ -135,20 +135,29 @@ public enum TarArchive {
     }
 }
 
-/// webdataset's shard-name patterns: `{000000..000099}` numeric ranges (zero-padded to the
-/// wider bound when a bound has a leading zero, as the braceexpand package does; descending
-/// too) and `{a,b,c}` alternatives, several and nested, expanded left to right.
+/// webdataset's shard-name patterns, expanded as the braceexpand package (which webdataset uses)
+/// expands them: `{000000..000099}` numeric ranges (zero-padded to the wider bound when a bound
+/// other than 0 has a leading zero; descending too; `{1..9..2}` with a step), `{a..e}` letter
+/// ranges and `{a,b,c}` alternatives, several and nested, left to right. `{x}` and `{}` are
+/// literal; an unbalanced brace is an error.
 public enum BraceExpansion {
     /// More names than this is a mistake in the pattern, not a data set.
     public static let maximumCount = 1_000_000
 
     public static func expand(_ pattern: String) throws -> [String] {
-        let expanded = try expand(Array(pattern))
-        return expanded.map { String($0) }
+        var depth = 0
+        for character in pattern {
+            if character == "{" { depth += 1 }
+            if character == "}" { depth -= 1 }
+            guard depth >= 0 else { break }
+        }
+        guard depth == 0 else {
+            throw DataError.webDatasetInvalid(path: pattern, problem: "the pattern's braces do not balance; write ranges as {000000..000099}")
+        }
+        return try expand(Array(pattern), whole: pattern).map { String($0) }
     }
 
-    private static func expand(_ pattern: [Character]) throws -> [[Character]] {
-        // The first '{' whose matching '}' exists; a brace without one is literal.
+    private static func expand(_ pattern: [Character], whole: String) throws -> [[Character]] {
         var start = 0
         while let open = pattern[start...].firstIndex(of: "{") {
             var depth = 0, close: Int?
@@ -159,18 +168,18 @@ public enum BraceExpansion {
             guard let close else { break }
             let inner = Array(pattern[(open + 1)..<close])
             let head = Array(pattern[..<open])
-            let tails = try expand(Array(pattern[(close + 1)...]))
             let choices: [[Character]]
-            if let range = try numericRange(inner) {
+            if let range = try range(String(inner), whole: whole) {
                 choices = range
             } else {
                 let parts = topLevelParts(inner)
-                guard parts.count > 1 else { start = open + 1; continue }   // "{x}" is literal, as in braceexpand
-                choices = try parts.flatMap { try expand($0) }
+                guard parts.count > 1 else { start = open + 1; continue }   // "{x}" is literal
+                choices = try parts.flatMap { try expand($0, whole: whole) }
             }
+            let tails = try expand(Array(pattern[(close + 1)...]), whole: whole)
             let total = choices.count.multipliedReportingOverflow(by: tails.count)
             guard !total.overflow, total.partialValue <= maximumCount else {
-                throw DataError.webDatasetInvalid(path: String(pattern), problem: "the pattern names more than \(maximumCount) files")
+                throw DataError.webDatasetInvalid(path: whole, problem: "the pattern names more than \(maximumCount) files")
             }
             return choices.flatMap { choice in tails.map { head + choice + $0 } }
         }
@@ -188,23 +197,37 @@ public enum BraceExpansion {
         return parts
     }
 
-    /// "000..099" -> 000, 001, ..., 099; nil when the body is not a numeric range.
-    private static func numericRange(_ inner: [Character]) throws -> [[Character]]? {
-        let text = String(inner)
+    /// "000..099" -> 000, 001, ..., 099; "a..e" -> a ... e; an optional "..STEP"; nil when the
+    /// body is not a range.
+    private static func range(_ text: String, whole: String) throws -> [[Character]]? {
         let bounds = text.components(separatedBy: "..")
-        guard bounds.count == 2, let low = Int(bounds[0]), let high = Int(bounds[1]),
-              bounds.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isNumber || $0 == "-") } }) else { return nil }
-        let span = high.subtractingReportingOverflow(low)
-        guard !span.overflow, span.partialValue.magnitude < UInt(maximumCount) else {
-            throw DataError.webDatasetInvalid(path: text, problem: "the range names more than \(maximumCount) files")
+        guard bounds.count == 2 || bounds.count == 3 else { return nil }
+        var step = 1
+        if bounds.count == 3 {
+            guard let value = Int(bounds[2].hasPrefix("-") ? String(bounds[2].dropFirst()) : bounds[2]), value > 0,
+                  bounds[2].dropFirst(bounds[2].hasPrefix("-") ? 1 : 0).allSatisfy(\.isASCII) else { return nil }
+            step = value
         }
-        let padded = bounds.contains { $0.count > 1 && ($0.hasPrefix("0") || $0.hasPrefix("-0")) }
-        let width = padded ? bounds.map(\.count).max()! : 0
-        let step = high >= low ? 1 : -1
-        return stride(from: low, through: high, by: step).map { value in
-            let digits = String(abs(value))
-            let sign = value < 0 ? "-" : ""
-            return Array(sign + String(repeating: "0", count: max(0, width - sign.count - digits.count)) + digits)
+        func isInteger(_ bound: String) -> Bool {
+            let digits = bound.hasPrefix("-") ? bound.dropFirst() : Substring(bound)
+            return !digits.isEmpty && digits.count <= 18 && digits.allSatisfy { $0.isASCII && $0.isNumber }
         }
+        if isInteger(bounds[0]) && isInteger(bounds[1]), let low = Int(bounds[0]), let high = Int(bounds[1]) {
+            guard (high - low).magnitude / UInt(step) < UInt(maximumCount) else {
+                throw DataError.webDatasetInvalid(path: whole, problem: "the range {\(text)} names more than \(maximumCount) files")
+            }
+            let padded = bounds.prefix(2).contains { $0 != "0" && $0 != "-0" && ($0.hasPrefix("0") || $0.hasPrefix("-0")) }
+            let width = padded ? bounds.prefix(2).map(\.count).max()! : 0
+            return stride(from: low, through: high, by: high >= low ? step : -step).map { value in
+                let digits = String(value.magnitude), sign = value < 0 ? "-" : ""
+                return Array(sign + String(repeating: "0", count: max(0, width - sign.count - digits.count)) + digits)
+            }
+        }
+        // braceexpand's alphabet: A-Z then a-z, so {a..B} runs down through Z.
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+        let letters = bounds.prefix(2).compactMap { $0.count == 1 ? alphabet.firstIndex(of: $0.first!) : nil }
+        guard letters.count == 2 else { return nil }
+        let low = letters[0], high = letters[1]
+        return stride(from: low, through: high, by: high >= low ? step : -step).map { [alphabet[$0]] }
     }
 }

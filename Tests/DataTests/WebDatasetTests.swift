@@ -82,8 +82,30 @@ private func writeTarfile(_ shards: [[Sample]], folder: String, format: String, 
         #expect(try BraceExpansion.expand("{a,b}-{0..1}") == ["a-0", "a-1", "b-0", "b-1"])
         #expect(try BraceExpansion.expand("{x,{y,z}1}") == ["x", "y1", "z1"])
         #expect(try BraceExpansion.expand("plain{x}.tar") == ["plain{x}.tar"])
-        #expect(try BraceExpansion.expand("open{1..2") == ["open{1..2"])
+        #expect(throws: DataError.self) { try BraceExpansion.expand("open{1..2") }
         #expect(throws: DataError.self) { try BraceExpansion.expand("{0..9999999}") }
+    }
+
+    /// The same patterns expand as the braceexpand package (webdataset's) expands them.
+    static let patterns = ["s{09..10}", "s{1..010}", "s{-0..2}", "s{-01..1}", "s{3..1}", "{x}", "{a,b}-{0..1}", "{x,{y,z}1}",
+                           "{1..7..3}", "{7..1..-2}", "{a..e..2}", "{c..a}", "a{,b}c", "{0..0}", "{00..2}", "x{1,2}{}", "{a}{b,c}",
+                           "{0..-2}", "d/shard-{000000..000011}.tar", "{1..2}{a,b}{3..4}", "{a..B}", "{1..a}", "{..}", "{1...3}"]
+
+    @Test(.enabled(if: webdatasetUnavailable == nil, "\(marker): skipped: \(webdatasetUnavailable ?? "")"))
+    func braceExpansionMatchesBraceexpand() throws {
+        print("\(marker): ran brace expansion against braceexpand")
+        let folder = temporaryDirectory("braces").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let out = folder + "/expanded.json"
+        try runPython("""
+            import json, sys
+            from braceexpand import braceexpand
+            json.dump([list(braceexpand(p)) for p in json.loads(sys.argv[1])], open(sys.argv[2], "w"))
+            """, [String(decoding: try JSONEncoder().encode(Self.patterns), as: UTF8.self), out], python: verifyPython)
+        let expected = try JSONDecoder().decode([[String]].self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: out)))
+        for (pattern, names) in zip(Self.patterns, expected) {
+            #expect(try BraceExpansion.expand(pattern) == names, "\(pattern)")
+        }
     }
 
     @Test func keysAndExtensionsAsWebdatasetSplitsThem() {
