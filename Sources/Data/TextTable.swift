@@ -113,7 +113,7 @@ public enum TextTable {
             }
             for (line, text) in lines(body) {
                 guard !text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) else { continue }
-                do { try add(try jsonCells(text, line: line, columns: columns), line: line, to: &rows) } catch let problem as RowProblem {
+                do { add(try jsonCells(text, line: line, columns: columns), line: line, to: &rows) } catch let problem as RowProblem {
                     try refuse(problem)
                 }
             }
@@ -142,7 +142,7 @@ public enum TextTable {
                                              + (header ? "the header" : "the first row") + " has \(width!)")
                         }
                         let picked = indices.map { $0.map { cells[$0] } }
-                        try add(try cellValues(picked, line: record.line, columns: columns), line: record.line, to: &rows)
+                        add(try cellValues(picked, line: record.line, columns: columns), line: record.line, to: &rows)
                     } catch let problem as RowProblem {
                         try refuse(problem)
                     }
