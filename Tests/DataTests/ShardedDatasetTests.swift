@@ -315,6 +315,16 @@ private func flipByte(_ path: String, at offset: Int) throws {
                                             + "with the tokenizer (issue 22)") == true, "\(String(describing: error))")
     }
 
+    /// Values append, index and slice by their offsets; a slice's offsets start at 0.
+    @Test func variableValuesSliceRebasesOffsets() {
+        let values = VariableValues([[1, 2], [], [3], [4, 5, 6]])
+        #expect(values.count == 4 && values.offsets == [0, 2, 2, 3, 6] && Array(values[3]) == [4, 5, 6] && values[1].isEmpty)
+        let middle = values.slice(1..<4)
+        #expect(middle.offsets == [0, 0, 1, 4] && middle.bytes == [3, 4, 5, 6] && middle == VariableValues([[], [3], [4, 5, 6]]))
+        #expect(values.slice(2..<2) == VariableValues() && VariableValues(strings: ["é"]).string(0) == "é")
+        #expect(SampleBlock(count: 4, features: nil, fields: ["v": .variable(values)]).decodedBytes == 5 * 8 + 6)
+    }
+
     /// A data set written as format 1.0 (no `fields`, no frame `part`) opens and reads as before.
     @Test func version10DataSetsStillOpen() throws {
         let folder = try smallDataset()
