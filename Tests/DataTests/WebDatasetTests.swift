@@ -219,4 +219,20 @@ private func writeTarfile(_ shards: [[Sample]], folder: String, format: String, 
         let missing = try runContrast(ranks: 1, ["prepare", "webdataset", folder + "/bad-{0..1}.tar", "--out", folder + "/none"])
         #expect(missing.status != 0 && missing.error.contains("webdataset shard \(folder)/bad-0.tar: not found"), "\(missing.error)")
     }
+
+    /// --test-fraction splits the samples as prepare npy does, keeping every field with its sample.
+    @Test func testFractionKeepsFieldsTogether() throws {
+        let folder = temporaryDirectory("webdataset").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let all = samples(10)
+        try writeTarfile([all], folder: folder, format: "PAX")
+        let summaries = try DatasetPreparation.webDataset(pattern: folder + "/shard-000000.tar", testFraction: (0.3, 5), out: folder + "/set",
+                                                          layout: .count(2))
+        #expect(summaries.map(\.sampleCount) == [7, 3])
+        let rows = try DatasetPreparation.testRows(sampleCount: 10, fraction: 0.3, seed: 5)
+        let test = try readBack(folder + "/set/test"), train = try readBack(folder + "/set/train")
+        #expect(test.keys == rows.map { all[$0].key } && test.images == rows.map { all[$0].image })
+        #expect(test.captions == rows.map { all[$0].caption } && test.labels == rows.map { Int64(all[$0].label) })
+        #expect(train.keys == all.map(\.key).filter { !test.keys.contains($0) })
+    }
 }
