@@ -4,8 +4,10 @@
 #   real-*    files of a real `contrast prepare` (Fashion-MNIST and .npy) and of a tiny training run
 #             on one and on two MPI ranks (checkpoint manifests and shards), numpy-written .npy files
 #             (needs python3 with numpy), that run's model exported as safetensors, the repository's
-#             configs and a run's resolved config, and PNG and JPEG files of every kind PIL writes
-#             (tools/image_fixtures.py; needs .venv-verify, launch/verify-python.sh, else they are kept as they are).
+#             configs and a run's resolved config, PNG and JPEG files of every kind PIL writes
+#             (tools/image_fixtures.py; needs .venv-verify, launch/verify-python.sh, else they are kept as they are),
+#             tar shards from Python's tarfile and webdataset's TarWriter, CSV and JSONL from Python's csv and json modules.
+#   format10-*  data sets of format 1.0 (kept, as the checkpoint format10-* are: readers still take them).
 # Near-valid seeds (near-*) are written by hand and kept. Run from anywhere; needs a debug build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +35,38 @@ np.save(f"{d}/scalar.npy", np.float32(3.5))
 np.save(f"{d}/empty.npy", np.zeros((0, 5), dtype=np.float32))
 EOF
 for name in features labels u1 f8 v2 v3 scalar empty; do cp "$work/$name.npy" "$corpus/npy/real-numpy-$name.npy"; done
+
+# webdataset shards as Python's tarfile writes them (GNU long names, PAX headers, non-ASCII names) and,
+# when launch/verify-python.sh's venv has it, as webdataset's TarWriter writes them; text tables as
+# Python's csv and json modules write them (the first byte picks format and columns: FuzzTarget.readText).
+mkdir -p "$corpus/tar" "$corpus/text"
+/usr/bin/python3 - "$corpus" <<'EOF'
+import csv, io, json, sys, tarfile
+corpus = sys.argv[1]
+for fmt in ("GNU", "PAX"):
+    with tarfile.open(f"{corpus}/tar/real-tarfile-{fmt.lower()}.tar", "w", format=getattr(tarfile, fmt + "_FORMAT")) as tar:
+        for key, ext, data in [("d/" + "k" * 110, "jpg", b"\xff\xd8\xff\xe0x"), ("d/" + "k" * 110, "txt", b"long"),
+                               ("ключ", "PNG", b"\x89PNG\r\n\x1a\n"), ("ключ", "cls", b"4"), ("ключ", "txt", "ü".encode())]:
+            info = tarfile.TarInfo(f"{key}.{ext}"); info.size = len(data); info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+rows = [["anchor", "positive", "score", "label"], ["a, \"b\"", "two\nlines", "0.5", "cat"], ["x", "y", "1", "7"]]
+out = io.StringIO(); csv.writer(out).writerows(rows)
+open(f"{corpus}/text/real-python-csv", "wb").write(bytes([4 | 8 | 32 | 64]) + out.getvalue().encode())
+lines = [json.dumps({"anchor": "e\u0301", "positive": "p", "negative": "n", "score": 2.5, "label": 1}) for _ in range(2)]
+open(f"{corpus}/text/real-python-jsonl", "wb").write(bytes([2 | 16 | 32 | 64]) + "\n".join(lines).encode() + b"\n")
+EOF
+verify_python=$(launch/verify-python.sh 2>/dev/null | tail -1)
+if "$verify_python" -c "import webdataset" 2>/dev/null; then
+    "$verify_python" - "$corpus" <<'EOF'
+import sys, webdataset as wds
+with wds.TarWriter(f"{sys.argv[1]}/tar/real-webdataset.tar") as sink:
+    for i in range(3):
+        sink.write({"__key__": f"{i:06d}", "jpg": b"\xff\xd8\xff\xe0" + bytes([i]), "txt": f"caption {i}", "cls": i,
+                    "json": {"caption": f"json {i}"}})
+EOF
+else
+    echo "fuzz-seeds: no webdataset in $verify_python; real-webdataset.tar not regenerated" >&2
+fi
 
 # Data sets from `contrast prepare`: 8 Fashion-MNIST images in 2 shards, and the .npy features with labels.
 "$bin/contrast" prepare fashion-mnist --out "$work/fm" --limit 8 --shards 2 >/dev/null

@@ -6,7 +6,7 @@
 # debug build. Extra arguments go to `swift test` (e.g. --filter TrainingTests) and skip the
 # passes after it; ISA_PASSES=0 skips the instruction-set passes, FAULTS=0 the fault suite.
 # Tests that verify an output with Python packages Debian lacks (the ONNX export: onnx and
-# onnxruntime; prepare images: Pillow) use the virtual environment launch/verify-python.sh makes (.venv-verify, ~10-30 s
+# onnxruntime; prepare images: Pillow; prepare webdataset: webdataset; views: torchvision) use the virtual environment launch/verify-python.sh makes (.venv-verify, ~10-30 s
 # the first time, instant after), through CONTRAST_VERIFY_PYTHON; without network they skip, and
 # a line after the tests counts how many of them ran and skipped.
 set -euo pipefail

@@ -48,6 +48,14 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case noSamples(path: String)
     /// `contrast prepare` was pointed at a folder that already holds something.
     case outputNotEmpty(path: String)
+    /// A prepared data set has no `features` (a text set, or encoded images alone), and the
+    /// reader needs the model's input.
+    case noFeatures(path: String, fields: [NamedField])
+    /// A text table (`contrast prepare text`) cannot be used: a missing column, a bad row under
+    /// --strict, no usable rows.
+    case textInvalid(path: String, problem: String)
+    /// A webdataset tar shard (`contrast prepare webdataset`) cannot be used.
+    case webDatasetInvalid(path: String, problem: String)
     /// The samples cannot be kept on disk (`data.hold: disk`) in `directory`.
     case spillFailed(directory: String, reason: String)
     /// `contrast prepare images`: a folder, file or labels CSV it cannot use; `problem` ends with the fix.
@@ -125,6 +133,18 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .outputNotEmpty(let path):
             return "the output folder \(path) is not empty; choose a new or empty folder, "
                 + "or add --overwrite to replace the data set in it (everything in the folder is replaced)"
+        case .noFeatures(let path, let fields):
+            let names = fields.map(\.name).joined(separator: ", ")
+            if fields.contains(where: { $0.dtype == .utf8 }) && !fields.contains(where: { $0.dtype == .bytes }) {
+                return "the data set \(path) holds text (fields \(names)) and no features; text training comes with the tokenizer (issue 22): "
+                    + "train on a data set with features (contrast prepare fashion-mnist, npy)"
+            }
+            return "the data set \(path) holds no features (its fields: \(names)); encoded images (--store jpeg) are decoded for "
+                + "training by a later version: train on a data set with features (contrast prepare fashion-mnist, npy)"
+        case .textInvalid(let path, let problem):
+            return "text file \(path): \(problem)"
+        case .webDatasetInvalid(let path, let problem):
+            return "webdataset shard \(path): \(problem)"
         case .spillFailed(let directory, let reason):
             return "cannot keep the samples on disk in \(directory) (data.spill_dir, data.hold: disk): \(reason); "
                 + "point data.spill_dir at a writable local directory with room for this rank's samples, or set data.hold: memory"

@@ -171,8 +171,8 @@ struct NPYSamples {
     /// A test split must be able to stand beside this training split: the same kind of
     /// features, and labels and pairs exactly when the training split has them.
     func requireMatching(_ train: NPYSamples) throws {
-        func describe(_ samples: NPYSamples) -> String { "\(samples.block.features.dtype) \(samples.featureShape)" }
-        guard block.features.dtype == train.block.features.dtype && featureShape == train.featureShape else {
+        func describe(_ samples: NPYSamples) -> String { "\(samples.block.features?.dtype.rawValue ?? "none") \(samples.featureShape)" }
+        guard block.features?.dtype == train.block.features?.dtype && featureShape == train.featureShape else {
             throw DataError.npyInvalid(path: featuresPath, problem: "the test features are \(describe(self)) a sample, the training features "
                                        + "(\(train.featuresPath)) \(describe(train)); save both splits with the same dtype and sample shape")
         }
@@ -200,10 +200,10 @@ struct NPYSamples {
             for row in indices { out += values[(row * width)..<((row + 1) * width)] }
             return out
         }
-        let features: FeatureValues
-        switch block.features {
-        case .uint8(let values): features = .uint8(gather(values, width: featureWidth))
-        case .float32(let values): features = .float32(gather(values, width: featureWidth))
+        let features: FeatureValues? = switch block.features {
+        case .uint8(let values): .uint8(gather(values, width: featureWidth))
+        case .float32(let values): .float32(gather(values, width: featureWidth))
+        case nil: nil
         }
         result.block = SampleBlock(count: indices.count, features: features, labels: block.labels.map { gather($0, width: 1) },
                                    pairs: block.pairs.map { gather($0, width: (pairShape ?? []).reduce(1, *)) })

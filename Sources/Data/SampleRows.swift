@@ -110,8 +110,9 @@ public final class SampleRows: Sendable {
         let last = manifest.shards[shards.upperBound - 1]
         precondition(first < total, "SampleRows.read: shard \(shards.lowerBound) starts at sample \(first), past the limit \(total)")
         let held = first..<min(total, last.firstSample + last.sampleCount)
-        let width = manifest.features.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
-        let dtype = manifest.features.dtype
+        let featureLayout = try manifest.requireFeatures(path: dataset.directory)
+        let width = featureLayout.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
+        let dtype = featureLayout.dtype
         var bytes: [UInt8] = [], floats: [Float] = []
         var labels: [Int64]? = manifest.labels == nil ? nil : []
         var pairs: [Float]? = manifest.pairs == nil ? nil : []
@@ -133,12 +134,13 @@ public final class SampleRows: Sendable {
             switch block.features {
             case .uint8(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { bytes += cut(values, width) }
             case .float32(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { floats += cut(values, width) }
+            case nil: break   // the manifest has features (above), so every shard read has them
             }
             if labels != nil { labels! += cut(block.labels ?? [], 1) }
             if let pairFile { try pairFile.append(cut(block.pairs ?? [], pairWidth)) } else if pairs != nil { pairs! += cut(block.pairs ?? [], pairWidth) }
         }
         let disk = featureFile.map { Disk(features: $0.finish(), pairs: pairFile?.finish()) }
-        return SampleRows(held: held, totalCount: total, featureShape: manifest.features.sampleShape,
+        return SampleRows(held: held, totalCount: total, featureShape: featureLayout.sampleShape,
                           features: dtype == .uint8 ? .uint8(bytes) : .float32(floats),
                           labels: labels, pairShape: manifest.pairs?.shape, pairs: disk == nil ? pairs : nil, disk: disk)
     }

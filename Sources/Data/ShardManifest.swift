@@ -43,19 +43,63 @@ public struct FieldLayout: Codable, Equatable, Sendable {
     public var bytesPerSample: Int { elementsPerSample * dtype.size }
 }
 
+/// The type of a named field (format 1.1): a fixed-size numeric array, or a variable-length
+/// value (`utf8` text, `bytes` such as an encoded JPEG) stored as offsets plus data.
+public enum FieldType: String, Codable, Sendable {
+    case uint8, float32, int64, utf8, bytes
+
+    /// The element type of a fixed-size field; nil for the variable-length `utf8` and `bytes`.
+    public var element: ElementType? {
+        switch self {
+        case .uint8: return .uint8
+        case .float32: return .float32
+        case .int64: return .int64
+        case .utf8, .bytes: return nil
+        }
+    }
+
+    public var isVariableLength: Bool { element == nil }
+}
+
+/// A named field of every sample beyond features, labels and pairs (format 1.1), e.g. `text`,
+/// `positive`, `negative` (utf8), `score` (float32 []), `caption` (utf8), `image` (bytes).
+public struct NamedField: Codable, Equatable, Sendable {
+    public var name: String
+    public var dtype: FieldType
+    /// The shape of one sample's value for a fixed-size field ([] a scalar); absent (nil) for
+    /// `utf8` and `bytes`, whose values each have their own length.
+    public var shape: [Int]?
+
+    public init(name: String, dtype: FieldType, shape: [Int]? = nil) {
+        precondition(dtype.isVariableLength == (shape == nil), "NamedField \(name): \(dtype) \(dtype.isVariableLength ? "takes no" : "needs a") shape")
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    /// Elements of one sample's value (fixed-size fields).
+    public var elementsPerSample: Int { (shape ?? []).reduce(1, *) }
+}
+
 /// `dataset.json`: everything a reader needs to validate and read a sharded data set.
 /// See docs/data-format.md.
 public struct ShardManifest: Codable, Equatable, Sendable {
     public static let fileName = "dataset.json"
     public static let formatName = "contrast-shards"
-    public static let currentVersion = "1.0"
+    public static let currentVersion = "1.1"
+    /// Names a named field may not take: the fields that have their own keys.
+    public static let reservedNames: Set<String> = ["features", "labels", "pairs"]
 
-    /// Which field a frame holds.
-    public enum Section: String, Codable, Sendable { case features, labels, pairs }
+    /// Which part of a variable-length field a frame holds: the count + 1 little-endian int64
+    /// offsets, or the values' bytes back to back.
+    public enum Part: String, Codable, Sendable { case offsets, data }
 
     /// One zstd frame inside a shard file.
     public struct Frame: Codable, Equatable, Sendable {
-        public var section: Section
+        /// The field: "features", "labels", "pairs", or a named field's name.
+        public var section: String
+        /// For a variable-length field, which of its two frames; absent for the others.
+        public var part: Part? = nil
         /// Byte offset of the frame in the shard file.
         public var offset: Int
         /// Compressed size in bytes.
@@ -78,7 +122,8 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public var format: String
     public var version: String
     public var sampleCount: Int
-    public var features: FieldLayout
+    /// The model's input; absent in a data set of named fields alone (a text set, format 1.1).
+    public var features: FieldLayout?
     /// Present when every sample has an int64 label (shape []).
     public var labels: FieldLayout?
     /// Present for paired data: the second modality, float32.
@@ -88,6 +133,46 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     /// reports and plots. Absent in manifests written before it existed; readers that do not know
     /// it ignore it.
     public var classes: [String]? = nil
+    /// Named fields beyond features, labels and pairs (format 1.1); absent when there are none.
+    public var fields: [NamedField]? = nil
+
+    /// The named field `name`, if the data set has it.
+    public func field(_ name: String) -> NamedField? { fields?.first { $0.name == name } }
+
+    /// The features, or an error saying what the data set holds instead: a reader that needs
+    /// the model's input (training, evaluation, embedding) asks for them here.
+    public func requireFeatures(path: String) throws -> FieldLayout {
+        if let features { return features }
+        throw DataError.noFeatures(path: path, fields: fields ?? [])
+    }
+
+    /// The frames (section, part) every shard must have, in the order the writer puts them.
+    var wantedFrames: [FrameKey] {
+        var keys: [FrameKey] = []
+        if features != nil { keys.append(FrameKey("features")) }
+        if labels != nil { keys.append(FrameKey("labels")) }
+        if pairs != nil { keys.append(FrameKey("pairs")) }
+        for field in fields ?? [] {
+            if field.dtype.isVariableLength {
+                keys += [FrameKey(field.name, .offsets), FrameKey(field.name, .data)]
+            } else {
+                keys.append(FrameKey(field.name))
+            }
+        }
+        return keys
+    }
+
+    /// The element type a frame's section holds (nil for bytes of a variable-length field).
+    func elementType(of frame: Frame) -> ElementType? {
+        switch frame.section {
+        case "features": return features?.dtype
+        case "labels": return labels?.dtype
+        case "pairs": return pairs?.dtype
+        default:
+            guard let field = field(frame.section) else { return nil }
+            return field.dtype.isVariableLength ? (frame.part == .offsets ? .int64 : nil) : field.dtype.element
+        }
+    }
 
     /// Bytes of all shard files.
     public var totalShardBytes: Int { shards.reduce(0) { $0 + $1.bytes } }
@@ -113,9 +198,26 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         guard version.split(separator: ".").first == "1" else {
             throw fail("format version \(version) is not supported (this build reads 1.x)")
         }
-        guard features.dtype != .int64, features.shape.allSatisfy({ $0 > 0 }) else {
+        if let features, features.dtype == .int64 || !features.shape.allSatisfy({ $0 > 0 }) {
             throw fail("features must be uint8 or float32 with a positive shape, got \(features.dtype) \(features.shape)")
         }
+        var names = Set<String>()
+        for field in fields ?? [] {
+            let valid = field.name.first.map { $0.isASCII && $0.isLowercase } == true
+                && field.name.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }
+            guard valid, !Self.reservedNames.contains(field.name), names.insert(field.name).inserted else {
+                throw fail("field name \"\(field.name)\" must be lower-case ASCII letters, digits and '_', start with a letter, "
+                           + "be unique and not one of features, labels, pairs")
+            }
+            if field.dtype.isVariableLength {
+                guard field.shape == nil else { throw fail("field \(field.name) is \(field.dtype.rawValue), whose values vary in length: it takes no shape") }
+            } else {
+                guard let shape = field.shape, shape.allSatisfy({ $0 > 0 }) else {
+                    throw fail("field \(field.name) is \(field.dtype.rawValue) and needs a shape of positive sizes ([] for a scalar), got \(field.shape.map { "\($0)" } ?? "none")")
+                }
+            }
+        }
+        guard features != nil || !names.isEmpty else { throw fail("the data set declares neither features nor named fields") }
         if let labels, labels.dtype != .int64 || !labels.shape.isEmpty { throw fail("labels must be int64 scalars") }
         if let classes, labels == nil || classes.isEmpty { throw fail("classes (\(classes.count) names) needs a non-empty list and labels") }
         if let pairs, pairs.dtype != .float32 || !pairs.shape.allSatisfy({ $0 > 0 }) {
@@ -129,34 +231,47 @@ public struct ShardManifest: Codable, Equatable, Sendable {
                            + "expected a non-empty shard starting at \(next)")
             }
             guard !shard.file.contains("/") else { throw fail("shard \(index) file name \(shard.file) must not contain '/'") }
-            let wanted: [Section] = [.features] + (labels == nil ? [] : [.labels]) + (pairs == nil ? [] : [.pairs])
-            guard Set(shard.frames.map(\.section)) == Set(wanted), shard.frames.count == wanted.count else {
-                throw fail("shard \(index) (\(shard.file)) has frames \(shard.frames.map(\.section.rawValue)), expected \(wanted.map(\.rawValue))")
+            let wanted = wantedFrames
+            guard Set(shard.frames.map(FrameKey.init)) == Set(wanted), shard.frames.count == wanted.count else {
+                throw fail("shard \(index) (\(shard.file)) has frames \(shard.frames.map { FrameKey($0).description }), "
+                           + "expected \(wanted.map(\.description))")
             }
             // Sizes from the manifest are untrusted: compare and multiply without overflowing.
-            guard checkedProduct([shard.sampleCount] + features.shape, times: 4) != nil,
-                  checkedProduct([shard.sampleCount] + (pairs?.shape ?? []), times: 8) != nil,
+            let fixedShapes = [features?.shape ?? [], pairs?.shape ?? []] + (fields ?? []).map { $0.shape ?? [2] }
+            guard fixedShapes.allSatisfy({ checkedProduct([shard.sampleCount] + $0, times: 8) != nil }),
                   next.addingReportingOverflow(shard.sampleCount).overflow == false else {
-                throw fail("shard \(index) (\(shard.file)) declares \(shard.sampleCount) samples of shape \(features.shape): its size overflows")
+                throw fail("shard \(index) (\(shard.file)) declares \(shard.sampleCount) samples: their size overflows")
             }
             // The writer shuffles only float32 sections; the reader unshuffles 4-byte elements.
             for frame in shard.frames where frame.encoding == .shuffleZstd {
-                let dtype: ElementType? = switch frame.section {
-                case .features: features.dtype
-                case .labels: labels?.dtype
-                case .pairs: pairs?.dtype
-                }
+                let dtype = elementType(of: frame)
                 guard dtype == .float32 else {
-                    throw fail("shard \(index) (\(shard.file)): the \(frame.section.rawValue) frame is shuffle4+zstd, "
+                    throw fail("shard \(index) (\(shard.file)): the \(FrameKey(frame)) frame is shuffle4+zstd, "
                                + "but the section holds \(dtype?.rawValue ?? "nothing"); only float32 sections are shuffled")
                 }
             }
             for frame in shard.frames where frame.offset < 0 || frame.bytes <= 0 || shard.bytes < 0 || frame.bytes > shard.bytes - frame.offset {
-                throw fail("shard \(index) (\(shard.file)): \(frame.section.rawValue) frame at \(frame.offset)+\(frame.bytes) "
+                throw fail("shard \(index) (\(shard.file)): \(FrameKey(frame)) frame at \(frame.offset)+\(frame.bytes) "
                            + "lies outside the file's \(shard.bytes) bytes")
             }
             next += shard.sampleCount
         }
         guard next == sampleCount else { throw fail("shards hold \(next) samples, the manifest says \(sampleCount)") }
     }
+}
+
+/// A frame's identity within a shard: its section and, for a variable-length field, its part.
+struct FrameKey: Hashable, CustomStringConvertible {
+    var section: String
+    var part: ShardManifest.Part?
+
+    init(_ section: String, _ part: ShardManifest.Part? = nil) {
+        self.section = section
+        self.part = part
+    }
+
+    init(_ frame: ShardManifest.Frame) { self.init(frame.section, frame.part) }
+
+    /// "text.offsets", "features".
+    var description: String { part.map { section + "." + $0.rawValue } ?? section }
 }

@@ -57,18 +57,19 @@ public final class ShardStream {
             throw DataError.shardInvalid(path: path, shard: index, problem: "is \(size) bytes, the manifest says \(entry.bytes) (truncated or replaced)")
         }
         let manifest = dataset.manifest
-        func cursor(_ section: ShardManifest.Section, rowBytes: Int) throws -> FieldCursor? {
+        func cursor(_ section: String, rowBytes: Int) throws -> FieldCursor? {
             guard let frame = entry.frames.first(where: { $0.section == section }) else { return nil }
             do {
                 return try FieldCursor(descriptor: descriptor, path: path, frame: frame, rowBytes: rowBytes, samples: entry.sampleCount)
             } catch {
-                throw DataError.shardInvalid(path: path, shard: index, problem: "\(section.rawValue) frame at byte \(frame.offset): \(error.reason)")
+                throw DataError.shardInvalid(path: path, shard: index, problem: "\(section) frame at byte \(frame.offset): \(error.reason)")
             }
         }
         do {
-            let features = try cursor(.features, rowBytes: manifest.features.elementsPerSample * manifest.features.dtype.size)!
-            let labels = manifest.labels == nil ? nil : try cursor(.labels, rowBytes: 8)
-            let pairs = try manifest.pairs.flatMap { try cursor(.pairs, rowBytes: $0.elementsPerSample * 4) }
+            let layout = try manifest.requireFeatures(path: dataset.directory)
+            let features = try cursor("features", rowBytes: layout.elementsPerSample * layout.dtype.size)!
+            let labels = manifest.labels == nil ? nil : try cursor("labels", rowBytes: 8)
+            let pairs = try manifest.pairs.flatMap { try cursor("pairs", rowBytes: $0.elementsPerSample * 4) }
             (self.features, self.labels, self.pairs) = (features, labels, pairs)
         } catch {
             close(descriptor)
@@ -79,7 +80,7 @@ public final class ShardStream {
     deinit { close(descriptor) }
 
     private func fail(_ field: FieldCursor, _ error: StorageError) -> DataError {
-        .shardInvalid(path: path, shard: shard, problem: "\(field.frame.section.rawValue) frame at byte \(field.frame.offset): \(error.reason)")
+        .shardInvalid(path: path, shard: shard, problem: "\(field.frame.section) frame at byte \(field.frame.offset): \(error.reason)")
     }
 
     /// Reads the next sample's fields into the given rows (features and pairs as stored, the

@@ -16,19 +16,131 @@ public enum FeatureValues: Equatable, Sendable {
     }
 }
 
-/// A run of `count` samples: features, optional labels (one each), optional pairs (second modality).
+/// Variable-length values of a run of samples (a `utf8` or `bytes` field): value i is
+/// `bytes[offsets[i] ..< offsets[i + 1]]`, as a shard stores them (docs/data-format.md).
+public struct VariableValues: Equatable, Sendable {
+    /// count + 1 non-decreasing offsets into `bytes`, the first 0, the last `bytes.count`.
+    public private(set) var offsets: [Int]
+    public private(set) var bytes: [UInt8]
+
+    /// No values.
+    public init() {
+        offsets = [0]
+        bytes = []
+    }
+
+    /// Each element one value.
+    public init(_ values: [[UInt8]]) {
+        self.init()
+        for value in values { append(value) }
+    }
+
+    /// Each string one value, as UTF-8.
+    public init(strings: [String]) {
+        self.init()
+        for string in strings { append(Array(string.utf8)) }
+    }
+
+    /// Takes offsets and bytes as they are; the reader has checked them.
+    init(offsets: [Int], bytes: [UInt8]) {
+        self.offsets = offsets
+        self.bytes = bytes
+    }
+
+    public var count: Int { offsets.count - 1 }
+
+    public mutating func append(_ value: some Collection<UInt8>) {
+        bytes += value
+        offsets.append(bytes.count)
+    }
+
+    /// The bytes of value `index`.
+    public subscript(index: Int) -> ArraySlice<UInt8> { bytes[offsets[index] ..< offsets[index + 1]] }
+
+    /// Value `index` as text. `contrast prepare text` stores valid UTF-8 only; a malformed
+    /// sequence (a set written by other tools) reads as U+FFFD.
+    public func string(_ index: Int) -> String { String(decoding: self[index], as: UTF8.self) }
+
+    /// Values `range`, their offsets rebased to 0.
+    public func slice(_ range: Range<Int>) -> VariableValues {
+        let start = offsets[range.lowerBound]
+        return VariableValues(offsets: offsets[range.lowerBound ... range.upperBound].map { $0 - start },
+                              bytes: Array(bytes[start ..< offsets[range.upperBound]]))
+    }
+}
+
+/// The values of one named field for a run of samples: fixed-size numbers (count x elements
+/// per sample, row-major) or variable-length values.
+public enum FieldValues: Equatable, Sendable {
+    case uint8([UInt8])
+    case float32([Float])
+    case int64([Int64])
+    case variable(VariableValues)
+
+    /// The number of values (elements for a fixed-size field, samples for a variable one).
+    var valueCount: Int {
+        switch self {
+        case .uint8(let values): return values.count
+        case .float32(let values): return values.count
+        case .int64(let values): return values.count
+        case .variable(let values): return values.count
+        }
+    }
+}
+
+/// A run of `count` samples: features, optional labels (one each), optional pairs (second
+/// modality), and named fields (format 1.1: text, captions, encoded images, scores).
 public struct SampleBlock: Equatable, Sendable {
     public var count: Int
-    public var features: FeatureValues
+    /// Absent only in a data set without features (a text set); `ShardManifest.requireFeatures`
+    /// turns that into a clear error before anything reads them.
+    public var features: FeatureValues?
     public var labels: [Int64]?
     /// count x pair elements, row-major.
     public var pairs: [Float]?
+    /// Named fields by name, as the manifest's `fields` declares them.
+    public var fields: [String: FieldValues]
 
-    public init(count: Int, features: FeatureValues, labels: [Int64]? = nil, pairs: [Float]? = nil) {
+    public init(count: Int, features: FeatureValues?, labels: [Int64]? = nil, pairs: [Float]? = nil,
+                fields: [String: FieldValues] = [:]) {
         self.count = count
         self.features = features
         self.labels = labels
         self.pairs = pairs
+        self.fields = fields
+    }
+
+    /// Bytes the block's values take decoded (offsets of variable-length fields included).
+    public var decodedBytes: Int {
+        var total = (labels?.count ?? 0) * 8 + (pairs?.count ?? 0) * 4
+        switch features {
+        case .uint8(let values): total += values.count
+        case .float32(let values): total += values.count * 4
+        case nil: break
+        }
+        for values in fields.values {
+            switch values {
+            case .uint8(let values): total += values.count
+            case .float32(let values): total += values.count * 4
+            case .int64(let values): total += values.count * 8
+            case .variable(let values): total += values.offsets.count * 8 + values.bytes.count
+            }
+        }
+        return total
+    }
+
+    /// Sample `index`'s value of the `utf8` or `bytes` field `field`, nil when the block has no
+    /// such variable-length field.
+    public func bytes(_ field: String, _ index: Int) -> ArraySlice<UInt8>? {
+        guard case .variable(let values) = fields[field] else { return nil }
+        return values[index]
+    }
+
+    /// Sample `index`'s text in the `utf8` field `field` (e.g. "text", "caption"), nil when the
+    /// block has no such field.
+    public func text(_ field: String, _ index: Int) -> String? {
+        guard case .variable(let values) = fields[field] else { return nil }
+        return values.string(index)
     }
 }
 
@@ -66,7 +178,7 @@ public enum ShardedDatasetWriter {
 
     /// `write(_:featureShape:pairShape:to:layout:level:)` with shards of `shardSize` samples.
     @discardableResult
-    public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
+    public static func write(_ samples: SampleBlock, featureShape: [Int]?, pairShape: [Int]? = nil,
                              to directory: String, shardSize: Int, level: Int32 = 3) throws -> ShardManifest {
         try write(samples, featureShape: featureShape, pairShape: pairShape, to: directory, layout: .size(shardSize), level: level)
     }
@@ -76,21 +188,28 @@ public enum ShardedDatasetWriter {
     /// removed first and written last, so a folder with a manifest always holds the shards that
     /// manifest names.
     /// - Parameters:
-    ///   - featureShape: shape of one sample's features, e.g. [28, 28].
+    ///   - featureShape: shape of one sample's features, e.g. [28, 28]; nil when `samples` has
+    ///     none (a set of named fields alone, such as text).
     ///   - pairShape: shape of one sample's pair; required when `samples.pairs` is present.
+    ///   - fields: the named fields, in the order they are written; `samples.fields` holds
+    ///     exactly their values.
     ///   - layout: shards of a given size, or a given number of near-equal shards.
     ///   - level: zstd compression level.
     ///   - classes: the class names by label, written as the manifest's optional `classes`.
     /// - Throws: `DataError.tooManyShards` before writing anything when the layout asks for more
     ///   shards than samples.
     @discardableResult
-    public static func write(_ samples: SampleBlock, featureShape: [Int], pairShape: [Int]? = nil,
+    public static func write(_ samples: SampleBlock, featureShape: [Int]?, pairShape: [Int]? = nil, fields: [NamedField] = [],
                              to directory: String, layout: ShardLayout, level: Int32 = 3,
                              classes: [String]? = nil) throws -> ShardManifest {
         let ranges = try layout.ranges(sampleCount: samples.count)
-        let features = FieldLayout(dtype: samples.features.dtype, shape: featureShape)
-        precondition(samples.features.elementCount == samples.count * features.elementsPerSample,
-                     "ShardedDatasetWriter: \(samples.features.elementCount) feature values are not \(samples.count) x \(featureShape)")
+        precondition((samples.features == nil) == (featureShape == nil), "ShardedDatasetWriter: features and featureShape go together")
+        let features = samples.features.map { values -> FieldLayout in
+            let layout = FieldLayout(dtype: values.dtype, shape: featureShape ?? [])
+            precondition(values.elementCount == samples.count * layout.elementsPerSample,
+                         "ShardedDatasetWriter: \(values.elementCount) feature values are not \(samples.count) x \(featureShape ?? [])")
+            return layout
+        }
         let labels = samples.labels.map { values -> FieldLayout in
             precondition(values.count == samples.count, "ShardedDatasetWriter: \(values.count) labels for \(samples.count) samples")
             return FieldLayout(dtype: .int64, shape: [])
@@ -100,6 +219,17 @@ public enum ShardedDatasetWriter {
             precondition(pairShape != nil && values.count == samples.count * layout.elementsPerSample,
                          "ShardedDatasetWriter: \(values.count) pair values are not \(samples.count) x \(pairShape ?? [])")
             return layout
+        }
+        precondition(Set(fields.map(\.name)) == Set(samples.fields.keys) && fields.count == samples.fields.count,
+                     "ShardedDatasetWriter: fields \(fields.map(\.name)) declared, values for \(samples.fields.keys.sorted())")
+        for field in fields {
+            let values = samples.fields[field.name]!
+            let matches = switch (field.dtype, values) {
+            case (.uint8, .uint8), (.float32, .float32), (.int64, .int64), (.utf8, .variable), (.bytes, .variable): true
+            default: false
+            }
+            let expected = field.dtype.isVariableLength ? samples.count : samples.count * field.elementsPerSample
+            precondition(matches && values.valueCount == expected, "ShardedDatasetWriter: field \(field.name) values do not match \(field)")
         }
 
         do {
@@ -121,9 +251,13 @@ public enum ShardedDatasetWriter {
                 let file = shardFileName(shards.count)
                 var bytes: [UInt8] = []
                 var frames: [ShardManifest.Frame] = []
-                func append(_ section: ShardManifest.Section, _ encoding: SectionEncoding, _ frame: UnsafeRawBufferPointer) {
-                    frames.append(.init(section: section, offset: bytes.count, bytes: frame.count, encoding: encoding))
+                func append(_ section: String, _ encoding: SectionEncoding, _ frame: UnsafeRawBufferPointer,
+                            part: ShardManifest.Part? = nil) {
+                    frames.append(.init(section: section, part: part, offset: bytes.count, bytes: frame.count, encoding: encoding))
                     bytes += frame
+                }
+                func littleEndian(_ values: some Collection<Int64>) throws -> UnsafeRawBufferPointer {
+                    try values.map { $0.littleEndian }.withUnsafeBytes { try encoder.encode($0) }
                 }
                 // Float32 sections are byte-shuffled (they compress far better), the others not.
                 func shuffled(_ values: ArraySlice<Float>) throws -> UnsafeRawBufferPointer {
@@ -132,20 +266,37 @@ public enum ShardedDatasetWriter {
                         return try encoder.encode(base, count: $0.count, transform: .shuffleZstd)
                     }
                 }
-                let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
-                switch samples.features {
-                case .uint8(let values):
-                    append(.features, .zstd, try values[featureRange].withUnsafeBytes { try encoder.encode($0) })
-                case .float32(let values):
-                    append(.features, .shuffleZstd, try shuffled(values[featureRange]))
+                if let features {
+                    let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
+                    switch samples.features {
+                    case .uint8(let values):
+                        append("features", .zstd, try values[featureRange].withUnsafeBytes { try encoder.encode($0) })
+                    case .float32(let values):
+                        append("features", .shuffleZstd, try shuffled(values[featureRange]))
+                    case nil: break
+                    }
                 }
                 if let values = samples.labels {
-                    let littleEndian = values[first ..< first + count].map { $0.littleEndian }
-                    append(.labels, .zstd, try littleEndian.withUnsafeBytes { try encoder.encode($0) })
+                    append("labels", .zstd, try littleEndian(values[first ..< first + count]))
                 }
                 if let values = samples.pairs, let pairs {
                     let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
-                    append(.pairs, .shuffleZstd, try shuffled(values[range]))
+                    append("pairs", .shuffleZstd, try shuffled(values[range]))
+                }
+                for field in fields {
+                    let range = first * field.elementsPerSample ..< (first + count) * field.elementsPerSample
+                    switch samples.fields[field.name]! {
+                    case .uint8(let values): append(field.name, .zstd, try values[range].withUnsafeBytes { try encoder.encode($0) })
+                    case .float32(let values): append(field.name, .shuffleZstd, try shuffled(values[range]))
+                    case .int64(let values): append(field.name, .zstd, try littleEndian(values[range]))
+                    case .variable(let values):
+                        // Offsets relative to this shard's data, so a shard reads alone.
+                        let start = values.offsets[first]
+                        append(field.name, .zstd, try littleEndian(values.offsets[first ... first + count].map { Int64($0 - start) }),
+                               part: .offsets)
+                        append(field.name, .zstd, try values.bytes[start ..< values.offsets[first + count]].withUnsafeBytes { try encoder.encode($0) },
+                               part: .data)
+                    }
                 }
                 // One fsync of the folder after the last shard, not one per shard.
                 try bytes.withUnsafeBytes { try AtomicFile.write($0, toPath: directory + "/" + file, syncingDirectory: false) }
@@ -156,7 +307,7 @@ public enum ShardedDatasetWriter {
 
             let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
                                          sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards,
-                                         classes: labels == nil ? nil : classes)
+                                         classes: labels == nil ? nil : classes, fields: fields.isEmpty ? nil : fields)
             let json: Foundation.Data
             do { json = try ShardManifest.encoder().encode(manifest) } catch {
                 throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")
@@ -234,13 +385,19 @@ public final class ShardedDataset: Sendable {
             guard crc == shard.crc32 else { throw fail("crc32 is \(crc), the manifest says \(shard.crc32) (the file is corrupt)") }
             let decoder: FrameDecoder
             do { decoder = try FrameDecoder() } catch { throw fail("\(error)") }
-            var block = SampleBlock(count: shard.sampleCount, features: .uint8([]))
-            for frame in shard.frames {
-                let bytes = UnsafeRawBufferPointer(rebasing: file[frame.offset ..< frame.offset + frame.bytes])
+            var block = SampleBlock(count: shard.sampleCount, features: nil)
+            func frameBytes(_ frame: ShardManifest.Frame) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: file[frame.offset ..< frame.offset + frame.bytes])
+            }
+            // Offsets come before their data, whatever order the manifest lists the frames in.
+            var offsetsByField: [String: [Int]] = [:]
+            for frame in shard.frames where frame.part != .data {
+                let bytes = frameBytes(frame)
                 switch frame.section {
-                case .features:
-                    let count = shard.sampleCount * manifest.features.elementsPerSample
-                    if manifest.features.dtype == .uint8 {
+                case "features":
+                    guard let features = manifest.features else { continue }
+                    let count = shard.sampleCount * features.elementsPerSample
+                    if features.dtype == .uint8 {
                         var values = [UInt8](repeating: 0, count: count)
                         try decode(bytes, frame, into: &values, decoder, fail)
                         block.features = .uint8(values)
@@ -249,15 +406,48 @@ public final class ShardedDataset: Sendable {
                         try decode(bytes, frame, into: &values, decoder, fail)
                         block.features = .float32(values)
                     }
-                case .labels:
+                case "labels":
                     var values = [Int64](repeating: 0, count: shard.sampleCount)
                     try decode(bytes, frame, into: &values, decoder, fail)
                     block.labels = values.map { Int64(littleEndian: $0) }
-                case .pairs:
+                case "pairs":
                     var values = [Float](repeating: 0, count: shard.sampleCount * (manifest.pairs?.elementsPerSample ?? 0))
                     try decode(bytes, frame, into: &values, decoder, fail)
                     block.pairs = values
+                default:
+                    // `ShardManifest.validate` admits only declared fields' frames.
+                    guard let field = manifest.field(frame.section) else { continue }
+                    let count = shard.sampleCount * field.elementsPerSample
+                    switch field.dtype {
+                    case .uint8:
+                        var values = [UInt8](repeating: 0, count: count)
+                        try decode(bytes, frame, into: &values, decoder, fail)
+                        block.fields[field.name] = .uint8(values)
+                    case .float32:
+                        var values = [Float](repeating: 0, count: count)
+                        try decode(bytes, frame, into: &values, decoder, fail)
+                        block.fields[field.name] = .float32(values)
+                    case .int64:
+                        var values = [Int64](repeating: 0, count: count)
+                        try decode(bytes, frame, into: &values, decoder, fail)
+                        block.fields[field.name] = .int64(values.map { Int64(littleEndian: $0) })
+                    case .utf8, .bytes:
+                        var values = [Int64](repeating: 0, count: shard.sampleCount + 1)
+                        try decode(bytes, frame, into: &values, decoder, fail)
+                        offsetsByField[field.name] = try Self.checkedOffsets(values, field: field.name, fail)
+                    }
                 }
+            }
+            for frame in shard.frames where frame.part == .data {
+                guard let offsets = offsetsByField[frame.section] else { continue }
+                // The last offset sizes the allocation: no zstd frame expands a byte into more than
+                // 32 KiB (a 128 KiB RLE block takes 4 bytes), so a larger claim is damage, not data.
+                guard offsets.last! <= frame.bytes * 32_768 else {
+                    throw fail("\(frame.section) offsets end at \(offsets.last!) bytes, more than its \(frame.bytes)-byte data frame can hold")
+                }
+                var values = [UInt8](repeating: 0, count: offsets.last!)
+                try decode(frameBytes(frame), frame, into: &values, decoder, fail)
+                block.fields[frame.section] = .variable(VariableValues(offsets: offsets, bytes: values))
             }
             return block
         }
@@ -269,6 +459,19 @@ public final class ShardedDataset: Sendable {
         var total = 0
         for index in 0..<shardCount { total += try readShard(index).count }
         return total
+    }
+
+    /// A variable-length field's offsets as stored: 0 first, never decreasing.
+    private static func checkedOffsets(_ stored: [Int64], field: String, _ fail: (String) -> DataError) throws -> [Int] {
+        var previous: Int64 = 0
+        for (index, value) in stored.enumerated() {
+            let offset = Int64(littleEndian: value)
+            guard index == 0 ? offset == 0 : offset >= previous else {
+                throw fail("\(field) offset \(index) is \(offset) after \(previous); offsets start at 0 and never decrease")
+            }
+            previous = offset
+        }
+        return stored.map { Int(Int64(littleEndian: $0)) }
     }
 
     private func decode<Element>(_ frame: UnsafeRawBufferPointer, _ info: ShardManifest.Frame, into values: inout [Element],
@@ -283,7 +486,7 @@ public final class ShardedDataset: Sendable {
                 }
             }
         } catch let error as StorageError {
-            throw fail("\(info.section.rawValue) frame at byte \(info.offset): \(error.reason)")
+            throw fail("\(FrameKey(info)) frame at byte \(info.offset): \(error.reason)")
         }
     }
 

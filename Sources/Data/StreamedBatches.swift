@@ -62,6 +62,8 @@ public final class StreamedBatches: BatchSequence {
     public let maker: BatchMaker
     public let slots: Range<Int>
     public let shards: Range<Int>
+    /// The data set's features (a streamed set has them: a set of named fields alone is refused here).
+    public let featureLayout: FieldLayout
     public private(set) var position: SamplerPosition
     private var streams: [ShardShuffleStream] = []
     private var streamsEpoch = -1
@@ -70,6 +72,7 @@ public final class StreamedBatches: BatchSequence {
         precondition(sampler.shuffleBuffer > 0, "StreamedBatches: the sampler has no shuffle buffer")
         precondition(zip(sampler.shardRanges, dataset.manifest.shards).allSatisfy { $0.lowerBound == $1.firstSample },
                      "StreamedBatches: the sampler's shards are not the data set's files")
+        featureLayout = try dataset.manifest.requireFeatures(path: dataset.directory)
         self.dataset = dataset
         self.sampler = sampler
         self.maker = maker
@@ -100,8 +103,8 @@ public final class StreamedBatches: BatchSequence {
     public func makeNext(into out: UnsafeMutablePointer<Float>) throws {
         if streamsEpoch != position.epoch { try openStreams(epoch: position.epoch, skipping: position.batch) }
         let manifest = dataset.manifest
-        let width = manifest.features.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
-        let featureBytes = width * manifest.features.dtype.size
+        let width = featureLayout.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
+        let featureBytes = width * featureLayout.dtype.size
         let n = slots.count, k = sampler.perShard
         var samples = [Int](repeating: 0, count: n)
         var labels: [Int64]? = manifest.labels == nil ? nil : [Int64](repeating: 0, count: n)
@@ -126,10 +129,10 @@ public final class StreamedBatches: BatchSequence {
                 }
             }
         }
-        let features: FeatureValues = manifest.features.dtype == .uint8
+        let features: FeatureValues = featureLayout.dtype == .uint8
             ? .uint8(Array(UnsafeBufferPointer(start: featureRows.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n * width)))
             : .float32(Array(UnsafeBufferPointer(start: featureRows.baseAddress!.assumingMemoryBound(to: Float.self), count: n * width)))
-        let rows = SampleRows(held: 0..<0, totalCount: sampler.sampleCount, featureShape: manifest.features.shape, features: features,
+        let rows = SampleRows(held: 0..<0, totalCount: sampler.sampleCount, featureShape: featureLayout.sampleShape, features: features,
                               labels: labels, pairShape: manifest.pairs?.shape, pairs: pairs, gathered: samples)
         maker.reading(rows).makeBatch(samples: samples, epoch: position.epoch, into: out)
         position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
@@ -152,7 +155,8 @@ final class ShardShuffleStream: ShuffleSource {
         stream = try ShardStream(dataset, shard: shard)
         shuffle = BufferedShuffle(count: count, used: used, capacity: capacity, seed: seed, epoch: epoch, shard: shard)
         let manifest = dataset.manifest, slots = max(1, min(capacity, used))
-        featureBytes = manifest.features.elementsPerSample * manifest.features.dtype.size
+        let featureLayout = try manifest.requireFeatures(path: dataset.directory)
+        featureBytes = featureLayout.elementsPerSample * featureLayout.dtype.size
         pairBytes = (manifest.pairs?.elementsPerSample ?? 0) * 4
         features = .allocate(byteCount: max(1, slots * featureBytes), alignment: 16)
         labels = .allocate(capacity: slots)

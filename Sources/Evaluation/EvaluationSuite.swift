@@ -270,9 +270,11 @@ extension Evaluation {
             let images = try FashionMNIST.load(directory: path, split: .test, limit: 1)
             return ModelInputs(features: [images.height, images.width], image: true)
         case .prepared:
-            let manifest = try ShardedDataset.readManifest(directory: ShardedDataset.splits(of: path).train)
-            let shape = manifest.features.sampleShape
-            return ModelInputs(features: shape, image: manifest.features.dtype == .uint8 && SampleRows.isImageShape(shape),
+            let train = ShardedDataset.splits(of: path).train
+            let manifest = try ShardedDataset.readManifest(directory: train)
+            let features = try manifest.requireFeatures(path: train)
+            let shape = features.sampleShape
+            return ModelInputs(features: shape, image: features.dtype == .uint8 && SampleRows.isImageShape(shape),
                                pairs: manifest.pairs?.shape)
         }
     }

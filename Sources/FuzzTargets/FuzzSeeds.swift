@@ -61,6 +61,34 @@ public enum FuzzSeeds {
             try? FileManager.default.removeItem(atPath: folder)
         }
 
+        // A text set (format 1.1): named utf8 fields and a score, no features.
+        scratch.clear()
+        let textSet = SampleBlock(count: 3, features: nil, labels: [0, 1, 0],
+                                  fields: ["text": .variable(VariableValues(strings: ["a", "ünï", "c c"])),
+                                           "positive": .variable(VariableValues(strings: ["b", "d", ""])), "score": .float32([0.5, 1, 2])])
+        let textFields = [NamedField(name: "text", dtype: .utf8), NamedField(name: "positive", dtype: .utf8),
+                          NamedField(name: "score", dtype: .float32, shape: [])]
+        let textManifest = try ShardedDatasetWriter.write(textSet, featureShape: nil, fields: textFields, to: scratch.directory + "/text",
+                                                          layout: .count(2), classes: ["no", "yes"])
+        let textJSON = read(scratch.directory + "/text/" + ShardManifest.fileName)
+        let textShards = textManifest.shards.map { read(scratch.directory + "/text/" + $0.file) }
+        try save(.datasetManifest, "writer-text.json", textJSON)
+        try save(.dataset, "writer-text", FuzzContainer.join([textJSON] + textShards))
+        try save(.datasetFrames, "writer-text", FuzzContainer.join([textJSON] + textShards))
+
+        // A webdataset shard in plain ustar (launch/fuzz-seeds.sh adds Python's GNU and PAX tars).
+        try save(.tar, "writer-ustar.tar", ustar([("000000.jpg", [0xFF, 0xD8, 0xFF, 0xE0, 1, 2]), ("000000.txt", Array("a cat".utf8)),
+                                                  ("000000.cls", Array("3".utf8)), ("000001.png", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]),
+                                                  ("000001.txt", Array("a dog".utf8)), ("000001.cls", Array("5".utf8)),
+                                                  ("000001.json", Array(#"{"caption": "json dog"}"#.utf8))]))
+
+        // Text tables; the first byte picks format, header and columns (`FuzzTarget.readText`).
+        try save(.text, "writer-csv-header", [4 | 8 | 32 | 64] + Array("anchor,positive,score,label\n\"a, \"\"q\"\"\",b,0.5,cat\nc,\"d\ne\",1,7\n".utf8))
+        try save(.text, "writer-tsv", [1 | 8 | 32] + Array("a\tb\t0.25\nc\td\t1e3\n".utf8))
+        try save(.text, "writer-jsonl", [2 | 16 | 32 | 64]
+                 + Array(#"{"anchor": "a", "positive": "b", "negative": "c", "score": 1.5, "label": 2}"#.utf8) + [0x0A]
+                 + Array(#"{"anchor": "e\u0301", "positive": "f", "negative": "g", "score": "2", "label": "x"}"#.utf8) + [0x0A])
+
         try save(.npy, "writer-f4.npy", [UInt8](NPYArray.encode(float32: (0..<12).map { Float($0) * 0.5 }, shape: [3, 4])))
         try save(.npy, "writer-i8.npy", [UInt8](NPYArray.encode(int64: [3, -1, 0, 9, 1 << 40], shape: [5])))
 
@@ -78,5 +106,31 @@ public enum FuzzSeeds {
                        Safetensors.NamedTensor(name: "encoder.0.bias", shape: [2], values: [0.25, -0.5])]
         try save(.safetensors, "writer.safetensors",
                  [UInt8](Safetensors.encode(tensors, metadata: [(key: "format", value: "pt"), (key: "contrast", value: "1")])))
+    }
+
+    /// A ustar archive of `files` (mode 0644, mtime 0), ended by two zero blocks.
+    static func ustar(_ files: [(name: String, bytes: [UInt8])]) -> [UInt8] {
+        var archive: [UInt8] = []
+        for (name, bytes) in files {
+            var header = [UInt8](repeating: 0, count: 512)
+            func put(_ text: String, at offset: Int) { for (index, byte) in text.utf8.enumerated() { header[offset + index] = byte } }
+            func octal(_ value: Int, _ width: Int) -> String {
+                let digits = String(value, radix: 8)
+                return String(repeating: "0", count: width - 1 - digits.count) + digits
+            }
+            put(name, at: 0)
+            put(octal(0o644, 8), at: 100)
+            put(octal(0, 8), at: 108)
+            put(octal(0, 8), at: 116)
+            put(octal(bytes.count, 12), at: 124)
+            put(octal(0, 12), at: 136)
+            put("0", at: 156)
+            put("ustar", at: 257)
+            put("00", at: 263)
+            put("        ", at: 148)
+            put(octal(header.reduce(0) { $0 + Int($1) }, 7), at: 148)
+            archive += header + bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
+        }
+        return archive + [UInt8](repeating: 0, count: 1024)
     }
 }

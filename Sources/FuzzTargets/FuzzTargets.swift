@@ -40,6 +40,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A JPEG file: its EXIF orientation (`EXIFOrientation.of(jpeg:)`, parsed by contrast), then
     /// `ImageDecoding.decode` (libjpeg behind the C shim, the orientation applied), fitted to 8 x 8.
     case jpeg
+    /// A webdataset tar shard (`TarArchive.members`, webdataset's grouping, each sample's image,
+    /// caption and label as `prepare webdataset` reads them), captions from .txt and from a
+    /// .json field.
+    case tar
+    /// A text table (`TextTable.read`): the first byte picks the format (CSV, TSV, JSONL), whether
+    /// the first row is a header, and the columns (1-3 texts, a score, a label); the rest is the file.
+    case text
 }
 
 /// What a target made of one input.
@@ -161,6 +168,17 @@ extension FuzzTarget {
                     let fitted = image.converted(channels: 3).fitted(size: 8, mode: mode)
                     precondition(fitted.width == 8 && fitted.height == 8 && fitted.planar.count == 192, "fitted to \(fitted.width) x \(fitted.height)")
                 }
+            case .tar:
+                try bytes.withUnsafeBytes { archive in
+                    for captionField in [nil, "caption"] {
+                        var samples = WebDatasetSamples()
+                        try samples.read(archive, shard: "fuzz.tar", captionField: captionField, store: .jpeg, strict: false)
+                        try samples.requireSameFields(strict: false)
+                        if samples.count > 0 { _ = samples.block }
+                    }
+                }
+            case .text:
+                try readText(bytes)
             }
             return .accepted
         } catch {
@@ -231,6 +249,22 @@ extension FuzzTarget {
         let count = dimensions[0]
         _ = try? IDX.read(path: path, magic: magic, samples: count / 2 ..< count, section: "data")
         _ = try IDX.read(path: path, magic: magic, section: "data")
+    }
+
+    /// The first byte: bits 0-1 the format (3 is CSV again), bit 2 a header, bits 3-4 the
+    /// number of text columns less one (3 is 3), bit 5 a score column, bit 6 a label column.
+    private func readText(_ bytes: [UInt8]) throws {
+        let choice = bytes.first ?? 0
+        let format: TextFormat = [.csv, .tsv, .jsonl, .csv][Int(choice & 3)]
+        let header = choice & 4 != 0 && format != .jsonl
+        let count = min(3, Int(choice >> 3 & 3) + 1)
+        let named = format == .jsonl || header
+        func column(_ index: Int, _ name: String) -> TextColumn { named ? .name(name) : .position(index) }
+        let columns = TextColumns(texts: (0..<count).map { column($0 + 1, ["anchor", "positive", "negative"][$0]) },
+                                  score: choice & 32 != 0 ? column(count + 1, "score") : nil,
+                                  label: choice & 64 != 0 ? column(count + 2, "label") : nil)
+        let rows = try TextTable.read(Array(bytes.dropFirst()), path: "fuzz.\(format.rawValue)", format: format, columns: columns, header: header)
+        _ = DatasetPreparation.labelNumbering(rows.labels ?? [])
     }
 
     private func loadConfig(_ bytes: [UInt8], in workspace: FuzzWorkspace) throws {

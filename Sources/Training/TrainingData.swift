@@ -76,6 +76,8 @@ public final class TrainingData {
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
+            // A text set stops here, with what it holds, before any batch arithmetic on it.
+            let features = try manifest.requireFeatures(path: trainPath)
             // data.train_limit keeps the first N samples: the shards are cut at N, and a shard
             // that starts past N is no shard of this run (its file is never opened). Every rank
             // reads the same manifest and limit, so every rank cuts the same shards.
@@ -94,7 +96,7 @@ public final class TrainingData {
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
             if d.hold == .stream {
                 streamed = dataset
-                train = Self.streamedRows(manifest, first: ranges[shards.lowerBound].lowerBound, total: count)
+                train = Self.streamedRows(manifest, features: features, first: ranges[shards.lowerBound].lowerBound, total: count)
             } else {
                 train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
             }
@@ -132,8 +134,8 @@ public final class TrainingData {
         self.streamed = streamed
         maker = try Self.maker(config: config, rows: train, seed: seed)
         if let streamed {
-            let m = streamed.manifest
-            let sampleBytes = m.features.elementsPerSample * m.features.dtype.size + (m.labels == nil ? 0 : 8) + (m.pairs?.elementsPerSample ?? 0) * 4
+            let m = streamed.manifest, features = try m.requireFeatures(path: streamed.directory)
+            let sampleBytes = features.elementsPerSample * features.dtype.size + (m.labels == nil ? 0 : 8) + (m.pairs?.elementsPerSample ?? 0) * 4
             let slots = min(d.shuffleBuffer, sampler.usedPerShard)
             notes.append("samples streamed from the \(shards.count) shard file(s) in order every epoch through shuffle buffers of "
                          + "\(slots) samples each (data.hold: stream, data.shuffle_buffer \(d.shuffleBuffer)): "
@@ -173,9 +175,9 @@ public final class TrainingData {
 
     /// `data.hold: stream`'s `train`: no rows, the data set's shapes, whether it has labels and
     /// pairs (empty arrays), and its extent (`totalCount`; `held` empty at the rank's first sample).
-    static func streamedRows(_ manifest: ShardManifest, first: Int, total: Int) -> SampleRows {
-        SampleRows(held: first..<first, totalCount: total, featureShape: manifest.features.shape,
-                   features: manifest.features.dtype == .uint8 ? .uint8([]) : .float32([]),
+    static func streamedRows(_ manifest: ShardManifest, features: FieldLayout, first: Int, total: Int) -> SampleRows {
+        SampleRows(held: first..<first, totalCount: total, featureShape: features.sampleShape,
+                   features: features.dtype == .uint8 ? .uint8([]) : .float32([]),
                    labels: manifest.labels == nil ? nil : [], pairShape: manifest.pairs?.shape, pairs: manifest.pairs == nil ? nil : [])
     }
 

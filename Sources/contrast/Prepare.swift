@@ -7,8 +7,8 @@ import Foundation
 /// `contrast prepare`: turn a source data set into the sharded format of docs/data-format.md.
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST, .npy arrays or a folder of images.",
-        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self, PrepareImages.self])
+        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST, .npy arrays, a folder of images, text tables or webdataset tar shards.",
+        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self, PrepareImages.self, PrepareText.self, PrepareWebDataset.self])
 }
 
 /// Prints what was written and how its size compares with the source files.
@@ -23,10 +23,14 @@ private func report(_ summary: PrepareSummary, source: String) {
 private func verify(_ directory: String) throws {
     let start = Date()
     let dataset = try ShardedDataset(directory: directory)
-    let samples = try dataset.verifyAll()
+    var samples = 0, decodedBytes = 0
+    for index in 0..<dataset.shardCount {
+        let block = try dataset.readShard(index)
+        samples += block.count
+        decodedBytes += block.decodedBytes
+    }
     let seconds = Date().timeIntervalSince(start)
-    let decoded = Double(samples * (dataset.manifest.features.bytesPerSample + (dataset.manifest.labels?.bytesPerSample ?? 0)
-                                    + (dataset.manifest.pairs?.bytesPerSample ?? 0)))
+    let decoded = Double(decodedBytes)
     say(String(format: "verified %@: %d samples in %.3f s, %.0f samples/s, %.1f MB/s of shard files, %.1f MB/s decoded",
                directory, samples, seconds, Double(samples) / seconds, Double(dataset.manifest.totalShardBytes) / seconds / 1e6,
                decoded / seconds / 1e6))
@@ -272,5 +276,158 @@ struct PrepareImages: ParsableCommand {
             }
         }
         return gathered
+    }
+}
+
+extension TextFormat: ExpressibleByArgument {}
+
+/// A test split by fraction or by a second file, as `prepare npy` has them.
+struct HeldOutOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Hold out this fraction of the samples as the test split (OUT/train, OUT/test), drawn at random "
+                               + "with --split-seed as `prepare npy` draws it; samples keep their order within each split. E.g. 0.2."))
+    var testFraction: Double?
+    @Option(help: "Seed of the --test-fraction draw. (default: 0)") var splitSeed: UInt64?
+
+    func validate(testFile: String?) throws {
+        if let testFraction, !(testFraction > 0 && testFraction < 1) {
+            throw ValidationError("--test-fraction must be between 0 and 1 (the share of samples held out for testing, e.g. 0.2), got \(testFraction)")
+        }
+        if testFraction != nil && testFile != nil { throw ValidationError("--test-fraction and --test-file both make the test split; give one of them") }
+        if splitSeed != nil && testFraction == nil { throw ValidationError("--split-seed is the seed of --test-fraction; add --test-fraction F") }
+    }
+
+    func split(testFile: String?) -> HeldOutSplit? {
+        testFraction.map { .fraction($0, seed: splitSeed ?? 0) } ?? testFile.map { .file($0) }
+    }
+}
+
+struct PrepareText: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "text",
+        abstract: "A JSONL, TSV or CSV file of sentences, pairs or triplets into OUT (UTF-8, NFC-normalised).",
+        discussion: """
+        One text column gives single sentences (field text), two give pairs (text, positive), three triplets \
+        (text, positive, negative: a hard negative). --score-column adds a float32 score (STS-style evaluation), \
+        --label-column labels: integers as written, or names numbered in sorted order (the manifest's classes).
+
+        Columns are named (JSONL keys; a CSV or TSV first row with --header) or 1-based positions (a CSV or TSV \
+        without a header; by default every column that is not the score or label, in order). CSV follows RFC 4180 \
+        (quoted cells may hold commas, newlines and "" for a quote); TSV is split at tabs with no quoting.
+
+        A row with the wrong number of columns, invalid UTF-8, an empty text, a score that is not a finite number, \
+        or broken quoting is skipped and counted, the first few named (FILE:LINE); --strict stops at the first. \
+        Text training comes with the tokenizer (issue 22): until then a text data set is for reading, not training.
+        """)
+    @Argument(help: "The text table: .jsonl/.ndjson, .tsv or .csv (or say --format).") var file: String
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @Option(help: "The file's format, when its extension does not say it: jsonl, tsv or csv.") var format: TextFormat?
+    @Option(help: ArgumentHelp("The 1-3 text columns, comma-separated: names (e.g. anchor,positive,negative) or 1-based positions "
+                               + "(e.g. 1,2). Required for JSONL and --header."))
+    var columns: String?
+    @Option(help: "The score column (a float per row), by name or position.") var scoreColumn: String?
+    @Option(help: "The label column (an integer or a class name per row), by name or position.") var labelColumn: String?
+    @Flag(help: "The CSV or TSV file's first row names its columns.") var header = false
+    @Flag(help: "Stop at the first bad row, naming it, instead of skipping and counting bad rows.") var strict = false
+    @Option(help: "A test split of your own: a second file of the same format and columns.") var testFile: String?
+    @OptionGroup var heldOut: HeldOutOptions
+    @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
+    var overwrite = false
+    @OptionGroup var shardOptions: ShardOptions
+
+    var resolvedFormat: TextFormat? { format ?? TextFormat(path: file) }
+
+    func validate() throws {
+        guard let format = resolvedFormat else {
+            throw ValidationError("cannot tell the format of \(file) from its extension; add --format jsonl, tsv or csv")
+        }
+        if format == .jsonl && header { throw ValidationError("--header is for CSV and TSV files; JSONL rows name their columns by key") }
+        if (format == .jsonl || header) && columns == nil {
+            throw ValidationError("name the text columns with --columns (e.g. --columns anchor,positive): "
+                                  + (header ? "the header" : "a JSONL row") + " may hold other columns too")
+        }
+        if let columns {
+            let count = columns.split(separator: ",", omittingEmptySubsequences: false).count
+            guard (1...3).contains(count) else {
+                throw ValidationError("--columns takes 1 to 3 text columns (sentences; anchor, positive; anchor, positive, negative), got \(count)")
+            }
+        }
+        try heldOut.validate(testFile: testFile)
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let format = resolvedFormat!
+            let score = scoreColumn.map(TextColumn.init), label = labelColumn.map(TextColumn.init)
+            let texts: [TextColumn]
+            if let columns {
+                texts = columns.split(separator: ",", omittingEmptySubsequences: false).map { TextColumn(String($0).trimmingCharacters(in: .whitespaces)) }
+            } else {
+                texts = try Self.defaultColumns(file, format: format, excluding: [score, label].compactMap { $0 })
+            }
+            let summaries = try DatasetPreparation.text(path: file, format: format, columns: TextColumns(texts: texts, score: score, label: label),
+                                                        header: header, strict: strict, test: heldOut.split(testFile: testFile), out: out,
+                                                        layout: shardOptions.layout, overwrite: overwrite)
+            for summary in summaries {
+                report(summary, source: summaries.count == 1 || testFile != nil ? "the text file" : "its share of the text file")
+                try verify(summary.directory)
+            }
+        }
+    }
+
+    /// A headerless CSV or TSV file's text columns: every column of its first row but the score
+    /// and label columns, in order (1 to 3 of them).
+    static func defaultColumns(_ file: String, format: TextFormat, excluding: [TextColumn]) throws -> [TextColumn] {
+        guard let contents = FileManager.default.contents(atPath: file) else { throw DataError.fileNotFound(path: file) }
+        let width = try TextTable.firstRowWidth([UInt8](contents), format: format)
+        let texts = (1...max(1, width)).map { TextColumn.position($0) }.filter { !excluding.contains($0) }
+        guard (1...3).contains(texts.count) else {
+            throw DataError.textInvalid(path: file, problem: "its first row has \(width) columns, \(texts.count) of them text; "
+                                        + "choose 1 to 3 with --columns (e.g. --columns 1,2)")
+        }
+        return texts
+    }
+}
+
+extension ImageStore: ExpressibleByArgument {}
+
+struct PrepareWebDataset: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "webdataset",
+        abstract: "webdataset tar shards (image + caption and/or class) into OUT.",
+        discussion: """
+        PATTERN names the shards with webdataset's brace expansion: 'data/shard-{000000..000099}.tar' (quote it \
+        so the shell leaves the braces alone; a bound with a leading zero pads to its width) or {a,b} lists. \
+        Members are grouped into samples as webdataset groups them: consecutive members with the same key (the \
+        path up to the first dot of the file name); the extension (lower-cased) says what a member is: .jpg, \
+        .jpeg or .png the image, .cls the class label (an integer), .txt the caption (or a field of .json with \
+        --caption-field). Samples keep tar order, then shard order.
+
+        --store jpeg keeps each image's encoded bytes (JPEG or PNG as they are) in the field image, beside the \
+        fields key and caption and the labels. A sample without an image, a key that comes back after other keys, \
+        two members of one key with the same extension, a .cls that is not an integer or a caption that is not \
+        UTF-8 is skipped and counted, the first few named; --strict stops at the first. A shard that is missing \
+        or ends mid-member stops the command, naming it.
+        """)
+    @Argument(help: "The shards: a path with {000000..000099} ranges or {a,b} lists.") var pattern: String
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @Option(help: "How to store each image: jpeg (the encoded bytes as they are, JPEG or PNG). (default: jpeg)")
+    var store: ImageStore = .jpeg
+    @Option(help: "Take the caption from this field of each sample's .json member instead of its .txt.") var captionField: String?
+    @Flag(help: "Stop at the first bad sample, naming it, instead of skipping and counting bad samples.") var strict = false
+    @OptionGroup var heldOut: HeldOutOptions
+    @Flag(help: "Replace the data set in a non-empty --out folder (everything in it); the old one stays until the new one is complete.")
+    var overwrite = false
+    @OptionGroup var shardOptions: ShardOptions
+
+    func validate() throws { try heldOut.validate(testFile: nil) }
+
+    func run() throws {
+        try reportingErrors {
+            let summaries = try DatasetPreparation.webDataset(pattern: pattern, captionField: captionField, store: store, strict: strict,
+                                                              testFraction: heldOut.testFraction.map { ($0, heldOut.splitSeed ?? 0) },
+                                                              out: out, layout: shardOptions.layout, overwrite: overwrite)
+            for summary in summaries {
+                report(summary, source: summaries.count == 1 ? "the tar shards" : "its share of the tar shards")
+                try verify(summary.directory)
+            }
+        }
     }
 }

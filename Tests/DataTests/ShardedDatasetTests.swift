@@ -272,4 +272,104 @@ private func flipByte(_ path: String, at offset: Int) throws {
         try FileManager.default.removeItem(atPath: manifestPath)
         #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
     }
+
+    /// A text set (format 1.1): named utf8 fields, a float32 score and labels, no features. Each
+    /// sample's text reads back through `SampleBlock.text`, shards split the offsets, the
+    /// manifest declares every field and each variable field's two frames.
+    @Test func namedTextFieldsRoundTrip() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let anchors = ["a cat", "ünïcödé ✓", "", "three", "x"], positives = ["a feline", "unicode", "none", "3", "ex"]
+        let samples = SampleBlock(count: 5, features: nil, labels: [0, 1, 0, 2, 1],
+                                  fields: ["text": .variable(VariableValues(strings: anchors)),
+                                           "positive": .variable(VariableValues(strings: positives)),
+                                           "score": .float32([0.5, 1, -2, 0.25, 4])])
+        let fields = [NamedField(name: "text", dtype: .utf8), NamedField(name: "positive", dtype: .utf8),
+                      NamedField(name: "score", dtype: .float32, shape: [])]
+        let manifest = try ShardedDatasetWriter.write(samples, featureShape: nil, fields: fields, to: folder, layout: .count(2),
+                                                      classes: ["x", "y", "z"])
+        #expect(manifest.version == "1.1" && manifest.features == nil && manifest.fields == fields)
+        #expect(manifest.shards[0].frames.map { FrameKey($0).description }
+                == ["labels", "text.offsets", "text.data", "positive.offsets", "positive.data", "score"])
+        let dataset = try ShardedDataset(directory: folder)
+        #expect(dataset.manifest == manifest)
+        var texts: [String] = [], gotPositives: [String] = [], scores: [Float] = [], labels: [Int64] = []
+        for index in 0..<dataset.shardCount {
+            let block = try dataset.readShard(index)
+            #expect(block.features == nil)
+            for sample in 0..<block.count {
+                texts.append(try #require(block.text("text", sample)))
+                gotPositives.append(try #require(block.text("positive", sample)))
+                #expect(block.bytes("positive", sample).map(Array.init) == Array(gotPositives.last!.utf8))
+            }
+            guard case .float32(let values) = block.fields["score"] else { Issue.record("score is not float32"); return }
+            scores += values
+            labels += block.labels ?? []
+            #expect(block.text("score", 0) == nil && block.text("missing", 0) == nil)
+        }
+        #expect(texts == anchors && gotPositives == positives && scores == [0.5, 1, -2, 0.25, 4] && labels == [0, 1, 0, 2, 1])
+
+        // What needs features says what the set holds instead, before reading a shard.
+        let error = #expect(throws: DataError.self) { try SampleRows.read(dataset, shards: 0..<2) }
+        #expect(error?.description.contains("holds text (fields text, positive, score) and no features; text training comes "
+                                            + "with the tokenizer (issue 22)") == true, "\(String(describing: error))")
+    }
+
+    /// Values append, index and slice by their offsets; a slice's offsets start at 0.
+    @Test func variableValuesSliceRebasesOffsets() {
+        let values = VariableValues([[1, 2], [], [3], [4, 5, 6]])
+        #expect(values.count == 4 && values.offsets == [0, 2, 2, 3, 6] && Array(values[3]) == [4, 5, 6] && values[1].isEmpty)
+        let middle = values.slice(1..<4)
+        #expect(middle.offsets == [0, 0, 1, 4] && middle.bytes == [3, 4, 5, 6] && middle == VariableValues([[], [3], [4, 5, 6]]))
+        #expect(values.slice(2..<2) == VariableValues() && VariableValues(strings: ["é"]).string(0) == "é")
+        #expect(SampleBlock(count: 4, features: nil, fields: ["v": .variable(values)]).decodedBytes == 5 * 8 + 6)
+    }
+
+    /// A data set written as format 1.0 (no `fields`, no frame `part`) opens and reads as before.
+    @Test func version10DataSetsStillOpen() throws {
+        let folder = try smallDataset()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/dataset.json"
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains("\"version\" : \"1.1\"") && !text.contains("\"fields\"") && !text.contains("\"part\""))
+        text = text.replacingOccurrences(of: "\"version\" : \"1.1\"", with: "\"version\" : \"1.0\"")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let dataset = try ShardedDataset(directory: folder)
+        #expect(dataset.manifest.version == "1.0" && dataset.manifest.features == FieldLayout(dtype: .float32, shape: [8]))
+        #expect(try dataset.verifyAll() == 30)
+    }
+
+    /// Offsets that decrease, or a field's frames missing, are refused naming the shard.
+    @Test func damagedVariableFieldsAreRefused() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let samples = SampleBlock(count: 3, features: nil, fields: ["caption": .variable(VariableValues(strings: ["ab", "cd", "ef"]))])
+        var manifest = try ShardedDatasetWriter.write(samples, featureShape: nil, fields: [NamedField(name: "caption", dtype: .utf8)],
+                                                      to: folder, layout: .count(1))
+        // Rewrite the shard with offsets 0, 4, 2, 6 and matching sizes and crc32.
+        let encoder = try FrameEncoder(level: 3)
+        let offsets = [Int64](arrayLiteral: 0, 4, 2, 6).map { $0.littleEndian }
+        var file = [UInt8](try offsets.withUnsafeBytes { try encoder.encode($0) })
+        let data = [UInt8](try Array("abcdef".utf8).withUnsafeBytes { try encoder.encode($0) })
+        manifest.shards[0].frames = [.init(section: "caption", part: .offsets, offset: 0, bytes: file.count, encoding: .zstd),
+                                     .init(section: "caption", part: .data, offset: file.count, bytes: data.count, encoding: .zstd)]
+        file += data
+        manifest.shards[0].bytes = file.count
+        manifest.shards[0].crc32 = file.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
+        try Foundation.Data(file).write(to: URL(fileURLWithPath: folder + "/" + manifest.shards[0].file))
+        let manifestURL = URL(fileURLWithPath: folder + "/dataset.json")
+        try ShardManifest.encoder().encode(manifest).write(to: manifestURL)
+        let error = #expect(throws: DataError.self) { try ShardedDataset(directory: folder).readShard(0) }
+        #expect(error?.description.contains("caption offset 2 is 2 after 4; offsets start at 0 and never decrease") == true,
+                "\(String(describing: error))")
+
+        manifest.shards[0].frames.removeLast()
+        try ShardManifest.encoder().encode(manifest).write(to: manifestURL)
+        let missing = #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+        #expect(missing?.description.contains("expected [\"caption.offsets\", \"caption.data\"]") == true, "\(String(describing: missing))")
+        manifest.fields = [NamedField(name: "labels", dtype: .utf8)]
+        try ShardManifest.encoder().encode(manifest).write(to: manifestURL)
+        let reserved = #expect(throws: DataError.self) { try ShardedDataset(directory: folder) }
+        #expect(reserved?.description.contains("not one of features, labels, pairs") == true, "\(String(describing: reserved))")
+    }
 }

@@ -180,7 +180,7 @@ import Testing
     func damagedShardIsNamed(section: String, at fraction: Double) throws {
         try withTemporaryDirectory { directory in
             let dataset = try Self.write(directory)
-            let frame = dataset.manifest.shards[1].frames.first { $0.section.rawValue == section }!
+            let frame = dataset.manifest.shards[1].frames.first { $0.section == section }!
             let path = dataset.shardPath(1)
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
             let at = frame.offset + min(frame.bytes - 1, Int(Double(frame.bytes) * fraction))

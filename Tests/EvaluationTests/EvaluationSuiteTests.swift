@@ -285,4 +285,17 @@ import Testing
         let outcome = try runContrast(ranks: 1, ["eval", "full", "--checkpoint", "/nonexistent/run"])
         #expect(outcome.status == 1 && outcome.error.split(separator: "\n").count == 1 && outcome.error.contains("/nonexistent/run"))
     }
+
+    /// What a model takes is read from the manifest's features: a text set (format 1.1, no
+    /// features) is the data-set error naming what it holds, not a crash on a missing key.
+    @Test func modelInputsOfATextSetSayWhatItHolds() throws {
+        let folder = temporaryDirectory("text-inputs").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let samples = SampleBlock(count: 2, features: nil, fields: ["text": .variable(VariableValues(strings: ["a", "b"]))])
+        try ShardedDatasetWriter.write(samples, featureShape: nil, fields: [NamedField(name: "text", dtype: .utf8)], to: folder, layout: .count(1))
+        let config = try smokeConfig(["data.dataset=prepared", "data.path=\(folder)"])
+        let error = #expect(throws: DataError.self) { try Evaluation.modelInputs(of: config) }
+        #expect(error == .noFeatures(path: folder, fields: [NamedField(name: "text", dtype: .utf8)]))
+        #expect(error?.description.contains("text training comes with the tokenizer (issue 22)") == true)
+    }
 }

@@ -105,7 +105,7 @@ struct PrepareImagesTests {
         #expect(outcome.status == 0, "\(outcome.error)")
         let dataset = try ShardedDataset(directory: out)
         #expect(dataset.manifest.classes == ["ant", "bee", "cow"])
-        #expect(dataset.manifest.features.shape == [3, 16, 16])
+        #expect(dataset.manifest.features?.shape == [3, 16, 16])
         let block = try dataset.readShard(0)
         #expect(block.labels == [Int64](repeating: 0, count: 6) + [Int64](repeating: 1, count: 5) + [Int64](repeating: 2, count: 5))
         // The first sample is ant/'s first file in byte order, decoded and fitted as the library does.
@@ -200,8 +200,8 @@ struct PrepareImagesTests {
         #expect(try fm.contentsOfDirectory(atPath: root).filter { $0.hasPrefix(".") }.isEmpty, "no temporary sibling is left")
     }
 
-    /// A [3, S, S] set trains (as feature vectors: RGB views come with issue 21's item 4), and the cnn
-    /// encoder, which reads one channel, refuses it in one line before the run directory exists.
+    /// A [3, S, S] set trains (smoke.yaml's mlp, on RGB views), and the cnn encoder, which reads one
+    /// channel, refuses it in one line before the run directory exists.
     @Test func rgbSetTrainsAndTheCNNRefusesItBeforeTheRun() throws {
         let out = temporaryDirectory("images-rgb").path + "/set"
         let prepared = try prepare([Self.mixedFolder, "--out", out, "--size", "8", "--shards", "2", "--test-fraction", "0.25"])
@@ -217,7 +217,8 @@ struct PrepareImagesTests {
         let (refused, run) = try train(["model.encoder=cnn"])
         #expect(refused.status == 1)
         #expect(refused.error.split(separator: "\n").count == 1 && refused.error.contains("model.encoder"), "\(refused.error)")
-        #expect(refused.error.contains("[3, 8, 8]"), "the message names the data's shape: \(refused.error)")
+        #expect(refused.error.contains("3 channels") && refused.error.contains("resnet or vit"),
+                "the message names the data's channels and the fix: \(refused.error)")
         #expect(!FileManager.default.fileExists(atPath: run))
     }
 }
