@@ -206,7 +206,7 @@ struct PrepareImages: ParsableCommand {
     @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma).") var channels: Int = 3
     @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black (0).")
     var fit: DecodedImage.Fit = .crop
-    @Option(help: "pixels: decoded uint8 [C, S, S] features; jpeg: each file's bytes as they are (field image), decoded when training. (default: pixels)")
+    @Option(help: "pixels: decoded uint8 [C, S, S] features; jpeg: each file's bytes as they are (field image), decoded when training.")
     var store: ImageStore = .pixels
     @Option(help: "CSV of filename,label for a flat folder (filenames relative to DIR).") var labels: String?
     @Option(help: ArgumentHelp("Hold out this fraction of the decoded images as the test split, drawn at random with --split-seed "
@@ -418,7 +418,7 @@ struct PrepareWebDataset: ParsableCommand {
         """)
     @Argument(help: "The shards: a path with {000000..000099} ranges or {a,b} lists.") var pattern: String
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
-    @Option(help: "How to store each image: jpeg (the encoded bytes as they are, JPEG or PNG) or pixels (decoded, needs --size). (default: jpeg)")
+    @Option(help: "How to store each image: jpeg (the encoded bytes as they are, JPEG or PNG) or pixels (decoded, needs --size).")
     var store: ImageStore = .jpeg
     @Option(help: "S: images decode to S x S (needed by --store pixels; with jpeg, recorded so the set trains).") var size: Int?
     @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma); with --size. (default: 3)") var channels: Int?

@@ -296,6 +296,14 @@ struct PrepareImagesTests {
         #expect(c.manifest.field("image")?.decode == ImageDecodeSpec(size: 10, channels: 1, fit: .pad) && c.images.count == 16)
         let strict = try webdataset(["--out", root + "/strict", "--store", "pixels", "--size", "10", "--strict"])
         #expect(strict.status != 0 && !FileManager.default.fileExists(atPath: root + "/strict"), "\(strict.output)")
+        // Kept encoded without --size: readable, not trainable; training says how to fix it, before the run exists.
+        #expect(try webdataset(["--out", root + "/bare"]).status == 0)
+        let run = temporaryDirectory("wds-bare-run").appendingPathComponent("run").path
+        let refused = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)", "--set", "data.dataset=prepared",
+                                                 "--set", "data.path=\(root)/bare"])
+        #expect(refused.status != 0 && refused.error.contains("holds encoded images (fields image, key) without the size to decode them to; "
+                                                              + "re-prepare it with --size S"), "\(refused.error)")
+        #expect(!FileManager.default.fileExists(atPath: run))
         let noSize = try webdataset(["--out", root + "/nosize", "--store", "pixels"])
         #expect(noSize.status != 0 && noSize.error.contains("--store pixels decodes every image to S x S: add --size S"), "\(noSize.error)")
     }
