@@ -139,8 +139,12 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
                 return "the data set \(path) holds text (fields \(names)) and no features; text training comes with the tokenizer (issue 22): "
                     + "train on a data set with features (contrast prepare fashion-mnist, npy)"
             }
-            return "the data set \(path) holds no features (its fields: \(names)); encoded images (--store jpeg) are decoded for "
-                + "training by a later version: train on a data set with features (contrast prepare fashion-mnist, npy)"
+            if fields.contains(where: { $0.dtype == .bytes && $0.name == ShardManifest.encodedImageField }) {
+                return "the data set \(path) holds encoded images (fields \(names)) without the size to decode them to; "
+                    + "re-prepare it with --size S (contrast prepare webdataset --store jpeg --size 32), or with --store pixels --size S"
+            }
+            return "the data set \(path) holds no features (its fields: \(names)); train on a data set with features "
+                + "(contrast prepare fashion-mnist, npy, images)"
         case .textInvalid(let path, let problem):
             return "text file \(path): \(problem)"
         case .webDatasetInvalid(let path, let problem):

@@ -232,7 +232,7 @@ extension DecodedImage {
     }
 
     /// How `fitted(size:mode:)` makes a square.
-    public enum Fit: String, Sendable { case crop, pad }
+    public enum Fit: String, Codable, Sendable { case crop, pad }
 
     /// An S x S image. `.crop`: the shorter side resized to S (the other to round(other x S /
     /// shorter), halves up) and the centre S x S kept (the left / top offset is floor((new - S) /

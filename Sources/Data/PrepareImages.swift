@@ -20,6 +20,8 @@ public struct ImagePreparationOptions: Sendable {
     public var channels: Int
     /// Crop the centre, or pad to a square.
     public var fit: DecodedImage.Fit
+    /// Decoded features (`pixels`), or each file's bytes with the decoded size recorded (`jpeg`).
+    public var store: ImageStore
     /// A CSV of filename,label for a flat folder.
     public var labels: String?
     public var test: ImageTestSplit?
@@ -30,13 +32,15 @@ public struct ImagePreparationOptions: Sendable {
     public var layout: ShardLayout
     public var overwrite: Bool
 
-    public init(size: Int, channels: Int = 3, fit: DecodedImage.Fit = .crop, labels: String? = nil, test: ImageTestSplit? = nil,
+    public init(size: Int, channels: Int = 3, fit: DecodedImage.Fit = .crop, store: ImageStore = .pixels, labels: String? = nil,
+                test: ImageTestSplit? = nil,
                 strict: Bool = false, threads: Int = ProcessInfo.processInfo.activeProcessorCount, layout: ShardLayout,
                 overwrite: Bool = false) {
         precondition(size > 0 && (channels == 1 || channels == 3) && threads > 0, "ImagePreparationOptions: bad size, channels or threads")
         self.size = size
         self.channels = channels
         self.fit = fit
+        self.store = store
         self.labels = labels
         self.test = test
         self.strict = strict
@@ -264,17 +268,36 @@ public struct ImagePreparation: Sendable {
         return Outcome(train: trainSplit, test: testSplit, notes: notes)
     }
 
+    /// What `--store jpeg` records: the size, channels and fit training decodes the files to.
+    public var decodeSpec: ImageDecodeSpec { ImageDecodeSpec(size: options.size, channels: options.channels, fit: options.fit) }
+
     /// Writes the data set into `out` (through a temporary sibling, `DatasetPreparation.placing`):
-    /// one folder, or train/ and test/ with a test split. Features uint8 [C, S, S].
+    /// one folder, or train/ and test/ with a test split. Features uint8 [C, S, S] (`pixels`), or
+    /// the files' bytes as they are in the field `image` with `decodeSpec` (`jpeg`): re-read here,
+    /// in sample order, the files `outcome` saw decode.
     public func write(_ outcome: Outcome) throws -> [PrepareSummary] {
         let shape = [options.channels, options.size, options.size]
         var testLayout = options.layout
         if let test = outcome.test, case .count(let shards) = options.layout { testLayout = .count(min(shards, test.count)) }
         _ = try options.layout.ranges(sampleCount: outcome.train.count)
         func write(_ split: Split, to directory: String, named name: String, layout: ShardLayout, notes: [String]) throws -> PrepareSummary {
-            let block = SampleBlock(count: split.count, features: .uint8(split.features), labels: split.labels)
-            let manifest = try ShardedDatasetWriter.write(block, featureShape: shape, to: directory, layout: layout,
+            let manifest: ShardManifest
+            switch options.store {
+            case .pixels:
+                let block = SampleBlock(count: split.count, features: .uint8(split.features), labels: split.labels)
+                manifest = try ShardedDatasetWriter.write(block, featureShape: shape, to: directory, layout: layout,
                                                           classes: split.labels == nil ? nil : classes)
+            case .jpeg:
+                var images = VariableValues()
+                for path in split.kept {
+                    do { images.append(try Self.readFile(path)) } catch { throw DataError.imagesInvalid(path: path, problem: "\(error); check the file") }
+                }
+                let block = SampleBlock(count: split.count, features: nil, labels: split.labels,
+                                        fields: [ShardManifest.encodedImageField: .variable(images)])
+                manifest = try ShardedDatasetWriter.write(block, featureShape: nil,
+                                                          fields: [NamedField(name: ShardManifest.encodedImageField, dtype: .bytes, decode: decodeSpec)],
+                                                          to: directory, layout: layout, classes: split.labels == nil ? nil : classes)
+            }
             return PrepareSummary(directory: name, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
                                   preparedBytes: manifest.totalShardBytes + (try DatasetPreparation.fileSize(directory + "/" + ShardManifest.fileName)),
                                   sourceBytes: split.sourceBytes, notes: notes)

@@ -108,23 +108,24 @@ extension DatasetPreparation {
     }
 
     /// train/ and test/ into `out` through one staging folder.
-    static func placingSplits(train: SampleBlock, test: SampleBlock, fields: [NamedField], classes: [String]?, out: String,
-                              layout: ShardLayout, sourceBytes: (Int, Int), notes: [String]) throws -> [PrepareSummary] {
+    static func placingSplits(train: SampleBlock, test: SampleBlock, featureShape: [Int]? = nil, fields: [NamedField], classes: [String]?,
+                              out: String, layout: ShardLayout, sourceBytes: (Int, Int), notes: [String]) throws -> [PrepareSummary] {
         _ = try layout.ranges(sampleCount: train.count)
         let testLayout: ShardLayout
         if case .count(let shards) = layout { testLayout = .count(min(shards, test.count)) } else { testLayout = layout }
         return try placing(out) { staging in
-            [try writeSplit(train, fields: fields, classes: classes, to: staging + "/train", named: out + "/train", layout: layout,
-                            sourceBytes: sourceBytes.0, notes: notes),
-             try writeSplit(test, fields: fields, classes: classes, to: staging + "/test", named: out + "/test", layout: testLayout,
-                            sourceBytes: sourceBytes.1, notes: [])]
+            [try writeSplit(train, featureShape: featureShape, fields: fields, classes: classes, to: staging + "/train", named: out + "/train",
+                            layout: layout, sourceBytes: sourceBytes.0, notes: notes),
+             try writeSplit(test, featureShape: featureShape, fields: fields, classes: classes, to: staging + "/test", named: out + "/test",
+                            layout: testLayout, sourceBytes: sourceBytes.1, notes: [])]
         }
     }
 
-    /// Writes one split of named fields (no features) and describes it as `name`.
-    static func writeSplit(_ samples: SampleBlock, fields: [NamedField], classes: [String]?, to directory: String, named name: String,
-                           layout: ShardLayout, sourceBytes: Int, notes: [String]) throws -> PrepareSummary {
-        let manifest = try ShardedDatasetWriter.write(samples, featureShape: nil, fields: fields, to: directory, layout: layout, classes: classes)
+    /// Writes one split of named fields (and features of `featureShape`, if any) and describes it as `name`.
+    static func writeSplit(_ samples: SampleBlock, featureShape: [Int]? = nil, fields: [NamedField], classes: [String]?, to directory: String,
+                           named name: String, layout: ShardLayout, sourceBytes: Int, notes: [String]) throws -> PrepareSummary {
+        let manifest = try ShardedDatasetWriter.write(samples, featureShape: featureShape, fields: fields, to: directory, layout: layout,
+                                                      classes: classes)
         return PrepareSummary(directory: name, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
                               preparedBytes: manifest.totalShardBytes + (try fileSize(directory + "/" + ShardManifest.fileName)),
                               sourceBytes: sourceBytes, notes: notes)

@@ -21,6 +21,19 @@ public final class SampleRows: Sendable {
         }
     }
 
+    /// Encoded images (a `--store jpeg` set) held in place of feature rows: each sample's file
+    /// bytes, decoded with `decode` into its uint8 [C, S, S] row whenever a reader asks for rows
+    /// (`withFeatureRows`): in the thread that makes the batch, so in the prefetch thread.
+    public struct Encoded: Sendable {
+        public let images: VariableValues
+        public let decode: ImageDecodeSpec
+
+        public init(images: VariableValues, decode: ImageDecodeSpec) {
+            self.images = images
+            self.decode = decode
+        }
+    }
+
     /// Global indices of the samples held.
     public let held: Range<Int>
     /// Samples in the whole data set (N).
@@ -37,6 +50,8 @@ public final class SampleRows: Sendable {
     public let pairs: [Float]?
     /// Where the rows are when they are not in memory.
     public let disk: Disk?
+    /// The encoded images the feature rows are decoded from, when the data set stores them so.
+    public let encoded: Encoded?
     /// When the rows are one batch's samples gathered in batch order (`data.hold: stream`), not
     /// a contiguous run: the global index of each row's sample (`held` is then empty).
     public let gathered: [Int]?
@@ -56,13 +71,19 @@ public final class SampleRows: Sendable {
     }
 
     public init(held: Range<Int>, totalCount: Int, featureShape: [Int], features: FeatureValues,
-                labels: [Int64]? = nil, pairShape: [Int]? = nil, pairs: [Float]? = nil, disk: Disk? = nil, gathered: [Int]? = nil) {
+                labels: [Int64]? = nil, pairShape: [Int]? = nil, pairs: [Float]? = nil, disk: Disk? = nil, gathered: [Int]? = nil,
+                encoded: Encoded? = nil) {
         let width = featureShape.reduce(1, *)
         let rowCount = gathered?.count ?? held.count
         precondition(held.lowerBound >= 0 && held.upperBound <= totalCount, "SampleRows: \(held) outside 0..<\(totalCount)")
         precondition(gathered == nil || (held.isEmpty && disk == nil), "SampleRows: gathered rows are in memory and hold no run")
         precondition(labels.map { $0.count == rowCount } ?? true, "SampleRows: one label per sample")
-        if let disk {
+        if let encoded {
+            precondition(disk == nil && features.dtype == .uint8 && features.elementCount == 0 && encoded.images.count == rowCount
+                         && encoded.decode.layout.elementsPerSample == width,
+                         "SampleRows: \(encoded.images.count) encoded images are not \(rowCount) samples of \(featureShape), or rows are held too")
+            precondition((pairs == nil) == (pairShape == nil), "SampleRows: pairs need a pair shape")
+        } else if let disk {
             precondition(features.elementCount == 0 && pairs == nil, "SampleRows: rows on disk hold none in memory")
             // A prefix of the rows (`prefix(_:)`) reads the first rows of the files.
             precondition(disk.features.rows >= held.count && disk.features.rowBytes == width * features.dtype.size,
@@ -85,6 +106,7 @@ public final class SampleRows: Sendable {
         self.pairShape = pairShape
         self.pairs = pairs
         self.disk = disk
+        self.encoded = encoded
         self.gathered = gathered
         gatheredRows = gathered.map { samples in Dictionary(uniqueKeysWithValues: samples.enumerated().map { ($0.element, $0.offset) }) }
     }
@@ -110,7 +132,11 @@ public final class SampleRows: Sendable {
         let last = manifest.shards[shards.upperBound - 1]
         precondition(first < total, "SampleRows.read: shard \(shards.lowerBound) starts at sample \(first), past the limit \(total)")
         let held = first..<min(total, last.firstSample + last.sampleCount)
-        let featureLayout = try manifest.requireFeatures(path: dataset.directory)
+        let featureLayout = try manifest.requireInputs(path: dataset.directory)
+        let decode = manifest.encodedImages?.decode
+        // Encoded images are held in memory as they are; training refuses data.hold: disk for them first.
+        precondition(decode == nil || spillDirectory == nil, "SampleRows.read: encoded images are not kept on disk")
+        var images = VariableValues()
         let width = featureLayout.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
         let dtype = featureLayout.dtype
         var bytes: [UInt8] = [], floats: [Float] = []
@@ -134,7 +160,9 @@ public final class SampleRows: Sendable {
             switch block.features {
             case .uint8(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { bytes += cut(values, width) }
             case .float32(let values): if let featureFile { try featureFile.append(cut(values, width)) } else { floats += cut(values, width) }
-            case nil: break   // the manifest has features (above), so every shard read has them
+            case nil:
+                // No features: the manifest has encoded images (above), so every shard read has them.
+                for sample in 0..<kept { images.append(block.bytes(ShardManifest.encodedImageField, sample)!) }
             }
             if labels != nil { labels! += cut(block.labels ?? [], 1) }
             if let pairFile { try pairFile.append(cut(block.pairs ?? [], pairWidth)) } else if pairs != nil { pairs! += cut(block.pairs ?? [], pairWidth) }
@@ -142,7 +170,8 @@ public final class SampleRows: Sendable {
         let disk = featureFile.map { Disk(features: $0.finish(), pairs: pairFile?.finish()) }
         return SampleRows(held: held, totalCount: total, featureShape: featureLayout.sampleShape,
                           features: dtype == .uint8 ? .uint8(bytes) : .float32(floats),
-                          labels: labels, pairShape: manifest.pairs?.shape, pairs: disk == nil ? pairs : nil, disk: disk)
+                          labels: labels, pairShape: manifest.pairs?.shape, pairs: disk == nil ? pairs : nil, disk: disk,
+                          encoded: decode.map { Encoded(images: images, decode: $0) })
     }
 
     /// The first `limit` held samples (all when `limit` is 0 or not smaller): copies of the
@@ -151,6 +180,11 @@ public final class SampleRows: Sendable {
         guard limit > 0, limit < count else { return self }
         let held = held.lowerBound ..< held.lowerBound + limit
         let labels = labels.map { Array($0.prefix(limit)) }
+        if let encoded {
+            return SampleRows(held: held, totalCount: totalCount, featureShape: featureShape, features: features, labels: labels,
+                              pairShape: pairShape, pairs: pairs.map { Array($0.prefix(limit * pairWidth)) },
+                              encoded: Encoded(images: VariableValues((0..<limit).map { Array(encoded.images[$0]) }), decode: encoded.decode))
+        }
         if let disk {
             return SampleRows(held: held, totalCount: totalCount, featureShape: featureShape, features: features,
                               labels: labels, pairShape: pairShape, disk: disk)
@@ -178,6 +212,21 @@ public final class SampleRows: Sendable {
     /// those: in memory, all held rows and the sample's own row; on disk, the samples' rows read
     /// in order into a buffer that lives for the call, and row i.
     public func withFeatureRows<R>(of samples: [Int], _ body: (FeatureRows, _ rowOf: (_ index: Int, _ sample: Int) -> Int) throws -> R) rethrows -> R {
+        if let encoded {
+            // Decoded here, into a buffer of these samples' rows: the batch maker's thread does the work.
+            let width = featureWidth
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, samples.count * width))
+            defer { buffer.deallocate() }
+            for (index, sample) in samples.enumerated() {
+                let bytes = Array(encoded.images[row(sample)])
+                // `prepare --store jpeg` decoded every kept image, and the shard's checksums held: a failure is a broken invariant.
+                guard let pixels = try? encoded.decode.sample(bytes) else {
+                    preconditionFailure("the encoded image of sample \(sample) does not decode, though prepare decoded it")
+                }
+                _ = UnsafeMutableBufferPointer(rebasing: buffer[(index * width)..<((index + 1) * width)]).initialize(from: pixels)
+            }
+            return try body(.uint8(UnsafeBufferPointer(rebasing: buffer[0..<(samples.count * width)])), { index, _ in index })
+        }
         if let file = disk?.features {
             return try staged(file, samples: samples) { buffer in
                 switch features.dtype {
@@ -217,14 +266,14 @@ public final class SampleRows: Sendable {
         return try body(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(samples.count * file.rowBytes)]))
     }
 
-    /// Samples a call reads from disk at a time in `writeInputs` / `writePairs`, so a pass over
-    /// all held rows (evaluation) stages a bounded buffer.
+    /// Samples a call reads from disk (or decodes) at a time in `writeInputs` / `writePairs`, so a
+    /// pass over all held rows (evaluation) stages a bounded buffer.
     static let diskChunk = 4096
 
     /// Calls `body` with consecutive runs of `samples` and the output row of each run's first:
     /// one run when the rows are in memory, runs of `diskChunk` when they are on disk.
     private func inRuns<Samples: Sequence<Int>>(_ samples: Samples, _ body: ([Int], Int) -> Void) {
-        guard disk != nil else { body(Array(samples), 0); return }
+        guard disk != nil || encoded != nil else { body(Array(samples), 0); return }
         var run: [Int] = []
         run.reserveCapacity(Self.diskChunk)
         var start = 0

@@ -61,6 +61,30 @@ public enum FieldType: String, Codable, Sendable {
     public var isVariableLength: Bool { element == nil }
 }
 
+/// How the encoded images of a `bytes` field become a model input: every value decodes with
+/// `ImageDecoding.sample(bytes, size:, channels:, fit:)` into uint8 [channels, size, size] (CHW),
+/// the samples `prepare images --store pixels` would have stored. Recorded by `--store jpeg`
+/// when a size is given, as the field's `decode` key (readers of 1.x that do not know it ignore it).
+public struct ImageDecodeSpec: Codable, Equatable, Sendable {
+    public var size: Int
+    public var channels: Int
+    public var fit: DecodedImage.Fit
+
+    public init(size: Int, channels: Int, fit: DecodedImage.Fit) {
+        self.size = size
+        self.channels = channels
+        self.fit = fit
+    }
+
+    /// uint8 [C, S, S], as a features layout.
+    public var layout: FieldLayout { FieldLayout(dtype: .uint8, shape: [channels, size, size]) }
+
+    /// The sample a value decodes to (throws `ImageDecodingError` for one that does not decode).
+    public func sample(_ bytes: [UInt8]) throws -> [UInt8] {
+        try ImageDecoding.sample(bytes, size: size, channels: channels, fit: fit)
+    }
+}
+
 /// A named field of every sample beyond features, labels and pairs (format 1.1), e.g. `text`,
 /// `positive`, `negative` (utf8), `score` (float32 []), `caption` (utf8), `image` (bytes).
 public struct NamedField: Codable, Equatable, Sendable {
@@ -69,12 +93,16 @@ public struct NamedField: Codable, Equatable, Sendable {
     /// The shape of one sample's value for a fixed-size field ([] a scalar); absent (nil) for
     /// `utf8` and `bytes`, whose values each have their own length.
     public var shape: [Int]?
+    /// For a `bytes` field of encoded images: what they decode to for training (`ImageDecodeSpec`).
+    public var decode: ImageDecodeSpec? = nil
 
-    public init(name: String, dtype: FieldType, shape: [Int]? = nil) {
+    public init(name: String, dtype: FieldType, shape: [Int]? = nil, decode: ImageDecodeSpec? = nil) {
         precondition(dtype.isVariableLength == (shape == nil), "NamedField \(name): \(dtype) \(dtype.isVariableLength ? "takes no" : "needs a") shape")
+        precondition(decode == nil || dtype == .bytes, "NamedField \(name): only a bytes field decodes to images")
         self.name = name
         self.dtype = dtype
         self.shape = shape
+        self.decode = decode
     }
 
     /// Elements of one sample's value (fixed-size fields).
@@ -139,10 +167,29 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     /// The named field `name`, if the data set has it.
     public func field(_ name: String) -> NamedField? { fields?.first { $0.name == name } }
 
-    /// The features, or an error saying what the data set holds instead: a reader that needs
-    /// the model's input (training, evaluation, embedding) asks for them here.
+    /// The field of encoded images that decode to the model's input (`image` with a `decode`
+    /// key, as `--store jpeg` writes it), in a data set without features; else nil.
+    public var encodedImages: NamedField? {
+        guard features == nil, let field = field(Self.encodedImageField), field.dtype == .bytes, field.decode != nil else { return nil }
+        return field
+    }
+
+    /// The name of the field `--store jpeg` keeps encoded images in.
+    public static let encodedImageField = "image"
+
+    /// The features, or an error saying what the data set holds instead: for readers that need
+    /// stored features (`requireInputs` also takes encoded images).
     public func requireFeatures(path: String) throws -> FieldLayout {
         if let features { return features }
+        throw DataError.noFeatures(path: path, fields: fields ?? [])
+    }
+
+    /// The model's input: the features, or the layout encoded images decode to (uint8 [C, S, S]),
+    /// or an error saying what the data set holds instead: a reader that needs the model's input
+    /// (training, evaluation, embedding) asks for it here.
+    public func requireInputs(path: String) throws -> FieldLayout {
+        if let features { return features }
+        if let decode = encodedImages?.decode { return decode.layout }
         throw DataError.noFeatures(path: path, fields: fields ?? [])
     }
 
@@ -208,6 +255,12 @@ public struct ShardManifest: Codable, Equatable, Sendable {
             guard valid, !Self.reservedNames.contains(field.name), names.insert(field.name).inserted else {
                 throw fail("field name \"\(field.name)\" must be lower-case ASCII letters, digits and '_', start with a letter, "
                            + "be unique and not one of features, labels, pairs")
+            }
+            if let decode = field.decode {
+                guard field.dtype == .bytes, decode.size > 0, decode.size <= 1 << 14, decode.channels == 1 || decode.channels == 3 else {
+                    throw fail("field \(field.name)'s decode (size \(decode.size), channels \(decode.channels)) needs a bytes field, "
+                               + "a size of 1 to 16384 and 1 or 3 channels")
+                }
             }
             if field.dtype.isVariableLength {
                 guard field.shape == nil else { throw fail("field \(field.name) is \(field.dtype.rawValue), whose values vary in length: it takes no shape") }

@@ -18,11 +18,10 @@ import Storage
 /// cursors kept of the compressed bytes they read (no second pass). Errors are
 /// `DataError.shardInvalid` naming the file and the shard.
 ///
-/// Where variable-length fields (texts, encoded images) plug in: a field whose samples have
-/// different sizes needs its offsets (a small frame of n + 1 offsets, read first or streamed
-/// beside it) and a cursor that reads `offsets[i+1] - offsets[i]` bytes for sample i; `FieldCursor`
-/// is that one place, and `readSample` hands the bytes on (encoded JPEGs are then decoded by the
-/// caller, in the prefetch thread, from the bytes a buffer slot holds).
+/// Encoded images (a `--store jpeg` set, no features): the `image` field's two frames are read
+/// in step by `VariableCursor`, its offsets frame 8 bytes a sample and its data frame the
+/// sample's `offsets[i+1] - offsets[i]` bytes, handed to the caller as one array per sample (a
+/// buffer slot); they are decoded later, where the batch is made (the prefetch thread).
 public final class ShardStream {
     public let path: String
     public let shard: Int
@@ -32,7 +31,8 @@ public final class ShardStream {
     public private(set) var position = 0
     private let descriptor: Int32
     private let entry: ShardManifest.Shard
-    private let features: FieldCursor
+    private let features: FieldCursor?
+    private let images: VariableCursor?
     private let labels: FieldCursor?
     private let pairs: FieldCursor?
 
@@ -66,11 +66,24 @@ public final class ShardStream {
             }
         }
         do {
-            let layout = try manifest.requireFeatures(path: dataset.directory)
-            let features = try cursor("features", rowBytes: layout.elementsPerSample * layout.dtype.size)!
+            let layout = try manifest.requireInputs(path: dataset.directory)
+            if manifest.features != nil {
+                features = try cursor("features", rowBytes: layout.elementsPerSample * layout.dtype.size)!
+                images = nil
+            } else {
+                let name = ShardManifest.encodedImageField
+                let offsets = entry.frames.first { $0.section == name && $0.part == .offsets }!
+                let data = entry.frames.first { $0.section == name && $0.part == .data }!
+                do {
+                    images = try VariableCursor(descriptor: descriptor, path: path, offsets: offsets, data: data, samples: entry.sampleCount)
+                } catch {
+                    throw DataError.shardInvalid(path: path, shard: index, problem: "\(name) frames at byte \(offsets.offset): \(error.reason)")
+                }
+                features = nil
+            }
             let labels = manifest.labels == nil ? nil : try cursor("labels", rowBytes: 8)
             let pairs = try manifest.pairs.flatMap { try cursor("pairs", rowBytes: $0.elementsPerSample * 4) }
-            (self.features, self.labels, self.pairs) = (features, labels, pairs)
+            (self.labels, self.pairs) = (labels, pairs)
         } catch {
             close(descriptor)
             throw error
@@ -84,11 +97,17 @@ public final class ShardStream {
     }
 
     /// Reads the next sample's fields into the given rows (features and pairs as stored, the
-    /// label as a native Int64); a nil target skips that field. All nil: the sample is passed over.
+    /// label as a native Int64, an encoded image's bytes as one array); a nil target skips that
+    /// field. All nil: the sample is passed over.
     public func readSample(features featureRow: UnsafeMutableRawPointer?, label: UnsafeMutablePointer<Int64>?,
-                           pairs pairRow: UnsafeMutableRawPointer?) throws {
+                           pairs pairRow: UnsafeMutableRawPointer?, image: UnsafeMutablePointer<[UInt8]>? = nil) throws {
         precondition(position < sampleCount, "ShardStream: all \(sampleCount) samples of \(path) were read")
-        do { try features.read(into: featureRow) } catch { throw fail(features, error) }
+        if let features { do { try features.read(into: featureRow) } catch { throw fail(features, error) } }
+        if let images {
+            do { try images.read(into: image) } catch {
+                throw DataError.shardInvalid(path: path, shard: shard, problem: "\(ShardManifest.encodedImageField) frames: \(error.reason)")
+            }
+        }
         if let labels {
             do {
                 try labels.read(into: label.map(UnsafeMutableRawPointer.init))
@@ -108,6 +127,11 @@ public final class ShardStream {
         var crcs: [(offset: Int, bytes: Int, crc: UInt32)] = []
         for field in [features, labels, pairs].compactMap({ $0 }) {
             do { crcs.append((field.frame.offset, field.frame.bytes, try field.finish())) } catch { throw fail(field, error) }
+        }
+        if let images {
+            do { crcs += try images.finish() } catch {
+                throw DataError.shardInvalid(path: path, shard: shard, problem: "\(ShardManifest.encodedImageField) frames: \(error.reason)")
+            }
         }
         position = sampleCount
         crcs.sort { $0.offset < $1.offset }
@@ -194,4 +218,68 @@ final class FieldCursor {
 
     /// Reads the frame to its end (the last plane's cursor covers the whole frame); its crc32.
     func finish() throws(StorageError) -> UInt32 { try planes[planes.count - 1].finish() }
+}
+
+/// A variable-length field's two frames read a value at a time: the offsets frame (count + 1
+/// little-endian int64, the first 0, never decreasing) and the data frame (the values back to
+/// back), in step. The data frame's size is the last offset, which comes at the end: its
+/// header's declared content size stands in until then, and `finish` checks the two agree.
+final class VariableCursor {
+    let offsetsFrame: ShardManifest.Frame
+    let dataFrame: ShardManifest.Frame
+    private let offsets: FrameStream
+    private let data: FrameStream
+    private var last = 0
+    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+    private let samples: Int
+    private var position = 0
+
+    init(descriptor: Int32, path: String, offsets offsetsFrame: ShardManifest.Frame, data dataFrame: ShardManifest.Frame,
+         samples: Int) throws(StorageError) {
+        self.offsetsFrame = offsetsFrame
+        self.dataFrame = dataFrame
+        self.samples = samples
+        offsets = try FrameStream(descriptor: descriptor, path: path, offset: offsetsFrame.offset, bytes: offsetsFrame.bytes,
+                                  contentBytes: (samples + 1) * 8, checksumming: true)
+        let dataBytes = try FrameStream.declaredContentSize(descriptor: descriptor, path: path, offset: dataFrame.offset, bytes: dataFrame.bytes)
+        data = try FrameStream(descriptor: descriptor, path: path, offset: dataFrame.offset, bytes: dataFrame.bytes,
+                               contentBytes: dataBytes, checksumming: true)
+        guard try nextOffset() == 0 else { throw corrupt("the first offset is not 0") }
+    }
+
+    deinit { scratch.deallocate() }
+
+    private func corrupt(_ reason: String) -> StorageError { StorageError(.corrupt, call: "stream", path: offsets.path, reason: reason) }
+
+    private func nextOffset() throws(StorageError) -> Int {
+        try offsets.read(8, into: scratch)
+        return Int(Int64(littleEndian: scratch.loadUnaligned(as: Int64.self)))
+    }
+
+    /// The next value into `target` (nil: passed over).
+    func read(into target: UnsafeMutablePointer<[UInt8]>?) throws(StorageError) {
+        let next = try nextOffset()
+        // Checked before anything is allocated: offsets never decrease and stay inside the data.
+        guard next >= last, next <= data.contentBytes else {
+            throw corrupt("offset \(next) after \(last) is outside the \(data.contentBytes) bytes of data")
+        }
+        let length = next - last
+        last = next
+        position += 1
+        guard let target else { return try data.read(length, into: nil) }
+        // A raw buffer, not the array's own bytes: withUnsafeMutableBytes cannot carry a typed throw.
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, length))
+        defer { buffer.deallocate() }
+        try data.read(length, into: buffer)
+        target.pointee = Array(UnsafeBufferPointer(start: buffer, count: length))
+    }
+
+    /// Reads both frames to their ends (checksums) and checks the last offset is the data's
+    /// size; each frame's (offset, bytes, crc32 of its compressed bytes).
+    func finish() throws(StorageError) -> [(offset: Int, bytes: Int, crc: UInt32)] {
+        while position < samples { try read(into: nil) }
+        guard last == data.contentBytes else { throw corrupt("the last offset is \(last), the data holds \(data.contentBytes) bytes") }
+        let offsetsCRC = try offsets.finish(), dataCRC = try data.finish()
+        return [(offsetsFrame.offset, offsetsFrame.bytes, offsetsCRC), (dataFrame.offset, dataFrame.bytes, dataCRC)]
+    }
 }

@@ -53,9 +53,9 @@ public final class SampledBatches: BatchSequence {
 /// (train.max_steps, a stop) leaves its streams' tails unchecked.
 ///
 /// The batch maker gets each batch's samples as gathered `SampleRows` (one row per slot,
-/// keyed by global sample index), so views, labels and pairs are made as from held rows. Where
-/// encoded images would be decoded (issue 21's `--store jpeg`): here, on the bytes a buffer
-/// slot holds, when they are copied into the gathered rows (the prefetch thread runs this).
+/// keyed by global sample index), so views, labels and pairs are made as from held rows.
+/// Encoded images (`--store jpeg`) are gathered as the bytes their buffer slots hold and decoded
+/// by the batch maker (`SampleRows.withFeatureRows`), in this same call: the prefetch thread.
 public final class StreamedBatches: BatchSequence {
     public let dataset: ShardedDataset
     public let sampler: Sampler
@@ -72,7 +72,7 @@ public final class StreamedBatches: BatchSequence {
         precondition(sampler.shuffleBuffer > 0, "StreamedBatches: the sampler has no shuffle buffer")
         precondition(zip(sampler.shardRanges, dataset.manifest.shards).allSatisfy { $0.lowerBound == $1.firstSample },
                      "StreamedBatches: the sampler's shards are not the data set's files")
-        featureLayout = try dataset.manifest.requireFeatures(path: dataset.directory)
+        featureLayout = try dataset.manifest.requireInputs(path: dataset.directory)
         self.dataset = dataset
         self.sampler = sampler
         self.maker = maker
@@ -104,8 +104,10 @@ public final class StreamedBatches: BatchSequence {
         if streamsEpoch != position.epoch { try openStreams(epoch: position.epoch, skipping: position.batch) }
         let manifest = dataset.manifest
         let width = featureLayout.elementsPerSample, pairWidth = manifest.pairs?.elementsPerSample ?? 0
-        let featureBytes = width * featureLayout.dtype.size
+        let decode = manifest.encodedImages?.decode
+        let featureBytes = decode == nil ? width * featureLayout.dtype.size : 0
         let n = slots.count, k = sampler.perShard
+        var images = [[UInt8]](repeating: [], count: decode == nil ? 0 : n)
         var samples = [Int](repeating: 0, count: n)
         var labels: [Int64]? = manifest.labels == nil ? nil : [Int64](repeating: 0, count: n)
         var pairs: [Float]? = manifest.pairs == nil ? nil : [Float](repeating: 0, count: n * pairWidth)
@@ -119,7 +121,11 @@ public final class StreamedBatches: BatchSequence {
                     guard slots.contains(slot) else { return }
                     let row = slot - slots.lowerBound
                     samples[row] = first + offset
-                    (featureRows.baseAddress! + row * featureBytes).copyMemory(from: stream.features + bufferSlot * featureBytes, byteCount: featureBytes)
+                    if let encoded = stream.images {
+                        images[row] = encoded[bufferSlot]
+                    } else {
+                        (featureRows.baseAddress! + row * featureBytes).copyMemory(from: stream.features + bufferSlot * featureBytes, byteCount: featureBytes)
+                    }
                     labels?[row] = stream.labels[bufferSlot]
                     if pairs != nil {
                         pairs!.withUnsafeMutableBytes {
@@ -129,11 +135,12 @@ public final class StreamedBatches: BatchSequence {
                 }
             }
         }
-        let features: FeatureValues = featureLayout.dtype == .uint8
+        let features: FeatureValues = decode != nil ? .uint8([]) : featureLayout.dtype == .uint8
             ? .uint8(Array(UnsafeBufferPointer(start: featureRows.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n * width)))
             : .float32(Array(UnsafeBufferPointer(start: featureRows.baseAddress!.assumingMemoryBound(to: Float.self), count: n * width)))
         let rows = SampleRows(held: 0..<0, totalCount: sampler.sampleCount, featureShape: featureLayout.sampleShape, features: features,
-                              labels: labels, pairShape: manifest.pairs?.shape, pairs: pairs, gathered: samples)
+                              labels: labels, pairShape: manifest.pairs?.shape, pairs: pairs, gathered: samples,
+                              encoded: decode.map { SampleRows.Encoded(images: VariableValues(images), decode: $0) })
         maker.reading(rows).makeBatch(samples: samples, epoch: position.epoch, into: out)
         position = position.advanced(batchesPerEpoch: sampler.batchesPerEpoch)
         if position.batch == 0 { try finishStreams() }
@@ -148,6 +155,9 @@ final class ShardShuffleStream: ShuffleSource {
     let featureBytes: Int
     let pairBytes: Int
     let features: UnsafeMutableRawPointer
+    /// Encoded images: each slot one file's bytes (slots sized per sample); nil for features.
+    let images: UnsafeMutablePointer<[UInt8]>?
+    private let slots: Int
     let labels: UnsafeMutablePointer<Int64>
     let pairs: UnsafeMutableRawPointer?
 
@@ -155,8 +165,16 @@ final class ShardShuffleStream: ShuffleSource {
         stream = try ShardStream(dataset, shard: shard)
         shuffle = BufferedShuffle(count: count, used: used, capacity: capacity, seed: seed, epoch: epoch, shard: shard)
         let manifest = dataset.manifest, slots = max(1, min(capacity, used))
-        let featureLayout = try manifest.requireFeatures(path: dataset.directory)
-        featureBytes = featureLayout.elementsPerSample * featureLayout.dtype.size
+        let featureLayout = try manifest.requireInputs(path: dataset.directory)
+        let encoded = manifest.encodedImages != nil
+        featureBytes = encoded ? 0 : featureLayout.elementsPerSample * featureLayout.dtype.size
+        self.slots = slots
+        if encoded {
+            images = .allocate(capacity: slots)
+            images!.initialize(repeating: [], count: slots)
+        } else {
+            images = nil
+        }
         pairBytes = (manifest.pairs?.elementsPerSample ?? 0) * 4
         features = .allocate(byteCount: max(1, slots * featureBytes), alignment: 16)
         labels = .allocate(capacity: slots)
@@ -164,6 +182,8 @@ final class ShardShuffleStream: ShuffleSource {
     }
 
     deinit {
+        images?.deinitialize(count: slots)
+        images?.deallocate()
         features.deallocate()
         labels.deallocate()
         pairs?.deallocate()
@@ -178,11 +198,13 @@ final class ShardShuffleStream: ShuffleSource {
     func skip() throws { try stream.skipSample() }
 
     func read(into slot: Int) throws {
-        try stream.readSample(features: features + slot * featureBytes, label: labels + slot, pairs: pairs.map { $0 + slot * pairBytes })
+        try stream.readSample(features: features + slot * featureBytes, label: labels + slot, pairs: pairs.map { $0 + slot * pairBytes },
+                              image: images.map { $0 + slot })
     }
 
     func move(from: Int, to: Int) throws {
         (features + to * featureBytes).copyMemory(from: features + from * featureBytes, byteCount: featureBytes)
+        if let images { images[to] = images[from] }
         labels[to] = labels[from]
         if let pairs { (pairs + to * pairBytes).copyMemory(from: pairs + from * pairBytes, byteCount: pairBytes) }
     }

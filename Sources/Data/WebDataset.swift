@@ -1,11 +1,14 @@
 import Foundation
 
-/// How `prepare webdataset` stores each sample's image.
+/// How `prepare webdataset` and `prepare images` store each sample's image.
 public enum ImageStore: String, Sendable, CaseIterable {
-    /// The encoded file's bytes as they are (JPEG or PNG), field `image` (bytes): no decoding at
-    /// prepare time, the smallest shards. A later `pixels` store decodes each image here
-    /// (`WebDatasetSamples.storedImage`) into uint8 features instead.
+    /// The encoded file's bytes as they are (JPEG or PNG), field `image` (bytes), with the size to
+    /// decode them to recorded (`NamedField.decode`): the smallest shards; training decodes each
+    /// image on the fly, in the prefetch threads.
     case jpeg
+    /// Decoded at prepare time (`ImageDecoding.sample`) into uint8 [C, S, S] features: larger
+    /// shards, no decoding when training.
+    case pixels
 }
 
 /// One sample of a webdataset shard: the members that share a key, by extension.
@@ -71,6 +74,7 @@ public enum WebDataset {
 /// The samples read from webdataset shards, before they are written.
 public struct WebDatasetSamples: Sendable {
     public var keys: [String] = []
+    /// Each sample's image: the encoded bytes (`jpeg`), or its C x S x S decoded sample (`pixels`).
     public var images = VariableValues()
     public var captions: [String?] = []
     public var labels: [Int64?] = []
@@ -90,7 +94,11 @@ public struct WebDatasetSamples: Sendable {
     ///   - strict: stop at the first bad sample instead of counting it.
     /// - Throws: `DataError.webDatasetInvalid` for a missing, unreadable, damaged or truncated
     ///   shard (always: its samples cannot be trusted), a bad sample under `strict`.
-    public init(shards: [String], captionField: String? = nil, store: ImageStore = .jpeg, strict: Bool = false) throws {
+    ///   - decode: the decoded size: the samples of `pixels`; with `jpeg`, checked to decode (a
+    ///     file that does not is a bad sample) and recorded for training. Needed by `pixels`.
+    public init(shards: [String], captionField: String? = nil, store: ImageStore = .jpeg, decode: ImageDecodeSpec? = nil,
+                strict: Bool = false) throws {
+        precondition(store == .jpeg || decode != nil, "WebDatasetSamples: the pixels store needs a decoded size")
         for shard in shards {
             guard FileManager.default.fileExists(atPath: shard) else {
                 throw DataError.webDatasetInvalid(path: shard, problem: "not found; check the pattern (its {a..b} range) and the folder")
@@ -101,18 +109,19 @@ public struct WebDatasetSamples: Sendable {
             }
             sourceBytes += contents.count
             try contents.withUnsafeBytes { bytes in
-                try read(bytes, shard: shard, captionField: captionField, store: store, strict: strict)
+                try read(bytes, shard: shard, captionField: captionField, store: store, decode: decode, strict: strict)
             }
         }
     }
 
     /// Reads one shard held in memory (the fuzz target's entry).
-    public mutating func read(_ bytes: UnsafeRawBufferPointer, shard: String, captionField: String?, store: ImageStore, strict: Bool) throws {
+    public mutating func read(_ bytes: UnsafeRawBufferPointer, shard: String, captionField: String?, store: ImageStore,
+                              decode: ImageDecodeSpec? = nil, strict: Bool) throws {
         let members = try TarArchive.members(bytes, path: shard)
         for (group, problem) in WebDataset.groups(members) {
             do {
                 if let problem { throw DataError.webDatasetInvalid(path: shard, problem: problem) }
-                let sample = try Self.sample(group, in: bytes, shard: shard, captionField: captionField, store: store)
+                let sample = try Self.sample(group, in: bytes, shard: shard, captionField: captionField, store: store, decode: decode)
                 keys.append(group.key)
                 images.append(sample.image)
                 captions.append(sample.caption)
@@ -131,7 +140,7 @@ public struct WebDatasetSamples: Sendable {
 
     /// One group's image, caption and label, or what is wrong with it.
     static func sample(_ group: WebDatasetGroup, in bytes: UnsafeRawBufferPointer, shard: String, captionField: String?,
-                       store: ImageStore) throws -> (image: [UInt8], caption: String?, label: Int64?) {
+                       store: ImageStore, decode: ImageDecodeSpec? = nil) throws -> (image: [UInt8], caption: String?, label: Int64?) {
         func fail(_ problem: String) -> DataError { .webDatasetInvalid(path: shard, problem: problem) }
         func content(_ member: TarMember) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: bytes[member.offset ..< member.offset + member.size])
@@ -139,7 +148,8 @@ public struct WebDatasetSamples: Sendable {
         guard let imageExtension = WebDataset.imageExtensions.first(where: { group.members[$0] != nil }) else {
             throw fail("key \(group.key) has no image (.jpg, .jpeg or .png), only \(group.paths.joined(separator: ", "))")
         }
-        let image = try storedImage(content(group.members[imageExtension]!), path: group.members[imageExtension]!.path, store: store, fail)
+        let image = try storedImage(content(group.members[imageExtension]!), path: group.members[imageExtension]!.path, store: store,
+                                    decode: decode, fail)
         var label: Int64?
         if let member = group.members["cls"] {
             let text = String(decoding: content(member), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -169,15 +179,19 @@ public struct WebDatasetSamples: Sendable {
         return (image, caption, label)
     }
 
-    /// The image as the store keeps it. `jpeg` keeps the encoded bytes, checked to start as a
-    /// JPEG (FF D8 FF) or PNG file does; a `pixels` store would decode them here.
-    static func storedImage(_ bytes: UnsafeRawBufferPointer, path: String, store: ImageStore, _ fail: (String) -> DataError) throws -> [UInt8] {
+    /// The image as the store keeps it, checked to start as a JPEG (FF D8 FF) or PNG file does.
+    /// `jpeg` keeps the encoded bytes (with `decode`, once they are seen to decode, so training
+    /// never meets an image it cannot decode); `pixels` the decoded C x S x S sample.
+    static func storedImage(_ bytes: UnsafeRawBufferPointer, path: String, store: ImageStore, decode: ImageDecodeSpec? = nil,
+                            _ fail: (String) -> DataError) throws -> [UInt8] {
         let isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
         let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         guard isJPEG || isPNG else { throw fail("\(path) is neither a JPEG nor a PNG file (its first bytes)") }
-        switch store {
-        case .jpeg: return Array(bytes)
-        }
+        let encoded = Array(bytes)
+        guard let decode else { return encoded }
+        let sample: [UInt8]
+        do { sample = try decode.sample(encoded) } catch { throw fail("\(path) does not decode (\(error))") }
+        return store == .jpeg ? encoded : sample
     }
 
     /// Captions and labels must be all or nothing: a sample without one while others have it is
@@ -199,18 +213,23 @@ public struct WebDatasetSamples: Sendable {
         self.images = VariableValues(keep.map { Array(images[$0]) })
     }
 
-    /// The named fields: `image` bytes, `key` text, `caption` text when the samples have captions.
-    public var fields: [NamedField] {
-        [NamedField(name: "image", dtype: .bytes), NamedField(name: "key", dtype: .utf8)]
+    /// The named fields: `image` bytes (`jpeg`; with its `decode` size when given), `key` text,
+    /// `caption` text when the samples have captions.
+    public func fields(store: ImageStore, decode: ImageDecodeSpec?) -> [NamedField] {
+        (store == .jpeg ? [NamedField(name: ShardManifest.encodedImageField, dtype: .bytes, decode: decode)] : [])
+            + [NamedField(name: "key", dtype: .utf8)]
             + (captions.first.flatMap { $0 } == nil ? [] : [NamedField(name: "caption", dtype: .utf8)])
     }
 
-    /// All samples as one block (call `requireSameFields` first).
-    public var block: SampleBlock {
-        var values: [String: FieldValues] = ["image": .variable(images), "key": .variable(VariableValues(strings: keys))]
-        if fields.contains(where: { $0.name == "caption" }) { values["caption"] = .variable(VariableValues(strings: captions.map { $0! })) }
+    /// All samples as one block (call `requireSameFields` first): the images as the `image`
+    /// field (`jpeg`) or as uint8 features (`pixels`, each value one C x S x S sample).
+    public func block(store: ImageStore) -> SampleBlock {
+        var values: [String: FieldValues] = ["key": .variable(VariableValues(strings: keys))]
+        if store == .jpeg { values[ShardManifest.encodedImageField] = .variable(images) }
+        if captions.first.flatMap({ $0 }) != nil { values["caption"] = .variable(VariableValues(strings: captions.map { $0! })) }
         let hasLabels = labels.first.flatMap { $0 } != nil
-        return SampleBlock(count: count, features: nil, labels: hasLabels ? labels.map { $0! } : nil, fields: values)
+        return SampleBlock(count: count, features: store == .pixels ? .uint8(images.bytes) : nil,
+                           labels: hasLabels ? labels.map { $0! } : nil, fields: values)
     }
 }
 
@@ -220,28 +239,34 @@ extension DatasetPreparation {
     /// its label (.cls) when the shards have them, in tar order then shard order. A shard that
     /// is missing, damaged or truncated stops it; a bad sample (no image, a key seen twice, a
     /// non-numeric .cls, a caption that is not UTF-8) is skipped and counted (`strict` stops).
-    public static func webDataset(pattern: String, captionField: String? = nil, store: ImageStore = .jpeg, strict: Bool = false,
+    public static func webDataset(pattern: String, captionField: String? = nil, store: ImageStore = .jpeg, decode: ImageDecodeSpec? = nil,
+                                  strict: Bool = false,
                                   testFraction: (fraction: Double, seed: UInt64)? = nil, out: String, layout: ShardLayout,
                                   overwrite: Bool = false) throws -> [PrepareSummary] {
+        precondition(store == .jpeg || decode != nil, "webDataset: the pixels store needs a decoded size")
         try checkOutput(out, overwrite: overwrite)
         let shards = try BraceExpansion.expand(pattern)
-        var samples = try WebDatasetSamples(shards: shards, captionField: captionField, store: store, strict: strict)
+        var samples = try WebDatasetSamples(shards: shards, captionField: captionField, store: store, decode: decode, strict: strict)
         try samples.requireSameFields(strict: strict)
         guard samples.count > 0 else {
             throw DataError.webDatasetInvalid(path: pattern, problem: "no usable samples in \(shards.count) shard\(shards.count == 1 ? "" : "s") "
                                               + "(\(samples.badCount) bad)" + (samples.badExamples.first.map { "; the first: \($0)" } ?? ""))
         }
-        var notes = ["\(shards.count) tar shard\(shards.count == 1 ? "" : "s"); images stored as \(store.rawValue) (encoded bytes, field image)"]
+        let shape = decode.map { "\($0.channels) x \($0.size) x \($0.size)" } ?? ""
+        let stored = store == .pixels ? "pixels (uint8 [\(shape)] features)"
+            : "jpeg (encoded bytes, field image" + (decode == nil ? "; no --size: not trainable as it is)" : ", decoded to \(shape) when training)")
+        var notes = ["\(shards.count) tar shard\(shards.count == 1 ? "" : "s"); images stored as \(stored)"]
         if samples.badCount > 0 {
             let more = samples.badCount > samples.badExamples.count ? " (the first \(samples.badExamples.count) below)" : ""
             notes += ["\(samples.badCount) bad sample\(samples.badCount == 1 ? "" : "s") skipped\(more); --strict stops at the first"]
                 + samples.badExamples
         }
-        let block = samples.block, fields = samples.fields
+        let block = samples.block(store: store), fields = samples.fields(store: store, decode: decode)
+        let featureShape = store == .pixels ? decode!.layout.shape : nil
         guard let testFraction else {
             _ = try layout.ranges(sampleCount: block.count)
             return [try placing(out) { staging in
-                try writeSplit(block, fields: fields, classes: nil, to: staging, named: out, layout: layout,
+                try writeSplit(block, featureShape: featureShape, fields: fields, classes: nil, to: staging, named: out, layout: layout,
                                sourceBytes: samples.sourceBytes, notes: notes)
             }]
         }
@@ -249,7 +274,9 @@ extension DatasetPreparation {
         var isTest = [Bool](repeating: false, count: block.count)
         for row in rows { isTest[row] = true }
         let testBytes = Int((Double(samples.sourceBytes) * Double(rows.count) / Double(block.count)).rounded())
-        return try placingSplits(train: block.rows((0..<block.count).filter { !isTest[$0] }), test: block.rows(rows), fields: fields,
+        let width = featureShape?.reduce(1, *) ?? 0
+        return try placingSplits(train: block.rows((0..<block.count).filter { !isTest[$0] }, featureWidth: width),
+                                 test: block.rows(rows, featureWidth: width), featureShape: featureShape, fields: fields,
                                  classes: nil, out: out, layout: layout, sourceBytes: (samples.sourceBytes - testBytes, testBytes), notes: notes)
     }
 }

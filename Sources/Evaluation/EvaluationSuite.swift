@@ -272,7 +272,7 @@ extension Evaluation {
         case .prepared:
             let train = ShardedDataset.splits(of: path).train
             let manifest = try ShardedDataset.readManifest(directory: train)
-            let features = try manifest.requireFeatures(path: train)
+            let features = try manifest.requireInputs(path: train)
             let shape = features.sampleShape
             return ModelInputs(features: shape, image: features.dtype == .uint8 && SampleRows.isImageShape(shape),
                                pairs: manifest.pairs?.shape)

@@ -61,6 +61,31 @@ public final class FrameStream {
 
     private func corrupt(_ reason: String) -> StorageError { StorageError(.corrupt, call: "stream", path: path, reason: reason) }
 
+    /// The content size a frame's header declares (for a frame whose size the manifest does not
+    /// give, as a variable-length field's data frame): read from its first bytes, checked as
+    /// `checkHeader` checks them, and refused above 32 KiB per compressed byte (more than zstd
+    /// can expand), so a damaged header cannot make a reader expect an absurd size.
+    public static func declaredContentSize(descriptor: Int32, path: String, offset: Int, bytes: Int) throws(StorageError) -> Int {
+        func corrupt(_ reason: String) -> StorageError { StorageError(.corrupt, call: "stream", path: path, reason: reason) }
+        var head = [UInt8](repeating: 0, count: min(18, max(0, bytes)))
+        var got = 0
+        while got < head.count {
+            let r = head.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + got, $0.count - got, off_t(offset + got)) }
+            if r < 0 && errno == EINTR { continue }
+            guard r >= 0 else { throw StorageError.system("pread", path) }
+            guard r > 0 else { throw corrupt("the file ends at byte \(offset + got), inside the frame (truncated)") }
+            got += r
+        }
+        guard head.count >= 6, head.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }) == UInt32(0xFD2F_B528).littleEndian else {
+            throw corrupt("no zstd frame magic number at its byte offset")
+        }
+        let size = head.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        guard size < UInt64(Int.max), Int(size) <= bytes * 32_768 else {
+            throw corrupt("the zstd frame declares no usable content size")
+        }
+        return Int(size)
+    }
+
     /// Decoded bytes read so far (handed out or discarded).
     public var position: Int { decoded - pending.count }
 

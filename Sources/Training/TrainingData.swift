@@ -76,8 +76,14 @@ public final class TrainingData {
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
-            // A text set stops here, with what it holds, before any batch arithmetic on it.
-            let features = try manifest.requireFeatures(path: trainPath)
+            // A text set stops here, with what it holds, before any batch arithmetic on it. Encoded
+            // images (--store jpeg) are the uint8 [C, S, S] samples they decode to.
+            let features = try manifest.requireInputs(path: trainPath)
+            if manifest.encodedImages != nil && d.hold == .disk {
+                throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is disk, but the data set \(trainPath) keeps its images "
+                                  + "encoded (--store jpeg), which are held in memory or streamed; use data.hold: memory or stream, "
+                                  + "or prepare it with --store pixels")
+            }
             // data.train_limit keeps the first N samples: the shards are cut at N, and a shard
             // that starts past N is no shard of this run (its file is never opened). Every rank
             // reads the same manifest and limit, so every rank cuts the same shards.
@@ -134,8 +140,11 @@ public final class TrainingData {
         self.streamed = streamed
         maker = try Self.maker(config: config, rows: train, seed: seed)
         if let streamed {
-            let m = streamed.manifest, features = try m.requireFeatures(path: streamed.directory)
-            let sampleBytes = features.elementsPerSample * features.dtype.size + (m.labels == nil ? 0 : 8) + (m.pairs?.elementsPerSample ?? 0) * 4
+            let m = streamed.manifest, features = try m.requireInputs(path: streamed.directory)
+            // Encoded images: a slot holds one file's bytes, about the data frame's share per sample.
+            let imageBytes = m.encodedImages == nil ? features.elementsPerSample * features.dtype.size
+                : m.shards.reduce(0) { $0 + $1.bytes } / max(1, m.sampleCount)
+            let sampleBytes = imageBytes + (m.labels == nil ? 0 : 8) + (m.pairs?.elementsPerSample ?? 0) * 4
             let slots = min(d.shuffleBuffer, sampler.usedPerShard)
             notes.append("samples streamed from the \(shards.count) shard file(s) in order every epoch through shuffle buffers of "
                          + "\(slots) samples each (data.hold: stream, data.shuffle_buffer \(d.shuffleBuffer)): "
@@ -178,7 +187,8 @@ public final class TrainingData {
     static func streamedRows(_ manifest: ShardManifest, features: FieldLayout, first: Int, total: Int) -> SampleRows {
         SampleRows(held: first..<first, totalCount: total, featureShape: features.sampleShape,
                    features: features.dtype == .uint8 ? .uint8([]) : .float32([]),
-                   labels: manifest.labels == nil ? nil : [], pairShape: manifest.pairs?.shape, pairs: manifest.pairs == nil ? nil : [])
+                   labels: manifest.labels == nil ? nil : [], pairShape: manifest.pairs?.shape, pairs: manifest.pairs == nil ? nil : [],
+                   encoded: manifest.encodedImages?.decode.map { SampleRows.Encoded(images: VariableValues(), decode: $0) })
     }
 
     /// This rank's batches from `start` on, made in order by the loop or the prefetch thread.

@@ -188,6 +188,11 @@ struct PrepareImages: ParsableCommand {
         reducing) so its shorter side is S and the centre S x S cropped (--fit pad: the longer side S, centred \
         on black), stored channel-major (CHW).
 
+        --store jpeg keeps each file's bytes as they are in the field image instead, with the size, channels and \
+        fit recorded in the manifest: training decodes them on the fly (in the prefetch threads) to the same \
+        samples. Every file is still decoded here once, so a file that does not decode is skipped (or stops \
+        --strict) now, not in training.
+
         A file that is not a readable JPEG or PNG is skipped and counted, the first \(ImagePreparation.namedSkips) \
         named; --strict stops at the first. The output is the same bytes for any --threads and any number of \
         ranks: under `mpirun -np P` each rank decodes a contiguous block of the sorted file list, rank 0 gathers \
@@ -201,6 +206,8 @@ struct PrepareImages: ParsableCommand {
     @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma).") var channels: Int = 3
     @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black (0).")
     var fit: DecodedImage.Fit = .crop
+    @Option(help: "pixels: decoded uint8 [C, S, S] features; jpeg: each file's bytes as they are (field image), decoded when training.")
+    var store: ImageStore = .pixels
     @Option(help: "CSV of filename,label for a flat folder (filenames relative to DIR).") var labels: String?
     @Option(help: ArgumentHelp("Hold out this fraction of the decoded images as the test split, drawn at random with --split-seed "
                                + "(as prepare npy draws rows); each split keeps file order. E.g. 0.2."))
@@ -227,7 +234,7 @@ struct PrepareImages: ParsableCommand {
 
     func run() throws {
         let test: ImageTestSplit? = testFraction.map { .fraction($0, seed: splitSeed ?? 0) } ?? testDir.map { .directory($0, labels: testLabels) }
-        let options = ImagePreparationOptions(size: size, channels: channels, fit: fit, labels: labels, test: test, strict: strict,
+        let options = ImagePreparationOptions(size: size, channels: channels, fit: fit, store: store, labels: labels, test: test, strict: strict,
                                               threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                               layout: shardOptions.layout, overwrite: overwrite)
         try runOnRanks { communicator in
@@ -401,15 +408,22 @@ struct PrepareWebDataset: ParsableCommand {
         --caption-field). Samples keep tar order, then shard order.
 
         --store jpeg keeps each image's encoded bytes (JPEG or PNG as they are) in the field image, beside the \
-        fields key and caption and the labels. A sample without an image, a key that comes back after other keys, \
+        fields key and caption and the labels; with --size S the size, channels and fit are recorded so training \
+        decodes them on the fly (each image is decoded once here: one that does not decode is a bad sample). \
+        --store pixels --size S decodes them here into uint8 [C, S, S] features (as prepare images does: PIL's \
+        BILINEAR resize, centre crop or pad). A sample without an image, a key that comes back after other keys, \
         two members of one key with the same extension, a .cls that is not an integer or a caption that is not \
         UTF-8 is skipped and counted, the first few named; --strict stops at the first. A shard that is missing \
         or ends mid-member stops the command, naming it.
         """)
     @Argument(help: "The shards: a path with {000000..000099} ranges or {a,b} lists.") var pattern: String
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
-    @Option(help: "How to store each image: jpeg (the encoded bytes as they are, JPEG or PNG). (default: jpeg)")
+    @Option(help: "How to store each image: jpeg (the encoded bytes as they are, JPEG or PNG) or pixels (decoded, needs --size).")
     var store: ImageStore = .jpeg
+    @Option(help: "S: images decode to S x S (needed by --store pixels; with jpeg, recorded so the set trains).") var size: Int?
+    @Option(help: "3 (RGB) or 1 (gray: PIL's \"L\" luma); with --size. (default: 3)") var channels: Int?
+    @Option(help: "crop: shorter side to S, centre S x S; pad: longer side to S, centred on black; with --size. (default: crop)")
+    var fit: DecodedImage.Fit?
     @Option(help: "Take the caption from this field of each sample's .json member instead of its .txt.") var captionField: String?
     @Flag(help: "Stop at the first bad sample, naming it, instead of skipping and counting bad samples.") var strict = false
     @OptionGroup var heldOut: HeldOutOptions
@@ -417,11 +431,19 @@ struct PrepareWebDataset: ParsableCommand {
     var overwrite = false
     @OptionGroup var shardOptions: ShardOptions
 
-    func validate() throws { try heldOut.validate(testFile: nil) }
+    func validate() throws {
+        try heldOut.validate(testFile: nil)
+        if store == .pixels && size == nil { throw ValidationError("--store pixels decodes every image to S x S: add --size S (e.g. --size 64)") }
+        if let size, size <= 0 { throw ValidationError("--size must be positive (the side of the square samples, e.g. 32), got \(size)") }
+        if let channels, channels != 1 && channels != 3 { throw ValidationError("--channels must be 3 (RGB) or 1 (gray), got \(channels)") }
+        if size == nil && (channels != nil || fit != nil) { throw ValidationError("--channels and --fit say how images decode to --size S: add --size") }
+    }
 
     func run() throws {
         try reportingErrors {
-            let summaries = try DatasetPreparation.webDataset(pattern: pattern, captionField: captionField, store: store, strict: strict,
+            let decode = size.map { ImageDecodeSpec(size: $0, channels: channels ?? 3, fit: fit ?? .crop) }
+            let summaries = try DatasetPreparation.webDataset(pattern: pattern, captionField: captionField, store: store, decode: decode,
+                                                              strict: strict,
                                                               testFraction: heldOut.testFraction.map { ($0, heldOut.splitSeed ?? 0) },
                                                               out: out, layout: shardOptions.layout, overwrite: overwrite)
             for summary in summaries {

@@ -196,6 +196,54 @@ import Testing
         }
     }
 
+    /// Encoded images stream: `ShardStream` reads the `image` field's offsets and data frames in
+    /// step, each sample's bytes (of any length, empty too) exactly as `readShard` gives them, skips
+    /// some, checks both frames and the file at `finish`; an offset past the data is named.
+    @Test func encodedImageFieldStreamsValueByValue() throws {
+        try withTemporaryDirectory { directory in
+            let values = (0..<57).map { i in (0..<((i * 131) % 900)).map { UInt8(truncatingIfNeeded: $0 * 31 + i) } }
+            let block = SampleBlock(count: values.count, features: nil, labels: (0..<57).map { Int64($0) },
+                                    fields: ["image": .variable(VariableValues(values))])
+            try ShardedDatasetWriter.write(block, featureShape: nil,
+                                           fields: [NamedField(name: "image", dtype: .bytes, decode: ImageDecodeSpec(size: 8, channels: 3, fit: .crop))],
+                                           to: directory, layout: .count(2))
+            let dataset = try ShardedDataset(directory: directory)
+            #expect(try dataset.manifest.requireInputs(path: directory) == FieldLayout(dtype: .uint8, shape: [3, 8, 8]))
+            var read: [[UInt8]] = [], labels: [Int64] = []
+            for shard in 0..<2 {
+                let stream = try ShardStream(dataset, shard: shard)
+                for i in 0..<stream.sampleCount {
+                    if i % 5 == 3 { try stream.skipSample(); read.append([]); labels.append(-1); continue }
+                    var image: [UInt8] = [0xEE], label: Int64 = 0
+                    try stream.readSample(features: nil, label: &label, pairs: nil, image: &image)
+                    read.append(image)
+                    labels.append(label)
+                }
+                try stream.finish()
+            }
+            let firstCount = dataset.manifest.shards[0].sampleCount
+            for (index, value) in values.enumerated() where (index < firstCount ? index : index - firstCount) % 5 != 3 {
+                #expect(read[index] == value && labels[index] == Int64(index), "sample \(index)")
+            }
+
+            // A damaged data frame is named as the image field's, with the shard.
+            let frame = dataset.manifest.shards[1].frames.first { $0.section == "image" && $0.part == .data }!
+            let path = dataset.shardPath(1)
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[frame.offset + frame.bytes / 2] ^= 0x5A
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            #expect {
+                let stream = try ShardStream(dataset, shard: 1)
+                var image: [UInt8] = []
+                for _ in 0..<stream.sampleCount { try stream.readSample(features: nil, label: nil, pairs: nil, image: &image) }
+                try stream.finish()
+            } throws: { error in
+                guard case DataError.shardInvalid(let named, 1, let problem) = error else { return false }
+                return named == path && problem.contains("image frames")
+            }
+        }
+    }
+
     /// The crc32 of the whole file is checked too: a manifest whose crc32 is not the file's
     /// (frames intact, so only that check can tell) stops the stream when the epoch ends.
     @Test func crcOfTheWholeFileIsChecked() throws {
