@@ -239,13 +239,11 @@ public struct ImagePreparation: Sendable {
                                           + "point --test-dir at a folder of JPEG or PNG files")
         }
         if case .fraction(let fraction, let seed) = options.test {
-            let rows = try DatasetPreparation.testRows(sampleCount: trainSplit.count, fraction: fraction, seed: seed)
-            var isTest = [Bool](repeating: false, count: trainSplit.count)
-            for row in rows { isTest[row] = true }
+            let split = try DatasetPreparation.testSplit(sampleCount: trainSplit.count, fraction: fraction, seed: seed)
             let all = trainSplit
-            func pick(_ keep: Bool) -> Split {
+            func pick(_ rows: [Int]) -> Split {
                 var result = Split(features: [], labels: all.labels == nil ? nil : [], count: 0, sourceBytes: 0, skipped: [], kept: [])
-                for row in 0..<all.count where isTest[row] == keep {
+                for row in rows {
                     result.features += all.features[(row * sampleBytes) ..< ((row + 1) * sampleBytes)]
                     if let labels = all.labels { result.labels?.append(labels[row]) }
                     result.kept.append(all.kept[row])
@@ -255,8 +253,8 @@ public struct ImagePreparation: Sendable {
                 result.sourceBytes = Int((Double(all.sourceBytes) * Double(result.count) / Double(all.count)).rounded())
                 return result
             }
-            trainSplit = pick(false)
-            testSplit = pick(true)
+            trainSplit = pick(split.train)
+            testSplit = pick(split.test)
             trainSplit.skipped = all.skipped
         }
         var notes: [String] = []

@@ -43,13 +43,11 @@ extension DatasetPreparation {
         var held: NPYSamples
         switch test {
         case .fraction(let fraction, let seed):
-            let testRows = try testRows(sampleCount: all.count, fraction: fraction, seed: seed)
-            var isTest = [Bool](repeating: false, count: all.count)
-            for row in testRows { isTest[row] = true }
-            train = all.rows((0..<all.count).filter { !isTest[$0] })
-            held = all.rows(testRows)
+            let split = try testSplit(sampleCount: all.count, fraction: fraction, seed: seed)
+            train = all.rows(split.train)
+            held = all.rows(split.test)
             held.notes = []   // the training split's summary has them
-            rows = testRows
+            rows = split.test
         case .files(let testFeatures, let testLabels, let testPairs):
             train = all
             held = try NPYSamples(features: testFeatures, labels: testLabels, pairs: testPairs, split: "test ")
@@ -89,6 +87,15 @@ extension DatasetPreparation {
         var random = RandomStream(seed: seed, stream: RandomStream.id(.testSplit))
         for i in 0..<testCount { order.swapAt(i, i + random.nextInt(below: sampleCount - i)) }
         return order[..<testCount].sorted()
+    }
+
+    /// `testRows` and the rows it leaves for training, both ascending: the split every
+    /// `prepare --test-fraction` makes.
+    public static func testSplit(sampleCount: Int, fraction: Double, seed: UInt64) throws -> (train: [Int], test: [Int]) {
+        let test = try testRows(sampleCount: sampleCount, fraction: fraction, seed: seed)
+        var isTest = [Bool](repeating: false, count: sampleCount)
+        for row in test { isTest[row] = true }
+        return ((0..<sampleCount).filter { !isTest[$0] }, test)
     }
 
     /// Rows of `width` values: the first NaN or infinity is an error naming its row and column.

@@ -90,11 +90,9 @@ extension DatasetPreparation {
         let train: SampleBlock, held: SampleBlock, trainBytes: Int, testBytes: Int
         switch test {
         case .fraction(let fraction, let seed):
-            let rows = try testRows(sampleCount: samples.count, fraction: fraction, seed: seed)
-            var isTest = [Bool](repeating: false, count: samples.count)
-            for row in rows { isTest[row] = true }
-            train = samples.rows((0..<samples.count).filter { !isTest[$0] })
-            held = samples.rows(rows)
+            let split = try testSplit(sampleCount: samples.count, fraction: fraction, seed: seed)
+            train = samples.rows(split.train)
+            held = samples.rows(split.test)
             testBytes = Int((Double(sourceBytes) * Double(held.count) / Double(samples.count)).rounded())
             trainBytes = sourceBytes - testBytes
         case .file(let testPath):

@@ -270,13 +270,11 @@ extension DatasetPreparation {
                                sourceBytes: samples.sourceBytes, notes: notes)
             }]
         }
-        let rows = try testRows(sampleCount: block.count, fraction: testFraction.fraction, seed: testFraction.seed)
-        var isTest = [Bool](repeating: false, count: block.count)
-        for row in rows { isTest[row] = true }
-        let testBytes = Int((Double(samples.sourceBytes) * Double(rows.count) / Double(block.count)).rounded())
+        let split = try testSplit(sampleCount: block.count, fraction: testFraction.fraction, seed: testFraction.seed)
+        let testBytes = Int((Double(samples.sourceBytes) * Double(split.test.count) / Double(block.count)).rounded())
         let width = featureShape?.reduce(1, *) ?? 0
-        return try placingSplits(train: block.rows((0..<block.count).filter { !isTest[$0] }, featureWidth: width),
-                                 test: block.rows(rows, featureWidth: width), featureShape: featureShape, fields: fields,
+        return try placingSplits(train: block.rows(split.train, featureWidth: width),
+                                 test: block.rows(split.test, featureWidth: width), featureShape: featureShape, fields: fields,
                                  classes: nil, out: out, layout: layout, sourceBytes: (samples.sourceBytes - testBytes, testBytes), notes: notes)
     }
 }
