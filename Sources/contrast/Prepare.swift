@@ -77,6 +77,9 @@ struct PrepareFashionMNIST: ParsableCommand {
     var pairs: PairSpec.Kind?
     @Option(help: "Width of the pair vectors. (default: 64)") var pairWidth: Int?
     @Option(help: "Seed of the pair projection and augmentation. (default: 0)") var pairSeed: UInt64?
+    @Flag(help: ArgumentHelp("Also write a caption per image (field caption: its class name and attributes read off its "
+                             + "pixels, e.g. \"a photo of a dark patterned coat.\"), for image-text training (docs/data-format.md)."))
+    var captions = false
 
     func validate() throws {
         if pairs == nil && (pairWidth != nil || pairSeed != nil) {
@@ -89,7 +92,7 @@ struct PrepareFashionMNIST: ParsableCommand {
         try reportingErrors {
             let spec = pairs.map { PairSpec(kind: $0, width: pairWidth ?? 64, seed: pairSeed ?? 0) }
             for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, layout: shardOptions.layout,
-                                                               limit: limit, pairs: spec, overwrite: overwrite) {
+                                                               limit: limit, pairs: spec, captions: captions, overwrite: overwrite) {
                 report(summary, source: "the raw IDX .gz files")
                 try verify(summary.directory)
             }
