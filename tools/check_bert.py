@@ -8,8 +8,8 @@
       Tokenizes the lines of TEXTS with BertTokenizerFast.from_pretrained(DIR) (padding and truncation to
       the directory's max length), writes OUT/ids.npy, OUT/mask.npy, OUT/types.npy, OUT/hidden.npy
       (BertModel) and OUT/sentence.npy (SentenceTransformer(DIR).encode of the same lines, N x R).
-  check_bert.py save-random DIR VOCAB_SIZE HIDDEN LAYERS HEADS FFN MAX_POSITION [MODEL_TYPE]
-      Saves a randomly initialised BertModel (or, with MODEL_TYPE gpt2, a GPT-2 model) with save_pretrained.
+  check_bert.py save-random DIR VOCAB_SIZE HIDDEN LAYERS HEADS FFN MAX_POSITION
+      Saves a randomly initialised BertModel (LayerNorms moved off 1 and 0) with save_pretrained.
 """
 import json
 import os
@@ -56,20 +56,15 @@ def main():
     elif command == "save-random":
         directory = sys.argv[2]
         vocab, hidden, layers, heads, ffn, positions = map(int, sys.argv[3:9])
-        kind = sys.argv[9] if len(sys.argv) > 9 else "bert"
-        if kind == "bert":
-            from transformers import BertConfig, BertModel
-            config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                                intermediate_size=ffn, max_position_embeddings=positions)
-            model = BertModel(config)
-            # Norms off 1 and 0, so a LayerNorm loaded into the wrong place shows.
-            with torch.no_grad():
-                for name, parameter in model.named_parameters():
-                    if "LayerNorm" in name:
-                        parameter.add_(0.1 * torch.randn_like(parameter))
-        else:
-            from transformers import GPT2Config, GPT2Model
-            model = GPT2Model(GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=positions))
+        from transformers import BertConfig, BertModel
+        config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                            intermediate_size=ffn, max_position_embeddings=positions)
+        model = BertModel(config)
+        # Norms off 1 and 0, so a LayerNorm loaded into the wrong place shows.
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "LayerNorm" in name:
+                    parameter.add_(0.1 * torch.randn_like(parameter))
         model.save_pretrained(directory)
     else:
         sys.exit(f"unknown command {command}")

@@ -208,7 +208,17 @@ extension TrainingConfig {
     /// --synthetic-images` makes them until a data set can hold them), nil for feature vectors;
     /// `features` what they are instead, for the message (e.g. "float32 [784]").
     /// (Pairs and labels the objective needs are checked where the batches are made.)
-    public func validateModel(imageShape: [Int]?, features: String = "") throws {
+    /// `featureWidth`, when given, is the values a sample holds (the bert encoder reads 3 x max_length: ids, mask, types).
+    public func validateModel(imageShape: [Int]?, features: String = "", featureWidth: Int? = nil) throws {
+        if model.encoder == .bert {
+            let width = 3 * model.bert.maxLength
+            guard imageShape == nil, featureWidth.map({ $0 == width }) ?? true else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is bert, whose samples are 3 x model.bert.max_length "
+                                  + "= \(width) values (token ids, attention mask, token types), but the features are "
+                                  + (features.isEmpty ? "images" : features),
+                                  hint: "give tokenized text of max_length \(model.bert.maxLength) (docs/text.md), or another encoder")
+            }
+        }
         if model.encoder == .cnn {
             guard let imageShape, imageShape.count == 2 || imageShape.count == 3 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are "

@@ -7,30 +7,6 @@ import TestSupport
 @testable import NN
 @testable import Tensor
 
-/// Why transformers and sentence-transformers cannot be run here, or nil when they can. The skip reason
-/// carries the marker launch/test.sh counts.
-let transformersUnavailable: String? = {
-    guard FileManager.default.isExecutableFile(atPath: verifyPython.path) else {
-        return "python-verify: skipped: \(verifyPython.path) does not exist (launch/verify-python.sh makes it; or set CONTRAST_VERIFY_PYTHON)"
-    }
-    guard let outcome = try? runProcess(verifyPython, ["-c", "import transformers, sentence_transformers, safetensors, numpy"], timeout: 300),
-          outcome.status == 0 else {
-        return "python-verify: skipped: \(verifyPython.path) cannot import transformers, sentence_transformers and safetensors "
-            + "(pip install -r tools/verify-requirements.txt)"
-    }
-    return nil
-}()
-
-/// Runs tools/check_bert.py; the test fails with its output when it does.
-func checkBert(_ arguments: [String]) throws -> String {
-    let outcome = try runProcess(verifyPython, [repositoryRoot.appendingPathComponent("tools/check_bert.py").path] + arguments, timeout: 600)
-    guard outcome.status == 0 else {
-        Issue.record("tools/check_bert.py \(arguments.first ?? "") failed: \(outcome.output) \(outcome.error)")
-        throw CancellationError()
-    }
-    return outcome.output
-}
-
 /// The BERT encoder against transformers: BertModel with our weights computes our hidden states; the
 /// exported directory loads in BertModel, BertTokenizerFast and SentenceTransformer and gives our h.
 @Suite(.serialized) struct BertHuggingFaceTests {
@@ -58,32 +34,6 @@ func checkBert(_ arguments: [String]) throws -> String {
         var random = RandomStream(seed: 4, stream: 0)
         for i in 0..<model.arena.count { model.arena.parameters[i] += 0.05 * random.nextNormal() }
         return TrainedModel(config: config, model: model, inputs: ModelInputs(features: [3, 12], image: false), source: "a test BERT")
-    }
-
-    /// Rows of `ids`, `mask`, `types` (each N x T).
-    static func rows(_ ids: [Int64], _ mask: [Int64], _ types: [Int64], tokens: Int) -> [Float] {
-        (0..<(ids.count / tokens)).flatMap { n in
-            let range = (n * tokens)..<((n + 1) * tokens)
-            return BERT.row(ids: ids[range].map { Int($0) }, mask: mask[range].map { Int($0) }, types: types[range].map { Int($0) })
-        }
-    }
-
-    /// The last hidden states (N x T x D) and h (N x R) of our encoder.
-    static func ours(_ model: ContrastiveModel, rows: [Float], count: Int) -> (hidden: [Float], h: [Float]) {
-        let layers = model.encoder.layers
-        let stack = Sequential(Array(layers.prefix { !($0 is MaskedTokenPool) }))
-        let hidden = rows.withUnsafeBufferPointer { x in
-            Array(UnsafeBufferPointer(start: stack.forward(x.baseAddress!, batch: count), count: count * stack.outputWidth))
-        }
-        var h = [Float](repeating: 0, count: count * model.representationWidth)
-        model.representations(of: rows, count: count, into: &h)
-        return (hidden, h)
-    }
-
-    /// max |a - b| / max |b|.
-    static func relative(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count, "\(a.count) vs \(b.count) values")
-        return zip(a, b).map { abs($0 - $1) }.max()! / b.map(abs).max()!
     }
 
     func npy(_ url: URL) throws -> NPYArray { try NPYArray(path: url.path) }
@@ -161,9 +111,9 @@ func checkBert(_ arguments: [String]) throws -> String {
         }
         _ = try checkBert(["run", directory.path] + ["ids", "mask", "types"].map { folder.appendingPathComponent("\($0).npy").path } + [folder.path])
         let theirs = try npy(folder.appendingPathComponent("hidden.npy")).float32Values()
-        let (hidden, h) = Self.ours(trained.model, rows: Self.rows(ids, mask, types, tokens: t), count: n)
+        let (hidden, h) = bertOutputs(trained.model, rows: bertRows(ids, mask, types, tokens: t), count: n)
         let d = 32
-        #expect(Self.relative(hidden, theirs) <= 1e-5, "last_hidden_state differs by \(Self.relative(hidden, theirs)) relative")
+        #expect(relativeDifference(hidden, theirs) <= 1e-5, "last_hidden_state differs by \(relativeDifference(hidden, theirs)) relative")
         var pooled = [Float](repeating: 0, count: n * d)
         for s in 0..<n {
             let real = (0..<t).filter { mask[s * t + $0] != 0 }
@@ -171,8 +121,8 @@ func checkBert(_ arguments: [String]) throws -> String {
                 pooled[s * d + c] = pool == .cls ? theirs[s * t * d + c] : real.map { theirs[(s * t + $0) * d + c] }.reduce(0, +) / Float(real.count)
             }
         }
-        #expect(Self.relative(h, pooled) <= 1e-5, "pooled h differs by \(Self.relative(h, pooled)) relative")
-        print("python-verify: BertModel \(pool): hidden \(Self.relative(hidden, theirs)), pooled \(Self.relative(h, pooled)) relative")
+        #expect(relativeDifference(h, pooled) <= 1e-5, "pooled h differs by \(relativeDifference(h, pooled)) relative")
+        print("python-verify: BertModel \(pool): hidden \(relativeDifference(hidden, theirs)), pooled \(relativeDifference(h, pooled)) relative")
     }
 
     /// Item 3: the exported directory loads in BertTokenizerFast, BertModel and SentenceTransformer; on the
@@ -198,11 +148,11 @@ func checkBert(_ arguments: [String]) throws -> String {
         #expect(ids.count == 5 * 12, "BertTokenizerFast did not pad to max_length 12: \(ids.count) ids")
         #expect(ids[0] == 2 && ids.contains(1), "ids start with [CLS] (2) and the unknown 'zebra' is [UNK] (1): \(ids)")
         #expect(mask[24..<36].allSatisfy { $0 == 1 }, "the long third line is truncated to 12 real tokens: \(mask)")
-        let (hidden, h) = Self.ours(trained.model, rows: Self.rows(ids, mask, types, tokens: 12), count: 5)
+        let (hidden, h) = bertOutputs(trained.model, rows: bertRows(ids, mask, types, tokens: 12), count: 5)
         let theirHidden = try npy(folder.appendingPathComponent("hidden.npy")).float32Values()
         let sentence = try npy(folder.appendingPathComponent("sentence.npy")).float32Values()
-        #expect(Self.relative(hidden, theirHidden) <= 1e-5, "BertModel: \(Self.relative(hidden, theirHidden)) relative")
-        #expect(Self.relative(h, sentence) <= 1e-5, "SentenceTransformer: \(Self.relative(h, sentence)) relative")
-        print("python-verify: SentenceTransformer \(pool) \(representation): \(Self.relative(h, sentence)) relative")
+        #expect(relativeDifference(hidden, theirHidden) <= 1e-5, "BertModel: \(relativeDifference(hidden, theirHidden)) relative")
+        #expect(relativeDifference(h, sentence) <= 1e-5, "SentenceTransformer: \(relativeDifference(h, sentence)) relative")
+        print("python-verify: SentenceTransformer \(pool) \(representation): \(relativeDifference(h, sentence)) relative")
     }
 }
