@@ -4,6 +4,8 @@
   check_bert.py run DIR IDS MASK TYPES OUT
       Loads DIR with transformers.BertModel.from_pretrained (eval mode: no dropout) and writes, for the
       int64 [N, T] ids, mask and token types in IDS, MASK, TYPES, OUT/hidden.npy (last_hidden_state, N x T x D).
+  check_bert.py sentence DIR IDS MASK TYPES OUT
+      As run, and OUT/sentence.npy: SentenceTransformer(DIR)'s sentence_embedding of the same ids (N x R).
   check_bert.py texts DIR TEXTS OUT
       Tokenizes the lines of TEXTS with BertTokenizerFast.from_pretrained(DIR) (padding and truncation to
       the directory's max length), writes OUT/ids.npy, OUT/mask.npy, OUT/types.npy, OUT/hidden.npy
@@ -34,6 +36,16 @@ def main():
     if command == "run":
         directory, ids, mask, types, out = sys.argv[2:7]
         run(directory, np.load(ids), np.load(mask), np.load(types), out)
+    elif command == "sentence":
+        from sentence_transformers import SentenceTransformer
+        directory, ids, mask, types, out = sys.argv[2:7]
+        ids, mask, types = np.load(ids), np.load(mask), np.load(types)
+        run(directory, ids, mask, types, out)
+        model = SentenceTransformer(directory, device="cpu").eval()
+        with torch.no_grad():
+            features = model({"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                              "token_type_ids": torch.from_numpy(types)})
+        np.save(os.path.join(out, "sentence.npy"), features["sentence_embedding"].numpy().astype(np.float32))
     elif command == "texts":
         from transformers import BertTokenizerFast
         from sentence_transformers import SentenceTransformer
