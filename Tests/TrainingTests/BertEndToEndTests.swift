@@ -67,6 +67,14 @@ import TestSupport
         #expect(other.status != 0 && other.error.contains("\(path("gpt2"))/config.json has model_type 'gpt2', not 'bert'"), "\(other.error)")
         #expect(!FileManager.default.fileExists(atPath: path("run3")), "the refused run made its directory")
 
+        // The other formats: safetensors under contrast's names with the shape in the metadata; ONNX refused, naming hf.
+        let file = try contrast(["export", "--checkpoint", run, "--out", path("bert.safetensors")])
+        let header = try Safetensors.readHeader(try Data(contentsOf: URL(fileURLWithPath: path("bert.safetensors"))), path: "bert.safetensors")
+        #expect(header.entry("encoder.layer.1.attn.qkv.weight")?.shape == [96, 32] && header.metadata["encoder_kind"] == "bert"
+                && header.metadata["max_length"] == "\(t)", "\(file.output) \(header.metadata)")
+        let onnx = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "onnx", "--out", path("bert.onnx")])
+        #expect(onnx.status != 0 && onnx.error.contains("use --format hf"), "\(onnx.error)")
+
         let order = try #require(try NPYArray(path: path("order.npy")).int64Values())
         var ids: [Int64] = [], mask: [Int64] = [], types: [Int64] = []
         for sample in order.map(Int.init) {
