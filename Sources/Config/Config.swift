@@ -143,9 +143,12 @@ public struct DataSection: Codable, Sendable, Equatable {
     public var spillDir: String = ""
     /// `hold: stream`: samples each shard's shuffle buffer holds (M). Smaller: less memory, a less random order.
     public var shuffleBuffer: Int = 1024
+    /// A WordPiece vocabulary, one token a line (BERT's vocab.txt): the text encoder's vocabulary (model.bert.vocab_size
+    /// 0 counts its lines), copied into a Hugging Face export.
+    public var vocab: String = ""
 
     enum CodingKeys: String, CodingKey {
-        case dataset, path, augment, hold
+        case dataset, path, augment, hold, vocab
         case spillDir = "spill_dir"
         case shuffleBuffer = "shuffle_buffer"
         case labeledFraction = "labeled_fraction"
@@ -291,6 +294,8 @@ public enum EncoderKind: String, Codable, Sendable, CaseIterable {
     case vit
     /// ResNet-style network (`model.resnet`: stem, stages of basic or bottleneck blocks, GroupNorm) on uint8 [H, W] images.
     case resnet
+    /// BERT text encoder (`model.bert`: embeddings, post-LN Transformer layers, mean or [CLS] pooling) on token ids (docs/text.md).
+    case bert
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -334,6 +339,8 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var vit: ViTSection = ViTSection()
     /// encoder resnet: the ResNet's shape (pooling: pool_cells and pool_stages).
     public var resnet: ResNetSection = ResNetSection()
+    /// encoder bert: the text encoder's shape, length, pooling and dropout.
+    public var bert: BertSection = BertSection()
     /// Dropout rate in training, in [0, 1) (0 = off): after each hidden layer of an mlp encoder; in every vit
     /// block on the attention's output, the MLP's hidden layer and its output. Masks are keyed by
     /// (seed, step, layer, sample), so runs stay reproducible at any rank count.
@@ -345,7 +352,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var dropPath: Float = 0
 
     enum CodingKeys: String, CodingKey {
-        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, resnet, dropout
+        case encoder, hidden, representation, projection, activation, channels, adapter, decoder, vit, resnet, bert, dropout
         case dropPath = "drop_path"
         case attentionDropout = "attention_dropout"
         case pairHidden = "pair_hidden"
@@ -419,6 +426,76 @@ public struct ViTSection: Codable, Sendable, Equatable {
         let base = preset.shape ?? (0, 0, 0, 0, 0)
         func pick(_ own: Int, _ preset: Int) -> Int { own != 0 ? own : preset }
         return (pick(patch, base.patch), pick(dim, base.dim), pick(depth, base.depth), pick(heads, base.heads), pick(mlpRatio, base.mlpRatio))
+    }
+}
+
+/// A named BERT shape (`model.bert.preset`): (layers, width, heads, ffn).
+public enum BertPreset: String, Codable, Sendable, CaseIterable {
+    /// No preset: every shape key of `model.bert` is given.
+    case none
+    /// 2 layers, width 128, 2 heads, MLP 512 (BERT-Tiny of Turc et al. 2019).
+    case tiny
+    /// 4 layers, width 256, 4 heads, MLP 1024 (BERT-Mini).
+    case mini
+    /// 4 layers, width 512, 8 heads, MLP 2048 (BERT-Small).
+    case small
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+
+    /// (layers, width, heads, ffn); nil for `none`.
+    public var shape: (layers: Int, width: Int, heads: Int, ffn: Int)? {
+        switch self {
+        case .none: nil
+        case .tiny: (2, 128, 2, 512)
+        case .mini: (4, 256, 4, 1024)
+        case .small: (4, 512, 8, 2048)
+        }
+    }
+}
+
+/// `model.bert`: the BERT text encoder, a preset with any of its shape keys overridden (0 = the preset's value).
+public struct BertSection: Codable, Sendable, Equatable {
+    /// A named shape the other keys start from.
+    public var preset: BertPreset = .tiny
+    /// Transformer layers; 0 = the preset's.
+    public var layers: Int = 0
+    /// Hidden width D; 0 = the preset's.
+    public var width: Int = 0
+    /// Attention heads (must divide width); 0 = the preset's.
+    public var heads: Int = 0
+    /// The MLP's (intermediate) width; 0 = the preset's.
+    public var ffn: Int = 0
+    /// Tokens a text is padded or truncated to, [CLS] and [SEP] included (at most max_position).
+    public var maxLength: Int = 128
+    /// Rows of the position table (BertModel's max_position_embeddings).
+    public var maxPosition: Int = 512
+    /// Rows of the word table; 0 = the lines of data.vocab.
+    public var vocabSize: Int = 0
+    /// mean: the mean of the real (unpadded) tokens' last states; cls: the [CLS] token's.
+    public var pooling: TokenPoolKind = .mean
+    /// BERT's hidden_dropout_prob in training, in [0, 1): after the embeddings and each layer's attention and MLP outputs.
+    public var dropout: Float = 0.1
+    /// BERT's attention_probs_dropout_prob in training, in [0, 1).
+    public var attentionDropout: Float = 0.1
+    /// Attention in query and key tiles of this many tokens with a streaming softmax; 0 = plain.
+    public var attentionTile: Int = 0
+
+    enum CodingKeys: String, CodingKey {
+        case preset, layers, width, heads, ffn, pooling, dropout
+        case maxLength = "max_length"
+        case maxPosition = "max_position"
+        case vocabSize = "vocab_size"
+        case attentionDropout = "attention_dropout"
+        case attentionTile = "attention_tile"
+    }
+
+    public init() {}
+
+    /// The shape in effect: each key that is not 0, else the preset's value (0 where neither gives one).
+    public var resolved: (layers: Int, width: Int, heads: Int, ffn: Int) {
+        let base = preset.shape ?? (0, 0, 0, 0)
+        func pick(_ own: Int, _ preset: Int) -> Int { own != 0 ? own : preset }
+        return (pick(layers, base.layers), pick(width, base.width), pick(heads, base.heads), pick(ffn, base.ffn))
     }
 }
 

@@ -178,6 +178,17 @@ private struct ConfigTree {
             return String(key.dropFirst("views.".count).prefix { $0 != "[" && $0 != "." })
         }
         config.views = config.views.resolvingPreset(given: Set(givenViews))
+        // The text encoder's word table has a row per vocabulary line; the resolved size is what config.yaml
+        // keeps, so a trained model rebuilds without the file.
+        if config.model.encoder == .bert && config.model.bert.vocabSize == 0 && !config.data.vocab.isEmpty {
+            guard let text = try? String(contentsOfFile: config.data.vocab, encoding: .utf8) else {
+                throw ConfigError(key: "data.vocab", problem: "config key 'data.vocab' is \(config.data.vocab), which cannot be read",
+                                  location: location(of: "data.vocab"),
+                                  hint: "give the path of a vocab.txt (one token a line), or set model.bert.vocab_size")
+            }
+            config.model.bert.vocabSize = text.split(separator: "\n", omittingEmptySubsequences: false).count
+                - (text.hasSuffix("\n") ? 1 : 0)
+        }
         do {
             try config.validate()
         } catch var error as ConfigError {

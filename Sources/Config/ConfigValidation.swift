@@ -64,10 +64,10 @@ extension TrainingConfig {
         if model.encoder == .cnn || model.encoder == .resnet {
             try check(model.representation >= 0, "model.representation",
                       "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
-        } else if model.encoder == .vit {
+        } else if model.encoder == .vit || model.encoder == .bert {
             try check(model.representation >= 0, "model.representation",
                       "must be 0 (h is the pooled token) or a width of at least 1", model.representation)
-            try validateViT()
+            if model.encoder == .vit { try validateViT() } else { try validateBert() }
         } else {
             try check(model.representation >= 1, "model.representation", "must be at least 1", model.representation)
         }
@@ -78,6 +78,12 @@ extension TrainingConfig {
         try check(model.attentionDropout >= 0 && model.attentionDropout < 1, "model.attention_dropout", "must be in [0, 1) (0 = off)",
                   model.attentionDropout)
         // A rate the encoder has no place for would be silently ignored.
+        if model.encoder == .bert {
+            for (key, value) in [("dropout", model.dropout), ("attention_dropout", model.attentionDropout), ("drop_path", model.dropPath)] {
+                try check(value == 0, "model.\(key)", "does not apply to the bert encoder; set model.bert.dropout and "
+                          + "model.bert.attention_dropout (BERT's hidden and attention dropout) instead", value)
+            }
+        }
         try check(model.attentionDropout == 0 || model.encoder == .vit, "model.attention_dropout",
                   "applies to the vit encoder only (attention probabilities); for \(model.encoder.rawValue) use "
                   + (model.encoder == .mlp ? "model.dropout" : "model.drop_path"), model.attentionDropout)
@@ -202,7 +208,17 @@ extension TrainingConfig {
     /// --synthetic-images` makes them until a data set can hold them), nil for feature vectors;
     /// `features` what they are instead, for the message (e.g. "float32 [784]").
     /// (Pairs and labels the objective needs are checked where the batches are made.)
-    public func validateModel(imageShape: [Int]?, features: String = "") throws {
+    /// `featureWidth`, when given, is the values a sample holds (the bert encoder reads 3 x max_length: ids, mask, types).
+    public func validateModel(imageShape: [Int]?, features: String = "", featureWidth: Int? = nil) throws {
+        if model.encoder == .bert {
+            let width = 3 * model.bert.maxLength
+            guard imageShape == nil, featureWidth.map({ $0 == width }) ?? true else {
+                throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is bert, whose samples are 3 x model.bert.max_length "
+                                  + "= \(width) values (token ids, attention mask, token types), but the features are "
+                                  + (features.isEmpty ? "images" : features),
+                                  hint: "give tokenized text of max_length \(model.bert.maxLength) (docs/text.md), or another encoder")
+            }
+        }
         if model.encoder == .cnn {
             guard let imageShape, imageShape.count == 2 || imageShape.count == 3 else {
                 throw ConfigError(key: "model.encoder", problem: "config key 'model.encoder' is cnn, but the features are "
@@ -279,6 +295,38 @@ extension TrainingConfig {
                               + "model.vit.dim \(shape.dim)", hint: "use a divisor of \(shape.dim) (each head is dim / heads wide)")
         }
         try check(vit.attentionTile >= 0, "model.vit.attention_tile", "must be 0 (plain attention) or a tile size of at least 1", vit.attentionTile)
+    }
+
+    /// The BERT encoder's keys (encoder bert; called by `validate`): a value for every shape key from the key or
+    /// the preset, heads dividing width, max_length within max_position, a vocabulary size, rates in [0, 1).
+    func validateBert() throws {
+        let bert = model.bert, shape = bert.resolved
+        let keys: [(String, Int, Int)] = [("layers", bert.layers, shape.layers), ("width", bert.width, shape.width),
+                                          ("heads", bert.heads, shape.heads), ("ffn", bert.ffn, shape.ffn)]
+        for (name, own, resolved) in keys {
+            try check(own >= 0, "model.bert.\(name)", "must be 0 (the preset's value) or positive", own)
+            guard resolved > 0 else {
+                throw ConfigError(key: "model.bert.\(name)", problem: "config key 'model.bert.\(name)' is not set and model.bert.preset is none",
+                                  hint: "set model.bert.\(name), or a preset (\(BertPreset.allCases.filter { $0 != .none }.map(\.rawValue).joined(separator: ", ")))")
+            }
+        }
+        guard shape.width % shape.heads == 0 else {
+            throw ConfigError(key: "model.bert.heads", problem: "config key 'model.bert.heads' is \(shape.heads), which does not divide the width "
+                              + "\(shape.width)", hint: "use a divisor of \(shape.width) (each head is width / heads wide)")
+        }
+        try check(bert.maxPosition >= 1, "model.bert.max_position", "must be at least 1", bert.maxPosition)
+        try check(bert.maxLength >= 2 && bert.maxLength <= bert.maxPosition, "model.bert.max_length",
+                  "must be between 2 ([CLS] and [SEP]) and model.bert.max_position (\(bert.maxPosition))", bert.maxLength)
+        try check(bert.vocabSize >= 0, "model.bert.vocab_size", "must be 0 (the lines of data.vocab) or positive", bert.vocabSize)
+        guard bert.vocabSize > 0 else {
+            throw ConfigError(key: "model.bert.vocab_size", problem: "config key 'model.bert.vocab_size' is 0 and data.vocab is not set",
+                              hint: "set data.vocab to a vocab.txt (one token a line), or model.bert.vocab_size")
+        }
+        try check(bert.dropout >= 0 && bert.dropout < 1, "model.bert.dropout", "must be in [0, 1) (0 = off)", bert.dropout)
+        try check(bert.attentionDropout >= 0 && bert.attentionDropout < 1, "model.bert.attention_dropout", "must be in [0, 1) (0 = off)",
+                  bert.attentionDropout)
+        try check(bert.attentionTile >= 0, "model.bert.attention_tile", "must be 0 (plain attention) or a tile size of at least 1",
+                  bert.attentionTile)
     }
 
     /// The ResNet's keys (encoder resnet; called by `validate`): stages from the key or the preset, each

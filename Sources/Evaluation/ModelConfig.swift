@@ -21,6 +21,7 @@ extension ContrastiveModel {
                                                                                                dropout: section.dropout, attentionDropout: section.attentionDropout,
                                                                                                dropPath: section.dropPath) : nil,
                   resnet: section.encoder == .resnet ? Self.resnet(section, imageShape: imageShape ?? []) : nil,
+                  text: section.encoder == .bert ? Self.bert(section.bert) : nil,
                   learnableTemperature: learnableTemperature, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil, dropout: section.dropout, dropPath: section.dropPath)
     }
@@ -51,6 +52,17 @@ extension ContrastiveModel {
                                        pool: section.pool == .cls ? .classToken : .mean,
                                        attention: section.attentionTile > 0 ? .tiled(section.attentionTile) : .plain,
                                        dropout: dropout, attentionDropout: attentionDropout, dropPath: dropPath)
+    }
+
+    /// The BERT encoder of `model.bert` (validated: a shape for every key, heads dividing width, a vocabulary size);
+    /// its rows are 3 x max_length wide (`BERT.Shape.inputWidth`).
+    public static func bert(_ section: BertSection) -> BERT.Shape {
+        let shape = section.resolved
+        return BERT.Shape(layers: shape.layers, width: shape.width, heads: shape.heads, feedForward: shape.ffn, tokens: section.maxLength,
+                          vocabularySize: section.vocabSize, maximumPositions: section.maxPosition,
+                          pool: section.pooling == .cls ? .classToken : .mean,
+                          attention: section.attentionTile > 0 ? .tiled(section.attentionTile) : .plain,
+                          dropout: section.dropout, attentionDropout: section.attentionDropout)
     }
 
     /// (channels, height, width) of [height, width] (one channel) or [channels, height, width].

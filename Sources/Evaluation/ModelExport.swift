@@ -22,7 +22,9 @@ import NN
 /// keys of tools/vit.py's module, with its shape in the metadata. The ResNet (`model.encoder: resnet`) keeps
 /// contrast's names too, torchvision's (`encoder.conv1.weight`, `encoder.layer2.0.conv1.weight`, ...; GroupNorm
 /// as `norm1` where torchvision has `bn1`, the skip's 1x1 convolution as `projection`), tools/resnet.py's keys. A residual adapter (`model.adapter`) is written as `adapter.down.*` and `adapter.up.*`:
-/// h' = h + up(relu(down(h))).
+/// h' = h + up(relu(down(h))). The BERT encoder (`model.encoder: bert`) keeps contrast's names too
+/// (`encoder.embeddings.word_embeddings.weight`, `encoder.layer.0.attn.qkv.weight`, ...); `--format hf` writes it
+/// under BertModel's (docs/text.md).
 public enum ModelExport {
     /// How much of the model to write.
     public enum Part: String, Sendable, CaseIterable {
@@ -64,7 +66,7 @@ public enum ModelExport {
         func named(_ name: String) -> Tower {
             Tower(name: name, layers: [], parameters: model.arena.slices.filter { $0.name.hasPrefix(name + ".") })
         }
-        let ownNames = convolutionStem(model) != nil || patchEmbedding(model) != nil
+        let ownNames = convolutionStem(model) != nil || patchEmbedding(model) != nil || HuggingFaceBert.Parts(model) != nil
         var towers = [ownNames ? named("encoder") : try tower("encoder", model.encoder)]
         if model.adapter != nil { towers.append(named("adapter")) }
         if part == .model { towers.append(try tower("projection", model.head)) }
@@ -156,6 +158,22 @@ public enum ModelExport {
                 ("pool", pool.mode.rawValue),
                 ("encoder_fc", layers.last is Linear ? "true" : "false"),
                 ("norm_eps", String(finalNorm.epsilon)),
+            ]
+        } else if let bert = HuggingFaceBert.Parts(model) {
+            // The shape; BertModel's own names are `contrast export --format hf`'s (docs/text.md).
+            let e = bert.embeddings, first = bert.blocks.first
+            metadata += [
+                ("encoder_kind", "bert"),
+                ("layers", String(bert.blocks.count)),
+                ("width", String(e.width)),
+                ("heads", String(first?.attention.heads ?? 1)),
+                ("ffn", String(first?.expand.outputWidth ?? 0)),
+                ("max_length", String(e.tokens)),
+                ("max_position", String(e.maximumPositions)),
+                ("vocab_size", String(e.vocabularySize)),
+                ("pool", bert.pool.mode.rawValue),
+                ("encoder_fc", bert.fc == nil ? "false" : "true"),
+                ("norm_eps", String(first?.norm1.epsilon ?? 1e-12)),
             ]
         } else {
             metadata.append(("encoder_kind", "mlp"))

@@ -35,6 +35,10 @@ public enum ONNXExport {
     /// - Throws: for a layer the graph cannot express (none of `ContrastiveModel`'s encoders).
     public static func file(_ trained: TrainedModel, part: ModelExport.Part) throws -> Data {
         let model = trained.model
+        if HuggingFaceBert.Parts(model) != nil {
+            throw ONNXGraph.Unsupported(description: "cannot export a BERT encoder to ONNX in contrast's exporter; use --format hf (a Hugging Face "
+                              + "directory, which transformers and optimum export to ONNX) or --format safetensors")
+        }
         var graph = ONNXGraph(model: model, names: try ModelExport.exportedNames(model, part: part))
         var h = try graph.lower(model.encoder, inputName)
         if let adapter = model.adapter { h = try graph.lower(adapter, h) }

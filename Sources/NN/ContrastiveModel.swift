@@ -49,17 +49,17 @@ public final class ContrastiveModel {
     /// `dropout`: after each hidden layer of the MLP encoders; `dropPath`: stochastic depth of the CNN's blocks.
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
-                transformer: VisionTransformer.Shape? = nil, resnet: ResNet.Shape? = nil,
+                transformer: VisionTransformer.Shape? = nil, resnet: ResNet.Shape? = nil, text: BERT.Shape? = nil,
                 learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil,
                 dropout: Float = 0, dropPath: Float = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
-        precondition([convolution != nil, transformer != nil, resnet != nil].filter { $0 }.count <= 1,
-                     "one encoder: a CNN, a Vision Transformer or a ResNet")
+        precondition([convolution != nil, transformer != nil, resnet != nil, text != nil].filter { $0 }.count <= 1,
+                     "one encoder: a CNN, a Vision Transformer, a ResNet or BERT")
         // A CNN (ViT) with representation 0 has no Linear after pooling: h is the pooled maps (token).
         let fcWidth = representation
         let representation = representation > 0 ? representation
             : convolution.map { CNN.pooledWidth(channels: $0.channels, poolCells: $0.poolCells, poolStages: $0.poolStages) }
-            ?? transformer?.dim ?? resnet?.pooledWidth ?? representation
+            ?? transformer?.dim ?? resnet?.pooledWidth ?? text?.width ?? representation
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
         self.representationWidth = representation
@@ -109,6 +109,12 @@ public final class ContrastiveModel {
             makeAdapter()
             let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
             (encoder, head) = (vit, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
+        } else if let text {
+            precondition(text.inputWidth == inputWidth, "the BERT encoder's rows of 3 x \(text.tokens) values are not \(inputWidth) wide")
+            let bert = BERT.make(text, representation: fcWidth, key: dropoutKey, name: "encoder", arena: arena)
+            makeAdapter()
+            let projectionMLP = MLP.make(widths: [representation] + projection, activation: activation, name: "projection", arena: arena)
+            (encoder, head) = (bert, Sequential([projectionMLP, L2Normalize(width: projection.last!)]))
         } else {
             (encoder, head) = tower(inputWidth, hidden, "")
         }
@@ -240,6 +246,7 @@ public final class ContrastiveModel {
         case let multiScale as MultiScalePool: return [multiScale.stage, multiScale.inner].compactMap { lowestParameterOffset($0) }.min()
         case let patches as PatchEmbedding: return min(patches.weight.offset, patches.bias.offset)
         case let positions as PositionEmbedding: return min(positions.positions.offset, positions.classToken?.offset ?? .max)
+        case let embeddings as BertEmbeddings: return embeddings.words.offset
         case let block as TransformerBlock:
             return ([block.norm1, block.norm2] + block.linears as [Layer]).compactMap { lowestParameterOffset($0) }.min()
         case let perToken as PerToken: return lowestParameterOffset(perToken.inner)

@@ -53,6 +53,14 @@ public final class Linear: Layer {
         }
     }
 
+    /// BERT's (and GPT-2's) initialisation: W ~ N(0, std^2), b = 0, from stream (seed, initialisation, `stream`).
+    public func initialiseNormal(seed: UInt64, stream: UInt64, standardDeviation: Float) {
+        var random = RandomStream(seed: seed, stream: RandomStream.id(.initialisation, stream))
+        let w = arena.parameters(weight)
+        for i in 0..<weight.count { w[i] = standardDeviation * random.nextNormal() }
+        if let bias { arena.parameters(bias).update(repeating: 0, count: bias.count) }
+    }
+
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         savedInput = input
         let y = output.pointer(count: batch * outputWidth)

@@ -92,6 +92,7 @@ extension Sequential {
             case let block as ResidualBlock: stream = block.initialise(seed: seed, firstStream: stream)
             case let patches as PatchEmbedding: patches.initialise(seed: seed, stream: stream); stream += 1
             case let positions as PositionEmbedding: positions.initialise(seed: seed, stream: stream); stream += 1
+            case let embeddings as BertEmbeddings: embeddings.initialise(seed: seed, stream: stream); stream += 1
             case let block as TransformerBlock: stream = block.initialise(seed: seed, firstStream: stream)
             case let perToken as PerToken: stream = Sequential([perToken.inner]).initialise(seed: seed, firstStream: stream)
             case let multiScale as MultiScalePool: stream = Sequential([multiScale.stage, multiScale.inner]).initialise(seed: seed, firstStream: stream)

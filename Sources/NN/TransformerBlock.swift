@@ -8,7 +8,7 @@ import Tensor
 ///
 /// Regularisation (training only, from the model's `DropoutKey`; off by default): dropout of rate
 /// `dropout` on the attention's output projection and after the MLP's GELU and fc2 (timm's proj_drop,
-/// drop1, drop2; BERT's hidden dropout), then drop-path of rate `dropPath` on each residual branch:
+/// drop1, drop2; BERT's hidden dropout is the first and last only: `hiddenDropout` 0), then drop-path of rate `dropPath` on each residual branch:
 /// u = x + DP(attention branch), y = u + DP(MLP branch). `attentionDropout` drops attention
 /// probabilities (`SelfAttention`).
 ///
@@ -50,8 +50,8 @@ public final class TransformerBlock: Layer {
     }
 
     public init(tokens: Int, width: Int, heads: Int, mlpWidth: Int, placement: NormPlacement = .pre,
-                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, dropout: Float = 0, attentionDropout: Float = 0,
-                dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
+                attention mode: SelfAttention.Mode = .plain, epsilon: Float = 1e-5, dropout: Float = 0, hiddenDropout: Float? = nil,
+                attentionDropout: Float = 0, dropPath: Float = 0, key: DropoutKey = DropoutKey(), name: String, arena: ParameterArena) {
         self.tokens = tokens
         self.width = width
         self.placement = placement
@@ -65,7 +65,7 @@ public final class TransformerBlock: Layer {
         contract = Linear(inputDimensions: mlpWidth, outputDimensions: width, name: "\(name).mlp.fc2", arena: arena)
         // They see B rows of T tokens: a mask is drawn per sample, whatever the token count.
         projectionDropout = Dropout(width: tokens * width, probability: dropout, key: key)
-        hiddenDropout = Dropout(width: tokens * mlpWidth, probability: dropout, key: key)
+        self.hiddenDropout = Dropout(width: tokens * mlpWidth, probability: hiddenDropout ?? dropout, key: key)
         feedForwardDropout = Dropout(width: tokens * width, probability: dropout, key: key)
         attentionDropPath = DropPath(width: tokens * width, probability: dropPath, key: key)
         feedForwardDropPath = DropPath(width: tokens * width, probability: dropPath, key: key)
@@ -74,12 +74,22 @@ public final class TransformerBlock: Layer {
     /// The block's Linear layers in forward order.
     public var linears: [Linear] { [queryKeyValue, projection, expand, contract] }
 
-    /// Linears get PyTorch's default draws from streams `firstStream`, ... (qkv, proj, fc1, fc2); norms 1 and 0.
-    /// Returns the next unused stream.
+    /// The standard deviation of BERT's initialisation (`BertPreTrainedModel._init_weights`: weights
+    /// N(0, std^2), biases 0); nil: PyTorch's default, as timm's ViT here.
+    public var initialStandardDeviation: Float?
+
+    /// Linears get PyTorch's default draws (or BERT's, `initialStandardDeviation`) from streams `firstStream`, ...
+    /// (qkv, proj, fc1, fc2); norms 1 and 0. Returns the next unused stream.
     public func initialise(seed: UInt64, firstStream: UInt64) -> UInt64 {
         norm1.initialise()
         norm2.initialise()
-        for (i, linear) in linears.enumerated() { linear.initialise(seed: seed, stream: firstStream + UInt64(i)) }
+        for (i, linear) in linears.enumerated() {
+            if let deviation = initialStandardDeviation {
+                linear.initialiseNormal(seed: seed, stream: firstStream + UInt64(i), standardDeviation: deviation)
+            } else {
+                linear.initialise(seed: seed, stream: firstStream + UInt64(i))
+            }
+        }
         return firstStream + UInt64(linears.count)
     }
 

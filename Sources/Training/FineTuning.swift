@@ -31,8 +31,8 @@ extension ContrastiveModel {
 /// The pretrained parameters `init_from` names, read and checked against the new model on rank 0
 /// before the run directory exists, then copied in and broadcast once the model is built.
 struct PretrainedEncoder {
-    /// The loaded pretrain (rank 0 only).
-    let source: TrainedModel?
+    /// The values to copy by parameter name (rank 0 only).
+    let parameters: [String: [Float]]
     /// Names of the parameters copied, in arena order.
     let names: [String]
     /// For the log: what was loaded from where.
@@ -42,11 +42,11 @@ struct PretrainedEncoder {
     /// every copied parameter under the same name and shape. Collective; throws on every rank.
     static func prepare(_ config: TrainingConfig, target: () throws -> ContrastiveModel, communicator: Communicator) throws -> PretrainedEncoder {
         var failure = "", summary = ""
-        var source: TrainedModel? = nil
+        var parameters: [String: [Float]] = [:]
         var names: [String] = []
         if communicator.isRoot {
             do {
-                (source, names, summary) = try load(config, target: try target())
+                (parameters, names, summary) = try load(config, target: try target())
             } catch {
                 failure = "\(error)"
             }
@@ -58,14 +58,28 @@ struct PretrainedEncoder {
             throw communicator.size > 1 ? SameOnEveryRank(error) : error
         }
         summary = try communicator.broadcast(summary)
-        return PretrainedEncoder(source: source, names: names, summary: summary)
+        return PretrainedEncoder(parameters: parameters, names: names, summary: summary)
     }
 
-    static func load(_ config: TrainingConfig, target: ContrastiveModel) throws -> (TrainedModel, [String], String) {
+    static func load(_ config: TrainingConfig, target: ContrastiveModel) throws -> ([String: [Float]], [String], String) {
         let path = config.initFrom
         guard FileManager.default.fileExists(atPath: path) else {
             throw RunDirectory.Failure(description: "init_from: \(path) does not exist; give the run directory (or a checkpoint directory) "
                                    + "of the pretraining run, e.g. runs/fmnist-simclr after contrast train --config configs/fmnist-simclr.yaml")
+        }
+        if HuggingFaceBert.isModelDirectory(path) {
+            guard !config.initHead else {
+                throw RunDirectory.Failure(description: "init_from: \(path) is a Hugging Face model directory, which has no projection head; "
+                                           + "set init_head=false")
+            }
+            let parameters = try HuggingFaceBert.encoderParameters(from: path, for: target)
+            let names = target.arena.slices.map(\.name).filter { parameters[$0] != nil }
+            let count = parameters.values.reduce(0) { $0 + $1.count }
+            let fresh = target.arena.slices.filter { $0.name.hasPrefix("encoder.") && parameters[$0.name] == nil }.map(\.name)
+            let summary = "init_from: \(count) parameters (\(names.count) tensors: BERT encoder) from the Hugging Face directory \(path)"
+                + (fresh.isEmpty ? "" : " (\(fresh.joined(separator: ", ")) freshly initialised: BertModel has no such tensor)")
+                + "; a fresh optimizer state"
+            return (parameters, names, summary)
         }
         let pretrained: TrainedModel
         do { pretrained = try TrainedModel.load(path) } catch {
@@ -87,16 +101,19 @@ struct PretrainedEncoder {
         let count = wanted.reduce(0) { $0 + $1.count }
         let summary = "init_from: \(count) parameters (\(wanted.count) tensors: \(config.initHead ? "encoder and projection head" : "encoder")) "
             + "from \(pretrained.source); a fresh optimizer state"
-        return (pretrained, wanted.map(\.name), summary)
+        let arena = pretrained.model.arena
+        let parameters = Dictionary(uniqueKeysWithValues: wanted.map { slice in
+            (slice.name, Array(UnsafeBufferPointer(start: arena.parameters(arena.slice(named: slice.name)!), count: slice.count)))
+        })
+        return (parameters, wanted.map(\.name), summary)
     }
 
     /// Copies the parameters into `model` on rank 0 and broadcasts the arena so every rank starts alike. Collective.
     func apply(to model: ContrastiveModel, communicator: Communicator) throws {
-        if let source {
-            for name in names {
-                let from = source.model.arena.slice(named: name)!, to = model.arena.slice(named: name)!
-                model.arena.parameters(to).update(from: source.model.arena.parameters(from), count: to.count)
-            }
+        for name in names {
+            let to = model.arena.slice(named: name)!, values = parameters[name]!
+            precondition(values.count == to.count, "init_from: \(name) has \(values.count) values, not \(to.count)")
+            model.arena.parameters(to).update(from: values, count: to.count)
         }
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data), bytes: model.arena.count * 4, root: 0)
     }

@@ -134,7 +134,7 @@ public final class TrainingData {
         if let test { try Self.checkLabels(test, split: "test", path: path) }
         // Checked here, before the run directory exists, so the corrected run starts cleanly.
         try config.validateModel(imageShape: train.isImage ? train.featureShape : nil,
-                                 features: "\(train.features.dtype) \(train.featureShape)")
+                                 features: "\(train.features.dtype) \(train.featureShape)", featureWidth: train.featureShape.reduce(1, *))
         self.rank = rank
         self.worldSize = worldSize
         self.streamed = streamed

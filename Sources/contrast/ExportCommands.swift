@@ -22,8 +22,10 @@ enum SplitArgument: String, ExpressibleByArgument {
 /// `contrast export`: a trained model as a file other frameworks load (docs/export.md).
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a trained model as safetensors (parameters named for torch.nn modules) or ONNX (the graph with its parameters; docs/export.md).",
+        abstract: "Write a trained model as safetensors (parameters named for torch.nn modules), ONNX (the graph with its parameters; docs/export.md) or a Hugging Face BERT directory (docs/text.md).",
         discussion: """
+            hf (model.encoder bert): --out is a directory that transformers.BertModel and sentence_transformers.SentenceTransformer load: \
+            config.json, model.safetensors, vocab.txt, tokenizer and sentence-transformers files; SentenceTransformer gives the representation h.
             ONNX: opset \(ONNXExport.opset), input 'input' float32 [N, I] (MLP) or [N, C, H, W] (CNN, ResNet, ViT; pixels as byte / 255), \
             outputs 'representation' [N, R] and, with --what model, 'embedding' [N, E] (L2-normalised), N dynamic. \
             The pair tower of a two-tower model is in the safetensors file only.
@@ -31,18 +33,30 @@ struct Export: ParsableCommand {
 
     @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
-    @Option(help: "File format: 'safetensors' (parameters) or 'onnx' (graph and parameters, for onnxruntime).") var format = "safetensors"
-    @Option(help: "Output file.") var out: String
-    @Option(help: "'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z).")
-    var what: ModelExport.Part = .model
+    @Option(help: "File format: 'safetensors' (parameters), 'onnx' (graph and parameters, for onnxruntime) or 'hf' (a Hugging Face BERT directory).")
+    var format = "safetensors"
+    @Option(help: "Output file (--format hf: a directory).") var out: String
+    @Option(help: ArgumentHelp("'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z; the default). "
+            + "--format hf writes the encoder only."))
+    var what: ModelExport.Part?
+    @Option(help: "--format hf: the vocab.txt to copy (default: the config's data.vocab).") var vocab: String?
+    @Option(help: "--format hf: the tokenizer's do_lower_case (true for an uncased vocabulary).") var lowercase = true
     @Option(help: ArgumentHelp("Only for a model saved without its input shape (by an older contrast) whose data set has moved: "
             + "the data set it was trained on (a folder `contrast prepare` wrote, or Fashion-MNIST's IDX folder)."))
     var data: String?
 
     func validate() throws {
-        guard format == "safetensors" || format == "onnx" else {
+        guard format == "safetensors" || format == "onnx" || format == "hf" else {
             throw ValidationError("--format \(format) is not supported; use 'safetensors' (parameters, for PyTorch: "
-                                  + "tools/load_safetensors.py) or 'onnx' (graph and parameters, for onnxruntime); see docs/export.md")
+                                  + "tools/load_safetensors.py), 'onnx' (graph and parameters, for onnxruntime) or 'hf' (a Hugging Face "
+                                  + "BERT directory); see docs/export.md")
+        }
+        if format == "hf" && what == .model {
+            throw ValidationError("--format hf writes the BERT encoder (the representation h), not the projection head; "
+                                  + "leave out --what or pass --what encoder")
+        }
+        if format != "hf" && (vocab != nil) {
+            throw ValidationError("--vocab applies to --format hf only; leave it out")
         }
     }
 
@@ -50,6 +64,11 @@ struct Export: ParsableCommand {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             let trained = try TrainedModel.load(checkpoint, data: data)
+            let what = self.what ?? .model
+            if format == "hf" {
+                say(try HuggingFaceBert.write(trained, to: URL(fileURLWithPath: out), vocabulary: vocab, lowercase: lowercase))
+                return
+            }
             if format == "onnx" {
                 let file = try ONNXExport.file(trained, part: what)
                 try AtomicFile.write(file, to: URL(fileURLWithPath: out))

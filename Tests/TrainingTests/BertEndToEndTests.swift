@@ -1,0 +1,96 @@
+import Data
+import Foundation
+import Testing
+import TestSupport
+@testable import Config
+@testable import Evaluation
+@testable import NN
+@testable import Tensor
+
+/// Through the binary: a BERT trained two steps by `contrast train` on token rows (ids, mask, types) prepared
+/// as feature vectors with identity views (two dropout views of each text: SimCSE), exported by
+/// `contrast export --format hf`; SentenceTransformer on that directory gives what `contrast embed` writes.
+@Suite(.serialized) struct BertEndToEndTests {
+    @Test(.enabled(if: transformersUnavailable == nil, "\(transformersUnavailable ?? "")"))
+    func sentenceTransformersEqualsContrastEmbed() throws {
+        print("python-verify: ran BERT end to end")
+        let folder = temporaryDirectory("bert-e2e")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = { folder.appendingPathComponent($0).path }
+        func contrast(_ arguments: [String]) throws -> ProcessOutcome {
+            let outcome = try runContrast(ranks: 1, arguments)
+            #expect(outcome.status == 0, "contrast \(arguments.prefix(2).joined(separator: " ")): \(outcome.error.suffix(1500))")
+            return outcome
+        }
+        let tokens = HuggingFaceBert.specialTokens + (0..<35).map { "w\($0)" }
+        try (tokens.joined(separator: "\n") + "\n").write(toFile: path("vocab.txt"), atomically: true, encoding: .utf8)
+        // 96 texts of 3 to 8 tokens: [CLS] words [SEP], padded with [PAD] (0) to 8; labels = the sample's index, so
+        // the labels `contrast embed` writes give the order of its rows.
+        let (n, t) = (96, 8)
+        var random = RandomStream(seed: 3, stream: 0)
+        var rows: [Float] = []
+        for _ in 0..<n {
+            let real = 3 + random.nextInt(below: t - 2)
+            let ids = (0..<t).map { i in i == 0 ? 2 : i == real - 1 ? 3 : i < real ? 5 + random.nextInt(below: tokens.count - 5) : 0 }
+            rows += BERT.row(ids: ids, mask: (0..<t).map { $0 < real ? 1 : 0 })
+        }
+        try NPYArray.encode(float32: rows, shape: [n, 3 * t]).write(to: URL(fileURLWithPath: path("x.npy")))
+        try NPYArray.encode(int64: (0..<n).map(Int64.init), shape: [n]).write(to: URL(fileURLWithPath: path("y.npy")))
+        for split in ["train", "test"] {
+            _ = try contrast(["prepare", "npy", "--features", path("x.npy"), "--labels", path("y.npy"), "--out", path("set/\(split)"), "--shards", "2"])
+        }
+        let run = path("run")
+        let settings = ["data.dataset=prepared", "data.path=\(path("set"))", "data.vocab=\(path("vocab.txt"))",
+            "data.batch_per_rank=32", "data.train_limit=0", "data.test_limit=0", "train.max_steps=2", "eval.knn_every_epochs=0",
+            "data.augment=features", "feature_views.scale=[1,1]", "feature_views.dropout=0", "feature_views.noise=0",
+            "model.encoder=bert", "model.bert.preset=none", "model.bert.layers=2", "model.bert.width=32", "model.bert.heads=4",
+            "model.bert.ffn=64", "model.bert.max_length=\(t)", "model.bert.max_position=16", "model.representation=0",
+        ]
+        func train(_ directory: String, _ more: [String] = []) throws -> ProcessOutcome {
+            try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml"] + (["run_dir=\(directory)"] + settings + more).flatMap { ["--set", $0] })
+        }
+        let trained = try train(run)
+        #expect(trained.status == 0, "\(trained.error.suffix(1500))")
+        let embedded = try contrast(["embed", "--checkpoint", run, "--out", path("h.npy"), "--labels-out", path("order.npy")])
+        let exported = try contrast(["export", "--checkpoint", run, "--format", "hf", "--out", path("hf")])
+        #expect(exported.output.contains("BertModel (2 layers, width 32, vocabulary \(tokens.count), max_length \(t))"), "\(exported.output)")
+        let refused = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "hf", "--what", "model", "--out", path("hf2")])
+        #expect(refused.status != 0 && refused.error.contains("leave out --what or pass --what encoder"), "\(refused.error)")
+
+        // init_from the exported directory continues from its weights; a directory of another architecture is refused.
+        let continued = try train(path("run2"), ["init_from=\(path("hf"))", "train.max_steps=1"])
+        #expect(continued.status == 0 && (continued.output + continued.error).contains("from the Hugging Face directory \(path("hf"))"),
+                "\(continued.output.suffix(1500)) \(continued.error.suffix(1500))")
+        try FileManager.default.createDirectory(atPath: path("gpt2"), withIntermediateDirectories: true)
+        try #"{"model_type": "gpt2"}"#.write(toFile: path("gpt2/config.json"), atomically: true, encoding: .utf8)
+        let other = try train(path("run3"), ["init_from=\(path("gpt2"))"])
+        #expect(other.status != 0 && other.error.contains("\(path("gpt2"))/config.json has model_type 'gpt2', not 'bert'"), "\(other.error)")
+        #expect(!FileManager.default.fileExists(atPath: path("run3")), "the refused run made its directory")
+
+        // The other formats: safetensors under contrast's names with the shape in the metadata; ONNX refused, naming hf.
+        let file = try contrast(["export", "--checkpoint", run, "--out", path("bert.safetensors")])
+        let header = try Safetensors.readHeader(try Data(contentsOf: URL(fileURLWithPath: path("bert.safetensors"))), path: "bert.safetensors")
+        #expect(header.entry("encoder.layer.1.attn.qkv.weight")?.shape == [96, 32] && header.metadata["encoder_kind"] == "bert"
+                && header.metadata["max_length"] == "\(t)", "\(file.output) \(header.metadata)")
+        let onnx = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "onnx", "--out", path("bert.onnx")])
+        #expect(onnx.status != 0 && onnx.error.contains("use --format hf"), "\(onnx.error)")
+
+        let order = try #require(try NPYArray(path: path("order.npy")).int64Values())
+        var ids: [Int64] = [], mask: [Int64] = [], types: [Int64] = []
+        for sample in order.map(Int.init) {
+            let row = rows[(sample * 3 * t)..<((sample + 1) * 3 * t)].map { Int64($0) }
+            ids += row[0..<t]
+            mask += row[t..<(2 * t)]
+            types += row[(2 * t)..<(3 * t)]
+        }
+        for (name, values) in [("ids", ids), ("mask", mask), ("types", types)] {
+            try NPYArray.encode(int64: values, shape: [order.count, t]).write(to: URL(fileURLWithPath: path("\(name).npy")))
+        }
+        _ = try checkBert(["sentence", path("hf")] + ["ids", "mask", "types"].map { path("\($0).npy") } + [folder.path])
+        let h = try NPYArray(path: path("h.npy")).float32Values()
+        let sentence = try NPYArray(path: path("sentence.npy")).float32Values()
+        let error = relativeDifference(h, sentence)
+        #expect(error <= 1e-5, "SentenceTransformer differs from contrast embed by \(error) relative (\(embedded.output))")
+        print("python-verify: SentenceTransformer vs contrast embed: \(error) relative over \(order.count) test texts")
+    }
+}
