@@ -81,13 +81,14 @@ public final class TrainingStep {
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
         self.totalSteps = totalSteps
-        let clip = config.loss.kind == .clip
-        precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
+        let clip = config.loss.usesPairTower
+        precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind \(config.loss.kind.rawValue) with a pair tower needs pairs")
         try config.validateModel(imageShape: imageShape)
         let reconstruction = config.loss.reconstructionWeight > 0
         precondition(!(clip && reconstruction), "TrainingStep: loss.reconstruction_weight with loss.kind clip")
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
-                                 learnableTemperature: config.loss.temperatureMode == .learnable, reconstruction: reconstruction)
+                                 learnableTemperature: config.loss.temperatureMode == .learnable,
+                                 learnableBias: config.loss.learnsLogitBias, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
         // Every objective's local rows are [view 0 of its B samples, view 1 of them] (CLIP: one view), and
@@ -97,6 +98,7 @@ public final class TrainingStep {
         try config.train.gemmLibrary.apply()
         model.computePrecision = config.train.computePrecision.gemm
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
+        if let bias = model.logitBias { model.arena.parameters(bias)[0] = config.loss.siglipBias }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
                                    bytes: model.arena.count * 4, root: 0)
@@ -153,7 +155,7 @@ public final class TrainingStep {
         defer { model.dropoutKey.infer() }
         objective.forward(input);               clock.lap(\.forward)
         try objective.gather();                 clock.lap(\.gather)
-        let loss = objective.loss(plan);        clock.lap(\.loss)
+        let loss = try objective.loss(plan);    clock.lap(\.loss)
         try objective.scatter();                clock.lap(\.gather)
         return try finish(loss, plan, clock) { objective.backward($0) }
     }
@@ -179,6 +181,7 @@ public final class TrainingStep {
         // Final before backward runs: theta's bucket (the first, theta is last in the arena) starts
         // with the first layer backward reports, and the all-reduce sums the ranks' shares.
         if let theta = model.logitScale { model.arena.gradients(theta)[0] = loss.logitScaleGradient }
+        if let bias = model.logitBias { model.arena.gradients(bias)[0] = loss.logitBiasGradient }
         reducer.beginStep()
         hooks.backwardBegins(firstTrainable: model.trainableRange.lowerBound)
         backward(gradientsFinal)
