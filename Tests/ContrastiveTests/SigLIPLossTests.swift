@@ -107,8 +107,8 @@ import Testing
         let gx = parts.flatMap(\.xGradient), gy = parts.flatMap(\.yGradient)
         let scaleOfGradients = (whole.xGradient + whole.yGradient).map(abs).max()!
         for k in 0..<(n * d) {
-            #expect(abs(gx[k] - whole.xGradient[k]) <= 1e-5 * scaleOfGradients, "dL/dx[\(k)]")
-            #expect(abs(gy[k] - whole.yGradient[k]) <= 1e-5 * scaleOfGradients, "dL/dy[\(k)]")
+            #expect(abs(gx[k] - whole.xGradient[k]) <= 1e-6 * scaleOfGradients, "dL/dx[\(k)]")
+            #expect(abs(gy[k] - whole.yGradient[k]) <= 1e-6 * scaleOfGradients, "dL/dy[\(k)]")
         }
         // The same ring twice gives the same bits (each rank sums its blocks in ring order).
         let again = Self.ring(x, y, dimension: d, ranks: p, scale: 10, bias: -10)
