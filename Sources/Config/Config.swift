@@ -104,13 +104,13 @@ public enum HoldKind: String, Codable, Sendable, CaseIterable {
 
 /// How the views of a sample are made.
 public enum AugmentKind: String, Codable, Sendable, CaseIterable {
-    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
+    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip and loss.sides pairs.
     case auto
     /// Crops, flips, jitter and noise of the `views` section (uint8 [H, W] images only).
     case image
     /// Dropout, masking, noise and scaling of the `feature_views` section.
     case features
-    /// The samples as they are (loss.kind clip only: its two views are the two modalities).
+    /// The samples as they are (loss.kind clip or loss.sides pairs only: the two views are the two modalities).
     case none
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
@@ -318,7 +318,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var projection: [Int] = [256, 128]
     /// Non-linearity between Linear layers.
     public var activation: ActivationKind = .relu
-    /// Widths of the second tower's hidden layers (loss.kind clip: the encoder of the pairs).
+    /// Widths of the second tower's hidden layers (loss.kind clip, or loss.sides pairs: the encoder of the pairs).
     public var pairHidden: [Int] = [512]
     /// encoder cnn: channels of the residual stages (stride 2 between stages).
     public var channels: [Int] = [16, 32, 64]

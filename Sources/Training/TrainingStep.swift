@@ -63,6 +63,8 @@ public final class TrainingStep {
         public var pseudoLabelFraction: Double? = nil
         /// loss.reconstruction_weight > 0: mean squared reconstruction error of the global batch (unweighted).
         public var reconstructionLoss: Double? = nil
+        /// loss.kind siglip: the learned logit bias b the step's loss used; nil otherwise.
+        public var logitBias: Float? = nil
     }
 
     /// `inputWidth` is I, the features of a sample (`pairWidth` W, of its pair: clip);
@@ -169,6 +171,7 @@ public final class TrainingStep {
     func finish(_ loss: ObjectiveLoss, _ plan: StepPlan, _ clock: StepClock,
                 backward: (_ gradientsFinal: @escaping (Int) -> Void) -> Void) throws -> Result {
         var clock = clock
+        let bias = model.logitBias.map { model.arena.parameters($0)[0] }
         let mine = StepStatistics(loss: hooks.loss(loss.share), positiveTop1: Double(loss.positiveTop1),
                                   stopRequests: plan.requests.stop ? 1 : 0, checkpointRequests: plan.requests.checkpoint ? 1 : 0,
                                   reconstruction: loss.reconstruction)
@@ -214,7 +217,7 @@ public final class TrainingStep {
                             times: clock.times, communication: reducer.timing,
                             requests: (Float(sum.stopRequests), Float(sum.checkpointRequests)), temperature: plan.temperature,
                             hardNegativeBeta: plan.hardNegativeBeta, pseudoLabelFraction: loss.pseudoLabelFraction,
-                            reconstructionLoss: sum.reconstruction)
+                            reconstructionLoss: sum.reconstruction, logitBias: bias)
         // Gradient caching's replayed forwards ran inside backward's time: they are forward's.
         let replay = objective.passes.replaySeconds
         result.times.forward += replay

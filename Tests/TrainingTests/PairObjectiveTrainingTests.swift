@@ -18,7 +18,7 @@ import Testing
     }
 
     /// P = 2 and 3 ranks passing the y blocks around the ring equal one process holding all 48 pairs;
-    /// theta and b (the last parameters) moved from log 10 and -10 by the same step.
+    /// theta and b (the last parameters) moved from log 10 and -10 by the same step, and the step records log b.
     @Test(arguments: [2, 3])
     func siglipStepAtPRanksEqualsOneProcess(ranks: Int) throws {
         let reference = try trainSmoke("siglip-p1", ranks: 1, steps: 1, globalBatch: 48, Self.siglip + Self.sgd)
@@ -39,6 +39,8 @@ import Testing
         let thetaP = distributed.model.arena.parameters(model.logitScale!)[0], biasP = distributed.model.arena.parameters(model.logitBias!)[0]
         #expect(abs(theta - thetaP) <= 1e-5 * abs(theta) && abs(bias - biasP) <= 1e-5 * abs(bias))
         #expect(abs(theta - log(10)) > 1 && abs(bias + 10) > 1, "theta \(theta), b \(bias)")
+        // The step record carries the bias the step's loss used: the start value.
+        #expect(reference.steps[0]["logit_bias"] as? Double == -10 && distributed.steps[0]["logit_bias"] as? Double == -10)
     }
 
     /// Three AdamW steps at P = 2, twice: the same bits (each rank sums its ring's blocks in a fixed order).
