@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Config
+import Evaluation
 import Testing
 @testable import NN
 @testable import Training
@@ -63,6 +64,34 @@ import Testing
         let unmasked = try trainSmoke("pairs-unmasked", ranks: 1, steps: 1, globalBatch: 48,
                                       ["loss.kind=pairs", "loss.temperature=0.05"] + Self.sgd)
         #expect(unmasked.losses[0] - reference.losses[0] > 0.1, "masking same-label positives lowers the loss")
+    }
+
+    /// Two towers (loss.sides pairs, CLIP's paired Fashion-MNIST): SigLIP's ring and the symmetric pairs
+    /// loss, one plain SGD step at P = 2 equal to one process on the global batch of 64 pairs.
+    @Test(arguments: ["siglip", "pairs"])
+    func twoTowerStepAtTwoRanksEqualsOneProcess(kind: String) throws {
+        let prepared = PreparedDataTests()
+        let settings = ["loss.kind=\(kind)", "loss.sides=pairs", "model.pair_hidden=[48]"] + Self.sgd
+            + (kind == "siglip" ? ["loss.temperature=0.1", "optimizer.lr=0.01"] : ["loss.temperature=0.05"])
+        /// The run's final parameters, or (nil) the initial ones of its config.
+        func model(_ run: String?) throws -> [Float] {
+            let config = try run.map { try ConfigLoader.load(file: $0 + "/config.yaml", overrides: []) } ?? smokeConfig(settings)
+            let model = ContrastiveModel(config.model, inputWidth: 784, pairInputWidth: 64, learnableBias: config.loss.learnsLogitBias)
+            #expect(model.pairEncoder != nil)
+            if let run { try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: run + "/weights.bin")) } else {
+                model.initialise(seed: UInt64(config.seed))
+            }
+            return model.arena.parameters.array
+        }
+        let reference = try prepared.train(ranks: 1, path: PreparedDataTests.paired, batchPerRank: 64, steps: 1, settings)
+        let distributed = try prepared.train(ranks: 2, path: PreparedDataTests.paired, batchPerRank: 32, steps: 1, settings)
+        #expect(reference.outcome.status == 0 && distributed.outcome.status == 0, "\(distributed.outcome.error.suffix(1500))")
+        let losses = (try prepared.losses(reference.run), try prepared.losses(distributed.run))
+        #expect(losses.0.count == 1 && abs(losses.1[0] - losses.0[0]) <= 1e-5 * abs(losses.0[0]))
+        // Compared by the step's size, as for SigLIP above (b is the last parameter and starts at -10, not at init's 0).
+        let a = try model(reference.run), b = try model(distributed.run), start = try model(nil)
+        let largestUpdate = zip(a, start).dropLast().map { abs($0 - $1) }.max()!
+        #expect(largestUpdate > 0 && zip(a, b).map { abs($0 - $1) }.max()! <= 1e-5 * largestUpdate)
     }
 
     /// Keys that do not fit the objective are refused with one line naming the key and the fix.
