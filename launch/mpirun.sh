@@ -7,6 +7,8 @@
 #   -np P, -n P        ranks (default: $RANKS, else one per socket with --bind socket, else 2)
 #   --hostfile FILE    Open MPI hostfile ("node1 slots=32" per line) for several machines;
 #                      inside a Slurm allocation mpirun takes the nodes from Slurm instead
+#   --netns            on the hosts of launch/netns-cluster.sh (several hosts on this machine):
+#                      its hostfile, its launcher agent instead of ssh, TCP on its subnet only
 #   --bind MODE        core:   one rank per core, bound to it; OpenBLAS 1 thread per rank
 #                      socket: one rank per socket, bound to it; OpenBLAS threads = cores per
 #                              socket (from lscpu or /sys; set CORES_PER_SOCKET to override)
@@ -48,11 +50,12 @@ need_value() { [[ $# -ge 2 ]] || fail "$1 needs a value (see $me --help)"; }
 # The command as given, for the line that says how to resume a run that ended abnormally
 # (launch/train.sh passes its own in CONTRAST_LAUNCH_COMMAND).
 invocation=("$0" "$@")
-ranks="" hostfile="" bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
+ranks="" hostfile="" netns=0 bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -np|-n) need_value "$@"; ranks="$2"; shift 2 ;;
         --hostfile) need_value "$@"; hostfile="$2"; shift 2 ;;
+        --netns) netns=1; shift ;;
         --bind) need_value "$@"; bind="$2"; shift 2 ;;
         --bind=*) bind="${1#--bind=}"; shift ;;
         --threads) need_value "$@"; threads="$2"; shift 2 ;;
@@ -70,6 +73,16 @@ done
 [[ $# -gt 0 ]] || fail "no command given; example: $me -np 2 .build/release/contrast train"
 [[ -z $threads || $threads =~ ^[1-9][0-9]*$ ]] || fail "--threads expects a positive number, got '$threads'"
 case "$bind" in core|socket|none) ;; *) fail "--bind expects core, socket or none, got '$bind'" ;; esac
+# The netns cluster's hosts are reached through its agent, not ssh, and talk over its bridge
+# only: the settings a real cluster needs too, with its own agent and subnet (docs/launching.md).
+if (( netns )); then
+    [[ -z $hostfile ]] || fail "--netns brings its own hostfile; give --netns or --hostfile, not both"
+    hostfile=/run/contrast-netns/hostfile
+    [[ -r $hostfile ]] || fail "--netns: no netns cluster is up ($hostfile missing); start one with launch/netns-cluster.sh up N"
+    tcp=1
+    mca+=(--mca plm_rsh_agent "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netns-agent.sh" --mca plm_rsh_no_tree_spawn 1
+          --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24)
+fi
 [[ -z $hostfile || -r $hostfile ]] || fail "hostfile $hostfile is not readable"
 
 # This machine's sockets and cores per socket: lscpu, else /sys, else one socket of nproc
@@ -144,6 +157,7 @@ args+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
 if (( tcp )); then
     args+=(--mca btl self,tcp)
     transport="TCP only (--mca btl self,tcp), also between ranks of one machine"
+    (( ! netns )) || transport="TCP only (--mca btl self,tcp) on the netns cluster's bridge, 10.77.0.0/24"
 else
     transport="Open MPI's default: shared memory (vader) between ranks of one machine, the network between machines"
 fi
