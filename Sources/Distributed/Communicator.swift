@@ -46,7 +46,7 @@ public protocol Communicator: AnyObject {
     /// In-place element-wise maximum of `values` over ranks (flags, counters, timings).
     func allReduceMax(_ values: inout [Double]) throws
 
-    /// Ends the whole job from this rank: prints `message` naming the rank on standard error
+    /// Ends the whole job from this rank: prints `message` naming the rank and its host on standard error
     /// and makes every rank exit non-zero (MPI_Abort), so one failure never hangs the others.
     func abort(_ message: String, code: Int32) -> Never
 

@@ -241,7 +241,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     public func abort(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size): error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size) on \(Launch.localHostname()): error: \(message)\n".utf8))
         abortJob(code: code)
     }
 
