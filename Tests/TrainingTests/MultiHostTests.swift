@@ -119,6 +119,64 @@ struct MultiHostTests {
         }
     }
 
+    /// `launch/mpirun.sh --netns` on 2 hosts x 1 rank, a long run (rank 0 sleeps 0.1 s a step)
+    /// with a checkpoint every 2 steps; returns once step 4 is logged, with the job running.
+    func startLongRun(_ run: String, ranks: Int = 2) throws -> StartedProcess {
+        let job = try startProcess(["launch/mpirun.sh", "--netns", "-np", "\(ranks)", "-x", "CONTRAST_SLOW_RANK=0:100", contrastExecutable.path]
+                                   + arguments(run, ranks: ranks, steps: 400, ["checkpoint.every_steps=2", "communication.watchdog_seconds=3"]),
+                                   environment: ["CONTRAST_ABORT_GRACE": "3"], label: "multihost-job")
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, job.process.isRunning,
+              !((try? String(contentsOfFile: run + "/metrics/rank-0.jsonl", encoding: .utf8)) ?? "").contains("\"step\":4,") {
+            usleep(100_000)
+        }
+        return job
+    }
+
+    /// contrast-h2's link goes down mid-run. The watchdog on contrast-h1 fires (3 s), but mpirun
+    /// waits for contrast-h2's daemon, which can no longer answer, for many minutes: the launch
+    /// script ends it CONTRAST_ABORT_GRACE (3 s) after the abort, naming the rank that never
+    /// reported and its host. The run then resumes on the remaining host alone, at P = 1 with
+    /// the same global batch, and finishes.
+    @Test func linkDownEndsTheJobNamingTheHostAndTheRunResumesOnTheRest() throws {
+        try NetnsCluster.with(hosts: 2, slots: 1) { cluster in
+            let run = temporaryDirectory("multihost-link").appendingPathComponent("run").path
+            let job = try startLongRun(run)
+            let cut = Date()
+            _ = try runProcess(URL(fileURLWithPath: "/usr/sbin/ip"), ["link", "set", "contrast-h2", "down"])
+            let status = job.exitStatus(within: 60)
+            #expect(status == 69, "\(job.error.suffix(2000))")
+            #expect(Date().timeIntervalSince(cut) < 30)
+            #expect(job.error.contains("rank 0 on contrast-h1: collective #"), "\(job.error.suffix(2000))")
+            #expect(job.error.contains("mpirun had not ended 3 s later: rank 1 on contrast-h2 never reported"), "\(job.error.suffix(2000))")
+            let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+            #expect(log.contains("the run was aborted and rank 1 on contrast-h2 never reported"), "\(log.suffix(1500))")
+
+            let hostfile = temporaryDirectory("multihost-remaining").appendingPathComponent("hosts")
+            try "contrast-h1 slots=1\n".write(to: hostfile, atomically: true, encoding: .utf8)
+            let resumed = try runProcess(repositoryRoot.appendingPathComponent("launch/mpirun.sh"),
+                                         ["--netns", "--hostfile", hostfile.path, "-np", "1", contrastExecutable.path]
+                                         + arguments(run, ranks: 1, steps: 12, []))
+            #expect(resumed.status == 0, "\(resumed.error.suffix(2000))")
+            let resumedLog = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+            #expect(resumedLog.contains("resumed from checkpoint") && resumedLog.contains("world: rank 0 on contrast-h1\n"))
+        }
+    }
+
+    /// Every process of contrast-h2 killed at once, as when a machine dies: mpirun ends the job,
+    /// and the launch script's last line names the host whose daemon was lost.
+    @Test func aDeadHostIsNamed() throws {
+        try NetnsCluster.with(hosts: 2, slots: 1) { cluster in
+            let run = temporaryDirectory("multihost-dead").appendingPathComponent("run").path
+            let job = try startLongRun(run)
+            let pids = try runProcess(URL(fileURLWithPath: "/usr/sbin/ip"), ["netns", "pids", "contrast-h2"]).output
+            for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
+            let status = job.exitStatus(within: 60)
+            #expect(status != nil && status != 0, "\(job.error.suffix(2000))")
+            #expect(job.error.contains("the run ended: mpirun lost its daemon on contrast-h2"), "\(job.error.suffix(2000))")
+        }
+    }
+
     /// A rank that fails on one host ends the job with a line naming the rank and that host.
     @Test func failingRankIsNamedWithItsHost() throws {
         try NetnsCluster.with(hosts: 2, slots: 1) { cluster in
