@@ -619,7 +619,7 @@ cluster_up() {
     launch/netns-cluster.sh up "$1" --slots "$2" > "$TRIAL_DIR/cluster.log" 2>&1 \
         || { echo "launch/netns-cluster.sh up failed: $(tail -1 "$TRIAL_DIR/cluster.log")"; return 1; }
 }
-cluster_down() { launch/netns-cluster.sh down > /dev/null 2>&1; netns_up=0; }
+cluster_down() { launch/netns-cluster.sh down > /dev/null 2>&1; netns_up=0; exec 9>&-; }
 
 # "STEP LOSS" per step of rank 0's metrics in RUN, from step FIRST on; of a step logged twice
 # (done before a fault, lost, and done again by the resume) the later record.
@@ -632,6 +632,8 @@ trial_host() {
     local fault=$1 ranks=4 name="host-$1" problem="" detect lost reached committed trace delay t_fault why
     reference "$ranks" || { record host "$ranks" "$name" FAIL "" "" "no reference run"; return; }
     next_dir "$name"
+    # One netns cluster per machine at a time: the multi-host tests take the same lock.
+    exec 9> /run/lock/contrast-netns.lock && flock 9
     netns_up=1      # here, not in cluster_up: that runs in a subshell
     why=$(cluster_up 2 2) || { cluster_down; record host "$ranks" "$name" skip "" "" "skipped: $why"; return; }
     local run="$TRIAL_DIR/run"

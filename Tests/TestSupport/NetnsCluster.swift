@@ -43,8 +43,15 @@ public struct NetnsCluster {
         _ = try? runProcess(Self.script, ["down"], timeout: 60)
     }
 
+    /// Held while a cluster is up: the hosts' names are the machine's, so two test runs (two
+    /// worktrees, the fault suite) take turns instead of taking each other's hosts down.
+    public static let lockFile = "/run/lock/contrast-netns.lock"
+
     /// Runs `body` on `hosts` hosts, taking them down afterwards whatever happens.
     public static func with<Result>(hosts: Int, slots: Int, _ body: (NetnsCluster) throws -> Result) throws -> Result {
+        let lock = open(lockFile, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        if lock >= 0 { flock(lock, LOCK_EX) }
+        defer { if lock >= 0 { close(lock) } }
         let cluster = try up(hosts: hosts, slots: slots)
         defer { cluster.down() }
         return try body(cluster)
