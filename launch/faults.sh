@@ -93,7 +93,7 @@ full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions
 full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4" "hang 2 eval")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
-full_trials+=("host link-down" "host kill-host")
+full_trials+=("host link-down" "host kill-host" "host kill-ranks")
 
 if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
 if [[ -n $only ]]; then
@@ -609,6 +609,8 @@ trial_hang() {
 #   kill-host  every process of contrast-h2 (its ranks and Open MPI's daemon) is killed at once,
 #              as when a machine dies: mpirun must end the job naming contrast-h2, and the run
 #              resumed on both hosts must end bitwise equal to the undisturbed run.
+#   kill-ranks both ranks of contrast-h2 killed at once, its daemon left running (the
+#              out-of-memory killer, a node's job cleanup): the same checks.
 # ---------------------------------------------------------------------------------------------
 # cluster_up HOSTS SLOTS: brings the hosts up; prints why not and fails when they cannot be made.
 cluster_up() {
@@ -650,6 +652,7 @@ trial_host() {
     case "$fault" in
         link-down) ip link set contrast-h2 down ;;
         kill-host) ip netns pids contrast-h2 | xargs -r kill -9 ;;
+        kill-ranks) kill -9 ${RANK_PIDS[2]:-} ${RANK_PIDS[3]:-} 2>/dev/null ;;
     esac
     job_wait "$detect_bound"
     local fault_rc=$JOB_RC
@@ -690,8 +693,9 @@ trial_host() {
         fi
     elif [[ -z $problem ]]; then
         # The host is back (its processes are gone, its namespaces kept): resume on both.
-        local remaining
-        remaining=$(ip netns pids contrast-h2 | wc -l)
+        local remaining tries=0
+        # Open MPI's daemon, where it survived, leaves once mpirun has ended the job.
+        while remaining=$(ip netns pids contrast-h2 | wc -l); (( remaining > 0 && tries < 50 )); do sleep 0.1; tries=$(( tries + 1 )); done
         (( remaining == 0 )) || problem="$remaining processes left on contrast-h2"
         RESUME_LAUNCHER=(--netns)
         [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
