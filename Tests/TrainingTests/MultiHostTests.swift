@@ -177,6 +177,21 @@ struct MultiHostTests {
         }
     }
 
+    /// A hostfile naming a host the cluster does not have: the launch fails at once with the
+    /// agent's line naming the host and the fix, as ssh's "Could not resolve hostname" would.
+    @Test func hostfileNamingAnUnknownHostFailsNamingIt() throws {
+        try NetnsCluster.with(hosts: 2, slots: 1) { _ in
+            let hostfile = temporaryDirectory("multihost-unknown").appendingPathComponent("hosts")
+            try "contrast-h1 slots=1\ncontrast-h9 slots=1\n".write(to: hostfile, atomically: true, encoding: .utf8)
+            let outcome = try runProcess(repositoryRoot.appendingPathComponent("launch/mpirun.sh"),
+                                         ["--netns", "--hostfile", hostfile.path, "-np", "2", contrastExecutable.path,
+                                          "collectives-check", "--large-count", "1000"], timeout: 60)
+            #expect(!outcome.timedOut && outcome.status != 0)
+            #expect(outcome.error.contains("launch/netns-agent.sh: no host 'contrast-h9' in this machine's netns cluster (contrast-h1 contrast-h2); check the hostfile"),
+                    "\(outcome.error)")
+        }
+    }
+
     /// A rank that fails on one host ends the job with a line naming the rank and that host.
     @Test func failingRankIsNamedWithItsHost() throws {
         try NetnsCluster.with(hosts: 2, slots: 1) { cluster in
