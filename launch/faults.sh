@@ -93,6 +93,7 @@ full_trials+=("data corrupt-shard" "data truncated-shard" "data wrong-dimensions
 full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-grad" "nonfinite 2 max-skipped" "hang 2" "hang 4" "hang 2 eval")
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
+full_trials+=("host link-down" "host kill-host" "host kill-ranks")
 
 if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
 if [[ -n $only ]]; then
@@ -118,9 +119,11 @@ results="$out/results.tsv"
 printf 'class\tranks\ttrial\toutcome\tdetect_s\tlost_steps\tdetail\n' > "$results"
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mounts=()            # tmpfs mounts to undo on exit
+netns_up=0          # a netns cluster of ours to take down on exit
 cleanup() {
     local point
     for point in ${mounts[@]+"${mounts[@]}"}; do umount "$point" 2>/dev/null; done
+    (( ! netns_up )) || launch/netns-cluster.sh down > /dev/null 2>&1
 }
 trap cleanup EXIT
 
@@ -179,11 +182,12 @@ descendants() {
 
 # rank_pids [TIMEOUT]: RANK_PIDS[r] = pid of rank r of the current job, waiting for them to start.
 rank_pids() {
-    local limit=${1:-60} start child rank
+    local limit=${1:-60} start child rank host
     start=$(now)
     RANK_PIDS=()
     while kill -0 "$JOB_PID" 2>/dev/null; do
-        for child in $(descendants "$JOB_PID"); do
+        # On the netns cluster Open MPI's daemons daemonize: the ranks are found by namespace.
+        for child in $(descendants "$JOB_PID") $( (( netns_up )) && for host in $(ip netns list | awk '/^contrast-h/ { print $1 }'); do ip netns pids "$host"; done); do
             rank=$(tr '\0' '\n' 2>/dev/null < "/proc/$child/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
             [[ -n $rank ]] && RANK_PIDS[$rank]=$child
         done
@@ -290,10 +294,12 @@ reference() {
 
 # resume_matches_reference RUN RANKS NAME: `contrast train` again on RUN (resume: auto) must
 # succeed and end with weights.bin bitwise equal to the reference's. Prints the problem if not.
+# RESUME_LAUNCHER: extra options of launch/mpirun.sh for the resume (--netns: on the hosts).
+RESUME_LAUNCHER=()
 resume_matches_reference() {
     local run=$1 ranks=$2 name=$3; shift 3
     mapfile -t args < <(train_args "$ranks" "$run" "$@")
-    run_job "$name" "$ranks" "$run_bound" -- "$bin" "${args[@]}"
+    run_job "$name" "$ranks" "$run_bound" ${RESUME_LAUNCHER[@]+"${RESUME_LAUNCHER[@]}"} -- "$bin" "${args[@]}"
     if (( JOB_HUNG )); then echo "resume hung (killed after ${run_bound}s)"; return 1; fi
     if [[ $JOB_RC != 0 ]]; then echo "resume exited $JOB_RC: $(grep -m1 -i error "$name.err")"; return 1; fi
     local trace; trace=$(stack_trace "$name.err" "$name.out")
@@ -588,6 +594,119 @@ trial_hang() {
         record hang "$ranks" "hang${2:+-$2}" pass "$detect" "" "$(grep -m1 'has not completed after' "$TRIAL_DIR/job.err" | cut -c1-140)"
     else
         record hang "$ranks" "hang${2:+-$2}" FAIL "$detect" "" "$problem (in $TRIAL_DIR)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Host faults (root): 4 ranks on 2 hosts of launch/netns-cluster.sh, 2 to a host, talking TCP
+# over the bridge; the fault strikes contrast-h2 at a random time in training.
+#   link-down  its link is taken down (ip link set contrast-h2 down): the watchdog (5 s) of the
+#              ranks on contrast-h1 fires, and since mpirun never hears back from contrast-h2,
+#              launch/mpirun.sh ends it (CONTRAST_ABORT_GRACE 5 s) naming ranks 2, 3 on
+#              contrast-h2. The run resumes on the remaining host, 2 ranks with the same global
+#              batch: from the checkpoint on, its losses must follow the undisturbed P = 4 run's
+#              (the same batches; only the summation order differs: 1e-3 relative).
+#   kill-host  every process of contrast-h2 (its ranks and Open MPI's daemon) is killed at once,
+#              as when a machine dies: mpirun must end the job naming contrast-h2, and the run
+#              resumed on both hosts must end bitwise equal to the undisturbed run.
+#   kill-ranks both ranks of contrast-h2 killed at once, its daemon left running (the
+#              out-of-memory killer, a node's job cleanup): the same checks.
+# ---------------------------------------------------------------------------------------------
+# cluster_up HOSTS SLOTS: brings the hosts up; prints why not and fails when they cannot be made.
+cluster_up() {
+    [[ $(id -u) -eq 0 ]] || { echo "not root: cannot make network namespaces"; return 1; }
+    command -v ip > /dev/null && command -v nsenter > /dev/null && command -v unshare > /dev/null \
+        || { echo "ip, nsenter or unshare missing (iproute2, util-linux)"; return 1; }
+    launch/netns-cluster.sh down > /dev/null 2>&1
+    launch/netns-cluster.sh up "$1" --slots "$2" > "$TRIAL_DIR/cluster.log" 2>&1 \
+        || { echo "launch/netns-cluster.sh up failed: $(tail -1 "$TRIAL_DIR/cluster.log")"; return 1; }
+}
+cluster_down() { launch/netns-cluster.sh down > /dev/null 2>&1; netns_up=0; exec 9>&-; }
+
+# "STEP LOSS" per step of rank 0's metrics in RUN, from step FIRST on; of a step logged twice
+# (done before a fault, lost, and done again by the resume) the later record.
+step_losses() {
+    sed -n 's/^{"type":"step",.*"step":\([0-9]*\),.*"loss":\([-0-9.e+]*\),.*/\1 \2/p' "$1/metrics/rank-0.jsonl" \
+        | awk -v f="$2" '$1 >= f { loss[$1] = $2 } END { for (s in loss) print s, loss[s] }'
+}
+
+trial_host() {
+    local fault=$1 ranks=4 name="host-$1" problem="" detect lost reached committed trace delay t_fault why
+    reference "$ranks" || { record host "$ranks" "$name" FAIL "" "" "no reference run"; return; }
+    next_dir "$name"
+    # One netns cluster per machine at a time: the multi-host tests take the same lock.
+    exec 9> /run/lock/contrast-netns.lock && flock 9
+    netns_up=1      # here, not in cluster_up: that runs in a subshell
+    why=$(cluster_up 2 2) || { cluster_down; record host "$ranks" "$name" skip "" "" "skipped: $why"; return; }
+    local run="$TRIAL_DIR/run"
+    mapfile -t args < <(train_args "$ranks" "$run" communication.watchdog_seconds=5)
+    JOB_RANKS=$ranks
+    # Rank 0 sleeps 0.2 s a step (CONTRAST_SLOW_RANK: no change to the numbers), so training
+    # lasts about 4 s and the fault, 0.2 to 3 s after the first step, lands in it.
+    CONTRAST_ABORT_GRACE=5 job_start "$TRIAL_DIR/job" "$ranks" --netns -x CONTRAST_SLOW_RANK=0:200 -- "$bin" "${args[@]}"
+    rank_pids 60 || true
+    wait_first_step "$run"
+    delay=$(uniform 0.2 3)
+    sleep "$delay"
+    t_fault=$(now)
+    case "$fault" in
+        link-down) ip link set contrast-h2 down ;;
+        kill-host) ip netns pids contrast-h2 | xargs -r kill -9 ;;
+        kill-ranks) kill -9 ${RANK_PIDS[2]:-} ${RANK_PIDS[3]:-} 2>/dev/null ;;
+    esac
+    job_wait "$detect_bound"
+    local fault_rc=$JOB_RC
+    detect=$(minus "$JOB_END" "$t_fault")
+    reached=$(reached_step "$run") committed=$(committed_step "$run")
+    lost=$(( reached > committed ? reached - committed : 0 ))
+    trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
+    if (( JOB_HUNG )); then problem="hang: job still running ${detect_bound}s after the fault"
+    elif [[ $fault_rc == 0 ]]; then problem="job exited 0 although contrast-h2 was cut off (fault at step $reached of $steps: too late?)"
+    elif [[ $fault == link-down ]] && ! grep -q "ranks 2, 3 on contrast-h2 never reported" "$TRIAL_DIR/job.err"; then
+        problem="stderr does not name ranks 2, 3 on contrast-h2: $(grep -m1 'launch/mpirun.sh: the job' "$TRIAL_DIR/job.err")"
+    elif ! grep -q "contrast-h2" "$TRIAL_DIR/job.err"; then problem="stderr does not name contrast-h2"
+    elif [[ -n $trace ]]; then problem="stack trace: $trace"
+    elif (( lost > every )); then problem="lost $lost steps, more than the checkpoint interval $every"
+    fi
+    [[ -n $problem ]] || problem=$(verify_all "$run")
+    local resumed=""
+    if [[ -z $problem && $fault == link-down ]]; then
+        # The remaining host alone, half the ranks, the same global batch.
+        echo "contrast-h1 slots=2" > "$TRIAL_DIR/remaining-hosts"
+        mapfile -t args < <(train_args 2 "$run" communication.watchdog_seconds=5)
+        run_job "$TRIAL_DIR/resume" 2 "$run_bound" --netns --hostfile "$TRIAL_DIR/remaining-hosts" -- "$bin" "${args[@]}"
+        if [[ $JOB_RC != 0 ]]; then problem="resume on contrast-h1 at P=2 exited $JOB_RC: $(failure_line "$TRIAL_DIR/resume")"
+        else
+            local first=$(( committed + 1 )) worst
+            worst=$(join <(step_losses "$(dirname "${reference_weights[$ranks]}")" "$first" | sort -k1,1) \
+                         <(step_losses "$run" "$first" | sort -k1,1) \
+                    | sort -n | awk -v n=$(( steps - committed )) '{ d = ($2 - $3) / $2; if (d < 0) d = -d; if (c == 0) f = d; if (d > m) m = d; c++ }
+                        END { if (c != n) { print "steps " c " of " n; exit 1 } printf "%.1e %.1e", f, m }') \
+                || problem="the resumed run's steps do not line up with the reference's: $worst"
+            # The first resumed step has the checkpoint's parameters and the same batch: only the
+            # forward's rounding differs. Later steps drift with the bf16 all-reduce's rounding at
+            # another P (a few 1e-3 in 20 steps), while one batch's loss differs from the next
+            # one's by 5-30 %.
+            [[ -n $problem ]] || awk -v f="${worst% *}" -v m="${worst#* }" 'BEGIN { exit !(f <= 1e-5 && m <= 2e-2) }' \
+                || problem="the resumed run's losses differ from the reference's by ${worst% *} at its first step, ${worst#* } at most (limits 1e-5, 2e-2): not the same batches?"
+            resumed="resumed at P=2 on contrast-h1 from step $committed, losses within ${worst% *} of the P=4 run's at the first step, ${worst#* } at most"
+        fi
+    elif [[ -z $problem ]]; then
+        # The host is back (its processes are gone, its namespaces kept): resume on both.
+        local remaining tries=0
+        # Open MPI's daemon, where it survived, leaves once mpirun has ended the job.
+        while remaining=$(ip netns pids contrast-h2 | wc -l); (( remaining > 0 && tries < 50 )); do sleep 0.1; tries=$(( tries + 1 )); done
+        (( remaining == 0 )) || problem="$remaining processes left on contrast-h2"
+        RESUME_LAUNCHER=(--netns)
+        [[ -n $problem ]] || problem=$(resume_matches_reference "$run" "$ranks" "$TRIAL_DIR/resume")
+        RESUME_LAUNCHER=()
+        resumed="resumed on both hosts, bit-exact"
+    fi
+    cluster_down
+    if [[ -z $problem ]]; then
+        record host "$ranks" "$name" pass "$detect" "$lost" "fault at step $reached, exit $fault_rc; $(grep -m1 -o 'ranks 2, 3 on contrast-h2 never reported\|[^ ]* on node contrast-h2[^.]*\|lost communication with a remote daemon[^.]*' "$TRIAL_DIR/job.err"); $resumed"
+    else
+        record host "$ranks" "$name" FAIL "$detect" "$lost" "$problem (in $TRIAL_DIR)"
     fi
 }
 

@@ -7,6 +7,9 @@
 #   -np P, -n P        ranks (default: $RANKS, else one per socket with --bind socket, else 2)
 #   --hostfile FILE    Open MPI hostfile ("node1 slots=32" per line) for several machines;
 #                      inside a Slurm allocation mpirun takes the nodes from Slurm instead
+#   --netns            on the hosts of launch/netns-cluster.sh (several hosts on this machine):
+#                      its hostfile (or --hostfile naming some of them), its launcher agent
+#                      instead of ssh, TCP on its subnet only
 #   --bind MODE        core:   one rank per core, bound to it; OpenBLAS 1 thread per rank
 #                      socket: one rank per socket, bound to it; OpenBLAS threads = cores per
 #                              socket (from lscpu or /sys; set CORES_PER_SOCKET to override)
@@ -32,7 +35,10 @@
 # status; mpirun's "the job has been aborted ... Exit code" blocks about ranks that exited
 # non-zero are left out, and a failed job ends with contrast's own last line (docs/launching.md).
 # A contrast train run that ended abnormally (a rank killed, a crash, a stop at once) ends with
-# a line, also appended to its train.log, saying how and the command that resumes it.
+# a line, also appended to its train.log, saying how and the command that resumes it. An aborted
+# job (the collective watchdog, a rank's error) whose mpirun has not ended CONTRAST_ABORT_GRACE
+# seconds later (default 10: a host that no longer answers keeps mpirun waiting for minutes) has
+# mpirun killed, and the ranks that never reported are named with their hosts.
 #
 # Examples:
 #   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
@@ -48,11 +54,12 @@ need_value() { [[ $# -ge 2 ]] || fail "$1 needs a value (see $me --help)"; }
 # The command as given, for the line that says how to resume a run that ended abnormally
 # (launch/train.sh passes its own in CONTRAST_LAUNCH_COMMAND).
 invocation=("$0" "$@")
-ranks="" hostfile="" bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
+ranks="" hostfile="" netns=0 bind=none threads="" tcp=0 dry_run=0 mca=() exports=() extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -np|-n) need_value "$@"; ranks="$2"; shift 2 ;;
         --hostfile) need_value "$@"; hostfile="$2"; shift 2 ;;
+        --netns) netns=1; shift ;;
         --bind) need_value "$@"; bind="$2"; shift 2 ;;
         --bind=*) bind="${1#--bind=}"; shift ;;
         --threads) need_value "$@"; threads="$2"; shift 2 ;;
@@ -70,6 +77,15 @@ done
 [[ $# -gt 0 ]] || fail "no command given; example: $me -np 2 .build/release/contrast train"
 [[ -z $threads || $threads =~ ^[1-9][0-9]*$ ]] || fail "--threads expects a positive number, got '$threads'"
 case "$bind" in core|socket|none) ;; *) fail "--bind expects core, socket or none, got '$bind'" ;; esac
+# The netns cluster's hosts are reached through its agent, not ssh, and talk over its bridge
+# only: the settings a real cluster needs too, with its own agent and subnet (docs/launching.md).
+if (( netns )); then
+    [[ -r /run/contrast-netns/hostfile ]] || fail "--netns: no netns cluster is up (/run/contrast-netns/hostfile missing); start one with launch/netns-cluster.sh up N"
+    hostfile=${hostfile:-/run/contrast-netns/hostfile}
+    tcp=1
+    mca+=(--mca plm_rsh_agent "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netns-agent.sh" --mca plm_rsh_no_tree_spawn 1
+          --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24)
+fi
 [[ -z $hostfile || -r $hostfile ]] || fail "hostfile $hostfile is not readable"
 
 # This machine's sockets and cores per socket: lscpu, else /sys, else one socket of nproc
@@ -144,6 +160,7 @@ args+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
 if (( tcp )); then
     args+=(--mca btl self,tcp)
     transport="TCP only (--mca btl self,tcp), also between ranks of one machine"
+    (( ! netns )) || transport="TCP only (--mca btl self,tcp) on the netns cluster's bridge, 10.77.0.0/24"
 else
     transport="Open MPI's default: shared memory (vader) between ranks of one machine, the network between machines"
 fi
@@ -248,7 +265,7 @@ drop_exit_status_blocks() {
     (( ${#block[@]} == 0 )) || printf '%s\n' "${block[@]}"
 }
 capture=$(mktemp "${TMPDIR:-/tmp}/contrast-mpirun.XXXXXX")
-trap 'rm -f "$capture"' EXIT
+trap 'rm -f "$capture" "$capture.abandoned"' EXIT
 exec 3> >(trap '' INT HUP TERM USR1 USR2; exec tee -a "$capture"); out_copy=$!
 exec 4> >(trap '' INT HUP TERM USR1 USR2; drop_exit_status_blocks | tee -a "$capture" >&2); err_copy=$!
 # setsid does not fork here (a background job of a script is no process group leader), so
@@ -261,14 +278,45 @@ if (( stops == 1 )); then
 elif (( stops > 1 )); then
     stopped_at_once=130; kill -INT "$mpirun_pid" 2>/dev/null
 fi
+# An aborted job (MPI_Abort: the collective watchdog, a rank's error) ends when mpirun has heard
+# from every node's daemon that its ranks are gone. A node that no longer answers (its link down,
+# the machine dead) never says so, and mpirun waits for TCP to give up, many minutes. So once the
+# abort has come through, mpirun gets CONTRAST_ABORT_GRACE seconds (default 10) to end, and is
+# then killed; the ranks that did not report the stuck collective are named below. The watcher
+# reads only what was appended to the capture since it last looked.
+grace=${CONTRAST_ABORT_GRACE:-10}
+[[ $grace =~ ^[0-9]+$ ]] || fail "CONTRAST_ABORT_GRACE expects whole seconds, got '$grace'"
+abandoned="$capture.abandoned"
+(
+    trap '' INT HUP TERM USR1 USR2
+    offset=0 seen_at=""
+    # Until mpirun has exited (a zombie counts as exited: it is our child, reaped by `wait` below).
+    while [[ -r /proc/$mpirun_pid/stat && $(sed -e 's/^.*) //' "/proc/$mpirun_pid/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; do
+        if [[ -z $seen_at ]]; then
+            size=$(stat -c %s "$capture" 2>/dev/null || echo 0)
+            if (( size > offset )) && tail -c "+$(( offset + 1 ))" "$capture" | head -c "$(( size - offset ))" \
+                    | grep -q -e 'MPI_ABORT was invoked' -e '; aborting the job ('; then
+                seen_at=$SECONDS
+            fi
+            offset=$size
+        elif (( SECONDS - seen_at >= grace )); then
+            echo "$grace" > "$abandoned"
+            kill -KILL "$mpirun_pid" 2>/dev/null
+            break
+        fi
+        sleep 0.5
+    done
+) &
+watcher=$!
 while :; do
     seen=$stops
-    wait "$mpirun_pid"; status=$?
+    wait "$mpirun_pid" 2>/dev/null; status=$?
     # A trapped signal ends `wait` early with a status above 128 and runs its trap; mpirun is
     # still running then, so wait again for its own status.
     if (( status > 128 && stops != seen )); then continue; fi
     break
 done
+kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
 exec 3>&- 4>&-
 # The copies end once mpirun's last words are through them; bash's `wait` does not know every
 # process substitution, so poll them too (for at most 5 s).
@@ -283,6 +331,28 @@ if (( status != 0 )); then
     own=$(awk '/^--------------------+$/ { inside = !inside; next } !inside && /^contrast: / { last = $0 } END { print last }' "$capture")
     if [[ -n $own && $own != "$(tail -n 1 "$capture")" ]]; then echo "$own" >&2; fi
 fi
+# mpirun killed by the watcher above: exit with the code the job was aborted with, and name
+# the ranks whose stuck-collective or error line never arrived, with their hosts (from rank 0's
+# world line in train.log): the ranks on a host that went away cannot reach mpirun.
+silent=""
+if [[ -f $abandoned ]]; then
+    code=$(sed -n 's/^with errorcode \([0-9]*\)\.$/\1/p' "$capture" | head -n 1)
+    status=${code:-1}
+    reported=" $(sed -n 's/^contrast: rank \([0-9]*\) \(of [0-9]* \)\{0,1\}on [^:]*: .*/\1/p' "$capture" | sort -nu | tr '\n' ' ')"
+    run_dir=$(sed -n 's/^run directory: //p' "$capture" | tail -n 1)
+    world=$(sed -n 's/^[^ ]* world: //p' "${run_dir:-/nonexistent}/train.log" 2>/dev/null | tail -n 1)
+    silent=$(echo "$world" | tr ',' '\n' | awk -v reported="$reported" '
+        match($0, /rank [0-9]+ on [^ ]+/) {
+            split(substr($0, RSTART, RLENGTH), w, " ")
+            if (index(reported, " " w[2] " ") == 0) { ranks[w[4]] = ranks[w[4]] (ranks[w[4]] == "" ? "" : ", ") w[2]; if (!(w[4] in seen)) { seen[w[4]] = 1; order[++n] = w[4] } }
+        }
+        END { for (i = 1; i <= n; i++) printf "%s%s %s on %s", (i > 1 ? "; " : ""), (index(ranks[order[i]], ",") ? "ranks" : "rank"), ranks[order[i]], order[i] }')
+    if [[ -n $silent ]]; then
+        echo "$me: the job was aborted, but mpirun had not ended $grace s later: $silent never reported, so that host or its network link is the likely cause; mpirun was killed (CONTRAST_ABORT_GRACE sets the wait)" >&2
+    else
+        echo "$me: the job was aborted, but mpirun had not ended $grace s later (a node no longer answers?); mpirun was killed (CONTRAST_ABORT_GRACE sets the wait)" >&2
+    fi
+fi
 # A run that did not end on its own terms (a rank killed by a signal, a crash, the watchdog, an
 # error, a stop at once) leaves a train.log that just stops: say how it ended and how to resume,
 # on the terminal and as the log's last line. contrast's own endings say it themselves: 0
@@ -292,9 +362,12 @@ fi
 if (( status != 0 && status != 75 && status != 65 || stopped_at_once != 0 )); then
     run_dir=$(sed -n 's/^run directory: //p' "$capture" | tail -n 1)
     if [[ -n $run_dir ]]; then
+        lost_node=$(sed -n 's/^ *Remote daemon: .* on node \([^ ]*\)$/\1/p' "$capture" | head -n 1)
         killed=$(sed -n 's/.*process rank \([0-9]*\) with PID .* exited on signal \([0-9]*\) (\([^)]*\)).*/rank \1 was killed by signal \2 (\3)/p' "$capture" | head -n 1)
         if (( stopped_at_once )); then how="was stopped at once by a second stop signal, without a checkpoint"
+        elif [[ -n $silent ]]; then how="was aborted and $silent never reported (host or link down?)"
         elif [[ -n $killed ]]; then how="ended: $killed"
+        elif [[ -n $lost_node ]]; then how="ended: mpirun lost its daemon on $lost_node (the host died or its link dropped)"
         else how="ended with exit status $status"; fi
         newest=$(ls -d "$run_dir"/checkpoints/step-*/manifest.json 2>/dev/null | sort | tail -n 1)
         if [[ -n $newest ]]; then from="resume from checkpoint ${newest%/manifest.json}"

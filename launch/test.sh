@@ -32,6 +32,13 @@ ran=$(grep -c '^python-verify: ran ' "$log" || true)
 skipped=$(grep -c 'skipped: "python-verify: skipped' "$log" || true)
 echo "== launch/test.sh: Python-verified tests ($CONTRAST_VERIFY_PYTHON): $ran ran, $skipped skipped =="
 grep -o 'python-verify: skipped: [^"]*' "$log" | sort -u || true
+# The multi-host tests (hosts of launch/netns-cluster.sh) skip as a suite, saying why, where
+# network namespaces cannot be made (not root, no ip, a container that refuses them).
+if grep -q 'multi-host tests skipped: ' "$log"; then
+    echo "== launch/test.sh: multi-host tests $(grep -o 'multi-host tests skipped: [^"]*' "$log" | head -n 1 | sed 's/^multi-host tests //') =="
+elif grep -q 'Suite MultiHostTests' "$log"; then
+    echo "== launch/test.sh: multi-host tests (launch/netns-cluster.sh hosts) ran =="
+fi
 if (( status != 0 )); then exit "$status"; fi
 
 # isa_pass LABEL "VAR=VALUE ..." [swift test arguments]: the numeric test targets again, without

@@ -138,26 +138,29 @@ public final class CollectiveWatchdog: Sendable {
     /// The limit while the rank evaluates (0: evaluation is not watched).
     public let evaluationLimit: Double
     public let rank: Int
+    /// The rank's host name, for the line: across hosts, which machine stopped waiting.
+    public let host: String
     private let interval: Double
     private let stopped = Atomic<Bool>(false)
     private let logFile = Mutex<String?>(nil)
     private let abort: @Sendable () -> Never
 
     /// `abort` must end the whole job; it is called at most once, from the watchdog's thread.
-    public init(activity: CollectiveActivity, limit: Double, evaluationLimit: Double = 0, rank: Int, interval: Double = 1,
-                abort: @escaping @Sendable () -> Never) {
+    public init(activity: CollectiveActivity, limit: Double, evaluationLimit: Double = 0, rank: Int,
+                host: String = Launch.localHostname(), interval: Double = 1, abort: @escaping @Sendable () -> Never) {
         self.activity = activity
         self.limit = limit
         self.evaluationLimit = evaluationLimit
         self.rank = rank
+        self.host = host
         self.interval = interval
         self.abort = abort
     }
 
     /// The line a stuck wait produces.
-    public static func message(rank: Int, wait: CollectiveActivity.Wait) -> String {
-        String(format: "rank %d: collective #%d (%@, %d bytes) has not completed after %.1f s%@; aborting the job (%@)",
-               rank, wait.sequence, wait.operation.name, wait.bytes, wait.seconds, wait.phase == .evaluation ? " in evaluation" : "",
+    public static func message(rank: Int, host: String, wait: CollectiveActivity.Wait) -> String {
+        String(format: "rank %d on %@: collective #%d (%@, %d bytes) has not completed after %.1f s%@; aborting the job (%@)",
+               rank, host, wait.sequence, wait.operation.name, wait.bytes, wait.seconds, wait.phase == .evaluation ? " in evaluation" : "",
                wait.phase.key)
     }
 
@@ -188,7 +191,7 @@ public final class CollectiveWatchdog: Sendable {
     }
 
     private func fire(_ wait: CollectiveActivity.Wait) -> Never {
-        let line = Self.message(rank: rank, wait: wait)
+        let line = Self.message(rank: rank, host: host, wait: wait)
         FileHandle.standardError.write(Data("contrast: \(line)\n".utf8))
         if let path = logFile.withLock({ $0 }), let handle = FileHandle(forWritingAtPath: path) {
             handle.seekToEndOfFile()

@@ -53,7 +53,7 @@ public protocol Communicator: AnyObject {
     func sendReceive(_ send: UnsafeRawPointer, bytes: Int, to destination: Int,
                      into receive: UnsafeMutableRawPointer, from source: Int) throws
 
-    /// Ends the whole job from this rank: prints `message` naming the rank on standard error
+    /// Ends the whole job from this rank: prints `message` naming the rank and its host on standard error
     /// and makes every rank exit non-zero (MPI_Abort), so one failure never hangs the others.
     func abort(_ message: String, code: Int32) -> Never
 

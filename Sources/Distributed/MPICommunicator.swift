@@ -266,7 +266,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private static let ringTag: Int32 = 22
 
     public func abort(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size): error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size) on \(Launch.localHostname()): error: \(message)\n".utf8))
         abortJob(code: code)
     }
 

@@ -30,13 +30,13 @@ import Testing
         activity.end()
     }
 
-    @Test func messageNamesRankCollectiveAndKey() {
+    @Test func messageNamesRankHostCollectiveAndKey() {
         let wait = CollectiveActivity.Wait(sequence: 17, operation: .allReduce, bytes: 4_194_304, seconds: 301.34)
-        #expect(CollectiveWatchdog.message(rank: 1, wait: wait)
-                == "rank 1: collective #17 (allreduce, 4194304 bytes) has not completed after 301.3 s; aborting the job (communication.watchdog_seconds)")
+        #expect(CollectiveWatchdog.message(rank: 1, host: "node7", wait: wait)
+                == "rank 1 on node7: collective #17 (allreduce, 4194304 bytes) has not completed after 301.3 s; aborting the job (communication.watchdog_seconds)")
         let evaluating = CollectiveActivity.Wait(sequence: 40, operation: .allReduceMax, bytes: 8, seconds: 3600.04, phase: .evaluation)
-        #expect(CollectiveWatchdog.message(rank: 0, wait: evaluating)
-                == "rank 0: collective #40 (allreduce-max, 8 bytes) has not completed after 3600.0 s in evaluation; aborting the job (communication.eval_watchdog_seconds)")
+        #expect(CollectiveWatchdog.message(rank: 0, host: "node1", wait: evaluating)
+                == "rank 0 on node1: collective #40 (allreduce-max, 8 bytes) has not completed after 3600.0 s in evaluation; aborting the job (communication.eval_watchdog_seconds)")
     }
 
     /// In evaluation a wait is held to the evaluation limit: past the training limit it does not
@@ -64,7 +64,7 @@ import Testing
     @Test func firesOnceOnAWaitPastTheLimit() throws {
         let fired = Atomic<Int>(0)
         let activity = CollectiveActivity()
-        let watchdog = CollectiveWatchdog(activity: activity, limit: 0.3, rank: 3, interval: 0.05) {
+        let watchdog = CollectiveWatchdog(activity: activity, limit: 0.3, rank: 3, host: "node3", interval: 0.05) {
             fired.wrappingAdd(1, ordering: .relaxed)
             while true { sleep(3600) }      // stands in for MPI_Abort, which never returns
         }
@@ -85,6 +85,6 @@ import Testing
         #expect(fired.load(ordering: .relaxed) == 1)
         let text = try String(contentsOf: log, encoding: .utf8)
         #expect(text.hasPrefix("earlier line\n"))
-        #expect(text.contains("ERROR rank 3: collective #6 (reduce-scatter, 2048 bytes) has not completed after 0."))
+        #expect(text.contains("ERROR rank 3 on node3: collective #6 (reduce-scatter, 2048 bytes) has not completed after 0."))
     }
 }

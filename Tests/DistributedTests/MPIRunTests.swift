@@ -103,7 +103,7 @@ import Testing
         let outcome = try mpirun(ranks: 2, [], ["collectives-check", "--fail-on-rank", "1"], timeout: 120)
         #expect(!outcome.timedOut, "the job hung after rank 1 failed (killed after 120 s)")
         #expect(outcome.status != 0)
-        #expect(outcome.error.contains("contrast: rank 1 of 2: error: deliberate failure on rank 1"), "stderr: \(outcome.error)")
+        #expect(outcome.error.contains("contrast: rank 1 of 2 on \(Launch.localHostname()): error: deliberate failure on rank 1"), "stderr: \(outcome.error)")
         #expect(!outcome.output.contains("OK rank 1"))
         #expect(Date().timeIntervalSince(started) < 120)
     }

@@ -162,11 +162,11 @@ import Testing
         #expect(!outcome.timedOut && Date().timeIntervalSince(started) < 60)
         #expect(outcome.status == CollectiveWatchdog.exitCode, "\(outcome.error.suffix(1500))")
         let line = try #require(outcome.error.split(separator: "\n").first { $0.contains("has not completed") }, "\(outcome.error)")
-        #expect(line.contains("rank 0: collective #") && line.contains("(allreduce, ") && line.contains("bytes)"))
+        #expect(line.contains("rank 0 on \(Launch.localHostname()): collective #") && line.contains("(allreduce, ") && line.contains("bytes)"))
         #expect(line.hasSuffix("s; aborting the job (communication.watchdog_seconds)"))
         #expect(outcome.error.contains("rank 1: CONTRAST_FAULT: hanging at step 3"))
         let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
-        #expect(log.contains("ERROR rank 0: collective #"))
+        #expect(log.contains("ERROR rank 0 on \(Launch.localHostname()): collective #"))
     }
 
     /// A rank stops answering in evaluation, where rank 0 may legitimately classify alone for
@@ -179,7 +179,7 @@ import Testing
         #expect(!outcome.timedOut && Date().timeIntervalSince(started) < 120)
         #expect(outcome.status == CollectiveWatchdog.exitCode, "\(outcome.error.suffix(1500))")
         let line = try #require(outcome.error.split(separator: "\n").first { $0.contains("has not completed") }, "\(outcome.error)")
-        #expect(line.contains("rank 0: collective #") && line.hasSuffix("s in evaluation; aborting the job (communication.eval_watchdog_seconds)"))
+        #expect(line.contains("rank 0 on \(Launch.localHostname()): collective #") && line.hasSuffix("s in evaluation; aborting the job (communication.eval_watchdog_seconds)"))
         // It waited past the training limit of 4 s: the evaluation limit of 10 s is the one that
         // fired (the line rounds to 0.1 s, so a wait of 10.04 s reads 10.0).
         let waited = line.split(separator: " ").firstIndex(of: "after").map { line.split(separator: " ")[$0 + 1] }.flatMap { Double($0) }

@@ -1,5 +1,6 @@
 import Checkpoint
 import Config
+import Distributed
 import Foundation
 import TestSupport
 import Testing
@@ -66,7 +67,7 @@ import Testing
                                              "--set", "data.path=\(folder.path)/fm{rank}"], timeout: 120)
         #expect(two.status != 0, "\(two.error)")
         #expect(errorLines(two.error).count == 1, "\(two.error)")
-        #expect(two.error.contains("contrast: rank 1 of 2: error: data file \(folder.path)/fm1/train-images-idx3-ubyte"), "\(two.error)")
+        #expect(two.error.contains("contrast: rank 1 of 2 on \(Launch.localHostname()): error: data file \(folder.path)/fm1/train-images-idx3-ubyte"), "\(two.error)")
     }
 
     /// Through launch/mpirun.sh (standard error and output in one stream, as on a terminal): the
@@ -137,6 +138,6 @@ import Testing
         let status = stop.waitForExit(started, runDirectory: "fail-on-rank", timeout: 60)
         #expect(status == 1, "\(started.output)")
         let last = started.output.split(separator: "\n").last ?? ""
-        #expect(last == "contrast: rank 1 of 2: error: deliberate failure on rank 1 (--fail-on-rank)", "\(started.output)")
+        #expect(last == "contrast: rank 1 of 2 on \(Launch.localHostname()): error: deliberate failure on rank 1 (--fail-on-rank)", "\(started.output)")
     }
 }
