@@ -8,7 +8,10 @@
 # Tests that verify an output with Python packages Debian lacks (the ONNX export: onnx and
 # onnxruntime; prepare images: Pillow; prepare webdataset: webdataset; views: torchvision) use the virtual environment launch/verify-python.sh makes (.venv-verify, ~10-30 s
 # the first time, instant after), through CONTRAST_VERIFY_PYTHON; without network they skip, and
-# a line after the tests counts how many of them ran and skipped.
+# a line after the tests counts how many of them ran and skipped. The Slurm tests
+# (Tests/TrainingTests/SlurmClusterTests.swift) bring up a one-node Slurm cluster with
+# launch/slurm-local.sh (installing Debian's slurm-wlm when root and it is missing) and skip only
+# where its daemons cannot start; a second line counts them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,6 +35,11 @@ ran=$(grep -c '^python-verify: ran ' "$log" || true)
 skipped=$(grep -c 'skipped: "python-verify: skipped' "$log" || true)
 echo "== launch/test.sh: Python-verified tests ($CONTRAST_VERIFY_PYTHON): $ran ran, $skipped skipped =="
 grep -o 'python-verify: skipped: [^"]*' "$log" | sort -u || true
+# Each Slurm test prints "slurm: ran NAME ..." when it ran, "slurm: skipped NAME: REASON" when not.
+slurm_ran=$(grep -c '^slurm: ran ' "$log" || true)
+slurm_skipped=$(grep -c '^slurm: skipped ' "$log" || true)
+echo "== launch/test.sh: Slurm tests (a one-node cluster, launch/slurm-local.sh): $slurm_ran ran, $slurm_skipped skipped =="
+sed -n 's/^slurm: skipped [^:]*: /slurm: skipped: /p' "$log" | sort -u || true
 if (( status != 0 )); then exit "$status"; fi
 
 # isa_pass LABEL "VAR=VALUE ..." [swift test arguments]: the numeric test targets again, without
