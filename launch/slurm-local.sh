@@ -31,6 +31,10 @@
 #                         eligible cred_expire + 1 s after the requeue (Slurm's default: 121 s)
 #                         and the scheduler looks at the whole queue every 2 s (default 60 s), so
 #                         a requeued job starts again within ~8 s: the tests' cycles take seconds.
+#   TmpFS=DIR/tmp          srun's PMIx plugin keeps a folder per job step there, named by job id
+#                         (/tmp/spmix_appdir_UID_JOB.STEP by default): every new cluster counts
+#                         jobs from 1 again, so two clusters, or one after a killed one, would
+#                         meet the other's folder and fail to launch the step.
 #   SlurmctldDebug=debug2  the controller logs each of its time-limit checks ("Testing job time
 #                         limits"), every 30 s: a job's --signal arrives at the first check at
 #                         most 30 s before the time it asks for.
@@ -96,7 +100,7 @@ write_config() {
     # CoresPerSocket=.. ThreadsPerCore=.. RealMemory=..
     hardware=$(slurmd -C 2>/dev/null | head -n 1)
     [[ $hardware == NodeName=* ]] || fail "slurmd -C did not describe this machine: '$hardware'"
-    mkdir -p "$dir/state" "$dir/spool" "$dir/log"
+    mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/tmp"
     cat > "$conf" <<EOF
 # Written by $me up: a one-node cluster on this machine (docs/launching.md).
 ClusterName=contrast
@@ -111,6 +115,7 @@ AuthInfo=cred_expire=5
 SchedulerParameters=sched_interval=2
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
+TmpFS=$dir/tmp
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log

@@ -1,4 +1,5 @@
 import Checkpoint
+import Distributed
 import Foundation
 import TestSupport
 import Testing
@@ -77,14 +78,23 @@ import Testing
             return text.split(separator: "\n").filter { $0.contains("\"time_forward\"") }.count
         }
 
-        /// The pids of the training ranks that srun started (step 0's tasks).
-        var rankPids: [pid_t] {
-            guard let listed = try? SlurmClusterTests.slurm(cluster, "scontrol", ["listpids", id]) else { return [] }
-            return listed.output.split(separator: "\n").compactMap { line in
+        /// The pids of the training ranks that srun started (step 0's tasks), by task number.
+        /// `scontrol listpids` shows -1 for a task not started yet: a signal to -1 would reach
+        /// every process, so only real pids are kept.
+        var rankPidsByTask: [Int: pid_t] {
+            guard let listed = try? SlurmClusterTests.slurm(cluster, "scontrol", ["listpids", id]) else { return [:] }
+            var pids: [Int: pid_t] = [:]
+            for line in listed.output.split(separator: "\n") {
                 let columns = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard columns.count == 5, columns[2] == "0", Int(columns[3]) != nil else { return nil }
-                return pid_t(columns[0])
+                guard columns.count == 5, columns[2] == "0", let task = Int(columns[3]),
+                      let pid = pid_t(columns[0]), pid > 1 else { continue }
+                pids[task] = pid
             }
+            return pids
+        }
+        var rankPids: [pid_t] {
+            let byTask = rankPidsByTask
+            return byTask.keys.sorted().compactMap { byTask[$0] }
         }
 
         func update(_ setting: String) throws {
@@ -99,7 +109,7 @@ import Testing
     }
 
     /// Submits launch/slurm.sbatch with `launcher` on one node, two tasks, training `steps` steps.
-    static func submit(_ cluster: SlurmCluster.Up, launcher: String, label: String) throws -> Job {
+    static func submit(_ cluster: SlurmCluster.Up, launcher: String, label: String, environment extra: [String: String] = [:]) throws -> Job {
         let directory = temporaryDirectory("slurm-\(label)")
         let train = ["--set", "run_dir=\(directory.appendingPathComponent("run").path)", "--set", "data.batch_per_rank=32",
                      "--set", "data.test_limit=200", "--set", "train.max_steps=\(steps)", "--set", "train.epochs=1000",
@@ -110,7 +120,7 @@ import Testing
                              "--output=\(directory.path)/slurm-%j.out", "launch/slurm.sbatch"] + train
         process.currentDirectoryURL = repositoryRoot
         process.environment = environment(cluster, ["LAUNCHER": launcher, "CONTRAST_BIN": contrastExecutable.path,
-                                                    "CONTRAST_CONFIG": "configs/smoke.yaml"])
+                                                    "CONTRAST_CONFIG": "configs/smoke.yaml"].merging(extra) { _, new in new })
         let pipe = Pipe(), errors = Pipe()
         process.standardOutput = pipe
         process.standardError = errors
@@ -125,11 +135,11 @@ import Testing
         return Job(cluster: cluster, id: id, directory: directory)
     }
 
-    static func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
+    static func waitFor(seconds: Double, poll: Double = 0.2, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while !condition() {
             if Date() > deadline { return false }
-            usleep(200_000)
+            usleep(useconds_t(poll * 1_000_000))
         }
         return true
     }
@@ -262,6 +272,42 @@ import Testing
         try Self.expectResumedAndFinished(job, requeues: 1, reference: reference)
         #expect(job.output.contains("Slurm allocation \(job.id)"), "launch/mpirun.sh did not see the allocation: \(job.story)")
         print("slurm: ran mpirunInsideTheAllocationCheckpointsRequeuesAndResumes in \(Int(Date().timeIntervalSince(start))) s: 1 requeue cycle, survived")
+    }
+
+    // MARK: a rank lost during start-up
+
+    /// kill -9 of rank 1 right after it started, before it reached MPI_Init (once it wrote its
+    /// start marker, RankMarkers): Slurm names the task and its host, and srun's --wait
+    /// (SRUN_WAIT, 10 s here) ends rank 0, which would otherwise wait in PMIx's fence until the
+    /// time limit (Slurm's PMIx plugin notices a lost rank only once it had connected); the job
+    /// fails and is not requeued.
+    @Test func aRankLostDuringStartupEndsTheJobNamingIt() throws {
+        let cluster = try SlurmCluster.require("aRankLostDuringStartupEndsTheJobNamingIt")
+        let start = Date()
+        let markers = temporaryDirectory("slurm-markers")
+        let job = try Self.submit(cluster, launcher: "srun", label: "startup-kill",
+                                  environment: ["SRUN_WAIT": "10", "CONTRAST_RANK_MARKERS": markers.path])
+        defer { _ = try? Self.slurm(cluster, "scancel", [job.id]) }
+        // Rank 1's start marker: "rank 1 host H pid P", its first act.
+        var words: [Substring] = []
+        _ = Self.waitFor(seconds: 120, poll: 0.002) {
+            words = ((try? String(contentsOf: markers.appendingPathComponent("rank-1.start"), encoding: .utf8)) ?? "").split(separator: " ")
+            return words.count == 6 || ["FAILED", "COMPLETED", "CANCELLED"].contains(job.state)
+        }
+        let pid = try #require(words.count == 6 ? pid_t(words[5].trimmingCharacters(in: .whitespacesAndNewlines)) : nil,
+                               "rank 1 wrote no start marker: \(job.story)")
+        try #require(pid > 1)
+        #expect(words[1] == "1" && words[3] == Launch.localHostname(), "\(words)")
+        kill(pid, SIGKILL)
+        let killed = Date()
+        let ended = Self.waitFor(seconds: 90) { !["RUNNING", "PENDING", "COMPLETING", ""].contains(job.state) }
+        #expect(ended, "the job still runs 90 s after rank 1 was killed: \(job.story)")
+        #expect(job.state == "FAILED" && job.restarts == 0, "\(job.story)")
+        #expect(!job.output.contains("run directory: "), "the kill came after the start-up: \(job.story)")
+        #expect(job.output.contains("srun: error: \(Launch.localHostname()): task 1: Killed"), "\(job.story)")
+        #expect(job.output.contains("contrast: training failed with status") && job.output.contains("not requeued"), "\(job.story)")
+        print("slurm: ran aRankLostDuringStartupEndsTheJobNamingIt in \(Int(Date().timeIntervalSince(start))) s: "
+              + "ended \(Int(Date().timeIntervalSince(killed))) s after the kill")
     }
 
     /// "[D-]HH:MM:SS" or "MM:SS" as seconds.
