@@ -109,7 +109,8 @@ import Testing
     }
 
     /// Submits launch/slurm.sbatch with `launcher` on one node, two tasks, training `steps` steps.
-    static func submit(_ cluster: SlurmCluster.Up, launcher: String, label: String, environment extra: [String: String] = [:]) throws -> Job {
+    static func submit(_ cluster: SlurmCluster.Up, launcher: String, label: String, environment extra: [String: String] = [:],
+                       options: [String] = []) throws -> Job {
         let directory = temporaryDirectory("slurm-\(label)")
         let train = ["--set", "run_dir=\(directory.appendingPathComponent("run").path)", "--set", "data.batch_per_rank=32",
                      "--set", "data.test_limit=200", "--set", "train.max_steps=\(steps)", "--set", "train.epochs=1000",
@@ -117,7 +118,7 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2",
-                             "--output=\(directory.path)/slurm-%j.out", "launch/slurm.sbatch"] + train
+                             "--output=\(directory.path)/slurm-%j.out"] + options + ["launch/slurm.sbatch"] + train
         process.currentDirectoryURL = repositoryRoot
         process.environment = environment(cluster, ["LAUNCHER": launcher, "CONTRAST_BIN": contrastExecutable.path,
                                                     "CONTRAST_CONFIG": "configs/smoke.yaml"].merging(extra) { _, new in new })
@@ -308,6 +309,28 @@ import Testing
         #expect(job.output.contains("contrast: training failed with status") && job.output.contains("not requeued"), "\(job.story)")
         print("slurm: ran aRankLostDuringStartupEndsTheJobNamingIt in \(Int(Date().timeIntervalSince(start))) s: "
               + "ended \(Int(Date().timeIntervalSince(killed))) s after the kill")
+    }
+
+    /// A step that fails to launch: srun then exits 0 ("task 0 launch failed"), which read as a
+    /// finished run. The job is held until the test has put a folder where Slurm's PMIx plugin
+    /// will create its step folder (as one left by an earlier cluster would be), so the step
+    /// cannot start; the script finds no start marker of rank 0 and fails the job.
+    @Test func aStepThatFailsToLaunchFailsTheJob() throws {
+        let cluster = try SlurmCluster.require("aStepThatFailsToLaunchFailsTheJob")
+        let start = Date()
+        let job = try Self.submit(cluster, launcher: "srun", label: "launch-fails", options: ["--hold"])
+        defer { _ = try? Self.slurm(cluster, "scancel", [job.id]) }
+        let blocker = cluster.directory.appendingPathComponent("tmp/spmix_appdir_\(getuid())_\(job.id).0")
+        try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: blocker) }
+        let released = try Self.slurm(cluster, "scontrol", ["release", job.id])
+        #expect(released.status == 0, "\(released.error)")
+        #expect(Self.waitFor(seconds: 120) { ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"].contains(job.state) }, "\(job.story)")
+        #expect(job.output.contains("launch failed"), "the step launched after all: \(job.story)")
+        #expect(job.state == "FAILED" && job.restarts == 0, "\(job.story)")
+        #expect(job.output.contains("contrast: srun exited 0, but rank 0 of contrast never started") && !job.output.contains("training finished"),
+                "\(job.story)")
+        print("slurm: ran aStepThatFailsToLaunchFailsTheJob in \(Int(Date().timeIntervalSince(start))) s")
     }
 
     /// "[D-]HH:MM:SS" or "MM:SS" as seconds.
