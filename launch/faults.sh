@@ -373,7 +373,7 @@ check_killed_job() {
     trace=$(stack_trace "$TRIAL_DIR/job.err" "$TRIAL_DIR/job.out")
     if (( JOB_HUNG )); then problem="hang: job still running ${detect_bound}s after the fault"
     elif [[ $JOB_RC == 0 ]]; then problem="job exited 0 although rank $rank was killed"
-    elif ! grep -qE "rank $rank([^0-9]|$)|\[\[[0-9]+,[0-9]+\],$rank\]" "$TRIAL_DIR/job.err"; then problem="stderr does not name rank $rank"
+    elif ! grep -qE "^launch/mpirun.sh: .*rank $rank on [^ ]+ " "$TRIAL_DIR/job.err"; then problem="no line of launch/mpirun.sh names rank $rank and its host"
     elif [[ -n $trace ]]; then problem="stack trace: $trace"
     elif (( lost > every )); then problem="lost $lost steps, more than the checkpoint interval $every"
     fi

@@ -38,7 +38,11 @@
 # a line, also appended to its train.log, saying how and the command that resumes it. An aborted
 # job (the collective watchdog, a rank's error) whose mpirun has not ended CONTRAST_ABORT_GRACE
 # seconds later (default 10: a host that no longer answers keeps mpirun waiting for minutes) has
-# mpirun killed, and the ranks that never reported are named with their hosts.
+# mpirun killed, and the ranks that never reported are named with their hosts. The rank
+# lost is named with its host and pid ("rank 1 on node7 (pid 4242) was killed by signal 9"),
+# also when it was lost during start-up, before the run directory existed. For that each rank
+# writes markers in $CONTRAST_RANK_MARKERS (a temporary folder unless set; passed to the ranks
+# with one more -x than the command line printed).
 #
 # Examples:
 #   launch/mpirun.sh -np 2 .build/release/contrast train --config configs/fmnist-simclr.yaml
@@ -265,12 +269,24 @@ drop_exit_status_blocks() {
     (( ${#block[@]} == 0 )) || printf '%s\n' "${block[@]}"
 }
 capture=$(mktemp "${TMPDIR:-/tmp}/contrast-mpirun.XXXXXX")
-trap 'rm -f "$capture" "$capture.abandoned"' EXIT
+# Each rank of contrast writes its start, exit and signal markers in this folder (RankMarkers:
+# Sources/Distributed/RankMarkers.swift), so a rank lost before its run directory exists, or one
+# Open MPI's text does not name, is named below with its host and pid. A folder of our own
+# under TMPDIR is seen by this machine's ranks; a caller whose ranks run on several machines
+# may set CONTRAST_RANK_MARKERS to a folder all of them see (its old markers are removed).
+if [[ -n ${CONTRAST_RANK_MARKERS:-} ]]; then
+    markers=$CONTRAST_RANK_MARKERS own_markers=0
+    mkdir -p "$markers" && rm -f "$markers"/rank-*.start "$markers"/rank-*.exit "$markers"/rank-*.signalled
+else
+    markers=$(mktemp -d "${TMPDIR:-/tmp}/contrast-ranks.XXXXXX") own_markers=1
+fi
+export CONTRAST_RANK_MARKERS=$markers
+trap 'rm -f "$capture" "$capture.abandoned"; (( own_markers == 0 )) || rm -rf "$markers"' EXIT
 exec 3> >(trap '' INT HUP TERM USR1 USR2; exec tee -a "$capture"); out_copy=$!
 exec 4> >(trap '' INT HUP TERM USR1 USR2; drop_exit_status_blocks | tee -a "$capture" >&2); err_copy=$!
 # setsid does not fork here (a background job of a script is no process group leader), so
 # $! is mpirun's own pid.
-setsid mpirun "${args[@]}" "${command_args[@]}" >&3 2>&4 &
+setsid mpirun "${args[@]}" -x CONTRAST_RANK_MARKERS "${command_args[@]}" >&3 2>&4 &
 mpirun_pid=$!
 # A signal that came before the pid was known is acted on now.
 if (( stops == 1 )); then
@@ -353,21 +369,64 @@ if [[ -f $abandoned ]]; then
         echo "$me: the job was aborted, but mpirun had not ended $grace s later (a node no longer answers?); mpirun was killed (CONTRAST_ABORT_GRACE sets the wait)" >&2
     fi
 fi
+
+# The ranks the job lost, one "rank R on HOST (pid P) ..." per line: those whose start marker has
+# neither an exit marker (it ended through exit: finished, stopped, or an error it printed) nor a
+# signal marker (mpirun's SIGTERM to the other ranks once one is lost; a user's stop signal).
+# The signal that ended one comes from Open MPI's "process rank R with PID P on node H exited on
+# signal S (NAME)" when that names the same rank; a rank it names otherwise (one that died
+# before writing its marker or while exiting, or on a machine that cannot see the folder) is
+# named from that line.
+lost_ranks() {
+    local rank words host pid named_rank="" named_host="" named_signal="" named_name="" found=0
+    read -r named_rank named_host named_signal named_name < <(sed -n \
+        's/.*process rank \([0-9]*\) with PID .* on node \([^ ]*\) exited on signal \([0-9]*\) (\([^)]*\)).*/\1 \2 \3 \4/p' "$capture" | head -n 1) || true
+    for (( rank = 0; rank < ranks; rank++ )); do
+        [[ -f $markers/rank-$rank.start && ! -e $markers/rank-$rank.exit && ! -e $markers/rank-$rank.signalled ]] || continue
+        read -r -a words < "$markers/rank-$rank.start" || true
+        host=${words[3]:-?} pid=${words[5]:-?}
+        if [[ $rank == "$named_rank" ]]; then
+            echo "rank $rank on $host (pid $pid) was killed by signal $named_signal ($named_name)"; found=1
+        else
+            echo "rank $rank on $host (pid $pid) ended abruptly (killed, crashed, or ended by the kernel's out-of-memory killer)"
+        fi
+    done
+    if [[ -n $named_rank && $found == 0 ]]; then
+        echo "rank $named_rank on $named_host was killed by signal $named_signal ($named_name)"
+    fi
+}
+
+# Ranks without a start marker, when this machine's ranks have markers and they are all here (on
+# several machines only a folder all of them see, given in CONTRAST_RANK_MARKERS, says so).
+unstarted_ranks() {
+    local rank missing=()
+    [[ -n $(ls "$markers" 2>/dev/null) ]] && (( local_only || ! own_markers )) || return 0
+    for (( rank = 0; rank < ranks; rank++ )); do
+        [[ -f $markers/rank-$rank.start ]] || missing+=("$rank")
+    done
+    (( ${#missing[@]} == 0 )) || echo "rank(s) ${missing[*]} had not started contrast"
+}
+
 # A run that did not end on its own terms (a rank killed by a signal, a crash, the watchdog, an
 # error, a stop at once) leaves a train.log that just stops: say how it ended and how to resume,
 # on the terminal and as the log's last line. contrast's own endings say it themselves: 0
 # (finished), 75 (stopped with a checkpoint: "run the same command to resume") and 65 (skipped
 # steps: resuming unchanged would skip again). rank 0 prints "run directory: PATH" once the run
-# is set up; before that there is no run to resume.
+# is set up; before that there is no run to resume, but a rank lost then is named all the same.
 if (( status != 0 && status != 75 && status != 65 || stopped_at_once != 0 )); then
     run_dir=$(sed -n 's/^run directory: //p' "$capture" | tail -n 1)
+    lost=$(lost_ranks | paste -sd ';' | sed 's/;/; /g')
+    [[ -n $lost ]] || lost=$(unstarted_ranks)
+    if [[ -z $run_dir && -n $lost ]] && (( stopped_at_once == 0 )); then
+        ending="$me: the job ended during start-up, before its run directory was set up: $lost; to start it again, run the same command: ${CONTRAST_LAUNCH_COMMAND:-$(quote "${invocation[@]}")}"
+        echo "$ending" >&2
+    fi
     if [[ -n $run_dir ]]; then
         lost_node=$(sed -n 's/^ *Remote daemon: .* on node \([^ ]*\)$/\1/p' "$capture" | head -n 1)
-        killed=$(sed -n 's/.*process rank \([0-9]*\) with PID .* exited on signal \([0-9]*\) (\([^)]*\)).*/rank \1 was killed by signal \2 (\3)/p' "$capture" | head -n 1)
         if (( stopped_at_once )); then how="was stopped at once by a second stop signal, without a checkpoint"
         elif [[ -n $silent ]]; then how="was aborted and $silent never reported (host or link down?)"
-        elif [[ -n $killed ]]; then how="ended: $killed"
-        elif [[ -n $lost_node ]]; then how="ended: mpirun lost its daemon on $lost_node (the host died or its link dropped)"
+        elif [[ -n $lost_node ]]; then how="ended: mpirun lost its daemon on $lost_node (the host died or its link dropped)${lost:+: $lost}"
+        elif [[ -n $lost ]]; then how="ended: $lost"
         else how="ended with exit status $status"; fi
         newest=$(ls -d "$run_dir"/checkpoints/step-*/manifest.json 2>/dev/null | sort | tail -n 1)
         if [[ -n $newest ]]; then from="resume from checkpoint ${newest%/manifest.json}"

@@ -8,7 +8,10 @@
 # Tests that verify an output with Python packages Debian lacks (the ONNX export: onnx and
 # onnxruntime; prepare images: Pillow; prepare webdataset: webdataset; views: torchvision) use the virtual environment launch/verify-python.sh makes (.venv-verify, ~10-30 s
 # the first time, instant after), through CONTRAST_VERIFY_PYTHON; without network they skip, and
-# a line after the tests counts how many of them ran and skipped.
+# a line after the tests counts how many of them ran and skipped. The Slurm tests
+# (Tests/TrainingTests/SlurmClusterTests.swift) bring up a one-node Slurm cluster with
+# launch/slurm-local.sh (installing Debian's slurm-wlm when root and it is missing) and skip only
+# where its daemons cannot start; a second line counts them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,6 +42,11 @@ if grep -q 'multi-host tests skipped: ' "$log"; then
 elif grep -q 'Suite MultiHostTests' "$log"; then
     echo "== launch/test.sh: multi-host tests (launch/netns-cluster.sh hosts) ran =="
 fi
+# Each Slurm test prints "slurm: ran NAME ..." when it ran, "slurm: skipped NAME: REASON" when not.
+slurm_ran=$(grep -c '^slurm: ran ' "$log" || true)
+slurm_skipped=$(grep -c '^slurm: skipped ' "$log" || true)
+echo "== launch/test.sh: Slurm tests (a one-node cluster, launch/slurm-local.sh): $slurm_ran ran, $slurm_skipped skipped =="
+sed -n 's/^slurm: skipped [^:]*: /slurm: skipped: /p' "$log" | sort -u || true
 if (( status != 0 )); then exit "$status"; fi
 
 # isa_pass LABEL "VAR=VALUE ..." [swift test arguments]: the numeric test targets again, without

@@ -272,6 +272,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// MPI_Abort with `code` and nothing printed (callable from any thread: the watchdog's).
     public func abortJob(code: Int32) -> Never {
+        // An ending this rank chose and explained: launch/mpirun.sh must not name it as lost.
+        RankMarkers.noteExit()
         var finalizedNow: Int32 = 0
         MPI_Finalized(&finalizedNow)
         if finalizedNow == 0 { MPI_Abort(world, code) }

@@ -65,6 +65,8 @@ struct EarlyStoppingState: Codable, Equatable {
 ///
 /// The handler is async-signal-safe: it stores a number, write(2)s a line prepared beforehand
 /// and calls _exit(2); it allocates nothing and touches no Foundation or Swift runtime state.
+/// Under launch/mpirun.sh it also leaves the rank's `signalled` marker (`RankMarkers`): a rank
+/// that mpirun ended after another was lost is not named as lost itself.
 enum StopSignal {
     nonisolated(unsafe) static var received: Int32 = 0
     static let handled = [SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGUSR2]
@@ -86,6 +88,7 @@ enum StopSignal {
         prepareImmediateStopLine(resumeFrom: resumeFrom)
         for signalNumber in handled {
             signal(signalNumber) { number in
+                RankMarkers.noteSignal()
                 let pending = StopSignal.received
                 guard pending != 0 else { StopSignal.received = number; return }
                 let pendingIsInteractive = pending == SIGINT || pending == SIGHUP || pending == SIGUSR2

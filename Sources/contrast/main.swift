@@ -88,6 +88,9 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate representations.", subcommands: [EvalKNN.self, EvalFull.self, EvalDrift.self])
 }
 
+// First, under launch/mpirun.sh: this rank's start marker, so a rank lost before MPI starts is
+// named like one lost later (RankMarkers).
+RankMarkers.start()
 // The C kernels read CONTRAST_KERNELS_ISA on first use; using them here, before any subcommand,
 // makes a value that names no instruction set one line and exit status 1 at once, not a stop in
 // the middle of a run that has made its directory.

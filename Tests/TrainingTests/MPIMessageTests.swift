@@ -118,13 +118,52 @@ import Testing
         #expect(status == 128 + SIGKILL, "\(started.output.suffix(2500))")
         let checkpoint = try #require(CheckpointStore.list(runDirectory: URL(fileURLWithPath: run)).first)
         // The script's path as bash was given it (startProcess makes it absolute), then the rest as given.
-        let how = "launch/mpirun.sh: the run ended: rank 1 was killed by signal 9 (Killed); to resume from checkpoint "
-            + "\(checkpoint.path), run the same command: "
+        let how = "launch/mpirun.sh: the run ended: rank 1 on \(Launch.localHostname()) (pid \(pid)) was killed by signal 9 (Killed); "
+            + "to resume from checkpoint \(checkpoint.path), run the same command: "
         let last = String(started.output.split(separator: "\n").last ?? "")
         #expect(last.hasPrefix(how) && last.hasSuffix("launch/mpirun.sh " + command.dropFirst().joined(separator: " ")),
                 "\(started.output.suffix(2500))")
         let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
         #expect(log.split(separator: "\n").last?.hasSuffix("Z " + last) == true, "\(log.suffix(1500))")
+    }
+
+    /// kill -9 of rank 1 during start-up, before the run directory exists (issue 23: at P = 4 the
+    /// job then ended with none of our lines, and Open MPI's text named no rank): the script's
+    /// last line names the rank, its host and its pid, from the markers each rank writes first
+    /// thing (RankMarkers); rank 0, ended by mpirun's SIGTERM, is not named, and has its markers.
+    @Test func aRankKilledDuringStartupIsNamedWithItsHostAndPid() throws {
+        let stop = StopSignalTests()
+        let folder = temporaryDirectory("kill9-startup")
+        let run = folder.appendingPathComponent("run").path, markers = folder.appendingPathComponent("markers").path
+        let command = ["launch/mpirun.sh", "-np", "2", "--mpi", "--oversubscribe", contrastExecutable.path]
+            + stop.arguments(run, ranks: 2, steps: 100_000)
+        let started = try stop.start(["/bin/bash", "-c", "exec \"$@\" 2>&1", "bash"] + command,
+                                     environment: ["CONTRAST_RANK_MARKERS": markers], name: "kill9-startup")
+        // Rank 1's start marker: "rank 1 host H pid P", written before MPI starts.
+        let marker = markers + "/rank-1.start"
+        let deadline = Date().addingTimeInterval(60)
+        var words: [Substring] = []
+        while words.count < 6 && Date() < deadline && started.process.isRunning {
+            words = ((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "").split(separator: " ")
+            usleep(2_000)
+        }
+        let pid = try #require(Int32(words.count == 6 ? words[5].trimmingCharacters(in: .whitespacesAndNewlines) : ""),
+                               "no start marker for rank 1: \(started.output.suffix(2000))")
+        #expect(words[0] == "rank" && words[1] == "1" && words[3] == Launch.localHostname(), "\(words)")
+        kill(pid, SIGKILL)
+        let status = stop.waitForExit(started, runDirectory: run)
+        #expect(status == 128 + SIGKILL, "\(started.output.suffix(2500))")
+        #expect(!started.output.contains("run directory: "), "the kill came after the start-up: \(started.output.suffix(2500))")
+        let last = String(started.output.split(separator: "\n").last ?? "")
+        let named = "launch/mpirun.sh: the job ended during start-up, before its run directory was set up: "
+            + "rank 1 on \(Launch.localHostname()) (pid \(pid)) "
+        // The script's path as bash was given it (startProcess makes it absolute), then the rest as given.
+        #expect(last.hasPrefix(named) && last.contains("; to start it again, run the same command: ")
+                && last.hasSuffix("launch/mpirun.sh " + command.dropFirst().joined(separator: " ")), "\(last)")
+        #expect(!last.contains("rank 0"), "\(last)")
+        let files = Set((try? FileManager.default.contentsOfDirectory(atPath: markers)) ?? [])
+        #expect(files.contains("rank-0.start") && (files.contains("rank-0.signalled") || files.contains("rank-0.exit")), "\(files)")
+        #expect(!files.contains("rank-1.exit") && !files.contains("rank-1.signalled"), "\(files)")
     }
 
     /// An error one rank meets alone still ends the job through MPI_Abort, and launch/mpirun.sh
