@@ -81,7 +81,7 @@ struct ObjectiveLoss {
 
 /// Bytes of an objective's buffers (`Bench.MemoryAccount`).
 public struct ObjectiveMemory: Sendable, Equatable {
-    /// The loss's logits workspace (NT-Xent's; 0 for losses that do not report theirs).
+    /// The loss's workspace: its logits (and SigLIP's ring buffers); 0 for losses that do not report theirs.
     public var logits = 0
     /// Gathered embeddings and the gradients of the exchange.
     public var embeddingExchange = 0
