@@ -51,6 +51,9 @@ protocol Objective: AnyObject {
     var memory: ObjectiveMemory { get }
     /// A line for the run's log about what the objective holds besides the model, or nil.
     var summary: String? { get }
+    /// Payload bytes this rank hands to the objective's exchanges per step (gathers, reduce-scatters,
+    /// ring turns), or nil for the two-view gather's V E + N E floats the monitor assumes.
+    var exchangeBytes: Int? { get }
 
     /// Buffers a checkpoint holds for the objective besides the parameters and optimizer state.
     var checkpointBuffers: [CheckpointBuffer] { get }
@@ -92,6 +95,7 @@ public struct ObjectiveMemory: Sendable, Equatable {
 extension Objective {
     func afterUpdate() {}
     var summary: String? { nil }
+    var exchangeBytes: Int? { nil }
     var checkpointBuffers: [CheckpointBuffer] { [] }
     func checkResumable(from checkpoint: URL) throws {}
     func save(into state: inout TrainingState) {}
