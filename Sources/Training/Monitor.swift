@@ -51,7 +51,8 @@ final class Monitor {
         stepsAtStart = stepsDone
         let p = communicator.size, v = 2 * step.samplesPerStep, e = step.model.embeddingWidth
         let wire = step.reducer.precision == .fp32 ? 4 : 2
-        bytesPerStep = p == 1 ? 0 : v * e * 4 + p * v * e * 4 + step.model.arena.count * wire + step.statistics.count * 4
+        let exchange = step.objective.exchangeBytes ?? v * e * 4 + p * v * e * 4
+        bytesPerStep = p == 1 ? 0 : exchange + step.model.arena.count * wire + step.statistics.count * 4
         let mode = config.monitor.progress
         // Under mpirun or srun a rank's standard output is the launcher's pipe or pseudo-terminal,
         // whatever the launcher's own output is: `auto` only trusts a terminal outside a launcher.

@@ -12,7 +12,7 @@ import Tensor
 /// (Objectives/), then backward overlapping the bucketed gradient all-reduce, the skip
 /// decision, clipping and the update, which every objective shares.
 ///
-/// The objective (SimCLR, SupCon, CLIP or MoCo, from loss.kind and loss.moco_queue) owns its
+/// The objective (SimCLR, SupCon, CLIP, SigLIP, Pairs or MoCo, from loss.kind and loss.moco_queue) owns its
 /// buffers; the step owns the model, the optimizer, the reducer and the statistics buffer, each
 /// allocated once: a steady-state step allocates nothing but the sample list.
 public final class TrainingStep {
@@ -32,7 +32,8 @@ public final class TrainingStep {
     public let hooks: StepHooks
 
     /// One rank's batch as the objective reads it, for callers that make batches in place: V x I
-    /// views (ntxent, moco), then B labels (supcon), or B x I features then B x W pairs (clip).
+    /// views (ntxent, moco, siglip and pairs with loss.sides views), then B labels (supcon, pairs with
+    /// loss.mask_duplicates), or B x I features then B x W pairs (clip, loss.sides pairs).
     public let batch: Tensor
     /// The wire buffer of the step's statistics (`StepStatistics`), summed over ranks while
     /// backward runs.

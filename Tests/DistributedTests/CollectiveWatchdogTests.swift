@@ -37,6 +37,10 @@ import Testing
         let evaluating = CollectiveActivity.Wait(sequence: 40, operation: .allReduceMax, bytes: 8, seconds: 3600.04, phase: .evaluation)
         #expect(CollectiveWatchdog.message(rank: 0, host: "node1", wait: evaluating)
                 == "rank 0 on node1: collective #40 (allreduce-max, 8 bytes) has not completed after 3600.0 s in evaluation; aborting the job (communication.eval_watchdog_seconds)")
+        // SigLIP's ring turns (MPICommunicator.sendReceive) are watched like the collectives.
+        let ring = CollectiveActivity.Wait(sequence: 9, operation: .sendReceive, bytes: 65536, seconds: 300.5)
+        #expect(CollectiveWatchdog.message(rank: 2, host: "node3", wait: ring)
+                == "rank 2 on node3: collective #9 (sendrecv, 65536 bytes) has not completed after 300.5 s; aborting the job (communication.watchdog_seconds)")
     }
 
     /// In evaluation a wait is held to the evaluation limit: past the training limit it does not

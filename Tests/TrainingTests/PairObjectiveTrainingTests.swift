@@ -40,6 +40,9 @@ import Testing
         let thetaP = distributed.model.arena.parameters(model.logitScale!)[0], biasP = distributed.model.arena.parameters(model.logitBias!)[0]
         #expect(abs(theta - thetaP) <= 1e-5 * abs(theta) && abs(bias - biasP) <= 1e-5 * abs(bias))
         #expect(abs(theta - log(10)) > 1 && abs(bias + 10) > 1, "theta \(theta), b \(bias)")
+        // What a rank sends: 2P - 1 ring blocks of B x E floats, the fp32 gradients and the 4 statistics.
+        let b = 48 / ranks, e = 16
+        #expect(distributed.steps[0]["bytes_communicated"] as? Int == ((2 * ranks - 1) * b * e + model.arena.count + 4) * 4)
         // The step record carries the bias the step's loss used: the start value.
         #expect(reference.steps[0]["logit_bias"] as? Double == -10 && distributed.steps[0]["logit_bias"] as? Double == -10)
     }

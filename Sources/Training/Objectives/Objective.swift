@@ -51,6 +51,9 @@ protocol Objective: AnyObject {
     var memory: ObjectiveMemory { get }
     /// A line for the run's log about what the objective holds besides the model, or nil.
     var summary: String? { get }
+    /// Payload bytes this rank hands to the objective's exchanges per step (gathers, reduce-scatters,
+    /// ring turns), or nil for the two-view gather's V E + N E floats the monitor assumes.
+    var exchangeBytes: Int? { get }
 
     /// Buffers a checkpoint holds for the objective besides the parameters and optimizer state.
     var checkpointBuffers: [CheckpointBuffer] { get }
@@ -81,7 +84,7 @@ struct ObjectiveLoss {
 
 /// Bytes of an objective's buffers (`Bench.MemoryAccount`).
 public struct ObjectiveMemory: Sendable, Equatable {
-    /// The loss's logits workspace (NT-Xent's; 0 for losses that do not report theirs).
+    /// The loss's workspace: its logits (and SigLIP's ring buffers); 0 for losses that do not report theirs.
     public var logits = 0
     /// Gathered embeddings and the gradients of the exchange.
     public var embeddingExchange = 0
@@ -92,6 +95,7 @@ public struct ObjectiveMemory: Sendable, Equatable {
 extension Objective {
     func afterUpdate() {}
     var summary: String? { nil }
+    var exchangeBytes: Int? { nil }
     var checkpointBuffers: [CheckpointBuffer] { [] }
     func checkResumable(from checkpoint: URL) throws {}
     func save(into state: inout TrainingState) {}

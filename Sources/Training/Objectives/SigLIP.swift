@@ -57,5 +57,10 @@ final class SigLIP: Objective {
         return EmbeddingGeometry.measure(z.data, count: 2 * b, width: sides.width) { $0 < b ? $0 + b : $0 - b }
     }
 
+    /// P - 1 turns of a [y, dy] block and a last one of dy alone: (2P - 1) B E floats (none at P = 1).
+    var exchangeBytes: Int? {
+        communicator.size == 1 ? 0 : (2 * communicator.size - 1) * sides.samples * sides.width * MemoryLayout<Float>.stride
+    }
+
     var memory: ObjectiveMemory { ObjectiveMemory(logits: siglip.workspaceBytes, embeddingExchange: sides.bytes) }
 }
