@@ -7,7 +7,7 @@ import PackageDescription
 //   Training         the trainer loop, the step, objectives, training data and checkpoints
 //   Evaluation       kNN, linear probe, PCA, CKA, retrieval; trained models, weights, export
 //   Config  RunFiles the config document | run log, metrics, TensorBoard, tail, report
-//   Checkpoint Data  sharded checkpoints | data sets, readers, sampler, views
+//   Checkpoint Data Text  sharded checkpoints | data sets, readers, sampler, views | WordPiece tokenizer, vocabularies
 //   Storage          atomic files, zstd frames, crc32, byte shuffle, JSON text (for Checkpoint, Data, RunFiles)
 //   Distributed      communicators, gradient reducer, watchdog
 //   Contrastive NN   losses | layers, models, arena, optimizers
@@ -17,7 +17,7 @@ let package = Package(
     name: "contrast",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training", "Bench"]),
+        .library(name: "Contrast", targets: ["Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Text", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training", "Bench"]),
         .executable(name: "contrast", targets: ["contrast"]),
         .executable(name: "contrast-fuzz", targets: ["contrast-fuzz"]),
     ],
@@ -48,6 +48,7 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Storage", dependencies: ["CZstd", "CZlib"]),
         .target(name: "Data", dependencies: ["CZlib", "CImageCodecs", "Storage", "Tensor"]),
+        .target(name: "Text", dependencies: ["Storage"]),
         .target(name: "Checkpoint", dependencies: ["Storage", "Distributed"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "RunFiles", dependencies: ["Tensor", "Storage", "Config", .product(name: "Yams", package: "Yams")]),
@@ -55,9 +56,9 @@ let package = Package(
         .target(name: "Training", dependencies: [
             "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
-        .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training"]),
+        .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Text", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training"]),
         .executableTarget(name: "contrast", dependencies: [
-            "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Storage", "Data", "Checkpoint", "Distributed",
+            "Bench", "Training", "Evaluation", "RunFiles", "Config", "Tensor", "NN", "Contrastive", "Storage", "Data", "Text", "Checkpoint", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fuzz targets over the readers of untrusted files; contrast-fuzz replays corpora, or is a
@@ -74,6 +75,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "CMPI", "TestSupport"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "CZstd"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Storage", "Tensor", "TestSupport"]),
+        .testTarget(name: "TextTests", dependencies: ["Text", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Storage", "Tensor", "Distributed", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
         .testTarget(name: "RunFilesTests", dependencies: ["RunFiles", "Config", "TestSupport"]),

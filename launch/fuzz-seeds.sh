@@ -76,6 +76,8 @@ for set in fm/train set; do
     cp "$work/$set/dataset.json" "$corpus/dataset-manifest/$name.json"
     "$bin/contrast-fuzz" pack "$corpus/dataset/$name" "$work/$set/dataset.json" "$work/$set"/shard-*.bin
     cp "$corpus/dataset/$name" "$corpus/dataset-frames/$name"
+    mkdir -p "$corpus/dataset-stream"
+    cp "$corpus/dataset/$name" "$corpus/dataset-stream/$name"
 done
 
 # Checkpoints of a tiny training run on the .npy data set: one rank (one shard) and two ranks (two shards).

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of contrast's readers of untrusted files (docs/reliability.md, "Fuzzing").
 #   launch/fuzz.sh TARGET [SECONDS]    fuzz one target (default 60 s)
 #   launch/fuzz.sh all SECONDS         every target in turn, SECONDS each
-# Targets: checkpoint-manifest checkpoint dataset-manifest dataset dataset-frames npy idx safetensors config png jpeg tar text.
+# Targets: checkpoint-manifest checkpoint dataset-manifest dataset dataset-frames dataset-stream npy idx safetensors config png jpeg tar text.
 #
 # Builds contrast-fuzz with libFuzzer and AddressSanitizer (-DFUZZING, see below) in
 # .build/fuzz, then runs each target from its committed seed corpus Tests/Fuzz/corpus/TARGET (read only;
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-targets=(checkpoint-manifest checkpoint dataset-manifest dataset dataset-frames npy idx safetensors config png jpeg tar text)
+targets=(checkpoint-manifest checkpoint dataset-manifest dataset dataset-frames dataset-stream npy idx safetensors config png jpeg tar text)
 usage() { echo "usage: launch/fuzz.sh TARGET [SECONDS] | all SECONDS (targets: ${targets[*]})" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 if [[ $1 == all ]]; then

@@ -224,7 +224,7 @@ public enum Bench {
         // backward reads, and the forward's workspace); what the step grows after them is backward's and the loss's.
         // Gradient caching forwards in chunks, and CLIP's batch is not views: their split is not measured.
         var forwardBytes: Int? = nil
-        if config.train.gradientCacheChunk == 0 && config.loss.kind != .clip {
+        if config.train.gradientCacheChunk == 0 && !config.loss.usesPairTower {
             let scratchMade = ScratchBuffer.liveBytes
             if data == nil { fillSynthetic(step.batch, seed: UInt64(config.seed), rank: communicator.rank) }
             _ = step.model.forward(step.batch.data, batch: v)
@@ -289,7 +289,7 @@ public enum Bench {
         let out = BenchOutput(bench: "step")
         for line in [
             (syntheticImages.map { "synthetic input: one fixed batch of random \($0.map(String.init).joined(separator: " x ")) images, no data set, no augmentation" } ?? "input: \(config.data.dataset.rawValue) at \(config.data.path)"),
-            "training step, \(b) samples (\(config.loss.kind == .clip ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
+            "training step, \(b) samples (\(config.loss.usesPairTower ? "\(b) pairs" : "\(v) views")) per rank, \(p) rank(s), \(config.train.blasThreads) BLAS thread(s) each, gradients as \(step.reducer.precision.rawValue); median of \(repeats) after \(warmup) warm-up (rank 0's clock):",
             String(format: "  augmentation %7.2f ms", m.dataWait * 1e3),
             String(format: "  forward      %7.2f ms", m.forward * 1e3),
             String(format: "  all-gather + reduce-scatter %7.2f ms", m.gather * 1e3),

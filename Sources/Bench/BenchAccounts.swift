@@ -45,14 +45,15 @@ extension Bench {
     /// - optimizer state: every state buffer of the optimizer (AdamW: m and v; SGD / LARS: momentum).
     /// - activations: every scratch buffer the step made (`ScratchBuffer.liveBytes` after a step minus
     ///   before the step was built: the layers' outputs, saved inputs and gradients), less the
-    ///   NT-Xent logits below, plus the input batch. Other losses' workspaces (SupCon, hard negatives,
-    ///   CLIP) are scratch buffers too and are counted here. Where `bench step` could measure it (one
+    ///   loss workspace below, plus the input batch. Other losses' workspaces (SupCon, hard negatives)
+    ///   are scratch buffers too and are counted here. Where `bench step` could measure it (one
     ///   forward before the first step), split into the forward's buffers (each layer's output and
     ///   saved statistics, which backward reads, and forward workspace such as a convolution's
     ///   im2col columns) and what the step adds (each layer's input gradient, backward workspace
     ///   such as column gradients and attention's dP, and the loss's workspaces). Every layer owns
     ///   its buffers (DESIGN.md decision 2), so the two parts are resident together.
-    /// - logits: `NTXentLoss.workspaceBytes` (A x N floats, or A x C + 3 A with loss.logit_chunk C).
+    /// - logits: the loss's workspace: NT-Xent's and CLIP's A x N floats (A x C + 3 A with loss.logit_chunk C),
+    ///   SigLIP's ring B x B logits and two [y, dy] blocks (4 B E), pairs' B x N.
     /// - embedding exchange: the gathered embeddings and both embedding gradients (2 N + 2 V) x E floats.
     /// - momentum queue (loss.moco_queue > 0): the key encoder's parameters and gradients and the
     ///   queue of keys with its gradient.

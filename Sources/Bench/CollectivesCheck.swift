@@ -58,6 +58,7 @@ private final class Checker {
         for precision in [WirePrecision.fp16, .bf16] { try allReduceHalf(precision) }
         try nonBlocking()
         try allReduceMax()
+        try ringShift()
         try hostnames()
         try communicator.barrier()
     }
@@ -317,5 +318,31 @@ private final class Checker {
         var values = [Double(rank), -Double(rank), 1.5 * Double(rank), 0]
         try communicator.allReduceMax(&values)
         try expect(values == [Double(size - 1), 0, 1.5 * Double(size - 1), 0], "allReduceMax gave \(values)")
+    }
+
+    /// The ring turn of the SigLIP loss: after k turns every rank holds the block rank - k sent,
+    /// for sizes 0, 1, odd and large; and a send to a rank that does not exist is an error.
+    func ringShift() throws {
+        for count in sizes {
+            var block = (0..<count).map { Self.value(rank: rank, index: $0) }
+            var incoming = [Float](repeating: -1, count: count)
+            for turn in 1...max(size, 1) {
+                try block.withUnsafeBufferPointer { send in
+                    try incoming.withUnsafeMutableBufferPointer { receive in
+                        let empty = UnsafeMutablePointer<Float>(bitPattern: 8)!
+                        try communicator.ringShift(send.baseAddress ?? UnsafePointer(empty), into: receive.baseAddress ?? empty, count: count)
+                    }
+                }
+                swap(&block, &incoming)
+                let owner = ((rank - turn) % size + size) % size
+                try expectEqual(block, (0..<count).map { Self.value(rank: owner, index: $0) }, "ring shift of \(count) floats, turn \(turn)")
+            }
+        }
+        let byte: UInt8 = 0
+        var received: UInt8 = 0
+        do {
+            try communicator.sendReceive([byte], bytes: 1, to: size, into: &received, from: 0)
+            try expect(false, "sendReceive to rank \(size) of \(size) did not throw")
+        } catch is CommunicatorError {}
     }
 }

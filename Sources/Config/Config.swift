@@ -104,13 +104,13 @@ public enum HoldKind: String, Codable, Sendable, CaseIterable {
 
 /// How the views of a sample are made.
 public enum AugmentKind: String, Codable, Sendable, CaseIterable {
-    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip.
+    /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip and loss.sides pairs.
     case auto
     /// Crops, flips, jitter and noise of the `views` section (uint8 [H, W] images only).
     case image
     /// Dropout, masking, noise and scaling of the `feature_views` section.
     case features
-    /// The samples as they are (loss.kind clip only: its two views are the two modalities).
+    /// The samples as they are (loss.kind clip or loss.sides pairs only: the two views are the two modalities).
     case none
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
@@ -323,7 +323,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var projection: [Int] = [256, 128]
     /// Non-linearity between Linear layers.
     public var activation: ActivationKind = .relu
-    /// Widths of the second tower's hidden layers (loss.kind clip: the encoder of the pairs).
+    /// Widths of the second tower's hidden layers (loss.kind clip, or loss.sides pairs: the encoder of the pairs).
     public var pairHidden: [Int] = [512]
     /// encoder cnn: channels of the residual stages (stride 2 between stages).
     public var channels: [Int] = [16, 32, 64]
@@ -576,6 +576,12 @@ public enum LossKind: String, Codable, Sendable, CaseIterable {
     case clip
     /// Supervised contrastive (SupCon, L_out): the other view and every other view with the same label are positives.
     case supcon
+    /// SigLIP's sigmoid loss (Zhai et al. 2023) over every pair of the global batch, computed in a ring of
+    /// the ranks (local x local logits only); a learned bias beside the temperature.
+    case siglip
+    /// Multiple-negatives ranking of (anchor, positive) pairs against every positive of the global batch,
+    /// one direction or symmetric, duplicates of the positive masked (sentence-transformers' MNRL).
+    case pairs
 
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
@@ -640,6 +646,16 @@ public struct LossSection: Codable, Sendable, Equatable {
     public var pseudoLabelTemperature: Float = 0.1
     /// w of the hybrid objective L = L_contrastive + w MSE(decoder(h), x); 0 = no decoder.
     public var reconstructionWeight: Float = 0
+    /// kind siglip and pairs: where the two sides of a pair come from (views: the two views of a sample
+    /// through the encoder; pairs: the sample through the first tower and its pair through the second, as clip).
+    public var sides: PairSides = .views
+    /// kind siglip: the start value of the learned logit bias b (SigLIP: -10).
+    public var siglipBias: Float = -10
+    /// kind pairs: both directions (anchor -> positives and positive -> anchors), or anchor -> positives alone.
+    public var symmetric: Bool = true
+    /// kind pairs: a positive with the same pair id as an anchor's own positive is not its negative. The
+    /// pair id of a sample is its label (a group id; the training data needs labels).
+    public var maskDuplicates: Bool = false
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -658,14 +674,36 @@ public struct LossSection: Codable, Sendable, Equatable {
         case pseudoLabelK = "pseudo_label_k"
         case pseudoLabelTemperature = "pseudo_label_temperature"
         case reconstructionWeight = "reconstruction_weight"
+        case sides
+        case siglipBias = "siglip_bias"
+        case symmetric
+        case maskDuplicates = "mask_duplicates"
     }
 
     public init() {}
+
+    /// True when the model has a second tower for the pairs of the data (clip, or siglip / pairs with sides pairs).
+    public var usesPairTower: Bool {
+        kind == .clip || (kind == .siglip || kind == .pairs) && sides == .pairs
+    }
+
+    /// True when the model learns a logit bias (siglip).
+    public var learnsLogitBias: Bool { kind == .siglip }
 
     /// True when NT-Xent is reweighted or debiased (HardNegativeNTXentLoss instead of NTXentLoss).
     public var usesHardNegatives: Bool {
         hardNegativeBeta != 0 || debiasedTauPlus != 0 || (hardNegativeSchedule != .constant && hardNegativeBetaFinal != 0)
     }
+}
+
+/// Where siglip and pairs take the two sides of a pair from.
+public enum PairSides: String, Codable, Sendable, CaseIterable {
+    /// The two views of each sample through the one encoder: view 0 is the anchor (x), view 1 its positive (y).
+    case views
+    /// The sample through the first tower (x) and its pair through the pair tower (y): the data needs pairs, as clip.
+    case pairs
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
 /// How the hard-negative concentration beta moves over the run (a curriculum).

@@ -123,9 +123,15 @@ extension TrainingConfig {
         try checkPositive(loss.pseudoLabelTemperature, "loss.pseudo_label_temperature")
         try check(loss.reconstructionWeight >= 0 && loss.reconstructionWeight.isFinite, "loss.reconstruction_weight",
                   "must be 0 (off) or positive", loss.reconstructionWeight)
-        try check(loss.reconstructionWeight == 0 || loss.kind != .clip, "loss.reconstruction_weight",
-                  "must be 0 with loss.kind clip (the decoder reconstructs the views of ntxent or supcon); set it to 0",
+        try check(loss.reconstructionWeight == 0 || loss.kind == .ntxent || loss.kind == .supcon, "loss.reconstruction_weight",
+                  "must be 0 with loss.kind \(loss.kind.rawValue) (the decoder reconstructs the views of ntxent or supcon); set it to 0",
                   loss.reconstructionWeight)
+        try check(loss.siglipBias.isFinite, "loss.siglip_bias", "must be a finite number (SigLIP starts at -10)", loss.siglipBias)
+        try check(!loss.maskDuplicates || loss.kind == .pairs, "loss.mask_duplicates",
+                  "needs loss.kind pairs (it masks duplicates of a pair's positive); set it to false", loss.maskDuplicates)
+        try check(!loss.maskDuplicates || loss.sides == .views, "loss.mask_duplicates",
+                  "reads each sample's pair id from its label, which pair batches (loss.sides pairs) do not carry; "
+                  + "use loss.sides views or set loss.mask_duplicates false", loss.maskDuplicates)
         try check(model.decoder.allSatisfy { $0 >= 1 }, "model.decoder", "widths must be at least 1", model.decoder)
         try check(loss.reconstructionWeight == 0 || train.gradientCacheChunk == 0, "loss.reconstruction_weight",
                   "needs train.gradient_cache_chunk 0 (the decoder reads the whole batch's representations); set one of them to 0",

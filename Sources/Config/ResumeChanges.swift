@@ -17,7 +17,8 @@ public enum ResumeChanges {
     /// allow: each changes what is trained, not how fast or how it is watched. The parameters'
     /// shapes and meaning (model, freeze, loss.temperature_mode's learnable temperature, the
     /// decoder of loss.reconstruction_weight), the optimizer state's meaning (optimizer.kind,
-    /// loss.moco_queue's queue), the objective (loss.kind, loss.pseudo_labels), the samples and
+    /// loss.moco_queue's queue), the objective (loss.kind, loss.pseudo_labels, loss.sides: whether
+    /// there is a pair tower, loss.mask_duplicates: the batch's layout), the samples and
     /// their order, which step and epoch counts index (seed, data.dataset, data.path,
     /// data.train_limit, data.virtual_shards, data.labeled_fraction, data.shuffle_buffer, and
     /// data.hold to or from stream). The global batch
@@ -28,7 +29,7 @@ public enum ResumeChanges {
     public static let fixedKeys = [
         "seed", "data.dataset", "data.path", "data.train_limit", "data.virtual_shards", "data.labeled_fraction", "data.shuffle_buffer",
         "model", "freeze", "loss.kind", "loss.temperature_mode", "loss.moco_queue", "loss.reconstruction_weight",
-        "loss.pseudo_labels", "optimizer.kind",
+        "loss.pseudo_labels", "loss.sides", "loss.mask_duplicates", "optimizer.kind",
     ]
 
     /// Keys a resume does not compare: where the run lives and how it resumes.

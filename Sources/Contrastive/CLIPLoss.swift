@@ -40,6 +40,9 @@ public final class CLIPLoss {
     private var positive: [Int32] = []
     private var cachedOffset = -1
 
+    /// Bytes of the logits workspace both directions share (A x N floats, or A x C + 3 A chunked).
+    public var workspaceBytes: Int { contrastive.workspaceBytes }
+
     /// - Parameters:
     ///   - temperature: tau, the softmax temperature of both directions.
     ///   - logitChunk: candidate columns per chunk for the streaming path (0: the whole A x N matrix),

@@ -103,7 +103,7 @@ public enum DatasetPreparation {
     /// - Throws: `DataError.tooManyShards` before writing anything when a split has fewer
     ///   samples than the layout's shard count; `DataError.outputNotEmpty` likewise.
     public static func fashionMNIST(source: String = FashionMNIST.defaultDirectory, out: String,
-                                    layout: ShardLayout, limit: Int = 0, pairs: PairSpec? = nil,
+                                    layout: ShardLayout, limit: Int = 0, pairs: PairSpec? = nil, captions: Bool = false,
                                     overwrite: Bool = false) throws -> [PrepareSummary] {
         try checkOutput(out, overwrite: overwrite)
         let splits = try FashionMNIST.Split.allCases.map { ($0, try FashionMNIST.load(directory: source, split: $0, limit: limit)) }
@@ -111,12 +111,15 @@ public enum DatasetPreparation {
         return try placing(out) { staging in try splits.map { split, dataset in
             let directory = staging + "/" + split.rawValue
             let samples = SampleBlock(count: dataset.count, features: .uint8(dataset.images),
-                                      labels: dataset.labels.map { Int64($0) }, pairs: pairs?.pairs(for: dataset))
+                                      labels: dataset.labels.map { Int64($0) }, pairs: pairs?.pairs(for: dataset),
+                                      fields: captions ? ["caption": .variable(VariableValues(strings: FashionCaptions.captions(for: dataset)))] : [:])
             let manifest = try ShardedDatasetWriter.write(samples, featureShape: [dataset.height, dataset.width],
-                                                          pairShape: pairs.map { [$0.width] }, to: directory, layout: layout,
-                                                          classes: FashionMNIST.classNames)
+                                                          pairShape: pairs.map { [$0.width] },
+                                                          fields: captions ? [NamedField(name: "caption", dtype: .utf8)] : [],
+                                                          to: directory, layout: layout, classes: FashionMNIST.classNames)
             let sources = ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"].map { source + "/" + split.filePrefix + "-" + $0 }
-            let notes = pairs.map { ["pairs: \($0.kind.rawValue) of augmented copies, width \($0.width), seed \($0.seed)"] } ?? []
+            let notes = (pairs.map { ["pairs: \($0.kind.rawValue) of augmented copies, width \($0.width), seed \($0.seed)"] } ?? [])
+                + (captions ? ["captions: class name and attributes read off the pixels (docs/data-format.md)"] : [])
             return PrepareSummary(directory: out + "/" + split.rawValue, sampleCount: manifest.sampleCount,
                                   shardCount: manifest.shards.count, preparedBytes: try preparedBytes(directory, manifest),
                                   sourceBytes: try sources.reduce(0) { $0 + (try fileSize($1)) }, notes: notes)

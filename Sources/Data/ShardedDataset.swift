@@ -519,3 +519,17 @@ extension ShardedDataset {
         return 0..<manifest.shards.prefix { $0.firstSample < limit }.count
     }
 }
+
+extension ShardedDataset {
+    /// Calls `body` with every text of every `utf8` field (text, positive, negative, caption...),
+    /// shard by shard, sample by sample, fields in name order: what `contrast vocab` learns from.
+    public func forEachText(_ body: (String) throws -> Void) throws {
+        let names = (manifest.fields ?? []).filter { $0.dtype == .utf8 }.map(\.name).sorted()
+        for shard in 0..<shardCount {
+            let block = try readShard(shard)
+            for index in 0..<block.count {
+                for name in names { if let text = block.text(name, index) { try body(text) } }
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ import Synchronization
 public final class CollectiveActivity: Sendable {
     /// The collectives, by name as the watchdog reports them.
     public enum Operation: Int, Sendable, CaseIterable {
-        case barrier = 1, broadcast, allGather, reduceScatter, allReduce, allReduceMax, gather
+        case barrier = 1, broadcast, allGather, reduceScatter, allReduce, allReduceMax, gather, sendReceive
 
         public var name: String {
             switch self {
@@ -24,6 +24,7 @@ public final class CollectiveActivity: Sendable {
             case .allReduce: "allreduce"
             case .allReduceMax: "allreduce-max"
             case .gather: "gather"
+            case .sendReceive: "sendrecv"
             }
         }
     }

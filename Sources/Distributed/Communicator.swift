@@ -46,6 +46,13 @@ public protocol Communicator: AnyObject {
     /// In-place element-wise maximum of `values` over ranks (flags, counters, timings).
     func allReduceMax(_ values: inout [Double]) throws
 
+    /// Sends `bytes` bytes of `send` to rank `destination` and receives `bytes` bytes from rank
+    /// `source` into `receive`, in one call (MPI_Sendrecv), so a ring of ranks each sending to the
+    /// next and receiving from the previous cannot deadlock. `send` and `receive` must not overlap.
+    /// Point-to-point, but every rank of a ring calls it together, and the watchdog covers it.
+    func sendReceive(_ send: UnsafeRawPointer, bytes: Int, to destination: Int,
+                     into receive: UnsafeMutableRawPointer, from source: Int) throws
+
     /// Ends the whole job from this rank: prints `message` naming the rank on standard error
     /// and makes every rank exit non-zero (MPI_Abort), so one failure never hangs the others.
     func abort(_ message: String, code: Int32) -> Never
@@ -121,6 +128,13 @@ extension Communicator {
         buffer.replaceSubrange(0..<bytes.count, with: bytes)
         try buffer.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: 4096, root: root) }
         return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// One turn of a ring: `count` floats of `send` go to rank + 1 and those of rank - 1 arrive in
+    /// `receive` (modulo the size). In one process the floats come back to the sender.
+    public func ringShift(_ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, count: Int) throws {
+        try sendReceive(UnsafeRawPointer(send), bytes: count * MemoryLayout<Float>.stride, to: (rank + 1) % size,
+                        into: UnsafeMutableRawPointer(receive), from: (rank + size - 1) % size)
     }
 
     /// In-place fp32 sum.

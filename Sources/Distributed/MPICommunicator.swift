@@ -240,6 +240,31 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func sendReceive(_ send: UnsafeRawPointer, bytes: Int, to destination: Int,
+                            into receive: UnsafeMutableRawPointer, from source: Int) throws {
+        let call = "MPI_Sendrecv"
+        try usable(call)
+        try checkRoot(destination, call)
+        try checkRoot(source, call)
+        guard bytes >= 0 else { throw CommunicatorError(call: call, rank: rank, size: size, message: "negative byte count \(bytes)") }
+        guard send + bytes <= UnsafeRawPointer(receive) || UnsafeRawPointer(receive) + bytes <= send || bytes == 0 else {
+            throw CommunicatorError(call: call, rank: rank, size: size, message: "the send and receive buffers overlap")
+        }
+        activity.begin(.sendReceive, bytes: bytes)
+        defer { activity.end() }
+        var offset = 0
+        repeat {
+            let chunk = min(bytes - offset, Self.maximumCount)
+            try check(call, MPI_Sendrecv(send + offset, Int32(chunk), CMPI_BYTE(), Int32(destination), Self.ringTag,
+                                         receive + offset, Int32(chunk), CMPI_BYTE(), Int32(source), Self.ringTag,
+                                         world, CMPI_STATUS_IGNORE()))
+            offset += chunk
+        } while offset < bytes
+    }
+
+    /// The tag of `sendReceive`'s messages (nothing else sends point-to-point).
+    private static let ringTag: Int32 = 22
+
     public func abort(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("contrast: rank \(rank) of \(size): error: \(message)\n".utf8))
         abortJob(code: code)

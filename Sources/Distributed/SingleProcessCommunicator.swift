@@ -40,6 +40,13 @@ public final class SingleProcessCommunicator: Communicator {
 
     public func allReduceMax(_ values: inout [Double]) throws {}
 
+    public func sendReceive(_ send: UnsafeRawPointer, bytes: Int, to destination: Int,
+                            into receive: UnsafeMutableRawPointer, from source: Int) throws {
+        try check(root: destination, call: "sendReceive")
+        try check(root: source, call: "sendReceive")
+        if receive != UnsafeMutableRawPointer(mutating: send) { receive.copyMemory(from: send, byteCount: bytes) }
+    }
+
     public func abort(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("contrast: error: \(message)\n".utf8))
         exit(code)

@@ -5,10 +5,11 @@ extension ContrastiveModel {
     /// The model a config's `model` section describes.
     /// `imageShape` ([height, width], or [channels, height, width] for resnet and vit) is needed by
     /// `encoder: cnn`, `encoder: resnet` and `encoder: vit`.
-    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `reconstruction` the
+    /// `learnableTemperature` adds the logit scale (loss.temperature_mode learnable), `learnableBias` the logit
+    /// bias (loss.kind siglip), `reconstruction` the
     /// decoder of `section.decoder` (loss.reconstruction_weight > 0).
     public convenience init(_ section: ModelSection, inputWidth: Int, pairInputWidth: Int = 0, imageShape: [Int]? = nil,
-                            learnableTemperature: Bool = false, reconstruction: Bool = false) {
+                            learnableTemperature: Bool = false, learnableBias: Bool = false, reconstruction: Bool = false) {
         let activation: MLP.Activation = switch section.activation {
         case .relu: .relu
         case .gelu: .gelu
@@ -22,7 +23,7 @@ extension ContrastiveModel {
                                                                                                dropPath: section.dropPath) : nil,
                   resnet: section.encoder == .resnet ? Self.resnet(section, imageShape: imageShape ?? []) : nil,
                   text: section.encoder == .bert ? Self.bert(section.bert) : nil,
-                  learnableTemperature: learnableTemperature, adapter: section.adapter,
+                  learnableTemperature: learnableTemperature, learnableBias: learnableBias, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil, dropout: section.dropout, dropPath: section.dropPath)
     }
 

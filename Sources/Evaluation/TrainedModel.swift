@@ -80,9 +80,9 @@ public struct TrainedModel {
 
     /// The model the config describes, for samples of `inputs`.
     public static func makeModel(_ config: TrainingConfig, inputs: ModelInputs) -> ContrastiveModel {
-        ContrastiveModel(config.model, inputWidth: inputs.featureWidth, pairInputWidth: config.loss.kind == .clip ? inputs.pairWidth : 0,
+        ContrastiveModel(config.model, inputWidth: inputs.featureWidth, pairInputWidth: config.loss.usesPairTower ? inputs.pairWidth : 0,
                          imageShape: inputs.image ? inputs.features : nil,
-                         learnableTemperature: config.loss.temperatureMode == .learnable,
+                         learnableTemperature: config.loss.temperatureMode == .learnable, learnableBias: config.loss.learnsLogitBias,
                          reconstruction: config.loss.reconstructionWeight > 0)
     }
 

@@ -58,6 +58,7 @@ public enum FuzzSeeds {
             try save(.datasetManifest, name + ".json", json)
             try save(.dataset, name, FuzzContainer.join([json] + shards))
             try save(.datasetFrames, name, FuzzContainer.join([json] + shards))
+            try save(.datasetStream, name, FuzzContainer.join([json] + shards))
             try? FileManager.default.removeItem(atPath: folder)
         }
 
@@ -75,6 +76,20 @@ public enum FuzzSeeds {
         try save(.datasetManifest, "writer-text.json", textJSON)
         try save(.dataset, "writer-text", FuzzContainer.join([textJSON] + textShards))
         try save(.datasetFrames, "writer-text", FuzzContainer.join([textJSON] + textShards))
+
+        // Encoded images (`--store jpeg`): a bytes field of files of their own lengths, which the
+        // stream target reads through its offsets and data frames in step.
+        scratch.clear()
+        let encoded = SampleBlock(count: 4, features: nil, labels: [3, 1, 4, 1],
+                                  fields: ["image": .variable(VariableValues([[0xFF, 0xD8, 0xFF, 0xE0, 1], [], [0x89, 0x50, 0x4E, 0x47], [9, 9, 9]]))])
+        let encodedManifest = try ShardedDatasetWriter.write(encoded, featureShape: nil,
+                                                             fields: [NamedField(name: "image", dtype: .bytes, decode: ImageDecodeSpec(size: 4, channels: 1, fit: .crop))],
+                                                             to: scratch.directory + "/encoded", layout: .count(2))
+        let encodedJSON = read(scratch.directory + "/encoded/" + ShardManifest.fileName)
+        let encodedShards = encodedManifest.shards.map { read(scratch.directory + "/encoded/" + $0.file) }
+        try save(.dataset, "writer-encoded", FuzzContainer.join([encodedJSON] + encodedShards))
+        try save(.datasetFrames, "writer-encoded", FuzzContainer.join([encodedJSON] + encodedShards))
+        try save(.datasetStream, "writer-encoded", FuzzContainer.join([encodedJSON] + encodedShards))
 
         // A webdataset shard in plain ustar (launch/fuzz-seeds.sh adds Python's GNU and PAX tars).
         try save(.tar, "writer-ustar.tar", ustar([("000000.jpg", [0xFF, 0xD8, 0xFF, 0xE0, 1, 2]), ("000000.txt", Array("a cat".utf8)),

@@ -44,6 +44,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// caption and label as `prepare webdataset` reads them), captions from .txt and from a
     /// .json field.
     case tar
+    /// As `datasetFrames`, read the way `data.hold: stream` reads it: every shard through
+    /// `ShardStream` a sample at a time (features, labels, pairs and encoded images, whose
+    /// variable-length offsets and data frames are decoded in step), then `finish`.
+    case datasetStream = "dataset-stream"
     /// A text table (`TextTable.read`): the first byte picks the format (CSV, TSV, JSONL), whether
     /// the first row is a header, and the columns (1-3 texts, a score, a label); the rest is the file.
     case text
@@ -146,6 +150,8 @@ extension FuzzTarget {
                 _ = try ShardedDataset.readManifest(directory: workspace.directory)
             case .dataset, .datasetFrames:
                 try readDataset(bytes, in: workspace, matchingChecksums: self == .datasetFrames)
+            case .datasetStream:
+                try streamDataset(bytes, in: workspace)
             case .npy:
                 let array = try NPYArray(bytes: bytes, path: "fuzz.npy")
                 _ = array.float32Values()
@@ -214,6 +220,40 @@ extension FuzzTarget {
         workspace.write(manifest, as: ShardManifest.fileName)
         let dataset = try ShardedDataset(directory: workspace.directory)
         try dataset.verifyAll()
+    }
+
+    /// The largest row (bytes) the stream target reads a sample's features or pairs into: a
+    /// trainer's rows come from a manifest it has checked against its config.
+    static let largestStreamedRow = 1 << 20
+
+    private func streamDataset(_ bytes: [UInt8], in workspace: FuzzWorkspace) throws {
+        let files = FuzzContainer.split(bytes)
+        guard let manifest = files.first else { throw DataError.manifestInvalid(path: workspace.directory, problem: "empty input") }
+        let shards = Array(files.dropFirst())
+        for (index, file) in shards.enumerated() { workspace.write(file, as: ShardedDatasetWriter.shardFileName(index)) }
+        workspace.write(Self.matchingChecksums(manifest, shards: shards), as: ShardManifest.fileName)
+        let dataset = try ShardedDataset(directory: workspace.directory)
+        let encoded = dataset.manifest.encodedImages != nil
+        let featureBytes = encoded ? 0 : (try dataset.manifest.requireInputs(path: workspace.directory)).bytesPerSample
+        let pairBytes = (dataset.manifest.pairs?.elementsPerSample ?? 0) * 4
+        guard featureBytes <= Self.largestStreamedRow && pairBytes <= Self.largestStreamedRow else { return }
+        let features = UnsafeMutableRawPointer.allocate(byteCount: max(1, featureBytes), alignment: 16)
+        let pairs = UnsafeMutableRawPointer.allocate(byteCount: max(1, pairBytes), alignment: 16)
+        defer { features.deallocate(); pairs.deallocate() }
+        var label: Int64 = 0, image: [UInt8] = []
+        for shard in 0..<dataset.shardCount {
+            let stream = try ShardStream(dataset, shard: shard)
+            for sample in 0..<stream.sampleCount {
+                // Every third sample passed over, as a rank skips the samples of other ranks.
+                if sample % 3 == 2 { try stream.skipSample(); continue }
+                if encoded {
+                    try stream.readSample(features: nil, label: &label, pairs: pairBytes > 0 ? pairs : nil, image: &image)
+                } else {
+                    try stream.readSample(features: featureBytes > 0 ? features : nil, label: &label, pairs: pairBytes > 0 ? pairs : nil)
+                }
+            }
+            try stream.finish()
+        }
     }
 
     /// The manifest with each shard's `bytes` and `crc32` set to those of the file of its index

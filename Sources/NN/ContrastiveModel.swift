@@ -34,6 +34,8 @@ public final class ContrastiveModel {
     /// the arena, so its bucket is the first the gradient all-reduce starts: the loss writes its gradient
     /// before backward begins.
     public let logitScale: ParameterSlice?
+    /// b of a learned logit bias (SigLIP; nil otherwise), beside theta at the end of the arena for the same reason.
+    public let logitBias: ParameterSlice?
     public let inputWidth: Int
     public let pairInputWidth: Int
     public let representationWidth: Int
@@ -50,8 +52,8 @@ public final class ContrastiveModel {
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
                 transformer: VisionTransformer.Shape? = nil, resnet: ResNet.Shape? = nil, text: BERT.Shape? = nil,
-                learnableTemperature: Bool = false, adapter adapterWidth: Int = 0, decoderHidden: [Int]? = nil,
-                dropout: Float = 0, dropPath: Float = 0) {
+                learnableTemperature: Bool = false, learnableBias: Bool = false, adapter adapterWidth: Int = 0,
+                decoderHidden: [Int]? = nil, dropout: Float = 0, dropPath: Float = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         precondition([convolution != nil, transformer != nil, resnet != nil, text != nil].filter { $0 }.count <= 1,
                      "one encoder: a CNN, a Vision Transformer, a ResNet or BERT")
@@ -132,6 +134,7 @@ public final class ContrastiveModel {
         }
         adapter = adapterLayer
         logitScale = learnableTemperature ? arena.allocate(name: "logit_scale", shape: [1], kind: .logitScale) : nil
+        logitBias = learnableBias ? arena.allocate(name: "logit_bias", shape: [1], kind: .logitBias) : nil
         arena.seal()
     }
 

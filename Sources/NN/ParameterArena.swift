@@ -16,11 +16,13 @@ public final class ParameterArena: @unchecked Sendable {
         case embedding
         /// A learned log inverse temperature theta = log(1 / tau) of the logits (CLIP's logit scale).
         case logitScale
+        /// A learned bias b added to every logit (SigLIP's, started at -10): never decayed either.
+        case logitBias
         /// Biases, norm parameters and the logit scale: excluded from LARS adaptation and weight decay.
         public var isExcludedFromDecay: Bool { self != .weight }
         /// The logit scale: no optimizer decays it (SGD and AdamW decay every other kind, as PyTorch
         /// does), since decay would pull the temperature towards 1 (CLIP trains it without decay).
-        public var isNeverDecayed: Bool { self == .logitScale }
+        public var isNeverDecayed: Bool { self == .logitScale || self == .logitBias }
     }
 
     public private(set) var slices: [ParameterSlice] = []

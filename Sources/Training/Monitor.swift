@@ -83,6 +83,7 @@ final class Monitor {
         if let fraction = result.pseudoLabelFraction { optional.append(("pseudo_label_fraction", .number(fraction))) }
         if let error = result.reconstructionLoss { optional.append(("reconstruction_loss", .number(error))) }
         if let beta = result.hardNegativeBeta { optional.append(("hard_negative_beta", .number(Double(beta)))) }
+        if let bias = result.logitBias { optional.append(("logit_bias", .number(Double(bias)))) }
         let now = monotonicSeconds(), wall = now - previousStepEnd
         previousStepEnd = now
         log.record("step", [

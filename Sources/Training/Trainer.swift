@@ -102,8 +102,9 @@ public final class Trainer {
         let resumeFrom = try Self.checkpointToResume(config, runDirectory: runDirectory, communicator: communicator) { notes.append($0) }
         // init_from starts a new run only: a resumed fine-tune continues from its own checkpoint.
         let pretrained = config.initFrom.isEmpty || resumeFrom != nil ? nil : try PretrainedEncoder.prepare(config, target: { [data] in
-            ContrastiveModel(config.model, inputWidth: data.train.featureWidth, pairInputWidth: config.loss.kind == .clip ? data.train.pairWidth : 0,
-                             imageShape: data.imageShape, learnableTemperature: config.loss.temperatureMode == .learnable)
+            ContrastiveModel(config.model, inputWidth: data.train.featureWidth, pairInputWidth: config.loss.usesPairTower ? data.train.pairWidth : 0,
+                             imageShape: data.imageShape, learnableTemperature: config.loss.temperatureMode == .learnable,
+                             learnableBias: config.loss.learnsLogitBias)
         }, communicator: communicator)
         if !config.initFrom.isEmpty && resumeFrom != nil { notes.append("init_from \(config.initFrom) not used: the run resumes from its own checkpoint") }
         if communicator.isRoot {
@@ -416,7 +417,7 @@ public final class Trainer {
                         fields.append(("linear_accuracy", .number(accuracy)))
                     }
                 }
-                if config.loss.kind == .clip, test.hasPairs {
+                if config.loss.usesPairTower, test.hasPairs {
                     let retrieval = Evaluation.retrieval(model: step.model, rows: test)
                     for (index, k) in retrieval.ks.enumerated() {
                         parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))

@@ -233,7 +233,7 @@ public final class TrainingData {
     /// The batch maker of the config's loss and augmentation for these samples.
     static func maker(config: TrainingConfig, rows: SampleRows, seed: UInt64) throws -> BatchMaker {
         let b = config.data.batchPerRank
-        let clip = config.loss.kind == .clip
+        let clip = config.loss.usesPairTower
         var augment = config.data.augment
         if augment == .auto { augment = clip ? .none : rows.isImage ? .image : .features }
         func fail(_ problem: String) -> ConfigError { ConfigError(key: "data.augment", problem: problem) }
@@ -258,10 +258,20 @@ public final class TrainingData {
         }
         if clip {
             guard rows.hasPairs else {
-                throw ConfigError(key: "loss.kind", problem: "config key 'loss.kind' is clip, but the data set has no pairs; "
+                let key = config.loss.kind == .clip ? "loss.kind" : "loss.sides"
+                let value = config.loss.kind == .clip ? "clip" : "pairs"
+                throw ConfigError(key: key, problem: "config key '\(key)' is \(value), but the data set has no pairs; "
                                   + "prepare one with pairs (contrast prepare npy --pairs, or fashion-mnist --pairs projection)")
             }
             return PairBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b)
+        }
+        if config.loss.maskDuplicates {
+            guard rows.labels != nil else {
+                throw ConfigError(key: "loss.mask_duplicates", problem: "config key 'loss.mask_duplicates' is true, but the training data "
+                                  + "has no labels to serve as pair ids; prepare it with labels (contrast prepare npy --labels) or set it false")
+            }
+            return TwoViewBatches(rows: rows, augmentation: augmentation, seed: seed, samplesPerBatch: b,
+                                  labels: LabelSubset(fraction: 1, seed: seed))
         }
         if config.loss.kind == .supcon {
             guard rows.labels != nil else {

@@ -63,6 +63,8 @@ public final class TrainingStep {
         public var pseudoLabelFraction: Double? = nil
         /// loss.reconstruction_weight > 0: mean squared reconstruction error of the global batch (unweighted).
         public var reconstructionLoss: Double? = nil
+        /// loss.kind siglip: the learned logit bias b the step's loss used; nil otherwise.
+        public var logitBias: Float? = nil
     }
 
     /// `inputWidth` is I, the features of a sample (`pairWidth` W, of its pair: clip);
@@ -81,13 +83,14 @@ public final class TrainingStep {
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
         self.totalSteps = totalSteps
-        let clip = config.loss.kind == .clip
-        precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind clip needs pairs")
+        let clip = config.loss.usesPairTower
+        precondition(!clip || pairWidth > 0, "TrainingStep: loss.kind \(config.loss.kind.rawValue) with a pair tower needs pairs")
         try config.validateModel(imageShape: imageShape)
         let reconstruction = config.loss.reconstructionWeight > 0
         precondition(!(clip && reconstruction), "TrainingStep: loss.reconstruction_weight with loss.kind clip")
         model = ContrastiveModel(config.model, inputWidth: inputWidth, pairInputWidth: clip ? pairWidth : 0, imageShape: imageShape,
-                                 learnableTemperature: config.loss.temperatureMode == .learnable, reconstruction: reconstruction)
+                                 learnableTemperature: config.loss.temperatureMode == .learnable,
+                                 learnableBias: config.loss.learnsLogitBias, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
         // Every objective's local rows are [view 0 of its B samples, view 1 of them] (CLIP: one view), and
@@ -97,6 +100,7 @@ public final class TrainingStep {
         try config.train.gemmLibrary.apply()
         model.computePrecision = config.train.computePrecision.gemm
         if let theta = model.logitScale { model.arena.parameters(theta)[0] = log(1 / config.loss.temperature) }
+        if let bias = model.logitBias { model.arena.parameters(bias)[0] = config.loss.siglipBias }
         // Every rank derived the same values from the seed; the broadcast makes sure of it.
         try communicator.broadcast(UnsafeMutableRawPointer(model.arena.parameters.data),
                                    bytes: model.arena.count * 4, root: 0)
@@ -153,7 +157,7 @@ public final class TrainingStep {
         defer { model.dropoutKey.infer() }
         objective.forward(input);               clock.lap(\.forward)
         try objective.gather();                 clock.lap(\.gather)
-        let loss = objective.loss(plan);        clock.lap(\.loss)
+        let loss = try objective.loss(plan);    clock.lap(\.loss)
         try objective.scatter();                clock.lap(\.gather)
         return try finish(loss, plan, clock) { objective.backward($0) }
     }
@@ -167,6 +171,7 @@ public final class TrainingStep {
     func finish(_ loss: ObjectiveLoss, _ plan: StepPlan, _ clock: StepClock,
                 backward: (_ gradientsFinal: @escaping (Int) -> Void) -> Void) throws -> Result {
         var clock = clock
+        let bias = model.logitBias.map { model.arena.parameters($0)[0] }
         let mine = StepStatistics(loss: hooks.loss(loss.share), positiveTop1: Double(loss.positiveTop1),
                                   stopRequests: plan.requests.stop ? 1 : 0, checkpointRequests: plan.requests.checkpoint ? 1 : 0,
                                   reconstruction: loss.reconstruction)
@@ -179,6 +184,7 @@ public final class TrainingStep {
         // Final before backward runs: theta's bucket (the first, theta is last in the arena) starts
         // with the first layer backward reports, and the all-reduce sums the ranks' shares.
         if let theta = model.logitScale { model.arena.gradients(theta)[0] = loss.logitScaleGradient }
+        if let bias = model.logitBias { model.arena.gradients(bias)[0] = loss.logitBiasGradient }
         reducer.beginStep()
         hooks.backwardBegins(firstTrainable: model.trainableRange.lowerBound)
         backward(gradientsFinal)
@@ -211,7 +217,7 @@ public final class TrainingStep {
                             times: clock.times, communication: reducer.timing,
                             requests: (Float(sum.stopRequests), Float(sum.checkpointRequests)), temperature: plan.temperature,
                             hardNegativeBeta: plan.hardNegativeBeta, pseudoLabelFraction: loss.pseudoLabelFraction,
-                            reconstructionLoss: sum.reconstruction)
+                            reconstructionLoss: sum.reconstruction, logitBias: bias)
         // Gradient caching's replayed forwards ran inside backward's time: they are forward's.
         let replay = objective.passes.replaySeconds
         result.times.forward += replay

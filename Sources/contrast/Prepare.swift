@@ -7,8 +7,9 @@ import Foundation
 /// `contrast prepare`: turn a source data set into the sharded format of docs/data-format.md.
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST, .npy arrays, a folder of images, text tables or webdataset tar shards.",
-        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self, PrepareImages.self, PrepareText.self, PrepareWebDataset.self])
+        abstract: "Write a sharded data set (docs/data-format.md) from Fashion-MNIST, .npy arrays, a folder of images, text tables, webdataset tar shards, WordNet or a FreeDict dictionary.",
+        subcommands: [PrepareFashionMNIST.self, PrepareNPY.self, PrepareImages.self, PrepareText.self, PrepareWebDataset.self,
+                       PrepareWordNet.self, PrepareFreeDict.self])
 }
 
 /// Prints what was written and how its size compares with the source files.
@@ -76,6 +77,9 @@ struct PrepareFashionMNIST: ParsableCommand {
     var pairs: PairSpec.Kind?
     @Option(help: "Width of the pair vectors. (default: 64)") var pairWidth: Int?
     @Option(help: "Seed of the pair projection and augmentation. (default: 0)") var pairSeed: UInt64?
+    @Flag(help: ArgumentHelp("Also write a caption per image (field caption: its class name and attributes read off its "
+                             + "pixels, e.g. \"a photo of a dark patterned coat.\"), for image-text training (docs/data-format.md)."))
+    var captions = false
 
     func validate() throws {
         if pairs == nil && (pairWidth != nil || pairSeed != nil) {
@@ -88,7 +92,7 @@ struct PrepareFashionMNIST: ParsableCommand {
         try reportingErrors {
             let spec = pairs.map { PairSpec(kind: $0, width: pairWidth ?? 64, seed: pairSeed ?? 0) }
             for summary in try DatasetPreparation.fashionMNIST(source: path, out: out, layout: shardOptions.layout,
-                                                               limit: limit, pairs: spec, overwrite: overwrite) {
+                                                               limit: limit, pairs: spec, captions: captions, overwrite: overwrite) {
                 report(summary, source: "the raw IDX .gz files")
                 try verify(summary.directory)
             }
@@ -448,6 +452,80 @@ struct PrepareWebDataset: ParsableCommand {
                                                               out: out, layout: shardOptions.layout, overwrite: overwrite)
             for summary in summaries {
                 report(summary, source: summaries.count == 1 ? "the tar shards" : "its share of the tar shards")
+                try verify(summary.directory)
+            }
+        }
+    }
+}
+
+/// The held-out split of `prepare wordnet` and `prepare freedict`: a fraction of the groups.
+struct GroupSplitOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Hold out this fraction of the groups (synsets or headwords), all their pairs with them, as the test "
+                               + "split (OUT/train, OUT/test), so no test query is seen in training; 0 writes one split."))
+    var testFraction: Double = 0.1
+    @Option(help: "Seed of the --test-fraction draw.") var splitSeed: UInt64 = 0
+
+    func validate() throws {
+        if !(testFraction >= 0 && testFraction < 1) {
+            throw ValidationError("--test-fraction must be at least 0 and below 1 (the share of groups held out, e.g. 0.1), got \(testFraction)")
+        }
+    }
+
+    var fraction: Double? { testFraction > 0 ? testFraction : nil }
+}
+
+struct PrepareWordNet: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wordnet",
+        abstract: "WordNet's synsets as (definition, word) pairs: gloss-to-word retrieval (Debian: wordnet-base).",
+        discussion: """
+        Reads data.noun, data.verb, data.adj and data.adv (WordNet 3.0's database format, wndb(5WN)) from DIR. \
+        Every word of a synset gives one pair: text is the synset's definition (its gloss up to the first quoted \
+        example, which often holds the word itself), positive the word (underscores as spaces). Field group is the \
+        synset: its words are each other's positives, so training masks them as negatives of each other and \
+        retrieval counts any of them as a hit. The test split holds whole synsets.
+        """)
+    @Argument(help: "The WordNet database folder.") var directory = "/usr/share/wordnet"
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @OptionGroup var split: GroupSplitOptions
+    @Flag(help: "Replace the data set in a non-empty --out folder; the old one stays until the new one is complete.") var overwrite = false
+    @OptionGroup var shardOptions: ShardOptions
+
+    func run() throws {
+        try reportingErrors {
+            let summaries = try DatasetPreparation.wordNet(directory: directory, testFraction: split.fraction, seed: split.splitSeed, out: out,
+                                                           layout: shardOptions.layout, overwrite: overwrite)
+            for summary in summaries {
+                report(summary, source: summaries.count == 1 ? "the WordNet files" : "its share of the WordNet files")
+                try verify(summary.directory)
+            }
+        }
+    }
+}
+
+struct PrepareFreeDict: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "freedict",
+        abstract: "A FreeDict dictionary as (headword, translation) pairs: cross-lingual retrieval (Debian: dict-freedict-eng-deu).",
+        discussion: """
+        Reads a dictd dictionary: NAME.index and NAME.dict.dz (or NAME.dict) for --name NAME in DIR. Every entry \
+        gives one pair: text is the headword (English for eng-deu), positive the entry's translation line \
+        (German), its annotations (<fem>, [geh.], {...}) removed. Field group is the headword: its entries are \
+        each other's positives. The test split holds whole headwords.
+        """)
+    @Argument(help: "The folder of the dictd files.") var directory = "/usr/share/dictd"
+    @Option(help: "The dictionary's name (its files are NAME.index and NAME.dict.dz).") var name = "freedict-eng-deu"
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @OptionGroup var split: GroupSplitOptions
+    @Flag(help: "Replace the data set in a non-empty --out folder; the old one stays until the new one is complete.") var overwrite = false
+    @OptionGroup var shardOptions: ShardOptions
+
+    func run() throws {
+        try reportingErrors {
+            let base = directory + "/" + name
+            let dictionary = FileManager.default.fileExists(atPath: base + ".dict.dz") ? base + ".dict.dz" : base + ".dict"
+            let summaries = try DatasetPreparation.freeDict(index: base + ".index", dictionary: dictionary, testFraction: split.fraction,
+                                                            seed: split.splitSeed, out: out, layout: shardOptions.layout, overwrite: overwrite)
+            for summary in summaries {
+                report(summary, source: summaries.count == 1 ? "the dictionary files" : "its share of the dictionary files")
                 try verify(summary.directory)
             }
         }

@@ -18,7 +18,7 @@ struct Contrast: ParsableCommand {
         // `contrast --version`: the release and the linker's build id, which ranks compare to
         // make sure they run the same binary (one line, exit 0).
         version: "contrast \(contrastVersion) (build id \(BuildID.hex.isEmpty ? "none" : BuildID.hex))",
-        subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, BenchCommand.self, CollectivesCheckCommand.self, ReducerCheckCommand.self])
+        subcommands: [Train.self, Eval.self, Export.self, Embed.self, Prepare.self, VocabCommand.self, CheckpointCommand.self, TailCommand.self, ReportCommand.self, BenchCommand.self, CollectivesCheckCommand.self, ReducerCheckCommand.self])
 }
 
 /// Writes a line to standard output unbuffered, so it keeps its order with the log's lines.

@@ -113,5 +113,7 @@ final class ScriptedCommunicator: Communicator {
         if maxCalls == 0 { values[0] = max(values[0], Double(others.map(\.count).max() ?? 0)) }
         maxCalls += 1
     }
+    func sendReceive(_ send: UnsafeRawPointer, bytes: Int, to destination: Int, into receive: UnsafeMutableRawPointer,
+                     from source: Int) throws { fatalError() }
     func abort(_ message: String, code: Int32) -> Never { fatalError(message) }
 }

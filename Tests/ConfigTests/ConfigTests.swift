@@ -340,3 +340,26 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(error.description.contains(String(option.split(separator: "=")[0])))
     }
 }
+
+/// The keys of loss.kind siglip and pairs: their defaults, which kinds they fit, and what they decide.
+@Suite struct PairObjectiveConfigTests {
+    func problem(_ overrides: [String]) -> ConfigError? {
+        do { _ = try ConfigLoader.load(file: nil, overrides: overrides); return nil } catch let error as ConfigError { return error } catch { return nil }
+    }
+
+    @Test func defaultsAndChecks() throws {
+        let config = try ConfigLoader.load(file: nil, overrides: ["loss.kind=siglip"])
+        #expect(config.loss.sides == .views && config.loss.siglipBias == -10 && config.loss.symmetric && !config.loss.maskDuplicates)
+        #expect(config.loss.learnsLogitBias && !config.loss.usesPairTower)
+        #expect(try ConfigLoader.load(file: nil, overrides: ["loss.kind=pairs", "loss.sides=pairs"]).loss.usesPairTower)
+        #expect(try !ConfigLoader.load(file: nil, overrides: ["loss.kind=ntxent", "loss.sides=pairs"]).loss.usesPairTower)
+        #expect(try ConfigLoader.load(file: nil, overrides: ["loss.kind=clip"]).loss.usesPairTower)
+        #expect(problem(["loss.kind=siglip", "loss.siglip_bias=.nan"])?.key == "loss.siglip_bias")
+        #expect(problem(["loss.kind=siglip", "loss.mask_duplicates=true"])?.key == "loss.mask_duplicates")
+        #expect(problem(["loss.kind=pairs", "loss.mask_duplicates=true", "loss.sides=pairs"])?.problem.contains("use loss.sides views") == true)
+        #expect(problem(["loss.kind=pairs", "loss.reconstruction_weight=0.5"])?.key == "loss.reconstruction_weight")
+        #expect(problem(["loss.sides=both"])?.key == "loss.sides")
+        #expect(problem(["loss.kind=pairs", "loss.mask_duplicates=true"]) == nil)
+        #expect(ResumeChanges.isFixed("loss.sides") && ResumeChanges.isFixed("loss.mask_duplicates") && !ResumeChanges.isFixed("loss.siglip_bias"))
+    }
+}

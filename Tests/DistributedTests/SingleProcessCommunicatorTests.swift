@@ -51,6 +51,15 @@ import Testing
         #expect(values == [1.5, -2])
     }
 
+    /// A ring of one rank: the block sent to rank + 1 = 0 comes back from rank - 1 = 0.
+    @Test func ringShiftReturnsTheBlockToItsSender() throws {
+        var receive = [Float](repeating: 0, count: 3)
+        try communicator.ringShift([1, 2, 3], into: &receive, count: 3)
+        #expect(receive == [1, 2, 3])
+        var byte: UInt8 = 0
+        #expect(throws: CommunicatorError.self) { try communicator.sendReceive([1], bytes: 1, to: 1, into: &byte, from: 0) }
+    }
+
     @Test func wrongCountsAndRootsAreErrorsNamingTheCall() {
         var receive = [Float](repeating: 0, count: 2)
         #expect(throws: CommunicatorError.self) { try communicator.allGather([1, 2], into: &receive, counts: [1, 1]) }

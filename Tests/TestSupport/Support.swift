@@ -128,7 +128,7 @@ public func trainSmoke(_ label: String, ranks: Int, transport: Transport = .shar
     let config = try ConfigLoader.load(file: runDirectory + "/config.yaml", overrides: [])
     let model = ContrastiveModel(config.model, inputWidth: 784, imageShape: [28, 28],
                                  learnableTemperature: config.loss.temperatureMode == .learnable,
-                                 reconstruction: config.loss.reconstructionWeight > 0)
+                                 learnableBias: config.loss.learnsLogitBias, reconstruction: config.loss.reconstructionWeight > 0)
     try WeightsFile.read(into: model.arena, from: URL(fileURLWithPath: runDirectory + "/weights.bin"))
     let records = try String(contentsOfFile: runDirectory + "/metrics/rank-0.jsonl", encoding: .utf8).split(separator: "\n")
         .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }

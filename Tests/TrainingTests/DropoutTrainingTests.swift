@@ -69,10 +69,12 @@ import Testing
 
     /// Gradient caching forwards each chunk twice (pass 1 for z, pass 2 before its backward): both must
     /// draw the masks one forward of all views draws, or the step is not the ordinary one.
-    @Test(arguments: [3, 8])
-    func gradientCachedStepEqualsTheOrdinaryStepWithDropoutOn(chunk: Int) throws {
+    /// The same for the pair objectives (SigLIP's ring, pairs with its gathers), whose sides are the two views.
+    @Test(arguments: [3, 8], ["ntxent", "siglip", "pairs"])
+    func gradientCachedStepEqualsTheOrdinaryStepWithDropoutOn(chunk: Int, kind: String) throws {
         func step(_ overrides: [String]) throws -> (loss: Double, parameters: [Float], cached: Bool) {
-            let step = try vitStep(["model.dropout=0.3", "model.attention_dropout=0.2", "model.drop_path=0.5"] + overrides)
+            let step = try vitStep(["model.dropout=0.3", "model.attention_dropout=0.2", "model.drop_path=0.5", "loss.kind=\(kind)"]
+                                   + overrides)
             let result = try step.step(0, input: step.batch.data)
             #expect(result.applied)
             return (result.loss, step.model.arena.parameters.array, step.objective.passes is GradientCache)

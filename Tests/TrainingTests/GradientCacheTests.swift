@@ -26,11 +26,11 @@ import Testing
     }
 
     /// A fresh TrainingStep (one process) with a fixed pseudo-random batch of B samples, not yet
-    /// stepped. Features I = 20; clip adds pairs W = 12; supcon labels every other sample
-    /// (classes 0...2). `forcedChunk` caches in chunks of that many rows whatever the config says.
+    /// stepped. Features I = 20; clip (and loss.sides pairs) adds pairs W = 12; supcon labels every other
+    /// sample (classes 0...2), loss.mask_duplicates every sample (its pair id; -1 is an id too). `forcedChunk` caches in chunks of that many rows whatever the config says.
     func freshStep(_ overrides: [String], samples b: Int = 16, forcedChunk: Int? = nil) throws -> TrainingStep {
         let config = try smokeConfig(Self.sgd + overrides)
-        let clip = config.loss.kind == .clip, supcon = config.loss.kind == .supcon
+        let clip = config.loss.usesPairTower, supcon = config.loss.kind == .supcon || config.loss.maskDuplicates
         let step = try TrainingStep(config: config, communicator: SingleProcessCommunicator(), inputWidth: 20, pairWidth: clip ? 12 : 0,
                                     imageShape: nil, samplesPerStep: b, totalSteps: 1, gradientCacheChunk: forcedChunk)
         var random = RandomStream(seed: 7, stream: 1)
@@ -81,7 +81,7 @@ import Testing
                 anchors: z.data, anchorCount: v, candidates: candidates.data, candidateCount: v, dimension: e,
                 selfIndex: selfIndex, positiveIndex: positiveIndex, anchorLabels: labels, candidateLabels: labels, normalization: v,
                 anchorGradient: anchorGradient.data, candidateGradient: candidateGradient.data).loss
-        case .clip:
+        case .clip, .siglip, .pairs:
             preconditionFailure("handCachedStep: two-view objectives only")
         }
         Kernels.axpy(anchorGradient.data, alpha: 1, x: candidateGradient.data, count: v * e)
@@ -105,9 +105,13 @@ import Testing
 
     /// Same loss (1e-6 relative), gradients and parameters after one SGD step (1e-5 relative) as the
     /// uncached step, for chunks that divide V = 32 and ones that do not, with every objective.
-    @Test(arguments: ["ntxent", "supcon", "clip"], [1, 5, 8, 13, 31])
+    @Test(arguments: ["ntxent", "supcon", "clip", "siglip", "siglip sides=pairs", "pairs", "pairs sides=pairs",
+                      "pairs symmetric=false mask_duplicates=true"], [1, 5, 8, 13, 31])
     func cachedStepEqualsTheUncachedStep(kind: String, chunk: Int) throws {
-        let objective = ["loss.kind=\(kind)"] + (kind == "clip" ? ["model.pair_hidden=[24]"] : [])
+        // "kind key=value ...": loss.kind and further loss keys.
+        let words = kind.split(separator: " ").map(String.init)
+        let pairTower = kind == "clip" || words.contains("sides=pairs")
+        let objective = ["loss.kind=\(words[0])"] + words.dropFirst().map { "loss.\($0)" } + (pairTower ? ["model.pair_hidden=[24]"] : [])
         let reference = try step(objective)
         let cached = try step(objective + ["train.gradient_cache_chunk=\(chunk)"])
         #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss), "\(kind) C=\(chunk)")
@@ -125,6 +129,22 @@ import Testing
         #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss))
         #expect(relativeDifference(cached.gradients, reference.gradients) <= 1e-5)
         #expect(cached.gradients.last! != 0 && abs(cached.gradients.last! - reference.gradients.last!) <= 1e-6 * abs(reference.gradients.last!))
+    }
+
+    /// SigLIP's theta and bias (the last two parameters) likewise: their gradients come from the ring.
+    @Test func cachedSigLIPWithLearnableScaleAndBias() throws {
+        let learnable = ["loss.kind=siglip", "loss.temperature_mode=learnable", "loss.temperature=0.1"]
+        let reference = try step(learnable)
+        let cached = try step(learnable + ["train.gradient_cache_chunk=6"])
+        #expect(abs(cached.loss - reference.loss) <= 1e-6 * abs(reference.loss))
+        #expect(relativeDifference(cached.gradients, reference.gradients) <= 1e-5)
+        let step = try freshStep(learnable)
+        let theta = step.model.logitScale!, bias = step.model.logitBias!
+        #expect(step.model.arena.parameters(theta)[0] == log(10) && step.model.arena.parameters(bias)[0] == -10)
+        for slice in [theta, bias] {
+            let g = cached.gradients[slice.offset], r = reference.gradients[slice.offset]
+            #expect(g != 0 && abs(g - r) <= 1e-6 * abs(r), "\(slice.name): \(g) vs \(r)")
+        }
     }
 
     /// The cached step reproduces the chunked algorithm written out by hand (`handCachedStep`),

@@ -95,7 +95,7 @@ final class CLIP: Objective {
     }
 
     var memory: ObjectiveMemory {
-        ObjectiveMemory(embeddingExchange: [gathered, localGradient, gatheredGradient, ownGradient].reduce(0) { $0 + $1.count }
+        ObjectiveMemory(logits: clip.workspaceBytes, embeddingExchange: [gathered, localGradient, gatheredGradient, ownGradient].reduce(0) { $0 + $1.count }
                         * MemoryLayout<Float>.stride)
     }
 }

@@ -33,8 +33,9 @@ protocol Objective: AnyObject {
     /// All-gathers the local embeddings (and labels or keys) from every rank.
     func gather() throws
     /// dL/dz of the local rows and of the gathered candidates under `plan`'s temperature (and
-    /// hard-negative beta): this rank's share of the loss and what the ranks sum with it.
-    func loss(_ plan: StepPlan) -> ObjectiveLoss
+    /// hard-negative beta): this rank's share of the loss and what the ranks sum with it. (SigLIP's
+    /// ring exchanges its blocks here, hence throws.)
+    func loss(_ plan: StepPlan) throws -> ObjectiveLoss
     /// Sums the gathered candidates' gradient onto the ranks that own them and adds each local
     /// row's own gradient: dL/dz of this rank's rows, ready for backward.
     func scatter() throws
@@ -70,6 +71,8 @@ struct ObjectiveLoss {
     var positiveTop1: Int
     /// This rank's dL/dtheta of a learnable temperature (theta = log(1/tau)); 0 without one.
     var logitScaleGradient: Float
+    /// This rank's dL/db of a learned logit bias (siglip); 0 without one.
+    var logitBiasGradient: Float = 0
     /// With a decoder: this rank's share of the mean squared reconstruction error (unweighted).
     var reconstruction: Double? = nil
     /// loss.pseudo_labels knn: the fraction of the global batch's unlabeled samples labeled.
@@ -117,6 +120,14 @@ func makeObjective(config: TrainingConfig, model: ContrastiveModel, imageShape: 
                     temperature: l.temperature, logitChunk: l.logitChunk)
     case .supcon:
         return SupCon(views: twoViews(), config: l)
+    case .siglip:
+        return SigLIP(sides: PairSidesBatch(model: model, sides: l.sides, samplesPerRank: b,
+                                            passes: passes(rows: l.sides == .views ? v : b), ids: false),
+                      communicator: communicator)
+    case .pairs:
+        return Pairs(sides: PairSidesBatch(model: model, sides: l.sides, samplesPerRank: b,
+                                           passes: passes(rows: l.sides == .views ? v : b), ids: l.maskDuplicates),
+                     communicator: communicator, config: l)
     case .ntxent where l.mocoQueue > 0:
         // An option of NT-Xent with its own step: the hard-negative form and the decoder are not part of it.
         let keyModel = ContrastiveModel(config.model, inputWidth: model.inputWidth, imageShape: imageShape,
