@@ -110,6 +110,22 @@ import TestSupport
         let onnx = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "onnx", "--out", path("bert.onnx")])
         #expect(onnx.status != 0 && onnx.error.contains("use --format hf"), "\(onnx.error)")
 
+        // Texts: `contrast embed --texts` (contrast's WordPiece tokenizer) against SentenceTransformer(dir).encode
+        // (BertTokenizerFast from the exported vocab.txt and tokenizer_config.json): the same h.
+        let lines = ["w1 w2 w3", "W5 w7, w9!", "zebra w4", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12", "w30 w31 w32 w33 w34"]
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path("texts.txt"), atomically: true, encoding: .utf8)
+        let textEmbed = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--out", path("texts-h.npy")])
+        #expect(textEmbed.output.contains("representations of 5 texts") && textEmbed.output.contains("1 longer than max_length were truncated"),
+                "\(textEmbed.output)")
+        try FileManager.default.createDirectory(atPath: path("py-texts"), withIntermediateDirectories: true)
+        _ = try checkBert(["texts", path("hf"), path("texts.txt"), path("py-texts")])
+        let ours = try NPYArray(path: path("texts-h.npy")).float32Values()
+        let theirs = try NPYArray(path: path("py-texts/sentence.npy")).float32Values()
+        #expect(relativeDifference(ours, theirs) <= 1e-5, "contrast embed --texts differs from SentenceTransformer by \(relativeDifference(ours, theirs))")
+        print("python-verify: contrast embed --texts vs SentenceTransformer.encode: \(relativeDifference(ours, theirs)) relative")
+        let notBert = try runContrast(ranks: 1, ["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--pairs", "--out", path("x.npy")])
+        #expect(notBert.status != 0 && notBert.error.contains("leave out --pairs"), "\(notBert.error)")
+
         let order = try #require(try NPYArray(path: path("order.npy")).int64Values())
         var ids: [Int64] = [], mask: [Int64] = [], types: [Int64] = []
         for sample in order.map(Int.init) {
