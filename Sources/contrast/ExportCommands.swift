@@ -7,6 +7,7 @@ import Data
 import Foundation
 import Storage
 import Tensor
+import Text
 import Training
 
 extension ModelExport.Part: ExpressibleByArgument {}
@@ -92,8 +93,9 @@ struct Export: ParsableCommand {
 /// `contrast embed`: a trained model's representations (or embeddings) of a data set split, as .npy.
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the representations (or embeddings) of a data set split as a float32 .npy (N x R).",
-        discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are.")
+        abstract: "Write the representations (or embeddings) of a data set split, or of texts (--texts), as a float32 .npy (N x R).",
+        discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are. With --texts (a BERT model): "
+            + "one text a line, tokenized with the model's vocab.txt as BertTokenizerFast does, truncated and padded to model.bert.max_length.")
 
     @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
@@ -105,12 +107,43 @@ struct Embed: ParsableCommand {
     @Flag(help: "Embed the data set's pair vectors through the pair tower (two-tower CLIP models).") var pairs = false
     @Option(help: "Also write the labels as an int64 .npy (N).") var labelsOut: String?
     @Option(help: "Only the first N samples (0: all).") var limit = 0
+    @Option(help: "A text file, one text a line: embed these through the model's BERT encoder instead of a data set split.")
+    var texts: String?
+    @Option(help: "--texts: the vocab.txt to tokenize with (default: the config's data.vocab).") var vocab: String?
+    @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case).") var lowercase = true
+
+    func validate() throws {
+        if texts != nil && (pairs || labelsOut != nil || data != nil) {
+            throw ValidationError("--texts embeds the lines of a file; leave out --pairs, --labels-out and --data")
+        }
+        if texts == nil && vocab != nil { throw ValidationError("--vocab applies to --texts only; leave it out") }
+    }
 
     func run() throws {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
             let trained = try TrainedModel.load(checkpoint, data: data)
+            if let texts {
+                let vocabulary = vocab ?? trained.config.data.vocab
+                guard !vocabulary.isEmpty else {
+                    throw ValidationError("--texts needs the model's vocab.txt, and the config of \(trained.source) names no data.vocab; pass --vocab FILE")
+                }
+                let tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary, options: TokenizerOptions(lowercase: lowercase))
+                guard let text = try? String(contentsOfFile: texts, encoding: .utf8) else {
+                    throw ValidationError("--texts \(texts) cannot be read as UTF-8 text; give a file of one text a line")
+                }
+                var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                if lines.last == "" { lines.removeLast() }
+                if limit > 0 { lines = Array(lines.prefix(limit)) }
+                let (values, truncated) = try Embedding.compute(trained.model, texts: lines, tokenizer: tokenizer, output: what)
+                let width = values.shape[1]
+                try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: lines.count * width),
+                                                     shape: [lines.count, width]), to: URL(fileURLWithPath: out))
+                say("\(out): \(what.rawValue)s of \(lines.count) texts of \(texts), \(lines.count) x \(width) float32, by \(trained.source)"
+                    + (truncated > 0 ? "; \(truncated) longer than max_length were truncated" : ""))
+                return
+            }
             let config = try data.map { try Evaluation.config(trained.config, data: $0) } ?? trained.config
             try useComputeSettings(of: config)
             let path = data ?? config.data.path

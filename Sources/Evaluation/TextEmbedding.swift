@@ -1,0 +1,47 @@
+import Foundation
+import NN
+import RunFiles
+import Tensor
+import Text
+
+/// Representations or embeddings of texts through a BERT encoder (`contrast embed --texts`): each text
+/// tokenized as BertTokenizerFast does ([CLS] text [SEP], truncated and padded to model.bert.max_length),
+/// the rows BertModel's three inputs (`BERT.row`).
+extension Embedding {
+    /// `output` of every text (N x R or N x E) with `tokenizer`, in chunks of `chunk` texts; also how many
+    /// texts were longer than max_length and cut.
+    /// - Throws: when the model is no BERT, or its word table is not the tokenizer's vocabulary.
+    public static func compute(_ model: ContrastiveModel, texts: [String], tokenizer: WordPieceTokenizer, output: Output,
+                               chunk: Int = 256) throws -> (values: Tensor, truncated: Int) {
+        guard let embeddings = model.encoder.layers.first as? BertEmbeddings else {
+            throw RunDirectory.Failure(description: "--texts embeds text through a BERT encoder (model.encoder bert); this model's encoder "
+                                       + "takes feature vectors or images: leave out --texts")
+        }
+        guard tokenizer.vocabulary.count == embeddings.vocabularySize else {
+            throw RunDirectory.Failure(description: "vocabulary \(tokenizer.vocabulary.source) has \(tokenizer.vocabulary.count) tokens but "
+                                       + "the model's word table \(embeddings.vocabularySize) rows; pass --vocab with the vocab.txt it was trained with")
+        }
+        let width = output == .representation ? model.representationWidth : model.embeddingWidth, t = embeddings.tokens
+        let out = Tensor(zeros: [max(1, texts.count), width])
+        var truncated = 0, start = 0
+        while start < texts.count {
+            let count = min(chunk, texts.count - start)
+            let batch = try tokenizer.encode(texts: Array(texts[start ..< start + count]), maxLength: t, padding: .maxLength)
+            truncated += batch.truncatedTexts
+            var rows: [Float] = []
+            rows.reserveCapacity(count * 3 * t)
+            for i in 0..<count {
+                let range = (i * t)..<((i + 1) * t)
+                rows += BERT.row(ids: batch.ids[range].map(Int.init), mask: batch.attentionMask[range].map(Int.init),
+                                 types: batch.typeIDs[range].map(Int.init))
+            }
+            let target = out.data + start * width
+            switch output {
+            case .representation: model.representations(of: rows, count: count, into: target, batch: count)
+            case .embedding: model.embeddings(of: rows, count: count, into: target, batch: count)
+            }
+            start += count
+        }
+        return (out, truncated)
+    }
+}
