@@ -7,8 +7,8 @@ import PackageDescription
 //   Training         the trainer loop, the step, objectives, training data and checkpoints
 //   Evaluation       kNN, linear probe, PCA, CKA, retrieval; trained models, weights, export
 //   Config  RunFiles the config document | run log, metrics, TensorBoard, tail, report
-//   Checkpoint Data Text  sharded checkpoints | data sets, readers, sampler, views | WordPiece tokenizer, vocabularies
-//   Storage          atomic files, zstd frames, crc32, byte shuffle, JSON text (for Checkpoint, Data, RunFiles)
+//   Checkpoint Data Text  sharded checkpoints | data sets, readers, sampler, views | WordPiece tokenizer, vocab.txt
+//   Storage          atomic files, zstd frames, crc32, byte shuffle, JSON text (for Checkpoint, Data, Text, RunFiles)
 //   Distributed      communicators, gradient reducer, watchdog
 //   Contrastive NN   losses | layers, models, arena, optimizers
 //   Tensor           storage, GEMM, kernels, RNG

@@ -32,6 +32,7 @@ struct BasicTokenizer: Sendable {
         let count = text.count
         guard count > 0, let base = text.baseAddress else { return }
         let lowercase = lowercase
+        let asciiKinds = Self.asciiKinds   // once, not a lazy global's check per byte
         var index = 0
         while index < count {
             let byte = base[index]
@@ -42,7 +43,7 @@ struct BasicTokenizer: Sendable {
                     index += length
                     continue
                 }
-                switch Self.asciiKinds.withUnsafeBufferPointer({ $0[Int(byte)] }) {
+                switch asciiKinds[Int(byte)] {
                 case 0:
                     word.append(lowercase && byte >= 65 && byte <= 90 ? byte | 0x20 : byte)
                 case 2:

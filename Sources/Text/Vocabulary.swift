@@ -88,12 +88,16 @@ public final class Vocabulary: Sendable {
 /// Open addressing (linear probing, at most half full) from a piece's bytes to its id. A token
 /// "##x" is stored twice: as "##x" at the start of a word, and as "x" continuing one.
 struct PieceTable: Sendable {
+    /// One slot of the table (16 bytes: a probe reads one cache line); id -1 is empty.
+    private struct Slot {
+        var offset: Int32 = 0
+        var length: Int32 = 0
+        var id: Int32 = -1
+        var continuation = false
+    }
+
     private var bytes: [UInt8] = []
-    /// Per slot: offset into `bytes`, length, id, whether it continues a word; id -1 is empty.
-    private var offsets: [Int32]
-    private var lengths: [Int32]
-    private var ids: [Int32]
-    private var continues: [Bool]
+    private var slots: [Slot]
     private let mask: Int
     /// The longest piece in bytes: the tokenizer looks no further ahead.
     private(set) var longestPiece = 0
@@ -101,10 +105,7 @@ struct PieceTable: Sendable {
     init(_ tokens: [String]) {
         var capacity = 16
         while capacity < tokens.count * 4 { capacity *= 2 }
-        offsets = Array(repeating: 0, count: capacity)
-        lengths = Array(repeating: 0, count: capacity)
-        ids = Array(repeating: -1, count: capacity)
-        continues = Array(repeating: false, count: capacity)
+        slots = Array(repeating: Slot(), count: capacity)
         mask = capacity - 1
         for (id, token) in tokens.enumerated() {
             let utf8 = Array(token.utf8)
@@ -121,11 +122,8 @@ struct PieceTable: Sendable {
         longestPiece = max(longestPiece, piece.count)
         let hash = piece.withUnsafeBufferPointer { Self.hash($0.baseAddress!, $0.count) }
         var slot = Self.slot(hash, continuation: continuation, mask: mask)
-        while ids[slot] >= 0 { slot = (slot + 1) & mask }
-        offsets[slot] = Int32(offset)
-        lengths[slot] = Int32(piece.count)
-        ids[slot] = id
-        continues[slot] = continuation
+        while slots[slot].id >= 0 { slot = (slot + 1) & mask }
+        slots[slot] = Slot(offset: Int32(offset), length: Int32(piece.count), id: id, continuation: continuation)
     }
 
     /// FNV-1a over bytes; the tokenizer extends it a byte at a time over a word's prefixes.
@@ -145,14 +143,16 @@ struct PieceTable: Sendable {
 
     /// The id of the piece `pointer[0..<count]` (whose FNV-1a hash is `hash`), or nil.
     @inline(__always) func find(_ pointer: UnsafePointer<UInt8>, _ count: Int, hash: UInt64, continuation: Bool) -> Int32? {
-        var slot = Self.slot(hash, continuation: continuation, mask: mask)
-        return bytes.withUnsafeBufferPointer { stored in
-            while true {
-                let id = ids[slot]
-                if id < 0 { return nil }
-                if Int(lengths[slot]) == count && continues[slot] == continuation
-                    && memcmp(stored.baseAddress! + Int(offsets[slot]), pointer, count) == 0 { return id }
-                slot = (slot + 1) & mask
+        var index = Self.slot(hash, continuation: continuation, mask: mask)
+        return slots.withUnsafeBufferPointer { slots in
+            bytes.withUnsafeBufferPointer { stored in
+                while true {
+                    let slot = slots[index]
+                    if slot.id < 0 { return nil }
+                    if Int(slot.length) == count && slot.continuation == continuation
+                        && memcmp(stored.baseAddress! + Int(slot.offset), pointer, count) == 0 { return slot.id }
+                    index = (index + 1) & mask
+                }
             }
         }
     }

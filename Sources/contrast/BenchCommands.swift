@@ -11,7 +11,7 @@ import Training
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure speed (figures for docs/benchmarks.md).",
         subcommands: [GEMM.self, Convolution.self, Kernels.self, Loss.self, Step.self, BenchAllReduce.self, BenchAllGather.self,
-                      BenchCheckpoint.self, DataPipeline.self])
+                      BenchCheckpoint.self, DataPipeline.self, Tokenizer.self])
 
     struct GEMM: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gemm",
@@ -103,6 +103,28 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             say(Bench.loss(anchors: anchors, candidates: candidates, sweep: noSweep ? [] : sweep, chunk: chunk, dimension: dimension,
                                     temperature: temperature, repeats: repeats, warmup: warmup).rendered(json: json))
+        }
+    }
+
+    struct Tokenizer: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "tokenizer",
+            abstract: "WordPiece tokenizer throughput on one thread: MB/s of UTF-8 text encoded, every line of FILE a text.",
+            discussion: "benchmarks/tokenizer_vs_hf.sh runs it beside the tokenizers package on the same corpus and vocabulary.")
+        @Option(help: ArgumentHelp("The vocab.txt to tokenize with.", valueName: "path")) var vocab: String
+        @Flag(help: "Keep case (the default lower-cases and strips accents, as BertTokenizerFast's do_lower_case=True).") var cased = false
+        @Option(help: "Timed passes over the corpus (median reported).") var repeats = 5
+        @Option(help: "Warm-up passes, not timed.") var warmup = 1
+        @Flag(help: "One JSON object instead of the table.") var json = false
+        @Argument(help: ArgumentHelp("A UTF-8 text file, one text a line.", valueName: "FILE")) var corpus: String
+
+        func validate() throws {
+            if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                say(try Bench.tokenizer(vocabulary: vocab, corpus: corpus, lowercase: !cased, repeats: repeats, warmup: warmup).rendered(json: json))
+            }
         }
     }
 

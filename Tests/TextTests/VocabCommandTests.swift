@@ -67,4 +67,21 @@ import TestSupport
         let latin1 = try runProcess(contrastExecutable, ["vocab", "--size", "100", "--out", out, corpus.path])
         #expect(latin1.error == "contrast: error: \(corpus.path) line 1: not UTF-8; give contrast vocab UTF-8 text files, one text a line\n")
     }
+
+    /// `contrast bench tokenizer` encodes every line: its token count is the tokenizer's.
+    @Test func benchTokenizerCountsWhatItEncodes() throws {
+        let directory = temporaryDirectory("bench-tokenizer")
+        let corpus = directory.appendingPathComponent("corpus.txt"), vocab = directory.appendingPathComponent("vocab.txt")
+        let texts = ["Hello world, hello tokenizer!", "Café 中文 😀", "unaffable running"]
+        try Data(texts.joined(separator: "\n").utf8).write(to: corpus)
+        let learned = try runProcess(contrastExecutable, ["vocab", "--size", "80", "--min-frequency", "1", "--out", vocab.path, corpus.path])
+        try #require(learned.status == 0, "\(learned.error)")
+        let outcome = try runProcess(contrastExecutable, ["bench", "tokenizer", "--vocab", vocab.path, "--json", "--repeats", "2", corpus.path])
+        try #require(outcome.status == 0, "\(outcome.error)")
+        let result = try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as! [String: Any]
+        let tokenizer = try WordPieceTokenizer(vocabularyFile: vocab.path)
+        #expect(result["tokens"] as? Int == texts.reduce(0) { $0 + (try! tokenizer.encode($1)).ids.count })
+        #expect(result["bytes"] as? Int == texts.reduce(0) { $0 + $1.utf8.count } && result["texts"] as? Int == 3)
+        #expect((result["megabytes_per_second"] as? Double ?? 0) > 0 && result["bench"] as? String == "tokenizer")
+    }
 }
