@@ -191,6 +191,8 @@ extension TrainingConfig {
 
         try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
                   eval.knnEveryEpochs)
+        try check(eval.retrievalEveryEpochs >= 0, "eval.retrieval_every_epochs", "must be 0 (only at the end) or positive",
+                  eval.retrievalEveryEpochs)
         try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)
         try checkPositive(eval.knnTemperature, "eval.knn_temperature")
         try check(eval.linearEveryEpochs >= 0, "eval.linear_every_epochs", "must be 0 (never during training) or positive",
