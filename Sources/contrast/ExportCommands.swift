@@ -105,11 +105,14 @@ struct Embed: ParsableCommand {
     @Flag(help: "Embed the data set's pair vectors through the pair tower (two-tower CLIP models).") var pairs = false
     @Option(help: "Also write the labels as an int64 .npy (N).") var labelsOut: String?
     @Option(help: "Only the first N samples (0: all).") var limit = 0
+    @Option(help: "A text model (model.encoder bert): the text set's field to embed, text or positive; --data may also be a plain text file, one text a line.")
+    var field = "text"
 
     func run() throws {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
+            if try embedText() { return }
             let trained = try TrainedModel.load(checkpoint, data: data)
             let config = try data.map { try Evaluation.config(trained.config, data: $0) } ?? trained.config
             try useComputeSettings(of: config)
@@ -129,6 +132,26 @@ struct Embed: ParsableCommand {
             say("\(out): \(what.rawValue)s of \(rows.count) \(split.rawValue) samples of \(path)\(pairs ? " (pairs)" : ""), "
                 + "\(rows.count) x \(width) float32, by \(trained.source)")
         }
+    }
+}
+
+extension Embed {
+    /// A text model on a text set or a plain text file: tokenized as training tokenized (the run's
+    /// data.vocab, data.lowercase, model.bert.max_length). False when the model or data is not text.
+    func embedText() throws -> Bool {
+        let trained = try TrainedModel.load(checkpoint)
+        let config = trained.config
+        guard config.model.encoder == .bert,
+              let (rows, truncated, source) = try TextInputs.rows(config: config, path: data ?? config.data.path, split: split.split,
+                                                                  field: field, limit: limit) else { return false }
+        if labelsOut != nil { throw ValidationError("--labels-out: texts have no labels; leave out --labels-out") }
+        let values = try Embedding.compute(trained.model, rows: rows, output: what)
+        let width = values.shape[1]
+        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
+                                             shape: [rows.count, width]), to: URL(fileURLWithPath: out))
+        say("\(out): \(what.rawValue)s of \(rows.count) texts (\(source); \(truncated) longer than \(config.model.bert.maxLength) tokens, "
+            + "truncated), \(rows.count) x \(width) float32, by \(trained.source)")
+        return true
     }
 }
 
