@@ -7,6 +7,15 @@ import Text
 /// field (`text` or `positive`) of one split, or a plain text file (one text a line), tokenized
 /// as training tokenized them: the run's data.vocab and data.lowercase, cut to model.bert.max_length.
 public enum TextInputs {
+    /// Whether `path` is a plain file (one text a line) or a text set (its `split`'s folder).
+    public static func isText(path: String, split: FashionMNIST.Split) -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return false }
+        guard isDirectory.boolValue else { return true }
+        let (train, test) = ShardedDataset.splits(of: path)
+        return (try? ShardedDataset.readManifest(directory: split == .test ? test ?? train : train))?.isTextSet == true
+    }
+
     /// The rows (N x 3T, in memory) and how many texts were cut; nil when `path` is neither a
     /// plain file nor a text set (another data set: the caller reads it as features).
     /// - Throws: `ConfigError` naming data.vocab when the run's vocabulary cannot be read;

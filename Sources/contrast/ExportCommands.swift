@@ -139,7 +139,10 @@ extension Embed {
     /// A text model on a text set or a plain text file: tokenized as training tokenized (the run's
     /// data.vocab, data.lowercase, model.bert.max_length). False when the model or data is not text.
     func embedText() throws -> Bool {
-        let trained = try TrainedModel.load(checkpoint)
+        // --data that is not text goes the usual way without loading the model here; without --data the run's
+        // config names the data, and a model that does not load is left to the usual path's error.
+        if let data, !TextInputs.isText(path: data, split: split.split) { return false }
+        guard let trained = try? TrainedModel.load(checkpoint) else { return false }
         let config = trained.config
         guard config.model.encoder == .bert,
               let (rows, truncated, source) = try TextInputs.rows(config: config, path: data ?? config.data.path, split: split.split,
