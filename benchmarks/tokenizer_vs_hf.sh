@@ -7,7 +7,7 @@
 #   [CONTRAST=binary] [PYTHON=python] benchmarks/tokenizer_vs_hf.sh [ROUNDS] [CORPUS] [VOCAB]
 #
 # Defaults: 5 rounds; CORPUS: Debian's licence texts (/usr/share/common-licenses) and a mixed
-# multilingual sample, repeated to about 16 MB of lines; VOCAB: learned from CORPUS by
+# multilingual sample, repeated to about 8 MB of lines; VOCAB: learned from CORPUS by
 # `contrast vocab --size 8000`. PYTHON defaults to launch/verify-python.sh's venv (tokenizers 0.19).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,7 +32,7 @@ for path in sorted(glob.glob("/usr/share/common-licenses/*")):
 lines += ["Café au lait à Zürich, naïve résumé — Ångström's “quoted” text.", "中文分词测试，日本語のテキスト、한국어 문장.",
           "Москва и Санкт-Петербург; Ελληνικά κείμενα!", "Emoji 😀👍🏽 and numbers 3.14, 1,000,000 (2026-12-07)."] * 50
 text, size = [], 0
-while size < 16_000_000:
+while size < 8_000_000:
     for line in lines:
         text.append(line)
         size += len(line.encode()) + 1
@@ -60,7 +60,7 @@ print(f"corpus {first['texts']} texts, {first['bytes'] / 1e6:.1f} MB; vocabulary
 c = med([o["megabytes_per_second"] for o in ours])
 b = med([t["batch_megabytes_per_second"] for t in theirs])
 s = med([t["per_text_megabytes_per_second"] for t in theirs])
-print(f"contrast (encode per text)          {c:7.2f} MB/s")
+print(f"contrast (batches of 256)            {c:7.2f} MB/s")
 print(f"tokenizers encode_batch (one call)  {b:7.2f} MB/s   contrast / tokenizers {c / b:.2f}x")
 print(f"tokenizers encode per text (Python) {s:7.2f} MB/s   contrast / tokenizers {c / s:.2f}x")
 PY

@@ -24,11 +24,10 @@ struct BasicTokenizer: Sendable {
 
     /// Calls `sink` for each word and special token of `text`, in order.
     func tokenize<Sink: WordSink>(_ text: UnsafeBufferPointer<UInt8>, specials: [([UInt8], Int32)], into sink: inout Sink) {
-        var word = WordBuffer()
-        var normalized: [UInt32] = []
-        var parts: [UInt32] = []
-        normalized.reserveCapacity(8)
-        parts.reserveCapacity(8)
+        // The sink's buffers, moved out for the pass (no allocation per text once they have grown).
+        var scratch = sink.scratch
+        sink.scratch = TokenizerScratch()
+        defer { sink.scratch = scratch }
         let count = text.count
         guard count > 0, let base = text.baseAddress else { return }
         let lowercase = lowercase
@@ -38,20 +37,20 @@ struct BasicTokenizer: Sendable {
             let byte = base[index]
             if byte < 0x80 {
                 if byte == UInt8(ascii: "["), let (length, id) = Self.special(at: index, in: text, specials) {
-                    word.flush(into: &sink)
+                    scratch.word.flush(into: &sink)
                     sink.special(id)
                     index += length
                     continue
                 }
                 switch asciiKinds[Int(byte)] {
                 case 0:
-                    word.append(lowercase && byte >= 65 && byte <= 90 ? byte | 0x20 : byte)
+                    scratch.word.append(lowercase && byte >= 65 && byte <= 90 ? byte | 0x20 : byte)
                 case 2:
-                    word.flush(into: &sink)
+                    scratch.word.flush(into: &sink)
                 case 3:
-                    word.flush(into: &sink)
-                    word.append(byte)
-                    word.flush(into: &sink)
+                    scratch.word.flush(into: &sink)
+                    scratch.word.append(byte)
+                    scratch.word.flush(into: &sink)
                 default:
                     break
                 }
@@ -62,26 +61,26 @@ struct BasicTokenizer: Sendable {
             index += length
             let kind = scalarClass(value)
             if kind.contains(.dropped) { continue }
-            if kind.contains(.whitespace) { word.flush(into: &sink); continue }
-            normalized.removeAll(keepingCapacity: true)
-            normalize(value, into: &normalized, parts: &parts)
+            if kind.contains(.whitespace) { scratch.word.flush(into: &sink); continue }
+            scratch.normalized.removeAll(keepingCapacity: true)
+            normalize(value, into: &scratch.normalized, parts: &scratch.parts)
             if kind.contains(.ideograph) {
-                word.flush(into: &sink)
-                for scalar in normalized { word.append(scalar: scalar) }
-                word.flush(into: &sink)
+                scratch.word.flush(into: &sink)
+                for scalar in scratch.normalized { scratch.word.append(scalar: scalar) }
+                scratch.word.flush(into: &sink)
                 continue
             }
-            for scalar in normalized {
+            for scalar in scratch.normalized {
                 if scalarClass(scalar).contains(.punctuation) {
-                    word.flush(into: &sink)
-                    word.append(scalar: scalar)
-                    word.flush(into: &sink)
+                    scratch.word.flush(into: &sink)
+                    scratch.word.append(scalar: scalar)
+                    scratch.word.flush(into: &sink)
                 } else {
-                    word.append(scalar: scalar)
+                    scratch.word.append(scalar: scalar)
                 }
             }
         }
-        word.flush(into: &sink)
+        scratch.word.flush(into: &sink)
     }
 
     /// Step 4 for one scalar: its decomposition without the accents, each part lower-cased.
@@ -119,18 +118,26 @@ struct BasicTokenizer: Sendable {
 
 /// Receives the basic tokenizer's output.
 protocol WordSink {
+    /// Buffers the tokenizer reuses from text to text.
+    var scratch: TokenizerScratch { get set }
     /// A word: its UTF-8 bytes (valid only during the call) and its number of scalars.
     mutating func word(_ bytes: UnsafeBufferPointer<UInt8>, scalars: Int)
     /// A special token written in the text.
     mutating func special(_ id: Int32)
 }
 
+/// What one pass of the basic tokenizer works in.
+struct TokenizerScratch {
+    var word = WordBuffer()
+    /// One scalar's normalised form, and its decomposition.
+    var normalized: [UInt32] = []
+    var parts: [UInt32] = []
+}
+
 /// The word being built, as UTF-8 bytes and a scalar count.
 struct WordBuffer {
     var bytes: [UInt8] = []
     var scalars = 0
-
-    init() { bytes.reserveCapacity(64) }
 
     @inline(__always) mutating func append(_ byte: UInt8) {
         bytes.append(byte)

@@ -203,6 +203,7 @@ struct PairHeap {
 
 /// The words of basic tokenisation as Strings (no special tokens: they are not matched).
 private struct CountingSink: WordSink {
+    var scratch = TokenizerScratch()
     var words: [String] = []
     mutating func word(_ bytes: UnsafeBufferPointer<UInt8>, scalars: Int) { words.append(String(decoding: bytes, as: UTF8.self)) }
     mutating func special(_ id: Int32) {}

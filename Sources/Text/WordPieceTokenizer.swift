@@ -140,34 +140,34 @@ public struct WordPieceTokenizer: Sendable {
                         sink: inout PieceSink) throws -> Encoding {
         let added = pair == nil ? 2 : 3
         if let maxLength, maxLength <= added { throw TextError.maxLengthTooSmall(maxLength: maxLength, minimum: added + 1) }
+        // Both texts' pieces one after the other in the sink, then copied once into the output.
         sink.ids.removeAll(keepingCapacity: true)
         run(text, into: &sink)
-        var first = sink.ids
-        var second: [Int32] = []
-        if let pair {
-            sink.ids.removeAll(keepingCapacity: true)
-            run(pair, into: &sink)
-            second = sink.ids
-        }
-        let total = first.count + second.count + added
+        let firstCount = sink.ids.count
+        if let pair { run(pair, into: &sink) }
+        let secondCount = sink.ids.count - firstCount
+        var (keepFirst, keepSecond) = (firstCount, secondCount)
+        let total = firstCount + secondCount + added
         var truncated = false
         if let maxLength, total > maxLength {
             if overlong == .fail { throw TextError.textTooLong(index: index, tokens: total, maxLength: maxLength) }
-            let (keepFirst, keepSecond) = pair == nil ? (maxLength - added, 0)
-                : Self.longestFirst(first.count, second.count, budget: maxLength - added)
-            first.removeSubrange(min(keepFirst, first.count)...)
-            second.removeSubrange(min(keepSecond, second.count)...)
+            (keepFirst, keepSecond) = pair == nil ? (maxLength - added, 0)
+                : Self.longestFirst(firstCount, secondCount, budget: maxLength - added)
+            keepFirst = min(keepFirst, firstCount)
+            keepSecond = min(keepSecond, secondCount)
             truncated = true
         }
-        var ids = [vocabulary.classifierID]
-        ids.reserveCapacity(first.count + second.count + added)
-        ids += first
+        let length = keepFirst + keepSecond + added
+        var ids = [Int32]()
+        ids.reserveCapacity(length)
+        ids.append(vocabulary.classifierID)
+        ids += sink.ids[0..<keepFirst]
         ids.append(vocabulary.separatorID)
-        var typeIDs = [Int32](repeating: 0, count: ids.count)
+        var typeIDs = [Int32](repeating: 0, count: length)
         if pair != nil {
-            ids += second
+            ids += sink.ids[firstCount..<(firstCount + keepSecond)]
             ids.append(vocabulary.separatorID)
-            typeIDs += repeatElement(1, count: second.count + 1)
+            for position in (keepFirst + 2)..<length { typeIDs[position] = 1 }
         }
         return Encoding(ids: ids, typeIDs: typeIDs, attentionMask: [Int32](repeating: 1, count: ids.count), truncated: truncated)
     }
@@ -189,6 +189,7 @@ public struct WordPieceTokenizer: Sendable {
 
 /// WordPiece over the basic tokenizer's words, into `ids`.
 struct PieceSink: WordSink {
+    var scratch = TokenizerScratch()
     let table: PieceTable
     let unknownID: Int32
     let maxCharactersPerWord: Int
@@ -246,6 +247,7 @@ struct PieceSink: WordSink {
 
 /// The basic tokenizer's words as Strings.
 struct WordsSink: WordSink {
+    var scratch = TokenizerScratch()
     let vocabulary: Vocabulary
     var words: [String] = []
 

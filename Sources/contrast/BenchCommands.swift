@@ -108,7 +108,7 @@ struct BenchCommand: ParsableCommand {
 
     struct Tokenizer: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "tokenizer",
-            abstract: "WordPiece tokenizer throughput on one thread: MB/s of UTF-8 text encoded, every line of FILE a text.",
+            abstract: "WordPiece tokenizer throughput on one thread: MB/s of UTF-8 text encoded, every line of FILE a text, in batches of 256.",
             discussion: "benchmarks/tokenizer_vs_hf.sh runs it beside the tokenizers package on the same corpus and vocabulary.")
         @Option(help: ArgumentHelp("The vocab.txt to tokenize with.", valueName: "path")) var vocab: String
         @Flag(help: "Keep case (the default lower-cases and strips accents, as BertTokenizerFast's do_lower_case=True).") var cased = false
