@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "RunFiles", dependencies: ["Tensor", "Storage", "Config", .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Text"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
+            "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Text", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
         .target(name: "Bench", dependencies: ["Tensor", "NN", "Contrastive", "Distributed", "Data", "Text", "Checkpoint", "Config", "RunFiles", "Evaluation", "Training"]),
         .executableTarget(name: "contrast", dependencies: [

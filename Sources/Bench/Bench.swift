@@ -193,12 +193,25 @@ public enum Bench {
     /// no augmentation runs): for inputs no prepared data set holds yet, such as 3-channel 32 x 32
     /// images. The step's work does not depend on the pixel values. SimCLR views only (loss.kind ntxent).
     public static func step(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                            repeats: Int, warmup: Int, syntheticImages: [Int]? = nil) throws -> (StepFigures, BenchOutput) {
+                            repeats: Int, warmup: Int, syntheticImages: [Int]? = nil,
+                            syntheticText: Bool = false) throws -> (StepFigures, BenchOutput) {
         BLASThreads.set(config.train.blasThreads)
         let p = communicator.size
         let b = config.data.batchPerRank, v = 2 * b
         let data: TrainingData?, inputWidth: Int, pairWidth: Int, imageShape: [Int]?
-        if let synthetic = syntheticImages {
+        if syntheticText {
+            // `syntheticText`: the text encoder on one fixed batch of random token ids (`fillTokens`), no data read.
+            guard config.model.encoder == .bert, !config.loss.usesPairTower else {
+                throw ConfigError(key: "model.encoder", problem: "bench step --synthetic-text steps the text encoder through one tower, "
+                                  + "but config key 'model.encoder' is \(config.model.encoder.rawValue)"
+                                  + (config.loss.usesPairTower ? " with two towers (loss.kind clip or loss.sides pairs)" : ""),
+                                  hint: "use a bert config with loss.sides views (configs/bench-bert-mini.yaml)")
+            }
+            data = nil
+            inputWidth = 3 * config.model.bert.maxLength
+            pairWidth = 0
+            imageShape = nil
+        } else if let synthetic = syntheticImages {
             precondition(synthetic.count == 3 && synthetic.allSatisfy { $0 >= 1 }, "syntheticImages is [channels, height, width], got \(synthetic)")
             guard config.loss.kind == .ntxent else {
                 throw ConfigError(key: "loss.kind", problem: "bench step --synthetic-images makes the two views of SimCLR only, but "
@@ -226,7 +239,7 @@ public enum Bench {
         var forwardBytes: Int? = nil
         if config.train.gradientCacheChunk == 0 && !config.loss.usesPairTower {
             let scratchMade = ScratchBuffer.liveBytes
-            if data == nil { fillSynthetic(step.batch, seed: UInt64(config.seed), rank: communicator.rank) }
+            if data == nil { fillSynthetic(step.batch, config: config, text: syntheticText, rank: communicator.rank) }
             _ = step.model.forward(step.batch.data, batch: v)
             forwardBytes = ScratchBuffer.liveBytes - scratchMade
         }
@@ -245,7 +258,7 @@ public enum Bench {
                 return result
             }
         } else {
-            fillSynthetic(step.batch, seed: UInt64(config.seed), rank: communicator.rank)
+            fillSynthetic(step.batch, config: config, text: syntheticText, rank: communicator.rank)
             oneStep = {
                 stepIndex += 1
                 return try step.step(stepIndex - 1, input: step.batch.data)
@@ -364,6 +377,23 @@ public enum Bench {
 
 extension Bench {
     /// Fills `batch` with uniform random pixels in [0, 1) (`bench step --synthetic-images`), a stream per rank.
+    /// The synthetic batch: uniform random pixels, or (`text`) BERT rows of random token ids
+    /// (every position real: mask 1, types 0; ids above the special tokens, as torch_bert_step.py
+    /// draws them) for the V views, and after them the pair ids 0 ..< B when the batch carries some.
+    static func fillSynthetic(_ batch: Tensor, config: TrainingConfig, text: Bool, rank: Int) {
+        guard text else { return fillSynthetic(batch, seed: UInt64(config.seed), rank: rank) }
+        let t = config.model.bert.maxLength, rows = 2 * config.data.batchPerRank, width = 3 * t
+        let vocabulary = max(config.model.bert.vocabSize, 6)
+        var random = RandomStream(seed: UInt64(config.seed), stream: UInt64(rank))
+        for row in 0..<rows {
+            let out = batch.data + row * width
+            for k in 0..<t { out[k] = Float(min(1000, vocabulary / 2) + random.nextInt(below: vocabulary - min(1000, vocabulary / 2))) }
+            (out + t).update(repeating: 1, count: t)
+            (out + 2 * t).update(repeating: 0, count: t)
+        }
+        for i in 0..<(batch.count - rows * width) { batch[rows * width + i] = Float(rank * config.data.batchPerRank + i) }
+    }
+
     static func fillSynthetic(_ batch: Tensor, seed: UInt64, rank: Int) {
         var random = RandomStream(seed: seed, stream: UInt64(rank))
         for i in 0..<batch.count { batch[i] = random.nextUniform() }

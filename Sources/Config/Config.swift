@@ -102,6 +102,16 @@ public enum HoldKind: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// What training does with a text longer than model.bert.max_length tokens.
+public enum OverlongTextKind: String, Codable, Sendable, CaseIterable {
+    /// Cut to max_length ([SEP] kept last) and count it in the run log.
+    case truncate
+    /// Stop before the run starts, naming the data set, the sample and the fix.
+    case error
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 /// How the views of a sample are made.
 public enum AugmentKind: String, Codable, Sendable, CaseIterable {
     /// image views for uint8 [H, W] images, feature views for other features; none for loss.kind clip and loss.sides pairs.
@@ -146,9 +156,13 @@ public struct DataSection: Codable, Sendable, Equatable {
     /// A WordPiece vocabulary, one token a line (BERT's vocab.txt): the text encoder's vocabulary (model.bert.vocab_size
     /// 0 counts its lines), copied into a Hugging Face export.
     public var vocab: String = ""
+    /// Text sets: lower-case (and strip accents) before WordPiece, as the vocabulary was learned (`contrast vocab --cased`: false).
+    public var lowercase: Bool = true
+    /// Text sets: a text of more than model.bert.max_length tokens is truncated and counted, or an error.
+    public var overlong: OverlongTextKind = .truncate
 
     enum CodingKeys: String, CodingKey {
-        case dataset, path, augment, hold, vocab
+        case dataset, path, augment, hold, vocab, lowercase, overlong
         case spillDir = "spill_dir"
         case shuffleBuffer = "shuffle_buffer"
         case labeledFraction = "labeled_fraction"
@@ -865,6 +879,9 @@ public struct EvalSection: Codable, Sendable, Equatable {
     public var knnK: Int = 200
     /// kNN: votes are weighted by exp(cosine similarity / knn_temperature).
     public var knnTemperature: Float = 0.1
+    /// Text sets: retrieval on the test split (recall@1/5/10, MRR@10, nDCG@10; Spearman with scores) every this many
+    /// epochs (0 = only at the end; it always runs at the end, and with every kNN evaluation).
+    public var retrievalEveryEpochs: Int = 0
     /// Also fit and score the linear probe at every this many epochs' evaluation, and at the end (0 = never during training).
     public var linearEveryEpochs: Int = 0
     /// Stop when the monitor has not improved by `early_stopping_min_delta` for this many evaluations (0 = off).
@@ -882,6 +899,7 @@ public struct EvalSection: Codable, Sendable, Equatable {
         case knnK = "knn_k"
         case knnTemperature = "knn_temperature"
         case linearEveryEpochs = "linear_every_epochs"
+        case retrievalEveryEpochs = "retrieval_every_epochs"
         case earlyStoppingPatience = "early_stopping_patience"
         case earlyStoppingMonitor = "early_stopping_monitor"
         case earlyStoppingMinDelta = "early_stopping_min_delta"

@@ -61,6 +61,9 @@ extension TrainingConfig {
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
+        // The head's last width is the embedding z every loss reads: a model without one cannot train.
+        try check(!model.projection.isEmpty, "model.projection", "needs at least one width (its last is the embedding z the loss reads)",
+                  model.projection)
         if model.encoder == .cnn || model.encoder == .resnet {
             try check(model.representation >= 0, "model.representation",
                       "must be 0 (h is the pooled maps) or a width of at least 1", model.representation)
@@ -191,6 +194,8 @@ extension TrainingConfig {
 
         try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
                   eval.knnEveryEpochs)
+        try check(eval.retrievalEveryEpochs >= 0, "eval.retrieval_every_epochs", "must be 0 (only at the end) or positive",
+                  eval.retrievalEveryEpochs)
         try check(eval.knnK >= 1, "eval.knn_k", "must be at least 1", eval.knnK)
         try checkPositive(eval.knnTemperature, "eval.knn_temperature")
         try check(eval.linearEveryEpochs >= 0, "eval.linear_every_epochs", "must be 0 (never during training) or positive",

@@ -20,15 +20,15 @@ public enum ResumeChanges {
     /// loss.moco_queue's queue), the objective (loss.kind, loss.pseudo_labels, loss.sides: whether
     /// there is a pair tower, loss.mask_duplicates: the batch's layout), the samples and
     /// their order, which step and epoch counts index (seed, data.dataset, data.path,
-    /// data.train_limit, data.virtual_shards, data.labeled_fraction, data.shuffle_buffer, and
-    /// data.hold to or from stream). The global batch
+    /// data.train_limit, data.virtual_shards, data.labeled_fraction, data.shuffle_buffer,
+    /// data.vocab and data.lowercase (a text set's tokens), and data.hold to or from stream). The global batch
     /// (data.batch_per_rank x ranks) is checked apart, since batch_per_rank changes with the rank
     /// count. Everything else (lr and its schedule, epochs and max_steps to extend a run,
     /// augmentation strength, evaluation, logging, monitors, checkpoint cadence, precision and
     /// threads) is accepted and logged.
     public static let fixedKeys = [
         "seed", "data.dataset", "data.path", "data.train_limit", "data.virtual_shards", "data.labeled_fraction", "data.shuffle_buffer",
-        "model", "freeze", "loss.kind", "loss.temperature_mode", "loss.moco_queue", "loss.reconstruction_weight",
+        "data.vocab", "data.lowercase", "model", "freeze", "loss.kind", "loss.temperature_mode", "loss.moco_queue", "loss.reconstruction_weight",
         "loss.pseudo_labels", "loss.sides", "loss.mask_duplicates", "optimizer.kind",
     ]
 

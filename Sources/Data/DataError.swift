@@ -136,8 +136,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noFeatures(let path, let fields):
             let names = fields.map(\.name).joined(separator: ", ")
             if fields.contains(where: { $0.dtype == .utf8 }) && !fields.contains(where: { $0.dtype == .bytes }) {
-                return "the data set \(path) holds text (fields \(names)) and no features; text training comes with the tokenizer (issue 22): "
-                    + "train on a data set with features (contrast prepare fashion-mnist, npy)"
+                return "the data set \(path) holds text (fields \(names)) and no features; it trains the text encoder "
+                    + "(contrast train with model.encoder: bert and data.vocab, docs/text.md); here give a data set with features "
+                    + "(contrast prepare fashion-mnist, npy)"
             }
             if fields.contains(where: { $0.dtype == .bytes && $0.name == ShardManifest.encodedImageField }) {
                 return "the data set \(path) holds encoded images (fields \(names)) without the size to decode them to; "

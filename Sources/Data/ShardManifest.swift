@@ -184,6 +184,10 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         throw DataError.noFeatures(path: path, fields: fields ?? [])
     }
 
+    /// A text set (`contrast prepare text|wordnet|freedict`): a utf8 `text` field, no features
+    /// and no encoded images; training tokenizes it (model.encoder: bert, data.vocab).
+    public var isTextSet: Bool { features == nil && encodedImages == nil && field("text")?.dtype == .utf8 }
+
     /// The model's input: the features, or the layout encoded images decode to (uint8 [C, S, S]),
     /// or an error saying what the data set holds instead: a reader that needs the model's input
     /// (training, evaluation, embedding) asks for it here.

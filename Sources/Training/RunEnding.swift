@@ -37,6 +37,7 @@ extension Trainer {
     /// - Parameter labelsUsable: whether the training labels made a kNN memory (every rank's
     ///   labels are class indices the kNN handles).
     func knnSkip(labelsUsable: Bool = true) -> (cause: String, fix: String)? {
+        if data.texts != nil { return ("a text set has no classes; it is evaluated by retrieval on its test split", "") }
         guard let test = data.test else {
             return ("the data set \(config.data.path) has no test split",
                     "prepare it with --test-fraction 0.2, or point data.path at the folder holding train/ and test/")

@@ -194,7 +194,7 @@ public final class Trainer {
             for note in data.summary.components(separatedBy: "; ") { log.info("data: " + note) }
             if let skip = knnSkip() {
                 // Said now, not only after the last step: the user may want to re-prepare before spending the time.
-                log.info("eval: kNN will be skipped: \(skip.cause); \(skip.fix)"
+                log.info("eval: kNN will be skipped: \(skip.cause)" + (skip.fix.isEmpty ? "" : "; \(skip.fix)")
                          + (c.eval.earlyStoppingPatience > 0 ? "; so early stopping (eval.early_stopping_patience) has nothing to monitor" : ""))
             }
             if c.train.computePrecision == .bf16, let gemm = OneDNNGEMM.implementation {
@@ -287,7 +287,7 @@ public final class Trainer {
                 log.record("epoch", [("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
                 epochLossSum = 0; epochStepCount = 0
             }
-            let evaluationDue = [c.eval.knnEveryEpochs, c.eval.linearEveryEpochs].contains { $0 > 0 && (epoch + 1) % $0 == 0 }
+            let evaluationDue = [c.eval.knnEveryEpochs, c.eval.linearEveryEpochs, data.textRetrieval == nil ? 0 : c.eval.retrievalEveryEpochs].contains { $0 > 0 && (epoch + 1) % $0 == 0 }
             var stopEarly = false
             if position.batch == 0 && evaluationDue && stepsDone < totalSteps {
                 let values = try evaluate(epoch: epoch + 1)
@@ -380,7 +380,9 @@ public final class Trainer {
         // A line at least every 10 s of work on rank 0, which embeds, classifies and fits alone.
         let progress = communicator.isRoot ? EvaluationProgress(every: evaluationProgressInterval) { [log] in log.info("evaluating: " + $0) } : nil
         let memory: Evaluation.LabelledRepresentations?
-        if data.streamed != nil {
+        if data.texts != nil {
+            memory = nil   // a text set has no classes: no kNN memory (retrieval below)
+        } else if data.streamed != nil {
             let (own, labels) = try data.streamedRepresentations(model: step.model, progress: progress)
             memory = try Evaluation.gatherRepresentations(model: step.model, own: own, ownLabels: labels, communicator: communicator)
         } else {
@@ -429,6 +431,19 @@ public final class Trainer {
                 try PCA.writeEvalFile(runDirectory: runDirectory, step: stepsDone, epoch: epoch, rows: queries.data, count: test.count,
                                       width: step.model.representationWidth, labels: test.labels)
                 fields.append(("pca", .string(String(format: "eval/pca-step-%d.json", stepsDone))))
+            }
+            if let retrieval = data.textRetrieval {
+                let r = retrieval.evaluate(model: step.model, progress: progress), s = r.scores
+                parts.append(String(format: "retrieval of %d texts among %d positives: recall@1 %.2f%%, @5 %.2f%%, @10 %.2f%%, MRR@10 %.4f, nDCG@10 %.4f",
+                                    retrieval.queryCount, retrieval.documentCount, s.recall[0] * 100, s.recall[1] * 100, s.recall[2] * 100,
+                                    s.meanReciprocalRank, s.normalizedDCG))
+                for (index, k) in s.ks.enumerated() { fields.append(("retrieval_recall_at_\(k)", .number(s.recall[index]))) }
+                fields.append(("retrieval_mrr_at_10", .number(s.meanReciprocalRank)))
+                fields.append(("retrieval_ndcg_at_10", .number(s.normalizedDCG)))
+                if let rho = r.spearman {
+                    parts.append(String(format: "Spearman %.4f (cosine against score)", rho))
+                    fields.append(("spearman", .number(rho)))
+                }
             }
             // A skipped kNN is said in words (log, metrics, report), never as a NaN.
             knnSkipped = nil

@@ -4,6 +4,7 @@ import NN
 import RunFiles
 import Config
 import Data
+import Text
 import Foundation
 
 /// The data one rank trains and evaluates on, resolved from the config: its samples, the
@@ -40,6 +41,11 @@ public final class TrainingData {
     public let summary: String
     /// `data.hold: stream`: the training split, whose shards are streamed, not held in `train`.
     public let streamed: ShardedDataset?
+    /// A text set's samples, tokenized; `train` then holds no rows, only the BERT row's shape
+    /// (3 x model.bert.max_length floats) and the run's extent.
+    public let texts: TextSamples?
+    /// A text set's test split as a retrieval task, on ranks that evaluate (`loadTest`).
+    public let textRetrieval: TextRetrieval?
 
     /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
     public var modelInputs: ModelInputs { ModelInputs(train) }
@@ -56,6 +62,8 @@ public final class TrainingData {
         let spill = d.hold == .disk ? Self.spillDirectory(d) : nil
         let shuffleBuffer = d.hold == .stream ? d.shuffleBuffer : 0
         var streamed: ShardedDataset? = nil
+        var texts: TextSamples? = nil
+        var textRetrieval: TextRetrieval? = nil
         switch d.dataset {
         case .fashionMNIST:
             // The headers first: the sampler decides which samples this rank keeps.
@@ -76,9 +84,11 @@ public final class TrainingData {
             let (trainPath, testPath) = ShardedDataset.splits(of: path)
             // The manifest first: the shard ranges decide which files this rank may open.
             let manifest = try ShardedDataset.readManifest(directory: trainPath)
-            // A text set stops here, with what it holds, before any batch arithmetic on it. Encoded
+            // A text set's samples are BERT rows of 3T floats, made from its tokens. Encoded
             // images (--store jpeg) are the uint8 [C, S, S] samples they decode to.
-            let features = try manifest.requireInputs(path: trainPath)
+            let tokenizer = manifest.isTextSet ? try Self.textTokenizer(config, path: trainPath, fields: manifest.fields ?? []) : nil
+            let features = tokenizer != nil ? FieldLayout(dtype: .float32, shape: [3 * config.model.bert.maxLength])
+                : try manifest.requireInputs(path: trainPath)
             if manifest.encodedImages != nil && d.hold == .disk {
                 throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is disk, but the data set \(trainPath) keeps its images "
                                   + "encoded (--store jpeg), which are held in memory or streamed; use data.hold: memory or stream, "
@@ -100,14 +110,30 @@ public final class TrainingData {
                               shuffleBuffer: shuffleBuffer)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
-            if d.hold == .stream {
+            if let tokenizer {
+                let read = try TextSamples(dataset, shards: shards, limit: count, tokenizer: tokenizer, tokens: config.model.bert.maxLength,
+                                           overlong: d.overlong)
+                texts = read
+                train = SampleRows(held: read.held.lowerBound..<read.held.lowerBound, totalCount: count, featureShape: features.sampleShape,
+                                   features: .float32([]))
+            } else if d.hold == .stream {
                 streamed = dataset
                 train = Self.streamedRows(manifest, features: features, first: ranges[shards.lowerBound].lowerBound, total: count)
             } else {
                 train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
             }
             var testNote = ""
-            if loadTest, let testPath {
+            if loadTest, let testPath, let tokenizer {
+                // data.test_limit: the first N test pairs. Overlong test texts are cut as in training.
+                let testSet = try ShardedDataset(directory: testPath, checking: nil)
+                let testShards = ShardedDataset.shards(of: testSet.manifest, holdingFirst: d.testLimit)
+                let read = try TextSamples(testSet, shards: testShards, limit: d.testLimit, tokenizer: tokenizer,
+                                           tokens: config.model.bert.maxLength, overlong: .truncate)
+                let retrieval = TextRetrieval(read)
+                textRetrieval = retrieval
+                testNote = "; test: \(retrieval.queryCount) texts against \(retrieval.documentCount) distinct positives (retrieval)"
+                test = nil
+            } else if loadTest, let testPath, tokenizer == nil {
                 // data.test_limit: the first N test samples, as `contrast eval` reads them.
                 let testShards = ShardedDataset.shards(of: try ShardedDataset.readManifest(directory: testPath), holdingFirst: d.testLimit)
                 let testSet = try ShardedDataset(directory: testPath, checking: testShards)
@@ -120,9 +146,11 @@ public final class TrainingData {
             }
             let first = count < manifest.sampleCount ? "the first \(count) of \(manifest.sampleCount) samples (data.train_limit) in "
                 + "\(ranges.count) of its \(manifest.shards.count) shards" : "\(manifest.sampleCount) samples, \(manifest.shards.count) shards"
-            let onRank = streamed == nil ? "\(train.count) samples" : "\(ranges[shards].map(\.count).reduce(0, +)) samples streamed"
+            let onRank = streamed != nil ? "\(ranges[shards].map(\.count).reduce(0, +)) samples streamed"
+                : texts.map { "\($0.held.count) samples" } ?? "\(train.count) samples"
             notes.append("prepared data set \(trainPath): \(first) (\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(onRank))"
                          + testNote)
+            if let texts { notes += Self.describe(texts, config: config) }
         }
         if let test {
             guard test.featureShape == train.featureShape else {
@@ -138,7 +166,9 @@ public final class TrainingData {
         self.rank = rank
         self.worldSize = worldSize
         self.streamed = streamed
-        maker = try Self.maker(config: config, rows: train, seed: seed)
+        self.texts = texts
+        self.textRetrieval = textRetrieval
+        maker = try texts.map { try Self.textMaker(config: config, texts: $0) } ?? Self.maker(config: config, rows: train, seed: seed)
         if let streamed {
             let m = streamed.manifest, features = try m.requireInputs(path: streamed.directory)
             // Encoded images: a slot holds one file's bytes, about the data frame's share per sample.
@@ -305,6 +335,55 @@ public final class TrainingData {
         return ViewMaker(channels: channels, height: height, width: width, settings: settings)
     }
 
+    /// The tokenizer of a text set's training: the model is BERT and data.vocab names its
+    /// vocabulary; anything else stops the run before its directory exists, naming the key.
+    static func textTokenizer(_ config: TrainingConfig, path: String, fields: [NamedField]) throws -> WordPieceTokenizer {
+        let d = config.data, names = fields.map(\.name).joined(separator: ", ")
+        guard config.model.encoder == .bert else {
+            throw ConfigError(key: "model.encoder", problem: "the data set \(path) holds text (fields \(names)), which trains the text "
+                              + "encoder, but config key 'model.encoder' is \(config.model.encoder.rawValue)",
+                              hint: "set model.encoder: bert and data.vocab: a vocab.txt (contrast vocab --size 8000 ...; docs/text.md)")
+        }
+        guard !d.vocab.isEmpty else {
+            throw ConfigError(key: "data.vocab", problem: "the data set \(path) holds text (fields \(names)), but config key 'data.vocab' "
+                              + "is empty: the tokenizer needs a vocabulary", hint: "learn one with contrast vocab --size 8000 --out vocab.txt "
+                              + "FILE... and set data.vocab to it (docs/text.md)")
+        }
+        guard d.hold == .memory else {
+            throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is \(d.hold.rawValue), but the data set \(path) holds text, "
+                              + "which is read and tokenized before the run (its tokens take a few bytes each)", hint: "use data.hold: memory")
+        }
+        let kind = config.loss.kind
+        guard !config.loss.usesPairTower else {
+            throw ConfigError(key: kind == .clip ? "loss.kind" : "loss.sides",
+                              problem: "the data set \(path) holds text pairs, which go through the one text encoder as the two views, but "
+                              + (kind == .clip ? "config key 'loss.kind' is clip (two towers)" : "config key 'loss.sides' is pairs (two towers)"),
+                              hint: "use loss.kind pairs or siglip with loss.sides: views, or ntxent")
+        }
+        do {
+            return try WordPieceTokenizer(vocabularyFile: d.vocab, options: TokenizerOptions(lowercase: d.lowercase))
+        } catch let error as TextError {
+            throw ConfigError(key: "data.vocab", problem: "config key 'data.vocab': \(error)")
+        }
+    }
+
+    /// The batches of a text set: anchors and positives (or the text twice) through the one encoder.
+    static func textMaker(config: TrainingConfig, texts: TextSamples) throws -> BatchMaker {
+        TextBatches(texts: texts, samplesPerBatch: config.data.batchPerRank,
+                    carriesIds: config.loss.maskDuplicates || config.loss.kind == .supcon)
+    }
+
+    /// The run log's notes on a text set: fields and tokens, the texts truncated, the pair ids.
+    static func describe(_ texts: TextSamples, config: TrainingConfig) -> [String] {
+        let count = texts.anchors.count + (texts.positives?.count ?? 0)
+        let ids = texts.fields.contains("group") ? "the group field" : "a hash of the positive's text"
+        return ["text: fields \(texts.fields.joined(separator: ", ")), up to \(texts.tokens) tokens a text (model.bert.max_length, "
+                + "data.lowercase \(config.data.lowercase))",
+                "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
+                "pair ids from \(ids)"]
+            + (texts.fields.contains("negative") ? ["the negative field is not used (hard negatives are not yet in the batch)"] : [])
+    }
+
     public static func describe(_ maker: BatchMaker) -> String {
         func name(_ a: Augmentation) -> String {
             switch a {
@@ -323,6 +402,8 @@ public final class TrainingData {
             }
         }
         switch maker {
+        case let text as TextBatches:
+            return text.texts.positives == nil ? "the text twice through two dropout masks (SimCSE)" : "text and positive through the one encoder"
         case let pairs as PairBatches: return "pairs (\(name(pairs.augmentation)) of the features, pairs as they are)"
         case let views as TwoViewBatches:
             return "two \(name(views.augmentation))" + (views.labels.map { String(format: " with labels (%.0f%% of samples labeled)", $0.fraction * 100) } ?? "")

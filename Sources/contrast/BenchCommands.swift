@@ -165,7 +165,10 @@ struct BenchCommand: ParsableCommand {
             abstract: "Training step time and its split, its GEMM account, memory account and hidden communication.",
             discussion: "--ranks N starts N ranks through mpirun (or run it under mpirun / srun yourself). With --json, one JSON object. "
                 + "--synthetic-images CxHxW steps on one fixed batch of random images of that shape instead of the config's data set "
-                + "(e.g. 3x32x32 for resnet or vit, whose data sets do not hold 3-channel images yet; SimCLR only).")
+                + "(e.g. 3x32x32 for resnet or vit, whose data sets do not hold 3-channel images yet; SimCLR only). "
+                + "--synthetic-text steps the text encoder (model.encoder bert) on one fixed batch of random token ids, every one of "
+                + "model.bert.max_length positions a real token, with the config's loss (views: the anchors then the positives); "
+                + "benchmarks/bert_step_vs_torch.sh sets it beside PyTorch.")
         @Option(help: "Timed steps (median reported).") var repeats = 30
         @Option(help: "Warm-up steps, not timed.") var warmup = 5
         @Option(help: "Ranks to start through mpirun when not already under a launcher.") var ranks = 1
@@ -173,6 +176,8 @@ struct BenchCommand: ParsableCommand {
         @Flag(help: "Print one JSON object instead of the table.") var json = false
         @Option(help: ArgumentHelp("Step on random images of channels x height x width instead of the config's data set (no augmentation).",
                                    valueName: "CxHxW")) var syntheticImages: String?
+        @Flag(help: "Step the text encoder on random token ids instead of the config's data set (model.encoder bert).")
+        var syntheticText = false
         @OptionGroup var options: ConfigOptions
 
         /// --synthetic-images as [channels, height, width].
@@ -191,10 +196,14 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             // Checked before any rank starts: one line, once, exit 1 (reportingErrors), not the usage text.
             var synthetic: [Int]?
-            try reportingErrors { synthetic = try syntheticShape }
+            try reportingErrors {
+                synthetic = try syntheticShape
+                if syntheticText && synthetic != nil { throw ValidationError("give --synthetic-images or --synthetic-text, not both") }
+            }
             try runOnRanks(relaunchingAs: ranks, tcp: tcp) { communicator in
                 let (_, out) = try Bench.step(config: try options.load(), communicator: communicator,
-                                                       repeats: repeats, warmup: warmup, syntheticImages: synthetic)
+                                                       repeats: repeats, warmup: warmup, syntheticImages: synthetic,
+                                                       syntheticText: syntheticText)
                 if communicator.rank == 0 { say(out.rendered(json: json)) }
             }
         }

@@ -111,18 +111,22 @@ struct Embed: ParsableCommand {
     var texts: String?
     @Option(help: "--texts: the vocab.txt to tokenize with (default: the config's data.vocab).") var vocab: String?
     @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case).") var lowercase = true
+    @Option(help: "A text model (model.encoder bert): the text set's field to embed, text or positive; --data may also be a plain text file, one text a line.")
+    var field = "text"
 
     func validate() throws {
         if texts != nil && (pairs || labelsOut != nil || data != nil) {
             throw ValidationError("--texts embeds the lines of a file; leave out --pairs, --labels-out and --data")
         }
         if texts == nil && vocab != nil { throw ValidationError("--vocab applies to --texts only; leave it out") }
+        if texts != nil && field != "text" { throw ValidationError("--field picks a text set's field; --texts embeds every line of its file, so leave out --field") }
     }
 
     func run() throws {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
+            if texts == nil, try embedText() { return }
             let trained = try TrainedModel.load(checkpoint, data: data)
             if let texts {
                 let vocabulary = vocab ?? trained.config.data.vocab
@@ -162,6 +166,29 @@ struct Embed: ParsableCommand {
             say("\(out): \(what.rawValue)s of \(rows.count) \(split.rawValue) samples of \(path)\(pairs ? " (pairs)" : ""), "
                 + "\(rows.count) x \(width) float32, by \(trained.source)")
         }
+    }
+}
+
+extension Embed {
+    /// A text model on a text set or a plain text file: tokenized as training tokenized (the run's
+    /// data.vocab, data.lowercase, model.bert.max_length). False when the model or data is not text.
+    func embedText() throws -> Bool {
+        // --data that is not text goes the usual way without loading the model here; without --data the run's
+        // config names the data, and a model that does not load is left to the usual path's error.
+        if let data, !TextInputs.isText(path: data, split: split.split) { return false }
+        guard let trained = try? TrainedModel.load(checkpoint) else { return false }
+        let config = trained.config
+        guard config.model.encoder == .bert,
+              let (rows, truncated, source) = try TextInputs.rows(config: config, path: data ?? config.data.path, split: split.split,
+                                                                  field: field, limit: limit) else { return false }
+        if labelsOut != nil { throw ValidationError("--labels-out: texts have no labels; leave out --labels-out") }
+        let values = try Embedding.compute(trained.model, rows: rows, output: what)
+        let width = values.shape[1]
+        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
+                                             shape: [rows.count, width]), to: URL(fileURLWithPath: out))
+        say("\(out): \(what.rawValue)s of \(rows.count) texts (\(source); \(truncated) longer than \(config.model.bert.maxLength) tokens, "
+            + "truncated), \(rows.count) x \(width) float32, by \(trained.source)")
+        return true
     }
 }
 

@@ -326,7 +326,7 @@ struct PrepareText: ParsableCommand {
 
         A row with the wrong number of columns, invalid UTF-8, an empty text, a score that is not a finite number, \
         or broken quoting is skipped and counted, the first few named (FILE:LINE); --strict stops at the first. \
-        Text training comes with the tokenizer (issue 22): until then a text data set is for reading, not training.
+        A text set trains the text encoder: contrast train with model.encoder bert and data.vocab (docs/text.md).
         """)
     @Argument(help: "The text table: .jsonl/.ndjson, .tsv or .csv (or say --format).") var file: String
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String

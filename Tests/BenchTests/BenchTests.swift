@@ -213,6 +213,24 @@ import Testing
         }
     }
 
+    /// `bench step --synthetic-text` steps BERT on random token ids of max_length with the config's pairs loss: the
+    /// input batch is the V = 2B rows of 3T floats, the first GEMM the qkv projection of B' = 2B T tokens; an image
+    /// encoder is refused in one line naming model.encoder.
+    @Test func stepRunsOnSyntheticText() throws {
+        let settings = ["data.batch_per_rank=4", "model.bert.preset=none", "model.bert.layers=1", "model.bert.width=16",
+                        "model.bert.heads=2", "model.bert.ffn=32", "model.bert.max_length=8", "model.bert.max_position=8",
+                        "model.bert.vocab_size=50"]
+        let outcome = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/bench-bert-mini.yaml", "--synthetic-text",
+                                                 "--repeats", "1", "--warmup", "0", "--json"] + settings.flatMap { ["--set", $0] })
+        let step = try #require(try results(outcome, bench: "step").first)
+        let account = try #require(step["gemm_account"] as? [[String: Any]])
+        #expect(account.contains { $0["m"] as? Int == 2 * 4 * 8 && $0["n"] as? Int == 3 * 16 }, "no qkv GEMM: \(account)")
+        #expect((step["memory"] as? [String: Any])?["input_batch_bytes"] as? Int == 2 * 4 * 3 * 8 * 4)
+        let refused = try runContrast(ranks: 1, ["bench", "step", "--config", "configs/smoke.yaml", "--synthetic-text", "--repeats", "1"])
+        #expect(refused.status != 0 && refused.error.contains("config key 'model.encoder' is mlp"), "\(refused.error)")
+        #expect(refused.error.split(separator: "\n").count == 1, "\(refused.error)")
+    }
+
     /// The text report judges step / GEMM against the encoder's own target: issue 9's 1.1 for the MLP, issue 20's
     /// 1.3 for encoders with convolutions, norms and attention between their GEMMs.
     @Test func stepReportNamesTheEncodersTarget() throws {

@@ -122,8 +122,9 @@ func readTexts(_ directory: String) throws -> (texts: [String: [String]], scores
         #expect(try readTexts(out).texts["text"] == ["e", "h"] && readTexts(out).texts["positive"] == ["f", "i"])
     }
 
-    /// A text set given to training stops before any step with one line saying what it holds.
-    @Test func trainingOnATextSetSaysTextTrainingComesWithTheTokenizer() throws {
+    /// A text set given to training with an encoder other than BERT stops before any step with one
+    /// line saying what it holds and how it trains (configs/text-smoke.yaml trains one: TextTrainingTests).
+    @Test func trainingATextSetWithoutTheTextEncoderSaysHowItTrains() throws {
         let folder = temporaryDirectory("prepare-text").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try (0..<64).map { "s\($0)\tt\($0)" }.joined(separator: "\n").write(toFile: folder + "/p.tsv", atomically: true, encoding: .utf8)
@@ -131,8 +132,9 @@ func readTexts(_ directory: String) throws -> (texts: [String: [String]], scores
         let outcome = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "data.dataset=prepared",
                                                  "--set", "data.path=\(folder)/set", "--set", "run_dir=\(folder)/run"])
         #expect(outcome.status != 0)
-        #expect(outcome.error.contains("holds text (fields text, positive) and no features; text training comes with the tokenizer (issue 22)"),
-                "\(outcome.error)")
+        #expect(outcome.error.contains("holds text (fields text, positive), which trains the text encoder, but config key 'model.encoder' is mlp")
+                && outcome.error.contains("set model.encoder: bert and data.vocab"), "\(outcome.error)")
+        #expect(outcome.error.split(separator: "\n").count == 1, "\(outcome.error)")
         #expect(!outcome.error.contains("Fatal error") && !FileManager.default.fileExists(atPath: folder + "/run"))
     }
 }

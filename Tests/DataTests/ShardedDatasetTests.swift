@@ -311,8 +311,8 @@ private func flipByte(_ path: String, at offset: Int) throws {
 
         // What needs features says what the set holds instead, before reading a shard.
         let error = #expect(throws: DataError.self) { try SampleRows.read(dataset, shards: 0..<2) }
-        #expect(error?.description.contains("holds text (fields text, positive, score) and no features; text training comes "
-                                            + "with the tokenizer (issue 22)") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("holds text (fields text, positive, score) and no features; it trains the text encoder "
+                                            + "(contrast train with model.encoder: bert and data.vocab") == true, "\(String(describing: error))")
     }
 
     /// Values append, index and slice by their offsets; a slice's offsets start at 0.

@@ -296,6 +296,6 @@ import Testing
         let config = try smokeConfig(["data.dataset=prepared", "data.path=\(folder)"])
         let error = #expect(throws: DataError.self) { try Evaluation.modelInputs(of: config) }
         #expect(error == .noFeatures(path: folder, fields: [NamedField(name: "text", dtype: .utf8)]))
-        #expect(error?.description.contains("text training comes with the tokenizer (issue 22)") == true)
+        #expect(error?.description.contains("and no features; it trains the text encoder (contrast train with model.encoder: bert and data.vocab") == true)
     }
 }
