@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Storage", "Distributed"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "RunFiles", dependencies: ["Tensor", "Storage", "Config", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Distributed", "Storage", "Data", "Text", "Checkpoint", "Config", "RunFiles"]),
         .target(name: "Training", dependencies: [
             "Tensor", "NN", "Contrastive", "Distributed", "Storage", "Data", "Checkpoint", "Config", "RunFiles", "Evaluation",
         ]),
