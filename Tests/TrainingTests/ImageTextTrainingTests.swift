@@ -87,6 +87,25 @@ import Testing
         #expect(last?["recall_at_10_features_to_pairs"] != nil && last?["recall_at_10_pairs_to_features"] != nil)
     }
 
+    /// P = 2, CLIP with the text tower and its dropout on, 12 steps straight against a run killed right after
+    /// its step-6 checkpoint committed and resumed: parameters, AdamW moments and step records are bitwise the same.
+    @Test func resumedRunIsBitIdentical() throws {
+        let checkpoints = CheckpointResumeTests()
+        let settings = ["data.dataset=prepared", "data.path=\(Self.captioned.path)", "data.vocab=\(Self.captioned.vocab)",
+                        "data.train_limit=0", "loss.kind=clip", "loss.temperature_mode=learnable", "checkpoint.every_steps=6",
+                        "eval.knn_every_epochs=0"] + Self.textTower + ["model.bert.dropout=0.1", "model.bert.attention_dropout=0.1"]
+        let straight = temporaryDirectory("image-text-straight").appendingPathComponent("run").path
+        let killed = temporaryDirectory("image-text-killed").appendingPathComponent("run").path
+        try checkpoints.train(straight, ranks: 2, steps: 12, settings)
+        let crash = try checkpoints.train(killed, ranks: 2, steps: 12, settings, crashAt: "before-latest", expectSuccess: false)
+        #expect(crash.status != 0)
+        try checkpoints.train(killed, ranks: 2, steps: 12, settings)
+        #expect(try String(contentsOfFile: killed + "/train.log", encoding: .utf8).contains("resumed from checkpoint"))
+        #expect(try checkpoints.newestState(killed) == checkpoints.newestState(straight))
+        let records = try checkpoints.stepRecords(killed, from: 7), straightRecords = try checkpoints.stepRecords(straight, from: 7)
+        #expect(records.count == 6 && records == straightRecords)
+    }
+
     /// A text pair tower without captions, on the IDX files, or without a two-tower loss is one line naming the key.
     @Test func unusableSettingsNameTheKey() throws {
         let idx = try runContrast(ranks: 1, ["train", "--config", "configs/smoke.yaml", "--set", "loss.kind=clip",
