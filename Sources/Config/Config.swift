@@ -314,6 +314,16 @@ public enum EncoderKind: String, Codable, Sendable, CaseIterable {
     public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
 }
 
+/// The pair tower's encoder (`model.pair_encoder`).
+public enum PairEncoderKind: String, Codable, Sendable, CaseIterable {
+    /// An MLP of model.pair_hidden on the data set's float pair vectors.
+    case mlp
+    /// The BERT text encoder of `model.bert` on the data set's `caption` texts (image <-> text CLIP).
+    case bert
+
+    public init(from decoder: any Decoder) throws { self = try decodeChoice(from: decoder) }
+}
+
 /// Non-linearity between Linear layers.
 public enum ActivationKind: String, Codable, Sendable, CaseIterable {
     /// max(0, x).
@@ -339,6 +349,9 @@ public struct ModelSection: Codable, Sendable, Equatable {
     public var activation: ActivationKind = .relu
     /// Widths of the second tower's hidden layers (loss.kind clip, or loss.sides pairs: the encoder of the pairs).
     public var pairHidden: [Int] = [512]
+    /// The second tower's encoder (loss.kind clip, or loss.sides pairs): an MLP on the pair vectors, or BERT
+    /// (`model.bert`, `data.vocab`) on each sample's `caption`, tokenized to model.bert.max_length (docs/text.md).
+    public var pairEncoder: PairEncoderKind = .mlp
     /// encoder cnn: channels of the residual stages (stride 2 between stages).
     public var channels: [Int] = [16, 32, 64]
     /// encoder cnn: the last stage is average-pooled over a pool_cells x pool_cells grid (1: global pool).
@@ -370,6 +383,7 @@ public struct ModelSection: Codable, Sendable, Equatable {
         case dropPath = "drop_path"
         case attentionDropout = "attention_dropout"
         case pairHidden = "pair_hidden"
+        case pairEncoder = "pair_encoder"
         case poolCells = "pool_cells"
         case poolStages = "pool_stages"
     }
@@ -893,8 +907,11 @@ public struct EvalSection: Codable, Sendable, Equatable {
     /// `contrast eval full`: the linear probe is fitted on this fraction of the training labels, the
     /// subset `data.labeled_fraction` would keep with the same seed (1 = every label).
     public var probeLabeledFraction: Float = 1
+    /// Zero-shot classification through a text pair tower (model.pair_encoder bert): class prompts against images.
+    public var zeroShot: ZeroShotSection = ZeroShotSection()
 
     enum CodingKeys: String, CodingKey {
+        case zeroShot = "zero_shot"
         case knnEveryEpochs = "knn_every_epochs"
         case knnK = "knn_k"
         case knnTemperature = "knn_temperature"
@@ -904,6 +921,22 @@ public struct EvalSection: Codable, Sendable, Equatable {
         case earlyStoppingMonitor = "early_stopping_monitor"
         case earlyStoppingMinDelta = "early_stopping_min_delta"
         case probeLabeledFraction = "probe_labeled_fraction"
+    }
+
+    public init() {}
+}
+
+/// `eval.zero_shot`: each class's text embedding is the normalised mean of its prompts' embeddings through
+/// the text tower; an image's class is the one of highest cosine (CLIP, Radford et al. 2021, section 3.1.4).
+public struct ZeroShotSection: Codable, Sendable, Equatable {
+    /// Class names by label; empty = the data set's (Fashion-MNIST's caption names, or the manifest's `classes`).
+    public var classNames: [String] = []
+    /// Prompt templates, `{}` standing for the class name.
+    public var templates: [String] = ["a photo of a {}."]
+
+    enum CodingKeys: String, CodingKey {
+        case templates
+        case classNames = "class_names"
     }
 
     public init() {}

@@ -180,7 +180,7 @@ private struct ConfigTree {
         config.views = config.views.resolvingPreset(given: Set(givenViews))
         // The text encoder's word table has a row per vocabulary line; the resolved size is what config.yaml
         // keeps, so a trained model rebuilds without the file.
-        if config.model.encoder == .bert && config.model.bert.vocabSize == 0 && !config.data.vocab.isEmpty {
+        if (config.model.encoder == .bert || config.model.pairEncoder == .bert) && config.model.bert.vocabSize == 0 && !config.data.vocab.isEmpty {
             guard let text = try? String(contentsOfFile: config.data.vocab, encoding: .utf8) else {
                 throw ConfigError(key: "data.vocab", problem: "config key 'data.vocab' is \(config.data.vocab), which cannot be read",
                                   location: location(of: "data.vocab"),

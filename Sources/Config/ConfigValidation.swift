@@ -59,6 +59,16 @@ extension TrainingConfig {
                       "must be between 1 and the number of model.channels stages (\(model.channels.count))", model.poolStages)
         }
         try check(model.pairHidden.allSatisfy { $0 >= 1 }, "model.pair_hidden", "widths must be at least 1", model.pairHidden)
+        if model.pairEncoder == .bert {
+            try check(loss.usesPairTower, "model.pair_encoder", "is bert, a text pair tower, which needs a loss with two towers: "
+                      + "loss.kind clip, or siglip / pairs with loss.sides pairs", model.pairEncoder.rawValue)
+            if model.encoder != .bert { try validateBert() }
+            try check(!eval.zeroShot.templates.isEmpty, "eval.zero_shot.templates", "must hold at least one template, e.g. [\"a photo of a {}.\"]",
+                      eval.zeroShot.templates)
+            for template in eval.zeroShot.templates {
+                try check(template.contains("{}"), "eval.zero_shot.templates", "needs {} in every template, where the class name goes", template)
+            }
+        }
 
         try check(model.hidden.allSatisfy { $0 >= 1 }, "model.hidden", "widths must be at least 1", model.hidden)
         // The head's last width is the embedding z every loss reads: a model without one cannot train.

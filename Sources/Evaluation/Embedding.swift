@@ -38,7 +38,7 @@ public enum Embedding {
             throw RunDirectory.Failure(description: "the model takes inputs of width \(model.inputWidth), the data set's features are "
                                    + "\(rows.featureShape) (width \(rows.featureWidth)); embed the data set the model was trained on")
         }
-        let width = output == .representation ? model.representationWidth : model.embeddingWidth
+        let width = output == .embedding ? model.embeddingWidth : pairs ? model.pairRepresentationWidth : model.representationWidth
         let inputWidth = pairs ? rows.pairWidth : rows.featureWidth
         let out = Tensor(zeros: [max(1, rows.count), width])
         let inputs = Tensor(zeros: [min(chunk, max(1, rows.count)), inputWidth])

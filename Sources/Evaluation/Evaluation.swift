@@ -143,6 +143,14 @@ public enum Evaluation {
             model.embeddings(of: features.data, count: n, into: a.data)
             model.embeddings(of: pairs.data, count: n, pair: true, into: b.data)
         }
+        return retrieval(a, b, ks: ks, chunk: chunk)
+    }
+
+    /// Recall@K both ways between row i of `a` and row i of `b` (N x E each, unit rows: the dot
+    /// product is the cosine), the similarities computed `chunk` queries at a time.
+    public static func retrieval(_ a: Tensor, _ b: Tensor, ks: [Int] = [1, 5], chunk: Int = 512) -> Retrieval {
+        precondition(a.shape == b.shape && a.shape.count == 2, "retrieval: the two sides differ in shape")
+        let n = a.shape[0], e = a.shape[1]
         let similarities = Tensor(zeros: [chunk, n])
         func recall(_ queries: Tensor, _ keys: Tensor) -> [Double] {
             var hits = [Int](repeating: 0, count: ks.count)

@@ -23,6 +23,7 @@ extension ContrastiveModel {
                                                                                                dropPath: section.dropPath) : nil,
                   resnet: section.encoder == .resnet ? Self.resnet(section, imageShape: imageShape ?? []) : nil,
                   text: section.encoder == .bert ? Self.bert(section.bert) : nil,
+                  pairText: section.pairEncoder == .bert && pairInputWidth > 0 ? Self.bert(section.bert) : nil,
                   learnableTemperature: learnableTemperature, learnableBias: learnableBias, adapter: section.adapter,
                   decoderHidden: reconstruction ? section.decoder : nil, dropout: section.dropout, dropPath: section.dropPath)
     }

@@ -38,6 +38,8 @@ public final class ContrastiveModel {
     public let logitBias: ParameterSlice?
     public let inputWidth: Int
     public let pairInputWidth: Int
+    /// Width of the pair tower's representation (its encoder's output): R for an MLP pair tower, BERT's D for a text one.
+    public let pairRepresentationWidth: Int
     public let representationWidth: Int
     public let embeddingWidth: Int
     /// What the encoders' dropout and drop-path masks are drawn under; in training mode only while a
@@ -52,7 +54,7 @@ public final class ContrastiveModel {
     public init(inputWidth: Int, hidden: [Int], representation: Int, projection: [Int], activation: MLP.Activation,
                 pairInputWidth: Int = 0, pairHidden: [Int] = [], convolution: (channels: [Int], imageShape: [Int], poolCells: Int, poolStages: Int)? = nil,
                 transformer: VisionTransformer.Shape? = nil, resnet: ResNet.Shape? = nil, text: BERT.Shape? = nil,
-                learnableTemperature: Bool = false, learnableBias: Bool = false, adapter adapterWidth: Int = 0,
+                pairText: BERT.Shape? = nil, learnableTemperature: Bool = false, learnableBias: Bool = false, adapter adapterWidth: Int = 0,
                 decoderHidden: [Int]? = nil, dropout: Float = 0, dropPath: Float = 0) {
         precondition(!projection.isEmpty, "the projection head needs at least one width")
         precondition([convolution != nil, transformer != nil, resnet != nil, text != nil].filter { $0 }.count <= 1,
@@ -64,6 +66,7 @@ public final class ContrastiveModel {
             ?? transformer?.dim ?? resnet?.pooledWidth ?? text?.width ?? representation
         self.inputWidth = inputWidth
         self.pairInputWidth = pairInputWidth
+        pairRepresentationWidth = pairText?.width ?? representation
         self.representationWidth = representation
         self.embeddingWidth = projection.last!
         let arena = ParameterArena()
@@ -124,7 +127,14 @@ public final class ContrastiveModel {
         decoder = decoderHidden.map {
             MLP.make(widths: [representation] + $0 + [inputWidth], activation: activation, name: "decoder", arena: arena)
         }
-        if pairInputWidth > 0 {
+        if let pairText {
+            // Image <-> text (CLIP with a text tower): BERT embeds the pairs (token rows), and its own head
+            // projects its width to the image tower's embedding width E.
+            precondition(pairText.inputWidth == pairInputWidth, "the BERT pair tower's rows of 3 x \(pairText.tokens) values are not \(pairInputWidth) wide")
+            pairEncoder = BERT.make(pairText, representation: 0, key: dropoutKey, name: "pair_encoder", arena: arena)
+            let projectionMLP = MLP.make(widths: [pairText.width] + projection, activation: activation, name: "pair_projection", arena: arena)
+            pairHead = Sequential([projectionMLP, L2Normalize(width: projection.last!)])
+        } else if pairInputWidth > 0 {
             let (e, h) = tower(pairInputWidth, pairHidden, "pair_")
             pairEncoder = e
             pairHead = h
@@ -258,7 +268,7 @@ public final class ContrastiveModel {
     }
 
     /// Representations h of `count` rows of `inputs` (count x I, or count x W through the pair
-    /// tower's encoder when `pair`) into `out` (count x R), in batches of `batch` rows. Used by
+    /// tower's encoder when `pair`) into `out` (count x R, or of `pairRepresentationWidth`), in batches of `batch` rows. Used by
     /// evaluation on un-augmented images and by `contrast embed`.
     public func representations(of inputs: UnsafePointer<Float>, count: Int, pair: Bool = false, into out: UnsafeMutablePointer<Float>,
                                 batch: Int = 1024) {
@@ -268,7 +278,8 @@ public final class ContrastiveModel {
         while start < count {
             let rows = min(batch, count - start)
             let h = pair ? tower.forward(inputs + start * width, batch: rows) : represent(inputs + start * width, batch: rows)
-            (out + start * representationWidth).update(from: h, count: rows * representationWidth)
+            let r = pair ? pairRepresentationWidth : representationWidth
+            (out + start * r).update(from: h, count: rows * r)
             start += rows
         }
     }

@@ -193,6 +193,13 @@ struct ReportPage {
         var evalSeries: [ChartSeries] = []
         let knn = evals.series("knn_accuracy")
         if !knn.isEmpty { evalSeries.append(ChartSeries(name: "kNN accuracy", points: knn, color: ChartPalette.color(0))) }
+        // Image <-> text runs: zero-shot accuracy beside the linear probe it is compared with.
+        let zeroShot = evals.series("zero_shot_accuracy")
+        if !zeroShot.isEmpty {
+            evalSeries.append(ChartSeries(name: "zero-shot accuracy", points: zeroShot, color: ChartPalette.color(5)))
+            let linear = evals.series("linear_accuracy")
+            if !linear.isEmpty { evalSeries.append(ChartSeries(name: "linear probe", points: linear, color: ChartPalette.color(6), style: .dots)) }
+        }
         let recallKeys = Set(evals.flatMap { $0.numbers.keys.filter { $0.hasPrefix("recall_at_") } })
             .sorted { (Self.recallK($0), $0) < (Self.recallK($1), $1) }
         for (index, key) in recallKeys.enumerated() {

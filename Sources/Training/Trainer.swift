@@ -419,8 +419,22 @@ public final class Trainer {
                         fields.append(("linear_accuracy", .number(accuracy)))
                     }
                 }
+                if config.loss.usesPairTower && config.model.pairEncoder == .bert, let queryLabels = Evaluation.classes(test.labels) {
+                    let names = Evaluation.zeroShotClassNames(of: config)
+                    if names.count > Int(queryLabels.max() ?? 0) {
+                        let accuracy = try Evaluation.zeroShot(model: step.model, test: test, labels: queryLabels,
+                                                               tokens: try CaptionTokens(config: config), classNames: names,
+                                                               templates: config.eval.zeroShot.templates)
+                        values["zero_shot"] = accuracy
+                        parts.append(String(format: "zero-shot accuracy %.2f%%", accuracy * 100))
+                        fields.append(("zero_shot_accuracy", .number(accuracy)))
+                    } else {
+                        parts.append("zero-shot skipped (\(names.count) class names for \(Int(queryLabels.max() ?? 0) + 1) classes; "
+                                     + "set eval.zero_shot.class_names)")
+                    }
+                }
                 if config.loss.usesPairTower, test.hasPairs {
-                    let retrieval = Evaluation.retrieval(model: step.model, rows: test)
+                    let retrieval = Evaluation.retrieval(model: step.model, rows: test, ks: [1, 5, 10])
                     for (index, k) in retrieval.ks.enumerated() {
                         parts.append(String(format: "recall@%d %.2f%% / %.2f%%", k, retrieval.forward[index] * 100, retrieval.backward[index] * 100))
                         fields.append(("recall_at_\(k)_features_to_pairs", .number(retrieval.forward[index])))

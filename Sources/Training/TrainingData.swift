@@ -66,6 +66,11 @@ public final class TrainingData {
         var textRetrieval: TextRetrieval? = nil
         switch d.dataset {
         case .fashionMNIST:
+            if config.model.pairEncoder == .bert && config.loss.usesPairTower {
+                throw ConfigError(key: "model.pair_encoder", problem: "config key 'model.pair_encoder' is bert, which embeds each image's "
+                                  + "caption, but data.dataset fashion-mnist has none",
+                                  hint: "prepare one with captions (contrast prepare fashion-mnist --captions OUT) and use data.dataset: prepared")
+            }
             // The headers first: the sampler decides which samples this rank keeps.
             let count = try FashionMNIST.sampleCount(directory: path, split: .train, limit: d.trainLimit)
             sampler = try Sampler(sampleCount: count, globalBatchSize: globalBatch, virtualShards: d.virtualShards, seed: seed)
@@ -110,6 +115,12 @@ public final class TrainingData {
                               shuffleBuffer: shuffleBuffer)
             shards = try sampler.shards(rank: rank, worldSize: worldSize)
             let dataset = try ShardedDataset(directory: trainPath, checking: shards)
+            // model.pair_encoder bert: the captions, tokenized, are the pairs.
+            let captions = config.model.pairEncoder == .bert && config.loss.usesPairTower ? try CaptionTokens(config: config) : nil
+            if captions != nil && d.hold != .memory {
+                throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is \(d.hold.rawValue), but model.pair_encoder bert "
+                                  + "keeps the caption token rows in memory", hint: "use data.hold: memory")
+            }
             if let tokenizer {
                 let read = try TextSamples(dataset, shards: shards, limit: count, tokenizer: tokenizer, tokens: config.model.bert.maxLength,
                                            overlong: d.overlong)
@@ -120,7 +131,8 @@ public final class TrainingData {
                 streamed = dataset
                 train = Self.streamedRows(manifest, features: features, first: ranges[shards.lowerBound].lowerBound, total: count)
             } else {
-                train = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
+                let rows = try SampleRows.read(dataset, shards: shards, limit: count, spillDirectory: spill)
+                train = try captions?.attach(to: rows, dataset: dataset, shards: shards) ?? rows
             }
             var testNote = ""
             if loadTest, let testPath, let tokenizer {
@@ -137,7 +149,8 @@ public final class TrainingData {
                 // data.test_limit: the first N test samples, as `contrast eval` reads them.
                 let testShards = ShardedDataset.shards(of: try ShardedDataset.readManifest(directory: testPath), holdingFirst: d.testLimit)
                 let testSet = try ShardedDataset(directory: testPath, checking: testShards)
-                test = try SampleRows.read(testSet, shards: testShards, limit: d.testLimit, spillDirectory: spill)
+                let rows = try SampleRows.read(testSet, shards: testShards, limit: d.testLimit, spillDirectory: spill)
+                test = try captions?.attach(to: rows, dataset: testSet, shards: testShards) ?? rows
                 testNote = test!.count < testSet.manifest.sampleCount
                     ? "; test: the first \(test!.count) of \(testSet.manifest.sampleCount) samples (data.test_limit)"
                     : "; test: \(test!.count) samples"

@@ -363,3 +363,23 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(ResumeChanges.isFixed("loss.sides") && ResumeChanges.isFixed("loss.mask_duplicates") && !ResumeChanges.isFixed("loss.siglip_bias"))
     }
 }
+
+/// model.pair_encoder and eval.zero_shot: defaults, the loss and vocabulary a text pair tower needs, templates with {}.
+@Suite struct ImageTextConfigTests {
+    func problem(_ overrides: [String]) -> ConfigError? {
+        do { _ = try ConfigLoader.load(file: nil, overrides: overrides); return nil } catch let error as ConfigError { return error } catch { return nil }
+    }
+
+    @Test func defaultsAndChecks() throws {
+        let config = try ConfigLoader.load(file: nil, overrides: [])
+        #expect(config.model.pairEncoder == .mlp && config.eval.zeroShot.templates == ["a photo of a {}."] && config.eval.zeroShot.classNames.isEmpty)
+        let text = ["model.pair_encoder=bert", "model.bert.vocab_size=100"]
+        #expect(try ConfigLoader.load(file: nil, overrides: text + ["loss.kind=clip"]).model.pairEncoder == .bert)
+        #expect(problem(text + ["loss.kind=siglip", "loss.sides=pairs"]) == nil)
+        #expect(problem(text)?.key == "model.pair_encoder")
+        #expect(problem(["model.pair_encoder=bert", "loss.kind=clip"])?.key == "model.bert.vocab_size")
+        #expect(problem(text + ["loss.kind=clip", "eval.zero_shot.templates=[]"])?.key == "eval.zero_shot.templates")
+        #expect(problem(text + ["loss.kind=clip", "eval.zero_shot.templates=[a photo]"])?.problem.contains("{}") == true)
+        #expect(problem(["model.pair_encoder=gpt"])?.key == "model.pair_encoder")
+    }
+}

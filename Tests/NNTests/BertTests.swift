@@ -206,3 +206,45 @@ import Testing
         #expect(BERT.huggingFaceNames("fc.weight") == nil)
     }
 }
+
+/// The BERT pair tower of image <-> text CLIP (`ContrastiveModel(pairText:)`): BERT, its own projection
+/// head to the first tower's embedding width, L2 normalisation; every pair-tower slice's gradient
+/// through `pairForward` / `pairBackward` against central differences.
+@Suite struct BertPairTowerTests {
+    @Test func pairTowerGradients() {
+        let shape = BERT.Shape(layers: 1, width: 6, heads: 2, feedForward: 10, tokens: 4, vocabularySize: 9, maximumPositions: 6,
+                               pool: .mean, attention: .plain, dropout: 0, attentionDropout: 0)
+        let model = ContrastiveModel(inputWidth: 5, hidden: [4], representation: 3, projection: [7, 4], activation: .relu,
+                                     pairInputWidth: shape.inputWidth, pairText: shape)
+        model.initialise(seed: 3)
+        let arena = model.arena
+        var random = RandomStream(seed: 5, stream: 0)
+        for i in 0..<arena.count { arena.parameters[i] += 0.1 * random.nextNormal() }
+        #expect(model.pairEncoder?.layers.first is BertEmbeddings && model.pairRepresentationWidth == 6 && model.embeddingWidth == 4)
+        let batch = 3, e = model.embeddingWidth
+        let x = Tensor(shape: [batch, shape.inputWidth], values: BertTests.rows(batch: batch, tokens: 4, vocabulary: 9))
+        let weights = (0..<(batch * e)).map { _ in random.nextUniform(-1, 1) }
+        func loss() -> Double {
+            let z = model.pairForward(x.data, batch: batch)
+            return weights.indices.reduce(0.0) { $0 + Double(z[$1]) * Double(weights[$1]) }
+        }
+        _ = loss()
+        arena.zeroGradients()
+        let dz = Tensor(shape: [batch, e], values: weights)
+        model.pairBackward(dz.data, batch: batch)
+        let words = arena.slice(named: "pair_encoder.embeddings.word_embeddings.weight")!
+        var indices: [Int] = []
+        for slice in arena.slices where slice.name.hasPrefix("pair_") && slice.name != words.name {
+            indices += [slice.offset, slice.offset + slice.count / 2, slice.offset + slice.count - 1]
+        }
+        indices += [Int(x[0]), Int(x[1])].flatMap { [words.offset + $0 * 6, words.offset + $0 * 6 + 5] }
+        let analytic = indices.map { Double(arena.gradients[$0]) }
+        let differences = GradientCheck.differences(of: loss, at: arena.parameters.data, indices: indices, step: 1e-2)
+        let result = GradientCheck.compare(analytic: analytic, differences, relativeTolerance: BertTests.tolerance)
+        #expect(result.failures.isEmpty, "\(result.failures.joined(separator: "; "))")
+        #expect(result.checked == indices.count && analytic.contains { $0 != 0 })
+        // The first tower's parameters get nothing from the pair tower's backward.
+        let first = arena.slices.filter { !$0.name.hasPrefix("pair_") }.flatMap { $0.offset ..< $0.offset + $0.count }
+        #expect(first.allSatisfy { arena.gradients[$0] == 0 })
+    }
+}
