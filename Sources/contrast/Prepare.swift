@@ -458,6 +458,14 @@ struct PrepareWebDataset: ParsableCommand {
     }
 }
 
+/// Reports and verifies each folder a prepare wrote: one set, or train/ and test/ (each "its share" of `source`).
+private func reportSplits(_ summaries: [PrepareSummary], source: String) throws {
+    for summary in summaries {
+        report(summary, source: summaries.count == 1 ? source : "its share of " + source)
+        try verify(summary.directory)
+    }
+}
+
 /// The held-out split of `prepare wordnet` and `prepare freedict`: a fraction of the groups.
 struct GroupSplitOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Hold out this fraction of the groups (synsets or headwords), all their pairs with them, as the test "
@@ -494,10 +502,7 @@ struct PrepareWordNet: ParsableCommand {
         try reportingErrors {
             let summaries = try DatasetPreparation.wordNet(directory: directory, testFraction: split.fraction, seed: split.splitSeed, out: out,
                                                            layout: shardOptions.layout, overwrite: overwrite)
-            for summary in summaries {
-                report(summary, source: summaries.count == 1 ? "the WordNet files" : "its share of the WordNet files")
-                try verify(summary.directory)
-            }
+            try reportSplits(summaries, source: "the WordNet files")
         }
     }
 }
@@ -524,10 +529,7 @@ struct PrepareFreeDict: ParsableCommand {
             let dictionary = FileManager.default.fileExists(atPath: base + ".dict.dz") ? base + ".dict.dz" : base + ".dict"
             let summaries = try DatasetPreparation.freeDict(index: base + ".index", dictionary: dictionary, testFraction: split.fraction,
                                                             seed: split.splitSeed, out: out, layout: shardOptions.layout, overwrite: overwrite)
-            for summary in summaries {
-                report(summary, source: summaries.count == 1 ? "the dictionary files" : "its share of the dictionary files")
-                try verify(summary.directory)
-            }
+            try reportSplits(summaries, source: "the dictionary files")
         }
     }
 }

@@ -7,19 +7,7 @@ import Testing
 
 /// `model.encoder: bert` and the `model.bert` keys: presets, overrides, the vocabulary size from data.vocab,
 /// and the settings refused with one line naming the key and the fix.
-@Suite struct BertConfigTests {
-    func error(_ body: () throws -> Void) -> ConfigError? {
-        do {
-            try body()
-            Issue.record("expected a ConfigError")
-        } catch let error as ConfigError {
-            return error
-        } catch {
-            Issue.record("expected a ConfigError, got \(error)")
-        }
-        return nil
-    }
-
+@Suite struct BertConfigTests: ConfigErrorChecks {
     func load(_ overrides: [String]) throws -> TrainingConfig {
         try ConfigLoader.load(file: nil, overrides: ["model.encoder=bert"] + overrides)
     }

@@ -7,19 +7,7 @@ import Testing
 
 /// `model.encoder: resnet` and the `model.resnet` keys: the preset, overrides, and the shapes refused with
 /// one line naming the key and the fix, before any run directory exists.
-@Suite struct ResNetConfigTests {
-    func error(_ body: () throws -> Void) -> ConfigError? {
-        do {
-            try body()
-            Issue.record("expected a ConfigError")
-        } catch let error as ConfigError {
-            return error
-        } catch {
-            Issue.record("expected a ConfigError, got \(error)")
-        }
-        return nil
-    }
-
+@Suite struct ResNetConfigTests: ConfigErrorChecks {
     func load(_ overrides: [String]) throws -> TrainingConfig {
         try ConfigLoader.load(file: nil, overrides: ["model.encoder=resnet"] + overrides)
     }
@@ -87,8 +75,7 @@ import Testing
 
 /// Images of several channels, [channels, height, width] (`bench step --synthetic-images`): resnet and vit take
 /// them, with their sides checked as grey images' are; cnn, whose stem reads one channel, refuses them in one line.
-@Suite struct MultiChannelImageTests {
-    func error(_ body: () throws -> Void) -> ConfigError? { ResNetConfigTests().error(body) }
+@Suite struct MultiChannelImageTests: ConfigErrorChecks {
 
     @Test func resnetAndViTBuildForThreeChannels() throws {
         let resnet = try ConfigLoader.load(file: nil, overrides: ["model.encoder=resnet", "model.resnet.preset=resnet18", "model.representation=0"])

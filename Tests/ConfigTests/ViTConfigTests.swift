@@ -7,19 +7,7 @@ import Testing
 
 /// `model.encoder: vit` and the `model.vit` keys: presets, overrides, and the shapes refused with one line
 /// naming the key and the fix.
-@Suite struct ViTConfigTests {
-    func error(_ body: () throws -> Void) -> ConfigError? {
-        do {
-            try body()
-            Issue.record("expected a ConfigError")
-        } catch let error as ConfigError {
-            return error
-        } catch {
-            Issue.record("expected a ConfigError, got \(error)")
-        }
-        return nil
-    }
-
+@Suite struct ViTConfigTests: ConfigErrorChecks {
     func load(_ overrides: [String]) throws -> TrainingConfig {
         try ConfigLoader.load(file: nil, overrides: ["model.encoder=vit"] + overrides)
     }
