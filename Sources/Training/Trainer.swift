@@ -287,7 +287,7 @@ public final class Trainer {
                 log.record("epoch", [("step", .int(stepsDone)), ("epoch", .int(epoch)), ("epoch_mean_loss", .number(mean))])
                 epochLossSum = 0; epochStepCount = 0
             }
-            let evaluationDue = [c.eval.knnEveryEpochs, c.eval.linearEveryEpochs, data.textRetrieval == nil ? 0 : c.eval.retrievalEveryEpochs].contains { $0 > 0 && (epoch + 1) % $0 == 0 }
+            let evaluationDue = [c.eval.knnEveryEpochs, c.eval.linearEveryEpochs, data.retrievesText ? c.eval.retrievalEveryEpochs : 0].contains { $0 > 0 && (epoch + 1) % $0 == 0 }
             var stopEarly = false
             if position.batch == 0 && evaluationDue && stepsDone < totalSteps {
                 let values = try evaluate(epoch: epoch + 1)

@@ -46,6 +46,10 @@ public final class TrainingData {
     public let texts: TextSamples?
     /// A text set's test split as a retrieval task, on ranks that evaluate (`loadTest`).
     public let textRetrieval: TextRetrieval?
+    /// Whether the run evaluates retrieval on a text set's test split: the same on every rank
+    /// (only ranks that evaluate hold `textRetrieval`, but every rank must enter the evaluation's
+    /// collectives together).
+    public let retrievesText: Bool
 
     /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
     public var modelInputs: ModelInputs { ModelInputs(train) }
@@ -64,6 +68,7 @@ public final class TrainingData {
         var streamed: ShardedDataset? = nil
         var texts: TextSamples? = nil
         var textRetrieval: TextRetrieval? = nil
+        var retrievesText = false
         switch d.dataset {
         case .fashionMNIST:
             if config.model.pairEncoder == .bert && config.loss.usesPairTower {
@@ -135,6 +140,7 @@ public final class TrainingData {
                 train = try captions?.attach(to: rows, dataset: dataset, shards: shards) ?? rows
             }
             var testNote = ""
+            retrievesText = tokenizer != nil && testPath != nil
             if loadTest, let testPath, let tokenizer {
                 // data.test_limit: the first N test pairs. Overlong test texts are cut as in training.
                 let testSet = try ShardedDataset(directory: testPath, checking: nil)
@@ -181,6 +187,7 @@ public final class TrainingData {
         self.streamed = streamed
         self.texts = texts
         self.textRetrieval = textRetrieval
+        self.retrievesText = retrievesText
         maker = try texts.map { try Self.textMaker(config: config, texts: $0) } ?? Self.maker(config: config, rows: train, seed: seed)
         if let streamed {
             let m = streamed.manifest, features = try m.requireInputs(path: streamed.directory)

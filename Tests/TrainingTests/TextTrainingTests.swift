@@ -95,6 +95,17 @@ import TestSupport
         #expect(x.shape == [64, 32] && x.shape == y.shape && x.float32Values() == y.float32Values())
     }
 
+    /// Retrieval between epochs at P = 2: every rank enters the evaluation (only rank 0 holds the
+    /// test split). Before, rank 1 went on to the next step's all-gather while rank 0 evaluated and
+    /// waited in the evaluation's closing all-reduce, until the watchdog ended the job.
+    @Test func retrievalBetweenEpochsAtTwoRanks() throws {
+        let folder = run("text-eval-p2")
+        let outcome = try train(folder, ranks: 2, steps: 8, ["eval.retrieval_every_epochs=1", "communication.watchdog_seconds=60"])
+        #expect(outcome.status == 0, "\(outcome.error.suffix(1500))")
+        let log = try String(contentsOfFile: folder + "/train.log", encoding: .utf8)
+        #expect(log.contains("eval epoch 1: retrieval of 8 texts among 7 positives") && log.contains("done: 8 steps"), "\(log.suffix(2500))")
+    }
+
     /// Killed at step 5, the run resumes from its step-4 checkpoint to the uninterrupted weights, bit for bit.
     @Test func killedTextRunResumesExactly() throws {
         let straight = run("text-straight"), killed = run("text-killed")
