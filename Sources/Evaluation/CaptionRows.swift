@@ -32,15 +32,7 @@ public struct CaptionTokens {
 
     /// BERT rows of `texts` (count x 3T).
     public func rows(_ texts: [String]) throws -> [Float] {
-        let batch = try tokenizer.encode(texts: texts, maxLength: maxLength)
-        var out: [Float] = []
-        out.reserveCapacity(texts.count * 3 * maxLength)
-        for i in 0..<texts.count {
-            let cut = i * maxLength ..< (i + 1) * maxLength
-            out += BERT.row(ids: batch.ids[cut].map(Int.init), mask: batch.attentionMask[cut].map(Int.init),
-                            types: batch.typeIDs[cut].map(Int.init))
-        }
-        return out
+        try Embedding.bertRows(texts, tokenizer: tokenizer, maxLength: maxLength).rows
     }
 
     /// `rows` (read from `shards` of `dataset`, in memory) with every held sample's caption as its pair.

@@ -26,15 +26,8 @@ extension Embedding {
         var truncated = 0, start = 0
         while start < texts.count {
             let count = min(chunk, texts.count - start)
-            let batch = try tokenizer.encode(texts: Array(texts[start ..< start + count]), maxLength: t, padding: .maxLength)
-            truncated += batch.truncatedTexts
-            var rows: [Float] = []
-            rows.reserveCapacity(count * 3 * t)
-            for i in 0..<count {
-                let range = (i * t)..<((i + 1) * t)
-                rows += BERT.row(ids: batch.ids[range].map(Int.init), mask: batch.attentionMask[range].map(Int.init),
-                                 types: batch.typeIDs[range].map(Int.init))
-            }
+            let (rows, cut) = try bertRows(Array(texts[start ..< start + count]), tokenizer: tokenizer, maxLength: t)
+            truncated += cut
             let target = out.data + start * width
             switch output {
             case .representation: model.representations(of: rows, count: count, into: target, batch: count)
@@ -43,5 +36,19 @@ extension Embedding {
             start += count
         }
         return (out, truncated)
+    }
+
+    /// BERT's input rows of `texts` (count x 3T floats: `BERT.row` of each text's ids, attention mask
+    /// and token types, padded or cut to `maxLength`), and how many texts were cut.
+    public static func bertRows(_ texts: [String], tokenizer: WordPieceTokenizer, maxLength t: Int) throws -> (rows: [Float], truncated: Int) {
+        let batch = try tokenizer.encode(texts: texts, maxLength: t, padding: .maxLength)
+        var rows: [Float] = []
+        rows.reserveCapacity(texts.count * 3 * t)
+        for i in 0..<texts.count {
+            let range = (i * t)..<((i + 1) * t)
+            rows += BERT.row(ids: batch.ids[range].map(Int.init), mask: batch.attentionMask[range].map(Int.init),
+                             types: batch.typeIDs[range].map(Int.init))
+        }
+        return (rows, batch.truncatedTexts)
     }
 }

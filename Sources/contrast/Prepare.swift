@@ -482,6 +482,14 @@ struct GroupSplitOptions: ParsableArguments {
     var fraction: Double? { testFraction > 0 ? testFraction : nil }
 }
 
+/// Where `prepare wordnet` and `prepare freedict` write: the folder, the group-wise test split, the shards.
+struct LexiconOutputOptions: ParsableArguments {
+    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
+    @OptionGroup var split: GroupSplitOptions
+    @Flag(help: "Replace the data set in a non-empty --out folder; the old one stays until the new one is complete.") var overwrite = false
+    @OptionGroup var shardOptions: ShardOptions
+}
+
 struct PrepareWordNet: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wordnet",
         abstract: "WordNet's synsets as (definition, word) pairs: gloss-to-word retrieval (Debian: wordnet-base).",
@@ -493,15 +501,12 @@ struct PrepareWordNet: ParsableCommand {
         retrieval counts any of them as a hit. The test split holds whole synsets.
         """)
     @Argument(help: "The WordNet database folder.") var directory = "/usr/share/wordnet"
-    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
-    @OptionGroup var split: GroupSplitOptions
-    @Flag(help: "Replace the data set in a non-empty --out folder; the old one stays until the new one is complete.") var overwrite = false
-    @OptionGroup var shardOptions: ShardOptions
+    @OptionGroup var output: LexiconOutputOptions
 
     func run() throws {
         try reportingErrors {
-            let summaries = try DatasetPreparation.wordNet(directory: directory, testFraction: split.fraction, seed: split.splitSeed, out: out,
-                                                           layout: shardOptions.layout, overwrite: overwrite)
+            let summaries = try DatasetPreparation.wordNet(directory: directory, testFraction: output.split.fraction, seed: output.split.splitSeed,
+                                                           out: output.out, layout: output.shardOptions.layout, overwrite: output.overwrite)
             try reportSplits(summaries, source: "the WordNet files")
         }
     }
@@ -518,17 +523,15 @@ struct PrepareFreeDict: ParsableCommand {
         """)
     @Argument(help: "The folder of the dictd files.") var directory = "/usr/share/dictd"
     @Option(help: "The dictionary's name (its files are NAME.index and NAME.dict.dz).") var name = "freedict-eng-deu"
-    @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
-    @OptionGroup var split: GroupSplitOptions
-    @Flag(help: "Replace the data set in a non-empty --out folder; the old one stays until the new one is complete.") var overwrite = false
-    @OptionGroup var shardOptions: ShardOptions
+    @OptionGroup var output: LexiconOutputOptions
 
     func run() throws {
         try reportingErrors {
             let base = directory + "/" + name
             let dictionary = FileManager.default.fileExists(atPath: base + ".dict.dz") ? base + ".dict.dz" : base + ".dict"
-            let summaries = try DatasetPreparation.freeDict(index: base + ".index", dictionary: dictionary, testFraction: split.fraction,
-                                                            seed: split.splitSeed, out: out, layout: shardOptions.layout, overwrite: overwrite)
+            let summaries = try DatasetPreparation.freeDict(index: base + ".index", dictionary: dictionary, testFraction: output.split.fraction,
+                                                            seed: output.split.splitSeed, out: output.out, layout: output.shardOptions.layout,
+                                                            overwrite: output.overwrite)
             try reportSplits(summaries, source: "the dictionary files")
         }
     }
