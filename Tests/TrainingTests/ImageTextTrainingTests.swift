@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import Config
 import Evaluation
+import RunFiles
 import Testing
 @testable import NN
 @testable import Training
@@ -85,6 +86,13 @@ import Testing
         print("image-text short run: zero-shot accuracy \(accuracy), recall@1 image -> caption \(last?["recall_at_1_features_to_pairs"] ?? "-")")
         #expect(accuracy > 0.2, "zero-shot accuracy \(accuracy)")
         #expect(last?["recall_at_10_features_to_pairs"] != nil && last?["recall_at_10_pairs_to_features"] != nil)
+        let tensorboard = URL(fileURLWithPath: run.run + "/tensorboard")
+        let events = try #require(try FileManager.default.contentsOfDirectory(atPath: tensorboard.path).first { $0.hasPrefix("events.out.tfevents.") })
+        let tags = Set(try TensorBoardReader.scalars(file: tensorboard.appendingPathComponent(events)).map(\.tag))
+        for k in [1, 5, 10] {
+            #expect(tags.contains("eval/recall_at_\(k)_features_to_pairs") && tags.contains("eval/recall_at_\(k)_pairs_to_features"), "\(tags.sorted())")
+        }
+        #expect(tags.contains("eval/zero_shot_accuracy"), "\(tags.sorted())")
     }
 
     /// Gradient caching (train.gradient_cache_chunk) with the text tower's dropout on: one SGD step, chunks of
