@@ -14,17 +14,23 @@ extension Embedding {
     /// nil when the model has no BERT.
     public static func textTower(_ model: ContrastiveModel) -> HuggingFaceBert.TextTower? { HuggingFaceBert.TextTower(model) }
 
+    /// `textTower`, or an error saying the model embeds no text.
+    public static func requireTextTower(_ model: ContrastiveModel) throws -> HuggingFaceBert.TextTower {
+        guard let tower = textTower(model) else {
+            throw RunDirectory.Failure(description: "--texts embeds text through a BERT encoder (model.encoder bert) or text tower "
+                                       + "(model.pair_encoder bert); this model has neither, its towers take feature vectors or images: leave out --texts")
+        }
+        return tower
+    }
+
     /// `output` of every text (N x R or N x E) with `tokenizer`, in chunks of `chunk` texts; also how many
     /// texts were longer than max_length and cut. Through the text tower (`textTower`): a representation is
     /// its h (the pooled BERT state), an embedding its z.
     /// - Throws: when the model has no BERT, or its word table is not the tokenizer's vocabulary.
     public static func compute(_ model: ContrastiveModel, texts: [String], tokenizer: WordPieceTokenizer, output: Output,
                                chunk: Int = 256) throws -> (values: Tensor, truncated: Int) {
-        guard let tower = textTower(model),
-              let embeddings = (tower == .encoder ? model.encoder : model.pairEncoder!).layers.first as? BertEmbeddings else {
-            throw RunDirectory.Failure(description: "--texts embeds text through a BERT encoder (model.encoder bert) or text tower "
-                                       + "(model.pair_encoder bert); this model has neither, its towers take feature vectors or images: leave out --texts")
-        }
+        let tower = try requireTextTower(model)
+        let embeddings = (tower == .encoder ? model.encoder : model.pairEncoder!).layers.first as! BertEmbeddings
         guard tokenizer.vocabulary.count == embeddings.vocabularySize else {
             throw RunDirectory.Failure(description: "vocabulary \(tokenizer.vocabulary.source) has \(tokenizer.vocabulary.count) tokens but "
                                        + "the model's word table \(embeddings.vocabularySize) rows; pass --vocab with the vocab.txt it was trained with")

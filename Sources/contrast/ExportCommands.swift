@@ -52,7 +52,8 @@ struct Export: ParsableCommand {
             + "instead of its image encoder.", valueName: "text"))
     var tower: ExportTower?
     @Option(help: "--format hf: the vocab.txt to copy (default: the config's data.vocab).") var vocab: String?
-    @Option(help: "--format hf: the tokenizer's do_lower_case (true for an uncased vocabulary).") var lowercase = true
+    @Option(help: "--format hf: the tokenizer's do_lower_case (true for an uncased vocabulary; default: the config's data.lowercase).")
+    var lowercase: Bool?
     @Option(help: ArgumentHelp("Only for a model saved without its input shape (by an older contrast) whose data set has moved: "
             + "the data set it was trained on (a folder `contrast prepare` wrote, or Fashion-MNIST's IDX folder)."))
     var data: String?
@@ -77,7 +78,8 @@ struct Export: ParsableCommand {
             let trained = try TrainedModel.load(checkpoint, data: data)
             let what = self.what ?? .model
             if format == "hf" {
-                say(try HuggingFaceBert.write(trained, to: URL(fileURLWithPath: out), vocabulary: vocab, lowercase: lowercase,
+                say(try HuggingFaceBert.write(trained, to: URL(fileURLWithPath: out), vocabulary: vocab,
+                                              lowercase: lowercase ?? trained.config.data.lowercase,
                                               text: tower == .text, head: self.what.map { $0 == .model }))
                 return
             }
@@ -124,7 +126,8 @@ struct Embed: ParsableCommand {
     @Option(help: "A text file, one text a line: embed these through the model's BERT encoder (or text tower) instead of a data set split.")
     var texts: String?
     @Option(help: "--texts: the vocab.txt to tokenize with (default: the config's data.vocab).") var vocab: String?
-    @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case).") var lowercase = true
+    @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case; default: the config's data.lowercase).")
+    var lowercase: Bool?
     @Option(help: "A text model (model.encoder bert): the text set's field to embed, text or positive; --data may also be a plain text file, one text a line.")
     var field = "text"
 
@@ -133,6 +136,7 @@ struct Embed: ParsableCommand {
             throw ValidationError("--texts embeds the lines of a file; leave out --pairs, --labels-out and --data")
         }
         if texts == nil && vocab != nil { throw ValidationError("--vocab applies to --texts only; leave it out") }
+        if texts == nil && lowercase != nil { throw ValidationError("--lowercase applies to --texts only (a text set is tokenized as the run's data.lowercase says); leave it out") }
         if texts != nil && field != "text" { throw ValidationError("--field picks a text set's field; --texts embeds every line of its file, so leave out --field") }
     }
 
@@ -140,31 +144,8 @@ struct Embed: ParsableCommand {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
-            if texts == nil, try embedText() { return }
+            if try embedText() { return }
             let trained = try TrainedModel.load(checkpoint, data: data)
-            if let texts {
-                let vocabulary = vocab ?? trained.config.data.vocab
-                guard !vocabulary.isEmpty else {
-                    throw ValidationError("--texts needs the model's vocab.txt, and the config of \(trained.source) names no data.vocab; pass --vocab FILE")
-                }
-                let tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary, options: TokenizerOptions(lowercase: lowercase))
-                guard let text = try? String(contentsOfFile: texts, encoding: .utf8) else {
-                    throw ValidationError("--texts \(texts) cannot be read as UTF-8 text; give a file of one text a line")
-                }
-                var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                if lines.last == "" { lines.removeLast() }
-                if limit > 0 { lines = Array(lines.prefix(limit)) }
-                let pairTower = Embedding.textTower(trained.model) == .pair
-                let what = self.what ?? (pairTower ? .embedding : .representation)
-                let (values, truncated) = try Embedding.compute(trained.model, texts: lines, tokenizer: tokenizer, output: what)
-                let width = values.shape[1]
-                try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: lines.count * width),
-                                                     shape: [lines.count, width]), to: URL(fileURLWithPath: out))
-                say("\(out): \(what.rawValue)s of \(lines.count) texts of \(texts)\(pairTower ? " through the text tower" : ""), "
-                    + "\(lines.count) x \(width) float32, by \(trained.source)"
-                    + (truncated > 0 ? "; \(truncated) longer than max_length were truncated" : ""))
-                return
-            }
             let config = try data.map { try Evaluation.config(trained.config, data: $0) } ?? trained.config
             try useComputeSettings(of: config)
             let path = data ?? config.data.path
@@ -188,25 +169,45 @@ struct Embed: ParsableCommand {
 }
 
 extension Embed {
-    /// A text model on a text set or a plain text file: tokenized as training tokenized (the run's
-    /// data.vocab, data.lowercase, model.bert.max_length). False when the model or data is not text.
+    /// Texts through a model's BERT (its encoder, or the text tower of an image-text model), tokenized as training
+    /// tokenized them (the run's data.vocab and data.lowercase, model.bert.max_length; --vocab and --lowercase for
+    /// --texts): the lines of --texts, or a text set or plain text file as --data (or the run's data). False when
+    /// the input is not text, or (without --texts) the model has no BERT: the caller embeds a data set split.
     func embedText() throws -> Bool {
-        // --data that is not text goes the usual way without loading the model here; without --data the run's
-        // config names the data, and a model that does not load is left to the usual path's error.
-        if let data, !TextInputs.isText(path: data, split: split.split) { return false }
-        guard let trained = try? TrainedModel.load(checkpoint) else { return false }
+        let trained: TrainedModel
+        if texts != nil {
+            trained = try TrainedModel.load(checkpoint)
+            _ = try Embedding.requireTextTower(trained.model)
+        } else {
+            // --data that is not text goes the usual way without loading the model here; without --data the run's
+            // config names the data, and a model that does not load is left to the usual path's error.
+            if let data, !TextInputs.isText(path: data, split: split.split) { return false }
+            guard let loaded = try? TrainedModel.load(checkpoint), Embedding.textTower(loaded.model) != nil else { return false }
+            trained = loaded
+        }
         let config = trained.config
-        guard config.model.encoder == .bert,
-              let (rows, truncated, source) = try TextInputs.rows(config: config, path: data ?? config.data.path, split: split.split,
-                                                                  field: field, limit: limit) else { return false }
+        let found: (texts: [String], source: String)?
+        if let texts {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: texts, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  (try? String(contentsOfFile: texts, encoding: .utf8)) != nil else {
+                throw ValidationError("--texts \(texts) cannot be read as UTF-8 text; give a file of one text a line")
+            }
+            found = try TextInputs.texts(path: texts, split: split.split, field: field, limit: limit)
+        } else {
+            found = try TextInputs.texts(path: data ?? config.data.path, split: split.split, field: field, limit: limit)
+        }
+        guard let (lines, source) = found else { return false }
         if labelsOut != nil { throw ValidationError("--labels-out: texts have no labels; leave out --labels-out") }
-        let what = self.what ?? .representation
-        let values = try Embedding.compute(trained.model, rows: rows, output: what)
+        let tokenizer = try TextInputs.tokenizer(config: config, vocabulary: vocab, lowercase: lowercase)
+        let pairTower = Embedding.textTower(trained.model) == .pair
+        let what = self.what ?? (pairTower ? .embedding : .representation)
+        let (values, truncated) = try Embedding.compute(trained.model, texts: lines, tokenizer: tokenizer, output: what)
         let width = values.shape[1]
-        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
-                                             shape: [rows.count, width]), to: URL(fileURLWithPath: out))
-        say("\(out): \(what.rawValue)s of \(rows.count) texts (\(source); \(truncated) longer than \(config.model.bert.maxLength) tokens, "
-            + "truncated), \(rows.count) x \(width) float32, by \(trained.source)")
+        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: lines.count * width),
+                                             shape: [lines.count, width]), to: URL(fileURLWithPath: out))
+        say("\(out): \(what.rawValue)s of \(lines.count) texts (\(source)\(pairTower ? ", through the text tower" : ""); \(truncated) longer than "
+            + "\(config.model.bert.maxLength) tokens, truncated), \(lines.count) x \(width) float32, by \(trained.source)")
         return true
     }
 }

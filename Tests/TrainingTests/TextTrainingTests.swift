@@ -103,8 +103,12 @@ import RunFiles
                 "\(fromSet.output) \(fromSet.error)")
         let fromFile = try runContrast(ranks: 1, ["embed", "--checkpoint", one, "--data", Self.lines, "--out", folder + "/b.npy"])
         #expect(fromFile.status == 0, "\(fromFile.error)")
-        let x = try NPYArray(path: folder + "/a.npy"), y = try NPYArray(path: folder + "/b.npy")
-        #expect(x.shape == [64, 32] && x.shape == y.shape && x.float32Values() == y.float32Values())
+        // --texts FILE is the same path as --data FILE: the same tokenizer (the run's data.vocab and data.lowercase), the same rows.
+        let texts = try runContrast(ranks: 1, ["embed", "--checkpoint", one, "--texts", Self.lines, "--out", folder + "/c.npy"])
+        #expect(texts.status == 0 && texts.output.contains("representations of 64 texts (the lines of \(Self.lines); 16 longer than 16 tokens"),
+                "\(texts.output) \(texts.error)")
+        let x = try NPYArray(path: folder + "/a.npy"), y = try NPYArray(path: folder + "/b.npy"), z = try NPYArray(path: folder + "/c.npy")
+        #expect(x.shape == [64, 32] && x.shape == y.shape && x.float32Values() == y.float32Values() && z.float32Values() == y.float32Values())
     }
 
     /// Retrieval between epochs at P = 2: every rank enters the evaluation (only rank 0 holds the
