@@ -18,13 +18,14 @@ public struct CaptionTokens {
         self.maxLength = maxLength
     }
 
-    /// The tokenizer of data.vocab at model.bert.max_length.
+    /// The tokenizer of data.vocab (lower-casing as data.lowercase says) at model.bert.max_length.
     public init(config: TrainingConfig) throws {
         guard !config.data.vocab.isEmpty else {
             throw ConfigError(key: "data.vocab", problem: "config key 'data.vocab' is not set, and model.pair_encoder bert tokenizes "
                               + "the captions with it", hint: "learn one with contrast vocab --size 1000 --out vocab.txt DATA/train and set data.vocab")
         }
-        self.init(tokenizer: try WordPieceTokenizer(vocabularyFile: config.data.vocab), maxLength: config.model.bert.maxLength)
+        self.init(tokenizer: try WordPieceTokenizer(vocabularyFile: config.data.vocab, options: TokenizerOptions(lowercase: config.data.lowercase)),
+                  maxLength: config.model.bert.maxLength)
     }
 
     /// The name of the utf8 field a sample's text pair is read from.

@@ -13,9 +13,13 @@ import Storage
 /// (BertTokenizer's), and sentence-transformers' modules.json, sentence_bert_config.json and 1_Pooling/config.json,
 /// so `BertModel.from_pretrained(dir)` gives the last hidden states and `SentenceTransformer(dir)` the
 /// representation h: the pooled state, and with `model.representation` > 0 the Linear after it as the module
-/// 2_Dense. The projection head and z are not in the directory (it is a sentence encoder; `contrast export
-/// --format safetensors` has the head). BertModel's pooler (a tanh Linear on [CLS] that contrast does not
-/// train) is not written: transformers initialises it and says so; sentence-transformers never reads it.
+/// 2_Dense. With the head (`head`: `--what model`) the projection MLP follows as one sentence-transformers
+/// Dense module per Linear (its activation, ReLU or GELU, in the module) and a Normalize module, so
+/// SentenceTransformer gives the L2-normalised embedding z. The tower is the model's encoder when it is BERT,
+/// or the text tower of an image <-> text model (`model.pair_encoder: bert`, `text: true`, `--tower text`),
+/// whose z lies in the space the image tower's embeddings do. BertModel's pooler (a tanh Linear on [CLS] that
+/// contrast does not train) is not written: transformers initialises it and says so; sentence-transformers
+/// never reads it.
 public enum HuggingFaceBert {
     /// The tokens vocab.txt must hold (BertTokenizer's special tokens).
     public static let specialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -27,8 +31,11 @@ public enum HuggingFaceBert {
         var pool: MaskedTokenPool
         var fc: Linear?
 
-        init?(_ model: ContrastiveModel) {
-            let layers = model.encoder.flattened
+        init?(_ model: ContrastiveModel) { self.init(encoder: model.encoder) }
+
+        /// The parts of a tower's encoder (`model.encoder`, or `model.pairEncoder` of a text tower).
+        init?(encoder: Sequential) {
+            let layers = encoder.flattened
             guard let embeddings = layers.first as? BertEmbeddings,
                   let pool = layers.compactMap({ $0 as? MaskedTokenPool }).first else { return nil }
             self.embeddings = embeddings
@@ -38,15 +45,52 @@ public enum HuggingFaceBert {
         }
     }
 
+    /// Which tower of a model holds BERT: the encoder (a text model), the pair tower (an image <-> text model), or none.
+    public enum TextTower: Sendable {
+        case encoder, pair
+
+        public init?(_ model: ContrastiveModel) {
+            if Parts(encoder: model.encoder) != nil { self = .encoder }
+            else if let pair = model.pairEncoder, Parts(encoder: pair) != nil { self = .pair }
+            else { return nil }
+        }
+
+        /// The arena prefix of the tower's encoder parameters.
+        var prefix: String { self == .encoder ? "encoder." : "pair_encoder." }
+    }
+
+    /// A Linear of the projection head as a sentence-transformers Dense module: the torch activation class after it.
+    struct DenseLayer {
+        var linear: Linear
+        var activation: String
+
+        static let identity = "torch.nn.modules.linear.Identity"
+
+        /// The Linears of `head` (a projection MLP then L2Normalize), each with the activation that follows it.
+        static func of(_ head: Sequential) -> [DenseLayer] {
+            let layers = head.flattened
+            var dense: [DenseLayer] = []
+            for (index, layer) in layers.enumerated() {
+                guard let linear = layer as? Linear else { continue }
+                let next = index + 1 < layers.count ? layers[index + 1] : nil
+                let activation = linear.activation == .relu ? "torch.nn.modules.activation.ReLU"
+                    : next is GELU ? "torch.nn.modules.activation.GELU" : identity
+                dense.append(DenseLayer(linear: linear, activation: activation))
+            }
+            return dense
+        }
+    }
+
     static func values(_ arena: ParameterArena, _ slice: ParameterSlice) -> [Float] {
         Array(UnsafeBufferPointer(start: arena.parameters(slice), count: slice.count))
     }
 
-    /// BertModel's tensors of the model's BERT encoder, in arena order (the fc after pooling is not BertModel's).
-    public static func tensors(_ model: ContrastiveModel) -> [Safetensors.NamedTensor] {
+    /// BertModel's tensors of the model's BERT encoder (or of its text tower, `tower`), in arena order (the fc
+    /// after pooling is not BertModel's).
+    public static func tensors(_ model: ContrastiveModel, tower: TextTower = .encoder) -> [Safetensors.NamedTensor] {
         var tensors: [Safetensors.NamedTensor] = []
-        for slice in model.arena.slices where slice.name.hasPrefix("encoder.") {
-            guard let names = BERT.huggingFaceNames(String(slice.name.dropFirst("encoder.".count))) else { continue }
+        for slice in model.arena.slices where slice.name.hasPrefix(tower.prefix) {
+            guard let names = BERT.huggingFaceNames(String(slice.name.dropFirst(tower.prefix.count))) else { continue }
             let values = values(model.arena, slice), part = slice.count / names.count
             // q, k, v: consecutive thirds of the rows (and of the bias).
             let shape = [slice.shape[0] / names.count] + slice.shape.dropFirst()
@@ -73,14 +117,35 @@ public enum HuggingFaceBert {
 
     /// Writes the directory of `trained`'s BERT encoder into `directory` (created if missing); `vocabulary`
     /// is the vocab.txt to copy (default: the config's data.vocab), `lowercase` the tokenizer's do_lower_case.
+    /// `text`: the text tower was asked for (`--tower text`): the encoder when it is BERT, else the pair tower
+    /// of `model.pair_encoder: bert`. `head`: also the projection head and the normalisation, to z (default:
+    /// for the pair tower, whose h is in no space the image tower's is, but not for a text model's encoder,
+    /// whose h is the sentence embedding; what `contrast embed --texts` writes by default either way).
     /// Returns a one-line summary.
     @discardableResult
-    public static func write(_ trained: TrainedModel, to directory: URL, vocabulary: String? = nil, lowercase: Bool = true) throws -> String {
+    public static func write(_ trained: TrainedModel, to directory: URL, vocabulary: String? = nil, lowercase: Bool = true,
+                             text: Bool = false, head: Bool? = nil) throws -> String {
         let model = trained.model
-        guard let parts = Parts(model) else {
-            throw RunDirectory.Failure(description: "--format hf writes BERT text encoders; \(trained.source) has a "
-                                       + "\(trained.config.model.encoder.rawValue) encoder (use --format safetensors or onnx)")
+        let encoderKind = trained.config.model.encoder.rawValue
+        guard let tower = TextTower(model) else {
+            throw RunDirectory.Failure(description: text
+                ? "--tower text: \(trained.source) has no text tower (a \(encoderKind) encoder and no model.pair_encoder bert); "
+                  + "leave out --tower text and export it with --format safetensors or onnx, or train a text tower (model.pair_encoder: bert, docs/text.md)"
+                : "--format hf writes BERT text encoders; \(trained.source) has a \(encoderKind) encoder (use --format safetensors or onnx)")
         }
+        if tower == .pair && !text {
+            throw RunDirectory.Failure(description: "--format hf writes BERT text encoders; \(trained.source) has a \(encoderKind) encoder "
+                                       + "and a BERT text tower (model.pair_encoder bert): pass --tower text to export the text tower")
+        }
+        let encoder = tower == .encoder ? model.encoder : model.pairEncoder!
+        let parts = Parts(encoder: encoder)!
+        let withHead = head ?? (tower == .pair)
+        if tower == .encoder && model.adapter != nil {
+            throw RunDirectory.Failure(description: "--format hf cannot hold the residual adapter after \(trained.source)'s encoder "
+                                       + "(model.adapter); use --format onnx or safetensors")
+        }
+        let dense = (parts.fc.map { [DenseLayer(linear: $0, activation: DenseLayer.identity)] } ?? [])
+            + (withHead ? DenseLayer.of(tower == .encoder ? model.head : model.pairHead!) : [])
         let vocabularyPath = vocabulary ?? trained.config.data.vocab
         guard !vocabularyPath.isEmpty else {
             throw RunDirectory.Failure(description: "--format hf needs the model's vocab.txt, and the config of \(trained.source) names no "
@@ -105,7 +170,7 @@ public enum HuggingFaceBert {
             try AtomicFile.write(data + Data("\n".utf8), to: directory.appendingPathComponent(name))
         }
         try json(configuration(parts, section: section), "config.json")
-        let tensors = tensors(model)
+        let tensors = tensors(model, tower: tower)
         try AtomicFile.write(Safetensors.encode(tensors, metadata: [("format", "pt"), ("contrast_version", contrastVersion),
                                                                     ("source", trained.source)]),
                              to: directory.appendingPathComponent("model.safetensors"))
@@ -125,21 +190,32 @@ public enum HuggingFaceBert {
         try json(["word_embedding_dimension": parts.embeddings.width, "pooling_mode_cls_token": !mean, "pooling_mode_mean_tokens": mean,
                   "pooling_mode_max_tokens": false, "pooling_mode_mean_sqrt_len_tokens": false, "pooling_mode_weightedmean_tokens": false,
                   "pooling_mode_lasttoken": false, "include_prompt": true], "1_Pooling/config.json")
-        if let fc = parts.fc {
-            try FileManager.default.createDirectory(at: directory.appendingPathComponent("2_Dense"), withIntermediateDirectories: true)
-            try json(["in_features": fc.inputWidth, "out_features": fc.outputWidth, "bias": true,
-                      "activation_function": "torch.nn.modules.linear.Identity"], "2_Dense/config.json")
-            let dense = [Safetensors.NamedTensor(name: "linear.weight", shape: fc.weight.shape, values: values(model.arena, fc.weight)),
-                         Safetensors.NamedTensor(name: "linear.bias", shape: fc.bias!.shape, values: values(model.arena, fc.bias!))]
-            try AtomicFile.write(Safetensors.encode(dense, metadata: [("format", "pt")]),
-                                 to: directory.appendingPathComponent("2_Dense/model.safetensors"))
-            modules.append(["idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"])
+        // sentence_transformers.models.Dense: config.json (its constructor's arguments) and model.safetensors
+        // (linear.weight out x in, linear.bias), the activation applied after the Linear.
+        for layer in dense {
+            let index = modules.count, folder = "\(index)_Dense", fc = layer.linear
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
+            try json(["in_features": fc.inputWidth, "out_features": fc.outputWidth, "bias": fc.bias != nil,
+                      "activation_function": layer.activation], folder + "/config.json")
+            var tensors = [Safetensors.NamedTensor(name: "linear.weight", shape: fc.weight.shape, values: values(model.arena, fc.weight))]
+            if let bias = fc.bias { tensors.append(Safetensors.NamedTensor(name: "linear.bias", shape: bias.shape, values: values(model.arena, bias))) }
+            try AtomicFile.write(Safetensors.encode(tensors, metadata: [("format", "pt")]),
+                                 to: directory.appendingPathComponent(folder + "/model.safetensors"))
+            modules.append(["idx": index, "name": "\(index)", "path": folder, "type": "sentence_transformers.models.Dense"])
+        }
+        if withHead {
+            // z is L2-normalised; Normalize has no parameters and no files.
+            let index = modules.count
+            modules.append(["idx": index, "name": "\(index)", "path": "\(index)_Normalize", "type": "sentence_transformers.models.Normalize"])
         }
         try json(modules, "modules.json")
         let count = tensors.reduce(0) { $0 + $1.values.count }
-        return "\(directory.path): BertModel (\(parts.blocks.count) layers, width \(parts.embeddings.width), vocabulary "
-            + "\(parts.embeddings.vocabularySize), max_length \(maxLength)), \(tensors.count) tensors, \(count) parameters, "
-            + "\(mean ? "mean" : "cls") pooling\(parts.fc == nil ? "" : " and a \(parts.fc!.outputWidth)-wide Dense") of \(trained.source)"
+        let denseCount = dense.reduce(0) { $0 + $1.linear.inputWidth * $1.linear.outputWidth + ($1.linear.bias == nil ? 0 : $1.linear.outputWidth) }
+        let after = withHead ? ", the projection head (\(dense.count) Dense, \(denseCount) parameters, to the \(model.embeddingWidth)-wide "
+            + "normalised embedding z)" : parts.fc == nil ? "" : " and a \(parts.fc!.outputWidth)-wide Dense"
+        return "\(directory.path): \(tower == .pair ? "the text tower as " : "")BertModel (\(parts.blocks.count) layers, width "
+            + "\(parts.embeddings.width), vocabulary \(parts.embeddings.vocabularySize), max_length \(maxLength)), \(tensors.count) tensors, "
+            + "\(count) parameters, \(mean ? "mean" : "cls") pooling\(after) of \(trained.source)"
     }
 }
 

@@ -24,6 +24,7 @@ struct ReportPage {
         """
         html += "<h2>Summary</h2>\n" + summaryTable()
         html += section("Training", trainingCharts())
+        html += retrievalSection()
         html += section("Speed", speedCharts()) + rankTable()
         html += section("Representations", representationCharts())
         html += eventsTable()
@@ -233,6 +234,89 @@ struct ReportPage {
                             [ChartSeries(name: "loss scale", points: steps.series("loss_scale"), color: ChartPalette.color(8))],
                             needs: Self.stepField("loss_scale"), includeZero: true, noteIfConstant: true))
         return charts
+    }
+
+    /// A retrieval metric of eval records: its key and how the page names it.
+    struct RetrievalMetric {
+        var key: String
+        var name: String
+    }
+
+    /// The retrieval metrics the run's eval records hold, in reading order: the text retrieval of a
+    /// text set's held-out split (recall@K, MRR@10, nDCG@10, Spearman), then image <-> caption
+    /// recall@K of a two-tower run, each direction.
+    func retrievalMetrics() -> (text: [RetrievalMetric], spearman: RetrievalMetric?, pairs: [RetrievalMetric]) {
+        let keys = Set(run.primary.records(.eval).flatMap { $0.numbers.keys })
+        let recall = keys.filter { $0.hasPrefix("retrieval_recall_at_") }
+            .sorted { (Self.recallK(String($0.dropFirst("retrieval_".count))), $0) < (Self.recallK(String($1.dropFirst("retrieval_".count))), $1) }
+        var text = recall.map { RetrievalMetric(key: $0, name: "recall@\(Self.recallK(String($0.dropFirst("retrieval_".count))))") }
+        if keys.contains("retrieval_mrr_at_10") { text.append(RetrievalMetric(key: "retrieval_mrr_at_10", name: "MRR@10")) }
+        if keys.contains("retrieval_ndcg_at_10") { text.append(RetrievalMetric(key: "retrieval_ndcg_at_10", name: "nDCG@10")) }
+        let spearman = keys.contains("spearman") ? RetrievalMetric(key: "spearman", name: "Spearman ρ (cosine against score)") : nil
+        let pairs = keys.filter { $0.hasPrefix("recall_at_") }.sorted { (Self.recallK($0), $0) < (Self.recallK($1), $1) }
+            .map { RetrievalMetric(key: $0, name: pairRecallName($0)) }
+        return (text, spearman, pairs)
+    }
+
+    /// "recall@5 features → pairs" for `recall_at_5_features_to_pairs`; "image → caption" when the
+    /// pair tower is the text encoder (`model.pair_encoder: bert`).
+    func pairRecallName(_ key: String) -> String {
+        let captions = run.config("model.pair_encoder") == "bert"
+        let direction = key.hasSuffix("features_to_pairs") ? (captions ? "image → caption" : "features → pairs")
+            : key.hasSuffix("pairs_to_features") ? (captions ? "caption → image" : "pairs → features") : key
+        return "recall@\(Self.recallK(key)) " + direction
+    }
+
+    /// The "Retrieval" section: text retrieval (recall@K, MRR@10, nDCG@10) by epoch, Spearman's
+    /// correlation by epoch, and a table of the latest evaluation's values of these and of the image
+    /// <-> caption recall@K (charted with kNN accuracy under Training). Empty for a run without any.
+    func retrievalSection() -> String {
+        let (text, spearman, pairs) = retrievalMetrics()
+        guard !text.isEmpty || spearman != nil || !pairs.isEmpty else { return "" }
+        let evals = run.primary.records(.eval)
+        var figures: [Figure] = []
+        if !text.isEmpty {
+            let series = text.enumerated().map { index, metric in
+                ChartSeries(name: metric.name, points: evals.series(metric.key, x: "epoch"), color: ChartPalette.color(index),
+                            style: metric.key.hasPrefix("retrieval_recall_at_") ? .line : .dashed)
+            }
+            var chart = LineChart(title: "Text retrieval on the test split", yLabel: "fraction of queries", series: series)
+            chart.xLabel = "epoch"
+            chart.fractions = true
+            figures.append(.chart(chart.svg()))
+        }
+        if let spearman {
+            var chart = LineChart(title: "Spearman correlation", yLabel: "ρ",
+                                  series: [ChartSeries(name: spearman.name, points: evals.series(spearman.key, x: "epoch"), color: ChartPalette.color(4))])
+            chart.xLabel = "epoch"
+            figures.append(.chart(chart.svg()))
+        }
+        return section("Retrieval", figures) + retrievalTable(text + (spearman.map { [$0] } ?? []) + pairs)
+    }
+
+    /// Each metric's value at the latest evaluation that has it, and its best with the epoch.
+    func retrievalTable(_ metrics: [RetrievalMetric]) -> String {
+        let evals = run.primary.records(.eval)
+        func at(_ record: MetricsRecord) -> String {
+            var at: [String] = []
+            if let epoch = record["epoch"].flatMap(MetricsRecord.integer) { at.append("epoch \(epoch)") }
+            if let step = record.step { at.append("step \(step)") }
+            return at.joined(separator: ", ")
+        }
+        var rows: [String] = []
+        for metric in metrics {
+            let having = evals.filter { $0[metric.key] != nil }
+            guard let last = having.last, let best = having.max(by: { $0[metric.key]! < $1[metric.key]! }) else { continue }
+            let value = { (record: MetricsRecord) in
+                metric.key == "spearman" ? String(format: "%.4f", record[metric.key]!)
+                    : metric.key.contains("mrr") || metric.key.contains("ndcg") ? String(format: "%.4f", record[metric.key]!)
+                    : String(format: "%.2f%%", record[metric.key]! * 100)
+            }
+            rows.append("<tr><th>\(htmlEscaped(metric.name))</th><td class=\"n\">\(value(last))</td><td>\(htmlEscaped(at(last)))</td>"
+                        + "<td class=\"n\">\(value(best))</td><td>\(htmlEscaped(at(best)))</td></tr>")
+        }
+        guard !rows.isEmpty else { return "" }
+        return "<table><tr><th>metric</th><th>latest</th><th>at</th><th>best</th><th>at</th></tr>\n" + rows.joined(separator: "\n") + "\n</table>\n"
     }
 
     func speedCharts() -> [Figure] {

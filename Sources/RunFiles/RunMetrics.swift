@@ -191,6 +191,17 @@ extension Array where Element == MetricsRecord {
         series { $0[key] }
     }
 
+    /// (x, value) of every record with both, against another field (`epoch`), in x order; an
+    /// x seen twice keeps its last value.
+    func series(_ key: String, x: String) -> [(Double, Double)] {
+        var byX: [Double: Double] = [:]
+        for record in self {
+            guard let at = record[x], let v = record[key], v.isFinite else { continue }
+            byX[at] = v
+        }
+        return byX.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
     /// (step, value(record)) in step order, the last record of a repeated step winning.
     func series(_ value: (MetricsRecord) -> Double?) -> [(Double, Double)] {
         var byStep: [Double: Double] = [:]

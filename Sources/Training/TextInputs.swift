@@ -16,16 +16,15 @@ public enum TextInputs {
         return (try? ShardedDataset.readManifest(directory: split == .test ? test ?? train : train))?.isTextSet == true
     }
 
-    /// The rows (N x 3T, in memory) and how many texts were cut; nil when `path` is neither a
-    /// plain file nor a text set (another data set: the caller reads it as features).
-    /// - Throws: `ConfigError` naming data.vocab when the run's vocabulary cannot be read;
-    ///   `DataError` for a set without the field.
-    public static func rows(config: TrainingConfig, path: String, split: FashionMNIST.Split, field: String, limit: Int) throws
-        -> (rows: SampleRows, truncated: Int, source: String)? {
+    /// The texts of `path` (a text set's `field` of one split, or a plain file's lines), at most `limit`
+    /// (0: all), and where they came from; nil when `path` is neither a plain file nor a text set (another
+    /// data set: the caller reads it as features).
+    /// - Throws: `DataError` for a set without the field or an unreadable file.
+    public static func texts(path: String, split: FashionMNIST.Split, field: String, limit: Int) throws
+        -> (texts: [String], source: String)? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
         var texts: [String] = []
-        let source: String
         if isDirectory.boolValue {
             let (train, test) = ShardedDataset.splits(of: path)
             let directory = split == .test ? test ?? train : train
@@ -40,34 +39,29 @@ public enum TextInputs {
                 let block = try dataset.readShard(shard)
                 for i in 0..<block.count where limit == 0 || texts.count < limit { texts.append(block.text(field, i) ?? "") }
             }
-            source = "the \(field) field of \(directory)"
-        } else {
-            guard let data = FileManager.default.contents(atPath: path) else { throw DataError.fileNotFound(path: path) }
-            var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if lines.last == "" { lines.removeLast() }
-            texts = limit > 0 ? Array(lines.prefix(limit)) : lines
-            source = "the lines of \(path)"
+            return (texts, "the \(field) field of \(directory)")
         }
-        let tokenizer: WordPieceTokenizer
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError.fileNotFound(path: path) }
+        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return (limit > 0 ? Array(lines.prefix(limit)) : lines, "the lines of \(path)")
+    }
+
+    /// The tokenizer a trained model's texts were tokenized with: the run's data.vocab and data.lowercase (a text
+    /// set's texts and an image-text model's captions alike), or `vocabulary` and `lowercase` where given.
+    /// - Throws: `ConfigError` naming data.vocab when the run's vocabulary is not set or cannot be read.
+    public static func tokenizer(config: TrainingConfig, vocabulary: String? = nil, lowercase: Bool? = nil) throws -> WordPieceTokenizer {
+        let options = TokenizerOptions(lowercase: lowercase ?? config.data.lowercase)
+        if let vocabulary { return try WordPieceTokenizer(vocabularyFile: vocabulary, options: options) }
+        guard !config.data.vocab.isEmpty else {
+            throw ConfigError(key: "data.vocab", problem: "the trained model's config names no vocabulary (config key 'data.vocab')",
+                              hint: "pass --vocab FILE, the vocab.txt it was trained with")
+        }
         do {
-            tokenizer = try WordPieceTokenizer(vocabularyFile: config.data.vocab, options: TokenizerOptions(lowercase: config.data.lowercase))
+            return try WordPieceTokenizer(vocabularyFile: config.data.vocab, options: options)
         } catch let error as TextError {
             throw ConfigError(key: "data.vocab", problem: "the trained model's vocabulary (config key 'data.vocab'): \(error)",
-                              hint: "restore the file, or give the run's config data.vocab pointing at it")
+                              hint: "restore the file, pass --vocab FILE, or give the run's config data.vocab pointing at it")
         }
-        let t = config.model.bert.maxLength, width = 3 * t
-        var values = [Float](repeating: 0, count: texts.count * width)
-        var tokenized = TokenizedTexts(), truncated = 0
-        for text in texts {
-            let encoding = try tokenizer.encode(text, maxLength: t, overlong: .truncate)
-            if encoding.truncated { truncated += 1 }
-            tokenized.append(encoding.ids)
-        }
-        values.withUnsafeMutableBufferPointer { out in
-            for i in 0..<texts.count {
-                tokenized.writeRow(i, tokens: t, padding: tokenizer.vocabulary.paddingID, into: out.baseAddress! + i * width)
-            }
-        }
-        return (SampleRows(held: 0..<texts.count, totalCount: texts.count, featureShape: [width], features: .float32(values)), truncated, source)
     }
 }

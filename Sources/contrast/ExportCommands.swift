@@ -13,6 +13,11 @@ import Training
 extension ModelExport.Part: ExpressibleByArgument {}
 extension Embedding.Output: ExpressibleByArgument {}
 
+/// `contrast export --tower`: which tower to write (only the text tower is chosen by name: the first is the default).
+enum ExportTower: String, ExpressibleByArgument {
+    case text
+}
+
 /// A data set split on the command line (its own type, so no other file's conformance of
 /// `FashionMNIST.Split` can clash with it).
 enum SplitArgument: String, ExpressibleByArgument {
@@ -26,10 +31,13 @@ struct Export: ParsableCommand {
         abstract: "Write a trained model as safetensors (parameters named for torch.nn modules), ONNX (the graph with its parameters; docs/export.md) or a Hugging Face BERT directory (docs/text.md).",
         discussion: """
             hf (model.encoder bert): --out is a directory that transformers.BertModel and sentence_transformers.SentenceTransformer load: \
-            config.json, model.safetensors, vocab.txt, tokenizer and sentence-transformers files; SentenceTransformer gives the representation h.
+            config.json, model.safetensors, vocab.txt, tokenizer and sentence-transformers files; SentenceTransformer gives the representation h \
+            (with --what model: the projection head as Dense modules and Normalize, to the embedding z). \
+            hf --tower text (model.pair_encoder bert): the text tower of an image-text model, with its projection head by default, \
+            so SentenceTransformer gives the text embeddings z that compare with the image tower's (contrast embed --what embedding).
             ONNX: opset \(ONNXExport.opset), input 'input' float32 [N, I] (MLP) or [N, C, H, W] (CNN, ResNet, ViT; pixels as byte / 255), \
             outputs 'representation' [N, R] and, with --what model, 'embedding' [N, E] (L2-normalised), N dynamic. \
-            The pair tower of a two-tower model is in the safetensors file only.
+            The pair tower of a two-tower model is in the safetensors file, and a BERT text tower in --format hf --tower text.
             """)
 
     @Option(help: ArgumentHelp(trainedModelHelp))
@@ -38,10 +46,14 @@ struct Export: ParsableCommand {
     var format = "safetensors"
     @Option(help: "Output file (--format hf: a directory).") var out: String
     @Option(help: ArgumentHelp("'encoder' (x to the representation h) or 'model' (also the projection head, to the embedding z; the default). "
-            + "--format hf writes the encoder only."))
+            + "--format hf: the encoder by default, the projection head too with --tower text."))
     var what: ModelExport.Part?
+    @Option(help: ArgumentHelp("--format hf: 'text' writes the text tower of an image-text model (model.pair_encoder bert) "
+            + "instead of its image encoder.", valueName: "text"))
+    var tower: ExportTower?
     @Option(help: "--format hf: the vocab.txt to copy (default: the config's data.vocab).") var vocab: String?
-    @Option(help: "--format hf: the tokenizer's do_lower_case (true for an uncased vocabulary).") var lowercase = true
+    @Option(help: "--format hf: the tokenizer's do_lower_case (true for an uncased vocabulary; default: the config's data.lowercase).")
+    var lowercase: Bool?
     @Option(help: ArgumentHelp("Only for a model saved without its input shape (by an older contrast) whose data set has moved: "
             + "the data set it was trained on (a folder `contrast prepare` wrote, or Fashion-MNIST's IDX folder)."))
     var data: String?
@@ -52,9 +64,8 @@ struct Export: ParsableCommand {
                                   + "tools/load_safetensors.py), 'onnx' (graph and parameters, for onnxruntime) or 'hf' (a Hugging Face "
                                   + "BERT directory); see docs/export.md")
         }
-        if format == "hf" && what == .model {
-            throw ValidationError("--format hf writes the BERT encoder (the representation h), not the projection head; "
-                                  + "leave out --what or pass --what encoder")
+        if format != "hf" && tower != nil {
+            throw ValidationError("--tower text applies to --format hf (the safetensors file holds both towers, ONNX the first); leave out --tower")
         }
         if format != "hf" && (vocab != nil) {
             throw ValidationError("--vocab applies to --format hf only; leave it out")
@@ -67,7 +78,9 @@ struct Export: ParsableCommand {
             let trained = try TrainedModel.load(checkpoint, data: data)
             let what = self.what ?? .model
             if format == "hf" {
-                say(try HuggingFaceBert.write(trained, to: URL(fileURLWithPath: out), vocabulary: vocab, lowercase: lowercase))
+                say(try HuggingFaceBert.write(trained, to: URL(fileURLWithPath: out), vocabulary: vocab,
+                                              lowercase: lowercase ?? trained.config.data.lowercase,
+                                              text: tower == .text, head: self.what.map { $0 == .model }))
                 return
             }
             if format == "onnx" {
@@ -94,23 +107,27 @@ struct Export: ParsableCommand {
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the representations (or embeddings) of a data set split, or of texts (--texts), as a float32 .npy (N x R).",
-        discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are. With --texts (a BERT model): "
-            + "one text a line, tokenized with the model's vocab.txt as BertTokenizerFast does, truncated and padded to model.bert.max_length.")
+        discussion: "Inputs are un-augmented: uint8 pixels as byte / 255, float features as they are. With --texts (a BERT model, or the "
+            + "text tower of an image-text model): one text a line, tokenized with the model's vocab.txt as BertTokenizerFast does, truncated "
+            + "and padded to model.bert.max_length. Through an image-text model's text tower the default is the embedding z, in the space "
+            + "of the images' (embed them with --what embedding).")
 
     @Option(help: ArgumentHelp(trainedModelHelp))
     var checkpoint: String
     @Option(help: ArgumentHelp(dataHelp)) var data: String?
     @Option(help: "Output .npy file.") var out: String
     @Option(help: "Which split: train or test.") var split: SplitArgument = .test
-    @Option(help: "'representation' (h, N x R) or 'embedding' (L2-normalised z, N x E).")
-    var what: Embedding.Output = .representation
+    @Option(help: ArgumentHelp("'representation' (h, N x R) or 'embedding' (L2-normalised z, N x E). Default: representation; embedding for --texts "
+            + "through the text tower of an image-text model (model.pair_encoder bert)."))
+    var what: Embedding.Output?
     @Flag(help: "Embed the data set's pair vectors through the pair tower (two-tower CLIP models).") var pairs = false
     @Option(help: "Also write the labels as an int64 .npy (N).") var labelsOut: String?
     @Option(help: "Only the first N samples (0: all).") var limit = 0
-    @Option(help: "A text file, one text a line: embed these through the model's BERT encoder instead of a data set split.")
+    @Option(help: "A text file, one text a line: embed these through the model's BERT encoder (or text tower) instead of a data set split.")
     var texts: String?
     @Option(help: "--texts: the vocab.txt to tokenize with (default: the config's data.vocab).") var vocab: String?
-    @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case).") var lowercase = true
+    @Option(help: "--texts: lower-case and strip accents before WordPiece (BertTokenizerFast's do_lower_case; default: the config's data.lowercase).")
+    var lowercase: Bool?
     @Option(help: "A text model (model.encoder bert): the text set's field to embed, text or positive; --data may also be a plain text file, one text a line.")
     var field = "text"
 
@@ -119,6 +136,7 @@ struct Embed: ParsableCommand {
             throw ValidationError("--texts embeds the lines of a file; leave out --pairs, --labels-out and --data")
         }
         if texts == nil && vocab != nil { throw ValidationError("--vocab applies to --texts only; leave it out") }
+        if texts == nil && lowercase != nil { throw ValidationError("--lowercase applies to --texts only (a text set is tokenized as the run's data.lowercase says); leave it out") }
         if texts != nil && field != "text" { throw ValidationError("--field picks a text set's field; --texts embeds every line of its file, so leave out --field") }
     }
 
@@ -126,28 +144,8 @@ struct Embed: ParsableCommand {
         try reportingErrors {
             try requireFolder(of: out, option: "--out")
             if let labelsOut { try requireFolder(of: labelsOut, option: "--labels-out") }
-            if texts == nil, try embedText() { return }
+            if try embedText() { return }
             let trained = try TrainedModel.load(checkpoint, data: data)
-            if let texts {
-                let vocabulary = vocab ?? trained.config.data.vocab
-                guard !vocabulary.isEmpty else {
-                    throw ValidationError("--texts needs the model's vocab.txt, and the config of \(trained.source) names no data.vocab; pass --vocab FILE")
-                }
-                let tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary, options: TokenizerOptions(lowercase: lowercase))
-                guard let text = try? String(contentsOfFile: texts, encoding: .utf8) else {
-                    throw ValidationError("--texts \(texts) cannot be read as UTF-8 text; give a file of one text a line")
-                }
-                var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                if lines.last == "" { lines.removeLast() }
-                if limit > 0 { lines = Array(lines.prefix(limit)) }
-                let (values, truncated) = try Embedding.compute(trained.model, texts: lines, tokenizer: tokenizer, output: what)
-                let width = values.shape[1]
-                try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: lines.count * width),
-                                                     shape: [lines.count, width]), to: URL(fileURLWithPath: out))
-                say("\(out): \(what.rawValue)s of \(lines.count) texts of \(texts), \(lines.count) x \(width) float32, by \(trained.source)"
-                    + (truncated > 0 ? "; \(truncated) longer than max_length were truncated" : ""))
-                return
-            }
             let config = try data.map { try Evaluation.config(trained.config, data: $0) } ?? trained.config
             try useComputeSettings(of: config)
             let path = data ?? config.data.path
@@ -156,6 +154,7 @@ struct Embed: ParsableCommand {
             if labelsOut != nil && rows.labels == nil {
                 throw ValidationError("--labels-out: \(path) has no labels; leave out --labels-out")
             }
+            let what = self.what ?? .representation
             let values = try Embedding.compute(trained.model, rows: rows, output: what, pairs: pairs)
             let width = values.shape[1]
             try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
@@ -170,24 +169,45 @@ struct Embed: ParsableCommand {
 }
 
 extension Embed {
-    /// A text model on a text set or a plain text file: tokenized as training tokenized (the run's
-    /// data.vocab, data.lowercase, model.bert.max_length). False when the model or data is not text.
+    /// Texts through a model's BERT (its encoder, or the text tower of an image-text model), tokenized as training
+    /// tokenized them (the run's data.vocab and data.lowercase, model.bert.max_length; --vocab and --lowercase for
+    /// --texts): the lines of --texts, or a text set or plain text file as --data (or the run's data). False when
+    /// the input is not text, or (without --texts) the model has no BERT: the caller embeds a data set split.
     func embedText() throws -> Bool {
-        // --data that is not text goes the usual way without loading the model here; without --data the run's
-        // config names the data, and a model that does not load is left to the usual path's error.
-        if let data, !TextInputs.isText(path: data, split: split.split) { return false }
-        guard let trained = try? TrainedModel.load(checkpoint) else { return false }
+        let trained: TrainedModel
+        if texts != nil {
+            trained = try TrainedModel.load(checkpoint)
+            _ = try Embedding.requireTextTower(trained.model)
+        } else {
+            // --data that is not text goes the usual way without loading the model here; without --data the run's
+            // config names the data, and a model that does not load is left to the usual path's error.
+            if let data, !TextInputs.isText(path: data, split: split.split) { return false }
+            guard let loaded = try? TrainedModel.load(checkpoint), Embedding.textTower(loaded.model) != nil else { return false }
+            trained = loaded
+        }
         let config = trained.config
-        guard config.model.encoder == .bert,
-              let (rows, truncated, source) = try TextInputs.rows(config: config, path: data ?? config.data.path, split: split.split,
-                                                                  field: field, limit: limit) else { return false }
+        let found: (texts: [String], source: String)?
+        if let texts {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: texts, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  (try? String(contentsOfFile: texts, encoding: .utf8)) != nil else {
+                throw ValidationError("--texts \(texts) cannot be read as UTF-8 text; give a file of one text a line")
+            }
+            found = try TextInputs.texts(path: texts, split: split.split, field: field, limit: limit)
+        } else {
+            found = try TextInputs.texts(path: data ?? config.data.path, split: split.split, field: field, limit: limit)
+        }
+        guard let (lines, source) = found else { return false }
         if labelsOut != nil { throw ValidationError("--labels-out: texts have no labels; leave out --labels-out") }
-        let values = try Embedding.compute(trained.model, rows: rows, output: what)
+        let tokenizer = try TextInputs.tokenizer(config: config, vocabulary: vocab, lowercase: lowercase)
+        let pairTower = Embedding.textTower(trained.model) == .pair
+        let what = self.what ?? (pairTower ? .embedding : .representation)
+        let (values, truncated) = try Embedding.compute(trained.model, texts: lines, tokenizer: tokenizer, output: what)
         let width = values.shape[1]
-        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: rows.count * width),
-                                             shape: [rows.count, width]), to: URL(fileURLWithPath: out))
-        say("\(out): \(what.rawValue)s of \(rows.count) texts (\(source); \(truncated) longer than \(config.model.bert.maxLength) tokens, "
-            + "truncated), \(rows.count) x \(width) float32, by \(trained.source)")
+        try AtomicFile.write(NPYArray.encode(float32: UnsafeBufferPointer(start: values.data, count: lines.count * width),
+                                             shape: [lines.count, width]), to: URL(fileURLWithPath: out))
+        say("\(out): \(what.rawValue)s of \(lines.count) texts (\(source)\(pairTower ? ", through the text tower" : ""); \(truncated) longer than "
+            + "\(config.model.bert.maxLength) tokens, truncated), \(lines.count) x \(width) float32, by \(trained.source)")
         return true
     }
 }

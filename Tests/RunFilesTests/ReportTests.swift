@@ -166,6 +166,64 @@ import Testing
         #expect(!html.lowercased().contains("nan"))
     }
 
+    /// A text run's evaluations (retrieval on the held-out split, Spearman with scores): a
+    /// "Retrieval" section with the metrics charted by epoch and a table of the latest and best values.
+    @Test func textRetrievalIsChartedAndTabled() throws {
+        let run = temporaryDirectory("report-text").appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        let skipped = "the training data has no labels; prepare it with --labels to evaluate"
+        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0}"#,
+                        #"{"type":"step","step":10,"epoch":0,"loss":3}"#,
+                        #"{"type":"eval","step":10,"epoch":1,"retrieval_recall_at_1":0.125,"retrieval_recall_at_5":0.5,"retrieval_recall_at_10":0.625,"retrieval_mrr_at_10":0.3125,"retrieval_ndcg_at_10":0.40625,"spearman":-0.25,"knn_skipped":"\#(skipped)"}"#,
+                        #"{"type":"step","step":20,"epoch":1,"loss":2}"#,
+                        #"{"type":"eval","step":20,"epoch":2,"retrieval_recall_at_1":0.25,"retrieval_recall_at_5":0.375,"retrieval_recall_at_10":0.75,"retrieval_mrr_at_10":0.5,"retrieval_ndcg_at_10":0.5625,"spearman":0.5,"knn_skipped":"\#(skipped)"}"#],
+                       to: run.appendingPathComponent("metrics/rank-0.jsonl"))
+        let html = try Report.html(runDirectory: run)
+        #expect(html.contains("<h2>Retrieval</h2>"))
+        let text = try #require(html.components(separatedBy: "<svg").first { $0.contains("<title>Text retrieval on the test split</title>") })
+        for name in ["recall@1", "recall@5", "recall@10", "MRR@10", "nDCG@10"] { #expect(text.contains(">\(name)<"), "no legend entry \(name)") }
+        #expect(text.contains(">epoch<"))   // by epoch: the x axis's label
+        let spearman = try #require(html.components(separatedBy: "<svg").first { $0.contains("<title>Spearman correlation</title>") })
+        #expect(spearman.contains(">epoch<"))
+        // The table: latest (epoch 2) and best; recall@5 was best at epoch 1, Spearman is signed.
+        #expect(html.contains("<tr><th>recall@1</th><td class=\"n\">25.00%</td><td>epoch 2, step 20</td><td class=\"n\">25.00%</td><td>epoch 2, step 20</td></tr>"))
+        #expect(html.contains("<tr><th>recall@5</th><td class=\"n\">37.50%</td><td>epoch 2, step 20</td><td class=\"n\">50.00%</td><td>epoch 1, step 10</td></tr>"))
+        #expect(html.contains("<tr><th>MRR@10</th><td class=\"n\">0.5000</td>") && html.contains("<tr><th>nDCG@10</th><td class=\"n\">0.5625</td>"))
+        #expect(html.contains("<tr><th>Spearman ρ (cosine against score)</th><td class=\"n\">0.5000</td>"))
+        #expect(!html.contains("features → pairs") && !html.contains("image → caption"))
+        // The kNN chart says why it is missing, as before; the Retrieval section has no note of a missing chart.
+        #expect(html.contains("<b>kNN accuracy</b>: skipped: \(skipped)"))
+        let section = html.components(separatedBy: "<h2>Retrieval</h2>")[1].components(separatedBy: "<h2>")[0]
+        #expect(!section.contains("class=\"missing\"") && section.components(separatedBy: "<svg").count == 3)
+    }
+
+    /// Image <-> caption recall@K of a CLIP run with the text tower: in the table by direction; a run
+    /// with neither text retrieval nor recall@K has no Retrieval section and no empty chart.
+    @Test func captionRecallIsTabledAndRunsWithoutRetrievalHaveNoSection() throws {
+        let run = temporaryDirectory("report-captions").appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        try Data("model:\n  pair_encoder: bert\nloss:\n  kind: clip\n".utf8).write(to: run.appendingPathComponent("config.yaml"))
+        try writeLines([#"{"type":"start","schema_version":1,"world_size":1,"rank":0}"#,
+                        #"{"type":"step","step":10,"epoch":0,"loss":3}"#,
+                        #"{"type":"eval","step":10,"epoch":1,"zero_shot_accuracy":0.5,"recall_at_1_features_to_pairs":0.0625,"recall_at_1_pairs_to_features":0.125,"recall_at_10_features_to_pairs":0.5,"recall_at_10_pairs_to_features":0.75}"#],
+                       to: run.appendingPathComponent("metrics/rank-0.jsonl"))
+        let html = try Report.html(runDirectory: run)
+        #expect(html.contains("<h2>Retrieval</h2>"))
+        #expect(html.contains("<tr><th>recall@1 image → caption</th><td class=\"n\">6.25%</td><td>epoch 1, step 10</td>"))
+        #expect(html.contains("<tr><th>recall@10 caption → image</th><td class=\"n\">75.00%</td>"))
+        // Charted once, with kNN / zero-shot under Training; no text retrieval chart.
+        #expect(!html.contains("<title>Text retrieval on the test split</title>") && !html.contains("<title>Spearman correlation</title>"))
+
+        let plain = try syntheticRun()
+        let lines = try String(contentsOf: plain.appendingPathComponent("metrics/rank-0.jsonl"), encoding: .utf8)
+            .replacingOccurrences(of: #","recall_at_1_[a-z_]+":[0-9.]+"#, with: "", options: .regularExpression)
+            .split(separator: "\n").map(String.init)
+        try writeLines(lines, to: plain.appendingPathComponent("metrics/rank-0.jsonl"))
+        let page = try Report.html(runDirectory: plain)
+        #expect(!page.contains("<h2>Retrieval</h2>") && !page.contains("Text retrieval") && !page.contains("Spearman"))
+        #expect(page.contains("<title>kNN accuracy</title>") && !page.contains("recall_at_"))
+    }
+
     /// A pid on this host is alive while the process exists; a rank elsewhere (or without a pid)
     /// while its newest record is younger than the limit.
     @Test func liveness() throws {

@@ -89,8 +89,9 @@ import TestSupport
         let embedded = try contrast(["embed", "--checkpoint", run, "--out", path("h.npy"), "--labels-out", path("order.npy")])
         let exported = try contrast(["export", "--checkpoint", run, "--format", "hf", "--out", path("hf")])
         #expect(exported.output.contains("BertModel (2 layers, width 32, vocabulary \(vocabulary), max_length \(t))"), "\(exported.output)")
-        let refused = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "hf", "--what", "model", "--out", path("hf2")])
-        #expect(refused.status != 0 && refused.error.contains("leave out --what or pass --what encoder"), "\(refused.error)")
+        // --what model: the projection head too, as Dense modules (ReLU, then none) and Normalize, to z.
+        let withHead = try contrast(["export", "--checkpoint", run, "--format", "hf", "--what", "model", "--out", path("hf-z")])
+        #expect(withHead.output.contains("the projection head (2 Dense"), "\(withHead.output)")
 
         // init_from the exported directory continues from its weights; a directory of another architecture is refused.
         let continued = try train(path("run2"), ["init_from=\(path("hf"))", "train.max_steps=1"])
@@ -115,7 +116,7 @@ import TestSupport
         let lines = ["w1 w2 w3", "W5 w7, w9!", "zebra w4", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12", "w30 w31 w32 w33 w34"]
         try (lines.joined(separator: "\n") + "\n").write(toFile: path("texts.txt"), atomically: true, encoding: .utf8)
         let textEmbed = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--out", path("texts-h.npy")])
-        #expect(textEmbed.output.contains("representations of 5 texts") && textEmbed.output.contains("1 longer than max_length were truncated"),
+        #expect(textEmbed.output.contains("representations of 5 texts") && textEmbed.output.contains("1 longer than \(t) tokens, truncated"),
                 "\(textEmbed.output)")
         try FileManager.default.createDirectory(atPath: path("py-texts"), withIntermediateDirectories: true)
         _ = try checkBert(["texts", path("hf"), path("texts.txt"), path("py-texts")])
@@ -123,6 +124,14 @@ import TestSupport
         let theirs = try NPYArray(path: path("py-texts/sentence.npy")).float32Values()
         #expect(relativeDifference(ours, theirs) <= 1e-5, "contrast embed --texts differs from SentenceTransformer by \(relativeDifference(ours, theirs))")
         print("python-verify: contrast embed --texts vs SentenceTransformer.encode: \(relativeDifference(ours, theirs)) relative")
+        // With the head: SentenceTransformer gives `contrast embed --texts --what embedding`'s z.
+        _ = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--what", "embedding", "--out", path("texts-z.npy")])
+        try FileManager.default.createDirectory(atPath: path("py-texts-z"), withIntermediateDirectories: true)
+        _ = try checkBert(["texts", path("hf-z"), path("texts.txt"), path("py-texts-z")])
+        let ourZ = try NPYArray(path: path("texts-z.npy")).float32Values()
+        let theirZ = try NPYArray(path: path("py-texts-z/sentence.npy")).float32Values()
+        #expect(relativeDifference(ourZ, theirZ) <= 1e-5, "with the head: SentenceTransformer differs by \(relativeDifference(ourZ, theirZ))")
+        print("python-verify: contrast embed --texts --what embedding vs SentenceTransformer with Dense and Normalize: \(relativeDifference(ourZ, theirZ)) relative")
         let notBert = try runContrast(ranks: 1, ["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--pairs", "--out", path("x.npy")])
         #expect(notBert.status != 0 && notBert.error.contains("leave out --pairs"), "\(notBert.error)")
 

@@ -1,7 +1,9 @@
 import Foundation
 import TestSupport
 import Config
+import Data
 import Evaluation
+import RunFiles
 import Testing
 @testable import NN
 @testable import Training
@@ -85,6 +87,13 @@ import Testing
         print("image-text short run: zero-shot accuracy \(accuracy), recall@1 image -> caption \(last?["recall_at_1_features_to_pairs"] ?? "-")")
         #expect(accuracy > 0.2, "zero-shot accuracy \(accuracy)")
         #expect(last?["recall_at_10_features_to_pairs"] != nil && last?["recall_at_10_pairs_to_features"] != nil)
+        let tensorboard = URL(fileURLWithPath: run.run + "/tensorboard")
+        let events = try #require(try FileManager.default.contentsOfDirectory(atPath: tensorboard.path).first { $0.hasPrefix("events.out.tfevents.") })
+        let tags = Set(try TensorBoardReader.scalars(file: tensorboard.appendingPathComponent(events)).map(\.tag))
+        for k in [1, 5, 10] {
+            #expect(tags.contains("eval/recall_at_\(k)_features_to_pairs") && tags.contains("eval/recall_at_\(k)_pairs_to_features"), "\(tags.sorted())")
+        }
+        #expect(tags.contains("eval/zero_shot_accuracy"), "\(tags.sorted())")
     }
 
     /// Gradient caching (train.gradient_cache_chunk) with the text tower's dropout on: one SGD step, chunks of
@@ -120,6 +129,119 @@ import Testing
         #expect(try checkpoints.newestState(killed) == checkpoints.newestState(straight))
         let records = try checkpoints.stepRecords(killed, from: 7), straightRecords = try checkpoints.stepRecords(straight, from: 7)
         #expect(records.count == 6 && records == straightRecords)
+    }
+
+    /// A CLIP run with the text tower (GELU in its projection head, so the exported Dense modules carry both
+    /// activations' kinds between them and the one-tower test), trained two steps once for the export tests.
+    static let towerRun: String = {
+        let tests = ImageTextTrainingTests()
+        let (outcome, run) = try! tests.train(ranks: 1, steps: 2, ["loss.kind=clip", "loss.temperature=0.1", "model.activation=gelu"])
+        precondition(outcome.status == 0, "the CLIP run for the export tests failed: \(outcome.error.suffix(1500))")
+        return run
+    }()
+
+    /// Captions and prompts, one unknown word ("zebra") and one longer than max_length 16.
+    static let captionLines = ["a photo of a t-shirt.", "a pair of trousers", "zebra sneaker", "a dark ankle boot with a heel",
+                               "a bag " + [String](repeating: "and a shirt", count: 8).joined(separator: " ")]
+
+    func contrast(_ arguments: [String]) throws -> ProcessOutcome {
+        let outcome = try runContrast(ranks: 1, arguments)
+        #expect(outcome.status == 0, "contrast \(arguments.prefix(2).joined(separator: " ")): \(outcome.error.suffix(1500))")
+        return outcome
+    }
+
+    /// `contrast embed --texts` on a CLIP checkpoint embeds through the text tower, by default to z (the image
+    /// tower's embedding space: same width, unit rows); `export --format hf --tower text` writes the text tower with
+    /// its head as Dense and Normalize modules. Without --tower, on another format, or on a run without a text
+    /// tower: one line naming --tower and the fix, and nothing written.
+    @Test func textTowerEmbedsAndExports() throws {
+        let run = Self.towerRun
+        let folder = temporaryDirectory("text-tower")
+        let path = { folder.appendingPathComponent($0).path }
+        try (Self.captionLines.joined(separator: "\n") + "\n").write(toFile: path("texts.txt"), atomically: true, encoding: .utf8)
+        let z = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--out", path("z.npy")])
+        #expect(z.output.contains("embeddings of 5 texts (the lines of \(path("texts.txt")), through the text tower; 1 longer than 16 tokens, "
+                                  + "truncated), 5 x 16 float32"), "\(z.output)")
+        let h = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--what", "representation", "--out", path("h.npy")])
+        #expect(h.output.contains("representations of 5 texts"), "\(h.output)")
+        let images = try contrast(["embed", "--checkpoint", run, "--what", "embedding", "--limit", "8", "--out", path("images.npy")])
+        #expect(images.status == 0)
+        let (textZ, textH, imageZ) = (try NPYArray(path: path("z.npy")), try NPYArray(path: path("h.npy")), try NPYArray(path: path("images.npy")))
+        #expect(textZ.shape == [5, 16] && imageZ.shape == [8, 16] && textH.shape == [5, 32], "\(textZ.shape) \(imageZ.shape) \(textH.shape)")
+        let zValues = textZ.float32Values()
+        for row in 0..<5 {
+            let norm = (0..<16).map { zValues[row * 16 + $0] * zValues[row * 16 + $0] }.reduce(0, +)
+            #expect(abs(norm - 1) <= 1e-5, "text embedding \(row) has squared norm \(norm)")
+        }
+        // z is what the trainer's zero-shot and retrieval compare with images: the pair tower's forward pass.
+        let trained = try TrainedModel.load(run)
+        let tokens = try CaptionTokens(config: trained.config)
+        let rows = try tokens.rows(Self.captionLines)
+        var expected = [Float](repeating: 0, count: 5 * 16)
+        trained.model.embeddings(of: rows, count: 5, pair: true, into: &expected)
+        #expect(zValues == expected, "embed --texts is not the text tower's z")
+
+        let exported = try contrast(["export", "--checkpoint", run, "--format", "hf", "--tower", "text", "--out", path("hf")])
+        #expect(exported.output.contains("the text tower as BertModel (1 layers, width 32") && exported.output.contains("2 Dense"), "\(exported.output)")
+        let modules = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("hf/modules.json")))) as? [[String: Any]])
+        #expect(modules.map { $0["type"] as? String ?? "" } == ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                                                                "sentence_transformers.models.Dense", "sentence_transformers.models.Dense",
+                                                                "sentence_transformers.models.Normalize"], "\(modules)")
+        let dense = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("hf/2_Dense/config.json")))) as? [String: Any])
+        #expect(dense["in_features"] as? Int == 32 && dense["out_features"] as? Int == 32
+                && dense["activation_function"] as? String == "torch.nn.modules.activation.GELU", "\(dense)")
+        let weights = try Safetensors.readHeader(Data(contentsOf: URL(fileURLWithPath: path("hf/model.safetensors"))), path: "model.safetensors")
+        #expect(weights.entries.contains { $0.name == "encoder.layer.0.attention.self.query.weight" } && !weights.entries.contains { $0.name.hasPrefix("pair") })
+        // --what encoder: the text tower's h only.
+        let encoderOnly = try contrast(["export", "--checkpoint", run, "--format", "hf", "--tower", "text", "--what", "encoder", "--out", path("hf-h")])
+        #expect(!encoderOnly.output.contains("Dense") && !FileManager.default.fileExists(atPath: path("hf-h/2_Dense")), "\(encoderOnly.output)")
+
+        let withoutTower = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "hf", "--out", path("none")])
+        #expect(withoutTower.status != 0 && withoutTower.error.contains("pass --tower text") && withoutTower.error.split(separator: "\n").count == 1,
+                "\(withoutTower.error)")
+        let onnx = try runContrast(ranks: 1, ["export", "--checkpoint", run, "--format", "onnx", "--tower", "text", "--out", path("x.onnx")])
+        #expect(onnx.status != 0 && onnx.error.contains("--tower text applies to --format hf"), "\(onnx.error)")
+        let (plain, plainRun) = try train(ranks: 1, steps: 1, ["loss.kind=ntxent", "model.pair_encoder=mlp"])
+        #expect(plain.status == 0, "\(plain.error.suffix(1500))")
+        let noTower = try runContrast(ranks: 1, ["export", "--checkpoint", plainRun, "--format", "hf", "--tower", "text", "--out", path("none")])
+        #expect(noTower.status != 0 && noTower.error.contains("--tower text:") && noTower.error.contains("has no text tower")
+                && noTower.error.split(separator: "\n").count == 1, "\(noTower.error)")
+        let noTexts = try runContrast(ranks: 1, ["embed", "--checkpoint", plainRun, "--texts", path("texts.txt"), "--out", path("none.npy")])
+        #expect(noTexts.status != 0 && noTexts.error.contains("leave out --texts"), "\(noTexts.error)")
+        for file in ["none", "x.onnx", "none.npy"] { #expect(!FileManager.default.fileExists(atPath: path(file)), "\(file) was written") }
+    }
+
+    /// The exported text tower in transformers and sentence-transformers: BertTokenizerFast tokenizes as contrast
+    /// does, BertModel's masked mean of the last hidden states is `embed --texts --what representation` (h), and
+    /// SentenceTransformer (Transformer, Pooling, Dense, Dense, Normalize) gives `embed --texts` (z), to 1e-5 relative.
+    @Test(.enabled(if: transformersUnavailable == nil, "\(transformersUnavailable ?? "")"))
+    func exportedTextTowerMatchesEmbedInPython() throws {
+        print("python-verify: ran CLIP text tower export")
+        let run = Self.towerRun
+        let folder = temporaryDirectory("text-tower-python")
+        let path = { folder.appendingPathComponent($0).path }
+        try (Self.captionLines.joined(separator: "\n") + "\n").write(toFile: path("texts.txt"), atomically: true, encoding: .utf8)
+        _ = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--out", path("z.npy")])
+        _ = try contrast(["embed", "--checkpoint", run, "--texts", path("texts.txt"), "--what", "representation", "--out", path("h.npy")])
+        _ = try contrast(["export", "--checkpoint", run, "--format", "hf", "--tower", "text", "--out", path("hf")])
+        try FileManager.default.createDirectory(atPath: path("py"), withIntermediateDirectories: true)
+        let report = try checkBert(["texts", path("hf"), path("texts.txt"), path("py")])
+        print("python-verify: \(report.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let z = try NPYArray(path: path("z.npy")).float32Values(), sentence = try NPYArray(path: path("py/sentence.npy")).float32Values()
+        #expect(relativeDifference(z, sentence) <= 1e-5, "SentenceTransformer differs from contrast embed --texts by \(relativeDifference(z, sentence))")
+        // BertModel: its last hidden states, mean-pooled over the tokenizer's mask, are the text tower's h.
+        let mask = try #require(try NPYArray(path: path("py/mask.npy")).int64Values())
+        let hidden = try NPYArray(path: path("py/hidden.npy")).float32Values()
+        let (n, t, d) = (5, 16, 32)
+        #expect(mask.count == n * t && hidden.count == n * t * d)
+        var pooled = [Float](repeating: 0, count: n * d)
+        for s in 0..<n {
+            let real = (0..<t).filter { mask[s * t + $0] != 0 }
+            for c in 0..<d { pooled[s * d + c] = real.map { hidden[(s * t + $0) * d + c] }.reduce(0, +) / Float(real.count) }
+        }
+        let h = try NPYArray(path: path("h.npy")).float32Values()
+        #expect(relativeDifference(h, pooled) <= 1e-5, "BertModel's pooled states differ from embed --what representation by \(relativeDifference(h, pooled))")
+        print("python-verify: CLIP text tower: SentenceTransformer z \(relativeDifference(z, sentence)), BertModel h \(relativeDifference(h, pooled)) relative")
     }
 
     /// A text pair tower without captions, on the IDX files, or without a two-tower loss is one line naming the key.

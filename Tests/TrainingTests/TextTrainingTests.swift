@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import RunFiles
 @testable import Data
 
 /// Training on a text set through the binary (configs/text-smoke.yaml): the tokenizer makes BERT's
@@ -83,6 +84,17 @@ import TestSupport
         #expect(log.contains("retrieval of 8 texts among 7 positives: recall@1 ") && log.contains("MRR@10 "), "\(log.suffix(2000))")
         let metrics = try String(contentsOfFile: one + "/metrics/rank-0.jsonl", encoding: .utf8)
         #expect(metrics.contains("\"retrieval_recall_at_10\"") && metrics.contains("\"retrieval_ndcg_at_10\""), "\(metrics.suffix(1500))")
+        // TensorBoard holds every one of them, as eval/<field>, at the evaluated step; report.html charts and tables them.
+        let tensorboard = URL(fileURLWithPath: one + "/tensorboard")
+        let events = try #require(try FileManager.default.contentsOfDirectory(atPath: tensorboard.path).first { $0.hasPrefix("events.out.tfevents.") })
+        let tags = Set(try TensorBoardReader.scalars(file: tensorboard.appendingPathComponent(events)).filter { $0.step == 6 }.map(\.tag))
+        for field in ["retrieval_recall_at_1", "retrieval_recall_at_5", "retrieval_recall_at_10", "retrieval_mrr_at_10", "retrieval_ndcg_at_10"] {
+            #expect(tags.contains("eval/" + field), "no eval/\(field) in TensorBoard: \(tags.sorted())")
+        }
+        let report = try runProcess(contrastExecutable, ["report", one], timeout: 120)
+        #expect(report.status == 0, "\(report.error)")
+        let html = try String(contentsOfFile: one + "/report.html", encoding: .utf8)
+        #expect(html.contains("<title>Text retrieval on the test split</title>") && html.contains("<tr><th>MRR@10</th>"))
 
         // contrast embed: the set's texts (tokenized as in training) and the same texts as a plain file give the same rows.
         let folder = temporaryDirectory("text-embed").path
@@ -91,8 +103,12 @@ import TestSupport
                 "\(fromSet.output) \(fromSet.error)")
         let fromFile = try runContrast(ranks: 1, ["embed", "--checkpoint", one, "--data", Self.lines, "--out", folder + "/b.npy"])
         #expect(fromFile.status == 0, "\(fromFile.error)")
-        let x = try NPYArray(path: folder + "/a.npy"), y = try NPYArray(path: folder + "/b.npy")
-        #expect(x.shape == [64, 32] && x.shape == y.shape && x.float32Values() == y.float32Values())
+        // --texts FILE is the same path as --data FILE: the same tokenizer (the run's data.vocab and data.lowercase), the same rows.
+        let texts = try runContrast(ranks: 1, ["embed", "--checkpoint", one, "--texts", Self.lines, "--out", folder + "/c.npy"])
+        #expect(texts.status == 0 && texts.output.contains("representations of 64 texts (the lines of \(Self.lines); 16 longer than 16 tokens"),
+                "\(texts.output) \(texts.error)")
+        let x = try NPYArray(path: folder + "/a.npy"), y = try NPYArray(path: folder + "/b.npy"), z = try NPYArray(path: folder + "/c.npy")
+        #expect(x.shape == [64, 32] && x.shape == y.shape && x.float32Values() == y.float32Values() && z.float32Values() == y.float32Values())
     }
 
     /// Retrieval between epochs at P = 2: every rank enters the evaluation (only rank 0 holds the
