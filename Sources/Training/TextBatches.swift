@@ -40,7 +40,8 @@ public struct TokenizedTexts: Sendable {
 /// (loss.mask_duplicates): the `group` field when the set has one, else a hash of the positive's
 /// text (of the text itself without positives), so equal positives are not each other's negatives.
 /// A hard negative's id is the hash of its text: equal to a pair's id when it is that pair's
-/// positive text (without a group field), so it is not a negative of that pair's anchor.
+/// positive text (without a group field; with one, equal to the pair's text key), so it is not a
+/// negative of that pair's anchor.
 ///
 /// Shapes: samples `held` = first ..< first + n of N, T = model.bert.max_length tokens a row.
 public final class TextSamples: Sendable {
@@ -56,6 +57,9 @@ public final class TextSamples: Sendable {
     public let negativeIds: [Int64]
     /// A hash of each positive's text (of the text itself without positives): equal texts, equal keys.
     public let positiveKeys: [Int64]
+    /// Whether the pair ids are the `group` field (not the positives' text hashes): the batch then
+    /// carries the text hashes too, so equal texts are masked whatever their groups.
+    public let idsAreGroups: Bool
     /// The `score` field, when the set has one (float32 per pair).
     public let scores: [Float]?
     public let paddingID: Int32
@@ -135,6 +139,7 @@ public final class TextSamples: Sendable {
         self.negativeIds = negativeIds
         self.pairIds = pairIds
         self.positiveKeys = positiveKeys
+        idsAreGroups = hasGroup
         self.scores = scores
         self.truncated = truncated
     }
@@ -189,7 +194,8 @@ public enum CarriedId {
 /// through two dropout masks, keyed by row); with hard negatives (loss.hard_negatives and a
 /// `negative` field) a third B x 3T, the B negatives' rows. Then the ids: supcon's B labels
 /// (`TextSamples.carried`), or the pairs objective's exact ids (`CarriedId`, 3 floats each): the B
-/// pair ids, then with hard negatives the B negatives' ids. The layout of `TwoViewBatches` that the
+/// pair ids, then with hard negatives the B negatives' ids, then when the pair ids are groups the
+/// B positives' text hashes (a negative's id is already its text's hash). The layout of `TwoViewBatches` that the
 /// views objectives (ntxent, pairs and siglip with loss.sides views) read, plus the negatives.
 public struct TextBatches: BatchMaker {
     /// What follows the rows.
@@ -206,6 +212,8 @@ public struct TextBatches: BatchMaker {
     public let ids: Ids
     /// Whether the negatives' rows follow the positives' (the set's `negative` field was read).
     public var hardNegatives: Bool { texts.negatives != nil }
+    /// Whether the positives' text hashes follow the ids (exact ids that are groups).
+    public var carriesKeys: Bool { ids == .exact && texts.idsAreGroups }
 
     public init(texts: TextSamples, samplesPerBatch: Int, ids: Ids) {
         self.texts = texts
@@ -220,7 +228,7 @@ public struct TextBatches: BatchMaker {
         switch ids {
         case .none: 0
         case .labels: samplesPerBatch
-        case .exact: (hardNegatives ? 2 : 1) * samplesPerBatch * CarriedId.floats
+        case .exact: ((hardNegatives ? 2 : 1) + (carriesKeys ? 1 : 0)) * samplesPerBatch * CarriedId.floats
         }
     }
 
@@ -247,6 +255,10 @@ public struct TextBatches: BatchMaker {
                 CarriedId.write(UInt64(bitPattern: texts.pairIds[row]), into: idStart + index * CarriedId.floats)
                 if hardNegatives {
                     CarriedId.write(UInt64(bitPattern: texts.negativeIds[row]), into: idStart + (b + index) * CarriedId.floats)
+                }
+                if carriesKeys {
+                    CarriedId.write(UInt64(bitPattern: texts.positiveKeys[row]),
+                                    into: idStart + ((hardNegatives ? 2 : 1) * b + index) * CarriedId.floats)
                 }
             }
         }

@@ -55,7 +55,7 @@ public final class TrainingData {
     /// the objective's layout must be the maker's.
     public var viewsLayout: ViewsLayout {
         guard let text = maker as? TextBatches else { return ViewsLayout() }
-        return ViewsLayout(hardNegatives: text.hardNegatives, exactIds: text.ids == .exact)
+        return ViewsLayout(hardNegatives: text.hardNegatives, exactIds: text.ids == .exact, keys: text.carriesKeys)
     }
 
     /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
@@ -414,7 +414,8 @@ public final class TrainingData {
         var notes = ["text: fields \(texts.fields.joined(separator: ", ")), up to \(texts.tokens) tokens a text (model.bert.max_length, "
                      + "data.lowercase \(config.data.lowercase))",
                      "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
-                     "pair ids from \(ids)" + (config.loss.maskDuplicates ? ", carried exactly (64 bits)" : "")]
+                     "pair ids from \(ids)" + (config.loss.maskDuplicates ? ", carried exactly (64 bits)"
+                        + (texts.idsAreGroups ? ", with the positives' text hashes (equal texts are masked too)" : "") : "")]
         if texts.negatives != nil {
             notes.append("hard negatives: each pair's negative through the encoder joins every anchor's candidates, in-batch and global "
                          + "(loss.hard_negatives)" + (config.loss.maskDuplicates ? "; a negative whose text is an anchor's positive is masked for it" : ""))

@@ -13,7 +13,8 @@ import Tensor
 /// Shapes: B pairs per rank, I and W the towers' features, E embedding width, K floats an id (1,
 /// or `CarriedId.floats` with exact ids). The batch is
 /// views: 2B x I [view 0 of the B samples, view 1 of them] (3B x I with the B negatives after
-/// them), then with `ids` the B pair ids (and with negatives the B negatives' ids), K floats each;
+/// them), then with `ids` the B pair ids (and with negatives the B negatives' ids, and with text
+/// keys the B positives' keys), K floats each;
 /// pairs: B x I features then B x W pairs.
 final class PairSidesBatch {
     let model: ContrastiveModel
@@ -61,10 +62,13 @@ final class PairSidesBatch {
     /// Ids a batch carries: the B pairs', and the B negatives' with hard negatives.
     var idCount: Int { carriesIds ? (layout.hardNegatives ? 2 : 1) * samples : 0 }
 
+    /// Whether the B positives' text keys follow the ids.
+    var carriesKeys: Bool { carriesIds && layout.keys }
+
     /// Floats of one rank's batch.
     var inputCount: Int {
         switch sides {
-        case .views: rows * model.inputWidth + idCount * idFloats
+        case .views: rows * model.inputWidth + (idCount + (carriesKeys ? samples : 0)) * idFloats
         case .pairs: samples * (model.inputWidth + model.pairInputWidth)
         }
     }
@@ -74,6 +78,11 @@ final class PairSidesBatch {
         let start = input! + rows * model.inputWidth + index * idFloats
         // A label is a float of a small integer; an id is the integer's bits.
         return layout.exactIds ? CarriedId.read(start) : UInt64(bitPattern: Int64(start[0]))
+    }
+
+    /// Positive `index`'s text key, after the ids (with `carriesKeys`).
+    func key(_ index: Int) -> UInt64 {
+        CarriedId.read(input! + rows * model.inputWidth + (idCount + index) * idFloats)
     }
 
     func forward(_ input: UnsafePointer<Float>) {
@@ -114,9 +123,14 @@ public struct ViewsLayout: Sendable, Equatable {
     public var hardNegatives: Bool
     /// Pair ids carried exactly (`CarriedId`, a text set's 64-bit ids), not as one float of a label.
     public var exactIds: Bool
+    /// After the exact ids, the B positives' text hashes (a text set whose pair ids are groups): a
+    /// candidate with an anchor's positive's text is masked too. A negative's key is its id.
+    public var keys: Bool
 
-    public init(hardNegatives: Bool = false, exactIds: Bool = false) {
+    public init(hardNegatives: Bool = false, exactIds: Bool = false, keys: Bool = false) {
+        precondition(!keys || exactIds, "text keys ride with exact ids")
         self.hardNegatives = hardNegatives
         self.exactIds = exactIds
+        self.keys = keys
     }
 }

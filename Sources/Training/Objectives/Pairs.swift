@@ -16,7 +16,8 @@ import Tensor
 /// id is its label (a text set: its group, or the hash of its positive's text, carried exactly),
 /// each negative's the hash of its text, and a candidate sharing an anchor's pair id is masked out
 /// of that anchor's negatives, on any rank: a duplicate of its positive, or a hard negative that
-/// is its positive's text.
+/// is its positive's text. When a text set's pair ids are its groups, the positives' text hashes
+/// travel too (keys) and a candidate with the same text as an anchor's positive is masked as well.
 ///
 /// Shapes: B pairs per rank, P ranks, N = P B, E embedding width, S = 2 sides (3 with hard
 /// negatives). Gathered rows are rank-major per side: [x of every rank], [y of every rank], [h of
@@ -34,6 +35,10 @@ final class Pairs: Objective {
     /// pairs', then with hard negatives the B (N) negatives'.
     private var localIds: [UInt64]
     private var ids: [UInt64]
+    /// With text keys (pair ids that are groups): this rank's B positives' keys, and the
+    /// candidates' keys (the N gathered positives', then the negatives', whose keys are their ids).
+    private var localKeys: [UInt64]
+    private var keys: [UInt64]
     let counts: [Int]
 
     init(sides: PairSidesBatch, communicator: Communicator, config l: LossSection) {
@@ -47,6 +52,8 @@ final class Pairs: Objective {
         ownGradient = Tensor(zeros: [s * b, e])
         localIds = [UInt64](repeating: 0, count: sides.idCount)
         ids = [UInt64](repeating: 0, count: sides.idCount * communicator.size)
+        localKeys = [UInt64](repeating: 0, count: sides.carriesKeys ? b : 0)
+        keys = [UInt64](repeating: 0, count: sides.carriesKeys ? sides.idCount * communicator.size : 0)
         counts = [Int](repeating: b * e, count: communicator.size)
     }
 
@@ -73,6 +80,15 @@ final class Pairs: Objective {
                     }
                 }
             }
+            if sides.carriesKeys {
+                for i in 0..<b { localKeys[i] = sides.key(i) }
+                try localKeys.withUnsafeBytes { send in
+                    try keys.withUnsafeMutableBytes { receive in
+                        try communicator.allGatherBytes(send.baseAddress!, bytes: bytes, into: receive.baseAddress!)
+                    }
+                }
+                for j in n..<keys.count { keys[j] = ids[j] }
+            }
         }
     }
 
@@ -82,11 +98,14 @@ final class Pairs: Objective {
         let allX = gathered.data, candidates = gathered.data + n * e
         let localGradient = sides.gradient.data
         let r = ids.withUnsafeBufferPointer { idBuffer in
-            pairLoss.forwardBackward(
-                anchors: sides.x!, positives: sides.y!, count: b, candidates: candidates, candidateCount: c, allAnchors: allX, pairs: n,
-                dimension: e, offset: communicator.rank * b, ids: sides.carriesIds ? idBuffer.baseAddress : nil,
-                anchorGradient: localGradient, positiveGradient: localGradient + b * e,
-                candidateGradient: gatheredGradient.data + n * e, allAnchorGradient: gatheredGradient.data)
+            keys.withUnsafeBufferPointer { keyBuffer in
+                pairLoss.forwardBackward(
+                    anchors: sides.x!, positives: sides.y!, count: b, candidates: candidates, candidateCount: c, allAnchors: allX, pairs: n,
+                    dimension: e, offset: communicator.rank * b, ids: sides.carriesIds ? idBuffer.baseAddress : nil,
+                    keys: sides.carriesKeys ? keyBuffer.baseAddress : nil,
+                    anchorGradient: localGradient, positiveGradient: localGradient + b * e,
+                    candidateGradient: gatheredGradient.data + n * e, allAnchorGradient: gatheredGradient.data)
+            }
         }
         if !pairLoss.symmetric {
             // One direction writes no gradient through the local positives or the gathered anchors.
