@@ -73,8 +73,10 @@ import Testing
 @Suite struct HardNegativeStepGradientTests {
     static let samples = 6, tokens = 6, vocabulary = 20
 
-    @Test(arguments: [true, false])
-    func objectiveGradientMatchesFiniteDifferences(symmetric: Bool) throws {
+    /// `groups`: the pair ids are group numbers, so negative 1 (positive 3's text, its own text's
+    /// hash as id) is masked for anchor 3 only through the positives' text keys the batch carries.
+    @Test(arguments: [true, false], [false, true])
+    func objectiveGradientMatchesFiniteDifferences(symmetric: Bool, groups: Bool) throws {
         let b = Self.samples, t = Self.tokens, width = 3 * t, temperature = 0.5
         let config = try smokeConfig(ViTTrainingTests.sgd + [
             "model.encoder=bert", "model.bert.preset=none", "model.bert.layers=1", "model.bert.width=8", "model.bert.heads=2",
@@ -84,8 +86,8 @@ import Testing
         ])
         let step = try TrainingStep(config: config, communicator: SingleProcessCommunicator(), inputWidth: width, pairWidth: 0,
                                     imageShape: nil, samplesPerStep: b, totalSteps: 1,
-                                    layout: ViewsLayout(hardNegatives: true, exactIds: true))
-        #expect(step.batch.count == 3 * b * width + 2 * b * CarriedId.floats)
+                                    layout: ViewsLayout(hardNegatives: true, exactIds: true, keys: groups))
+        #expect(step.batch.count == 3 * b * width + (groups ? 3 : 2) * b * CarriedId.floats)
         var random = RandomStream(seed: 11, stream: 2)
         func row(_ tokenRange: Range<Int>) -> [Int] {
             let real = 3 + random.nextInt(below: t - 2)
@@ -94,15 +96,19 @@ import Testing
         let anchors = (0..<b).map { _ in row(1..<15) }, positives = (0..<b).map { _ in row(1..<15) }
         var negatives = (0..<b).map { _ in row(15..<Self.vocabulary) }
         negatives[1] = positives[3]
-        let pairIds = (0..<b).map { UInt64(bitPattern: TextSamples.hash("pair \($0)")) }
-        let negativeIds = (0..<b).map { $0 == 1 ? pairIds[3] : UInt64(bitPattern: TextSamples.hash("negative \($0)")) }
+        // Text hashes stand for the texts: negative 1 is positive 3's text.
+        let positiveKeys = (0..<b).map { UInt64(bitPattern: TextSamples.hash("positive \($0)")) }
+        let pairIds = groups ? (0..<b).map { UInt64(7 + $0) } : positiveKeys
+        let negativeIds = (0..<b).map { $0 == 1 ? positiveKeys[3] : UInt64(bitPattern: TextSamples.hash("negative \($0)")) }
         for (side, rows) in [anchors, positives, negatives].enumerated() {
             for (i, ids) in rows.enumerated() {
                 let values = BERT.row(ids: ids, mask: ids.map { $0 == 0 ? 0 : 1 })
                 for j in 0..<width { step.batch[(side * b + i) * width + j] = values[j] }
             }
         }
-        for (k, id) in (pairIds + negativeIds).enumerated() { CarriedId.write(id, into: step.batch.data + 3 * b * width + k * CarriedId.floats) }
+        for (k, id) in (pairIds + negativeIds + (groups ? positiveKeys : [])).enumerated() {
+            CarriedId.write(id, into: step.batch.data + 3 * b * width + k * CarriedId.floats)
+        }
 
         // The objective's phases, as the step runs them, up to the dL/dz backward consumes.
         let pairs = try #require(step.objective as? Pairs)
@@ -114,12 +120,13 @@ import Testing
         let z = Array(UnsafeBufferPointer(start: pairs.sides.x!, count: 3 * b * e))
         let analytic = pairs.sides.gradient.array
         #expect(analytic.count == 3 * b * e)
-        let ids: [UInt64] = pairIds + negativeIds
+        let ids: [UInt64] = pairIds + negativeIds, keys: [UInt64]? = groups ? positiveKeys + negativeIds : nil
         func reference(_ z: [Float], masked: Bool = true) -> Double {
             let anchorRows: [Float] = Array(z[0..<(b * e)]), positiveRows: [Float] = Array(z[(b * e)..<(2 * b * e)])
             let negativeRows: [Float] = Array(z[(2 * b * e)...])
             return PairLoss.lossReference(anchors: anchorRows, positives: positiveRows, hardNegatives: negativeRows, dimension: e,
-                                          ids: masked ? ids : nil, temperature: temperature, symmetric: symmetric)
+                                          ids: masked ? ids : nil, keys: masked ? keys : nil, temperature: temperature,
+                                          symmetric: symmetric)
         }
         let expected = reference(z), unmasked = reference(z, masked: false)
         #expect(abs(loss.share - expected) <= 1e-5 * expected && abs(unmasked - expected) > 1e-4, "\(loss.share) \(expected) \(unmasked)")

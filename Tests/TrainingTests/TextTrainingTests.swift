@@ -234,6 +234,37 @@ import Contrastive
         #expect(a.count > 1000 && a == b)
     }
 
+    /// The triplets of `triplets` with a `group` field (samples 2k and 2k + 1 share group k, as
+    /// WordNet's synsets do): the pair ids are the groups and the positives' text hashes travel as
+    /// well, so negatives equal to a positive are still masked; P = 2 is one process.
+    @Test func groupsWithNegativesTrainTheSameAtOneAndTwoRanks() throws {
+        let folder = temporaryDirectory("text-neg-groups").path
+        let dataset = try ShardedDataset(directory: Self.triplets)
+        var texts: [[String]] = [[], [], []]
+        for shard in 0..<dataset.shardCount {
+            let block = try dataset.readShard(shard)
+            for i in 0..<block.count {
+                for (k, field) in ["text", "positive", "negative"].enumerated() { texts[k].append(block.text(field, i) ?? "") }
+            }
+        }
+        let names = ["text", "positive", "negative"]
+        var values: [String: FieldValues] = ["group": .int64((0..<texts[0].count).map { Int64($0 / 2) })]
+        for (k, name) in names.enumerated() { values[name] = .variable(VariableValues(strings: texts[k])) }
+        try ShardedDatasetWriter.write(SampleBlock(count: texts[0].count, features: nil, fields: values), featureShape: nil,
+                                       fields: names.map { NamedField(name: $0, dtype: .utf8) } + [NamedField(name: "group", dtype: .int64, shape: [])],
+                                       to: folder + "/set", layout: .count(4))
+        let one = run("text-neg-groups-p1"), two = run("text-neg-groups-p2")
+        let a = try train(one, ranks: 1, data: folder + "/set")
+        #expect(a.status == 0, "\(a.error.suffix(1500))")
+        let b = try train(two, ranks: 2, data: folder + "/set")
+        #expect(b.status == 0, "\(b.error.suffix(1500))")
+        let la = try losses(one), lb = try losses(two)
+        #expect(la.count == 6 && la.count == lb.count, "\(la) \(lb)")
+        for (x, y) in zip(la, lb) { #expect(abs(x - y) <= 1e-4 * abs(x), "\(la) \(lb)") }
+        let log = try String(contentsOfFile: one + "/train.log", encoding: .utf8)
+        #expect(log.contains("pair ids from the group field, carried exactly (64 bits), with the positives' text hashes"), "\(log.prefix(3000))")
+    }
+
     /// A set with a negative field but an empty negative (written by hand: contrast prepare text
     /// skips such rows) is refused at the first read, in one line naming the sample and the fix;
     /// loss.hard_negatives false trains it.
