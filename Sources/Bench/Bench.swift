@@ -232,7 +232,8 @@ public enum Bench {
         let residentBefore = ResidentMemory.current(), scratchBefore = ScratchBuffer.liveBytes
         ResidentMemory.resetPeak()
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: inputWidth,
-                                    pairWidth: pairWidth, imageShape: imageShape, samplesPerStep: b, totalSteps: warmup + repeats + 1)
+                                    pairWidth: pairWidth, imageShape: imageShape, samplesPerStep: b, totalSteps: warmup + repeats + 1,
+                                    layout: data?.viewsLayout ?? ViewsLayout())
         // One forward before the first step: the scratch it grows are the forward's buffers (the activations
         // backward reads, and the forward's workspace); what the step grows after them is backward's and the loss's.
         // Gradient caching forwards in chunks, and CLIP's batch is not views: their split is not measured.
@@ -423,7 +424,7 @@ extension Bench {
         }
         let b = config.data.batchPerRank
         let step = try TrainingStep(config: config, inputWidth: data.train.featureWidth, pairWidth: data.train.pairWidth, imageShape: data.imageShape,
-                                    samplesPerStep: b, totalSteps: warmup + repeats)
+                                    samplesPerStep: b, totalSteps: warmup + repeats, layout: data.viewsLayout)
         let order = try data.sampler.order(epoch: 0)
         let timed = try afterWarmup(repeats: repeats, warmup: warmup) { i -> (make: Double, step: Double) in
             let t1 = monotonicSeconds()

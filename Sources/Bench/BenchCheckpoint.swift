@@ -17,7 +17,8 @@ extension Bench {
         let data = try TrainingData(config: Bench.held(config), rank: communicator.rank, worldSize: p, loadTest: false)
         let sampler = data.sampler
         let step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: 10)
+                                    pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: 10,
+                                    layout: data.viewsLayout)
         let order = try sampler.order(epoch: 0, rank: communicator.rank, worldSize: p)
         var stepTimes: [Double] = []
         for i in 0..<5 {

@@ -684,6 +684,10 @@ public struct LossSection: Codable, Sendable, Equatable {
     /// kind pairs: a positive with the same pair id as an anchor's own positive is not its negative. The
     /// pair id of a sample is its label (a group id; the training data needs labels).
     public var maskDuplicates: Bool = false
+    /// kind pairs, sides views: a text set's `negative` field (a hard negative per pair) joins every
+    /// anchor's candidates, in-batch and global (sentence-transformers' MNRL with a third column);
+    /// false ignores the field. Nothing changes for a set without it.
+    public var hardNegatives: Bool = true
 
     enum CodingKeys: String, CodingKey {
         case kind, temperature
@@ -706,6 +710,7 @@ public struct LossSection: Codable, Sendable, Equatable {
         case siglipBias = "siglip_bias"
         case symmetric
         case maskDuplicates = "mask_duplicates"
+        case hardNegatives = "hard_negatives"
     }
 
     public init() {}

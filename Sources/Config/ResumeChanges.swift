@@ -18,7 +18,7 @@ public enum ResumeChanges {
     /// shapes and meaning (model, freeze, loss.temperature_mode's learnable temperature, the
     /// decoder of loss.reconstruction_weight), the optimizer state's meaning (optimizer.kind,
     /// loss.moco_queue's queue), the objective (loss.kind, loss.pseudo_labels, loss.sides: whether
-    /// there is a pair tower, loss.mask_duplicates: the batch's layout), the samples and
+    /// there is a pair tower, loss.mask_duplicates and loss.hard_negatives: the batch's layout), the samples and
     /// their order, which step and epoch counts index (seed, data.dataset, data.path,
     /// data.train_limit, data.virtual_shards, data.labeled_fraction, data.shuffle_buffer,
     /// data.vocab and data.lowercase (a text set's tokens), and data.hold to or from stream). The global batch
@@ -29,7 +29,7 @@ public enum ResumeChanges {
     public static let fixedKeys = [
         "seed", "data.dataset", "data.path", "data.train_limit", "data.virtual_shards", "data.labeled_fraction", "data.shuffle_buffer",
         "data.vocab", "data.lowercase", "model", "freeze", "loss.kind", "loss.temperature_mode", "loss.moco_queue", "loss.reconstruction_weight",
-        "loss.pseudo_labels", "loss.sides", "loss.mask_duplicates", "optimizer.kind",
+        "loss.pseudo_labels", "loss.sides", "loss.mask_duplicates", "loss.hard_negatives", "optimizer.kind",
     ]
 
     /// Keys a resume does not compare: where the run lives and how it resumes.

@@ -12,16 +12,18 @@ import Tensor
 /// positives, the H hard negatives]; anchor i's positive is candidate o + i. Every pair carries a
 /// 64-bit id (a hash of the positive's text, or a group id), id_j for candidate j (hard negatives
 /// carry their own). With `ids`, a candidate that is not i's positive but has the same id as it is
-/// a duplicate of the positive, not a negative, and leaves anchor i's softmax (mask m_ij = 1):
+/// a duplicate of the positive, not a negative, and leaves anchor i's softmax (mask m_ij = 1).
+/// With `keys` too (a second 64-bit id per candidate, e.g. the hash of its text when the ids are
+/// group ids), a candidate with the same key as i's positive is masked as well:
 ///
 ///     S   = a_loc C^T / tau                 (A x C),  S_ij = -inf where m_ij
-///     m_ij = [j != o + i  and  id_j = id_{o+i}]
+///     m_ij = [j != o + i  and  (id_j = id_{o+i}  or  key_j = key_{o+i})]
 ///     forward  = (1 / M) sum_i [ logsumexp_j S_ij - S_{i, o+i} ]
 ///
 /// Symmetric: also each local positive against the N gathered anchors (not the hard negatives),
 /// with the same rule over the anchors' pair ids, and the loss is the mean of both directions:
 ///
-///     T   = p_loc A_all^T / tau             (A x N),  T_ij = -inf where m'_ij = [j != o + i and id_j = id_{o+i}]
+///     T   = p_loc A_all^T / tau             (A x N),  T_ij = -inf where m'_ij = [j != o + i and (id_j = id_{o+i} or key_j = key_{o+i})]
 ///     loss = (forward + backward) / 2,   backward = (1 / M) sum_i [ logsumexp_j T_ij - T_{i, o+i} ]
 ///
 /// M is N, the global pairs; each direction's dS = (softmax - onehot) / M (halved when symmetric)
@@ -66,13 +68,14 @@ public final class PairLoss {
     ///   - candidates: the gathered positives then the gathered hard negatives, C x D.
     ///   - allAnchors: the gathered anchors, N x D (read only when symmetric).
     ///   - ids: the C candidates' ids (the pairs' ids, then the hard negatives'); nil masks nothing.
+    ///   - keys: the C candidates' second ids (read only with `ids`); nil: the ids alone.
     ///   - anchorGradient, positiveGradient: dL/d(anchors), dL/d(positives) through the local rows,
     ///     A x D (the second is written only when symmetric).
     ///   - candidateGradient: dL/d(candidates), C x D; allAnchorGradient: dL/d(allAnchors), N x D (symmetric).
     public func forwardBackward(
         anchors: UnsafePointer<Float>, positives: UnsafePointer<Float>, count a: Int,
         candidates: UnsafePointer<Float>, candidateCount c: Int, allAnchors: UnsafePointer<Float>?, pairs n: Int,
-        dimension d: Int, offset o: Int, ids: UnsafePointer<UInt64>?,
+        dimension d: Int, offset o: Int, ids: UnsafePointer<UInt64>?, keys: UnsafePointer<UInt64>? = nil,
         anchorGradient: UnsafeMutablePointer<Float>, positiveGradient: UnsafeMutablePointer<Float>?,
         candidateGradient: UnsafeMutablePointer<Float>, allAnchorGradient: UnsafeMutablePointer<Float>?
     ) -> Result {
@@ -81,13 +84,14 @@ public final class PairLoss {
                      "pair loss: the symmetric form needs the gathered anchors and their gradient buffers")
         let normalization = symmetric ? 2 * n : n
         let forward = direction(anchors: anchors, count: a, candidates: candidates, candidateCount: c, dimension: d, offset: o,
-                                ids: ids, normalization: normalization, anchorGradient: anchorGradient, candidateGradient: candidateGradient)
+                                ids: ids, keys: keys, normalization: normalization, anchorGradient: anchorGradient,
+                                candidateGradient: candidateGradient)
         var result = Result(loss: forward.loss, positiveTop1: forward.top1,
                             logitScaleGradient: NTXentLoss.logitScaleGradient(anchors: anchors, anchorGradient: anchorGradient, count: a * d),
                             masked: forward.masked)
         if symmetric, let allAnchors, let positiveGradient, let allAnchorGradient {
             let backward = direction(anchors: positives, count: a, candidates: allAnchors, candidateCount: n, dimension: d, offset: o,
-                                     ids: ids, normalization: normalization, anchorGradient: positiveGradient,
+                                     ids: ids, keys: keys, normalization: normalization, anchorGradient: positiveGradient,
                                      candidateGradient: allAnchorGradient)
             result.loss += backward.loss
             result.positiveTop1 += backward.top1
@@ -98,9 +102,9 @@ public final class PairLoss {
     }
 
     /// One direction: rows q (A x D) against `candidates` (K x D), row i's target candidate o + i,
-    /// duplicates of the target (by `ids`) masked; the loss / `normalization` and both gradients written.
+    /// duplicates of the target (by `ids`, or `keys`) masked; the loss / `normalization` and both gradients written.
     private func direction(anchors q: UnsafePointer<Float>, count a: Int, candidates: UnsafePointer<Float>, candidateCount k: Int,
-                           dimension d: Int, offset o: Int, ids: UnsafePointer<UInt64>?, normalization: Int,
+                           dimension d: Int, offset o: Int, ids: UnsafePointer<UInt64>?, keys: UnsafePointer<UInt64>?, normalization: Int,
                            anchorGradient: UnsafeMutablePointer<Float>, candidateGradient: UnsafeMutablePointer<Float>)
         -> (loss: Double, top1: Int, masked: Int) {
         let inverseTemperature = 1 / temperature
@@ -111,7 +115,13 @@ public final class PairLoss {
         let scale = 1 / Float(normalization)
         for i in 0..<a {
             let row = s + i * k, target = o + i
-            if let ids {
+            if let ids, let keys {
+                let id = ids[target], key = keys[target]
+                for j in 0..<k where j != target && (ids[j] == id || keys[j] == key) {
+                    row[j] = -.infinity
+                    masked += 1
+                }
+            } else if let ids {
                 let id = ids[target]
                 for j in 0..<k where j != target && ids[j] == id {
                     row[j] = -.infinity
@@ -136,17 +146,22 @@ public final class PairLoss {
     /// Plain Double-precision reference of the whole loss in one process (o = 0, A = N, for tests):
     /// the formula term by term, masks as the type's comment defines them.
     public static func lossReference(anchors: [Float], positives: [Float], hardNegatives: [Float], dimension d: Int,
-                                     ids: [UInt64]?, temperature: Double, symmetric: Bool) -> Double {
+                                     ids: [UInt64]?, keys: [UInt64]? = nil, temperature: Double, symmetric: Bool) -> Double {
         let n = anchors.count / d
         let candidates = positives + hardNegatives, c = candidates.count / d
         func dot(_ u: [Float], _ i: Int, _ v: [Float], _ j: Int) -> Double {
             (0..<d).reduce(0.0) { $0 + Double(u[i * d + $1]) * Double(v[j * d + $1]) }
         }
-        func crossEntropy(_ q: [Float], _ keys: [Float], count: Int, _ i: Int) -> Double {
-            let kept = (0..<count).filter { j in j == i || ids == nil || ids![j] != ids![i] }
-            let logits = kept.map { dot(q, i, keys, $0) / temperature }
+        let textKeys = keys
+        func duplicate(_ j: Int, of i: Int) -> Bool {
+            guard j != i, let ids else { return false }
+            return ids[j] == ids[i] || textKeys.map { $0[j] == $0[i] } == true
+        }
+        func crossEntropy(_ q: [Float], _ rows: [Float], count: Int, _ i: Int) -> Double {
+            let kept = (0..<count).filter { !duplicate($0, of: i) }
+            let logits = kept.map { dot(q, i, rows, $0) / temperature }
             let maximum = logits.max()!
-            return maximum + Foundation.log(logits.map { Foundation.exp($0 - maximum) }.reduce(0, +)) - dot(q, i, keys, i) / temperature
+            return maximum + Foundation.log(logits.map { Foundation.exp($0 - maximum) }.reduce(0, +)) - dot(q, i, rows, i) / temperature
         }
         let forward = (0..<n).reduce(0.0) { $0 + crossEntropy(anchors, candidates, count: c, $1) } / Double(n)
         guard symmetric else { return forward }

@@ -35,9 +35,13 @@ public struct TokenizedTexts: Sendable {
 }
 
 /// The text of a rank's shards of a text set (`contrast prepare text|wordnet|freedict`),
-/// tokenized: each sample's `text` (the anchor), its `positive` when the set has one, and its pair
-/// id (loss.mask_duplicates): the `group` field when the set has one, else a hash of the positive's
+/// tokenized: each sample's `text` (the anchor), its `positive` when the set has one, its hard
+/// `negative` when the set has one and the run uses it (loss.hard_negatives), and its pair id
+/// (loss.mask_duplicates): the `group` field when the set has one, else a hash of the positive's
 /// text (of the text itself without positives), so equal positives are not each other's negatives.
+/// A hard negative's id is the hash of its text: equal to a pair's id when it is that pair's
+/// positive text (without a group field; with one, equal to the pair's text key), so it is not a
+/// negative of that pair's anchor.
 ///
 /// Shapes: samples `held` = first ..< first + n of N, T = model.bert.max_length tokens a row.
 public final class TextSamples: Sendable {
@@ -46,22 +50,31 @@ public final class TextSamples: Sendable {
     public let anchors: TokenizedTexts
     /// nil: a one-column set, trained with dropout views (SimCSE).
     public let positives: TokenizedTexts?
+    /// The `negative` field, when the set has one and `negatives` was asked for.
+    public let negatives: TokenizedTexts?
     public let pairIds: [Int64]
+    /// The hash of each hard negative's text (with `negatives`).
+    public let negativeIds: [Int64]
     /// A hash of each positive's text (of the text itself without positives): equal texts, equal keys.
     public let positiveKeys: [Int64]
+    /// Whether the pair ids are the `group` field (not the positives' text hashes): the batch then
+    /// carries the text hashes too, so equal texts are masked whatever their groups.
+    public let idsAreGroups: Bool
     /// The `score` field, when the set has one (float32 per pair).
     public let scores: [Float]?
     public let paddingID: Int32
-    /// Texts (anchors and positives) longer than T tokens, cut to T.
+    /// Texts (anchors, positives and negatives) longer than T tokens, cut to T.
     public let truncated: Int
     /// The set's fields, for the run log.
     public let fields: [String]
 
-    /// Reads and tokenizes `shards` of `dataset` up to sample `limit` (0: all).
+    /// Reads and tokenizes `shards` of `dataset` up to sample `limit` (0: all); with `negatives`,
+    /// the `negative` field too when the set has one.
     /// - Throws: `ConfigError` naming data.overlong when a text is longer than T tokens and
-    ///   `overlong` is error: the data set, the sample, its token count and the fix.
+    ///   `overlong` is error: the data set, the sample, its token count and the fix; naming
+    ///   loss.hard_negatives when a sample's negative is empty (a hard negative of nothing).
     public init(_ dataset: ShardedDataset, shards: Range<Int>, limit: Int, tokenizer: WordPieceTokenizer, tokens t: Int,
-                overlong: OverlongTextKind) throws {
+                overlong: OverlongTextKind, negatives readsNegatives: Bool = false) throws {
         let manifest = dataset.manifest
         let total = limit > 0 ? min(limit, manifest.sampleCount) : manifest.sampleCount
         let first = manifest.shards[shards.lowerBound].firstSample
@@ -71,8 +84,10 @@ public final class TextSamples: Sendable {
         paddingID = tokenizer.vocabulary.paddingID
         fields = manifest.fields?.map(\.name) ?? []
         let hasPositive = manifest.field("positive") != nil, hasGroup = manifest.field("group")?.dtype == .int64
+        let hasNegative = readsNegatives && manifest.field("negative")?.dtype == .utf8
         var anchors = TokenizedTexts(), positives: TokenizedTexts? = hasPositive ? TokenizedTexts() : nil
-        var pairIds: [Int64] = [], positiveKeys: [Int64] = []
+        var negatives: TokenizedTexts? = hasNegative ? TokenizedTexts() : nil
+        var pairIds: [Int64] = [], positiveKeys: [Int64] = [], negativeIds: [Int64] = []
         var scores: [Float]? = manifest.field("score")?.dtype == .float32 ? [] : nil
         pairIds.reserveCapacity(held.count)
         var truncated = 0
@@ -105,12 +120,26 @@ public final class TextSamples: Sendable {
                 let key = Self.hash(positive)
                 positiveKeys.append(key)
                 pairIds.append(groups?[i] ?? key)
+                if hasNegative {
+                    let negative = block.text("negative", i) ?? ""
+                    guard !negative.allSatisfy(\.isWhitespace) else {
+                        throw ConfigError(key: "loss.hard_negatives", problem: "sample \(sample) of the data set \(dataset.directory) has an "
+                                          + "empty negative, and every pair of a set with a negative field needs its hard negative",
+                                          hint: "prepare the set again with contrast prepare text (it skips rows with an empty column), "
+                                          + "or set loss.hard_negatives: false to train without the negatives")
+                    }
+                    negatives!.append(try encode(negative, sample: sample, field: "negative"))
+                    negativeIds.append(Self.hash(negative))
+                }
             }
         }
         self.anchors = anchors
         self.positives = positives
+        self.negatives = negatives
+        self.negativeIds = negativeIds
         self.pairIds = pairIds
         self.positiveKeys = positiveKeys
+        idsAreGroups = hasGroup
         self.scores = scores
         self.truncated = truncated
     }
@@ -122,10 +151,9 @@ public final class TextSamples: Sendable {
         return Int64(bitPattern: h)
     }
 
-    /// The pair id as the batch carries it: a float of an integer below 2^24 (the objectives read
-    /// labels as floats of small integers). Group ids below 2^24 are kept as they are; a hash is
-    /// folded to 24 bits, so two different positives in one global batch of N share an id with
-    /// probability about N^2 / 2^25 (one masked negative, not a wrong positive).
+    /// A label as supcon's batch carries it: a float of an integer below 2^24 (supcon reads labels
+    /// as floats of small integers). Group ids below 2^24 are kept as they are; a hash is folded to
+    /// 24 bits. The pairs objective carries its ids exactly instead (`CarriedId`).
     @inline(__always)
     static func carried(_ id: Int64) -> Float {
         if id >= 0 && id < 1 << 24 { return Float(id) }
@@ -140,22 +168,71 @@ public final class TextSamples: Sendable {
     }
 }
 
-/// The batch of a text set through the one text encoder: 2B x 3T, [the B anchors' rows, the B
-/// positives' rows] (without positives, the anchors again: SimCSE's two views are the same text
-/// through two dropout masks, keyed by row), then with `carriesIds` the B pair ids: the layout of
-/// `TwoViewBatches` that the views objectives (ntxent, pairs and siglip with loss.sides views) read.
-public struct TextBatches: BatchMaker {
-    public let texts: TextSamples
-    public let samplesPerBatch: Int
-    public let carriesIds: Bool
+/// A 64-bit id carried exactly in a batch of floats: its bits 0..<22, 22..<44 and 44..<64 as three
+/// floats, each an integer below 2^22 (a float holds every integer below 2^24 exactly), read back
+/// bit for bit. Two different ids never compare equal: a pair id that is a hash of a text (FNV-1a,
+/// 64 bits) masks a wrong negative only on a 64-bit collision, about N^2 / 2^65 for N ids.
+public enum CarriedId {
+    /// Floats of one id.
+    public static let floats = 3
 
-    public init(texts: TextSamples, samplesPerBatch: Int, carriesIds: Bool) {
-        self.texts = texts
-        self.samplesPerBatch = samplesPerBatch
-        self.carriesIds = carriesIds
+    @inline(__always)
+    public static func write(_ id: UInt64, into out: UnsafeMutablePointer<Float>) {
+        out[0] = Float(id & 0x3F_FFFF)
+        out[1] = Float((id >> 22) & 0x3F_FFFF)
+        out[2] = Float(id >> 44)
     }
 
-    public var floatsPerBatch: Int { 2 * samplesPerBatch * 3 * texts.tokens + (carriesIds ? samplesPerBatch : 0) }
+    @inline(__always)
+    public static func read(_ floats: UnsafePointer<Float>) -> UInt64 {
+        UInt64(floats[0]) | UInt64(floats[1]) << 22 | UInt64(floats[2]) << 44
+    }
+}
+
+/// The batch of a text set through the one text encoder: 2B x 3T, [the B anchors' rows, the B
+/// positives' rows] (without positives, the anchors again: SimCSE's two views are the same text
+/// through two dropout masks, keyed by row); with hard negatives (loss.hard_negatives and a
+/// `negative` field) a third B x 3T, the B negatives' rows. Then the ids: supcon's B labels
+/// (`TextSamples.carried`), or the pairs objective's exact ids (`CarriedId`, 3 floats each): the B
+/// pair ids, then with hard negatives the B negatives' ids, then when the pair ids are groups the
+/// B positives' text hashes (a negative's id is already its text's hash). The layout of `TwoViewBatches` that the
+/// views objectives (ntxent, pairs and siglip with loss.sides views) read, plus the negatives.
+public struct TextBatches: BatchMaker {
+    /// What follows the rows.
+    public enum Ids: Sendable {
+        case none
+        /// One float a sample, supcon's label.
+        case labels
+        /// `CarriedId.floats` a text (pair ids, then the negatives'), loss.mask_duplicates.
+        case exact
+    }
+
+    public let texts: TextSamples
+    public let samplesPerBatch: Int
+    public let ids: Ids
+    /// Whether the negatives' rows follow the positives' (the set's `negative` field was read).
+    public var hardNegatives: Bool { texts.negatives != nil }
+    /// Whether the positives' text hashes follow the ids (exact ids that are groups).
+    public var carriesKeys: Bool { ids == .exact && texts.idsAreGroups }
+
+    public init(texts: TextSamples, samplesPerBatch: Int, ids: Ids) {
+        self.texts = texts
+        self.samplesPerBatch = samplesPerBatch
+        self.ids = ids
+    }
+
+    /// Rows of a batch: 2B, or 3B with the negatives.
+    var rows: Int { (hardNegatives ? 3 : 2) * samplesPerBatch }
+
+    var idFloats: Int {
+        switch ids {
+        case .none: 0
+        case .labels: samplesPerBatch
+        case .exact: ((hardNegatives ? 2 : 1) + (carriesKeys ? 1 : 0)) * samplesPerBatch * CarriedId.floats
+        }
+    }
+
+    public var floatsPerBatch: Int { rows * 3 * texts.tokens + idFloats }
 
     public func reading(_ rows: SampleRows) -> BatchMaker {
         preconditionFailure("text sets are not streamed (data.hold: stream is refused for them)")
@@ -163,13 +240,27 @@ public struct TextBatches: BatchMaker {
 
     public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
-        let b = samples.count, width = 3 * texts.tokens
+        let b = samples.count, width = 3 * texts.tokens, t = texts.tokens, padding = texts.paddingID
         let second = texts.positives ?? texts.anchors
+        let idStart = out + rows * width
         for (index, sample) in samples.enumerated() {
             let row = texts.row(sample)
-            texts.anchors.writeRow(row, tokens: texts.tokens, padding: texts.paddingID, into: out + index * width)
-            second.writeRow(row, tokens: texts.tokens, padding: texts.paddingID, into: out + (b + index) * width)
-            if carriesIds { out[2 * b * width + index] = TextSamples.carried(texts.pairIds[row]) }
+            texts.anchors.writeRow(row, tokens: t, padding: padding, into: out + index * width)
+            second.writeRow(row, tokens: t, padding: padding, into: out + (b + index) * width)
+            if let negatives = texts.negatives { negatives.writeRow(row, tokens: t, padding: padding, into: out + (2 * b + index) * width) }
+            switch ids {
+            case .none: break
+            case .labels: idStart[index] = TextSamples.carried(texts.pairIds[row])
+            case .exact:
+                CarriedId.write(UInt64(bitPattern: texts.pairIds[row]), into: idStart + index * CarriedId.floats)
+                if hardNegatives {
+                    CarriedId.write(UInt64(bitPattern: texts.negativeIds[row]), into: idStart + (b + index) * CarriedId.floats)
+                }
+                if carriesKeys {
+                    CarriedId.write(UInt64(bitPattern: texts.positiveKeys[row]),
+                                    into: idStart + ((hardNegatives ? 2 : 1) * b + index) * CarriedId.floats)
+                }
+            }
         }
     }
 }

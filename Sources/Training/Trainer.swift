@@ -117,7 +117,8 @@ public final class Trainer {
         for note in notes { log.info(note) }
         BLASThreads.set(config.train.blasThreads)
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
-                                pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps)
+                                pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps,
+                                layout: data.viewsLayout)
         if let pretrained {
             try pretrained.apply(to: step.model, communicator: communicator)
             log.info(pretrained.summary)

@@ -51,6 +51,13 @@ public final class TrainingData {
     /// collectives together).
     public let retrievesText: Bool
 
+    /// What a views batch holds besides the two views (a text set's hard negatives, exact pair ids):
+    /// the objective's layout must be the maker's.
+    public var viewsLayout: ViewsLayout {
+        guard let text = maker as? TextBatches else { return ViewsLayout() }
+        return ViewsLayout(hardNegatives: text.hardNegatives, exactIds: text.ids == .exact, keys: text.carriesKeys)
+    }
+
     /// What the model takes, recorded with its parameters (weights.bin, checkpoints).
     public var modelInputs: ModelInputs { ModelInputs(train) }
 
@@ -128,7 +135,7 @@ public final class TrainingData {
             }
             if let tokenizer {
                 let read = try TextSamples(dataset, shards: shards, limit: count, tokenizer: tokenizer, tokens: config.model.bert.maxLength,
-                                           overlong: d.overlong)
+                                           overlong: d.overlong, negatives: Self.usesNegatives(config))
                 texts = read
                 train = SampleRows(held: read.held.lowerBound..<read.held.lowerBound, totalCount: count, featureShape: features.sampleShape,
                                    features: .float32([]))
@@ -387,21 +394,38 @@ public final class TrainingData {
         }
     }
 
-    /// The batches of a text set: anchors and positives (or the text twice) through the one encoder.
+    /// The batches of a text set: anchors and positives (or the text twice), and the hard negatives
+    /// when they were read, through the one encoder.
     static func textMaker(config: TrainingConfig, texts: TextSamples) throws -> BatchMaker {
         TextBatches(texts: texts, samplesPerBatch: config.data.batchPerRank,
-                    carriesIds: config.loss.maskDuplicates || config.loss.kind == .supcon)
+                    ids: config.loss.maskDuplicates ? .exact : config.loss.kind == .supcon ? .labels : .none)
     }
 
-    /// The run log's notes on a text set: fields and tokens, the texts truncated, the pair ids.
+    /// Whether a text set's `negative` field is read and trained: loss.hard_negatives, with the
+    /// objective that takes hard negatives (loss.kind pairs, loss.sides views).
+    static func usesNegatives(_ config: TrainingConfig) -> Bool {
+        config.loss.hardNegatives && config.loss.kind == .pairs && config.loss.sides == .views
+    }
+
+    /// The run log's notes on a text set: fields and tokens, the texts truncated, the pair ids, the negatives.
     static func describe(_ texts: TextSamples, config: TrainingConfig) -> [String] {
-        let count = texts.anchors.count + (texts.positives?.count ?? 0)
+        let count = texts.anchors.count + (texts.positives?.count ?? 0) + (texts.negatives?.count ?? 0)
         let ids = texts.fields.contains("group") ? "the group field" : "a hash of the positive's text"
-        return ["text: fields \(texts.fields.joined(separator: ", ")), up to \(texts.tokens) tokens a text (model.bert.max_length, "
-                + "data.lowercase \(config.data.lowercase))",
-                "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
-                "pair ids from \(ids)"]
-            + (texts.fields.contains("negative") ? ["the negative field is not used (hard negatives are not yet in the batch)"] : [])
+        var notes = ["text: fields \(texts.fields.joined(separator: ", ")), up to \(texts.tokens) tokens a text (model.bert.max_length, "
+                     + "data.lowercase \(config.data.lowercase))",
+                     "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
+                     "pair ids from \(ids)" + (config.loss.maskDuplicates ? ", carried exactly (64 bits)"
+                        + (texts.idsAreGroups ? ", with the positives' text hashes (equal texts are masked too)" : "") : "")]
+        if texts.negatives != nil {
+            notes.append("hard negatives: each pair's negative through the encoder joins every anchor's candidates, in-batch and global "
+                         + "(loss.hard_negatives)" + (config.loss.maskDuplicates ? "; a negative whose text is an anchor's positive is masked for it" : ""))
+        } else if texts.fields.contains("negative") {
+            let why = !config.loss.hardNegatives ? "loss.hard_negatives is false"
+                : "only loss.kind pairs with loss.sides views trains hard negatives, this run's loss.kind is \(config.loss.kind.rawValue)"
+                    + (config.loss.kind == .pairs ? " with loss.sides \(config.loss.sides.rawValue)" : "")
+            notes.append("the negative field is not trained: \(why)")
+        }
+        return notes
     }
 
     public static func describe(_ maker: BatchMaker) -> String {
@@ -423,7 +447,8 @@ public final class TrainingData {
         }
         switch maker {
         case let text as TextBatches:
-            return text.texts.positives == nil ? "the text twice through two dropout masks (SimCSE)" : "text and positive through the one encoder"
+            return text.texts.positives == nil ? "the text twice through two dropout masks (SimCSE)"
+                : text.hardNegatives ? "text, positive and hard negative through the one encoder" : "text and positive through the one encoder"
         case let pairs as PairBatches: return "pairs (\(name(pairs.augmentation)) of the features, pairs as they are)"
         case let views as TwoViewBatches:
             return "two \(name(views.augmentation))" + (views.labels.map { String(format: " with labels (%.0f%% of samples labeled)", $0.fraction * 100) } ?? "")

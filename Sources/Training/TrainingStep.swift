@@ -69,17 +69,19 @@ public final class TrainingStep {
     }
 
     /// `inputWidth` is I, the features of a sample (`pairWidth` W, of its pair: clip);
-    /// `totalSteps` is the length of the run, which the schedules decay over.
+    /// `totalSteps` is the length of the run, which the schedules decay over; `layout` is what the
+    /// data's views batch holds besides the views (`TrainingData.viewsLayout`).
     public convenience init(config: TrainingConfig, communicator: Communicator = SingleProcessCommunicator(),
-                            inputWidth: Int, pairWidth: Int = 0, imageShape: [Int]? = nil, samplesPerStep: Int, totalSteps: Int) throws {
+                            inputWidth: Int, pairWidth: Int = 0, imageShape: [Int]? = nil, samplesPerStep: Int, totalSteps: Int,
+                            layout: ViewsLayout = ViewsLayout()) throws {
         try self.init(config: config, communicator: communicator, inputWidth: inputWidth, pairWidth: pairWidth, imageShape: imageShape,
-                      samplesPerStep: samplesPerStep, totalSteps: totalSteps, gradientCacheChunk: nil)
+                      samplesPerStep: samplesPerStep, totalSteps: totalSteps, gradientCacheChunk: nil, layout: layout)
     }
 
     /// `gradientCacheChunk`: cache gradients in chunks of that many rows whatever the config says,
     /// even one chunk of all rows (tests of the mechanism).
     init(config: TrainingConfig, communicator: Communicator, inputWidth: Int, pairWidth: Int, imageShape: [Int]?,
-         samplesPerStep: Int, totalSteps: Int, gradientCacheChunk: Int?) throws {
+         samplesPerStep: Int, totalSteps: Int, gradientCacheChunk: Int?, layout: ViewsLayout = ViewsLayout()) throws {
         self.config = config
         self.communicator = communicator
         self.samplesPerStep = samplesPerStep
@@ -94,8 +96,9 @@ public final class TrainingStep {
                                  learnableBias: config.loss.learnsLogitBias, reconstruction: reconstruction)
         model.initialise(seed: UInt64(config.seed))
         model.freezesEncoder = config.freeze == .encoder
-        // Every objective's local rows are [view 0 of its B samples, view 1 of them] (CLIP: one view), and
-        // rank r's samples are slots r B ..< (r+1) B of the global batch: masks follow the global sample.
+        // Every objective's local rows are [view 0 of its B samples, view 1 of them] (CLIP: one view; pairs
+        // with hard negatives: the negatives as view 2), and rank r's samples are slots r B ..< (r+1) B of
+        // the global batch: masks follow the global sample and the view.
         model.dropoutKey.rows = (communicator.rank * samplesPerStep, samplesPerStep)
         try config.train.computePrecision.checkAvailable()
         try config.train.gemmLibrary.apply()
@@ -124,7 +127,7 @@ public final class TrainingStep {
                                   scaleWindow: c.fp16ScaleWindow, trainable: model.trainableRange)
         // After the broadcast: MoCo's key model starts at the query model's parameters.
         objective = makeObjective(config: config, model: model, imageShape: imageShape, communicator: communicator,
-                                  samplesPerRank: samplesPerStep, forcedChunk: gradientCacheChunk)
+                                  samplesPerRank: samplesPerStep, forcedChunk: gradientCacheChunk, layout: layout)
         batch = Tensor(zeros: [objective.inputCount])
         statistics = Tensor(zeros: [StepStatistics.count(reconstruction: reconstruction)])
         let hooks = StepHooks(rank: communicator.rank), reducer = self.reducer, arena = model.arena

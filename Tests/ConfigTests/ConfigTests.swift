@@ -361,6 +361,11 @@ private func configError(_ body: () throws -> TrainingConfig) -> ConfigError? {
         #expect(problem(["loss.sides=both"])?.key == "loss.sides")
         #expect(problem(["loss.kind=pairs", "loss.mask_duplicates=true"]) == nil)
         #expect(ResumeChanges.isFixed("loss.sides") && ResumeChanges.isFixed("loss.mask_duplicates") && !ResumeChanges.isFixed("loss.siglip_bias"))
+        // A text set's negative column trains unless turned off; the key changes the batch's layout, so a resume keeps it.
+        #expect(config.loss.hardNegatives)
+        #expect(try !ConfigLoader.load(file: nil, overrides: ["loss.kind=pairs", "loss.hard_negatives=false"]).loss.hardNegatives)
+        #expect(problem(["loss.hard_negatives=maybe"])?.key == "loss.hard_negatives")
+        #expect(ResumeChanges.isFixed("loss.hard_negatives"))
     }
 }
 

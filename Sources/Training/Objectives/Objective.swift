@@ -104,9 +104,10 @@ extension Objective {
 
 /// The objective of `config`, running the model through the passes gradient caching chooses
 /// (`forcedChunk`: the cached passes with that chunk whatever the rows, for tests). `imageShape`
-/// and the model's input widths build MoCo's key model.
+/// and the model's input widths build MoCo's key model; `layout` is what the data's views batch
+/// holds besides the views (pairs: a text set's hard negatives and exact ids).
 func makeObjective(config: TrainingConfig, model: ContrastiveModel, imageShape: [Int]?, communicator: Communicator,
-                   samplesPerRank b: Int, forcedChunk: Int? = nil) -> any Objective {
+                   samplesPerRank b: Int, forcedChunk: Int? = nil, layout: ViewsLayout = ViewsLayout()) -> any Objective {
     let l = config.loss, v = 2 * b
     func passes(rows: Int) -> ModelPasses {
         GradientCache.passes(model: model, chunk: forcedChunk ?? GradientCache.chunk(config.train.gradientCacheChunk, rows: rows))
@@ -129,8 +130,9 @@ func makeObjective(config: TrainingConfig, model: ContrastiveModel, imageShape: 
                                             passes: passes(rows: l.sides == .views ? v : b), ids: false),
                       communicator: communicator)
     case .pairs:
+        let rows = l.sides == .pairs ? b : layout.hardNegatives ? 3 * b : v
         return Pairs(sides: PairSidesBatch(model: model, sides: l.sides, samplesPerRank: b,
-                                           passes: passes(rows: l.sides == .views ? v : b), ids: l.maskDuplicates),
+                                           passes: passes(rows: rows), ids: l.maskDuplicates, layout: layout),
                      communicator: communicator, config: l)
     case .ntxent where l.mocoQueue > 0:
         // An option of NT-Xent with its own step: the hard-negative form and the decoder are not part of it.
