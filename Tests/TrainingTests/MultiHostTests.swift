@@ -262,6 +262,26 @@ struct MultiHostTests {
         }
     }
 
+    /// run_dir in each host's private scratch (the same path, a different folder on every
+    /// host, as a node-local /scratch): every host can write it, but no host holds a whole
+    /// checkpoint. The job ends before the first step naming the ranks that do not see rank 0's
+    /// file and the fix, and nothing is made on any host.
+    @Test func aRunDirectoryThatIsNotSharedEndsTheJobNamingTheHost() throws {
+        try NetnsCluster.with(hosts: 2, slots: 2) { cluster in
+            let scratch = ProcessInfo.processInfo.environment["CONTRAST_NETNS_SCRATCH"] ?? "/tmp/contrast-netns"
+            let run = scratch + "/local/run"
+            let outcome = try cluster.runContrast(ranks: 4, arguments(run, ranks: 4, steps: 2, []), timeout: 180)
+            #expect(!outcome.timedOut && outcome.status == 1, "\(outcome.error.suffix(2000))")
+            let line = "ranks 2, 3 on contrast-h2 do not see the file rank 0 on contrast-h1 made in \(scratch)/local, "
+                + "so the checkpoint folder \(run)/checkpoints is not shared: "
+            #expect(outcome.error.contains(line), "\(outcome.error.suffix(2000))")
+            #expect(outcome.error.contains("set run_dir to a folder every host shares (--set run_dir=PATH), not a node-local one"))
+            for host in 1...2 {
+                #expect(try FileManager.default.contentsOfDirectory(atPath: "\(scratch)/h\(host)").isEmpty, "contrast-h\(host)'s scratch")
+            }
+        }
+    }
+
     /// contrast-h2's link rate-limited to 20 Mbit/s both ways (tc's token bucket filter on both
     /// ends of its veth pair), contrast-h1 and contrast-h3 unshaped: the start-up link probe
     /// names contrast-h2 and its rank, and no other host. The compute straggler warning cannot
