@@ -94,7 +94,7 @@ full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-gra
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
 full_trials+=("host link-down" "host kill-host" "host kill-ranks")
-full_trials+=("host_setup binary-mismatch" "host_setup read-only-run-dir" "host_setup slow-link")
+full_trials+=("host_setup binary-mismatch" "host_setup read-only-run-dir" "host_setup node-local-run-dir" "host_setup slow-link")
 
 if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
 if [[ -n $only ]]; then
@@ -720,6 +720,9 @@ trial_host() {
 #   read-only-run-dir  2 hosts x 2 ranks; the folder holding run_dir is bound read-only on
 #                      contrast-h2: one line naming ranks 2, 3 on contrast-h2, the checkpoint
 #                      folder and "Read-only file system", and no run directory.
+#   node-local-run-dir 2 hosts x 2 ranks; run_dir in each host's private scratch (the same path,
+#                      a folder per host): one line naming ranks 2, 3 on contrast-h2 that do not
+#                      see rank 0's file, and nothing made on either host.
 #   slow-link          3 hosts x 1 rank; contrast-h2's link shaped to 20 Mbit/s both ways with tc's
 #                      tbf: the run finishes and its start-up link probe warns of contrast-h2 and
 #                      no other host. Time to detect: from the job's start to the warning.
@@ -749,6 +752,9 @@ trial_host_setup() {
             nsenter --mount="$mnt" sh -c "mount --bind '$TRIAL_DIR/shared' '$TRIAL_DIR/shared' && mount -o remount,bind,ro '$TRIAL_DIR/shared'" \
                 || problem="cannot bind the folder read-only on contrast-h2"
             expect="ranks 2, 3 on contrast-h2 cannot write the checkpoint folder" detail="run_dir's folder read-only on contrast-h2 alone" ;;
+        node-local-run-dir)
+            run=${CONTRAST_NETNS_SCRATCH:-/tmp/contrast-netns}/local/run
+            expect="ranks 2, 3 on contrast-h2 do not see the file rank 0 on contrast-h1 made in" detail="run_dir in each host's private scratch" ;;
         slow-link)
             tc qdisc replace dev contrast-h2 root tbf rate 20mbit burst 65536 latency 50ms \
                 && ip netns exec contrast-h2 tc qdisc replace dev eth0 root tbf rate 20mbit burst 65536 latency 50ms \
@@ -779,6 +785,10 @@ trial_host_setup() {
             detect=$(minus "$JOB_END" "$JOB_T0")
             [[ -n $problem ]] || grep -qF -- "$expect" "$TRIAL_DIR/job.err" || problem="the error does not say '$expect': $FAILURE_LINE"
             [[ -n $problem || ! -e $run ]] || problem="the run directory $run was created"
+            local scratch=${CONTRAST_NETNS_SCRATCH:-/tmp/contrast-netns} host
+            for host in 1 2; do
+                [[ -n $problem || $fault != node-local-run-dir || -z $(ls -A "$scratch/h$host") ]] || problem="contrast-h$host's scratch is not empty"
+            done
             detail="$detail: exit $JOB_RC: $FAILURE_LINE"
         fi
     fi
