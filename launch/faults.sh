@@ -94,6 +94,7 @@ full_trials+=("nonfinite 2 nan-grad" "nonfinite 2 nan-loss" "nonfinite 4 nan-gra
 full_trials+=("launch config-mismatch" "launch world-size" "launch resume-other-world-size"
               "launch run-dir-under-a-file" "launch read-only-run-dir" "launch binary-mismatch")
 full_trials+=("host link-down" "host kill-host" "host kill-ranks")
+full_trials+=("host_setup binary-mismatch" "host_setup read-only-run-dir" "host_setup node-local-run-dir" "host_setup slow-link")
 
 if (( full )); then trials=("${full_trials[@]}"); else trials=("${short_trials[@]}"); fi
 if [[ -n $only ]]; then
@@ -707,6 +708,95 @@ trial_host() {
         record host "$ranks" "$name" pass "$detect" "$lost" "fault at step $reached, exit $fault_rc; $(grep -m1 -o 'ranks 2, 3 on contrast-h2 never reported\|[^ ]* on node contrast-h2[^.]*\|lost communication with a remote daemon[^.]*' "$TRIAL_DIR/job.err"); $resumed"
     else
         record host "$ranks" "$name" FAIL "$detect" "$lost" "$problem (in $TRIAL_DIR)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# A host set up differently (root), on launch/netns-cluster.sh's hosts; a mount made in
+# contrast-h2's own mount namespace is seen by that host alone.
+#   binary-mismatch    2 hosts x 2 ranks; contrast-h2 has a copy of the binary whose build id
+#                      differs in one bit bound over it: the job must end with one line naming
+#                      ranks 2, 3 on contrast-h2 and their build id, and no run directory.
+#   read-only-run-dir  2 hosts x 2 ranks; the folder holding run_dir is bound read-only on
+#                      contrast-h2: one line naming ranks 2, 3 on contrast-h2, the checkpoint
+#                      folder and "Read-only file system", and no run directory.
+#   node-local-run-dir 2 hosts x 2 ranks; run_dir in each host's private scratch (the same path,
+#                      a folder per host): one line naming ranks 2, 3 on contrast-h2 that do not
+#                      see rank 0's file, and nothing made on either host.
+#   slow-link          3 hosts x 1 rank; contrast-h2's link shaped to 20 Mbit/s both ways with tc's
+#                      tbf: the run finishes and its start-up link probe warns of contrast-h2 and
+#                      no other host. Time to detect: from the job's start to the warning.
+# ---------------------------------------------------------------------------------------------
+trial_host_setup() {
+    local fault=$1 ranks=4 hosts=2 slots=2 name="host-$1" problem="" why detail="" expect=""
+    [[ $fault != slow-link ]] || { ranks=3 hosts=3 slots=1; }
+    next_dir "$name"
+    exec 9> /run/lock/contrast-netns.lock && flock 9
+    netns_up=1
+    why=$(cluster_up "$hosts" "$slots") || { cluster_down; record host "$ranks" "$name" skip "" "" "skipped: $why"; return; }
+    local run="$TRIAL_DIR/shared/run" extra=() mnt=/run/contrast-netns/h2.mnt
+    mkdir -p "$TRIAL_DIR/shared"
+    case "$fault" in
+        binary-mismatch)
+            local id
+            id=$(readelf -n "$bin" 2>/dev/null | awk '/Build ID/ { print $3; exit }')
+            if [[ -z $id ]] || ! command -v perl >/dev/null; then
+                cluster_down; record host "$ranks" "$name" skip "" "" "readelf or perl missing, or the binary has no build id"; return
+            fi
+            perl -0777 -pe 'BEGIN { $id = pack("H*", shift) } s/\Q$id\E/substr($id, 0, -1) . chr(ord(substr($id, -1)) ^ 1)/e' \
+                "$id" < "$bin" > "$TRIAL_DIR/contrast-other"
+            chmod +x "$TRIAL_DIR/contrast-other"
+            nsenter --mount="$mnt" mount --bind "$TRIAL_DIR/contrast-other" "$(readlink -f "$bin")" || problem="cannot bind the other build on contrast-h2"
+            expect="ranks 2, 3 on contrast-h2 run build id" detail="contrast-h2 runs a binary whose build id differs in one bit" ;;
+        read-only-run-dir)
+            nsenter --mount="$mnt" sh -c "mount --bind '$TRIAL_DIR/shared' '$TRIAL_DIR/shared' && mount -o remount,bind,ro '$TRIAL_DIR/shared'" \
+                || problem="cannot bind the folder read-only on contrast-h2"
+            expect="ranks 2, 3 on contrast-h2 cannot write the checkpoint folder" detail="run_dir's folder read-only on contrast-h2 alone" ;;
+        node-local-run-dir)
+            run=${CONTRAST_NETNS_SCRATCH:-/tmp/contrast-netns}/local/run
+            expect="ranks 2, 3 on contrast-h2 do not see the file rank 0 on contrast-h1 made in" detail="run_dir in each host's private scratch" ;;
+        slow-link)
+            tc qdisc replace dev contrast-h2 root tbf rate 20mbit burst 65536 latency 50ms \
+                && ip netns exec contrast-h2 tc qdisc replace dev eth0 root tbf rate 20mbit burst 65536 latency 50ms \
+                || problem="tc could not shape contrast-h2's link"
+            extra=(monitor.link_probe_mb=1 data.batch_per_rank=8) detail="contrast-h2's link at 20 Mbit/s, 3 x 8 samples a step" ;;
+    esac
+    local detect=""
+    if [[ -z $problem ]]; then
+        mapfile -t args < <(train_args "$ranks" "$run" ${extra[@]+"${extra[@]}"})
+        run_job "$TRIAL_DIR/job" "$ranks" "$run_bound" --netns -- "$bin" "${args[@]}"
+        if [[ $fault == slow-link ]]; then
+            local warning
+            warning=$(grep -m1 'WARNING the network link of' "$run/train.log" 2>/dev/null)
+            if (( JOB_HUNG )); then problem="hang: still running after ${run_bound}s"
+            elif [[ $JOB_RC != 0 ]]; then problem="exit $JOB_RC: $(failure_line "$TRIAL_DIR/job")"
+            elif [[ $warning != *"the network link of contrast-h2 is slow (rank 1 on contrast-h2): "* ]]; then problem="no warning names contrast-h2: ${warning:-none}"
+            elif grep -q 'network link of contrast-h[13]' "$run/train.log"; then problem="another host was flagged: $(grep -m1 'network link of contrast-h[13]' "$run/train.log")"
+            else
+                # The warning's event record's time (Unix seconds, ms) from the job's start.
+                local at
+                at=$(grep -m1 '"type":"event".*the network link of contrast-h2' "$run/metrics/rank-0.jsonl" | sed -n 's/.*"time":\([0-9.e+]*\),.*/\1/p')
+                [[ -z $at ]] || detect=$(minus "$at" "$JOB_T0")
+                detail="$detail: $(grep -m1 -o 'contrast-h1 - contrast-h2 [0-9.]* [MG]b/s, contrast-h2 - contrast-h3 [0-9.]* [MG]b/s, contrast-h3 - contrast-h1 [0-9.]* [MG]b/s' "$run/train.log")"
+            fi
+        else
+            problem=$(clean_failure "$TRIAL_DIR/job")
+            FAILURE_LINE=$(failure_line "$TRIAL_DIR/job")
+            detect=$(minus "$JOB_END" "$JOB_T0")
+            [[ -n $problem ]] || grep -qF -- "$expect" "$TRIAL_DIR/job.err" || problem="the error does not say '$expect': $FAILURE_LINE"
+            [[ -n $problem || ! -e $run ]] || problem="the run directory $run was created"
+            local scratch=${CONTRAST_NETNS_SCRATCH:-/tmp/contrast-netns} host
+            for host in 1 2; do
+                [[ -n $problem || $fault != node-local-run-dir || -z $(ls -A "$scratch/h$host") ]] || problem="contrast-h$host's scratch is not empty"
+            done
+            detail="$detail: exit $JOB_RC: $FAILURE_LINE"
+        fi
+    fi
+    cluster_down
+    if [[ -z $problem ]]; then
+        record host "$ranks" "$name" pass "$detect" 0 "$detail"
+    else
+        record host "$ranks" "$name" FAIL "$detect" "" "$detail: $problem (in $TRIAL_DIR)"
     fi
 }
 

@@ -974,6 +974,12 @@ public struct MonitorSection: Codable, Sendable, Equatable {
     public var dataWaitMinMs: Float = 2
     /// Warn after this many consecutive skipped (non-finite gradient) steps.
     public var skippedSteps: Int = 3
+    /// Megabytes each pair of neighbouring hosts exchanges at start-up to measure its link (the
+    /// first rank of each host); 0 = no link probe. Only runs whose ranks span two or more hosts.
+    public var linkProbeMb: Float = 4
+    /// Warn, naming the host and its ranks, when a host's link is this many times slower than
+    /// the median host's (three or more hosts: with two, no host can be told from the other).
+    public var linkSlowFactor: Float = 2
     /// Write TensorBoard event files (scalars, rank 0) to run_dir/tensorboard.
     public var tensorboard: Bool = true
     /// Live progress line on a terminal: auto (when standard output is a terminal), always, never.
@@ -987,6 +993,8 @@ public struct MonitorSection: Codable, Sendable, Equatable {
         case dataWaitFraction = "data_wait_fraction"
         case dataWaitMinMs = "data_wait_min_ms"
         case skippedSteps = "skipped_steps"
+        case linkProbeMb = "link_probe_mb"
+        case linkSlowFactor = "link_slow_factor"
         case tensorboard, progress
     }
 

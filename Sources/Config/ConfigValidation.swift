@@ -201,6 +201,10 @@ extension TrainingConfig {
         try checkNonNegative(monitor.stragglerMinMs, "monitor.straggler_min_ms")
         try checkNonNegative(monitor.dataWaitMinMs, "monitor.data_wait_min_ms")
         try check(monitor.skippedSteps >= 1, "monitor.skipped_steps", "must be at least 1", monitor.skippedSteps)
+        try check(monitor.linkProbeMb >= 0 && monitor.linkProbeMb <= 1024, "monitor.link_probe_mb",
+                  "must be 0 (no link probe) or a size up to 1024 MB", monitor.linkProbeMb)
+        try check(monitor.linkSlowFactor > 1 && monitor.linkSlowFactor.isFinite, "monitor.link_slow_factor", "must be greater than 1",
+                  monitor.linkSlowFactor)
 
         try check(eval.knnEveryEpochs >= 0, "eval.knn_every_epochs", "must be 0 (only at the end) or positive",
                   eval.knnEveryEpochs)

@@ -33,3 +33,44 @@ extension Communicator {
         }
     }
 }
+
+extension Launch {
+    /// `ranks` named with their hosts for a one-line message, the ranks of a host together in
+    /// the order the hosts first appear: "rank 2 on node7", "ranks 2, 3 on node7 and rank 5 on
+    /// node9"; runs of three or more ranks as "ranks 0-31"; past four hosts, the first three and
+    /// a count ("... and 40 ranks on 5 more hosts"). `hosts` is by rank.
+    public static func ranksOnHosts(_ ranks: [Int], hosts: [String]) -> String {
+        var order: [String] = [], byHost: [String: [Int]] = [:]
+        for rank in ranks.sorted() {
+            let host = rank >= 0 && rank < hosts.count ? hosts[rank] : "?"
+            if byHost[host] == nil { order.append(host) }
+            byHost[host, default: []].append(rank)
+        }
+        func group(_ host: String) -> String {
+            let list = byHost[host]!
+            return (list.count == 1 ? "rank " : "ranks ") + rankRuns(list) + " on " + host
+        }
+        var parts = order.count > 4 ? order.prefix(3).map(group) : order.map(group)
+        if order.count > 4 {
+            let rest = order.dropFirst(3), count = rest.reduce(0) { $0 + byHost[$1]!.count }
+            parts.append("\(count) rank\(count == 1 ? "" : "s") on \(rest.count) more hosts")
+        }
+        return parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ", ") + " and " + parts.last!
+    }
+
+    /// Sorted distinct ranks as "0, 1" or "0-31, 40".
+    static func rankRuns(_ ranks: [Int]) -> String {
+        var runs: [String] = [], start = 0
+        while start < ranks.count {
+            var end = start
+            while end + 1 < ranks.count && ranks[end + 1] == ranks[end] + 1 { end += 1 }
+            if end - start >= 2 {
+                runs.append("\(ranks[start])-\(ranks[end])")
+            } else {
+                runs.append(contentsOf: ranks[start...end].map(String.init))
+            }
+            start = end + 1
+        }
+        return runs.joined(separator: ", ")
+    }
+}

@@ -81,8 +81,10 @@ public final class Trainer {
         watchdog = config.communication.watchdogSeconds > 0 || config.communication.evalWatchdogSeconds > 0
             ? communicator.startWatchdog(seconds: config.communication.watchdogSeconds,
                                          evaluationSeconds: config.communication.evalWatchdogSeconds) : nil
-        try Self.checkSameConfig(config, communicator)
-        hosts = try communicator.hostnames()
+        hosts = try Self.checkSameConfig(config, communicator)
+        // Before anything is read or made: a node that cannot write the shared checkpoint folder
+        // would otherwise fail at the first checkpoint, the work since the start lost.
+        try WritableCheck.check(runDirectory: runDirectory, hosts: hosts, communicator: communicator)
 
         // Everything that can fail on user input is checked before the run directory exists,
         // so a mistake leaves nothing behind that blocks the corrected run. A mistake every rank
@@ -145,27 +147,54 @@ public final class Trainer {
 
     deinit { watchdog?.stop() }
 
-    /// Ranks must run the same config and the same build of contrast: compare a hash of the
-    /// resolved config and the executable's build id (`BuildID`) across ranks.
-    static func checkSameConfig(_ config: TrainingConfig, _ communicator: Communicator) throws {
-        guard communicator.size > 1 else { return }
-        var hashes = [WeightsFile.fnv1a(config.yaml().utf8), WeightsFile.fnv1a(BuildID.hex.utf8)]
-        var all = [UInt64](repeating: 0, count: 2 * communicator.size)
-        try hashes.withUnsafeMutableBytes { mine in
-            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(mine.baseAddress!, bytes: 16, into: $0.baseAddress!) }
+    /// Ranks must run the same config and the same build of contrast: one all-gather of each
+    /// rank's hash of the resolved config, its executable's build id (`BuildID`) and its host
+    /// name, the first collective of a run. Returns the host names by rank. Every rank forms the
+    /// same message from the same gathered records, so a mismatch is printed once, naming the
+    /// ranks with their hosts, and every rank exits 1.
+    static func checkSameConfig(_ config: TrainingConfig, _ communicator: Communicator) throws -> [String] {
+        let size = communicator.size
+        guard size > 1 else { return [Launch.localHostname()] }
+        let idBytes = 128, hostBytes = Launch.hostnameSlotBytes, record = 8 + idBytes + hostBytes
+        var mine = [UInt8](repeating: 0, count: record)
+        withUnsafeBytes(of: WeightsFile.fnv1a(config.yaml().utf8).littleEndian) { mine.replaceSubrange(0..<8, with: $0) }
+        let id = Array(BuildID.hex.utf8.prefix(idBytes - 1)), host = Array(Launch.localHostname().utf8.prefix(hostBytes - 1))
+        mine.replaceSubrange(8..<(8 + id.count), with: id)
+        mine.replaceSubrange((8 + idBytes)..<(8 + idBytes + host.count), with: host)
+        var all = [UInt8](repeating: 0, count: record * size)
+        try mine.withUnsafeBytes { m in
+            try all.withUnsafeMutableBytes { try communicator.allGatherBytes(m.baseAddress!, bytes: record, into: $0.baseAddress!) }
         }
-        let ranks = 0..<communicator.size
-        if let other = ranks.first(where: { all[2 * $0 + 1] != all[1] }) {
-            throw RunDirectory.Failure(description: String(format:
-                "the ranks run different builds of contrast: rank 0's executable has build-id hash %016llx, rank %d's %016llx; "
-                + "install the same build on every node", all[1], other, all[2 * other + 1])
-                + " (rank \(communicator.rank) runs build id \(BuildID.hex.isEmpty ? "unknown" : BuildID.hex))")
+        func text(_ rank: Int, _ range: Range<Int>) -> String {
+            String(decoding: all[(rank * record + range.lowerBound)..<(rank * record + range.upperBound)].prefix { $0 != 0 }, as: UTF8.self)
         }
-        if let other = ranks.first(where: { all[2 * $0] != all[0] }) {
+        let hosts = (0..<size).map { text($0, (8 + idBytes)..<record) }
+        let builds = (0..<size).map { text($0, 8..<(8 + idBytes)) }
+        if let message = differentBuilds(builds, hosts: hosts) {
+            throw SameOnEveryRank(RunDirectory.Failure(description: message))
+        }
+        let hashes = (0..<size).map { rank in all[(rank * record)..<(rank * record + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        if let other = hashes.firstIndex(where: { $0 != hashes[0] }) {
             throw SameOnEveryRank(RunDirectory.Failure(description: String(format:
                 "the ranks run different configs: rank 0 has config hash %016llx, rank %d has %016llx; start every rank with the same config and --set arguments",
-                all[0], other, all[2 * other])))
+                hashes[0], other, hashes[other])))
         }
+        return hosts
+    }
+
+    /// The line for ranks whose executables' build ids (by rank; empty: linked without one)
+    /// differ, naming each build's ranks with their hosts; nil when all are equal.
+    static func differentBuilds(_ builds: [String], hosts: [String]) -> String? {
+        guard let first = builds.first, builds.contains(where: { $0 != first }) else { return nil }
+        var order: [String] = []
+        for build in builds where !order.contains(build) { order.append(build) }
+        let groups = order.map { build -> String in
+            let ranks = builds.indices.filter { builds[$0] == build }
+            return Launch.ranksOnHosts(ranks, hosts: hosts) + (ranks.count == 1 ? " runs " : " run ")
+                + (build.isEmpty ? "a build without a build id" : "build id \(build)")
+        }
+        return "the ranks run different builds of contrast: " + groups.joined(separator: "; ")
+            + "; install the same build at the same path on every node (contrast --version prints a build's id)"
     }
 
     /// Trains to the end (or to a stop signal). An error is also written to this rank's log
@@ -231,6 +260,8 @@ public final class Trainer {
                 }
             }
         }
+        // Before the monitor starts its clocks: the probe's seconds are not the first step's.
+        try LinkProbe.run(config: c, hosts: hosts, communicator: communicator, log: log, step: stepsDone)
         let monitor = Monitor(config: c, communicator: communicator, log: log, step: step, totalSteps: totalSteps,
                               stepsDone: stepsDone, hosts: hosts)
         monitor.scalars = scalarSink

@@ -7,10 +7,25 @@ import Foundation
 /// aborts the whole job with one line naming the rank, and an error every rank threw alike
 /// is one line from rank 0 and exit status 1 on every rank; in one process an error is
 /// reported as one line and exit status 1, like every other command.
+///
+/// Rank 0 prints an error every rank threw alike before MPI_Finalize: once the ranks have left
+/// it, the first to exit 1 makes mpirun kill the others, and rank 0, still on its way to the
+/// line, was killed before writing it now and then (across netns hosts, about one job in four).
 func runOnRanks(_ body: (Communicator) throws -> Void) throws {
     try reportingErrors {
-        do { try Launch.runOnRanks(body) } catch let error as SameOnEveryRank {
-            if Launch.environmentRank() == 0 { FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8)) }
+        var printed = false
+        do {
+            try Launch.runOnRanks { communicator in
+                do { try body(communicator) } catch let error as SameOnEveryRank {
+                    if communicator.rank == 0 {
+                        FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8))
+                        printed = true
+                    }
+                    throw error
+                }
+            }
+        } catch let error as SameOnEveryRank {
+            if !printed && Launch.environmentRank() == 0 { FileHandle.standardError.write(Data("contrast: error: \(error)\n".utf8)) }
             throw ExitCode(1)
         }
     }

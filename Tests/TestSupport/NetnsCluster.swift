@@ -81,6 +81,19 @@ public struct NetnsCluster {
                               environment: environment, timeout: timeout)
     }
 
+    /// Runs `arguments` in host `host`'s mount namespace (1-based), for a mount only that host
+    /// sees (the namespace lives until `down`, and a mount in it never reaches the others);
+    /// throws with its standard error when it fails.
+    @discardableResult
+    public func inMountNamespace(ofHost host: Int, _ arguments: [String]) throws -> ProcessOutcome {
+        let outcome = try runProcess(URL(fileURLWithPath: "/usr/bin/nsenter"),
+                                     ["--mount=/run/contrast-netns/h\(host).mnt", "--"] + arguments, timeout: 60)
+        guard outcome.status == 0 else {
+            throw RunDirectory.Failure(description: "on contrast-h\(host): \(arguments.joined(separator: " ")) failed: \(outcome.error)")
+        }
+        return outcome
+    }
+
     /// The host rank `rank` runs on when `ranks` ranks fill the hosts `slots` at a time.
     public func hostname(ofRank rank: Int) -> String { "contrast-h\(rank / slots + 1)" }
 }

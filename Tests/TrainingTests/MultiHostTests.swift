@@ -192,6 +192,121 @@ struct MultiHostTests {
         }
     }
 
+    /// A copy of the contrast binary whose GNU build id differs in its last bit, in `directory`;
+    /// returns its path and the two build ids (this binary's, the copy's).
+    func binaryOfAnotherBuild(in directory: URL) throws -> (path: String, id: String, otherID: String) {
+        let version = try runProcess(contrastExecutable, ["--version"]).output
+        let id = try #require(version.split(separator: "(build id ").last?.split(separator: ")").first.map(String.init))
+        var idBytes: [UInt8] = []
+        var index = id.startIndex
+        while let next = id.index(index, offsetBy: 2, limitedBy: id.endIndex), index < id.endIndex, let byte = UInt8(id[index..<next], radix: 16) {
+            idBytes.append(byte)
+            index = next
+        }
+        try #require(idBytes.count >= 16 && idBytes.count * 2 == id.count, "contrast --version: \(version)")
+        var binary = try Data(contentsOf: contrastExecutable)
+        let at = try #require(binary.range(of: Data(idBytes)), "the build id is not in the binary")
+        binary[at.upperBound - 1] ^= 1
+        let other = directory.appendingPathComponent("contrast-other")
+        try binary.write(to: other)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: other.path)
+        var otherBytes = idBytes
+        otherBytes[otherBytes.count - 1] ^= 1
+        return (other.path, id, otherBytes.map { String(format: "%02x", $0) }.joined())
+    }
+
+    /// contrast-h2 has another build installed at the same path (a copy whose build id differs
+    /// in one bit, bound over the executable in that host's mount namespace only): the job ends
+    /// with one line naming each build's ranks and hosts and the fix, and no run directory.
+    @Test func differentBuildsOnTwoHostsAreNamedWithTheirHosts() throws {
+        try NetnsCluster.with(hosts: 2, slots: 2) { cluster in
+            let directory = temporaryDirectory("multihost-builds")
+            let other = try binaryOfAnotherBuild(in: directory)
+            try cluster.inMountNamespace(ofHost: 2, ["mount", "--bind", other.path, contrastExecutable.resolvingSymlinksInPath().path])
+            let run = directory.appendingPathComponent("run").path
+            let outcome = try cluster.runContrast(ranks: 4, arguments(run, ranks: 4, steps: 2, []), timeout: 180)
+            #expect(!outcome.timedOut && outcome.status == 1, "\(outcome.error.suffix(2000))")
+            let line = "the ranks run different builds of contrast: ranks 0, 1 on contrast-h1 run build id \(other.id); "
+                + "ranks 2, 3 on contrast-h2 run build id \(other.otherID); install the same build at the same path on every node"
+            #expect(outcome.error.contains(line), "\(outcome.error.suffix(2000))")
+            #expect(outcome.error.components(separatedBy: "different builds").count == 2, "printed once: \(outcome.error)")
+            #expect(!FileManager.default.fileExists(atPath: run))
+        }
+    }
+
+    /// The folder holding run_dir is read-only on contrast-h2 alone (bound read-only in that
+    /// host's mount namespace, as a node that mounts the shared file system read-only): before
+    /// the first step the job ends on every rank with one line naming the rank, its host, the
+    /// folder, the reason and the fix; no run directory is made, and the same command runs once
+    /// the host can write.
+    @Test func aCheckpointFolderOneHostCannotWriteEndsTheJobNamingTheHost() throws {
+        try NetnsCluster.with(hosts: 2, slots: 1) { cluster in
+            let shared = temporaryDirectory("multihost-readonly").appendingPathComponent("shared")
+            try FileManager.default.createDirectory(at: shared, withIntermediateDirectories: true)
+            try cluster.inMountNamespace(ofHost: 2, ["mount", "--bind", shared.path, shared.path])
+            try cluster.inMountNamespace(ofHost: 2, ["mount", "-o", "remount,bind,ro", shared.path])
+            let run = shared.appendingPathComponent("run").path
+            let outcome = try cluster.runContrast(ranks: 2, arguments(run, ranks: 2, steps: 2, []), timeout: 180)
+            #expect(!outcome.timedOut && outcome.status == 1, "\(outcome.error.suffix(2000))")
+            let line = "rank 1 on contrast-h2 cannot write the checkpoint folder \(run)/checkpoints: creating a file in \(shared.path) "
+                + "(the part of it that exists) failed: Read-only file system (errno 30); every rank writes its checkpoint shards"
+            #expect(outcome.error.contains(line), "\(outcome.error.suffix(2000))")
+            #expect(outcome.error.contains("mount it read-write on every node, or set run_dir to such a folder"))
+            #expect(outcome.error.components(separatedBy: "cannot write the checkpoint folder").count == 2, "printed once: \(outcome.error)")
+            #expect(!FileManager.default.fileExists(atPath: run), "nothing half-written")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: shared.path).isEmpty, "the probe files are gone")
+
+            try cluster.inMountNamespace(ofHost: 2, ["umount", shared.path])
+            let again = try cluster.runContrast(ranks: 2, arguments(run, ranks: 2, steps: 2, []), timeout: 180)
+            #expect(again.status == 0, "\(again.error.suffix(2000))")
+        }
+    }
+
+    /// run_dir in each host's private scratch (the same path, a different folder on every
+    /// host, as a node-local /scratch): every host can write it, but no host holds a whole
+    /// checkpoint. The job ends before the first step naming the ranks that do not see rank 0's
+    /// file and the fix, and nothing is made on any host.
+    @Test func aRunDirectoryThatIsNotSharedEndsTheJobNamingTheHost() throws {
+        try NetnsCluster.with(hosts: 2, slots: 2) { cluster in
+            let scratch = ProcessInfo.processInfo.environment["CONTRAST_NETNS_SCRATCH"] ?? "/tmp/contrast-netns"
+            let run = scratch + "/local/run"
+            let outcome = try cluster.runContrast(ranks: 4, arguments(run, ranks: 4, steps: 2, []), timeout: 180)
+            #expect(!outcome.timedOut && outcome.status == 1, "\(outcome.error.suffix(2000))")
+            let line = "ranks 2, 3 on contrast-h2 do not see the file rank 0 on contrast-h1 made in \(scratch)/local, "
+                + "so the checkpoint folder \(run)/checkpoints is not shared: "
+            #expect(outcome.error.contains(line), "\(outcome.error.suffix(2000))")
+            #expect(outcome.error.contains("set run_dir to a folder every host shares (--set run_dir=PATH), not a node-local one"))
+            for host in 1...2 {
+                #expect(try FileManager.default.contentsOfDirectory(atPath: "\(scratch)/h\(host)").isEmpty, "contrast-h\(host)'s scratch")
+            }
+        }
+    }
+
+    /// contrast-h2's link rate-limited to 20 Mbit/s both ways (tc's token bucket filter on both
+    /// ends of its veth pair), contrast-h1 and contrast-h3 unshaped: the start-up link probe
+    /// names contrast-h2 and its rank, and no other host. The compute straggler warning cannot
+    /// (a collective waits for its slowest member on every rank).
+    @Test func aSlowLinkIsFlaggedNamingItsHost() throws {
+        try NetnsCluster.with(hosts: 3, slots: 1) { cluster in
+            let tc = URL(fileURLWithPath: "/usr/sbin/tc")
+            let shape = ["root", "tbf", "rate", "20mbit", "burst", "65536", "latency", "50ms"]
+            let outside = try runProcess(tc, ["qdisc", "replace", "dev", "contrast-h2"] + shape)
+            #expect(outside.status == 0, "\(outside.error)")
+            let inside = try runProcess(URL(fileURLWithPath: "/usr/sbin/ip"), ["netns", "exec", "contrast-h2", tc.path, "qdisc", "replace", "dev", "eth0"] + shape)
+            #expect(inside.status == 0, "\(inside.error)")
+            let run = temporaryDirectory("multihost-slowlink").appendingPathComponent("run").path
+            let outcome = try cluster.runContrast(ranks: 3, arguments(run, ranks: 3, steps: 2, ["monitor.link_probe_mb=1"]), timeout: 240)
+            #expect(outcome.status == 0, "\(outcome.error.suffix(2000))")
+            let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+            #expect(log.contains("links: 1 MB exchanged each way between neighbouring hosts' first ranks, best of 3: contrast-h1 - contrast-h2 "),
+                    "\(log.prefix(3000))")
+            #expect(log.contains("WARNING the network link of contrast-h2 is slow (rank 1 on contrast-h2): "), "\(log.prefix(3000))")
+            #expect(!log.contains("network link of contrast-h1") && !log.contains("network link of contrast-h3"), "\(log.prefix(3000))")
+            let events = try records(run, rank: 0).filter { $0["type"] as? String == "event" }
+            #expect(events.contains { ($0["message"] as? String)?.hasPrefix("the network link of contrast-h2 is slow") == true }, "\(events)")
+        }
+    }
+
     /// A rank that fails on one host ends the job with a line naming the rank and that host.
     @Test func failingRankIsNamedWithItsHost() throws {
         try NetnsCluster.with(hosts: 2, slots: 1) { cluster in

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import TestSupport
 import RunFiles
@@ -90,6 +91,29 @@ import Testing
         #expect(outcome.error.contains("cannot create directory \(parent.path)/runs/run: \(parent.path) is a file, not a directory"),
                 "\(outcome.error)")
         #expect(outcome.error.contains("--set run_dir=") && !outcome.error.contains("NSCocoaErrorDomain"), "\(outcome.error)")
+    }
+
+    /// run_dir on a folder bound read-only (root: a mount, as permissions do not stop root):
+    /// both ranks find before the run directory is made that they cannot write the checkpoint
+    /// folder, and the job ends with one line naming them, the folder, errno's text and the fix.
+    @Test(.enabled(if: getuid() == 0, "needs root to bind a folder read-only"))
+    func aReadOnlyCheckpointFolderIsNamedBeforeTheRunStarts() throws {
+        let folder = temporaryDirectory("readonly").appendingPathComponent("shared")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let mount = URL(fileURLWithPath: "/usr/bin/mount"), umount = URL(fileURLWithPath: "/usr/bin/umount")
+        #expect(try runProcess(mount, ["--bind", folder.path, folder.path]).status == 0)
+        defer { _ = try? runProcess(umount, [folder.path]) }
+        let remount = try runProcess(mount, ["-o", "remount,bind,ro", folder.path])
+        #expect(remount.status == 0, "\(remount.error)")
+        let run = folder.appendingPathComponent("runs/run").path
+        let outcome = try runContrast(ranks: 2, ["train", "--config", "configs/smoke.yaml", "--set", "run_dir=\(run)",
+                                                 "--set", "train.max_steps=2"])
+        #expect(outcome.status == 1, "\(outcome.error)")
+        let line = "contrast: error: ranks 0, 1 on \(Launch.localHostname()) cannot write the checkpoint folder \(run)/checkpoints: "
+            + "creating a file in \(folder.path) (the part of it that exists) failed: Read-only file system (errno 30); "
+        #expect(outcome.error.contains(line), "\(outcome.error)")
+        #expect(outcome.error.components(separatedBy: "cannot write the checkpoint folder").count == 2, "printed once: \(outcome.error)")
+        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("runs").path))
     }
 
     /// train.log's step lines, TensorBoard's speed/images_per_second and `contrast tail` give the
