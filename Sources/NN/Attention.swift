@@ -84,11 +84,16 @@ public final class SelfAttention: Layer {
                           firstQuery i0: Int, rows: Int, firstKey j0: Int, columns: Int) {
         let threshold = DropoutKey.threshold(dropout), kept = 1 / (1 - dropout), t = tokens
         let start = frame.stream(layer: layer, row: sample)
+        // Whole rows: the tile is draws (head t + i0) t ... of the stream, one run.
+        if j0 == 0 && columns == t {
+            Kernels.dropoutMask(factors, seed: start.seed, stream: start.stream, position: start.position + UInt64((head * t + i0) * t),
+                                count: rows * t, threshold: threshold, kept: kept)
+            return
+        }
         for r in 0..<rows {
-            var random = RandomStream(seed: start.seed, stream: start.stream,
-                                      position: start.position + UInt64((head * t + i0 + r) * t + j0))
-            let row = factors + r * columns
-            for j in 0..<columns { row[j] = random.nextUInt32() >= threshold ? kept : 0 }
+            Kernels.dropoutMask(factors + r * columns, seed: start.seed, stream: start.stream,
+                                position: start.position + UInt64((head * t + i0 + r) * t + j0), count: columns,
+                                threshold: threshold, kept: kept)
         }
     }
 

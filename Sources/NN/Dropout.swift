@@ -72,17 +72,6 @@ public final class DropoutKey {
         }
     }
 
-    /// Draws 0 ..< `count` of `row`'s stream in `layer` into `draws` (room for `count` rounded up
-    /// to whole groups of `Philox.lanes` blocks: `drawCapacity(count)`).
-    func fill(layer: Int, row: Int, count: Int, into draws: UnsafeMutablePointer<UInt32>) {
-        let random = stream(layer: layer, row: row)
-        Philox.fillDraws(seed: seed, stream: random.stream, position: random.position, blocks: (count + 3) / 4, into: draws)
-    }
-
-    static func drawCapacity(_ count: Int) -> Int {
-        ((count + 3) / 4 + Philox.lanes - 1) / Philox.lanes * Philox.lanes * 4
-    }
-
     /// A draw below this drops: p 2^32, so P(drop) = p to 2^-32.
     static func threshold(_ probability: Float) -> UInt32 {
         UInt32(min(Double(probability) * 4_294_967_296, 4_294_967_295))
@@ -105,7 +94,6 @@ public final class Dropout: Layer {
     private let output = ScratchBuffer()
     /// m / (1 - p) of the last training forward.
     private let factors = ScratchBuffer()
-    private var draws: [UInt32] = []
     /// Whether the last forward applied a mask (training, p > 0).
     private var masked = false
 
@@ -124,18 +112,11 @@ public final class Dropout: Layer {
         masked = active
         guard masked else { return UnsafeMutablePointer(mutating: input) }
         let n = batch * width, y = output.pointer(count: n), m = factors.pointer(count: n)
-        let capacity = DropoutKey.drawCapacity(width)
-        if draws.count < capacity { draws = [UInt32](repeating: 0, count: capacity) }
         let threshold = DropoutKey.threshold(probability), kept = 1 / (1 - probability)
-        draws.withUnsafeMutableBufferPointer { draws in
-            for b in 0..<batch {
-                key.fill(layer: layer, row: b, count: width, into: draws.baseAddress!)
-                let x = input + b * width, yb = y + b * width, mb = m + b * width
-                for j in 0..<width {
-                    mb[j] = draws[j] >= threshold ? kept : 0
-                    yb[j] = x[j] * mb[j]
-                }
-            }
+        for b in 0..<batch {
+            let random = key.stream(layer: layer, row: b)
+            Kernels.dropoutMask(m + b * width, seed: random.seed, stream: random.stream, position: random.position, count: width,
+                                threshold: threshold, kept: kept, input: input + b * width, output: y + b * width)
         }
         return y
     }

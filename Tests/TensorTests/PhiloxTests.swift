@@ -69,3 +69,38 @@ import Testing
         #expect(abs(squares / Double(n) - 1) < 0.03)
     }
 }
+
+/// The C dropout-mask kernel against RandomStream's draws one at a time, bit for bit, under every
+/// instruction set: positions inside a block, counts that end inside one, more than one 16-block group.
+@Suite struct DropoutMaskKernelTests {
+    @Test(arguments: Kernels.availableInstructionSets)
+    func masksAndProductsEqualTheRandomStream(instructionSet: Kernels.InstructionSet) {
+        Kernels.withInstructionSet(instructionSet) {
+            let cases: [(seed: UInt64, stream: UInt64, position: UInt64, count: Int, rate: Double)] = [
+                (0, 0, 0, 1, 0.5), (7, RandomStream.id(.dropout, 3, 17, 1), 1, 63, 0.1), (9, 5, 3 << 32 | 2, 200, 0.3),
+                (.max, .max, (1 << 40) - 3, 301, 0.9), (11, RandomStream.id(.dropout, 1, 2, 0), 6 << 32, 128 * 128, 0.1),
+                (12, 4, (1 << 34) - 64 * 4 + 1, 1000, 0.5),   // the block counter carries into its upper word
+            ]
+            for c in cases {
+                let threshold = UInt32(min(c.rate * 4_294_967_296, 4_294_967_295)), kept = Float(1 / (1 - c.rate))
+                let x = Tensor(zeros: [c.count])
+                var random = RandomStream(seed: 3, stream: 1)
+                for i in 0..<c.count { x[i] = random.nextUniform(-2, 2) }
+                let m = Tensor(zeros: [c.count]), y = Tensor(zeros: [c.count])
+                let expectedM = Tensor(zeros: [c.count]), expectedY = Tensor(zeros: [c.count])
+                Kernels.dropoutMask(m.data, seed: c.seed, stream: c.stream, position: c.position, count: c.count, threshold: threshold,
+                                    kept: kept, input: x.data, output: y.data)
+                Kernels.dropoutMaskReference(expectedM.data, seed: c.seed, stream: c.stream, position: c.position, count: c.count,
+                                             threshold: threshold, kept: kept, input: x.data, output: expectedY.data)
+                #expect(m.array == expectedM.array, "\(c)")
+                #expect(y.array == expectedY.array, "\(c)")
+                let maskOnly = Tensor(zeros: [c.count])
+                Kernels.dropoutMask(maskOnly.data, seed: c.seed, stream: c.stream, position: c.position, count: c.count,
+                                    threshold: threshold, kept: kept)
+                #expect(maskOnly.array == expectedM.array, "\(c)")
+                // Not all kept, not all dropped (the counts are large enough at these rates).
+                if c.count >= 63 { #expect(Set(m.array).count == 2, "\(c)") }
+            }
+        }
+    }
+}

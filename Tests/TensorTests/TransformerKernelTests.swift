@@ -3,7 +3,7 @@ import Testing
 @testable import Tensor
 
 /// The plain-attention kernels (CKernels/attention.c) against their Double references, under every
-/// instruction set here: sizes that leave tails of the 4-row and 16-column register blocks, slices of
+/// instruction set here: sizes that leave tails of the 4-row and 16- or 32-column register blocks, slices of
 /// token-major [q | k | v] rows, a key mask with a fully masked sample's case, and dropout factors.
 @Suite struct AttentionKernelTests {
     func random(_ count: Int, stream: UInt64) -> Tensor {

@@ -89,6 +89,12 @@ void ck_attention_backward(const float *q, const float *k, const float *v, size_
                            const float *dout, size_t ldo, float scale, float *dq, float *dk, float *dv, size_t t, size_t e,
                            float *scratch);
 
+/// Dropout factors of draws position .. position + n - 1 of Philox stream `stream` under `seed`
+/// (RandomStream's draws: Philox-4x32-10 of key seed, counter (i / 4, stream)): m[i] = kept where
+/// draw position + i >= threshold, else 0; and y[i] = x[i] m[i] when y is not NULL. Any position.
+void ck_dropout_mask(float *m, float *y, const float *x, uint64_t seed, uint64_t stream, uint64_t position, size_t n,
+                     uint32_t threshold, float kept);
+
 // SwiftPM takes this header as the module's umbrella: the others are reached from here.
 #include "CKernelsReduce.h"
 #include "CKernelsConv.h"
