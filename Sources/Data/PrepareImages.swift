@@ -133,12 +133,13 @@ public struct ImagePreparation: Sendable {
     public func shareBytes(ranks: Int) -> Int { (files.count + ranks - 1) / ranks * slotBytes }
 
     /// Decodes rank `rank`'s block of files (of `ranks`) on `options.threads` threads: file i
-    /// of the block goes to slot i, whichever thread decodes it. The samples are dropped.
+    /// of the block goes to slot i, whichever thread decodes it. The pixels are dropped, and not
+    /// converted or fitted (which cannot fail): the second pass makes the samples.
     public func decodeShare(rank: Int, ranks: Int) -> [UInt8] {
         let range = shareRange(rank: rank, ranks: ranks), all = files
         var share = [UInt8](repeating: 0, count: shareBytes(ranks: ranks))
         let threads = max(1, min(options.threads, range.count))
-        let options = options, slotBytes = slotBytes
+        let slotBytes = slotBytes
         share.withUnsafeMutableBytes { buffer in
             let base = SendablePointer(address: buffer.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: threads) { thread in
@@ -148,7 +149,8 @@ public struct ImagePreparation: Sendable {
                     withUnsafeBytes(of: UInt64(bytes.count).littleEndian) {
                         UnsafeMutableRawBufferPointer(start: slot + 1, count: 8).copyMemory(from: $0)
                     }
-                    guard (try? Self.sample(from: bytes, options: options)) != nil else { continue }
+                    // Only decoding can fail (converting and fitting cannot): the first pass skips them.
+                    guard (try? ImageDecoding.decode(bytes)) != nil else { continue }
                     slot.storeBytes(of: 1, as: UInt8.self)
                 }
             }
