@@ -50,16 +50,22 @@ public struct ImagePreparationOptions: Sendable {
     }
 }
 
-/// `contrast prepare images`, in phases so that ranks can share the decoding:
+/// `contrast prepare images`, in phases so that ranks can share the decoding and no process
+/// holds more than a few shards of samples:
 /// 1. `init` finds the files and their labels (every rank alike; no file is decoded);
 /// 2. `decodeShare(rank:ranks:)` decodes rank r's contiguous block of the file list on
-///    `options.threads` threads into fixed-size slots;
+///    `options.threads` threads and keeps, per file, whether it decoded and its size (9 bytes);
 /// 3. the ranks' shares are gathered, in rank order, into one buffer (`gathered`);
 /// 4. `outcome(gathered:ranks:)` keeps what decoded, in file order, and applies --strict and the
-///    test split (every rank alike, so an error is the same on every rank);
-/// 5. `write(_:)` (rank 0) writes the data set.
-/// A slot's bytes are a pure function of its file, so the output is the same for any thread or
-/// rank count. `DatasetPreparation.images` runs all five in one process.
+///    test split (every rank alike, so an error is the same on every rank): which file is which
+///    sample of which shard is now known;
+/// 5. `write(_:rank:ranks:exchange:)`: the ranks take the shards in turn (shard k on rank
+///    k mod P), decode their files again and encode them (`encodeShard`), and rank 0 writes
+///    each shard as it arrives, then the manifests.
+/// A file is decoded twice (once to learn whether it decodes, which fixes every later sample's
+/// place; once to write it), so memory is a few shards, not the data set. A sample's bytes are a
+/// pure function of its file, so the output is the same for any thread or rank count.
+/// `DatasetPreparation.images` runs all five in one process.
 public struct ImagePreparation: Sendable {
     /// One image file and its label.
     public struct Source: Sendable, Equatable {
@@ -82,8 +88,8 @@ public struct ImagePreparation: Sendable {
     public var files: [Source] { train + test }
     /// C x S x S.
     public var sampleBytes: Int { options.channels * options.size * options.size }
-    /// A slot: status (1: decoded, 0: not), the file's size (UInt64 little-endian), the CHW sample.
-    var slotBytes: Int { 9 + sampleBytes }
+    /// A slot: status (1: decoded, 0: not), the file's size (UInt64 little-endian).
+    var slotBytes: Int { 9 }
 
     /// How many files the first skipped ones named in the summary are.
     public static let namedSkips = 5
@@ -127,31 +133,29 @@ public struct ImagePreparation: Sendable {
     public func shareBytes(ranks: Int) -> Int { (files.count + ranks - 1) / ranks * slotBytes }
 
     /// Decodes rank `rank`'s block of files (of `ranks`) on `options.threads` threads: file i
-    /// of the block goes to slot i, whichever thread decodes it.
+    /// of the block goes to slot i, whichever thread decodes it. The pixels are dropped, and not
+    /// converted or fitted (which cannot fail): the second pass makes the samples.
     public func decodeShare(rank: Int, ranks: Int) -> [UInt8] {
         let range = shareRange(rank: rank, ranks: ranks), all = files
         var share = [UInt8](repeating: 0, count: shareBytes(ranks: ranks))
         let threads = max(1, min(options.threads, range.count))
-        let options = options, slotBytes = slotBytes
+        let slotBytes = slotBytes
         share.withUnsafeMutableBytes { buffer in
             let base = SendablePointer(address: buffer.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: threads) { thread in
                 for index in stride(from: range.lowerBound + thread, to: range.upperBound, by: threads) {
                     let slot = base.address + (index - range.lowerBound) * slotBytes
-                    Self.decode(all[index].path, options: options, into: slot)
+                    guard let bytes = try? Self.readFile(all[index].path) else { continue }
+                    withUnsafeBytes(of: UInt64(bytes.count).littleEndian) {
+                        UnsafeMutableRawBufferPointer(start: slot + 1, count: 8).copyMemory(from: $0)
+                    }
+                    // Only decoding can fail (converting and fitting cannot): the first pass skips them.
+                    guard (try? ImageDecoding.decode(bytes)) != nil else { continue }
+                    slot.storeBytes(of: 1, as: UInt8.self)
                 }
             }
         }
         return share
-    }
-
-    /// Decodes one file into its slot (status, size, sample), or leaves status 0.
-    static func decode(_ path: String, options: ImagePreparationOptions, into slot: UnsafeMutableRawPointer) {
-        guard let bytes = try? readFile(path) else { return }
-        withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { UnsafeMutableRawBufferPointer(start: slot + 1, count: 8).copyMemory(from: $0) }
-        guard let sample = try? sample(from: bytes, options: options) else { return }
-        sample.withUnsafeBytes { (slot + 9).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        slot.storeBytes(of: 1, as: UInt8.self)
     }
 
     /// A file's bytes, or an error saying why they cannot be read.
@@ -178,16 +182,15 @@ public struct ImagePreparation: Sendable {
         } catch { return "\(error)" }
     }
 
-    /// The decoded samples of one split, in file order, and what was skipped.
+    /// The samples of one split (which files, in sample order), and what was skipped.
     public struct Split: Sendable {
-        public var features: [UInt8]
+        /// Indices into `files` of the samples, in sample order.
+        public var files: [Int]
         public var labels: [Int64]?
-        public var count: Int
+        public var count: Int { files.count }
         public var sourceBytes: Int
         /// Paths of the files that did not decode, in file order.
         public var skipped: [String]
-        /// Paths of the files kept, in sample order.
-        public var kept: [String]
     }
 
     /// What the gathered shares make: the training split and, with a test split, the test split.
@@ -201,24 +204,22 @@ public struct ImagePreparation: Sendable {
     /// Sorts the gathered slots (`ranks` shares in rank order) into splits.
     /// - Throws: with `--strict`, `DataError.imagesInvalid` naming the first file (in file
     ///   order) that did not decode; `DataError.imagesInvalid` when no file decoded;
-    ///   `DataError.testSplitEmpty` for a fraction that leaves a split empty.
+    ///   `DataError.testSplitEmpty` for a fraction that leaves a split empty;
+    ///   `DataError.tooManyShards` when a split has fewer samples than `--shards`.
     public func outcome(gathered: [UInt8], ranks: Int) throws -> Outcome {
         precondition(gathered.count == shareBytes(ranks: ranks) * ranks, "outcome: \(gathered.count) gathered bytes, expected \(shareBytes(ranks: ranks) * ranks)")
         let perRank = (files.count + ranks - 1) / ranks, all = files
         func slotOffset(_ index: Int) -> Int { (index / perRank) * shareBytes(ranks: ranks) + (index % perRank) * slotBytes }
         func split(_ indices: Range<Int>) -> Split {
-            var result = Split(features: [], labels: all.first?.label == nil ? nil : [], count: 0, sourceBytes: 0, skipped: [], kept: [])
-            result.features.reserveCapacity(indices.count * sampleBytes)
+            var result = Split(files: [], labels: all.first?.label == nil ? nil : [], sourceBytes: 0, skipped: [])
             for index in indices {
                 let offset = slotOffset(index)
                 var size: UInt64 = 0
                 withUnsafeMutableBytes(of: &size) { $0.copyBytes(from: gathered[(offset + 1) ..< (offset + 9)]) }
                 result.sourceBytes += Int(UInt64(littleEndian: size))
                 guard gathered[offset] == 1 else { result.skipped.append(all[index].path); continue }
-                result.features += gathered[(offset + 9) ..< (offset + slotBytes)]
                 if let label = all[index].label { result.labels?.append(label) }
-                result.kept.append(all[index].path)
-                result.count += 1
+                result.files.append(index)
             }
             return result
         }
@@ -242,13 +243,8 @@ public struct ImagePreparation: Sendable {
             let split = try DatasetPreparation.testSplit(sampleCount: trainSplit.count, fraction: fraction, seed: seed)
             let all = trainSplit
             func pick(_ rows: [Int]) -> Split {
-                var result = Split(features: [], labels: all.labels == nil ? nil : [], count: 0, sourceBytes: 0, skipped: [], kept: [])
-                for row in rows {
-                    result.features += all.features[(row * sampleBytes) ..< ((row + 1) * sampleBytes)]
-                    if let labels = all.labels { result.labels?.append(labels[row]) }
-                    result.kept.append(all.kept[row])
-                    result.count += 1
-                }
+                var result = Split(files: rows.map { all.files[$0] }, labels: all.labels.map { labels in rows.map { labels[$0] } },
+                                   sourceBytes: 0, skipped: [])
                 // The source bytes are shared out by sample count, as prepare npy's are.
                 result.sourceBytes = Int((Double(all.sourceBytes) * Double(result.count) / Double(all.count)).rounded())
                 return result
@@ -263,50 +259,163 @@ public struct ImagePreparation: Sendable {
             notes.append("skipped \(skipped.count) of \(files.count) files that are not readable JPEG or PNG images"
                          + (skipped.count > named.count ? ", the first \(named.count): " : ": ") + named.joined(separator: "; "))
         }
-        return Outcome(train: trainSplit, test: testSplit, notes: notes)
+        let outcome = Outcome(train: trainSplit, test: testSplit, notes: notes)
+        _ = try shardTasks(outcome)
+        return outcome
+    }
+
+    /// One shard file to write: in the training folder (`split` 0) or the test folder (1), the
+    /// samples `samples` of that split.
+    public struct ShardTask: Sendable, Equatable {
+        public var split: Int
+        public var samples: Range<Int>
+    }
+
+    /// Every shard of the data set, in the order they are written: the training folder's, then
+    /// the test folder's (whose `--shards` is capped at its sample count, as prepare npy's).
+    /// - Throws: `DataError.tooManyShards` when the training split has fewer samples than `--shards`.
+    public func shardTasks(_ outcome: Outcome) throws -> [ShardTask] {
+        var testLayout = options.layout
+        if let test = outcome.test, case .count(let shards) = options.layout { testLayout = .count(min(shards, test.count)) }
+        var tasks = try options.layout.ranges(sampleCount: outcome.train.count).map { ShardTask(split: 0, samples: $0) }
+        if let test = outcome.test { tasks += try testLayout.ranges(sampleCount: test.count).map { ShardTask(split: 1, samples: $0) } }
+        return tasks
     }
 
     /// What `--store jpeg` records: the size, channels and fit training decodes the files to.
     public var decodeSpec: ImageDecodeSpec { ImageDecodeSpec(size: options.size, channels: options.channels, fit: options.fit) }
 
-    /// Writes the data set into `out` (through a temporary sibling, `DatasetPreparation.placing`):
-    /// one folder, or train/ and test/ with a test split. Features uint8 [C, S, S] (`pixels`), or
-    /// the files' bytes as they are in the field `image` with `decodeSpec` (`jpeg`): re-read here,
-    /// in sample order, the files `outcome` saw decode.
-    public func write(_ outcome: Outcome) throws -> [PrepareSummary] {
-        let shape = [options.channels, options.size, options.size]
-        var testLayout = options.layout
-        if let test = outcome.test, case .count(let shards) = options.layout { testLayout = .count(min(shards, test.count)) }
-        _ = try options.layout.ranges(sampleCount: outcome.train.count)
-        func write(_ split: Split, to directory: String, named name: String, layout: ShardLayout, notes: [String]) throws -> PrepareSummary {
-            let manifest: ShardManifest
-            switch options.store {
-            case .pixels:
-                let block = SampleBlock(count: split.count, features: .uint8(split.features), labels: split.labels)
-                manifest = try ShardedDatasetWriter.write(block, featureShape: shape, to: directory, layout: layout,
-                                                          classes: split.labels == nil ? nil : classes)
-            case .jpeg:
-                var images = VariableValues()
-                for path in split.kept {
-                    do { images.append(try Self.readFile(path)) } catch { throw DataError.imagesInvalid(path: path, problem: "\(error); check the file") }
+    /// The fields of a `--store jpeg` set.
+    var fields: [NamedField] {
+        options.store == .jpeg ? [NamedField(name: ShardManifest.encodedImageField, dtype: .bytes, decode: decodeSpec)] : []
+    }
+
+    /// Shard `task` of `outcome`, encoded: its files decoded again on `options.threads` threads
+    /// into uint8 [C, S, S] features (`pixels`), or read as they are into the field `image`
+    /// (`jpeg`), with their labels.
+    /// - Throws: `DataError.imagesInvalid` naming a file that decoded in `decodeShare` and no
+    ///   longer does (or no longer reads).
+    public func encodeShard(_ task: ShardTask, of outcome: Outcome) throws -> EncodedShard {
+        let split = task.split == 0 ? outcome.train : outcome.test!
+        let indices = Array(split.files[task.samples]), all = files, options = options, sampleBytes = sampleBytes
+        let labels = split.labels.map { Array($0[task.samples]) }
+        let threads = max(1, min(options.threads, indices.count))
+        let block: SampleBlock
+        switch options.store {
+        case .pixels:
+            var features = [UInt8](repeating: 0, count: indices.count * sampleBytes)
+            var failed = [Bool](repeating: false, count: indices.count)
+            features.withUnsafeMutableBytes { buffer in
+                failed.withUnsafeMutableBufferPointer { flags in
+                    let base = SendablePointer(address: buffer.baseAddress!)
+                    let flagBase = SendablePointer(address: UnsafeMutableRawPointer(flags.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: threads) { thread in
+                        for slot in stride(from: thread, to: indices.count, by: threads) {
+                            if let sample = try? Self.sample(from: try Self.readFile(all[indices[slot]].path), options: options) {
+                                sample.withUnsafeBytes { (base.address + slot * sampleBytes).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                            } else {
+                                flagBase.address.storeBytes(of: true, toByteOffset: slot, as: Bool.self)
+                            }
+                        }
+                    }
                 }
-                let block = SampleBlock(count: split.count, features: nil, labels: split.labels,
-                                        fields: [ShardManifest.encodedImageField: .variable(images)])
-                manifest = try ShardedDatasetWriter.write(block, featureShape: nil,
-                                                          fields: [NamedField(name: ShardManifest.encodedImageField, dtype: .bytes, decode: decodeSpec)],
-                                                          to: directory, layout: layout, classes: split.labels == nil ? nil : classes)
             }
-            return PrepareSummary(directory: name, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
-                                  preparedBytes: manifest.totalShardBytes + (try DatasetPreparation.fileSize(directory + "/" + ShardManifest.fileName)),
-                                  sourceBytes: split.sourceBytes, notes: notes)
+            if let slot = failed.firstIndex(of: true) {
+                let path = all[indices[slot]].path
+                throw DataError.imagesInvalid(path: path, problem: "decoded on the first pass but not now (\(Self.skipReason(path, options: options))); "
+                                              + "keep the files unchanged while contrast prepare images runs")
+            }
+            block = SampleBlock(count: indices.count, features: .uint8(features), labels: labels)
+        case .jpeg:
+            var images = VariableValues()
+            for index in indices {
+                let path = all[index].path
+                do { images.append(try Self.readFile(path)) } catch { throw DataError.imagesInvalid(path: path, problem: "\(error); check the file") }
+            }
+            block = SampleBlock(count: indices.count, features: nil, labels: labels, fields: [ShardManifest.encodedImageField: .variable(images)])
         }
+        return try ShardedDatasetWriter.encode(block, featureShape: options.store == .pixels ? [options.channels, options.size, options.size] : nil,
+                                               fields: fields)
+    }
+
+    /// Why another rank could not encode its shard (its error, as text): every rank throws it.
+    public struct ShardFailed: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Writes the data set into `out` (through a temporary sibling, `DatasetPreparation.placing`):
+    /// one folder, or train/ and test/ with a test split. Every one of `ranks` ranks calls this:
+    /// in round j rank r encodes shard j P + r (`encodeShard`), `exchange` hands every rank the
+    /// ranks' messages (an encoded shard or an error) in rank order, and rank 0 writes the round's
+    /// shards in order. So a rank holds the shards of one round, never the data set, and an error
+    /// on any rank is thrown on every rank (as `ShardFailed` where it came from another rank).
+    /// - Returns: the summaries on rank 0, [] on the others.
+    public func write(_ outcome: Outcome, rank: Int = 0, ranks: Int = 1,
+                      exchange: ([UInt8]) throws -> [[UInt8]] = { [$0] }) throws -> [PrepareSummary] {
+        let tasks = try shardTasks(outcome)
+        func run(_ sink: (ShardTask, EncodedShard) throws -> Void) throws {
+            for round in stride(from: 0, to: tasks.count, by: ranks) {
+                var message: [UInt8] = []
+                if round + rank < tasks.count {
+                    do { message = Self.message(.success(try encodeShard(tasks[round + rank], of: outcome))) } catch {
+                        if ranks == 1 { throw error }
+                        message = Self.message(.failure(ShardFailed(description: "\(error)")))
+                    }
+                }
+                let messages = try exchange(message)
+                for (sender, bytes) in messages.enumerated() where round + sender < tasks.count {
+                    let shard = try Self.shard(from: bytes)
+                    try sink(tasks[round + sender], shard)
+                }
+            }
+        }
+        guard rank == 0 else {
+            try run { _, _ in }
+            return []
+        }
+        let shape = [options.channels, options.size, options.size]
         return try DatasetPreparation.placing(out) { staging in
-            guard let test = outcome.test else {
-                return [try write(outcome.train, to: staging, named: out, layout: options.layout, notes: outcome.notes)]
+            let folders = outcome.test == nil ? [(staging, out)] : [(staging + "/train", out + "/train"), (staging + "/test", out + "/test")]
+            let sinks = try folders.map { try ShardSink(directory: $0.0) }
+            try run { task, shard in try sinks[task.split].append(shard) }
+            let splits = [outcome.train] + (outcome.test.map { [$0] } ?? [])
+            return try splits.indices.map { index in
+                let split = splits[index]
+                let manifest = try sinks[index].finish(featureShape: options.store == .pixels ? shape : nil, labels: split.labels != nil,
+                                                       fields: fields, classes: split.labels == nil ? nil : classes)
+                return PrepareSummary(directory: folders[index].1, sampleCount: manifest.sampleCount, shardCount: manifest.shards.count,
+                                      preparedBytes: manifest.totalShardBytes
+                                          + (try DatasetPreparation.fileSize(folders[index].0 + "/" + ShardManifest.fileName)),
+                                      sourceBytes: split.sourceBytes, notes: index == 0 ? outcome.notes : [])
             }
-            return [try write(outcome.train, to: staging + "/train", named: out + "/train", layout: options.layout, notes: outcome.notes),
-                    try write(test, to: staging + "/test", named: out + "/test", layout: testLayout, notes: [])]
         }
+    }
+
+    /// A round's message: 1, the frames' JSON length (UInt64 LE), the frames' JSON, the sample
+    /// count (UInt64 LE), the shard bytes; or 0 and an error's text.
+    static func message(_ result: Result<EncodedShard, ShardFailed>) -> [UInt8] {
+        switch result {
+        case .failure(let failure): return [0] + Array(failure.description.utf8)
+        case .success(let shard):
+            let frames = (try? JSONEncoder().encode(shard.frames)).map { [UInt8]($0) } ?? []
+            func word(_ value: Int) -> [UInt8] { withUnsafeBytes(of: UInt64(value).littleEndian) { Array($0) } }
+            return [1] + word(frames.count) + frames + word(shard.sampleCount) + shard.bytes
+        }
+    }
+
+    /// The shard of a `message`, or its error thrown.
+    static func shard(from message: [UInt8]) throws -> EncodedShard {
+        func word(_ at: Int) -> Int {
+            var value: UInt64 = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: message[at ..< at + 8]) }
+            return Int(UInt64(littleEndian: value))
+        }
+        guard message.first == 1, message.count >= 17 else {
+            throw ShardFailed(description: String(decoding: message.dropFirst(), as: UTF8.self))
+        }
+        let framesEnd = 9 + word(1)
+        let frames = try JSONDecoder().decode([ShardManifest.Frame].self, from: Foundation.Data(message[9 ..< framesEnd]))
+        return EncodedShard(bytes: Array(message[(framesEnd + 8)...]), frames: frames, sampleCount: word(framesEnd))
     }
 }
 

@@ -247,67 +247,163 @@ public enum ShardedDatasetWriter {
             let encoder = try FrameEncoder(level: level)
             var shards: [ShardManifest.Shard] = []
             for range in ranges {
-                let first = range.lowerBound, count = range.count
                 let file = shardFileName(shards.count)
-                var bytes: [UInt8] = []
-                var frames: [ShardManifest.Frame] = []
-                func append(_ section: String, _ encoding: SectionEncoding, _ frame: UnsafeRawBufferPointer,
-                            part: ShardManifest.Part? = nil) {
-                    frames.append(.init(section: section, part: part, offset: bytes.count, bytes: frame.count, encoding: encoding))
-                    bytes += frame
-                }
-                func littleEndian(_ values: some Collection<Int64>) throws -> UnsafeRawBufferPointer {
-                    try values.map { $0.littleEndian }.withUnsafeBytes { try encoder.encode($0) }
-                }
-                // Float32 sections are byte-shuffled (they compress far better), the others not.
-                func shuffled(_ values: ArraySlice<Float>) throws -> UnsafeRawBufferPointer {
-                    try values.withUnsafeBufferPointer {
-                        guard let base = $0.baseAddress else { return try encoder.encode(UnsafeRawBufferPointer($0)) }
-                        return try encoder.encode(base, count: $0.count, transform: .shuffleZstd)
-                    }
-                }
-                if let features {
-                    let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
-                    switch samples.features {
-                    case .uint8(let values):
-                        append("features", .zstd, try values[featureRange].withUnsafeBytes { try encoder.encode($0) })
-                    case .float32(let values):
-                        append("features", .shuffleZstd, try shuffled(values[featureRange]))
-                    case nil: break
-                    }
-                }
-                if let values = samples.labels {
-                    append("labels", .zstd, try littleEndian(values[first ..< first + count]))
-                }
-                if let values = samples.pairs, let pairs {
-                    let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
-                    append("pairs", .shuffleZstd, try shuffled(values[range]))
-                }
-                for field in fields {
-                    let range = first * field.elementsPerSample ..< (first + count) * field.elementsPerSample
-                    switch samples.fields[field.name]! {
-                    case .uint8(let values): append(field.name, .zstd, try values[range].withUnsafeBytes { try encoder.encode($0) })
-                    case .float32(let values): append(field.name, .shuffleZstd, try shuffled(values[range]))
-                    case .int64(let values): append(field.name, .zstd, try littleEndian(values[range]))
-                    case .variable(let values):
-                        // Offsets relative to this shard's data, so a shard reads alone.
-                        let start = values.offsets[first]
-                        append(field.name, .zstd, try littleEndian(values.offsets[first ... first + count].map { Int64($0 - start) }),
-                               part: .offsets)
-                        append(field.name, .zstd, try values.bytes[start ..< values.offsets[first + count]].withUnsafeBytes { try encoder.encode($0) },
-                               part: .data)
-                    }
-                }
+                let (bytes, frames) = try encodeShard(samples, range: range, features: features, pairs: pairs, fields: fields, encoder: encoder)
                 // One fsync of the folder after the last shard, not one per shard.
                 try bytes.withUnsafeBytes { try AtomicFile.write($0, toPath: directory + "/" + file, syncingDirectory: false) }
                 let crc = bytes.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
-                shards.append(.init(file: file, firstSample: first, sampleCount: count, bytes: bytes.count, crc32: crc, frames: frames))
+                shards.append(.init(file: file, firstSample: range.lowerBound, sampleCount: range.count, bytes: bytes.count, crc32: crc, frames: frames))
             }
             try AtomicFile.syncDirectory(directory)
 
             let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
                                          sampleCount: samples.count, features: features, labels: labels, pairs: pairs, shards: shards,
                                          classes: labels == nil ? nil : classes, fields: fields.isEmpty ? nil : fields)
+            let json: Foundation.Data
+            do { json = try ShardManifest.encoder().encode(manifest) } catch {
+                throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")
+            }
+            try ([UInt8](json) + [0x0A]).withUnsafeBytes { try AtomicFile.write($0, toPath: manifestPath) }
+            return manifest
+        } catch let error as StorageError {
+            throw DataError(writing: error)
+        }
+    }
+
+    /// One shard's bytes and frames: samples `range` of `samples` (a shard is encoded alone, so
+    /// the bytes are the same whichever block holds the samples, and whichever process encodes them).
+    static func encodeShard(_ samples: SampleBlock, range: Range<Int>, features: FieldLayout?, pairs: FieldLayout?, fields: [NamedField],
+                            encoder: FrameEncoder) throws -> (bytes: [UInt8], frames: [ShardManifest.Frame]) {
+        let first = range.lowerBound, count = range.count
+        var bytes: [UInt8] = []
+        var frames: [ShardManifest.Frame] = []
+        func append(_ section: String, _ encoding: SectionEncoding, _ frame: UnsafeRawBufferPointer,
+                    part: ShardManifest.Part? = nil) {
+            frames.append(.init(section: section, part: part, offset: bytes.count, bytes: frame.count, encoding: encoding))
+            bytes += frame
+        }
+        func littleEndian(_ values: some Collection<Int64>) throws -> UnsafeRawBufferPointer {
+            try values.map { $0.littleEndian }.withUnsafeBytes { try encoder.encode($0) }
+        }
+        // Float32 sections are byte-shuffled (they compress far better), the others not.
+        func shuffled(_ values: ArraySlice<Float>) throws -> UnsafeRawBufferPointer {
+            try values.withUnsafeBufferPointer {
+                guard let base = $0.baseAddress else { return try encoder.encode(UnsafeRawBufferPointer($0)) }
+                return try encoder.encode(base, count: $0.count, transform: .shuffleZstd)
+            }
+        }
+        if let features {
+            let featureRange = first * features.elementsPerSample ..< (first + count) * features.elementsPerSample
+            switch samples.features {
+            case .uint8(let values):
+                append("features", .zstd, try values[featureRange].withUnsafeBytes { try encoder.encode($0) })
+            case .float32(let values):
+                append("features", .shuffleZstd, try shuffled(values[featureRange]))
+            case nil: break
+            }
+        }
+        if let values = samples.labels {
+            append("labels", .zstd, try littleEndian(values[first ..< first + count]))
+        }
+        if let values = samples.pairs, let pairs {
+            let range = first * pairs.elementsPerSample ..< (first + count) * pairs.elementsPerSample
+            append("pairs", .shuffleZstd, try shuffled(values[range]))
+        }
+        for field in fields {
+            let range = first * field.elementsPerSample ..< (first + count) * field.elementsPerSample
+            switch samples.fields[field.name]! {
+            case .uint8(let values): append(field.name, .zstd, try values[range].withUnsafeBytes { try encoder.encode($0) })
+            case .float32(let values): append(field.name, .shuffleZstd, try shuffled(values[range]))
+            case .int64(let values): append(field.name, .zstd, try littleEndian(values[range]))
+            case .variable(let values):
+                // Offsets relative to this shard's data, so a shard reads alone.
+                let start = values.offsets[first]
+                append(field.name, .zstd, try littleEndian(values.offsets[first ... first + count].map { Int64($0 - start) }),
+                       part: .offsets)
+                append(field.name, .zstd, try values.bytes[start ..< values.offsets[first + count]].withUnsafeBytes { try encoder.encode($0) },
+                       part: .data)
+            }
+        }
+        return (bytes, frames)
+    }
+}
+
+/// One shard file, encoded and not yet written: what `ShardedDatasetWriter.encode` makes and
+/// `ShardSink` writes, so shards can be encoded wherever their samples are (on any thread or
+/// rank) and written in order by one writer.
+public struct EncodedShard: Sendable, Equatable, Codable {
+    public var bytes: [UInt8]
+    public var frames: [ShardManifest.Frame]
+    public var sampleCount: Int
+}
+
+extension ShardedDatasetWriter {
+    /// `samples` encoded as one shard, the bytes `write` gives the same samples as one of its
+    /// shards (each shard is encoded alone).
+    public static func encode(_ samples: SampleBlock, featureShape: [Int]?, fields: [NamedField] = [], level: Int32 = 3) throws -> EncodedShard {
+        precondition((samples.features == nil) == (featureShape == nil) && samples.pairs == nil,
+                     "ShardedDatasetWriter.encode: features and featureShape go together; pairs are not streamed")
+        let features = samples.features.map { FieldLayout(dtype: $0.dtype, shape: featureShape ?? []) }
+        if let features, let values = samples.features {
+            precondition(values.elementCount == samples.count * features.elementsPerSample, "ShardedDatasetWriter.encode: feature count")
+        }
+        precondition(samples.labels.map { $0.count == samples.count } ?? true, "ShardedDatasetWriter.encode: label count")
+        precondition(Set(fields.map(\.name)) == Set(samples.fields.keys) && fields.count == samples.fields.count,
+                     "ShardedDatasetWriter.encode: fields \(fields.map(\.name)) declared, values for \(samples.fields.keys.sorted())")
+        do {
+            let (bytes, frames) = try encodeShard(samples, range: 0 ..< samples.count, features: features, pairs: nil, fields: fields,
+                                                  encoder: try FrameEncoder(level: level))
+            return EncodedShard(bytes: bytes, frames: frames, sampleCount: samples.count)
+        } catch let error as StorageError {
+            throw DataError(writing: error)
+        }
+    }
+}
+
+/// Writes a sharded data set one shard at a time, in order (`append`), then its manifest
+/// (`finish`): the files `ShardedDatasetWriter.write` writes for the same samples, without
+/// holding more than the shard at hand.
+public final class ShardSink {
+    public let directory: String
+    private var shards: [ShardManifest.Shard] = []
+    private var sampleCount = 0
+
+    /// Creates `directory` (it must hold no manifest: the sink writes into a new folder).
+    public init(directory: String) throws {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw DataError.writeFailed(path: directory, reason: "cannot create the folder")
+        }
+    }
+
+    /// Writes the next shard file.
+    public func append(_ shard: EncodedShard) throws {
+        let file = ShardedDatasetWriter.shardFileName(shards.count)
+        do {
+            // One fsync of the folder after the last shard, not one per shard.
+            try shard.bytes.withUnsafeBytes { try AtomicFile.write($0, toPath: directory + "/" + file, syncingDirectory: false) }
+        } catch let error as StorageError {
+            throw DataError(writing: error)
+        }
+        let crc = shard.bytes.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
+        shards.append(.init(file: file, firstSample: sampleCount, sampleCount: shard.sampleCount, bytes: shard.bytes.count, crc32: crc,
+                            frames: shard.frames))
+        sampleCount += shard.sampleCount
+    }
+
+    /// Writes the manifest of the shards appended: features of `featureShape` (uint8, the only
+    /// kind streamed), labels when `labels`, and the named fields.
+    @discardableResult
+    public func finish(featureShape: [Int]?, labels: Bool, fields: [NamedField] = [], classes: [String]? = nil) throws -> ShardManifest {
+        let manifestPath = directory + "/" + ShardManifest.fileName
+        do {
+            try AtomicFile.syncDirectory(directory)
+            let manifest = ShardManifest(format: ShardManifest.formatName, version: ShardManifest.currentVersion,
+                                         sampleCount: sampleCount, features: featureShape.map { FieldLayout(dtype: .uint8, shape: $0) },
+                                         labels: labels ? FieldLayout(dtype: .int64, shape: []) : nil, pairs: nil, shards: shards,
+                                         classes: labels ? classes : nil, fields: fields.isEmpty ? nil : fields)
             let json: Foundation.Data
             do { json = try ShardManifest.encoder().encode(manifest) } catch {
                 throw DataError.writeFailed(path: manifestPath, reason: "JSON encoding failed: \(error)")

@@ -199,8 +199,10 @@ struct PrepareImages: ParsableCommand {
 
         A file that is not a readable JPEG or PNG is skipped and counted, the first \(ImagePreparation.namedSkips) \
         named; --strict stops at the first. The output is the same bytes for any --threads and any number of \
-        ranks: under `mpirun -np P` each rank decodes a contiguous block of the sorted file list, rank 0 gathers \
-        the samples and writes the data set.
+        ranks: under `mpirun -np P` each rank decodes a contiguous block of the sorted file list to learn which \
+        files decode, then the ranks take the shards in turn (shard k on rank k mod P), decode their files again \
+        and send them compressed to rank 0, which writes each shard as it comes: memory is a few shards per \
+        rank, not the data set, so a folder many times the memory prepares.
         """)
     @Argument(help: "Folder of images: class subfolders, or a flat folder.") var directory: String
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String
@@ -255,7 +257,19 @@ struct PrepareImages: ParsableCommand {
                 say(String(format: "decoded %d files in %.3f s on %d rank(s) x %d thread(s): %.0f images/s, %.1f images/s per thread",
                            files, seconds, communicator.size, threads, Double(files) / seconds,
                            Double(files) / seconds / Double(communicator.size * threads)))
-                for summary in try preparation.write(outcome) {
+            }
+            // Every rank encodes its turn of the shards; rank 0 writes them. An error in a shard is
+            // thrown on every rank alike: one line from rank 0.
+            let summaries: [PrepareSummary]
+            do {
+                summaries = try preparation.write(outcome, rank: communicator.rank, ranks: communicator.size) { message in
+                    try exchange(message, communicator: communicator)
+                }
+            } catch let error as ImagePreparation.ShardFailed where communicator.size > 1 {
+                throw SameOnEveryRank(error)
+            }
+            if communicator.rank == 0 {
+                for summary in summaries {
                     report(summary, source: "the image files")
                     try verify(summary.directory)
                 }
@@ -267,6 +281,17 @@ struct PrepareImages: ParsableCommand {
             // The other ranks end after rank 0 has written (or aborted the job).
             try communicator.barrier()
         }
+    }
+
+    /// Every rank's message (of any length), in rank order, on every rank.
+    private func exchange(_ message: [UInt8], communicator: Communicator) throws -> [[UInt8]] {
+        guard communicator.size > 1 else { return [message] }
+        var length = UInt64(message.count).littleEndian
+        var lengths = [UInt64](repeating: 0, count: communicator.size)
+        try lengths.withUnsafeMutableBytes { try communicator.allGatherBytes(&length, bytes: 8, into: $0.baseAddress!) }
+        let counts = lengths.map { Int(UInt64(littleEndian: $0)) }, longest = max(1, counts.max() ?? 1)
+        let gathered = try gather(message + [UInt8](repeating: 0, count: longest - message.count), communicator: communicator)
+        return counts.enumerated().map { rank, count in Array(gathered[rank * longest ..< rank * longest + count]) }
     }
 
     /// Every rank's share, in rank order, on every rank: in pieces, as MPI counts bytes in 32 bits.

@@ -307,4 +307,58 @@ struct PrepareImagesTests {
         let noSize = try webdataset(["--out", root + "/nosize", "--store", "pixels"])
         #expect(noSize.status != 0 && noSize.error.contains("--store pixels decodes every image to S x S: add --size S"), "\(noSize.error)")
     }
+
+    /// Memory is a few shards, not the data set: N small PNGs that decode to 4 x LIMIT of samples
+    /// prepare under `ulimit -d LIMIT` (RLIMIT_DATA, as StreamingTrainingTests uses and for the same
+    /// reasons: it counts the heap and anonymous mmaps that held samples would take, and not the
+    /// address space the libraries reserve). What stays is the file list and a record per file
+    /// (tens of bytes a file). The limit bites: the same files as one shard (--shards 1, the whole
+    /// data set in one shard's buffer, as the prepare before streaming held it: N x (9 + C S S)
+    /// gathered bytes, then the split's copy) stop at it. 3,400 8 x 8 PNGs (about 1 MB) decode to
+    /// 3 x 160 x 160 samples, 261 MB: 4 x 64 MB.
+    @Test func prepareWritesADataSetFourTimesTheMemoryLimit() throws {
+        let limitMB = 64, size = 160, count = 3_400
+        let sampleBytes = 3 * size * size
+        #expect(count * sampleBytes >= 4 * limitMB * 1_000_000, "the data set is 4x the limit")
+        let root = temporaryDirectory("prepare-big").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let script = """
+            import sys, numpy as np
+            from PIL import Image
+            rng = np.random.default_rng(0)
+            for i in range(int(sys.argv[2])):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(f"{sys.argv[1]}/{i:05d}.png")
+            """
+        try FileManager.default.createDirectory(atPath: root + "/images", withIntermediateDirectories: true)
+        let made = try runProcess(verifyPython, ["-c", script, root + "/images", "\(count)"])
+        try #require(made.status == 0, "\(made.error)")
+        let sources = try FileManager.default.contentsOfDirectory(atPath: root + "/images").reduce(0) {
+            $0 + ((try FileManager.default.attributesOfItem(atPath: root + "/images/" + $1)[.size] as? Int) ?? 0)
+        }
+        #expect(sources < limitMB * 1_000_000 / 8, "the PNGs are small: \(sources) bytes")
+        func limited(_ out: String, shards: Int) throws -> ProcessOutcome {
+            let command = [contrastExecutable.path, "prepare", "images", root + "/images", "--out", out, "--size", "\(size)",
+                           "--shards", "\(shards)", "--threads", "2"].map { "'\($0)'" }.joined(separator: " ")
+            return try runProcess(URL(fileURLWithPath: "/usr/bin/timeout"),
+                                  ["-s", "KILL", "300", "/bin/sh", "-c", "ulimit -d \(limitMB * 1024) && exec \(command)"],
+                                  // One OpenBLAS thread: a worker's 128 MB buffer fails under the limit and it retries at exit.
+                                  environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 320)
+        }
+        let prepared = try limited(root + "/set", shards: 64)
+        #expect(prepared.status == 0, "\(prepared.error.suffix(1500))")
+        let dataset = try ShardedDataset(directory: root + "/set")
+        #expect(dataset.manifest.sampleCount == count && dataset.manifest.features == FieldLayout(dtype: .uint8, shape: [3, size, size]))
+        // The last shard reads back as the last files decode.
+        let last = try dataset.readShard(dataset.shardCount - 1)
+        guard case .uint8(let features) = last.features else { Issue.record("features are not uint8"); return }
+        #expect(features.count == last.count * sampleBytes)
+        var expected = ImagePreparationOptions(size: size, layout: .count(64))
+        expected.threads = 1
+        let digits = String(count - 1), file = root + "/images/" + String(repeating: "0", count: 5 - digits.count) + digits + ".png"
+        let sample = try ImagePreparation.sample(from: [UInt8](try Data(contentsOf: URL(fileURLWithPath: file))), options: expected)
+        #expect(Array(features.suffix(sampleBytes)) == sample)
+        let whole = try limited(root + "/whole", shards: 1)
+        #expect(whole.status != 0, "one shard of \(count * sampleBytes / 1_000_000) MB fits in \(limitMB) MB: the limit does not bite")
+        #expect(!FileManager.default.fileExists(atPath: root + "/whole"))
+    }
 }
