@@ -32,8 +32,6 @@ public final class StreamedTextBatches: BatchSequence {
     private var streamsEpoch = -1
     /// The most tokenized samples held at once in the buffers (a test's bound on the memory).
     public private(set) var peakResident = 0
-    /// Texts cut to T tokens so far, over every stream opened (truncated texts the resume's dropped emissions read included).
-    public private(set) var truncated = 0
 
     public init(dataset: ShardedDataset, sampler: Sampler, maker: TextBatches, reader: TextSampleReader, rank: Int, worldSize: Int,
                 start: SamplerPosition) throws {
@@ -70,7 +68,6 @@ public final class StreamedTextBatches: BatchSequence {
 
     private func finishStreams() throws {
         for stream in streams { try stream.stream.finish() }
-        truncated += streams.reduce(0) { $0 + $1.reader.truncated }
         streams = []
         streamsEpoch = -1
     }
@@ -101,7 +98,7 @@ public final class StreamedTextBatches: BatchSequence {
 final class TextShardStream: ShuffleSource {
     let stream: ShardStream
     private var shuffle: BufferedShuffle
-    private(set) var reader: TextSampleReader
+    private var reader: TextSampleReader
     /// The buffer's slots (at most min(M, used)).
     private(set) var samples: [TextSample?]
     private let first: Int
