@@ -127,6 +127,26 @@ enum StreamedTextCorpus {
         #expect(data.summary.contains("tokenized as they enter a buffer: at most 20 tokenized samples"), "\(data.summary)")
     }
 
+    /// A damaged text shard stops the epoch that streams it, the error naming the file: the named
+    /// fields' frames are checked (zstd, checksums, the file's crc32) as the features' are.
+    @Test func aDamagedTextShardIsNamed() throws {
+        let copy = temporaryDirectory("text-stream-damaged").appendingPathComponent("set").path
+        try FileManager.default.copyItem(atPath: StreamedTextCorpus.path, toPath: copy)
+        let path = copy + "/shard-00001.bin"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0x5A
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let data = try TrainingData(config: try StreamedTextCorpus.config(ranks: 1, ["data.path=\(copy)"]), rank: 0, worldSize: 1, loadTest: false)
+        let sequence = try data.batches(start: SamplerPosition(epoch: 0, batch: 0))
+        var batch = [Float](repeating: 0, count: data.maker.floatsPerBatch)
+        do {
+            for _ in 0..<data.sampler.batchesPerEpoch { try batch.withUnsafeMutableBufferPointer { try sequence.makeNext(into: $0.baseAddress!) } }
+            Issue.record("an epoch over a damaged shard passed")
+        } catch {
+            #expect("\(error)".contains(path), "\(error)")
+        }
+    }
+
     /// A one-column set (SimCSE) streams too: its batches are the text twice, as held.
     @Test func aOneColumnSetStreams() throws {
         let config = try ConfigLoader.load(file: repositoryRoot.appendingPathComponent("configs/text-smoke.yaml").path, overrides: [
