@@ -82,8 +82,7 @@ public final class TextSamples: Sendable {
         let last = manifest.shards[shards.upperBound - 1]
         let held = first..<min(total, last.firstSample + last.sampleCount)
         var reader = TextSampleReader(dataset, tokenizer: tokenizer, tokens: t, overlong: overlong, negatives: readsNegatives)
-        var samples: [TextSample] = []
-        samples.reserveCapacity(held.count)
+        var built = Builder(reader, capacity: held.count)
         var scores: [Float]? = manifest.field("score")?.dtype == .float32 ? [] : nil
         for shard in shards {
             let block = try dataset.readShard(shard)
@@ -93,28 +92,56 @@ public final class TextSamples: Sendable {
             if reader.hasGroup, case .int64(let values) = block.fields["group"] { groups = values }
             if scores != nil, case .float32(let values) = block.fields["score"] { scores! += values.prefix(kept) }
             for i in 0..<kept {
-                samples.append(try reader.sample(firstSample + i, text: block.text("text", i) ?? "",
+                built.append(try reader.sample(firstSample + i, text: block.text("text", i) ?? "",
                                                  positive: reader.hasPositive ? block.text("positive", i) ?? "" : nil,
                                                  negative: reader.hasNegative ? block.text("negative", i) ?? "" : nil, group: groups?[i]))
             }
         }
-        self.init(held: held, samples: samples, layout: reader, scores: scores)
+        self.init(held: held, built: built, layout: reader, scores: scores)
     }
 
-    /// Samples `held` already tokenized (`TextSampleReader`), in sample order: the held set's, or
-    /// a streamed batch's gathered in slot order (`held` 0 ..< B, sample i the batch's slot i).
-    init(held: Range<Int>, samples: [TextSample], layout reader: TextSampleReader, scores: [Float]? = nil) {
+    /// Samples `held` already tokenized (`TextSampleReader`), in sample order: a streamed batch's
+    /// gathered in slot order (`held` 0 ..< B, sample i the batch's slot i), or none (the layout alone).
+    convenience init(held: Range<Int>, samples: [TextSample], layout reader: TextSampleReader) {
         precondition(samples.count == held.count, "TextSamples: \(samples.count) samples for \(held)")
+        var built = Builder(reader, capacity: samples.count)
+        for sample in samples { built.append(sample) }
+        self.init(held: held, built: built, layout: reader)
+    }
+
+    /// The samples appended to `built`, held as flat token arrays (no array a sample is kept).
+    init(held: Range<Int>, built: Builder, layout reader: TextSampleReader, scores: [Float]? = nil) {
+        precondition(built.pairIds.count == held.count, "TextSamples: \(built.pairIds.count) samples for \(held)")
         self.held = held
         tokens = reader.tokens
         paddingID = reader.paddingID
         fields = reader.fields
-        var anchors = TokenizedTexts(), positives: TokenizedTexts? = reader.hasPositive ? TokenizedTexts() : nil
-        var negatives: TokenizedTexts? = reader.hasNegative ? TokenizedTexts() : nil
+        anchors = built.anchors
+        positives = built.positives
+        negatives = built.negatives
+        negativeIds = built.negativeIds
+        pairIds = built.pairIds
+        positiveKeys = built.positiveKeys
+        idsAreGroups = reader.hasGroup
+        self.scores = scores
+        truncated = reader.truncated
+    }
+
+    /// Tokenized samples appended one at a time into the flat arrays `TextSamples` holds.
+    struct Builder {
+        var anchors = TokenizedTexts()
+        var positives: TokenizedTexts?
+        var negatives: TokenizedTexts?
         var pairIds: [Int64] = [], positiveKeys: [Int64] = [], negativeIds: [Int64] = []
-        pairIds.reserveCapacity(samples.count)
-        positiveKeys.reserveCapacity(samples.count)
-        for sample in samples {
+
+        init(_ reader: TextSampleReader, capacity: Int) {
+            positives = reader.hasPositive ? TokenizedTexts() : nil
+            negatives = reader.hasNegative ? TokenizedTexts() : nil
+            pairIds.reserveCapacity(capacity)
+            positiveKeys.reserveCapacity(capacity)
+        }
+
+        mutating func append(_ sample: TextSample) {
             anchors.append(sample.anchor)
             if let positive = sample.positive { positives!.append(positive) }
             if let negative = sample.negative {
@@ -124,15 +151,6 @@ public final class TextSamples: Sendable {
             pairIds.append(sample.pairId)
             positiveKeys.append(sample.positiveKey)
         }
-        self.anchors = anchors
-        self.positives = positives
-        self.negatives = negatives
-        self.negativeIds = negativeIds
-        self.pairIds = pairIds
-        self.positiveKeys = positiveKeys
-        idsAreGroups = reader.hasGroup
-        self.scores = scores
-        truncated = reader.truncated
     }
 
     /// FNV-1a over the UTF-8 bytes: the same id for the same text on every rank.
