@@ -22,6 +22,11 @@ import Storage
 /// in step by `VariableCursor`, its offsets frame 8 bytes a sample and its data frame the
 /// sample's `offsets[i+1] - offsets[i]` bytes, handed to the caller as one array per sample (a
 /// buffer slot); they are decoded later, where the batch is made (the prefetch thread).
+///
+/// A text set (named fields alone: text, positive, negative, group, score) has no features: each
+/// named field has its own cursor, a `utf8`/`bytes` field a `VariableCursor`, a fixed-size one a
+/// `FieldCursor`, and `readSample(named:)` hands the caller each field's stored bytes (the text's
+/// UTF-8, a little-endian int64 or float32), in `namedFields` order.
 public final class ShardStream {
     public let path: String
     public let shard: Int
@@ -35,6 +40,14 @@ public final class ShardStream {
     private let images: VariableCursor?
     private let labels: FieldCursor?
     private let pairs: FieldCursor?
+    /// A text set's named fields, in the manifest's order (empty for other sets).
+    public let namedFields: [NamedField]
+    private let namedCursors: [NamedCursor]
+
+    private enum NamedCursor {
+        case variable(VariableCursor)
+        case fixed(FieldCursor)
+    }
 
     /// Opens shard `index` of `dataset` and checks its size against the manifest.
     public init(_ dataset: ShardedDataset, shard index: Int) throws {
@@ -66,6 +79,34 @@ public final class ShardStream {
             }
         }
         do {
+            if manifest.isTextSet {
+                let named = manifest.fields ?? []
+                var cursors: [NamedCursor] = []
+                for field in named {
+                    if field.dtype.isVariableLength {
+                        let offsets = entry.frames.first { $0.section == field.name && $0.part == .offsets }!
+                        let data = entry.frames.first { $0.section == field.name && $0.part == .data }!
+                        do {
+                            cursors.append(.variable(try VariableCursor(descriptor: descriptor, path: path, offsets: offsets, data: data,
+                                                                        samples: entry.sampleCount)))
+                        } catch {
+                            throw DataError.shardInvalid(path: path, shard: index, problem: "\(field.name) frames at byte \(offsets.offset): \(error.reason)")
+                        }
+                    } else {
+                        let type = field.dtype == .uint8 ? 1 : field.dtype == .int64 ? 8 : 4
+                        cursors.append(.fixed(try cursor(field.name, rowBytes: field.elementsPerSample * type)!))
+                    }
+                }
+                namedFields = named
+                namedCursors = cursors
+                self.features = nil
+                self.images = nil
+                self.labels = nil
+                self.pairs = nil
+                return
+            }
+            namedFields = []
+            namedCursors = []
             let layout = try manifest.requireInputs(path: dataset.directory)
             if manifest.features != nil {
                 features = try cursor("features", rowBytes: layout.elementsPerSample * layout.dtype.size)!
@@ -100,8 +141,23 @@ public final class ShardStream {
     /// label as a native Int64, an encoded image's bytes as one array); a nil target skips that
     /// field. All nil: the sample is passed over.
     public func readSample(features featureRow: UnsafeMutableRawPointer?, label: UnsafeMutablePointer<Int64>?,
-                           pairs pairRow: UnsafeMutableRawPointer?, image: UnsafeMutablePointer<[UInt8]>? = nil) throws {
+                           pairs pairRow: UnsafeMutableRawPointer?, image: UnsafeMutablePointer<[UInt8]>? = nil,
+                           named: UnsafeMutablePointer<[UInt8]>? = nil) throws {
         precondition(position < sampleCount, "ShardStream: all \(sampleCount) samples of \(path) were read")
+        for (index, cursor) in namedCursors.enumerated() {
+            switch cursor {
+            case .variable(let values):
+                do { try values.read(into: named.map { $0 + index }) } catch {
+                    throw DataError.shardInvalid(path: path, shard: shard, problem: "\(namedFields[index].name) frames: \(error.reason)")
+                }
+            case .fixed(let field):
+                guard let named else { do { try field.read(into: nil) } catch { throw fail(field, error) }; continue }
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, field.rowBytes), alignment: 16)
+                defer { buffer.deallocate() }
+                do { try field.read(into: buffer) } catch { throw fail(field, error) }
+                named[index] = Array(UnsafeRawBufferPointer(start: buffer, count: field.rowBytes))
+            }
+        }
         if let features { do { try features.read(into: featureRow) } catch { throw fail(features, error) } }
         if let images {
             do { try images.read(into: image) } catch {
@@ -131,6 +187,16 @@ public final class ShardStream {
         if let images {
             do { crcs += try images.finish() } catch {
                 throw DataError.shardInvalid(path: path, shard: shard, problem: "\(ShardManifest.encodedImageField) frames: \(error.reason)")
+            }
+        }
+        for (index, cursor) in namedCursors.enumerated() {
+            switch cursor {
+            case .variable(let values):
+                do { crcs += try values.finish() } catch {
+                    throw DataError.shardInvalid(path: path, shard: shard, problem: "\(namedFields[index].name) frames: \(error.reason)")
+                }
+            case .fixed(let field):
+                do { crcs.append((field.frame.offset, field.frame.bytes, try field.finish())) } catch { throw fail(field, error) }
             }
         }
         position = sampleCount

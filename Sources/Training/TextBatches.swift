@@ -2,6 +2,7 @@ import Config
 import Data
 import Foundation
 import NN
+import RunFiles
 import Text
 
 /// Texts tokenized once, kept as their WordPiece ids ([CLS] ... [SEP], at most T each): a few
@@ -16,7 +17,7 @@ public struct TokenizedTexts: Sendable {
 
     public init() {}
 
-    mutating func append(_ encoding: [Int32]) {
+    public mutating func append(_ encoding: [Int32]) {
         ids += encoding
         offsets.append(ids.count)
     }
@@ -73,75 +74,83 @@ public final class TextSamples: Sendable {
     /// - Throws: `ConfigError` naming data.overlong when a text is longer than T tokens and
     ///   `overlong` is error: the data set, the sample, its token count and the fix; naming
     ///   loss.hard_negatives when a sample's negative is empty (a hard negative of nothing).
-    public init(_ dataset: ShardedDataset, shards: Range<Int>, limit: Int, tokenizer: WordPieceTokenizer, tokens t: Int,
-                overlong: OverlongTextKind, negatives readsNegatives: Bool = false) throws {
+    public convenience init(_ dataset: ShardedDataset, shards: Range<Int>, limit: Int, tokenizer: WordPieceTokenizer, tokens t: Int,
+                            overlong: OverlongTextKind, negatives readsNegatives: Bool = false) throws {
         let manifest = dataset.manifest
         let total = limit > 0 ? min(limit, manifest.sampleCount) : manifest.sampleCount
         let first = manifest.shards[shards.lowerBound].firstSample
         let last = manifest.shards[shards.upperBound - 1]
-        held = first..<min(total, last.firstSample + last.sampleCount)
-        tokens = t
-        paddingID = tokenizer.vocabulary.paddingID
-        fields = manifest.fields?.map(\.name) ?? []
-        let hasPositive = manifest.field("positive") != nil, hasGroup = manifest.field("group")?.dtype == .int64
-        let hasNegative = readsNegatives && manifest.field("negative")?.dtype == .utf8
-        var anchors = TokenizedTexts(), positives: TokenizedTexts? = hasPositive ? TokenizedTexts() : nil
-        var negatives: TokenizedTexts? = hasNegative ? TokenizedTexts() : nil
-        var pairIds: [Int64] = [], positiveKeys: [Int64] = [], negativeIds: [Int64] = []
+        let held = first..<min(total, last.firstSample + last.sampleCount)
+        var reader = TextSampleReader(dataset, tokenizer: tokenizer, tokens: t, overlong: overlong, negatives: readsNegatives)
+        var built = Builder(reader, capacity: held.count)
         var scores: [Float]? = manifest.field("score")?.dtype == .float32 ? [] : nil
-        pairIds.reserveCapacity(held.count)
-        var truncated = 0
-        func encode(_ text: String, sample: Int, field: String) throws -> [Int32] {
-            let encoding = try tokenizer.encode(text, maxLength: t, overlong: .truncate)
-            if encoding.truncated {
-                if overlong == .error {
-                    let length = try tokenizer.encode(text).ids.count
-                    throw ConfigError(key: "data.overlong", problem: "sample \(sample) of the data set \(dataset.directory) has a "
-                                      + "\(field) of \(length) tokens, more than model.bert.max_length \(t) (data.overlong: error)",
-                                      hint: "raise model.bert.max_length to \(length) or more, or set data.overlong: truncate to cut such texts")
-                }
-                truncated += 1
-            }
-            return encoding.ids
-        }
         for shard in shards {
             let block = try dataset.readShard(shard)
             let firstSample = manifest.shards[shard].firstSample
             let kept = min(manifest.shards[shard].sampleCount, held.upperBound - firstSample)
             var groups: [Int64]? = nil
-            if hasGroup, case .int64(let values) = block.fields["group"] { groups = values }
+            if reader.hasGroup, case .int64(let values) = block.fields["group"] { groups = values }
             if scores != nil, case .float32(let values) = block.fields["score"] { scores! += values.prefix(kept) }
             for i in 0..<kept {
-                let sample = firstSample + i
-                let text = block.text("text", i) ?? ""
-                anchors.append(try encode(text, sample: sample, field: "text"))
-                let positive = hasPositive ? block.text("positive", i) ?? "" : text
-                if hasPositive { positives!.append(try encode(positive, sample: sample, field: "positive")) }
-                let key = Self.hash(positive)
-                positiveKeys.append(key)
-                pairIds.append(groups?[i] ?? key)
-                if hasNegative {
-                    let negative = block.text("negative", i) ?? ""
-                    guard !negative.allSatisfy(\.isWhitespace) else {
-                        throw ConfigError(key: "loss.hard_negatives", problem: "sample \(sample) of the data set \(dataset.directory) has an "
-                                          + "empty negative, and every pair of a set with a negative field needs its hard negative",
-                                          hint: "prepare the set again with contrast prepare text (it skips rows with an empty column), "
-                                          + "or set loss.hard_negatives: false to train without the negatives")
-                    }
-                    negatives!.append(try encode(negative, sample: sample, field: "negative"))
-                    negativeIds.append(Self.hash(negative))
-                }
+                built.append(try reader.sample(firstSample + i, text: block.text("text", i) ?? "",
+                                                 positive: reader.hasPositive ? block.text("positive", i) ?? "" : nil,
+                                                 negative: reader.hasNegative ? block.text("negative", i) ?? "" : nil, group: groups?[i]))
             }
         }
-        self.anchors = anchors
-        self.positives = positives
-        self.negatives = negatives
-        self.negativeIds = negativeIds
-        self.pairIds = pairIds
-        self.positiveKeys = positiveKeys
-        idsAreGroups = hasGroup
+        self.init(held: held, built: built, layout: reader, scores: scores)
+    }
+
+    /// Samples `held` already tokenized (`TextSampleReader`), in sample order: a streamed batch's
+    /// gathered in slot order (`held` 0 ..< B, sample i the batch's slot i), or none (the layout alone).
+    convenience init(held: Range<Int>, samples: [TextSample], layout reader: TextSampleReader) {
+        precondition(samples.count == held.count, "TextSamples: \(samples.count) samples for \(held)")
+        var built = Builder(reader, capacity: samples.count)
+        for sample in samples { built.append(sample) }
+        self.init(held: held, built: built, layout: reader)
+    }
+
+    /// The samples appended to `built`, held as flat token arrays (no array a sample is kept).
+    init(held: Range<Int>, built: Builder, layout reader: TextSampleReader, scores: [Float]? = nil) {
+        precondition(built.pairIds.count == held.count, "TextSamples: \(built.pairIds.count) samples for \(held)")
+        self.held = held
+        tokens = reader.tokens
+        paddingID = reader.paddingID
+        fields = reader.fields
+        anchors = built.anchors
+        positives = built.positives
+        negatives = built.negatives
+        negativeIds = built.negativeIds
+        pairIds = built.pairIds
+        positiveKeys = built.positiveKeys
+        idsAreGroups = reader.hasGroup
         self.scores = scores
-        self.truncated = truncated
+        truncated = reader.truncated
+    }
+
+    /// Tokenized samples appended one at a time into the flat arrays `TextSamples` holds.
+    struct Builder {
+        var anchors = TokenizedTexts()
+        var positives: TokenizedTexts?
+        var negatives: TokenizedTexts?
+        var pairIds: [Int64] = [], positiveKeys: [Int64] = [], negativeIds: [Int64] = []
+
+        init(_ reader: TextSampleReader, capacity: Int) {
+            positives = reader.hasPositive ? TokenizedTexts() : nil
+            negatives = reader.hasNegative ? TokenizedTexts() : nil
+            pairIds.reserveCapacity(capacity)
+            positiveKeys.reserveCapacity(capacity)
+        }
+
+        mutating func append(_ sample: TextSample) {
+            anchors.append(sample.anchor)
+            if let positive = sample.positive { positives!.append(positive) }
+            if let negative = sample.negative {
+                negatives!.append(negative)
+                negativeIds.append(sample.negativeId)
+            }
+            pairIds.append(sample.pairId)
+            positiveKeys.append(sample.positiveKey)
+        }
     }
 
     /// FNV-1a over the UTF-8 bytes: the same id for the same text on every rank.
@@ -165,6 +174,84 @@ public final class TextSamples: Sendable {
     func row(_ sample: Int) -> Int {
         precondition(held.contains(sample), "sample \(sample) is not held (\(held))")
         return sample - held.lowerBound
+    }
+}
+
+/// One text set sample tokenized: its anchor's ids, its positive's (nil for a one-column set)
+/// and hard negative's (when read), its pair id, its negative's id and its positive's text key.
+public struct TextSample: Sendable {
+    public var anchor: [Int32]
+    public var positive: [Int32]?
+    public var negative: [Int32]?
+    public var pairId: Int64
+    public var negativeId: Int64
+    public var positiveKey: Int64
+}
+
+/// How a text set's sample becomes a `TextSample`: one path for the samples held in memory and
+/// those streamed from the shards (`StreamedTextBatches`), so the two give the same rows and ids.
+/// Counts the texts cut to T tokens; with data.overlong: error an overlong text stops the run.
+public struct TextSampleReader: Sendable {
+    public let directory: String
+    public let tokenizer: WordPieceTokenizer
+    public let tokens: Int
+    public let overlong: OverlongTextKind
+    public let paddingID: Int32
+    public let fields: [String]
+    public let hasPositive: Bool
+    public let hasGroup: Bool
+    /// The `negative` field is read (asked for, and the set has one).
+    public let hasNegative: Bool
+    /// Texts (anchors, positives and negatives) longer than T tokens, cut to T.
+    public private(set) var truncated = 0
+
+    public init(_ dataset: ShardedDataset, tokenizer: WordPieceTokenizer, tokens t: Int, overlong: OverlongTextKind, negatives: Bool) {
+        let manifest = dataset.manifest
+        directory = dataset.directory
+        self.tokenizer = tokenizer
+        tokens = t
+        self.overlong = overlong
+        paddingID = tokenizer.vocabulary.paddingID
+        fields = manifest.fields?.map(\.name) ?? []
+        hasPositive = manifest.field("positive") != nil
+        hasGroup = manifest.field("group")?.dtype == .int64
+        hasNegative = negatives && manifest.field("negative")?.dtype == .utf8
+    }
+
+    mutating func encode(_ text: String, sample: Int, field: String) throws -> [Int32] {
+        let encoding = try tokenizer.encode(text, maxLength: tokens, overlong: .truncate)
+        if encoding.truncated {
+            if overlong == .error {
+                let length = try tokenizer.encode(text).ids.count
+                throw ConfigError(key: "data.overlong", problem: "sample \(sample) of the data set \(directory) has a "
+                                  + "\(field) of \(length) tokens, more than model.bert.max_length \(tokens) (data.overlong: error)",
+                                  hint: "raise model.bert.max_length to \(length) or more, or set data.overlong: truncate to cut such texts")
+            }
+            truncated += 1
+        }
+        return encoding.ids
+    }
+
+    /// Sample `sample` from its fields: `positive` nil without a positive field, `negative` nil
+    /// unless `hasNegative`, `group` the group field's value when the set has one.
+    /// - Throws: `ConfigError` naming data.overlong (above), or loss.hard_negatives for an empty negative.
+    public mutating func sample(_ sample: Int, text: String, positive: String?, negative: String?, group: Int64?) throws -> TextSample {
+        let anchor = try encode(text, sample: sample, field: "text")
+        let positiveIds = try positive.map { try encode($0, sample: sample, field: "positive") }
+        let key = TextSamples.hash(positive ?? text)
+        var negativeIds: [Int32]? = nil, negativeId: Int64 = 0
+        if let negative {
+            guard !negative.allSatisfy(\.isWhitespace) else {
+                throw ConfigError(key: "loss.hard_negatives", problem: "sample \(sample) of the data set \(directory) has an "
+                                  + "empty negative, and every pair of a set with a negative field needs its hard negative",
+                                  hint: "prepare the set again with contrast prepare text (it skips rows with an empty column), "
+                                  + "or set loss.hard_negatives: false to train without the negatives")
+            }
+            negativeIds = try encode(negative, sample: sample, field: "negative")
+            negativeId = TextSamples.hash(negative)
+        }
+        return TextSample(anchor: anchor, positive: positiveIds, negative: negativeIds, pairId: group ?? key, negativeId: negativeId,
+                          positiveKey: key)
     }
 }
 
@@ -234,17 +321,34 @@ public struct TextBatches: BatchMaker {
 
     public var floatsPerBatch: Int { rows * 3 * texts.tokens + idFloats }
 
+    /// The layout this maker writes, to check against the objective's (`BatchLayout.check`).
+    public var batchLayout: BatchLayout {
+        let blocks = switch ids {
+        case .none: 0
+        case .labels: 1
+        case .exact: (hardNegatives ? 2 : 1) + (carriesKeys ? 1 : 0)
+        }
+        return BatchLayout(samples: samplesPerBatch, rows: rows, rowWidth: 3 * texts.tokens, idBlocks: blocks,
+                           idFloats: ids == .exact ? CarriedId.floats : ids == .labels ? 1 : 0)
+    }
+
     public func reading(_ rows: SampleRows) -> BatchMaker {
-        preconditionFailure("text sets are not streamed (data.hold: stream is refused for them)")
+        preconditionFailure("a streamed text set's batches are made by StreamedTextBatches, from its gathered samples")
     }
 
     public func makeBatch(samples: [Int], epoch: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(samples.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(samples.count)")
-        let b = samples.count, width = 3 * texts.tokens, t = texts.tokens, padding = texts.paddingID
+        write(rows: samples.map(texts.row), into: out)
+    }
+
+    /// The batch of `texts`' rows `rows` (indices into the held samples), in that order: the one
+    /// writer of held and streamed batches (`StreamedTextBatches` passes its gathered 0 ..< B).
+    func write(rows rowIndices: [Int], into out: UnsafeMutablePointer<Float>) {
+        precondition(rowIndices.count == samplesPerBatch, "a batch of \(samplesPerBatch) samples got \(rowIndices.count)")
+        let b = rowIndices.count, width = 3 * texts.tokens, t = texts.tokens, padding = texts.paddingID
         let second = texts.positives ?? texts.anchors
         let idStart = out + rows * width
-        for (index, sample) in samples.enumerated() {
-            let row = texts.row(sample)
+        for (index, row) in rowIndices.enumerated() {
             texts.anchors.writeRow(row, tokens: t, padding: padding, into: out + index * width)
             second.writeRow(row, tokens: t, padding: padding, into: out + (b + index) * width)
             if let negatives = texts.negatives { negatives.writeRow(row, tokens: t, padding: padding, into: out + (2 * b + index) * width) }
@@ -262,5 +366,37 @@ public struct TextBatches: BatchMaker {
                 }
             }
         }
+    }
+}
+
+/// A views batch's layout as one side computes it: `rows` model inputs of `rowWidth` floats (2B,
+/// or 3B with hard negatives), then `idBlocks` blocks of B ids of `idFloats` floats each (pair
+/// ids, the negatives' ids, the positives' text keys). The batch maker (`TextBatches`) and the
+/// objective (pairs, `PairSidesBatch`) each derive it from the config; `check` compares the two
+/// when the run starts, so a disagreement stops the run with one line, not a step reading ids
+/// as tokens.
+public struct BatchLayout: Equatable, Sendable, CustomStringConvertible {
+    public var samples: Int
+    public var rows: Int
+    public var rowWidth: Int
+    public var idBlocks: Int
+    public var idFloats: Int
+
+    public init(samples: Int, rows: Int, rowWidth: Int, idBlocks: Int, idFloats: Int) {
+        (self.samples, self.rows, self.rowWidth, self.idBlocks, self.idFloats) = (samples, rows, rowWidth, idBlocks, idFloats)
+    }
+
+    public var floats: Int { rows * rowWidth + idBlocks * samples * idFloats }
+
+    public var description: String {
+        "\(rows) rows (\(rows / max(1, samples))B, B = \(samples)) of \(rowWidth) floats"
+            + (idBlocks == 0 ? ", no ids" : ", then \(idBlocks) block(s) of B ids of \(idFloats) float(s)")
+    }
+
+    /// Throws when the maker's layout is not the objective's, naming both.
+    public static func check(maker: BatchLayout, objective: BatchLayout) throws {
+        guard maker != objective else { return }
+        throw RunDirectory.Failure(description: "the batch maker writes \(maker) but the objective reads \(objective): "
+                                   + "the two disagree on the batch layout (a bug; report it with the run's config.yaml)")
     }
 }

@@ -121,6 +121,7 @@ public final class Trainer {
         step = try TrainingStep(config: config, communicator: communicator, inputWidth: data.train.featureWidth,
                                 pairWidth: data.train.pairWidth, imageShape: data.imageShape, samplesPerStep: config.data.batchPerRank, totalSteps: totalSteps,
                                 layout: data.viewsLayout)
+        try step.checkBatchLayout(data.maker)
         if let pretrained {
             try pretrained.apply(to: step.model, communicator: communicator)
             log.info(pretrained.summary)

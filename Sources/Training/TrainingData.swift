@@ -44,6 +44,9 @@ public final class TrainingData {
     /// A text set's samples, tokenized; `train` then holds no rows, only the BERT row's shape
     /// (3 x model.bert.max_length floats) and the run's extent.
     public let texts: TextSamples?
+    /// `data.hold: stream` of a text set: how the streams tokenize each sample (`texts` is then
+    /// empty, its layout only).
+    public let textReader: TextSampleReader?
     /// A text set's test split as a retrieval task, on ranks that evaluate (`loadTest`).
     public let textRetrieval: TextRetrieval?
     /// Whether the run evaluates retrieval on a text set's test split: the same on every rank
@@ -74,6 +77,7 @@ public final class TrainingData {
         let shuffleBuffer = d.hold == .stream ? d.shuffleBuffer : 0
         var streamed: ShardedDataset? = nil
         var texts: TextSamples? = nil
+        var textReader: TextSampleReader? = nil
         var textRetrieval: TextRetrieval? = nil
         var retrievesText = false
         switch d.dataset {
@@ -133,7 +137,16 @@ public final class TrainingData {
                 throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is \(d.hold.rawValue), but model.pair_encoder bert "
                                   + "keeps the caption token rows in memory", hint: "use data.hold: memory")
             }
-            if let tokenizer {
+            if let tokenizer, d.hold == .stream {
+                // Nothing read now: the texts are tokenized as the streams read them (`StreamedTextBatches`).
+                let reader = TextSampleReader(dataset, tokenizer: tokenizer, tokens: config.model.bert.maxLength, overlong: d.overlong,
+                                              negatives: Self.usesNegatives(config))
+                let first = ranges[shards.lowerBound].lowerBound
+                streamed = dataset
+                textReader = reader
+                texts = TextSamples(held: first..<first, samples: [], layout: reader)
+                train = SampleRows(held: first..<first, totalCount: count, featureShape: features.sampleShape, features: .float32([]))
+            } else if let tokenizer {
                 let read = try TextSamples(dataset, shards: shards, limit: count, tokenizer: tokenizer, tokens: config.model.bert.maxLength,
                                            overlong: d.overlong, negatives: Self.usesNegatives(config))
                 texts = read
@@ -172,11 +185,11 @@ public final class TrainingData {
             }
             let first = count < manifest.sampleCount ? "the first \(count) of \(manifest.sampleCount) samples (data.train_limit) in "
                 + "\(ranges.count) of its \(manifest.shards.count) shards" : "\(manifest.sampleCount) samples, \(manifest.shards.count) shards"
-            let onRank = streamed != nil ? "\(ranges[shards].map(\.count).reduce(0, +)) samples streamed"
+            let onRank = streamed != nil ? "\(ranges[shards].map(\.count).reduce(0, +)) samples streamed" + (texts != nil ? ", tokenized as read" : "")
                 : texts.map { "\($0.held.count) samples" } ?? "\(train.count) samples"
             notes.append("prepared data set \(trainPath): \(first) (\(shards.lowerBound)..<\(shards.upperBound) on this rank, \(onRank))"
                          + testNote)
-            if let texts { notes += Self.describe(texts, config: config) }
+            if let texts { notes += Self.describe(texts, config: config, streamed: streamed != nil) }
         }
         if let test {
             guard test.featureShape == train.featureShape else {
@@ -193,10 +206,16 @@ public final class TrainingData {
         self.worldSize = worldSize
         self.streamed = streamed
         self.texts = texts
+        self.textReader = textReader
         self.textRetrieval = textRetrieval
         self.retrievesText = retrievesText
         maker = try texts.map { try Self.textMaker(config: config, texts: $0) } ?? Self.maker(config: config, rows: train, seed: seed)
-        if let streamed {
+        if streamed != nil, let texts {
+            let slots = min(d.shuffleBuffer, sampler.usedPerShard)
+            notes.append("texts streamed from the \(shards.count) shard file(s) in order every epoch through shuffle buffers of "
+                         + "\(slots) samples each (data.hold: stream, data.shuffle_buffer \(d.shuffleBuffer)), tokenized as they enter "
+                         + "a buffer: at most \(shards.count * slots) tokenized samples of \(texts.tokens) tokens or fewer on this rank")
+        } else if let streamed {
             let m = streamed.manifest, features = try m.requireInputs(path: streamed.directory)
             // Encoded images: a slot holds one file's bytes, about the data frame's share per sample.
             let imageBytes = m.encodedImages == nil ? features.elementsPerSample * features.dtype.size
@@ -250,6 +269,10 @@ public final class TrainingData {
 
     /// This rank's batches from `start` on, made in order by the loop or the prefetch thread.
     public func batches(start: SamplerPosition) throws -> BatchSequence {
+        if let streamed, let textReader, let text = maker as? TextBatches {
+            return try StreamedTextBatches(dataset: streamed, sampler: sampler, maker: text, reader: textReader, rank: rank,
+                                           worldSize: worldSize, start: start)
+        }
         if let streamed {
             return try StreamedBatches(dataset: streamed, sampler: sampler, maker: maker, rank: rank, worldSize: worldSize, start: start)
         }
@@ -376,9 +399,10 @@ public final class TrainingData {
                               + "is empty: the tokenizer needs a vocabulary", hint: "learn one with contrast vocab --size 8000 --out vocab.txt "
                               + "FILE... and set data.vocab to it (docs/text.md)")
         }
-        guard d.hold == .memory else {
-            throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is \(d.hold.rawValue), but the data set \(path) holds text, "
-                              + "which is read and tokenized before the run (its tokens take a few bytes each)", hint: "use data.hold: memory")
+        guard d.hold != .disk else {
+            throw ConfigError(key: "data.hold", problem: "config key 'data.hold' is disk, but the data set \(path) holds text, whose "
+                              + "token rows are held in memory (a few bytes a token) or streamed, not kept in spill files",
+                              hint: "use data.hold: stream for a text set larger than memory (docs/text.md), or memory")
         }
         let kind = config.loss.kind
         guard !config.loss.usesPairTower else {
@@ -408,12 +432,15 @@ public final class TrainingData {
     }
 
     /// The run log's notes on a text set: fields and tokens, the texts truncated, the pair ids, the negatives.
-    static func describe(_ texts: TextSamples, config: TrainingConfig) -> [String] {
+    static func describe(_ texts: TextSamples, config: TrainingConfig, streamed: Bool = false) -> [String] {
         let count = texts.anchors.count + (texts.positives?.count ?? 0) + (texts.negatives?.count ?? 0)
         let ids = texts.fields.contains("group") ? "the group field" : "a hash of the positive's text"
         var notes = ["text: fields \(texts.fields.joined(separator: ", ")), up to \(texts.tokens) tokens a text (model.bert.max_length, "
                      + "data.lowercase \(config.data.lowercase))",
-                     "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
+                     streamed ? (config.data.overlong == .error ? "a text longer than \(texts.tokens) tokens stops the run when it is read "
+                                 + "(data.overlong: error; streamed, the texts are not all read before the run)"
+                                 : "texts longer than \(texts.tokens) tokens are truncated as they are read (data.overlong: truncate)")
+                     : "\(texts.truncated) of the \(count) texts on this rank longer than \(texts.tokens) tokens, truncated (data.overlong: truncate)",
                      "pair ids from \(ids)" + (config.loss.maskDuplicates ? ", carried exactly (64 bits)"
                         + (texts.idsAreGroups ? ", with the positives' text hashes (equal texts are masked too)" : "") : "")]
         if texts.negatives != nil {

@@ -265,3 +265,12 @@ struct StepStatistics: Equatable {
                   checkpointRequests: Double(wire[3]), reconstruction: reconstruction ? Double(wire[4]) : nil)
     }
 }
+
+extension TrainingStep {
+    /// When the run starts: the text batch maker's layout against the objective's (pairs reads
+    /// the ids and negatives at places it computes itself), one line naming both if they differ.
+    func checkBatchLayout(_ maker: BatchMaker) throws {
+        guard let text = maker as? TextBatches, let read = objective.batchLayout else { return }
+        try BatchLayout.check(maker: text.batchLayout, objective: read)
+    }
+}

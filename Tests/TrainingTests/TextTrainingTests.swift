@@ -179,7 +179,7 @@ import Contrastive
             (["data.overlong=error"], "more than model.bert.max_length 16 (data.overlong: error); raise model.bert.max_length to "),
             (["model.encoder=mlp", "model.representation=16"], "config key 'model.encoder' is mlp"),
             (["data.vocab=", "model.bert.vocab_size=300"], "config key 'data.vocab' is empty"),
-            (["data.hold=stream"], "use data.hold: memory"),
+            (["data.hold=disk"], "use data.hold: stream for a text set larger than memory"),
             (["loss.sides=pairs", "loss.mask_duplicates=false"], "use loss.kind pairs or siglip with loss.sides: views, or ntxent"),
         ]
         for (extra, expected) in cases {

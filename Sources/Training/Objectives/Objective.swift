@@ -54,6 +54,9 @@ protocol Objective: AnyObject {
     /// Payload bytes this rank hands to the objective's exchanges per step (gathers, reduce-scatters,
     /// ring turns), or nil for the two-view gather's V E + N E floats the monitor assumes.
     var exchangeBytes: Int? { get }
+    /// The views batch's layout as the objective reads it, when it reads ids or hard negatives
+    /// after the views (pairs); checked against the batch maker's when the run starts.
+    var batchLayout: BatchLayout? { get }
 
     /// Buffers a checkpoint holds for the objective besides the parameters and optimizer state.
     var checkpointBuffers: [CheckpointBuffer] { get }
@@ -96,6 +99,7 @@ extension Objective {
     func afterUpdate() {}
     var summary: String? { nil }
     var exchangeBytes: Int? { nil }
+    var batchLayout: BatchLayout? { nil }
     var checkpointBuffers: [CheckpointBuffer] { [] }
     func checkResumable(from checkpoint: URL) throws {}
     func save(into state: inout TrainingState) {}

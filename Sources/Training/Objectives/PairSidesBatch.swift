@@ -65,6 +65,14 @@ final class PairSidesBatch {
     /// Whether the B positives' text keys follow the ids.
     var carriesKeys: Bool { carriesIds && layout.keys }
 
+    /// The layout of a views batch as this objective reads it (nil for pairs: no views).
+    var batchLayout: BatchLayout? {
+        guard sides == .views else { return nil }
+        return BatchLayout(samples: samples, rows: rows, rowWidth: model.inputWidth,
+                           idBlocks: carriesIds ? (layout.hardNegatives ? 2 : 1) + (carriesKeys ? 1 : 0) : 0,
+                           idFloats: carriesIds ? idFloats : 0)
+    }
+
     /// Floats of one rank's batch.
     var inputCount: Int {
         switch sides {

@@ -23,6 +23,7 @@ import Tensor
 /// negatives). Gathered rows are rank-major per side: [x of every rank], [y of every rank], [h of
 /// every rank], N x E each; the candidates are [y, h], C = N (2N) rows.
 final class Pairs: Objective {
+    var batchLayout: BatchLayout? { sides.batchLayout }
     let sides: PairSidesBatch
     let communicator: Communicator
     let pairLoss: PairLoss
