@@ -164,6 +164,14 @@ args+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
 if (( tcp )); then
     args+=(--mca btl self,tcp)
     transport="TCP only (--mca btl self,tcp), also between ranks of one machine"
+    # Ranks of this machine alone talk over loopback: Open MPI would otherwise open its TCP
+    # connections on every other interface it finds (its default excludes only loopback), such
+    # as the netns cluster's bridge, and a job hung for good when the test suite took that
+    # bridge down while it ran.
+    if (( local_only && ! netns )) && [[ " ${mca[*]-} " != *" btl_tcp_if_"* ]]; then
+        args+=(--mca btl_tcp_if_include lo)
+        transport="TCP only (--mca btl self,tcp), also between ranks of one machine, over loopback (btl_tcp_if_include lo)"
+    fi
     (( ! netns )) || transport="TCP only (--mca btl self,tcp) on the netns cluster's bridge, 10.77.0.0/24"
 else
     transport="Open MPI's default: shared memory (vader) between ranks of one machine, the network between machines"

@@ -82,7 +82,9 @@ public func runProcess(_ executable: URL, _ arguments: [String], environment: [S
 /// How ranks talk: Open MPI's default (shared memory between ranks of one machine) or TCP only.
 public enum Transport: String, CaseIterable, Sendable {
     case sharedMemory, tcp
-    public var mpirunArguments: [String] { self == .tcp ? ["--mca", "btl", "self,tcp"] : [] }
+    /// TCP over loopback only: Open MPI would otherwise also open connections on the netns
+    /// cluster's bridge, which MultiHostTests bring up and take down while other suites run.
+    public var mpirunArguments: [String] { self == .tcp ? ["--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"] : [] }
 }
 
 /// `contrast ARGUMENTS` on `ranks` ranks: directly for one, through mpirun for more
