@@ -177,10 +177,13 @@ extension FuzzTarget {
             case .tar:
                 try bytes.withUnsafeBytes { archive in
                     for captionField in [nil, "caption"] {
-                        var samples = WebDatasetSamples()
-                        try samples.read(archive, shard: "fuzz.tar", captionField: captionField, store: .jpeg, strict: false)
-                        try samples.requireSameFields(strict: false)
-                        if samples.count > 0 { _ = samples.block }
+                        // Both passes of prepare webdataset: the second makes exactly the samples the first kept.
+                        var scan = WebDatasetScan()
+                        try scan.read(archive, shard: "fuzz.tar", captionField: captionField, strict: false)
+                        try scan.requireSameFields(strict: false)
+                        var made = 0
+                        try scan.samples(archive, shard: 0, captionField: captionField, store: .jpeg) { _ in made += 1 }
+                        precondition(made == scan.count, "the second pass made \(made) samples, the first kept \(scan.count)")
                     }
                 }
             case .text:

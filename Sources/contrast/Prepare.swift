@@ -444,6 +444,10 @@ struct PrepareWebDataset: ParsableCommand {
         two members of one key with the same extension, a .cls that is not an integer or a caption that is not \
         UTF-8 is skipped and counted, the first few named; --strict stops at the first. A shard that is missing \
         or ends mid-member stops the command, naming it.
+
+        The shards are read twice: first to check every sample (a byte a sample kept), which settles the \
+        shard boundaries, the test split and the skips; then to write each output shard as it fills. Memory \
+        is a shard or two, not the data set, so shards many times the memory prepare.
         """)
     @Argument(help: "The shards: a path with {000000..000099} ranges or {a,b} lists.") var pattern: String
     @Option(help: "Output folder: new or empty (see --overwrite).") var out: String

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Storage
 import TestSupport
 @testable import Data
 
@@ -234,5 +235,116 @@ private func writeTarfile(_ shards: [[Sample]], folder: String, format: String, 
         #expect(test.keys == rows.map { all[$0].key } && test.images == rows.map { all[$0].image })
         #expect(test.captions == rows.map { all[$0].caption } && test.labels == rows.map { Int64(all[$0].label) })
         #expect(train.keys == all.map(\.key).filter { !test.keys.contains($0) })
+    }
+
+    /// The second pass makes exactly the samples the first kept, from the same bytes: a shard
+    /// that changed between the passes (one byte of an image) stops it, naming the shard.
+    @Test func aShardThatChangesBetweenThePassesStops() throws {
+        let folder = temporaryDirectory("webdataset").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try writeTarfile([samples(3)], folder: folder, format: "GNU")
+        let path = folder + "/shard-000000.tar"
+        var bytes = [UInt8](try Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+        var scan = WebDatasetScan()
+        try bytes.withUnsafeBytes { try scan.read($0, shard: path, captionField: nil, strict: false) }
+        try scan.requireSameFields(strict: false)
+        var made: [WebDatasetSample] = []
+        try bytes.withUnsafeBytes { try scan.samples($0, shard: 0, captionField: nil, store: .jpeg) { made.append($0) } }
+        #expect(made.map(\.key) == ["000000", "000001", "000002"] && made.map(\.image) == samples(3).map(\.image))
+        #expect(scan.count == 3 && scan.hasCaptions && scan.hasLabels)
+        bytes[512 + 3] ^= 1   // sample 0's image (FF D8 FF E0): its content starts at byte 512
+        let changed = bytes, read = scan
+        let error = #expect(throws: DataError.self) {
+            try changed.withUnsafeBytes { try read.samples($0, shard: 0, captionField: nil, store: .jpeg) { _ in } }
+        }
+        let message = error.map { "\($0)" } ?? ""
+        #expect(message.contains("\(path): changed while preparing (read again, its bytes differ)"), "\(message)")
+    }
+
+    /// The CRC-32 of every file of a prepared data set, by path.
+    private func checksums(_ folder: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        for name in try FileManager.default.subpathsOfDirectory(atPath: folder) {
+            var isDirectory: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &isDirectory)
+            guard !isDirectory.boolValue else { continue }
+            let bytes = [UInt8](try Foundation.Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)))
+            result[name] = bytes.withUnsafeBytes { CRC32.prefixedHex(CRC32.checksum($0)) }
+        }
+        return result
+    }
+
+    /// The two-pass writer writes the bytes the writer that held every sample wrote: the files of
+    /// two prepares of one fixture (one set with a part shard; train/test with --test-fraction),
+    /// by checksum, as the previous binary (main at b07fd86) wrote them from the same tars.
+    @Test func preparedFilesAreTheBytesTheInMemoryWriterWrote() throws {
+        let folder = temporaryDirectory("webdataset").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try writeTarfile([samples(7), samples(5, prefix: "b/")], folder: folder, format: "PAX")
+        let pattern = folder + "/shard-{000000..000001}.tar"
+        let one = try runContrast(ranks: 1, ["prepare", "webdataset", pattern, "--out", folder + "/one", "--shard-size", "5"])
+        try #require(one.status == 0, "\(one.error)")
+        let split = try runContrast(ranks: 1, ["prepare", "webdataset", pattern, "--out", folder + "/split", "--shards", "2",
+                                               "--test-fraction", "0.25", "--split-seed", "3"])
+        try #require(split.status == 0, "\(split.error)")
+        let oneFiles = try checksums(folder + "/one"), splitFiles = try checksums(folder + "/split")
+        #expect(oneFiles == Self.inMemoryWriterOne, "\(oneFiles)")
+        #expect(splitFiles == Self.inMemoryWriterSplit, "\(splitFiles)")
+    }
+
+    /// The previous binary's files for the fixture above (/work/main at b07fd86, the same tars).
+    static let inMemoryWriterOne = ["dataset.json": "0xcf9b24af", "shard-00000.bin": "0xd46b62be", "shard-00001.bin": "0x3f863316",
+                                    "shard-00002.bin": "0x7be74c4f"]
+    static let inMemoryWriterSplit = ["test/dataset.json": "0xebeb15cd", "test/shard-00000.bin": "0x471fb3f8",
+                                      "test/shard-00001.bin": "0xc06cff79", "train/dataset.json": "0x8f3b24ed",
+                                      "train/shard-00000.bin": "0x37cb1a8b", "train/shard-00001.bin": "0x1dbf1078"]
+
+    /// Memory is a few shards, not the data set: 1,100 samples of 256 KiB images (288 MB, in
+    /// four tars) prepare under `ulimit -d 64 MB` (RLIMIT_DATA, as PrepareImagesTests' memory test
+    /// uses it and for the same reasons: it counts the heap and anonymous maps held samples would
+    /// take, not the tars, which are mapped read-only from their files, nor the address space the
+    /// libraries reserve). The limit bites: the same tars as one shard (--shards 1: the whole set
+    /// in one shard's buffer, as the writer before the two passes held it) stop at it. The
+    /// images are random bytes behind a JPEG signature and the set has no --size (so no decoding):
+    /// what is measured is what the prepare holds, and the test takes seconds; --store pixels
+    /// holds its decoded samples the same way, one output shard at a time.
+    @Test func prepareWritesADataSetFourTimesTheMemoryLimit() throws {
+        let limitMB = 64, count = 1_100, imageBytes = 256 * 1024
+        #expect(count * imageBytes >= 4 * limitMB * 1_000_000, "the data set is 4x the limit")
+        let root = temporaryDirectory("webdataset-big").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try runPython("""
+            import io, random, sys, tarfile
+            rng = random.Random(0)
+            count, size, tars = int(sys.argv[2]), int(sys.argv[3]), 4
+            for t in range(tars):
+                with tarfile.open(f"{sys.argv[1]}/big-{t}.tar", "w") as tar:
+                    for i in range(t * count // tars, (t + 1) * count // tars):
+                        image = b"\\xff\\xd8\\xff" + rng.randbytes(size - 3)
+                        for ext, data in [("jpg", image), ("txt", f"caption {i}".encode()), ("cls", str(i % 10).encode())]:
+                            info = tarfile.TarInfo(f"{i:05d}.{ext}"); info.size = len(data); tar.addfile(info, io.BytesIO(data))
+            open(f"{sys.argv[1]}/last.jpg", "wb").write(image)
+            """, [root, "\(count)", "\(imageBytes)"])
+        func limited(_ out: String, shards: Int) throws -> ProcessOutcome {
+            let command = [contrastExecutable.path, "prepare", "webdataset", root + "/big-{0..3}.tar", "--out", out, "--shards", "\(shards)"]
+                .map { "'\($0)'" }.joined(separator: " ")
+            return try runProcess(URL(fileURLWithPath: "/usr/bin/timeout"),
+                                  ["-s", "KILL", "300", "/bin/sh", "-c", "ulimit -d \(limitMB * 1024) && exec \(command)"],
+                                  // One OpenBLAS thread: a worker's 128 MB buffer fails under the limit and it retries at exit.
+                                  environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 320)
+        }
+        let prepared = try limited(root + "/set", shards: 64)
+        #expect(prepared.status == 0, "\(prepared.error.suffix(1500))")
+        let dataset = try ShardedDataset(directory: root + "/set")
+        #expect(dataset.manifest.sampleCount == count && dataset.manifest.field("image") != nil && dataset.shardCount == 64)
+        // The last sample reads back as the last tar holds it.
+        let last = try dataset.readShard(dataset.shardCount - 1)
+        let expected = [UInt8](try Foundation.Data(contentsOf: URL(fileURLWithPath: root + "/last.jpg")))
+        #expect(last.bytes("image", last.count - 1).map { Array($0) } == expected)
+        #expect(last.text("key", last.count - 1) == String(format: "%05d", count - 1) && last.labels?.last == Int64((count - 1) % 10))
+        #expect(last.text("caption", last.count - 1) == "caption \(count - 1)")
+        let whole = try limited(root + "/whole", shards: 1)
+        #expect(whole.status != 0, "one shard of \(count * imageBytes / 1_000_000) MB fits in \(limitMB) MB: the limit does not bite")
+        #expect(!FileManager.default.fileExists(atPath: root + "/whole"))
     }
 }
