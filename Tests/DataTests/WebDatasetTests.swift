@@ -326,12 +326,7 @@ private func writeTarfile(_ shards: [[Sample]], folder: String, format: String, 
             open(f"{sys.argv[1]}/last.jpg", "wb").write(image)
             """, [root, "\(count)", "\(imageBytes)"])
         func limited(_ out: String, shards: Int) throws -> ProcessOutcome {
-            let command = [contrastExecutable.path, "prepare", "webdataset", root + "/big-{0..3}.tar", "--out", out, "--shards", "\(shards)"]
-                .map { "'\($0)'" }.joined(separator: " ")
-            return try runProcess(URL(fileURLWithPath: "/usr/bin/timeout"),
-                                  ["-s", "KILL", "300", "/bin/sh", "-c", "ulimit -d \(limitMB * 1024) && exec \(command)"],
-                                  // One OpenBLAS thread: a worker's 128 MB buffer fails under the limit and it retries at exit.
-                                  environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 320)
+            try runContrastUnderDataLimit(["prepare", "webdataset", root + "/big-{0..3}.tar", "--out", out, "--shards", "\(shards)"], limitMB: limitMB)
         }
         let prepared = try limited(root + "/set", shards: 64)
         #expect(prepared.status == 0, "\(prepared.error.suffix(1500))")

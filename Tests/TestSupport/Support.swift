@@ -50,6 +50,15 @@ public struct ProcessOutcome {
     }
 }
 
+/// `contrast ARGUMENTS` under `ulimit -d` (RLIMIT_DATA) of `limitMB` MB, killed after 300 s, with one
+/// OpenBLAS thread: a worker's 128 MB buffer fails under the limit and it retries at exit.
+public func runContrastUnderDataLimit(_ arguments: [String], limitMB: Int) throws -> ProcessOutcome {
+    let command = ([contrastExecutable.path] + arguments).map { "'\($0)'" }.joined(separator: " ")
+    return try runProcess(URL(fileURLWithPath: "/usr/bin/timeout"),
+                          ["-s", "KILL", "300", "/bin/sh", "-c", "ulimit -d \(limitMB * 1024) && exec \(command)"],
+                          environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 320)
+}
+
 /// Runs `executable` with `arguments` from the repository root; kills it after `timeout` seconds.
 public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
                 timeout: Double = 300) throws -> ProcessOutcome {

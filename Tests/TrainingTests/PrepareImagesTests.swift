@@ -337,12 +337,8 @@ struct PrepareImagesTests {
         }
         #expect(sources < limitMB * 1_000_000 / 8, "the PNGs are small: \(sources) bytes")
         func limited(_ out: String, shards: Int) throws -> ProcessOutcome {
-            let command = [contrastExecutable.path, "prepare", "images", root + "/images", "--out", out, "--size", "\(size)",
-                           "--shards", "\(shards)", "--threads", "2"].map { "'\($0)'" }.joined(separator: " ")
-            return try runProcess(URL(fileURLWithPath: "/usr/bin/timeout"),
-                                  ["-s", "KILL", "300", "/bin/sh", "-c", "ulimit -d \(limitMB * 1024) && exec \(command)"],
-                                  // One OpenBLAS thread: a worker's 128 MB buffer fails under the limit and it retries at exit.
-                                  environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 320)
+            try runContrastUnderDataLimit(["prepare", "images", root + "/images", "--out", out, "--size", "\(size)",
+                                           "--shards", "\(shards)", "--threads", "2"], limitMB: limitMB)
         }
         let prepared = try limited(root + "/set", shards: 64)
         #expect(prepared.status == 0, "\(prepared.error.suffix(1500))")
